@@ -1,0 +1,47 @@
+"""The exception hierarchy. Pure Python: the Rust core imports these classes lazily,
+so this module must never import ``_core``."""
+
+from __future__ import annotations
+
+__all__ = [
+    "RustyBackupError",
+    "CronError",
+    "CatalogError",
+    "NoRecoveryPath",
+    "VerificationError",
+    "ConfigError",
+    "BackupError",
+    "BackupCancelled",
+]
+
+
+class RustyBackupError(Exception):
+    """Base of every error rustybackup raises on purpose."""
+
+
+class CronError(RustyBackupError, ValueError):
+    """An invalid cron expression, time zone or schedule argument."""
+
+
+class CatalogError(RustyBackupError):
+    """The catalog cannot answer or cannot be changed as asked."""
+
+
+class NoRecoveryPath(CatalogError):
+    """No chain of usable backup sets reaches the requested point in time."""
+
+
+class VerificationError(RustyBackupError):
+    """A verification could not run (not: it found corruption; that is a report)."""
+
+
+class ConfigError(RustyBackupError):
+    """Invalid configuration: a scheduler file, a job, a window or a database entry."""
+
+
+class BackupError(RustyBackupError):
+    """A backup or restore failed; nothing half-written was registered."""
+
+
+class BackupCancelled(BackupError):
+    """A backup stopped on request or at its max_duration; nothing was registered."""

@@ -1,0 +1,1 @@
+"""Hypothesis strategies for users' own property-based suites (issue 8)."""

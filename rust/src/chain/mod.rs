@@ -1,0 +1,88 @@
+//! Chain logic over catalog records: recovery paths (`recovery`) and retention
+//! (`retention`). Pure: the caller passes the records it queried; nothing here does I/O.
+
+/// What a backup set holds; mirrors Python's `BackupType` (same lower-case names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackupKind {
+    /// Every block.
+    Full,
+    /// Blocks changed since the previous set of any type in the chain.
+    Incremental,
+    /// Blocks changed since the last FULL.
+    Differential,
+    /// New files of the database's archive directory (WAL / redo logs).
+    ArchiveLog,
+}
+
+impl BackupKind {
+    /// Parses the lower-case name Python's `BackupType` uses.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "full" => Some(Self::Full),
+            "incremental" => Some(Self::Incremental),
+            "differential" => Some(Self::Differential),
+            "archive_log" => Some(Self::ArchiveLog),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name, as stored in the catalog.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+            Self::Differential => "differential",
+            Self::ArchiveLog => "archive_log",
+        }
+    }
+}
+
+/// A set's standing; mirrors Python's `SetStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetState {
+    /// Usable for recovery.
+    Available,
+    /// Verification found damage; recovery paths avoid it.
+    Corrupt,
+    /// Its pieces are gone (crosscheck); recovery paths avoid it.
+    Expired,
+}
+
+impl SetState {
+    /// Parses the lower-case name Python's `SetStatus` uses.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "available" => Some(Self::Available),
+            "corrupt" => Some(Self::Corrupt),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name, as stored in the catalog.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Corrupt => "corrupt",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// One catalog row as the chain logic needs it. Times are microseconds since the Unix
+/// epoch (UTC), so comparisons are exact and zone-free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetRecord {
+    /// The set id.
+    pub id: String,
+    /// Its backup type.
+    pub kind: BackupKind,
+    /// The set it was taken against (None for FULL and ARCHIVE_LOG).
+    pub parent: Option<String>,
+    /// When the backup started.
+    pub started_us: i64,
+    /// When it finished; `until` compares with this.
+    pub finished_us: i64,
+    /// Its standing.
+    pub state: SetState,
+}

@@ -1,0 +1,1 @@
+//! cron: pure logic, no PyO3 types (see DESIGN.md "Layout").

@@ -1,0 +1,1 @@
+//! engine: pure logic, no PyO3 types (see DESIGN.md "Layout").

@@ -1,0 +1,27 @@
+//! rustybackup's Rust core.
+//!
+//! The pure modules (`cron`, `scan`, `chain`, `engine`) carry no PyO3 types; `py` is the
+//! only bindings layer and is compiled only with the `python` feature that maturin enables.
+
+pub mod chain;
+pub mod cron;
+pub mod engine;
+pub mod scan;
+
+#[cfg(feature = "python")]
+mod py;
+
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
+
+/// The native module `rustybackup._core`: registration only; each domain registers itself.
+#[cfg(feature = "python")]
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py::cron::register(m)?;
+    py::scan::register(m)?;
+    py::chain::register(m)?;
+    py::engine::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Every Rust-to-Python error mapping lives here. The exception classes are defined in
+//! pure Python (`rustybackup/errors.py`, which never imports `_core`) and imported lazily,
+//! because `CronError` needs two bases and `create_exception!` exceptions pickle badly
+//! (PyO3/pyo3#4728).
+
+use std::io;
+use std::path::Path;
+
+use pyo3::exceptions::{
+    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError,
+    PyPermissionError,
+};
+use pyo3::prelude::*;
+
+pyo3::import_exception!(rustybackup.errors, RustyBackupError);
+pyo3::import_exception!(rustybackup.errors, CronError);
+pyo3::import_exception!(rustybackup.errors, CatalogError);
+pyo3::import_exception!(rustybackup.errors, NoRecoveryPath);
+pyo3::import_exception!(rustybackup.errors, VerificationError);
+pyo3::import_exception!(rustybackup.errors, ConfigError);
+pyo3::import_exception!(rustybackup.errors, BackupError);
+pyo3::import_exception!(rustybackup.errors, BackupCancelled);
+
+/// Turns an `io::Error` about `path` into the matching `OSError` subclass with `errno`,
+/// `strerror` and `filename` set. PyO3's own `From<io::Error>` drops the file name.
+pub fn io_error(err: &io::Error, path: &Path) -> PyErr {
+    let errno = err.raw_os_error().unwrap_or(0);
+    let strerror = match err.raw_os_error() {
+        Some(_) => strip_os_suffix(&err.to_string()),
+        None => err.to_string(),
+    };
+    let filename = path.to_string_lossy().into_owned();
+    let args = (errno, strerror, filename);
+    match err.kind() {
+        io::ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
+        io::ErrorKind::PermissionDenied => PyPermissionError::new_err(args),
+        io::ErrorKind::AlreadyExists => PyFileExistsError::new_err(args),
+        io::ErrorKind::IsADirectory => PyIsADirectoryError::new_err(args),
+        io::ErrorKind::NotADirectory => PyNotADirectoryError::new_err(args),
+        _ => PyOSError::new_err(args),
+    }
+}
+
+/// `io::Error`'s Display appends " (os error N)"; Python's OSError prints errno itself.
+fn strip_os_suffix(text: &str) -> String {
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text.to_string(),
+    }
+}

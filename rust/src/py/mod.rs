@@ -1,0 +1,10 @@
+//! The bindings layer: converts arguments, releases the GIL for data work, maps errors.
+//! One file per pure domain, plus `errors` (every Rust-to-Python error mapping) and
+//! `buffer` (the one unsafe buffer helper).
+
+pub mod buffer;
+pub mod chain;
+pub mod cron;
+pub mod engine;
+pub mod errors;
+pub mod scan;

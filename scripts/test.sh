@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The one test command: builds the extension, runs the Rust tests, the type checks,
+# pytest (hypothesis included) and a smoke run of the benches. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+# A stale _core*.so in the source package would shadow the fresh build (pydantic-core's Makefile).
+rm -f python/rustybackup/_core*.so
+
+step "install (builds the Rust extension) with the test extras"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+step "cargo test (pure Rust core, no Python)"
+cargo test --locked --quiet
+
+step "mypy --strict and stubtest"
+"$PYTHON" -m mypy python/rustybackup tests
+"$PYTHON" -m mypy.stubtest rustybackup._core --allowlist scripts/stubtest-allowlist.txt
+
+step "pytest (profile $HYPOTHESIS_PROFILE)"
+"$PYTHON" -m pytest -q -p no:cacheprovider
+
+step "benches (smoke run, timings disabled; peers missing here are reported as skips)"
+if compgen -G "benches/test_*.py" >/dev/null; then
+  "$PYTHON" -m pytest benches -q -p no:cacheprovider --benchmark-disable -rs
+else
+  echo "no benches yet"
+fi
