@@ -37,6 +37,14 @@ __all__: list[str] = [
 # Each area below appends its public names to __all__.
 
 # --- cron (issue 2) ---
+from .cron import CronField as CronField
+from .cron import CronSchedule as CronSchedule
+from .cron import daily as daily
+from .cron import hourly as hourly
+from .cron import monthly as monthly
+from .cron import weekly as weekly
+
+__all__ += ["CronField", "CronSchedule", "daily", "hourly", "monthly", "weekly"]
 
 # --- scan (issue 3) ---
 

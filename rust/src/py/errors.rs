@@ -48,3 +48,8 @@ fn strip_os_suffix(text: &str) -> String {
         None => text.to_string(),
     }
 }
+
+/// A cron engine error as `rustybackup.CronError` (a `ValueError`), message unchanged.
+pub fn cron_error(err: crate::cron::CronError) -> PyErr {
+    CronError::new_err(err.to_string())
+}

@@ -1,0 +1,539 @@
+//! One cron field: its kind (range, names), the parsed value set, whether it counts as
+//! unrestricted (Vixie cron's `DOM_STAR`/`DOW_STAR`: the field text starts with `*`), and
+//! the day-field extensions (`L`, `LW`, `nW`, `d#n`, `dL`).
+
+use super::calendar;
+use super::error::CronError;
+use super::hashed;
+
+/// Which of the five fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    /// 0-59
+    Minute,
+    /// 0-23
+    Hour,
+    /// 1-31
+    DayOfMonth,
+    /// 1-12 or JAN-DEC
+    Month,
+    /// 0-7 (0 and 7 are Sunday) or SUN-SAT
+    DayOfWeek,
+}
+
+const MONTH_NAMES: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+impl FieldKind {
+    /// All five, in expression order.
+    pub const ALL: [FieldKind; 5] =
+        [FieldKind::Minute, FieldKind::Hour, FieldKind::DayOfMonth, FieldKind::Month, FieldKind::DayOfWeek];
+
+    /// The name used in error messages and `CronField.name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldKind::Minute => "minute",
+            FieldKind::Hour => "hour",
+            FieldKind::DayOfMonth => "day-of-month",
+            FieldKind::Month => "month",
+            FieldKind::DayOfWeek => "day-of-week",
+        }
+    }
+
+    /// Smallest value accepted in the text.
+    pub fn min(self) -> u32 {
+        match self {
+            FieldKind::DayOfMonth | FieldKind::Month => 1,
+            _ => 0,
+        }
+    }
+
+    /// Largest value accepted in the text (7 for day-of-week: Vixie cron's second Sunday).
+    pub fn max(self) -> u32 {
+        match self {
+            FieldKind::Minute => 59,
+            FieldKind::Hour => 23,
+            FieldKind::DayOfMonth => 31,
+            FieldKind::Month => 12,
+            FieldKind::DayOfWeek => 7,
+        }
+    }
+
+    /// The range `H` spreads over: day-of-month stops at 28 (Jenkins) so a hashed day exists
+    /// in every month, and day-of-week at 6 so Sunday is not twice as likely.
+    fn hash_range(self) -> (u32, u32) {
+        match self {
+            FieldKind::DayOfMonth => (1, 28),
+            FieldKind::DayOfWeek => (0, 6),
+            k => (k.min(), k.max()),
+        }
+    }
+
+    fn is_day(self) -> bool {
+        matches!(self, FieldKind::DayOfMonth | FieldKind::DayOfWeek)
+    }
+
+    /// Day-of-week 7 is stored as 0 (both are Sunday).
+    fn canonical(self, v: u32) -> u32 {
+        if self == FieldKind::DayOfWeek && v == 7 {
+            0
+        } else {
+            v
+        }
+    }
+
+    fn value(self, text: &str, term: &str) -> Result<u32, CronError> {
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let v: u32 = text.parse().map_err(|_| self.out_of_range(text))?;
+            if v < self.min() || v > self.max() {
+                return Err(self.out_of_range(text));
+            }
+            return Ok(v);
+        }
+        let names: &[&str] = match self {
+            FieldKind::Month => &MONTH_NAMES,
+            FieldKind::DayOfWeek => &DAY_NAMES,
+            _ => &[],
+        };
+        let upper = text.to_ascii_uppercase();
+        if let Some(i) = names.iter().position(|n| *n == upper) {
+            return Ok(i as u32 + self.min());
+        }
+        let what = match self {
+            FieldKind::Month => "a number or a month name (JAN-DEC)",
+            FieldKind::DayOfWeek => "a number or a day name (SUN-SAT)",
+            _ => "a number",
+        };
+        if text.is_empty() {
+            return Err(CronError::field(self.name(), format!("missing value in {term:?}")));
+        }
+        Err(CronError::field(self.name(), format!("{text:?} in {term:?} is not {what}")))
+    }
+
+    fn out_of_range(self, text: &str) -> CronError {
+        CronError::field(self.name(), format!("{text} is out of range {}-{}", self.min(), self.max()))
+    }
+}
+
+/// `L`, `LW` and `nW` in the day-of-month field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct DomSpecial {
+    /// `L`: the last day of the month.
+    pub last: bool,
+    /// `LW`: the last weekday (Mon-Fri) of the month.
+    pub last_weekday: bool,
+    /// `nW`: bit n set for "the weekday nearest day n, within the month" (Quartz).
+    pub nearest_weekday: u32,
+}
+
+/// `d#n` and `dL` in the day-of-week field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct DowSpecial {
+    /// `nth[d]` has bit n-1 set for `d#n` (the n-th weekday d of the month, n = 1-5).
+    pub nth: [u8; 7],
+    /// Bit d set for `dL` (the last weekday d of the month).
+    pub last: u8,
+}
+
+impl DomSpecial {
+    fn is_empty(&self) -> bool {
+        !self.last && !self.last_weekday && self.nearest_weekday == 0
+    }
+
+    /// The days of a month of `len` days starting on weekday `first` that these select.
+    pub fn mask(&self, len: u32, first: u32) -> u32 {
+        let mut m = 0u32;
+        let wd = |day: u32| (first + day - 1) % 7;
+        if self.last {
+            m |= 1 << len;
+        }
+        if self.last_weekday {
+            let d = match wd(len) {
+                0 => len - 2,
+                6 => len - 1,
+                _ => len,
+            };
+            m |= 1 << d;
+        }
+        let mut bits = self.nearest_weekday;
+        while bits != 0 {
+            let n = bits.trailing_zeros();
+            bits &= bits - 1;
+            if n > len {
+                continue; // `31W` in a 30-day month: Quartz skips the month
+            }
+            let d = match wd(n) {
+                6 if n == 1 => 3,  // Saturday the 1st: Monday the 3rd, not last month's Friday
+                6 => n - 1,        // Saturday: the Friday before
+                0 if n == len => n - 2, // Sunday the last: the Friday before
+                0 => n + 1,        // Sunday: the Monday after
+                _ => n,
+            };
+            m |= 1 << d;
+        }
+        m
+    }
+}
+
+impl DowSpecial {
+    fn is_empty(&self) -> bool {
+        self.last == 0 && self.nth.iter().all(|n| *n == 0)
+    }
+
+    /// The days of a month of `len` days starting on weekday `first` that these select.
+    pub fn mask(&self, len: u32, first: u32) -> u32 {
+        let mut m = 0u32;
+        for d in 0..7u32 {
+            let nth = self.nth[d as usize];
+            let last = self.last & (1 << d) != 0;
+            if nth == 0 && !last {
+                continue;
+            }
+            let first_day = 1 + (d + 7 - first) % 7;
+            for n in 0..5u32 {
+                let day = first_day + 7 * n;
+                if day <= len && nth & (1 << n) != 0 {
+                    m |= 1 << day;
+                }
+            }
+            if last {
+                m |= 1 << (first_day + 7 * ((len - first_day) / 7));
+            }
+        }
+        m
+    }
+}
+
+/// One parsed field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Field {
+    /// Which field this is.
+    pub kind: FieldKind,
+    /// Bit v set when value v matches (day-of-week 7 folded into 0).
+    pub bits: u64,
+    /// The text starts with `*` (or `?`): Vixie cron treats the field as unrestricted for
+    /// the day rule, and as "wildcard" for DST handling.
+    pub star: bool,
+    /// Day-of-month extensions.
+    pub dom: DomSpecial,
+    /// Day-of-week extensions.
+    pub dow: DowSpecial,
+}
+
+/// Bits lo..=hi.
+fn span_bits(lo: u32, hi: u32) -> u64 {
+    if hi < lo {
+        return 0;
+    }
+    (u64::MAX >> (63 - hi)) & (u64::MAX << lo)
+}
+
+impl Field {
+    /// Parses one field's text. `seed` feeds `H`.
+    pub fn parse(kind: FieldKind, text: &str, seed: &str) -> Result<Field, CronError> {
+        let mut f = Field { kind, bits: 0, star: false, dom: DomSpecial::default(), dow: DowSpecial::default() };
+        if text.is_empty() {
+            return Err(CronError::field(kind.name(), "empty field"));
+        }
+        f.star = text.starts_with('*') || text.starts_with('?');
+        for term in text.split(',') {
+            f.parse_term(term, text, seed)?;
+        }
+        Ok(f)
+    }
+
+    fn parse_term(&mut self, term: &str, whole: &str, seed: &str) -> Result<(), CronError> {
+        let kind = self.kind;
+        let name = kind.name();
+        if term.is_empty() {
+            return Err(CronError::field(name, format!("empty item in {whole:?}")));
+        }
+        let upper = term.to_ascii_uppercase();
+        // Day-of-month extensions.
+        if kind == FieldKind::DayOfMonth {
+            if upper == "L" {
+                self.dom.last = true;
+                return Ok(());
+            }
+            if upper == "LW" || upper == "WL" {
+                self.dom.last_weekday = true;
+                return Ok(());
+            }
+            if let Some(n) = upper.strip_suffix('W') {
+                let v = kind.value(n, term)?;
+                self.dom.nearest_weekday |= 1 << v;
+                return Ok(());
+            }
+        }
+        if upper == "L" && kind != FieldKind::DayOfMonth {
+            return Err(CronError::field(name, format!("{term:?}: L alone is only allowed in day-of-month")));
+        }
+        // Day-of-week extensions.
+        if let Some((d, n)) = upper.split_once('#') {
+            if kind != FieldKind::DayOfWeek {
+                return Err(CronError::field(name, format!("{term:?}: '#' is only allowed in day-of-week")));
+            }
+            let d = kind.canonical(kind.value(d, term)?);
+            let nth: u32 = match n.parse() {
+                Ok(v) if (1..=5).contains(&v) && n.bytes().all(|b| b.is_ascii_digit()) => v,
+                _ => return Err(CronError::field(name, format!("{n:?} in {term:?} is not a week number 1-5"))),
+            };
+            self.dow.nth[d as usize] |= 1 << (nth - 1);
+            return Ok(());
+        }
+        if kind == FieldKind::DayOfWeek && upper.len() > 1 && upper.ends_with('L') {
+            let d = kind.canonical(kind.value(&term[..term.len() - 1], term)?);
+            self.dow.last |= 1 << d;
+            return Ok(());
+        }
+        // Ranges, steps, wildcards, hashes.
+        let (base, step) = match term.split_once('/') {
+            Some((b, s)) => {
+                let span = kind.max() - kind.min() + 1;
+                let step = match s.parse::<u32>() {
+                    Ok(v) if s.bytes().all(|b| b.is_ascii_digit()) => v,
+                    _ => return Err(CronError::field(name, format!("step {s:?} in {term:?} is not a number"))),
+                };
+                if step == 0 || step > span {
+                    return Err(CronError::field(
+                        name,
+                        format!("step {step} in {term:?} is out of range 1-{span}"),
+                    ));
+                }
+                (b, Some(step))
+            }
+            None => (term, None),
+        };
+        let ubase = base.to_ascii_uppercase();
+        let (lo, hi) = if base == "*" || base == "?" {
+            if base == "?" && !kind.is_day() {
+                return Err(CronError::field(name, format!("{term:?}: '?' is only allowed in day-of-month and day-of-week")));
+            }
+            (kind.min(), kind.max())
+        } else if ubase == "H" || ubase.starts_with("H(") {
+            let (hlo, hhi) = if ubase == "H" {
+                kind.hash_range()
+            } else {
+                let inner = ubase
+                    .strip_prefix("H(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| CronError::field(name, format!("{term:?}: expected H or H(a-b)")))?;
+                let (a, b) = inner
+                    .split_once('-')
+                    .ok_or_else(|| CronError::field(name, format!("{term:?}: expected H(a-b)")))?;
+                let (a, b) = (kind.value(a, term)?, kind.value(b, term)?);
+                if b < a {
+                    return Err(CronError::field(name, format!("range {a}-{b} is reversed")));
+                }
+                (a, b)
+            };
+            match step {
+                None => {
+                    let v = hlo + hashed::pick(seed, kind, hhi - hlo + 1);
+                    self.add(v, v, 1);
+                }
+                Some(s) => {
+                    let start = hlo + hashed::pick(seed, kind, s.min(hhi - hlo + 1));
+                    self.add(start, hhi, s);
+                }
+            }
+            return Ok(());
+        } else if let Some((a, b)) = base.split_once('-') {
+            let (va, vb) = (kind.value(a, term)?, kind.value(b, term)?);
+            if vb < va {
+                return Err(CronError::field(name, format!("range {a}-{b} is reversed")));
+            }
+            (va, vb)
+        } else {
+            let v = kind.value(base, term)?;
+            // `a/n` means a, a+n, ... up to the end of the range (Vixie and cronie).
+            if step.is_some() {
+                (v, kind.max())
+            } else {
+                (v, v)
+            }
+        };
+        self.add(lo, hi, step.unwrap_or(1));
+        Ok(())
+    }
+
+    fn add(&mut self, lo: u32, hi: u32, step: u32) {
+        let mut v = lo;
+        while v <= hi {
+            self.bits |= 1 << self.kind.canonical(v);
+            v += step;
+        }
+    }
+
+    /// Sorted matching values (day-of-week 0-6), not counting the day extensions.
+    pub fn values(&self) -> Vec<u32> {
+        (0..64).filter(|v| self.bits & (1u64 << v) != 0).collect()
+    }
+
+    /// True when the field has day extensions (`L`, `W`, `#`).
+    pub fn has_special(&self) -> bool {
+        !self.dom.is_empty() || !self.dow.is_empty()
+    }
+
+    /// The normalized text: sorted values with runs as ranges, `*` or `*/n` kept when the
+    /// field was written with a star (it changes the day rule and DST handling), extensions last.
+    pub fn normalized(&self) -> String {
+        let kind = self.kind;
+        let mut parts: Vec<String> = Vec::new();
+        let mut rest = self.bits;
+        if self.star {
+            let (lo, hi) = (kind.min(), kind.max());
+            // The smallest step whose progression from the start lies inside the set; every
+            // star field has one (its own), so re-parsing gives the same set and flag.
+            let mut chosen = hi - lo + 1;
+            for step in 1..=hi - lo + 1 {
+                let prog = self.progression(lo, hi, step);
+                if prog & self.bits == prog && prog != 0 {
+                    chosen = step;
+                    break;
+                }
+            }
+            let prog = self.progression(lo, hi, chosen);
+            rest &= !prog;
+            parts.push(if chosen == 1 { "*".to_string() } else { format!("*/{chosen}") });
+        }
+        let values: Vec<u32> = (0..64).filter(|v| rest & (1u64 << v) != 0).collect();
+        let mut i = 0;
+        while i < values.len() {
+            let mut j = i;
+            while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+                j += 1;
+            }
+            if j >= i + 2 {
+                parts.push(format!("{}-{}", values[i], values[j]));
+            } else {
+                for v in &values[i..=j] {
+                    parts.push(v.to_string());
+                }
+            }
+            i = j + 1;
+        }
+        if self.dom.last {
+            parts.push("L".into());
+        }
+        if self.dom.last_weekday {
+            parts.push("LW".into());
+        }
+        for n in 1..32 {
+            if self.dom.nearest_weekday & (1 << n) != 0 {
+                parts.push(format!("{n}W"));
+            }
+        }
+        for d in 0..7 {
+            for n in 0..5 {
+                if self.dow.nth[d] & (1 << n) != 0 {
+                    parts.push(format!("{d}#{}", n + 1));
+                }
+            }
+        }
+        for d in 0..7 {
+            if self.dow.last & (1 << d) != 0 {
+                parts.push(format!("{d}L"));
+            }
+        }
+        parts.join(",")
+    }
+
+    fn progression(&self, lo: u32, hi: u32, step: u32) -> u64 {
+        let mut m = 0u64;
+        let mut v = lo;
+        while v <= hi {
+            m |= 1 << self.kind.canonical(v);
+            v += step;
+        }
+        m
+    }
+
+    /// True when every value of the field's range matches (`*`).
+    pub fn is_full(&self) -> bool {
+        let (lo, hi) = (self.kind.min(), self.kind.max().min(if self.kind == FieldKind::DayOfWeek { 6 } else { 63 }));
+        self.bits & span_bits(lo, hi) == span_bits(lo, hi)
+    }
+}
+
+/// Days 1..=len that fall on a weekday in `dow_bits` (bit 0 = Sunday), for a month whose
+/// first day is weekday `first`.
+pub fn weekly_mask(dow_bits: u8, len: u32, first: u32) -> u32 {
+    // Rotate the week so bit 0 is the weekday of day 1, then repeat it five times.
+    let w = u64::from(dow_bits & 0x7f);
+    let rot = ((w >> first) | (w << (7 - first))) & 0x7f;
+    let rep = rot | rot << 7 | rot << 14 | rot << 21 | rot << 28;
+    ((rep << 1) as u32) & month_days(len)
+}
+
+/// Bits 1..=len.
+pub fn month_days(len: u32) -> u32 {
+    (u32::MAX >> (31 - len)) & !1
+}
+
+/// Weekday of the 1st of a month, cron numbering.
+pub fn first_weekday(year: i32, month: u32) -> u32 {
+    calendar::weekday(year, month, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(kind: FieldKind, t: &str) -> Result<Field, CronError> {
+        Field::parse(kind, t, "")
+    }
+
+    #[test]
+    fn parses_lists_ranges_and_steps() {
+        assert_eq!(p(FieldKind::Minute, "1,5-7,*/20").unwrap().values(), vec![0, 1, 5, 6, 7, 20, 40]);
+        assert_eq!(p(FieldKind::Hour, "3/8").unwrap().values(), vec![3, 11, 19]);
+        assert_eq!(p(FieldKind::Minute, "10-30/10").unwrap().values(), vec![10, 20, 30]);
+        assert_eq!(p(FieldKind::DayOfWeek, "7").unwrap().values(), vec![0]);
+        assert_eq!(p(FieldKind::DayOfWeek, "mon-FRI").unwrap().values(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(p(FieldKind::Month, "jan,Dec").unwrap().values(), vec![1, 12]);
+    }
+
+    #[test]
+    fn reports_field_and_text() {
+        let e = p(FieldKind::Minute, "61").unwrap_err().to_string();
+        assert_eq!(e, "minute: 61 is out of range 0-59");
+        let e = p(FieldKind::DayOfWeek, "5-1").unwrap_err().to_string();
+        assert_eq!(e, "day-of-week: range 5-1 is reversed");
+        assert!(p(FieldKind::Minute, "?").unwrap_err().to_string().contains("only allowed in day"));
+        assert!(p(FieldKind::Minute, "*/0").unwrap_err().to_string().contains("step 0"));
+        assert!(p(FieldKind::Hour, "1,,2").unwrap_err().to_string().contains("empty item"));
+        assert!(p(FieldKind::DayOfMonth, "5#2").unwrap_err().to_string().contains("'#'"));
+        assert!(p(FieldKind::DayOfWeek, "5#6").unwrap_err().to_string().contains("week number"));
+        assert!(p(FieldKind::Month, "FOO").unwrap_err().to_string().contains("month name"));
+    }
+
+    #[test]
+    fn normalizes_and_keeps_the_star() {
+        assert_eq!(p(FieldKind::Minute, "*/15").unwrap().normalized(), "*/15");
+        assert_eq!(p(FieldKind::Minute, "0,15,30,45").unwrap().normalized(), "0,15,30,45");
+        assert_eq!(p(FieldKind::Minute, "*/15,7").unwrap().normalized(), "*/15,7");
+        assert_eq!(p(FieldKind::DayOfWeek, "*/7").unwrap().normalized(), "*/7");
+        assert_eq!(p(FieldKind::DayOfWeek, "?").unwrap().normalized(), "*");
+        assert_eq!(p(FieldKind::Hour, "1-5,7,9,10").unwrap().normalized(), "1-5,7,9,10");
+        assert_eq!(p(FieldKind::DayOfMonth, "l,15W,LW").unwrap().normalized(), "L,LW,15W");
+        assert_eq!(p(FieldKind::DayOfWeek, "fri#3,5L").unwrap().normalized(), "5#3,5L");
+    }
+
+    #[test]
+    fn day_extensions_pick_the_right_days() {
+        // A 30-day month starting on a Monday (e.g. September 2025).
+        let dom = p(FieldKind::DayOfMonth, "L").unwrap().dom;
+        assert_eq!(dom.mask(30, 1), 1 << 30);
+        // 2025-11: starts Saturday, 30 days; the 30th is a Sunday, last weekday Friday 28.
+        assert_eq!(p(FieldKind::DayOfMonth, "LW").unwrap().dom.mask(30, 6), 1 << 28);
+        // 1W when the 1st is a Saturday -> Monday the 3rd.
+        assert_eq!(p(FieldKind::DayOfMonth, "1W").unwrap().dom.mask(30, 6), 1 << 3);
+        // 15W when the 15th is a Saturday (month starting Saturday) -> Friday 14.
+        assert_eq!(p(FieldKind::DayOfMonth, "15W").unwrap().dom.mask(30, 6), 1 << 14);
+        // Third Friday of a month starting on Saturday: 7, 14, 21.
+        assert_eq!(p(FieldKind::DayOfWeek, "5#3").unwrap().dow.mask(30, 6), 1 << 21);
+        assert_eq!(p(FieldKind::DayOfWeek, "5L").unwrap().dow.mask(30, 6), 1 << 28);
+        assert_eq!(weekly_mask(1 << 1, 30, 1), (1 << 1) | (1 << 8) | (1 << 15) | (1 << 22) | (1 << 29));
+    }
+}

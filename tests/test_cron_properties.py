@@ -1,0 +1,200 @@
+"""Property tests: croniter and cronsim as oracles, a brute-force minute-stepping oracle for
+the DST rules, prev/next consistency, str and pickle round-trips, and a fuzz property."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from rustybackup import CronError, CronSchedule
+
+from cron_reference import brute_next
+
+croniter_mod = pytest.importorskip("croniter")
+cronsim_mod = pytest.importorskip("cronsim")
+
+UTC = timezone.utc
+DST_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Europe/London", "America/Santiago"]
+
+
+def _term(lo: int, hi: int) -> st.SearchStrategy[str]:
+    value = st.integers(lo, hi)
+    return st.one_of(
+        value.map(str),
+        # (croniter reads the one-value day-of-week range "0-0" as every day; keep a < b)
+        st.tuples(value, value).filter(lambda ab: ab[0] != ab[1]).map(lambda ab: f"{min(ab)}-{max(ab)}"),
+        # (cronsim reads a one-value range with a step, "5-5/2", as "5/2"; keep a < b)
+        st.tuples(value, value, st.integers(1, hi - lo + 1))
+        .filter(lambda a: a[0] != a[1])
+        .map(lambda a: f"{min(a[:2])}-{max(a[:2])}/{a[2]}"),
+    )
+
+
+def _field(lo: int, hi: int, star_steps: bool = True) -> st.SearchStrategy[str]:
+    stars = [st.just("*")]
+    if star_steps:
+        stars.append(st.integers(1, hi - lo + 1).map(lambda n: f"*/{n}"))
+    return st.one_of(*stars, st.lists(_term(lo, hi), min_size=1, max_size=3).map(",".join))
+
+
+def expressions(star_steps_in_days: bool = True) -> st.SearchStrategy[str]:
+    return st.tuples(
+        _field(0, 59),
+        _field(0, 23),
+        _field(1, 31, star_steps_in_days),
+        _field(1, 12),
+        _field(0, 6, star_steps_in_days),
+    ).map(" ".join)
+
+
+def instants(lo: int = 1970, hi: int = 2199) -> st.SearchStrategy[datetime]:
+    return st.datetimes(datetime(lo, 1, 1), datetime(hi, 12, 31)).map(lambda d: d.replace(tzinfo=UTC))
+
+
+def schedule_or_none(expr: str, tz: str = "UTC") -> CronSchedule | None:
+    try:
+        return CronSchedule(expr, tz)
+    except CronError as exc:
+        assert "can never fire" in str(exc), exc
+        return None
+
+
+@given(expressions(), instants())
+def test_next_after_agrees_with_cronsim_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    expected = next(cronsim_mod.CronSim(expr, t))
+    assert s.next_after(t) == expected
+
+
+@given(expressions(), instants())
+def test_prev_before_agrees_with_cronsim_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    expected = next(cronsim_mod.CronSim(expr, t, reverse=True))
+    assert s.prev_before(t) == expected
+
+
+# croniter treats a '*/n' day field as restricted (Vixie does not), so it is compared on
+# expressions whose day fields are '*' or do not start with '*'; that rule has hand cases.
+@given(expressions(star_steps_in_days=False), instants())
+def test_next_after_agrees_with_croniter_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    expected = croniter_mod.croniter(expr, t).get_next(datetime)
+    assert s.next_after(t) == expected
+
+
+@settings(max_examples=40)
+@given(
+    st.sampled_from(["*/7 * * * *", "30 2 * * *", "0,30 1,2 * * *", "*/20 1-3 * * *", "15 * * * *",
+                     "45 1 * * 0", "0 */2 * * *", "30 2 * * 1-5", "* 2 * * *", "0 0,2 L * *"]),
+    st.sampled_from(DST_ZONES),
+    st.datetimes(datetime(1975, 1, 1), datetime(2099, 1, 1)),
+    st.booleans(),
+)
+def test_next_after_agrees_with_the_brute_force_dst_oracle(expr: str, zone: str, t: datetime, near: bool) -> None:
+    z = ZoneInfo(zone)
+    start = t.replace(tzinfo=z)
+    if near:
+        # move next to this year's transitions, where the rules matter
+        jan = datetime(t.year, 1, 1, tzinfo=UTC)
+        offsets = [(jan + timedelta(days=d)).astimezone(z).utcoffset() for d in range(0, 366, 1)]
+        changes = [d for d in range(1, len(offsets)) if offsets[d] != offsets[d - 1]]
+        assume(changes)
+        start = (jan + timedelta(days=changes[t.minute % len(changes)] - 1, minutes=t.second * 30)).astimezone(z)
+    s = CronSchedule(expr, z)
+    expected = brute_next(expr, z, start, 60 * 24 * 3)
+    got = s.next_after(start)
+    if expected is None:
+        assert got.astimezone(UTC) > start.astimezone(UTC) + timedelta(days=3) - timedelta(minutes=1)
+    else:
+        assert got.astimezone(UTC) == expected
+
+
+@given(expressions(), st.sampled_from(["UTC", *DST_ZONES]), instants(1971, 2098))
+def test_next_after_then_prev_before_round_trips(expr: str, zone: str, t: datetime) -> None:
+    s = schedule_or_none(expr, zone)
+    assume(s is not None)
+    assert s is not None
+    nxt = s.next_after(t)
+    assert nxt.astimezone(UTC) > t
+    assert s.matches(nxt)
+    back = s.prev_before(nxt)
+    assert back.astimezone(UTC) <= t
+    assert s.next_after(back).astimezone(UTC) == nxt.astimezone(UTC)
+
+
+@given(expressions(), st.sampled_from(["UTC", *DST_ZONES]), st.text(max_size=8))
+def test_str_and_pickle_round_trip(expr: str, zone: str, seed: str) -> None:
+    s = schedule_or_none(expr, zone)
+    assume(s is not None)
+    assert s is not None
+    again = CronSchedule(str(s), zone)
+    assert again == s and hash(again) == hash(s) and str(again) == str(s)
+    assert pickle.loads(pickle.dumps(s)) == s
+
+
+ALPHABET = "0123456789*/-,?#LWH() @abcdefghijklmnopqrstuvwxyzJANFEBMONSUN\t\n"
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(), st.text(alphabet=ALPHABET, max_size=40)), st.text(max_size=5))
+def test_arbitrary_text_only_ever_raises_cron_error(text: str, seed: str) -> None:
+    try:
+        s = CronSchedule(text, seed=seed)
+    except CronError:
+        return
+    # whatever parses must search, normalize and describe without error
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    assert s.next_after(t) > t
+    assert s.prev_before(t) < t
+    assert CronSchedule(str(s)) == s
+    assert s.describe()
+
+
+@given(st.text(max_size=30))
+def test_arbitrary_zone_names_only_raise_cron_error(name: str) -> None:
+    try:
+        CronSchedule("* * * * *", name)
+    except CronError as exc:
+        assert "time zone" in str(exc)
+    except ValueError:  # zoneinfo rejects some keys itself before lookup (e.g. absolute paths)
+        raise
+
+
+def _no_transition_between(zone: ZoneInfo, a: datetime, b: datetime) -> bool:
+    """True when the zone's offset is the same at every half day from a-1d to b+1d."""
+    step = timedelta(hours=12)
+    cur = a - timedelta(days=1)
+    first = cur.astimezone(zone).utcoffset()
+    while cur <= b + timedelta(days=1):
+        if cur.astimezone(zone).utcoffset() != first:
+            return False
+        cur += step
+    return True
+
+
+# Away from transitions both peers agree with the DST-free meaning; at transitions they
+# differ from each other, and DESIGN.md decides (test_cron_dst.py and the brute-force oracle).
+@given(expressions(star_steps_in_days=False), st.sampled_from(DST_ZONES), instants(1971, 2098))
+def test_next_after_agrees_with_both_peers_in_dst_zones_away_from_transitions(
+    expr: str, zone: str, t: datetime
+) -> None:
+    s = schedule_or_none(expr, zone)
+    assume(s is not None)
+    assert s is not None
+    z = ZoneInfo(zone)
+    local = t.astimezone(z)
+    got = s.next_after(local)
+    assume(got - local < timedelta(days=60) and _no_transition_between(z, t, got.astimezone(UTC)))
+    assert got == next(cronsim_mod.CronSim(expr, local))
+    assert got == croniter_mod.croniter(expr, local).get_next(datetime)
