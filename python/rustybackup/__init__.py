@@ -47,6 +47,13 @@ from .cron import weekly as weekly
 __all__ += ["CronField", "CronSchedule", "daily", "hourly", "monthly", "weekly"]
 
 # --- scan (issue 3) ---
+from ._core import FileScan as FileScan  # noqa: E402
+from ._core import hash_bytes as hash_bytes  # noqa: E402
+from ._core import hash_file as hash_file  # noqa: E402
+from ._core import hash_files as hash_files  # noqa: E402
+from ._core import scan_file as scan_file  # noqa: E402
+
+__all__ += ["FileScan", "hash_bytes", "hash_file", "hash_files", "scan_file"]
 
 # --- repository, catalog, backups (issue 4) ---
 

@@ -52,4 +52,31 @@ fn strip_os_suffix(text: &str) -> String {
 /// A cron engine error as `rustybackup.CronError` (a `ValueError`), message unchanged.
 pub fn cron_error(err: crate::cron::CronError) -> PyErr {
     CronError::new_err(err.to_string())
+/// Maps a scan-core error: I/O keeps errno and path, a size change is an `OSError` naming
+/// the file (the same family as the read errors a batch already handles), bad arguments
+/// are `ValueError`s, a cancel is `BackupCancelled`.
+pub fn scan_error(err: crate::scan::ScanError) -> PyErr {
+    use crate::scan::ScanError;
+    match err {
+        ScanError::Io { ref path, ref source } => io_error(source, path),
+        ScanError::SizeChanged { ref path, expected, found } => {
+            // OSError prints the path itself ("[Errno 5] ...: '/path'"), so leave it out here.
+            let what = match found {
+                crate::scan::SizeChange::Shrunk(n) => format!("end of file after {n}"),
+                crate::scan::SizeChange::Grew => "more data followed".to_string(),
+            };
+            let strerror = format!("file changed size while being read (was {expected} bytes at open, {what})");
+            PyOSError::new_err((libc_eio(), strerror, path.to_string_lossy().into_owned()))
+        }
+        ScanError::InvalidBlockSize(_) | ScanError::UnknownAlgorithm(_) => {
+            pyo3::exceptions::PyValueError::new_err(err.to_string())
+        }
+        ScanError::ThreadPool(_) => pyo3::exceptions::PyRuntimeError::new_err(err.to_string()),
+        ScanError::Cancelled { .. } => BackupCancelled::new_err(err.to_string()),
+    }
+}
+
+/// `EIO`: "the file changed under us" is an I/O condition scripts already treat as one.
+fn libc_eio() -> i32 {
+    5
 }
