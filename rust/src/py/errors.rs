@@ -48,3 +48,12 @@ fn strip_os_suffix(text: &str) -> String {
         None => text.to_string(),
     }
 }
+
+/// Maps the chain logic's errors: no recovery path -> `NoRecoveryPath`, an inconsistent
+/// catalog (duplicate ids, unknown set, missing parent, cycle) -> `CatalogError`.
+pub fn chain_error(err: crate::chain::ChainError) -> PyErr {
+    match err {
+        crate::chain::ChainError::NoRecoveryPath(_) => NoRecoveryPath::new_err(err.to_string()),
+        _ => CatalogError::new_err(err.to_string()),
+    }
+}

@@ -1,0 +1,1 @@
+//! Retention: which sets a policy keeps, each decision with a reason a human can check.
