@@ -52,4 +52,44 @@ def recovery_chain(sets: Iterable[_SetRow], set_id: str, /) -> list[str]:
             two rows sharing an id.
     """
 
+def retention_plan(
+    sets: Iterable[_SetRow],
+    /,
+    now_us: int,
+    *,
+    redundancy: int | None = None,
+    window_us: int | None = None,
+    keep_last: int = 0,
+    keep_hourly: int = 0,
+    keep_daily: int = 0,
+    keep_weekly: int = 0,
+    keep_monthly: int = 0,
+    keep_yearly: int = 0,
+    tz: str = "UTC",
+    protected: Iterable[str] = (),
+    force: bool = False,
+) -> list[tuple[bool, str]]:
+    """Per set, in input order, ``(keep, reason)`` under the union of the rules given.
+
+    - ``redundancy``: the n newest AVAILABLE FULLs and everything finished since the n-th;
+    - ``window_us``: every instant of ``[now_us - window_us, now_us]`` stays recoverable:
+      the newest AVAILABLE FULL finished at or before the window start (the point of
+      recoverability) and everything since. Not "delete what is older than the window";
+    - ``keep_*`` (restic/borg): usable restore points newest first, the newest of each of the
+      N most recent hours/days/ISO weeks/months/years that have one, in zone ``tz``;
+      ``keep_last`` the N newest points;
+    - ``protected`` ids (being read by a restore or verification) stay.
+
+    Safety rules on top: a kept set keeps its whole parent chain; ARCHIVE_LOG sets that make
+    a kept point consistent or roll forward through a promised range stay; the last usable
+    FULL stays unless ``force``; a CORRUPT/EXPIRED set is not left as the oldest survivor
+    while an older usable FULL exists. A deleted set's reason starts with "obsolete:".
+
+    Raises:
+        ValueError: a rule out of range (redundancy < 1, window_us <= 0, a negative count),
+            no rule at all, or an unknown zone.
+        CatalogError: two rows share an id.
+        TypeError, ValueError: a malformed row; the message names its position and field.
+    """
+
 # --- engine (issue 4) ---

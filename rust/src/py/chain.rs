@@ -4,9 +4,12 @@
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use std::collections::HashSet;
+
+use pyo3::types::{PyBool, PyList, PyString, PyTuple};
 
 use super::errors::chain_error;
+use crate::chain::retention::{self, KeepCounts, Policy};
 use crate::chain::recovery;
 use crate::chain::{BackupKind, SetRef, SetState};
 
@@ -16,6 +19,7 @@ const ROW_SHAPE: &str = "(id, kind, parent_id, started_us, finished_us, status)"
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recovery_path, m)?)?;
     m.add_function(wrap_pyfunction!(recovery_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(retention_plan, m)?)?;
     Ok(())
 }
 
@@ -46,6 +50,79 @@ fn recovery_chain<'py>(py: Python<'py>, sets: &Bound<'py, PyAny>, set_id: &str) 
         .detach(|| recovery::recovery_chain(&rows, set_id))
         .map_err(chain_error)?;
     ids_of(py, &tuples, &chain)
+}
+
+/// Per set, in input order, `(keep, reason)` under a combined policy (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (
+    sets, /, now_us, *, redundancy = None, window_us = None, keep_last = 0, keep_hourly = 0, keep_daily = 0,
+    keep_weekly = 0, keep_monthly = 0, keep_yearly = 0, tz = "UTC", protected = Vec::new(), force = false
+))]
+#[allow(clippy::too_many_arguments)]
+fn retention_plan<'py>(
+    py: Python<'py>,
+    sets: &Bound<'py, PyAny>,
+    now_us: i64,
+    redundancy: Option<i64>,
+    window_us: Option<i64>,
+    keep_last: i64,
+    keep_hourly: i64,
+    keep_daily: i64,
+    keep_weekly: i64,
+    keep_monthly: i64,
+    keep_yearly: i64,
+    tz: &str,
+    protected: Vec<String>,
+    force: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let count = |name: &str, value: i64, least: i64| -> PyResult<u32> {
+        if value < least || value > i64::from(u32::MAX) {
+            return Err(PyValueError::new_err(format!("{name} must be between {least} and {}, not {value}", u32::MAX)));
+        }
+        Ok(value as u32)
+    };
+    let keep = KeepCounts {
+        last: count("keep_last", keep_last, 0)?,
+        hourly: count("keep_hourly", keep_hourly, 0)?,
+        daily: count("keep_daily", keep_daily, 0)?,
+        weekly: count("keep_weekly", keep_weekly, 0)?,
+        monthly: count("keep_monthly", keep_monthly, 0)?,
+        yearly: count("keep_yearly", keep_yearly, 0)?,
+    };
+    let redundancy = redundancy.map(|n| count("redundancy", n, 1)).transpose()?;
+    if let Some(w) = window_us.filter(|&w| w <= 0) {
+        return Err(PyValueError::new_err(format!("window_us must be positive, not {w}")));
+    }
+    if redundancy.is_none() && window_us.is_none() && keep == KeepCounts::default() {
+        return Err(PyValueError::new_err(
+            "the retention policy keeps nothing: give redundancy, window_us or a positive keep_* count",
+        ));
+    }
+    let tz = tz.parse().map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
+    let policy = Policy { redundancy, window_us, keep, tz };
+    let tuples = collect_tuples(sets)?;
+    let rows = borrow_rows(&tuples)?;
+    let plan = py.detach(|| {
+        let protected: HashSet<&str> = protected.iter().map(String::as_str).collect();
+        retention::retention_plan(&rows, &policy, now_us, &protected, force)
+    });
+    let plan = plan.map_err(chain_error)?;
+    // Neighbouring sets often share a reason ("inside the 7-day window"): build each run once.
+    let mut previous: Option<(&str, Bound<'py, PyString>)> = None;
+    let mut items = Vec::with_capacity(plan.len());
+    for decision in &plan {
+        let text = match &previous {
+            Some((s, obj)) if *s == decision.reason => obj.clone(),
+            _ => {
+                let obj = PyString::new(py, &decision.reason);
+                previous = Some((&decision.reason, obj.clone()));
+                obj
+            }
+        };
+        let flag = PyBool::new(py, decision.keep).to_owned().into_any();
+        items.push(PyTuple::new(py, [flag, text.into_any()])?);
+    }
+    PyList::new(py, items)
 }
 
 /// Holds a strong reference to every row tuple, so the strings borrowed from them stay
