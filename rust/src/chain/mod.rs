@@ -86,3 +86,117 @@ pub struct SetRecord {
     /// Its standing.
     pub state: SetState,
 }
+
+impl BackupKind {
+    /// FULL, INCREMENTAL and DIFFERENTIAL hold blocks and form chains; ARCHIVE_LOG does not.
+    pub fn is_data(self) -> bool {
+        !matches!(self, Self::ArchiveLog)
+    }
+
+    /// The upper-case name used in messages ("needed by INCREMENTAL x"), as RMAN prints levels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Incremental => "INCREMENTAL",
+            Self::Differential => "DIFFERENTIAL",
+            Self::ArchiveLog => "ARCHIVE_LOG",
+        }
+    }
+}
+
+impl SetState {
+    /// The upper-case name used in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Available => "AVAILABLE",
+            Self::Corrupt => "CORRUPT",
+            Self::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// Read access to one catalog row. The chain logic is generic over it, so the bindings can
+/// hand in rows that borrow the caller's strings ([`SetRef`]) and the engine can use owned
+/// [`SetRecord`]s, without copying either into the other.
+pub trait ChainRecord {
+    /// The set id.
+    fn id(&self) -> &str;
+    /// Its backup type.
+    fn kind(&self) -> BackupKind;
+    /// The id of the set it was taken against, if any.
+    fn parent(&self) -> Option<&str>;
+    /// Start, µs since the epoch (UTC).
+    fn started_us(&self) -> i64;
+    /// Finish, µs since the epoch (UTC).
+    fn finished_us(&self) -> i64;
+    /// Its standing.
+    fn state(&self) -> SetState;
+}
+
+impl ChainRecord for SetRecord {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> BackupKind {
+        self.kind
+    }
+    fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+    fn started_us(&self) -> i64 {
+        self.started_us
+    }
+    fn finished_us(&self) -> i64 {
+        self.finished_us
+    }
+    fn state(&self) -> SetState {
+        self.state
+    }
+}
+
+/// A catalog row that borrows its strings (from Python objects kept alive by the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetRef<'a> {
+    /// The set id.
+    pub id: &'a str,
+    /// Its backup type.
+    pub kind: BackupKind,
+    /// The set it was taken against.
+    pub parent: Option<&'a str>,
+    /// Start, µs since the epoch (UTC).
+    pub started_us: i64,
+    /// Finish, µs since the epoch (UTC).
+    pub finished_us: i64,
+    /// Its standing.
+    pub state: SetState,
+}
+
+impl ChainRecord for SetRef<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+    fn kind(&self) -> BackupKind {
+        self.kind
+    }
+    fn parent(&self) -> Option<&str> {
+        self.parent
+    }
+    fn started_us(&self) -> i64 {
+        self.started_us
+    }
+    fn finished_us(&self) -> i64 {
+        self.finished_us
+    }
+    fn state(&self) -> SetState {
+        self.state
+    }
+}
+
+mod error;
+mod index;
+pub mod recovery;
+pub mod retention;
+mod time;
+
+pub use error::ChainError;
+pub use index::ChainIndex;

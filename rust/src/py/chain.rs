@@ -1,8 +1,227 @@
-//! Bindings for `crate::chain`.
+//! Bindings for `crate::chain`: rows come in as 6-tuples
+//! `(id, kind, parent_id, started_us, finished_us, status)`; their strings are borrowed,
+//! not copied, and the resolution runs with the GIL released.
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use std::collections::HashSet;
+
+use pyo3::types::{PyBool, PyList, PyString, PyTuple};
+
+use super::errors::chain_error;
+use crate::chain::retention::{self, KeepCounts, Policy};
+use crate::chain::recovery;
+use crate::chain::{BackupKind, SetRef, SetState};
+
+const ROW_SHAPE: &str = "(id, kind, parent_id, started_us, finished_us, status)";
 
 /// Adds this domain's classes and functions to `rustybackup._core`.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(recovery_path, m)?)?;
+    m.add_function(wrap_pyfunction!(recovery_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(retention_plan, m)?)?;
     Ok(())
+}
+
+/// The sets a restore to `until_us` reads, base first (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (sets, /, until_us = None, *, database = None))]
+fn recovery_path<'py>(
+    py: Python<'py>,
+    sets: &Bound<'py, PyAny>,
+    until_us: Option<i64>,
+    database: Option<&str>,
+) -> PyResult<Bound<'py, PyList>> {
+    let tuples = collect_tuples(sets)?;
+    let rows = borrow_rows(&tuples)?;
+    let path = py
+        .detach(|| recovery::recovery_path(&rows, until_us, database))
+        .map_err(chain_error)?;
+    ids_of(py, &tuples, &path)
+}
+
+/// `set_id` and its ancestors, base first, whatever their status (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (sets, set_id, /))]
+fn recovery_chain<'py>(py: Python<'py>, sets: &Bound<'py, PyAny>, set_id: &str) -> PyResult<Bound<'py, PyList>> {
+    let tuples = collect_tuples(sets)?;
+    let rows = borrow_rows(&tuples)?;
+    let chain = py
+        .detach(|| recovery::recovery_chain(&rows, set_id))
+        .map_err(chain_error)?;
+    ids_of(py, &tuples, &chain)
+}
+
+/// Per set, in input order, `(keep, reason)` under a combined policy (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (
+    sets, /, now_us, *, redundancy = None, window_us = None, keep_last = 0, keep_hourly = 0, keep_daily = 0,
+    keep_weekly = 0, keep_monthly = 0, keep_yearly = 0, tz = "UTC", protected = Vec::new(), force = false
+))]
+#[allow(clippy::too_many_arguments)]
+fn retention_plan<'py>(
+    py: Python<'py>,
+    sets: &Bound<'py, PyAny>,
+    now_us: i64,
+    redundancy: Option<i64>,
+    window_us: Option<i64>,
+    keep_last: i64,
+    keep_hourly: i64,
+    keep_daily: i64,
+    keep_weekly: i64,
+    keep_monthly: i64,
+    keep_yearly: i64,
+    tz: &str,
+    protected: Vec<String>,
+    force: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let count = |name: &str, value: i64, least: i64| -> PyResult<u32> {
+        if value < least || value > i64::from(u32::MAX) {
+            return Err(PyValueError::new_err(format!("{name} must be between {least} and {}, not {value}", u32::MAX)));
+        }
+        Ok(value as u32)
+    };
+    let keep = KeepCounts {
+        last: count("keep_last", keep_last, 0)?,
+        hourly: count("keep_hourly", keep_hourly, 0)?,
+        daily: count("keep_daily", keep_daily, 0)?,
+        weekly: count("keep_weekly", keep_weekly, 0)?,
+        monthly: count("keep_monthly", keep_monthly, 0)?,
+        yearly: count("keep_yearly", keep_yearly, 0)?,
+    };
+    let redundancy = redundancy.map(|n| count("redundancy", n, 1)).transpose()?;
+    if let Some(w) = window_us.filter(|&w| w <= 0) {
+        return Err(PyValueError::new_err(format!("window_us must be positive, not {w}")));
+    }
+    if redundancy.is_none() && window_us.is_none() && keep == KeepCounts::default() {
+        return Err(PyValueError::new_err(
+            "the retention policy keeps nothing: give redundancy, window_us or a positive keep_* count",
+        ));
+    }
+    let tz = tz.parse().map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
+    let policy = Policy { redundancy, window_us, keep, tz };
+    let tuples = collect_tuples(sets)?;
+    let rows = borrow_rows(&tuples)?;
+    let plan = py.detach(|| {
+        let protected: HashSet<&str> = protected.iter().map(String::as_str).collect();
+        retention::retention_plan(&rows, &policy, now_us, &protected, force)
+    });
+    let plan = plan.map_err(chain_error)?;
+    // Neighbouring sets often share a reason ("inside the 7-day window"): build each run once.
+    let mut previous: Option<(&str, Bound<'py, PyString>)> = None;
+    let mut items = Vec::with_capacity(plan.len());
+    for decision in &plan {
+        let text = match &previous {
+            Some((s, obj)) if *s == decision.reason => obj.clone(),
+            _ => {
+                let obj = PyString::new(py, &decision.reason);
+                previous = Some((&decision.reason, obj.clone()));
+                obj
+            }
+        };
+        let flag = PyBool::new(py, decision.keep).to_owned().into_any();
+        items.push(PyTuple::new(py, [flag, text.into_any()])?);
+    }
+    PyList::new(py, items)
+}
+
+/// Holds a strong reference to every row tuple, so the strings borrowed from them stay
+/// valid while the GIL is released (tuples are immutable, and so are their str items).
+pub(crate) fn collect_tuples<'py>(sets: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+    let to_tuple = |i: usize, item: Bound<'py, PyAny>| -> PyResult<Bound<'py, PyTuple>> {
+        match item.cast_into::<PyTuple>() {
+            Ok(t) if t.len() == 6 => Ok(t),
+            Ok(t) => Err(PyValueError::new_err(format!(
+                "sets[{i}] has {} items; expected 6: {ROW_SHAPE}",
+                t.len()
+            ))),
+            Err(e) => Err(PyTypeError::new_err(format!(
+                "sets[{i}] must be a tuple {ROW_SHAPE}, not {}",
+                type_name(e.into_inner().as_any())
+            ))),
+        }
+    };
+    if let Ok(list) = sets.cast::<PyList>() {
+        list.iter().enumerate().map(|(i, item)| to_tuple(i, item)).collect()
+    } else if let Ok(tuple) = sets.cast::<PyTuple>() {
+        tuple.iter().enumerate().map(|(i, item)| to_tuple(i, item)).collect()
+    } else if sets.is_instance_of::<PyString>() {
+        Err(PyTypeError::new_err(format!(
+            "sets must be a sequence of {ROW_SHAPE} tuples, not str"
+        )))
+    } else {
+        let iter = sets.try_iter().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "sets must be a sequence of {ROW_SHAPE} tuples, not {}",
+                type_name(sets)
+            ))
+        })?;
+        iter.enumerate().map(|(i, item)| to_tuple(i, item?)).collect()
+    }
+}
+
+/// Views each tuple as a [`SetRef`], naming the position and field of anything malformed.
+pub(crate) fn borrow_rows<'a>(tuples: &'a [Bound<'_, PyTuple>]) -> PyResult<Vec<SetRef<'a>>> {
+    tuples.iter().enumerate().map(|(i, t)| borrow_row(i, t)).collect()
+}
+
+fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
+    let text = |k: usize, field: &str| -> PyResult<&'a str> {
+        let item = t.get_borrowed_item(k)?;
+        item.extract::<&'a str>()
+            .map_err(|_| PyTypeError::new_err(format!("sets[{i}]: {field} must be a str, not {}", type_name(&item))))
+    };
+    let int = |k: usize, field: &str| -> PyResult<i64> {
+        let item = t.get_borrowed_item(k)?;
+        item.extract::<i64>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "sets[{i}]: {field} must be an int of µs since the epoch, not {}",
+                type_name(&item)
+            ))
+        })
+    };
+    let id = text(0, "id")?;
+    let kind_name = text(1, "kind")?;
+    let kind = BackupKind::from_name(kind_name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "sets[{i}]: kind {kind_name:?} is not one of full, incremental, differential, archive_log"
+        ))
+    })?;
+    let parent_item = t.get_borrowed_item(2)?;
+    let parent = if parent_item.is_none() {
+        None
+    } else {
+        Some(text(2, "parent_id (or None)")?)
+    };
+    let started_us = int(3, "started_us")?;
+    let finished_us = int(4, "finished_us")?;
+    let status = text(5, "status")?;
+    let state = SetState::from_name(status).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "sets[{i}]: status {status:?} is not one of available, corrupt, expired"
+        ))
+    })?;
+    Ok(SetRef {
+        id,
+        kind,
+        parent,
+        started_us,
+        finished_us,
+        state,
+    })
+}
+
+/// The id objects of the rows at `positions`, reused rather than rebuilt.
+fn ids_of<'py>(py: Python<'py>, tuples: &[Bound<'py, PyTuple>], positions: &[u32]) -> PyResult<Bound<'py, PyList>> {
+    let items = positions
+        .iter()
+        .map(|&p| tuples[p as usize].get_item(0))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string())
 }

@@ -80,3 +80,11 @@ pub fn scan_error(err: crate::scan::ScanError) -> PyErr {
 fn libc_eio() -> i32 {
     5
 }
+/// Maps the chain logic's errors: no recovery path -> `NoRecoveryPath`, an inconsistent
+/// catalog (duplicate ids, unknown set, missing parent, cycle) -> `CatalogError`.
+pub fn chain_error(err: crate::chain::ChainError) -> PyErr {
+    match err {
+        crate::chain::ChainError::NoRecoveryPath(_) => NoRecoveryPath::new_err(err.to_string()),
+        _ => CatalogError::new_err(err.to_string()),
+    }
+}

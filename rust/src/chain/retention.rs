@@ -1,0 +1,412 @@
+//! Retention: which sets a policy keeps, each decision with a reason a human can check.
+//!
+//! A set is kept if any rule keeps it (policies combine by union):
+//! - **redundancy(n)**: the n newest AVAILABLE FULLs and everything that finished since the
+//!   n-th of them, so every instant since it stays recoverable (RMAN's REDUNDANCY keeps the
+//!   logs needed to recover its oldest kept backup);
+//! - **recovery window**: every instant of `[now - window, now]` stays recoverable: the newest
+//!   AVAILABLE FULL finished at or before `now - window` (RMAN's point of recoverability) and
+//!   everything that finished since. It is *not* "delete what is older than the window";
+//! - **keep counts** (restic/borg `forget --keep-*`): usable restore points newest first; for
+//!   each period kind, the newest point of each of the N most recent periods that *have* a
+//!   point, in the database's zone, so a machine that was off for weeks keeps its history;
+//! - **protected** ids (being read by a restore or a verification) stay.
+//!
+//! Then the safety rules: a kept set keeps its whole parent chain ("needed by INCREMENTAL x");
+//! the ARCHIVE_LOG sets that make a kept point consistent, or that roll forward through a
+//! promised range, stay (whatever their status, so a hole stays visible to recovery); the
+//! only usable FULL is never deleted unless `force`; a CORRUPT or EXPIRED set is never left
+//! as the oldest survivor while an older usable FULL can stand before it.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Datelike, Timelike};
+use chrono_tz::Tz;
+
+use super::index::{ChainIndex, Link, NO_ROOT};
+use super::time::{fmt_span, fmt_us};
+use super::{BackupKind, ChainError, ChainRecord, SetState};
+
+/// How many restore points of each period kind `keep` retains (0 = that kind is off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeepCounts {
+    /// The newest N points whatever their time.
+    pub last: u32,
+    /// One per hour, for the N newest hours that have a point.
+    pub hourly: u32,
+    /// One per day.
+    pub daily: u32,
+    /// One per ISO week.
+    pub weekly: u32,
+    /// One per month.
+    pub monthly: u32,
+    /// One per year.
+    pub yearly: u32,
+}
+
+/// A combined retention policy; every rule that is set keeps what it keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Keep the N newest usable FULL chains.
+    pub redundancy: Option<u32>,
+    /// Keep every instant of the last `window_us` recoverable.
+    pub window_us: Option<i64>,
+    /// restic/borg style period counts.
+    pub keep: KeepCounts,
+    /// The zone whose calendar defines hours, days, weeks, months and years.
+    pub tz: Tz,
+}
+
+/// The plan for one set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// True if the set stays.
+    pub keep: bool,
+    /// Why, in words a DBA can check against the catalog.
+    pub reason: String,
+}
+
+/// Decides, for every row (same order), whether it stays and why.
+pub fn retention_plan<R: ChainRecord>(
+    rows: &[R],
+    policy: &Policy,
+    now_us: i64,
+    protected: &HashSet<&str>,
+    force: bool,
+) -> Result<Vec<Decision>, ChainError> {
+    let index = ChainIndex::new(rows)?;
+    // Deleting by an ambiguous id could remove the wrong set: refuse outright.
+    index.check_all_unique()?;
+    let mut plan = Planner::new(&index);
+    let mut why_not: Vec<String> = Vec::new();
+    if let Some(n) = policy.redundancy {
+        why_not.push(plan.redundancy(n));
+    }
+    if let Some(window) = policy.window_us {
+        why_not.push(plan.window(window, now_us));
+    }
+    if policy.keep != KeepCounts::default() {
+        why_not.push(plan.periods(&policy.keep, policy.tz));
+    }
+    plan.protect(protected);
+    plan.close_chains();
+    if !force {
+        plan.keep_a_full();
+    }
+    plan.no_unusable_oldest();
+    let obsolete = format!("obsolete: {}", why_not.join("; "));
+    Ok(plan
+        .reasons
+        .into_iter()
+        .map(|r| match r.is_empty() {
+            true => Decision { keep: false, reason: obsolete.clone() },
+            false => Decision { keep: true, reason: r.join("; ") },
+        })
+        .collect())
+}
+
+struct Planner<'i, 'r, R> {
+    index: &'i ChainIndex<'r, R>,
+    /// Position of each row's usable FULL, or NO_ROOT.
+    usable_root: Vec<u32>,
+    /// Row positions, oldest first.
+    by_age: Vec<u32>,
+    /// ARCHIVE_LOG positions, oldest first.
+    logs: Vec<u32>,
+    /// Per row, the reasons it stays (empty: it goes).
+    reasons: Vec<Vec<String>>,
+}
+
+impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
+    fn new(index: &'i ChainIndex<'r, R>) -> Self {
+        let mut by_age: Vec<u32> = (0..index.len() as u32).collect();
+        by_age.sort_unstable_by(|&a, &b| index.cmp_age(a, b));
+        let logs = by_age.iter().copied().filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog).collect();
+        Self { index, usable_root: index.roots(true), by_age, logs, reasons: vec![Vec::new(); index.len()] }
+    }
+
+    fn row(&self, i: u32) -> &'r R {
+        self.index.row(i)
+    }
+
+    fn keep(&mut self, i: u32, reason: String) {
+        self.reasons[i as usize].push(reason);
+    }
+
+    fn kept(&self, i: u32) -> bool {
+        !self.reasons[i as usize].is_empty()
+    }
+
+    fn is_usable_full(&self, i: u32) -> bool {
+        self.usable_root[i as usize] == i
+    }
+
+    /// Keeps every set that finished at or after `floor` (position `floor_row` of the base
+    /// FULL, if any), and every ARCHIVE_LOG that finished after the earliest start of the
+    /// data sets so kept: that is what recovery to any instant since the floor reads.
+    fn keep_since(&mut self, floor: i64, reason_for: &dyn Fn(u32, &R) -> Option<String>, log_reason: &str) {
+        let first = self.by_age.partition_point(|&i| self.row(i).finished_us() < floor);
+        let mut earliest_start = i64::MAX;
+        for k in first..self.by_age.len() {
+            let i = self.by_age[k];
+            let row = self.row(i);
+            if row.kind().is_data() {
+                earliest_start = earliest_start.min(row.started_us());
+            }
+            if let Some(reason) = reason_for(i, row) {
+                self.keep(i, reason);
+            }
+        }
+        let logs_from = self.logs.partition_point(|&i| self.row(i).finished_us() <= earliest_start);
+        for k in logs_from..self.logs.len() {
+            let i = self.logs[k];
+            if self.row(i).finished_us() < floor {
+                self.keep(i, log_reason.to_string());
+            }
+        }
+    }
+
+    /// redundancy(n): returns why a set older than the kept range goes.
+    fn redundancy(&mut self, n: u32) -> String {
+        let fulls: Vec<u32> = self.by_age.iter().rev().copied().filter(|&i| self.is_usable_full(i)).collect();
+        let counted = &fulls[..fulls.len().min(n as usize)];
+        let Some(&oldest) = counted.last() else {
+            return format!("redundancy {n}: no usable FULL to keep");
+        };
+        let rank = ordinal(counted.len());
+        let oldest_row = self.row(oldest);
+        for (k, &f) in counted.iter().enumerate() {
+            self.keep(f, format!("{} newest FULL", ordinal(k + 1)));
+        }
+        let chains: Vec<(u32, String)> = counted.iter().enumerate().map(|(k, &f)| (f, ordinal(k + 1))).collect();
+        let roots = std::mem::take(&mut self.usable_root);
+        let index = self.index;
+        let log_reason = format!("needed to roll forward from the {rank} newest FULL {}", oldest_row.id());
+        let reason_for = |i: u32, row: &R| -> Option<String> {
+            if row.kind() == BackupKind::ArchiveLog {
+                return Some(log_reason.clone());
+            }
+            match chains.iter().find(|(f, _)| *f == roots[i as usize]) {
+                Some((f, _)) if *f == i => None,
+                Some((f, k)) => Some(format!("in the chain of the {k} newest FULL {}", index.row(*f).id())),
+                None => Some(format!("newer than the {rank} newest FULL {}", oldest_row.id())),
+            }
+        };
+        self.keep_since(oldest_row.finished_us(), &reason_for, &log_reason);
+        self.usable_root = roots;
+        format!("older than the {rank} newest FULL {}", oldest_row.id())
+    }
+
+    /// recovery_window(window): returns why a set older than the kept range goes.
+    fn window(&mut self, window_us: i64, now_us: i64) -> String {
+        let span = fmt_span(window_us);
+        let start = now_us.saturating_sub(window_us);
+        let base = self
+            .by_age
+            .iter()
+            .rev()
+            .copied()
+            .find(|&i| self.is_usable_full(i) && self.row(i).finished_us() <= start);
+        let inside = format!("inside the {span} window");
+        let before = format!("needed to recover to {} (start of the {span} window)", fmt_us(start));
+        let reason_for = |i: u32, row: &R| -> Option<String> {
+            Some(if row.finished_us() >= start {
+                inside.clone()
+            } else if Some(i) == base {
+                format!("newest FULL at or before the start of the {span} window (point of recoverability)")
+            } else {
+                before.clone()
+            })
+        };
+        let floor = base.map_or(start, |b| self.row(b).finished_us());
+        self.keep_since(floor, &reason_for, &before);
+        match base.map(|b| self.row(b).id()) {
+            Some(id) => format!("older than FULL {id}, the point of recoverability of the {span} window"),
+            None => format!("finished before the {span} window, and no usable FULL precedes it"),
+        }
+    }
+
+    /// keep(last=, hourly=, ...): returns why an unselected set goes.
+    fn periods(&mut self, counts: &KeepCounts, tz: Tz) -> String {
+        let points: Vec<u32> =
+            self.by_age.iter().rev().copied().filter(|&i| self.usable_root[i as usize] != NO_ROOT).collect();
+        let buckets = [
+            (Period::Last, counts.last),
+            (Period::Hour, counts.hourly),
+            (Period::Day, counts.daily),
+            (Period::Week, counts.weekly),
+            (Period::Month, counts.monthly),
+            (Period::Year, counts.yearly),
+        ];
+        let mut kept_points: Vec<u32> = Vec::new();
+        for (period, count) in buckets {
+            let mut left = count;
+            let mut last_key: Option<(i32, u32, u32, u32)> = None;
+            for &p in &points {
+                if left == 0 {
+                    break;
+                }
+                let (key, label) = period.of(self.row(p).finished_us(), tz, p);
+                if last_key != Some(key) {
+                    last_key = Some(key);
+                    left -= 1;
+                    let n = count - left;
+                    self.keep(p, format!("{} #{n}{label}", period.name()));
+                    kept_points.push(p);
+                }
+            }
+        }
+        // Logs written during a kept point's backup make it consistent (recovery_path rule 3).
+        for p in kept_points {
+            let row = self.row(p);
+            let (from, to) = (row.started_us(), row.finished_us());
+            let first = self.logs.partition_point(|&i| self.row(i).finished_us() <= from);
+            for k in first..self.logs.len() {
+                let l = self.logs[k];
+                if self.row(l).finished_us() > to {
+                    break;
+                }
+                let reason = format!("needed to make {} {} consistent", row.kind().label(), row.id());
+                self.keep(l, reason);
+            }
+        }
+        let mut given: Vec<String> = Vec::new();
+        for (period, count) in buckets {
+            if count > 0 {
+                given.push(format!("{}={count}", period.arg()));
+            }
+        }
+        format!("not selected by keep({})", given.join(", "))
+    }
+
+    fn protect(&mut self, protected: &HashSet<&str>) {
+        if protected.is_empty() {
+            return;
+        }
+        for i in 0..self.index.len() as u32 {
+            if protected.contains(self.row(i).id()) {
+                self.keep(i, "protected: being read by a restore or verification".to_string());
+            }
+        }
+    }
+
+    /// A kept set keeps its whole parent chain; newest dependents are named first.
+    fn close_chains(&mut self) {
+        for k in (0..self.by_age.len()).rev() {
+            let mut child = self.by_age[k];
+            if !self.kept(child) {
+                continue;
+            }
+            while let Link::At(parent) = self.index.parent(child) {
+                if self.kept(parent) {
+                    break;
+                }
+                let row = self.row(child);
+                self.keep(parent, format!("needed by {} {}", row.kind().label(), row.id()));
+                child = parent;
+            }
+        }
+    }
+
+    /// Never deletes the last usable FULL (or, with none usable, the last FULL).
+    fn keep_a_full(&mut self) {
+        let newest = |usable: bool| {
+            self.by_age.iter().rev().copied().find(|&i| {
+                let row = self.row(i);
+                row.kind() == BackupKind::Full && (!usable || row.state() == SetState::Available)
+            })
+        };
+        let kept_usable = (0..self.index.len() as u32).any(|i| self.is_usable_full(i) && self.kept(i));
+        let kept_any = (0..self.index.len() as u32).any(|i| self.row(i).kind() == BackupKind::Full && self.kept(i));
+        let pick = match (kept_usable, kept_any) {
+            (false, _) if newest(true).is_some() => newest(true),
+            (false, false) => newest(false),
+            _ => None,
+        };
+        if let Some(f) = pick {
+            self.keep(f, "the last usable FULL left: deleting it needs force=True".to_string());
+        }
+    }
+
+    /// If the oldest survivor is CORRUPT or EXPIRED, keeps the newest usable FULL older than
+    /// it, so the oldest point the catalog seems to offer is one that restores.
+    fn no_unusable_oldest(&mut self) {
+        let Some(oldest) = self.by_age.iter().copied().find(|&i| self.kept(i)) else { return };
+        let state = self.row(oldest).state();
+        if state == SetState::Available {
+            return;
+        }
+        let older = self.by_age.iter().copied().take_while(|&i| i != oldest).filter(|&i| self.is_usable_full(i)).last();
+        if let Some(f) = older {
+            let reason = format!("oldest survivor would be {} ({})", state.label(), self.row(oldest).id());
+            self.keep(f, reason);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Period {
+    Last,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Period {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Last => "last",
+            Self::Hour => "hourly",
+            Self::Day => "daily",
+            Self::Week => "weekly",
+            Self::Month => "monthly",
+            Self::Year => "yearly",
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Last => "last",
+            _ => self.name(),
+        }
+    }
+
+    /// The period key of an instant in `tz`, and its label for reasons. `Last` gives every
+    /// point its own key. Out-of-range instants fall back to UTC's epoch arithmetic.
+    fn of(self, us: i64, tz: Tz, position: u32) -> ((i32, u32, u32, u32), String) {
+        let Some(utc) = DateTime::from_timestamp_micros(us) else {
+            return ((i32::MIN, position, 0, 0), String::new());
+        };
+        let t = utc.with_timezone(&tz);
+        match self {
+            Self::Last => ((0, position, 0, 0), String::new()),
+            Self::Hour => (
+                (t.year(), t.month(), t.day(), t.hour()),
+                format!(" ({:04}-{:02}-{:02} {:02}h)", t.year(), t.month(), t.day(), t.hour()),
+            ),
+            Self::Day => {
+                ((t.year(), t.month(), t.day(), 0), format!(" ({:04}-{:02}-{:02})", t.year(), t.month(), t.day()))
+            }
+            Self::Week => {
+                let w = t.iso_week();
+                ((w.year(), w.week(), 0, 0), format!(" ({:04}-W{:02})", w.year(), w.week()))
+            }
+            Self::Month => ((t.year(), t.month(), 0, 0), format!(" ({:04}-{:02})", t.year(), t.month())),
+            Self::Year => ((t.year(), 0, 0, 0), format!(" ({:04})", t.year())),
+        }
+    }
+}
+
+/// 1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
