@@ -52,6 +52,8 @@ fn strip_os_suffix(text: &str) -> String {
 /// A cron engine error as `rustybackup.CronError` (a `ValueError`), message unchanged.
 pub fn cron_error(err: crate::cron::CronError) -> PyErr {
     CronError::new_err(err.to_string())
+}
+
 /// Maps a scan-core error: I/O keeps errno and path, a size change is an `OSError` naming
 /// the file (the same family as the read errors a batch already handles), bad arguments
 /// are `ValueError`s, a cancel is `BackupCancelled`.
@@ -80,6 +82,7 @@ pub fn scan_error(err: crate::scan::ScanError) -> PyErr {
 fn libc_eio() -> i32 {
     5
 }
+
 /// Maps the chain logic's errors: no recovery path -> `NoRecoveryPath`, an inconsistent
 /// catalog (duplicate ids, unknown set, missing parent, cycle) -> `CatalogError`.
 pub fn chain_error(err: crate::chain::ChainError) -> PyErr {
