@@ -7,8 +7,7 @@ use std::io;
 use std::path::Path;
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError,
-    PyPermissionError,
+    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError, PyPermissionError,
 };
 use pyo3::prelude::*;
 
@@ -46,5 +45,17 @@ fn strip_os_suffix(text: &str) -> String {
     match text.rfind(" (os error ") {
         Some(i) => text[..i].to_string(),
         None => text.to_string(),
+    }
+}
+
+/// Maps an engine error: I/O errors keep their path (an `OSError` subclass with
+/// `filename`), cancellation is `BackupCancelled`, everything else is `BackupError`
+/// whose message names the piece, file and block.
+pub fn engine_error(err: crate::engine::Error) -> PyErr {
+    use crate::engine::Error;
+    match err {
+        Error::Io { path, source } => io_error(&source, &path),
+        Error::Cancelled => BackupCancelled::new_err("cancelled"),
+        other => BackupError::new_err(other.to_string()),
     }
 }
