@@ -181,7 +181,7 @@ def _resolve_path(records: Sequence[ChainRecord], until_us: int | None, database
         fulls = [r for r in records if r[1] == "full" and r[4] <= limit]
         when = "" if until_us is None else f" finished at or before {from_us(until_us).isoformat()}"
         if not records:
-            raise NoRecoveryPath(f"no backup of database {database!r} in the catalog")
+            raise NoRecoveryPath(f"no backup of database {database!r}{when or ' in the catalog'}")
         if not fulls:
             raise NoRecoveryPath(f"no FULL backup of database {database!r}{when}")
         bad = ", ".join(f"{r[0]} ({r[5]})" for r in fulls)
