@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from engine_support import SimClock, snapshot_tree
 
-from rustybackup import BackupError, BackupManager, BackupType, NoRecoveryPath
+from rustybackup import BackupError, BackupManager, BackupSet, BackupType, NoRecoveryPath
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_live_sqlite_snapshot_is_consistent(manager: BackupManager, tmp_path: Pa
     t.start()
     try:
         manager.register_database("lite", db, kind="sqlite", block_size=4096)
-        sets = []
+        sets: list[BackupSet] = []
         for kind in ("full", "incremental", "incremental", "differential"):
             while written[0] < 50 * (len(sets) + 1):
                 stop.wait(0.01)
