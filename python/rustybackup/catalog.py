@@ -385,7 +385,7 @@ class BackupCatalog:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._query(sql + " ORDER BY started_at, rowid", args)
-        pieces = self._pieces_for([r[0] for r in rows]) if len(rows) < 5000 else None
+        pieces = self._pieces_for([r[0] for r in rows])
         return [self._set(r, pieces) for r in rows]
 
     def children(self, set_id: str) -> list[str]:
