@@ -49,8 +49,8 @@ def test_backup_pass_matches_hashlib_and_stores_exactly_the_changed_blocks(
                 chunk = data[block * bs : (block + 1) * bs]
                 assert file_no == 0 and raw_len == len(chunk) and digest == _digest(algorithm, chunk)
         # Oracle for the incremental: block i is stored iff it differs from the old block i.
-        blocks = lambda d: [d[i : i + bs] for i in range(0, len(d), bs)]  # noqa: E731
-        ob, nb = blocks(old), blocks(new)
+        ob = [old[i : i + bs] for i in range(0, len(old), bs)]
+        nb = [new[i : i + bs] for i in range(0, len(new), bs)]
         expected = [i for i, b in enumerate(nb) if i >= len(ob) or ob[i] != b]
         got = [e[1] for e in _core.read_piece_index(m.repository / incr.pieces[0].path)]
         assert got == expected
