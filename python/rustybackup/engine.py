@@ -22,7 +22,7 @@ from . import _core, store
 from .catalog import BackupCatalog, BackupSet, DatabaseEntry, set_from_manifest, to_us
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
-from .restore import restore_set_files
+from .restore import label, restore_set_files
 from .sources import archive_candidates, snapshot_sqlite, walk
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class BackupManager:
             parent_ranges = {f["path"]: (f["first_block"], f["block_count"]) for f in parent_manifest["files"]}
             sources = list(parent_manifest["sources"])
         sources.append({"set_id": set_id, "piece": store.PIECE})
-        jobs = [(path, rel, parent_ranges.get(rel)) for rel, path, _ in tree.files]
+        jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in tree.files]
         total = sum(st.st_size for _, _, st in tree.files)
         files_out, piece, bm_checksum, bm_records, bytes_read, blocks_stored = _core.backup_files(
             jobs,
@@ -317,7 +317,7 @@ class BackupManager:
                     f"archive file {name!r} in {db.archive_dir} differs from the copy already backed up in set "
                     f"{known[1]} (digest {digest} != {known[0]}); refusing to overwrite an archived log"
                 )
-        jobs = [(path, name, None) for name, path, _ in new]
+        jobs = [(path, label(name), None) for name, path, _ in new]
         total = sum(st.st_size for _, _, st in new)
         staging = self.repo.staging_dir(set_id)
         files_out, piece, bm_checksum, bm_records, bytes_read, _ = _core.backup_files(
