@@ -238,3 +238,13 @@ def test_a_second_catalog_object_on_the_repository_sees_the_same_sets(
     assert [s.id for s in other.list_sets()] == [full]
     assert other.connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     other.close()
+
+
+def test_a_set_being_read_is_not_deleted(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    with manager.reading([full]):
+        with pytest.raises(CatalogError, match=f"backup set {full} is being read \\(a restore or verification holds it\\)"):
+            manager.delete(full)
+    assert [s.id for s in manager.catalog.list_sets()] == [full]
+    manager.delete(full)
+    assert manager.catalog.list_sets() == []

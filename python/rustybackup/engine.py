@@ -12,7 +12,8 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -459,15 +460,32 @@ class BackupManager:
         target.mkdir(parents=True, exist_ok=True)
         data_sets = [s for s in path if s.backup_type is not BackupType.ARCHIVE_LOG]
         log_sets = [s for s in path if s.backup_type is BackupType.ARCHIVE_LOG]
-        if data_sets:
-            last = data_sets[-1]
-            restore_set_files(self.repository, last.id, self._manifest(last), target, progress, archive=False)
-        if log_sets:
-            archive = target / "archive"
-            archive.mkdir(exist_ok=True)
-            for s in log_sets:
-                restore_set_files(self.repository, s.id, self._manifest(s), archive, progress, archive=True)
+        with self.reading([s.id for s in path]):
+            if data_sets:
+                last = data_sets[-1]
+                restore_set_files(self.repository, last.id, self._manifest(last), target, progress, archive=False)
+            if log_sets:
+                archive = target / "archive"
+                archive.mkdir(exist_ok=True)
+                for s in log_sets:
+                    restore_set_files(self.repository, s.id, self._manifest(s), archive, progress, archive=True)
         return path
+
+    @contextmanager
+    def reading(self, set_ids: Iterable[str]) -> Iterator[None]:
+        """Holds shared locks on sets while they are read (restore, verification), so
+        `delete` (and retention through it) refuses to remove them meanwhile, in this
+        or any other process."""
+        fds: list[int] = []
+        try:
+            for sid in set_ids:
+                fd = os.open(self.repo.set_dir(sid) / _READERS, os.O_CREAT | os.O_RDWR, 0o600)
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     # --- delete ----------------------------------------------------------------------
 
@@ -481,11 +499,22 @@ class BackupManager:
                 f"backup set {set_id} is the parent of {', '.join(dependants)}; delete those first "
                 "(or use a retention policy, which keeps chains whole)"
             )
-        self.catalog.remove_set(set_id)
-        self.repo.discard(set_id)
+        fd = os.open(self.repo.set_dir(set_id) / _READERS, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CatalogError(
+                    f"backup set {set_id} is being read (a restore or verification holds it); try again later"
+                ) from None
+            self.catalog.remove_set(set_id)
+            self.repo.discard(set_id)
+        finally:
+            os.close(fd)
 
 
 _LOCK = ".lock"
+_READERS = ".readers"
 _YOUNG_SECONDS = 60.0
 
 
