@@ -202,3 +202,11 @@ def test_truncated_piece_is_a_format_error(manager: BackupManager, tmp_path: Pat
     piece.write_bytes(piece.read_bytes()[:-10])
     with pytest.raises(BackupError, match=f"restore of set {set_id} failed: {piece}: bad trailer magic"):
         manager.restore("db", tmp_path / "out")
+
+
+def test_naive_until_is_refused(manager: BackupManager, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    _one_file_set(manager, tmp_path, b"x")
+    with pytest.raises(ValueError, match="datetime 2026-01-01T00:00:00 must be timezone-aware"):
+        manager.restore("db", tmp_path / "out", until=datetime(2026, 1, 1))
