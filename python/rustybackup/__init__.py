@@ -56,6 +56,14 @@ from ._core import scan_file as scan_file  # noqa: E402
 __all__ += ["FileScan", "hash_bytes", "hash_file", "hash_files", "scan_file"]
 
 # --- repository, catalog, backups (issue 4) ---
+from .catalog import BackupCatalog as BackupCatalog  # noqa: E402
+from .catalog import BackupPiece as BackupPiece  # noqa: E402
+from .catalog import BackupSet as BackupSet  # noqa: E402
+from .catalog import DatabaseEntry as DatabaseEntry  # noqa: E402
+from .engine import BackupManager as BackupManager  # noqa: E402
+from .engine import BackupProgress as BackupProgress  # noqa: E402
+
+__all__ += ["BackupCatalog", "BackupManager", "BackupPiece", "BackupProgress", "BackupSet", "DatabaseEntry"]
 
 # --- verification (issue 5) ---
 
