@@ -120,7 +120,7 @@ def test_archive_log_with_changed_content_is_an_error(manager: BackupManager, tm
 
 def test_restore_of_a_missing_point_in_time_raises(manager: BackupManager, tmp_path: Path, clock: SimClock) -> None:
     _one_file_set(manager, tmp_path, b"x")
-    with pytest.raises(NoRecoveryPath, match="no backup of database 'db' finished at or before 2025-"):
+    with pytest.raises(NoRecoveryPath, match="no usable FULL backup of db finished at or before 2025-.*; the oldest FULL, .*, finished 2026-"):
         manager.restore("db", tmp_path / "out", until=clock.now.replace(year=2025))
 
 

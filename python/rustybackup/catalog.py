@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import _core, store
 from .enums import BackupType, SetStatus
 from .errors import CatalogError, NoRecoveryPath
 
@@ -126,83 +126,10 @@ ChainRecord = tuple[str, str, str | None, int, int, str]
 def _resolve_path(records: Sequence[ChainRecord], until_us: int | None, database: str) -> list[str]:
     """The recovery path (base first) through `records` reaching `until_us`.
 
-    LEAD: switch this to `_core.recovery_path(records, until_us)` when merging the chain
-    helper's branch; this plain-Python version implements the same rules so the engine
-    works before that lands.
-
-    Rules (DESIGN.md, RMAN's fallback): the target is the newest non-archive set finished
-    at or before `until` whose whole ancestry (back to its FULL) is AVAILABLE; a corrupt
-    or expired set disqualifies itself and its descendants, so resolution falls back to
-    an older chain. Then come the AVAILABLE ARCHIVE_LOG sets finished after the base FULL
-    started and at or before `until`, stopping at the first unusable one (a gap in the
-    log stream cannot be crossed).
+    Resolution is the Rust core's (`rust/src/chain/recovery.rs`, RMAN's fallback rules);
+    it runs without the GIL and names the reason when nothing reaches `until_us`.
     """
-    limit = until_us if until_us is not None else 2**63 - 1
-    by_id = {r[0]: r for r in records}
-    usable: dict[str, bool] = {}
-    depth: dict[str, int] = {}
-
-    def check(set_id: str) -> bool:
-        # Iterative walk to the FULL; chains can be long.
-        trail: list[str] = []
-        cur: str | None = set_id
-        ok = False
-        while cur is not None:
-            if cur in usable:
-                ok = usable[cur]
-                break
-            rec = by_id.get(cur)
-            if rec is None or rec[5] != "available" or rec[4] > limit or rec[1] == "archive_log":
-                ok = False
-                trail.append(cur)
-                break
-            trail.append(cur)
-            if rec[1] == "full":
-                ok = True
-                depth[cur] = 0
-                trail.pop()
-                usable[cur] = True
-                break
-            cur = rec[2]
-        for sid in reversed(trail):
-            usable[sid] = ok
-            if ok:
-                parent = by_id[sid][2]
-                depth[sid] = depth.get(parent or "", 0) + 1
-        return ok
-
-    best: ChainRecord | None = None
-    for rec in records:
-        if rec[1] == "archive_log" or rec[4] > limit or not check(rec[0]):
-            continue
-        key = (rec[4], depth.get(rec[0], 0), rec[0])
-        if best is None or key > (best[4], depth.get(best[0], 0), best[0]):
-            best = rec
-    if best is None:
-        fulls = [r for r in records if r[1] == "full" and r[4] <= limit]
-        when = "" if until_us is None else f" finished at or before {from_us(until_us).isoformat()}"
-        if not records:
-            raise NoRecoveryPath(f"no backup of database {database!r}{when or ' in the catalog'}")
-        if not fulls:
-            raise NoRecoveryPath(f"no FULL backup of database {database!r}{when}")
-        bad = ", ".join(f"{r[0]} ({r[5]})" for r in fulls)
-        raise NoRecoveryPath(f"every FULL backup of database {database!r}{when} is unusable: {bad}")
-    chain: list[str] = []
-    cur: str | None = best[0]
-    while cur is not None:
-        chain.append(cur)
-        cur = by_id[cur][2] if by_id[cur][1] != "full" else None
-    chain.reverse()
-    base_started = by_id[chain[0]][3]
-    logs = sorted(
-        (r for r in records if r[1] == "archive_log" and base_started < r[4] <= limit), key=lambda r: (r[4], r[0])
-    )
-    for r in logs:
-        if r[5] != "available":
-            log.warning("archive log set %s is %s; recovery stops at the gap before it", r[0], r[5])
-            break
-        chain.append(r[0])
-    return chain
+    return _core.recovery_path(records, until_us, database=database)
 
 
 class BackupCatalog:
@@ -424,11 +351,11 @@ class BackupCatalog:
             (database, limit),
         )
         if not newest_full:
-            # No usable FULL: resolution fails; the FULLs (and whether any set exists)
-            # are all the error message needs.
+            # No usable FULL: resolution fails; the FULLs, also those after `until`, are all
+            # the error message needs ("the oldest FULL finished at ...").
             rows = self._query(
-                f"SELECT {cols} FROM sets WHERE database = ? AND finished_at <= ? AND backup_type = 'full'",
-                (database, limit),
+                f"SELECT {cols} FROM sets WHERE database = ? AND backup_type = 'full'",
+                (database,),
             )
             if not rows:
                 rows = self._query(f"SELECT {cols} FROM sets WHERE database = ? AND finished_at <= ? LIMIT 1",
@@ -438,6 +365,14 @@ class BackupCatalog:
             f"SELECT {cols} FROM sets WHERE database = ? AND finished_at >= ? AND finished_at <= ?",
             (database, newest_full[0][0], limit),
         )
+        if until_us is not None:
+            # PITR needs the first log set that finished at or after `until` too: it holds
+            # the WAL that reaches the point (recovery.rs rule 3).
+            rows += self._query(
+                f"SELECT {cols} FROM sets WHERE database = ? AND backup_type = 'archive_log' AND finished_at > ? "
+                "ORDER BY finished_at, started_at, id LIMIT 1",
+                (database, limit),
+            )
         records = {r[0]: (r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
         missing = {r[2] for r in records.values() if r[2] is not None and r[2] not in records}
         while missing:
