@@ -248,7 +248,12 @@ impl Field {
         if term.is_empty() {
             return Err(CronError::field(name, format!("empty item in {whole:?}")));
         }
-        let upper = term.to_ascii_uppercase();
+        // Only terms with letters need an upper-case copy (names, L, W); digits-only is the hot path.
+        let upper: std::borrow::Cow<'_, str> = if term.bytes().any(|b| b.is_ascii_lowercase()) {
+            std::borrow::Cow::Owned(term.to_ascii_uppercase())
+        } else {
+            std::borrow::Cow::Borrowed(term)
+        };
         // Day-of-month extensions.
         if kind == FieldKind::DayOfMonth {
             if upper == "L" {
@@ -304,13 +309,13 @@ impl Field {
             }
             None => (term, None),
         };
-        let ubase = base.to_ascii_uppercase();
         let (lo, hi) = if base == "*" || base == "?" {
             if base == "?" && !kind.is_day() {
                 return Err(CronError::field(name, format!("{term:?}: '?' is only allowed in day-of-month and day-of-week")));
             }
             (kind.min(), kind.max())
-        } else if ubase == "H" || ubase.starts_with("H(") {
+        } else if base.eq_ignore_ascii_case("H") || base.starts_with("H(") || base.starts_with("h(") {
+            let ubase = base.to_ascii_uppercase();
             let (hlo, hhi) = if ubase == "H" {
                 kind.hash_range()
             } else {
@@ -378,8 +383,22 @@ impl Field {
     /// The normalized text: sorted values with runs as ranges, `*` or `*/n` kept when the
     /// field was written with a star (it changes the day rule and DST handling), extensions last.
     pub fn normalized(&self) -> String {
+        let mut out = String::with_capacity(16);
+        self.write_normalized(&mut out);
+        out
+    }
+
+    /// Appends the normalized text to `out` (one buffer for the whole expression: parsing
+    /// thousands of expressions is a benchmarked path).
+    pub fn write_normalized(&self, out: &mut String) {
+        use std::fmt::Write;
         let kind = self.kind;
-        let mut parts: Vec<String> = Vec::new();
+        let start_len = out.len();
+        let sep = |out: &mut String| {
+            if out.len() > start_len {
+                out.push(',');
+            }
+        };
         let mut rest = self.bits;
         if self.star {
             let (lo, hi) = (kind.min(), kind.max());
@@ -388,55 +407,65 @@ impl Field {
             let mut chosen = hi - lo + 1;
             for step in 1..=hi - lo + 1 {
                 let prog = self.progression(lo, hi, step);
-                if prog & self.bits == prog && prog != 0 {
+                if prog & self.bits == prog {
                     chosen = step;
                     break;
                 }
             }
-            let prog = self.progression(lo, hi, chosen);
-            rest &= !prog;
-            parts.push(if chosen == 1 { "*".to_string() } else { format!("*/{chosen}") });
-        }
-        let values: Vec<u32> = (0..64).filter(|v| rest & (1u64 << v) != 0).collect();
-        let mut i = 0;
-        while i < values.len() {
-            let mut j = i;
-            while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
-                j += 1;
-            }
-            if j >= i + 2 {
-                parts.push(format!("{}-{}", values[i], values[j]));
+            rest &= !self.progression(lo, hi, chosen);
+            if chosen == 1 {
+                out.push('*');
             } else {
-                for v in &values[i..=j] {
-                    parts.push(v.to_string());
-                }
+                let _ = write!(out, "*/{chosen}");
             }
-            i = j + 1;
+        }
+        while rest != 0 {
+            let a = rest.trailing_zeros();
+            // length of the run of set bits starting at a
+            let run = (!(rest >> a)).trailing_zeros();
+            let b = a + run - 1;
+            sep(out);
+            if run >= 3 {
+                let _ = write!(out, "{a}-{b}");
+            } else if run == 2 {
+                let _ = write!(out, "{a},{b}");
+            } else {
+                let _ = write!(out, "{a}");
+            }
+            rest &= !(span_bits(a, b));
+        }
+        if !self.has_special() {
+            return;
         }
         if self.dom.last {
-            parts.push("L".into());
+            sep(out);
+            out.push('L');
         }
         if self.dom.last_weekday {
-            parts.push("LW".into());
+            sep(out);
+            out.push_str("LW");
         }
-        for n in 1..32 {
-            if self.dom.nearest_weekday & (1 << n) != 0 {
-                parts.push(format!("{n}W"));
-            }
+        let mut nw = self.dom.nearest_weekday;
+        while nw != 0 {
+            let n = nw.trailing_zeros();
+            nw &= nw - 1;
+            sep(out);
+            let _ = write!(out, "{n}W");
         }
         for d in 0..7 {
             for n in 0..5 {
                 if self.dow.nth[d] & (1 << n) != 0 {
-                    parts.push(format!("{d}#{}", n + 1));
+                    sep(out);
+                    let _ = write!(out, "{d}#{}", n + 1);
                 }
             }
         }
         for d in 0..7 {
             if self.dow.last & (1 << d) != 0 {
-                parts.push(format!("{d}L"));
+                sep(out);
+                let _ = write!(out, "{d}L");
             }
         }
-        parts.join(",")
     }
 
     fn progression(&self, lo: u32, hi: u32, step: u32) -> u64 {

@@ -62,8 +62,21 @@ impl Zone {
         }
     }
 
+    /// The offset when it never changes: fixed zones, and UTC by its common names (the
+    /// default zone, so it skips the transition-table lookups).
+    fn constant_offset(&self) -> Option<i32> {
+        match self {
+            Zone::Fixed(o) => Some(*o),
+            Zone::Named(Tz::UTC | Tz::Etc__UTC | Tz::GMT | Tz::Etc__GMT) => Some(0),
+            Zone::Named(_) => None,
+        }
+    }
+
     /// UTC offset in seconds at an instant.
     pub fn offset_at(&self, instant: i64) -> i32 {
+        if let Some(o) = self.constant_offset() {
+            return o;
+        }
         match self {
             Zone::Fixed(o) => *o,
             Zone::Named(tz) => match DateTime::from_timestamp(instant, 0) {
@@ -75,6 +88,9 @@ impl Zone {
 
     /// The instants a wall time (seconds since 1970-01-01T00:00, naive) stands for.
     pub fn resolve(&self, wall: i64) -> Local {
+        if let Some(o) = self.constant_offset() {
+            return Local::Single(wall - i64::from(o));
+        }
         let tz = match self {
             Zone::Fixed(o) => return Local::Single(wall - i64::from(*o)),
             Zone::Named(tz) => tz,
@@ -134,9 +150,9 @@ fn naive(wall: i64) -> Option<NaiveDateTime> {
 /// Seconds of the largest plausible offset change near an instant: a day later (or earlier)
 /// minus now. Real zones change at most once a day.
 fn fold_slack(zone: &Zone, instant: i64, forward: bool) -> i64 {
-    match zone {
-        Zone::Fixed(_) => 0,
-        Zone::Named(_) => {
+    match zone.constant_offset() {
+        Some(_) => 0,
+        None => {
             let now = i64::from(zone.offset_at(instant));
             if forward {
                 (now - i64::from(zone.offset_at(instant + 86_400))).max(0)
