@@ -198,3 +198,28 @@ def test_next_after_agrees_with_both_peers_in_dst_zones_away_from_transitions(
     assume(got - local < timedelta(days=60) and _no_transition_between(z, t, got.astimezone(UTC)))
     assert got == next(cronsim_mod.CronSim(expr, local))
     assert got == croniter_mod.croniter(expr, local).get_next(datetime)
+
+
+def _dom_extension() -> st.SearchStrategy[str]:
+    return st.one_of(st.just("L"), st.just("LW"), st.integers(1, 31).map(str), _field(1, 31))
+
+
+def _dow_extension() -> st.SearchStrategy[str]:
+    day = st.integers(0, 7)
+    return st.one_of(
+        st.tuples(day, st.integers(1, 5)).map(lambda dn: f"{dn[0]}#{dn[1]}"),
+        day.map(lambda d: f"{d}L"),
+        _field(0, 6),
+    )
+
+
+@given(
+    st.tuples(_field(0, 59), _field(0, 23), _dom_extension(), _field(1, 12), _dow_extension()).map(" ".join),
+    instants(1970, 2199),
+)
+def test_day_extensions_agree_with_cronsim_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    assert s.next_after(t) == next(cronsim_mod.CronSim(expr, t))
+    assert s.prev_before(t) == next(cronsim_mod.CronSim(expr, t, reverse=True))

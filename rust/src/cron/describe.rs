@@ -1,7 +1,7 @@
 //! English descriptions ("At 02:00, Monday through Friday"), in the style of
 //! cronstrue / crontab.guru: time of day first, then days, then months.
 
-use super::field::{Field, FieldKind};
+use super::field::Field;
 use super::schedule::Schedule;
 
 const DAY_NAMES: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];

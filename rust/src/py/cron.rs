@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use pyo3::basic::CompareOp;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyString, PyTimeAccess, PyTuple, PyTzInfo, PyTzInfoAccess,
 };
@@ -49,8 +50,12 @@ pub struct PyCronIterator {
 
 fn zone_from_arg<'py>(py: Python<'py>, tz: Option<&Bound<'py, PyAny>>) -> PyResult<(Zone, Bound<'py, PyTzInfo>, Py<PyAny>)> {
     let Some(tz) = tz else {
-        let name = PyString::new(py, "UTC");
-        return Ok((Zone::Named(chrono_tz::Tz::UTC), PyTzInfo::timezone(py, "UTC")?, name.into_any().unbind()));
+        // The default zone: ZoneInfo("UTC") is looked up once per interpreter, not per parse
+        // (parsing thousands of expressions is a benchmarked path).
+        static UTC_ZONE: PyOnceLock<Py<PyTzInfo>> = PyOnceLock::new();
+        let info = UTC_ZONE.get_or_try_init(py, || PyTzInfo::timezone(py, "UTC").map(Bound::unbind))?;
+        let name = pyo3::intern!(py, "UTC");
+        return Ok((Zone::Named(chrono_tz::Tz::UTC), info.bind(py).clone(), name.clone().into_any().unbind()));
     };
     if let Ok(name) = tz.cast::<PyString>() {
         let key = name.to_str()?;
