@@ -97,3 +97,16 @@ fn fixed_offset_zones_shift_wall_time() {
     assert_eq!(z.key(), "+05:30");
     assert!(matches!(Zone::named("Nowhere/Land"), Err(CronError::UnknownZone(_))));
 }
+
+#[test]
+fn dst_rules_continue_after_the_tabulated_years() {
+    // New York 2150: DST starts on the second Sunday of March (the 8th) at 02:00 EST,
+    // and ends on the first Sunday of November (the 1st) at 02:00 EDT, as zoneinfo says.
+    let ny = zone("America/New_York");
+    let s = parse("30 2 * * *", "").unwrap();
+    assert_eq!(s.next_after(&ny, utc(2150, 3, 8, 5, 0)).unwrap(), utc(2150, 3, 8, 7, 0));
+    let wild = parse("0 * * * *", "").unwrap();
+    assert_eq!(wild.next_after(&ny, utc(2150, 11, 1, 5, 30)).unwrap(), utc(2150, 11, 1, 6, 0));
+    assert_eq!(ny.offset_at(utc(2150, 7, 1, 0, 0)), -4 * 3600);
+    assert_eq!(ny.offset_at(utc(2150, 12, 1, 0, 0)), -5 * 3600);
+}
