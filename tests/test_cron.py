@@ -238,3 +238,17 @@ def test_public_api_exports() -> None:
     for name in ("CronSchedule", "CronField", "hourly", "daily", "weekly", "monthly"):
         assert name in rustybackup.__all__
         assert hasattr(rustybackup, name)
+
+
+@pytest.mark.parametrize("n", [-1, 1_000_001])
+def test_next_n_rejects_counts_out_of_range(n: int) -> None:
+    with pytest.raises(CronError, match=rf"n: {n} is out of range 0-1000000 \(use iter_after for more\)"):
+        CronSchedule("* * * * *").next_n(datetime(2025, 1, 1, tzinfo=UTC), n)
+
+
+def test_arguments_of_the_wrong_type_are_type_errors() -> None:
+    s = CronSchedule("* * * * *")
+    with pytest.raises(TypeError):
+        s.next_after("2025-01-01")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        CronSchedule(5)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rustybackup import CronError, CronSchedule
 
-from cron_reference import brute_next
+from cron_reference import brute_next, brute_prev
 
 croniter_mod = pytest.importorskip("croniter")
 cronsim_mod = pytest.importorskip("cronsim")
@@ -101,7 +101,7 @@ def test_next_after_agrees_with_croniter_in_utc(expr: str, t: datetime) -> None:
     st.datetimes(datetime(1975, 1, 1), datetime(2199, 1, 1)),
     st.booleans(),
 )
-def test_next_after_agrees_with_the_brute_force_dst_oracle(expr: str, zone: str, t: datetime, near: bool) -> None:
+def test_next_and_prev_agree_with_the_brute_force_dst_oracle(expr: str, zone: str, t: datetime, near: bool) -> None:
     z = ZoneInfo(zone)
     start = t.replace(tzinfo=z)
     if near:
@@ -112,10 +112,17 @@ def test_next_after_agrees_with_the_brute_force_dst_oracle(expr: str, zone: str,
         assume(changes)
         start = (jan + timedelta(days=changes[t.minute % len(changes)] - 1, minutes=t.second * 30)).astimezone(z)
     s = CronSchedule(expr, z)
+    span = timedelta(days=3) - timedelta(minutes=1)
     expected = brute_next(expr, z, start, 60 * 24 * 3)
     got = s.next_after(start)
     if expected is None:
-        assert got.astimezone(UTC) > start.astimezone(UTC) + timedelta(days=3) - timedelta(minutes=1)
+        assert got.astimezone(UTC) > start.astimezone(UTC) + span
+    else:
+        assert got.astimezone(UTC) == expected
+    expected = brute_prev(expr, z, start, 60 * 24 * 3)
+    got = s.prev_before(start)
+    if expected is None:
+        assert got.astimezone(UTC) < start.astimezone(UTC) - span
     else:
         assert got.astimezone(UTC) == expected
 

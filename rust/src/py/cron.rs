@@ -20,6 +20,9 @@ use super::errors::cron_error;
 use crate::cron::calendar::{days_from_civil, Wall};
 use crate::cron::{self, CronError as RustCronError, Schedule, Zone};
 
+/// The most times one `next_n` call returns.
+const MAX_NEXT_N: usize = 1_000_000;
+
 /// A cron schedule in a time zone (Vixie/ISC cron semantics, DST rules included).
 #[pyclass(frozen, module = "rustybackup", name = "CronSchedule")]
 pub struct PyCronSchedule {
@@ -224,7 +227,17 @@ impl PyCronSchedule {
     }
 
     /// The next `n` firing times after `dt` (fewer only at the end of year 9999).
-    fn next_n<'py>(&self, py: Python<'py>, dt: &Bound<'py, PyDateTime>, n: usize) -> PyResult<Vec<Bound<'py, PyDateTime>>> {
+    fn next_n<'py>(&self, py: Python<'py>, dt: &Bound<'py, PyDateTime>, n: i64) -> PyResult<Vec<Bound<'py, PyDateTime>>> {
+        // A bound keeps one call from running for minutes and filling memory; iter_after
+        // streams any number.
+        let n = match usize::try_from(n) {
+            Ok(n) if n <= MAX_NEXT_N => n,
+            _ => {
+                return Err(cron_error(RustCronError::OutOfRange(format!(
+                    "n: {n} is out of range 0-{MAX_NEXT_N} (use iter_after for more)"
+                ))))
+            }
+        };
         let (secs, _) = self.instant_of(py, dt)?;
         let instants = if n > 64 {
             py.detach(|| self.sched.next_n(&self.zone, secs, n))
