@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rustybackup import CronError, CronSchedule
 
-from cron_reference import brute_next, brute_prev
+from cron_reference import Reference, brute_next, brute_prev
 
 croniter_mod = pytest.importorskip("croniter")
 cronsim_mod = pytest.importorskip("cronsim")
@@ -230,3 +230,16 @@ def test_day_extensions_agree_with_cronsim_in_utc(expr: str, t: datetime) -> Non
     assert s is not None
     assert s.next_after(t) == next(cronsim_mod.CronSim(expr, t))
     assert s.prev_before(t) == next(cronsim_mod.CronSim(expr, t, reverse=True))
+
+
+@given(
+    st.tuples(_field(0, 59), _field(0, 23), _dom_extension(), _field(1, 12), _dow_extension()).map(" ".join),
+    instants(1970, 2199),
+)
+def test_matches_agrees_with_the_reference_matcher_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    assert s.matches(t) == Reference.parse(expr).wall_matches(t.replace(tzinfo=None))
+    # and next_after lands on a minute the reference accepts
+    assert Reference.parse(expr).wall_matches(s.next_after(t).replace(tzinfo=None))

@@ -61,7 +61,7 @@ class CronSchedule:
     def prev_before(self, dt: datetime.datetime) -> datetime.datetime:
         """The last firing time strictly before ``dt``."""
     def next_n(self, dt: datetime.datetime, n: int) -> list[datetime.datetime]:
-        """The next ``n`` firing times after ``dt`` (fewer only at the end of year 9999)."""
+        """The next ``n`` (0-1,000,000) firing times after ``dt`` (fewer only at the end of year 9999)."""
     def iter_after(self, dt: datetime.datetime) -> CronIterator:
         """An iterator of firing times after ``dt``."""
     def describe(self) -> str:
