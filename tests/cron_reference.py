@@ -98,31 +98,55 @@ class Reference:
         )
 
 
-def brute_next(expr: str, zone: tzinfo, t: datetime, minutes: int) -> datetime | None:
-    """Steps over real instants one minute at a time, applying DESIGN.md's DST rules by
-    their definition. Returns the first firing instant after ``t`` (UTC) within ``minutes``."""
-    ref = Reference.parse(expr)
+def fires(ref: Reference, fixed: bool, zone: tzinfo, i: datetime) -> bool:
+    """Whether the schedule fires at the whole-minute UTC instant ``i``, by DESIGN.md's
+    definition: a matching wall time that exists fires (a fixed-time schedule only on the
+    first pass of a fold); at the end of a spring-forward gap a fixed-time schedule fires
+    once if any skipped wall time matches."""
+    wall = i.astimezone(zone)
+    prev_wall = (i - timedelta(minutes=1)).astimezone(zone)
+    jump = wall.utcoffset() - prev_wall.utcoffset()  # type: ignore[operator]
+    naive = wall.replace(tzinfo=None)
+    if jump > timedelta(0) and fixed:
+        gap = naive - jump
+        while gap < naive:
+            if ref.wall_matches(gap):
+                return True
+            gap += timedelta(minutes=1)
+    if ref.wall_matches(naive):
+        first_pass = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        return not fixed or first_pass == i
+    return False
+
+
+def _prepare(expr: str) -> tuple[Reference, bool]:
     parts = expr.split()
-    fixed = not parts[0].startswith("*") and not parts[1].startswith("*")
+    return Reference.parse(expr), not parts[0].startswith("*") and not parts[1].startswith("*")
+
+
+def brute_next(expr: str, zone: tzinfo, t: datetime, minutes: int) -> datetime | None:
+    """The first firing instant strictly after ``t`` (UTC), stepping real instants one
+    minute at a time, within ``minutes``; None if there is none in that span."""
+    ref, fixed = _prepare(expr)
     t = t.astimezone(UTC)
     # first whole UTC minute strictly after t (zones used here have whole-minute offsets)
     i = t.replace(second=0, microsecond=0) + timedelta(minutes=1)
     for _ in range(minutes):
-        wall = i.astimezone(zone)
-        prev_wall = (i - timedelta(minutes=1)).astimezone(zone)
-        jump = wall.utcoffset() - prev_wall.utcoffset()  # type: ignore[operator]
-        naive = wall.replace(tzinfo=None)
-        if jump > timedelta(0) and fixed:
-            # spring forward at i: wall times [naive - jump, naive) never existed
-            gap = naive - jump
-            while gap < naive:
-                if ref.wall_matches(gap):
-                    return i
-                gap += timedelta(minutes=1)
-        if ref.wall_matches(naive):
-            # in a fold a fixed-time schedule fires only on the first pass
-            first_pass = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
-            if not fixed or first_pass == i:
-                return i
+        if fires(ref, fixed, zone, i):
+            return i
         i += timedelta(minutes=1)
+    return None
+
+
+def brute_prev(expr: str, zone: tzinfo, t: datetime, minutes: int) -> datetime | None:
+    """The last firing instant strictly before ``t`` (UTC), stepping backwards."""
+    ref, fixed = _prepare(expr)
+    t = t.astimezone(UTC)
+    i = t.replace(second=0, microsecond=0)
+    if i == t:
+        i -= timedelta(minutes=1)
+    for _ in range(minutes):
+        if fires(ref, fixed, zone, i):
+            return i
+        i -= timedelta(minutes=1)
     return None

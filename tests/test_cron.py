@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import pickle
-from datetime import datetime, timedelta, timezone
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -238,3 +239,52 @@ def test_public_api_exports() -> None:
     for name in ("CronSchedule", "CronField", "hourly", "daily", "weekly", "monthly"):
         assert name in rustybackup.__all__
         assert hasattr(rustybackup, name)
+
+
+@pytest.mark.parametrize("n", [-1, 1_000_001])
+def test_next_n_rejects_counts_out_of_range(n: int) -> None:
+    with pytest.raises(CronError, match=rf"n: {n} is out of range 0-1000000 \(use iter_after for more\)"):
+        CronSchedule("* * * * *").next_n(datetime(2025, 1, 1, tzinfo=UTC), n)
+
+
+def test_arguments_of_the_wrong_type_are_type_errors() -> None:
+    s = CronSchedule("* * * * *")
+    with pytest.raises(TypeError):
+        s.next_after("2025-01-01")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        CronSchedule(5)  # type: ignore[arg-type]
+
+
+class _NoKeyZone(tzinfo):
+    """A tzinfo with neither an IANA key nor a fixed offset."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return "nowhere"
+
+
+def test_tzinfo_without_key_or_fixed_offset_is_a_cron_error() -> None:
+    with pytest.raises(CronError, match="expected an IANA zone name, a zoneinfo.ZoneInfo or a fixed-offset"):
+        CronSchedule("* * * * *", _NoKeyZone())
+
+
+def test_schedule_is_shared_safely_between_threads() -> None:
+    s = CronSchedule("*/7 3-5 * * 1-5", "Europe/Berlin")
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    expected = s.next_n(start, 500)
+
+    def work(_: int) -> list[datetime]:
+        out, t = [], start
+        for _ in range(500):
+            t = s.next_after(t)
+            out.append(t)
+        return out
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(8)))
+    assert all(r == expected for r in results)

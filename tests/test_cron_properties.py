@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rustybackup import CronError, CronSchedule
 
-from cron_reference import brute_next
+from cron_reference import Reference, brute_next, brute_prev
 
 croniter_mod = pytest.importorskip("croniter")
 cronsim_mod = pytest.importorskip("cronsim")
@@ -98,10 +98,10 @@ def test_next_after_agrees_with_croniter_in_utc(expr: str, t: datetime) -> None:
     st.sampled_from(["*/7 * * * *", "30 2 * * *", "0,30 1,2 * * *", "*/20 1-3 * * *", "15 * * * *",
                      "45 1 * * 0", "0 */2 * * *", "30 2 * * 1-5", "* 2 * * *", "0 0,2 L * *"]),
     st.sampled_from(DST_ZONES),
-    st.datetimes(datetime(1975, 1, 1), datetime(2099, 1, 1)),
+    st.datetimes(datetime(1975, 1, 1), datetime(2199, 1, 1)),
     st.booleans(),
 )
-def test_next_after_agrees_with_the_brute_force_dst_oracle(expr: str, zone: str, t: datetime, near: bool) -> None:
+def test_next_and_prev_agree_with_the_brute_force_dst_oracle(expr: str, zone: str, t: datetime, near: bool) -> None:
     z = ZoneInfo(zone)
     start = t.replace(tzinfo=z)
     if near:
@@ -112,15 +112,22 @@ def test_next_after_agrees_with_the_brute_force_dst_oracle(expr: str, zone: str,
         assume(changes)
         start = (jan + timedelta(days=changes[t.minute % len(changes)] - 1, minutes=t.second * 30)).astimezone(z)
     s = CronSchedule(expr, z)
+    span = timedelta(days=3) - timedelta(minutes=1)
     expected = brute_next(expr, z, start, 60 * 24 * 3)
     got = s.next_after(start)
     if expected is None:
-        assert got.astimezone(UTC) > start.astimezone(UTC) + timedelta(days=3) - timedelta(minutes=1)
+        assert got.astimezone(UTC) > start.astimezone(UTC) + span
+    else:
+        assert got.astimezone(UTC) == expected
+    expected = brute_prev(expr, z, start, 60 * 24 * 3)
+    got = s.prev_before(start)
+    if expected is None:
+        assert got.astimezone(UTC) < start.astimezone(UTC) - span
     else:
         assert got.astimezone(UTC) == expected
 
 
-@given(expressions(), st.sampled_from(["UTC", *DST_ZONES]), instants(1971, 2098))
+@given(expressions(), st.sampled_from(["UTC", *DST_ZONES]), instants(1971, 2199))
 def test_next_after_then_prev_before_round_trips(expr: str, zone: str, t: datetime) -> None:
     s = schedule_or_none(expr, zone)
     assume(s is not None)
@@ -185,7 +192,7 @@ def _no_transition_between(zone: ZoneInfo, a: datetime, b: datetime) -> bool:
 
 # Away from transitions both peers agree with the DST-free meaning; at transitions they
 # differ from each other, and DESIGN.md decides (test_cron_dst.py and the brute-force oracle).
-@given(expressions(star_steps_in_days=False), st.sampled_from(DST_ZONES), instants(1971, 2098))
+@given(expressions(star_steps_in_days=False), st.sampled_from(DST_ZONES), instants(1971, 2199))
 def test_next_after_agrees_with_both_peers_in_dst_zones_away_from_transitions(
     expr: str, zone: str, t: datetime
 ) -> None:
@@ -198,3 +205,41 @@ def test_next_after_agrees_with_both_peers_in_dst_zones_away_from_transitions(
     assume(got - local < timedelta(days=60) and _no_transition_between(z, t, got.astimezone(UTC)))
     assert got == next(cronsim_mod.CronSim(expr, local))
     assert got == croniter_mod.croniter(expr, local).get_next(datetime)
+
+
+def _dom_extension() -> st.SearchStrategy[str]:
+    return st.one_of(st.just("L"), st.just("LW"), st.integers(1, 31).map(str), _field(1, 31))
+
+
+def _dow_extension() -> st.SearchStrategy[str]:
+    day = st.integers(0, 7)
+    return st.one_of(
+        st.tuples(day, st.integers(1, 5)).map(lambda dn: f"{dn[0]}#{dn[1]}"),
+        day.map(lambda d: f"{d}L"),
+        _field(0, 6),
+    )
+
+
+@given(
+    st.tuples(_field(0, 59), _field(0, 23), _dom_extension(), _field(1, 12), _dow_extension()).map(" ".join),
+    instants(1970, 2199),
+)
+def test_day_extensions_agree_with_cronsim_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    assert s.next_after(t) == next(cronsim_mod.CronSim(expr, t))
+    assert s.prev_before(t) == next(cronsim_mod.CronSim(expr, t, reverse=True))
+
+
+@given(
+    st.tuples(_field(0, 59), _field(0, 23), _dom_extension(), _field(1, 12), _dow_extension()).map(" ".join),
+    instants(1970, 2199),
+)
+def test_matches_agrees_with_the_reference_matcher_in_utc(expr: str, t: datetime) -> None:
+    s = schedule_or_none(expr)
+    assume(s is not None)
+    assert s is not None
+    assert s.matches(t) == Reference.parse(expr).wall_matches(t.replace(tzinfo=None))
+    # and next_after lands on a minute the reference accepts
+    assert Reference.parse(expr).wall_matches(s.next_after(t).replace(tzinfo=None))

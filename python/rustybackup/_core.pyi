@@ -65,12 +65,12 @@ class CronSchedule:
     def prev_before(self, dt: datetime.datetime) -> datetime.datetime:
         """The last firing time strictly before ``dt``."""
     def next_n(self, dt: datetime.datetime, n: int) -> list[datetime.datetime]:
-        """The next ``n`` firing times after ``dt`` (fewer only at the end of year 9999)."""
+        """The next ``n`` (0-1,000,000) firing times after ``dt`` (fewer only at the end of year 9999)."""
     def iter_after(self, dt: datetime.datetime) -> CronIterator:
         """An iterator of firing times after ``dt``."""
     def describe(self) -> str:
         """Plain English, e.g. ``"At 02:00, Monday through Friday"``."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
     def __reduce__(self) -> tuple[type[CronSchedule], tuple[str, str | datetime.tzinfo, str | None]]: ...
 

@@ -1,7 +1,7 @@
 //! English descriptions ("At 02:00, Monday through Friday"), in the style of
 //! cronstrue / crontab.guru: time of day first, then days, then months.
 
-use super::field::{Field, FieldKind};
+use super::field::Field;
 use super::schedule::Schedule;
 
 const DAY_NAMES: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
@@ -131,7 +131,8 @@ fn dom_phrase(dom: &Field) -> Vec<String> {
 fn dow_phrase(dow: &Field) -> Vec<String> {
     let mut parts = Vec::new();
     let values = dow.values();
-    if !(dow.star && dow.is_full()) && !values.is_empty() {
+    let every_day = dow.star && dow.is_full();
+    if !values.is_empty() && !every_day {
         // Monday-first order reads naturally ("Monday through Sunday" is rare; keep cron's).
         let named = join_runs(&values, |v| DAY_NAMES[v as usize].to_string(), " through ");
         parts.push(if values.len() >= 3 && named.contains(" through ") && !named.contains(',') {
@@ -140,14 +141,14 @@ fn dow_phrase(dow: &Field) -> Vec<String> {
             format!("on {named}")
         });
     }
-    for d in 0..7 {
-        for n in 0..5 {
+    for (d, name) in DAY_NAMES.iter().enumerate() {
+        for (n, ordinal) in ORDINALS.iter().enumerate() {
             if dow.dow.nth[d] & (1 << n) != 0 {
-                parts.push(format!("on the {} {} of the month", ORDINALS[n], DAY_NAMES[d]));
+                parts.push(format!("on the {ordinal} {name} of the month"));
             }
         }
         if dow.dow.last & (1 << d) != 0 {
-            parts.push(format!("on the last {} of the month", DAY_NAMES[d]));
+            parts.push(format!("on the last {name} of the month"));
         }
     }
     parts

@@ -2,7 +2,7 @@
 //! unrestricted (Vixie cron's `DOM_STAR`/`DOW_STAR`: the field text starts with `*`), and
 //! the day-field extensions (`L`, `LW`, `nW`, `d#n`, `dL`).
 
-use super::calendar;
+pub use super::days::{first_weekday, month_days, weekly_mask, DomSpecial, DowSpecial};
 use super::error::CronError;
 use super::hashed;
 
@@ -115,95 +115,6 @@ impl FieldKind {
     }
 }
 
-/// `L`, `LW` and `nW` in the day-of-month field.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct DomSpecial {
-    /// `L`: the last day of the month.
-    pub last: bool,
-    /// `LW`: the last weekday (Mon-Fri) of the month.
-    pub last_weekday: bool,
-    /// `nW`: bit n set for "the weekday nearest day n, within the month" (Quartz).
-    pub nearest_weekday: u32,
-}
-
-/// `d#n` and `dL` in the day-of-week field.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct DowSpecial {
-    /// `nth[d]` has bit n-1 set for `d#n` (the n-th weekday d of the month, n = 1-5).
-    pub nth: [u8; 7],
-    /// Bit d set for `dL` (the last weekday d of the month).
-    pub last: u8,
-}
-
-impl DomSpecial {
-    fn is_empty(&self) -> bool {
-        !self.last && !self.last_weekday && self.nearest_weekday == 0
-    }
-
-    /// The days of a month of `len` days starting on weekday `first` that these select.
-    pub fn mask(&self, len: u32, first: u32) -> u32 {
-        let mut m = 0u32;
-        let wd = |day: u32| (first + day - 1) % 7;
-        if self.last {
-            m |= 1 << len;
-        }
-        if self.last_weekday {
-            let d = match wd(len) {
-                0 => len - 2,
-                6 => len - 1,
-                _ => len,
-            };
-            m |= 1 << d;
-        }
-        let mut bits = self.nearest_weekday;
-        while bits != 0 {
-            let n = bits.trailing_zeros();
-            bits &= bits - 1;
-            if n > len {
-                continue; // `31W` in a 30-day month: Quartz skips the month
-            }
-            let d = match wd(n) {
-                6 if n == 1 => 3,  // Saturday the 1st: Monday the 3rd, not last month's Friday
-                6 => n - 1,        // Saturday: the Friday before
-                0 if n == len => n - 2, // Sunday the last: the Friday before
-                0 => n + 1,        // Sunday: the Monday after
-                _ => n,
-            };
-            m |= 1 << d;
-        }
-        m
-    }
-}
-
-impl DowSpecial {
-    fn is_empty(&self) -> bool {
-        self.last == 0 && self.nth.iter().all(|n| *n == 0)
-    }
-
-    /// The days of a month of `len` days starting on weekday `first` that these select.
-    pub fn mask(&self, len: u32, first: u32) -> u32 {
-        let mut m = 0u32;
-        for d in 0..7u32 {
-            let nth = self.nth[d as usize];
-            let last = self.last & (1 << d) != 0;
-            if nth == 0 && !last {
-                continue;
-            }
-            let first_day = 1 + (d + 7 - first) % 7;
-            for n in 0..5u32 {
-                let day = first_day + 7 * n;
-                if day <= len && nth & (1 << n) != 0 {
-                    m |= 1 << day;
-                }
-            }
-            if last {
-                m |= 1 << (first_day + 7 * ((len - first_day) / 7));
-            }
-        }
-        m
-    }
-}
-
 /// One parsed field.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Field {
@@ -248,7 +159,12 @@ impl Field {
         if term.is_empty() {
             return Err(CronError::field(name, format!("empty item in {whole:?}")));
         }
-        let upper = term.to_ascii_uppercase();
+        // Only terms with letters need an upper-case copy (names, L, W); digits-only is the hot path.
+        let upper: std::borrow::Cow<'_, str> = if term.bytes().any(|b| b.is_ascii_lowercase()) {
+            std::borrow::Cow::Owned(term.to_ascii_uppercase())
+        } else {
+            std::borrow::Cow::Borrowed(term)
+        };
         // Day-of-month extensions.
         if kind == FieldKind::DayOfMonth {
             if upper == "L" {
@@ -304,13 +220,13 @@ impl Field {
             }
             None => (term, None),
         };
-        let ubase = base.to_ascii_uppercase();
         let (lo, hi) = if base == "*" || base == "?" {
             if base == "?" && !kind.is_day() {
                 return Err(CronError::field(name, format!("{term:?}: '?' is only allowed in day-of-month and day-of-week")));
             }
             (kind.min(), kind.max())
-        } else if ubase == "H" || ubase.starts_with("H(") {
+        } else if base.eq_ignore_ascii_case("H") || base.starts_with("H(") || base.starts_with("h(") {
+            let ubase = base.to_ascii_uppercase();
             let (hlo, hhi) = if ubase == "H" {
                 kind.hash_range()
             } else {
@@ -378,8 +294,22 @@ impl Field {
     /// The normalized text: sorted values with runs as ranges, `*` or `*/n` kept when the
     /// field was written with a star (it changes the day rule and DST handling), extensions last.
     pub fn normalized(&self) -> String {
+        let mut out = String::with_capacity(16);
+        self.write_normalized(&mut out);
+        out
+    }
+
+    /// Appends the normalized text to `out` (one buffer for the whole expression: parsing
+    /// thousands of expressions is a benchmarked path).
+    pub fn write_normalized(&self, out: &mut String) {
+        use std::fmt::Write;
         let kind = self.kind;
-        let mut parts: Vec<String> = Vec::new();
+        let start_len = out.len();
+        let sep = |out: &mut String| {
+            if out.len() > start_len {
+                out.push(',');
+            }
+        };
         let mut rest = self.bits;
         if self.star {
             let (lo, hi) = (kind.min(), kind.max());
@@ -388,55 +318,65 @@ impl Field {
             let mut chosen = hi - lo + 1;
             for step in 1..=hi - lo + 1 {
                 let prog = self.progression(lo, hi, step);
-                if prog & self.bits == prog && prog != 0 {
+                if prog & self.bits == prog {
                     chosen = step;
                     break;
                 }
             }
-            let prog = self.progression(lo, hi, chosen);
-            rest &= !prog;
-            parts.push(if chosen == 1 { "*".to_string() } else { format!("*/{chosen}") });
-        }
-        let values: Vec<u32> = (0..64).filter(|v| rest & (1u64 << v) != 0).collect();
-        let mut i = 0;
-        while i < values.len() {
-            let mut j = i;
-            while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
-                j += 1;
-            }
-            if j >= i + 2 {
-                parts.push(format!("{}-{}", values[i], values[j]));
+            rest &= !self.progression(lo, hi, chosen);
+            if chosen == 1 {
+                out.push('*');
             } else {
-                for v in &values[i..=j] {
-                    parts.push(v.to_string());
-                }
+                let _ = write!(out, "*/{chosen}");
             }
-            i = j + 1;
+        }
+        while rest != 0 {
+            let a = rest.trailing_zeros();
+            // length of the run of set bits starting at a
+            let run = (!(rest >> a)).trailing_zeros();
+            let b = a + run - 1;
+            sep(out);
+            if run >= 3 {
+                let _ = write!(out, "{a}-{b}");
+            } else if run == 2 {
+                let _ = write!(out, "{a},{b}");
+            } else {
+                let _ = write!(out, "{a}");
+            }
+            rest &= !(span_bits(a, b));
+        }
+        if !self.has_special() {
+            return;
         }
         if self.dom.last {
-            parts.push("L".into());
+            sep(out);
+            out.push('L');
         }
         if self.dom.last_weekday {
-            parts.push("LW".into());
+            sep(out);
+            out.push_str("LW");
         }
-        for n in 1..32 {
-            if self.dom.nearest_weekday & (1 << n) != 0 {
-                parts.push(format!("{n}W"));
-            }
+        let mut nw = self.dom.nearest_weekday;
+        while nw != 0 {
+            let n = nw.trailing_zeros();
+            nw &= nw - 1;
+            sep(out);
+            let _ = write!(out, "{n}W");
         }
         for d in 0..7 {
             for n in 0..5 {
                 if self.dow.nth[d] & (1 << n) != 0 {
-                    parts.push(format!("{d}#{}", n + 1));
+                    sep(out);
+                    let _ = write!(out, "{d}#{}", n + 1);
                 }
             }
         }
         for d in 0..7 {
             if self.dow.last & (1 << d) != 0 {
-                parts.push(format!("{d}L"));
+                sep(out);
+                let _ = write!(out, "{d}L");
             }
         }
-        parts.join(",")
     }
 
     fn progression(&self, lo: u32, hi: u32, step: u32) -> u64 {
@@ -454,26 +394,6 @@ impl Field {
         let (lo, hi) = (self.kind.min(), self.kind.max().min(if self.kind == FieldKind::DayOfWeek { 6 } else { 63 }));
         self.bits & span_bits(lo, hi) == span_bits(lo, hi)
     }
-}
-
-/// Days 1..=len that fall on a weekday in `dow_bits` (bit 0 = Sunday), for a month whose
-/// first day is weekday `first`.
-pub fn weekly_mask(dow_bits: u8, len: u32, first: u32) -> u32 {
-    // Rotate the week so bit 0 is the weekday of day 1, then repeat it five times.
-    let w = u64::from(dow_bits & 0x7f);
-    let rot = ((w >> first) | (w << (7 - first))) & 0x7f;
-    let rep = rot | rot << 7 | rot << 14 | rot << 21 | rot << 28;
-    ((rep << 1) as u32) & month_days(len)
-}
-
-/// Bits 1..=len.
-pub fn month_days(len: u32) -> u32 {
-    (u32::MAX >> (31 - len)) & !1
-}
-
-/// Weekday of the 1st of a month, cron numbering.
-pub fn first_weekday(year: i32, month: u32) -> u32 {
-    calendar::weekday(year, month, 1)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! times to instants with ISC cron's DST rules, `describe` renders English.
 
 pub mod calendar;
+pub mod days;
 pub mod describe;
 pub mod error;
 pub mod field;

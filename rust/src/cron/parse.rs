@@ -92,3 +92,4 @@ mod tests {
         assert!(v[0] < 10 && v.windows(2).all(|w| w[1] - w[0] == 10));
     }
 }
+

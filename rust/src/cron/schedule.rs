@@ -24,8 +24,15 @@ pub struct Schedule {
 impl Schedule {
     /// Builds a schedule from its five parsed fields and rejects one that can never fire.
     pub fn from_fields(fields: [Field; 5], texts: [&str; 5]) -> Result<Schedule, CronError> {
-        let [mi, h, dom, mo, dow] = &fields;
-        let normalized = fields.iter().map(Field::normalized).collect::<Vec<_>>().join(" ");
+        let [mi, h, _, mo, dow] = &fields;
+        let dom = &fields[2];
+        let mut normalized = String::with_capacity(32);
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                normalized.push(' ');
+            }
+            f.write_normalized(&mut normalized);
+        }
         let s = Schedule {
             minutes: mi.bits,
             hours: h.bits as u32,
@@ -35,7 +42,7 @@ impl Schedule {
             day_or: !dom.star && !dow.star,
             fixed_time: !mi.star && !h.star,
             normalized,
-            fields: fields.clone(),
+            fields,
         };
         s.check_can_fire(texts)?;
         Ok(s)

@@ -14,14 +14,14 @@ use std::str::FromStr;
 use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::{GapInfo, Tz};
 
-use super::calendar::Wall;
+use super::calendar::{self, Wall};
 use super::error::CronError;
 use super::schedule::Schedule;
 
 /// The zone a schedule's wall times live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Zone {
-    /// An IANA zone (chrono-tz data; its DST rules are tabulated up to 2099).
+    /// An IANA zone (chrono-tz data, tabulated to 2099 and extended by the zone rule after).
     Named(Tz),
     /// A fixed offset from UTC, in seconds east.
     Fixed(i32),
@@ -62,8 +62,23 @@ impl Zone {
         }
     }
 
+    /// The offset when it never changes: fixed zones, and UTC by its common names (the
+    /// default zone, so it skips the transition-table lookups).
+    fn constant_offset(&self) -> Option<i32> {
+        match self {
+            Zone::Fixed(o) => Some(*o),
+            Zone::Named(Tz::UTC | Tz::Etc__UTC | Tz::GMT | Tz::Etc__GMT) => Some(0),
+            Zone::Named(_) => None,
+        }
+    }
+
     /// UTC offset in seconds at an instant.
     pub fn offset_at(&self, instant: i64) -> i32 {
+        if let Some(o) = self.constant_offset() {
+            return o;
+        }
+        let shift = beyond_table_shift(instant);
+        let instant = instant - shift;
         match self {
             Zone::Fixed(o) => *o,
             Zone::Named(tz) => match DateTime::from_timestamp(instant, 0) {
@@ -75,10 +90,25 @@ impl Zone {
 
     /// The instants a wall time (seconds since 1970-01-01T00:00, naive) stands for.
     pub fn resolve(&self, wall: i64) -> Local {
+        if let Some(o) = self.constant_offset() {
+            return Local::Single(wall - i64::from(o));
+        }
         let tz = match self {
             Zone::Fixed(o) => return Local::Single(wall - i64::from(*o)),
             Zone::Named(tz) => tz,
         };
+        let shift = beyond_table_shift(wall);
+        if shift != 0 {
+            return match self.resolve_in_table(tz, wall - shift) {
+                Local::Single(i) => Local::Single(i + shift),
+                Local::Ambiguous(a, b) => Local::Ambiguous(a + shift, b + shift),
+                Local::Gap(end) => Local::Gap(end + shift),
+            };
+        }
+        self.resolve_in_table(tz, wall)
+    }
+
+    fn resolve_in_table(&self, tz: &Tz, wall: i64) -> Local {
         let Some(naive) = naive(wall) else {
             return Local::Single(wall);
         };
@@ -127,6 +157,23 @@ impl Zone {
     }
 }
 
+/// chrono-tz tabulates transitions up to 2099; after that its zones would stay on standard
+/// time, while Python's zoneinfo keeps applying the zone's rule (the TZif footer). DST rules
+/// are "n-th weekday of a month", so a year behaves like any year with the same leap-ness
+/// and the same weekday on January 1st: map years >= 2100 onto such a year in 2072-2099
+/// (that span holds every combination) and shift the answer back. Seconds to subtract.
+fn beyond_table_shift(secs: i64) -> i64 {
+    const FIRST_UNTABULATED: i64 = 4_102_444_800; // 2100-01-01T00:00:00
+    if secs < FIRST_UNTABULATED {
+        return 0;
+    }
+    let (year, _, _) = calendar::civil_from_days(secs.div_euclid(86_400));
+    let (leap, first) = (calendar::is_leap(year), calendar::weekday(year, 1, 1));
+    (2072..2100)
+        .find(|y| calendar::is_leap(*y) == leap && calendar::weekday(*y, 1, 1) == first)
+        .map_or(0, |y| (calendar::days_from_civil(year, 1, 1) - calendar::days_from_civil(y, 1, 1)) * 86_400)
+}
+
 fn naive(wall: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp(wall, 0).map(|d| d.naive_utc())
 }
@@ -134,9 +181,9 @@ fn naive(wall: i64) -> Option<NaiveDateTime> {
 /// Seconds of the largest plausible offset change near an instant: a day later (or earlier)
 /// minus now. Real zones change at most once a day.
 fn fold_slack(zone: &Zone, instant: i64, forward: bool) -> i64 {
-    match zone {
-        Zone::Fixed(_) => 0,
-        Zone::Named(_) => {
+    match zone.constant_offset() {
+        Some(_) => 0,
+        None => {
             let now = i64::from(zone.offset_at(instant));
             if forward {
                 (now - i64::from(zone.offset_at(instant + 86_400))).max(0)

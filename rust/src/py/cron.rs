@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use pyo3::basic::CompareOp;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyString, PyTimeAccess, PyTuple, PyTzInfo, PyTzInfoAccess,
 };
@@ -18,6 +19,9 @@ use pyo3::types::{
 use super::errors::cron_error;
 use crate::cron::calendar::{days_from_civil, Wall};
 use crate::cron::{self, CronError as RustCronError, Schedule, Zone};
+
+/// The most times one `next_n` call returns.
+const MAX_NEXT_N: usize = 1_000_000;
 
 /// A cron schedule in a time zone (Vixie/ISC cron semantics, DST rules included).
 #[pyclass(frozen, module = "rustybackup", name = "CronSchedule")]
@@ -49,8 +53,12 @@ pub struct PyCronIterator {
 
 fn zone_from_arg<'py>(py: Python<'py>, tz: Option<&Bound<'py, PyAny>>) -> PyResult<(Zone, Bound<'py, PyTzInfo>, Py<PyAny>)> {
     let Some(tz) = tz else {
-        let name = PyString::new(py, "UTC");
-        return Ok((Zone::Named(chrono_tz::Tz::UTC), PyTzInfo::timezone(py, "UTC")?, name.into_any().unbind()));
+        // The default zone: ZoneInfo("UTC") is looked up once per interpreter, not per parse
+        // (parsing thousands of expressions is a benchmarked path).
+        static UTC_ZONE: PyOnceLock<Py<PyTzInfo>> = PyOnceLock::new();
+        let info = UTC_ZONE.get_or_try_init(py, || PyTzInfo::timezone(py, "UTC").map(Bound::unbind))?;
+        let name = pyo3::intern!(py, "UTC");
+        return Ok((Zone::Named(chrono_tz::Tz::UTC), info.bind(py).clone(), name.clone().into_any().unbind()));
     };
     if let Ok(name) = tz.cast::<PyString>() {
         let key = name.to_str()?;
@@ -219,7 +227,17 @@ impl PyCronSchedule {
     }
 
     /// The next `n` firing times after `dt` (fewer only at the end of year 9999).
-    fn next_n<'py>(&self, py: Python<'py>, dt: &Bound<'py, PyDateTime>, n: usize) -> PyResult<Vec<Bound<'py, PyDateTime>>> {
+    fn next_n<'py>(&self, py: Python<'py>, dt: &Bound<'py, PyDateTime>, n: i64) -> PyResult<Vec<Bound<'py, PyDateTime>>> {
+        // A bound keeps one call from running for minutes and filling memory; iter_after
+        // streams any number.
+        let n = match usize::try_from(n) {
+            Ok(n) if n <= MAX_NEXT_N => n,
+            _ => {
+                return Err(cron_error(RustCronError::OutOfRange(format!(
+                    "n: {n} is out of range 0-{MAX_NEXT_N} (use iter_after for more)"
+                ))))
+            }
+        };
         let (secs, _) = self.instant_of(py, dt)?;
         let instants = if n > 64 {
             py.detach(|| self.sched.next_n(&self.zone, secs, n))
