@@ -99,8 +99,14 @@ pub fn retention_plan<R: ChainRecord>(
         .reasons
         .into_iter()
         .map(|r| match r.is_empty() {
-            true => Decision { keep: false, reason: obsolete.clone() },
-            false => Decision { keep: true, reason: r.join("; ") },
+            true => Decision {
+                keep: false,
+                reason: obsolete.clone(),
+            },
+            false => Decision {
+                keep: true,
+                reason: r.join("; "),
+            },
         })
         .collect())
 }
@@ -121,8 +127,18 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
     fn new(index: &'i ChainIndex<'r, R>) -> Self {
         let mut by_age: Vec<u32> = (0..index.len() as u32).collect();
         by_age.sort_unstable_by(|&a, &b| index.cmp_age(a, b));
-        let logs = by_age.iter().copied().filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog).collect();
-        Self { index, usable_root: index.roots(true), by_age, logs, reasons: vec![Vec::new(); index.len()] }
+        let logs = by_age
+            .iter()
+            .copied()
+            .filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog)
+            .collect();
+        Self {
+            index,
+            usable_root: index.roots(true),
+            by_age,
+            logs,
+            reasons: vec![Vec::new(); index.len()],
+        }
     }
 
     fn row(&self, i: u32) -> &'r R {
@@ -157,7 +173,9 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
                 self.keep(i, reason);
             }
         }
-        let logs_from = self.logs.partition_point(|&i| self.row(i).finished_us() <= earliest_start);
+        let logs_from = self
+            .logs
+            .partition_point(|&i| self.row(i).finished_us() <= earliest_start);
         for k in logs_from..self.logs.len() {
             let i = self.logs[k];
             if self.row(i).finished_us() < floor {
@@ -168,7 +186,13 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
 
     /// redundancy(n): returns why a set older than the kept range goes.
     fn redundancy(&mut self, n: u32) -> String {
-        let fulls: Vec<u32> = self.by_age.iter().rev().copied().filter(|&i| self.is_usable_full(i)).collect();
+        let fulls: Vec<u32> = self
+            .by_age
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.is_usable_full(i))
+            .collect();
         let counted = &fulls[..fulls.len().min(n as usize)];
         let Some(&oldest) = counted.last() else {
             return format!("redundancy {n}: no usable FULL to keep");
@@ -228,8 +252,13 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
 
     /// keep(last=, hourly=, ...): returns why an unselected set goes.
     fn periods(&mut self, counts: &KeepCounts, tz: Tz) -> String {
-        let points: Vec<u32> =
-            self.by_age.iter().rev().copied().filter(|&i| self.usable_root[i as usize] != NO_ROOT).collect();
+        let points: Vec<u32> = self
+            .by_age
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.usable_root[i as usize] != NO_ROOT)
+            .collect();
         let buckets = [
             (Period::Last, counts.last),
             (Period::Hour, counts.hourly),
@@ -331,12 +360,20 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
     /// If the oldest survivor is CORRUPT or EXPIRED, keeps the newest usable FULL older than
     /// it, so the oldest point the catalog seems to offer is one that restores.
     fn no_unusable_oldest(&mut self) {
-        let Some(oldest) = self.by_age.iter().copied().find(|&i| self.kept(i)) else { return };
+        let Some(oldest) = self.by_age.iter().copied().find(|&i| self.kept(i)) else {
+            return;
+        };
         let state = self.row(oldest).state();
         if state == SetState::Available {
             return;
         }
-        let older = self.by_age.iter().copied().take_while(|&i| i != oldest).filter(|&i| self.is_usable_full(i)).last();
+        let older = self
+            .by_age
+            .iter()
+            .copied()
+            .take_while(|&i| i != oldest)
+            .filter(|&i| self.is_usable_full(i))
+            .last();
         if let Some(f) = older {
             let reason = format!("oldest survivor would be {} ({})", state.label(), self.row(oldest).id());
             self.keep(f, reason);
@@ -386,14 +423,21 @@ impl Period {
                 (t.year(), t.month(), t.day(), t.hour()),
                 format!(" ({:04}-{:02}-{:02} {:02}h)", t.year(), t.month(), t.day(), t.hour()),
             ),
-            Self::Day => {
-                ((t.year(), t.month(), t.day(), 0), format!(" ({:04}-{:02}-{:02})", t.year(), t.month(), t.day()))
-            }
+            Self::Day => (
+                (t.year(), t.month(), t.day(), 0),
+                format!(" ({:04}-{:02}-{:02})", t.year(), t.month(), t.day()),
+            ),
             Self::Week => {
                 let w = t.iso_week();
-                ((w.year(), w.week(), 0, 0), format!(" ({:04}-W{:02})", w.year(), w.week()))
+                (
+                    (w.year(), w.week(), 0, 0),
+                    format!(" ({:04}-W{:02})", w.year(), w.week()),
+                )
             }
-            Self::Month => ((t.year(), t.month(), 0, 0), format!(" ({:04}-{:02})", t.year(), t.month())),
+            Self::Month => (
+                (t.year(), t.month(), 0, 0),
+                format!(" ({:04}-{:02})", t.year(), t.month()),
+            ),
             Self::Year => ((t.year(), 0, 0, 0), format!(" ({:04})", t.year())),
         }
     }
@@ -409,4 +453,148 @@ fn ordinal(n: usize) -> String {
         _ => "th",
     };
     format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::SetRecord;
+
+    const H: i64 = 3_600_000_000;
+    const D: i64 = 24 * H;
+
+    /// A backup a day at 01:00 (FULL every 7 days, else INCREMENTAL), a log at 03:00.
+    fn days(n: i64) -> Vec<SetRecord> {
+        let mut rows = Vec::new();
+        let mut last = String::new();
+        for d in 0..n {
+            let (id, kind, parent) = if d % 7 == 0 {
+                (format!("f{d}"), BackupKind::Full, None)
+            } else {
+                (format!("i{d}"), BackupKind::Incremental, Some(last.clone()))
+            };
+            let (started_us, finished_us) = (d * D + H, d * D + 2 * H);
+            rows.push(SetRecord {
+                id: id.clone(),
+                kind,
+                parent,
+                started_us,
+                finished_us,
+                state: SetState::Available,
+            });
+            let (started_us, finished_us) = (d * D + 3 * H, d * D + 4 * H);
+            let (log_id, kind, state) = (format!("a{d}"), BackupKind::ArchiveLog, SetState::Available);
+            rows.push(SetRecord {
+                id: log_id,
+                kind,
+                parent: None,
+                started_us,
+                finished_us,
+                state,
+            });
+            last = id;
+        }
+        rows
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            redundancy: None,
+            window_us: None,
+            keep: KeepCounts::default(),
+            tz: Tz::UTC,
+        }
+    }
+
+    fn kept(rows: &[SetRecord], plan: &[Decision]) -> Vec<String> {
+        rows.iter()
+            .zip(plan)
+            .filter(|(_, d)| d.keep)
+            .map(|(r, _)| r.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn redundancy_ranks_fulls_and_keeps_everything_since_the_nth() {
+        let rows = days(21);
+        let plan = retention_plan(
+            &rows,
+            &Policy {
+                redundancy: Some(2),
+                ..policy()
+            },
+            21 * D,
+            &HashSet::new(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(kept(&rows, &plan).first().map(String::as_str), Some("f7"));
+        assert_eq!(plan[14 * 2].reason, "1st newest FULL");
+        assert_eq!(plan[7 * 2].reason, "2nd newest FULL");
+        assert_eq!(plan[0].reason, "obsolete: older than the 2nd newest FULL f7");
+    }
+
+    #[test]
+    fn window_keeps_its_point_of_recoverability() {
+        let rows = days(21);
+        let p = Policy {
+            window_us: Some(3 * D),
+            ..policy()
+        };
+        let plan = retention_plan(&rows, &p, 21 * D, &HashSet::new(), false).unwrap();
+        assert_eq!(kept(&rows, &plan).first().map(String::as_str), Some("f14"));
+        assert_eq!(plan[20 * 2].reason, "inside the 3-day window");
+    }
+
+    #[test]
+    fn keep_daily_counts_only_days_with_a_point_and_closes_chains() {
+        let rows = days(10);
+        let p = Policy {
+            keep: KeepCounts {
+                daily: 2,
+                ..KeepCounts::default()
+            },
+            ..policy()
+        };
+        let plan = retention_plan(&rows, &p, 100 * D, &HashSet::new(), false).unwrap();
+        assert_eq!(kept(&rows, &plan), ["f7", "i8", "i9"]);
+        assert_eq!(plan[9 * 2].reason, "daily #1 (1970-01-10)");
+        assert_eq!(plan[7 * 2].reason, "needed by INCREMENTAL i8");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let mut rows = days(2);
+        rows.push(rows[0].clone());
+        let err = retention_plan(
+            &rows,
+            &Policy {
+                redundancy: Some(1),
+                ..policy()
+            },
+            D,
+            &HashSet::new(),
+            false,
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            ChainError::DuplicateId {
+                id: "f0".into(),
+                first: 0,
+                second: 4
+            }
+        );
+    }
+
+    #[test]
+    fn ordinals_read_as_english() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .iter()
+            .map(|&n| ordinal(n))
+            .collect();
+        assert_eq!(
+            got,
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+        );
+    }
 }

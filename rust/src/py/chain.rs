@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use pyo3::types::{PyBool, PyList, PyString, PyTuple};
 
 use super::errors::chain_error;
-use crate::chain::retention::{self, KeepCounts, Policy};
 use crate::chain::recovery;
+use crate::chain::retention::{self, KeepCounts, Policy};
 use crate::chain::{BackupKind, SetRef, SetState};
 
 const ROW_SHAPE: &str = "(id, kind, parent_id, started_us, finished_us, status)";
@@ -77,7 +77,10 @@ fn retention_plan<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let count = |name: &str, value: i64, least: i64| -> PyResult<u32> {
         if value < least || value > i64::from(u32::MAX) {
-            return Err(PyValueError::new_err(format!("{name} must be between {least} and {}, not {value}", u32::MAX)));
+            return Err(PyValueError::new_err(format!(
+                "{name} must be between {least} and {}, not {value}",
+                u32::MAX
+            )));
         }
         Ok(value as u32)
     };
@@ -98,8 +101,15 @@ fn retention_plan<'py>(
             "the retention policy keeps nothing: give redundancy, window_us or a positive keep_* count",
         ));
     }
-    let tz = tz.parse().map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
-    let policy = Policy { redundancy, window_us, keep, tz };
+    let tz = tz
+        .parse()
+        .map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
+    let policy = Policy {
+        redundancy,
+        window_us,
+        keep,
+        tz,
+    };
     let tuples = collect_tuples(sets)?;
     let rows = borrow_rows(&tuples)?;
     let plan = py.detach(|| {
