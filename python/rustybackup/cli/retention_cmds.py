@@ -8,7 +8,7 @@ Rules given together combine: a set stays if any rule keeps it. The plan comes f
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 from rich.console import Console
@@ -29,7 +29,13 @@ class _Manager(Protocol):
     def apply_retention(self, database: str, policy: RetentionPolicy, dry_run: bool = True) -> list[str]: ...
 
 
-class DurationType(click.ParamType):
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[timedelta]
+else:  # click < 8.2 has no runtime generic ParamType
+    _ParamType = click.ParamType
+
+
+class DurationType(_ParamType):
     """``7d``, ``12h``, ``30m``, ``45s``, ``2w``, ``1d12h``."""
 
     name = "duration"
