@@ -117,19 +117,12 @@ fn retention_plan<'py>(
         retention::retention_plan(&rows, &policy, now_us, &protected, force)
     });
     let plan = plan.map_err(chain_error)?;
-    // Neighbouring sets often share a reason ("inside the 7-day window"): build each run once.
-    let mut previous: Option<(&str, Bound<'py, PyString>)> = None;
-    let mut items = Vec::with_capacity(plan.len());
-    for decision in &plan {
-        let text = match &previous {
-            Some((s, obj)) if *s == decision.reason => obj.clone(),
-            _ => {
-                let obj = PyString::new(py, &decision.reason);
-                previous = Some((&decision.reason, obj.clone()));
-                obj
-            }
-        };
-        let flag = PyBool::new(py, decision.keep).to_owned().into_any();
+    // Each distinct reason becomes one Python str, shared by every row that has it.
+    let mut texts: Vec<Option<Bound<'py, PyString>>> = vec![None; plan.texts.len()];
+    let mut items = Vec::with_capacity(plan.rows.len());
+    for &(keep, t) in &plan.rows {
+        let text = texts[t as usize].get_or_insert_with(|| PyString::new(py, &plan.texts[t as usize])).clone();
+        let flag = PyBool::new(py, keep).to_owned().into_any();
         items.push(PyTuple::new(py, [flag, text.into_any()])?);
     }
     PyList::new(py, items)
@@ -211,14 +204,7 @@ fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
             "sets[{i}]: status {status:?} is not one of available, corrupt, expired"
         ))
     })?;
-    Ok(SetRef {
-        id,
-        kind,
-        parent,
-        started_us,
-        finished_us,
-        state,
-    })
+    Ok(SetRef::new(id, kind, parent, started_us, finished_us, state))
 }
 
 /// The id objects of the rows at `positions`, reused rather than rebuilt.
