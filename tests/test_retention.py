@@ -257,3 +257,15 @@ def test_union_keeps_the_larger_of_each_rule() -> None:
 
 def test_to_us_is_exact() -> None:
     assert to_us(datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=timezone.utc)) == 1_795_939_200_123_456
+
+
+def test_protected_must_be_ids() -> None:
+    with pytest.raises(TypeError, match="^protected must be an iterable of set ids, not a single str$"):
+        _core.retention_plan([], 0, keep_last=1, protected="f1")
+    with pytest.raises(TypeError, match=r"^protected must be an iterable of set ids \(str\)$"):
+        _core.retention_plan([], 0, keep_last=1, protected=[1])  # type: ignore[list-item]
+    rows: list[Row] = [("f1", "full", None, 0, 1, "available"), ("f2", "full", None, 2, 3, "available")]
+    assert _core.retention_plan(rows, 4, redundancy=1, protected={"f1"})[0] == (
+        True,
+        "protected: being read by a restore or verification",
+    )

@@ -56,7 +56,7 @@ fn recovery_chain<'py>(py: Python<'py>, sets: &Bound<'py, PyAny>, set_id: &str) 
 #[pyfunction]
 #[pyo3(signature = (
     sets, /, now_us, *, redundancy = None, window_us = None, keep_last = 0, keep_hourly = 0, keep_daily = 0,
-    keep_weekly = 0, keep_monthly = 0, keep_yearly = 0, tz = "UTC", protected = Vec::new(), force = false
+    keep_weekly = 0, keep_monthly = 0, keep_yearly = 0, tz = "UTC", protected = None, force = false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn retention_plan<'py>(
@@ -72,7 +72,7 @@ fn retention_plan<'py>(
     keep_monthly: i64,
     keep_yearly: i64,
     tz: &str,
-    protected: Vec<String>,
+    protected: Option<&Bound<'py, PyAny>>,
     force: bool,
 ) -> PyResult<Bound<'py, PyList>> {
     let count = |name: &str, value: i64, least: i64| -> PyResult<u32> {
@@ -101,6 +101,19 @@ fn retention_plan<'py>(
             "the retention policy keeps nothing: give redundancy, window_us or a positive keep_* count",
         ));
     }
+    let protected: Vec<String> = match protected {
+        None => Vec::new(),
+        Some(ids) if ids.is_instance_of::<PyString>() => {
+            return Err(PyTypeError::new_err("protected must be an iterable of set ids, not a single str"));
+        }
+        Some(ids) => ids
+            .try_iter()?
+            .map(|id| {
+                id?.extract::<String>()
+                    .map_err(|_| PyTypeError::new_err("protected must be an iterable of set ids (str)"))
+            })
+            .collect::<PyResult<_>>()?,
+    };
     let tz = tz
         .parse()
         .map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
