@@ -161,7 +161,7 @@ def test_retention_keep_daily_plain_python(benchmark: BenchmarkFixture, rows: li
 
 def test_a_million_sets_work() -> None:
     if not os.environ.get("RUSTYBACKUP_BENCH_HUGE"):
-        pytest.skip("set RUSTYBACKUP_BENCH_HUGE=1 to plan over 1,000,000 sets (about 1 GiB of Python tuples)")
+        pytest.skip("set RUSTYBACKUP_BENCH_HUGE=1 to plan over 1,000,000 sets (about 500 MiB, mostly the Python tuples)")
     big = catalog(1_000_000)
     assert _core.recovery_path(big)[0] == big[999_900][0]
     plan = _core.retention_plan(big, big[-1][4], window_us=7 * DAY, keep_monthly=12)

@@ -182,13 +182,21 @@ pub(crate) fn borrow_rows<'a>(tuples: &'a [Bound<'_, PyTuple>]) -> PyResult<Vec<
 }
 
 fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
+    // Every tuple here has exactly 6 items (checked in `collect_tuples`) and tuples never
+    // change size, so the bounds-checked PyTuple_GetItem call per field is not needed.
+    let item = |k: usize| {
+        debug_assert!(k < 6 && t.len() == 6);
+        // SAFETY: `k < 6 == t.len()`: `collect_tuples` only returns 6-item tuples, every
+        // caller below passes a constant below 6, and a tuple's length is immutable.
+        unsafe { t.get_borrowed_item_unchecked(k) }
+    };
     let text = |k: usize, field: &str| -> PyResult<&'a str> {
-        let item = t.get_borrowed_item(k)?;
+        let item = item(k);
         item.extract::<&'a str>()
             .map_err(|_| PyTypeError::new_err(format!("sets[{i}]: {field} must be a str, not {}", type_name(&item))))
     };
     let int = |k: usize, field: &str| -> PyResult<i64> {
-        let item = t.get_borrowed_item(k)?;
+        let item = item(k);
         item.extract::<i64>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "sets[{i}]: {field} must be an int of µs since the epoch, not {}",
@@ -203,7 +211,7 @@ fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
             "sets[{i}]: kind {kind_name:?} is not one of full, incremental, differential, archive_log"
         ))
     })?;
-    let parent_item = t.get_borrowed_item(2)?;
+    let parent_item = item(2);
     let parent = if parent_item.is_none() {
         None
     } else {
