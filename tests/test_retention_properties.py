@@ -149,6 +149,23 @@ def test_a_plan_keeps_every_promise(
         if oldest[5] != "available":
             assert not any(r[1] == "full" and r[5] == "available" and key(r) < key(oldest) for r in rows)
 
+    # Reasons can be checked against the catalog.
+    for d in plan:
+        row = by_id[d.set_id]
+        for part in d.reason.split("; "):
+            if part.startswith("needed by "):
+                child = by_id[part.split()[-1]]
+                assert child[0] in kept and child[2] == d.set_id, part
+            elif part.startswith("inside the "):
+                assert policy.window_us is not None and row[4] >= now_us - policy.window_us, part
+            elif part.endswith(" newest FULL"):
+                assert row[1] == "full" and row[5] == "available", part
+            elif part.startswith("protected"):
+                assert d.set_id in protected
+            elif part.startswith("oldest survivor would be "):
+                corrupt = by_id[part.rsplit("(", 1)[1].rstrip(")")]
+                assert corrupt[5] != "available" and key(row) < key(corrupt) and row[1] == "full"
+
     # Idempotence: planning again on the survivors deletes nothing more.
     again = plan_retention(survivors, policy, now, tz=zone, protected=protected)
     assert all(d.keep for d in again), [d for d in again if not d.keep]
