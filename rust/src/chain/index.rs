@@ -56,7 +56,11 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
                 _ => data = i as u32,
             }
         }
-        let mut index = Self { rows, by_id: OnceCell::new(), parents: Vec::with_capacity(n) };
+        let mut index = Self {
+            rows,
+            by_id: OnceCell::new(),
+            parents: Vec::with_capacity(n),
+        };
         let (mut prev_data, mut prev_full) = (NO_ROOT, NO_ROOT);
         for (i, row) in rows.iter().enumerate() {
             let link = match (row.kind(), row.parent()) {
@@ -101,7 +105,11 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
             if let Some(p) = wanted.find(self.rows, row.id_hash(), row.id()) {
                 if p != i as u32 {
                     let (first, second) = (p.min(i as u32) as usize, p.max(i as u32) as usize);
-                    return Err(ChainError::DuplicateId { id: row.id().to_string(), first, second });
+                    return Err(ChainError::DuplicateId {
+                        id: row.id().to_string(),
+                        first,
+                        second,
+                    });
                 }
             }
         }
@@ -223,7 +231,12 @@ struct IdTable {
 impl IdTable {
     fn with_capacity(n: usize) -> Self {
         let size = (n.max(4) * 2).next_power_of_two();
-        Self { slots: vec![NO_ROOT; size], hashes: vec![0; size], mask: size - 1, duplicate: None }
+        Self {
+            slots: vec![NO_ROOT; size],
+            hashes: vec![0; size],
+            mask: size - 1,
+            duplicate: None,
+        }
     }
 
     fn insert<R: ChainRecord>(&mut self, rows: &[R], i: u32) {

@@ -187,7 +187,15 @@ impl<'a> SetRef<'a> {
         finished_us: i64,
         state: SetState,
     ) -> Self {
-        Self { id, kind, parent, started_us, finished_us, state, id_hash: index::fx_hash(id) }
+        Self {
+            id,
+            kind,
+            parent,
+            started_us,
+            finished_us,
+            state,
+            id_hash: index::fx_hash(id),
+        }
     }
 }
 

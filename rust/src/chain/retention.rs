@@ -80,7 +80,10 @@ impl Plan {
     /// Row `i`'s decision with its text.
     pub fn decision(&self, i: usize) -> Decision {
         let (keep, text) = self.rows[i];
-        Decision { keep, reason: self.texts[text as usize].clone() }
+        Decision {
+            keep,
+            reason: self.texts[text as usize].clone(),
+        }
     }
 }
 
@@ -142,7 +145,11 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
             .collect();
         keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| index.cmp_age(a.2, b.2)));
         let by_age: Vec<u32> = keys.into_iter().map(|k| k.2).collect();
-        let logs = by_age.iter().copied().filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog).collect();
+        let logs = by_age
+            .iter()
+            .copied()
+            .filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog)
+            .collect();
         Self {
             index,
             usable_root: index.roots(true),
@@ -186,7 +193,10 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
             };
             rows.push(decision);
         }
-        Plan { texts: self.texts, rows }
+        Plan {
+            texts: self.texts,
+            rows,
+        }
     }
 
     fn row(&self, i: u32) -> &'r R {
@@ -245,7 +255,13 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
 
     /// redundancy(n): returns why a set older than the kept range goes.
     fn redundancy(&mut self, n: u32) -> String {
-        let fulls: Vec<u32> = self.by_age.iter().rev().copied().filter(|&i| self.is_usable_full(i)).collect();
+        let fulls: Vec<u32> = self
+            .by_age
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.is_usable_full(i))
+            .collect();
         let counted = &fulls[..fulls.len().min(n as usize)];
         let Some(&oldest) = counted.last() else {
             return format!("redundancy {n}: no usable FULL to keep");
@@ -256,11 +272,17 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
         let mut chains: Vec<(u32, u32)> = Vec::with_capacity(counted.len());
         for (k, &f) in counted.iter().enumerate() {
             self.keep(f, format!("{} newest FULL", ordinal(k + 1)));
-            let member = self.text(format!("in the chain of the {} newest FULL {}", ordinal(k + 1), self.row(f).id()));
+            let member = self.text(format!(
+                "in the chain of the {} newest FULL {}",
+                ordinal(k + 1),
+                self.row(f).id()
+            ));
             chains.push((f, member));
         }
         let newer = self.text(format!("newer than the {rank} newest FULL {oldest_id}"));
-        let log_reason = self.text(format!("needed to roll forward from the {rank} newest FULL {oldest_id}"));
+        let log_reason = self.text(format!(
+            "needed to roll forward from the {rank} newest FULL {oldest_id}"
+        ));
         let roots = std::mem::take(&mut self.usable_root);
         let reason_for = |i: u32, row: &R| -> Option<u32> {
             if row.kind() == BackupKind::ArchiveLog {
@@ -288,8 +310,13 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
             .copied()
             .find(|&i| self.is_usable_full(i) && self.row(i).finished_us() <= start);
         let inside = self.text(format!("inside the {span} window"));
-        let before = self.text(format!("needed to recover to {} (start of the {span} window)", fmt_us(start)));
-        let point = self.text(format!("newest FULL at or before the start of the {span} window (point of recoverability)"));
+        let before = self.text(format!(
+            "needed to recover to {} (start of the {span} window)",
+            fmt_us(start)
+        ));
+        let point = self.text(format!(
+            "newest FULL at or before the start of the {span} window (point of recoverability)"
+        ));
         let reason_for = |i: u32, row: &R| -> Option<u32> {
             Some(if row.finished_us() >= start {
                 inside
@@ -565,7 +592,11 @@ mod tests {
     }
 
     fn kept(rows: &[SetRecord], plan: &Plan) -> Vec<String> {
-        rows.iter().zip(&plan.rows).filter(|(_, d)| d.0).map(|(r, _)| r.id.clone()).collect()
+        rows.iter()
+            .zip(&plan.rows)
+            .filter(|(_, d)| d.0)
+            .map(|(r, _)| r.id.clone())
+            .collect()
     }
 
     #[test]

@@ -104,7 +104,9 @@ fn retention_plan<'py>(
     let protected: Vec<String> = match protected {
         None => Vec::new(),
         Some(ids) if ids.is_instance_of::<PyString>() => {
-            return Err(PyTypeError::new_err("protected must be an iterable of set ids, not a single str"));
+            return Err(PyTypeError::new_err(
+                "protected must be an iterable of set ids, not a single str",
+            ));
         }
         Some(ids) => ids
             .try_iter()?
@@ -134,7 +136,9 @@ fn retention_plan<'py>(
     let mut texts: Vec<Option<Bound<'py, PyString>>> = vec![None; plan.texts.len()];
     let mut items = Vec::with_capacity(plan.rows.len());
     for &(keep, t) in &plan.rows {
-        let text = texts[t as usize].get_or_insert_with(|| PyString::new(py, &plan.texts[t as usize])).clone();
+        let text = texts[t as usize]
+            .get_or_insert_with(|| PyString::new(py, &plan.texts[t as usize]))
+            .clone();
         let flag = PyBool::new(py, keep).to_owned().into_any();
         items.push(PyTuple::new(py, [flag, text.into_any()])?);
     }
