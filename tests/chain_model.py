@@ -43,9 +43,16 @@ def catalogs(draw: st.DrawFn, max_sets: int = 40) -> list[Row]:
         if parent is not None and data_ids and draw(st.integers(0, 15)) == 0:
             parent = draw(st.sampled_from(data_ids))  # an odd parent: a branch off an older set
         status = draw(st.sampled_from(("available",) * 6 + ("corrupt", "expired")))
+        sid = f"s{i:03d}"
+        previous = rows[-1] if rows else None
+        if kind == "archive_log" and previous is not None and previous[4] > previous[3] and draw(st.booleans()):
+            # A log archived while the previous backup ran (a hot backup needs it).
+            start = previous[3]
+            finish = start + draw(st.integers(1, previous[4] - previous[3]))
+            rows.append((sid, kind, parent, start, finish, status))
+            continue
         start = t
         finish = start + draw(st.integers(0, 4)) * HOUR // 4
-        sid = f"s{i:03d}"
         rows.append((sid, kind, parent, start, finish, status))
         t = finish + draw(st.integers(0, 30)) * HOUR
         if kind == "full":

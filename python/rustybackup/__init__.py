@@ -70,3 +70,8 @@ __all__ += ["BackupCatalog", "BackupManager", "BackupPiece", "BackupProgress", "
 # --- windows, jobs, scheduler (issue 6) ---
 
 # --- retention (issue 7) ---
+from .retention import RetentionDecision as RetentionDecision  # noqa: E402
+from .retention import RetentionPolicy as RetentionPolicy  # noqa: E402
+from .retention import plan_retention as plan_retention  # noqa: E402
+
+__all__ += ["RetentionDecision", "RetentionPolicy", "plan_retention"]

@@ -186,7 +186,7 @@ def retention_plan(
     keep_monthly: int = 0,
     keep_yearly: int = 0,
     tz: str = "UTC",
-    protected: Iterable[str] = (),
+    protected: Iterable[str] | None = None,
     force: bool = False,
 ) -> list[tuple[bool, str]]:
     """Per set, in input order, ``(keep, reason)`` under the union of the rules given.

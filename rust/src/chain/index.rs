@@ -2,8 +2,7 @@
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 use super::{BackupKind, ChainError, ChainRecord, SetState};
 
@@ -32,11 +31,9 @@ const VISITING: u32 = NO_ROOT - 2;
 /// whole resolution, so the common case skips it.
 pub struct ChainIndex<'r, R> {
     rows: &'r [R],
-    by_id: OnceCell<IdMap<'r>>,
+    by_id: OnceCell<IdTable>,
     parents: Vec<Link>,
 }
-
-type IdMap<'r> = HashMap<&'r str, u32, BuildHasherDefault<FxHasher>>;
 
 impl<'r, R: ChainRecord> ChainIndex<'r, R> {
     /// Indexes `rows`. Ids are not checked for uniqueness here: see
@@ -72,7 +69,7 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
                 (_, Some(p)) => [prev_data, prev_full, next_data[i], next_full[i]]
                     .into_iter()
                     .find(|&j| j != NO_ROOT && rows[j as usize].id() == p)
-                    .or_else(|| index.id_map().get(p).copied())
+                    .or_else(|| index.position(p))
                     .map_or(Link::Missing, Link::At),
             };
             index.parents.push(link);
@@ -85,26 +82,27 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
         Ok(index)
     }
 
-    /// The id map, built on first use.
-    fn id_map(&self) -> &IdMap<'r> {
+    /// The id table, built on first use (first row wins on a repeated id).
+    fn table(&self) -> &IdTable {
         self.by_id.get_or_init(|| {
-            let mut map = IdMap::with_capacity_and_hasher(self.rows.len(), BuildHasherDefault::default());
-            for (i, row) in self.rows.iter().enumerate() {
-                map.entry(row.id()).or_insert(i as u32);
+            let mut table = IdTable::with_capacity(self.rows.len());
+            for i in 0..self.rows.len() as u32 {
+                table.insert(self.rows, i);
             }
-            map
+            table
         })
     }
 
     /// Fails if an id of the rows at `positions` is carried by another row too: an answer
-    /// naming it would be ambiguous. Costs one pass over the ids.
+    /// naming it would be ambiguous. Compares precomputed hashes, so it reads no strings
+    /// except on a hash match.
     pub fn check_unique(&self, positions: &[u32]) -> Result<(), ChainError> {
-        let mut wanted: IdMap<'r> = IdMap::with_capacity_and_hasher(positions.len(), BuildHasherDefault::default());
+        let mut wanted = IdTable::with_capacity(positions.len());
         for &p in positions {
-            wanted.insert(self.row(p).id(), p);
+            wanted.insert(self.rows, p);
         }
         for (i, row) in self.rows.iter().enumerate() {
-            if let Some(&p) = wanted.get(row.id()) {
+            if let Some(p) = wanted.find(self.rows, row.id_hash(), row.id()) {
                 if p != i as u32 {
                     let (first, second) = (p.min(i as u32) as usize, p.max(i as u32) as usize);
                     return Err(ChainError::DuplicateId {
@@ -120,21 +118,14 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
 
     /// Fails if any two rows share an id (retention must never guess which one it deletes).
     pub fn check_all_unique(&self) -> Result<(), ChainError> {
-        let map = self.id_map();
-        if map.len() == self.rows.len() {
-            return Ok(());
+        match self.table().duplicate {
+            Some((first, second)) => Err(ChainError::DuplicateId {
+                id: self.row(second).id().to_string(),
+                first: first as usize,
+                second: second as usize,
+            }),
+            None => Ok(()),
         }
-        for (i, row) in self.rows.iter().enumerate() {
-            let first = map.get(row.id()).copied().unwrap_or(i as u32) as usize;
-            if first != i {
-                return Err(ChainError::DuplicateId {
-                    id: row.id().to_string(),
-                    first,
-                    second: i,
-                });
-            }
-        }
-        Ok(())
     }
 
     /// The rows, in input order.
@@ -159,7 +150,7 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
 
     /// Position of the row with this id.
     pub fn position(&self, id: &str) -> Option<u32> {
-        self.id_map().get(id).copied()
+        self.table().find(self.rows, fx_hash(id), id)
     }
 
     /// Row `i`'s parent link.
@@ -225,6 +216,68 @@ impl<'r, R: ChainRecord> ChainIndex<'r, R> {
         }
         root
     }
+}
+
+/// Open addressing over row positions keyed by the rows' id hashes: 4 bytes a slot, and
+/// a probe reads a string only when the 64-bit hashes agree.
+struct IdTable {
+    slots: Vec<u32>,
+    hashes: Vec<u64>,
+    mask: usize,
+    /// The first repeated id met while inserting: (first row, second row).
+    duplicate: Option<(u32, u32)>,
+}
+
+impl IdTable {
+    fn with_capacity(n: usize) -> Self {
+        let size = (n.max(4) * 2).next_power_of_two();
+        Self {
+            slots: vec![NO_ROOT; size],
+            hashes: vec![0; size],
+            mask: size - 1,
+            duplicate: None,
+        }
+    }
+
+    fn insert<R: ChainRecord>(&mut self, rows: &[R], i: u32) {
+        let row = &rows[i as usize];
+        let hash = row.id_hash();
+        let mut at = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == NO_ROOT {
+                self.slots[at] = i;
+                self.hashes[at] = hash;
+                return;
+            }
+            if self.hashes[at] == hash && rows[slot as usize].id() == row.id() {
+                self.duplicate.get_or_insert((slot, i));
+                return;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    fn find<R: ChainRecord>(&self, rows: &[R], hash: u64, id: &str) -> Option<u32> {
+        let mut at = hash as usize & self.mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == NO_ROOT {
+                return None;
+            }
+            if self.hashes[at] == hash && rows[slot as usize].id() == id {
+                return Some(slot);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+}
+
+/// The hash every id is indexed by.
+pub fn fx_hash(id: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(id.as_bytes());
+    hasher.finish()
 }
 
 /// rustc's FxHash: set ids are short strings we generate ourselves, so HashDoS resistance

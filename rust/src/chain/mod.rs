@@ -131,6 +131,10 @@ pub trait ChainRecord {
     fn finished_us(&self) -> i64;
     /// Its standing.
     fn state(&self) -> SetState;
+    /// `index::fx_hash(self.id())`; rows that cache it save re-reading the id string.
+    fn id_hash(&self) -> u64 {
+        index::fx_hash(self.id())
+    }
 }
 
 impl ChainRecord for SetRecord {
@@ -169,9 +173,36 @@ pub struct SetRef<'a> {
     pub finished_us: i64,
     /// Its standing.
     pub state: SetState,
+    /// `fx_hash(id)`, computed while the id is in cache (see [`SetRef::new`]).
+    pub id_hash: u64,
+}
+
+impl<'a> SetRef<'a> {
+    /// A row; hashes its id now, while the caller has the string in cache.
+    pub fn new(
+        id: &'a str,
+        kind: BackupKind,
+        parent: Option<&'a str>,
+        started_us: i64,
+        finished_us: i64,
+        state: SetState,
+    ) -> Self {
+        Self {
+            id,
+            kind,
+            parent,
+            started_us,
+            finished_us,
+            state,
+            id_hash: index::fx_hash(id),
+        }
+    }
 }
 
 impl ChainRecord for SetRef<'_> {
+    fn id_hash(&self) -> u64 {
+        self.id_hash
+    }
     fn id(&self) -> &str {
         self.id
     }
@@ -199,4 +230,4 @@ pub mod retention;
 mod time;
 
 pub use error::ChainError;
-pub use index::ChainIndex;
+pub use index::{fx_hash, ChainIndex};

@@ -18,7 +18,7 @@
 //! only usable FULL is never deleted unless `force`; a CORRUPT or EXPIRED set is never left
 //! as the oldest survivor while an older usable FULL can stand before it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Timelike};
 use chrono_tz::Tz;
@@ -66,6 +66,27 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// The plan for every row. Reasons are interned: neighbouring sets mostly share one
+/// ("inside the 7-day window"), so each text exists once and rows point at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The distinct reason texts.
+    pub texts: Vec<String>,
+    /// Per row, in input order: (keep, index into `texts`).
+    pub rows: Vec<(bool, u32)>,
+}
+
+impl Plan {
+    /// Row `i`'s decision with its text.
+    pub fn decision(&self, i: usize) -> Decision {
+        let (keep, text) = self.rows[i];
+        Decision {
+            keep,
+            reason: self.texts[text as usize].clone(),
+        }
+    }
+}
+
 /// Decides, for every row (same order), whether it stays and why.
 pub fn retention_plan<R: ChainRecord>(
     rows: &[R],
@@ -73,7 +94,7 @@ pub fn retention_plan<R: ChainRecord>(
     now_us: i64,
     protected: &HashSet<&str>,
     force: bool,
-) -> Result<Vec<Decision>, ChainError> {
+) -> Result<Plan, ChainError> {
     let index = ChainIndex::new(rows)?;
     // Deleting by an ambiguous id could remove the wrong set: refuse outright.
     index.check_all_unique()?;
@@ -94,16 +115,12 @@ pub fn retention_plan<R: ChainRecord>(
         plan.keep_a_full();
     }
     plan.no_unusable_oldest();
-    let obsolete = format!("obsolete: {}", why_not.join("; "));
-    Ok(plan
-        .reasons
-        .into_iter()
-        .map(|r| match r.is_empty() {
-            true => Decision { keep: false, reason: obsolete.clone() },
-            false => Decision { keep: true, reason: r.join("; ") },
-        })
-        .collect())
+    let obsolete = plan.text(format!("obsolete: {}", why_not.join("; ")));
+    Ok(plan.finish(obsolete))
 }
+
+/// No reason (yet): the row goes.
+const NONE: u32 = u32::MAX;
 
 struct Planner<'i, 'r, R> {
     index: &'i ChainIndex<'r, R>,
@@ -113,28 +130,96 @@ struct Planner<'i, 'r, R> {
     by_age: Vec<u32>,
     /// ARCHIVE_LOG positions, oldest first.
     logs: Vec<u32>,
-    /// Per row, the reasons it stays (empty: it goes).
-    reasons: Vec<Vec<String>>,
+    /// Per row, up to three reasons it stays (NONE-padded; all NONE: it goes) ...
+    reasons: Vec<[u32; 3]>,
+    /// ... and any further ones.
+    overflow: HashMap<u32, Vec<u32>>,
+    texts: Vec<String>,
 }
 
 impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
     fn new(index: &'i ChainIndex<'r, R>) -> Self {
-        let mut by_age: Vec<u32> = (0..index.len() as u32).collect();
-        by_age.sort_unstable_by(|&a, &b| index.cmp_age(a, b));
-        let logs = by_age.iter().copied().filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog).collect();
-        Self { index, usable_root: index.roots(true), by_age, logs, reasons: vec![Vec::new(); index.len()] }
+        // Sort compact keys; ids are read only to break exact ties of finish and start.
+        let mut keys: Vec<(i64, i64, u32)> = (0..index.len() as u32)
+            .map(|i| (index.row(i).finished_us(), index.row(i).started_us(), i))
+            .collect();
+        keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| index.cmp_age(a.2, b.2)));
+        let by_age: Vec<u32> = keys.into_iter().map(|k| k.2).collect();
+        let logs = by_age
+            .iter()
+            .copied()
+            .filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog)
+            .collect();
+        Self {
+            index,
+            usable_root: index.roots(true),
+            by_age,
+            logs,
+            reasons: vec![[NONE; 3]; index.len()],
+            overflow: HashMap::new(),
+            texts: Vec::new(),
+        }
+    }
+
+    /// Stores a reason text; returns its id.
+    fn text(&mut self, text: String) -> u32 {
+        self.texts.push(text);
+        (self.texts.len() - 1) as u32
+    }
+
+    /// The final plan: one text per distinct combination of reasons.
+    fn finish(mut self, obsolete: u32) -> Plan {
+        let mut combined: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut rows = Vec::with_capacity(self.reasons.len());
+        for i in 0..self.reasons.len() {
+            let slots = self.reasons[i];
+            let decision = match slots {
+                [NONE, _, _] => (false, obsolete),
+                [only, NONE, _] => (true, only),
+                _ => {
+                    let mut all: Vec<u32> = slots.into_iter().filter(|&t| t != NONE).collect();
+                    all.extend(self.overflow.get(&(i as u32)).into_iter().flatten());
+                    let text = match combined.get(&all) {
+                        Some(&t) => t,
+                        None => {
+                            let joined = all.iter().map(|&t| self.texts[t as usize].as_str()).collect::<Vec<_>>();
+                            let t = self.text(joined.join("; "));
+                            combined.insert(all, t);
+                            t
+                        }
+                    };
+                    (true, text)
+                }
+            };
+            rows.push(decision);
+        }
+        Plan {
+            texts: self.texts,
+            rows,
+        }
     }
 
     fn row(&self, i: u32) -> &'r R {
         self.index.row(i)
     }
 
+    /// Keeps row `i` for reason text `reason` (an id from [`Planner::text`]).
+    fn keep_for(&mut self, i: u32, reason: u32) {
+        let slots = &mut self.reasons[i as usize];
+        match slots.iter().position(|&t| t == NONE) {
+            Some(free) => slots[free] = reason,
+            None => self.overflow.entry(i).or_default().push(reason),
+        }
+    }
+
+    /// Keeps row `i` for a reason only it has.
     fn keep(&mut self, i: u32, reason: String) {
-        self.reasons[i as usize].push(reason);
+        let t = self.text(reason);
+        self.keep_for(i, t);
     }
 
     fn kept(&self, i: u32) -> bool {
-        !self.reasons[i as usize].is_empty()
+        self.reasons[i as usize][0] != NONE
     }
 
     fn is_usable_full(&self, i: u32) -> bool {
@@ -144,7 +229,7 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
     /// Keeps every set that finished at or after `floor` (position `floor_row` of the base
     /// FULL, if any), and every ARCHIVE_LOG that finished after the earliest start of the
     /// data sets so kept: that is what recovery to any instant since the floor reads.
-    fn keep_since(&mut self, floor: i64, reason_for: &dyn Fn(u32, &R) -> Option<String>, log_reason: &str) {
+    fn keep_since(&mut self, floor: i64, reason_for: &dyn Fn(u32, &R) -> Option<u32>, log_reason: u32) {
         let first = self.by_age.partition_point(|&i| self.row(i).finished_us() < floor);
         let mut earliest_start = i64::MAX;
         for k in first..self.by_age.len() {
@@ -154,47 +239,64 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
                 earliest_start = earliest_start.min(row.started_us());
             }
             if let Some(reason) = reason_for(i, row) {
-                self.keep(i, reason);
+                self.keep_for(i, reason);
             }
         }
-        let logs_from = self.logs.partition_point(|&i| self.row(i).finished_us() <= earliest_start);
+        let logs_from = self
+            .logs
+            .partition_point(|&i| self.row(i).finished_us() <= earliest_start);
         for k in logs_from..self.logs.len() {
             let i = self.logs[k];
             if self.row(i).finished_us() < floor {
-                self.keep(i, log_reason.to_string());
+                self.keep_for(i, log_reason);
             }
         }
     }
 
     /// redundancy(n): returns why a set older than the kept range goes.
     fn redundancy(&mut self, n: u32) -> String {
-        let fulls: Vec<u32> = self.by_age.iter().rev().copied().filter(|&i| self.is_usable_full(i)).collect();
+        let fulls: Vec<u32> = self
+            .by_age
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.is_usable_full(i))
+            .collect();
         let counted = &fulls[..fulls.len().min(n as usize)];
         let Some(&oldest) = counted.last() else {
             return format!("redundancy {n}: no usable FULL to keep");
         };
         let rank = ordinal(counted.len());
-        let oldest_row = self.row(oldest);
+        let oldest_id = self.row(oldest).id();
+        // Per counted FULL: (position, text of its chain members).
+        let mut chains: Vec<(u32, u32)> = Vec::with_capacity(counted.len());
         for (k, &f) in counted.iter().enumerate() {
             self.keep(f, format!("{} newest FULL", ordinal(k + 1)));
+            let member = self.text(format!(
+                "in the chain of the {} newest FULL {}",
+                ordinal(k + 1),
+                self.row(f).id()
+            ));
+            chains.push((f, member));
         }
-        let chains: Vec<(u32, String)> = counted.iter().enumerate().map(|(k, &f)| (f, ordinal(k + 1))).collect();
+        let newer = self.text(format!("newer than the {rank} newest FULL {oldest_id}"));
+        let log_reason = self.text(format!(
+            "needed to roll forward from the {rank} newest FULL {oldest_id}"
+        ));
         let roots = std::mem::take(&mut self.usable_root);
-        let index = self.index;
-        let log_reason = format!("needed to roll forward from the {rank} newest FULL {}", oldest_row.id());
-        let reason_for = |i: u32, row: &R| -> Option<String> {
+        let reason_for = |i: u32, row: &R| -> Option<u32> {
             if row.kind() == BackupKind::ArchiveLog {
-                return Some(log_reason.clone());
+                return Some(log_reason);
             }
             match chains.iter().find(|(f, _)| *f == roots[i as usize]) {
                 Some((f, _)) if *f == i => None,
-                Some((f, k)) => Some(format!("in the chain of the {k} newest FULL {}", index.row(*f).id())),
-                None => Some(format!("newer than the {rank} newest FULL {}", oldest_row.id())),
+                Some((_, member)) => Some(*member),
+                None => Some(newer),
             }
         };
-        self.keep_since(oldest_row.finished_us(), &reason_for, &log_reason);
+        self.keep_since(self.row(oldest).finished_us(), &reason_for, log_reason);
         self.usable_root = roots;
-        format!("older than the {rank} newest FULL {}", oldest_row.id())
+        format!("older than the {rank} newest FULL {oldest_id}")
     }
 
     /// recovery_window(window): returns why a set older than the kept range goes.
@@ -207,19 +309,25 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
             .rev()
             .copied()
             .find(|&i| self.is_usable_full(i) && self.row(i).finished_us() <= start);
-        let inside = format!("inside the {span} window");
-        let before = format!("needed to recover to {} (start of the {span} window)", fmt_us(start));
-        let reason_for = |i: u32, row: &R| -> Option<String> {
+        let inside = self.text(format!("inside the {span} window"));
+        let before = self.text(format!(
+            "needed to recover to {} (start of the {span} window)",
+            fmt_us(start)
+        ));
+        let point = self.text(format!(
+            "newest FULL at or before the start of the {span} window (point of recoverability)"
+        ));
+        let reason_for = |i: u32, row: &R| -> Option<u32> {
             Some(if row.finished_us() >= start {
-                inside.clone()
+                inside
             } else if Some(i) == base {
-                format!("newest FULL at or before the start of the {span} window (point of recoverability)")
+                point
             } else {
-                before.clone()
+                before
             })
         };
         let floor = base.map_or(start, |b| self.row(b).finished_us());
-        self.keep_since(floor, &reason_for, &before);
+        self.keep_since(floor, &reason_for, before);
         match base.map(|b| self.row(b).id()) {
             Some(id) => format!("older than FULL {id}, the point of recoverability of the {span} window"),
             None => format!("finished before the {span} window, and no usable FULL precedes it"),
@@ -228,8 +336,13 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
 
     /// keep(last=, hourly=, ...): returns why an unselected set goes.
     fn periods(&mut self, counts: &KeepCounts, tz: Tz) -> String {
-        let points: Vec<u32> =
-            self.by_age.iter().rev().copied().filter(|&i| self.usable_root[i as usize] != NO_ROOT).collect();
+        let points: Vec<u32> = self
+            .by_age
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&i| self.usable_root[i as usize] != NO_ROOT)
+            .collect();
         let buckets = [
             (Period::Last, counts.last),
             (Period::Hour, counts.hourly),
@@ -302,7 +415,8 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
                     break;
                 }
                 let row = self.row(child);
-                self.keep(parent, format!("needed by {} {}", row.kind().label(), row.id()));
+                let reason = format!("needed by {} {}", row.kind().label(), row.id());
+                self.keep(parent, reason);
                 child = parent;
             }
         }
@@ -331,12 +445,20 @@ impl<'i, 'r, R: ChainRecord> Planner<'i, 'r, R> {
     /// If the oldest survivor is CORRUPT or EXPIRED, keeps the newest usable FULL older than
     /// it, so the oldest point the catalog seems to offer is one that restores.
     fn no_unusable_oldest(&mut self) {
-        let Some(oldest) = self.by_age.iter().copied().find(|&i| self.kept(i)) else { return };
+        let Some(oldest) = self.by_age.iter().copied().find(|&i| self.kept(i)) else {
+            return;
+        };
         let state = self.row(oldest).state();
         if state == SetState::Available {
             return;
         }
-        let older = self.by_age.iter().copied().take_while(|&i| i != oldest).filter(|&i| self.is_usable_full(i)).last();
+        let older = self
+            .by_age
+            .iter()
+            .copied()
+            .take_while(|&i| i != oldest)
+            .filter(|&i| self.is_usable_full(i))
+            .last();
         if let Some(f) = older {
             let reason = format!("oldest survivor would be {} ({})", state.label(), self.row(oldest).id());
             self.keep(f, reason);
@@ -386,14 +508,21 @@ impl Period {
                 (t.year(), t.month(), t.day(), t.hour()),
                 format!(" ({:04}-{:02}-{:02} {:02}h)", t.year(), t.month(), t.day(), t.hour()),
             ),
-            Self::Day => {
-                ((t.year(), t.month(), t.day(), 0), format!(" ({:04}-{:02}-{:02})", t.year(), t.month(), t.day()))
-            }
+            Self::Day => (
+                (t.year(), t.month(), t.day(), 0),
+                format!(" ({:04}-{:02}-{:02})", t.year(), t.month(), t.day()),
+            ),
             Self::Week => {
                 let w = t.iso_week();
-                ((w.year(), w.week(), 0, 0), format!(" ({:04}-W{:02})", w.year(), w.week()))
+                (
+                    (w.year(), w.week(), 0, 0),
+                    format!(" ({:04}-W{:02})", w.year(), w.week()),
+                )
             }
-            Self::Month => ((t.year(), t.month(), 0, 0), format!(" ({:04}-{:02})", t.year(), t.month())),
+            Self::Month => (
+                (t.year(), t.month(), 0, 0),
+                format!(" ({:04}-{:02})", t.year(), t.month()),
+            ),
             Self::Year => ((t.year(), 0, 0, 0), format!(" ({:04})", t.year())),
         }
     }
@@ -409,4 +538,148 @@ fn ordinal(n: usize) -> String {
         _ => "th",
     };
     format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::SetRecord;
+
+    const H: i64 = 3_600_000_000;
+    const D: i64 = 24 * H;
+
+    /// A backup a day at 01:00 (FULL every 7 days, else INCREMENTAL), a log at 03:00.
+    fn days(n: i64) -> Vec<SetRecord> {
+        let mut rows = Vec::new();
+        let mut last = String::new();
+        for d in 0..n {
+            let (id, kind, parent) = if d % 7 == 0 {
+                (format!("f{d}"), BackupKind::Full, None)
+            } else {
+                (format!("i{d}"), BackupKind::Incremental, Some(last.clone()))
+            };
+            let (started_us, finished_us) = (d * D + H, d * D + 2 * H);
+            rows.push(SetRecord {
+                id: id.clone(),
+                kind,
+                parent,
+                started_us,
+                finished_us,
+                state: SetState::Available,
+            });
+            let (started_us, finished_us) = (d * D + 3 * H, d * D + 4 * H);
+            let (log_id, kind, state) = (format!("a{d}"), BackupKind::ArchiveLog, SetState::Available);
+            rows.push(SetRecord {
+                id: log_id,
+                kind,
+                parent: None,
+                started_us,
+                finished_us,
+                state,
+            });
+            last = id;
+        }
+        rows
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            redundancy: None,
+            window_us: None,
+            keep: KeepCounts::default(),
+            tz: Tz::UTC,
+        }
+    }
+
+    fn kept(rows: &[SetRecord], plan: &Plan) -> Vec<String> {
+        rows.iter()
+            .zip(&plan.rows)
+            .filter(|(_, d)| d.0)
+            .map(|(r, _)| r.id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn redundancy_ranks_fulls_and_keeps_everything_since_the_nth() {
+        let rows = days(21);
+        let plan = retention_plan(
+            &rows,
+            &Policy {
+                redundancy: Some(2),
+                ..policy()
+            },
+            21 * D,
+            &HashSet::new(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(kept(&rows, &plan).first().map(String::as_str), Some("f7"));
+        assert_eq!(plan.decision(14 * 2).reason, "1st newest FULL");
+        assert_eq!(plan.decision(7 * 2).reason, "2nd newest FULL");
+        assert_eq!(plan.decision(0).reason, "obsolete: older than the 2nd newest FULL f7");
+    }
+
+    #[test]
+    fn window_keeps_its_point_of_recoverability() {
+        let rows = days(21);
+        let p = Policy {
+            window_us: Some(3 * D),
+            ..policy()
+        };
+        let plan = retention_plan(&rows, &p, 21 * D, &HashSet::new(), false).unwrap();
+        assert_eq!(kept(&rows, &plan).first().map(String::as_str), Some("f14"));
+        assert_eq!(plan.decision(20 * 2).reason, "inside the 3-day window");
+    }
+
+    #[test]
+    fn keep_daily_counts_only_days_with_a_point_and_closes_chains() {
+        let rows = days(10);
+        let p = Policy {
+            keep: KeepCounts {
+                daily: 2,
+                ..KeepCounts::default()
+            },
+            ..policy()
+        };
+        let plan = retention_plan(&rows, &p, 100 * D, &HashSet::new(), false).unwrap();
+        assert_eq!(kept(&rows, &plan), ["f7", "i8", "i9"]);
+        assert_eq!(plan.decision(9 * 2).reason, "daily #1 (1970-01-10)");
+        assert_eq!(plan.decision(7 * 2).reason, "needed by INCREMENTAL i8");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let mut rows = days(2);
+        rows.push(rows[0].clone());
+        let err = retention_plan(
+            &rows,
+            &Policy {
+                redundancy: Some(1),
+                ..policy()
+            },
+            D,
+            &HashSet::new(),
+            false,
+        );
+        assert_eq!(
+            err.unwrap_err(),
+            ChainError::DuplicateId {
+                id: "f0".into(),
+                first: 0,
+                second: 4
+            }
+        );
+    }
+
+    #[test]
+    fn ordinals_read_as_english() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .iter()
+            .map(|&n| ordinal(n))
+            .collect();
+        assert_eq!(
+            got,
+            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+        );
+    }
 }

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use pyo3::types::{PyBool, PyList, PyString, PyTuple};
 
 use super::errors::chain_error;
-use crate::chain::retention::{self, KeepCounts, Policy};
 use crate::chain::recovery;
+use crate::chain::retention::{self, KeepCounts, Policy};
 use crate::chain::{BackupKind, SetRef, SetState};
 
 const ROW_SHAPE: &str = "(id, kind, parent_id, started_us, finished_us, status)";
@@ -56,7 +56,7 @@ fn recovery_chain<'py>(py: Python<'py>, sets: &Bound<'py, PyAny>, set_id: &str) 
 #[pyfunction]
 #[pyo3(signature = (
     sets, /, now_us, *, redundancy = None, window_us = None, keep_last = 0, keep_hourly = 0, keep_daily = 0,
-    keep_weekly = 0, keep_monthly = 0, keep_yearly = 0, tz = "UTC", protected = Vec::new(), force = false
+    keep_weekly = 0, keep_monthly = 0, keep_yearly = 0, tz = "UTC", protected = None, force = false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn retention_plan<'py>(
@@ -72,12 +72,15 @@ fn retention_plan<'py>(
     keep_monthly: i64,
     keep_yearly: i64,
     tz: &str,
-    protected: Vec<String>,
+    protected: Option<&Bound<'py, PyAny>>,
     force: bool,
 ) -> PyResult<Bound<'py, PyList>> {
     let count = |name: &str, value: i64, least: i64| -> PyResult<u32> {
         if value < least || value > i64::from(u32::MAX) {
-            return Err(PyValueError::new_err(format!("{name} must be between {least} and {}, not {value}", u32::MAX)));
+            return Err(PyValueError::new_err(format!(
+                "{name} must be between {least} and {}, not {value}",
+                u32::MAX
+            )));
         }
         Ok(value as u32)
     };
@@ -98,8 +101,30 @@ fn retention_plan<'py>(
             "the retention policy keeps nothing: give redundancy, window_us or a positive keep_* count",
         ));
     }
-    let tz = tz.parse().map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
-    let policy = Policy { redundancy, window_us, keep, tz };
+    let protected: Vec<String> = match protected {
+        None => Vec::new(),
+        Some(ids) if ids.is_instance_of::<PyString>() => {
+            return Err(PyTypeError::new_err(
+                "protected must be an iterable of set ids, not a single str",
+            ));
+        }
+        Some(ids) => ids
+            .try_iter()?
+            .map(|id| {
+                id?.extract::<String>()
+                    .map_err(|_| PyTypeError::new_err("protected must be an iterable of set ids (str)"))
+            })
+            .collect::<PyResult<_>>()?,
+    };
+    let tz = tz
+        .parse()
+        .map_err(|_| PyValueError::new_err(format!("unknown time zone {tz:?}")))?;
+    let policy = Policy {
+        redundancy,
+        window_us,
+        keep,
+        tz,
+    };
     let tuples = collect_tuples(sets)?;
     let rows = borrow_rows(&tuples)?;
     let plan = py.detach(|| {
@@ -107,19 +132,14 @@ fn retention_plan<'py>(
         retention::retention_plan(&rows, &policy, now_us, &protected, force)
     });
     let plan = plan.map_err(chain_error)?;
-    // Neighbouring sets often share a reason ("inside the 7-day window"): build each run once.
-    let mut previous: Option<(&str, Bound<'py, PyString>)> = None;
-    let mut items = Vec::with_capacity(plan.len());
-    for decision in &plan {
-        let text = match &previous {
-            Some((s, obj)) if *s == decision.reason => obj.clone(),
-            _ => {
-                let obj = PyString::new(py, &decision.reason);
-                previous = Some((&decision.reason, obj.clone()));
-                obj
-            }
-        };
-        let flag = PyBool::new(py, decision.keep).to_owned().into_any();
+    // Each distinct reason becomes one Python str, shared by every row that has it.
+    let mut texts: Vec<Option<Bound<'py, PyString>>> = vec![None; plan.texts.len()];
+    let mut items = Vec::with_capacity(plan.rows.len());
+    for &(keep, t) in &plan.rows {
+        let text = texts[t as usize]
+            .get_or_insert_with(|| PyString::new(py, &plan.texts[t as usize]))
+            .clone();
+        let flag = PyBool::new(py, keep).to_owned().into_any();
         items.push(PyTuple::new(py, [flag, text.into_any()])?);
     }
     PyList::new(py, items)
@@ -166,13 +186,21 @@ pub(crate) fn borrow_rows<'a>(tuples: &'a [Bound<'_, PyTuple>]) -> PyResult<Vec<
 }
 
 fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
+    // Every tuple here has exactly 6 items (checked in `collect_tuples`) and tuples never
+    // change size, so the bounds-checked PyTuple_GetItem call per field is not needed.
+    let item = |k: usize| {
+        debug_assert!(k < 6 && t.len() == 6);
+        // SAFETY: `k < 6 == t.len()`: `collect_tuples` only returns 6-item tuples, every
+        // caller below passes a constant below 6, and a tuple's length is immutable.
+        unsafe { t.get_borrowed_item_unchecked(k) }
+    };
     let text = |k: usize, field: &str| -> PyResult<&'a str> {
-        let item = t.get_borrowed_item(k)?;
+        let item = item(k);
         item.extract::<&'a str>()
             .map_err(|_| PyTypeError::new_err(format!("sets[{i}]: {field} must be a str, not {}", type_name(&item))))
     };
     let int = |k: usize, field: &str| -> PyResult<i64> {
-        let item = t.get_borrowed_item(k)?;
+        let item = item(k);
         item.extract::<i64>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "sets[{i}]: {field} must be an int of µs since the epoch, not {}",
@@ -187,7 +215,7 @@ fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
             "sets[{i}]: kind {kind_name:?} is not one of full, incremental, differential, archive_log"
         ))
     })?;
-    let parent_item = t.get_borrowed_item(2)?;
+    let parent_item = item(2);
     let parent = if parent_item.is_none() {
         None
     } else {
@@ -201,14 +229,7 @@ fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
             "sets[{i}]: status {status:?} is not one of available, corrupt, expired"
         ))
     })?;
-    Ok(SetRef {
-        id,
-        kind,
-        parent,
-        started_us,
-        finished_us,
-        state,
-    })
+    Ok(SetRef::new(id, kind, parent, started_us, finished_us, state))
 }
 
 /// The id objects of the rows at `positions`, reused rather than rebuilt.
