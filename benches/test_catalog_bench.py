@@ -46,6 +46,7 @@ def test_find_recovery_path_on_a_large_catalog(benchmark: Any, big_catalog: Back
     until = from_us(to_us(datetime(2020, 1, 1, tzinfo=timezone.utc)) + (SETS - 100) * 3_600_000_000)
     path = benchmark(big_catalog.find_recovery_path, "db", until)
     assert path[0].backup_type is BackupType.FULL
-    assert all(s.finished_at <= until for s in path)
+    # Data sets end at or before `until`; the archive-log set that reaches it may end after.
+    assert all(s.finished_at <= until for s in path if s.backup_type is not BackupType.ARCHIVE_LOG)
 
 

@@ -1,5 +1,5 @@
 """``rustybackup retention``: option parsing, policy construction, the guard, and output
-(with a stand-in manager until the catalog provides retention_plan/apply_retention)."""
+(with a stand-in manager; test_retention_apply.py runs it on a real repository)."""
 
 from __future__ import annotations
 
@@ -90,22 +90,6 @@ def test_a_repository_is_required(manager: FakeManager) -> None:
     result = CliRunner(env={"RUSTYBACKUP_REPO": None}).invoke(cli, ["retention", "orders", "--redundancy", "1"])
     assert result.exit_code == 2
     assert "no repository: pass --repo DIR or set RUSTYBACKUP_REPO" in result.output
-
-
-def test_without_catalog_retention_the_error_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rustybackup
-
-    monkeypatch.delattr(rustybackup, "BackupManager", raising=False)
-    with pytest.raises(click.ClickException, match="retention needs rustybackup.BackupManager"):
-        retention_cmds.open_manager(Path("/nonexistent"))
-
-    class NoRetention:
-        def __init__(self, repo: Path) -> None:
-            self.catalog = object()
-
-    monkeypatch.setattr(rustybackup, "BackupManager", NoRetention, raising=False)
-    with pytest.raises(click.ClickException, match="needs catalog.retention_plan and BackupManager.apply_retention"):
-        retention_cmds.open_manager(Path("/nonexistent"))
 
 
 def test_build_policy_is_the_union_of_the_rules() -> None:

@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,6 +18,7 @@ from typing import Any
 from . import _core, store
 from .enums import BackupType, SetStatus
 from .errors import CatalogError, NoRecoveryPath
+from .retention import RetentionDecision, RetentionPolicy, plan_retention
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,11 @@ class BackupCatalog:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, max_backup_sets: int = DEFAULT_MAX_BACKUP_SETS
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_backup_sets: int = DEFAULT_MAX_BACKUP_SETS,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.path = Path(path)
         if self.path.is_dir():
@@ -149,6 +154,9 @@ class BackupCatalog:
             self.path = self.path / store.CATALOG_FILE
         self.repository = self.path.parent
         self.max_backup_sets = max_backup_sets
+        # The manager's clock: "now" of retention decisions comes from it, so tests can
+        # simulate months in seconds.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._conn = self._connect()
 
@@ -390,6 +398,51 @@ class BackupCatalog:
         until_us = None if until is None else to_us(until)
         ids = _resolve_path(self.chain_records(database, until_us), until_us, database)
         return self.get_sets(ids)
+
+    # --- retention --------------------------------------------------------------------
+
+    def retention_rows(self, database: str) -> list[ChainRecord]:
+        """Every set of `database` as the chain tuples retention resolves, oldest first."""
+        rows = self._query(
+            "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets "
+            "WHERE database = ? ORDER BY finished_at, started_at, id",
+            (database,),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def retention_plan(
+        self,
+        database: str,
+        policy: RetentionPolicy,
+        now: datetime | None = None,
+        *,
+        tz: str = "UTC",
+        protected: Iterable[str] = (),
+        force: bool = False,
+    ) -> list[RetentionDecision]:
+        """A keep/delete decision with its reason for every set of `database`, oldest first.
+
+        The resolution (rust/src/chain/retention.rs) keeps chains whole, keeps the
+        archive logs a kept point needs, never drops the last usable FULL unless `force`,
+        and keeps `protected` sets (being read by a restore or verification).
+        """
+        self.get_database(database)
+        moment = now if now is not None else self.clock()
+        return plan_retention(self.retention_rows(database), policy, moment, tz, protected, force)
+
+    def obsolete(
+        self,
+        database: str,
+        policy: RetentionPolicy,
+        now: datetime | None = None,
+        *,
+        tz: str = "UTC",
+        protected: Iterable[str] = (),
+        force: bool = False,
+    ) -> list[str]:
+        """The ids `policy` would delete, newest first (the order deletion must take)."""
+        plan = self.retention_plan(database, policy, now, tz=tz, protected=protected, force=force)
+        return [d.set_id for d in reversed(plan) if not d.keep]
 
     def get_sets(self, ids: Sequence[str]) -> list[BackupSet]:
         """Several sets in the order given, with two queries per 500 ids."""

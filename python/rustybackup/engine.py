@@ -24,6 +24,7 @@ from .catalog import BackupCatalog, BackupSet, DatabaseEntry, set_from_manifest,
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
 from .restore import label, restore_set_files
+from .retention import RetentionPolicy
 from .sources import archive_candidates, snapshot_sqlite, walk
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class BackupManager:
         self.repository = self.repo.root
         self.clock = clock or _utcnow
         fresh = not self.repo.catalog_path.exists()
-        self.catalog = BackupCatalog(self.repo.catalog_path, max_backup_sets=max_backup_sets)
+        self.catalog = BackupCatalog(self.repo.catalog_path, max_backup_sets=max_backup_sets, clock=self._now)
         if fresh and any(True for _ in self.repo.manifests()):
             # Never let a sweep mistake every set for an orphan (docs/FORMAT.md).
             log.warning("catalog.db is missing; rebuilding it from the set manifests")
@@ -511,6 +512,49 @@ class BackupManager:
             self.repo.discard(set_id)
         finally:
             os.close(fd)
+
+    # --- retention -------------------------------------------------------------------
+
+    def being_read(self, database: str) -> list[str]:
+        """Ids of `database`'s sets that a restore or verification holds right now (in
+        this or another process); retention keeps them."""
+        busy = []
+        for set_id, *_ in self.catalog.retention_rows(database):
+            path = self.repo.set_dir(set_id) / _READERS
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(set_id)
+            finally:
+                os.close(fd)
+        return busy
+
+    def apply_retention(
+        self, database: str, policy: RetentionPolicy, dry_run: bool = True, *, tz: str = "UTC", force: bool = False
+    ) -> list[str]:
+        """Deletes (or with `dry_run`, only names) the sets `policy` does not keep.
+
+        Newest first, each one catalog row before files (`delete`), so a crash leaves
+        files for `cleanup()`, never a catalog entry without its data. A set that a
+        reader grabs between planning and deleting is kept (logged), never deleted
+        under it. Applying the same policy twice deletes nothing more.
+        """
+        doomed = self.catalog.obsolete(database, policy, tz=tz, protected=self.being_read(database), force=force)
+        if dry_run:
+            return doomed
+        deleted = []
+        for set_id in doomed:
+            try:
+                self.delete(set_id)
+            except CatalogError as exc:
+                log.warning("retention kept %s: %s", set_id, exc)
+                continue
+            deleted.append(set_id)
+        return deleted
 
 
 _LOCK = ".lock"

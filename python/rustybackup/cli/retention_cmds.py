@@ -67,18 +67,10 @@ def build_policy(redundancy: int | None, window: timedelta | None, counts: dict[
 
 
 def open_manager(repo: Any) -> _Manager:
-    """``BackupManager(repo)``, or a clear error if this build has no catalog retention yet."""
-    import rustybackup
+    """The repository's ``BackupManager`` (a seam the CLI tests replace)."""
+    from ..engine import BackupManager
 
-    manager_class = getattr(rustybackup, "BackupManager", None)
-    if manager_class is None:
-        raise click.ClickException("retention needs rustybackup.BackupManager, which this installation lacks")
-    manager: _Manager = manager_class(repo)
-    if not hasattr(manager.catalog, "retention_plan") or not hasattr(manager, "apply_retention"):
-        raise click.ClickException(
-            "retention needs catalog.retention_plan and BackupManager.apply_retention, which this installation lacks"
-        )
-    return manager
+    return BackupManager(repo)
 
 
 def render(name: str, policy: RetentionPolicy, decisions: list[RetentionDecision], deleted: list[str] | None) -> None:
