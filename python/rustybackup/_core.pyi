@@ -18,8 +18,9 @@ def hash_bytes(data: Buffer, algorithm: str | None = None) -> str:
     or its lower-case name (default blake3)."""
 
 def hash_file(path: str | PathLike[str], algorithm: str | None = None, *, mmap: bool = True) -> str:
-    """Hex digest of a file. ``mmap=True`` maps regular files of 16 KiB and more, as b3sum
-    does; pass ``mmap=False`` for a file another process may truncate meanwhile (a truncated
+    """Hex digest of a file. ``mmap=True`` maps regular files of 16 KiB and more for BLAKE3
+    (hashed on every core), as b3sum does; the other algorithms always read, overlapping the
+    read with the hash; pass ``mmap=False`` for a file another process may truncate meanwhile (a truncated
     map is SIGBUS, which kills the interpreter). A size change is reported as ``OSError``."""
 
 @final

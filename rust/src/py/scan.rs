@@ -72,7 +72,7 @@ fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: Option<&Bound<
 }
 
 /// The hex digest of a file. `mmap=True` (the default, as b3sum) maps regular files of
-/// 16 KiB and more; pass `mmap=False` for files another process may truncate meanwhile.
+/// 16 KiB and more when hashing with BLAKE3; pass `mmap=False` for files another process may truncate meanwhile.
 #[pyfunction]
 #[pyo3(signature = (path, algorithm = None, *, mmap = true))]
 fn hash_file(py: Python<'_>, path: PathBuf, algorithm: Option<&Bound<'_, PyAny>>, mmap: bool) -> PyResult<String> {
