@@ -1,5 +1,6 @@
 //! Bindings for `crate::scan`: argument conversion, GIL release, error mapping.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
@@ -13,6 +14,9 @@ use crate::scan::{self, to_hex, Access, Algorithm, BlockSize, Scanner};
 /// Above this a BLAKE3 `hash_bytes` spreads over the pool (blake3-py's `max_threads`
 /// pays off from about 128 KiB; below, one core's SIMD is already faster than the hand-off).
 const PARALLEL_MINSIZE: usize = 1024 * 1024;
+
+/// How often a scan looks for Ctrl-C (`KeyboardInterrupt`).
+const SIGNAL_CHECK_BYTES: usize = 64 * 1024 * 1024;
 
 /// Accepts a `ChecksumAlgorithm` member (a `StrEnum`, hence a `str`) or a plain name.
 fn algorithm(obj: &Bound<'_, PyAny>) -> PyResult<Algorithm> {
