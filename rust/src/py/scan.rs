@@ -261,16 +261,38 @@ fn scan_file(
 ) -> PyResult<PyFileScan> {
     let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
     let bs = self::block_size(block_size)?;
-    let scan = py
-        .detach(|| Scanner::new(alg, bs).scan_path_collect(&path))
-        .map_err(scan_error)?;
+    let mut interrupted: Option<PyErr> = None;
+    let scan = py.detach(|| {
+        let mut block_digests = Vec::new();
+        let mut since_check = 0usize;
+        let summary = Scanner::new(alg, bs).scan_path(&path, |block| {
+            block_digests.extend_from_slice(block.digest);
+            since_check += block.data.len();
+            // Ctrl-C must not wait for the end of a multi-GiB file: look every 64 MiB. The
+            // callback runs on this (the caller's) thread, never a pool worker, so taking the
+            // GIL here cannot deadlock the pool.
+            if since_check >= SIGNAL_CHECK_BYTES {
+                since_check = 0;
+                if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    interrupted = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        summary.map(|summary| (summary, block_digests))
+    });
+    if let Some(err) = interrupted {
+        return Err(err);
+    }
+    let (summary, block_digests) = scan.map_err(scan_error)?;
     Ok(PyFileScan {
         algorithm: alg,
         block_size: bs.get(),
-        size: scan.summary.size,
-        block_count: scan.summary.block_count,
-        digest: scan.summary.digest,
-        block_digests: PyBytes::new(py, &scan.block_digests).unbind(),
+        size: summary.size,
+        block_count: summary.block_count,
+        digest: summary.digest,
+        block_digests: PyBytes::new(py, &block_digests).unbind(),
     })
 }
 
