@@ -18,6 +18,24 @@ const PARALLEL_MINSIZE: usize = 1024 * 1024;
 /// How often a scan looks for Ctrl-C (`KeyboardInterrupt`).
 const SIGNAL_CHECK_BYTES: usize = 64 * 1024 * 1024;
 
+/// An `algorithm=` argument; the default is BLAKE3, as DESIGN.md's signatures say.
+#[derive(Clone, Copy)]
+struct AlgorithmArg(Algorithm);
+
+impl Default for AlgorithmArg {
+    fn default() -> Self {
+        Self(Algorithm::Blake3)
+    }
+}
+
+impl<'py> FromPyObject<'_, 'py> for AlgorithmArg {
+    type Error = PyErr;
+
+    fn extract(ob: pyo3::Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        algorithm(&ob).map(Self)
+    }
+}
+
 /// Accepts a `ChecksumAlgorithm` member (a `StrEnum`, hence a `str`) or a plain name.
 fn algorithm(obj: &Bound<'_, PyAny>) -> PyResult<Algorithm> {
     let name = obj.cast::<PyString>().map_err(|_| {
@@ -52,9 +70,9 @@ fn threads(n: Option<i64>) -> PyResult<Option<usize>> {
 /// The hex digest of any C-contiguous buffer (bytes, bytearray, memoryview, mmap, array),
 /// read in place without a copy; the GIL is released from 2 KiB.
 #[pyfunction]
-#[pyo3(signature = (data, algorithm = None))]
-fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+#[pyo3(signature = (data, algorithm = AlgorithmArg::default()), text_signature = "(data, algorithm='blake3')")]
+fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: AlgorithmArg) -> PyResult<String> {
+    let alg = algorithm.0;
     let view = ByteView::new(data)?;
     let bytes = view.as_slice();
     let digest = if bytes.len() < GIL_MINSIZE {
@@ -78,9 +96,12 @@ fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: Option<&Bound<
 /// The hex digest of a file. `mmap=True` (the default, as b3sum) maps regular files of
 /// 16 KiB and more when hashing with BLAKE3; pass `mmap=False` for files another process may truncate meanwhile.
 #[pyfunction]
-#[pyo3(signature = (path, algorithm = None, *, mmap = true))]
-fn hash_file(py: Python<'_>, path: PathBuf, algorithm: Option<&Bound<'_, PyAny>>, mmap: bool) -> PyResult<String> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+#[pyo3(
+    signature = (path, algorithm = AlgorithmArg::default(), *, mmap = true),
+    text_signature = "(path, algorithm='blake3', *, mmap=True)"
+)]
+fn hash_file(py: Python<'_>, path: PathBuf, algorithm: AlgorithmArg, mmap: bool) -> PyResult<String> {
+    let alg = algorithm.0;
     let access = if mmap { Access::Mmap } else { Access::Read };
     let digest = py
         .detach(|| scan::hash_path(&path, alg, access, None))
@@ -252,14 +273,17 @@ fn from_hex(text: &str, len: usize) -> PyResult<Vec<u8>> {
 /// Reads a file once in block-aligned chunks (never mapped: sources are live) and returns
 /// the whole digest and each block's digest.
 #[pyfunction]
-#[pyo3(signature = (path, algorithm = None, block_size = 8192))]
+#[pyo3(
+    signature = (path, algorithm = AlgorithmArg::default(), block_size = 8192),
+    text_signature = "(path, algorithm='blake3', block_size=8192)"
+)]
 fn scan_file(
     py: Python<'_>,
     path: PathBuf,
-    algorithm: Option<&Bound<'_, PyAny>>,
+    algorithm: AlgorithmArg,
     block_size: i64,
 ) -> PyResult<PyFileScan> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+    let alg = algorithm.0;
     let bs = self::block_size(block_size)?;
     let mut interrupted: Option<PyErr> = None;
     let scan = py.detach(|| {
@@ -299,14 +323,17 @@ fn scan_file(
 /// Hashes many files in parallel; `{path: hex digest or the exception instance}`, so one
 /// unreadable file never aborts the batch.
 #[pyfunction]
-#[pyo3(signature = (paths, algorithm = None, threads = None))]
+#[pyo3(
+    signature = (paths, algorithm = AlgorithmArg::default(), threads = None),
+    text_signature = "(paths, algorithm='blake3', threads=None)"
+)]
 fn hash_files<'py>(
     py: Python<'py>,
     paths: &Bound<'py, PyAny>,
-    algorithm: Option<&Bound<'py, PyAny>>,
+    algorithm: AlgorithmArg,
     threads: Option<i64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+    let alg = algorithm.0;
     let threads = self::threads(threads)?;
     if paths.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(
