@@ -277,12 +277,7 @@ fn from_hex(text: &str, len: usize) -> PyResult<Vec<u8>> {
     signature = (path, algorithm = AlgorithmArg::default(), block_size = 8192),
     text_signature = "(path, algorithm='blake3', block_size=8192)"
 )]
-fn scan_file(
-    py: Python<'_>,
-    path: PathBuf,
-    algorithm: AlgorithmArg,
-    block_size: i64,
-) -> PyResult<PyFileScan> {
+fn scan_file(py: Python<'_>, path: PathBuf, algorithm: AlgorithmArg, block_size: i64) -> PyResult<PyFileScan> {
     let alg = algorithm.0;
     let bs = self::block_size(block_size)?;
     let mut interrupted: Option<PyErr> = None;
