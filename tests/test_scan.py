@@ -215,3 +215,83 @@ def test_scan_reports_permission_denied(tmp_path: Path) -> None:
         return "no error"
 
     assert fork_and_run(attempt, drop_to_nobody=os.geteuid() == 0) == f"True [Errno 13] Permission denied: '{path}'"
+
+
+def _peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: "5" resets the RSS high-water mark
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs")
+def test_memory_stays_flat_whatever_the_file_size(tmp_path: Path) -> None:
+    size = 256 * 1024 * 1024
+    path = tmp_path / "big"
+    with path.open("wb") as f:
+        chunk = os.urandom(1024 * 1024)
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+    if not _reset_peak_rss():
+        pytest.skip("cannot reset the RSS high-water mark here")
+    before = _peak_rss_kib()
+    scan = scan_file(path, "sha256", 8192)
+    hash_file(path, "blake3", mmap=False)
+    hash_files([path, path], "md5")
+    grown_mib = (_peak_rss_kib() - before) / 1024
+    assert scan.size == size
+    # Two 4 MiB read buffers per scan, per-thread 1 MiB buffers, 1 MiB of block digests:
+    # far below the 256 MiB a whole-file read would take.
+    assert grown_mib < 48, f"peak RSS grew by {grown_mib:.0f} MiB while hashing a 256 MiB file"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_long_scan_stops_for_a_signal_handler_exception(tmp_path: Path) -> None:
+    import signal
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    done = threading.Event()
+    main = threading.get_ident()
+    outcome: list[str] = []
+
+    def writer() -> None:
+        try:
+            with fifo.open("wb") as f:
+                f.write(b"x" * 1024 * 1024)
+                signal.pthread_kill(main, signal.SIGUSR1)
+                f.write(b"y" * 80 * 1024 * 1024)
+                # Keep the pipe open: a scan that ignored the signal would now block reading
+                # until this times out, then finish the whole stream.
+                done.wait(timeout=20)
+                outcome.append("the reader took all 81 MiB")
+        except BrokenPipeError:
+            outcome.append("the reader stopped early")
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        with pytest.raises(_Interrupted):
+            scan_file(fifo, "md5")
+    finally:
+        done.set()
+        t.join()
+        signal.signal(signal.SIGUSR1, old)
+    # The scan checked for signals at 64 MiB and stopped mid-stream, closing the pipe.
+    assert outcome == ["the reader stopped early"]

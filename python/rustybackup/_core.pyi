@@ -76,14 +76,15 @@ class CronSchedule:
 
 # --- scan (issue 3) ---
 
-def hash_bytes(data: Buffer, algorithm: str | None = None) -> str:
+def hash_bytes(data: Buffer, algorithm: str = "blake3") -> str:
     """Hex digest of any C-contiguous buffer (bytes, bytearray, memoryview, mmap, array),
     read in place; the GIL is released from 2 KiB. ``algorithm`` is a ``ChecksumAlgorithm``
     or its lower-case name (default blake3)."""
 
-def hash_file(path: str | PathLike[str], algorithm: str | None = None, *, mmap: bool = True) -> str:
-    """Hex digest of a file. ``mmap=True`` maps regular files of 16 KiB and more, as b3sum
-    does; pass ``mmap=False`` for a file another process may truncate meanwhile (a truncated
+def hash_file(path: str | PathLike[str], algorithm: str = "blake3", *, mmap: bool = True) -> str:
+    """Hex digest of a file. ``mmap=True`` maps regular files of 16 KiB and more for BLAKE3
+    (hashed on every core), as b3sum does; the other algorithms always read, overlapping the
+    read with the hash; pass ``mmap=False`` for a file another process may truncate meanwhile (a truncated
     map is SIGBUS, which kills the interpreter). A size change is reported as ``OSError``."""
 
 @final
@@ -115,13 +116,13 @@ class FileScan:
     def __eq__(self, value: object, /) -> bool: ...
     def __reduce__(self) -> tuple[type[FileScan], tuple[str, int, int, str, bytes]]: ...
 
-def scan_file(path: str | PathLike[str], algorithm: str | None = None, block_size: int = 8192) -> FileScan:
+def scan_file(path: str | PathLike[str], algorithm: str = "blake3", block_size: int = 8192) -> FileScan:
     """One pass over a file in block-aligned reads (never mapped): the whole digest and each
     block's digest. ``block_size`` is a power of two in [512, 16 MiB]. A file whose size
     changes during the scan raises ``OSError`` (errno EIO) naming it."""
 
 def hash_files(
-    paths: Iterable[str | PathLike[str]], algorithm: str | None = None, threads: int | None = None
+    paths: Iterable[str | PathLike[str]], algorithm: str = "blake3", threads: int | None = None
 ) -> dict[str, str | Exception]:
     """Hashes files in parallel (``threads=None``: all cores); the value is the hex digest or
     the exception instance for that file, so one bad file never aborts the batch."""

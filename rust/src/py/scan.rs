@@ -1,5 +1,6 @@
 //! Bindings for `crate::scan`: argument conversion, GIL release, error mapping.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
@@ -13,6 +14,27 @@ use crate::scan::{self, to_hex, Access, Algorithm, BlockSize, Scanner};
 /// Above this a BLAKE3 `hash_bytes` spreads over the pool (blake3-py's `max_threads`
 /// pays off from about 128 KiB; below, one core's SIMD is already faster than the hand-off).
 const PARALLEL_MINSIZE: usize = 1024 * 1024;
+
+/// How often a scan looks for Ctrl-C (`KeyboardInterrupt`).
+const SIGNAL_CHECK_BYTES: usize = 64 * 1024 * 1024;
+
+/// An `algorithm=` argument; the default is BLAKE3, as DESIGN.md's signatures say.
+#[derive(Clone, Copy)]
+struct AlgorithmArg(Algorithm);
+
+impl Default for AlgorithmArg {
+    fn default() -> Self {
+        Self(Algorithm::Blake3)
+    }
+}
+
+impl<'py> FromPyObject<'_, 'py> for AlgorithmArg {
+    type Error = PyErr;
+
+    fn extract(ob: pyo3::Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        algorithm(&ob).map(Self)
+    }
+}
 
 /// Accepts a `ChecksumAlgorithm` member (a `StrEnum`, hence a `str`) or a plain name.
 fn algorithm(obj: &Bound<'_, PyAny>) -> PyResult<Algorithm> {
@@ -48,9 +70,9 @@ fn threads(n: Option<i64>) -> PyResult<Option<usize>> {
 /// The hex digest of any C-contiguous buffer (bytes, bytearray, memoryview, mmap, array),
 /// read in place without a copy; the GIL is released from 2 KiB.
 #[pyfunction]
-#[pyo3(signature = (data, algorithm = None))]
-fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+#[pyo3(signature = (data, algorithm = AlgorithmArg::default()), text_signature = "(data, algorithm='blake3')")]
+fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: AlgorithmArg) -> PyResult<String> {
+    let alg = algorithm.0;
     let view = ByteView::new(data)?;
     let bytes = view.as_slice();
     let digest = if bytes.len() < GIL_MINSIZE {
@@ -72,11 +94,14 @@ fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: Option<&Bound<
 }
 
 /// The hex digest of a file. `mmap=True` (the default, as b3sum) maps regular files of
-/// 16 KiB and more; pass `mmap=False` for files another process may truncate meanwhile.
+/// 16 KiB and more when hashing with BLAKE3; pass `mmap=False` for files another process may truncate meanwhile.
 #[pyfunction]
-#[pyo3(signature = (path, algorithm = None, *, mmap = true))]
-fn hash_file(py: Python<'_>, path: PathBuf, algorithm: Option<&Bound<'_, PyAny>>, mmap: bool) -> PyResult<String> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+#[pyo3(
+    signature = (path, algorithm = AlgorithmArg::default(), *, mmap = true),
+    text_signature = "(path, algorithm='blake3', *, mmap=True)"
+)]
+fn hash_file(py: Python<'_>, path: PathBuf, algorithm: AlgorithmArg, mmap: bool) -> PyResult<String> {
+    let alg = algorithm.0;
     let access = if mmap { Access::Mmap } else { Access::Read };
     let digest = py
         .detach(|| scan::hash_path(&path, alg, access, None))
@@ -248,39 +273,62 @@ fn from_hex(text: &str, len: usize) -> PyResult<Vec<u8>> {
 /// Reads a file once in block-aligned chunks (never mapped: sources are live) and returns
 /// the whole digest and each block's digest.
 #[pyfunction]
-#[pyo3(signature = (path, algorithm = None, block_size = 8192))]
-fn scan_file(
-    py: Python<'_>,
-    path: PathBuf,
-    algorithm: Option<&Bound<'_, PyAny>>,
-    block_size: i64,
-) -> PyResult<PyFileScan> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+#[pyo3(
+    signature = (path, algorithm = AlgorithmArg::default(), block_size = 8192),
+    text_signature = "(path, algorithm='blake3', block_size=8192)"
+)]
+fn scan_file(py: Python<'_>, path: PathBuf, algorithm: AlgorithmArg, block_size: i64) -> PyResult<PyFileScan> {
+    let alg = algorithm.0;
     let bs = self::block_size(block_size)?;
-    let scan = py
-        .detach(|| Scanner::new(alg, bs).scan_path_collect(&path))
-        .map_err(scan_error)?;
+    let mut interrupted: Option<PyErr> = None;
+    let scan = py.detach(|| {
+        let mut block_digests = Vec::new();
+        let mut since_check = 0usize;
+        let summary = Scanner::new(alg, bs).scan_path(&path, |block| {
+            block_digests.extend_from_slice(block.digest);
+            since_check += block.data.len();
+            // Ctrl-C must not wait for the end of a multi-GiB file: look every 64 MiB. The
+            // callback runs on this (the caller's) thread, never a pool worker, so taking the
+            // GIL here cannot deadlock the pool.
+            if since_check >= SIGNAL_CHECK_BYTES {
+                since_check = 0;
+                if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    interrupted = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        summary.map(|summary| (summary, block_digests))
+    });
+    if let Some(err) = interrupted {
+        return Err(err);
+    }
+    let (summary, block_digests) = scan.map_err(scan_error)?;
     Ok(PyFileScan {
         algorithm: alg,
         block_size: bs.get(),
-        size: scan.summary.size,
-        block_count: scan.summary.block_count,
-        digest: scan.summary.digest,
-        block_digests: PyBytes::new(py, &scan.block_digests).unbind(),
+        size: summary.size,
+        block_count: summary.block_count,
+        digest: summary.digest,
+        block_digests: PyBytes::new(py, &block_digests).unbind(),
     })
 }
 
 /// Hashes many files in parallel; `{path: hex digest or the exception instance}`, so one
 /// unreadable file never aborts the batch.
 #[pyfunction]
-#[pyo3(signature = (paths, algorithm = None, threads = None))]
+#[pyo3(
+    signature = (paths, algorithm = AlgorithmArg::default(), threads = None),
+    text_signature = "(paths, algorithm='blake3', threads=None)"
+)]
 fn hash_files<'py>(
     py: Python<'py>,
     paths: &Bound<'py, PyAny>,
-    algorithm: Option<&Bound<'py, PyAny>>,
+    algorithm: AlgorithmArg,
     threads: Option<i64>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let alg = algorithm.map_or(Ok(Algorithm::Blake3), self::algorithm)?;
+    let alg = algorithm.0;
     let threads = self::threads(threads)?;
     if paths.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(

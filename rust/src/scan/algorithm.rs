@@ -22,13 +22,8 @@ pub enum Algorithm {
 }
 
 /// Every algorithm, in the order error messages list them.
-pub const ALL: [Algorithm; 5] = [
-    Algorithm::Md5,
-    Algorithm::Sha1,
-    Algorithm::Sha256,
-    Algorithm::Sha512,
-    Algorithm::Blake3,
-];
+pub const ALL: [Algorithm; 5] =
+    [Algorithm::Md5, Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512, Algorithm::Blake3];
 
 /// An algorithm name nobody knows; the message lists the valid ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,12 +32,7 @@ pub struct UnknownAlgorithm(pub String);
 impl fmt::Display for UnknownAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = ALL.iter().map(|a| a.name()).collect();
-        write!(
-            f,
-            "unknown checksum algorithm {:?}; valid names: {}",
-            self.0,
-            names.join(", ")
-        )
+        write!(f, "unknown checksum algorithm {:?}; valid names: {}", self.0, names.join(", "))
     }
 }
 
@@ -168,14 +158,8 @@ mod tests {
         let cases = [
             (Algorithm::Md5, "900150983cd24fb0d6963f7d28e17f72"),
             (Algorithm::Sha1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
-            (
-                Algorithm::Sha256,
-                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-            ),
-            (
-                Algorithm::Blake3,
-                "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
-            ),
+            (Algorithm::Sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (Algorithm::Blake3, "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"),
         ];
         for (alg, hex) in cases {
             assert_eq!(to_hex(&alg.digest(b"abc")), hex, "{}", alg.name());
@@ -189,10 +173,7 @@ mod tests {
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let err = Algorithm::from_name("crc32").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown checksum algorithm \"crc32\"; valid names: md5, sha1, sha256, sha512, blake3"
-        );
+        assert_eq!(err.to_string(), "unknown checksum algorithm \"crc32\"; valid names: md5, sha1, sha256, sha512, blake3");
         assert_eq!(Algorithm::from_name("SHA256"), Ok(Algorithm::Sha256));
     }
 }
