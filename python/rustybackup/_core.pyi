@@ -285,5 +285,3 @@ def verify_piece_blocks(
 def verify_blockmap(path: _Path) -> int:
     """Checks a block map's structure and checksum; returns its record count."""
 
-def file_digest(path: _Path, algorithm: str = "blake3") -> str:
-    """Hex digest of a whole file."""

@@ -311,7 +311,8 @@ class BackupManager:
             if known is None:
                 new.append((name, path, path.stat()))
                 continue
-            digest = _core.file_digest(path, db.algorithm)
+            # Read, never mapped: the archiver may still be writing the directory.
+            digest = _core.hash_file(path, db.algorithm, mmap=False)
             if digest != known[0]:
                 # pgBackRest's archive-push refuses a WAL segment that differs from the one
                 # already archived under the same name: one of them is wrong.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use super::errors::{engine_error, io_error};
+use super::errors::engine_error;
 use crate::engine::{self, BackupOptions, FileJob, PieceReader, Progress, RestoreFile};
 use crate::scan::algorithm::{to_hex, Algorithm};
 
@@ -323,28 +323,6 @@ fn verify_blockmap(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
     .map_err(engine_error)
 }
 
-/// Hex digest of a whole file, streamed (archive-log de-duplication).
-#[pyfunction]
-#[pyo3(signature = (path, algorithm="blake3"))]
-fn file_digest(py: Python<'_>, path: PathBuf, algorithm: &str) -> PyResult<String> {
-    use std::io::Read;
-    let alg = parse_algorithm(algorithm)?;
-    py.detach(|| -> std::io::Result<String> {
-        let mut f = std::fs::File::open(&path)?;
-        let mut h = alg.hasher();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(to_hex(&h.finalize()))
-    })
-    .map_err(|e| io_error(&e, &path))
-}
-
 /// Adds this domain's classes and functions to `rustybackup._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPieceInfo>()?;
@@ -355,6 +333,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(piece_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(verify_piece_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(verify_blockmap, m)?)?;
-    m.add_function(wrap_pyfunction!(file_digest, m)?)?;
     Ok(())
 }
