@@ -240,7 +240,9 @@ def test_verification_jobs_run_like_backups(tmp_path: Path, monkeypatch: pytest.
 
     class Report:
         def __init__(self, ok: bool) -> None:
-            self.ok, self.corrupt_blocks, self.missing_pieces = ok, [1, 2] if not ok else [], []
+            self.ok = ok
+            self.corrupt_blocks: list[int] = [] if ok else [1, 2]
+            self.missing_pieces: list[str] = []
 
     class Verifier:
         def __init__(self, manager: Any) -> None:
