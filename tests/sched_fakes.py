@@ -29,15 +29,19 @@ class CroniterSchedule:
         self.tz = tz
         self._zone = timezone.utc if tz == "UTC" else ZoneInfo(tz)
         try:
-            croniter(expr, datetime(2000, 1, 1, tzinfo=self._zone))
+            # One parsed iterator, repositioned per call: re-parsing dominates croniter's cost.
+            self._iter = croniter(expr, datetime(2000, 1, 1, tzinfo=self._zone))
         except (ValueError, KeyError) as exc:
             raise CronError(f"invalid cron expression {expr!r}: {exc}") from None
+        self._lock = threading.Lock()
 
     def _aware(self, dt: datetime) -> datetime:
         return dt.replace(tzinfo=self._zone) if dt.tzinfo is None else dt.astimezone(self._zone)
 
     def next_after(self, dt: datetime) -> datetime:
-        nxt: datetime = croniter(self.expr, self._aware(dt)).get_next(datetime)
+        with self._lock:
+            self._iter.set_current(self._aware(dt), force=True)
+            nxt: datetime = self._iter.get_next(datetime)
         return nxt
 
     def next_n(self, dt: datetime, n: int) -> list[datetime]:
