@@ -98,3 +98,24 @@ def test_a_run_held_by_another_host_blocks_until_its_lease_expires(tmp_path: Pat
         (10, ExecutionStatus.SKIPPED, "previous run (scheduled for 2026-01-05T00:05:00+00:00) is still running"),
         (15, ExecutionStatus.COMPLETED, None),
     ]
+
+
+def test_cli_run_stops_cleanly_after_the_current_job_on_sigterm(tmp_path: Path) -> None:
+    real_now = datetime.now(UTC)
+    setup = BackupScheduler(FakeManager(tmp_path), clock=lambda: real_now - timedelta(hours=2))
+    setup.add_job(ScheduledBackup("first", "First", "first", BackupType.FULL, "*/5 * * * *", priority=200))
+    setup.add_job(ScheduledBackup("second", "Second", "second", BackupType.FULL, "*/5 * * * *", priority=100))
+    setup.close()
+    child = spawn(tmp_path, "cli-run", real_now)
+    started = tmp_path / "started.txt"
+    deadline = _time.monotonic() + 60
+    while not started.exists() and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+    os.kill(child.pid, signal.SIGTERM)
+    assert child.wait(timeout=60) == 0
+    assert (tmp_path / "ran.txt").read_text().split() == ["first"]  # "second" never started
+    after = BackupScheduler(FakeManager(tmp_path))
+    assert len(after.history(job_id="first", status="completed")) == 1
+    # The older missed occurrences were recorded as superseded; the catch-up itself was not
+    # started, so no RUNNING row is left behind for "second".
+    assert {e.status for e in after.history(job_id="second")} == {ExecutionStatus.SKIPPED}
