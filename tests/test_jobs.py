@@ -204,3 +204,19 @@ def test_non_utf8_config_names_the_byte(tmp_path: Path) -> None:
     path.write_bytes(b'{"schema": 1, "x": "\xff"}')
     with pytest.raises(ConfigError, match=r"byte 20: not UTF-8 text"):
         load_config(path)
+
+
+def test_a_schedule_object_brings_its_expression_and_zone() -> None:
+    from sched_fakes import CroniterSchedule
+
+    j = job(schedule=CroniterSchedule("0 3 * * *", "Europe/Paris"))
+    assert (j.schedule, j.tz) == ("0 3 * * *", "Europe/Paris")
+    with pytest.raises(ConfigError, match="^job 'nightly' field 'tz': 'Asia/Tokyo' contradicts the schedule's zone"):
+        job(schedule=CroniterSchedule("0 3 * * *", "Europe/Paris"), tz="Asia/Tokyo")
+
+    class Zoneless:
+        def next_after(self, dt: datetime) -> datetime:
+            return dt
+
+    with pytest.raises(ConfigError, match="does not say its zone; pass the expression and tz="):
+        job(schedule=Zoneless())

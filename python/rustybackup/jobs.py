@@ -226,10 +226,15 @@ def _normalize_schedule(obj: Any, schedule: object, tz: str) -> None:
     if isinstance(schedule, str):
         return
     if hasattr(schedule, "next_after"):
-        object.__setattr__(obj, "schedule", str(schedule))
         zone = getattr(schedule, "tz", None)
-        if zone is not None and tz == "UTC":
-            object.__setattr__(obj, "tz", str(zone))
+        if zone is None:
+            # Guessing UTC would silently move every run by the zone's offset.
+            raise _fail(obj.id, "schedule", "this schedule object does not say its zone; pass the expression and tz=")
+        zone_name = getattr(zone, "key", None) or str(zone)
+        if tz not in ("UTC", zone_name):
+            raise _fail(obj.id, "tz", f"{tz!r} contradicts the schedule's zone {zone_name!r}")
+        object.__setattr__(obj, "schedule", str(schedule))
+        object.__setattr__(obj, "tz", zone_name)
 
 
 @dataclass(frozen=True)
@@ -365,11 +370,3 @@ class BackupExecution:
 def sort_key(job: Job, due: datetime) -> tuple[int, datetime, str]:
     """Priority order: higher priority first, then earlier due, then id."""
     return (-job.priority, due, job.id)
-
-
-def unique_ids(jobs: Iterable[Job]) -> None:
-    seen: set[str] = set()
-    for job in jobs:
-        if job.id in seen:
-            raise ConfigError(f"job {job.id!r}: duplicate id")
-        seen.add(job.id)

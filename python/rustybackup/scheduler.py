@@ -208,7 +208,7 @@ class BackupScheduler:
         """Schedules ``Verifier(manager).verify(database, level)``; options as for jobs."""
         job = ScheduledVerification(
             id=id, name=options.pop("name", f"verify {database}"), database=database,
-            level=VerificationType(level) if level in {v.value for v in VerificationType} else level,  # type: ignore[arg-type]
+            level=level,  # type: ignore[arg-type]  # a level name is converted (and checked) by the job
             schedule=schedule, **options,
         )
         self.add_job(job)
