@@ -68,6 +68,23 @@ __all__ += ["BackupCatalog", "BackupManager", "BackupPiece", "BackupProgress", "
 # --- verification (issue 5) ---
 
 # --- windows, jobs, scheduler (issue 6) ---
+from .jobs import BackupExecution as BackupExecution  # noqa: E402
+from .jobs import ScheduledBackup as ScheduledBackup  # noqa: E402
+from .jobs import ScheduledVerification as ScheduledVerification  # noqa: E402
+from .scheduler import BackupScheduler as BackupScheduler  # noqa: E402
+from .windows import BackupWindow as BackupWindow  # noqa: E402
+from .windows import business_hours as business_hours  # noqa: E402
+from .windows import off_hours as off_hours  # noqa: E402
+
+__all__ += [
+    "BackupExecution",
+    "BackupScheduler",
+    "BackupWindow",
+    "ScheduledBackup",
+    "ScheduledVerification",
+    "business_hours",
+    "off_hours",
+]
 
 # --- retention (issue 7) ---
 from .retention import RetentionDecision as RetentionDecision  # noqa: E402

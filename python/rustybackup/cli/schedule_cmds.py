@@ -1,9 +1,330 @@
-"""``rustybackup`` subcommands for this area."""
+"""``rustybackup job ...``, ``window ...``, ``run`` and ``history``: the scheduler's CLI.
+
+Job and window changes go through :class:`BackupScheduler`, so the configuration file is
+validated and replaced atomically exactly as from Python.
+"""
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from ..enums import BackupType, ExecutionStatus
+from ..errors import BackupError, ConfigError
+from ..jobs import ScheduledBackup, format_duration, parse_duration
+from ..scheduler import BackupScheduler
+from ..windows import BackupWindow, business_hours, off_hours
+from .context import CliState, pass_state, print_json
+
+log = logging.getLogger(__name__)
+
+
+class _ConfigOnlyManager:
+    """Stands in for BackupManager where only jobs and windows change (no backups run)."""
+
+    def __init__(self, repository: Path) -> None:
+        self.repository = repository
+
+    def backup(self, database: str, backup_type: BackupType, tags: tuple[str, ...] = (), progress: Any = None,
+               cancel: Any = None) -> Any:
+        raise BackupError("this command does not run backups")
+
+    def apply_retention(self, database: str, policy: Any, dry_run: bool = False) -> list[str]:
+        raise BackupError("this command does not apply retention")
+
+
+def open_manager(repo: Path) -> Any:
+    """The repository's BackupManager (imported late: the engine is a separate module)."""
+    import rustybackup
+
+    manager_cls = getattr(rustybackup, "BackupManager", None)
+    if manager_cls is None:
+        raise BackupError("the backup engine (rustybackup.BackupManager) is not available in this build")
+    return manager_cls(repo)
+
+
+def _scheduler(state: CliState, *, real: bool = False) -> BackupScheduler:
+    repo = state.require_repo()
+    if not repo.is_dir():
+        raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
+    manager = open_manager(repo) if real else _ConfigOnlyManager(repo)
+    return BackupScheduler(manager)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _hhmm(ctx: click.Context, param: click.Parameter, value: str | None) -> time | None:
+    if value is None:
+        return None
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a time of day HH:MM") from None
+
+
+# --- job ---------------------------------------------------------------------------------
+
+
+@click.group("job")
+def job_group() -> None:
+    """Scheduled backup jobs."""
+
+
+@job_group.command("add")
+@click.argument("job_id")
+@click.option("--db", "database", required=True, help="Database name as registered in the repository.")
+@click.option("--type", "backup_type", type=click.Choice([t.value for t in BackupType]), default="full",
+              show_default=True)
+@click.option("--cron", "cron", required=True, help="Cron expression, e.g. '0 2 * * *'.")
+@click.option("--tz", default="UTC", show_default=True, help="Zone the cron expression is read in.")
+@click.option("--window", "window_id", default=None, help="Only run inside this backup window.")
+@click.option("--window-policy", type=click.Choice(["skip", "defer"]), default="skip", show_default=True)
+@click.option("--priority", type=int, default=128, show_default=True, help="0-255, higher runs first.")
+@click.option("--max-duration", callback=_duration, default=None, help="Cancel after e.g. 2h, 90m.")
+@click.option("--retention", default=None, help="redundancy=N | window=7d | last=N,daily=N,...")
+@click.option("--misfire", type=click.Choice(["run_once", "skip"]), default="run_once", show_default=True)
+@click.option("--tag", "tags", multiple=True, help="Tag for the backup sets (repeatable).")
+@click.option("--name", default=None, help="Human-readable name (default: the id).")
+@pass_state
+def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron: str, tz: str,
+            window_id: str | None, window_policy: str, priority: int, max_duration: Any,
+            retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None) -> None:
+    """Add a scheduled backup job.
+
+    Example: rustybackup job add nightly --db app --type full --cron '0 2 * * *' --window off
+    """
+    job = ScheduledBackup(
+        job_id, name or job_id, database, BackupType(backup_type), cron, priority=priority, retention=retention,
+        max_duration=max_duration, tags=tags, window_id=window_id, misfire=misfire,
+        window_policy=window_policy, tz=tz,
+    )
+    scheduler = _scheduler(state)
+    scheduler.add_job(job)
+    nxt = scheduler.next_run_times().get(job_id)
+    click.echo(f"added job {job_id}; next run {nxt.isoformat() if nxt else 'never (scheduler disabled)'}")
+
+
+@job_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def job_list(state: CliState, as_json: bool) -> None:
+    """List jobs with their next run time."""
+    scheduler = _scheduler(state)
+    times = scheduler.next_run_times()
+    rows: list[dict[str, Any]] = []
+    for j in scheduler.list_jobs():
+        nxt = times.get(j.id)
+        rows.append({
+            "id": j.id, "kind": j.kind, "database": j.database, "type": getattr(j, "backup_type", None),
+            "schedule": j.schedule, "tz": j.tz, "priority": j.priority, "window": j.window_id,
+            "window_policy": j.window_policy, "misfire": j.misfire, "enabled": j.enabled,
+            "max_duration": format_duration(j.max_duration) if j.max_duration else None,
+            "retention": getattr(j, "retention", None), "next_run": nxt.isoformat() if nxt else None,
+        })
+    if as_json:
+        print_json({"enabled": scheduler.enabled, "jobs": rows})
+        return
+    _table(
+        "jobs" + ("" if scheduler.enabled else " (scheduler disabled)"),
+        ["id", "database", "type", "schedule", "tz", "prio", "window", "enabled", "next run"],
+        [[r["id"], r["database"], str(r["type"] or r["kind"]), r["schedule"], r["tz"], str(r["priority"]),
+          r["window"] or "-", "yes" if r["enabled"] else "no", r["next_run"] or "-"] for r in rows],
+    )
+
+
+@job_group.command("remove")
+@click.argument("job_id")
+@pass_state
+def job_remove(state: CliState, job_id: str) -> None:
+    """Remove a job (its history stays in the catalog)."""
+    _scheduler(state).remove_job(job_id)
+    click.echo(f"removed job {job_id}")
+
+
+@job_group.command("enable")
+@click.argument("job_id", required=False)
+@pass_state
+def job_enable(state: CliState, job_id: str | None) -> None:
+    """Enable a job, or the whole scheduler when no id is given."""
+    scheduler = _scheduler(state)
+    if job_id is None:
+        scheduler.enable()
+        click.echo("scheduler enabled")
+    else:
+        scheduler.set_job_enabled(job_id, True)
+        click.echo(f"enabled job {job_id}")
+
+
+@job_group.command("disable")
+@click.argument("job_id", required=False)
+@pass_state
+def job_disable(state: CliState, job_id: str | None) -> None:
+    """Disable a job, or the whole scheduler when no id is given."""
+    scheduler = _scheduler(state)
+    if job_id is None:
+        scheduler.disable()
+        click.echo("scheduler disabled")
+    else:
+        scheduler.set_job_enabled(job_id, False)
+        click.echo(f"disabled job {job_id}")
+
+
+# --- window -----------------------------------------------------------------------------
+
+
+@click.group("window")
+def window_group() -> None:
+    """Backup windows (when jobs may run)."""
+
+
+@window_group.command("add")
+@click.argument("window_id")
+@click.option("--preset", type=click.Choice(["business-hours", "off-hours"]), default=None)
+@click.option("--days", default=None, help="e.g. mon-fri or sat,sun")
+@click.option("--start", callback=_hhmm, default=None, help="HH:MM")
+@click.option("--end", callback=_hhmm, default=None, help="HH:MM (<= start crosses midnight)")
+@click.option("--tz", default="UTC", show_default=True)
+@click.option("--name", default=None)
+@pass_state
+def window_add(state: CliState, window_id: str, preset: str | None, days: str | None, start: time | None,
+               end: time | None, tz: str, name: str | None) -> None:
+    """Add a window from a preset or from --days/--start/--end.
+
+    Example: rustybackup window add nights --days mon-fri --start 18:00 --end 06:00 --tz Europe/Paris
+    """
+    custom = (days, start, end)
+    if preset is not None:
+        if any(v is not None for v in custom):
+            raise click.UsageError("give either --preset or --days/--start/--end, not both")
+        window = business_hours(window_id, tz) if preset == "business-hours" else off_hours(window_id, tz)
+    else:
+        if days is None or start is None or end is None:
+            raise click.UsageError("a custom window needs --days, --start and --end (or use --preset)")
+        window = BackupWindow(window_id, name or window_id, start, end, days, tz)
+    _scheduler(state).add_window(window)
+    click.echo(f"added window {window_id}")
+
+
+_DAY = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@window_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def window_list(state: CliState, as_json: bool) -> None:
+    """List windows."""
+    windows = _scheduler(state).list_windows()
+    if as_json:
+        from ..config import window_to_json
+
+        print_json([window_to_json(w) for w in windows])
+        return
+    rows = []
+    for w in windows:
+        spans = "; ".join(
+            f"{','.join(_DAY[d] for d in r.days)} {r.start:%H:%M}-{r.end:%H:%M}" for r in w.rules
+        )
+        rows.append([w.id, w.name, spans, w.tz])
+    _table("windows", ["id", "name", "when", "tz"], rows)
+
+
+@window_group.command("remove")
+@click.argument("window_id")
+@pass_state
+def window_remove(state: CliState, window_id: str) -> None:
+    """Remove a window no job uses."""
+    _scheduler(state).remove_window(window_id)
+    click.echo(f"removed window {window_id}")
+
+
+# --- run and history ----------------------------------------------------------------------
+
+
+@click.command("run")
+@click.option("--once", is_flag=True, help="Run what is due now and exit (for cron or a systemd timer).")
+@pass_state
+def run_cmd(state: CliState, once: bool) -> None:
+    """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job."""
+    scheduler = _scheduler(state, real=True)
+    started = datetime.now().astimezone()
+    if once:
+        made = scheduler.execute_due_jobs()
+        for set_id in made:
+            click.echo(set_id)
+    else:
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            click.echo(f"{signal.Signals(signum).name}: stopping after the current job", err=True)
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            click.echo(f"scheduler running with {len(scheduler.list_jobs())} job(s); Ctrl-C to stop", err=True)
+            scheduler.run_forever(stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    # This session's failures: finished since we started (catch-ups may be scheduled earlier).
+    bad = [e for e in scheduler.history(since=started - timedelta(days=400))
+           if e.finished_at is not None and e.finished_at >= started
+           and e.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)]
+    scheduler.close()
+    for e in bad:
+        click.echo(f"{e.job_id} {e.scheduled_for.isoformat()}: {e.status.value}: {e.error}", err=True)
+    if bad:
+        raise SystemExit(1)
+
+
+@click.command("history")
+@click.option("--job", "job_id", default=None, help="Only this job.")
+@click.option("--status", type=click.Choice([s.value for s in ExecutionStatus]), default=None)
+@click.option("--since", type=click.DateTime(), default=None, help="Scheduled at or after (local time).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def history_cmd(state: CliState, job_id: str | None, status: str | None, since: datetime | None, limit: int,
+                as_json: bool) -> None:
+    """Show scheduled runs, newest first."""
+    scheduler = _scheduler(state)
+    rows = scheduler.history(job_id, status, since.astimezone() if since else None, limit)
+    if as_json:
+        print_json([e.to_json() for e in rows])
+        return
+    _table(
+        "history",
+        ["job", "scheduled for", "status", "set", "duration", "error"],
+        [[e.job_id, e.scheduled_for.isoformat(), e.status.value, e.backup_set_id or "-",
+          f"{e.duration.total_seconds():.1f}s" if e.duration is not None else "-", e.error or ""] for e in rows],
+    )
 
 
 def register(group: click.Group) -> None:
     """Adds this module's commands to the top-level group."""
+    for command in (job_group, window_group, run_cmd, history_cmd):
+        group.add_command(command)

@@ -1,0 +1,148 @@
+"""Test doubles for the scheduler's tests: a croniter-backed cron engine (until the Rust
+``CronSchedule`` lands), a settable clock and a backup manager that records its calls.
+
+``install_cron()`` prefers the real ``rustybackup.cron.CronSchedule`` when it imports,
+so the scheduler suites switch to the Rust engine by themselves once it is merged.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+import rustybackup.jobs
+from rustybackup.enums import BackupType
+from rustybackup.errors import BackupCancelled, CronError
+
+
+class CroniterSchedule:
+    """The ``CronSchedule`` interface the scheduler uses, on croniter (test-only)."""
+
+    def __init__(self, expr: str, tz: str = "UTC", seed: str | None = None) -> None:
+        self.expr = expr
+        self.tz = tz
+        self._zone = timezone.utc if tz == "UTC" else ZoneInfo(tz)
+        try:
+            # One parsed iterator, repositioned per call: re-parsing dominates croniter's cost.
+            self._iter = croniter(expr, datetime(2000, 1, 1, tzinfo=self._zone))
+        except (ValueError, KeyError) as exc:
+            raise CronError(f"invalid cron expression {expr!r}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def _aware(self, dt: datetime) -> datetime:
+        return dt.replace(tzinfo=self._zone) if dt.tzinfo is None else dt.astimezone(self._zone)
+
+    def next_after(self, dt: datetime) -> datetime:
+        with self._lock:
+            self._iter.set_current(self._aware(dt), force=True)
+            nxt: datetime = self._iter.get_next(datetime)
+        return nxt
+
+    def next_n(self, dt: datetime, n: int) -> list[datetime]:
+        it = croniter(self.expr, self._aware(dt))
+        return [it.get_next(datetime) for _ in range(n)]
+
+    def __str__(self) -> str:
+        return self.expr
+
+
+def install_cron() -> Callable[[str, str, str | None], Any]:
+    """Points ``rustybackup.jobs.cron_factory`` at the real engine if present, else the fake."""
+    try:
+        from rustybackup.cron import CronSchedule  # type: ignore[import-not-found,unused-ignore]
+
+        def real(expr: str, tz: str, seed: str | None) -> Any:
+            return CronSchedule(expr, tz=tz, seed=seed)
+
+        factory: Callable[[str, str, str | None], Any] = real
+    except ImportError:
+
+        def fake(expr: str, tz: str, seed: str | None) -> Any:
+            return CroniterSchedule(expr, tz, seed)
+
+        factory = fake
+    rustybackup.jobs.cron_factory = factory
+    return factory
+
+
+class FakeClock:
+    """A settable, thread-safe clock; ``advance`` moves it forward."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._lock:
+            self._now = when
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._now += delta
+
+
+@dataclass
+class FakeSet:
+    id: str
+    database: str
+    backup_type: BackupType
+    size: int = 1024
+
+
+@dataclass
+class FakeManager:
+    """Records backups; ``behaviour[database]`` may raise, block or advance the clock."""
+
+    repository: Path
+    clock: Callable[[], datetime] | None = None
+    calls: list[tuple[str, BackupType, datetime | None]] = field(default_factory=list)
+    retention_calls: list[tuple[str, Any]] = field(default_factory=list)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    block_until_cancel: set[str] = field(default_factory=set)
+    registered: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    hold: threading.Event | None = None
+    _n: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def backup(
+        self,
+        database: str,
+        backup_type: BackupType,
+        tags: tuple[str, ...] = (),
+        progress: Any = None,
+        cancel: Any = None,
+    ) -> FakeSet:
+        with self._lock:
+            self._n += 1
+            set_id = f"set-{self._n:06d}"
+            self.calls.append((database, backup_type, self.clock() if self.clock else None))
+        if self.log_path is not None:
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(f"{database} {set_id}\n")
+        if self.hold is not None:
+            self.hold.wait(30)
+        if database in self.fail:
+            raise self.fail[database]
+        if database in self.block_until_cancel:
+            # Cancellation is checked between blocks, as the engine does.
+            while not (cancel is not None and cancel.is_set()):
+                threading.Event().wait(0.01)
+            raise BackupCancelled(f"backup of {database} cancelled at max_duration")
+        with self._lock:
+            self.registered.append(set_id)
+        return FakeSet(set_id, database, backup_type)
+
+    def apply_retention(self, database: str, policy: Any, dry_run: bool = False) -> list[str]:
+        self.retention_calls.append((database, policy))
+        return []
