@@ -18,14 +18,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sched_fakes import FakeClock, FakeManager, install_cron  # noqa: E402
+from sched_fakes import FakeClock, FakeManager  # noqa: E402
 
 from rustybackup.scheduler import BackupScheduler  # noqa: E402
 
 
 def main() -> None:
     repo, mode, when = Path(sys.argv[1]), sys.argv[2], datetime.fromisoformat(sys.argv[3])
-    install_cron()
     if mode == "cli-run":
         run_cli(repo)
         return

@@ -1,9 +1,5 @@
-"""Test doubles for the scheduler's tests: a croniter-backed cron engine (until the Rust
-``CronSchedule`` lands), a settable clock and a backup manager that records its calls.
-
-``install_cron()`` prefers the real ``rustybackup.cron.CronSchedule`` when it imports,
-so the scheduler suites switch to the Rust engine by themselves once it is merged.
-"""
+"""Test doubles for the scheduler's tests: a settable clock and a backup manager that
+records its calls (the cron engine is the real one)."""
 
 from __future__ import annotations
 
@@ -14,61 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
-import rustybackup.jobs
 from rustybackup.enums import BackupType
 from rustybackup.errors import BackupCancelled, CronError
-
-
-class CroniterSchedule:
-    """The ``CronSchedule`` interface the scheduler uses, on croniter (test-only)."""
-
-    def __init__(self, expr: str, tz: str = "UTC", seed: str | None = None) -> None:
-        self.expr = expr
-        self.tz = tz
-        self._zone = timezone.utc if tz == "UTC" else ZoneInfo(tz)
-        try:
-            # One parsed iterator, repositioned per call: re-parsing dominates croniter's cost.
-            self._iter = croniter(expr, datetime(2000, 1, 1, tzinfo=self._zone))
-        except (ValueError, KeyError) as exc:
-            raise CronError(f"invalid cron expression {expr!r}: {exc}") from None
-        self._lock = threading.Lock()
-
-    def _aware(self, dt: datetime) -> datetime:
-        return dt.replace(tzinfo=self._zone) if dt.tzinfo is None else dt.astimezone(self._zone)
-
-    def next_after(self, dt: datetime) -> datetime:
-        with self._lock:
-            self._iter.set_current(self._aware(dt), force=True)
-            nxt: datetime = self._iter.get_next(datetime)
-        return nxt
-
-    def next_n(self, dt: datetime, n: int) -> list[datetime]:
-        it = croniter(self.expr, self._aware(dt))
-        return [it.get_next(datetime) for _ in range(n)]
-
-    def __str__(self) -> str:
-        return self.expr
-
-
-def install_cron() -> Callable[[str, str, str | None], Any]:
-    """Points ``rustybackup.jobs.cron_factory`` at the real engine if present, else the fake."""
-    try:
-        from rustybackup.cron import CronSchedule  # type: ignore[import-not-found,unused-ignore]
-
-        def real(expr: str, tz: str, seed: str | None) -> Any:
-            return CronSchedule(expr, tz=tz, seed=seed)
-
-        factory: Callable[[str, str, str | None], Any] = real
-    except ImportError:
-
-        def fake(expr: str, tz: str, seed: str | None) -> Any:
-            return CroniterSchedule(expr, tz, seed)
-
-        factory = fake
-    rustybackup.jobs.cron_factory = factory
-    return factory
 
 
 class FakeClock:

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sched_fakes import FakeClock, FakeManager, install_cron
+from sched_fakes import FakeClock, FakeManager
+from rustybackup.retention import RetentionPolicy
 
 import rustybackup.scheduler
 from rustybackup import BackupScheduler, BackupWindow, ScheduledBackup, business_hours, off_hours
 from rustybackup.enums import BackupType, ExecutionStatus, VerificationType
 from rustybackup.errors import BackupError, ConfigError
 
-install_cron()
 
 UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday
@@ -87,13 +87,12 @@ def test_deferred_job_runs_when_its_window_opens(tmp_path: Path) -> None:
 
 
 def test_retention_is_applied_after_a_successful_backup_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rustybackup.scheduler, "build_retention", lambda spec: ("policy", spec))
     s, m, clock = make(tmp_path)
     s.add_job(job("ok", "0 1 * * *", retention="redundancy=2"))
     s.add_job(job("bad", "0 1 * * *", retention="redundancy=2"))
     m.fail["bad"] = BackupError("disk full")
     s.execute_due_jobs(T0 + timedelta(hours=1))
-    assert m.retention_calls == [("ok", ("policy", "redundancy=2"))]
+    assert m.retention_calls == [("ok", RetentionPolicy.redundancy(2))]
 
 
 def test_a_failing_job_is_recorded_and_the_others_still_run(tmp_path: Path) -> None:

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sched_fakes import FakeManager, install_cron
+from sched_fakes import FakeManager
 
 import rustybackup.cli.schedule_cmds as schedule_cmds
 from rustybackup.cli import cli
 from rustybackup.errors import BackupError
 
-install_cron()
 
 
 def invoke(repo: Path, *args: str) -> Any:
@@ -50,7 +49,7 @@ def test_job_and_window_lifecycle(tmp_path: Path) -> None:
         (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--priority", "300"], 1,
          "error: job 'j' field 'priority': 300 is out of range 0-255"),
         (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--max-duration", "soon"], 2,
-         "duration 'soon': expected a number with a unit"),
+         "invalid duration 'soon': use a number and a unit (w, d, h, m, s)"),
         (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--window", "nope"], 1,
          "error: job 'j' field 'window_id': unknown window 'nope'"),
         (["window", "add", "w", "--days", "mon"], 2, "a custom window needs --days, --start and --end"),

@@ -11,13 +11,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sched_fakes import FakeClock, FakeManager, install_cron
+from sched_fakes import FakeClock, FakeManager
 
 from rustybackup import BackupScheduler, ScheduledBackup
 from rustybackup.enums import BackupType, ExecutionStatus
 from rustybackup.history import History
 
-install_cron()
 
 UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sched_fakes import FakeClock, FakeManager, install_cron
+from sched_fakes import FakeClock, FakeManager
 
 from rustybackup import BackupScheduler, ScheduledBackup
 from rustybackup.enums import BackupType, ExecutionStatus
 
-install_cron()
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

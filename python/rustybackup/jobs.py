@@ -5,7 +5,7 @@ A job names *what* to run (a backup of a database at a level, or a verification)
 validated on construction, so an invalid job never reaches the configuration file.
 
 The cron engine is reached through :data:`cron_factory` (``CronSchedule`` from
-``rustybackup.cron``, imported lazily), typed by the :class:`CronLike` protocol.
+``rustybackup.cron``, imported lazily), typed by the :class:`CronSchedule` protocol.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Protocol, Union
+from typing import Any, Iterable, Union
 
 from .enums import BackupType, ExecutionStatus, VerificationType
+from .cron import CronSchedule
 from .errors import ConfigError, CronError
+from .retention import RetentionPolicy
 from .windows import load_zone
 
 __all__ = [
-    "CronLike",
+    "CronSchedule",
     "cron_factory",
     "ScheduledBackup",
     "ScheduledVerification",
@@ -28,126 +30,11 @@ __all__ = [
     "BackupExecution",
     "MISFIRE_POLICIES",
     "WINDOW_POLICIES",
-    "parse_duration",
-    "format_duration",
-    "parse_retention",
 ]
 
 MISFIRE_POLICIES = ("run_once", "skip")
 WINDOW_POLICIES = ("skip", "defer")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class CronLike(Protocol):
-    """What the scheduler needs from a cron schedule (``rustybackup.CronSchedule``)."""
-
-    def next_after(self, dt: datetime) -> datetime: ...
-
-    def next_n(self, dt: datetime, n: int) -> list[datetime]: ...
-
-
-CronFactory = Callable[[str, str, Union[str, None]], CronLike]
-
-
-def _rust_cron(expr: str, tz: str, seed: str | None) -> CronLike:
-    # Imported here: the scheduler's modules must load (and report config errors) even
-    # where the cron binding is being rebuilt, and tests may swap in another engine.
-    from .cron import CronSchedule  # type: ignore[import-not-found,unused-ignore]
-
-    schedule: CronLike = CronSchedule(expr, tz=tz, seed=seed)
-    return schedule
-
-
-#: Builds a schedule from ``(expr, tz, seed)``; raises ``CronError`` on a bad expression.
-cron_factory: CronFactory = _rust_cron
-
-
-def build_schedule(expr: str, tz: str, seed: str | None) -> CronLike:
-    return cron_factory(expr, tz, seed)
-
-
-# --- small parsers shared by jobs, the config file and the CLI ---------------------------
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"``, ``"1d"`` or plain seconds ``"3600"``."""
-    raw = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", raw):
-        return timedelta(seconds=float(raw))
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(raw):
-        if raw[pos:m.start()].strip():
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2).lower()]
-        pos = m.end()
-    if pos == 0 or raw[pos:].strip():
-        raise ConfigError(f"duration {text!r}: expected a number with a unit, e.g. 2h, 90m, 1h30m, 45s")
-    return timedelta(seconds=total)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-_KEEP_KEYS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-
-
-def parse_retention(spec: str) -> dict[str, Any]:
-    """A retention spec as the keyword arguments of one ``RetentionPolicy`` constructor.
-
-    ``redundancy=3`` (RMAN REDUNDANCY), ``window=7d`` (RMAN RECOVERY WINDOW) or
-    ``last=3,daily=7,weekly=4`` (restic's --keep-*). Returns ``{"kind": ..., **args}``.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"retention: expected a spec such as 'redundancy=3', got {spec!r}")
-    parts: dict[str, str] = {}
-    for item in spec.split(","):
-        key, sep, value = (s.strip() for s in item.partition("="))
-        if not sep or not value:
-            raise ConfigError(f"retention {spec!r}: {item.strip()!r} is not key=value")
-        if key in parts:
-            raise ConfigError(f"retention {spec!r}: {key!r} given twice")
-        parts[key] = value
-    unknown = sorted(set(parts) - {"redundancy", "window", *_KEEP_KEYS})
-    if unknown:
-        raise ConfigError(
-            f"retention {spec!r}: unknown key {unknown[0]!r} (use redundancy, window or {', '.join(_KEEP_KEYS)})"
-        )
-    if ("redundancy" in parts or "window" in parts) and len(parts) > 1:
-        raise ConfigError(f"retention {spec!r}: redundancy and window each stand alone")
-    if "window" in parts:
-        span = parse_duration(parts["window"])
-        if span <= timedelta(0):
-            raise ConfigError(f"retention {spec!r}: the window must be positive")
-        return {"kind": "recovery_window", "window": span}
-    counts: dict[str, int] = {}
-    for key, value in parts.items():
-        if not value.isdigit() or int(value) < 1:
-            raise ConfigError(f"retention {spec!r}: {key} must be a whole number >= 1, got {value!r}")
-        counts[key] = int(value)
-    if "redundancy" in counts:
-        return {"kind": "redundancy", "n": counts["redundancy"]}
-    return {"kind": "keep", **counts}
-
-
-def build_retention(spec: str) -> Any:
-    """The ``RetentionPolicy`` for a spec (imported lazily: it belongs to issue 7)."""
-    from .retention import RetentionPolicy  # type: ignore[import-not-found,unused-ignore]
-
-    args = parse_retention(spec)
-    kind = args.pop("kind")
-    if kind == "redundancy":
-        return RetentionPolicy.redundancy(args["n"])
-    if kind == "recovery_window":
-        return RetentionPolicy.recovery_window(args["window"])
-    return RetentionPolicy.keep(**args)
 
 
 # --- jobs -----------------------------------------------------------------------------
@@ -171,7 +58,7 @@ class _JobCommon:
     misfire: str
     window_policy: str
     tz: str
-    _cron: CronLike
+    _cron: CronSchedule
 
     def _validate_common(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -210,13 +97,13 @@ class _JobCommon:
         if not isinstance(self.schedule, str) or not self.schedule.strip():
             raise _fail(self.id, "schedule", f"expected a cron expression, got {self.schedule!r}")
         try:
-            cron = build_schedule(self.schedule, self.tz, self.id)
+            cron = CronSchedule(self.schedule, self.tz, self.id)
         except CronError as exc:
             raise _fail(self.id, "schedule", str(exc)) from None
         object.__setattr__(self, "_cron", cron)
 
     @property
-    def cron(self) -> CronLike:
+    def cron(self) -> CronSchedule:
         """The parsed schedule (hashed ``H`` fields are seeded by the job id)."""
         return self._cron
 
@@ -243,7 +130,7 @@ class ScheduledBackup(_JobCommon):
 
     ``schedule`` is a cron expression evaluated in ``tz`` (or a ``CronSchedule``);
     ``priority`` 0-255 (higher first); ``retention`` a spec applied after each successful
-    run (see :func:`parse_retention`); ``misfire`` ``run_once`` or ``skip``; outside its
+    run (``RetentionPolicy.parse``: ``redundancy=2``, ``window=7d``, ``daily=7,weekly=4``); ``misfire`` ``run_once`` or ``skip``; outside its
     window a due job is skipped (``window_policy="skip"``) or waits for it (``"defer"``).
     """
 
@@ -261,7 +148,7 @@ class ScheduledBackup(_JobCommon):
     misfire: str = "run_once"
     window_policy: str = "skip"
     tz: str = "UTC"
-    _cron: CronLike = field(init=False, repr=False, compare=False)
+    _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _normalize_schedule(self, self.schedule, self.tz)
@@ -272,8 +159,8 @@ class ScheduledBackup(_JobCommon):
             raise _fail(self.id, "backup_type", f"{self.backup_type!r} is not one of {kinds}") from None
         if self.retention is not None:
             try:
-                parse_retention(self.retention)
-            except ConfigError as exc:
+                RetentionPolicy.parse(self.retention)
+            except ValueError as exc:
                 raise _fail(self.id, "retention", str(exc)) from None
         if isinstance(self.tags, str) or not all(isinstance(t, str) for t in self.tags):
             raise _fail(self.id, "tags", f"expected a list of strings, got {self.tags!r}")
@@ -305,7 +192,7 @@ class ScheduledVerification(_JobCommon):
     window_policy: str = "skip"
     tz: str = "UTC"
     budget: timedelta | None = None
-    _cron: CronLike = field(init=False, repr=False, compare=False)
+    _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _normalize_schedule(self, self.schedule, self.tz)

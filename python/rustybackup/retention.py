@@ -12,13 +12,13 @@ lose restores to exactly that misreading.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from . import _core
+from .durations import parse_duration
 
 __all__ = ["RetentionPolicy", "RetentionDecision", "SetRow", "plan_retention", "parse_duration", "to_us"]
 
@@ -27,26 +27,6 @@ SetRow = tuple[str, str, "str | None", int, int, str]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1),
-          "s": timedelta(seconds=1)}
-_DURATION = re.compile(r"(\d+)([wdhms])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"`` or a run of them (``"1d12h"``).
-
-    Raises:
-        ValueError: anything else, or a zero duration; the message quotes the text.
-    """
-    spec = text.strip().lower()
-    if not spec or _DURATION.sub("", spec) != "":
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit (w, d, h, m, s), e.g. 7d or 1d12h")
-    total = sum((int(n) * _UNITS[unit] for n, unit in _DURATION.findall(spec)), timedelta())
-    if total <= timedelta(0):
-        raise ValueError(f"invalid duration {text!r}: it must be longer than zero")
-    return total
-
-
 def to_us(moment: datetime) -> int:
     """Microseconds since the epoch of an aware datetime, exactly (no float rounding)."""
     if moment.tzinfo is None or moment.utcoffset() is None:

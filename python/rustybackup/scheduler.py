@@ -27,7 +27,8 @@ from .config import CONFIG_NAME, SchedulerConfig, load_config, save_config
 from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import BackupCancelled, ConfigError
 from .history import History
-from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, build_retention, sort_key
+from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, sort_key
+from .retention import RetentionPolicy
 from .windows import BackupWindow
 
 __all__ = ["BackupScheduler", "DueRun", "ManagerLike"]
@@ -463,7 +464,7 @@ class BackupScheduler:
                 status = ExecutionStatus.COMPLETED
                 if job.retention is not None:
                     try:
-                        self._manager.apply_retention(job.database, build_retention(job.retention))
+                        self._manager.apply_retention(job.database, RetentionPolicy.parse(job.retention))
                     except Exception as exc:  # the backup itself is good and registered
                         log.warning("job %s: retention failed: %s", job.id, exc)
                         error = f"backup completed; retention failed: {exc}"

@@ -20,7 +20,8 @@ from rich.table import Table
 
 from ..enums import BackupType, ExecutionStatus
 from ..errors import BackupError, ConfigError
-from ..jobs import ScheduledBackup, format_duration, parse_duration
+from ..durations import format_duration, parse_duration
+from ..jobs import ScheduledBackup
 from ..scheduler import BackupScheduler
 from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json
@@ -74,7 +75,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return None
     try:
         return parse_duration(value)
-    except ConfigError as exc:
+    except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
