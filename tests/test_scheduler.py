@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from sched_fakes import FakeClock, FakeManager
-from rustybackup.retention import RetentionPolicy
 
 import rustybackup.scheduler
 from rustybackup import BackupScheduler, BackupWindow, ScheduledBackup, business_hours, off_hours
 from rustybackup.enums import BackupType, ExecutionStatus, VerificationType
 from rustybackup.errors import BackupError, ConfigError
+from rustybackup.retention import RetentionPolicy
 
 
 UTC = timezone.utc
@@ -428,3 +428,16 @@ def test_api_calls_from_many_threads_keep_a_consistent_state(tmp_path: Path) -> 
     assert {j.id for j in s.list_jobs()} <= set(ran)  # none missed (removed jobs may have run first)
     reloaded = BackupScheduler(m, clock=clock)
     assert [j.id for j in reloaded.list_jobs()] == [j.id for j in s.list_jobs()]
+
+
+def test_a_job_for_an_unknown_database_is_refused_by_a_real_repository(tmp_path: Path) -> None:
+    from rustybackup import BackupManager
+
+    manager = BackupManager(tmp_path / "repo")
+    (tmp_path / "src").mkdir()
+    manager.register_database("orders", tmp_path / "src")
+    s = BackupScheduler(manager)
+    s.add_job(ScheduledBackup("ok", "ok", "orders", BackupType.FULL, "0 1 * * *"))
+    with pytest.raises(ConfigError, match=r"^job 'typo' field 'database': unknown database 'ordres'$"):
+        s.add_job(ScheduledBackup("typo", "typo", "ordres", BackupType.FULL, "0 1 * * *"))
+    assert [j.id for j in s.list_jobs()] == ["ok"]

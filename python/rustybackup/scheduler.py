@@ -271,8 +271,8 @@ class BackupScheduler:
 
     def _check_database(self, job: Job) -> None:
         """A job for a database the repository does not know is an error, when the
-        manager can list its databases (``list_databases()``)."""
-        lister = getattr(self._manager, "list_databases", None)
+        manager can list its databases (``BackupManager.databases()``)."""
+        lister = getattr(self._manager, "databases", None)
         if callable(lister):
             names = {getattr(d, "name", d) for d in lister()}
             if job.database not in names:
