@@ -41,6 +41,14 @@ __all__: list[str] = [
 # --- scan (issue 3) ---
 
 # --- repository, catalog, backups (issue 4) ---
+from .catalog import BackupCatalog as BackupCatalog  # noqa: E402
+from .catalog import BackupPiece as BackupPiece  # noqa: E402
+from .catalog import BackupSet as BackupSet  # noqa: E402
+from .catalog import DatabaseEntry as DatabaseEntry  # noqa: E402
+from .engine import BackupManager as BackupManager  # noqa: E402
+from .engine import BackupProgress as BackupProgress  # noqa: E402
+
+__all__ += ["BackupCatalog", "BackupManager", "BackupPiece", "BackupProgress", "BackupSet", "DatabaseEntry"]
 
 # --- verification (issue 5) ---
 

@@ -1,9 +1,206 @@
-"""``rustybackup`` subcommands for this area."""
+"""``rustybackup`` subcommands of the repository: init, db add, backup, list, restore, report."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from ..catalog import set_json
+from ..engine import BackupManager, BackupProgress
+from ..enums import BackupType
+from .context import CliState, pass_state, print_json
+
+_TYPES = {"full": "full", "incremental": "incremental", "differential": "differential", "archive-log": "archive_log"}
+
+
+def _manager(state: CliState) -> BackupManager:
+    repo = state.require_repo()
+    if not (repo / "format").exists():
+        raise click.ClickException(f"no repository at {repo}; run `rustybackup --repo {repo} init` first")
+    return BackupManager(repo)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@click.command("init")
+@pass_state
+def init_cmd(state: CliState) -> None:
+    """Create (or open and check) the repository."""
+    m = BackupManager(state.require_repo())
+    click.echo(f"repository ready at {m.repository}")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Register backup sources."""
+
+
+@db_group.command("add")
+@click.argument("name")
+@click.option("--path", "path", required=True, type=click.Path(path_type=Path), help="Directory, file or SQLite database.")
+@click.option("--kind", type=click.Choice(["files", "sqlite"]), default="files", show_default=True)
+@click.option("--archive-dir", type=click.Path(path_type=Path), default=None, help="WAL/redo archive directory.")
+@click.option("--block-size", type=int, default=8192, show_default=True)
+@click.option("--algorithm", default="blake3", show_default=True)
+@click.option("--compression", type=click.Choice(["zstd"]), default=None)
+@pass_state
+def db_add(
+    state: CliState,
+    name: str,
+    path: Path,
+    kind: str,
+    archive_dir: Path | None,
+    block_size: int,
+    algorithm: str,
+    compression: str | None,
+) -> None:
+    """Register database NAME (or update its settings)."""
+    m = _manager(state)
+    e = m.register_database(name, path, kind, archive_dir, block_size, algorithm, compression)
+    click.echo(f"registered {e.name}: {e.kind} at {e.path}")
+
+
+@db_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def db_list(state: CliState, as_json: bool) -> None:
+    """List registered databases."""
+    dbs = _manager(state).databases()
+    if as_json:
+        print_json([{**d.__dict__, "registered_at": d.registered_at.isoformat()} for d in dbs])
+        return
+    table = Table("name", "kind", "path", "archive dir", "block", "algorithm", "compression")
+    for d in dbs:
+        table.add_row(d.name, d.kind, d.path, d.archive_dir or "", str(d.block_size), d.algorithm, d.compression or "")
+    Console().print(table)
+
+
+@click.command("backup")
+@click.argument("name")
+@click.option("--type", "btype", type=click.Choice(list(_TYPES)), default="incremental", show_default=True)
+@click.option("--tag", "tags", multiple=True, help="Tag the set (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new set as JSON.")
+@pass_state
+def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool) -> None:
+    """Back up database NAME."""
+    m = _manager(state)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"{name} {btype}", total=None)
+
+        def on_progress(p: BackupProgress) -> None:
+            bar.update(task, completed=p.bytes_done, total=p.bytes_total)
+
+        s = m.backup(name, BackupType(_TYPES[btype]), tags=tags, progress=on_progress)
+    if as_json:
+        print_json(set_json(s))
+        return
+    secs = max((s.finished_at - s.started_at).total_seconds(), 1e-9)
+    click.echo(
+        f"{s.id}: {s.backup_type.value} of {s.database}, read {_size(s.bytes_read)}, "
+        f"stored {_size(s.size)} in {secs:.1f}s ({_size(int(s.bytes_read / secs))}/s)"
+    )
+
+
+@click.command("list")
+@click.argument("name", required=False)
+@click.option("--type", "btype", type=click.Choice(list(_TYPES)), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def list_cmd(state: CliState, name: str | None, btype: str | None, as_json: bool) -> None:
+    """List backup sets (of database NAME)."""
+    sets = _manager(state).catalog.list_sets(name, None if btype is None else _TYPES[btype])
+    if as_json:
+        print_json([set_json(s) for s in sets])
+        return
+    table = Table("id", "database", "type", "parent", "finished", "status", "size", "read", "tags")
+    for s in sets:
+        table.add_row(
+            s.id,
+            s.database,
+            s.backup_type.value,
+            s.parent_id or "",
+            s.finished_at.isoformat(timespec="seconds"),
+            s.status.value,
+            _size(s.size),
+            _size(s.bytes_read),
+            ",".join(s.tags),
+        )
+    Console().print(table)
+
+
+def _parse_until(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T14:00:00+00:00)") from None
+    # A wall time without an offset means the local zone, as for `date`.
+    return dt if dt.tzinfo is not None else dt.astimezone()
+
+
+@click.command("restore")
+@click.argument("name")
+@click.option("--to", "target", required=True, type=click.Path(path_type=Path), help="Absent or empty directory.")
+@click.option("--until", default=None, help="Point in time (ISO 8601); default: the newest.")
+@click.option("--set", "set_id", default=None, help="Restore exactly this set (and its chain).")
+@pass_state
+def restore_cmd(state: CliState, name: str, target: Path, until: str | None, set_id: str | None) -> None:
+    """Restore database NAME into DIR."""
+    if until is not None and set_id is not None:
+        raise click.UsageError("give --until or --set, not both")
+    m = _manager(state)
+    with Progress(
+        TextColumn("[bold]restore"), DownloadColumn(binary_units=True), TransferSpeedColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task("restore", total=None)
+        path = m.restore(name, target, until=_parse_until(until), backup_set_id=set_id,
+                         progress=lambda done: bar.update(task, completed=done))
+    click.echo(f"restored {name} into {target} from {' -> '.join(s.id for s in path)}")
+
+
+@click.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def report_cmd(state: CliState, as_json: bool) -> None:
+    """Counts, sizes and chains per database."""
+    rep = _manager(state).catalog.report()
+    if as_json:
+        print_json(rep)
+        return
+    table = Table("database", "sets", "full", "incr", "diff", "archive", "corrupt", "chains", "size", "newest")
+    for db, r in rep["databases"].items():
+        t = r["by_type"]
+        table.add_row(
+            db, str(r["sets"]), str(t["full"]), str(t["incremental"]), str(t["differential"]),
+            str(t["archive_log"]), str(r["by_status"]["corrupt"]), str(r["chains"]), _size(r["size"]),
+            r["newest"] or "",
+        )
+    Console().print(table)
 
 
 def register(group: click.Group) -> None:
     """Adds this module's commands to the top-level group."""
+    for cmd in (init_cmd, db_group, backup_cmd, list_cmd, restore_cmd, report_cmd):
+        group.add_command(cmd)

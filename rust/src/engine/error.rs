@@ -54,12 +54,18 @@ pub enum Error {
 impl Error {
     /// Wraps an `io::Error` with the path it was about.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A structural error in `path`.
     pub fn format(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        Self::Format { path: path.into(), detail: detail.into() }
+        Self::Format {
+            path: path.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -69,9 +75,22 @@ impl fmt::Display for Error {
             Self::Io { path, source } => write!(f, "{}: {}", path.display(), source),
             Self::Format { path, detail } => write!(f, "{}: {}", path.display(), detail),
             Self::Checksum { path, expected, actual } => {
-                write!(f, "{}: checksum mismatch (expected {}, found {})", path.display(), expected, actual)
+                write!(
+                    f,
+                    "{}: checksum mismatch (expected {}, found {})",
+                    path.display(),
+                    expected,
+                    actual
+                )
             }
-            Self::CorruptBlock { piece, file, block_index, offset, expected, actual } => write!(
+            Self::CorruptBlock {
+                piece,
+                file,
+                block_index,
+                offset,
+                expected,
+                actual,
+            } => write!(
                 f,
                 "corrupt block {} of file {:?} in piece {} at offset {}: expected digest {}, found {}",
                 block_index,

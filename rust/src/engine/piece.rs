@@ -67,20 +67,31 @@ pub(crate) fn encode_header(magic: &[u8; 8], block_size: u32, alg: Algorithm) ->
 /// Parses a header, checking magic, version and algorithm; returns (block_size, algorithm).
 pub(crate) fn decode_header(path: &Path, magic: &[u8; 8], h: &[u8; 32]) -> Result<(u32, Algorithm)> {
     if &h[..8] != magic {
-        return Err(Error::format(path, format!("not a {} file (bad magic)", kind_name(magic))));
+        return Err(Error::format(
+            path,
+            format!("not a {} file (bad magic)", kind_name(magic)),
+        ));
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
     if version != VERSION {
         return Err(Error::format(
             path,
-            format!("{} version {} is not supported (this build reads version {})", kind_name(magic), version, VERSION),
+            format!(
+                "{} version {} is not supported (this build reads version {})",
+                kind_name(magic),
+                version,
+                VERSION
+            ),
         ));
     }
     let block_size = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
     let alg = algorithm_from_code(h[16])
         .ok_or_else(|| Error::format(path, format!("unknown algorithm code {} in header", h[16])))?;
     if usize::from(h[17]) != alg.digest_size() {
-        return Err(Error::format(path, format!("digest length {} does not match {}", h[17], alg.name())));
+        return Err(Error::format(
+            path,
+            format!("digest length {} does not match {}", h[17], alg.name()),
+        ));
     }
     Ok((block_size, alg))
 }
@@ -199,7 +210,11 @@ pub struct PieceWriter {
 impl PieceWriter {
     /// Creates `path` (which must not exist) for blocks of `block_size` hashed with `algorithm`.
     pub fn create(path: &Path, algorithm: Algorithm, block_size: u32) -> Result<Self> {
-        let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| Error::io(path, e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         let index_path = path.with_extension("piece-index.tmp");
         let index_file = OpenOptions::new()
             .read(true)
@@ -255,19 +270,38 @@ impl PieceWriter {
         let stored_len = u32::try_from(stored.len())
             .map_err(|_| Error::Invalid(format!("block {block_index} is larger than 4 GiB")))?;
         self.put(stored)?;
-        let entry = IndexEntry { file_no, block_index, offset, stored_len, raw_len, flags, digest: digest.to_vec() };
+        let entry = IndexEntry {
+            file_no,
+            block_index,
+            offset,
+            stored_len,
+            raw_len,
+            flags,
+            digest: digest.to_vec(),
+        };
         self.scratch.clear();
         entry.encode(&mut self.scratch);
-        self.index.write_all(&self.scratch).map_err(|e| Error::io(&self.index_path, e))?;
+        self.index
+            .write_all(&self.scratch)
+            .map_err(|e| Error::io(&self.index_path, e))?;
         self.entries += 1;
-        Ok(Stored { offset, stored_len, flags })
+        Ok(Stored {
+            offset,
+            stored_len,
+            flags,
+        })
     }
 
     /// Appends the index and trailer, fsyncs the piece and removes the index spool file.
     pub fn finish(mut self) -> Result<PieceSummary> {
         let index_off = self.pos;
-        let mut spool = self.index.into_inner().map_err(|e| Error::io(&self.index_path, e.into_error()))?;
-        spool.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&self.index_path, e))?;
+        let mut spool = self
+            .index
+            .into_inner()
+            .map_err(|e| Error::io(&self.index_path, e.into_error()))?;
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&self.index_path, e))?;
         let mut reader = BufReader::with_capacity(1 << 16, spool);
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -291,10 +325,18 @@ impl PieceWriter {
         trailer.resize(PIECE_TRAILER_LEN as usize, 0);
         self.out.write_all(&trailer).map_err(|e| Error::io(&self.path, e))?;
         self.pos += PIECE_TRAILER_LEN;
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         fs::remove_file(&self.index_path).map_err(|e| Error::io(&self.index_path, e))?;
-        Ok(PieceSummary { path: self.path, size: self.pos, checksum, block_count: self.entries })
+        Ok(PieceSummary {
+            path: self.path,
+            size: self.pos,
+            checksum,
+            block_count: self.entries,
+        })
     }
 }
 
@@ -333,9 +375,13 @@ impl PieceReader {
         file.read_exact_at(&mut header, 0).map_err(|e| Error::io(path, e))?;
         let (block_size, algorithm) = decode_header(path, PIECE_MAGIC, &header)?;
         let mut t = [0u8; PIECE_TRAILER_LEN as usize];
-        file.read_exact_at(&mut t, size - PIECE_TRAILER_LEN).map_err(|e| Error::io(path, e))?;
+        file.read_exact_at(&mut t, size - PIECE_TRAILER_LEN)
+            .map_err(|e| Error::io(path, e))?;
         if &t[..8] != TRAILER_MAGIC {
-            return Err(Error::format(path, "bad trailer magic (truncated or overwritten piece)"));
+            return Err(Error::format(
+                path,
+                "bad trailer magic (truncated or overwritten piece)",
+            ));
         }
         let mut a = [0u8; 8];
         a.copy_from_slice(&t[8..16]);
@@ -344,18 +390,32 @@ impl PieceReader {
         let entry_count = u64::from_le_bytes(a);
         let checksum_len = usize::from(t[24]);
         if checksum_len != algorithm.digest_size() {
-            return Err(Error::format(path, format!("trailer checksum length {checksum_len} is wrong")));
+            return Err(Error::format(
+                path,
+                format!("trailer checksum length {checksum_len} is wrong"),
+            ));
         }
         let checksum = t[32..32 + checksum_len].to_vec();
         let entry_len = IndexEntry::encoded_len(algorithm.digest_size()) as u64;
-        let index_end = entry_count.checked_mul(entry_len).and_then(|n| n.checked_add(index_off));
+        let index_end = entry_count
+            .checked_mul(entry_len)
+            .and_then(|n| n.checked_add(index_off));
         if index_off < HEADER_LEN || index_end != Some(size - PIECE_TRAILER_LEN) {
             return Err(Error::format(
                 path,
                 format!("index at {index_off} with {entry_count} entries does not fit a {size}-byte piece"),
             ));
         }
-        Ok(Self { path: path.to_path_buf(), file, block_size, algorithm, size, index_off, entry_count, checksum })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            block_size,
+            algorithm,
+            size,
+            index_off,
+            entry_count,
+            checksum,
+        })
     }
 
     /// The piece's path.
@@ -386,7 +446,8 @@ impl PieceReader {
     /// Streams the index entries in write order.
     pub fn entries(&self) -> Result<IndexIter<'_>> {
         let mut f = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
-        f.seek(SeekFrom::Start(self.index_off)).map_err(|e| Error::io(&self.path, e))?;
+        f.seek(SeekFrom::Start(self.index_off))
+            .map_err(|e| Error::io(&self.path, e))?;
         Ok(IndexIter {
             reader: BufReader::with_capacity(1 << 16, f),
             remaining: self.entry_count,
@@ -396,13 +457,24 @@ impl PieceReader {
     }
 
     /// Reads the stored bytes at `offset` and decodes them (no digest check).
-    pub fn read_raw(&self, offset: u64, stored_len: u32, raw_len: u32, flags: u8) -> Result<std::result::Result<Vec<u8>, String>> {
+    pub fn read_raw(
+        &self,
+        offset: u64,
+        stored_len: u32,
+        raw_len: u32,
+        flags: u8,
+    ) -> Result<std::result::Result<Vec<u8>, String>> {
         let end = offset.checked_add(u64::from(stored_len));
         if offset < HEADER_LEN || end.is_none_or(|e| e > self.index_off) {
-            return Err(Error::format(&self.path, format!("block at offset {offset} (+{stored_len}) lies outside the data area")));
+            return Err(Error::format(
+                &self.path,
+                format!("block at offset {offset} (+{stored_len}) lies outside the data area"),
+            ));
         }
         let mut buf = vec![0u8; stored_len as usize];
-        self.file.read_exact_at(&mut buf, offset).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::io(&self.path, e))?;
         Ok(decode_block(buf, raw_len, flags))
     }
 
@@ -431,7 +503,9 @@ impl PieceReader {
         let mut pos = 0u64;
         while pos < end {
             let n = buf.len().min((end - pos) as usize);
-            self.file.read_exact_at(&mut buf[..n], pos).map_err(|e| Error::io(&self.path, e))?;
+            self.file
+                .read_exact_at(&mut buf[..n], pos)
+                .map_err(|e| Error::io(&self.path, e))?;
             h.update(&buf[..n]);
             pos += n as u64;
         }
@@ -442,7 +516,11 @@ impl PieceReader {
     pub fn verify_checksum(&self) -> Result<()> {
         let actual = self.compute_checksum()?;
         if actual != self.checksum {
-            return Err(Error::Checksum { path: self.path.clone(), expected: to_hex(&self.checksum), actual: to_hex(&actual) });
+            return Err(Error::Checksum {
+                path: self.path.clone(),
+                expected: to_hex(&self.checksum),
+                actual: to_hex(&actual),
+            });
         }
         Ok(())
     }
@@ -468,7 +546,11 @@ impl PieceReader {
                     let raw = self.read_raw(entry.offset, entry.stored_len, entry.raw_len, entry.flags)?;
                     Ok(match check_block(self.algorithm, raw, &entry.digest) {
                         Ok(_) => None,
-                        Err(actual) => Some(BlockFault { expected: to_hex(&entry.digest), actual, entry }),
+                        Err(actual) => Some(BlockFault {
+                            expected: to_hex(&entry.digest),
+                            actual,
+                            entry,
+                        }),
                     })
                 })
                 .collect();
@@ -536,7 +618,11 @@ mod tests {
         let mut w = PieceWriter::create(path, alg, 8).unwrap();
         for (i, b) in blocks.iter().enumerate() {
             let d = alg.digest(b);
-            let (stored, flags) = if zstd { (zstd::bulk::compress(b, 3).unwrap(), FLAG_ZSTD) } else { (b.clone(), 0) };
+            let (stored, flags) = if zstd {
+                (zstd::bulk::compress(b, 3).unwrap(), FLAG_ZSTD)
+            } else {
+                (b.clone(), 0)
+            };
             w.write_block(7, i as u64, &stored, b.len() as u32, flags, &d).unwrap();
         }
         w.finish().unwrap()
@@ -545,7 +631,11 @@ mod tests {
     #[test]
     fn round_trip_with_and_without_zstd() {
         let d = tmpdir("rt");
-        for (zstd, alg) in [(false, Algorithm::Blake3), (true, Algorithm::Sha512), (false, Algorithm::Md5)] {
+        for (zstd, alg) in [
+            (false, Algorithm::Blake3),
+            (true, Algorithm::Sha512),
+            (false, Algorithm::Md5),
+        ] {
             let p = d.join(format!("{zstd}-{}.piece", alg.name()));
             let blocks: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 8 - usize::from(i % 3)]).collect();
             let summary = write_sample(&p, alg, &blocks, zstd);
@@ -599,6 +689,9 @@ mod tests {
         v[8] = 9;
         fs::write(&p, &v).unwrap();
         let msg = PieceReader::open(&p).err().unwrap().to_string();
-        assert!(msg.ends_with("piece version 9 is not supported (this build reads version 1)"), "{msg}");
+        assert!(
+            msg.ends_with("piece version 9 is not supported (this build reads version 1)"),
+            "{msg}"
+        );
     }
 }

@@ -48,3 +48,15 @@ fn strip_os_suffix(text: &str) -> String {
         None => text.to_string(),
     }
 }
+
+/// Maps an engine error: I/O errors keep their path (an `OSError` subclass with
+/// `filename`), cancellation is `BackupCancelled`, everything else is `BackupError`
+/// whose message names the piece, file and block.
+pub fn engine_error(err: crate::engine::Error) -> PyErr {
+    use crate::engine::Error;
+    match err {
+        Error::Io { path, source } => io_error(&source, &path),
+        Error::Cancelled => BackupCancelled::new_err("cancelled"),
+        other => BackupError::new_err(other.to_string()),
+    }
+}

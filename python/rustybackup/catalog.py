@@ -1,0 +1,634 @@
+"""The RMAN-style catalog: backup sets and their pieces in SQLite (WAL mode), with
+chains, recovery paths, reports and a rebuild from the per-set manifests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from . import store
+from .enums import BackupType, SetStatus
+from .errors import CatalogError, NoRecoveryPath
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BACKUP_SETS = 50_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS databases (
+    name TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, archive_dir TEXT,
+    block_size INTEGER NOT NULL, algorithm TEXT NOT NULL, compression TEXT,
+    registered_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sets (
+    id TEXT PRIMARY KEY, database TEXT NOT NULL, backup_type TEXT NOT NULL, parent_id TEXT,
+    started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL, status TEXT NOT NULL,
+    size INTEGER NOT NULL, block_size INTEGER NOT NULL, algorithm TEXT NOT NULL,
+    compression TEXT, tags TEXT NOT NULL, bytes_read INTEGER NOT NULL,
+    file_count INTEGER NOT NULL, manifest TEXT NOT NULL, blockmap TEXT NOT NULL,
+    blockmap_checksum TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sets_by_database ON sets (database, finished_at);
+CREATE INDEX IF NOT EXISTS sets_by_parent ON sets (parent_id);
+CREATE TABLE IF NOT EXISTS pieces (
+    id TEXT PRIMARY KEY, set_id TEXT NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
+    path TEXT NOT NULL, size INTEGER NOT NULL, checksum TEXT NOT NULL,
+    algorithm TEXT NOT NULL, block_count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS pieces_by_set ON pieces (set_id);
+CREATE TABLE IF NOT EXISTS archive_files (
+    database TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, set_id TEXT NOT NULL,
+    PRIMARY KEY (database, name));
+"""
+
+_SET_COLUMNS = (
+    "id, database, backup_type, parent_id, started_at, finished_at, status, size, block_size, "
+    "algorithm, compression, tags, bytes_read, file_count, manifest, blockmap, blockmap_checksum"
+)
+
+
+def to_us(dt: datetime) -> int:
+    """Microseconds since the epoch (UTC) of an aware datetime: exact and sortable."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"datetime {dt.isoformat()} must be timezone-aware")
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    """The aware UTC datetime of a microsecond timestamp."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True)
+class BackupPiece:
+    """One data file of a set (`path` relative to the repository)."""
+
+    id: str
+    set_id: str
+    path: str
+    size: int
+    checksum: str
+    algorithm: str
+    block_count: int
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    """One backup as the catalog records it. `until` compares with `finished_at`."""
+
+    id: str
+    database: str
+    backup_type: BackupType
+    parent_id: str | None
+    started_at: datetime
+    finished_at: datetime
+    status: SetStatus
+    size: int
+    block_size: int
+    algorithm: str
+    pieces: tuple[BackupPiece, ...]
+    tags: tuple[str, ...]
+    compression: str | None = None
+    bytes_read: int = 0
+    file_count: int = 0
+    manifest: str = ""
+    blockmap: str = ""
+    blockmap_checksum: str = ""
+
+
+@dataclass(frozen=True)
+class DatabaseEntry:
+    """A registered backup source."""
+
+    name: str
+    path: str
+    kind: str
+    archive_dir: str | None
+    block_size: int
+    algorithm: str
+    compression: str | None
+    registered_at: datetime
+
+
+# A set as chain resolution sees it: (id, kind, parent_id, started_us, finished_us, status),
+# the tuple shape `_core.recovery_path` takes.
+ChainRecord = tuple[str, str, str | None, int, int, str]
+
+
+def _resolve_path(records: Sequence[ChainRecord], until_us: int | None, database: str) -> list[str]:
+    """The recovery path (base first) through `records` reaching `until_us`.
+
+    LEAD: switch this to `_core.recovery_path(records, until_us)` when merging the chain
+    helper's branch; this plain-Python version implements the same rules so the engine
+    works before that lands.
+
+    Rules (DESIGN.md, RMAN's fallback): the target is the newest non-archive set finished
+    at or before `until` whose whole ancestry (back to its FULL) is AVAILABLE; a corrupt
+    or expired set disqualifies itself and its descendants, so resolution falls back to
+    an older chain. Then come the AVAILABLE ARCHIVE_LOG sets finished after the base FULL
+    started and at or before `until`, stopping at the first unusable one (a gap in the
+    log stream cannot be crossed).
+    """
+    limit = until_us if until_us is not None else 2**63 - 1
+    by_id = {r[0]: r for r in records}
+    usable: dict[str, bool] = {}
+    depth: dict[str, int] = {}
+
+    def check(set_id: str) -> bool:
+        # Iterative walk to the FULL; chains can be long.
+        trail: list[str] = []
+        cur: str | None = set_id
+        ok = False
+        while cur is not None:
+            if cur in usable:
+                ok = usable[cur]
+                break
+            rec = by_id.get(cur)
+            if rec is None or rec[5] != "available" or rec[4] > limit or rec[1] == "archive_log":
+                ok = False
+                trail.append(cur)
+                break
+            trail.append(cur)
+            if rec[1] == "full":
+                ok = True
+                depth[cur] = 0
+                trail.pop()
+                usable[cur] = True
+                break
+            cur = rec[2]
+        for sid in reversed(trail):
+            usable[sid] = ok
+            if ok:
+                parent = by_id[sid][2]
+                depth[sid] = depth.get(parent or "", 0) + 1
+        return ok
+
+    best: ChainRecord | None = None
+    for rec in records:
+        if rec[1] == "archive_log" or rec[4] > limit or not check(rec[0]):
+            continue
+        key = (rec[4], depth.get(rec[0], 0), rec[0])
+        if best is None or key > (best[4], depth.get(best[0], 0), best[0]):
+            best = rec
+    if best is None:
+        fulls = [r for r in records if r[1] == "full" and r[4] <= limit]
+        when = "" if until_us is None else f" finished at or before {from_us(until_us).isoformat()}"
+        if not records:
+            raise NoRecoveryPath(f"no backup of database {database!r}{when or ' in the catalog'}")
+        if not fulls:
+            raise NoRecoveryPath(f"no FULL backup of database {database!r}{when}")
+        bad = ", ".join(f"{r[0]} ({r[5]})" for r in fulls)
+        raise NoRecoveryPath(f"every FULL backup of database {database!r}{when} is unusable: {bad}")
+    chain: list[str] = []
+    cur: str | None = best[0]
+    while cur is not None:
+        chain.append(cur)
+        cur = by_id[cur][2] if by_id[cur][1] != "full" else None
+    chain.reverse()
+    base_started = by_id[chain[0]][3]
+    logs = sorted(
+        (r for r in records if r[1] == "archive_log" and base_started < r[4] <= limit), key=lambda r: (r[4], r[0])
+    )
+    for r in logs:
+        if r[5] != "available":
+            log.warning("archive log set %s is %s; recovery stops at the gap before it", r[0], r[5])
+            break
+        chain.append(r[0])
+    return chain
+
+
+class BackupCatalog:
+    """Backup sets and pieces of one repository, in ``REPO/catalog.db``.
+
+    Safe to share between threads (one connection behind a lock); other processes use
+    their own connection, and SQLite's WAL mode with a busy timeout keeps them apart.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, max_backup_sets: int = DEFAULT_MAX_BACKUP_SETS
+    ) -> None:
+        self.path = Path(path)
+        self.repository = self.path.parent
+        self.max_backup_sets = max_backup_sets
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from exc
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection (other modules add their tables to the same file)."""
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # --- databases -------------------------------------------------------------------
+
+    def put_database(self, entry: DatabaseEntry) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO databases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.name,
+                    entry.path,
+                    entry.kind,
+                    entry.archive_dir,
+                    entry.block_size,
+                    entry.algorithm,
+                    entry.compression,
+                    to_us(entry.registered_at),
+                ),
+            )
+
+    def get_database(self, name: str) -> DatabaseEntry:
+        rows = self._query("SELECT * FROM databases WHERE name = ?", (name,))
+        if not rows:
+            known = ", ".join(d.name for d in self.list_databases()) or "none"
+            raise CatalogError(f"unknown database {name!r} (registered: {known})")
+        return _database(rows[0])
+
+    def list_databases(self) -> list[DatabaseEntry]:
+        return [_database(r) for r in self._query("SELECT * FROM databases ORDER BY name")]
+
+    # --- sets ------------------------------------------------------------------------
+
+    def register_set(self, backup_set: BackupSet, archive_files: Sequence[tuple[str, str]] = ()) -> None:
+        """Inserts a set, its pieces and its archive files in one transaction. Call only
+        once the set's files are durable in ``sets/<id>/``."""
+        with self.transaction() as c:
+            self._insert(c, backup_set, archive_files, guard=True)
+
+    def _insert(
+        self, c: sqlite3.Connection, s: BackupSet, archive_files: Sequence[tuple[str, str]], guard: bool
+    ) -> None:
+        if guard:
+            (count,) = c.execute("SELECT count(*) FROM sets WHERE database = ?", (s.database,)).fetchone()
+            if count >= self.max_backup_sets:
+                raise CatalogError(
+                    f"database {s.database!r} already has {count} backup sets (max_backup_sets="
+                    f"{self.max_backup_sets}); apply a retention policy to delete obsolete sets "
+                    "(rustybackup retention) or raise max_backup_sets"
+                )
+        c.execute(
+            f"INSERT INTO sets ({_SET_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+            (
+                s.id,
+                s.database,
+                s.backup_type.value,
+                s.parent_id,
+                to_us(s.started_at),
+                to_us(s.finished_at),
+                s.status.value,
+                s.size,
+                s.block_size,
+                s.algorithm,
+                s.compression,
+                json.dumps(list(s.tags)),
+                s.bytes_read,
+                s.file_count,
+                s.manifest,
+                s.blockmap,
+                s.blockmap_checksum,
+            ),
+        )
+        c.executemany(
+            "INSERT INTO pieces VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(p.id, p.set_id, p.path, p.size, p.checksum, p.algorithm, p.block_count) for p in s.pieces],
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO archive_files VALUES (?, ?, ?, ?)",
+            [(s.database, name, digest, s.id) for name, digest in archive_files],
+        )
+
+    def remove_set(self, set_id: str) -> None:
+        """Deletes a set's rows (pieces and archive files too)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM pieces WHERE set_id = ?", (set_id,))
+            c.execute("DELETE FROM archive_files WHERE set_id = ?", (set_id,))
+            c.execute("DELETE FROM sets WHERE id = ?", (set_id,))
+
+    def mark_status(self, set_id: str, status: SetStatus) -> None:
+        """Sets a set's status (verification marks CORRUPT; crosscheck EXPIRED)."""
+        with self.transaction() as c:
+            cur = c.execute("UPDATE sets SET status = ? WHERE id = ?", (SetStatus(status).value, set_id))
+            if cur.rowcount == 0:
+                raise CatalogError(f"unknown backup set {set_id!r}")
+
+    def set_ids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT id FROM sets")}
+
+    def archive_file(self, database: str, name: str) -> tuple[str, str] | None:
+        """(digest, set_id) of an archive file already backed up under `name`."""
+        rows = self._query("SELECT digest, set_id FROM archive_files WHERE database = ? AND name = ?", (database, name))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def get_set(self, set_id: str) -> BackupSet:
+        rows = self._query(f"SELECT {_SET_COLUMNS} FROM sets WHERE id = ?", (set_id,))
+        if not rows:
+            raise CatalogError(f"unknown backup set {set_id!r}")
+        return self._set(rows[0])
+
+    def list_sets(
+        self,
+        database: str | None = None,
+        backup_type: BackupType | str | None = None,
+        since: datetime | None = None,
+    ) -> list[BackupSet]:
+        """Sets oldest first, filtered by database, type and start time (>= since)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if database is not None:
+            where.append("database = ?")
+            args.append(database)
+        if backup_type is not None:
+            where.append("backup_type = ?")
+            args.append(BackupType(backup_type).value)
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(to_us(since))
+        sql = f"SELECT {_SET_COLUMNS} FROM sets"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._query(sql + " ORDER BY started_at, rowid", args)
+        pieces = self._pieces_for([r[0] for r in rows]) if len(rows) < 5000 else None
+        return [self._set(r, pieces) for r in rows]
+
+    def children(self, set_id: str) -> list[str]:
+        return [r[0] for r in self._query("SELECT id FROM sets WHERE parent_id = ? ORDER BY started_at", (set_id,))]
+
+    def chain(self, set_id: str) -> list[BackupSet]:
+        """The set and its ancestors back to its FULL, base first."""
+        out: list[BackupSet] = []
+        cur: str | None = set_id
+        while cur is not None:
+            try:
+                s = self.get_set(cur)
+            except CatalogError:
+                if not out:
+                    raise
+                raise CatalogError(f"backup set {out[-1].id!r} names parent {cur!r}, which is not in the catalog") from None
+            out.append(s)
+            cur = s.parent_id
+        out.reverse()
+        return out
+
+    def chain_records(self, database: str, until_us: int | None = None) -> list[ChainRecord]:
+        """The minimal tuples chain resolution needs (no pieces, no tags)."""
+        sql = "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets WHERE database = ?"
+        args: list[Any] = [database]
+        if until_us is not None:
+            sql += " AND finished_at <= ?"
+            args.append(until_us)
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._query(sql, args)]
+
+    def find_recovery_path(self, database: str, until: datetime | None = None) -> list[BackupSet]:
+        """Base first: the FULL, the DIFFERENTIAL and INCREMENTALs on it, then the
+        ARCHIVE_LOG sets up to `until` (DESIGN.md); NoRecoveryPath when nothing reaches it."""
+        until_us = None if until is None else to_us(until)
+        ids = _resolve_path(self.chain_records(database, until_us), until_us, database)
+        return [self.get_set(i) for i in ids]
+
+    # --- reports ---------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """Counts, sizes and chains per database (what RMAN's LIST BACKUP SUMMARY shows)."""
+        out: dict[str, Any] = {"databases": {}, "total_sets": 0, "total_size": 0}
+        names = [d.name for d in self.list_databases()]
+        names += [r[0] for r in self._query("SELECT DISTINCT database FROM sets") if r[0] not in names]
+        for name in names:
+            by_type = {t.value: 0 for t in BackupType}
+            by_status = {s.value: 0 for s in SetStatus}
+            rows = self._query(
+                "SELECT backup_type, status, count(*), sum(size) FROM sets WHERE database = ? GROUP BY 1, 2", (name,)
+            )
+            size = 0
+            for btype, status, count, total in rows:
+                by_type[btype] += count
+                by_status[status] += count
+                size += total or 0
+            (first, last, read) = self._query(
+                "SELECT min(finished_at), max(finished_at), sum(bytes_read) FROM sets WHERE database = ?", (name,)
+            )[0]
+            count = sum(by_type.values())
+            out["databases"][name] = {
+                "sets": count,
+                "by_type": by_type,
+                "by_status": by_status,
+                "size": size,
+                "bytes_read": read or 0,
+                "chains": by_type["full"],
+                "oldest": None if first is None else from_us(first).isoformat(),
+                "newest": None if last is None else from_us(last).isoformat(),
+            }
+            out["total_sets"] += count
+            out["total_size"] += size
+        return out
+
+    def export_json(self, path: str | os.PathLike[str]) -> None:
+        """Writes databases, sets and pieces as one JSON document (atomically), streaming
+        the sets so a large catalog is never held in memory at once."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        with self._lock, open(tmp, "w", encoding="utf-8") as fh:
+            dbs = [{**d.__dict__, "registered_at": d.registered_at.isoformat()} for d in self.list_databases()]
+            fh.write('{"format": 1, "databases": ' + json.dumps(dbs) + ', "sets": [')
+            cur = self._conn.execute(f"SELECT {_SET_COLUMNS} FROM sets ORDER BY started_at, rowid")
+            first = True
+            while batch := cur.fetchmany(1000):
+                pieces = self._pieces_for([r[0] for r in batch])
+                for row in batch:
+                    fh.write(("" if first else ",") + "\n" + json.dumps(_set_json(self._set(row, pieces))))
+                    first = False
+            fh.write("\n]}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+
+    def rebuild(self) -> int:
+        """Re-creates the sets, pieces, archive-file and database rows from the
+        manifests in ``sets/`` (RMAN's RESYNC from backup pieces). Returns the number of
+        sets registered. Other modules' tables are left alone."""
+        repo = store.Repository(self.repository, create=False)
+        count = 0
+        with self.transaction() as c:
+            for table in ("pieces", "archive_files", "sets"):
+                c.execute(f"DELETE FROM {table}")
+            for mpath in repo.manifests():
+                try:
+                    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+                    backup_set, archive = set_from_manifest(manifest)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("skipping unreadable manifest %s: %s", mpath, exc)
+                    continue
+                meta = manifest["set"]
+                c.execute(
+                    "INSERT OR IGNORE INTO databases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        backup_set.database,
+                        meta["source_path"],
+                        "sqlite" if meta["source_kind"] == "sqlite" else "files",
+                        meta.get("archive_dir"),
+                        backup_set.block_size,
+                        backup_set.algorithm,
+                        backup_set.compression,
+                        to_us(backup_set.started_at),
+                    ),
+                )
+                if meta.get("archive_dir"):
+                    c.execute(
+                        "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
+                        (meta["archive_dir"], backup_set.database),
+                    )
+                self._insert(c, backup_set, archive, guard=False)
+                count += 1
+        log.info("catalog rebuilt from %d manifest(s)", count)
+        return count
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _pieces_for(self, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
+        out: dict[str, list[BackupPiece]] = {}
+        for i in range(0, len(set_ids), 500):
+            part = set_ids[i : i + 500]
+            rows = self._query(f"SELECT * FROM pieces WHERE set_id IN ({', '.join('?' * len(part))})", part)
+            for r in rows:
+                out.setdefault(r[1], []).append(BackupPiece(*r))
+        return out
+
+    def _set(self, row: Sequence[Any], pieces: dict[str, list[BackupPiece]] | None = None) -> BackupSet:
+        if pieces is None:
+            pieces = self._pieces_for([row[0]])
+        return BackupSet(
+            id=row[0],
+            database=row[1],
+            backup_type=BackupType(row[2]),
+            parent_id=row[3],
+            started_at=from_us(row[4]),
+            finished_at=from_us(row[5]),
+            status=SetStatus(row[6]),
+            size=row[7],
+            block_size=row[8],
+            algorithm=row[9],
+            compression=row[10],
+            tags=tuple(json.loads(row[11])),
+            bytes_read=row[12],
+            file_count=row[13],
+            manifest=row[14],
+            blockmap=row[15],
+            blockmap_checksum=row[16],
+            pieces=tuple(sorted(pieces.get(row[0], []), key=lambda p: p.id)),
+        )
+
+
+def _database(row: Sequence[Any]) -> DatabaseEntry:
+    return DatabaseEntry(
+        name=row[0],
+        path=row[1],
+        kind=row[2],
+        archive_dir=row[3],
+        block_size=row[4],
+        algorithm=row[5],
+        compression=row[6],
+        registered_at=from_us(row[7]),
+    )
+
+
+def set_json(s: BackupSet) -> dict[str, Any]:
+    """A set as plain JSON data (CLI --json, export_json)."""
+    return _set_json(s)
+
+
+def _set_json(s: BackupSet) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "database": s.database,
+        "backup_type": s.backup_type.value,
+        "parent_id": s.parent_id,
+        "started_at": s.started_at.isoformat(),
+        "finished_at": s.finished_at.isoformat(),
+        "status": s.status.value,
+        "size": s.size,
+        "block_size": s.block_size,
+        "algorithm": s.algorithm,
+        "compression": s.compression,
+        "tags": list(s.tags),
+        "bytes_read": s.bytes_read,
+        "file_count": s.file_count,
+        "pieces": [p.__dict__ for p in s.pieces],
+    }
+
+
+def set_from_manifest(manifest: dict[str, Any]) -> tuple[BackupSet, list[tuple[str, str]]]:
+    """The catalog rows a manifest describes: the set (with pieces) and, for an
+    ARCHIVE_LOG set, its (name, digest) archive files."""
+    if manifest.get("format") != 1:
+        raise ValueError(f"manifest format {manifest.get('format')!r} is not supported")
+    m = manifest["set"]
+    pieces = tuple(
+        BackupPiece(
+            id=p["id"],
+            set_id=m["id"],
+            path=p["path"],
+            size=p["size"],
+            checksum=p["checksum"],
+            algorithm=p["algorithm"],
+            block_count=p["block_count"],
+        )
+        for p in manifest["pieces"]
+    )
+    s = BackupSet(
+        id=m["id"],
+        database=m["database"],
+        backup_type=BackupType(m["backup_type"]),
+        parent_id=m["parent_id"],
+        started_at=from_us(m["started_at_us"]),
+        finished_at=from_us(m["finished_at_us"]),
+        status=SetStatus.AVAILABLE,
+        size=m["size"],
+        block_size=m["block_size"],
+        algorithm=m["algorithm"],
+        compression=m["compression"],
+        tags=tuple(m["tags"]),
+        bytes_read=m["bytes_read"],
+        file_count=len(manifest["files"]),
+        manifest=f"{store.SETS_DIR}/{m['id']}/{store.MANIFEST}",
+        blockmap=manifest["blockmap"]["path"],
+        blockmap_checksum=manifest["blockmap"]["checksum"],
+        pieces=pieces,
+    )
+    archive = [(f["path"], f["digest"]) for f in manifest["files"]] if s.backup_type is BackupType.ARCHIVE_LOG else []
+    return s, archive

@@ -1,0 +1,119 @@
+"""Backup sources: walking a file tree without following links, snapshotting a live
+SQLite database with its online backup API, and listing an archive directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import sqlite3
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BackupError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TreeEntries:
+    """A source tree's regular files, directories and symlinks (sorted relative paths)."""
+
+    files: list[tuple[str, Path, os.stat_result]] = field(default_factory=list)
+    dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    symlinks: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
+
+
+def link_escapes(rel: str, target: str) -> bool:
+    """Whether symlink `rel` -> `target` points outside the tree it lives in."""
+    if posixpath.isabs(target):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    return resolved == ".." or resolved.startswith("../")
+
+
+def walk(root: Path) -> TreeEntries:
+    """Every entry under `root` (a directory) or `root` itself (a file), with lstat
+    results; symlinks are recorded as links, never followed. A link pointing outside the
+    tree is an error, because restore refuses such links (docs/FORMAT.md)."""
+    out = TreeEntries()
+    try:
+        st = root.stat()
+    except OSError as exc:
+        raise BackupError(f"cannot read source {root}: {exc.strerror or exc}") from exc
+    if stat.S_ISREG(st.st_mode):
+        out.files.append((root.name, root, st))
+        return out
+    if not stat.S_ISDIR(st.st_mode):
+        raise BackupError(f"source {root} is neither a regular file nor a directory")
+    stack = [(root, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            raise BackupError(f"cannot read source directory {directory}: {exc.strerror or exc}") from exc
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            try:
+                est = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(est.st_mode):
+                    target = os.readlink(entry.path)
+                    if link_escapes(rel, target):
+                        raise BackupError(
+                            f"symlink {rel!r} in {root} points outside the source tree ({target!r}); "
+                            "links are stored as links and must stay inside the tree"
+                        )
+                    out.symlinks.append((rel, target, est))
+                elif stat.S_ISDIR(est.st_mode):
+                    out.dirs.append((rel, est))
+                    stack.append((Path(entry.path), rel + "/"))
+                elif stat.S_ISREG(est.st_mode):
+                    out.files.append((rel, Path(entry.path), est))
+                else:
+                    log.warning("skipping %s: not a regular file, directory or symlink", entry.path)
+            except FileNotFoundError:
+                # Deleted between scandir and stat: a live tree; it is simply not in this set.
+                log.info("%s vanished during the backup", entry.path)
+    out.files.sort(key=lambda t: t[0])
+    out.dirs.sort(key=lambda t: t[0])
+    out.symlinks.sort(key=lambda t: t[0])
+    return out
+
+
+def snapshot_sqlite(source: Path, dest: Path) -> None:
+    """Copies a live SQLite database consistently into `dest` with the online backup
+    API (one step, so the copy is one transaction-consistent state even while another
+    process writes; WAL content is included)."""
+    if not source.is_file():
+        raise BackupError(f"sqlite source {source} does not exist or is not a file")
+    try:
+        src = sqlite3.connect(source, timeout=60)
+    except sqlite3.Error as exc:
+        raise BackupError(f"cannot open sqlite source {source}: {exc}") from exc
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst)
+            # The copy must not depend on a -wal file that is not part of the backup.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"snapshot of sqlite source {source} failed: {exc}") from exc
+    finally:
+        src.close()
+    with open(dest, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def archive_candidates(archive_dir: Path) -> list[tuple[str, Path]]:
+    """The regular files directly in `archive_dir`, by name (WAL/redo archives are flat)."""
+    if not archive_dir.is_dir():
+        raise BackupError(f"archive_dir {archive_dir} does not exist or is not a directory")
+    out = []
+    for entry in sorted(os.scandir(archive_dir), key=lambda e: e.name):
+        if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+            out.append((entry.name, Path(entry.path)))
+    return out

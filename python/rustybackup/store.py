@@ -1,0 +1,166 @@
+"""The repository directory: its layout, the format file, atomic writes and the sweep
+of what a crash left behind (docs/FORMAT.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+FORMAT_WORD = "rustybackup-repository"
+FORMAT_FILE = "format"
+CATALOG_FILE = "catalog.db"
+SETS_DIR = "sets"
+STAGING_DIR = "staging"
+TRASH_DIR = "trash"
+MANIFEST = "manifest.json"
+PIECE = "data.piece"
+BLOCKMAP = "blockmap"
+
+
+def fsync_dir(path: Path) -> None:
+    """Makes a rename or create inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``path`` via a temporary sibling, fsync and rename: readers see the old or
+    the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """``atomic_write_bytes`` of an indented JSON document."""
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def write_durable_json(path: Path, data: Any) -> None:
+    """Writes a new file and fsyncs it (its directory is fsynced by the caller's rename)."""
+    with open(path, "x", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class Repository:
+    """A repository directory: opened or created, format checked."""
+
+    def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
+        self.root = Path(root).absolute()
+        if self.root.exists() and not self.root.is_dir():
+            raise CatalogError(f"repository {self.root} is not a directory")
+        fmt = self.root / FORMAT_FILE
+        if fmt.exists():
+            self._check_format(fmt)
+        elif self.root.exists() and any(self.root.iterdir()):
+            raise CatalogError(
+                f"{self.root} is not a rustybackup repository (no {FORMAT_FILE} file, and the directory is not empty)"
+            )
+        elif not create:
+            raise CatalogError(f"no repository at {self.root}; run `rustybackup init` first")
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(fmt, f"{FORMAT_WORD} {FORMAT_VERSION}\n".encode())
+            log.info("created repository %s", self.root)
+        for sub in (SETS_DIR, STAGING_DIR, TRASH_DIR):
+            (self.root / sub).mkdir(exist_ok=True)
+
+    @staticmethod
+    def _check_format(fmt: Path) -> None:
+        text = fmt.read_text(encoding="utf-8", errors="replace").strip()
+        parts = text.split()
+        if len(parts) != 2 or parts[0] != FORMAT_WORD or not parts[1].isdigit():
+            raise CatalogError(f"{fmt}: unrecognised repository format {text[:60]!r}")
+        version = int(parts[1])
+        if version != FORMAT_VERSION:
+            newer = "newer than" if version > FORMAT_VERSION else "different from"
+            raise CatalogError(
+                f"{fmt}: repository format version {version} is {newer} the version this rustybackup "
+                f"reads ({FORMAT_VERSION}); use a matching rustybackup release"
+            )
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG_FILE
+
+    def set_dir(self, set_id: str) -> Path:
+        return self.root / SETS_DIR / set_id
+
+    def staging_dir(self, set_id: str) -> Path:
+        return self.root / STAGING_DIR / set_id
+
+    def manifests(self) -> Iterable[Path]:
+        """Every committed set's manifest, oldest id first."""
+        sets = self.root / SETS_DIR
+        for d in sorted(sets.iterdir()):
+            m = d / MANIFEST
+            if m.is_file():
+                yield m
+
+    def publish(self, set_id: str) -> Path:
+        """Renames a finished staging directory into ``sets/`` durably."""
+        staging = self.staging_dir(set_id)
+        fsync_dir(staging)
+        final = self.set_dir(set_id)
+        os.rename(staging, final)
+        fsync_dir(final.parent)
+        return final
+
+    def discard(self, set_id: str) -> None:
+        """Moves a committed set's files to ``trash/`` and removes them."""
+        src = self.set_dir(set_id)
+        if not src.exists():
+            return
+        dst = self.root / TRASH_DIR / set_id
+        os.rename(src, dst)
+        shutil.rmtree(dst, ignore_errors=True)
+
+    def sweep(self, known_set_ids: set[str], busy: Callable[[Path], bool] = lambda _: False) -> list[str]:
+        """Removes staging and trash leftovers and set directories the catalog does not
+        know (a crash after the rename but before the commit, or mid-delete). Returns
+        what was removed, relative to the repository. Directories for which `busy` is true
+        (a backup in another thread or process holds their lock) are left alone."""
+        removed: list[str] = []
+        for sub in (STAGING_DIR, TRASH_DIR):
+            for entry in sorted((self.root / sub).iterdir()):
+                if busy(entry):
+                    continue
+                _remove(entry)
+                removed.append(f"{sub}/{entry.name}")
+        for entry in sorted((self.root / SETS_DIR).iterdir()):
+            if entry.name not in known_set_ids and not busy(entry):
+                _remove(entry)
+                removed.append(f"{SETS_DIR}/{entry.name}")
+        for entry in self.root.glob(".*.tmp-*"):
+            _remove(entry)
+            removed.append(entry.name)
+        if removed:
+            log.warning("cleanup removed %d leftover(s) of interrupted work: %s", len(removed), ", ".join(removed))
+        return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

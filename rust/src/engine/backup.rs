@@ -1,0 +1,251 @@
+//! The one-pass backup of a list of files: read each file in large block-aligned chunks
+//! (never mmap: sources are live, and a file truncated under a mapping raises SIGBUS),
+//! hash every block, compare with the parent's block map, write changed blocks into the
+//! piece and a record for every block into the new block map. This is pgBackRest's
+//! block-incremental idea with the digest, not the mtime, deciding what changed.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::blockmap::{BlockMapReader, BlockMapWriter, BlockRecord};
+use super::error::{Error, Result};
+use super::piece::{PieceSummary, PieceWriter, FLAG_ZSTD};
+use super::progress::{Progress, ProgressHook};
+use crate::scan::algorithm::Algorithm;
+
+/// Smallest and largest block sizes accepted (a block must fit a u32 and stay cheap to
+/// hold a few thousand of in one chunk).
+pub const MIN_BLOCK_SIZE: u32 = 512;
+/// See `MIN_BLOCK_SIZE`.
+pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
+/// Bytes read per chunk (rounded to a multiple of the block size).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// One regular file to back up.
+#[derive(Clone, Debug)]
+pub struct FileJob {
+    /// Where to read it.
+    pub path: PathBuf,
+    /// Its relative name (for error messages).
+    pub rel: String,
+    /// Its parent's block-map range `(first, count)`, if the parent had this file.
+    pub parent: Option<(u64, u64)>,
+}
+
+/// Settings of one backup pass.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// Block digest algorithm (also the piece and block-map checksum).
+    pub algorithm: Algorithm,
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// zstd level, or None for no compression.
+    pub zstd_level: Option<i32>,
+    /// This set's index in its own `sources` list (the parent's sources count).
+    pub self_source: u32,
+}
+
+/// What the pass learnt about one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileOutcome {
+    /// Bytes read (the file's size as backed up).
+    pub size: u64,
+    /// Digest of the whole file.
+    pub digest: Vec<u8>,
+    /// Its first record in the new block map.
+    pub first_block: u64,
+    /// Its number of blocks.
+    pub block_count: u64,
+}
+
+/// What the pass produced.
+#[derive(Clone, Debug)]
+pub struct BackupOutcome {
+    /// One per job, in order.
+    pub files: Vec<FileOutcome>,
+    /// The piece written.
+    pub piece: PieceSummary,
+    /// Checksum of the block map.
+    pub blockmap_checksum: Vec<u8>,
+    /// Records in the block map.
+    pub blockmap_records: u64,
+    /// Source bytes read.
+    pub bytes_read: u64,
+    /// Blocks stored in the piece (changed or new).
+    pub blocks_stored: u64,
+}
+
+/// Checks a block size.
+pub fn check_block_size(block_size: u32) -> Result<()> {
+    if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
+        return Err(Error::Invalid(format!(
+            "block_size {block_size} is out of range ({MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Backs up `jobs` into a new piece at `piece_path` and a new block map at
+/// `blockmap_path`. Blocks equal (digest and length) to the parent's block at the same
+/// position are not stored again; their record is copied from `parent_blockmap`.
+pub fn backup_files(
+    jobs: &[FileJob],
+    parent_blockmap: Option<&Path>,
+    piece_path: &Path,
+    blockmap_path: &Path,
+    opts: &BackupOptions,
+    progress: ProgressHook<'_>,
+) -> Result<BackupOutcome> {
+    check_block_size(opts.block_size)?;
+    let parent = match parent_blockmap {
+        Some(p) => {
+            let r = BlockMapReader::open(p)?;
+            if r.algorithm() != opts.algorithm || r.block_size() != opts.block_size {
+                return Err(Error::Invalid(format!(
+                    "parent block map {} uses {} with {}-byte blocks, this backup {} with {}-byte blocks",
+                    p.display(),
+                    r.algorithm().name(),
+                    r.block_size(),
+                    opts.algorithm.name(),
+                    opts.block_size
+                )));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let mut piece = PieceWriter::create(piece_path, opts.algorithm, opts.block_size)?;
+    let mut map = BlockMapWriter::create(blockmap_path, opts.algorithm, opts.block_size)?;
+    let bs = opts.block_size as usize;
+    let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
+    let mut buf = vec![0u8; chunk_len];
+    let mut state = Progress::default();
+    let mut files = Vec::with_capacity(jobs.len());
+    let mut blocks_stored = 0u64;
+
+    for (file_no, job) in jobs.iter().enumerate() {
+        let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
+        let mut src = File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
+        let mut parent_iter = match (&parent, job.parent) {
+            (Some(r), Some((first, count))) => Some(r.range(first, count)?),
+            _ => None,
+        };
+        let first_block = map.count();
+        let mut whole = opts.algorithm.hasher();
+        let mut size = 0u64;
+        let mut block_index = 0u64;
+        loop {
+            let n = fill(&mut src, &mut buf).map_err(|e| Error::io(&job.path, e))?;
+            if n == 0 {
+                break;
+            }
+            let data = &buf[..n];
+            let alg = opts.algorithm;
+            // The whole-file digest and the block digests are independent: compute both at once.
+            let ((), digests) = rayon::join(
+                || whole.update(data),
+                || data.par_chunks(bs).map(|b| alg.digest(b)).collect::<Vec<Vec<u8>>>(),
+            );
+            let mut parents: Vec<Option<BlockRecord>> = Vec::with_capacity(digests.len());
+            for _ in 0..digests.len() {
+                parents.push(match parent_iter.as_mut() {
+                    Some(it) => it.next().transpose()?,
+                    None => None,
+                });
+            }
+            let changed: Vec<bool> = data
+                .chunks(bs)
+                .zip(&digests)
+                .zip(&parents)
+                .map(|((b, d), p)| !matches!(p, Some(p) if p.raw_len as usize == b.len() && &p.digest == d))
+                .collect();
+            let encoded: Vec<Option<(Vec<u8>, u8)>> = match opts.zstd_level {
+                Some(level) => data
+                    .par_chunks(bs)
+                    .zip(changed.par_iter())
+                    .map(|(b, &c)| c.then(|| compress(b, level)))
+                    .collect(),
+                None => changed.iter().map(|_| None).collect(),
+            };
+            for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
+                let raw_len = block.len() as u32;
+                let rec = if changed[i] {
+                    let stored = match &encoded[i] {
+                        Some((bytes, flags)) => {
+                            piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?
+                        }
+                        None => piece.write_block(file_no, block_index, block, raw_len, 0, &digest)?,
+                    };
+                    blocks_stored += 1;
+                    BlockRecord {
+                        source: opts.self_source,
+                        offset: stored.offset,
+                        stored_len: stored.stored_len,
+                        raw_len,
+                        flags: stored.flags,
+                        digest,
+                    }
+                } else {
+                    match parents[i].take() {
+                        Some(p) => p,
+                        None => return Err(Error::Invalid("internal: unchanged block without a parent".into())),
+                    }
+                };
+                map.push(&rec)?;
+                block_index += 1;
+            }
+            size += n as u64;
+            state.bytes_read += n as u64;
+            state.bytes_written = piece.position();
+            if let ControlFlow::Break(()) = progress(state) {
+                return Err(Error::Cancelled);
+            }
+        }
+        state.files_done += 1;
+        files.push(FileOutcome {
+            size,
+            digest: whole.finalize(),
+            first_block,
+            block_count: block_index,
+        });
+    }
+    if let ControlFlow::Break(()) = progress(state) {
+        return Err(Error::Cancelled);
+    }
+    let piece = piece.finish()?;
+    let (blockmap_checksum, blockmap_records) = map.finish()?;
+    Ok(BackupOutcome {
+        files,
+        piece,
+        blockmap_checksum,
+        blockmap_records,
+        bytes_read: state.bytes_read,
+        blocks_stored,
+    })
+}
+
+/// zstd-compresses a block; keeps it raw when compression does not make it smaller.
+fn compress(block: &[u8], level: i32) -> (Vec<u8>, u8) {
+    match zstd::bulk::compress(block, level) {
+        Ok(c) if c.len() < block.len() => (c, FLAG_ZSTD),
+        _ => (block.to_vec(), 0),
+    }
+}
+
+/// Reads until `buf` is full or the file ends (a live file may return short reads).
+fn fill(src: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,139 @@
+//! The restore merge: a set's cumulative block map says, for every block, which set of
+//! the chain stored it last; restore reads each block from that piece, checks its digest
+//! before writing it, and checks the whole file's digest at the end.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::blockmap::{BlockMapReader, BlockRecord};
+use super::error::{Error, Result};
+use super::piece::{check_block, PieceReader};
+use super::progress::{Progress, ProgressHook};
+use crate::scan::algorithm::to_hex;
+
+/// Blocks verified in parallel before they are written in order.
+const BATCH_BLOCKS: usize = 512;
+
+/// One file to restore.
+#[derive(Clone, Debug)]
+pub struct RestoreFile {
+    /// Relative name (for error messages).
+    pub rel: String,
+    /// Where to write it (must not exist).
+    pub dest: PathBuf,
+    /// First block-map record.
+    pub first_block: u64,
+    /// Number of blocks.
+    pub block_count: u64,
+    /// Expected size.
+    pub size: u64,
+    /// Expected whole-file digest.
+    pub digest: Vec<u8>,
+}
+
+/// Restores `files` from the block map at `blockmap` whose `sources[i]` is the piece
+/// path of source `i`. Returns the bytes written.
+pub fn restore_files(
+    files: &[RestoreFile],
+    blockmap: &std::path::Path,
+    sources: &[PathBuf],
+    progress: ProgressHook<'_>,
+) -> Result<u64> {
+    let map = BlockMapReader::open(blockmap)?;
+    map.verify_checksum()?;
+    let alg = map.algorithm();
+    let mut readers: Vec<Option<PieceReader>> = sources.iter().map(|_| None).collect();
+    let mut state = Progress::default();
+    for f in files {
+        let mut out = BufWriter::with_capacity(
+            1 << 20,
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&f.dest)
+                .map_err(|e| Error::io(&f.dest, e))?,
+        );
+        let mut whole = alg.hasher();
+        let mut written = 0u64;
+        let mut iter = map.range(f.first_block, f.block_count)?;
+        let mut block_index = 0u64;
+        loop {
+            let batch: Vec<BlockRecord> = iter.by_ref().take(BATCH_BLOCKS).collect::<Result<_>>()?;
+            if batch.is_empty() {
+                break;
+            }
+            for rec in &batch {
+                let i = rec.source as usize;
+                let Some(slot) = readers.get_mut(i) else {
+                    return Err(Error::format(
+                        blockmap,
+                        format!(
+                            "block {} of file {:?} names source {} of {}",
+                            block_index,
+                            f.rel,
+                            i,
+                            sources.len()
+                        ),
+                    ));
+                };
+                if slot.is_none() {
+                    let r = PieceReader::open(&sources[i])?;
+                    if r.algorithm() != alg {
+                        return Err(Error::format(&sources[i], "piece algorithm differs from its block map"));
+                    }
+                    *slot = Some(r);
+                }
+            }
+            let readers_ref = &readers;
+            let first_index = block_index;
+            let blocks: Vec<Result<Vec<u8>>> = batch
+                .par_iter()
+                .enumerate()
+                .map(|(k, rec)| {
+                    let Some(Some(reader)) = readers_ref.get(rec.source as usize) else {
+                        return Err(Error::Invalid("internal: piece reader not opened".into()));
+                    };
+                    let raw = reader.read_raw(rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+                    check_block(alg, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
+                        piece: reader.path().to_path_buf(),
+                        file: f.rel.clone(),
+                        block_index: first_index + k as u64,
+                        offset: rec.offset,
+                        expected: to_hex(&rec.digest),
+                        actual,
+                    })
+                })
+                .collect();
+            for b in blocks {
+                let b = b?;
+                whole.update(&b);
+                out.write_all(&b).map_err(|e| Error::io(&f.dest, e))?;
+                written += b.len() as u64;
+                state.bytes_read += b.len() as u64;
+                block_index += 1;
+            }
+            if let ControlFlow::Break(()) = progress(state) {
+                return Err(Error::Cancelled);
+            }
+        }
+        let file: File = out.into_inner().map_err(|e| Error::io(&f.dest, e.into_error()))?;
+        drop(file);
+        let digest = whole.finalize();
+        if written != f.size || digest != f.digest {
+            return Err(Error::Invalid(format!(
+                "restored file {:?} does not match its manifest: {} bytes with digest {}, expected {} bytes with digest {}",
+                f.rel,
+                written,
+                to_hex(&digest),
+                f.size,
+                to_hex(&f.digest)
+            )));
+        }
+        state.files_done += 1;
+    }
+    Ok(state.bytes_read)
+}

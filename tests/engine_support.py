@@ -1,0 +1,44 @@
+"""Helpers shared by the engine, catalog and restore tests: a simulated clock and
+tree comparison."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+
+class SimClock:
+    """A clock tests move by hand, so months pass in milliseconds."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> datetime:
+        self.now += timedelta(**kw)
+        return self.now
+
+
+def snapshot_tree(root: Path, with_meta: bool = True) -> dict[str, object]:
+    """Relative path -> content (bytes), link target or 'dir', plus mode and mtime."""
+    out: dict[str, object] = {}
+    if root.is_file():
+        st = root.stat()
+        return {root.name: (root.read_bytes(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode)) if with_meta else ("dir",)
+            else:
+                meta = (stat.S_IMODE(st.st_mode), st.st_mtime_ns) if with_meta else ()
+                out[rel] = (p.read_bytes(), *meta)
+    return out

@@ -1,0 +1,207 @@
+"""BackupCatalog: queries, chains, recovery paths with fallback, reports, rebuild, guard."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from engine_support import SimClock, snapshot_tree
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rustybackup import BackupManager, BackupType, CatalogError, NoRecoveryPath, SetStatus
+from rustybackup.catalog import ChainRecord, _resolve_path
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+def manager(tmp_path: Path, clock: SimClock) -> BackupManager:
+    m = BackupManager(tmp_path / "repo", clock=clock)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"0" * 10000)
+    m.register_database("db", src)
+    return m
+
+
+def _backup(m: BackupManager, clock: SimClock, tmp_path: Path, kind: str, content: bytes) -> str:
+    clock.advance(hours=1)
+    (tmp_path / "src" / "f").write_bytes(content)
+    return m.backup("db", kind).id
+
+
+def test_list_get_chain_and_filters(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    i1 = _backup(manager, clock, tmp_path, "incremental", b"b")
+    i2 = _backup(manager, clock, tmp_path, "incremental", b"c")
+    cat = manager.catalog
+    assert [s.id for s in cat.list_sets()] == [full, i1, i2]
+    assert [s.id for s in cat.list_sets("db", BackupType.INCREMENTAL)] == [i1, i2]
+    assert [s.id for s in cat.list_sets(since=cat.get_set(i1).started_at)] == [i1, i2]
+    assert cat.list_sets("other") == []
+    assert [s.id for s in cat.chain(i2)] == [full, i1, i2]
+    with pytest.raises(CatalogError, match="unknown backup set 'nope'"):
+        cat.get_set("nope")
+
+
+def test_recovery_path_falls_back_past_a_corrupt_incremental(
+    manager: BackupManager, clock: SimClock, tmp_path: Path
+) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    i1 = _backup(manager, clock, tmp_path, "incremental", b"b")
+    i2 = _backup(manager, clock, tmp_path, "incremental", b"c")
+    cat = manager.catalog
+    assert [s.id for s in cat.find_recovery_path("db")] == [full, i1, i2]
+    assert [s.id for s in cat.find_recovery_path("db", until=cat.get_set(i1).finished_at)] == [full, i1]
+    cat.mark_status(i1, SetStatus.CORRUPT)
+    assert [s.id for s in cat.find_recovery_path("db")] == [full]
+    # The next incremental is taken against the newest restorable state: the FULL.
+    i3 = _backup(manager, clock, tmp_path, "incremental", b"d")
+    assert cat.get_set(i3).parent_id == full
+    cat.mark_status(full, SetStatus.EXPIRED)
+    with pytest.raises(NoRecoveryPath, match=f"every FULL backup of database 'db' is unusable: {full} \\(expired\\)"):
+        cat.find_recovery_path("db")
+
+
+def test_older_chain_is_used_when_the_newest_full_is_corrupt(
+    manager: BackupManager, clock: SimClock, tmp_path: Path
+) -> None:
+    f1 = _backup(manager, clock, tmp_path, "full", b"a")
+    i1 = _backup(manager, clock, tmp_path, "incremental", b"b")
+    f2 = _backup(manager, clock, tmp_path, "full", b"c")
+    manager.catalog.mark_status(f2, SetStatus.CORRUPT)
+    assert [s.id for s in manager.catalog.find_recovery_path("db")] == [f1, i1]
+    manager.restore("db", tmp_path / "out")
+    assert (tmp_path / "out" / "f").read_bytes() == b"b"
+
+
+def test_max_backup_sets_guard_names_retention(tmp_path: Path, clock: SimClock) -> None:
+    m = BackupManager(tmp_path / "repo", clock=clock, max_backup_sets=2)
+    (tmp_path / "f").write_bytes(b"x")
+    m.register_database("db", tmp_path / "f")
+    m.backup("db", "full")
+    m.backup("db", "full")
+    with pytest.raises(CatalogError, match=r"database 'db' already has 2 backup sets \(max_backup_sets=2\); apply a retention policy"):
+        m.backup("db", "full")
+    assert len(m.catalog.list_sets()) == 2
+    assert list((tmp_path / "repo" / "staging").iterdir()) == []
+    assert len(list((tmp_path / "repo" / "sets").iterdir())) == 2
+
+
+def test_rebuild_from_manifests_gives_the_same_sets_and_restores(
+    manager: BackupManager, clock: SimClock, tmp_path: Path
+) -> None:
+    _backup(manager, clock, tmp_path, "full", os.urandom(30000))
+    _backup(manager, clock, tmp_path, "incremental", os.urandom(30000))
+    before = manager.catalog.list_sets()
+    manager.catalog.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{manager.repository / 'catalog.db'}{suffix}").unlink(missing_ok=True)
+    reopened = BackupManager(manager.repository, clock=clock)  # rebuilds on open
+    assert reopened.catalog.list_sets() == before
+    assert reopened.catalog.rebuild() == 2
+    assert reopened.catalog.list_sets() == before
+    reopened.restore("db", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(tmp_path / "src", with_meta=False)
+
+
+def test_report_and_export_json(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    _backup(manager, clock, tmp_path, "full", b"a" * 9000)
+    _backup(manager, clock, tmp_path, "differential", b"b" * 9000)
+    rep = manager.catalog.report()
+    db = rep["databases"]["db"]
+    assert db["sets"] == 2 and db["by_type"]["full"] == 1 and db["by_type"]["differential"] == 1
+    assert db["chains"] == 1 and db["size"] == sum(s.size for s in manager.catalog.list_sets())
+    manager.catalog.export_json(tmp_path / "cat.json")
+    doc = json.loads((tmp_path / "cat.json").read_text())
+    assert [s["backup_type"] for s in doc["sets"]] == ["full", "differential"]
+    assert doc["databases"][0]["name"] == "db" and doc["sets"][0]["pieces"][0]["block_count"] == 2
+
+
+def test_delete_refuses_parents_and_removes_files(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    incr = _backup(manager, clock, tmp_path, "incremental", b"b")
+    with pytest.raises(CatalogError, match=f"backup set {full} is the parent of {incr}; delete those first"):
+        manager.delete(full)
+    manager.delete(incr)
+    assert not (manager.repository / "sets" / incr).exists()
+    assert [s.id for s in manager.catalog.list_sets()] == [full]
+
+
+def test_cleanup_sweeps_staging_and_unregistered_sets(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    (manager.repository / "staging" / "half").mkdir()
+    (manager.repository / "staging" / "half" / "data.piece").write_bytes(b"partial")
+    (manager.repository / "sets" / "orphan").mkdir()
+    removed = manager.cleanup()
+    assert removed == ["staging/half", "sets/orphan"]
+    assert [p.name for p in (manager.repository / "sets").iterdir()] == [full]
+
+
+# --- recovery-path resolution against a brute-force oracle ------------------------------
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[ChainRecord], int | None]:
+    """Random catalogs built the way the manager builds them (parents precede children)."""
+    n = draw(st.integers(0, 12))
+    records: list[ChainRecord] = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["full", "incremental", "differential", "archive_log"]))
+        data = [r for r in records if r[1] != "archive_log"]
+        if kind == "full" or not data:
+            kind = "full" if kind != "archive_log" else kind
+            parent = None
+        elif kind == "differential":
+            fulls = [r for r in data if r[1] == "full"]
+            parent = draw(st.sampled_from(fulls))[0] if fulls else None
+            kind = "differential" if parent else "full"
+        else:
+            parent = draw(st.sampled_from(data))[0]
+        status = draw(st.sampled_from(["available", "available", "available", "corrupt", "expired"]))
+        records.append((f"s{i:02d}", kind, parent if kind != "archive_log" else None, i * 10, i * 10 + 5, status))
+    until = draw(st.none() | st.integers(0, n * 10 + 10))
+    return records, until
+
+
+def _oracle_target(records: list[ChainRecord], until: int | None) -> str | None:
+    by_id = {r[0]: r for r in records}
+    limit = until if until is not None else 10**18
+    best = None
+    for r in records:
+        if r[1] == "archive_log" or r[4] > limit:
+            continue
+        chain, cur = [], r
+        while True:
+            chain.append(cur)
+            if cur[1] == "full":
+                break
+            cur = by_id[cur[2]]  # type: ignore[index]
+        if all(c[5] == "available" for c in chain):
+            best = r if best is None or r[4] > best[4] else best
+    return None if best is None else best[0]
+
+
+@given(histories())
+def test_resolve_path_matches_oracle(h: tuple[list[ChainRecord], int | None]) -> None:
+    records, until = h
+    target = _oracle_target(records, until)
+    if target is None:
+        with pytest.raises(NoRecoveryPath):
+            _resolve_path(records, until, "db")
+        return
+    path = _resolve_path(records, until, "db")
+    data = [p for p in path if dict((r[0], r[1]) for r in records)[p] != "archive_log"]
+    assert data[-1] == target
+    by_id = {r[0]: r for r in records}
+    for child, parent in zip(data[1:], data):
+        assert by_id[child][2] == parent
+    logs = [p for p in path if by_id[p][1] == "archive_log"]
+    assert all(by_id[p][5] == "available" for p in logs)
+    assert all(until is None or by_id[p][4] <= until for p in path)

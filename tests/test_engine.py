@@ -1,0 +1,288 @@
+"""BackupManager: backup types, sources, progress, cancellation and error cases."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from engine_support import SimClock, snapshot_tree
+
+from rustybackup import BackupCancelled, BackupError, BackupManager, BackupProgress, BackupType, CatalogError
+from rustybackup import ConfigError, _core
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock()
+
+
+@pytest.fixture
+def manager(tmp_path: Path, clock: SimClock) -> BackupManager:
+    return BackupManager(tmp_path / "repo", clock=clock)
+
+
+def make_tree(root: Path) -> None:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "empty-dir").mkdir()
+    (root / "a.bin").write_bytes(os.urandom(50_000))
+    (root / "sub" / "b.txt").write_text("hello\n")
+    (root / "sub" / "deeper" / "empty").write_bytes(b"")
+    (root / "sub" / "link").symlink_to("../a.bin")
+    os.chmod(root / "sub" / "b.txt", 0o600)
+    os.utime(root / "a.bin", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+
+
+def test_full_backup_restores_contents_modes_mtimes_and_links(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    make_tree(src)
+    manager.register_database("files", src)
+    s = manager.backup("files", BackupType.FULL, tags=("nightly",))
+    assert s.backup_type is BackupType.FULL and s.tags == ("nightly",) and s.parent_id is None
+    assert len(s.pieces) == 1 and s.pieces[0].block_count == 7 + 1  # 50000/8192 -> 7 blocks, + b.txt
+    manager.restore("files", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out") == snapshot_tree(src)
+    assert os.readlink(tmp_path / "out" / "sub" / "link") == "../a.bin"
+
+
+def test_incremental_stores_only_changed_blocks(manager: BackupManager, tmp_path: Path, clock: SimClock) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = bytearray(os.urandom(8192 * 100))
+    (src / "f").write_bytes(data)
+    manager.register_database("db", src)
+    full = manager.backup("db", "full")
+    clock.advance(hours=1)
+    data[8192 * 42 + 17] ^= 0xFF
+    (src / "f").write_bytes(data)
+    incr = manager.backup("db", "incremental")
+    assert incr.backup_type is BackupType.INCREMENTAL and incr.parent_id == full.id
+    assert incr.pieces[0].block_count == 1
+    assert incr.size < full.size // 10
+    manager.restore("db", tmp_path / "now")
+    assert (tmp_path / "now" / "f").read_bytes() == data
+    manager.restore("db", tmp_path / "then", until=full.finished_at)
+    assert (tmp_path / "then" / "f").read_bytes() != data
+
+
+def test_differential_is_taken_against_the_full(manager: BackupManager, tmp_path: Path, clock: SimClock) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"a" * 20000)
+    manager.register_database("db", src)
+    full = manager.backup("db", "full")
+    for i in range(2):
+        clock.advance(hours=1)
+        (src / "f").write_bytes(b"a" * 20000 + bytes([i]) * 10)
+        manager.backup("db", "incremental")
+    clock.advance(hours=1)
+    diff = manager.backup("db", "differential")
+    assert diff.parent_id == full.id and diff.pieces[0].block_count == 1
+    path = manager.catalog.find_recovery_path("db")
+    assert [s.id for s in path] == [full.id, diff.id]
+
+
+def test_incremental_without_full_is_promoted_and_warned(
+    manager: BackupManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    manager.register_database("db", tmp_path / "f")
+    with caplog.at_level(logging.WARNING):
+        s = manager.backup("db", "differential")
+    assert s.backup_type is BackupType.FULL
+    assert "no usable FULL backup of db yet: DIFFERENTIAL promoted to FULL" in caplog.text
+
+
+def test_single_file_source_restores_under_its_name(manager: BackupManager, tmp_path: Path) -> None:
+    (tmp_path / "data.db").write_bytes(b"123" * 5000)
+    manager.register_database("one", tmp_path / "data.db")
+    manager.backup("one", "full")
+    manager.restore("one", tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["data.db"]
+    assert (tmp_path / "out" / "data.db").read_bytes() == b"123" * 5000
+
+
+def test_zstd_compression_round_trips_and_shrinks(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "text").write_bytes(b"compressible line of text\n" * 20000)
+    (src / "noise").write_bytes(os.urandom(30000))
+    manager.register_database("z", src, compression="zstd", algorithm="sha256", block_size=4096)
+    s = manager.backup("z", "full")
+    assert s.size < 100_000 and s.algorithm == "sha256" and s.compression == "zstd"
+    manager.restore("z", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out") == snapshot_tree(src)
+
+
+def test_progress_reports_bytes_and_files(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(20 << 20))
+    manager.register_database("p", src)
+    seen: list[BackupProgress] = []
+    manager.backup("p", "full", progress=seen.append)
+    assert len(seen) >= 2
+    assert all(a.bytes_done <= b.bytes_done for a, b in zip(seen, seen[1:]))
+    assert seen[-1].bytes_done == 20 << 20 and seen[-1].bytes_total == 20 << 20 and seen[-1].files_total == 1
+
+
+class _FlipsOn:
+    """A cancel flag that turns on at its n-th is_set() call."""
+
+    def __init__(self, n: int) -> None:
+        self.calls = 0
+        self.n = n
+
+    def is_set(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.n
+
+
+def test_cancel_inside_the_rust_pass_registers_nothing(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(12 << 20))
+    manager.register_database("c", src)
+    flag = _FlipsOn(2)  # the pre-check passes, the first check in Rust cancels
+    with pytest.raises(BackupCancelled, match="cancelled"):
+        manager.backup("c", "full", cancel=flag)
+    assert flag.calls == 2
+    assert manager.catalog.list_sets() == []
+    assert list((manager.repository / "staging").iterdir()) == []
+    assert list((manager.repository / "sets").iterdir()) == []
+
+
+def test_a_set_event_cancels_before_reading(manager: BackupManager, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    manager.register_database("c", tmp_path / "f")
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(BackupCancelled, match="backup of 'c' cancelled before it started"):
+        manager.backup("c", "full", cancel=ev)
+    assert manager.catalog.list_sets() == []
+
+
+def test_unknown_database_is_a_clear_error(manager: BackupManager) -> None:
+    with pytest.raises(CatalogError, match=r"unknown database 'nope' \(registered: none\)"):
+        manager.backup("nope", "full")
+
+
+def test_missing_source_names_the_path_and_registers_nothing(manager: BackupManager, tmp_path: Path) -> None:
+    manager.register_database("gone", tmp_path / "missing")
+    with pytest.raises(BackupError, match=f"source of database 'gone' does not exist: {tmp_path / 'missing'}"):
+        manager.backup("gone", "full")
+    assert manager.catalog.list_sets() == []
+    assert list((manager.repository / "staging").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
+def test_unreadable_file_names_the_file(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "secret").write_bytes(b"x")
+    os.chmod(src / "secret", 0)
+    manager.register_database("u", src)
+    with pytest.raises(BackupError, match=f"Permission denied: {src / 'secret'}"):
+        manager.backup("u", "full")
+    assert manager.catalog.list_sets() == []
+
+
+def test_symlink_out_of_the_tree_is_refused_at_backup(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "escape").symlink_to("/etc/passwd")
+    manager.register_database("l", src)
+    with pytest.raises(BackupError, match="symlink 'escape' in .* points outside the source tree"):
+        manager.backup("l", "full")
+
+
+def test_bad_registrations_are_config_errors(manager: BackupManager, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="database name 'a b' is invalid"):
+        manager.register_database("a b", tmp_path)
+    with pytest.raises(ConfigError, match="kind 'oracle' is invalid"):
+        manager.register_database("x", tmp_path, kind="oracle")
+    with pytest.raises(ConfigError, match="block_size 100 is out of range"):
+        manager.register_database("x", tmp_path, block_size=100)
+    with pytest.raises(ConfigError, match="unknown algorithm 'crc32'"):
+        manager.register_database("x", tmp_path, algorithm="crc32")
+    with pytest.raises(ConfigError, match="compression 'lz4' is invalid"):
+        manager.register_database("x", tmp_path, compression="lz4")
+    manager.register_database("x", tmp_path)
+    with pytest.raises(ConfigError, match="unknown backup type 'weekly'"):
+        manager.backup("x", "weekly")
+    with pytest.raises(ConfigError, match="database 'x' has no archive_dir"):
+        manager.backup("x", "archive_log")
+
+
+def test_repository_format_newer_version_is_refused(tmp_path: Path) -> None:
+    BackupManager(tmp_path / "r")
+    (tmp_path / "r" / "format").write_text("rustybackup-repository 7\n")
+    with pytest.raises(CatalogError, match="repository format version 7 is newer than the version this"):
+        BackupManager(tmp_path / "r")
+    (tmp_path / "r" / "format").write_text("something else\n")
+    with pytest.raises(CatalogError, match="unrecognised repository format 'something else'"):
+        BackupManager(tmp_path / "r")
+
+
+def test_a_non_empty_foreign_directory_is_not_a_repository(tmp_path: Path) -> None:
+    (tmp_path / "junk").write_text("x")
+    with pytest.raises(CatalogError, match="is not a rustybackup repository"):
+        BackupManager(tmp_path)
+
+
+def test_disk_full_registers_nothing_and_keeps_earlier_sets(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes writes past the limit fail (EFBIG), like a full disk."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_bytes(b"s" * 1000)
+    repo = tmp_path / "repo"
+    m = BackupManager(repo)
+    m.register_database("d", src)
+    first = m.backup("d", "full")
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    script = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+from rustybackup import BackupManager, BackupError
+try:
+    BackupManager({str(repo)!r}).backup("d", "full")
+except BackupError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 3, out.stderr
+    assert "backup of 'd' failed (File too large: " in out.stdout and "nothing was registered" in out.stdout
+    m2 = BackupManager(repo)
+    assert [s.id for s in m2.catalog.list_sets()] == [first.id]
+    assert list((repo / "staging").iterdir()) == []
+    m2.restore("d", tmp_path / "out", backup_set_id=first.id)
+    assert (tmp_path / "out" / "small").read_bytes() == b"s" * 1000
+
+
+def test_piece_api_for_verification(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(8192 * 3))
+    manager.register_database("v", src)
+    s = manager.backup("v", "full")
+    piece = manager.repository / s.pieces[0].path
+    info = _core.read_piece_info(piece)
+    assert (info.block_count, info.algorithm, info.checksum) == (3, "blake3", s.pieces[0].checksum)
+    assert _core.piece_checksum(piece) == info.checksum
+    index = _core.read_piece_index(piece)
+    assert [(e[0], e[1]) for e in index] == [(0, 0), (0, 1), (0, 2)]
+    assert _core.verify_piece_blocks(piece, ["a"]) == []
+    raw = bytearray(piece.read_bytes())
+    raw[index[1][2] + 5] ^= 1
+    piece.write_bytes(raw)
+    (bad,) = _core.verify_piece_blocks(piece, ["a"])
+    assert bad[:4] == (str(piece), 1, "a", index[1][2]) and bad[4] == index[1][6] and bad[5] != bad[4]
+    assert _core.piece_checksum(piece) != info.checksum
+    assert _core.verify_blockmap(manager.repository / s.blockmap) == 3
