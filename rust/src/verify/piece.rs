@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use rayon::prelude::*;
 
 use super::control::Control;
-use super::item::{BadBlock, IssueKind, Item, ItemReport};
+use super::item::{BadBlock, IssueKind, Item, ItemKind, ItemReport};
 use crate::engine::piece::{IndexEntry, PieceReader, FLAG_ZSTD, HEADER_LEN, PIECE_TRAILER_LEN};
 use crate::engine::Error as EngineError;
 use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
@@ -47,6 +47,8 @@ pub(crate) fn check_presence(item: &Item, what: &str, report: &mut ItemReport) -
             format!("{what} {shown} is {len} bytes but the catalog recorded {size} (truncated or replaced)"),
         ),
         Some(_) => {}
+        // The catalog records no size for block maps (their trailer carries the count).
+        None if item.kind == ItemKind::BlockMap => {}
         None => report.issue(IssueKind::BadCatalogRow, format!("the catalog row of {what} {shown} has no valid size")),
     }
     Some(len)
