@@ -88,6 +88,8 @@ class _Run:
     missing_sets: set[str] = field(default_factory=set)
     present_sets: set[str] = field(default_factory=set)
     piece_sets: set[str] = field(default_factory=set)
+    # The sets asked for (a set target: that set, not its ancestors), for RESTORE_TEST.
+    requested: list[SetRow] = field(default_factory=list)
 
 
 def _level(level: VerificationType | str) -> VerificationType:
@@ -123,6 +125,7 @@ class Verifier:
             return self.records.set_rows()
         row = self.records.set_row(target)
         if row is not None:
+            run.requested = [row]
             return self._chain(row, run)
         if target in self.records.database_names():
             return self.records.set_rows("WHERE database = ?", (target,))
@@ -373,7 +376,9 @@ class Verifier:
         by_set: dict[str, list[_Item]] = {}
         for i in items:
             by_set.setdefault(i.set_id, []).append(i)
-        order = list(sets)
+        # Restoring a set reads its whole chain; restoring each ancestor as well would
+        # make a chain of n sets cost n restores, so a set target restores that set only.
+        order = list(run.requested or sets)
         if budget is not None:
             def oldest(s: SetRow) -> tuple[bool, int]:
                 lasts = [i.last for i in by_set.get(s.id, [])]
