@@ -13,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from ..engine import BackupManager
+from ..errors import VerificationError
 from ..verify import Verifier, VerifyProgress
 from ..verify_report import VerificationReport
 from .context import CliState, pass_state, print_json
@@ -115,7 +116,11 @@ def verify_cmd(
         def on_progress(p: VerifyProgress) -> None:
             bar.update(task, completed=p.bytes_read, total=p.bytes_total or None)
 
-        report = verifier.verify(target, _LEVELS[level], budget=limit, progress=on_progress)
+        try:
+            report = verifier.verify(target, _LEVELS[level], budget=limit, progress=on_progress)
+        except VerificationError as exc:
+            # A target that names nothing is the caller's mistake: usage, exit 2.
+            raise click.UsageError(str(exc)) from None
     if as_json:
         print_json(report.to_json())
     else:
