@@ -154,10 +154,8 @@ impl<'a> Scan<'a> {
             self.report.stop(reason);
             return None;
         }
-        buf.resize(len as usize, 0);
-        if let Err(e) = self.file.read_exact_at(buf, pos) {
-            let kind = if e.kind() == io::ErrorKind::UnexpectedEof { IssueKind::Unreadable } else { IssueKind::Io };
-            self.report.issue(kind, format!("piece {}: reading {len} bytes at offset {pos}: {e}", self.shown));
+        if let Err(e) = read_chunk(self.file, pos, len, buf) {
+            self.read_failed(pos, len, &e);
             return None;
         }
         self.report.bytes_read += len;
@@ -165,17 +163,42 @@ impl<'a> Scan<'a> {
         Some(())
     }
 
-    /// STANDARD: hash everything before the trailer.
+    /// STANDARD: hash everything before the trailer, reading the next chunk while the
+    /// current one is hashed (the read and the hash overlap on two cores).
     fn run_plain(mut self) -> Option<Vec<u8>> {
-        let mut buf = Vec::new();
+        let mut cur = Vec::new();
+        let mut next = Vec::new();
         let mut pos = 0;
-        while pos < self.end {
-            let n = CHUNK.min(self.end - pos);
-            self.read(pos, n, &mut buf)?;
-            hash_update(&mut self.hasher, &buf);
-            pos += n;
+        let mut n = CHUNK.min(self.end);
+        self.read(pos, n, &mut cur)?;
+        loop {
+            let npos = pos + n;
+            let nn = CHUNK.min(self.end - npos);
+            if nn == 0 {
+                self.hasher.update(&cur);
+                break;
+            }
+            if let Some(reason) = self.ctl.stop() {
+                self.report.stop(reason);
+                return None;
+            }
+            let (hasher, file, data) = (&mut self.hasher, self.file, &cur);
+            let (_, read) = rayon::join(|| hasher.update(data), || read_chunk(file, npos, nn, &mut next));
+            if let Err(e) = read {
+                self.read_failed(npos, nn, &e);
+                return None;
+            }
+            self.report.bytes_read += nn;
+            self.ctl.add_bytes(nn);
+            std::mem::swap(&mut cur, &mut next);
+            (pos, n) = (npos, nn);
         }
         Some(self.hasher.finalize())
+    }
+
+    fn read_failed(&mut self, pos: u64, len: u64, e: &io::Error) {
+        let kind = if e.kind() == io::ErrorKind::UnexpectedEof { IssueKind::Unreadable } else { IssueKind::Io };
+        self.report.issue(kind, format!("piece {}: reading {len} bytes at offset {pos}: {e}", self.shown));
     }
 
     /// FULL: hash everything before the trailer and every block the index names.
@@ -245,7 +268,7 @@ impl<'a> Scan<'a> {
             let data = &buf[..n as usize];
             let hasher = &mut self.hasher;
             let (_, faults) = rayon::join(
-                || hash_update(hasher, data),
+                || hasher.update(data),
                 || {
                     in_chunk
                         .par_iter()
@@ -320,6 +343,12 @@ impl<'a> Scan<'a> {
         }
         self.report.bad_blocks.sort_by_key(|b| b.offset);
     }
+}
+
+/// Reads `[pos, pos + len)` into `buf` (resized to fit).
+fn read_chunk(file: &File, pos: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.resize(len as usize, 0);
+    file.read_exact_at(buf, pos)
 }
 
 fn bad_block(e: &IndexEntry, actual: String) -> BadBlock {
