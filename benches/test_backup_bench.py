@@ -8,6 +8,7 @@ INCREMENTALs (the peers restore their 6th snapshot). Stored bytes go to extra_in
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -55,9 +56,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _touch_one_percent(root: Path, seed: int) -> None:
-    """Overwrites 1% of the 8 KiB blocks, scattered over all files."""
-    rng = random.Random(seed)
+_SEEDS = itertools.count(1)
+
+
+def _touch_one_percent(root: Path) -> None:
+    """Overwrites 1% of the 8 KiB blocks, scattered over all files, with fresh bytes
+    (a new seed every call: re-applying an old seed would change nothing for the next
+    tool on this shared tree)."""
+    rng = random.Random(next(_SEEDS))
     files = sorted(root.iterdir())
     blocks_per_file = (FILE_MIB << 20) // BLOCK
     total = len(files) * blocks_per_file
@@ -73,12 +79,6 @@ class Peer:
     def __init__(self, name: str, base: Path) -> None:
         self.name = name
         self.repo = base / f"{name}-repo"
-        self.count = 0
-        self.manager: BackupManager | None = None
-        self.exe = "" if name == "rustybackup" else _tool(name)
-
-    def init(self, src: Path) -> None:
-        shutil.rmtree(self.repo, ignore_errors=True)
         self.count = 0
         self.manager: BackupManager | None = None
         self.exe = "" if name == "rustybackup" else _tool(name)
@@ -140,13 +140,11 @@ def test_incremental_one_percent(benchmark: Any, tree: Path, tmp_path: Path, pee
     p = Peer(peer, tmp_path)
     os.chdir(tree)
     stored: list[int] = []
-    rounds = [0]
 
     def setup() -> None:
         p.init(tree)
         p.backup(tree, "full")
-        rounds[0] += 1
-        _touch_one_percent(tree, seed=rounds[0])
+        _touch_one_percent(tree)
         stored.append(_du(p.repo))
 
     def run() -> None:
@@ -165,8 +163,8 @@ def test_restore_full_plus_five(benchmark: Any, tree: Path, tmp_path: Path, peer
     os.chdir(tree)
     p.init(tree)
     p.backup(tree, "full")
-    for i in range(5):
-        _touch_one_percent(tree, seed=100 + i)
+    for _ in range(5):
+        _touch_one_percent(tree)
         p.backup(tree, "incremental")
     target = tmp_path / "restored"
     _pedantic(benchmark, lambda: p.restore(target), lambda: shutil.rmtree(target, ignore_errors=True))

@@ -139,9 +139,30 @@ def test_cleanup_sweeps_staging_and_unregistered_sets(manager: BackupManager, cl
     (manager.repository / "staging" / "half").mkdir()
     (manager.repository / "staging" / "half" / "data.piece").write_bytes(b"partial")
     (manager.repository / "sets" / "orphan").mkdir()
+    (manager.repository / "staging" / "just-created").mkdir()
+    for d in ("staging/half", "sets/orphan"):
+        os.utime(manager.repository / d, (0, 0))  # old: nobody is about to lock them
     removed = manager.cleanup()
     assert removed == ["staging/half", "sets/orphan"]
     assert [p.name for p in (manager.repository / "sets").iterdir()] == [full]
+    # A directory too young to have its lock yet is left to a later sweep.
+    assert (manager.repository / "staging" / "just-created").exists()
+
+
+def test_cleanup_leaves_a_backup_in_progress_alone(manager: BackupManager, tmp_path: Path) -> None:
+    import fcntl
+
+    busy = manager.repository / "staging" / "busy"
+    busy.mkdir()
+    fd = os.open(busy / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        os.utime(busy, (0, 0))
+        assert manager.cleanup() == []
+        assert busy.exists()
+    finally:
+        os.close(fd)
+    assert manager.cleanup() == ["staging/busy"]
 
 
 # --- recovery-path resolution against a brute-force oracle ------------------------------

@@ -12,6 +12,7 @@ __version__: str
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any, final
 
 _Path = str | PathLike[str]
@@ -21,7 +22,7 @@ class PieceInfo:
     """A piece's header and trailer facts (docs/FORMAT.md)."""
 
     @property
-    def path(self) -> str: ...
+    def path(self) -> Path: ...
     @property
     def size(self) -> int: ...
     @property

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS sets (
     file_count INTEGER NOT NULL, manifest TEXT NOT NULL, blockmap TEXT NOT NULL,
     blockmap_checksum TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS sets_by_database ON sets (database, finished_at);
+CREATE INDEX IF NOT EXISTS sets_by_type ON sets (database, backup_type, finished_at);
 CREATE INDEX IF NOT EXISTS sets_by_parent ON sets (parent_id);
 CREATE TABLE IF NOT EXISTS pieces (
     id TEXT PRIMARY KEY, set_id TEXT NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
@@ -384,7 +385,7 @@ class BackupCatalog:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._query(sql + " ORDER BY started_at, rowid", args)
-        pieces = self._pieces_for([r[0] for r in rows]) if len(rows) < 5000 else None
+        pieces = self._pieces_for([r[0] for r in rows])
         return [self._set(r, pieces) for r in rows]
 
     def children(self, set_id: str) -> list[str]:
@@ -407,20 +408,62 @@ class BackupCatalog:
         return out
 
     def chain_records(self, database: str, until_us: int | None = None) -> list[ChainRecord]:
-        """The minimal tuples chain resolution needs (no pieces, no tags)."""
-        sql = "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets WHERE database = ?"
-        args: list[Any] = [database]
-        if until_us is not None:
-            sql += " AND finished_at <= ?"
-            args.append(until_us)
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._query(sql, args)]
+        """The minimal tuples chain resolution needs (no pieces, no tags), limited to
+        what a recovery path at `until_us` can use: everything from the newest AVAILABLE
+        FULL on, plus the ancestors those sets name. So a catalog of a million sets
+        answers from a few rows (indexes on (database, backup_type, finished_at))."""
+        limit = until_us if until_us is not None else 2**63 - 1
+        cols = "id, backup_type, parent_id, started_at, finished_at, status"
+        newest_full = self._query(
+            "SELECT started_at FROM sets WHERE database = ? AND backup_type = 'full' AND status = 'available' "
+            "AND finished_at <= ? ORDER BY finished_at DESC LIMIT 1",
+            (database, limit),
+        )
+        if not newest_full:
+            # No usable FULL: resolution fails; the FULLs (and whether any set exists)
+            # are all the error message needs.
+            rows = self._query(
+                f"SELECT {cols} FROM sets WHERE database = ? AND finished_at <= ? AND backup_type = 'full'",
+                (database, limit),
+            )
+            if not rows:
+                rows = self._query(f"SELECT {cols} FROM sets WHERE database = ? AND finished_at <= ? LIMIT 1",
+                                   (database, limit))
+            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        rows = self._query(
+            f"SELECT {cols} FROM sets WHERE database = ? AND finished_at >= ? AND finished_at <= ?",
+            (database, newest_full[0][0], limit),
+        )
+        records = {r[0]: (r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+        missing = {r[2] for r in records.values() if r[2] is not None and r[2] not in records}
+        while missing:
+            part = sorted(missing)[:500]
+            found = self._query(f"SELECT {cols} FROM sets WHERE id IN ({', '.join('?' * len(part))})", part)
+            for r in found:
+                records[r[0]] = (r[0], r[1], r[2], r[3], r[4], r[5])
+            missing -= set(part)
+            missing |= {r[2] for r in found if r[2] is not None and r[2] not in records}
+        return list(records.values())
 
     def find_recovery_path(self, database: str, until: datetime | None = None) -> list[BackupSet]:
         """Base first: the FULL, the DIFFERENTIAL and INCREMENTALs on it, then the
         ARCHIVE_LOG sets up to `until` (DESIGN.md); NoRecoveryPath when nothing reaches it."""
         until_us = None if until is None else to_us(until)
         ids = _resolve_path(self.chain_records(database, until_us), until_us, database)
-        return [self.get_set(i) for i in ids]
+        return self.get_sets(ids)
+
+    def get_sets(self, ids: Sequence[str]) -> list[BackupSet]:
+        """Several sets in the order given, with two queries per 500 ids."""
+        found: dict[str, BackupSet] = {}
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            rows = self._query(f"SELECT {_SET_COLUMNS} FROM sets WHERE id IN ({', '.join('?' * len(part))})", part)
+            pieces = self._pieces_for([r[0] for r in rows])
+            found.update((r[0], self._set(r, pieces)) for r in rows)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise CatalogError(f"unknown backup set {missing[0]!r}")
+        return [found[i] for i in ids]
 
     # --- reports ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import _core, store
-from .catalog import BackupCatalog, BackupPiece, BackupSet, DatabaseEntry, from_us, set_from_manifest, to_us
+from .catalog import BackupCatalog, BackupSet, DatabaseEntry, set_from_manifest, to_us
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
 from .restore import restore_set_files
@@ -485,6 +486,7 @@ class BackupManager:
 
 
 _LOCK = ".lock"
+_YOUNG_SECONDS = 60.0
 
 
 def _hold_lock(directory: Path) -> int:
@@ -500,7 +502,12 @@ def _is_locked(directory: Path) -> bool:
     try:
         fd = os.open(lock, os.O_RDWR)
     except OSError:
-        return False
+        # No lock file yet: a backup may have just created the directory and not yet
+        # its lock; leave very young directories alone.
+        try:
+            return time.time() - directory.stat().st_mtime < _YOUNG_SECONDS
+        except OSError:
+            return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -523,5 +530,4 @@ def _progress_adapter(
     return report
 
 
-__all__ = ["BackupManager", "BackupProgress", "BackupPiece", "from_us"]
-
+__all__ = ["BackupManager", "BackupProgress", "CancelFlag"]
