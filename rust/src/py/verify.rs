@@ -78,7 +78,16 @@ impl PyFileVerdict {
 }
 
 /// One input row: (id, set_id, kind, path, size, checksum, algorithm, block_count).
-type Row = (String, String, String, PathBuf, Option<u64>, Option<String>, Option<String>, Option<u64>);
+type Row = (
+    String,
+    String,
+    String,
+    PathBuf,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+);
 
 fn to_item(i: usize, row: Row) -> PyResult<Item> {
     let (id, set_id, kind, path, size, checksum, algorithm, block_count) = row;
@@ -93,7 +102,16 @@ fn to_item(i: usize, row: Row) -> PyResult<Item> {
     };
     // An unknown algorithm name in the catalog is a finding about that row, not an error.
     let algorithm = algorithm.and_then(|a| Algorithm::from_name(&a).ok());
-    Ok(Item { id, set_id, kind, path, size, checksum, algorithm, block_count })
+    Ok(Item {
+        id,
+        set_id,
+        kind,
+        path,
+        size,
+        checksum,
+        algorithm,
+        block_count,
+    })
 }
 
 /// Verifies pieces and block maps at `level` ("quick", "standard", "full") in parallel,
@@ -109,12 +127,20 @@ pub fn verify_files(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Vec<PyFileVerdict>> {
     let level = Level::from_name(level).ok_or_else(|| {
-        PyValueError::new_err(format!("level must be \"quick\", \"standard\" or \"full\", not {level:?}"))
+        PyValueError::new_err(format!(
+            "level must be \"quick\", \"standard\" or \"full\", not {level:?}"
+        ))
     })?;
-    let items = rows.into_iter().enumerate().map(|(i, r)| to_item(i, r)).collect::<PyResult<Vec<_>>>()?;
+    let items = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| to_item(i, r))
+        .collect::<PyResult<Vec<_>>>()?;
     let deadline = match budget {
         Some(b) if !(b.is_finite() && b >= 0.0) => {
-            return Err(PyValueError::new_err(format!("budget must be a non-negative number of seconds, not {b}")))
+            return Err(PyValueError::new_err(format!(
+                "budget must be a non-negative number of seconds, not {b}"
+            )))
         }
         Some(b) => Some(Instant::now() + Duration::from_secs_f64(b.min(1e9))),
         None => None,
@@ -197,7 +223,11 @@ pub fn check_restored(
     let expected = expected.to_string();
     let r = py
         .detach(|| {
-            let range = blockmap.as_deref().map(|b| BlockRange { blockmap: b, first_block, block_count });
+            let range = blockmap.as_deref().map(|b| BlockRange {
+                blockmap: b,
+                first_block,
+                block_count,
+            });
             check_restored_file(&path, alg, &expected, range)
         })
         .map_err(|e| io_error(&e, &path))?;
@@ -205,7 +235,11 @@ pub fn check_restored(
         size: r.size,
         digest: r.digest,
         matches: r.matches,
-        bad_blocks: r.bad_blocks.into_iter().map(|b| (b.block_index, b.source, b.offset, b.expected, b.actual)).collect(),
+        bad_blocks: r
+            .bad_blocks
+            .into_iter()
+            .map(|b| (b.block_index, b.source, b.offset, b.expected, b.actual))
+            .collect(),
         notes: r.notes,
         bytes_read: r.bytes_read,
     })

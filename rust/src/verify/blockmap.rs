@@ -44,21 +44,26 @@ pub fn open_blockmap(file: &File, path: &std::path::Path, size: u64) -> Result<B
         return Err(unreadable(format!("block map {shown}: truncated ({size} bytes)")));
     }
     let mut h = [0u8; 32];
-    file.read_exact_at(&mut h, 0).map_err(|e| (IssueKind::Io, format!("block map {shown}: {e}")))?;
+    file.read_exact_at(&mut h, 0)
+        .map_err(|e| (IssueKind::Io, format!("block map {shown}: {e}")))?;
     let (block_size, algorithm) =
         decode_header(path, BLOCKMAP_MAGIC, &h).map_err(|e| unreadable(format!("block map {e}")))?;
     let mut t = [0u8; BLOCKMAP_TRAILER_LEN as usize];
     file.read_exact_at(&mut t, size - BLOCKMAP_TRAILER_LEN)
         .map_err(|e| (IssueKind::Io, format!("block map {shown}: {e}")))?;
     if &t[..8] != BLOCKMAP_TRAILER_MAGIC {
-        return Err(unreadable(format!("block map {shown}: bad trailer magic (truncated or overwritten)")));
+        return Err(unreadable(format!(
+            "block map {shown}: bad trailer magic (truncated or overwritten)"
+        )));
     }
     let mut a = [0u8; 8];
     a.copy_from_slice(&t[8..16]);
     let record_count = u64::from_le_bytes(a);
     let checksum_len = usize::from(t[16]);
     if checksum_len != algorithm.digest_size() {
-        return Err(unreadable(format!("block map {shown}: trailer checksum length {checksum_len} is wrong")));
+        return Err(unreadable(format!(
+            "block map {shown}: trailer checksum length {checksum_len} is wrong"
+        )));
     }
     let expected = record_count
         .checked_mul(record_len(algorithm.digest_size()))
@@ -68,17 +73,28 @@ pub fn open_blockmap(file: &File, path: &std::path::Path, size: u64) -> Result<B
             "block map {shown}: {record_count} records do not fit a {size}-byte file"
         )));
     }
-    Ok(BlockMapInfo { block_size, algorithm, record_count, checksum: t[24..24 + checksum_len].to_vec() })
+    Ok(BlockMapInfo {
+        block_size,
+        algorithm,
+        record_count,
+        checksum: t[24..24 + checksum_len].to_vec(),
+    })
 }
 
 /// Runs the STANDARD/FULL checks on a block map (QUICK is `check_presence`).
 pub(crate) fn check_blockmap(item: &Item, ctl: &Control, report: &mut ItemReport) {
-    let Some(size) = check_presence(item, "block map", report) else { return };
+    let Some(size) = check_presence(item, "block map", report) else {
+        return;
+    };
     let shown = item.path.display().to_string();
     let file = match File::open(&item.path) {
         Ok(f) => f,
         Err(e) => {
-            let kind = if e.kind() == io::ErrorKind::NotFound { IssueKind::Missing } else { IssueKind::Io };
+            let kind = if e.kind() == io::ErrorKind::NotFound {
+                IssueKind::Missing
+            } else {
+                IssueKind::Io
+            };
             report.issue(kind, format!("block map {shown}: {e}"));
             return;
         }
@@ -93,14 +109,21 @@ pub(crate) fn check_blockmap(item: &Item, ctl: &Control, report: &mut ItemReport
     match item.algorithm {
         Some(a) if a != info.algorithm => report.issue(
             IssueKind::CatalogMismatch,
-            format!("block map {shown} is hashed with {} but the catalog recorded {}", info.algorithm.name(), a.name()),
+            format!(
+                "block map {shown} is hashed with {} but the catalog recorded {}",
+                info.algorithm.name(),
+                a.name()
+            ),
         ),
         _ => {}
     }
     match item.block_count {
         Some(n) if n != info.record_count => report.issue(
             IssueKind::CatalogMismatch,
-            format!("block map {shown} has {} records but the manifest recorded {n}", info.record_count),
+            format!(
+                "block map {shown} has {} records but the manifest recorded {n}",
+                info.record_count
+            ),
         ),
         _ => {}
     }
@@ -116,7 +139,10 @@ pub(crate) fn check_blockmap(item: &Item, ctl: &Control, report: &mut ItemReport
         let n = (4u64 << 20).min(end - pos);
         buf.resize(n as usize, 0);
         if let Err(e) = file.read_exact_at(&mut buf, pos) {
-            report.issue(IssueKind::Io, format!("block map {shown}: reading at offset {pos}: {e}"));
+            report.issue(
+                IssueKind::Io,
+                format!("block map {shown}: reading at offset {pos}: {e}"),
+            );
             return;
         }
         hash_update(&mut hasher, &buf);

@@ -37,7 +37,10 @@ pub struct Control {
 impl Control {
     /// A control with an optional deadline.
     pub fn new(deadline: Option<Instant>) -> Self {
-        Self { deadline, ..Self::default() }
+        Self {
+            deadline,
+            ..Self::default()
+        }
     }
 
     /// Whether the work must stop now, and why.

@@ -202,7 +202,11 @@ impl ItemReport {
 
     pub(crate) fn issue(&mut self, kind: IssueKind, message: String) {
         self.issues.push(Issue { kind, message });
-        let outcome = if kind == IssueKind::Missing { Outcome::Missing } else { Outcome::Damaged };
+        let outcome = if kind == IssueKind::Missing {
+            Outcome::Missing
+        } else {
+            Outcome::Damaged
+        };
         if self.outcome == Outcome::Ok {
             self.outcome = outcome;
         }

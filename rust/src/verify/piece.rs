@@ -49,7 +49,10 @@ pub(crate) fn check_presence(item: &Item, what: &str, report: &mut ItemReport) -
         Some(_) => {}
         // The catalog records no size for block maps (their trailer carries the count).
         None if item.kind == ItemKind::BlockMap => {}
-        None => report.issue(IssueKind::BadCatalogRow, format!("the catalog row of {what} {shown} has no valid size")),
+        None => report.issue(
+            IssueKind::BadCatalogRow,
+            format!("the catalog row of {what} {shown} has no valid size"),
+        ),
     }
     Some(len)
 }
@@ -86,7 +89,9 @@ fn engine_issue(err: &EngineError) -> IssueKind {
 
 /// Runs the checks of `level` on a piece, appending what it finds to `report`.
 pub(crate) fn check_piece(item: &Item, full: bool, ctl: &Control, report: &mut ItemReport) {
-    let Some(_) = check_presence(item, "piece", report) else { return };
+    let Some(_) = check_presence(item, "piece", report) else {
+        return;
+    };
     let reader = match PieceReader::open(&item.path) {
         Ok(r) => r,
         Err(e) => {
@@ -99,15 +104,25 @@ pub(crate) fn check_piece(item: &Item, full: bool, ctl: &Control, report: &mut I
     match item.algorithm {
         Some(a) if a != alg => report.issue(
             IssueKind::CatalogMismatch,
-            format!("piece {shown} is hashed with {} but the catalog recorded {}", alg.name(), a.name()),
+            format!(
+                "piece {shown} is hashed with {} but the catalog recorded {}",
+                alg.name(),
+                a.name()
+            ),
         ),
         Some(_) => {}
-        None => report.issue(IssueKind::BadCatalogRow, format!("the catalog row of piece {shown} has no known algorithm")),
+        None => report.issue(
+            IssueKind::BadCatalogRow,
+            format!("the catalog row of piece {shown} has no known algorithm"),
+        ),
     }
     match item.block_count {
         Some(n) if n != reader.block_count() => report.issue(
             IssueKind::CatalogMismatch,
-            format!("piece {shown} indexes {} blocks but the catalog recorded {n}", reader.block_count()),
+            format!(
+                "piece {shown} indexes {} blocks but the catalog recorded {n}",
+                reader.block_count()
+            ),
         ),
         _ => {}
     }
@@ -140,12 +155,27 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    fn new(reader: &'a PieceReader, file: &'a File, shown: &'a str, ctl: &'a Control, report: &'a mut ItemReport) -> Self {
+    fn new(
+        reader: &'a PieceReader,
+        file: &'a File,
+        shown: &'a str,
+        ctl: &'a Control,
+        report: &'a mut ItemReport,
+    ) -> Self {
         let entry_len = IndexEntry::encoded_len(reader.algorithm().digest_size()) as u64;
         let end = reader.size() - PIECE_TRAILER_LEN;
         // open() checked index_off + count * entry_len == end, so this cannot underflow.
         let index_off = end - reader.block_count() * entry_len;
-        Self { reader, file, shown, ctl, report, hasher: reader.algorithm().hasher(), index_off, end }
+        Self {
+            reader,
+            file,
+            shown,
+            ctl,
+            report,
+            hasher: reader.algorithm().hasher(),
+            index_off,
+            end,
+        }
     }
 
     /// Reads `[pos, pos + len)`, feeding nothing; counts the bytes. None: stopped or failed.
@@ -180,8 +210,15 @@ impl<'a> Scan<'a> {
     }
 
     fn read_failed(&mut self, pos: u64, len: u64, e: &io::Error) {
-        let kind = if e.kind() == io::ErrorKind::UnexpectedEof { IssueKind::Unreadable } else { IssueKind::Io };
-        self.report.issue(kind, format!("piece {}: reading {len} bytes at offset {pos}: {e}", self.shown));
+        let kind = if e.kind() == io::ErrorKind::UnexpectedEof {
+            IssueKind::Unreadable
+        } else {
+            IssueKind::Io
+        };
+        self.report.issue(
+            kind,
+            format!("piece {}: reading {len} bytes at offset {pos}: {e}", self.shown),
+        );
     }
 
     /// FULL: hash everything before the trailer and every block the index names.
@@ -212,7 +249,8 @@ impl<'a> Scan<'a> {
                     None => match entries.next() {
                         Some((i, Ok(e))) => Some((i, e)),
                         Some((_, Err(e))) => {
-                            self.report.issue(engine_issue(&e), format!("piece {e} (reading the index)"));
+                            self.report
+                                .issue(engine_issue(&e), format!("piece {e} (reading the index)"));
                             exhausted = true;
                             None
                         }
@@ -223,7 +261,7 @@ impl<'a> Scan<'a> {
                     },
                 };
                 let Some((i, e)) = next else { break };
-                let e_end = e.offset.checked_add(u64::from(e.stored_len)).unwrap_or(u64::MAX);
+                let e_end = e.offset.saturating_add(u64::from(e.stored_len));
                 if e.offset < contiguous.max(pos) || e_end > self.index_off {
                     strays.push((i, e));
                 } else if e_end <= limit || (in_chunk.is_empty() && e.offset == pos) {
@@ -320,7 +358,10 @@ impl<'a> Scan<'a> {
                 Ok(Some(actual)) => self.report.bad_blocks.push(bad_block(&e, actual)),
                 Err(msg) => self.report.issue(
                     IssueKind::BadIndex,
-                    format!("index entry {i} (block {} of file #{}): {msg}", e.block_index, e.file_no),
+                    format!(
+                        "index entry {i} (block {} of file #{}): {msg}",
+                        e.block_index, e.file_no
+                    ),
                 ),
             }
         }
@@ -335,7 +376,13 @@ fn read_chunk(file: &File, pos: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<
 }
 
 fn bad_block(e: &IndexEntry, actual: String) -> BadBlock {
-    BadBlock { file_no: e.file_no, block_index: e.block_index, offset: e.offset, expected: to_hex(&e.digest), actual }
+    BadBlock {
+        file_no: e.file_no,
+        block_index: e.block_index,
+        offset: e.offset,
+        expected: to_hex(&e.digest),
+        actual,
+    }
 }
 
 /// Decodes and hashes one stored block; None when it matches, else the actual digest

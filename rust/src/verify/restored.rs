@@ -87,11 +87,18 @@ pub fn check_restored_file(
     Ok(report)
 }
 
-fn compare_blocks(path: &Path, alg: Algorithm, range: BlockRange<'_>, report: &mut RestoredFileReport) -> io::Result<()> {
+fn compare_blocks(
+    path: &Path,
+    alg: Algorithm,
+    range: BlockRange<'_>,
+    report: &mut RestoredFileReport,
+) -> io::Result<()> {
     let bm = match File::open(range.blockmap) {
         Ok(f) => f,
         Err(e) => {
-            report.notes.push(format!("block map {}: {e}", range.blockmap.display()));
+            report
+                .notes
+                .push(format!("block map {}: {e}", range.blockmap.display()));
             return Ok(());
         }
     };
@@ -134,16 +141,28 @@ fn compare_blocks(path: &Path, alg: Algorithm, range: BlockRange<'_>, report: &m
         let want = raw_len.min(block.len());
         let got = read_at_most(&file, &mut block[..want], start)?;
         report.bytes_read += got as u64;
-        let actual = if got == raw_len { to_hex(&alg.digest(&block[..got])) } else {
+        let actual = if got == raw_len {
+            to_hex(&alg.digest(&block[..got]))
+        } else {
             format!("{got} bytes restored instead of {raw_len}")
         };
         if actual != to_hex(expected) {
-            report.bad_blocks.push(RestoredBlock { block_index: k, source, offset, expected: to_hex(expected), actual });
+            report.bad_blocks.push(RestoredBlock {
+                block_index: k,
+                source,
+                offset,
+                expected: to_hex(expected),
+                actual,
+            });
         }
     }
     let mapped: u64 = range.block_count.saturating_mul(bs);
     if report.size > mapped {
-        report.notes.push(format!("{} bytes restored beyond the {} blocks the block map lists", report.size - mapped, range.block_count));
+        report.notes.push(format!(
+            "{} bytes restored beyond the {} blocks the block map lists",
+            report.size - mapped,
+            range.block_count
+        ));
     }
     Ok(())
 }

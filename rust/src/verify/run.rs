@@ -45,7 +45,11 @@ pub fn verify_one(position: usize, item: &Item, level: Level, ctl: &Control) -> 
     }
     match (level, item.kind) {
         (Level::Quick, _) => {
-            let what = if item.kind == ItemKind::Piece { "piece" } else { "block map" };
+            let what = if item.kind == ItemKind::Piece {
+                "piece"
+            } else {
+                "block map"
+            };
             check_presence(item, what, &mut report);
         }
         (_, ItemKind::Piece) => check_piece(item, level == Level::Full, ctl, &mut report),

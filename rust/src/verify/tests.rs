@@ -37,7 +37,9 @@ fn write_piece(path: &Path, alg: Algorithm, bs: u32, n: u64, zstd: bool, rng: &m
     for i in 0..n {
         let len = if i + 1 == n { (bs / 2).max(1) } else { bs };
         // Half-compressible content, so zstd really stores some blocks compressed.
-        let block: Vec<u8> = (0..len).map(|j| if j % 2 == 0 { (rng.next() & 0xff) as u8 } else { 7 }).collect();
+        let block: Vec<u8> = (0..len)
+            .map(|j| if j % 2 == 0 { (rng.next() & 0xff) as u8 } else { 7 })
+            .collect();
         let d = alg.digest(&block);
         let (stored, flags) = match zstd.then(|| zstd::bulk::compress(&block, 3).unwrap()) {
             Some(c) if c.len() < block.len() => (c, FLAG_ZSTD),
@@ -69,14 +71,21 @@ fn kinds(r: &ItemReport) -> Vec<IssueKind> {
 /// (offset, stored_len) of every block, from the index (the oracle for where bits land).
 fn layout(path: &Path) -> Vec<(u64, u32, u64)> {
     let r = crate::engine::PieceReader::open(path).unwrap();
-    r.entries().unwrap().map(|e| e.unwrap()).map(|e| (e.offset, e.stored_len, e.block_index)).collect()
+    r.entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.offset, e.stored_len, e.block_index))
+        .collect()
 }
 
 #[test]
 fn a_clean_piece_passes_every_level_and_full_reads_it_once() {
     let d = tmpdir("clean");
     let mut rng = Rng(1);
-    for (k, alg) in [Algorithm::Blake3, Algorithm::Sha256, Algorithm::Md5].into_iter().enumerate() {
+    for (k, alg) in [Algorithm::Blake3, Algorithm::Sha256, Algorithm::Md5]
+        .into_iter()
+        .enumerate()
+    {
         let item = write_piece(&d.join(format!("{k}.piece")), alg, 512, 300, k == 1, &mut rng);
         for level in [Level::Quick, Level::Standard, Level::Full] {
             let r = one(&item, level);
@@ -117,7 +126,10 @@ fn full_names_exactly_the_flipped_blocks_over_many_random_trials() {
         let pristine = fs::read(&p).unwrap();
         let changed: BTreeSet<u64> = orig
             .iter()
-            .filter(|(o, l, _)| pristine[*o as usize..(*o + u64::from(*l)) as usize] != bytes[*o as usize..(*o + u64::from(*l)) as usize])
+            .filter(|(o, l, _)| {
+                pristine[*o as usize..(*o + u64::from(*l)) as usize]
+                    != bytes[*o as usize..(*o + u64::from(*l)) as usize]
+            })
             .map(|(o, _, _)| *o)
             .collect();
         assert!(changed.is_subset(&hit));
@@ -154,7 +166,11 @@ fn quick_flags_deletion_and_truncation_but_reads_nothing() {
     fs::write(&item.path, &bytes[..bytes.len() - 10]).unwrap();
     let r = one(&item, Level::Quick);
     assert_eq!(kinds(&r), vec![IssueKind::WrongSize]);
-    assert!(r.issues[0].message.contains("catalog recorded"), "{}", r.issues[0].message);
+    assert!(
+        r.issues[0].message.contains("catalog recorded"),
+        "{}",
+        r.issues[0].message
+    );
     fs::remove_file(&item.path).unwrap();
     let r = one(&item, Level::Quick);
     assert_eq!((r.outcome, kinds(&r)), (Outcome::Missing, vec![IssueKind::Missing]));
@@ -169,7 +185,12 @@ fn a_truncated_trailer_is_unreadable_at_standard_and_full() {
     fs::write(&item.path, &bytes[..bytes.len() - 40]).unwrap();
     for level in [Level::Standard, Level::Full] {
         let r = one(&item, level);
-        assert_eq!(kinds(&r), vec![IssueKind::WrongSize, IssueKind::Unreadable], "{:?}", r.issues);
+        assert_eq!(
+            kinds(&r),
+            vec![IssueKind::WrongSize, IssueKind::Unreadable],
+            "{:?}",
+            r.issues
+        );
         assert!(r.issues[1].message.contains("trailer"), "{}", r.issues[1].message);
     }
 }
@@ -186,7 +207,10 @@ fn a_zeroed_block_is_one_finding_with_the_zero_digest() {
     let r = one(&item, Level::Full);
     assert_eq!(r.bad_blocks.len(), 1);
     assert_eq!((r.bad_blocks[0].block_index, r.bad_blocks[0].offset), (bi, off));
-    assert_eq!(r.bad_blocks[0].actual, to_hex(&Algorithm::Sha256.digest(&vec![0u8; len as usize])));
+    assert_eq!(
+        r.bad_blocks[0].actual,
+        to_hex(&Algorithm::Sha256.digest(&vec![0u8; len as usize]))
+    );
     assert_eq!(kinds(&r), vec![IssueKind::CorruptBlock, IssueKind::BadChecksum]);
 }
 
@@ -236,7 +260,11 @@ fn an_index_entry_pointing_outside_the_data_is_reported_and_the_rest_still_check
     let r = one(&item, Level::Full);
     assert_eq!(r.bad_blocks.iter().map(|b| b.offset).collect::<Vec<_>>(), vec![off7]);
     let k = kinds(&r);
-    assert!(k.contains(&IssueKind::BadIndex) && k.contains(&IssueKind::BadChecksum), "{:?}", r.issues);
+    assert!(
+        k.contains(&IssueKind::BadIndex) && k.contains(&IssueKind::BadChecksum),
+        "{:?}",
+        r.issues
+    );
     let msg = &r.issues.iter().find(|i| i.kind == IssueKind::BadIndex).unwrap().message;
     assert!(msg.starts_with("index entry 4 (block 1 of file #1)"), "{msg}");
     let _ = HEADER_LEN;
@@ -248,7 +276,9 @@ fn a_passed_deadline_checks_nothing_and_says_so() {
     let item = write_piece(&d.join("a.piece"), Algorithm::Blake3, 64, 10, false, &mut Rng(19));
     let ctl = Control::new(Some(Instant::now()));
     let r = verify_items(&[item.clone(), item], Level::Full, &ctl);
-    assert!(r.iter().all(|r| r.outcome == Outcome::NotChecked && r.stopped == Some(StopReason::Budget)));
+    assert!(r
+        .iter()
+        .all(|r| r.outcome == Outcome::NotChecked && r.stopped == Some(StopReason::Budget)));
     assert_eq!(ctl.counters.items_done.load(std::sync::atomic::Ordering::Relaxed), 2);
 }
 
@@ -256,13 +286,26 @@ fn a_passed_deadline_checks_nothing_and_says_so() {
 fn many_pieces_are_checked_in_parallel_and_reported_in_order() {
     let d = tmpdir("many");
     let mut rng = Rng(23);
-    let mut items: Vec<Item> =
-        (0..12).map(|i| write_piece(&d.join(format!("{i}.piece")), Algorithm::Blake3, 256, 40, i % 2 == 0, &mut rng)).collect();
+    let mut items: Vec<Item> = (0..12)
+        .map(|i| {
+            write_piece(
+                &d.join(format!("{i}.piece")),
+                Algorithm::Blake3,
+                256,
+                40,
+                i % 2 == 0,
+                &mut rng,
+            )
+        })
+        .collect();
     fs::remove_file(&items[3].path).unwrap();
     items[5].checksum = Some("00".repeat(32));
     let ctl = Control::default();
     let r = verify_items(&items, Level::Full, &ctl);
-    assert_eq!(r.iter().map(|r| r.position).collect::<Vec<_>>(), (0..12).collect::<Vec<_>>());
+    assert_eq!(
+        r.iter().map(|r| r.position).collect::<Vec<_>>(),
+        (0..12).collect::<Vec<_>>()
+    );
     let outcomes: Vec<Outcome> = r.iter().map(|r| r.outcome).collect();
     for (i, o) in outcomes.iter().enumerate() {
         let want = match i {
@@ -273,5 +316,8 @@ fn many_pieces_are_checked_in_parallel_and_reported_in_order() {
         assert_eq!(*o, want, "piece {i}");
     }
     let total: u64 = r.iter().map(|r| r.bytes_read).sum();
-    assert_eq!(ctl.counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed), total);
+    assert_eq!(
+        ctl.counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed),
+        total
+    );
 }
