@@ -255,3 +255,15 @@ def test_bad_targets_and_levels_are_verification_errors(repo: Repo) -> None:
 
     with pytest.raises(VerificationError, match="budget must be a positive timedelta"):
         v.verify(None, "quick", budget=timedelta(0))
+
+
+def test_a_catalog_path_escaping_the_repository_is_never_read(repo: Repo) -> None:
+    s = repo.backup("full")
+    conn = sqlite3.connect(repo.manager.repository / "catalog.db")
+    conn.execute("UPDATE pieces SET path = '../../etc/passwd' WHERE set_id = ?", (s.id,))
+    conn.commit()
+    conn.close()
+    r = Verifier(repo.manager).verify(s.id, "standard")
+    assert kinds(r) == ["bad_catalog_row"]
+    assert "has no usable path ('../../etc/passwd')" in r.findings[0].message
+    assert r.pieces_checked == 1  # the block map only

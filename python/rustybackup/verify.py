@@ -174,10 +174,10 @@ class Verifier:
                 item = self._piece_item(p, run)
                 if item is not None:
                     items.append(item)
-            if s.blockmap is not None:
+            blockmap = self._inside(s.blockmap)
+            if blockmap is not None:
                 items.append(
-                    _Item(f"{s.id}/blockmap", s.id, "blockmap", self.repository / s.blockmap, None,
-                          s.blockmap_checksum, s.algorithm, None)
+                    _Item(f"{s.id}/blockmap", s.id, "blockmap", blockmap, None, s.blockmap_checksum, s.algorithm, None)
                 )
         last = self.records.last_verified(i.id for i in items)
         for i in items:
@@ -185,18 +185,32 @@ class Verifier:
             i.last = None if rec is None else rec[0]
         return items
 
+    def _inside(self, rel: str | None) -> Path | None:
+        """A catalog path inside the repository, or None (absent, absolute or escaping):
+        a damaged row must never send the verifier to read files elsewhere."""
+        if rel is None or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in rel.split("/")):
+            return None
+        return self.repository / rel
+
     def _piece_item(self, p: PieceRow, run: _Run) -> _Item | None:
-        if p.path is None:
+        path = self._inside(p.path)
+        if path is None:
             run.findings.append(
-                Finding("bad_catalog_row", p.set_id, p.id, f"catalog row of piece {p.id} has no path; cannot check it")
+                Finding("bad_catalog_row", p.set_id, p.id,
+                        f"catalog row of piece {p.id} has no usable path ({p.path!r}); cannot check it")
             )
             return None
-        return _Item(p.id, p.set_id, "piece", self.repository / p.path, p.size, p.checksum, p.algorithm, p.block_count)
+        return _Item(p.id, p.set_id, "piece", path, p.size, p.checksum, p.algorithm, p.block_count)
 
     def _check_manifest(self, s: SetRow, run: _Run) -> None:
-        if s.manifest is None:
+        path = self._inside(s.manifest)
+        if path is None or s.manifest is None:
+            if s.manifest is not None:
+                run.findings.append(
+                    Finding("bad_catalog_row", s.id, s.id,
+                            f"catalog row of set {s.id}: manifest path {s.manifest!r} is outside the repository")
+                )
             return
-        path = self.repository / s.manifest
         if not path.is_file():
             run.findings.append(
                 Finding("missing_manifest", s.id, s.manifest,
@@ -209,9 +223,10 @@ class Verifier:
         if set_id not in cache:
             row = self.records.set_row(set_id)
             data: dict[str, Any] | None = None
-            if row is not None and row.manifest is not None:
+            path = None if row is None else self._inside(row.manifest)
+            if path is not None:
                 try:
-                    loaded = json.loads((self.repository / row.manifest).read_text(encoding="utf-8"))
+                    loaded = json.loads(path.read_text(encoding="utf-8"))
                     data = loaded if isinstance(loaded, dict) else None
                 except (OSError, ValueError):
                     data = None
@@ -334,7 +349,7 @@ class Verifier:
             run.checked += 1
             for kind, message in v.issues:
                 if kind == "missing":
-                    run.missing.append(MissingPiece(item.id, item.set_id, str(item.path.relative_to(self.repository))))
+                    run.missing.append(MissingPiece(item.id, item.set_id, item.path.relative_to(self.repository).as_posix()))
                 run.findings.append(Finding(kind, item.set_id, item.id, message))
             for file_no, block_index, offset, expected, actual in v.bad_blocks:
                 run.blocks.append(
@@ -459,7 +474,7 @@ class Verifier:
         info = manifest.get("set", {})
         root = target / "archive" if s.backup_type == "archive_log" else target
         algorithm = str(info.get("algorithm", "blake3"))
-        blockmap = self.repository / s.blockmap if s.blockmap else None
+        blockmap = self._inside(s.blockmap)
         sources = manifest.get("sources", [])
         ok = True
         for f in manifest.get("files", []):
