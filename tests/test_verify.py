@@ -267,3 +267,35 @@ def test_a_catalog_path_escaping_the_repository_is_never_read(repo: Repo) -> Non
     assert kinds(r) == ["bad_catalog_row"]
     assert "has no usable path ('../../etc/passwd')" in r.findings[0].message
     assert r.pieces_checked == 1  # the block map only
+
+
+def test_check_restored_names_the_differing_block_and_the_chain_member_that_stored_it(
+    repo: Repo, tmp_path: Path
+) -> None:
+    from rustybackup import _core
+
+    repo.backup("full")
+    repo.touch("f2.bin", at=4096 * 3 + 10)
+    inc = repo.backup("incremental")
+    out = tmp_path / "out"
+    repo.manager.restore("db", out, backup_set_id=inc.id)
+    manifest = json.loads((repo.manager.repository / inc.manifest).read_text())
+    f = next(x for x in manifest["files"] if x["path"] == "f2.bin")
+    blockmap = repo.manager.repository / inc.blockmap
+    args = dict(blockmap=blockmap, first_block=f["first_block"], block_count=f["block_count"])
+    good = _core.check_restored(out / "f2.bin", "blake3", f["digest"], **args)
+    assert good.matches and good.bad_blocks == []
+    with open(out / "f2.bin", "r+b") as fh:
+        for block in (0, 3):
+            fh.seek(block * 4096 + 1)
+            fh.write(b"\xff\x00")
+    bad = _core.check_restored(out / "f2.bin", "blake3", f["digest"], **args)
+    assert not bad.matches
+    # Block 0 came from the FULL (source 0), block 3 was rewritten by the INCREMENTAL (source 1).
+    assert [(b[0], manifest["sources"][b[1]]["set_id"]) for b in bad.bad_blocks] == [
+        (0, manifest["sources"][0]["set_id"]),
+        (3, inc.id),
+    ]
+    with pytest.raises(FileNotFoundError) as info:
+        _core.check_restored(out / "nope.bin", "blake3", f["digest"])
+    assert info.value.filename == str(out / "nope.bin")
