@@ -194,6 +194,8 @@ def test_restore_test_catches_a_consistent_rewrite_that_full_cannot(repo: Repo) 
     r = v.verify(s.id, "restore_test")
     assert not r.ok
     assert set(kinds(r)) <= {"digest_mismatch", "restore_failed"}, r.findings
+    # The block is named, against the block map's digest (what the restore needed).
+    assert [(b.block_index, b.offset, b.set_id) for b in r.corrupt_blocks] == [(e.block_index, e.offset, s.id)]
     assert r.marked == {s.id: "corrupt"}
     assert repo.manager.catalog.get_set(s.id).status is SetStatus.CORRUPT
 
@@ -206,6 +208,9 @@ def test_restore_test_removes_its_sandbox_even_when_the_restore_fails(repo: Repo
     p.write_bytes(p.read_bytes()[:100])
     r = Verifier(repo.manager, sandbox_dir=sandbox).verify(s.id, "restore-test")
     assert kinds(r) == ["restore_failed"]
+    # Every block of the truncated piece is named, not just the first the restore hit.
+    assert len(r.corrupt_blocks) == s.pieces[0].block_count
+    assert all("bytes at" in b.actual for b in r.corrupt_blocks)
     assert list(sandbox.iterdir()) == []
     assert Verifier(repo.manager, sandbox_dir=sandbox).verify(s.id, "restore_test").findings[0].kind == "not_restorable"
 

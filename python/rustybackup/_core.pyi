@@ -151,3 +151,7 @@ def check_restored(
     block_count: int = 0,
 ) -> RestoredFileCheck:
     """Compares a restored file with its manifest digest; on a mismatch, block by block."""
+
+def check_mapped_blocks(blockmap: _Path, pieces: _Sequence[_Path]) -> list[tuple[int, int, int, str, str]]:
+    """(record, source, offset, expected, actual) of every block-map record whose stored
+    block differs from its digest; VerificationError when the block map is unreadable."""

@@ -9,6 +9,7 @@ that budgeted runs use to check the least recently verified files first.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import shutil
@@ -464,6 +465,8 @@ class Verifier:
             run.findings.append(Finding("restore_failed", s.id, s.id, f"restore test of set {s.id} failed: {exc}"))
             run.bad_sets.add(s.id)
             run.bytes_read += restored[0]
+            # A restore stops at the first bad block; name them all.
+            self._mapped_blocks(s, run)
             return False
         run.bytes_read += restored[0]
         manifest = self._manifest(s.id, {})
@@ -514,6 +517,33 @@ class Verifier:
         if not ok:
             run.bad_sets.add(s.id)
         return ok
+
+    def _mapped_blocks(self, s: SetRow, run: _Run) -> None:
+        """Every block of `s`'s block map re-read from its chain's pieces and compared
+        with the block map's digest; each mismatch becomes a CorruptBlock of the set
+        whose piece stores it."""
+        manifest = self._manifest(s.id, {})
+        blockmap = self._inside(s.blockmap)
+        if manifest is None or blockmap is None:
+            return
+        try:
+            sources = [(str(x["set_id"]), str(x["piece"])) for x in manifest["sources"]]
+            files = sorted((int(f["first_block"]), int(f["block_count"]), str(f["path"])) for f in manifest["files"])
+        except (KeyError, TypeError, ValueError):
+            return
+        pieces = [self.repository / "sets" / sid / piece for sid, piece in sources]
+        try:
+            faults = _core.check_mapped_blocks(blockmap, pieces)
+        except (VerificationError, OSError) as exc:
+            run.findings.append(Finding("unreadable", s.id, f"{s.id}/blockmap", str(exc)))
+            return
+        starts = [f[0] for f in files]
+        for record, source, offset, expected, actual in faults:
+            at = bisect.bisect_right(starts, record) - 1
+            name, index = (files[at][2], record - files[at][0]) if at >= 0 else (f"record {record}", record)
+            owner, piece = sources[source] if 0 <= source < len(sources) else (s.id, "?")
+            run.blocks.append(CorruptBlock(f"{owner}/{piece}", name, index, offset, expected, actual, owner))
+            run.bad_sets.add(owner)
 
     # --- persisting findings ---------------------------------------------------------
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::io_error;
+use super::errors::{io_error, VerificationError};
 use crate::scan::algorithm::Algorithm;
 use crate::verify::restored::BlockRange;
 use crate::verify::{check_restored_file, verify_items, Control, Item, ItemKind, ItemReport, Level, StopReason};
@@ -245,11 +245,27 @@ pub fn check_restored(
     })
 }
 
+/// Re-reads every block the block map names from `pieces` (the manifest's `sources`, in
+/// order) and returns (record, source, offset, expected, actual) for each block whose
+/// digest differs; a restore stops at the first such block, this finds them all.
+#[pyfunction]
+pub fn check_mapped_blocks(
+    py: Python<'_>,
+    blockmap: PathBuf,
+    pieces: Vec<PathBuf>,
+) -> PyResult<Vec<(u64, u32, u64, String, String)>> {
+    let faults = py
+        .detach(|| crate::verify::restored::check_mapped_blocks(&blockmap, &pieces))
+        .map_err(VerificationError::new_err)?;
+    Ok(faults.into_iter().map(|f| (f.record, f.source, f.offset, f.expected, f.actual)).collect())
+}
+
 /// Adds this domain's classes and functions to `rustybackup._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFileVerdict>()?;
     m.add_class::<PyRestoredFileCheck>()?;
     m.add_function(wrap_pyfunction!(verify_files, m)?)?;
     m.add_function(wrap_pyfunction!(check_restored, m)?)?;
+    m.add_function(wrap_pyfunction!(check_mapped_blocks, m)?)?;
     Ok(())
 }
