@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,20 +21,23 @@ SETS = int(os.environ.get("RB_BENCH_SETS", "50000"))
 def big_catalog(tmp_path_factory: pytest.TempPathFactory) -> BackupCatalog:
     cat = BackupCatalog(tmp_path_factory.mktemp("cat") / "catalog.db")
     start = to_us(datetime(2020, 1, 1, tzinfo=timezone.utc))
-    rows: list[tuple[object, ...]] = []
-    parent: str | None = None
-    for i in range(SETS):
-        # A weekly FULL, daily INCREMENTALs in between, an hourly ARCHIVE_LOG.
-        kind = BackupType.FULL if i % 168 == 0 else BackupType.ARCHIVE_LOG if i % 24 else BackupType.INCREMENTAL
-        sid = f"s{i:08d}"
-        t = start + i * 3_600_000_000
-        par: str | None = None if kind in (BackupType.FULL, BackupType.ARCHIVE_LOG) else parent
-        rows.append((sid, "db", kind.value, par, t, t + 60_000_000, "available", 1, 8192, "blake3", None,
-                     json.dumps([]), 1, 1, "", "", ""))
-        if kind is not BackupType.ARCHIVE_LOG:
-            parent = sid
+
+    def rows() -> Iterator[tuple[object, ...]]:
+        # A weekly FULL, daily INCREMENTALs in between, an hourly ARCHIVE_LOG; generated
+        # lazily so a million-set catalog is built in flat memory.
+        parent: str | None = None
+        for i in range(SETS):
+            kind = BackupType.FULL if i % 168 == 0 else BackupType.ARCHIVE_LOG if i % 24 else BackupType.INCREMENTAL
+            sid = f"s{i:08d}"
+            t = start + i * 3_600_000_000
+            par = None if kind in (BackupType.FULL, BackupType.ARCHIVE_LOG) else parent
+            yield (sid, "db", kind.value, par, t, t + 60_000_000, "available", 1, 8192, "blake3", None,
+                   json.dumps([]), 1, 1, "", "", "")
+            if kind is not BackupType.ARCHIVE_LOG:
+                parent = sid
+
     with cat.transaction() as c:
-        c.executemany(f"INSERT INTO sets VALUES ({', '.join('?' * 17)})", rows)
+        c.executemany(f"INSERT INTO sets VALUES ({', '.join('?' * 17)})", rows())
     return cat
 
 

@@ -226,3 +226,25 @@ def test_resolve_path_matches_oracle(h: tuple[list[ChainRecord], int | None]) ->
     logs = [p for p in path if by_id[p][1] == "archive_log"]
     assert all(by_id[p][5] == "available" for p in logs)
     assert all(until is None or by_id[p][4] <= until for p in path)
+
+
+def test_a_second_catalog_object_on_the_repository_sees_the_same_sets(
+    manager: BackupManager, clock: SimClock, tmp_path: Path
+) -> None:
+    from rustybackup import BackupCatalog
+
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    other = BackupCatalog(manager.repository)
+    assert [s.id for s in other.list_sets()] == [full]
+    assert other.connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    other.close()
+
+
+def test_a_set_being_read_is_not_deleted(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    with manager.reading([full]):
+        with pytest.raises(CatalogError, match=f"backup set {full} is being read \\(a restore or verification holds it\\)"):
+            manager.delete(full)
+    assert [s.id for s in manager.catalog.list_sets()] == [full]
+    manager.delete(full)
+    assert manager.catalog.list_sets() == []

@@ -286,3 +286,21 @@ def test_piece_api_for_verification(manager: BackupManager, tmp_path: Path) -> N
     assert bad[:4] == (str(piece), 1, "a", index[1][2]) and bad[4] == index[1][6] and bad[5] != bad[4]
     assert _core.piece_checksum(piece) != info.checksum
     assert _core.verify_blockmap(manager.repository / s.blockmap) == 3
+
+
+def test_odd_file_names_round_trip(manager: BackupManager, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    odd = [b"back\\slash", b"new\nline", b"latin1-\xe9\xff", "ünïcødé".encode()]
+    for name in odd:
+        with open(os.path.join(os.fsencode(src), name), "wb") as fh:
+            fh.write(name * 100)
+    manager.register_database("odd", src)
+    manager.backup("odd", "full")
+    manager.backup("odd", "incremental")
+    manager.restore("odd", tmp_path / "out")
+    out = os.fsencode(tmp_path / "out")
+    assert sorted(os.listdir(out)) == sorted(odd)
+    for name in odd:
+        with open(os.path.join(out, name), "rb") as fh:
+            assert fh.read() == name * 100

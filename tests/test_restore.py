@@ -169,3 +169,44 @@ def test_live_sqlite_snapshot_is_consistent(manager: BackupManager, tmp_path: Pa
         assert ids == list(range(1, len(ids) + 1)), "rows must be a gap-free prefix"
         counts.append(len(ids))
     assert counts == sorted(counts) and counts[0] >= 50
+
+
+def test_missing_piece_names_the_set_and_file(manager: BackupManager, tmp_path: Path) -> None:
+    set_id = _one_file_set(manager, tmp_path, b"data" * 100)
+    piece = manager.repository / "sets" / set_id / "data.piece"
+    piece.unlink()
+    with pytest.raises(BackupError, match=f"restore of set {set_id} failed: No such file or directory: {piece}"):
+        manager.restore("db", tmp_path / "out")
+
+
+def test_damaged_block_map_is_a_checksum_error(manager: BackupManager, tmp_path: Path) -> None:
+    set_id = _one_file_set(manager, tmp_path, b"data" * 100)
+    bmap = manager.repository / "sets" / set_id / "blockmap"
+    raw = bytearray(bmap.read_bytes())
+    raw[40] ^= 1
+    bmap.write_bytes(raw)
+    with pytest.raises(BackupError, match=f"restore of set {set_id} failed: {bmap}: checksum mismatch"):
+        manager.restore("db", tmp_path / "out")
+
+
+def test_unreadable_manifest_is_named(manager: BackupManager, tmp_path: Path) -> None:
+    set_id = _one_file_set(manager, tmp_path, b"data")
+    (manager.repository / "sets" / set_id / "manifest.json").write_text("{not json")
+    with pytest.raises(BackupError, match=f"manifest of set {set_id} is unreadable"):
+        manager.restore("db", tmp_path / "out")
+
+
+def test_truncated_piece_is_a_format_error(manager: BackupManager, tmp_path: Path) -> None:
+    set_id = _one_file_set(manager, tmp_path, b"data" * 3000)
+    piece = manager.repository / "sets" / set_id / "data.piece"
+    piece.write_bytes(piece.read_bytes()[:-10])
+    with pytest.raises(BackupError, match=f"restore of set {set_id} failed: {piece}: bad trailer magic"):
+        manager.restore("db", tmp_path / "out")
+
+
+def test_naive_until_is_refused(manager: BackupManager, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    _one_file_set(manager, tmp_path, b"x")
+    with pytest.raises(ValueError, match="datetime 2026-01-01T00:00:00 must be timezone-aware"):
+        manager.restore("db", tmp_path / "out", until=datetime(2026, 1, 1))

@@ -208,14 +208,18 @@ def _resolve_path(records: Sequence[ChainRecord], until_us: int | None, database
 class BackupCatalog:
     """Backup sets and pieces of one repository, in ``REPO/catalog.db``.
 
-    Safe to share between threads (one connection behind a lock); other processes use
-    their own connection, and SQLite's WAL mode with a busy timeout keeps them apart.
+    `path` is the catalog file or the repository directory. Safe to share between
+    threads (one connection behind a lock); other processes use their own connection,
+    and SQLite's WAL mode with a busy timeout keeps them apart.
     """
 
     def __init__(
         self, path: str | os.PathLike[str], *, max_backup_sets: int = DEFAULT_MAX_BACKUP_SETS
     ) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            # A repository directory: its catalog file.
+            self.path = self.path / store.CATALOG_FILE
         self.repository = self.path.parent
         self.max_backup_sets = max_backup_sets
         self._lock = threading.RLock()

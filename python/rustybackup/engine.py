@@ -12,7 +12,8 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from . import _core, store
 from .catalog import BackupCatalog, BackupSet, DatabaseEntry, set_from_manifest, to_us
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
-from .restore import restore_set_files
+from .restore import label, restore_set_files
 from .sources import archive_candidates, snapshot_sqlite, walk
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class BackupManager:
             parent_ranges = {f["path"]: (f["first_block"], f["block_count"]) for f in parent_manifest["files"]}
             sources = list(parent_manifest["sources"])
         sources.append({"set_id": set_id, "piece": store.PIECE})
-        jobs = [(path, rel, parent_ranges.get(rel)) for rel, path, _ in tree.files]
+        jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in tree.files]
         total = sum(st.st_size for _, _, st in tree.files)
         files_out, piece, bm_checksum, bm_records, bytes_read, blocks_stored = _core.backup_files(
             jobs,
@@ -317,7 +318,7 @@ class BackupManager:
                     f"archive file {name!r} in {db.archive_dir} differs from the copy already backed up in set "
                     f"{known[1]} (digest {digest} != {known[0]}); refusing to overwrite an archived log"
                 )
-        jobs = [(path, name, None) for name, path, _ in new]
+        jobs = [(path, label(name), None) for name, path, _ in new]
         total = sum(st.st_size for _, _, st in new)
         staging = self.repo.staging_dir(set_id)
         files_out, piece, bm_checksum, bm_records, bytes_read, _ = _core.backup_files(
@@ -459,15 +460,32 @@ class BackupManager:
         target.mkdir(parents=True, exist_ok=True)
         data_sets = [s for s in path if s.backup_type is not BackupType.ARCHIVE_LOG]
         log_sets = [s for s in path if s.backup_type is BackupType.ARCHIVE_LOG]
-        if data_sets:
-            last = data_sets[-1]
-            restore_set_files(self.repository, last.id, self._manifest(last), target, progress, archive=False)
-        if log_sets:
-            archive = target / "archive"
-            archive.mkdir(exist_ok=True)
-            for s in log_sets:
-                restore_set_files(self.repository, s.id, self._manifest(s), archive, progress, archive=True)
+        with self.reading([s.id for s in path]):
+            if data_sets:
+                last = data_sets[-1]
+                restore_set_files(self.repository, last.id, self._manifest(last), target, progress, archive=False)
+            if log_sets:
+                archive = target / "archive"
+                archive.mkdir(exist_ok=True)
+                for s in log_sets:
+                    restore_set_files(self.repository, s.id, self._manifest(s), archive, progress, archive=True)
         return path
+
+    @contextmanager
+    def reading(self, set_ids: Iterable[str]) -> Iterator[None]:
+        """Holds shared locks on sets while they are read (restore, verification), so
+        `delete` (and retention through it) refuses to remove them meanwhile, in this
+        or any other process."""
+        fds: list[int] = []
+        try:
+            for sid in set_ids:
+                fd = os.open(self.repo.set_dir(sid) / _READERS, os.O_CREAT | os.O_RDWR, 0o600)
+                fds.append(fd)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     # --- delete ----------------------------------------------------------------------
 
@@ -481,11 +499,22 @@ class BackupManager:
                 f"backup set {set_id} is the parent of {', '.join(dependants)}; delete those first "
                 "(or use a retention policy, which keeps chains whole)"
             )
-        self.catalog.remove_set(set_id)
-        self.repo.discard(set_id)
+        fd = os.open(self.repo.set_dir(set_id) / _READERS, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CatalogError(
+                    f"backup set {set_id} is being read (a restore or verification holds it); try again later"
+                ) from None
+            self.catalog.remove_set(set_id)
+            self.repo.discard(set_id)
+        finally:
+            os.close(fd)
 
 
 _LOCK = ".lock"
+_READERS = ".readers"
 _YOUNG_SECONDS = 60.0
 
 

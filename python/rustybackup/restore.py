@@ -18,7 +18,7 @@ def check_relative(rel: Any, set_id: str) -> str:
     if not isinstance(rel, str) or not rel:
         raise BackupError(f"manifest of set {set_id} holds an empty or non-text path {rel!r}")
     parts = rel.split("/")
-    if rel.startswith("/") or "\\" in rel or "\0" in rel or any(p in ("", ".", "..") for p in parts):
+    if rel.startswith("/") or "\0" in rel or any(p in ("", ".", "..") for p in parts):
         raise BackupError(f"manifest of set {set_id} holds path {rel!r}, which would escape the restore target")
     return rel
 
@@ -58,7 +58,7 @@ def restore_set_files(
         dest.parent.mkdir(parents=True, exist_ok=True)
         if _under_link(target, dest):
             raise BackupError(f"manifest of set {set_id}: {f['path']!r} would be written through a symlink")
-        jobs.append((f["path"], dest, f["first_block"], f["block_count"], f["size"], f["digest"]))
+        jobs.append((label(f["path"]), dest, f["first_block"], f["block_count"], f["size"], f["digest"]))
     piece_paths = [repository / store.SETS_DIR / s["set_id"] / s["piece"] for s in sources]
     try:
         written = _core.restore_files(
@@ -85,6 +85,12 @@ def restore_set_files(
             os.chmod(p, d["mode"])
             _set_times(p, d["mtime_ns"], follow=True)
     return int(written)
+
+
+def label(rel: str) -> str:
+    """A printable form of a path that may hold undecodable bytes (surrogate escapes),
+    for error messages."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _under_link(target: Path, dest: Path) -> bool:

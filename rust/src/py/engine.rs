@@ -115,6 +115,12 @@ impl PyPieceInfo {
 /// Result of `backup_files`: (files, piece, blockmap_checksum, blockmap_records,
 /// bytes_read, blocks_stored); files are (size, digest_hex, first_block, block_count).
 type BackupResult = (Vec<(u64, String, u64, u64)>, PyPieceInfo, String, u64, u64, u64);
+/// A file to back up: (path, relative name, parent block-map range).
+type JobTuple = (PathBuf, String, Option<(u64, u64)>);
+/// A piece index entry: (file_no, block_index, offset, stored_len, raw_len, flags, digest_hex).
+type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
+/// A corrupt block: (piece, block_index, file, offset, expected_hex, actual).
+type FaultTuple = (String, u64, String, u64, String, String);
 
 /// One pass over `jobs` (path, relative name, parent range or None): writes the piece
 /// and the block map; blocks equal to the parent's are not stored again.
@@ -123,7 +129,7 @@ type BackupResult = (Vec<(u64, String, u64, u64)>, PyPieceInfo, String, u64, u64
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
-    jobs: Vec<(PathBuf, String, Option<(u64, u64)>)>,
+    jobs: Vec<JobTuple>,
     piece_path: PathBuf,
     blockmap_path: PathBuf,
     parent_blockmap: Option<PathBuf>,
@@ -242,7 +248,7 @@ fn read_piece_info(py: Python<'_>, path: PathBuf) -> PyResult<PyPieceInfo> {
 /// The piece's index: (file_no, block_index, offset, stored_len, raw_len, flags,
 /// digest_hex) per block, in write order. `file_no` indexes the manifest's `files`.
 #[pyfunction]
-fn read_piece_index(py: Python<'_>, path: PathBuf) -> PyResult<Vec<(u32, u64, u64, u32, u32, u8, String)>> {
+fn read_piece_index(py: Python<'_>, path: PathBuf) -> PyResult<Vec<IndexTuple>> {
     py.detach(|| {
         let r = PieceReader::open(&path)?;
         r.entries()?
@@ -281,7 +287,7 @@ fn verify_piece_blocks(
     py: Python<'_>,
     path: PathBuf,
     files: Option<Vec<String>>,
-) -> PyResult<Vec<(String, u64, String, u64, String, String)>> {
+) -> PyResult<Vec<FaultTuple>> {
     let faults = py
         .detach(|| PieceReader::open(&path)?.verify_blocks())
         .map_err(engine_error)?;
