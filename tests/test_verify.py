@@ -304,3 +304,25 @@ def test_check_restored_names_the_differing_block_and_the_chain_member_that_stor
     with pytest.raises(FileNotFoundError) as info:
         _core.check_restored(out / "nope.bin", "blake3", f["digest"])
     assert info.value.filename == str(out / "nope.bin")
+
+
+def test_a_set_under_verification_cannot_be_deleted(repo: Repo) -> None:
+    from rustybackup import CatalogError
+
+    s = repo.backup("full")
+    v = Verifier(repo.manager)
+    attempts: list[str] = []
+
+    def try_delete(_: object) -> None:
+        if attempts:
+            return
+        try:
+            repo.manager.delete(s.id)
+            attempts.append("deleted")
+        except CatalogError as exc:
+            attempts.append(str(exc))
+
+    r = v.verify(s.id, "standard", progress=try_delete)
+    assert r.ok
+    assert attempts and attempts[0] != "deleted", attempts
+    assert repo.manager.catalog.get_set(s.id).id == s.id

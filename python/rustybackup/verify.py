@@ -262,10 +262,14 @@ class Verifier:
         run = _Run()
         sets = self._resolve(target, run)
         self.records.forget_deleted()
-        if lv is VerificationType.RESTORE_TEST:
-            self._restore_tests(sets, run, budget, progress)
-        else:
-            self._read_files(sets, lv, run, budget, progress)
+        # Shared locks: retention and delete refuse a set while it is being verified.
+        # A set whose directory is gone has nothing to lock (and is reported missing).
+        readable = [s.id for s in sets if (self.repository / "sets" / s.id).is_dir()]
+        with self.manager.reading(readable):
+            if lv is VerificationType.RESTORE_TEST:
+                self._restore_tests(sets, run, budget, progress)
+            else:
+                self._read_files(sets, lv, run, budget, progress)
         marked = self._mark(sets, lv, run)
         report = VerificationReport(
             level=lv,
