@@ -66,6 +66,14 @@ from .engine import BackupProgress as BackupProgress  # noqa: E402
 __all__ += ["BackupCatalog", "BackupManager", "BackupPiece", "BackupProgress", "BackupSet", "DatabaseEntry"]
 
 # --- verification (issue 5) ---
+from .verify import Verifier as Verifier
+from .verify_report import CorruptBlock as CorruptBlock
+from .verify_report import Coverage as Coverage
+from .verify_report import Finding as Finding
+from .verify_report import MissingPiece as MissingPiece
+from .verify_report import VerificationReport as VerificationReport
+
+__all__ += ["Verifier", "VerificationReport", "CorruptBlock", "Coverage", "Finding", "MissingPiece"]
 
 # --- windows, jobs, scheduler (issue 6) ---
 from .jobs import BackupExecution as BackupExecution  # noqa: E402

@@ -285,3 +285,75 @@ def verify_piece_blocks(
 def verify_blockmap(path: _Path) -> int:
     """Checks a block map's structure and checksum; returns its record count."""
 
+# --- verify (issue 5) ---
+
+from collections.abc import Callable as _Callable
+from collections.abc import Sequence as _Sequence
+
+_VerifyRow = tuple[str, str, str, _Path, int | None, str | None, str | None, int | None]
+
+@final
+class FileVerdict:
+    """What one piece or block-map check found (`verify_files` returns one per row)."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def outcome(self) -> str:
+        """"ok", "missing", "damaged" or "not_checked"."""
+    @property
+    def issues(self) -> list[tuple[str, str]]:
+        """(kind, message) for every problem, in the order found."""
+    @property
+    def bad_blocks(self) -> list[tuple[int, int, int, str, str]]:
+        """(file_no, block_index, offset, expected, actual) of every bad block (FULL)."""
+    @property
+    def bytes_read(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def stopped(self) -> str | None:
+        """"budget" or "cancelled" when the check was cut short."""
+
+@final
+class RestoredFileCheck:
+    """A restored file compared with its manifest digest and block map."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def matches(self) -> bool: ...
+    @property
+    def bad_blocks(self) -> list[tuple[int, int, int, str, str]]:
+        """(block_index, source, offset, expected, actual) of blocks differing from the block map."""
+    @property
+    def notes(self) -> list[str]: ...
+    @property
+    def bytes_read(self) -> int: ...
+
+def verify_files(
+    rows: _Sequence[_VerifyRow],
+    level: str,
+    *,
+    budget: float | None = None,
+    progress: _Callable[[int, int], object] | None = None,
+) -> list[FileVerdict]:
+    """Verifies pieces and block maps ("quick", "standard", "full") in parallel, GIL released.
+    Rows: (id, set_id, "piece"|"blockmap", path, size, checksum, algorithm, block_count)."""
+
+def check_restored(
+    path: _Path,
+    algorithm: str,
+    expected: str,
+    *,
+    blockmap: _Path | None = None,
+    first_block: int = 0,
+    block_count: int = 0,
+) -> RestoredFileCheck:
+    """Compares a restored file with its manifest digest; on a mismatch, block by block."""
+
+def check_mapped_blocks(blockmap: _Path, pieces: _Sequence[_Path]) -> list[tuple[int, int, int, str, str]]:
+    """(record, source, offset, expected, actual) of every block-map record whose stored
+    block differs from its digest; VerificationError when the block map is unreadable."""

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod cron;
 pub mod engine;
 pub mod scan;
+pub mod verify;
 
 #[cfg(feature = "python")]
 mod py;
@@ -23,5 +24,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::scan::register(m)?;
     py::chain::register(m)?;
     py::engine::register(m)?;
+    py::verify::register(m)?;
     Ok(())
 }

@@ -8,3 +8,4 @@ pub mod cron;
 pub mod engine;
 pub mod errors;
 pub mod scan;
+pub mod verify;

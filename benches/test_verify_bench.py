@@ -1,0 +1,119 @@
+"""Verification, ours next to `restic check --read-data` and `borg check --verify-data`
+on the same page-cached tree, and STANDARD next to reading the repository's bytes once.
+
+Tree: RB_BENCH_FILES files of RB_BENCH_FILE_MIB MiB of random bytes (default 4 x 2 MiB;
+the issue's 1 GiB figure is RB_BENCH_FILES=64 RB_BENCH_FILE_MIB=16), backed up once
+(FULL) by each tool; every round verifies the whole repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rustybackup import BackupManager, Verifier
+
+FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
+FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
+ROUNDS = 3 if FILES * FILE_MIB >= 64 else 2
+PEER_ENV = {
+    **os.environ,
+    "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+    "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+    "RESTIC_PASSWORD": "bench",
+}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (Debian package '{name}{'backup' if name == 'borg' else ''}')")
+    return path
+
+
+def _run(*args: str, cwd: Path | None = None) -> None:
+    subprocess.run(args, check=True, env=PEER_ENV, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("verify-bench")
+    src = root / "src"
+    src.mkdir()
+    for i in range(FILES):
+        (src / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
+    return root
+
+
+@pytest.fixture(scope="module")
+def ours(base: Path) -> Verifier:
+    m = BackupManager(base / "rb-repo")
+    m.register_database("bench", base / "src")
+    m.backup("bench", "full")
+    return Verifier(m)
+
+
+def _peer_repo(base: Path, name: str) -> tuple[str, Path]:
+    exe = _tool(name)
+    repo = base / f"{name}-repo"
+    if not repo.exists():
+        if name == "borg":
+            _run(exe, "init", "-e", "none", str(repo))
+            _run(exe, "create", f"{repo}::s1", ".", cwd=base / "src")
+        else:
+            _run(exe, "init", "--repo", str(repo))
+            _run(exe, "backup", "--repo", str(repo), str(base / "src"))
+    return exe, repo
+
+
+@pytest.mark.parametrize("peer", ["rustybackup", "restic", "borg"])
+@pytest.mark.benchmark(group="verify: every block re-read and re-hashed")
+def test_full_verify(benchmark: Any, base: Path, ours: Verifier, peer: str) -> None:
+    if peer == "rustybackup":
+
+        def run() -> None:
+            assert ours.verify("bench", "full").ok
+
+    elif peer == "restic":
+        exe, repo = _peer_repo(base, "restic")
+
+        def run() -> None:
+            _run(exe, "check", "--read-data", "--repo", str(repo))
+
+    else:
+        exe, repo = _peer_repo(base, "borg")
+
+        def run() -> None:
+            _run(exe, "check", "--verify-data", str(repo))
+
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["tree_bytes"] = FILES * (FILE_MIB << 20)
+
+
+def _read_once(paths: list[Path]) -> int:
+    """The floor STANDARD is measured against: every byte read once, nothing hashed."""
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    total = 0
+    for p in paths:
+        with open(p, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                total += n
+    return total
+
+
+@pytest.mark.parametrize("what", ["rustybackup standard", "read bytes once"])
+@pytest.mark.benchmark(group="verify: standard vs one read of the repository")
+def test_standard_vs_one_read(benchmark: Any, ours: Verifier, what: str) -> None:
+    repo = Path(ours.manager.repository)
+    files = sorted(p for p in (repo / "sets").rglob("*") if p.is_file())
+    if what == "read bytes once":
+        benchmark.pedantic(lambda: _read_once(files), rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    else:
+        benchmark.pedantic(lambda: ours.verify("bench", "standard"), rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["repository_bytes"] = sum(p.stat().st_size for p in files)

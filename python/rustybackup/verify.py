@@ -1,0 +1,607 @@
+"""Verification of backups (DESIGN.md "Verification"): QUICK, STANDARD and FULL read the
+repository's pieces and block maps in Rust (GIL released, parallel across files);
+RESTORE_TEST restores a set's chain into a private sandbox and compares every file with
+its manifest. Findings persist: FULL and RESTORE_TEST failures mark sets CORRUPT (so
+`find_recovery_path` avoids them, as RMAN's VALIDATE does), a QUICK crosscheck marks a
+set whose pieces are all gone EXPIRED, and every checked file gets a last-verified record
+that budgeted runs use to check the least recently verified files first.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from . import _core
+from .engine import BackupManager
+from .enums import SetStatus, VerificationType
+from .errors import NoRecoveryPath, RustyBackupError, VerificationError
+from .verify_records import PieceRow, SetRow, VerificationRecords, when
+from .verify_report import (
+    CorruptBlock,
+    Coverage,
+    Finding,
+    ItemCoverage,
+    MissingPiece,
+    VerificationReport,
+    VerifierStats,
+)
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+"""The target meaning every set of the repository (also `target=None`)."""
+
+
+@dataclass(frozen=True)
+class VerifyProgress:
+    """Passed to `progress` callbacks: bytes read so far and files (sets, for
+    RESTORE_TEST) done out of the total."""
+
+    bytes_read: int
+    done: int
+    total: int
+    bytes_total: int
+
+
+@dataclass
+class _Item:
+    """One file to check: a piece or a set's block map."""
+
+    id: str
+    set_id: str
+    kind: str
+    path: Path
+    size: int | None
+    checksum: str | None
+    algorithm: str | None
+    block_count: int | None
+    last: int | None = None  # last verification time (µs), None = never
+
+    def row(self) -> tuple[str, str, str, Path, int | None, str | None, str | None, int | None]:
+        return (self.id, self.set_id, self.kind, self.path, self.size, self.checksum, self.algorithm, self.block_count)
+
+
+@dataclass
+class _Run:
+    """Accumulates one run's results."""
+
+    findings: list[Finding] = field(default_factory=list)
+    blocks: list[CorruptBlock] = field(default_factory=list)
+    missing: list[MissingPiece] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    bytes_read: int = 0
+    checked: int = 0
+    bad_sets: set[str] = field(default_factory=set)
+    # For the crosscheck: sets with a piece found missing, with a piece present, with pieces.
+    missing_sets: set[str] = field(default_factory=set)
+    present_sets: set[str] = field(default_factory=set)
+    piece_sets: set[str] = field(default_factory=set)
+    # The sets asked for (a set target: that set, not its ancestors), for RESTORE_TEST.
+    requested: list[SetRow] = field(default_factory=list)
+
+
+def _level(level: VerificationType | str) -> VerificationType:
+    try:
+        return VerificationType(str(level).lower().replace("-", "_"))
+    except ValueError:
+        names = ", ".join(v.value for v in VerificationType)
+        raise VerificationError(f"unknown verification level {level!r}; valid levels: {names}") from None
+
+
+class Verifier:
+    """Verifies the sets of one repository; safe to share between threads."""
+
+    def __init__(self, manager: BackupManager, *, sandbox_dir: str | Path | None = None) -> None:
+        self.manager = manager
+        self.repository = Path(manager.repository)
+        self.records = VerificationRecords(manager.catalog)
+        self.sandbox_dir = None if sandbox_dir is None else Path(sandbox_dir)
+        self._lock = threading.Lock()
+        self._stats = VerifierStats()
+
+    @property
+    def stats(self) -> VerifierStats:
+        """Totals over every verification this object ran."""
+        with self._lock:
+            return self._stats
+
+    # --- targets ---------------------------------------------------------------------
+
+    def _resolve(self, target: str | None, run: _Run) -> list[SetRow]:
+        """The sets a target names, base of each chain first, without duplicates."""
+        if target is None:
+            return self.records.set_rows()
+        row = self.records.set_row(target)
+        if row is not None:
+            run.requested = [row]
+            return self._chain(row, run)
+        if target in self.records.database_names():
+            return self.records.set_rows("WHERE database = ?", (target,))
+        if target == ALL:
+            return self.records.set_rows()
+        raise VerificationError(f"nothing to verify: {target!r} is neither a backup set id nor a registered database")
+
+    def _chain(self, row: SetRow, run: _Run) -> list[SetRow]:
+        chain = [row]
+        seen = {row.id}
+        # An ARCHIVE_LOG set restores on its own (docs/FORMAT.md: its sources are itself).
+        cur = row if row.backup_type != "archive_log" else None
+        while cur is not None and cur.parent_id is not None:
+            parent = self.records.set_row(cur.parent_id)
+            if parent is None or parent.id in seen:
+                why = "is not in the catalog" if parent is None else "closes a cycle"
+                run.findings.append(
+                    Finding(
+                        "broken_chain",
+                        cur.id,
+                        cur.parent_id,
+                        f"backup set {cur.id} names parent {cur.parent_id}, which {why}; its chain cannot be restored",
+                    )
+                )
+                run.bad_sets.add(cur.id)
+                break
+            chain.append(parent)
+            seen.add(parent.id)
+            cur = parent
+        chain.reverse()
+        return chain
+
+    def _items(self, sets: Sequence[SetRow], run: _Run) -> list[_Item]:
+        pieces = self.records.piece_rows([s.id for s in sets])
+        items: list[_Item] = []
+        for s in sets:
+            for problem in s.problems:
+                run.findings.append(Finding("bad_catalog_row", s.id, s.id, problem))
+            self._check_manifest(s, run)
+            rows = pieces.get(s.id, [])
+            if not rows:
+                run.findings.append(
+                    Finding("bad_catalog_row", s.id, s.id, f"the catalog lists no pieces for backup set {s.id}")
+                )
+            for p in rows:
+                item = self._piece_item(p, run)
+                if item is not None:
+                    items.append(item)
+            blockmap = self._inside(s.blockmap)
+            if blockmap is not None:
+                items.append(
+                    _Item(f"{s.id}/blockmap", s.id, "blockmap", blockmap, None, s.blockmap_checksum, s.algorithm, None)
+                )
+        last = self.records.last_verified(i.id for i in items)
+        for i in items:
+            rec = last.get(i.id)
+            i.last = None if rec is None else rec[0]
+        return items
+
+    def _inside(self, rel: str | None) -> Path | None:
+        """A catalog path inside the repository, or None (absent, absolute or escaping):
+        a damaged row must never send the verifier to read files elsewhere."""
+        if rel is None or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in rel.split("/")):
+            return None
+        return self.repository / rel
+
+    def _piece_item(self, p: PieceRow, run: _Run) -> _Item | None:
+        path = self._inside(p.path)
+        if path is None:
+            run.findings.append(
+                Finding("bad_catalog_row", p.set_id, p.id,
+                        f"catalog row of piece {p.id} has no usable path ({p.path!r}); cannot check it")
+            )
+            return None
+        return _Item(p.id, p.set_id, "piece", path, p.size, p.checksum, p.algorithm, p.block_count)
+
+    def _check_manifest(self, s: SetRow, run: _Run) -> None:
+        path = self._inside(s.manifest)
+        if path is None or s.manifest is None:
+            if s.manifest is not None:
+                run.findings.append(
+                    Finding("bad_catalog_row", s.id, s.id,
+                            f"catalog row of set {s.id}: manifest path {s.manifest!r} is outside the repository")
+                )
+            return
+        if not path.is_file():
+            run.findings.append(
+                Finding("missing_manifest", s.id, s.manifest,
+                        f"manifest of backup set {s.id} is missing ({path}); the set cannot be restored or rebuilt")
+            )
+            run.missing.append(MissingPiece(f"{s.id}/manifest.json", s.id, s.manifest))
+            run.bad_sets.add(s.id)
+
+    def _manifest(self, set_id: str, cache: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+        if set_id not in cache:
+            row = self.records.set_row(set_id)
+            data: dict[str, Any] | None = None
+            path = None if row is None else self._inside(row.manifest)
+            if path is not None:
+                try:
+                    loaded = json.loads(path.read_text(encoding="utf-8"))
+                    data = loaded if isinstance(loaded, dict) else None
+                except (OSError, ValueError):
+                    data = None
+            cache[set_id] = data
+        return cache[set_id]
+
+    def _file_name(self, set_id: str, file_no: int, cache: dict[str, dict[str, Any] | None]) -> str:
+        m = self._manifest(set_id, cache)
+        try:
+            assert m is not None
+            return str(m["files"][file_no]["path"])
+        except (AssertionError, KeyError, IndexError, TypeError):
+            return f"#{file_no} (not in the manifest of set {set_id})"
+
+    # --- the public calls ------------------------------------------------------------
+
+    def verify(
+        self,
+        target: str | None = None,
+        level: VerificationType | str = VerificationType.STANDARD,
+        budget: timedelta | None = None,
+        progress: Callable[[VerifyProgress], object] | None = None,
+    ) -> VerificationReport:
+        """Verifies `target` (a set id: the set and its chain; a database name: its sets;
+        ``"all"`` or None: every set) at `level`. With `budget`, the least recently
+        verified files go first and the run stops inside the budget."""
+        lv = _level(level)
+        if budget is not None and (not isinstance(budget, timedelta) or budget <= timedelta(0)):
+            raise VerificationError(f"budget must be a positive timedelta, not {budget!r}")
+        started_at = self.manager.clock()
+        t0 = time.monotonic()
+        run = _Run()
+        sets = self._resolve(target, run)
+        self.records.forget_deleted()
+        # Shared locks: retention and delete refuse a set while it is being verified.
+        # A set whose directory is gone has nothing to lock (and is reported missing).
+        readable = [s.id for s in sets if (self.repository / "sets" / s.id).is_dir()]
+        with self.manager.reading(readable):
+            if lv is VerificationType.RESTORE_TEST:
+                self._restore_tests(sets, run, budget, progress)
+            else:
+                self._read_files(sets, lv, run, budget, progress)
+        marked = self._mark(sets, lv, run)
+        report = VerificationReport(
+            level=lv,
+            target=target,
+            started_at=started_at,
+            duration=timedelta(seconds=time.monotonic() - t0),
+            sets=tuple(s.id for s in sets),
+            pieces_checked=run.checked,
+            bytes_read=run.bytes_read,
+            corrupt_blocks=tuple(run.blocks),
+            missing_pieces=tuple(run.missing),
+            findings=tuple(run.findings),
+            outcomes=dict(run.outcomes),
+            marked=marked,
+        )
+        with self._lock:
+            self._stats = self._stats.add(report)
+        if not report.ok:
+            log.warning("verification of %s found %d problem(s)", target or ALL, len(report.findings))
+        return report
+
+    def coverage(self, target: str | None = None) -> Coverage:
+        """When each piece and block map of `target` was last verified, least recent first."""
+        run = _Run()
+        sets = self._resolve(target, run)
+        db = {s.id: s.database for s in sets}
+        items = self._items(sets, run)
+        recs = self.records.last_verified(i.id for i in items)
+        out = []
+        for i in items:
+            rec = recs.get(i.id)
+            out.append(
+                ItemCoverage(
+                    item=i.id,
+                    set_id=i.set_id,
+                    database=db.get(i.set_id),
+                    kind=i.kind,
+                    last_verified=when(rec[0]) if rec else None,
+                    level=VerificationType(rec[1]) if rec else None,
+                    outcome=rec[2] if rec else None,
+                )
+            )
+        out.sort(key=lambda c: (c.last_verified is not None, c.last_verified.timestamp() if c.last_verified else 0.0, c.item))
+        return Coverage(tuple(out))
+
+    # --- QUICK / STANDARD / FULL -----------------------------------------------------
+
+    def _read_files(
+        self,
+        sets: Sequence[SetRow],
+        level: VerificationType,
+        run: _Run,
+        budget: timedelta | None,
+        progress: Callable[[VerifyProgress], object] | None,
+    ) -> None:
+        items = self._items(sets, run)
+        if budget is not None:
+            # Never-verified first, then oldest: repeated budgeted runs sweep everything.
+            items.sort(key=lambda i: (i.last is not None, i.last or 0))
+        total_bytes = sum(i.size or 0 for i in items)
+        cb = None
+        if progress is not None:
+            report = progress
+
+            def cb(bytes_read: int, done: int) -> None:
+                report(VerifyProgress(bytes_read, done, len(items), total_bytes))
+
+        verdicts = _core.verify_files(
+            [i.row() for i in items],
+            level.value,
+            budget=None if budget is None else budget.total_seconds(),
+            progress=cb,
+        )
+        now = self.manager.clock()
+        manifests: dict[str, dict[str, Any] | None] = {}
+        records = []
+        for item, v in zip(items, verdicts, strict=True):
+            run.outcomes[v.outcome] += 1
+            run.bytes_read += v.bytes_read
+            if v.stopped is not None and v.outcome == "not_checked":
+                continue
+            run.checked += 1
+            for kind, message in v.issues:
+                if kind == "missing":
+                    run.missing.append(MissingPiece(item.id, item.set_id, item.path.relative_to(self.repository).as_posix()))
+                run.findings.append(Finding(kind, item.set_id, item.id, message))
+            for file_no, block_index, offset, expected, actual in v.bad_blocks:
+                run.blocks.append(
+                    CorruptBlock(
+                        piece=item.id,
+                        file=self._file_name(item.set_id, file_no, manifests) if item.kind == "piece" else "",
+                        block_index=block_index,
+                        offset=offset,
+                        expected=expected,
+                        actual=actual,
+                        set_id=item.set_id,
+                    )
+                )
+            # A damaged catalog row is reported, but only damaged data makes a set CORRUPT.
+            if any(kind != "bad_catalog_row" for kind, _ in v.issues):
+                run.bad_sets.add(item.set_id)
+            if v.stopped is None:
+                records.append((item.id, item.set_id, item.kind, now, level, v.outcome, v.bytes_read))
+        self.records.record(records)
+        for i, v in zip(items, verdicts, strict=True):
+            if i.kind != "piece":
+                continue
+            run.piece_sets.add(i.set_id)
+            if v.outcome == "missing":
+                run.missing_sets.add(i.set_id)
+            elif v.outcome != "not_checked":
+                run.present_sets.add(i.set_id)
+
+    # --- RESTORE_TEST ----------------------------------------------------------------
+
+    def _restore_tests(
+        self,
+        sets: Sequence[SetRow],
+        run: _Run,
+        budget: timedelta | None,
+        progress: Callable[[VerifyProgress], object] | None,
+    ) -> None:
+        items = self._items(sets, run)
+        by_set: dict[str, list[_Item]] = {}
+        for i in items:
+            by_set.setdefault(i.set_id, []).append(i)
+        # Restoring a set reads its whole chain; restoring each ancestor as well would
+        # make a chain of n sets cost n restores, so a set target restores that set only.
+        order = list(run.requested or sets)
+        if budget is not None:
+            def oldest(s: SetRow) -> tuple[bool, int]:
+                lasts = [i.last for i in by_set.get(s.id, [])]
+                if not lasts or any(x is None for x in lasts):
+                    return (False, 0)
+                return (True, min(x for x in lasts if x is not None))
+            order.sort(key=oldest)
+        t0 = time.monotonic()
+        rate: float | None = None
+        size_of = {s.id: sum(i.size or 0 for i in by_set.get(s.id, [])) for s in order}
+        for n, s in enumerate(order):
+            if budget is not None:
+                used = time.monotonic() - t0
+                guess = size_of[s.id] / rate if rate else 0.0
+                if used + guess >= budget.total_seconds():
+                    run.outcomes["not_checked"] += 1
+                    continue
+            if progress is not None:
+                progress(VerifyProgress(run.bytes_read, n, len(order), sum(size_of.values())))
+            before = run.bytes_read
+            t1 = time.monotonic()
+            ok = self._restore_test(s, run)
+            spent = time.monotonic() - t1
+            if spent > 0 and run.bytes_read > before:
+                rate = (run.bytes_read - before) / spent
+            run.outcomes["ok" if ok else "damaged"] += 1
+            run.checked += 1
+            if ok:
+                now = self.manager.clock()
+                chain = self._chain(s, _Run())
+                recs = [
+                    (i.id, i.set_id, i.kind, now, VerificationType.RESTORE_TEST, "ok", 0)
+                    for c in chain
+                    for i in by_set.get(c.id, [])
+                ]
+                self.records.record(recs)
+        if progress is not None:
+            progress(VerifyProgress(run.bytes_read, len(order), len(order), sum(size_of.values())))
+
+    def _restore_test(self, s: SetRow, run: _Run) -> bool:
+        """Restores `s` (its chain) into a fresh private directory and compares it with
+        the manifest; the directory is removed whatever happens."""
+        if s.database is None:
+            run.findings.append(Finding("bad_catalog_row", s.id, s.id, f"catalog row of set {s.id} names no database"))
+            run.bad_sets.add(s.id)
+            return False
+        sandbox = Path(tempfile.mkdtemp(prefix="rustybackup-restore-test-", dir=self.sandbox_dir))
+        try:
+            return self._restore_and_compare(s, s.database, sandbox, run)
+        finally:
+            shutil.rmtree(sandbox, ignore_errors=True)
+            if sandbox.exists():
+                log.error("could not remove restore-test sandbox %s", sandbox)
+
+    def _restore_and_compare(self, s: SetRow, database: str, sandbox: Path, run: _Run) -> bool:
+        target = sandbox / "restore"
+        restored = [0]
+
+        def count(done: int) -> None:
+            restored[0] = done
+
+        try:
+            self.manager.restore(database, target, backup_set_id=s.id, progress=count)
+        except NoRecoveryPath as exc:
+            run.findings.append(Finding("not_restorable", s.id, s.id, f"restore test of set {s.id}: {exc}"))
+            return False
+        except (RustyBackupError, OSError, ValueError) as exc:
+            run.findings.append(Finding("restore_failed", s.id, s.id, f"restore test of set {s.id} failed: {exc}"))
+            run.bad_sets.add(s.id)
+            run.bytes_read += restored[0]
+            # A restore stops at the first bad block; name them all.
+            self._mapped_blocks(s, run)
+            return False
+        run.bytes_read += restored[0]
+        manifest = self._manifest(s.id, {})
+        if manifest is None:
+            run.findings.append(Finding("bad_manifest", s.id, s.id, f"manifest of set {s.id} is unreadable"))
+            run.bad_sets.add(s.id)
+            return False
+        info = manifest.get("set", {})
+        root = target / "archive" if s.backup_type == "archive_log" else target
+        algorithm = str(info.get("algorithm", "blake3"))
+        blockmap = self._inside(s.blockmap)
+        sources = manifest.get("sources", [])
+        ok = True
+        for f in manifest.get("files", []):
+            rel = str(f.get("path"))
+            path = root / rel
+            if not path.is_file():
+                run.findings.append(Finding("missing_file", s.id, rel, f"restore test of set {s.id}: {rel} was not restored"))
+                ok = False
+                continue
+            check = _core.check_restored(
+                path, algorithm, str(f.get("digest", "")), blockmap=blockmap,
+                first_block=int(f.get("first_block", 0)), block_count=int(f.get("block_count", 0)),
+            )
+            run.bytes_read += check.bytes_read
+            if check.matches:
+                continue
+            ok = False
+            run.findings.append(
+                Finding(
+                    "digest_mismatch", s.id, rel,
+                    f"restore test of set {s.id}: {rel} restored with digest {check.digest}, "
+                    f"the manifest records {f.get('digest')}",
+                )
+            )
+            for block_index, source, offset, expected, actual in check.bad_blocks:
+                src = sources[source] if 0 <= source < len(sources) else {}
+                owner = str(src.get("set_id", s.id))
+                run.blocks.append(
+                    CorruptBlock(f"{owner}/{src.get('piece', '?')}", rel, block_index, offset, expected, actual, owner)
+                )
+                run.bad_sets.add(owner)
+            for note in check.notes:
+                run.findings.append(Finding("digest_mismatch", s.id, rel, f"restore test of set {s.id}: {note}"))
+        if info.get("source_kind") == "sqlite":
+            for f in manifest.get("files", []):
+                ok = _integrity_check(root / str(f.get("path")), s.id, run) and ok
+        if not ok:
+            run.bad_sets.add(s.id)
+        return ok
+
+    def _mapped_blocks(self, s: SetRow, run: _Run) -> None:
+        """Every block of `s`'s block map re-read from its chain's pieces and compared
+        with the block map's digest; each mismatch becomes a CorruptBlock of the set
+        whose piece stores it."""
+        manifest = self._manifest(s.id, {})
+        blockmap = self._inside(s.blockmap)
+        if manifest is None or blockmap is None:
+            return
+        try:
+            sources = [(str(x["set_id"]), str(x["piece"])) for x in manifest["sources"]]
+            files = sorted((int(f["first_block"]), int(f["block_count"]), str(f["path"])) for f in manifest["files"])
+        except (KeyError, TypeError, ValueError):
+            return
+        pieces = [self.repository / "sets" / sid / piece for sid, piece in sources]
+        try:
+            faults = _core.check_mapped_blocks(blockmap, pieces)
+        except (VerificationError, OSError) as exc:
+            run.findings.append(Finding("unreadable", s.id, f"{s.id}/blockmap", str(exc)))
+            return
+        starts = [f[0] for f in files]
+        for record, source, offset, expected, actual in faults:
+            at = bisect.bisect_right(starts, record) - 1
+            name, index = (files[at][2], record - files[at][0]) if at >= 0 else (f"record {record}", record)
+            owner, piece = sources[source] if 0 <= source < len(sources) else (s.id, "?")
+            run.blocks.append(CorruptBlock(f"{owner}/{piece}", name, index, offset, expected, actual, owner))
+            run.bad_sets.add(owner)
+
+    # --- persisting findings ---------------------------------------------------------
+
+    def _mark(self, sets: Sequence[SetRow], level: VerificationType, run: _Run) -> dict[str, str]:
+        marked: dict[str, str] = {}
+        known = {s.id: s for s in sets}
+        missing, present = run.missing_sets, run.present_sets
+        for sid in sorted(run.piece_sets):
+            s = known.get(sid)
+            if s is None:
+                continue
+            if sid not in present and sid in missing and s.status != SetStatus.EXPIRED.value:
+                # RMAN CROSSCHECK: every piece gone -> EXPIRED.
+                marked[sid] = SetStatus.EXPIRED.value
+            elif s.status == SetStatus.EXPIRED.value and sid in present and sid not in missing:
+                # RMAN CROSSCHECK: an EXPIRED piece found again becomes AVAILABLE.
+                marked[sid] = SetStatus.AVAILABLE.value
+        if level in (VerificationType.FULL, VerificationType.RESTORE_TEST):
+            for sid in sorted(run.bad_sets):
+                s = known.get(sid) or self.records.set_row(sid)
+                if s is None or marked.get(sid) == SetStatus.EXPIRED.value:
+                    continue
+                if s.status != SetStatus.CORRUPT.value:
+                    marked[sid] = SetStatus.CORRUPT.value
+        for sid, status in marked.items():
+            try:
+                self.records.set_status(sid, status)
+            except RustyBackupError as exc:
+                run.findings.append(Finding("bad_catalog_row", sid, sid, f"could not mark set {sid} {status}: {exc}"))
+        return marked
+
+
+def _integrity_check(path: Path, set_id: str, run: _Run) -> bool:
+    """SQLite's own check of a restored database file (read-only, never journaled)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        run.findings.append(
+            Finding("integrity_check", set_id, path.name, f"restore test of set {set_id}: {path.name}: {exc}")
+        )
+        return False
+    if rows != [("ok",)]:
+        detail = "; ".join(str(r[0]) for r in rows[:5])
+        run.findings.append(
+            Finding("integrity_check", set_id, path.name,
+                    f"restore test of set {set_id}: PRAGMA integrity_check on {path.name}: {detail}")
+        )
+        return False
+    return True
+
+
+__all__ = ["ALL", "CorruptBlock", "Coverage", "Finding", "MissingPiece", "VerificationReport", "Verifier",
+           "VerifierStats", "VerifyProgress"]

@@ -1,0 +1,217 @@
+"""What verification keeps in ``catalog.db``: when each piece and block map was last
+verified, at which level and with which outcome (RMAN keeps the same in its catalog's
+validation records), and a tolerant reader of the ``sets``/``pieces`` rows.
+
+The reader is an adapter over the catalog tables documented in docs/FORMAT.md rather
+than ``BackupCatalog.get_set``: a verifier must describe a damaged catalog row (an
+unknown status, a NULL size, a broken parent link) as a finding, not die on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .catalog import BackupCatalog, from_us, to_us
+from .enums import VerificationType
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS piece_verifications (
+    item_id TEXT PRIMARY KEY,      -- pieces.id, or '<set-id>/blockmap'
+    set_id TEXT NOT NULL,
+    kind TEXT NOT NULL,            -- 'piece' | 'blockmap'
+    verified_at INTEGER NOT NULL,  -- microseconds since the epoch, from the manager's clock
+    level TEXT NOT NULL,           -- VerificationType value
+    outcome TEXT NOT NULL,         -- ok | missing | damaged
+    bytes_read INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS piece_verifications_set ON piece_verifications(set_id);
+"""
+
+# How deep each level reads: a coverage question "verified at least STANDARD since..."
+# accepts deeper levels too. RESTORE_TEST reads every block a restore needs.
+LEVEL_DEPTH = {
+    VerificationType.QUICK: 0,
+    VerificationType.STANDARD: 1,
+    VerificationType.FULL: 2,
+    VerificationType.RESTORE_TEST: 2,
+}
+
+
+@dataclass(frozen=True)
+class SetRow:
+    """A ``sets`` row as stored; fields that do not parse are None and `problems` says why."""
+
+    id: str
+    database: str | None
+    backup_type: str | None
+    parent_id: str | None
+    status: str | None
+    algorithm: str | None
+    manifest: str | None
+    blockmap: str | None
+    blockmap_checksum: str | None
+    started_at: int | None
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PieceRow:
+    """A ``pieces`` row as stored (any field may be None when the row is damaged)."""
+
+    id: str
+    set_id: str
+    path: str | None
+    size: int | None
+    checksum: str | None
+    algorithm: str | None
+    block_count: int | None
+
+
+_KNOWN_STATUS = {"available", "corrupt", "expired"}
+_KNOWN_TYPES = {"full", "incremental", "differential", "archive_log"}
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _text(v: object) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+class VerificationRecords:
+    """The verification table and the catalog rows verification reads, over the
+    catalog's own connection (one writer lock per repository process)."""
+
+    def __init__(self, catalog: BackupCatalog) -> None:
+        self.catalog = catalog
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        with self.catalog.transaction() as c:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        with self.catalog.transaction() as c:
+            return list(c.execute(sql, args).fetchall())
+
+    # --- catalog rows ----------------------------------------------------------------
+
+    def set_rows(self, where: str = "", args: Sequence[object] = ()) -> list[SetRow]:
+        sql = (
+            "SELECT id, database, backup_type, parent_id, status, algorithm, manifest, blockmap, "
+            "blockmap_checksum, started_at FROM sets " + where + " ORDER BY started_at, rowid"
+        )
+        return [self._set_row(r) for r in self._query(sql, args)]
+
+    @staticmethod
+    def _set_row(r: tuple[object, ...]) -> SetRow:
+        sid = str(r[0])
+        problems: list[str] = []
+        btype = _text(r[2])
+        if btype not in _KNOWN_TYPES:
+            problems.append(f"catalog row of set {sid}: unknown backup_type {r[2]!r}")
+            btype = None
+        status = _text(r[4])
+        if status not in _KNOWN_STATUS:
+            problems.append(f"catalog row of set {sid}: unknown status {r[4]!r}")
+            status = None
+        for name, value in (("manifest", r[6]), ("blockmap", r[7])):
+            if _text(value) is None:
+                problems.append(f"catalog row of set {sid}: no {name} path")
+        return SetRow(
+            id=sid,
+            database=_text(r[1]),
+            backup_type=btype,
+            parent_id=_text(r[3]),
+            status=status,
+            algorithm=_text(r[5]),
+            manifest=_text(r[6]),
+            blockmap=_text(r[7]),
+            blockmap_checksum=_text(r[8]),
+            started_at=_int(r[9]),
+            problems=tuple(problems),
+        )
+
+    def set_row(self, set_id: str) -> SetRow | None:
+        rows = self.set_rows("WHERE id = ?", (set_id,))
+        return rows[0] if rows else None
+
+    def piece_rows(self, set_ids: Sequence[str]) -> dict[str, list[PieceRow]]:
+        out: dict[str, list[PieceRow]] = {}
+        for i in range(0, len(set_ids), 500):
+            part = list(set_ids[i : i + 500])
+            marks = ", ".join("?" * len(part))
+            rows = self._query(
+                f"SELECT id, set_id, path, size, checksum, algorithm, block_count FROM pieces "
+                f"WHERE set_id IN ({marks}) ORDER BY id",
+                part,
+            )
+            for r in rows:
+                row = PieceRow(
+                    id=str(r[0]),
+                    set_id=str(r[1]),
+                    path=_text(r[2]),
+                    size=_int(r[3]),
+                    checksum=_text(r[4]),
+                    algorithm=_text(r[5]),
+                    block_count=_int(r[6]),
+                )
+                out.setdefault(row.set_id, []).append(row)
+        return out
+
+    def database_names(self) -> set[str]:
+        return {str(r[0]) for r in self._query("SELECT name FROM databases")}
+
+    def set_status(self, set_id: str, status: str) -> None:
+        """Writes a status through the catalog (engine's mark_status)."""
+        from .enums import SetStatus
+
+        self.catalog.mark_status(set_id, SetStatus(status))
+
+    # --- verification records --------------------------------------------------------
+
+    def last_verified(self, item_ids: Iterable[str]) -> dict[str, tuple[int, str, str]]:
+        """item id -> (verified_at µs, level, outcome) for the ids that have a record."""
+        ids = list(item_ids)
+        out: dict[str, tuple[int, str, str]] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ", ".join("?" * len(part))
+            for r in self._query(
+                f"SELECT item_id, verified_at, level, outcome FROM piece_verifications WHERE item_id IN ({marks})",
+                part,
+            ):
+                out[str(r[0])] = (int(str(r[1])), str(r[2]), str(r[3]))
+        return out
+
+    def record(self, rows: Sequence[tuple[str, str, str, datetime, VerificationType, str, int]]) -> None:
+        """Upserts (item_id, set_id, kind, when, level, outcome, bytes_read) in one transaction."""
+        if not rows:
+            return
+        with self.catalog.transaction() as c:
+            c.executemany(
+                "INSERT INTO piece_verifications (item_id, set_id, kind, verified_at, level, outcome, bytes_read) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET set_id = excluded.set_id, "
+                "kind = excluded.kind, verified_at = excluded.verified_at, level = excluded.level, "
+                "outcome = excluded.outcome, bytes_read = excluded.bytes_read",
+                [(i, s, k, to_us(w), VerificationType(lv).value, o, b) for i, s, k, w, lv, o, b in rows],
+            )
+
+    def forget_deleted(self) -> int:
+        """Drops records of sets the catalog no longer has (retention deleted them)."""
+        with self.catalog.transaction() as c:
+            cur = c.execute("DELETE FROM piece_verifications WHERE set_id NOT IN (SELECT id FROM sets)")
+            return int(cur.rowcount)
+
+
+def when(us: int | None) -> datetime | None:
+    """The aware datetime of a stored timestamp."""
+    return None if us is None else from_us(us)
+
+
+__all__ = ["LEVEL_DEPTH", "PieceRow", "SetRow", "VerificationRecords", "when"]
