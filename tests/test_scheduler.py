@@ -234,34 +234,35 @@ def test_history_filters_by_job_status_time_and_limit(tmp_path: Path) -> None:
     assert e.duration == timedelta(0) and e.bytes_written == 1024 and e.to_json()["status"] == "completed"
 
 
-def test_verification_jobs_run_like_backups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[tuple[str, VerificationType]] = []
+def test_verification_jobs_run_the_real_verifier_and_fail_on_damage(tmp_path: Path) -> None:
+    import os
 
-    class Report:
-        def __init__(self, ok: bool) -> None:
-            self.ok = ok
-            self.corrupt_blocks: list[int] = [] if ok else [1, 2]
-            self.missing_pieces: list[str] = []
+    from rustybackup import BackupManager, _core
 
-    class Verifier:
-        def __init__(self, manager: Any) -> None:
-            pass
-
-        def verify(self, target: str, level: VerificationType) -> Report:
-            seen.append((target, level))
-            return Report(target == "good")
-
-    module = types.ModuleType("rustybackup.verify")
-    module.Verifier = Verifier  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rustybackup.verify", module)
-    s, m, clock = make(tmp_path)
+    clock = FakeClock(T0)
+    manager = BackupManager(tmp_path / "repo", clock=clock)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data").write_bytes(os.urandom(64 * 1024))
+    for name in ("good", "bad"):
+        manager.register_database(name, src)
+        manager.backup(name, BackupType.FULL)
+    [bad_set] = manager.catalog.list_sets(database="bad")
+    piece = manager.repository / "sets" / bad_set.id / "data.piece"
+    offset = _core.read_piece_index(piece)[3][2]
+    with open(piece, "r+b") as fh:
+        fh.seek(offset)
+        first = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([first[0] ^ 1]))
+    s = BackupScheduler(manager, clock=clock)
     s.add_verification("v1", "good", "full", "0 4 * * *")
-    s.add_verification("v2", "bad", VerificationType.QUICK, "0 4 * * *")
-    assert s.execute_due_jobs(T0 + timedelta(hours=4)) == []  # no backup sets from verifications
-    assert sorted(seen) == [("bad", VerificationType.QUICK), ("good", VerificationType.FULL)]
+    s.add_verification("v2", "bad", VerificationType.FULL, "0 4 * * *")
+    assert s.execute_due_jobs(T0 + timedelta(hours=4)) == []  # verifications make no backup sets
     assert s.history(job_id="v1")[0].status is ExecutionStatus.COMPLETED
     bad = s.history(job_id="v2")[0]
-    assert (bad.status, bad.error) == (ExecutionStatus.FAILED, "verification found 2 corrupt block(s), 0 missing piece(s)")
+    assert bad.status is ExecutionStatus.FAILED
+    assert bad.error is not None and bad.error.startswith("verification found 1 corrupt block(s), 0 missing piece(s)")
 
 
 def test_run_forever_sleeps_until_due_survives_failures_and_stops_early(tmp_path: Path) -> None:
