@@ -3,9 +3,7 @@ failures, persistence, history, run_forever, and a simulated year against a mode
 
 from __future__ import annotations
 
-import sys
 import threading
-import types
 from collections import defaultdict
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
