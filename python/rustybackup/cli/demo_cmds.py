@@ -31,7 +31,7 @@ def demo(directory: Path | None) -> None:
     try:
         result = run_demo(directory, console)
     except DemoFailure as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
+        click.echo(f"error: demo failed: {exc}", err=True)
         raise SystemExit(1) from None
     console.print(f"done in {time.monotonic() - t0:.1f} s; everything is in {result.directory}")
 
