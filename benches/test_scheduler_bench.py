@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from sched_fakes import FakeClock, FakeManager, install_cron  # noqa: E402
+from sched_fakes import FakeClock, FakeManager  # noqa: E402
 
 from rustybackup import BackupScheduler, ScheduledBackup  # noqa: E402
 from rustybackup.enums import BackupType  # noqa: E402
 
-install_cron()
 
 N = int(os.environ.get("RUSTYBACKUP_BENCH_JOBS", "1000"))
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
