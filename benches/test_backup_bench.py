@@ -12,37 +12,19 @@ import itertools
 import os
 import random
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from peers import run_quiet, tool
+
 from rustybackup import BackupManager
 
 FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
 FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
 BLOCK = 8192
-PEER_ENV = {
-    **os.environ,
-    "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
-    "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
-    "RESTIC_PASSWORD": "bench",
-}
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (Debian package '{name}{'backup' if name == 'borg' else ''}')")
-    return path
-
-
-def _run(*args: str) -> None:
-    subprocess.run(args, check=True, env=PEER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -81,7 +63,7 @@ class Peer:
         self.repo = base / f"{name}-repo"
         self.count = 0
         self.manager: BackupManager | None = None
-        self.exe = "" if name == "rustybackup" else _tool(name)
+        self.exe = "" if name == "rustybackup" else tool(name)
 
     def init(self, src: Path) -> None:
         shutil.rmtree(self.repo, ignore_errors=True)
@@ -90,18 +72,18 @@ class Peer:
             self.manager = BackupManager(self.repo)
             self.manager.register_database("bench", src)
         elif self.name == "borg":
-            _run(self.exe, "init", "-e", "none", str(self.repo))
+            run_quiet(self.exe, "init", "-e", "none", str(self.repo))
         else:
-            _run(self.exe, "init", "--repo", str(self.repo))
+            run_quiet(self.exe, "init", "--repo", str(self.repo))
 
     def backup(self, src: Path, kind: str) -> None:
         self.count += 1
         if self.manager is not None:
             self.manager.backup("bench", kind)
         elif self.name == "borg":
-            _run(self.exe, "create", f"{self.repo}::s{self.count}", ".", "--files-cache=disabled")
+            run_quiet(self.exe, "create", f"{self.repo}::s{self.count}", ".", "--files-cache=disabled")
         else:
-            _run(self.exe, "backup", "--repo", str(self.repo), "--force", str(src))
+            run_quiet(self.exe, "backup", "--repo", str(self.repo), "--force", str(src))
 
     def restore(self, target: Path) -> None:
         shutil.rmtree(target, ignore_errors=True)
@@ -109,12 +91,9 @@ class Peer:
             self.manager.restore("bench", target)
         elif self.name == "borg":
             target.mkdir()
-            subprocess.run(
-                [self.exe, "extract", f"{self.repo}::s{self.count}"], cwd=target, check=True, env=PEER_ENV,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            run_quiet(self.exe, "extract", f"{self.repo}::s{self.count}", cwd=target)
         else:
-            _run(self.exe, "restore", "latest", "--repo", str(self.repo), "--target", str(target))
+            run_quiet(self.exe, "restore", "latest", "--repo", str(self.repo), "--target", str(target))
 
 
 PEERS = ["rustybackup", "borg", "restic"]

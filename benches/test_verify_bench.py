@@ -9,37 +9,18 @@ the issue's 1 GiB figure is RB_BENCH_FILES=64 RB_BENCH_FILE_MIB=16), backed up o
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from peers import run_quiet, tool
 
 from rustybackup import BackupManager, Verifier
 
 FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
 FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
 ROUNDS = 3 if FILES * FILE_MIB >= 64 else 2
-PEER_ENV = {
-    **os.environ,
-    "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
-    "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
-    "RESTIC_PASSWORD": "bench",
-}
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (Debian package '{name}{'backup' if name == 'borg' else ''}')")
-    return path
-
-
-def _run(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(args, check=True, env=PEER_ENV, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("verify-bench")
@@ -59,15 +40,15 @@ def ours(base: Path) -> Verifier:
 
 
 def _peer_repo(base: Path, name: str) -> tuple[str, Path]:
-    exe = _tool(name)
+    exe = tool(name)
     repo = base / f"{name}-repo"
     if not repo.exists():
         if name == "borg":
-            _run(exe, "init", "-e", "none", str(repo))
-            _run(exe, "create", f"{repo}::s1", ".", cwd=base / "src")
+            run_quiet(exe, "init", "-e", "none", str(repo))
+            run_quiet(exe, "create", f"{repo}::s1", ".", cwd=base / "src")
         else:
-            _run(exe, "init", "--repo", str(repo))
-            _run(exe, "backup", "--repo", str(repo), str(base / "src"))
+            run_quiet(exe, "init", "--repo", str(repo))
+            run_quiet(exe, "backup", "--repo", str(repo), str(base / "src"))
     return exe, repo
 
 
@@ -83,13 +64,13 @@ def test_full_verify(benchmark: Any, base: Path, ours: Verifier, peer: str) -> N
         exe, repo = _peer_repo(base, "restic")
 
         def run() -> None:
-            _run(exe, "check", "--read-data", "--repo", str(repo))
+            run_quiet(exe, "check", "--read-data", "--repo", str(repo))
 
     else:
         exe, repo = _peer_repo(base, "borg")
 
         def run() -> None:
-            _run(exe, "check", "--verify-data", str(repo))
+            run_quiet(exe, "check", "--verify-data", str(repo))
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     benchmark.extra_info["tree_bytes"] = FILES * (FILE_MIB << 20)

@@ -19,7 +19,7 @@ step "cargo test (pure Rust core, no Python)"
 cargo test --locked --quiet
 
 step "mypy --strict and stubtest"
-"$PYTHON" -m mypy python/rustybackup tests
+"$PYTHON" -m mypy python/rustybackup tests conftest.py
 "$PYTHON" -m mypy.stubtest rustybackup._core --allowlist scripts/stubtest-allowlist.txt
 
 step "pytest (profile $HYPOTHESIS_PROFILE)"

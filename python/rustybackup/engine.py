@@ -12,7 +12,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -271,18 +271,7 @@ class BackupManager:
             progress=_progress_adapter(progress, db.name, set_id, total, len(jobs)),
             cancel=cancel,
         )
-        files = [
-            {
-                "path": rel,
-                "mode": stat.S_IMODE(st.st_mode),
-                "mtime_ns": st.st_mtime_ns,
-                "size": size,
-                "digest": digest,
-                "first_block": first,
-                "block_count": count,
-            }
-            for (rel, _, st), (size, digest, first, count) in zip(tree.files, files_out, strict=True)
-        ]
+        files = _file_entries(tree.files, files_out)
         if db.kind == "sqlite":
             st = source.stat()
             files[0]["mode"] = stat.S_IMODE(st.st_mode)
@@ -335,18 +324,7 @@ class BackupManager:
             progress=_progress_adapter(progress, db.name, set_id, total, len(jobs)),
             cancel=cancel,
         )
-        files = [
-            {
-                "path": name,
-                "mode": stat.S_IMODE(st.st_mode),
-                "mtime_ns": st.st_mtime_ns,
-                "size": size,
-                "digest": digest,
-                "first_block": first,
-                "block_count": count,
-            }
-            for (name, _, st), (size, digest, first, count) in zip(new, files_out, strict=True)
-        ]
+        files = _file_entries(new, files_out)
         if not files:
             log.info("archive log backup of %s: no new files in %s", db.name, db.archive_dir)
         sources = [{"set_id": set_id, "piece": store.PIECE}]
@@ -556,6 +534,25 @@ class BackupManager:
                 continue
             deleted.append(set_id)
         return deleted
+
+
+def _file_entries(
+    sources: Sequence[tuple[str, Path, os.stat_result]], scanned: Sequence[tuple[int, str, int, int]]
+) -> list[dict[str, Any]]:
+    """Manifest entries of regular files (docs/FORMAT.md): the stat taken before the
+    scan, and what the Rust pass measured (size, whole-file digest, block range)."""
+    return [
+        {
+            "path": rel,
+            "mode": stat.S_IMODE(st.st_mode),
+            "mtime_ns": st.st_mtime_ns,
+            "size": size,
+            "digest": digest,
+            "first_block": first,
+            "block_count": count,
+        }
+        for (rel, _, st), (size, digest, first, count) in zip(sources, scanned, strict=True)
+    ]
 
 
 _LOCK = ".lock"

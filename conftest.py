@@ -1,4 +1,4 @@
-"""Hypothesis profiles: deadline=None everywhere, because a per-example deadline is a
+"""Hypothesis profiles for tests/ and benches/: deadline=None everywhere, because a per-example deadline is a
 timing threshold and the machines are shared and noisy."""
 
 from __future__ import annotations
