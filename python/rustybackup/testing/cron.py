@@ -51,8 +51,8 @@ def _dow(peer_safe: bool) -> _Spec:
 
 
 @st.composite
-def _value(draw: st.DrawFn, spec: _Spec, hi: int, names: bool) -> tuple[int, str]:
-    v = draw(st.integers(spec.lo, hi))
+def _value(draw: st.DrawFn, spec: _Spec, lo: int, hi: int, names: bool) -> tuple[int, str]:
+    v = draw(st.integers(lo, hi))
     index = v - spec.name_base
     if names and spec.names and 0 <= index < len(spec.names) and draw(st.booleans()):
         name = spec.names[index]
@@ -65,7 +65,7 @@ def _term(draw: st.DrawFn, spec: _Spec, hi: int, names: bool, peer_safe: bool) -
     """One list item and the values it selects: ``a``, ``a-b``, ``a-b/n`` or ``a/n``."""
     kind = draw(st.sampled_from(["value", "range", "range_step", "start_step"] if not peer_safe
                                 else ["value", "range", "range_step"]))
-    a, a_text = draw(_value(spec, hi, names))
+    a, a_text = draw(_value(spec, spec.lo, hi, names))
     if kind == "value":
         return frozenset({a}), a_text
     span = spec.hi - spec.lo + 1
@@ -78,7 +78,7 @@ def _term(draw: st.DrawFn, spec: _Spec, hi: int, names: bool, peer_safe: bool) -
     b_lo = a + 1 if peer_safe else a
     if b_lo > hi:
         return frozenset({a}), a_text
-    b, b_text = draw(_value(spec, hi, names).filter(lambda vt: vt[0] >= b_lo))
+    b, b_text = draw(_value(spec, b_lo, hi, names))
     if kind == "range":
         return frozenset(range(a, b + 1)), f"{a_text}-{b_text}"
     n = draw(st.integers(1, span))
