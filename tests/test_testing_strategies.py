@@ -218,3 +218,12 @@ def test_importing_without_hypothesis_says_which_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'rustybackup[hypothesis]'" in out
+
+
+def test_the_hypothesis_extra_is_declared() -> None:
+    import importlib.metadata
+
+    meta = importlib.metadata.metadata("rustybackup")
+    assert "hypothesis" in (meta.get_all("Provides-Extra") or [])
+    requirements = [r.replace('"', "'").replace(" ", "") for r in meta.get_all("Requires-Dist") or []]
+    assert "hypothesis>=6.100;extra=='hypothesis'" in requirements
