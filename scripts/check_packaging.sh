@@ -10,6 +10,8 @@
 # 3. `maturin sdist` holds what a build needs and nothing built (no target/, no .so, no caches),
 #    and `pip install` of it compiles and works the same way.
 # Everything happens in a temp dir, run from there so the source tree is never on sys.path.
+# RB_TESTS=1 also runs the pytest suite against the installed wheel (its test extras come
+# from the package index): the suite then imports the wheel, not the source tree.
 # RB_KEEP=1 keeps the temp dir; CARGO_TARGET_DIR is honoured by both builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +87,18 @@ took
 step "wheel installs into a fresh venv and runs"
 smoke wheel "$WHEEL"
 took
+
+if [[ -n "${RB_TESTS:-}" ]]; then
+  step "pytest suite against the installed wheel"
+  (cd "$WORK" && "$WORK/venv-wheel/bin/python" -m pip install --quiet --disable-pip-version-check "${WHEEL}[test]") \
+    || fail "installing the test extras"
+  # pyproject.toml only for its [tool.pytest] settings (filterwarnings = error); no source on sys.path.
+  cp -r tests "$WORK/tests" && cp pyproject.toml "$WORK/pyproject.toml"
+  (cd "$WORK" && "$WORK/venv-wheel/bin/python" -m pytest -q -p no:cacheprovider tests \
+    && "$WORK/venv-wheel/bin/python" -c 'import rustybackup, sys; assert "site-packages" in rustybackup.__file__') \
+    || fail "the test suite fails against the wheel"
+  took
+fi
 
 step "maturin sdist"
 maturin sdist --out "$WORK/sdist" >"$WORK/sdist.log" 2>&1 || { cat "$WORK/sdist.log"; fail "sdist build"; }
