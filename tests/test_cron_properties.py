@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rustybackup import CronError, CronSchedule
+from rustybackup.testing import cron_expressions
 
 from cron_reference import Reference, brute_next, brute_prev
 
@@ -22,34 +23,10 @@ UTC = timezone.utc
 DST_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Europe/London", "America/Santiago"]
 
 
-def _term(lo: int, hi: int) -> st.SearchStrategy[str]:
-    value = st.integers(lo, hi)
-    return st.one_of(
-        value.map(str),
-        # (croniter reads the one-value day-of-week range "0-0" as every day; keep a < b)
-        st.tuples(value, value).filter(lambda ab: ab[0] != ab[1]).map(lambda ab: f"{min(ab)}-{max(ab)}"),
-        # (cronsim reads a one-value range with a step, "5-5/2", as "5/2"; keep a < b)
-        st.tuples(value, value, st.integers(1, hi - lo + 1))
-        .filter(lambda a: a[0] != a[1])
-        .map(lambda a: f"{min(a[:2])}-{max(a[:2])}/{a[2]}"),
-    )
-
-
-def _field(lo: int, hi: int, star_steps: bool = True) -> st.SearchStrategy[str]:
-    stars = [st.just("*")]
-    if star_steps:
-        stars.append(st.integers(1, hi - lo + 1).map(lambda n: f"*/{n}"))
-    return st.one_of(*stars, st.lists(_term(lo, hi), min_size=1, max_size=3).map(",".join))
-
-
 def expressions(star_steps_in_days: bool = True) -> st.SearchStrategy[str]:
-    return st.tuples(
-        _field(0, 59),
-        _field(0, 23),
-        _field(1, 31, star_steps_in_days),
-        _field(1, 12),
-        _field(0, 6, star_steps_in_days),
-    ).map(" ".join)
+    """The public strategy, limited to what both peers read as Vixie cron does (see
+    ``cron_expressions``: no one-value ranges, no ``a/n``, no day-of-week 7)."""
+    return cron_expressions(peer_safe=True, star_steps_in_days=star_steps_in_days)
 
 
 def instants(lo: int = 1970, hi: int = 2199) -> st.SearchStrategy[datetime]:
@@ -207,21 +184,14 @@ def test_next_after_agrees_with_both_peers_in_dst_zones_away_from_transitions(
     assert got == croniter_mod.croniter(expr, local).get_next(datetime)
 
 
-def _dom_extension() -> st.SearchStrategy[str]:
-    return st.one_of(st.just("L"), st.just("LW"), st.integers(1, 31).map(str), _field(1, 31))
-
-
-def _dow_extension() -> st.SearchStrategy[str]:
-    day = st.integers(0, 7)
-    return st.one_of(
-        st.tuples(day, st.integers(1, 5)).map(lambda dn: f"{dn[0]}#{dn[1]}"),
-        day.map(lambda d: f"{d}L"),
-        _field(0, 6),
-    )
+def extended_expressions() -> st.SearchStrategy[str]:
+    """``?``, ``L``, ``LW``, ``nW``, ``d#n``, ``dL`` mixed into peer-safe fields (cronsim has
+    no ``H`` and no macros; peer_safe leaves them out)."""
+    return cron_expressions(extensions=True, peer_safe=True)
 
 
 @given(
-    st.tuples(_field(0, 59), _field(0, 23), _dom_extension(), _field(1, 12), _dow_extension()).map(" ".join),
+    extended_expressions(),
     instants(1970, 2199),
 )
 def test_day_extensions_agree_with_cronsim_in_utc(expr: str, t: datetime) -> None:
@@ -233,7 +203,7 @@ def test_day_extensions_agree_with_cronsim_in_utc(expr: str, t: datetime) -> Non
 
 
 @given(
-    st.tuples(_field(0, 59), _field(0, 23), _dom_extension(), _field(1, 12), _dow_extension()).map(" ".join),
+    extended_expressions(),
     instants(1970, 2199),
 )
 def test_matches_agrees_with_the_reference_matcher_in_utc(expr: str, t: datetime) -> None:

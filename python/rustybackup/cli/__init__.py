@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import RustyBackupError
+from ..errors import ConfigError, RustyBackupError
 from . import backup_cmds, cron_cmds, demo_cmds, hash_cmds, retention_cmds, schedule_cmds, verify_cmds
 from .context import CliState
 
@@ -37,8 +37,16 @@ class _Group(click.Group):
             if state is not None and state.debug:
                 raise
             click.echo(f"error: {exc}", err=True)
-            code = EXIT_USAGE if isinstance(exc, ValueError) else EXIT_PROBLEM
+            # ConfigError is a bad name, kind or setting on the command line: invalid input.
+            code = EXIT_USAGE if isinstance(exc, ValueError | ConfigError) else EXIT_PROBLEM
             ctx.exit(code)
+        except Exception as exc:
+            # A bug, not a user error: still one line (scripts parse stderr), and the way to the traceback.
+            state = ctx.find_object(CliState)
+            if state is not None and state.debug:
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(EXIT_PROBLEM)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -37,14 +37,20 @@ def _size(n: int) -> str:
 @click.command("init")
 @pass_state
 def init_cmd(state: CliState) -> None:
-    """Create (or open and check) the repository."""
+    """Create (or open and check) the repository.
+
+    Example: rustybackup --repo /backups init
+    """
     m = BackupManager(state.require_repo())
     click.echo(f"repository ready at {m.repository}")
 
 
 @click.group("db")
 def db_group() -> None:
-    """Register backup sources."""
+    """Register backup sources.
+
+    Example: rustybackup db add orders --kind sqlite --path /srv/orders.db
+    """
 
 
 @db_group.command("add")
@@ -66,7 +72,10 @@ def db_add(
     algorithm: str,
     compression: str | None,
 ) -> None:
-    """Register database NAME (or update its settings)."""
+    """Register database NAME (or update its settings).
+
+    Example: rustybackup db add orders --kind sqlite --path /srv/orders.db --archive-dir /srv/wal
+    """
     m = _manager(state)
     e = m.register_database(name, path, kind, archive_dir, block_size, algorithm, compression)
     click.echo(f"registered {e.name}: {e.kind} at {e.path}")
@@ -76,7 +85,10 @@ def db_add(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def db_list(state: CliState, as_json: bool) -> None:
-    """List registered databases."""
+    """List registered databases.
+
+    Example: rustybackup db list --json
+    """
     dbs = _manager(state).databases()
     if as_json:
         print_json([{**d.__dict__, "registered_at": d.registered_at.isoformat()} for d in dbs])
@@ -94,7 +106,10 @@ def db_list(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new set as JSON.")
 @pass_state
 def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool) -> None:
-    """Back up database NAME."""
+    """Back up database NAME.
+
+    Example: rustybackup backup orders --type full --tag weekly
+    """
     m = _manager(state)
     console = Console(stderr=True)
     columns = (
@@ -127,7 +142,10 @@ def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def list_cmd(state: CliState, name: str | None, btype: str | None, as_json: bool) -> None:
-    """List backup sets (of database NAME)."""
+    """List backup sets (of database NAME).
+
+    Example: rustybackup list orders --type full --json
+    """
     sets = _manager(state).catalog.list_sets(name, None if btype is None else _TYPES[btype])
     if as_json:
         print_json([set_json(s) for s in sets])
@@ -166,7 +184,10 @@ def _parse_until(text: str | None) -> datetime | None:
 @click.option("--set", "set_id", default=None, help="Restore exactly this set (and its chain).")
 @pass_state
 def restore_cmd(state: CliState, name: str, target: Path, until: str | None, set_id: str | None) -> None:
-    """Restore database NAME into DIR."""
+    """Restore database NAME into the directory given by --to.
+
+    Example: rustybackup restore orders --to /tmp/orders --until 2026-03-01T02:30
+    """
     if until is not None and set_id is not None:
         raise click.UsageError("give --until or --set, not both")
     m = _manager(state)
@@ -184,7 +205,10 @@ def restore_cmd(state: CliState, name: str, target: Path, until: str | None, set
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def report_cmd(state: CliState, as_json: bool) -> None:
-    """Counts, sizes and chains per database."""
+    """Counts, sizes and chains per database.
+
+    Example: rustybackup report --json
+    """
     rep = _manager(state).catalog.report()
     if as_json:
         print_json(rep)

@@ -36,7 +36,10 @@ def _after(text: str | None, schedule: CronSchedule) -> datetime:
 
 @click.group("cron")
 def cron_group() -> None:
-    """Cron expressions: next run times and plain-English descriptions."""
+    """Cron expressions: next run times and plain-English descriptions.
+
+    Example: rustybackup cron next "30 2 * * mon-fri" -n 5
+    """
 
 
 @cron_group.command("next")
