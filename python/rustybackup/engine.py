@@ -562,9 +562,17 @@ _YOUNG_SECONDS = 60.0
 
 def _hold_lock(directory: Path) -> int:
     """Creates and flocks `directory/.lock`; the sweep skips locked directories, so a
-    concurrent cleanup() never removes a backup that is still being written."""
-    fd = os.open(directory / _LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    concurrent cleanup() never removes a backup that is still being written.
+
+    The lock is taken under a temporary name and renamed into place, so `.lock` never
+    exists unlocked while its backup lives: a sweep that found it between creation and
+    flock would take the directory for a crash leftover and delete it. Before the
+    rename the directory has no `.lock`, and the sweep's young-directory rule covers it.
+    """
+    pending = directory / (_LOCK + ".new")
+    fd = os.open(pending, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(pending, directory / _LOCK)
     return fd
 
 
