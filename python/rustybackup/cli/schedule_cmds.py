@@ -93,7 +93,10 @@ def _hhmm(ctx: click.Context, param: click.Parameter, value: str | None) -> time
 
 @click.group("job")
 def job_group() -> None:
-    """Scheduled backup jobs."""
+    """Scheduled backup jobs.
+
+    Example: rustybackup job list --json
+    """
 
 
 @job_group.command("add")
@@ -134,7 +137,10 @@ def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def job_list(state: CliState, as_json: bool) -> None:
-    """List jobs with their next run time."""
+    """List jobs with their next run time.
+
+    Example: rustybackup job list --json
+    """
     scheduler = _scheduler(state)
     times = scheduler.next_run_times()
     rows: list[dict[str, Any]] = []
@@ -162,7 +168,10 @@ def job_list(state: CliState, as_json: bool) -> None:
 @click.argument("job_id")
 @pass_state
 def job_remove(state: CliState, job_id: str) -> None:
-    """Remove a job (its history stays in the catalog)."""
+    """Remove a job (its history stays in the catalog).
+
+    Example: rustybackup job remove nightly
+    """
     _scheduler(state).remove_job(job_id)
     click.echo(f"removed job {job_id}")
 
@@ -171,7 +180,10 @@ def job_remove(state: CliState, job_id: str) -> None:
 @click.argument("job_id", required=False)
 @pass_state
 def job_enable(state: CliState, job_id: str | None) -> None:
-    """Enable a job, or the whole scheduler when no id is given."""
+    """Enable a job, or the whole scheduler when no id is given.
+
+    Example: rustybackup job enable nightly
+    """
     scheduler = _scheduler(state)
     if job_id is None:
         scheduler.enable()
@@ -185,7 +197,10 @@ def job_enable(state: CliState, job_id: str | None) -> None:
 @click.argument("job_id", required=False)
 @pass_state
 def job_disable(state: CliState, job_id: str | None) -> None:
-    """Disable a job, or the whole scheduler when no id is given."""
+    """Disable a job, or the whole scheduler when no id is given.
+
+    Example: rustybackup job disable nightly
+    """
     scheduler = _scheduler(state)
     if job_id is None:
         scheduler.disable()
@@ -200,7 +215,10 @@ def job_disable(state: CliState, job_id: str | None) -> None:
 
 @click.group("window")
 def window_group() -> None:
-    """Backup windows (when jobs may run)."""
+    """Backup windows (when jobs may run).
+
+    Example: rustybackup window add office --preset business-hours --tz Europe/Berlin
+    """
 
 
 @window_group.command("add")
@@ -238,7 +256,10 @@ _DAY = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def window_list(state: CliState, as_json: bool) -> None:
-    """List windows."""
+    """List windows.
+
+    Example: rustybackup window list --json
+    """
     windows = _scheduler(state).list_windows()
     if as_json:
         from ..config import window_to_json
@@ -258,7 +279,10 @@ def window_list(state: CliState, as_json: bool) -> None:
 @click.argument("window_id")
 @pass_state
 def window_remove(state: CliState, window_id: str) -> None:
-    """Remove a window no job uses."""
+    """Remove a window no job uses.
+
+    Example: rustybackup window remove office
+    """
     _scheduler(state).remove_window(window_id)
     click.echo(f"removed window {window_id}")
 
@@ -270,7 +294,12 @@ def window_remove(state: CliState, window_id: str) -> None:
 @click.option("--once", is_flag=True, help="Run what is due now and exit (for cron or a systemd timer).")
 @pass_state
 def run_cmd(state: CliState, once: bool) -> None:
-    """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job."""
+    """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job.
+
+    With --once, run what is due now and exit (for system cron or a systemd timer).
+
+    Example: rustybackup --repo /backups run --once
+    """
     scheduler = _scheduler(state, real=True)
     started = datetime.now().astimezone()
     if once:
@@ -311,7 +340,10 @@ def run_cmd(state: CliState, once: bool) -> None:
 @pass_state
 def history_cmd(state: CliState, job_id: str | None, status: str | None, since: datetime | None, limit: int,
                 as_json: bool) -> None:
-    """Show scheduled runs, newest first."""
+    """Show scheduled runs, newest first.
+
+    Example: rustybackup history --job nightly --status failed --json
+    """
     scheduler = _scheduler(state)
     rows = scheduler.history(job_id, status, since.astimezone() if since else None, limit)
     if as_json:
