@@ -3,6 +3,9 @@ listings, one-line errors (tracebacks only with --debug), exit codes 0/1/2."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,3 +85,14 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     version = subprocess.run([sys.executable, "-m", "rustybackup", "--version"], capture_output=True, text=True,
                              check=True).stdout
     assert version.strip() == f"rustybackup, version {rustybackup.__version__}"
+
+
+def test_usage_errors_from_the_script_are_one_line_with_exit_2() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "rustybackup", "verify", "--all", "--level", "bogus"],
+        capture_output=True, text=True, env={**os.environ, "RUSTYBACKUP_REPO": "/nonexistent"},
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert out.stderr.startswith("error: Invalid value for '--level': 'bogus' is not one of")
+    assert out.stderr.rstrip().endswith("(see 'rustybackup verify --help')")

@@ -76,8 +76,21 @@ for _module in (cron_cmds, hash_cmds, backup_cmds, verify_cmds, retention_cmds, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``rustybackup`` script and of ``python -m rustybackup``."""
+    """Entry point of the ``rustybackup`` script and of ``python -m rustybackup``.
+
+    Click's own usage errors print a usage block; scripts read stderr a line at a time,
+    so they become one line here, still with exit code 2.
+    """
     try:
-        cli.main(args=argv, prog_name="rustybackup", standalone_mode=True)
-    except SystemExit as exc:
-        sys.exit(exc.code)
+        result = cli.main(args=argv, prog_name="rustybackup", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "rustybackup"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_PROBLEM)
+    sys.exit(result if isinstance(result, int) else EXIT_OK)
