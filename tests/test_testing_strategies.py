@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import subprocess
 import sys
 from collections import Counter
+from typing import TypeVar
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from rustybackup import CronSchedule
 from rustybackup.retention import RetentionPolicy
+from rustybackup.windows import BackupWindow
 from rustybackup.testing import (
     DST_ZONES,
     MACROS,
@@ -28,13 +30,16 @@ UTC = timezone.utc
 NOW = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
 
-def draw_many(strategy: st.SearchStrategy[object], n: int = 300) -> list[object]:
+T = TypeVar("T")
+
+
+def draw_many(strategy: st.SearchStrategy[T], n: int = 300) -> list[T]:
     """n examples through hypothesis itself (not .example(), which warns and is not for tests)."""
-    seen: list[object] = []
+    seen: list[T] = []
 
     @settings(max_examples=n, database=None)
     @given(strategy)
-    def collect(value: object) -> None:
+    def collect(value: T) -> None:
         seen.append(value)
 
     collect()
@@ -120,7 +125,7 @@ def test_schedules_are_valid_and_searchable(s: CronSchedule) -> None:
 
 
 def test_schedules_span_utc_and_dst_zones() -> None:
-    zones = Counter(str(s.tz) for s in draw_many(schedules(), 300))  # type: ignore[attr-defined]
+    zones = Counter(str(s.tz) for s in draw_many(schedules(), 300))
     assert set(zones) == {"UTC", *DST_ZONES}
 
 
@@ -167,47 +172,26 @@ def test_retention_policies_refuse_impossible_bounds() -> None:
         retention_policies(max_count=0)
 
 
-HAVE_WINDOWS = importlib.util.find_spec("rustybackup.windows") is not None
-needs_windows = pytest.mark.skipif(
-    not HAVE_WINDOWS, reason="rustybackup.windows (BackupWindow, issue 5) is not on this branch yet"
-)
-
-
-# windows() is built inside the tests: on a branch without rustybackup.windows, building it
-# at import time would fail the whole module instead of skipping these tests.
-@needs_windows
 @given(st.data())
 def test_windows_are_valid_backup_windows(data: st.DataObject) -> None:
-    from rustybackup.windows import BackupWindow  # type: ignore[import-not-found, unused-ignore]
-
     w = data.draw(windows())
     assert isinstance(w, BackupWindow)
     opens = w.next_open(NOW)
     assert w.is_active(opens)
-    assert w.closes_at(opens) > opens
+    closes = w.closes_at(opens)
+    assert closes is not None and closes > opens
 
 
-@needs_windows
 def test_windows_vary_in_days_zones_and_midnight_crossing() -> None:
     ws = draw_many(windows(), 300)
-    starts_ends = [(w.start, w.end) for w in ws]  # type: ignore[attr-defined]
+    starts_ends = [(w.start, w.end) for w in ws]
     assert any(e < s for s, e in starts_ends) and any(e > s for s, e in starts_ends)
-    assert len({str(w.tz) for w in ws}) > 2  # type: ignore[attr-defined]
-
-
-def test_windows_strategy_builds_lazily_and_says_what_is_missing() -> None:
-    if HAVE_WINDOWS:
-        assert isinstance(windows(tz="UTC"), st.SearchStrategy)
-    else:
-        with pytest.raises(ImportError, match=r"windows\(\) needs rustybackup.windows \(BackupWindow\)"):
-            windows()
+    assert len({str(w.tz) for w in ws}) > 2
 
 
 def test_windows_never_cross_midnight_when_asked() -> None:
-    if not HAVE_WINDOWS:
-        pytest.skip("rustybackup.windows (BackupWindow, issue 5) is not on this branch yet")
     for w in draw_many(windows(crossing_midnight=False), 100):
-        assert w.start < w.end  # type: ignore[attr-defined]
+        assert w.start < w.end
 
 
 def test_importing_without_hypothesis_says_which_extra_to_install() -> None:
@@ -221,7 +205,7 @@ def test_importing_without_hypothesis_says_which_extra_to_install() -> None:
 
 
 def test_the_hypothesis_extra_is_declared() -> None:
-    import importlib.metadata
+
 
     meta = importlib.metadata.metadata("rustybackup")
     assert "hypothesis" in (meta.get_all("Provides-Extra") or [])

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import time
-from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
+from ..windows import BackupWindow
 from .cron import DST_ZONES
-
-if TYPE_CHECKING:
-    # windows.py arrives with the scheduler (issue 5); the ignore covers branches without it.
-    from ..windows import BackupWindow  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["windows"]
 
@@ -31,22 +27,12 @@ def windows(
     is not generated. Windows in DST zones put start and end times in the spring-forward
     gap and the repeated fall-back hour as often as anywhere else.
 
-    ``rustybackup.windows`` is imported when the strategy is built, so importing
-    ``rustybackup.testing`` works without it.
-
     Example::
 
         @given(windows(tz="America/New_York"), st.datetimes(timezones=st.just(UTC)))
         def test_next_open_is_active(w: BackupWindow, t: datetime) -> None:
             assert w.is_active(w.next_open(t))
     """
-    try:
-        from ..windows import BackupWindow  # type: ignore[import-not-found, unused-ignore]  # lazily: see above
-    except ModuleNotFoundError as exc:
-        raise ImportError(
-            "windows() needs rustybackup.windows (BackupWindow), which this rustybackup installation lacks"
-        ) from exc
-
     zones: st.SearchStrategy[str]
     if tz is None:
         zones = st.sampled_from(("UTC", *DST_ZONES))
