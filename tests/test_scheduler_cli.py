@@ -38,7 +38,7 @@ def test_job_and_window_lifecycle(tmp_path: Path) -> None:
     assert invoke(tmp_path, "job", "disable", "nightly").exit_code == 0
     assert json.loads(invoke(tmp_path, "job", "list", "--json").output)["jobs"][0]["enabled"] is False
     r = invoke(tmp_path, "window", "remove", "nights")
-    assert r.exit_code == 1 and "error: window 'nights': still used by job(s) nightly" in r.output
+    assert r.exit_code == 2 and "error: window 'nights': still used by job(s) nightly" in r.output
     assert invoke(tmp_path, "job", "remove", "nightly").exit_code == 0
     assert invoke(tmp_path, "window", "remove", "nights").exit_code == 0
 
@@ -46,17 +46,17 @@ def test_job_and_window_lifecycle(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--priority", "300"], 1,
+        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--priority", "300"], 2,
          "error: job 'j' field 'priority': 300 is out of range 0-255"),
         (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--max-duration", "soon"], 2,
          "invalid duration 'soon': use a number and a unit (w, d, h, m, s)"),
-        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--window", "nope"], 1,
+        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--window", "nope"], 2,
          "error: job 'j' field 'window_id': unknown window 'nope'"),
         (["window", "add", "w", "--days", "mon"], 2, "a custom window needs --days, --start and --end"),
         (["window", "add", "w", "--preset", "off-hours", "--days", "mon"], 2, "give either --preset or"),
         (["window", "add", "w", "--days", "mon", "--start", "25:00", "--end", "01:00"], 2,
          "'25:00' is not a time of day HH:MM"),
-        (["job", "remove", "ghost"], 1, "error: job 'ghost': no such job"),
+        (["job", "remove", "ghost"], 2, "error: job 'ghost': no such job"),
     ],
 )
 def test_bad_input_gives_one_line_errors_and_usage_codes(tmp_path: Path, args: list[str], code: int,
@@ -69,7 +69,7 @@ def test_bad_input_gives_one_line_errors_and_usage_codes(tmp_path: Path, args: l
 def test_a_corrupt_config_makes_every_command_fail_clearly(tmp_path: Path) -> None:
     (tmp_path / "scheduler_config.json").write_text("{not json")
     r = invoke(tmp_path, "job", "list")
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # ConfigError: invalid configuration, as for a bad flag
     assert f"error: {tmp_path / 'scheduler_config.json'}: line 1 column 2: invalid JSON" in r.output
 
 
