@@ -18,6 +18,13 @@ step "install (builds the Rust extension) with the test extras"
 step "cargo test (pure Rust core, no Python)"
 cargo test --locked --quiet
 
+step "cargo clippy (bindings included), warnings are errors"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --quiet --all-targets --all-features -- -D warnings
+else
+  echo "clippy is not installed in this toolchain (rustup component add clippy); lint step skipped"
+fi
+
 step "mypy --strict and stubtest"
 "$PYTHON" -m mypy python/rustybackup tests conftest.py
 "$PYTHON" -m mypy.stubtest rustybackup._core --allowlist scripts/stubtest-allowlist.txt

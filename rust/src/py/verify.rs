@@ -245,6 +245,9 @@ pub fn check_restored(
     })
 }
 
+/// A block that no longer matches the block map: (record, source, offset, expected, actual).
+type MappedFault = (u64, u32, u64, String, String);
+
 /// Re-reads every block the block map names from `pieces` (the manifest's `sources`, in
 /// order) and returns (record, source, offset, expected, actual) for each block whose
 /// digest differs; a restore stops at the first such block, this finds them all.
@@ -253,7 +256,7 @@ pub fn check_mapped_blocks(
     py: Python<'_>,
     blockmap: PathBuf,
     pieces: Vec<PathBuf>,
-) -> PyResult<Vec<(u64, u32, u64, String, String)>> {
+) -> PyResult<Vec<MappedFault>> {
     let faults = py
         .detach(|| crate::verify::restored::check_mapped_blocks(&blockmap, &pieces))
         .map_err(VerificationError::new_err)?;
