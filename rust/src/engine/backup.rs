@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::scan::parallel::in_pool;
+
 use super::blockmap::{BlockMapReader, BlockMapWriter, BlockRecord};
 use super::error::{Error, Result};
 use super::piece::{PieceSummary, PieceWriter, FLAG_ZSTD};
@@ -146,10 +148,12 @@ pub fn backup_files(
             let data = &buf[..n];
             let alg = opts.algorithm;
             // The whole-file digest and the block digests are independent: compute both at once.
-            let ((), digests) = rayon::join(
-                || whole.update(data),
-                || data.par_chunks(bs).map(|b| alg.digest(b)).collect::<Vec<Vec<u8>>>(),
-            );
+            let ((), digests) = in_pool(|| {
+                rayon::join(
+                    || whole.update(data),
+                    || data.par_chunks(bs).map(|b| alg.digest(b)).collect::<Vec<Vec<u8>>>(),
+                )
+            });
             let mut parents: Vec<Option<BlockRecord>> = Vec::with_capacity(digests.len());
             for _ in 0..digests.len() {
                 parents.push(match parent_iter.as_mut() {
@@ -164,11 +168,12 @@ pub fn backup_files(
                 .map(|((b, d), p)| !matches!(p, Some(p) if p.raw_len as usize == b.len() && &p.digest == d))
                 .collect();
             let encoded: Vec<Option<(Vec<u8>, u8)>> = match opts.zstd_level {
-                Some(level) => data
-                    .par_chunks(bs)
-                    .zip(changed.par_iter())
-                    .map(|(b, &c)| c.then(|| compress(b, level)))
-                    .collect(),
+                Some(level) => in_pool(|| {
+                    data.par_chunks(bs)
+                        .zip(changed.par_iter())
+                        .map(|(b, &c)| c.then(|| compress(b, level)))
+                        .collect()
+                }),
                 None => changed.iter().map(|_| None).collect(),
             };
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::scan::parallel::in_pool;
+
 use super::error::{Error, Result};
 use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
 
@@ -540,7 +542,8 @@ impl PieceReader {
             if batch.is_empty() {
                 break;
             }
-            let results: Vec<Result<Option<BlockFault>>> = batch
+            let results: Vec<Result<Option<BlockFault>>> = in_pool(|| {
+                batch
                 .into_par_iter()
                 .map(|entry| {
                     let raw = self.read_raw(entry.offset, entry.stored_len, entry.raw_len, entry.flags)?;
@@ -553,7 +556,8 @@ impl PieceReader {
                         }),
                     })
                 })
-                .collect();
+                .collect()
+            });
             for r in results {
                 if let Some(f) = r? {
                     faults.push(f);

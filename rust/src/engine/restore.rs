@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
+use crate::scan::parallel::in_pool;
+
 use super::blockmap::{BlockMapReader, BlockRecord};
 use super::error::{Error, Result};
 use super::piece::{check_block, PieceReader};
@@ -90,7 +92,8 @@ pub fn restore_files(
             }
             let readers_ref = &readers;
             let first_index = block_index;
-            let blocks: Vec<Result<Vec<u8>>> = batch
+            let blocks: Vec<Result<Vec<u8>>> = in_pool(|| {
+                batch
                 .par_iter()
                 .enumerate()
                 .map(|(k, rec)| {
@@ -107,7 +110,8 @@ pub fn restore_files(
                         actual,
                     })
                 })
-                .collect();
+                .collect()
+            });
             for b in blocks {
                 let b = b?;
                 whole.update(&b);

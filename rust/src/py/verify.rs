@@ -258,7 +258,7 @@ pub fn check_mapped_blocks(
     pieces: Vec<PathBuf>,
 ) -> PyResult<Vec<MappedFault>> {
     let faults = py
-        .detach(|| crate::verify::restored::check_mapped_blocks(&blockmap, &pieces))
+        .detach(|| crate::scan::parallel::in_pool(|| crate::verify::restored::check_mapped_blocks(&blockmap, &pieces)))
         .map_err(VerificationError::new_err)?;
     Ok(faults.into_iter().map(|f| (f.record, f.source, f.offset, f.expected, f.actual)).collect())
 }

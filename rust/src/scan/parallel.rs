@@ -57,6 +57,18 @@ pub fn pool(threads: Option<usize>) -> Result<Arc<ThreadPool>, ScanError> {
     Ok(built)
 }
 
+/// Runs `f` in this process's default pool (one worker per core). Every parallel step of
+/// the engine and the verifier goes through here, never through rayon's global pool:
+/// that pool's threads do not exist in a `fork()`ed child (multiprocessing), where the
+/// first `par_iter` would wait for them forever. If no pool can be built (threads cannot
+/// be spawned), `f` runs on the calling thread.
+pub fn in_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match pool(None) {
+        Ok(p) => p.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// Runs `f` inside this process's pool of `threads` workers.
 pub fn install<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T, ScanError> {
     Ok(pool(threads)?.install(f))

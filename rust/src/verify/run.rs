@@ -17,18 +17,21 @@ use super::piece::{check_piece, check_presence};
 pub fn verify_items(items: &[Item], level: Level, ctl: &Control) -> Vec<ItemReport> {
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<ItemReport>> = Mutex::new(Vec::with_capacity(items.len()));
-    let workers = rayon::current_num_threads().max(1).min(items.len().max(1));
-    rayon::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|_| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let report = verify_one(i, item, level, ctl);
-                ctl.counters.items_done.fetch_add(1, Ordering::Relaxed);
-                // A poisoned lock only means another worker panicked; keep its results.
-                done.lock().unwrap_or_else(|p| p.into_inner()).push(report);
-            });
-        }
+    // In this process's pool, not rayon's global one (gone after fork()).
+    crate::scan::parallel::in_pool(|| {
+        let workers = rayon::current_num_threads().max(1).min(items.len().max(1));
+        rayon::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|_| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let report = verify_one(i, item, level, ctl);
+                    ctl.counters.items_done.fetch_add(1, Ordering::Relaxed);
+                    // A poisoned lock only means another worker panicked; keep its results.
+                    done.lock().unwrap_or_else(|p| p.into_inner()).push(report);
+                });
+            }
+        });
     });
     let mut reports = done.into_inner().unwrap_or_else(|p| p.into_inner());
     reports.sort_by_key(|r| r.position);
