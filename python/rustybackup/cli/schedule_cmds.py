@@ -176,6 +176,21 @@ def job_remove(state: CliState, job_id: str) -> None:
     click.echo(f"removed job {job_id}")
 
 
+def _set_enabled(state: CliState, job_id: str | None, enabled: bool) -> None:
+    """Switches one job, or the whole scheduler when no id is given."""
+    scheduler = _scheduler(state)
+    word = "enabled" if enabled else "disabled"
+    if job_id is None:
+        if enabled:
+            scheduler.enable()
+        else:
+            scheduler.disable()
+        click.echo(f"scheduler {word}")
+    else:
+        scheduler.set_job_enabled(job_id, enabled)
+        click.echo(f"{word} job {job_id}")
+
+
 @job_group.command("enable")
 @click.argument("job_id", required=False)
 @pass_state
@@ -184,13 +199,7 @@ def job_enable(state: CliState, job_id: str | None) -> None:
 
     Example: rustybackup job enable nightly
     """
-    scheduler = _scheduler(state)
-    if job_id is None:
-        scheduler.enable()
-        click.echo("scheduler enabled")
-    else:
-        scheduler.set_job_enabled(job_id, True)
-        click.echo(f"enabled job {job_id}")
+    _set_enabled(state, job_id, True)
 
 
 @job_group.command("disable")
@@ -201,13 +210,7 @@ def job_disable(state: CliState, job_id: str | None) -> None:
 
     Example: rustybackup job disable nightly
     """
-    scheduler = _scheduler(state)
-    if job_id is None:
-        scheduler.disable()
-        click.echo("scheduler disabled")
-    else:
-        scheduler.set_job_enabled(job_id, False)
-        click.echo(f"disabled job {job_id}")
+    _set_enabled(state, job_id, False)
 
 
 # --- window -----------------------------------------------------------------------------
