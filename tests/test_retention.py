@@ -265,7 +265,6 @@ def test_protected_must_be_ids() -> None:
     with pytest.raises(TypeError, match=r"^protected must be an iterable of set ids \(str\)$"):
         _core.retention_plan([], 0, keep_last=1, protected=[1])  # type: ignore[list-item]
     rows: list[Row] = [("f1", "full", None, 0, 1, "available"), ("f2", "full", None, 2, 3, "available")]
-    assert _core.retention_plan(rows, 4, redundancy=1, protected={"f1"})[0] == (
-        True,
-        "protected: being read by a restore or verification",
+    assert _core.retention_plan(rows, 4, redundancy=1, protected={"f1"})[0] == RetentionDecision(
+        "f1", True, "protected: being read by a restore or verification"
     )

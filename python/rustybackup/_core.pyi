@@ -138,7 +138,49 @@ status)``. ``kind`` is a ``BackupType`` value ("full", "incremental", "different
 "archive_log"), ``status`` a ``SetStatus`` value ("available", "corrupt", "expired"); times
 are integers of microseconds since the Unix epoch (UTC). Rows of one database only."""
 
-def recovery_path(sets: Iterable[_SetRow], /, until_us: int | None = None, *, database: str | None = None) -> list[str]:
+@final
+class ChainRows:
+    """Every set of one database, read from the catalog into Rust by ``read_chain_rows``
+    (ids and parents in one arena; no Python object per row). The chain functions below
+    take it wherever they take row tuples."""
+
+    def __len__(self) -> int: ...
+
+def read_chain_rows(sqlite_module: str | PathLike[str], catalog_path: str | PathLike[str], database: str, /) -> ChainRows | None:
+    """The ``sets`` rows of ``database`` in ``catalog_path``, oldest first (ties by start,
+    then id), in one read-only statement (one consistent snapshot).
+
+    ``sqlite_module`` is the file of Python's ``_sqlite3`` extension: the read goes through
+    the SQLite copy that module uses (``dlopen(RTLD_NOLOAD)`` + ``dlsym``), because a second
+    copy of SQLite in the process would break the first one's POSIX locks on the same
+    file. Returns None when that copy cannot be reached (no dlopen, the module not loaded,
+    its symbols hidden); the caller then reads the rows with ``sqlite3``.
+
+    Raises:
+        CatalogError: the catalog cannot be opened or read, or a row is malformed (the
+            message names the file, the row position, its id and the column).
+    """
+
+@final
+class RetentionDecision:
+    """The plan for one backup set: whether it stays, and why (a reason one can check).
+
+    Immutable, compared and hashed by its three fields, picklable."""
+
+    __match_args__ = ("set_id", "keep", "reason")
+    def __new__(cls, set_id: str, keep: bool, reason: str) -> RetentionDecision: ...
+    @property
+    def set_id(self) -> str: ...
+    @property
+    def keep(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __getnewargs__(self) -> tuple[str, bool, str]: ...
+
+def recovery_path(sets: Iterable[_SetRow] | ChainRows, /, until_us: int | None = None, *, database: str | None = None) -> list[str]:
     """The ids of the sets a restore to ``until_us`` reads, base first.
 
     Rules (RMAN's RESTORE UNTIL TIME, pgBackRest's restore):
@@ -165,7 +207,7 @@ def recovery_path(sets: Iterable[_SetRow], /, until_us: int | None = None, *, da
         TypeError, ValueError: a malformed row; the message names its position and field.
     """
 
-def recovery_chain(sets: Iterable[_SetRow], set_id: str, /) -> list[str]:
+def recovery_chain(sets: Iterable[_SetRow] | ChainRows, set_id: str, /) -> list[str]:
     """``set_id`` and its ancestors (parent links), base first, whatever their status.
 
     Raises:
@@ -174,7 +216,7 @@ def recovery_chain(sets: Iterable[_SetRow], set_id: str, /) -> list[str]:
     """
 
 def retention_plan(
-    sets: Iterable[_SetRow],
+    sets: Iterable[_SetRow] | ChainRows,
     /,
     now_us: int,
     *,
@@ -189,8 +231,8 @@ def retention_plan(
     tz: str = "UTC",
     protected: Iterable[str] | None = None,
     force: bool = False,
-) -> list[tuple[bool, str]]:
-    """Per set, in input order, ``(keep, reason)`` under the union of the rules given.
+) -> list[RetentionDecision]:
+    """Per set, in input order, a ``RetentionDecision`` under the union of the rules given.
 
     - ``redundancy``: the n newest AVAILABLE FULLs and everything finished since the n-th;
     - ``window_us``: every instant of ``[now_us - window_us, now_us]`` stays recoverable:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +38,11 @@ CREATE TABLE IF NOT EXISTS sets (
     compression TEXT, tags TEXT NOT NULL, bytes_read INTEGER NOT NULL,
     file_count INTEGER NOT NULL, manifest TEXT NOT NULL, blockmap TEXT NOT NULL,
     blockmap_checksum TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS sets_by_database ON sets (database, finished_at);
+-- Covers the chain query (every set of a database in time order) without a sort or a
+-- table lookup: a retention plan over 50,000 sets reads the index alone.
+CREATE INDEX IF NOT EXISTS sets_chain ON sets (database, finished_at, started_at, id, backup_type,
+    parent_id, status);
+DROP INDEX IF EXISTS sets_by_database;
 CREATE INDEX IF NOT EXISTS sets_by_type ON sets (database, backup_type, finished_at);
 CREATE INDEX IF NOT EXISTS sets_by_parent ON sets (parent_id);
 CREATE TABLE IF NOT EXISTS pieces (
@@ -118,6 +123,9 @@ class DatabaseEntry:
     compression: str | None
     registered_at: datetime
 
+
+# The file of Python's SQLite extension: `chain_rows` reads through the same SQLite copy.
+_SQLITE_MODULE: str | None = getattr(sys.modules.get("_sqlite3"), "__file__", None)
 
 # A set as chain resolution sees it: (id, kind, parent_id, started_us, finished_us, status),
 # the tuple shape `_core.recovery_path` takes.
@@ -401,6 +409,20 @@ class BackupCatalog:
 
     # --- retention --------------------------------------------------------------------
 
+    def chain_rows(self, database: str) -> _core.ChainRows | list[ChainRecord]:
+        """Every set of `database` for the chain logic, oldest first: read in Rust (no
+        Python object per row) through the SQLite copy Python's `sqlite3` uses, or with
+        `sqlite3` when that copy is out of reach or this connection is inside a
+        transaction (whose uncommitted rows only it can see)."""
+        module = _SQLITE_MODULE
+        with self._lock:
+            busy = self._conn.in_transaction
+        if module is not None and not busy:
+            rows = _core.read_chain_rows(module, self.path, database)
+            if rows is not None:
+                return rows
+        return self.retention_rows(database)
+
     def retention_rows(self, database: str) -> list[ChainRecord]:
         """Every set of `database` as the chain tuples retention resolves, oldest first."""
         rows = self._query(
@@ -428,7 +450,7 @@ class BackupCatalog:
         """
         self.get_database(database)
         moment = now if now is not None else self.clock()
-        return plan_retention(self.retention_rows(database), policy, moment, tz, protected, force)
+        return plan_retention(self.chain_rows(database), policy, moment, tz, protected, force)
 
     def obsolete(
         self,

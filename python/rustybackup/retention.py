@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from . import _core
+from ._core import ChainRows, RetentionDecision
 from .durations import parse_duration
 
 __all__ = ["RetentionPolicy", "RetentionDecision", "SetRow", "plan_retention", "parse_duration", "to_us"]
@@ -204,15 +205,6 @@ def _span(window: timedelta) -> str:
     return str(window)
 
 
-@dataclass(frozen=True)
-class RetentionDecision:
-    """The plan for one backup set: whether it stays, and why (a reason one can check)."""
-
-    set_id: str
-    keep: bool
-    reason: str
-
-
 class SetLike(Protocol):
     """What :func:`plan_retention` reads from a ``BackupSet``-like record."""
 
@@ -239,7 +231,7 @@ def as_row(record: SetRow | SetLike) -> SetRow:
 
 
 def plan_retention(
-    records: Iterable[SetRow | SetLike],
+    records: Iterable[SetRow | SetLike] | ChainRows,
     policy: RetentionPolicy,
     now: datetime,
     tz: str = "UTC",
@@ -249,8 +241,9 @@ def plan_retention(
     """A decision for every set of ONE database, in input order.
 
     Args:
-        records: ``(id, kind, parent_id, started_us, finished_us, status)`` tuples, or
-            objects with ``id, backup_type, parent_id, started_at, finished_at, status``.
+        records: ``(id, kind, parent_id, started_us, finished_us, status)`` tuples,
+            objects with ``id, backup_type, parent_id, started_at, finished_at, status``,
+            or the ``ChainRows`` a catalog read in Rust.
         policy: what to keep.
         now: the aware instant the recovery window ends at.
         tz: the database's zone; keep() counts its calendar periods.
@@ -261,8 +254,8 @@ def plan_retention(
         ValueError: a naive ``now``, an unknown zone, a malformed record.
         CatalogError: two records share an id.
     """
-    rows = [as_row(r) for r in records]
-    decisions = _core.retention_plan(
+    rows = records if isinstance(records, ChainRows) else [as_row(r) for r in records]
+    return _core.retention_plan(
         rows,
         to_us(now),
         redundancy=policy.full_copies,
@@ -277,4 +270,3 @@ def plan_retention(
         protected=list(protected),
         force=force,
     )
-    return [RetentionDecision(row[0], keep, reason) for row, (keep, reason) in zip(rows, decisions)]

@@ -1,13 +1,16 @@
 //! Bindings for `crate::chain`: rows come in as 6-tuples
-//! `(id, kind, parent_id, started_us, finished_us, status)`; their strings are borrowed,
-//! not copied, and the resolution runs with the GIL released.
+//! `(id, kind, parent_id, started_us, finished_us, status)`, whose strings are borrowed,
+//! not copied, or as a `ChainRows` read from the catalog in Rust; the resolution runs
+//! with the GIL released.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::collections::HashSet;
 
-use pyo3::types::{PyBool, PyList, PyString, PyTuple};
+use pyo3::basic::CompareOp;
+use pyo3::types::{PyList, PyString, PyTuple};
 
+use super::catalog::ChainRows;
 use super::errors::chain_error;
 use crate::chain::recovery;
 use crate::chain::retention::{self, KeepCounts, Policy};
@@ -20,6 +23,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recovery_path, m)?)?;
     m.add_function(wrap_pyfunction!(recovery_chain, m)?)?;
     m.add_function(wrap_pyfunction!(retention_plan, m)?)?;
+    m.add_class::<RetentionDecision>()?;
     Ok(())
 }
 
@@ -32,24 +36,32 @@ fn recovery_path<'py>(
     until_us: Option<i64>,
     database: Option<&str>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let tuples = collect_tuples(sets)?;
-    let rows = borrow_rows(&tuples)?;
+    let sets = Rows::of(sets)?;
+    let rows = sets.refs()?;
     let path = py
         .detach(|| recovery::recovery_path(&rows, until_us, database))
         .map_err(chain_error)?;
-    ids_of(py, &tuples, &path)
+    let ids = path
+        .iter()
+        .map(|&p| sets.id(py, p as usize))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, ids)
 }
 
 /// `set_id` and its ancestors, base first, whatever their status (see `_core.pyi`).
 #[pyfunction]
 #[pyo3(signature = (sets, set_id, /))]
 fn recovery_chain<'py>(py: Python<'py>, sets: &Bound<'py, PyAny>, set_id: &str) -> PyResult<Bound<'py, PyList>> {
-    let tuples = collect_tuples(sets)?;
-    let rows = borrow_rows(&tuples)?;
+    let sets = Rows::of(sets)?;
+    let rows = sets.refs()?;
     let chain = py
         .detach(|| recovery::recovery_chain(&rows, set_id))
         .map_err(chain_error)?;
-    ids_of(py, &tuples, &chain)
+    let ids = chain
+        .iter()
+        .map(|&p| sets.id(py, p as usize))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, ids)
 }
 
 /// Per set, in input order, `(keep, reason)` under a combined policy (see `_core.pyi`).
@@ -125,24 +137,121 @@ fn retention_plan<'py>(
         keep,
         tz,
     };
-    let tuples = collect_tuples(sets)?;
-    let rows = borrow_rows(&tuples)?;
+    let sets = Rows::of(sets)?;
+    let rows = sets.refs()?;
     let plan = py.detach(|| {
         let protected: HashSet<&str> = protected.iter().map(String::as_str).collect();
         retention::retention_plan(&rows, &policy, now_us, &protected, force)
     });
     let plan = plan.map_err(chain_error)?;
     // Each distinct reason becomes one Python str, shared by every row that has it.
-    let mut texts: Vec<Option<Bound<'py, PyString>>> = vec![None; plan.texts.len()];
+    let mut texts: Vec<Option<Py<PyString>>> = (0..plan.texts.len()).map(|_| None).collect();
     let mut items = Vec::with_capacity(plan.rows.len());
-    for &(keep, t) in &plan.rows {
-        let text = texts[t as usize]
-            .get_or_insert_with(|| PyString::new(py, &plan.texts[t as usize]))
-            .clone();
-        let flag = PyBool::new(py, keep).to_owned().into_any();
-        items.push(PyTuple::new(py, [flag, text.into_any()])?);
+    for (i, &(keep, t)) in plan.rows.iter().enumerate() {
+        let reason = texts[t as usize]
+            .get_or_insert_with(|| PyString::new(py, &plan.texts[t as usize]).unbind())
+            .clone_ref(py);
+        let set_id = sets.id(py, i)?.unbind();
+        items.push(Bound::new(py, RetentionDecision { set_id, keep, reason })?);
     }
     PyList::new(py, items)
+}
+
+/// One set's retention decision. A native class rather than a dataclass: a plan holds one
+/// per set, and building 50,000 frozen dataclasses costs more than the whole resolution.
+#[pyclass(frozen, module = "rustybackup._core", name = "RetentionDecision")]
+pub struct RetentionDecision {
+    /// The set this decision is about.
+    #[pyo3(get)]
+    set_id: Py<PyString>,
+    /// True when the set stays.
+    #[pyo3(get)]
+    keep: bool,
+    /// Why, in words a human can check against the catalog.
+    #[pyo3(get)]
+    reason: Py<PyString>,
+}
+
+#[pymethods]
+impl RetentionDecision {
+    #[new]
+    fn new(set_id: Bound<'_, PyString>, keep: bool, reason: Bound<'_, PyString>) -> Self {
+        Self {
+            set_id: set_id.unbind(),
+            keep,
+            reason: reason.unbind(),
+        }
+    }
+
+    #[classattr]
+    fn __match_args__() -> (&'static str, &'static str, &'static str) {
+        ("set_id", "keep", "reason")
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "RetentionDecision(set_id={}, keep={}, reason={})",
+            self.set_id.bind(py).repr()?,
+            if self.keep { "True" } else { "False" },
+            self.reason.bind(py).repr()?
+        ))
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<RetentionDecision>() else {
+            return Ok(py.NotImplemented());
+        };
+        let o = other.get();
+        let eq = self.keep == o.keep
+            && self.set_id.bind(py).as_any().eq(o.set_id.bind(py))?
+            && self.reason.bind(py).as_any().eq(o.reason.bind(py))?;
+        match op {
+            CompareOp::Eq => Ok(eq.into_pyobject(py)?.to_owned().into_any().unbind()),
+            CompareOp::Ne => Ok((!eq).into_pyobject(py)?.to_owned().into_any().unbind()),
+            _ => Ok(py.NotImplemented()),
+        }
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        self.__getnewargs__(py)?.hash()
+    }
+
+    /// Pickling and `copy` rebuild the decision from its three fields.
+    fn __getnewargs__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        (self.set_id.clone_ref(py), self.keep, self.reason.clone_ref(py)).into_pyobject(py)
+    }
+}
+
+/// The rows a chain function was given: Python tuples (kept alive so their strings can be
+/// borrowed) or a `ChainRows` the catalog read in Rust.
+enum Rows<'py> {
+    Tuples(Vec<Bound<'py, PyTuple>>),
+    Catalog(Bound<'py, ChainRows>),
+}
+
+impl<'py> Rows<'py> {
+    fn of(sets: &Bound<'py, PyAny>) -> PyResult<Self> {
+        match sets.cast::<ChainRows>() {
+            Ok(rows) => Ok(Self::Catalog(rows.clone())),
+            Err(_) => Ok(Self::Tuples(collect_tuples(sets)?)),
+        }
+    }
+
+    fn refs(&self) -> PyResult<Vec<SetRef<'_>>> {
+        match self {
+            Self::Tuples(tuples) => borrow_rows(tuples),
+            Self::Catalog(rows) => Ok(rows.get().rows.refs()),
+        }
+    }
+
+    /// Row `i`'s id as a Python str: the caller's own object for tuples.
+    fn id(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyString>> {
+        match self {
+            Self::Tuples(tuples) => Ok(tuples[i].get_item(0)?.cast_into::<PyString>()?),
+            Self::Catalog(rows) => Ok(PyString::new(py, rows.get().rows.id(i))),
+        }
+    }
 }
 
 /// Holds a strong reference to every row tuple, so the strings borrowed from them stay
@@ -230,15 +339,6 @@ fn borrow_row<'a>(i: usize, t: &'a Bound<'_, PyTuple>) -> PyResult<SetRef<'a>> {
         ))
     })?;
     Ok(SetRef::new(id, kind, parent, started_us, finished_us, state))
-}
-
-/// The id objects of the rows at `positions`, reused rather than rebuilt.
-fn ids_of<'py>(py: Python<'py>, tuples: &[Bound<'py, PyTuple>], positions: &[u32]) -> PyResult<Bound<'py, PyList>> {
-    let items = positions
-        .iter()
-        .map(|&p| tuples[p as usize].get_item(0))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, items)
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

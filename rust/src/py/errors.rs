@@ -92,6 +92,11 @@ pub fn chain_error(err: crate::chain::ChainError) -> PyErr {
     }
 }
 
+/// A catalog that could not be read (or holds a malformed row) -> `CatalogError`.
+pub fn catalog_read_error(err: crate::catalog::CatalogReadError) -> PyErr {
+    CatalogError::new_err(err.to_string())
+}
+
 /// Maps an engine error: I/O errors keep their path (an `OSError` subclass with
 /// `filename`), cancellation is `BackupCancelled`, everything else is `BackupError`
 /// whose message names the piece, file and block.

@@ -3,6 +3,7 @@
 //! `buffer` (the one unsafe buffer helper).
 
 pub mod buffer;
+pub mod catalog;
 pub mod chain;
 pub mod cron;
 pub mod engine;
