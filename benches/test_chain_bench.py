@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from rustybackup import _core
+from rustybackup import BackupCatalog, RetentionPolicy, _core
+from rustybackup import catalog as catalog_module
+from rustybackup.catalog import from_us
+from rustybackup.retention import plan_retention
 
 Row = tuple[str, str, str | None, int, int, str]
 SETS = int(os.environ.get("RUSTYBACKUP_BENCH_SETS", "5000"))
@@ -133,7 +137,7 @@ def test_recovery_path_plain_python(benchmark: BenchmarkFixture, rows: list[Row]
 def test_retention_window_rust(benchmark: BenchmarkFixture, rows: list[Row]) -> None:
     now = rows[-1][4]
     plan = benchmark(lambda: _core.retention_plan(rows, now, window_us=7 * DAY))
-    assert len(plan) == len(rows) and plan[-1][0]
+    assert len(plan) == len(rows) and plan[-1].set_id == rows[-1][0]
 
 
 @pytest.mark.benchmark(group=f"retention_plan {SETS} sets")
@@ -150,13 +154,84 @@ def test_retention_redundancy_and_gfs_rust(benchmark: BenchmarkFixture, rows: li
 def test_retention_keep_daily_rust(benchmark: BenchmarkFixture, rows: list[Row]) -> None:
     now = rows[-1][4]
     plan = benchmark(lambda: _core.retention_plan(rows, now, keep_daily=30))
-    picked = {r[0] for r, (keep, reason) in zip(rows, plan) if keep and reason.startswith("daily #")}
+    picked = {d.set_id for d in plan if d.keep and d.reason.startswith("daily #")}
     assert picked == python_keep_daily(rows, 30)
 
 
 @pytest.mark.benchmark(group=f"retention_plan {SETS} sets")
 def test_retention_keep_daily_plain_python(benchmark: BenchmarkFixture, rows: list[Row]) -> None:
     benchmark(python_keep_daily, rows, 30)
+
+
+# --- the same plans over a real catalog file: the sets read in Rust (`ChainRows`) ---------
+
+
+@pytest.fixture(scope="module")
+def catalog_db(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> Iterator[BackupCatalog]:
+    cat = BackupCatalog(tmp_path_factory.mktemp("chain") / "catalog.db")
+    with cat.transaction() as c:
+        c.execute("INSERT INTO databases VALUES ('db', '/src', 'files', NULL, 8192, 'blake3', NULL, 0)")
+        c.executemany(
+            "INSERT INTO sets VALUES (?, 'db', ?, ?, ?, ?, ?, 0, 8192, 'blake3', NULL, '[]', 0, 0, '', '', '')",
+            rows,
+        )
+    cat.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    yield cat
+    cat.close()
+
+
+def chain_rows(cat: BackupCatalog) -> _core.ChainRows:
+    rows = cat.chain_rows("db")
+    if not isinstance(rows, _core.ChainRows):
+        pytest.skip("Python's _sqlite3 cannot be reached from Rust here; the catalog reads with sqlite3")
+    return rows
+
+
+@pytest.mark.benchmark(group=f"catalog read {SETS} sets")
+def test_read_chain_rows(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row]) -> None:
+    chain_rows(catalog_db)
+    read = benchmark(catalog_db.chain_rows, "db")
+    assert len(read) == len(rows)
+
+
+@pytest.mark.benchmark(group=f"catalog read {SETS} sets")
+def test_read_rows_with_sqlite3(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row]) -> None:
+    assert benchmark(catalog_db.retention_rows, "db") == rows
+
+
+POLICIES = {
+    "window": RetentionPolicy.recovery_window(timedelta(days=7)),
+    "daily": RetentionPolicy.keep(daily=30),
+    "gfs": RetentionPolicy.combine(RetentionPolicy.redundancy(2), RetentionPolicy.keep(daily=7, weekly=4, monthly=12)),
+}
+
+
+@pytest.mark.benchmark(group=f"retention_plan {SETS} sets from the catalog")
+@pytest.mark.parametrize("name", POLICIES)
+def test_retention_plan_on_chain_rows(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row],
+                                      name: str) -> None:
+    sets, now = chain_rows(catalog_db), from_us(rows[-1][4])
+    tz = "Europe/Paris" if name == "gfs" else "UTC"
+    plan = benchmark(plan_retention, sets, POLICIES[name], now, tz)
+    assert plan == plan_retention(rows, POLICIES[name], now, tz)
+
+
+@pytest.mark.benchmark(group=f"catalog.retention_plan {SETS} sets, read included")
+@pytest.mark.parametrize("name", POLICIES)
+def test_catalog_retention_plan(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row],
+                                name: str) -> None:
+    now = from_us(rows[-1][4])
+    tz = "Europe/Paris" if name == "gfs" else "UTC"
+    plan = benchmark(catalog_db.retention_plan, "db", POLICIES[name], now, tz=tz)
+    assert len(plan) == len(rows)
+
+
+@pytest.mark.benchmark(group=f"catalog.retention_plan {SETS} sets, read included")
+def test_catalog_retention_plan_through_sqlite3(benchmark: BenchmarkFixture, catalog_db: BackupCatalog,
+                                                rows: list[Row], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog_module, "_SQLITE_MODULE", None)
+    plan = benchmark(catalog_db.retention_plan, "db", POLICIES["window"], from_us(rows[-1][4]))
+    assert len(plan) == len(rows)
 
 
 def test_a_million_sets_work() -> None:
