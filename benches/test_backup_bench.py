@@ -35,6 +35,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     for i in range(FILES):
         (root / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
+    os.sync()  # the tree's own writeback must not land in the first tool's timing
     return root
 
 
@@ -75,6 +76,8 @@ class Peer:
             run_quiet(self.exe, "init", "-e", "none", str(self.repo))
         else:
             run_quiet(self.exe, "init", "--repo", str(self.repo))
+        # Flush the previous round's repository deletion and writes now, outside the timing.
+        os.sync()
 
     def backup(self, src: Path, kind: str) -> None:
         self.count += 1

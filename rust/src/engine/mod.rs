@@ -8,6 +8,7 @@ pub mod error;
 pub mod piece;
 pub mod progress;
 pub mod restore;
+mod writeback;
 
 pub use backup::{backup_files, BackupOptions, BackupOutcome, FileJob, FileOutcome};
 pub use blockmap::{BlockMapReader, BlockMapWriter, BlockRecord};

@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
-use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
+use super::writeback::BackgroundWriter;
+use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// First bytes of every piece.
 pub const PIECE_MAGIC: &[u8; 8] = b"RBPIECE\0";
@@ -200,8 +201,8 @@ pub struct PieceSummary {
 /// Writes a piece: header, blocks, index, trailer. Call `finish` to make it durable.
 pub struct PieceWriter {
     path: PathBuf,
-    out: BufWriter<File>,
-    hasher: Hasher,
+    /// Writes and checksums the piece's bytes on its own thread.
+    out: BackgroundWriter,
     pos: u64,
     index_path: PathBuf,
     index: BufWriter<File>,
@@ -227,8 +228,7 @@ impl PieceWriter {
             .map_err(|e| Error::io(&index_path, e))?;
         let mut w = Self {
             path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, file),
-            hasher: algorithm.hasher(),
+            out: BackgroundWriter::new(path, file, algorithm.hasher())?,
             pos: 0,
             index_path,
             index: BufWriter::with_capacity(1 << 16, index_file),
@@ -251,8 +251,7 @@ impl PieceWriter {
     }
 
     fn put(&mut self, data: &[u8]) -> Result<()> {
-        self.out.write_all(data).map_err(|e| Error::io(&self.path, e))?;
-        self.hasher.update(data);
+        self.out.write(data)?;
         self.pos += data.len() as u64;
         Ok(())
     }
@@ -311,12 +310,12 @@ impl PieceWriter {
             if n == 0 {
                 break;
             }
-            self.out.write_all(&buf[..n]).map_err(|e| Error::io(&self.path, e))?;
-            self.hasher.update(&buf[..n]);
+            self.out.write(&buf[..n])?;
             self.pos += n as u64;
         }
         drop(reader);
-        let checksum = self.hasher.clone().finalize();
+        let (mut file, hasher) = self.out.finish()?;
+        let checksum = hasher.finalize();
         let mut trailer = Vec::with_capacity(PIECE_TRAILER_LEN as usize);
         trailer.extend_from_slice(TRAILER_MAGIC);
         trailer.extend_from_slice(&index_off.to_le_bytes());
@@ -325,12 +324,8 @@ impl PieceWriter {
         trailer.extend_from_slice(&[0u8; 7]);
         trailer.extend_from_slice(&checksum);
         trailer.resize(PIECE_TRAILER_LEN as usize, 0);
-        self.out.write_all(&trailer).map_err(|e| Error::io(&self.path, e))?;
+        file.write_all(&trailer).map_err(|e| Error::io(&self.path, e))?;
         self.pos += PIECE_TRAILER_LEN;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         fs::remove_file(&self.index_path).map_err(|e| Error::io(&self.index_path, e))?;
         Ok(PieceSummary {

@@ -1,0 +1,163 @@
+//! A file written, and checksummed, on a thread of its own.
+//!
+//! A full backup used to stall the reader for every chunk while the same thread copied
+//! the chunk into the page cache and fed the piece checksum; on 2 cores half the
+//! machine sat idle during that time. Here the caller only appends into a batch buffer;
+//! full batches go to a writer thread that writes, hashes and starts the disk writeback
+//! of what it wrote (`sync_file_range`), so the final fsync has little left to flush.
+//! Memory stays flat: a bounded queue holds at most `QUEUED` batches, and their buffers
+//! come back to the caller for reuse.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
+
+use super::error::{Error, Result};
+use crate::scan::algorithm::Hasher;
+
+/// Bytes per batch handed to the writer thread (large enough that the hash runs its
+/// widest SIMD path and a write syscall moves megabytes).
+const BATCH: usize = 4 << 20;
+/// Batches in flight between the caller and the writer.
+const QUEUED: usize = 2;
+/// Start the disk writeback every this many bytes.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+type Outcome = io::Result<(File, Hasher)>;
+
+/// Appends bytes to `file` through a writer thread that also feeds `hasher` with them.
+pub struct BackgroundWriter {
+    path: PathBuf,
+    batch: Vec<u8>,
+    queue: Option<SyncSender<Vec<u8>>>,
+    returned: Receiver<Vec<u8>>,
+    worker: Option<JoinHandle<Outcome>>,
+}
+
+impl BackgroundWriter {
+    /// Starts the writer thread for `file` (named `path` in errors), positioned where the
+    /// next byte goes.
+    pub fn new(path: &Path, file: File, hasher: Hasher) -> Result<Self> {
+        let (queue, batches) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
+        let (give_back, returned) = mpsc::channel::<Vec<u8>>();
+        let worker = thread::Builder::new()
+            .name("rustybackup-writer".into())
+            .spawn(move || write_all(file, hasher, &batches, &give_back))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            batch: Vec::with_capacity(BATCH),
+            queue: Some(queue),
+            returned,
+            worker: Some(worker),
+        })
+    }
+
+    /// Appends `data`; hands a full batch to the writer thread.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let room = BATCH - self.batch.len();
+            let take = room.min(data.len());
+            self.batch.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.batch.len() == BATCH {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left, stops the thread and returns the file and the hasher that
+    /// has seen every byte written through this writer.
+    pub fn finish(mut self) -> Result<(File, Hasher)> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.queue = None;
+        self.join()
+    }
+
+    fn send(&mut self) -> Result<()> {
+        let next = self.returned.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let full = std::mem::replace(&mut self.batch, next);
+        self.batch.clear();
+        let sent = self.queue.as_ref().map(|q| q.send(full));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The thread stopped: it failed, and `join` says how.
+            _ => {
+                self.queue = None;
+                self.join().map(|_| ())
+            }
+        }
+    }
+
+    fn join(&mut self) -> Result<(File, Hasher)> {
+        let worker = self
+            .worker
+            .take()
+            .ok_or_else(|| Error::Invalid(format!("writer of {} already stopped", self.path.display())))?;
+        match worker.join() {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => Err(Error::io(&self.path, e)),
+            Err(_) => Err(Error::Invalid(format!(
+                "the writer thread of {} panicked",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+impl Drop for BackgroundWriter {
+    /// An abandoned writer (an error elsewhere) still stops its thread before the caller
+    /// goes on to delete the file.
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn write_all(
+    mut file: File,
+    mut hasher: Hasher,
+    batches: &Receiver<Vec<u8>>,
+    give_back: &mpsc::Sender<Vec<u8>>,
+) -> Outcome {
+    let mut written = 0u64;
+    let mut flushed = 0u64;
+    for batch in batches {
+        file.write_all(&batch)?;
+        hasher.update(&batch);
+        written += batch.len() as u64;
+        if written - flushed >= WRITEBACK_STEP {
+            start_writeback(&file, flushed, written - flushed);
+            flushed = written;
+        }
+        // The caller may be gone (it stops reading on error); the buffer is then dropped.
+        let _ = give_back.send(batch);
+    }
+    Ok((file, hasher))
+}
+
+/// Asks the kernel to start writing `[offset, offset + len)` to disk now, without waiting,
+/// so the fsync at the end finds most of the piece already written. Only a hint: errors
+/// of the writeback itself are reported by that fsync.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::unix::io::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor belongs to `file`, which is open for the whole call;
+    // sync_file_range reads its integer arguments only and touches no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
