@@ -35,10 +35,27 @@ def test_hash_bytes_equals_the_reference_for_every_algorithm(algorithm: str, dat
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3 * 1024 * 1024 + 7])
+@pytest.mark.parametrize(
+    # 256 KiB is where long buffers switch to OpenSSL for MD5/SHA-512 (scan/algorithm.rs).
+    "size", [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, (256 << 10) - 1, 256 << 10, 3 * 1024 * 1024 + 7]
+)
 def test_hash_bytes_at_edge_sizes_and_multi_mib(algorithm: str, size: int) -> None:
     data = os.urandom(size)
     assert hash_bytes(data, algorithm) == oracle(algorithm, data)
+
+
+def test_md5_and_sha512_streams_go_through_hashlibs_openssl() -> None:
+    """Python's _hashlib links OpenSSL on every CPython this project supports on Linux, so
+    the faster route must be taken there; elsewhere the crates answer (same digests)."""
+    import _hashlib
+
+    reachable = getattr(_hashlib, "__file__", None) is not None and os.name == "posix"
+    want = "openssl" if reachable else "rust"
+    assert rustybackup._core.hash_backend("md5") == want
+    assert rustybackup._core.hash_backend(ChecksumAlgorithm.SHA512) == want
+    assert [rustybackup._core.hash_backend(a) for a in ("sha1", "sha256", "blake3")] == ["rust"] * 3
+    with pytest.raises(ValueError, match="valid names: md5, sha1, sha256, sha512, blake3"):
+        rustybackup._core.hash_backend("crc32")
 
 
 def test_the_default_is_blake3_and_enum_members_work() -> None:

@@ -121,6 +121,16 @@ def scan_file(path: str | PathLike[str], algorithm: str = "blake3", block_size: 
     block's digest. ``block_size`` is a power of two in [512, 16 MiB]. A file whose size
     changes during the scan raises ``OSError`` (errno EIO) naming it."""
 
+def hash_backend(algorithm: str) -> str:
+    """Which implementation hashes long streams of ``algorithm``: ``"openssl"`` (MD5 and
+    SHA-512 go through the OpenSSL that Python's ``hashlib`` already loaded, when it can
+    be reached: it is faster than the Rust crates there) or ``"rust"``. Digests are the
+    same either way; short per-block digests always use the Rust crates.
+
+    Raises:
+        ValueError: an unknown algorithm (the message lists the valid names).
+    """
+
 def hash_files(
     paths: Iterable[str | PathLike[str]], algorithm: str = "blake3", threads: int | None = None
 ) -> dict[str, str | Exception]:

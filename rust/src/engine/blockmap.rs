@@ -118,7 +118,7 @@ impl BlockMapWriter {
 
     /// Appends the trailer, fsyncs; returns (checksum, record count).
     pub fn finish(mut self) -> Result<(Vec<u8>, u64)> {
-        let checksum = self.hasher.clone().finalize();
+        let checksum = self.hasher.finalize();
         let mut t = Vec::with_capacity(BLOCKMAP_TRAILER_LEN as usize);
         t.extend_from_slice(BLOCKMAP_END_MAGIC);
         t.extend_from_slice(&self.count.to_le_bytes());

@@ -360,5 +360,26 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_backend, m)?)?;
+    use_hashlib_openssl(m.py());
     Ok(())
+}
+
+/// Routes MD5 and SHA-512 streams through the OpenSSL `hashlib` uses, when it can be
+/// reached (see `scan/evp.rs`); otherwise nothing changes.
+fn use_hashlib_openssl(py: Python<'_>) {
+    let file = py
+        .import("_hashlib")
+        .and_then(|m| m.getattr("__file__"))
+        .and_then(|f| f.extract::<PathBuf>());
+    if let Ok(file) = file {
+        scan::evp::install(&file);
+    }
+}
+
+/// Which implementation hashes long streams of `algorithm`: "openssl" or "rust".
+#[pyfunction]
+fn hash_backend(algorithm: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    let alg = self::algorithm(algorithm)?;
+    Ok(if scan::evp::active(alg) { "openssl" } else { "rust" })
 }

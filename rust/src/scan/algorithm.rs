@@ -73,8 +73,17 @@ impl Algorithm {
         }
     }
 
-    /// A fresh streaming hasher.
+    /// A fresh streaming hasher: OpenSSL's MD5/SHA-512 when Python's is reachable (see
+    /// [`super::evp`]), else the crates.
     pub fn hasher(self) -> Hasher {
+        match super::evp::EvpHasher::new(self) {
+            Some(h) => Hasher::Evp(h),
+            None => self.crate_hasher(),
+        }
+    }
+
+    /// A fresh streaming hasher from the RustCrypto/BLAKE3 crates.
+    pub fn crate_hasher(self) -> Hasher {
         match self {
             Self::Md5 => Hasher::Md5(Md5::new()),
             Self::Sha1 => Hasher::Sha1(Sha1::new()),
@@ -85,20 +94,30 @@ impl Algorithm {
     }
 
     /// The digest of one buffer, single-threaded (callers parallelise across buffers).
+    /// Buffers of a block or two use the crates (an OpenSSL context costs an allocation
+    /// and, in OpenSSL 3, a method fetch per use); long ones take `hasher`'s route.
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        const LONG: usize = 256 << 10;
         match self {
             Self::Blake3 => blake3::hash(data).as_bytes().to_vec(),
-            _ => {
+            _ if data.len() >= LONG => {
                 let mut h = self.hasher();
                 h.update(data);
                 h.finalize()
             }
+            _ => self.digest_with_crates(data),
         }
+    }
+
+    /// The digest of one buffer by the crates alone.
+    pub fn digest_with_crates(self, data: &[u8]) -> Vec<u8> {
+        let mut h = self.crate_hasher();
+        h.update(data);
+        h.finalize()
     }
 }
 
 /// A streaming hasher of any algorithm.
-#[derive(Clone)]
 pub enum Hasher {
     /// MD5 state.
     Md5(Md5),
@@ -110,6 +129,8 @@ pub enum Hasher {
     Sha512(Sha512),
     /// BLAKE3 state (boxed: it is ~2 KiB).
     Blake3(Box<blake3::Hasher>),
+    /// MD5 or SHA-512 state in Python's OpenSSL.
+    Evp(super::evp::EvpHasher),
 }
 
 impl Hasher {
@@ -123,6 +144,7 @@ impl Hasher {
             Self::Blake3(h) => {
                 h.update(data);
             }
+            Self::Evp(h) => h.update(data),
         }
     }
 
@@ -134,6 +156,7 @@ impl Hasher {
             Self::Sha256(h) => h.finalize().to_vec(),
             Self::Sha512(h) => h.finalize().to_vec(),
             Self::Blake3(h) => h.finalize().as_bytes().to_vec(),
+            Self::Evp(h) => h.finalize(),
         }
     }
 }

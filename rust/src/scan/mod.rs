@@ -23,6 +23,7 @@
 pub mod algorithm;
 pub mod blake3_tree;
 pub mod error;
+pub mod evp;
 pub mod file_scan;
 pub mod parallel;
 pub mod reader;
