@@ -7,6 +7,8 @@ pub mod catalog;
 pub mod chain;
 pub mod cron;
 pub mod engine;
+pub mod io_hints;
+pub mod loaded;
 pub mod scan;
 pub mod verify;
 

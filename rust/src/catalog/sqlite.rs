@@ -10,6 +10,8 @@
 //! symbols) [`Api::load`] says so and the caller keeps its Python path.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+use crate::loaded::Loaded;
 use std::path::Path;
 use std::ptr;
 
@@ -48,7 +50,8 @@ const SQLITE_OPEN_NOMUTEX: c_int = 0x0000_8000;
 /// The functions this crate calls, with the C signatures SQLite documents (stable since
 /// 3.7.14, which added `sqlite3_close_v2`).
 pub struct Api {
-    handle: *mut c_void,
+    /// Keeps the object, hence every function pointer below, mapped.
+    _library: Loaded,
     open_v2: OpenV2,
     close_v2: CloseV2,
     busy_timeout: BusyTimeout,
@@ -63,78 +66,29 @@ pub struct Api {
     errmsg: ErrMsg,
 }
 
-// SAFETY: the fields are function pointers into a loaded library and the library handle;
-// SQLite as Python builds it is threadsafe (Python's sqlite3 refuses a build that is not),
-// and each connection opened through the table is used by one thread at a time.
-unsafe impl Send for Api {}
-// SAFETY: as for `Send`: calling the functions from several threads is what SQLite's
-// threadsafe builds allow; the table itself is never mutated after `load`.
-unsafe impl Sync for Api {}
-
 impl Api {
     /// The SQLite of the already-loaded shared object `module` (Python's `_sqlite3`), or
     /// None when it is not loaded or does not expose every function needed.
-    #[cfg(unix)]
     pub fn load(module: &Path) -> Option<Self> {
-        use std::os::unix::ffi::OsStrExt;
-        let name = CString::new(module.as_os_str().as_bytes()).ok()?;
-        // SAFETY: `name` is a NUL-terminated path; RTLD_NOLOAD never loads (so runs no
-        // initialisers): it only returns a new reference to an object already mapped.
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
-        if handle.is_null() {
-            return None;
-        }
-        let find = |symbol: &CStr| -> Option<*mut c_void> {
-            // SAFETY: `handle` is a live handle from dlopen; `symbol` is NUL-terminated.
-            let p = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
-            (!p.is_null()).then_some(p)
-        };
-        macro_rules! function {
-            ($name:literal, $ty:ty) => {
-                match find($name) {
-                    // SAFETY: the symbol is SQLite's exported function of that name, and
-                    // the field it is stored in has the signature sqlite3.h declares for
-                    // it; a data pointer and a function pointer have the same size here.
-                    Some(p) => unsafe { std::mem::transmute::<*mut c_void, $ty>(p) },
-                    None => {
-                        // SAFETY: `handle` came from dlopen above and is not used again.
-                        unsafe { libc::dlclose(handle) };
-                        return None;
-                    }
-                }
-            };
-        }
-        Some(Self {
-            open_v2: function!(c"sqlite3_open_v2", OpenV2),
-            close_v2: function!(c"sqlite3_close_v2", CloseV2),
-            busy_timeout: function!(c"sqlite3_busy_timeout", BusyTimeout),
-            prepare_v2: function!(c"sqlite3_prepare_v2", PrepareV2),
-            bind_text: function!(c"sqlite3_bind_text", BindText),
-            step: function!(c"sqlite3_step", Step),
-            column_type: function!(c"sqlite3_column_type", ColumnType),
-            column_text: function!(c"sqlite3_column_text", ColumnText),
-            column_bytes: function!(c"sqlite3_column_bytes", ColumnBytes),
-            column_int64: function!(c"sqlite3_column_int64", ColumnInt64),
-            finalize: function!(c"sqlite3_finalize", Finalize),
-            errmsg: function!(c"sqlite3_errmsg", ErrMsg),
-            handle,
-        })
-    }
-
-    /// Without `dlopen` there is no way to reach Python's copy: callers keep their path.
-    #[cfg(not(unix))]
-    pub fn load(_module: &Path) -> Option<Self> {
-        None
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        // SAFETY: `handle` is the reference `load` took; every `Connection` borrows the
-        // `Api`, so none outlives this call.
+        let library = Loaded::open(module)?;
+        // SAFETY (every `function` call): each type alias is the signature sqlite3.h
+        // declares for that name, and `_library` keeps the pointers valid.
         unsafe {
-            libc::dlclose(self.handle);
+            Some(Self {
+                open_v2: library.function(c"sqlite3_open_v2")?,
+                close_v2: library.function(c"sqlite3_close_v2")?,
+                busy_timeout: library.function(c"sqlite3_busy_timeout")?,
+                prepare_v2: library.function(c"sqlite3_prepare_v2")?,
+                bind_text: library.function(c"sqlite3_bind_text")?,
+                step: library.function(c"sqlite3_step")?,
+                column_type: library.function(c"sqlite3_column_type")?,
+                column_text: library.function(c"sqlite3_column_text")?,
+                column_bytes: library.function(c"sqlite3_column_bytes")?,
+                column_int64: library.function(c"sqlite3_column_int64")?,
+                finalize: library.function(c"sqlite3_finalize")?,
+                errmsg: library.function(c"sqlite3_errmsg")?,
+                _library: library,
+            })
         }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use super::error::{Error, Result};
+use crate::io_hints;
 use crate::scan::algorithm::Hasher;
 
 /// Bytes per batch handed to the writer thread (large enough that the hash runs its
@@ -134,7 +135,7 @@ fn write_all(
         hasher.update(&batch);
         written += batch.len() as u64;
         if written - flushed >= WRITEBACK_STEP {
-            start_writeback(&file, flushed, written - flushed);
+            io_hints::start_writeback(&file, flushed, written - flushed);
             flushed = written;
         }
         // The caller may be gone (it stops reading on error); the buffer is then dropped.
@@ -142,25 +143,6 @@ fn write_all(
     }
     Ok((file, hasher))
 }
-
-/// Asks the kernel to start writing `[offset, offset + len)` to disk now, without waiting,
-/// so the fsync at the end finds most of the piece already written. Only a hint: errors
-/// of the writeback itself are reported by that fsync.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::unix::io::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: the descriptor belongs to `file`, which is open for the whole call;
-    // sync_file_range reads its integer arguments only and touches no memory of ours.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 #[cfg(test)]
 mod tests {

@@ -9,11 +9,12 @@
 //! hashlib's implementation, and the crates whenever that copy is out of reach (no
 //! `_hashlib` file, hidden symbols, a FIPS build refusing MD5, plain `cargo test`).
 
-use std::ffi::{c_int, c_uint, c_void, CStr, CString};
+use std::ffi::{c_int, c_uint, c_void};
 use std::path::Path;
 use std::sync::OnceLock;
 
 use super::algorithm::Algorithm;
+use crate::loaded::Loaded;
 
 type Ctx = c_void;
 type Md = c_void;
@@ -26,6 +27,8 @@ type MdGetter = unsafe extern "C" fn() -> *const Md;
 
 /// The EVP functions used, with the signatures `openssl/evp.h` declares (1.1 and 3.x).
 struct Api {
+    /// Keeps `_hashlib` (hence libcrypto) referenced for as long as the pointers are used.
+    _library: Loaded,
     ctx_new: CtxNew,
     ctx_free: CtxFree,
     init: Init,
@@ -49,39 +52,22 @@ pub fn active(algorithm: Algorithm) -> bool {
     md_of(algorithm).is_some()
 }
 
-#[cfg(unix)]
 fn load(module: &Path) -> Option<Api> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = CString::new(module.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `name` is NUL-terminated; RTLD_NOLOAD only returns a new reference to an
-    // object already mapped (it never loads, so no initialisers run). The reference is
-    // kept for the life of the process: the function pointers below point into it.
-    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
-    if handle.is_null() {
-        return None;
-    }
-    let find = |symbol: &CStr| -> Option<*mut c_void> {
-        // SAFETY: `handle` is live; `symbol` is NUL-terminated.
-        let p = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
-        (!p.is_null()).then_some(p)
-    };
-    macro_rules! function {
-        ($name:literal, $ty:ty) => {
-            // SAFETY: the symbol is OpenSSL's exported function of that name and `$ty` is
-            // the signature evp.h declares for it; function and data pointers have the
-            // same size on every platform with dlsym.
-            unsafe { std::mem::transmute::<*mut c_void, $ty>(find($name)?) }
-        };
-    }
-    let api = Api {
-        // OpenSSL 1.1 and 3.x export these names (1.0's EVP_MD_CTX_create is not used).
-        ctx_new: function!(c"EVP_MD_CTX_new", CtxNew),
-        ctx_free: function!(c"EVP_MD_CTX_free", CtxFree),
-        init: function!(c"EVP_DigestInit_ex", Init),
-        update: function!(c"EVP_DigestUpdate", Update),
-        finish: function!(c"EVP_DigestFinal_ex", Final),
-        md5: function!(c"EVP_md5", MdGetter),
-        sha512: function!(c"EVP_sha512", MdGetter),
+    let library = Loaded::open(module)?;
+    // SAFETY (every `function` call): each type alias is the signature evp.h declares for
+    // that name (OpenSSL 1.1 and 3.x export all of them), and `_library` keeps the
+    // pointers valid: the table lives in a static, for the life of the process.
+    let api = unsafe {
+        Api {
+            ctx_new: library.function(c"EVP_MD_CTX_new")?,
+            ctx_free: library.function(c"EVP_MD_CTX_free")?,
+            init: library.function(c"EVP_DigestInit_ex")?,
+            update: library.function(c"EVP_DigestUpdate")?,
+            finish: library.function(c"EVP_DigestFinal_ex")?,
+            md5: library.function(c"EVP_md5")?,
+            sha512: library.function(c"EVP_sha512")?,
+            _library: library,
+        }
     };
     // A provider that refuses an algorithm (FIPS and MD5) fails here, once, not mid-file;
     // and a wrong answer (a mismatched library) is caught before any real data is hashed.
@@ -111,11 +97,6 @@ fn one_shot(api: &Api, md: MdGetter, data: &[u8]) -> Option<Vec<u8>> {
         out.truncate(len as usize);
         ok.then_some(out)
     }
-}
-
-#[cfg(not(unix))]
-fn load(_module: &Path) -> Option<Api> {
-    None
 }
 
 fn md_of(algorithm: Algorithm) -> Option<(&'static Api, MdGetter)> {

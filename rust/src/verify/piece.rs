@@ -13,6 +13,7 @@ use super::control::Control;
 use super::item::{BadBlock, IssueKind, Item, ItemKind, ItemReport};
 use crate::engine::piece::{IndexEntry, PieceReader, FLAG_ZSTD, HEADER_LEN, PIECE_TRAILER_LEN};
 use crate::engine::Error as EngineError;
+use crate::io_hints;
 use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
 
 /// Bytes read per step; big enough for sequential throughput, small enough that a budget
@@ -188,7 +189,9 @@ impl<'a> Scan<'a> {
             self.read_failed(pos, len, &e);
             return None;
         }
-        prefetch(self.file, pos + len, 2 * CHUNK);
+        // The next chunks come off the disk while this one is hashed (a repository that is
+        // not in the page cache is then read-bound, not read-then-hash bound).
+        io_hints::prefetch(self.file, pos + len, 2 * CHUNK);
         self.report.bytes_read += len;
         self.ctl.add_bytes(len);
         Some(())
@@ -371,26 +374,6 @@ impl<'a> Scan<'a> {
 }
 
 /// Reads `[pos, pos + len)` into `buf` (resized to fit).
-/// Asks the kernel to start reading `[pos, pos + len)` now, so the next chunks come off
-/// the disk while this one is hashed: on a repository that is not in the page cache this
-/// turns read-then-hash into read-while-hashing. Only a hint; pages already cached cost
-/// a lookup.
-#[cfg(target_os = "linux")]
-fn prefetch(file: &File, pos: u64, len: u64) {
-    use std::os::unix::io::AsRawFd;
-    let (Ok(pos), Ok(len)) = (i64::try_from(pos), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: the descriptor belongs to `file`, open for the whole call; posix_fadvise
-    // reads its integer arguments only.
-    unsafe {
-        libc::posix_fadvise(file.as_raw_fd(), pos, len, libc::POSIX_FADV_WILLNEED);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn prefetch(_file: &File, _pos: u64, _len: u64) {}
-
 fn read_chunk(file: &File, pos: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.resize(len as usize, 0);
     file.read_exact_at(buf, pos)
