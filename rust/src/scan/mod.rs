@@ -21,7 +21,6 @@
 //! buffers per scan, whatever the file size.
 
 pub mod algorithm;
-pub mod blake3_tree;
 pub mod error;
 pub mod evp;
 pub mod file_scan;
