@@ -181,5 +181,43 @@ def test_an_id_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
     with cat.transaction() as c:
         c.execute("UPDATE sets SET id = CAST(x'66ff' AS TEXT)")
-    with pytest.raises(CatalogError, match=r'sets row 0 of database "db" \(id "\?"\): id is NULL or not UTF-8$'):
+    with pytest.raises(CatalogError, match=r'sets row 0 of database "db" \(id "\?"\): id is not UTF-8 text$'):
+        _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]
+
+
+@needs_direct
+def test_the_rust_read_opens_the_file_python_has_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative catalog path, then a chdir into a directory holding another catalog of
+    the same name: the plan must come from the catalog this object opened."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    ours = make_catalog(Path("catalog.db"), [("f1", "full", None, 0, 1, "available")])
+    monkeypatch.chdir(tmp_path / "b")
+    make_catalog(Path("catalog.db"), [("x1", "full", None, 0, 1, "available"), ("x2", "full", None, 2, 3, "available")])
+    rows = ours.chain_rows("db")
+    assert isinstance(rows, _core.ChainRows) and len(rows) == 1
+    plan = ours.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
+    assert [d.set_id for d in plan] == ["f1"]
+
+
+def test_an_in_memory_catalog_plans_through_sqlite3() -> None:
+    cat = make_catalog(Path(":memory:"), [("f1", "full", None, 0, 1, "available")])
+    assert cat.chain_rows("db") == [("f1", "full", None, 0, 1, "available")]
+    plan = cat.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
+    assert [(d.set_id, d.keep) for d in plan] == [("f1", True)]
+
+
+@needs_direct
+def test_values_of_the_wrong_type_are_refused_as_sqlite3_rows_would_be(tmp_path: Path) -> None:
+    """SQLite would convert a BLOB id to text; the sqlite3 path hands it over as bytes,
+    which the chain logic refuses, so the Rust read refuses it too."""
+    cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
+    with cat.transaction() as c:
+        c.execute("UPDATE sets SET id = CAST('f1' AS BLOB)")
+    with pytest.raises(CatalogError, match=r"id is not UTF-8 text$"):
+        _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]
+    with cat.transaction() as c:
+        c.execute("UPDATE sets SET id = 'f1', status = CAST('available' AS BLOB)")
+    with pytest.raises(CatalogError, match=r'status "available" is not one of'):
         _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]

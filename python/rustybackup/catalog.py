@@ -167,6 +167,10 @@ class BackupCatalog:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._conn = self._connect()
+        # The file this connection really has open (absolute; empty for ":memory:"), so the
+        # Rust reader opens the same database whatever the working directory becomes.
+        self._db_file: str = next((row[2] for row in self._conn.execute("PRAGMA database_list")
+                                   if row[1] == "main"), "")
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -412,13 +416,13 @@ class BackupCatalog:
     def chain_rows(self, database: str) -> _core.ChainRows | list[ChainRecord]:
         """Every set of `database` for the chain logic, oldest first: read in Rust (no
         Python object per row) through the SQLite copy Python's `sqlite3` uses, or with
-        `sqlite3` when that copy is out of reach or this connection is inside a
-        transaction (whose uncommitted rows only it can see)."""
+        `sqlite3` when that copy is out of reach, the catalog has no file (":memory:"),
+        or this connection is inside a transaction (whose uncommitted rows only it sees)."""
         module = _SQLITE_MODULE
         with self._lock:
             busy = self._conn.in_transaction
-        if module is not None and not busy:
-            rows = _core.read_chain_rows(module, self.path, database)
+        if module is not None and self._db_file and not busy:
+            rows = _core.read_chain_rows(module, self._db_file, database)
             if rows is not None:
                 return rows
         return self.retention_rows(database)

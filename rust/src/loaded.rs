@@ -4,8 +4,9 @@
 //! Looking symbols up through that object's own handle yields exactly the library copy
 //! Python uses (its dependencies are searched too), which is the point: a second SQLite
 //! in the process would break the first one's file locks, and hashlib's OpenSSL is the
-//! implementation to match. When the object is not loaded, or hides its symbols, the
-//! caller gets None and keeps its own route.
+//! implementation to match. When the object is not loaded, hides its symbols, or another
+//! copy of a symbol is visible in the global scope (which the object's own calls would
+//! bind to first), the caller gets None and keeps its own route.
 
 use std::ffi::{c_void, CStr};
 use std::path::Path;
@@ -55,9 +56,17 @@ impl Loaded {
         assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
         // SAFETY: `handle` is live (owned by `self`); `name` is NUL-terminated.
         let p = unsafe { libc::dlsym(self.handle, name.as_ptr()) };
+        // A definition in the global scope (the executable, LD_PRELOAD, an RTLD_GLOBAL
+        // library) is what the object's own calls bind to first; if it is a different
+        // copy, which one Python uses is not certain, so none is used.
+        // SAFETY: RTLD_DEFAULT is a valid pseudo-handle; `name` is NUL-terminated.
+        let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if p.is_null() || !(global.is_null() || global == p) {
+            return None;
+        }
         // SAFETY: `p` is the address of the function `name`; the caller guarantees `F`
         // is its pointer type, and the sizes match (asserted above).
-        (!p.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
+        Some(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
     }
 
     /// See the unix version; never reached (`open` returns None).

@@ -122,20 +122,27 @@ pub fn read_chain_rows(api: &Api, catalog: &Path, database: &str) -> Result<Chai
         })?;
         out.rows.push(row);
     }
+    // Give back what `reserve_for` over-asked (the file holds every database's sets).
+    out.text.shrink_to_fit();
+    out.rows.shrink_to_fit();
     Ok(out)
 }
 
 /// The current row of `stmt`, its strings appended to `out`'s arena; on a bad value,
 /// what is wrong and the row's id (or "?").
 fn read_row(stmt: &sqlite::Statement<'_>, out: &mut ChainRows) -> Result<Row, (String, String)> {
-    let id = stmt
-        .column_text(0)
+    // Only TEXT is taken as text: SQLite would convert a BLOB or a number, which the
+    // `sqlite3` path hands over as bytes/int and the chain logic refuses.
+    let text = |col: i32| match stmt.column_type(col) {
+        SQLITE_TEXT => stmt.column_text(col),
+        _ => None,
+    };
+    let id = text(0)
         .and_then(|bytes| out.push_text(bytes))
-        .ok_or_else(|| ("id is NULL or not UTF-8".to_string(), "?".to_string()))?;
+        .ok_or_else(|| ("id is not UTF-8 text".to_string(), "?".to_string()))?;
     let bad = |out: &ChainRows, field: String| (field, out.slice(&id).to_string());
     let name = |col: i32| String::from_utf8_lossy(stmt.column_text(col).unwrap_or(b"NULL")).into_owned();
-    let kind = stmt
-        .column_text(1)
+    let kind = text(1)
         .and_then(|b| std::str::from_utf8(b).ok())
         .and_then(BackupKind::from_name);
     let Some(kind) = kind else {
@@ -159,8 +166,7 @@ fn read_row(stmt: &sqlite::Statement<'_>, out: &mut ChainRows) -> Result<Row, (S
     };
     let started_us = int(3, "started_at")?;
     let finished_us = int(4, "finished_at")?;
-    let state = stmt
-        .column_text(5)
+    let state = text(5)
         .and_then(|b| std::str::from_utf8(b).ok())
         .and_then(SetState::from_name);
     let Some(state) = state else {

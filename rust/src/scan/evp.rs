@@ -113,6 +113,8 @@ fn md_of(algorithm: Algorithm) -> Option<(&'static Api, MdGetter)> {
 pub struct EvpHasher {
     api: &'static Api,
     ctx: *mut Ctx,
+    /// An update OpenSSL refused; `finalize` reports it.
+    failed: bool,
 }
 
 // SAFETY: an EVP_MD_CTX has no thread affinity; it is only ever used by whoever owns the
@@ -128,7 +130,11 @@ impl EvpHasher {
         if ctx.is_null() {
             return None;
         }
-        let me = Self { api, ctx };
+        let me = Self {
+            api,
+            ctx,
+            failed: false,
+        };
         // SAFETY: `ctx` is a fresh context, `md()` a static digest description, no engine.
         let ok = unsafe { (api.init)(ctx, md(), std::ptr::null_mut()) } == 1;
         ok.then_some(me)
@@ -137,17 +143,26 @@ impl EvpHasher {
     /// Feeds bytes.
     pub fn update(&mut self, data: &[u8]) {
         // SAFETY: `ctx` is an initialised context owned by `self`; `data` is valid for
-        // its length. MD5 and SHA-512 updates do not fail once initialised (`load`
-        // checked both algorithms end to end).
-        unsafe { (self.api.update)(self.ctx, data.as_ptr().cast(), data.len()) };
+        // its length.
+        let ok = unsafe { (self.api.update)(self.ctx, data.as_ptr().cast(), data.len()) } == 1;
+        self.failed |= !ok;
     }
 
     /// The digest of everything fed.
+    ///
+    /// # Panics
+    /// If OpenSSL reported a failure (it cannot for MD5/SHA-512 once `load`'s self-test
+    /// passed, short of a provider entering its error state): a wrong or empty digest
+    /// written into a manifest would be worse than stopping.
     pub fn finalize(self) -> Vec<u8> {
         let mut out = vec![0u8; 64]; // EVP_MAX_MD_SIZE
         let mut len: c_uint = 0;
         // SAFETY: `out` has room for the largest digest; `ctx` is initialised and owned.
-        unsafe { (self.api.finish)(self.ctx, out.as_mut_ptr(), &mut len) };
+        let ok = unsafe { (self.api.finish)(self.ctx, out.as_mut_ptr(), &mut len) } == 1;
+        assert!(
+            ok && !self.failed && (len == 16 || len == 64),
+            "OpenSSL failed to compute a digest (EVP_DigestUpdate/Final reported an error)"
+        );
         out.truncate(len as usize);
         out
     }
