@@ -428,7 +428,8 @@ class BackupCatalog:
         return self.retention_rows(database)
 
     def retention_rows(self, database: str) -> list[ChainRecord]:
-        """Every set of `database` as the chain tuples retention resolves, oldest first."""
+        """Every set of `database` as the chain tuples retention resolves, oldest first
+        (the same query as `QUERY` in rust/src/catalog/mod.rs, which `chain_rows` uses)."""
         rows = self._query(
             "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets "
             "WHERE database = ? ORDER BY finished_at, started_at, id",

@@ -11,10 +11,6 @@ use super::buffer::{ByteView, GIL_MINSIZE};
 use super::errors::scan_error;
 use crate::scan::{self, to_hex, Access, Algorithm, BlockSize, Scanner};
 
-/// Above this a BLAKE3 `hash_bytes` spreads over the pool (blake3-py's `max_threads`
-/// pays off from about 128 KiB; below, one core's SIMD is already faster than the hand-off).
-const PARALLEL_MINSIZE: usize = 1024 * 1024;
-
 /// How often a scan looks for Ctrl-C (`KeyboardInterrupt`).
 const SIGNAL_CHECK_BYTES: usize = 64 * 1024 * 1024;
 
@@ -77,12 +73,12 @@ fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: AlgorithmArg) 
     let bytes = view.as_slice();
     let digest = if bytes.len() < GIL_MINSIZE {
         alg.digest(bytes)
-    } else if alg == Algorithm::Blake3 && bytes.len() >= PARALLEL_MINSIZE {
+    } else if alg == Algorithm::Blake3 && bytes.len() >= scan::algorithm::PARALLEL_MIN {
         py.detach(|| {
             scan::parallel::install(None, || {
-                let mut h = blake3::Hasher::new();
-                h.update_rayon(bytes);
-                h.finalize().as_bytes().to_vec()
+                let mut h = alg.hasher();
+                h.update_parallel(bytes);
+                h.finalize()
             })
         })
         .map_err(scan_error)?

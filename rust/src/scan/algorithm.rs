@@ -117,6 +117,10 @@ impl Algorithm {
     }
 }
 
+/// From this many bytes, one BLAKE3 buffer is worth spreading over the pool (blake3-py's
+/// `max_threads` pays off from about 128 KiB; below, one core's SIMD beats the hand-off).
+pub const PARALLEL_MIN: usize = 1 << 20;
+
 /// A streaming hasher of any algorithm.
 pub enum Hasher {
     /// MD5 state.
@@ -145,6 +149,18 @@ impl Hasher {
                 h.update(data);
             }
             Self::Evp(h) => h.update(data),
+        }
+    }
+
+    /// Feeds bytes, spreading BLAKE3 over the current rayon pool (its tree mode) for
+    /// buffers of 1 MiB and more, where that pays; the other algorithms are sequential
+    /// by nature. Call it inside the pool the work should run in (`parallel::install`).
+    pub fn update_parallel(&mut self, data: &[u8]) {
+        match self {
+            Self::Blake3(h) if data.len() >= PARALLEL_MIN => {
+                h.update_rayon(data);
+            }
+            other => other.update(data),
         }
     }
 

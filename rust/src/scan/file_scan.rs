@@ -187,12 +187,7 @@ impl Scanner {
 /// the sequential digest on one worker, the blocks spread over the rest.
 fn hash_chunk(alg: Algorithm, bs: usize, data: &[u8], out: &mut [u8], whole: &mut Hasher) {
     rayon::join(
-        || match whole {
-            Hasher::Blake3(h) => {
-                h.update_rayon(data);
-            }
-            h => h.update(data),
-        },
+        || whole.update_parallel(data),
         || parallel::digest_blocks_into(alg, data, bs, out),
     );
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::algorithm::{Algorithm, Hasher};
+use super::algorithm::Algorithm;
 use super::error::{ScanError, SizeChange};
 use super::parallel;
 use super::reader::{ChunkReader, DEFAULT_CHUNK};
@@ -57,21 +57,11 @@ fn hash_read(
     let mut n = reader.fill(&mut cur)?;
     while n > 0 {
         let data = &cur[..n];
-        let (read, ()) = pool.install(|| rayon::join(|| reader.fill(&mut next), || update(&mut hasher, data)));
+        let (read, ()) = pool.install(|| rayon::join(|| reader.fill(&mut next), || hasher.update_parallel(data)));
         n = read?;
         std::mem::swap(&mut cur, &mut next);
     }
     Ok(hasher.finalize())
-}
-
-/// BLAKE3 spreads one buffer over the pool; the others are inherently sequential.
-fn update(hasher: &mut Hasher, data: &[u8]) {
-    match hasher {
-        Hasher::Blake3(h) => {
-            h.update_rayon(data);
-        }
-        h => h.update(data),
-    }
 }
 
 /// `Some(digest)` via a map, or `None` when the file is not worth or not able to be mapped.
@@ -95,7 +85,7 @@ fn hash_mapped(path: &Path, algorithm: Algorithm, threads: Option<usize>) -> Res
     // front to back, and the advice let the kernel drop pages behind us (2x slower on a
     // page-cached 2 GiB file). The blake3 crate's own mmap path gives no advice either.
     let mut hasher = algorithm.hasher();
-    parallel::install(threads, || update(&mut hasher, &map))?;
+    parallel::install(threads, || hasher.update_parallel(&map))?;
     let after = file.metadata().map_err(|e| ScanError::io(e, path))?.len();
     if after != map.len() as u64 {
         let found = if after < map.len() as u64 {
@@ -140,7 +130,7 @@ fn hash_one_sequential(path: &Path, algorithm: Algorithm) -> Result<Vec<u8>, Sca
         if n == 0 {
             return Ok(hasher.finalize());
         }
-        update(&mut hasher, &buf[..n]);
+        hasher.update_parallel(&buf[..n]);
     }
 }
 

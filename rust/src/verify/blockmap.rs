@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 
 use super::control::Control;
 use super::item::{IssueKind, Item, ItemReport};
-use super::piece::{check_presence, compare_checksums, hash_update};
+use super::piece::{check_presence, compare_checksums};
 use crate::engine::piece::{decode_header, HEADER_LEN};
 use crate::scan::algorithm::Algorithm;
 
@@ -145,7 +145,7 @@ pub(crate) fn check_blockmap(item: &Item, ctl: &Control, report: &mut ItemReport
             );
             return;
         }
-        hash_update(&mut hasher, &buf);
+        hasher.update_parallel(&buf);
         report.bytes_read += n;
         ctl.add_bytes(n);
         pos += n;

@@ -9,7 +9,6 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::blockmap::{open_blockmap, record_len};
-use super::piece::hash_update;
 use crate::engine::piece::HEADER_LEN;
 use crate::scan::algorithm::{to_hex, Algorithm};
 
@@ -73,7 +72,7 @@ pub fn check_restored_file(
         if n == 0 {
             break;
         }
-        hash_update(&mut h, &buf[..n]);
+        h.update_parallel(&buf[..n]);
         report.size += n as u64;
     }
     report.bytes_read = report.size;
