@@ -402,4 +402,3 @@ fn check_block(alg: Algorithm, stored: &[u8], e: &IndexEntry) -> Option<String> 
     };
     (digest != e.digest).then(|| to_hex(&digest))
 }
-
