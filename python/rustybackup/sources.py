@@ -16,13 +16,24 @@ from .errors import BackupError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry of a source tree that a backup did not store, and why (recorded in the
+    set's manifest summary, not only in a log line)."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class TreeEntries:
-    """A source tree's regular files, directories and symlinks (sorted relative paths)."""
+    """A source tree's regular files, directories and symlinks (sorted relative paths),
+    and the entries it skipped."""
 
     files: list[tuple[str, Path, os.stat_result]] = field(default_factory=list)
     dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
     symlinks: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
 
 
 def link_escapes(rel: str, target: str) -> bool:
@@ -72,14 +83,30 @@ def walk(root: Path) -> TreeEntries:
                 elif stat.S_ISREG(est.st_mode):
                     out.files.append((rel, Path(entry.path), est))
                 else:
-                    log.warning("skipping %s: not a regular file, directory or symlink", entry.path)
+                    reason = _special_kind(est.st_mode)
+                    log.warning("skipping %s: %s", entry.path, reason)
+                    out.skipped.append(SkippedEntry(rel, reason))
             except FileNotFoundError:
                 # Deleted between scandir and stat: a live tree; it is simply not in this set.
                 log.info("%s vanished during the backup", entry.path)
+                out.skipped.append(SkippedEntry(rel, "vanished during the backup"))
     out.files.sort(key=lambda t: t[0])
     out.dirs.sort(key=lambda t: t[0])
     out.symlinks.sort(key=lambda t: t[0])
+    out.skipped.sort(key=lambda e: e.path)
     return out
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    return f"unsupported file type {stat.S_IFMT(mode):#o}"
 
 
 def snapshot_sqlite(source: Path, dest: Path) -> None:
