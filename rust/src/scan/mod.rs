@@ -12,8 +12,7 @@
 //!   `scan_path_collect` keeps all block digests ([`FileScan`]).
 //! - [`hash_path`] (read or mmap, see [`Access`]) and [`hash_paths`] (many files in
 //!   parallel, one `Result` per file).
-//! - [`parallel::hash_ranges`]: digests of many byte ranges in parallel (re-hashing a
-//!   piece's blocks); [`parallel::install`] runs any closure in the fork-safe pool.
+//! - [`parallel::install`] runs any closure in the fork-safe pool.
 //!
 //! Files being backed up are never memory-mapped (a truncation under a map is SIGBUS);
 //! they are read in block-aligned chunks and a size change during the read is an error
@@ -22,7 +21,6 @@
 
 pub mod algorithm;
 pub mod error;
-pub mod evp;
 pub mod file_scan;
 pub mod parallel;
 pub mod reader;

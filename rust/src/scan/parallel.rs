@@ -74,12 +74,6 @@ pub fn install<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) ->
     Ok(pool(threads)?.install(f))
 }
 
-/// Digests of many independent byte ranges in parallel (the verifier's "re-hash every
-/// block of this piece"), in input order.
-pub fn hash_ranges(algorithm: Algorithm, ranges: &[&[u8]], threads: Option<usize>) -> Result<Vec<Vec<u8>>, ScanError> {
-    install(threads, || ranges.par_iter().map(|r| algorithm.digest(r)).collect())
-}
-
 /// Writes the digest of every `block_size` slice of `data` (the last may be short) into
 /// `out`, concatenated. Call it inside a pool (`install`); `out` must hold exactly
 /// `data.len().div_ceil(block_size) * digest_size` bytes.
@@ -96,17 +90,6 @@ pub fn digest_blocks_into(algorithm: Algorithm, data: &[u8], block_size: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_hash_like_one_at_a_time() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-        let ranges: Vec<&[u8]> = data.chunks(3000).collect();
-        for alg in super::super::algorithm::ALL {
-            let got = hash_ranges(alg, &ranges, Some(2)).unwrap();
-            let want: Vec<Vec<u8>> = ranges.iter().map(|r| alg.digest(r)).collect();
-            assert_eq!(got, want);
-        }
-    }
 
     #[test]
     fn the_same_pool_is_reused_per_thread_count() {
