@@ -28,6 +28,7 @@ from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import BackupCancelled, ConfigError
 from .history import History
 from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, sort_key
+from .locks import LeaseKeeper
 from .retention import RetentionPolicy
 from .windows import BackupWindow
 
@@ -99,8 +100,9 @@ class BackupScheduler:
         self._changed = threading.Event()
         self._batch_depth = 0
         self._dirty = False
-        self._leased: dict[str, None] = {}
-        self._beat: threading.Thread | None = None
+        self._leases = LeaseKeeper(
+            lambda exec_id: self._history.renew(exec_id, self._now() + self._lease), lease.total_seconds() / 3
+        )
         # Refuses to start on a corrupt file: ConfigError propagates from here.
         self._config: SchedulerConfig = load_config(self.config_file)
         self._history = History(repo / "catalog.db")
@@ -454,7 +456,7 @@ class BackupScheduler:
             timer = threading.Timer(job.max_duration.total_seconds(), cancel.set)
             timer.daemon = True
             timer.start()
-        self._lease_start(exec_id)
+        self._leases.start(exec_id)
         status, set_id, error, read, written = ExecutionStatus.FAILED, None, None, None, None
         try:
             if isinstance(job, ScheduledBackup):
@@ -476,7 +478,7 @@ class BackupScheduler:
             log.warning("job %s failed: %s", job.id, exc)
             status, error = ExecutionStatus.FAILED, f"{type(exc).__name__}: {exc}"
         finally:
-            self._lease_stop(exec_id)
+            self._leases.stop(exec_id)
             if timer is not None:
                 timer.cancel()
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
@@ -499,36 +501,6 @@ class BackupScheduler:
             f"verification found {corrupt} corrupt block(s), {missing} missing piece(s), "
             f"{len(report.findings)} finding(s) in all"
         )
-
-    def _lease_start(self, exec_id: str) -> None:
-        with self._lock:
-            self._leased[exec_id] = None
-            if self._beat is None or not self._beat.is_alive():
-                self._beat = threading.Thread(target=self._heartbeat, name="rustybackup-lease", daemon=True)
-                self._beat.start()
-
-    def _lease_stop(self, exec_id: str) -> None:
-        with self._lock:
-            self._leased.pop(exec_id, None)
-
-    def _heartbeat(self) -> None:
-        """Renews the leases of the runs in progress, so only a dead process loses one.
-
-        One thread per scheduler (not per run); it ends once no run is in progress.
-        """
-        period = max(self._lease.total_seconds() / 3, 0.05)
-        while True:
-            threading.Event().wait(period)
-            with self._lock:
-                active = list(self._leased)
-                if not active:
-                    self._beat = None
-                    return
-            for exec_id in active:
-                try:
-                    self._history.renew(exec_id, self._now() + self._lease)
-                except Exception as exc:  # pragma: no cover - a locked catalog: try next period
-                    log.warning("lease renewal failed: %s", exc)
 
     # --- loop and history ------------------------------------------------------------------
 

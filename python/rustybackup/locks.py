@@ -1,0 +1,263 @@
+"""Every lock of a repository, in one place (docs/FORMAT.md "Locks").
+
+- The staging lock: ``<dir>/.lock``, an exclusive flock a backup holds on the directory
+  it writes (``staging/<id>/``, then ``sets/<id>/`` until the set is registered). The
+  sweep leaves a locked directory alone.
+- The readers' locks: ``readers/<set-id>``, one file per set being read, shared flocks of
+  restores and verifications. ``delete`` takes a set's file exclusively, so a set is
+  never deleted under a reader; a retention plan learns every set being read from one
+  listing of ``readers/``, opening only the files listed there.
+- The scheduler's leases: a claimed run stays claimed while its lease is renewed
+  (`LeaseKeeper`), so only a dead process loses its runs.
+
+flock locks belong to the open file description: they vanish when the process dies, so
+a crash never leaves a set locked, only a lock file that the next look removes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CatalogError, RustyBackupError
+
+log = logging.getLogger(__name__)
+
+STAGING_LOCK = ".lock"
+READERS_DIR = "readers"
+# A directory this young may belong to a backup that created it and has not yet taken
+# its lock; the sweep leaves it for a later run.
+YOUNG_SECONDS = 60.0
+
+
+# --- the staging lock ----------------------------------------------------------------
+
+
+def hold_staging_lock(directory: Path) -> int:
+    """Creates and flocks ``directory/.lock``; returns the descriptor that holds it.
+
+    The lock is taken under a temporary name and renamed into place, so ``.lock`` never
+    exists unlocked while its backup lives: a sweep that found it between creation and
+    flock would take the directory for a crash leftover and delete it. Before the rename
+    the directory has no ``.lock``, and the young-directory rule covers it.
+    """
+    pending = directory / (STAGING_LOCK + ".new")
+    fd = os.open(pending, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(pending, directory / STAGING_LOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def drop_staging_lock_file(directory: Path) -> None:
+    """Removes ``directory/.lock`` once the set is registered (the descriptor still
+    holds the lock until closed, so no sweep can slip in between)."""
+    try:
+        os.unlink(directory / STAGING_LOCK)
+    except FileNotFoundError:
+        pass
+
+
+def is_staging_locked(directory: Path) -> bool:
+    """True when a live backup holds ``directory/.lock``, or when the directory has no
+    lock yet and is young enough that its backup may be about to take it."""
+    try:
+        fd = os.open(directory / STAGING_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        try:
+            return time.time() - directory.lstat().st_mtime < YOUNG_SECONDS
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# --- the readers' locks --------------------------------------------------------------
+
+
+class SetBusy(CatalogError):
+    """A set is being read (a restore or verification holds it)."""
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (a lock on an unlinked file
+    protects nothing)."""
+    try:
+        st = path.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+class ReaderLocks:
+    """The ``readers/`` directory of one repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / READERS_DIR
+
+    def _path(self, set_id: str) -> Path:
+        # Callers pass validated ids (store.check_set_id): a file name, never a path.
+        return self.dir / set_id
+
+    def _lock(self, set_id: str, how: int) -> int:
+        """An open, locked descriptor of the set's reader file, created if need be.
+        Raises BlockingIOError when `how` has LOCK_NB and the lock is held."""
+        self.dir.mkdir(exist_ok=True)
+        path = self._path(set_id)
+        while True:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, how)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, path):
+                return fd
+            # The last holder removed the file while we waited: lock the new one.
+            os.close(fd)
+
+    def _release(self, fd: int, path: Path) -> None:
+        """Closes a reader's descriptor; the last one out removes the file, so the
+        listing names only sets that are being read."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another reader (or a deleter) holds it: it cleans up
+        else:
+            if _same_file(fd, path):
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def reading(self, set_ids: Iterable[str]) -> Iterator[None]:
+        """Shared locks on `set_ids` for the duration of the block."""
+        held: list[tuple[int, Path]] = []
+        try:
+            for sid in dict.fromkeys(set_ids):
+                held.append((self._lock(sid, fcntl.LOCK_SH), self._path(sid)))
+            yield
+        finally:
+            for fd, path in reversed(held):
+                self._release(fd, path)
+
+    @contextmanager
+    def deleting(self, set_id: str) -> Iterator[None]:
+        """The set's reader file held exclusively: no reader can start on it meanwhile.
+        Raises SetBusy at once when one is reading it."""
+        try:
+            fd = self._lock(set_id, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SetBusy(
+                f"backup set {set_id} is being read (a restore or verification holds it); try again later"
+            ) from None
+        try:
+            yield
+        finally:
+            self._release(fd, self._path(set_id))
+
+    def being_read(self, valid: Callable[[str], bool] = lambda _: True) -> set[str]:
+        """The ids of every set a reader holds now: one listing of ``readers/``, then one
+        look at each file listed (not one per set of the repository). Files a crashed
+        reader left behind are removed on the way."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return set()
+        busy: set[str] = set()
+        for name in names:
+            if not valid(name):
+                log.warning("ignoring %s: not a backup set id", self.dir / name)
+                continue
+            path = self.dir / name
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ELOOP):
+                    raise
+                continue  # gone meanwhile (its reader finished), or not a file we made
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.add(name)
+                os.close(fd)
+                continue
+            # Nobody holds it: a crashed reader's leftover.
+            if _same_file(fd, path):
+                path.unlink(missing_ok=True)
+            os.close(fd)
+        return busy
+
+
+# --- the scheduler's leases ----------------------------------------------------------
+
+
+class LeaseKeeper:
+    """Renews the leases of the runs in progress every `period` seconds, so only a
+    dead process loses one. One thread per keeper (not per run); it ends once no run is
+    in progress and starts again with the next."""
+
+    def __init__(self, renew: Callable[[str], None], period: float) -> None:
+        self._renew = renew
+        self._period = max(period, 0.05)
+        self._lock = threading.Lock()
+        self._active: dict[str, None] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self, lease_id: str) -> None:
+        with self._lock:
+            self._active[lease_id] = None
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._beat, name="rustybackup-lease", daemon=True)
+                self._thread.start()
+
+    def stop(self, lease_id: str) -> None:
+        with self._lock:
+            self._active.pop(lease_id, None)
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return list(self._active)
+
+    def _beat(self) -> None:
+        while True:
+            threading.Event().wait(self._period)
+            with self._lock:
+                active = list(self._active)
+                if not active:
+                    self._thread = None
+                    return
+            for lease_id in active:
+                try:
+                    self._renew(lease_id)
+                except (RustyBackupError, sqlite3.Error, OSError) as exc:  # a busy catalog: next period
+                    log.warning("lease renewal of %s failed: %s", lease_id, exc)
+
+
+__all__ = [
+    "READERS_DIR",
+    "STAGING_LOCK",
+    "LeaseKeeper",
+    "ReaderLocks",
+    "SetBusy",
+    "drop_staging_lock_file",
+    "hold_staging_lock",
+    "is_staging_locked",
+]
