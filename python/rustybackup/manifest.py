@@ -1,0 +1,656 @@
+"""The one owner of a set's ``manifest.json`` (docs/FORMAT.md, "Manifest"): typed, frozen
+records with `load`, `validate` and `dump`. Every module reads a manifest through here,
+as every pgBackRest command asks ``manifest.c``; nothing else reads its keys.
+
+A manifest that does not parse, or whose fields disagree with each other, raises a
+`CatalogError` naming the file and the field ("sets/<id>/manifest.json: files[3].size:
+expected a non-negative integer, got 'x'"), so a damaged set is reported, never
+restored halfway or verified OK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import store
+from .enums import BackupType, ChecksumAlgorithm
+from .errors import CatalogError
+from .sources import SkippedEntry
+
+FORMAT = 1
+"""The manifest format this release writes, and the only one it reads."""
+
+SET_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}")
+"""A set id, `YYYYmmddTHHMMSSffffffZ-<8 hex>` (docs/FORMAT.md); use with fullmatch."""
+
+DATABASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A database name as `register_database` accepts it; use with fullmatch."""
+
+# Hex digits of each algorithm's digest (docs/FORMAT.md: 16, 20, 32, 64, 32 bytes).
+DIGEST_HEX = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128, "blake3": 64}
+
+SOURCE_KINDS = ("files", "sqlite", "archive")
+MIN_BLOCK_SIZE = 512
+MAX_BLOCK_SIZE = 16 << 20
+_I64_MAX = (1 << 63) - 1
+_I64_MIN = -(1 << 63)
+# What `datetime` can represent (years 1..9999), in microseconds around the epoch:
+# a time outside it could never be shown or compared.
+_MIN_US = -62_135_596_800_000_000
+_MAX_US = 253_402_300_799_999_999
+
+
+def is_set_id(value: object) -> bool:
+    """Whether `value` is a set id in its documented form (it can name no other path)."""
+    return isinstance(value, str) and SET_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class SetRecord:
+    """The manifest's ``set`` object: what the catalog's ``sets`` row is rebuilt from."""
+
+    id: str
+    database: str
+    backup_type: BackupType
+    parent_id: str | None
+    started_at_us: int
+    finished_at_us: int
+    block_size: int
+    algorithm: str
+    compression: str | None
+    tags: tuple[str, ...]
+    size: int
+    bytes_read: int
+    source_kind: str
+    source_path: str
+    source_is_dir: bool
+    archive_dir: str | None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A data file of the set (``path`` relative to the repository)."""
+
+    id: str
+    path: str
+    size: int
+    checksum: str
+    algorithm: str
+    block_count: int
+
+
+@dataclass(frozen=True)
+class BlockMap:
+    """The set's block map: one record per block of every regular file."""
+
+    path: str
+    checksum: str
+    block_count: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """A piece the block map's ``source`` indices point into."""
+
+    set_id: str
+    piece: str
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A regular file: block-map records ``first_block .. first_block + block_count``."""
+
+    path: str
+    mode: int
+    mtime_ns: int
+    size: int
+    digest: str
+    first_block: int
+    block_count: int
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    path: str
+    mode: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class SymlinkEntry:
+    """A link, stored as its text and never followed."""
+
+    path: str
+    target: str
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the backup could not store as it found it: entries it skipped (sockets,
+    unreadable or vanished files) and files that changed while they were read (stored as
+    read, as tar and restic warn). Absent from manifests written before it existed."""
+
+    skipped: tuple[SkippedEntry, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return not self.skipped and not self.changed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"skipped": [{"path": e.path, "reason": e.reason} for e in self.skipped], "changed": list(self.changed)}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One set's manifest (docs/FORMAT.md). Build it, `validate` it, `dump` it."""
+
+    record: SetRecord
+    pieces: tuple[Piece, ...]
+    blockmap: BlockMap
+    sources: tuple[Source, ...]
+    files: tuple[FileEntry, ...]
+    dirs: tuple[DirEntry, ...]
+    symlinks: tuple[SymlinkEntry, ...]
+    summary: Summary = field(default_factory=Summary)
+    format: int = FORMAT
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def validate(self, where: str = store.MANIFEST) -> None:
+        """Checks that the fields agree with each other (the per-field checks ran when
+        it was parsed, or hold by construction); CatalogError names `where` and the field."""
+        # A Manifest built in code (the engine) has not been through the parser, and the
+        # same per-field rules must hold for what it writes.
+        parse(self.dump(), where)
+        _Consistency(self, where).run()
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON document (docs/FORMAT.md); `parse(m.dump()) == m`."""
+        r = self.record
+        return {
+            "format": self.format,
+            "set": {
+                "id": r.id,
+                "database": r.database,
+                "backup_type": r.backup_type.value,
+                "parent_id": r.parent_id,
+                "started_at_us": r.started_at_us,
+                "finished_at_us": r.finished_at_us,
+                "block_size": r.block_size,
+                "algorithm": r.algorithm,
+                "compression": r.compression,
+                "tags": list(r.tags),
+                "size": r.size,
+                "bytes_read": r.bytes_read,
+                "source_kind": r.source_kind,
+                "source_path": r.source_path,
+                "source_is_dir": r.source_is_dir,
+                "archive_dir": r.archive_dir,
+            },
+            "pieces": [_plain(p) for p in self.pieces],
+            "blockmap": _plain(self.blockmap),
+            "sources": [_plain(s) for s in self.sources],
+            "files": [_plain(f) for f in self.files],
+            "dirs": [_plain(d) for d in self.dirs],
+            "symlinks": [_plain(s) for s in self.symlinks],
+            "summary": self.summary.to_json(),
+        }
+
+
+def _plain(obj: Piece | BlockMap | Source | FileEntry | DirEntry | SymlinkEntry) -> dict[str, Any]:
+    return dict(obj.__dict__)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def display_name(path: Path) -> str:
+    """How errors name a manifest: ``sets/<id>/manifest.json`` inside a repository."""
+    if path.parent.parent.name == store.SETS_DIR:
+        return f"{store.SETS_DIR}/{path.parent.name}/{path.name}"
+    return str(path)
+
+
+def load(path: str | os.PathLike[str], *, set_id: str | None = None, where: str | None = None) -> Manifest:
+    """Reads, parses and validates a manifest file. With `set_id`, the manifest must
+    describe that set (a manifest copied into another set's directory is refused)."""
+    p = Path(path)
+    name = where or display_name(p)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{name}: cannot read the manifest: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: a deeply nested document is damage too, not a crash.
+        raise CatalogError(f"{name}: not a JSON manifest ({_short(exc)})") from None
+    manifest = parse(data, name)
+    _Consistency(manifest, name).run()
+    if set_id is not None and manifest.id != set_id:
+        raise CatalogError(f"{name}: set.id: expected {set_id!r} (the set it was read for), got {manifest.id!r}")
+    return manifest
+
+
+def loads(text: str | bytes, where: str = store.MANIFEST) -> Manifest:
+    """`load` of a document already in memory."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CatalogError(f"{where}: not a JSON manifest ({_short(exc)})") from None
+    manifest = parse(data, where)
+    _Consistency(manifest, where).run()
+    return manifest
+
+
+def write(path: Path, manifest: Manifest) -> None:
+    """Validates and writes a new manifest durably (its directory is fsynced by the
+    caller's rename, docs/FORMAT.md)."""
+    manifest.validate(display_name(path))
+    store.write_durable_json(path, manifest.dump())
+
+
+def parse(data: object, where: str = store.MANIFEST) -> Manifest:
+    """Builds a Manifest from decoded JSON, checking every field's type and range.
+    Cross-field consistency is `validate`'s."""
+    return _Parser(where).manifest(data)
+
+
+_T = TypeVar("_T")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Parser:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, at: str, expected: str, got: object) -> CatalogError:
+        return CatalogError(f"{self.where}: {at}: expected {expected}, got {_short(got)}")
+
+    def obj(self, value: object, at: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(at, "an object", value)
+        return value
+
+    def key(self, obj: dict[str, Any], name: str, at: str) -> object:
+        if name not in obj:
+            raise CatalogError(f"{self.where}: {at}{name}: missing")
+        return obj[name]
+
+    def list_of(self, value: object, at: str, item: Callable[[object, str], _T]) -> tuple[_T, ...]:
+        if not isinstance(value, list):
+            raise self.fail(at, "a list", value)
+        return tuple(item(v, f"{at}[{i}]") for i, v in enumerate(value))
+
+    def int_(self, value: object, at: str, lo: int = 0, hi: int = _I64_MAX) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            what = "a non-negative integer" if lo == 0 else "an integer"
+            raise self.fail(at, what, value)
+        if not lo <= value <= hi:
+            raise self.fail(at, f"an integer in {lo}..{hi}", value)
+        return value
+
+    def text(self, value: object, at: str) -> str:
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise self.fail(at, "a non-empty string without NUL", value)
+        return value
+
+    def opt_text(self, value: object, at: str) -> str | None:
+        return None if value is None else self.text(value, at)
+
+    def choice(self, value: object, at: str, choices: Iterable[str]) -> str:
+        options = tuple(choices)
+        if not isinstance(value, str) or value not in options:
+            raise self.fail(at, "one of " + ", ".join(options), value)
+        return value
+
+    def set_id(self, value: object, at: str) -> str:
+        if not is_set_id(value):
+            raise self.fail(at, "a set id YYYYmmddTHHMMSSffffffZ-<8 hex>", value)
+        assert isinstance(value, str)
+        return value
+
+    def hexdigest(self, value: object, at: str, algorithm: str) -> str:
+        n = DIGEST_HEX[algorithm]
+        if not isinstance(value, str) or len(value) != n or any(c not in "0123456789abcdef" for c in value):
+            raise self.fail(at, f"{n} lower-case hex digits ({algorithm})", value)
+        return value
+
+    def rel_path(self, value: object, at: str) -> str:
+        """A relative path that cannot leave the directory it is joined to."""
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise self.fail(at, "a non-empty relative path", value)
+        if value.startswith("/") or any(p in ("", ".", "..") for p in value.split("/")):
+            raise CatalogError(
+                f"{self.where}: {at}: path {_short(value)} would escape the restore target "
+                "(absolute, or an empty, '.' or '..' component)"
+            )
+        return value
+
+    def name(self, value: object, at: str) -> str:
+        """One path component."""
+        text = self.rel_path(value, at)
+        if "/" in text:
+            raise self.fail(at, "a single file name", value)
+        return text
+
+    # --- the objects ---
+
+    def manifest(self, data: object) -> Manifest:
+        top = self.obj(data, "(top level)")
+        fmt = self.int_(self.key(top, "format", ""), "format", 0)
+        if fmt != FORMAT:
+            raise CatalogError(
+                f"{self.where}: format: manifest format {fmt} is not supported (this release reads {FORMAT})"
+            )
+        record = self.record(self.key(top, "set", ""))
+        alg = record.algorithm
+        summary = Summary() if top.get("summary") is None else self.summary(top["summary"])
+        return Manifest(
+            record=record,
+            pieces=self.list_of(self.key(top, "pieces", ""), "pieces", self.piece),
+            blockmap=self.blockmap(self.key(top, "blockmap", ""), alg),
+            sources=self.list_of(self.key(top, "sources", ""), "sources", self.source),
+            files=self.list_of(self.key(top, "files", ""), "files", lambda v, at: self.file(v, at, alg)),
+            dirs=self.list_of(self.key(top, "dirs", ""), "dirs", self.dir),
+            symlinks=self.list_of(self.key(top, "symlinks", ""), "symlinks", self.symlink),
+            summary=summary,
+            format=fmt,
+        )
+
+    def record(self, value: object) -> SetRecord:
+        o = self.obj(value, "set")
+
+        def k(name: str) -> object:
+            return self.key(o, name, "set.")
+
+        btype = BackupType(self.choice(k("backup_type"), "set.backup_type", (t.value for t in BackupType)))
+        db = k("database")
+        if not isinstance(db, str) or DATABASE_NAME.fullmatch(db) is None:
+            raise self.fail("set.database", "a database name (1-64 letters, digits, '_', '.', '-')", db)
+        tags = k("tags")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise self.fail("set.tags", "a list of strings", tags)
+        is_dir = k("source_is_dir")
+        if not isinstance(is_dir, bool):
+            raise self.fail("set.source_is_dir", "true or false", is_dir)
+        compression = k("compression")
+        if compression is not None:
+            self.choice(compression, "set.compression", ("zstd",))
+        parent = k("parent_id")
+        return SetRecord(
+            id=self.set_id(k("id"), "set.id"),
+            database=db,
+            backup_type=btype,
+            parent_id=None if parent is None else self.set_id(parent, "set.parent_id"),
+            started_at_us=self.int_(k("started_at_us"), "set.started_at_us", _MIN_US, _MAX_US),
+            finished_at_us=self.int_(k("finished_at_us"), "set.finished_at_us", _MIN_US, _MAX_US),
+            block_size=self.int_(k("block_size"), "set.block_size", MIN_BLOCK_SIZE, MAX_BLOCK_SIZE),
+            algorithm=self.choice(k("algorithm"), "set.algorithm", (a.value for a in ChecksumAlgorithm)),
+            compression=None if compression is None else str(compression),
+            tags=tuple(tags),
+            size=self.int_(k("size"), "set.size"),
+            bytes_read=self.int_(k("bytes_read"), "set.bytes_read"),
+            source_kind=self.choice(k("source_kind"), "set.source_kind", SOURCE_KINDS),
+            source_path=self.text(k("source_path"), "set.source_path"),
+            source_is_dir=is_dir,
+            archive_dir=self.opt_text(k("archive_dir"), "set.archive_dir"),
+        )
+
+    def piece(self, value: object, at: str) -> Piece:
+        o = self.obj(value, at)
+        alg = self.choice(self.key(o, "algorithm", at + "."), at + ".algorithm", (a.value for a in ChecksumAlgorithm))
+        return Piece(
+            id=self.text(self.key(o, "id", at + "."), at + ".id"),
+            path=self.rel_path(self.key(o, "path", at + "."), at + ".path"),
+            size=self.int_(self.key(o, "size", at + "."), at + ".size"),
+            checksum=self.hexdigest(self.key(o, "checksum", at + "."), at + ".checksum", alg),
+            algorithm=alg,
+            block_count=self.int_(self.key(o, "block_count", at + "."), at + ".block_count"),
+        )
+
+    def blockmap(self, value: object, algorithm: str) -> BlockMap:
+        o = self.obj(value, "blockmap")
+        return BlockMap(
+            path=self.rel_path(self.key(o, "path", "blockmap."), "blockmap.path"),
+            checksum=self.hexdigest(self.key(o, "checksum", "blockmap."), "blockmap.checksum", algorithm),
+            block_count=self.int_(self.key(o, "block_count", "blockmap."), "blockmap.block_count"),
+        )
+
+    def source(self, value: object, at: str) -> Source:
+        o = self.obj(value, at)
+        return Source(
+            set_id=self.set_id(self.key(o, "set_id", at + "."), at + ".set_id"),
+            piece=self.name(self.key(o, "piece", at + "."), at + ".piece"),
+        )
+
+    def file(self, value: object, at: str, algorithm: str) -> FileEntry:
+        o = self.obj(value, at)
+
+        def k(name: str) -> object:
+            return self.key(o, name, at + ".")
+
+        return FileEntry(
+            path=self.rel_path(k("path"), at + ".path"),
+            mode=self.int_(k("mode"), at + ".mode", 0, 0o7777),
+            mtime_ns=self.int_(k("mtime_ns"), at + ".mtime_ns", _I64_MIN),
+            size=self.int_(k("size"), at + ".size"),
+            digest=self.hexdigest(k("digest"), at + ".digest", algorithm),
+            first_block=self.int_(k("first_block"), at + ".first_block"),
+            block_count=self.int_(k("block_count"), at + ".block_count"),
+        )
+
+    def dir(self, value: object, at: str) -> DirEntry:
+        o = self.obj(value, at)
+        return DirEntry(
+            path=self.rel_path(self.key(o, "path", at + "."), at + ".path"),
+            mode=self.int_(self.key(o, "mode", at + "."), at + ".mode", 0, 0o7777),
+            mtime_ns=self.int_(self.key(o, "mtime_ns", at + "."), at + ".mtime_ns", _I64_MIN),
+        )
+
+    def symlink(self, value: object, at: str) -> SymlinkEntry:
+        o = self.obj(value, at)
+        # The target is data (links are stored whatever they point to); restore decides
+        # how to create it safely.
+        return SymlinkEntry(
+            path=self.rel_path(self.key(o, "path", at + "."), at + ".path"),
+            target=self.text(self.key(o, "target", at + "."), at + ".target"),
+            mtime_ns=self.int_(self.key(o, "mtime_ns", at + "."), at + ".mtime_ns", _I64_MIN),
+        )
+
+    def summary(self, value: object) -> Summary:
+        o = self.obj(value, "summary")
+
+        def skipped(v: object, at: str) -> SkippedEntry:
+            e = self.obj(v, at)
+            return SkippedEntry(
+                path=self.rel_path(self.key(e, "path", at + "."), at + ".path"),
+                reason=self.text(self.key(e, "reason", at + "."), at + ".reason"),
+            )
+
+        return Summary(
+            skipped=self.list_of(self.key(o, "skipped", "summary."), "summary.skipped", skipped),
+            changed=self.list_of(self.key(o, "changed", "summary."), "summary.changed", self.rel_path),
+        )
+
+
+# --- consistency ----------------------------------------------------------------------
+
+
+class _Consistency:
+    """The cross-field rules: what a manifest must satisfy for its set to restore."""
+
+    def __init__(self, m: Manifest, where: str) -> None:
+        self.m = m
+        self.where = where
+
+    def fail(self, at: str, message: str) -> CatalogError:
+        return CatalogError(f"{self.where}: {at}: {message}")
+
+    def run(self) -> None:
+        self.record()
+        self.pieces()
+        self.sources()
+        self.blocks()
+        self.paths()
+
+    def record(self) -> None:
+        r = self.m.record
+        if r.finished_at_us < r.started_at_us:
+            raise self.fail("set.finished_at_us", f"{r.finished_at_us} is before set.started_at_us {r.started_at_us}")
+        archive = r.backup_type is BackupType.ARCHIVE_LOG
+        if archive != (r.source_kind == "archive"):
+            raise self.fail("set.source_kind", f"{r.source_kind!r} does not match backup_type {r.backup_type.value!r}")
+        if archive and r.archive_dir is None:
+            raise self.fail("set.archive_dir", "an archive_log set must name its archive directory")
+        if r.backup_type in (BackupType.FULL, BackupType.ARCHIVE_LOG):
+            if r.parent_id is not None:
+                raise self.fail("set.parent_id", f"a {r.backup_type.value} set has no parent, got {r.parent_id!r}")
+        elif r.parent_id is None:
+            raise self.fail("set.parent_id", f"a {r.backup_type.value} set must name its parent")
+        elif r.parent_id == r.id:
+            raise self.fail("set.parent_id", "a set cannot be its own parent")
+
+    def pieces(self) -> None:
+        r = self.m.record
+        if not self.m.pieces:
+            raise self.fail("pieces", "a set has at least one piece")
+        seen: set[str] = set()
+        for i, p in enumerate(self.m.pieces):
+            name = p.path.rsplit("/", 1)[-1]
+            want_path = f"{store.SETS_DIR}/{r.id}/{name}"
+            if p.path != want_path:
+                raise self.fail(
+                    f"pieces[{i}].path", f"expected {want_path!r} (inside the set's directory), got {p.path!r}"
+                )
+            if p.id != f"{r.id}/{name}":
+                raise self.fail(f"pieces[{i}].id", f"expected {r.id}/{name!s}, got {p.id!r}")
+            if p.id in seen:
+                raise self.fail(f"pieces[{i}].id", f"{p.id!r} is listed twice")
+            seen.add(p.id)
+            if p.algorithm != r.algorithm:
+                raise self.fail(f"pieces[{i}].algorithm", f"{p.algorithm!r} differs from set.algorithm {r.algorithm!r}")
+        bm = f"{store.SETS_DIR}/{r.id}/{store.BLOCKMAP}"
+        if self.m.blockmap.path != bm:
+            raise self.fail("blockmap.path", f"expected {bm!r}, got {self.m.blockmap.path!r}")
+        total = sum(p.size for p in self.m.pieces)
+        if r.size < total:
+            raise self.fail("set.size", f"{r.size} is smaller than its pieces ({total} bytes)")
+
+    def sources(self) -> None:
+        """docs/FORMAT.md: a set's sources are its parent's plus its own piece, so the
+        last is the set itself and the one before it its parent."""
+        r, sources = self.m.record, self.m.sources
+        if not sources:
+            raise self.fail("sources", "a set lists at least its own piece")
+        last = len(sources) - 1
+        own = {p.path.rsplit("/", 1)[-1] for p in self.m.pieces}
+        if sources[last].set_id != r.id or sources[last].piece not in own:
+            raise self.fail(f"sources[{last}]", f"the last source must be this set's own piece, got {sources[last]!r}")
+        seen: dict[str, int] = {}
+        for i, s in enumerate(sources):
+            if s.set_id in seen:
+                raise self.fail(f"sources[{i}].set_id", f"{s.set_id} is listed twice (also sources[{seen[s.set_id]}])")
+            seen[s.set_id] = i
+        single = r.backup_type in (BackupType.FULL, BackupType.ARCHIVE_LOG)
+        if single and len(sources) != 1:
+            raise self.fail(
+                "sources", f"a {r.backup_type.value} set reads only its own piece, got {len(sources)} sources"
+            )
+        if not single:
+            if len(sources) < 2 or sources[-2].set_id != r.parent_id:
+                raise self.fail("sources", f"the source before the set's own must be its parent {r.parent_id}")
+            if r.backup_type is BackupType.DIFFERENTIAL and len(sources) != 2:
+                raise self.fail("sources", f"a differential set reads its FULL and itself, got {len(sources)} sources")
+
+    def blocks(self) -> None:
+        """The block map holds each file's blocks back to back in manifest order."""
+        r, bs = self.m.record, self.m.record.block_size
+        at = 0
+        for i, f in enumerate(self.m.files):
+            want = -(-f.size // bs)
+            if f.block_count != want:
+                raise self.fail(
+                    f"files[{i}].block_count",
+                    f"{f.block_count} blocks for {f.size} bytes of {bs}-byte blocks (expected {want})",
+                )
+            if f.first_block != at:
+                raise self.fail(
+                    f"files[{i}].first_block", f"expected {at} (right after the previous file), got {f.first_block}"
+                )
+            at += f.block_count
+        if self.m.blockmap.block_count != at:
+            raise self.fail("blockmap.block_count", f"{self.m.blockmap.block_count}, but the files hold {at} blocks")
+        stored = sum(p.block_count for p in self.m.pieces)
+        # A set stores only blocks of its own files; one without a parent stores them all.
+        if stored > at:
+            raise self.fail("pieces", f"the pieces index {stored} blocks, more than the files' {at}")
+        if r.parent_id is None and stored != at:
+            raise self.fail("pieces", f"a set without a parent stores every block: {stored} indexed, {at} expected")
+
+    def paths(self) -> None:
+        """No path twice, and no file or link where another entry needs a directory."""
+        kinds: dict[str, str] = {}
+        leaves: set[str] = set()
+        entries = [
+            *((f"files[{i}]", e.path, True) for i, e in enumerate(self.m.files)),
+            *((f"dirs[{i}]", e.path, False) for i, e in enumerate(self.m.dirs)),
+            *((f"symlinks[{i}]", e.path, True) for i, e in enumerate(self.m.symlinks)),
+        ]
+        for at, path, leaf in entries:
+            if path in kinds:
+                raise self.fail(f"{at}.path", f"{path!r} is listed twice (also {kinds[path]}.path)")
+            kinds[path] = at
+            if leaf:
+                leaves.add(path)
+        for at, path, _ in entries:
+            parts = path.split("/")
+            for n in range(1, len(parts)):
+                parent = "/".join(parts[:n])
+                if parent in leaves:
+                    raise self.fail(
+                        f"{at}.path", f"{path!r} lies under {parent!r}, which is not a directory ({kinds[parent]})"
+                    )
+        if self.m.record.backup_type is BackupType.ARCHIVE_LOG:
+            for i, f in enumerate(self.m.files):
+                if "/" in f.path:
+                    raise self.fail(f"files[{i}].path", f"an archive file is a plain name, got {f.path!r}")
+            if self.m.dirs or self.m.symlinks:
+                raise self.fail("dirs", "an archive_log set holds files only")
+
+
+__all__ = [
+    "DATABASE_NAME",
+    "FORMAT",
+    "SET_ID",
+    "BlockMap",
+    "DirEntry",
+    "FileEntry",
+    "Manifest",
+    "Piece",
+    "SetRecord",
+    "SkippedEntry",
+    "Source",
+    "Summary",
+    "SymlinkEntry",
+    "display_name",
+    "is_set_id",
+    "load",
+    "loads",
+    "parse",
+    "write",
+]
