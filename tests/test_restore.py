@@ -208,5 +208,5 @@ def test_naive_until_is_refused(manager: BackupManager, tmp_path: Path) -> None:
     from datetime import datetime
 
     _one_file_set(manager, tmp_path, b"x")
-    with pytest.raises(ValueError, match="datetime 2026-01-01T00:00:00 must be timezone-aware"):
+    with pytest.raises(ValueError, match="datetime 2026-01-01T00:00:00 has no time zone; pass an aware datetime"):
         manager.restore("db", tmp_path / "out", until=datetime(2026, 1, 1))

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ from . import _core, store
 from .enums import BackupType, SetStatus
 from .errors import CatalogError, NoRecoveryPath
 from .retention import RetentionDecision, RetentionPolicy, plan_retention
+from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
+from .timestamps import to_us as to_us
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BACKUP_SETS = 50_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS databases (
@@ -59,18 +60,6 @@ _SET_COLUMNS = (
     "id, database, backup_type, parent_id, started_at, finished_at, status, size, block_size, "
     "algorithm, compression, tags, bytes_read, file_count, manifest, blockmap, blockmap_checksum"
 )
-
-
-def to_us(dt: datetime) -> int:
-    """Microseconds since the epoch (UTC) of an aware datetime: exact and sortable."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"datetime {dt.isoformat()} must be timezone-aware")
-    return (dt - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(us: int) -> datetime:
-    """The aware UTC datetime of a microsecond timestamp."""
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True)
@@ -300,6 +289,15 @@ class BackupCatalog:
             if cur.rowcount == 0:
                 raise CatalogError(f"unknown backup set {set_id!r}")
 
+    def mark_statuses(self, statuses: dict[str, SetStatus]) -> list[str]:
+        """Sets several statuses in one transaction; returns the ids it did not find."""
+        gone = []
+        with self.transaction() as c:
+            for set_id, status in statuses.items():
+                if c.execute("UPDATE sets SET status = ? WHERE id = ?", (SetStatus(status).value, set_id)).rowcount == 0:
+                    gone.append(set_id)
+        return gone
+
     def set_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM sets")}
 
@@ -321,6 +319,18 @@ class BackupCatalog:
         since: datetime | None = None,
     ) -> list[BackupSet]:
         """Sets oldest first, filtered by database, type and start time (>= since)."""
+        return list(self.iter_sets(database, backup_type, since))
+
+    def iter_sets(
+        self,
+        database: str | None = None,
+        backup_type: BackupType | str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[BackupSet]:
+        """`list_sets` as a stream: oldest first, a thousand rows at a time, from one
+        read snapshot (a connection of its own, so no write waits on it and the rows do
+        not shift under it). With `limit`, the newest `limit` sets (still oldest first)."""
         where: list[str] = []
         args: list[Any] = []
         if database is not None:
@@ -332,12 +342,30 @@ class BackupCatalog:
         if since is not None:
             where.append("started_at >= ?")
             args.append(to_us(since))
-        sql = f"SELECT {_SET_COLUMNS} FROM sets"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._query(sql + " ORDER BY started_at, rowid", args)
-        pieces = self._pieces_for([r[0] for r in rows])
-        return [self._set(r, pieces) for r in rows]
+        sql = f"SELECT {_SET_COLUMNS} FROM sets" + (" WHERE " + " AND ".join(where) if where else "")
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY started_at DESC, rowid DESC LIMIT ?) ORDER BY started_at, id"
+            args.append(limit)
+        else:
+            sql += " ORDER BY started_at, rowid"
+        with self._lock:
+            file = next((r[2] for r in self._conn.execute("PRAGMA database_list") if r[1] == "main"), "")
+        if not file:  # an in-memory catalog: its one connection, all at once
+            rows = self._query(sql, args)
+            pieces = self._pieces_for([r[0] for r in rows])
+            yield from (self._set(r, pieces) for r in rows)
+            return
+        reader = sqlite3.connect(f"{Path(file).as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            reader.execute("BEGIN")
+            cur = reader.execute(sql, args)
+            while batch := cur.fetchmany(1000):
+                pieces = _pieces_on(reader, [r[0] for r in batch])
+                yield from (self._set(r, pieces) for r in batch)
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"cannot read the sets of catalog {file}: {exc}") from exc
+        finally:
+            reader.close()
 
     def children(self, set_id: str) -> list[str]:
         return [r[0] for r in self._query("SELECT id FROM sets WHERE parent_id = ? ORDER BY started_at", (set_id,))]
@@ -583,13 +611,8 @@ class BackupCatalog:
     # --- helpers ---------------------------------------------------------------------
 
     def _pieces_for(self, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
-        out: dict[str, list[BackupPiece]] = {}
-        for i in range(0, len(set_ids), 500):
-            part = set_ids[i : i + 500]
-            rows = self._query(f"SELECT * FROM pieces WHERE set_id IN ({', '.join('?' * len(part))})", part)
-            for r in rows:
-                out.setdefault(r[1], []).append(BackupPiece(*r))
-        return out
+        with self._lock:
+            return _pieces_on(self._conn, set_ids)
 
     def _set(self, row: Sequence[Any], pieces: dict[str, list[BackupPiece]] | None = None) -> BackupSet:
         if pieces is None:
@@ -614,6 +637,17 @@ class BackupCatalog:
             blockmap_checksum=row[16],
             pieces=tuple(sorted(pieces.get(row[0], []), key=lambda p: p.id)),
         )
+
+
+def _pieces_on(conn: sqlite3.Connection, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
+    """The pieces of `set_ids` by set id, 500 ids a query."""
+    out: dict[str, list[BackupPiece]] = {}
+    for i in range(0, len(set_ids), 500):
+        part = list(set_ids[i : i + 500])
+        rows = conn.execute(f"SELECT * FROM pieces WHERE set_id IN ({', '.join('?' * len(part))})", part)
+        for r in rows:
+            out.setdefault(r[1], []).append(BackupPiece(*r))
+    return out
 
 
 def _database(row: Sequence[Any]) -> DatabaseEntry:

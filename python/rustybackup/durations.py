@@ -21,11 +21,18 @@ def parse_duration(text: str) -> timedelta:
     """
     spec = text.strip().lower()
     if not spec or _DURATION.sub("", spec) != "":
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit (w, d, h, m, s), e.g. 7d or 1d12h")
-    total = sum((int(n) * _UNITS[unit] for n, unit in _DURATION.findall(spec)), timedelta())
+        raise ValueError(f"invalid duration {_cut(text)}: use a number and a unit (w, d, h, m, s), e.g. 7d or 1d12h")
+    try:
+        total = sum((int(n) * _UNITS[unit] for n, unit in _DURATION.findall(spec)), timedelta())
+    except (OverflowError, ValueError):  # past timedelta's range, or more digits than int() reads
+        raise ValueError(f"invalid duration {_cut(text)}: too long (at most {timedelta.max.days} days)") from None
     if total <= timedelta(0):
-        raise ValueError(f"invalid duration {text!r}: it must be longer than zero")
+        raise ValueError(f"invalid duration {_cut(text)}: it must be longer than zero")
     return total
+
+
+def _cut(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
 
 
 def format_duration(value: timedelta) -> str:

@@ -35,8 +35,10 @@ class VerificationError(RustyBackupError):
     """A verification could not run (not: it found corruption; that is a report)."""
 
 
-class ConfigError(RustyBackupError):
-    """Invalid configuration: a scheduler file, a job, a window or a database entry."""
+class ConfigError(RustyBackupError, ValueError):
+    """Invalid configuration: a scheduler file, a job, a window, a database entry or a
+    retention policy. Also a ``ValueError`` (as ``CronError``): it is a bad value, and
+    callers that caught the ``ValueError`` retention policies used to raise still work."""
 
 
 class BackupError(RustyBackupError):

@@ -14,25 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from . import _core
 from ._core import ChainRows, RetentionDecision
 from .durations import parse_duration
+from .errors import ConfigError
+from .timestamps import to_us
 
-__all__ = ["RetentionPolicy", "RetentionDecision", "SetRow", "plan_retention", "parse_duration", "to_us"]
+__all__ = ["ChainRecord", "RetentionPolicy", "RetentionDecision", "plan_retention", "parse_duration", "to_us"]
 
-SetRow = tuple[str, str, "str | None", int, int, str]
-"""``(id, kind, parent_id, started_us, finished_us, status)``, as ``_core`` takes them."""
+ChainRecord = tuple[str, str, "str | None", int, int, str]
+"""A set as the chain rules see it: ``(id, kind, parent_id, started_us, finished_us,
+status)``, the tuple ``_core``'s chain functions take (the one row type of the ``sets``
+table is ``catalog.SetRow``)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime, exactly (no float rounding)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{moment.isoformat()} has no time zone; pass an aware datetime")
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+_MAX_COUNT = 2**32 - 1
+_MAX_WINDOW = timedelta(microseconds=2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -61,16 +61,18 @@ class RetentionPolicy:
     keep_yearly: int = 0
 
     def __post_init__(self) -> None:
-        if self.full_copies is not None and (type(self.full_copies) is not int or self.full_copies < 1):
-            raise ValueError(f"redundancy must be an int of at least 1, not {self.full_copies!r}")
+        # The bounds are what the Rust planner takes (u32 counts, an i64 microsecond
+        # window): a policy that passes here never fails later inside a backup job.
+        if self.full_copies is not None:
+            _check_count("redundancy", self.full_copies, 1)
         if self.window is not None and (not isinstance(self.window, timedelta) or self.window <= timedelta(0)):
-            raise ValueError(f"recovery window must be a positive timedelta, not {self.window!r}")
+            raise ConfigError(f"recovery window must be a positive timedelta, not {_short(self.window)}")
+        if self.window is not None and self.window > _MAX_WINDOW:
+            raise ConfigError(f"recovery window must be at most {_MAX_WINDOW.days} days, not {self.window.days} days")
         for period in _PERIODS:
-            value = getattr(self, f"keep_{period}")
-            if type(value) is not int or value < 0:
-                raise ValueError(f"keep {period}= must be an int of at least 0, not {value!r}")
+            _check_count(f"keep {period}=", getattr(self, f"keep_{period}"), 0)
         if self.full_copies is None and self.window is None and not any(self.counts().values()):
-            raise ValueError("the retention policy keeps nothing: give redundancy, a recovery window or a keep count")
+            raise ConfigError("the retention policy keeps nothing: give redundancy, a recovery window or a keep count")
 
     @classmethod
     def redundancy(cls, n: int) -> RetentionPolicy:
@@ -103,7 +105,7 @@ class RetentionPolicy:
     def combine(cls, *policies: RetentionPolicy) -> RetentionPolicy:
         """The union of ``policies`` (at least one)."""
         if not policies:
-            raise ValueError("combine() needs at least one policy")
+            raise ConfigError("combine() needs at least one policy")
         result = policies[0]
         for policy in policies[1:]:
             result = result | policy
@@ -152,23 +154,19 @@ class RetentionPolicy:
         """The inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         unknown = sorted(set(data) - {"redundancy", "window", *_PERIODS})
         if unknown:
-            raise ValueError(f"unknown retention setting(s) {', '.join(unknown)}; "
+            raise ConfigError(f"unknown retention setting(s) {', '.join(unknown)}; "
                              f"known: redundancy, window, {', '.join(_PERIODS)}")
         window = data.get("window")
-        copies = data.get("redundancy")
-        if copies is not None and type(copies) is not int:
-            raise ValueError(f"redundancy must be an int of at least 1, not {copies!r}")
-        counts = {}
-        for p in _PERIODS:
-            value = data.get(p, 0)
-            if type(value) is not int:
-                raise ValueError(f"keep {p}= must be an int of at least 0, not {value!r}")
-            counts[f"keep_{p}"] = value
-        return cls(
-            full_copies=copies,
-            window=parse_duration(window) if isinstance(window, str) else None if window is None else _bad_window(window),
-            **counts,
-        )
+        raw_copies = data.get("redundancy")
+        copies = None if raw_copies is None else _check_count("redundancy", raw_copies, 1)
+        counts = {f"keep_{p}": _check_count(f"keep {p}=", data.get(p, 0), 0) for p in _PERIODS}
+        try:
+            parsed = parse_duration(window) if isinstance(window, str) else None if window is None else _bad_window(window)
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(full_copies=copies, window=parsed, **counts)
 
     @classmethod
     def parse(cls, spec: str) -> RetentionPolicy:
@@ -178,13 +176,15 @@ class RetentionPolicy:
             name, sep, value = item.partition("=")
             name = name.strip().lower().removeprefix("keep_").removeprefix("keep-")
             if not sep or not value.strip():
-                raise ValueError(f"invalid retention setting {item!r} in {spec!r}: use name=value")
+                raise ConfigError(f"invalid retention setting {item!r} in {spec!r}: use name=value")
             if name == "window":
                 data[name] = value.strip()
-            elif value.strip().isdigit():
+            elif value.strip().isascii() and value.strip().isdigit():
+                if len(value.strip()) > len(str(_MAX_COUNT)):
+                    raise ConfigError(f"invalid retention setting {name}: at most {_MAX_COUNT}")
                 data[name] = int(value)
             else:
-                raise ValueError(f"invalid retention setting {item!r} in {spec!r}: {name} needs a whole number")
+                raise ConfigError(f"invalid retention setting {item!r} in {spec!r}: {name} needs a whole number")
         return cls.from_dict(data)
 
     @property
@@ -194,7 +194,23 @@ class RetentionPolicy:
 
 
 def _bad_window(value: object) -> timedelta:
-    raise ValueError(f"window must be a duration string such as 7d, not {value!r}")
+    raise ConfigError(f"window must be a duration string such as 7d, not {_short(value)}")
+
+
+def _check_count(name: str, value: object, least: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ConfigError(f"{name} must be an int of at least {least}, not {_short(value)}")
+    if value > _MAX_COUNT:
+        raise ConfigError(f"{name} must be at most {_MAX_COUNT}, not {_short(value)}")
+    return value
+
+
+def _short(value: object) -> str:
+    """``repr`` of a bad value, cut short: a 5,000-digit count is not echoed whole."""
+    if isinstance(value, int) and value.bit_length() > 100:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _span(window: timedelta) -> str:
@@ -222,7 +238,7 @@ class SetLike(Protocol):
     def status(self) -> str: ...
 
 
-def as_row(record: SetRow | SetLike) -> SetRow:
+def as_row(record: ChainRecord | SetLike) -> ChainRecord:
     """A catalog row for ``_core``: tuples pass through; ``BackupSet``-like objects convert."""
     if isinstance(record, tuple):
         return record
@@ -231,7 +247,7 @@ def as_row(record: SetRow | SetLike) -> SetRow:
 
 
 def plan_retention(
-    records: Iterable[SetRow | SetLike] | ChainRows,
+    records: Iterable[ChainRecord | SetLike] | ChainRows,
     policy: RetentionPolicy,
     now: datetime,
     tz: str = "UTC",
