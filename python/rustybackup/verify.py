@@ -261,7 +261,6 @@ class Verifier:
         t0 = time.monotonic()
         run = _Run()
         sets = self._resolve(target, run)
-        self.records.forget_deleted()
         # Shared locks: retention and delete refuse a set while it is being verified.
         # A set whose directory is gone has nothing to lock (and is reported missing).
         readable = [s.id for s in sets if (self.repository / "sets" / s.id).is_dir()]
@@ -572,11 +571,11 @@ class Verifier:
                     continue
                 if s.status != SetStatus.CORRUPT.value:
                     marked[sid] = SetStatus.CORRUPT.value
-        for sid, status in marked.items():
-            try:
-                self.records.set_status(sid, status)
-            except RustyBackupError as exc:
-                run.findings.append(Finding("bad_catalog_row", sid, sid, f"could not mark set {sid} {status}: {exc}"))
+        # One short write for every mark (the reads above took no write lock).
+        for sid in self.records.set_statuses(marked):
+            run.findings.append(
+                Finding("bad_catalog_row", sid, sid, f"could not mark set {sid} {marked.pop(sid)}: it left the catalog")
+            )
         return marked
 
 

@@ -90,14 +90,19 @@ class VerificationRecords:
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
+        # Only a repository that never had a verification takes the write lock here:
+        # a verifier must not queue behind (or hold up) a backup registering its set.
+        if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'piece_verifications'"):
+            return
         with self.catalog.transaction() as c:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        with self.catalog.transaction() as c:
-            return list(c.execute(sql, args).fetchall())
+        """A plain read (SQLite's read transaction of one statement): in WAL mode it
+        never blocks a writer and no writer blocks it."""
+        return [tuple(r) for r in self.catalog._query(sql, args)]
 
     # --- catalog rows ----------------------------------------------------------------
 
@@ -167,11 +172,12 @@ class VerificationRecords:
     def database_names(self) -> set[str]:
         return {str(r[0]) for r in self._query("SELECT name FROM databases")}
 
-    def set_status(self, set_id: str, status: str) -> None:
-        """Writes a status through the catalog (engine's mark_status)."""
+    def set_statuses(self, statuses: dict[str, str]) -> list[str]:
+        """Writes statuses through the catalog in one transaction; returns the ids the
+        catalog no longer has."""
         from .enums import SetStatus
 
-        self.catalog.mark_status(set_id, SetStatus(status))
+        return self.catalog.mark_statuses({sid: SetStatus(status) for sid, status in statuses.items()})
 
     # --- verification records --------------------------------------------------------
 
@@ -190,10 +196,13 @@ class VerificationRecords:
         return out
 
     def record(self, rows: Sequence[tuple[str, str, str, datetime, VerificationType, str, int]]) -> None:
-        """Upserts (item_id, set_id, kind, when, level, outcome, bytes_read) in one transaction."""
+        """Upserts (item_id, set_id, kind, when, level, outcome, bytes_read) in one short
+        write transaction, the only one a verification takes besides status marks; the
+        records of sets deleted since go in the same transaction."""
         if not rows:
             return
         with self.catalog.transaction() as c:
+            c.execute("DELETE FROM piece_verifications WHERE set_id NOT IN (SELECT id FROM sets)")
             c.executemany(
                 "INSERT INTO piece_verifications (item_id, set_id, kind, verified_at, level, outcome, bytes_read) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET set_id = excluded.set_id, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -136,34 +137,69 @@ def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as
     )
 
 
+_LIST_HEADER = ("id", "database", "type", "parent", "finished", "status", "size", "read", "tags")
+
+
 @click.command("list")
 @click.argument("name", required=False)
 @click.option("--type", "btype", type=click.Choice(list(_TYPES)), default=None)
+@click.option("--since", default=None, help="Only sets started at or after this time (ISO 8601).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the N newest sets.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
-def list_cmd(state: CliState, name: str | None, btype: str | None, as_json: bool) -> None:
-    """List backup sets (of database NAME).
+def list_cmd(
+    state: CliState, name: str | None, btype: str | None, since: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List backup sets (of database NAME), oldest first.
 
-    Example: rustybackup list orders --type full --json
+    Rows are printed as they are read, so a catalog of any size lists in flat memory;
+    ids are never shortened, whatever the terminal width.
+
+    Example: rustybackup list orders --type full --since 2026-03-01 --limit 20
     """
-    sets = _manager(state).catalog.list_sets(name, None if btype is None else _TYPES[btype])
+    catalog = _manager(state).catalog
+    sets = catalog.iter_sets(name, None if btype is None else _TYPES[btype], _parse_until(since), limit)
+    out = click.get_text_stream("stdout")
     if as_json:
-        print_json([set_json(s) for s in sets])
+        # One JSON array, written an element at a time.
+        out.write("[")
+        sep = "\n"
+        for s in sets:
+            out.write(sep + "  " + json.dumps(set_json(s)))
+            sep = ",\n"
+        out.write("\n]\n" if sep != "\n" else "]\n")
         return
-    table = Table("id", "database", "type", "parent", "finished", "status", "size", "read", "tags")
+    # Column widths known before the first row: ids have one length, database names
+    # are bounded by the registered ones, the other columns by their formats.
+    names = [d.name for d in catalog.list_databases()] + ([name] if name else [])
+    widths = (_ID_WIDTH, max(map(len, names), default=8), 12, _ID_WIDTH, 25, 9, 10, 10)
+    out.write(_row(_LIST_HEADER, widths))
     for s in sets:
-        table.add_row(
-            s.id,
-            s.database,
-            s.backup_type.value,
-            s.parent_id or "",
-            s.finished_at.isoformat(timespec="seconds"),
-            s.status.value,
-            _size(s.size),
-            _size(s.bytes_read),
-            ",".join(s.tags),
+        out.write(
+            _row(
+                (
+                    s.id,
+                    s.database,
+                    s.backup_type.value,
+                    s.parent_id or "-",
+                    s.finished_at.isoformat(timespec="seconds"),
+                    s.status.value,
+                    _size(s.size),
+                    _size(s.bytes_read),
+                    ",".join(s.tags),
+                ),
+                widths,
+            )
         )
-    Console().print(table)
+
+
+_ID_WIDTH = len("20260101T000000000000Z-00000000")
+
+
+def _row(cells: tuple[str, ...], widths: tuple[int, ...]) -> str:
+    """One plain line, columns padded to `widths` (a longer cell widens its column
+    rather than being cut), the last column unpadded."""
+    return "  ".join(c.ljust(w) for c, w in zip(cells, (*widths, 0), strict=True)).rstrip() + "\n"
 
 
 def _parse_until(text: str | None) -> datetime | None:
