@@ -11,6 +11,7 @@ field) and the problem: a scheduler never starts with jobs silently dropped.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "SchedulerConfig", "load_config", "s
 
 CONFIG_NAME = "scheduler_config.json"
 SCHEMA_VERSION = 1
+_MAX_SECONDS = timedelta.max.total_seconds()
 
 
 @dataclass
@@ -112,7 +114,7 @@ def _get(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], place: 
     if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         raise place.error(key, f"expected {_kind_name(kind)}, got {value!r}")
     if not isinstance(value, kind):
-        raise place.error(key, f"expected {_kind_name(kind)}, got {json.dumps(value)}")
+        raise place.error(key, f"expected {_kind_name(kind)}, got {_shown(value)}")
     return value
 
 
@@ -125,7 +127,22 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
 
 def _seconds(entry: dict[str, Any], key: str, place: _Place) -> timedelta | None:
     value = _get(entry, key, (int, float), place, None)
-    return None if value is None else timedelta(seconds=value)
+    if value is None:
+        return None
+    # JSON allows NaN and 1e999; timedelta raises ValueError/OverflowError on them.
+    if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
+        raise place.error(key, f"expected a number of seconds up to {_MAX_SECONDS:.0f}, got {_shown(value)}")
+    return timedelta(seconds=value)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):  # not from a JSON document (a Python caller's object)
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _time(entry: dict[str, Any], key: str, place: _Place) -> time:
@@ -141,7 +158,7 @@ def _time(entry: dict[str, Any], key: str, place: _Place) -> time:
 def _window_from_json(entry: Any, index: int, path: Path) -> BackupWindow:
     place = _Place(path, f"windows[{index}]")
     if not isinstance(entry, dict):
-        raise place.error(None, f"expected an object, got {json.dumps(entry)}")
+        raise place.error(None, f"expected an object, got {_shown(entry)}")
     wid = entry.get("id")
     if isinstance(wid, str):
         place.what = f"window {wid!r}"
@@ -162,13 +179,19 @@ def _window_from_json(entry: Any, index: int, path: Path) -> BackupWindow:
             _get(entry, "days", list, place, []), _get(entry, "tz", str, place, "UTC"), also=also,
         )
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise _in_file(path, exc) from None
+
+
+def _in_file(path: Path, exc: ConfigError) -> ConfigError:
+    """``exc`` prefixed with the file, unless a check that knew the file already said it."""
+    text = str(exc)
+    return exc if text.startswith(f"{path}: ") else ConfigError(f"{path}: {text}")
 
 
 def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | None]:
     place = _Place(path, f"jobs[{index}]")
     if not isinstance(entry, dict):
-        raise place.error(None, f"expected an object, got {json.dumps(entry)}")
+        raise place.error(None, f"expected an object, got {_shown(entry)}")
     jid = entry.get("id")
     if isinstance(jid, str):
         place.what = f"job {jid!r}"
@@ -212,7 +235,7 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
                 budget=_seconds(entry, "budget", place), **common,
             )
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise _in_file(path, exc) from None
     return job, added_at
 
 
@@ -222,12 +245,16 @@ def parse_config(text: str, path: Path) -> SchedulerConfig:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than int() converts
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     schema = data.get("schema")
     if schema != SCHEMA_VERSION:
         raise ConfigError(
-            f"{path}: field 'schema': unsupported version {json.dumps(schema)} (this rustybackup reads {SCHEMA_VERSION})"
+            f"{path}: field 'schema': unsupported version {_shown(schema)} (this rustybackup reads {SCHEMA_VERSION})"
         )
     unknown = sorted(set(data) - {"schema", "enabled", "windows", "jobs"})
     if unknown:

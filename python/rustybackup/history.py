@@ -16,12 +16,16 @@ import socket
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from .enums import ExecutionStatus
+from .errors import CatalogError, ConfigError
 from .jobs import BackupExecution
+from .timestamps import from_us, to_us
 
 __all__ = ["History", "Claim", "new_owner"]
 
@@ -45,15 +49,44 @@ CREATE INDEX IF NOT EXISTS sched_executions_status ON sched_executions (status, 
 CREATE INDEX IF NOT EXISTS sched_executions_time ON sched_executions (scheduled_for);
 """
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MAX_INT = 2**63 - 1  # SQLite's INTEGER; sqlite3 raises OverflowError past it
 
 
-def _us(dt: datetime) -> int:
-    return (dt - _EPOCH) // timedelta(microseconds=1)
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _dt(us: int | None) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
+def _text(value: object, what: str) -> str:
+    """A stored text, or a CatalogError naming the row and field (a row written by
+    something else, or damage: never a TypeError later)."""
+    if not isinstance(value, str):
+        raise CatalogError(f"{what}: expected text, got {_shown(value)}")
+    return value
+
+
+def _opt_text(value: object, what: str) -> str | None:
+    return None if value is None else _text(value, what)
+
+
+def _opt_count(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= _MAX_INT:
+        raise CatalogError(f"{what}: expected a non-negative integer, got {_shown(value)}")
+    return value
+
+
+def _opt_time(value: object, what: str) -> datetime | None:
+    return None if value is None else from_us(value, what)
+
+
+def _status(value: object, what: str) -> ExecutionStatus:
+    try:
+        return ExecutionStatus(_text(value, what))
+    except ValueError:
+        valid = ", ".join(s.value for s in ExecutionStatus)
+        raise CatalogError(f"{what}: {_shown(value)} is not one of {valid}") from None
 
 
 def new_owner() -> str:
@@ -61,10 +94,12 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _owner_alive(owner: str | None) -> bool:
+def _owner_alive(owner: object) -> bool:
     """False only when the owner is provably gone: a dead process on this host."""
     if not owner:
         return False
+    if not isinstance(owner, str):
+        return True  # unreadable (damage): only its lease can tell
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
@@ -96,25 +131,40 @@ class History:
         self.owner = owner or new_owner()
         self._lock = threading.Lock()
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        # WAL + NORMAL: a commit survives a process crash (what claims guard against);
-        # only a power cut can lose the newest rows, as with the catalog itself.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(db_path, timeout=60, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{db_path}: cannot open the run history: {exc}") from exc
+        with self._locked() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            # WAL + NORMAL: a commit survives a process crash (what claims guard against);
+            # only a power cut can lose the newest rows, as with the catalog itself.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock; SQLite's errors (a damaged or foreign
+        ``catalog.db``, a table of another shape) become a CatalogError naming the file."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise CatalogError(f"{self.path}: run history: {exc}") from exc
+
+    def _where(self, row_id: object, fld: str) -> str:
+        return f"{self.path}: sched_executions row {_shown(row_id)} field {fld!r}"
+
     # --- claims -------------------------------------------------------------------------
 
     def claim(self, job_id: str, scheduled_for: datetime, now: datetime, lease: timedelta) -> Claim:
-        sched = _us(scheduled_for)
-        with self._lock:
-            db = self._db
+        sched = to_us(scheduled_for)
+        with self._locked() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 if db.execute(
@@ -130,14 +180,13 @@ class History:
                     if self._stale(owner, lease_until, now):
                         self._interrupt(exec_id, owner, now)
                         continue
-                    prev = _dt(prev_sched)
-                    assert prev is not None
+                    prev = from_us(prev_sched, self._where(exec_id, "scheduled_for"))
                     reason = f"previous run (scheduled for {prev.isoformat()}) is still running"
                     self._insert(job_id, sched, now, ExecutionStatus.SKIPPED, error=reason)
                     db.execute("COMMIT")
                     return Claim("busy", reason=reason)
                 exec_id = self._insert(
-                    job_id, sched, now, ExecutionStatus.RUNNING, owner=self.owner, lease_until=_us(now + lease)
+                    job_id, sched, now, ExecutionStatus.RUNNING, owner=self.owner, lease_until=to_us(now + lease)
                 )
                 db.execute("COMMIT")
                 return Claim("claimed", execution_id=exec_id)
@@ -146,10 +195,10 @@ class History:
                 raise
 
     def renew(self, execution_id: str, until: datetime) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._locked() as db:
+            db.execute(
                 "UPDATE sched_executions SET lease_until = ? WHERE id = ? AND status = ?",
-                (_us(until), execution_id, ExecutionStatus.RUNNING.value),
+                (to_us(until), execution_id, ExecutionStatus.RUNNING.value),
             )
 
     def finish(
@@ -163,28 +212,27 @@ class History:
         bytes_read: int | None = None,
         bytes_written: int | None = None,
     ) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._locked() as db:
+            db.execute(
                 "UPDATE sched_executions SET status = ?, finished_at = ?, backup_set_id = ?, error = ?,"
                 " bytes_read = ?, bytes_written = ?, lease_until = NULL WHERE id = ?",
-                (status.value, _us(finished_at), backup_set_id, error, bytes_read, bytes_written, execution_id),
+                (status.value, to_us(finished_at), backup_set_id, error, bytes_read, bytes_written, execution_id),
             )
 
     def record_skipped(self, job_id: str, scheduled_for: datetime, now: datetime, reason: str) -> bool:
         """Records a SKIPPED occurrence unless some process already recorded it."""
-        with self._lock:
-            cur = self._db.execute(
+        with self._locked() as db:
+            cur = db.execute(
                 "INSERT OR IGNORE INTO sched_executions"
                 " (id, job_id, scheduled_for, started_at, finished_at, status, error)"
                 " VALUES (?, ?, ?, NULL, ?, ?, ?)",
-                (uuid.uuid4().hex, job_id, _us(scheduled_for), _us(now), ExecutionStatus.SKIPPED.value, reason),
+                (uuid.uuid4().hex, job_id, to_us(scheduled_for), to_us(now), ExecutionStatus.SKIPPED.value, reason),
             )
             return cur.rowcount == 1
 
     def recover(self, now: datetime) -> int:
         """Marks RUNNING rows whose owner is gone as FAILED "interrupted"; returns how many."""
-        with self._lock:
-            db = self._db
+        with self._locked() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 rows = db.execute(
@@ -206,11 +254,15 @@ class History:
 
     def last_scheduled(self) -> dict[str, datetime]:
         """The latest recorded occurrence of every job (where a restart resumes)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._locked() as db:
+            rows = db.execute(
                 "SELECT job_id, MAX(scheduled_for) FROM sched_executions GROUP BY job_id"
             ).fetchall()
-        return {job_id: _EPOCH + timedelta(microseconds=us) for job_id, us in rows}
+        out: dict[str, datetime] = {}
+        for job_id, us in rows:
+            what = f"{self.path}: sched_executions rows of job {_shown(job_id)}"
+            out[_text(job_id, f"{what} field 'job_id'")] = from_us(us, f"{what} field 'scheduled_for'")
+        return out
 
     def query(
         self,
@@ -227,40 +279,55 @@ class History:
             sql += " AND job_id = ?"
             args.append(job_id)
         if status is not None:
+            try:
+                args.append(ExecutionStatus(status).value)
+            except ValueError:
+                valid = ", ".join(s.value for s in ExecutionStatus)
+                raise ConfigError(f"status {_shown(status)} is not one of {valid}") from None
             sql += " AND status = ?"
-            args.append(ExecutionStatus(status).value)
         if since is not None:
             sql += " AND scheduled_for >= ?"
-            args.append(_us(since))
+            args.append(to_us(since))
         sql += " ORDER BY scheduled_for DESC, job_id"
         if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ConfigError(f"limit must be a whole number of at least 0, not {_shown(limit)}")
             sql += " LIMIT ?"
-            args.append(int(limit))
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
-        result = []
-        for r in rows:
-            sched = _dt(r[2])
-            assert sched is not None
-            result.append(BackupExecution(
-                id=r[0], job_id=r[1], scheduled_for=sched, started_at=_dt(r[3]), finished_at=_dt(r[4]),
-                status=ExecutionStatus(r[5]), backup_set_id=r[6], error=r[7], bytes_read=r[8], bytes_written=r[9],
-            ))
-        return result
+            args.append(min(limit, _MAX_INT))
+        with self._locked() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [self._execution(r) for r in rows]
+
+    def _execution(self, r: tuple[object, ...]) -> BackupExecution:
+        rid = _text(r[0], self._where(r[0], "id"))
+
+        def where(fld: str) -> str:
+            return self._where(rid, fld)
+
+        return BackupExecution(
+            id=rid, job_id=_text(r[1], where("job_id")), scheduled_for=from_us(r[2], where("scheduled_for")),
+            started_at=_opt_time(r[3], where("started_at")), finished_at=_opt_time(r[4], where("finished_at")),
+            status=_status(r[5], where("status")), backup_set_id=_opt_text(r[6], where("backup_set_id")),
+            error=_opt_text(r[7], where("error")), bytes_read=_opt_count(r[8], where("bytes_read")),
+            bytes_written=_opt_count(r[9], where("bytes_written")),
+        )
 
     # --- internals (called with the lock held, inside a transaction) ---------------------
 
-    def _stale(self, owner: str | None, lease_until: int | None, now: datetime) -> bool:
+    def _stale(self, owner: object, lease_until: object, now: datetime) -> bool:
         if owner == self.owner:
             return False  # our own run, still in this process
-        return not _owner_alive(owner) or lease_until is None or lease_until < _us(now)
+        # A lease that is not a number (damage) can never be renewed: it has expired.
+        return not _owner_alive(owner) or type(lease_until) is not int or lease_until < to_us(now)
 
-    def _interrupt(self, exec_id: str, owner: str | None, now: datetime) -> None:
+    def _interrupt(self, exec_id: str, owner: object, now: datetime) -> None:
         self._db.execute(
             "UPDATE sched_executions SET status = ?, finished_at = ?, lease_until = NULL,"
             " error = ? WHERE id = ?",
-            (ExecutionStatus.FAILED.value, _us(now), f"interrupted: {owner or 'its scheduler'} stopped during the run",
-             exec_id),
+            (
+                ExecutionStatus.FAILED.value, to_us(now),
+                f"interrupted: {owner or 'its scheduler'} stopped during the run", exec_id,
+            ),
         )
 
     def _insert(
@@ -275,8 +342,8 @@ class History:
         lease_until: int | None = None,
     ) -> str:
         exec_id = uuid.uuid4().hex
-        started = _us(now) if status is ExecutionStatus.RUNNING else None
-        finished = None if status is ExecutionStatus.RUNNING else _us(now)
+        started = to_us(now) if status is ExecutionStatus.RUNNING else None
+        finished = None if status is ExecutionStatus.RUNNING else to_us(now)
         self._db.execute(
             "INSERT INTO sched_executions (id, job_id, scheduled_for, started_at, finished_at, status, error,"
             " owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

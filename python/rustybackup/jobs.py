@@ -72,7 +72,8 @@ class _JobCommon:
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise _fail(self.id, "priority", f"expected an integer 0-255, got {self.priority!r}")
         if not 0 <= self.priority <= 255:
-            raise _fail(self.id, "priority", f"{self.priority} is out of range 0-255")
+            shown = self.priority if self.priority.bit_length() <= 64 else f"an integer of {self.priority.bit_length()} bits"
+            raise _fail(self.id, "priority", f"{shown} is out of range 0-255")
         if self.max_duration is not None:
             if not isinstance(self.max_duration, timedelta):
                 raise _fail(self.id, "max_duration", f"expected a timedelta, got {self.max_duration!r}")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, cast
 
 from .config import CONFIG_NAME, SchedulerConfig, load_config, save_config
 from .enums import BackupType, ExecutionStatus, VerificationType
-from .errors import BackupCancelled, ConfigError
+from .errors import BackupCancelled, ConfigError, CronError
 from .history import History
 from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, sort_key
 from .locks import LeaseKeeper
@@ -115,7 +115,13 @@ class BackupScheduler:
         for job in self._config.jobs.values():
             start = max(filter(None, (last.get(job.id), self._config.added_at.get(job.id))), default=now)
             self._cursor[job.id] = start
-            self._schedule_next(job)
+            try:
+                self._schedule_next(job)
+            except CronError as exc:  # a cursor near year 9999: damage in the file or the history
+                raise ConfigError(
+                    f"{self.config_file}: job {job.id!r}: no run after {start.isoformat()} "
+                    f"(when it was added or last ran): {exc}"
+                ) from None
 
     # --- time -----------------------------------------------------------------------------
 
