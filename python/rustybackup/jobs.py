@@ -4,8 +4,7 @@ A job names *what* to run (a backup of a database at a level, or a verification)
 *when* (a cron expression in a zone, optionally inside a window). Jobs are frozen and
 validated on construction, so an invalid job never reaches the configuration file.
 
-The cron engine is reached through :data:`cron_factory` (``CronSchedule`` from
-``rustybackup.cron``, imported lazily), typed by the :class:`CronSchedule` protocol.
+Schedules are parsed by :class:`CronSchedule` (``rustybackup.cron``, the Rust engine).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Union
+from typing import Any, Union
 
 from .enums import BackupType, ExecutionStatus, VerificationType
 from .cron import CronSchedule
@@ -23,7 +22,6 @@ from .windows import load_zone
 
 __all__ = [
     "CronSchedule",
-    "cron_factory",
     "ScheduledBackup",
     "ScheduledVerification",
     "Job",
@@ -72,7 +70,8 @@ class _JobCommon:
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise _fail(self.id, "priority", f"expected an integer 0-255, got {self.priority!r}")
         if not 0 <= self.priority <= 255:
-            shown = self.priority if self.priority.bit_length() <= 64 else f"an integer of {self.priority.bit_length()} bits"
+            bits = self.priority.bit_length()
+            shown = self.priority if bits <= 64 else f"an integer of {bits} bits"
             raise _fail(self.id, "priority", f"{shown} is out of range 0-255")
         if self.max_duration is not None:
             if not isinstance(self.max_duration, timedelta):
@@ -131,8 +130,9 @@ class ScheduledBackup(_JobCommon):
 
     ``schedule`` is a cron expression evaluated in ``tz`` (or a ``CronSchedule``);
     ``priority`` 0-255 (higher first); ``retention`` a spec applied after each successful
-    run (``RetentionPolicy.parse``: ``redundancy=2``, ``window=7d``, ``daily=7,weekly=4``); ``misfire`` ``run_once`` or ``skip``; outside its
-    window a due job is skipped (``window_policy="skip"``) or waits for it (``"defer"``).
+    run (``RetentionPolicy.parse``: ``redundancy=2``, ``window=7d``, ``daily=7,weekly=4``);
+    ``misfire`` ``run_once`` or ``skip``; outside its window a due job is skipped
+    (``window_policy="skip"``) or waits for it (``"defer"``).
     """
 
     id: str
