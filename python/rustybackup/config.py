@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from . import store
 from .errors import ConfigError
 from .jobs import Job, ScheduledBackup, ScheduledVerification
 from .windows import BackupWindow, WeeklyRule
@@ -39,6 +39,12 @@ class SchedulerConfig:
     jobs: dict[str, Job] = field(default_factory=dict)
     #: When each job was added: occurrences before it are not "missed".
     added_at: dict[str, datetime] = field(default_factory=dict)
+    #: Each job's encoded line, reused while the job object (frozen: a change is a new
+    #: object) and its added_at stay the same, so saving 10,000 jobs after one change
+    #: encodes one job, not all of them.
+    lines: dict[str, tuple[Job, datetime | None, bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
 
 # --- encoding --------------------------------------------------------------------------
@@ -82,6 +88,32 @@ def config_to_json(config: SchedulerConfig) -> dict[str, Any]:
         "windows": [window_to_json(w) for w in config.windows.values()],
         "jobs": [job_to_json(j, config.added_at.get(j.id)) for j in config.jobs.values()],
     }
+
+
+def encode_config(config: SchedulerConfig) -> bytes:
+    """The file's bytes: ``config_to_json`` with one job or window per line.
+
+    Each line comes from json's C encoder (``indent=`` would switch to the pure-Python
+    one, which took ~1 s for 10,000 jobs), and unchanged jobs reuse their cached line.
+    """
+    cache, added_at = config.lines, config.added_at
+    jobs = []
+    for jid, job in config.jobs.items():
+        hit = cache.get(jid)
+        if hit is None or hit[0] is not job or hit[1] is not added_at.get(jid):
+            added = added_at.get(jid)
+            hit = cache[jid] = (job, added, json.dumps(job_to_json(job, added)).encode())
+        jobs.append(hit[2])
+    if len(cache) > len(config.jobs):
+        for gone in [k for k in cache if k not in config.jobs]:
+            del cache[gone]
+    windows = [json.dumps(window_to_json(w)).encode() for w in config.windows.values()]
+    head = f'{{\n "schema": {SCHEMA_VERSION},\n "enabled": {json.dumps(config.enabled)},\n "windows": '
+    return b"".join((head.encode(), _lines_array(windows), b',\n "jobs": ', _lines_array(jobs), b"\n}\n"))
+
+
+def _lines_array(items: list[bytes]) -> bytes:
+    return b"[\n  " + b",\n  ".join(items) + b"\n ]" if items else b"[]"
 
 
 # --- decoding --------------------------------------------------------------------------
@@ -275,6 +307,8 @@ def parse_config(text: str, path: Path) -> SchedulerConfig:
         config.jobs[job.id] = job
         if added_at is not None:
             config.added_at[job.id] = added_at
+        # The entry as read is a valid encoding of the job: the next save reuses it.
+        config.lines[job.id] = (job, added_at, json.dumps(entry).encode())
     return config
 
 
@@ -297,21 +331,10 @@ def load_config(path: Path) -> SchedulerConfig:
 def save_config(path: Path, config: SchedulerConfig) -> None:
     """Atomically replaces ``path``, keeping the previous version as ``.bak``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps(config_to_json(config), indent=1, sort_keys=False).encode("utf-8") + b"\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-            out.flush()
-            os.fsync(out.fileno())
-        if path.exists():
-            _keep_backup(path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    payload = encode_config(config)
+    if path.exists():
+        _keep_backup(path)
+    store.atomic_write_bytes(path, payload, mode=0o600)
 
 
 def _keep_backup(path: Path) -> None:
@@ -324,13 +347,3 @@ def _keep_backup(path: Path) -> None:
         staging.write_bytes(path.read_bytes())
     os.replace(staging, backup)
 
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import CatalogError
 
@@ -36,16 +38,33 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``path`` via a temporary sibling, fsync and rename: readers see the old or
-    the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+@contextmanager
+def atomic_writer(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
+    """The one way the package replaces a file: yields a new temporary sibling to write;
+    on a clean exit it is fsynced, renamed over ``path`` and the directory fsynced, so a
+    reader (or a crash) sees the old or the new content, never a mix. On an error the
+    temporary file is removed and ``path`` is untouched. ``mode`` is masked by the umask.
+
+    The temporary name is unique per call (two threads may write the same file) and
+    matches the sweep's ``.*.tmp-*`` pattern, so a crash leaves nothing for good."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """``atomic_writer`` of a whole document."""
+    with atomic_writer(path, mode) as fh:
+        fh.write(data)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
