@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import pickle
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import rustybackup
 from rustybackup import errors
 
+ROOT = Path(__file__).resolve().parent.parent
 
-def test_version_matches_native_module() -> None:
-    from rustybackup import _core
 
-    assert rustybackup.__version__ == _core.__version__
+def test_version_is_the_crate_version_and_the_installed_one() -> None:
+    """``__version__`` comes from the native module; check it against the two places a
+    release sets it independently: Cargo.toml (maturin's dynamic version) and the
+    installed distribution's metadata."""
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())["package"]["version"]
+    assert rustybackup.__version__ == cargo
+    assert importlib.metadata.version("rustybackup") == cargo
+
+
+def test_every_error_is_a_rustybackup_error() -> None:
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.RustyBackupError), name
+    # ConfigError is also a ValueError, so callers of the old bare ValueError still work.
+    assert issubclass(errors.ConfigError, ValueError)
 
 
 def test_cron_error_is_a_value_error() -> None:

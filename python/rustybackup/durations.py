@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from .errors import ConfigError
+
 __all__ = ["parse_duration", "format_duration"]
 
 _UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1),
@@ -17,17 +19,18 @@ def parse_duration(text: str) -> timedelta:
     """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"`` or a run of them (``"1d12h"``).
 
     Raises:
-        ValueError: anything else, or a zero duration; the message quotes the text.
+        ConfigError: (a ValueError) anything else, or a zero duration; the message quotes
+            the text.
     """
     spec = text.strip().lower()
     if not spec or _DURATION.sub("", spec) != "":
-        raise ValueError(f"invalid duration {_cut(text)}: use a number and a unit (w, d, h, m, s), e.g. 7d or 1d12h")
+        raise ConfigError(f"invalid duration {_cut(text)}: use a number and a unit (w, d, h, m, s), e.g. 7d or 1d12h")
     try:
         total = sum((int(n) * _UNITS[unit] for n, unit in _DURATION.findall(spec)), timedelta())
     except (OverflowError, ValueError):  # past timedelta's range, or more digits than int() reads
-        raise ValueError(f"invalid duration {_cut(text)}: too long (at most {timedelta.max.days} days)") from None
+        raise ConfigError(f"invalid duration {_cut(text)}: too long (at most {timedelta.max.days} days)") from None
     if total <= timedelta(0):
-        raise ValueError(f"invalid duration {_cut(text)}: it must be longer than zero")
+        raise ConfigError(f"invalid duration {_cut(text)}: it must be longer than zero")
     return total
 
 

@@ -160,12 +160,7 @@ class RetentionPolicy:
         raw_copies = data.get("redundancy")
         copies = None if raw_copies is None else _check_count("redundancy", raw_copies, 1)
         counts = {f"keep_{p}": _check_count(f"keep {p}=", data.get(p, 0), 0) for p in _PERIODS}
-        try:
-            parsed = parse_duration(window) if isinstance(window, str) else None if window is None else _bad_window(window)
-        except ConfigError:
-            raise
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        parsed = parse_duration(window) if isinstance(window, str) else None if window is None else _bad_window(window)
         return cls(full_copies=copies, window=parsed, **counts)
 
     @classmethod
