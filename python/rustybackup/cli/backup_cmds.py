@@ -14,7 +14,7 @@ from rich.table import Table
 from ..catalog import set_json
 from ..engine import BackupManager, BackupProgress
 from ..enums import BackupType
-from .context import CliState, pass_state, print_json
+from .context import CliState, pass_state, print_json, print_table
 
 _TYPES = {"full": "full", "incremental": "incremental", "differential": "differential", "archive-log": "archive_log"}
 
@@ -97,7 +97,7 @@ def db_list(state: CliState, as_json: bool) -> None:
     table = Table("name", "kind", "path", "archive dir", "block", "algorithm", "compression")
     for d in dbs:
         table.add_row(d.name, d.kind, d.path, d.archive_dir or "", str(d.block_size), d.algorithm, d.compression or "")
-    Console().print(table)
+    print_table(table)
 
 
 @click.command("backup")
@@ -257,7 +257,7 @@ def report_cmd(state: CliState, as_json: bool) -> None:
             str(t["archive_log"]), str(r["by_status"]["corrupt"]), str(r["chains"]), _size(r["size"]),
             r["newest"] or "",
         )
-    Console().print(table)
+    print_table(table)
 
 
 def register(group: click.Group) -> None:

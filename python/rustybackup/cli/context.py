@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.cells import cell_len
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 
 @dataclass
@@ -32,3 +37,26 @@ def print_json(data: Any) -> None:
     """One JSON document on stdout, for scripts."""
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def print_table(table: Table, *, prose: Collection[str] = (), console: Console | None = None) -> None:
+    """Prints a rich table without ever cutting a cell short.
+
+    Rich squeezes a table wider than the terminal (or than 80 columns in a pipe) and
+    ellipsizes cells: ``20261…`` is not an id anyone can copy. Here every column except
+    the ``prose`` ones (free text, which may wrap at spaces) keeps its longest cell on
+    one line, and when even that does not fit, the table is printed at the width it
+    needs and the terminal wraps the lines instead.
+    """
+    console = console or Console()
+    for column in table.columns:
+        if column.header in prose:
+            column.overflow = "fold"
+            continue
+        column.no_wrap = True
+        column.overflow = "ignore"
+        column.min_width = max((cell_len(str(cell)) for cell in column.cells), default=0) or None
+    needed = Measurement.get(console, console.options.update(width=1 << 20), table).minimum
+    if needed > console.width:
+        console.width = needed
+    console.print(table)

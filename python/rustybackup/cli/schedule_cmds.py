@@ -15,7 +15,6 @@ from types import FrameType
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..enums import BackupType, ExecutionStatus
@@ -24,7 +23,7 @@ from ..durations import format_duration, parse_duration
 from ..jobs import ScheduledBackup
 from ..scheduler import BackupScheduler
 from ..windows import BackupWindow, business_hours, off_hours
-from .context import CliState, pass_state, print_json
+from .context import CliState, pass_state, print_json, print_table
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    print_table(table, prose=("when", "error"))
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:

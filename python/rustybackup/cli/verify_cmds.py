@@ -16,7 +16,7 @@ from ..engine import BackupManager
 from ..errors import VerificationError
 from ..verify import Verifier, VerifyProgress
 from ..verify_report import VerificationReport
-from .context import CliState, pass_state, print_json
+from .context import CliState, pass_state, print_json, print_table
 
 _LEVELS = {"quick": "quick", "standard": "standard", "full": "full", "restore-test": "restore_test"}
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -48,17 +48,17 @@ def _print(report: VerificationReport, console: Console) -> None:
     if report.findings or report.corrupt_blocks:
         table = Table(title="findings")
         for col in ("set", "kind", "subject", "detail"):
-            table.add_column(col, overflow="fold")
+            table.add_column(col)
         for f in report.findings:
             table.add_row(f.set_id, f.kind, f.subject, f.message)
-        console.print(table)
+        print_table(table, prose=("subject", "detail"), console=console)
     if report.corrupt_blocks:
         blocks = Table(title="corrupt blocks")
         for col in ("set", "piece", "file", "block", "offset", "expected", "actual"):
-            blocks.add_column(col, overflow="fold")
+            blocks.add_column(col)
         for b in report.corrupt_blocks:
             blocks.add_row(b.set_id, b.piece, b.file, str(b.block_index), str(b.offset), b.expected[:16], b.actual[:16])
-        console.print(blocks)
+        print_table(blocks, console=console)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()))
     verdict = "OK" if report.ok else "PROBLEMS FOUND"
     console.print(
