@@ -214,6 +214,44 @@ def test_last_day_and_weekday_extensions() -> None:
     assert CronSchedule("0 0 29 2 *").next_after(start) == datetime(2028, 2, 29, tzinfo=UTC)
 
 
+def days(*ymd: tuple[int, int, int], hour: int = 0) -> list[datetime]:
+    return [datetime(y, m, d, hour, tzinfo=UTC) for y, m, d in ymd]
+
+
+def test_day_of_month_ranges_may_end_at_the_last_day() -> None:
+    """``N-L`` is day N through the month's last day, whatever its length (the issue's
+    examples); it matches what ``N-31`` matches, and prints as that."""
+    feb = datetime(2024, 2, 20, tzinfo=UTC)
+    assert CronSchedule("0 0 25-L * *").next_n(feb, 6) == days(
+        (2024, 2, 25), (2024, 2, 26), (2024, 2, 27), (2024, 2, 28), (2024, 2, 29), (2024, 3, 25)
+    )
+    got = CronSchedule("0 9 28-L 2 *").next_n(datetime(2023, 1, 1, tzinfo=UTC), 4)
+    assert got == days((2023, 2, 28), (2024, 2, 28), (2024, 2, 29), (2025, 2, 28), hour=9)
+    # every other day from the 1st in April (30 days), then May the 1st
+    odd = CronSchedule("0 0 1-l/2 * *").next_n(datetime(2025, 4, 28, tzinfo=UTC), 3)
+    assert odd == days((2025, 4, 29), (2025, 5, 1), (2025, 5, 3))
+    assert CronSchedule("0 0 25-L * *").prev_before(datetime(2025, 3, 1, tzinfo=UTC)) == datetime(2025, 2, 28, tzinfo=UTC)
+    for expr, normal in [("0 0 25-L * *", "0 0 25-31 * *"), ("0 0 1,28-L,L * 1", "0 0 1,28-31,L * 1")]:
+        s = CronSchedule(expr)
+        assert str(s) == normal and CronSchedule(str(s)) == s == CronSchedule(normal)
+    assert not CronSchedule("0 0 25-L * *").matches(datetime(2025, 2, 24, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("0 0 L-5 * *", 'day-of-month: "L-5": L can only end a range'),
+        ("0 0 L-L * *", 'day-of-month: "L-L": L can only end a range'),
+        ("0 0 5-L * L", "day-of-week"),
+        ("0 5-L * * *", 'hour: "L" in "5-L" is not a number'),
+        ("0 0 30-L 2 *", "can never fire"),
+    ],
+)
+def test_ranges_to_the_last_day_are_refused_elsewhere(expr: str, message: str) -> None:
+    with pytest.raises(CronError, match=message):
+        CronSchedule(expr)
+
+
 def test_weekday_seven_and_names_are_sunday() -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     assert CronSchedule("0 0 * * 7").next_after(start) == CronSchedule("0 0 * * SUN").next_after(start)

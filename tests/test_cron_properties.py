@@ -3,8 +3,9 @@ the DST rules, prev/next consistency, str and pickle round-trips, and a fuzz pro
 
 from __future__ import annotations
 
+import calendar
 import pickle
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -213,3 +214,54 @@ def test_matches_agrees_with_the_reference_matcher_in_utc(expr: str, t: datetime
     assert s.matches(t) == Reference.parse(expr).wall_matches(t.replace(tzinfo=None))
     # and next_after lands on a minute the reference accepts
     assert Reference.parse(expr).wall_matches(s.next_after(t).replace(tzinfo=None))
+
+
+@st.composite
+def last_day_ranges(draw: st.DrawFn) -> str:
+    """Expressions whose day-of-month holds an ``N-L`` or ``N-L/s`` range (day N to the
+    month's last day), possibly beside plain days, with peer-safe other fields."""
+    start = draw(st.integers(1, 31))
+    step = draw(st.none() | st.integers(1, 31))
+    term = f"{start}-{draw(st.sampled_from('Ll'))}" + ("" if step is None else f"/{step}")
+    extra = [str(d) for d in draw(st.lists(st.integers(1, 31), max_size=2))]
+    dom = ",".join(draw(st.permutations([term, *extra])))
+    month = draw(st.sampled_from(["*", "2", "2,4", "1-6", "*/3", "11", "FEB"]))
+    dow = draw(st.sampled_from(["*", "1-5", "0", "*/2"]))
+    return f"{draw(st.integers(0, 59))} {draw(st.integers(0, 23))} {dom} {month} {dow}"
+
+
+def as_cronsim_reads_it(expr: str) -> str:
+    """cronsim 2.8 has no ``N-L``; a day past a month's end never exists, so it is ``N-31``."""
+    minute, hour, dom, month, dow = expr.split()
+    return " ".join([minute, hour, dom.upper().replace("-L", "-31"), month, dow])
+
+
+@given(last_day_ranges(), instants(1970, 2199))
+def test_ranges_to_the_last_day_agree_with_cronsim_in_utc(expr: str, t: datetime) -> None:
+    peer = as_cronsim_reads_it(expr)
+    try:
+        s = CronSchedule(expr)
+    except CronError as exc:
+        assert "can never fire" in str(exc), exc
+        with pytest.raises(cronsim_mod.CronSimError):
+            cronsim_mod.CronSim(peer, t)
+        return
+    assert s.next_after(t) == next(cronsim_mod.CronSim(peer, t))
+    assert s.prev_before(t) == next(cronsim_mod.CronSim(peer, t, reverse=True))
+    again = CronSchedule(str(s))
+    assert again == s and str(again) == str(s)
+
+
+@given(st.integers(1, 31), st.integers(1, 31), st.dates(datetime(1970, 1, 1).date(), datetime(2199, 12, 31).date()))
+def test_a_range_to_the_last_day_holds_exactly_the_days_from_n_in_steps(start: int, step: int, day: date) -> None:
+    """The calendar as the oracle: day d of any month matches ``N-L/s`` exactly when
+    N <= d and s divides d - N (every such d up to the month's real last day)."""
+    s = CronSchedule(f"0 0 {start}-L/{step} * *")
+    t = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    assert s.matches(t) == (start <= day.day and (day.day - start) % step == 0)
+    last = calendar.monthrange(day.year, day.month)[1]
+    if start <= last:
+        # the month's last firing is the last day reachable from N in steps of s
+        final = start + (last - start) // step * step
+        month_end = datetime(day.year, day.month, last, 23, 59, tzinfo=UTC)
+        assert s.prev_before(month_end) == datetime(day.year, day.month, final, tzinfo=UTC)

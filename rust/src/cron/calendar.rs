@@ -70,7 +70,13 @@ impl Wall {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (year, month, day) = civil_from_days(days);
-        Wall { year, month, day, hour: (rem / 3600) as u32, minute: ((rem % 3600) / 60) as u32 }
+        Wall {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: ((rem % 3600) / 60) as u32,
+        }
     }
 
     /// Seconds since 1970-01-01T00:00 (naive) of this wall time.

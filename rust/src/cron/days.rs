@@ -52,10 +52,10 @@ impl DomSpecial {
                 continue; // `31W` in a 30-day month: Quartz skips the month
             }
             let d = match wd(n) {
-                6 if n == 1 => 3,  // Saturday the 1st: Monday the 3rd, not last month's Friday
-                6 => n - 1,        // Saturday: the Friday before
+                6 if n == 1 => 3,       // Saturday the 1st: Monday the 3rd, not last month's Friday
+                6 => n - 1,             // Saturday: the Friday before
                 0 if n == len => n - 2, // Sunday the last: the Friday before
-                0 => n + 1,        // Sunday: the Monday after
+                0 => n + 1,             // Sunday: the Monday after
                 _ => n,
             };
             m |= 1 << d;
@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn weekly_mask_repeats_the_week_over_the_month() {
         // Mondays of a 30-day month that starts on a Monday
-        assert_eq!(weekly_mask(1 << 1, 30, 1), (1 << 1) | (1 << 8) | (1 << 15) | (1 << 22) | (1 << 29));
+        assert_eq!(
+            weekly_mask(1 << 1, 30, 1),
+            (1 << 1) | (1 << 8) | (1 << 15) | (1 << 22) | (1 << 29)
+        );
         assert_eq!(month_days(28), 0x1fff_fffe);
     }
 }

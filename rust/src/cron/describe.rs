@@ -4,9 +4,27 @@
 use super::field::Field;
 use super::schedule::Schedule;
 
-const DAY_NAMES: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAY_NAMES: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 const MONTH_NAMES: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 const ORDINALS: [&str; 5] = ["first", "second", "third", "fourth", "fifth"];
@@ -22,7 +40,11 @@ pub fn describe(s: &Schedule) -> String {
     }
     if !mo.is_full() {
         out.push_str(", in ");
-        out.push_str(&join_runs(&mo.values(), |v| MONTH_NAMES[(v - 1) as usize].to_string(), " through "));
+        out.push_str(&join_runs(
+            &mo.values(),
+            |v| MONTH_NAMES[(v - 1) as usize].to_string(),
+            " through ",
+        ));
     }
     out
 }
@@ -74,8 +96,10 @@ fn join_runs(values: &[u32], name: impl Fn(u32) -> String, through: &str) -> Str
 fn time_phrase(mi: &Field, h: &Field) -> String {
     let (mv, hv) = (mi.values(), h.values());
     if mv.len() * hv.len() <= 4 {
-        let times: Vec<String> =
-            hv.iter().flat_map(|hh| mv.iter().map(move |mm| format!("{hh:02}:{mm:02}"))).collect();
+        let times: Vec<String> = hv
+            .iter()
+            .flat_map(|hh| mv.iter().map(move |mm| format!("{hh:02}:{mm:02}")))
+            .collect();
         return format!("At {}", list(&times));
     }
     let minutes = if mi.is_full() {
@@ -109,10 +133,16 @@ fn dom_phrase(dom: &Field) -> Vec<String> {
         if let Some(n) = star_step(dom) {
             parts.push(format!("every {} day of the month", ordinal_suffix(n)));
         } else if !dom.is_full() {
-            parts.push(format!("on day {} of the month", join_runs(&dom.values(), |v| v.to_string(), " through ")));
+            parts.push(format!(
+                "on day {} of the month",
+                join_runs(&dom.values(), |v| v.to_string(), " through ")
+            ));
         }
     } else if !dom.values().is_empty() {
-        parts.push(format!("on day {} of the month", join_runs(&dom.values(), |v| v.to_string(), " through ")));
+        parts.push(format!(
+            "on day {} of the month",
+            join_runs(&dom.values(), |v| v.to_string(), " through ")
+        ));
     }
     if dom.dom.last {
         parts.push("on the last day of the month".into());
@@ -135,11 +165,13 @@ fn dow_phrase(dow: &Field) -> Vec<String> {
     if !values.is_empty() && !every_day {
         // Monday-first order reads naturally ("Monday through Sunday" is rare; keep cron's).
         let named = join_runs(&values, |v| DAY_NAMES[v as usize].to_string(), " through ");
-        parts.push(if values.len() >= 3 && named.contains(" through ") && !named.contains(',') {
-            named
-        } else {
-            format!("on {named}")
-        });
+        parts.push(
+            if values.len() >= 3 && named.contains(" through ") && !named.contains(',') {
+                named
+            } else {
+                format!("on {named}")
+            },
+        );
     }
     for (d, name) in DAY_NAMES.iter().enumerate() {
         for (n, ordinal) in ORDINALS.iter().enumerate() {
@@ -190,13 +222,28 @@ mod tests {
         assert_eq!(d("0 2 * * 1-5"), "At 02:00, Monday through Friday");
         assert_eq!(d("* * * * *"), "Every minute");
         assert_eq!(d("*/15 * * * *"), "Every 15 minutes");
-        assert_eq!(d("0 9-17 * * 1-5"), "At minute 0, between 09:00 and 17:59, Monday through Friday");
-        assert_eq!(d("30 4 1,15 * 5"), "At 04:30, on day 1 and 15 of the month or on Friday");
+        assert_eq!(
+            d("0 9-17 * * 1-5"),
+            "At minute 0, between 09:00 and 17:59, Monday through Friday"
+        );
+        assert_eq!(
+            d("30 4 1,15 * 5"),
+            "At 04:30, on day 1 and 15 of the month or on Friday"
+        );
         assert_eq!(d("0 0 29 2 *"), "At 00:00, on day 29 of the month, in February");
         assert_eq!(d("0 0 L * *"), "At 00:00, on the last day of the month");
-        assert_eq!(d("0 0 1 * 5#3"), "At 00:00, on day 1 of the month or on the third Friday of the month");
-        assert_eq!(d("0 0 */2 * 1"), "At 00:00, every 2nd day of the month, if it is also Monday");
-        assert_eq!(d("15 * * * *"), "At 15 past every hour".replace("At 15", "At minute 15"));
+        assert_eq!(
+            d("0 0 1 * 5#3"),
+            "At 00:00, on day 1 of the month or on the third Friday of the month"
+        );
+        assert_eq!(
+            d("0 0 */2 * 1"),
+            "At 00:00, every 2nd day of the month, if it is also Monday"
+        );
+        assert_eq!(
+            d("15 * * * *"),
+            "At 15 past every hour".replace("At 15", "At minute 15")
+        );
         assert_eq!(d("0 0,12 * 1-3 *"), "At 00:00 and 12:00, in January through March");
     }
 }

@@ -26,7 +26,10 @@ pub enum CronError {
 impl CronError {
     /// Shorthand for a field error.
     pub fn field(field: &'static str, message: impl Into<String>) -> Self {
-        CronError::Field { field, message: message.into() }
+        CronError::Field {
+            field,
+            message: message.into(),
+        }
     }
 }
 

@@ -21,13 +21,20 @@ pub enum FieldKind {
     DayOfWeek,
 }
 
-const MONTH_NAMES: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTH_NAMES: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl FieldKind {
     /// All five, in expression order.
-    pub const ALL: [FieldKind; 5] =
-        [FieldKind::Minute, FieldKind::Hour, FieldKind::DayOfMonth, FieldKind::Month, FieldKind::DayOfWeek];
+    pub const ALL: [FieldKind; 5] = [
+        FieldKind::Minute,
+        FieldKind::Hour,
+        FieldKind::DayOfMonth,
+        FieldKind::Month,
+        FieldKind::DayOfWeek,
+    ];
 
     /// The name used in error messages and `CronField.name`.
     pub fn name(self) -> &'static str {
@@ -107,11 +114,17 @@ impl FieldKind {
         if text.is_empty() {
             return Err(CronError::field(self.name(), format!("missing value in {term:?}")));
         }
-        Err(CronError::field(self.name(), format!("{text:?} in {term:?} is not {what}")))
+        Err(CronError::field(
+            self.name(),
+            format!("{text:?} in {term:?} is not {what}"),
+        ))
     }
 
     fn out_of_range(self, text: &str) -> CronError {
-        CronError::field(self.name(), format!("{text} is out of range {}-{}", self.min(), self.max()))
+        CronError::field(
+            self.name(),
+            format!("{text} is out of range {}-{}", self.min(), self.max()),
+        )
     }
 }
 
@@ -142,7 +155,13 @@ fn span_bits(lo: u32, hi: u32) -> u64 {
 impl Field {
     /// Parses one field's text. `seed` feeds `H`.
     pub fn parse(kind: FieldKind, text: &str, seed: &str) -> Result<Field, CronError> {
-        let mut f = Field { kind, bits: 0, star: false, dom: DomSpecial::default(), dow: DowSpecial::default() };
+        let mut f = Field {
+            kind,
+            bits: 0,
+            star: false,
+            dom: DomSpecial::default(),
+            dow: DowSpecial::default(),
+        };
         if text.is_empty() {
             return Err(CronError::field(kind.name(), "empty field"));
         }
@@ -182,17 +201,28 @@ impl Field {
             }
         }
         if upper == "L" && kind != FieldKind::DayOfMonth {
-            return Err(CronError::field(name, format!("{term:?}: L alone is only allowed in day-of-month")));
+            return Err(CronError::field(
+                name,
+                format!("{term:?}: L alone is only allowed in day-of-month"),
+            ));
         }
         // Day-of-week extensions.
         if let Some((d, n)) = upper.split_once('#') {
             if kind != FieldKind::DayOfWeek {
-                return Err(CronError::field(name, format!("{term:?}: '#' is only allowed in day-of-week")));
+                return Err(CronError::field(
+                    name,
+                    format!("{term:?}: '#' is only allowed in day-of-week"),
+                ));
             }
             let d = kind.canonical(kind.value(d, term)?);
             let nth: u32 = match n.parse() {
                 Ok(v) if (1..=5).contains(&v) && n.bytes().all(|b| b.is_ascii_digit()) => v,
-                _ => return Err(CronError::field(name, format!("{n:?} in {term:?} is not a week number 1-5"))),
+                _ => {
+                    return Err(CronError::field(
+                        name,
+                        format!("{n:?} in {term:?} is not a week number 1-5"),
+                    ))
+                }
             };
             self.dow.nth[d as usize] |= 1 << (nth - 1);
             return Ok(());
@@ -208,7 +238,12 @@ impl Field {
                 let span = kind.max() - kind.min() + 1;
                 let step = match s.parse::<u32>() {
                     Ok(v) if s.bytes().all(|b| b.is_ascii_digit()) => v,
-                    _ => return Err(CronError::field(name, format!("step {s:?} in {term:?} is not a number"))),
+                    _ => {
+                        return Err(CronError::field(
+                            name,
+                            format!("step {s:?} in {term:?} is not a number"),
+                        ))
+                    }
                 };
                 if step == 0 || step > span {
                     return Err(CronError::field(
@@ -222,7 +257,10 @@ impl Field {
         };
         let (lo, hi) = if base == "*" || base == "?" {
             if base == "?" && !kind.is_day() {
-                return Err(CronError::field(name, format!("{term:?}: '?' is only allowed in day-of-month and day-of-week")));
+                return Err(CronError::field(
+                    name,
+                    format!("{term:?}: '?' is only allowed in day-of-month and day-of-week"),
+                ));
             }
             (kind.min(), kind.max())
         } else if base.eq_ignore_ascii_case("H") || base.starts_with("H(") || base.starts_with("h(") {
@@ -255,7 +293,20 @@ impl Field {
             }
             return Ok(());
         } else if let Some((a, b)) = base.split_once('-') {
-            let (va, vb) = (kind.value(a, term)?, kind.value(b, term)?);
+            if kind == FieldKind::DayOfMonth && a.eq_ignore_ascii_case("L") {
+                return Err(CronError::field(
+                    name,
+                    format!("{term:?}: L can only end a range (\"25-L\": the 25th to the last day)"),
+                ));
+            }
+            // `N-L`: day N to the month's last day. Days past a month's end never match, so
+            // that is `N-31` (and `N-L/s` is `N-31/s`); it prints as such.
+            let vb = if kind == FieldKind::DayOfMonth && b.eq_ignore_ascii_case("L") {
+                kind.max()
+            } else {
+                kind.value(b, term)?
+            };
+            let va = kind.value(a, term)?;
             if vb < va {
                 return Err(CronError::field(name, format!("range {a}-{b} is reversed")));
             }
@@ -391,7 +442,12 @@ impl Field {
 
     /// True when every value of the field's range matches (`*`).
     pub fn is_full(&self) -> bool {
-        let (lo, hi) = (self.kind.min(), self.kind.max().min(if self.kind == FieldKind::DayOfWeek { 6 } else { 63 }));
+        let (lo, hi) = (
+            self.kind.min(),
+            self.kind
+                .max()
+                .min(if self.kind == FieldKind::DayOfWeek { 6 } else { 63 }),
+        );
         self.bits & span_bits(lo, hi) == span_bits(lo, hi)
     }
 }
@@ -406,11 +462,17 @@ mod tests {
 
     #[test]
     fn parses_lists_ranges_and_steps() {
-        assert_eq!(p(FieldKind::Minute, "1,5-7,*/20").unwrap().values(), vec![0, 1, 5, 6, 7, 20, 40]);
+        assert_eq!(
+            p(FieldKind::Minute, "1,5-7,*/20").unwrap().values(),
+            vec![0, 1, 5, 6, 7, 20, 40]
+        );
         assert_eq!(p(FieldKind::Hour, "3/8").unwrap().values(), vec![3, 11, 19]);
         assert_eq!(p(FieldKind::Minute, "10-30/10").unwrap().values(), vec![10, 20, 30]);
         assert_eq!(p(FieldKind::DayOfWeek, "7").unwrap().values(), vec![0]);
-        assert_eq!(p(FieldKind::DayOfWeek, "mon-FRI").unwrap().values(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            p(FieldKind::DayOfWeek, "mon-FRI").unwrap().values(),
+            vec![1, 2, 3, 4, 5]
+        );
         assert_eq!(p(FieldKind::Month, "jan,Dec").unwrap().values(), vec![1, 12]);
     }
 
@@ -420,12 +482,24 @@ mod tests {
         assert_eq!(e, "minute: 61 is out of range 0-59");
         let e = p(FieldKind::DayOfWeek, "5-1").unwrap_err().to_string();
         assert_eq!(e, "day-of-week: range 5-1 is reversed");
-        assert!(p(FieldKind::Minute, "?").unwrap_err().to_string().contains("only allowed in day"));
+        assert!(p(FieldKind::Minute, "?")
+            .unwrap_err()
+            .to_string()
+            .contains("only allowed in day"));
         assert!(p(FieldKind::Minute, "*/0").unwrap_err().to_string().contains("step 0"));
-        assert!(p(FieldKind::Hour, "1,,2").unwrap_err().to_string().contains("empty item"));
+        assert!(p(FieldKind::Hour, "1,,2")
+            .unwrap_err()
+            .to_string()
+            .contains("empty item"));
         assert!(p(FieldKind::DayOfMonth, "5#2").unwrap_err().to_string().contains("'#'"));
-        assert!(p(FieldKind::DayOfWeek, "5#6").unwrap_err().to_string().contains("week number"));
-        assert!(p(FieldKind::Month, "FOO").unwrap_err().to_string().contains("month name"));
+        assert!(p(FieldKind::DayOfWeek, "5#6")
+            .unwrap_err()
+            .to_string()
+            .contains("week number"));
+        assert!(p(FieldKind::Month, "FOO")
+            .unwrap_err()
+            .to_string()
+            .contains("month name"));
     }
 
     #[test]
@@ -438,6 +512,26 @@ mod tests {
         assert_eq!(p(FieldKind::Hour, "1-5,7,9,10").unwrap().normalized(), "1-5,7,9,10");
         assert_eq!(p(FieldKind::DayOfMonth, "l,15W,LW").unwrap().normalized(), "L,LW,15W");
         assert_eq!(p(FieldKind::DayOfWeek, "fri#3,5L").unwrap().normalized(), "5#3,5L");
+    }
+
+    #[test]
+    fn a_day_of_month_range_may_end_at_the_last_day() {
+        let dom = |t: &str| p(FieldKind::DayOfMonth, t);
+        assert_eq!(dom("25-L").unwrap(), dom("25-31").unwrap());
+        assert_eq!(dom("28-l").unwrap().values(), vec![28, 29, 30, 31]);
+        assert_eq!(dom("1-L/2").unwrap(), dom("1-31/2").unwrap());
+        assert!(dom("L-L").is_err());
+        assert_eq!(dom("1,25-L,L").unwrap().normalized(), "1,25-31,L");
+        assert!(dom("L-5").unwrap_err().to_string().contains("L can only end a range"));
+        assert!(dom("25-LW")
+            .unwrap_err()
+            .to_string()
+            .contains("in \"25-LW\" is not a number"));
+        assert!(p(FieldKind::Hour, "5-L")
+            .unwrap_err()
+            .to_string()
+            .contains("\"L\" in \"5-L\" is not a number"));
+        assert!(p(FieldKind::DayOfWeek, "1-L").is_err());
     }
 
     #[test]
@@ -454,6 +548,9 @@ mod tests {
         // Third Friday of a month starting on Saturday: 7, 14, 21.
         assert_eq!(p(FieldKind::DayOfWeek, "5#3").unwrap().dow.mask(30, 6), 1 << 21);
         assert_eq!(p(FieldKind::DayOfWeek, "5L").unwrap().dow.mask(30, 6), 1 << 28);
-        assert_eq!(weekly_mask(1 << 1, 30, 1), (1 << 1) | (1 << 8) | (1 << 15) | (1 << 22) | (1 << 29));
+        assert_eq!(
+            weekly_mask(1 << 1, 30, 1),
+            (1 << 1) | (1 << 8) | (1 << 15) | (1 << 22) | (1 << 29)
+        );
     }
 }

@@ -32,10 +32,18 @@ mod tests {
 
     #[test]
     fn hash_is_stable_and_depends_on_seed_and_field() {
-        assert_eq!(pick("job-1", FieldKind::Minute, 60), pick("job-1", FieldKind::Minute, 60));
-        let spread: std::collections::HashSet<u32> =
-            (0..200).map(|i| pick(&format!("job-{i}"), FieldKind::Minute, 60)).collect();
-        assert!(spread.len() > 40, "200 seeds should spread over most minutes: {}", spread.len());
+        assert_eq!(
+            pick("job-1", FieldKind::Minute, 60),
+            pick("job-1", FieldKind::Minute, 60)
+        );
+        let spread: std::collections::HashSet<u32> = (0..200)
+            .map(|i| pick(&format!("job-{i}"), FieldKind::Minute, 60))
+            .collect();
+        assert!(
+            spread.len() > 40,
+            "200 seeds should spread over most minutes: {}",
+            spread.len()
+        );
         assert_ne!(hash("a", FieldKind::Minute), hash("a", FieldKind::Hour));
     }
 }

@@ -27,7 +27,10 @@ pub fn parse(expr: &str, seed: &str) -> Result<Schedule, CronError> {
         let word = words.next().unwrap_or("");
         let n = words.count();
         if n > 0 {
-            return Err(CronError::field("macro", format!("{word} takes no fields, got {n} more")));
+            return Err(CronError::field(
+                "macro",
+                format!("{word} takes no fields, got {n} more"),
+            ));
         }
         expand_macro(word)?
     } else {
@@ -54,7 +57,10 @@ mod tests {
 
     #[test]
     fn counts_fields() {
-        assert_eq!(parse("* * * * * *", "").unwrap_err().to_string(), "expected 5 fields, got 6");
+        assert_eq!(
+            parse("* * * * * *", "").unwrap_err().to_string(),
+            "expected 5 fields, got 6"
+        );
         assert_eq!(parse("* * *", "").unwrap_err().to_string(), "expected 5 fields, got 3");
         assert!(parse("   ", "").is_err());
     }
@@ -83,8 +89,14 @@ mod tests {
         let a = parse("H H * * *", "job-a").unwrap();
         assert_eq!(a, parse("H H * * *", "job-a").unwrap());
         assert_eq!(a, parse(a.normalized(), "").unwrap());
-        let spread: std::collections::HashSet<String> =
-            (0..50).map(|i| parse("H H * * *", &format!("job-{i}")).unwrap().normalized().to_string()).collect();
+        let spread: std::collections::HashSet<String> = (0..50)
+            .map(|i| {
+                parse("H H * * *", &format!("job-{i}"))
+                    .unwrap()
+                    .normalized()
+                    .to_string()
+            })
+            .collect();
         assert!(spread.len() > 30);
         let b = parse("H(0-29)/10 * * * *", "x").unwrap();
         let v = b.fields()[0].values();
@@ -92,4 +104,3 @@ mod tests {
         assert!(v[0] < 10 && v.windows(2).all(|w| w[1] - w[0] == 10));
     }
 }
-

@@ -105,7 +105,11 @@ impl Schedule {
             if self.months & (1 << month) == 0 {
                 continue;
             }
-            let lens: &[u32] = if month == 2 { &[28, 29] } else { &[days_in_month(2001, month)] };
+            let lens: &[u32] = if month == 2 {
+                &[28, 29]
+            } else {
+                &[days_in_month(2001, month)]
+            };
             for &len in lens {
                 for first in 0..7 {
                     if self.day_mask_for(month, len, first) != 0 {

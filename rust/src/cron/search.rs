@@ -73,15 +73,26 @@ impl Schedule {
                 (h, mi) = (h + 1, 0);
                 continue;
             };
-            return Some(Wall { year: y, month: mo, day: d, hour: h, minute: mi2 });
+            return Some(Wall {
+                year: y,
+                month: mo,
+                day: d,
+                hour: h,
+                minute: mi2,
+            });
         }
         None
     }
 
     /// The last matching wall minute at or before `w`, or None before year 1.
     pub fn prev_wall(&self, w: Wall) -> Option<Wall> {
-        let (mut y, mut mo, mut d, mut h, mut mi) =
-            (w.year, i64::from(w.month), i64::from(w.day), i64::from(w.hour), i64::from(w.minute));
+        let (mut y, mut mo, mut d, mut h, mut mi) = (
+            w.year,
+            i64::from(w.month),
+            i64::from(w.day),
+            i64::from(w.hour),
+            i64::from(w.minute),
+        );
         let mut budget: u32 = 12 * 10_001 + 31 * 24 * 2;
         let start_year = y;
         while budget > 0 {
@@ -133,7 +144,13 @@ impl Schedule {
                 }
                 continue;
             };
-            return Some(Wall { year: y, month: mo as u32, day: d as u32, hour: h as u32, minute: mi2 });
+            return Some(Wall {
+                year: y,
+                month: mo as u32,
+                day: d as u32,
+                hour: h as u32,
+                minute: mi2,
+            });
         }
         None
     }
@@ -145,7 +162,13 @@ mod tests {
     use super::*;
 
     fn w(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> Wall {
-        Wall { year: y, month: mo, day: d, hour: h, minute: mi }
+        Wall {
+            year: y,
+            month: mo,
+            day: d,
+            hour: h,
+            minute: mi,
+        }
     }
 
     /// Brute force over minutes: the oracle for the field-jumping search.
@@ -189,7 +212,12 @@ mod tests {
             "59 23 31 * *",
             "0 0 29 2 *",
         ];
-        let starts = [w(2024, 1, 1, 0, 0), w(2025, 2, 28, 23, 59), w(2023, 12, 31, 23, 30), w(2026, 7, 15, 12, 1)];
+        let starts = [
+            w(2024, 1, 1, 0, 0),
+            w(2025, 2, 28, 23, 59),
+            w(2023, 12, 31, 23, 30),
+            w(2026, 7, 15, 12, 1),
+        ];
         for e in exprs {
             let s = parse(e, "").unwrap();
             for st in starts {

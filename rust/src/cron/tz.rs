@@ -115,8 +115,10 @@ impl Zone {
         match tz.offset_from_local_datetime(&naive) {
             LocalResult::Single(o) => Local::Single(wall - i64::from(o.fix().local_minus_utc())),
             LocalResult::Ambiguous(a, b) => {
-                let (ia, ib) =
-                    (wall - i64::from(a.fix().local_minus_utc()), wall - i64::from(b.fix().local_minus_utc()));
+                let (ia, ib) = (
+                    wall - i64::from(a.fix().local_minus_utc()),
+                    wall - i64::from(b.fix().local_minus_utc()),
+                );
                 Local::Ambiguous(ia.min(ib), ia.max(ib))
             }
             LocalResult::None => {
@@ -171,7 +173,9 @@ fn beyond_table_shift(secs: i64) -> i64 {
     let (leap, first) = (calendar::is_leap(year), calendar::weekday(year, 1, 1));
     (2072..2100)
         .find(|y| calendar::is_leap(*y) == leap && calendar::weekday(*y, 1, 1) == first)
-        .map_or(0, |y| (calendar::days_from_civil(year, 1, 1) - calendar::days_from_civil(y, 1, 1)) * 86_400)
+        .map_or(0, |y| {
+            (calendar::days_from_civil(year, 1, 1) - calendar::days_from_civil(y, 1, 1)) * 86_400
+        })
 }
 
 fn naive(wall: i64) -> Option<NaiveDateTime> {
@@ -207,13 +211,19 @@ impl Schedule {
         let wall_t = t + i64::from(zone.offset_at(t));
         // If the clock falls back within the next day, wall times before wall_t come again.
         let slack = fold_slack(zone, t, true);
-        let mut cur = if slack == 0 { wall_t.div_euclid(60) * 60 + 60 } else { (wall_t - slack).div_euclid(60) * 60 };
+        let mut cur = if slack == 0 {
+            wall_t.div_euclid(60) * 60 + 60
+        } else {
+            (wall_t - slack).div_euclid(60) * 60
+        };
         let mut best: Option<i64> = None;
         let mut limit = i64::MAX;
         // Each round moves at least a minute forward; rounds that do not return are confined
         // to the slack window, a DST gap or a fold (at most a day or two of minutes).
         for _ in 0..10_000 {
-            let c = self.next_wall(Wall::from_seconds(cur)).ok_or_else(|| out_of_range(self, "after"))?;
+            let c = self
+                .next_wall(Wall::from_seconds(cur))
+                .ok_or_else(|| out_of_range(self, "after"))?;
             let cw = c.to_seconds();
             if best.is_some() && cw >= limit {
                 break;
@@ -244,7 +254,9 @@ impl Schedule {
         let mut best: Option<i64> = None;
         let mut limit = i64::MIN;
         for _ in 0..10_000 {
-            let c = self.prev_wall(Wall::from_seconds(cur)).ok_or_else(|| out_of_range(self, "before"))?;
+            let c = self
+                .prev_wall(Wall::from_seconds(cur))
+                .ok_or_else(|| out_of_range(self, "before"))?;
             let cw = c.to_seconds();
             if best.is_some() && cw <= limit {
                 break;

@@ -51,20 +51,27 @@ pub struct PyCronIterator {
     cursor: Mutex<Option<i64>>,
 }
 
-fn zone_from_arg<'py>(py: Python<'py>, tz: Option<&Bound<'py, PyAny>>) -> PyResult<(Zone, Bound<'py, PyTzInfo>, Py<PyAny>)> {
+fn zone_from_arg<'py>(
+    py: Python<'py>,
+    tz: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Zone, Bound<'py, PyTzInfo>, Py<PyAny>)> {
     let Some(tz) = tz else {
         // The default zone: ZoneInfo("UTC") is looked up once per interpreter, not per parse
         // (parsing thousands of expressions is a benchmarked path).
         static UTC_ZONE: PyOnceLock<Py<PyTzInfo>> = PyOnceLock::new();
         let info = UTC_ZONE.get_or_try_init(py, || PyTzInfo::timezone(py, "UTC").map(Bound::unbind))?;
         let name = pyo3::intern!(py, "UTC");
-        return Ok((Zone::Named(chrono_tz::Tz::UTC), info.bind(py).clone(), name.clone().into_any().unbind()));
+        return Ok((
+            Zone::Named(chrono_tz::Tz::UTC),
+            info.bind(py).clone(),
+            name.clone().into_any().unbind(),
+        ));
     };
     if let Ok(name) = tz.cast::<PyString>() {
         let key = name.to_str()?;
         let zone = Zone::named(key).map_err(cron_error)?;
-        let info = PyTzInfo::timezone(py, key)
-            .map_err(|e| cron_error(RustCronError::UnknownZone(format!("{key} ({e})"))))?;
+        let info =
+            PyTzInfo::timezone(py, key).map_err(|e| cron_error(RustCronError::UnknownZone(format!("{key} ({e})"))))?;
         return Ok((zone, info, tz.clone().unbind()));
     }
     let Ok(info) = tz.cast::<PyTzInfo>() else {
@@ -164,7 +171,14 @@ impl PyCronSchedule {
     fn py_new(py: Python<'_>, expr: &str, tz: Option<&Bound<'_, PyAny>>, seed: Option<String>) -> PyResult<Self> {
         let sched = cron::parse(expr, seed.as_deref().unwrap_or("")).map_err(cron_error)?;
         let (zone, tzinfo, tz_arg) = zone_from_arg(py, tz)?;
-        Ok(PyCronSchedule { sched, zone, tzinfo: tzinfo.unbind(), tz_arg, expr: expr.to_string(), seed })
+        Ok(PyCronSchedule {
+            sched,
+            zone,
+            tzinfo: tzinfo.unbind(),
+            tz_arg,
+            expr: expr.to_string(),
+            seed,
+        })
     }
 
     /// The schedule's zone as a tzinfo (zoneinfo.ZoneInfo or datetime.timezone).
@@ -193,7 +207,10 @@ impl PyCronSchedule {
                 unrestricted: f.star,
             })
             .collect();
-        let objs = items.into_iter().map(|f| Bound::new(py, f)).collect::<PyResult<Vec<_>>>()?;
+        let objs = items
+            .into_iter()
+            .map(|f| Bound::new(py, f))
+            .collect::<PyResult<Vec<_>>>()?;
         PyTuple::new(py, objs)
     }
 
@@ -227,7 +244,12 @@ impl PyCronSchedule {
     }
 
     /// The next `n` firing times after `dt` (fewer only at the end of year 9999).
-    fn next_n<'py>(&self, py: Python<'py>, dt: &Bound<'py, PyDateTime>, n: i64) -> PyResult<Vec<Bound<'py, PyDateTime>>> {
+    fn next_n<'py>(
+        &self,
+        py: Python<'py>,
+        dt: &Bound<'py, PyDateTime>,
+        n: i64,
+    ) -> PyResult<Vec<Bound<'py, PyDateTime>>> {
         // A bound keeps one call from running for minutes and filling memory; iter_after
         // streams any number.
         let n = match usize::try_from(n) {
@@ -251,7 +273,10 @@ impl PyCronSchedule {
     /// An endless iterator of firing times after `dt` (it stops at year 9999).
     fn iter_after(slf: &Bound<'_, Self>, dt: &Bound<'_, PyDateTime>) -> PyResult<PyCronIterator> {
         let (secs, _) = slf.get().instant_of(slf.py(), dt)?;
-        Ok(PyCronIterator { schedule: slf.clone().unbind(), cursor: Mutex::new(Some(secs)) })
+        Ok(PyCronIterator {
+            schedule: slf.clone().unbind(),
+            cursor: Mutex::new(Some(secs)),
+        })
     }
 
     /// Plain English, e.g. "At 02:00, Monday through Friday".
