@@ -18,7 +18,6 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from rustybackup import BackupCatalog, RetentionPolicy, _core
-from rustybackup import catalog as catalog_module
 from rustybackup.catalog import from_us
 from rustybackup.retention import plan_retention
 
@@ -163,7 +162,7 @@ def test_retention_keep_daily_plain_python(benchmark: BenchmarkFixture, rows: li
     benchmark(python_keep_daily, rows, 30)
 
 
-# --- the same plans over a real catalog file: the sets read in Rust (`ChainRows`) ---------
+# --- the same plans over a real catalog file: sqlite3 reads, one columnar hand-off --------
 
 
 @pytest.fixture(scope="module")
@@ -181,15 +180,12 @@ def catalog_db(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> Ite
 
 
 def chain_rows(cat: BackupCatalog) -> _core.ChainRows:
-    rows = cat.chain_rows("db")
-    if not isinstance(rows, _core.ChainRows):
-        pytest.skip("Python's _sqlite3 cannot be reached from Rust here; the catalog reads with sqlite3")
-    return rows
+    return cat.chain_rows("db")
 
 
 @pytest.mark.benchmark(group=f"catalog read {SETS} sets")
 def test_read_chain_rows(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row]) -> None:
-    chain_rows(catalog_db)
+    """sqlite3 reads the rows, then one `ChainRows.from_columns` call hands them over."""
     read = benchmark(catalog_db.chain_rows, "db")
     assert len(read) == len(rows)
 
@@ -197,6 +193,13 @@ def test_read_chain_rows(benchmark: BenchmarkFixture, catalog_db: BackupCatalog,
 @pytest.mark.benchmark(group=f"catalog read {SETS} sets")
 def test_read_rows_with_sqlite3(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row]) -> None:
     assert benchmark(catalog_db.retention_rows, "db") == rows
+
+
+@pytest.mark.benchmark(group=f"catalog read {SETS} sets")
+def test_hand_off_alone(benchmark: BenchmarkFixture, rows: list[Row]) -> None:
+    """The hand-off of rows already read: transposing them and `from_columns`."""
+    handed = benchmark(lambda: _core.ChainRows.from_columns(*zip(*rows, strict=True)))
+    assert len(handed) == len(rows)
 
 
 POLICIES = {
@@ -227,10 +230,11 @@ def test_catalog_retention_plan(benchmark: BenchmarkFixture, catalog_db: BackupC
 
 
 @pytest.mark.benchmark(group=f"catalog.retention_plan {SETS} sets, read included")
-def test_catalog_retention_plan_through_sqlite3(benchmark: BenchmarkFixture, catalog_db: BackupCatalog,
-                                                rows: list[Row], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalog_module, "_SQLITE_MODULE", None)
-    plan = benchmark(catalog_db.retention_plan, "db", POLICIES["window"], from_us(rows[-1][4]))
+def test_catalog_rows_planned_as_tuples(benchmark: BenchmarkFixture, catalog_db: BackupCatalog,
+                                        rows: list[Row]) -> None:
+    """The same read handed to the planner as row tuples (borrowed, not copied) instead."""
+    now = from_us(rows[-1][4])
+    plan = benchmark(lambda: plan_retention(catalog_db.retention_rows("db"), POLICIES["window"], now, "UTC"))
     assert len(plan) == len(rows)
 
 

@@ -1,7 +1,7 @@
-"""Reading the catalog's sets in Rust (`_core.read_chain_rows`) and the native
-`RetentionDecision`: the Rust read must give the chain logic exactly what the `sqlite3`
-path gives it (the oracle here), name every malformed row, and step aside when it cannot
-reach Python's SQLite or when the catalog is inside a transaction."""
+"""The one hand-off of a database's sets from Python to Rust (`_core.ChainRows.from_columns`,
+built by `BackupCatalog.chain_rows`) and the native `RetentionDecision`: the chain logic must
+get exactly what the `sqlite3` rows give it (the row tuples are the oracle), and every
+malformed value must be named by its row, id and column."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pickle
 import random
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chain_model import Row, catalogs
@@ -20,8 +21,8 @@ from rustybackup import BackupCatalog, CatalogError, NoRecoveryPath, _core
 from rustybackup import catalog as catalog_module
 from rustybackup.retention import RetentionDecision, RetentionPolicy
 
-SQLITE_MODULE = catalog_module._SQLITE_MODULE
-needs_direct = pytest.mark.skipif(SQLITE_MODULE is None, reason="_sqlite3 has no file to reach SQLite through")
+KINDS = ("full", "incremental", "differential", "archive_log")
+STATUSES = ("available", "corrupt", "expired")
 
 
 def make_catalog(path: Path, rows: list[Row], database: str = "db", shuffle: int = 0) -> BackupCatalog:
@@ -41,11 +42,8 @@ def make_catalog(path: Path, rows: list[Row], database: str = "db", shuffle: int
     return cat
 
 
-def direct(cat: BackupCatalog, database: str = "db") -> _core.ChainRows:
-    assert SQLITE_MODULE is not None
-    rows = _core.read_chain_rows(SQLITE_MODULE, cat.path, database)
-    assert rows is not None
-    return rows
+def columns(rows: list[Row]) -> list[Any]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 6
 
 
 def path_or_reason(rows: _core.ChainRows | list[Row], until: int | None) -> list[str] | str:
@@ -62,32 +60,33 @@ def chain_or_reason(rows: _core.ChainRows | list[Row], set_id: str) -> list[str]
         return str(exc)
 
 
-@needs_direct
 @settings(max_examples=60)
 @given(catalogs(), st.integers(0, 2**32), st.integers(1, 300), st.integers(0, 3))
-def test_rust_read_gives_the_chain_logic_what_sqlite3_gives(
+def test_the_hand_off_gives_the_chain_logic_what_the_sqlite3_rows_give(
     tmp_path_factory: pytest.TempPathFactory, rows: list[Row], seed: int, window_hours: int, copies: int
 ) -> None:
     cat = make_catalog(tmp_path_factory.mktemp("cat") / "catalog.db", rows, shuffle=seed)
     try:
         oracle = cat.retention_rows("db")
-        fast = direct(cat)
-        assert len(fast) == len(oracle) == len(rows)
+        handed = cat.chain_rows("db")
+        assert isinstance(handed, _core.ChainRows)
+        assert len(handed) == len(oracle) == len(rows)
+        assert sorted(oracle) == sorted(rows)
         now = max((r[4] for r in rows), default=0) + 3_600_000_000
         policy = RetentionPolicy.recovery_window(timedelta(hours=window_hours))
         if copies:
             policy = RetentionPolicy.combine(policy, RetentionPolicy.redundancy(copies))
-        args = dict(window_us=policy.window_us, redundancy=policy.full_copies)
-        assert _core.retention_plan(fast, now, **args) == _core.retention_plan(oracle, now, **args)  # type: ignore[arg-type]
+        args = {"window_us": policy.window_us, "redundancy": policy.full_copies}
+        want = _core.retention_plan(oracle, now, **args)  # type: ignore[arg-type]
+        assert _core.retention_plan(handed, now, **args) == want  # type: ignore[arg-type]
         for until in [None, *(r[4] for r in rows[::3])]:
-            assert path_or_reason(fast, until) == path_or_reason(oracle, until)
+            assert path_or_reason(handed, until) == path_or_reason(oracle, until)
         for row in oracle[-3:]:
-            assert chain_or_reason(fast, row[0]) == chain_or_reason(oracle, row[0])
+            assert chain_or_reason(handed, row[0]) == chain_or_reason(oracle, row[0])
     finally:
         cat.close()
 
 
-@needs_direct
 def test_rows_come_oldest_first_and_only_for_the_database(tmp_path: Path) -> None:
     rows: list[Row] = [
         ("f-é", "full", None, 10, 20, "available"),
@@ -96,23 +95,23 @@ def test_rows_come_oldest_first_and_only_for_the_database(tmp_path: Path) -> Non
     ]
     cat = make_catalog(tmp_path / "catalog.db", rows)
     make_catalog(tmp_path / "catalog.db", [("other", "full", None, 0, 1, "available")], database="db2")
-    plan = _core.retention_plan(direct(cat), 50, redundancy=1)
+    plan = _core.retention_plan(cat.chain_rows("db"), 50, redundancy=1)
     assert [d.set_id for d in plan] == ["f-é", "a", "i-😀"]
-    assert len(direct(cat, "db2")) == 1
-    assert len(direct(cat, "nothing")) == 0
-    assert repr(direct(cat)) == "<ChainRows: 3 sets>"
-    assert _core.retention_plan(direct(cat, "nothing"), 50, redundancy=1) == []
+    assert len(cat.chain_rows("db2")) == 1
+    assert len(cat.chain_rows("nothing")) == 0
+    assert repr(cat.chain_rows("db")) == "<ChainRows: 3 sets>"
+    assert _core.retention_plan(cat.chain_rows("nothing"), 50, redundancy=1) == []
 
 
-@needs_direct
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
         ("status", "bogus", r'status "bogus" is not one of available, corrupt, expired'),
         ("backup_type", "weekly", r'backup_type "weekly" is not one of full, incremental'),
-        ("started_at", "noon", r"started_at is not an integer"),
-        ("finished_at", 1.5, r"finished_at is not an integer"),
-        ("parent_id", b"\xff", r"parent_id is not text or NULL"),
+        ("started_at", "noon", r"started_us must be an int of µs since the epoch, not str"),
+        ("finished_at", 1.5, r"finished_us must be an int of µs since the epoch, not float"),
+        ("parent_id", b"\xff", r"parent_id must be a str or None, not bytes"),
+        ("status", b"available", r"status must be a str, not bytes"),  # a BLOB: TEXT affinity keeps it
     ],
 )
 def test_a_malformed_row_is_named(tmp_path: Path, column: str, value: object, message: str) -> None:
@@ -120,32 +119,22 @@ def test_a_malformed_row_is_named(tmp_path: Path, column: str, value: object, me
     cat = make_catalog(tmp_path / "catalog.db", rows)
     with cat.transaction() as c:
         c.execute(f"UPDATE sets SET {column} = ? WHERE id = 'i1'", (value,))
-    with pytest.raises(CatalogError, match=rf'catalog\.db: sets row 1 of database "db" \(id "i1"\): {message}'):
-        _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]
+    with pytest.raises(CatalogError, match=rf"catalog\.db: sets of database 'db': row 1 \(id \"i1\"\): {message}"):
+        cat.chain_rows("db")
+    with pytest.raises(CatalogError, match=r"row 1 \(id \"i1\"\)"):
+        cat.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
 
 
-@needs_direct
-def test_a_missing_catalog_file_is_named(tmp_path: Path) -> None:
-    missing = tmp_path / "nowhere" / "catalog.db"
-    with pytest.raises(CatalogError, match=rf"cannot read catalog {missing}: unable to open"):
-        _core.read_chain_rows(SQLITE_MODULE, missing, "db")  # type: ignore[arg-type]
-
-
-def test_an_unreachable_sqlite_means_none(tmp_path: Path) -> None:
+def test_an_id_that_is_not_text_is_named(tmp_path: Path) -> None:
     cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
-    assert _core.read_chain_rows(tmp_path / "not-loaded.so", cat.path, "db") is None
-    assert _core.read_chain_rows("/dev/null", cat.path, "db") is None
-
-
-def test_the_catalog_falls_back_to_sqlite3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows: list[Row] = [("f1", "full", None, 0, 1, "available"), ("f2", "full", None, 2, 3, "available")]
-    cat = make_catalog(tmp_path / "catalog.db", rows)
-    if SQLITE_MODULE is not None:
-        assert isinstance(cat.chain_rows("db"), _core.ChainRows)
-    monkeypatch.setattr(catalog_module, "_SQLITE_MODULE", None)
-    assert cat.chain_rows("db") == rows
-    plan = cat.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
-    assert [(d.set_id, d.keep) for d in plan] == [("f1", False), ("f2", True)]
+    with cat.transaction() as c:
+        c.execute("UPDATE sets SET id = CAST(x'66ff' AS TEXT)")
+    with pytest.raises(CatalogError, match=r"cannot read the sets of database 'db': Could not decode to UTF-8 column 'id'"):
+        cat.chain_rows("db")
+    with cat.transaction() as c:
+        c.execute("UPDATE sets SET id = CAST('f1' AS BLOB)")
+    with pytest.raises(CatalogError, match=r"row 0: id must be a str, not bytes$"):
+        cat.chain_rows("db")
 
 
 def test_inside_a_transaction_the_plan_sees_uncommitted_sets(tmp_path: Path) -> None:
@@ -158,6 +147,95 @@ def test_inside_a_transaction_the_plan_sees_uncommitted_sets(tmp_path: Path) -> 
         )
         inside = cat.retention_plan("db", policy, catalog_module.from_us(10))
     assert [(d.set_id, d.keep) for d in inside] == [("f1", False), ("f2", True)]
+
+
+def test_an_in_memory_catalog_plans_too() -> None:
+    cat = make_catalog(Path(":memory:"), [("f1", "full", None, 0, 1, "available")])
+    assert len(cat.chain_rows("db")) == 1
+    plan = cat.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
+    assert [(d.set_id, d.keep) for d in plan] == [("f1", True)]
+
+
+# --- from_columns itself ----------------------------------------------------------------
+
+
+def test_any_iterables_are_columns() -> None:
+    rows: list[Row] = [("f1", "full", None, 0, 1, "available"), ("i1", "incremental", "f1", 2, 3, "corrupt")]
+    ids, kinds, parents, _, _, statuses = columns(rows)
+    built = _core.ChainRows.from_columns(
+        iter(ids), tuple(kinds), (p for p in parents), range(0, 3, 2), [1, 3], dict.fromkeys(statuses)
+    )
+    assert _core.recovery_chain(built, "i1") == _core.recovery_chain(rows, "i1") == ["f1", "i1"]
+    empty = _core.ChainRows.from_columns([], [], [], [], [], [])
+    assert len(empty) == 0 and _core.retention_plan(empty, 0, redundancy=1) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({1: ["f1"]}, ValueError, r"^backup_types has 1 values, ids has 2: the columns must be the same length$"),
+        ({5: ["available"] * 3}, ValueError, r"^statuses has 3 values, ids has 2"),
+        ({0: "f1"}, TypeError, r"^ids must be a sequence of values, one per set, not str$"),
+        ({3: b"\x00\x01"}, TypeError, r"^started_us must be a sequence of values, one per set, not bytes$"),
+        ({2: 7}, TypeError, r"^parent_ids must be a sequence of values, one per set, not int$"),
+        ({0: ["f1", 3]}, TypeError, r"^row 1: id must be a str, not int$"),
+        ({0: ["f1", "x\ud800"]}, ValueError, r"^row 1: id is not valid text \(it holds lone surrogates\)$"),
+        ({3: [0, True]}, TypeError, r'^row 1 \(id "i1"\): started_us must be an int of µs since the epoch, not bool$'),
+        ({4: [1, 2**63]}, ValueError, r'^row 1 \(id "i1"\): finished_us 9223372036854775808 is out of range'),
+        ({4: [1, -(2**63) - 1]}, ValueError, r"finished_us -9223372036854775809 is out of range"),
+        ({2: [None, 5]}, TypeError, r'^row 1 \(id "i1"\): parent_id must be a str or None, not int$'),
+        ({1: ["full", "FULL"]}, ValueError, r'^row 1 \(id "i1"\): backup_type "FULL" is not one of full, incr'),
+        ({5: ["available", "gone"]}, ValueError, r'^row 1 \(id "i1"\): status "gone" is not one of available'),
+    ],
+)
+def test_a_bad_column_or_value_is_named(change: dict[int, Any], error: type[Exception], message: str) -> None:
+    cols = columns([("f1", "full", None, 0, 1, "available"), ("i1", "incremental", "f1", 2, 3, "available")])
+    for k, v in change.items():
+        cols[k] = v
+    with pytest.raises(error, match=message):
+        _core.ChainRows.from_columns(*cols)
+
+
+VALUES = st.one_of(
+    st.sampled_from([*KINDS, *STATUSES, "x", "", "FULL"]),
+    st.none(),
+    st.integers(-(2**64), 2**64),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.binary(max_size=3),
+)
+
+
+def valid(column: int, value: object) -> bool:
+    """The plain-Python statement of what each column accepts."""
+    if column == 0:
+        return isinstance(value, str)
+    if column == 1:
+        return value in KINDS
+    if column == 2:
+        return value is None or isinstance(value, str)
+    if column in (3, 4):
+        return type(value) is int and -(2**63) <= value < 2**63
+    return value in STATUSES
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(VALUES, VALUES, VALUES, VALUES, VALUES, VALUES), max_size=6))
+def test_from_columns_accepts_exactly_the_valid_rows(rows: list[tuple[object, ...]]) -> None:
+    bad = [(i, k) for i, row in enumerate(rows) for k, v in enumerate(row) if not valid(k, v)]
+    cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[]] * 6
+    if not bad:
+        built = _core.ChainRows.from_columns(*cols)
+        assert len(built) == len(rows)
+        return
+    with pytest.raises((TypeError, ValueError)) as caught:
+        _core.ChainRows.from_columns(*cols)
+    names = ("id", "backup_type", "parent_id", "started_us", "finished_us", "status")
+    first_row = bad[0][0]
+    # the first bad row is named, and one of its bad columns (checked in column order)
+    assert str(caught.value).startswith(f"row {first_row}")
+    row_bad = [k for i, k in bad if i == first_row]
+    assert f": {names[row_bad[0]]} " in str(caught.value)
 
 
 def test_retention_decision_is_a_value() -> None:
@@ -174,50 +252,3 @@ def test_retention_decision_is_a_value() -> None:
         a.keep = False  # type: ignore[misc]
     with pytest.raises(TypeError):
         RetentionDecision(1, True, "x")  # type: ignore[arg-type]
-
-
-@needs_direct
-def test_an_id_that_is_not_utf8_is_named(tmp_path: Path) -> None:
-    cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
-    with cat.transaction() as c:
-        c.execute("UPDATE sets SET id = CAST(x'66ff' AS TEXT)")
-    with pytest.raises(CatalogError, match=r'sets row 0 of database "db" \(id "\?"\): id is not UTF-8 text$'):
-        _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]
-
-
-@needs_direct
-def test_the_rust_read_opens_the_file_python_has_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A relative catalog path, then a chdir into a directory holding another catalog of
-    the same name: the plan must come from the catalog this object opened."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    monkeypatch.chdir(tmp_path / "a")
-    ours = make_catalog(Path("catalog.db"), [("f1", "full", None, 0, 1, "available")])
-    monkeypatch.chdir(tmp_path / "b")
-    make_catalog(Path("catalog.db"), [("x1", "full", None, 0, 1, "available"), ("x2", "full", None, 2, 3, "available")])
-    rows = ours.chain_rows("db")
-    assert isinstance(rows, _core.ChainRows) and len(rows) == 1
-    plan = ours.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
-    assert [d.set_id for d in plan] == ["f1"]
-
-
-def test_an_in_memory_catalog_plans_through_sqlite3() -> None:
-    cat = make_catalog(Path(":memory:"), [("f1", "full", None, 0, 1, "available")])
-    assert cat.chain_rows("db") == [("f1", "full", None, 0, 1, "available")]
-    plan = cat.retention_plan("db", RetentionPolicy.redundancy(1), catalog_module.from_us(10))
-    assert [(d.set_id, d.keep) for d in plan] == [("f1", True)]
-
-
-@needs_direct
-def test_values_of_the_wrong_type_are_refused_as_sqlite3_rows_would_be(tmp_path: Path) -> None:
-    """SQLite would convert a BLOB id to text; the sqlite3 path hands it over as bytes,
-    which the chain logic refuses, so the Rust read refuses it too."""
-    cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
-    with cat.transaction() as c:
-        c.execute("UPDATE sets SET id = CAST('f1' AS BLOB)")
-    with pytest.raises(CatalogError, match=r"id is not UTF-8 text$"):
-        _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]
-    with cat.transaction() as c:
-        c.execute("UPDATE sets SET id = 'f1', status = CAST('available' AS BLOB)")
-    with pytest.raises(CatalogError, match=r'status "available" is not one of'):
-        _core.read_chain_rows(SQLITE_MODULE, cat.path, "db")  # type: ignore[arg-type]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import array
+import errno
 import hashlib
+import inspect
 import mmap
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -36,26 +40,12 @@ def test_hash_bytes_equals_the_reference_for_every_algorithm(algorithm: str, dat
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize(
-    # 256 KiB is where long buffers switch to OpenSSL for MD5/SHA-512 (scan/algorithm.rs).
+    # block edges of MD5/SHA (64/128 B), the GIL release (2 KiB), BLAKE3's chunks and pool
     "size", [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, (256 << 10) - 1, 256 << 10, 3 * 1024 * 1024 + 7]
 )
 def test_hash_bytes_at_edge_sizes_and_multi_mib(algorithm: str, size: int) -> None:
     data = os.urandom(size)
     assert hash_bytes(data, algorithm) == oracle(algorithm, data)
-
-
-def test_md5_and_sha512_streams_go_through_hashlibs_openssl() -> None:
-    """Python's _hashlib links OpenSSL on every CPython this project supports on Linux, so
-    the faster route must be taken there; elsewhere the crates answer (same digests)."""
-    import _hashlib
-
-    reachable = getattr(_hashlib, "__file__", None) is not None and os.name == "posix"
-    want = "openssl" if reachable else "rust"
-    assert rustybackup._core.hash_backend("md5") == want
-    assert rustybackup._core.hash_backend(ChecksumAlgorithm.SHA512) == want
-    assert [rustybackup._core.hash_backend(a) for a in ("sha1", "sha256", "blake3")] == ["rust"] * 3
-    with pytest.raises(ValueError, match="valid names: md5, sha1, sha256, sha512, blake3"):
-        rustybackup._core.hash_backend("crc32")
 
 
 def test_the_default_is_blake3_and_enum_members_work() -> None:
@@ -255,3 +245,89 @@ def test_pools_work_in_multiprocessing_fork_workers(tmp_path: Path) -> None:
         with ctx.Pool(2) as pool:
             results = pool.map(hash_file, [path] * 4)
     assert results == [want] * 4
+
+
+# Run in a child: a SIGBUS (a truncated map) kills the process, which must never happen by
+# default. The thread cuts the file to one page and writes the rest back page-aligned, so
+# at any moment the file is a page-multiple prefix of DATA: a read either sees one such
+# version whole (its digest is that prefix's) or sees the size change (EIO).
+TRUNCATING_CHILD = """
+import errno, sys, threading
+import blake3
+from rustybackup import hash_file, hash_files, scan_file
+
+path, rounds = sys.argv[1], int(sys.argv[2])
+data = open(path, "rb").read()
+PAGE = 4096
+whole = blake3.blake3()
+versions = set()
+for at in range(0, len(data), PAGE):
+    whole.update(data[at : at + PAGE])
+    versions.add(whole.copy().hexdigest())
+stop = threading.Event()
+
+def cut_and_restore():
+    with open(path, "r+b", buffering=0) as f:
+        while not stop.is_set():
+            f.truncate(PAGE)
+            f.seek(PAGE)
+            for at in range(PAGE, len(data), 16 * PAGE):
+                f.write(data[at : at + 16 * PAGE])
+
+outcomes = {"digest": 0, "eio": 0}
+
+def record(result):
+    if isinstance(result, OSError):
+        assert result.errno == errno.EIO and result.filename == path, repr(result)
+        assert "file changed size while being read" in str(result), result
+        outcomes["eio"] += 1
+    else:
+        assert result in versions, "a digest of a file that never existed"
+        outcomes["digest"] += 1
+
+t = threading.Thread(target=cut_and_restore)
+t.start()
+try:
+    for _ in range(rounds):
+        for call in (lambda: hash_file(path, "blake3"), lambda: scan_file(path, "blake3").digest):
+            try:
+                record(call())
+            except OSError as exc:
+                record(exc)
+        record(hash_files([path], "blake3")[path])
+finally:
+    stop.set()
+    t.join()
+print(outcomes["digest"], outcomes["eio"])
+"""
+
+
+def test_a_file_truncated_while_hash_file_reads_it_never_kills_the_process(tmp_path: Path) -> None:
+    """The issue's reproduction: ``hash_file(path, "blake3")`` while another thread
+    truncates the file died of SIGBUS (exit -7) when it mapped by default."""
+    data = os.urandom(8 * 1024 * 1024)
+    path = tmp_path / "live.db"
+    path.write_bytes(data)
+    child = subprocess.run(
+        [sys.executable, "-c", TRUNCATING_CHILD, str(path), "20"], capture_output=True, text=True, check=False
+    )
+    assert child.returncode == 0, child.stderr
+    digests, eio = map(int, child.stdout.split())
+    assert digests + eio == 60
+
+
+def test_growth_under_the_default_read_is_eio_and_the_opt_in_map_agrees(tmp_path: Path) -> None:
+    """procfs files stat as 0 bytes, so a read sees them grow: EIO naming the file. A
+    stable file hashes the same read or mapped (``mmap=True``, opt-in, BLAKE3 from 16 KiB)."""
+    proc = Path("/proc/self/status")
+    if not proc.exists():
+        pytest.skip("needs Linux procfs")
+    for algorithm in ("blake3", "sha256"):
+        with pytest.raises(OSError, match="file changed size while being read") as exc:
+            hash_file(proc, algorithm)
+        assert exc.value.errno == errno.EIO and exc.value.filename == str(proc)
+    data = os.urandom(64 * 1024)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert hash_file(path, mmap=True) == hash_file(path) == oracle("blake3", data)
+    assert inspect.signature(hash_file).parameters["mmap"].default is False

@@ -41,6 +41,8 @@ def test_lines_match_b3sum_and_sha256sum_format(files: dict[str, bytes]) -> None
     assert out == "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in files.items())
     code, out, _ = run("hash", "--no-mmap", "-a", "md5", "a.db")
     assert out == hashlib.md5(files["a.db"]).hexdigest() + "  a.db\n"
+    code, out, _ = run("hash", "--mmap", "a.db")  # opt-in, as hash_file(mmap=True)
+    assert code == 0 and out == blake3.blake3(files["a.db"]).hexdigest() + "  a.db\n"
 
 
 @pytest.mark.skipif(shutil.which("sha256sum") is None, reason="sha256sum not installed")

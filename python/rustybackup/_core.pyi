@@ -81,11 +81,20 @@ def hash_bytes(data: Buffer, algorithm: str = "blake3") -> str:
     read in place; the GIL is released from 2 KiB. ``algorithm`` is a ``ChecksumAlgorithm``
     or its lower-case name (default blake3)."""
 
-def hash_file(path: str | PathLike[str], algorithm: str = "blake3", *, mmap: bool = True) -> str:
-    """Hex digest of a file. ``mmap=True`` maps regular files of 16 KiB and more for BLAKE3
-    (hashed on every core), as b3sum does; the other algorithms always read, overlapping the
-    read with the hash; pass ``mmap=False`` for a file another process may truncate meanwhile (a truncated
-    map is SIGBUS, which kills the interpreter). A size change is reported as ``OSError``."""
+def hash_file(path: str | PathLike[str], algorithm: str = "blake3", *, mmap: bool = False) -> str:
+    """Hex digest of a file, read in large chunks with the read of the next chunk overlapped
+    with the hash (BLAKE3 spreads over every core).
+
+    ``mmap=True`` opts in to memory-mapping regular files of 16 KiB and more for BLAKE3, as
+    b3sum and blake3-py's ``update_mmap`` do (no copy through the page cache). It is
+    **unsafe on a file that may change**: a file truncated while it is mapped raises
+    SIGBUS, which kills the interpreter. Other algorithms always read.
+
+    Raises:
+        OSError: the file cannot be read (``filename`` set), or its size changed while it
+            was read (errno EIO, naming the file): no digest of a file that never existed.
+        ValueError: an unknown algorithm.
+    """
 
 @final
 class FileScan:
@@ -121,21 +130,12 @@ def scan_file(path: str | PathLike[str], algorithm: str = "blake3", block_size: 
     block's digest. ``block_size`` is a power of two in [512, 16 MiB]. A file whose size
     changes during the scan raises ``OSError`` (errno EIO) naming it."""
 
-def hash_backend(algorithm: str) -> str:
-    """Which implementation hashes long streams of ``algorithm``: ``"openssl"`` (MD5 and
-    SHA-512 go through the OpenSSL that Python's ``hashlib`` already loaded, when it can
-    be reached: it is faster than the Rust crates there) or ``"rust"``. Digests are the
-    same either way; short per-block digests always use the Rust crates.
-
-    Raises:
-        ValueError: an unknown algorithm (the message lists the valid names).
-    """
-
 def hash_files(
     paths: Iterable[str | PathLike[str]], algorithm: str = "blake3", threads: int | None = None
 ) -> dict[str, str | Exception]:
-    """Hashes files in parallel (``threads=None``: all cores); the value is the hex digest or
-    the exception instance for that file, so one bad file never aborts the batch."""
+    """Hashes files in parallel (``threads=None``: all cores), never mapped; the value is the
+    hex digest or the exception instance for that file, so one bad file never aborts the
+    batch (a file whose size changed while it was read gets an ``OSError`` with errno EIO)."""
 
 # --- chain (issues 4, 7) ---
 
@@ -150,26 +150,30 @@ are integers of microseconds since the Unix epoch (UTC). Rows of one database on
 
 @final
 class ChainRows:
-    """Every set of one database, read from the catalog into Rust by ``read_chain_rows``
-    (ids and parents in one arena; no Python object per row). The chain functions below
-    take it wherever they take row tuples."""
+    """Every set of one database, held in Rust (ids and parents in one arena; no Python
+    object per row), so several chain questions run on rows converted and checked once.
+    The chain functions below take it wherever they take row tuples."""
 
+    @staticmethod
+    def from_columns(
+        ids: Iterable[str],
+        backup_types: Iterable[str],
+        parent_ids: Iterable[str | None],
+        started_us: Iterable[int],
+        finished_us: Iterable[int],
+        statuses: Iterable[str],
+    ) -> ChainRows:
+        """The rows whose ``i``-th set is the ``i``-th item of every column, in that order.
+
+        ``backup_types`` are ``BackupType`` values, ``statuses`` ``SetStatus`` values, times
+        integers of microseconds since the Unix epoch (UTC), as the catalog stores them.
+
+        Raises:
+            ValueError: columns of different lengths (named), or a value out of its domain.
+            TypeError: a value of the wrong type, or a ``str`` given as a column.
+            Both name the row, its id and the column (``row 3 (id "x"): status ...``).
+        """
     def __len__(self) -> int: ...
-
-def read_chain_rows(sqlite_module: str | PathLike[str], catalog_path: str | PathLike[str], database: str, /) -> ChainRows | None:
-    """The ``sets`` rows of ``database`` in ``catalog_path``, oldest first (ties by start,
-    then id), in one read-only statement (one consistent snapshot).
-
-    ``sqlite_module`` is the file of Python's ``_sqlite3`` extension: the read goes through
-    the SQLite copy that module uses (``dlopen(RTLD_NOLOAD)`` + ``dlsym``), because a second
-    copy of SQLite in the process would break the first one's POSIX locks on the same
-    file. Returns None when that copy cannot be reached (no dlopen, the module not loaded,
-    its symbols hidden); the caller then reads the rows with ``sqlite3``.
-
-    Raises:
-        CatalogError: the catalog cannot be opened or read, or a row is malformed (the
-            message names the file, the row position, its id and the column).
-    """
 
 @final
 class RetentionDecision:

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sqlite3
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -113,9 +112,6 @@ class DatabaseEntry:
     registered_at: datetime
 
 
-# The file of Python's SQLite extension: `chain_rows` reads through the same SQLite copy.
-_SQLITE_MODULE: str | None = getattr(sys.modules.get("_sqlite3"), "__file__", None)
-
 # A set as chain resolution sees it: (id, kind, parent_id, started_us, finished_us, status),
 # the tuple shape `_core.recovery_path` takes.
 ChainRecord = tuple[str, str, str | None, int, int, str]
@@ -156,10 +152,6 @@ class BackupCatalog:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._conn = self._connect()
-        # The file this connection really has open (absolute; empty for ":memory:"), so the
-        # Rust reader opens the same database whatever the working directory becomes.
-        self._db_file: str = next((row[2] for row in self._conn.execute("PRAGMA database_list")
-                                   if row[1] == "main"), "")
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -441,29 +433,34 @@ class BackupCatalog:
 
     # --- retention --------------------------------------------------------------------
 
-    def chain_rows(self, database: str) -> _core.ChainRows | list[ChainRecord]:
-        """Every set of `database` for the chain logic, oldest first: read in Rust (no
-        Python object per row) through the SQLite copy Python's `sqlite3` uses, or with
-        `sqlite3` when that copy is out of reach, the catalog has no file (":memory:"),
-        or this connection is inside a transaction (whose uncommitted rows only it sees)."""
-        module = _SQLITE_MODULE
-        with self._lock:
-            busy = self._conn.in_transaction
-        if module is not None and self._db_file and not busy:
-            rows = _core.read_chain_rows(module, self._db_file, database)
-            if rows is not None:
-                return rows
-        return self.retention_rows(database)
+    def chain_rows(self, database: str) -> _core.ChainRows:
+        """Every set of `database` for the chain logic, oldest first, handed to Rust in one
+        columnar call (`_core.ChainRows.from_columns`), which checks every value once.
+
+        Raises:
+            CatalogError: a malformed row; the message names the catalog, the row, its id
+                and the column.
+        """
+        rows = self.retention_rows(database)
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+        try:
+            return _core.ChainRows.from_columns(*columns)
+        except (TypeError, ValueError) as exc:
+            raise CatalogError(f"catalog {self.path}: sets of database {database!r}: {exc}") from exc
 
     def retention_rows(self, database: str) -> list[ChainRecord]:
-        """Every set of `database` as the chain tuples retention resolves, oldest first
-        (the same query as `QUERY` in rust/src/catalog/mod.rs, which `chain_rows` uses)."""
-        rows = self._query(
-            "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets "
-            "WHERE database = ? ORDER BY finished_at, started_at, id",
-            (database,),
-        )
-        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        """Every set of `database` as the chain tuples retention resolves, oldest first (by
+        finish, then start, then id: the covering index `sets_chain` serves it unsorted).
+        The values are as stored: `chain_rows` and the chain functions check them."""
+        try:
+            rows: list[ChainRecord] = self._query(
+                "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets "
+                "WHERE database = ? ORDER BY finished_at, started_at, id",
+                (database,),
+            )
+        except sqlite3.Error as exc:  # e.g. text that is not UTF-8
+            raise CatalogError(f"catalog {self.path}: cannot read the sets of database {database!r}: {exc}") from exc
+        return rows
 
     def retention_plan(
         self,

@@ -1,14 +1,12 @@
 //! rustybackup's Rust core.
 //!
-//! The pure modules (`cron`, `scan`, `chain`, `catalog`, `engine`, `verify`) carry no PyO3 types; `py` is the
+//! The pure modules (`cron`, `scan`, `chain`, `engine`, `verify`) carry no PyO3 types; `py` is the
 //! only bindings layer and is compiled only with the `python` feature that maturin enables.
 
-pub mod catalog;
 pub mod chain;
 pub mod cron;
 pub mod engine;
 pub mod io_hints;
-pub mod loaded;
 pub mod scan;
 pub mod verify;
 
@@ -25,7 +23,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py::cron::register(m)?;
     py::scan::register(m)?;
-    py::catalog::register(m)?;
     py::chain::register(m)?;
     py::engine::register(m)?;
     py::verify::register(m)?;

@@ -1,5 +1,6 @@
 //! Chain logic over catalog records: recovery paths (`recovery`) and retention
-//! (`retention`). Pure: the caller passes the records it queried; nothing here does I/O.
+//! (`retention`), over rows the caller passes ([`ChainRows`] when Python handed them over
+//! once). Pure: the caller queried the records; nothing here does I/O.
 
 /// What a backup set holds; mirrors Python's `BackupType` (same lower-case names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,7 +228,9 @@ mod error;
 mod index;
 pub mod recovery;
 pub mod retention;
+mod rows;
 mod time;
 
 pub use error::ChainError;
 pub use index::{fx_hash, ChainIndex};
+pub use rows::ChainRows;

@@ -1,16 +1,16 @@
 //! Bindings for `crate::chain`: rows come in as 6-tuples
 //! `(id, kind, parent_id, started_us, finished_us, status)`, whose strings are borrowed,
-//! not copied, or as a `ChainRows` read from the catalog in Rust; the resolution runs
-//! with the GIL released.
+//! not copied, or as a `ChainRows` built once from the catalog's columns
+//! (`ChainRows.from_columns`); the resolution runs with the GIL released.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::collections::HashSet;
 
 use pyo3::basic::CompareOp;
 use pyo3::types::{PyList, PyString, PyTuple};
 
-use super::catalog::ChainRows;
+use super::chain_rows::ChainRows;
 use super::errors::chain_error;
 use crate::chain::recovery;
 use crate::chain::retention::{self, KeepCounts, Policy};
@@ -24,6 +24,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recovery_chain, m)?)?;
     m.add_function(wrap_pyfunction!(retention_plan, m)?)?;
     m.add_class::<RetentionDecision>()?;
+    m.add_class::<ChainRows>()?;
     Ok(())
 }
 
@@ -224,16 +225,16 @@ impl RetentionDecision {
 }
 
 /// The rows a chain function was given: Python tuples (kept alive so their strings can be
-/// borrowed) or a `ChainRows` the catalog read in Rust.
+/// borrowed) or a `ChainRows` built by `ChainRows.from_columns`.
 enum Rows<'py> {
     Tuples(Vec<Bound<'py, PyTuple>>),
-    Catalog(Bound<'py, ChainRows>),
+    Columns(Bound<'py, ChainRows>),
 }
 
 impl<'py> Rows<'py> {
     fn of(sets: &Bound<'py, PyAny>) -> PyResult<Self> {
         match sets.cast::<ChainRows>() {
-            Ok(rows) => Ok(Self::Catalog(rows.clone())),
+            Ok(rows) => Ok(Self::Columns(rows.clone())),
             Err(_) => Ok(Self::Tuples(collect_tuples(sets)?)),
         }
     }
@@ -241,7 +242,7 @@ impl<'py> Rows<'py> {
     fn refs(&self) -> PyResult<Vec<SetRef<'_>>> {
         match self {
             Self::Tuples(tuples) => borrow_rows(tuples),
-            Self::Catalog(rows) => Ok(rows.get().rows.refs()),
+            Self::Columns(rows) => Ok(rows.get().rows.refs()),
         }
     }
 
@@ -249,7 +250,12 @@ impl<'py> Rows<'py> {
     fn id(&self, py: Python<'py>, i: usize) -> PyResult<Bound<'py, PyString>> {
         match self {
             Self::Tuples(tuples) => Ok(tuples[i].get_item(0)?.cast_into::<PyString>()?),
-            Self::Catalog(rows) => Ok(PyString::new(py, rows.get().rows.id(i))),
+            Self::Columns(rows) => rows
+                .get()
+                .rows
+                .id(i)
+                .map(|id| PyString::new(py, id))
+                .ok_or_else(|| PyIndexError::new_err(format!("no row {i}"))),
         }
     }
 }

@@ -7,8 +7,7 @@ use std::io;
 use std::path::Path;
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError,
-    PyPermissionError,
+    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError, PyPermissionError,
 };
 use pyo3::prelude::*;
 
@@ -61,7 +60,11 @@ pub fn scan_error(err: crate::scan::ScanError) -> PyErr {
     use crate::scan::ScanError;
     match err {
         ScanError::Io { ref path, ref source } => io_error(source, path),
-        ScanError::SizeChanged { ref path, expected, found } => {
+        ScanError::SizeChanged {
+            ref path,
+            expected,
+            found,
+        } => {
             // OSError prints the path itself ("[Errno 5] ...: '/path'"), so leave it out here.
             let what = match found {
                 crate::scan::SizeChange::Shrunk(n) => format!("end of file after {n}"),
@@ -90,11 +93,6 @@ pub fn chain_error(err: crate::chain::ChainError) -> PyErr {
         crate::chain::ChainError::NoRecoveryPath(_) => NoRecoveryPath::new_err(err.to_string()),
         _ => CatalogError::new_err(err.to_string()),
     }
-}
-
-/// A catalog that could not be read (or holds a malformed row) -> `CatalogError`.
-pub fn catalog_read_error(err: crate::catalog::CatalogReadError) -> PyErr {
-    CatalogError::new_err(err.to_string())
 }
 
 /// Maps an engine error: I/O errors keep their path (an `OSError` subclass with

@@ -3,8 +3,8 @@
 //! `buffer` (the one unsafe buffer helper).
 
 pub mod buffer;
-pub mod catalog;
 pub mod chain;
+pub mod chain_rows;
 pub mod cron;
 pub mod engine;
 pub mod errors;

@@ -89,12 +89,13 @@ fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>, algorithm: AlgorithmArg) 
     Ok(to_hex(&digest))
 }
 
-/// The hex digest of a file. `mmap=True` (the default, as b3sum) maps regular files of
-/// 16 KiB and more when hashing with BLAKE3; pass `mmap=False` for files another process may truncate meanwhile.
+/// The hex digest of a file, read in chunks. `mmap=True` opts in to mapping regular files
+/// of 16 KiB and more for BLAKE3 (as blake3-py's `update_mmap`): unsafe on a file that may
+/// change, since a truncation under the map is SIGBUS and kills the interpreter.
 #[pyfunction]
 #[pyo3(
-    signature = (path, algorithm = AlgorithmArg::default(), *, mmap = true),
-    text_signature = "(path, algorithm='blake3', *, mmap=True)"
+    signature = (path, algorithm = AlgorithmArg::default(), *, mmap = false),
+    text_signature = "(path, algorithm='blake3', *, mmap=False)"
 )]
 fn hash_file(py: Python<'_>, path: PathBuf, algorithm: AlgorithmArg, mmap: bool) -> PyResult<String> {
     let alg = algorithm.0;
@@ -356,26 +357,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
-    m.add_function(wrap_pyfunction!(hash_backend, m)?)?;
-    use_hashlib_openssl(m.py());
     Ok(())
-}
-
-/// Routes MD5 and SHA-512 streams through the OpenSSL `hashlib` uses, when it can be
-/// reached (see `scan/evp.rs`); otherwise nothing changes.
-fn use_hashlib_openssl(py: Python<'_>) {
-    let file = py
-        .import("_hashlib")
-        .and_then(|m| m.getattr("__file__"))
-        .and_then(|f| f.extract::<PathBuf>());
-    if let Ok(file) = file {
-        scan::evp::install(&file);
-    }
-}
-
-/// Which implementation hashes long streams of `algorithm`: "openssl" or "rust".
-#[pyfunction]
-fn hash_backend(algorithm: &Bound<'_, PyAny>) -> PyResult<&'static str> {
-    let alg = self::algorithm(algorithm)?;
-    Ok(if scan::evp::active(alg) { "openssl" } else { "rust" })
 }

@@ -22,8 +22,13 @@ pub enum Algorithm {
 }
 
 /// Every algorithm, in the order error messages list them.
-pub const ALL: [Algorithm; 5] =
-    [Algorithm::Md5, Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512, Algorithm::Blake3];
+pub const ALL: [Algorithm; 5] = [
+    Algorithm::Md5,
+    Algorithm::Sha1,
+    Algorithm::Sha256,
+    Algorithm::Sha512,
+    Algorithm::Blake3,
+];
 
 /// An algorithm name nobody knows; the message lists the valid ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +37,12 @@ pub struct UnknownAlgorithm(pub String);
 impl fmt::Display for UnknownAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = ALL.iter().map(|a| a.name()).collect();
-        write!(f, "unknown checksum algorithm {:?}; valid names: {}", self.0, names.join(", "))
+        write!(
+            f,
+            "unknown checksum algorithm {:?}; valid names: {}",
+            self.0,
+            names.join(", ")
+        )
     }
 }
 
@@ -73,17 +83,8 @@ impl Algorithm {
         }
     }
 
-    /// A fresh streaming hasher: OpenSSL's MD5/SHA-512 when Python's is reachable (see
-    /// [`super::evp`]), else the crates.
+    /// A fresh streaming hasher (RustCrypto for MD5/SHA, the `blake3` crate for BLAKE3).
     pub fn hasher(self) -> Hasher {
-        match super::evp::EvpHasher::new(self) {
-            Some(h) => Hasher::Evp(h),
-            None => self.crate_hasher(),
-        }
-    }
-
-    /// A fresh streaming hasher from the RustCrypto/BLAKE3 crates.
-    pub fn crate_hasher(self) -> Hasher {
         match self {
             Self::Md5 => Hasher::Md5(Md5::new()),
             Self::Sha1 => Hasher::Sha1(Sha1::new()),
@@ -94,26 +95,15 @@ impl Algorithm {
     }
 
     /// The digest of one buffer, single-threaded (callers parallelise across buffers).
-    /// Buffers of a block or two use the crates (an OpenSSL context costs an allocation
-    /// and, in OpenSSL 3, a method fetch per use); long ones take `hasher`'s route.
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        const LONG: usize = 256 << 10;
         match self {
             Self::Blake3 => blake3::hash(data).as_bytes().to_vec(),
-            _ if data.len() >= LONG => {
+            _ => {
                 let mut h = self.hasher();
                 h.update(data);
                 h.finalize()
             }
-            _ => self.digest_with_crates(data),
         }
-    }
-
-    /// The digest of one buffer by the crates alone.
-    pub fn digest_with_crates(self, data: &[u8]) -> Vec<u8> {
-        let mut h = self.crate_hasher();
-        h.update(data);
-        h.finalize()
     }
 }
 
@@ -133,8 +123,6 @@ pub enum Hasher {
     Sha512(Sha512),
     /// BLAKE3 state (boxed: it is ~2 KiB).
     Blake3(Box<blake3::Hasher>),
-    /// MD5 or SHA-512 state in Python's OpenSSL.
-    Evp(super::evp::EvpHasher),
 }
 
 impl Hasher {
@@ -148,7 +136,6 @@ impl Hasher {
             Self::Blake3(h) => {
                 h.update(data);
             }
-            Self::Evp(h) => h.update(data),
         }
     }
 
@@ -172,7 +159,6 @@ impl Hasher {
             Self::Sha256(h) => h.finalize().to_vec(),
             Self::Sha512(h) => h.finalize().to_vec(),
             Self::Blake3(h) => h.finalize().as_bytes().to_vec(),
-            Self::Evp(h) => h.finalize(),
         }
     }
 }
@@ -197,8 +183,19 @@ mod tests {
         let cases = [
             (Algorithm::Md5, "900150983cd24fb0d6963f7d28e17f72"),
             (Algorithm::Sha1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
-            (Algorithm::Sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-            (Algorithm::Blake3, "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"),
+            (
+                Algorithm::Sha256,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+            (
+                Algorithm::Sha512,
+                "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+                 2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+            ),
+            (
+                Algorithm::Blake3,
+                "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
+            ),
         ];
         for (alg, hex) in cases {
             assert_eq!(to_hex(&alg.digest(b"abc")), hex, "{}", alg.name());
@@ -212,7 +209,10 @@ mod tests {
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let err = Algorithm::from_name("crc32").unwrap_err();
-        assert_eq!(err.to_string(), "unknown checksum algorithm \"crc32\"; valid names: md5, sha1, sha256, sha512, blake3");
+        assert_eq!(
+            err.to_string(),
+            "unknown checksum algorithm \"crc32\"; valid names: md5, sha1, sha256, sha512, blake3"
+        );
         assert_eq!(Algorithm::from_name("SHA256"), Ok(Algorithm::Sha256));
     }
 }

@@ -22,7 +22,6 @@ use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-
 use super::algorithm::{Algorithm, Hasher};
 use super::error::{BlockSize, ScanError};
 use super::parallel;
@@ -145,12 +144,8 @@ impl Scanner {
             let data = &cur[..n];
             let blocks = n.div_ceil(bs);
             let out = &mut digests[..blocks * ds];
-            let (read, ()) = pool.install(|| {
-                rayon::join(
-                    || reader.fill(&mut next),
-                    || hash_chunk(alg, bs, data, out, &mut whole),
-                )
-            });
+            let (read, ()) =
+                pool.install(|| rayon::join(|| reader.fill(&mut next), || hash_chunk(alg, bs, data, out, &mut whole)));
             for (i, (block, digest)) in data.chunks(bs).zip(digests.chunks(ds)).enumerate() {
                 let block_offset = offset + (i * bs) as u64;
                 if on_block(Block {

@@ -17,9 +17,9 @@ pub enum Access {
     /// as `SizeChanged`). The backup path always reads.
     Read,
     /// Memory-map regular files of 16 KiB and more for BLAKE3, as `b3sum` and the blake3
-    /// crate's `update_mmap_rayon` do: no copy through the page cache (other algorithms read). Only for files nobody
-    /// truncates meanwhile: a truncation under the map raises SIGBUS, which kills the
-    /// process (the blake3 crate's `io.rs` says the same).
+    /// crate's `update_mmap_rayon` do: no copy through the page cache (other algorithms
+    /// read). Opt-in only, as in blake3-py: a truncation under the map raises SIGBUS,
+    /// which kills the process (the blake3 crate's `io.rs` says the same).
     Mmap,
 }
 
@@ -122,7 +122,10 @@ pub fn hash_paths(
 /// One file on the current worker: 1 MiB reads into a reused buffer, no nested fork-join
 /// (the parallelism is across files; BLAKE3 still spreads a large file over idle workers).
 fn hash_one_sequential(path: &Path, algorithm: Algorithm) -> Result<Vec<u8>, ScanError> {
-    let mut reader = ChunkReader::<File>::open(path)?;
+    hash_sequential(ChunkReader::<File>::open(path)?, algorithm)
+}
+
+fn hash_sequential<R: std::io::Read>(mut reader: ChunkReader<R>, algorithm: Algorithm) -> Result<Vec<u8>, ScanError> {
     let mut buf = reader.buffer(1024 * 1024, 64 * 1024);
     let mut hasher = algorithm.hasher();
     loop {
@@ -157,6 +160,44 @@ mod tests {
                 let want = alg.digest(&data[..len]);
                 assert_eq!(hash_path(&path, alg, Access::Read, None).unwrap(), want);
                 assert_eq!(hash_path(&path, alg, Access::Mmap, Some(2)).unwrap(), want);
+            }
+        }
+    }
+
+    /// The file changes between the size taken at open and the read: every whole-file
+    /// route reports it (errno EIO in Python) instead of a digest of no real version.
+    #[test]
+    fn a_file_that_shrinks_or_grows_after_open_is_a_size_change() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        for (name, new_len, want) in [
+            ("shrinks", 1_000_000usize, SizeChange::Shrunk(1_000_000)),
+            ("grows", 3_500_000, SizeChange::Grew),
+        ] {
+            let path = temp_file(name, &data);
+            // The same bytes as far as both go: only the length differs.
+            let change = |path: &Path| {
+                let other: Vec<u8> = (0..new_len).map(|i| (i % 251) as u8).collect();
+                std::fs::write(path, other).unwrap();
+            };
+            for alg in [Algorithm::Blake3, Algorithm::Sha512] {
+                std::fs::write(&path, &data).unwrap();
+                let reader = ChunkReader::<File>::open(&path).unwrap();
+                change(&path);
+                let err = hash_read(reader, alg, Some(2)).unwrap_err();
+                assert!(
+                    matches!(&err, ScanError::SizeChanged { expected: 3_000_000, found, .. } if *found == want),
+                    "{name} {}: {err}",
+                    alg.name()
+                );
+                std::fs::write(&path, &data).unwrap();
+                let reader = ChunkReader::<File>::open(&path).unwrap();
+                change(&path);
+                let err = hash_sequential(reader, alg).unwrap_err();
+                assert!(
+                    matches!(&err, ScanError::SizeChanged { found, .. } if *found == want),
+                    "{err}"
+                );
+                assert!(err.to_string().contains(&path.display().to_string()), "{err}");
             }
         }
     }
