@@ -166,8 +166,10 @@ def test_a_broken_parent_link_is_reported_and_the_rest_still_verified(repo: Repo
     conn.commit()
     conn.close()
     r = Verifier(repo.manager).verify(inc.id, "standard")
-    assert kinds(r) == ["broken_chain"]
-    assert "names parent nope, which is not in the catalog" in r.findings[0].message
+    # The manifest still names the real parent: what a rebuild would restore.
+    assert kinds(r) == ["broken_chain", "catalog_mismatch"]
+    assert "disagree on parent_id: catalog 'nope'" in r.findings[1].message
+    assert 'the parent "nope" of backup set' in r.findings[0].message
     assert r.outcomes == {"ok": 2}
 
 
@@ -189,6 +191,10 @@ def test_restore_test_catches_a_consistent_rewrite_that_full_cannot(repo: Repo) 
     conn.execute("UPDATE pieces SET checksum = ? WHERE set_id = ?", (checksum, s.id))
     conn.commit()
     conn.close()
+    mpath = repo.manager.repository / s.manifest
+    doc = json.loads(mpath.read_text())
+    doc["pieces"][0]["checksum"] = checksum
+    mpath.write_text(json.dumps(doc))
     v = Verifier(repo.manager)
     assert v.verify(s.id, "full").ok  # index and data agree: FULL cannot see it
     r = v.verify(s.id, "restore_test")

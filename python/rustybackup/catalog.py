@@ -18,6 +18,8 @@ from typing import Any
 from . import _core, store
 from .enums import BackupType, SetStatus
 from .errors import CatalogError, NoRecoveryPath
+from .manifest import Manifest
+from .manifest import load as load_manifest
 from .retention import RetentionDecision, RetentionPolicy, plan_retention
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
 from .timestamps import to_us as to_us
@@ -54,6 +56,36 @@ CREATE TABLE IF NOT EXISTS archive_files (
     database TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, set_id TEXT NOT NULL,
     PRIMARY KEY (database, name));
 """
+
+_DB_COLUMNS = "name, path, kind, archive_dir, block_size, algorithm, compression, registered_at, dsn"
+
+# Schema changes after the first release, applied in order; PRAGMA user_version counts
+# the ones a catalog has.
+_MIGRATIONS = (
+    # 1: postgresql databases keep their connection string (issue 14).
+    "ALTER TABLE databases ADD COLUMN dsn TEXT",
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version >= len(_MIGRATIONS):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated while we waited for the lock.
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(databases)")}
+        for n, sql in enumerate(_MIGRATIONS[version:], version + 1):
+            if n == 1 and "dsn" in columns:
+                continue
+            conn.execute(sql)
+        conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
 
 _SET_COLUMNS = (
     "id, database, backup_type, parent_id, started_at, finished_at, status, size, block_size, "
@@ -110,6 +142,8 @@ class DatabaseEntry:
     algorithm: str
     compression: str | None
     registered_at: datetime
+    # How to reach a postgresql server (any libpq conninfo); None for other kinds.
+    dsn: str | None = None
 
 
 # A set as chain resolution sees it: (id, kind, parent_id, started_us, finished_us, status),
@@ -160,6 +194,7 @@ class BackupCatalog:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot open catalog {self.path}: {exc}") from exc
         return conn
@@ -194,7 +229,7 @@ class BackupCatalog:
     def put_database(self, entry: DatabaseEntry) -> None:
         with self.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO databases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO databases ({_DB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.name,
                     entry.path,
@@ -204,6 +239,7 @@ class BackupCatalog:
                     entry.algorithm,
                     entry.compression,
                     to_us(entry.registered_at),
+                    entry.dsn,
                 ),
             )
 
@@ -427,9 +463,23 @@ class BackupCatalog:
     def find_recovery_path(self, database: str, until: datetime | None = None) -> list[BackupSet]:
         """Base first: the FULL, the DIFFERENTIAL and INCREMENTALs on it, then the
         ARCHIVE_LOG sets up to `until` (DESIGN.md); NoRecoveryPath when nothing reaches it."""
+        kind = self._query("SELECT kind FROM databases WHERE name = ?", (database,))
+        if kind and kind[0][0] == "postgresql":
+            # The WAL, not the sets' times, decides what reaches `until` (postgres/recovery.py).
+            return self._postgresql_path(database, until)
         until_us = None if until is None else to_us(until)
         ids = _resolve_path(self.chain_records(database, until_us), until_us, database)
         return self.get_sets(ids)
+
+    def _postgresql_path(self, database: str, until: datetime | None) -> list[BackupSet]:
+        from .engine import BackupManager
+        from .postgres.recovery import plan
+
+        manager = BackupManager(self.repository)
+        try:
+            return plan(manager, manager.catalog.get_database(database), until).sets(self)
+        finally:
+            manager.catalog.close()
 
     # --- retention --------------------------------------------------------------------
 
@@ -548,22 +598,17 @@ class BackupCatalog:
     def export_json(self, path: str | os.PathLike[str]) -> None:
         """Writes databases, sets and pieces as one JSON document (atomically), streaming
         the sets so a large catalog is never held in memory at once."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        with self._lock, open(tmp, "w", encoding="utf-8") as fh:
+        with self._lock, store.atomic_writer(Path(path)) as fh:
             dbs = [{**d.__dict__, "registered_at": d.registered_at.isoformat()} for d in self.list_databases()]
-            fh.write('{"format": 1, "databases": ' + json.dumps(dbs) + ', "sets": [')
+            fh.write(('{"format": 1, "databases": ' + json.dumps(dbs) + ', "sets": [').encode())
             cur = self._conn.execute(f"SELECT {_SET_COLUMNS} FROM sets ORDER BY started_at, rowid")
             first = True
             while batch := cur.fetchmany(1000):
                 pieces = self._pieces_for([r[0] for r in batch])
                 for row in batch:
-                    fh.write(("" if first else ",") + "\n" + json.dumps(_set_json(self._set(row, pieces))))
+                    fh.write((("" if first else ",") + "\n" + json.dumps(_set_json(self._set(row, pieces)))).encode())
                     first = False
-            fh.write("\n]}\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+            fh.write(b"\n]}\n")
 
     def rebuild(self) -> int:
         """Re-creates the sets, pieces, archive-file and database rows from the
@@ -576,29 +621,31 @@ class BackupCatalog:
                 c.execute(f"DELETE FROM {table}")
             for mpath in repo.manifests():
                 try:
-                    manifest = json.loads(mpath.read_text(encoding="utf-8"))
-                    backup_set, archive = set_from_manifest(manifest)
-                except (ValueError, KeyError, TypeError) as exc:
+                    # The directory names the set: a copied `sets/<id>.copy` is refused.
+                    m = load_manifest(mpath, set_id=mpath.parent.name)
+                except CatalogError as exc:
                     log.warning("skipping unreadable manifest %s: %s", mpath, exc)
                     continue
-                meta = manifest["set"]
+                backup_set, archive = set_from_manifest(m)
+                meta = m.record
                 c.execute(
-                    "INSERT OR IGNORE INTO databases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
+                    "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         backup_set.database,
-                        meta["source_path"],
-                        "sqlite" if meta["source_kind"] == "sqlite" else "files",
-                        meta.get("archive_dir"),
+                        meta.source_path,
+                        meta.source_kind if meta.source_kind in ("sqlite", "postgresql") else "files",
+                        meta.archive_dir,
                         backup_set.block_size,
                         backup_set.algorithm,
                         backup_set.compression,
                         to_us(backup_set.started_at),
                     ),
                 )
-                if meta.get("archive_dir"):
+                if meta.archive_dir:
                     c.execute(
                         "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
-                        (meta["archive_dir"], backup_set.database),
+                        (meta.archive_dir, backup_set.database),
                     )
                 self._insert(c, backup_set, archive, guard=False)
                 count += 1
@@ -657,6 +704,7 @@ def _database(row: Sequence[Any]) -> DatabaseEntry:
         algorithm=row[5],
         compression=row[6],
         registered_at=from_us(row[7]),
+        dsn=row[8] if len(row) > 8 else None,
     )
 
 
@@ -685,43 +733,41 @@ def _set_json(s: BackupSet) -> dict[str, Any]:
     }
 
 
-def set_from_manifest(manifest: dict[str, Any]) -> tuple[BackupSet, list[tuple[str, str]]]:
-    """The catalog rows a manifest describes: the set (with pieces) and, for an
-    ARCHIVE_LOG set, its (name, digest) archive files."""
-    if manifest.get("format") != 1:
-        raise ValueError(f"manifest format {manifest.get('format')!r} is not supported")
-    m = manifest["set"]
+def set_from_manifest(m: Manifest) -> tuple[BackupSet, list[tuple[str, str]]]:
+    """The catalog rows a (validated) manifest describes: the set (with pieces) and, for
+    an ARCHIVE_LOG set, its (name, digest) archive files."""
+    r = m.record
     pieces = tuple(
         BackupPiece(
-            id=p["id"],
-            set_id=m["id"],
-            path=p["path"],
-            size=p["size"],
-            checksum=p["checksum"],
-            algorithm=p["algorithm"],
-            block_count=p["block_count"],
+            id=p.id,
+            set_id=r.id,
+            path=p.path,
+            size=p.size,
+            checksum=p.checksum,
+            algorithm=p.algorithm,
+            block_count=p.block_count,
         )
-        for p in manifest["pieces"]
+        for p in m.pieces
     )
     s = BackupSet(
-        id=m["id"],
-        database=m["database"],
-        backup_type=BackupType(m["backup_type"]),
-        parent_id=m["parent_id"],
-        started_at=from_us(m["started_at_us"]),
-        finished_at=from_us(m["finished_at_us"]),
+        id=r.id,
+        database=r.database,
+        backup_type=r.backup_type,
+        parent_id=r.parent_id,
+        started_at=from_us(r.started_at_us),
+        finished_at=from_us(r.finished_at_us),
         status=SetStatus.AVAILABLE,
-        size=m["size"],
-        block_size=m["block_size"],
-        algorithm=m["algorithm"],
-        compression=m["compression"],
-        tags=tuple(m["tags"]),
-        bytes_read=m["bytes_read"],
-        file_count=len(manifest["files"]),
-        manifest=f"{store.SETS_DIR}/{m['id']}/{store.MANIFEST}",
-        blockmap=manifest["blockmap"]["path"],
-        blockmap_checksum=manifest["blockmap"]["checksum"],
+        size=r.size,
+        block_size=r.block_size,
+        algorithm=r.algorithm,
+        compression=r.compression,
+        tags=r.tags,
+        bytes_read=r.bytes_read,
+        file_count=len(m.files),
+        manifest=f"{store.SETS_DIR}/{r.id}/{store.MANIFEST}",
+        blockmap=m.blockmap.path,
+        blockmap_checksum=m.blockmap.checksum,
         pieces=pieces,
     )
-    archive = [(f["path"], f["digest"]) for f in manifest["files"]] if s.backup_type is BackupType.ARCHIVE_LOG else []
+    archive = [(f.path, f.digest) for f in m.files] if s.backup_type is BackupType.ARCHIVE_LOG else []
     return s, archive

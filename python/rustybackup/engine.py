@@ -4,32 +4,30 @@ ARCHIVE_LOG backups through the Rust engine, and restores to a point in time."""
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from . import _core, store
+from . import _core, manifest, store
 from .catalog import BackupCatalog, BackupSet, DatabaseEntry, set_from_manifest, to_us
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
+from .manifest import DirEntry, FileEntry, Manifest, Source, Summary, SymlinkEntry
 from .restore import label, restore_set_files
 from .retention import RetentionPolicy
-from .sources import archive_candidates, snapshot_sqlite, walk
+from .sources import SkippedEntry, archive_candidates, snapshot_sqlite, walk
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ZSTD_LEVEL = 3
 
 
@@ -96,15 +94,28 @@ class BackupManager:
         block_size: int = 8192,
         algorithm: str = "blake3",
         compression: str | None = None,
+        dsn: str | None = None,
     ) -> DatabaseEntry:
         """Registers (or updates) a backup source. A changed block size or algorithm
-        makes the next INCREMENTAL/DIFFERENTIAL a FULL."""
-        if not _NAME.match(name):
+        makes the next INCREMENTAL/DIFFERENTIAL a FULL. A ``postgresql`` source is the
+        data directory `path` of the server `dsn` (a libpq conninfo) reaches; its WAL
+        arrives through ``archive-push``, so `archive_dir` is the repository's spool."""
+        if not isinstance(name, str) or manifest.DATABASE_NAME.fullmatch(name) is None:
             raise ConfigError(
                 f"database name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', starting alphanumeric"
             )
-        if kind not in ("files", "sqlite"):
-            raise ConfigError(f"database {name!r}: kind {kind!r} is invalid (valid: files, sqlite)")
+        if kind not in ("files", "sqlite", "postgresql"):
+            raise ConfigError(f"database {name!r}: kind {kind!r} is invalid (valid: files, sqlite, postgresql)")
+        if kind == "postgresql":
+            if not dsn:
+                raise ConfigError(f"database {name!r}: a postgresql database needs dsn= (a libpq conninfo)")
+            if archive_dir is not None:
+                raise ConfigError(f"database {name!r}: postgresql WAL arrives by archive-push, not archive_dir")
+            from .postgres.archive import spool_dir
+
+            archive_dir = spool_dir(self.repository, name)
+        elif dsn is not None:
+            raise ConfigError(f"database {name!r}: dsn= is for postgresql databases")
         if not isinstance(block_size, int) or not 512 <= block_size <= 16 << 20:
             raise ConfigError(f"database {name!r}: block_size {block_size!r} is out of range (512..16777216 bytes)")
         try:
@@ -123,6 +134,7 @@ class BackupManager:
             algorithm=alg,
             compression=compression,
             registered_at=self._now(),
+            dsn=dsn,
         )
         self.catalog.put_database(entry)
         return entry
@@ -165,6 +177,14 @@ class BackupManager:
                 raise BackupCancelled(f"backup of {database!r} cancelled before it started")
             if btype is BackupType.ARCHIVE_LOG:
                 result = self._backup_archive(db, set_id, started, tags, progress, cancel)
+            elif db.kind == "postgresql":
+                from .postgres import basebackup
+
+                final = basebackup.take(
+                    db, staging, set_id, self._now,
+                    lambda: self._backup_data(db, btype, set_id, started, tags, progress, cancel),
+                )
+                result = set_from_manifest(final)
             else:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel)
             self.repo.publish(set_id)
@@ -245,43 +265,91 @@ class BackupManager:
             tree.files[0] = (source.name, path, st)
             is_dir = False
         else:
-            tree = walk(source)
+            if db.kind == "postgresql":
+                from .postgres.basebackup import data_tree
+
+                tree = data_tree(source)
+            else:
+                tree = walk(source)
             is_dir = source.is_dir()
         parent = self._base_for(db, btype)
         if parent is None:
             btype = BackupType.FULL
         parent_manifest = self._manifest(parent) if parent else None
         parent_ranges: dict[str, tuple[int, int]] = {}
-        sources: list[dict[str, str]] = []
+        sources: list[Source] = []
         if parent_manifest is not None:
-            parent_ranges = {f["path"]: (f["first_block"], f["block_count"]) for f in parent_manifest["files"]}
-            sources = list(parent_manifest["sources"])
-        sources.append({"set_id": set_id, "piece": store.PIECE})
-        jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in tree.files]
-        total = sum(st.st_size for _, _, st in tree.files)
-        files_out, piece, bm_checksum, bm_records, bytes_read, blocks_stored = _core.backup_files(
-            jobs,
-            staging / store.PIECE,
-            staging / store.BLOCKMAP,
-            None if parent is None else self.repository / parent.blockmap,
-            algorithm=db.algorithm,
-            block_size=db.block_size,
-            zstd_level=ZSTD_LEVEL if db.compression == "zstd" else None,
-            self_source=len(sources) - 1,
-            progress=_progress_adapter(progress, db.name, set_id, total, len(jobs)),
-            cancel=cancel,
+            parent_ranges = {f.path: (f.first_block, f.block_count) for f in parent_manifest.files}
+            sources = list(parent_manifest.sources)
+        sources.append(Source(set_id, store.PIECE))
+        done = self._read(
+            db, set_id, tree.files, parent_ranges, None if parent is None else self.repository / parent.blockmap,
+            len(sources) - 1, progress, cancel,
         )
-        files = _file_entries(tree.files, files_out)
+        files = done.entries()
         if db.kind == "sqlite":
-            st = source.stat()
-            files[0]["mode"] = stat.S_IMODE(st.st_mode)
+            mode = stat.S_IMODE(source.stat().st_mode)
+            files = [replace(f, mode=mode) for f in files]
             os.unlink(staging / f".snapshot-{source.name}")
-        dirs = [{"path": r, "mode": stat.S_IMODE(s.st_mode), "mtime_ns": s.st_mtime_ns} for r, s in tree.dirs]
-        links = [{"path": r, "target": t, "mtime_ns": s.st_mtime_ns} for r, t, s in tree.symlinks]
-        return self._finish_set(
-            db, btype, set_id, started, tags, parent, piece, bm_checksum, bm_records, bytes_read, sources,
-            files, dirs, links, source_kind=db.kind, is_dir=is_dir,
+        dirs = [DirEntry(r, stat.S_IMODE(s.st_mode), s.st_mtime_ns) for r, s in tree.dirs]
+        links = [SymlinkEntry(r, t, s.st_mtime_ns) for r, t, s in tree.symlinks]
+        summary = Summary(
+            skipped=tuple(sorted([*tree.skipped, *done.skipped], key=lambda e: e.path)), changed=done.changed
         )
+        return self._finish_set(
+            db, btype, set_id, started, tags, parent, done, sources, files, dirs, links, summary,
+            source_kind=db.kind, is_dir=is_dir,
+        )
+
+    def _read(
+        self,
+        db: DatabaseEntry,
+        set_id: str,
+        entries: Sequence[tuple[str, Path, os.stat_result]],
+        parent_ranges: dict[str, tuple[int, int]],
+        parent_blockmap: Path | None,
+        self_source: int,
+        progress: ProgressCallback | None,
+        cancel: CancelFlag | None,
+    ) -> _Pass:
+        """The one pass of the Rust engine over `entries`. A file that vanished since the
+        walk, or that cannot be opened or read, is left out and listed, and the pass
+        starts over without it (tar and restic warn and go on; a live tree loses such
+        races). An error on any other path (the repository's own files) fails the backup."""
+        staging = self.repo.staging_dir(set_id)
+        todo = list(entries)
+        skipped: list[SkippedEntry] = []
+        while True:
+            jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
+            total = sum(st.st_size for _, _, st in todo)
+            try:
+                out = _core.backup_files(
+                    jobs,
+                    staging / store.PIECE,
+                    staging / store.BLOCKMAP,
+                    parent_blockmap,
+                    algorithm=db.algorithm,
+                    block_size=db.block_size,
+                    zstd_level=ZSTD_LEVEL if db.compression == "zstd" else None,
+                    self_source=self_source,
+                    progress=_progress_adapter(progress, db.name, set_id, total, len(jobs)),
+                    cancel=cancel,
+                )
+            except OSError as exc:
+                named = None if exc.filename is None else os.fsdecode(exc.filename)
+                at = next((i for i, (_, path, _) in enumerate(todo) if str(path) == named), None)
+                if at is None or db.kind == "sqlite":
+                    # The repository's own files, or a database snapshot: nothing to skip.
+                    raise
+                rel = todo.pop(at)[0]
+                why = "vanished before it was read" if isinstance(exc, FileNotFoundError) else (
+                    f"cannot be read ({exc.strerror or exc})"
+                )
+                log.warning("backup %s of %s: skipping %s: %s", set_id, db.name, named, why)
+                skipped.append(SkippedEntry(rel, why))
+                _discard_partial(staging)
+                continue
+            return _Pass(todo, out, skipped)
 
     def _backup_archive(
         self,
@@ -309,28 +377,13 @@ class BackupManager:
                     f"archive file {name!r} in {db.archive_dir} differs from the copy already backed up in set "
                     f"{known[1]} (digest {digest} != {known[0]}); refusing to overwrite an archived log"
                 )
-        jobs = [(path, label(name), None) for name, path, _ in new]
-        total = sum(st.st_size for _, _, st in new)
-        staging = self.repo.staging_dir(set_id)
-        files_out, piece, bm_checksum, bm_records, bytes_read, _ = _core.backup_files(
-            jobs,
-            staging / store.PIECE,
-            staging / store.BLOCKMAP,
-            None,
-            algorithm=db.algorithm,
-            block_size=db.block_size,
-            zstd_level=ZSTD_LEVEL if db.compression == "zstd" else None,
-            self_source=0,
-            progress=_progress_adapter(progress, db.name, set_id, total, len(jobs)),
-            cancel=cancel,
-        )
-        files = _file_entries(new, files_out)
+        done = self._read(db, set_id, new, {}, None, 0, progress, cancel)
+        files = done.entries()
         if not files:
             log.info("archive log backup of %s: no new files in %s", db.name, db.archive_dir)
-        sources = [{"set_id": set_id, "piece": store.PIECE}]
         return self._finish_set(
-            db, BackupType.ARCHIVE_LOG, set_id, started, tags, None, piece, bm_checksum, bm_records, bytes_read,
-            sources, files, [], [], source_kind="archive", is_dir=True,
+            db, BackupType.ARCHIVE_LOG, set_id, started, tags, None, done, [Source(set_id, store.PIECE)],
+            files, [], [], Summary(tuple(done.skipped), done.changed), source_kind="archive", is_dir=True,
         )
 
     def _finish_set(
@@ -341,14 +394,12 @@ class BackupManager:
         started: datetime,
         tags: tuple[str, ...],
         parent: BackupSet | None,
-        piece: _core.PieceInfo,
-        bm_checksum: str,
-        bm_records: int,
-        bytes_read: int,
-        sources: list[dict[str, str]],
-        files: list[dict[str, Any]],
-        dirs: list[dict[str, Any]],
-        links: list[dict[str, Any]],
+        done: _Pass,
+        sources: list[Source],
+        files: list[FileEntry],
+        dirs: list[DirEntry],
+        links: list[SymlinkEntry],
+        summary: Summary,
         *,
         source_kind: str,
         is_dir: bool,
@@ -356,53 +407,72 @@ class BackupManager:
         finished = self._now()
         staging = self.repo.staging_dir(set_id)
         rel_dir = f"{store.SETS_DIR}/{set_id}"
+        piece = done.piece
         bm_size = (staging / store.BLOCKMAP).stat().st_size
-        manifest = {
-            "format": 1,
-            "set": {
-                "id": set_id,
-                "database": db.name,
-                "backup_type": btype.value,
-                "parent_id": None if parent is None else parent.id,
-                "started_at_us": to_us(started),
-                "finished_at_us": max(to_us(finished), to_us(started)),
-                "block_size": db.block_size,
-                "algorithm": db.algorithm,
-                "compression": db.compression,
-                "tags": list(tags),
-                "size": piece.size + bm_size,
-                "bytes_read": bytes_read,
-                "source_kind": source_kind,
-                "source_path": db.path,
-                "source_is_dir": is_dir,
-                "archive_dir": db.archive_dir,
-            },
-            "pieces": [
-                {
-                    "id": f"{set_id}/{store.PIECE}",
-                    "path": f"{rel_dir}/{store.PIECE}",
-                    "size": piece.size,
-                    "checksum": piece.checksum,
-                    "algorithm": piece.algorithm,
-                    "block_count": piece.block_count,
-                }
-            ],
-            "blockmap": {"path": f"{rel_dir}/{store.BLOCKMAP}", "checksum": bm_checksum, "block_count": bm_records},
-            "sources": sources,
-            "files": files,
-            "dirs": dirs,
-            "symlinks": links,
-        }
-        store.write_durable_json(staging / store.MANIFEST, manifest)
-        return set_from_manifest(manifest)
+        m = Manifest(
+            record=manifest.SetRecord(
+                id=set_id,
+                database=db.name,
+                backup_type=btype,
+                parent_id=None if parent is None else parent.id,
+                started_at_us=to_us(started),
+                finished_at_us=max(to_us(finished), to_us(started)),
+                block_size=db.block_size,
+                algorithm=db.algorithm,
+                compression=db.compression,
+                tags=tags,
+                size=piece.size + bm_size,
+                bytes_read=done.bytes_read,
+                source_kind=source_kind,
+                source_path=db.path,
+                source_is_dir=is_dir,
+                archive_dir=db.archive_dir,
+            ),
+            pieces=(
+                manifest.Piece(
+                    id=f"{set_id}/{store.PIECE}",
+                    path=f"{rel_dir}/{store.PIECE}",
+                    size=piece.size,
+                    checksum=piece.checksum,
+                    algorithm=piece.algorithm,
+                    block_count=piece.block_count,
+                ),
+            ),
+            blockmap=manifest.BlockMap(f"{rel_dir}/{store.BLOCKMAP}", done.blockmap_checksum, done.blockmap_records),
+            sources=tuple(sources),
+            files=tuple(files),
+            dirs=tuple(dirs),
+            symlinks=tuple(links),
+            summary=summary,
+        )
+        manifest.write(staging / store.MANIFEST, m)
+        return set_from_manifest(m)
 
-    def _manifest(self, backup_set: BackupSet) -> dict[str, Any]:
-        path = self.repository / backup_set.manifest
-        try:
-            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BackupError(f"manifest of set {backup_set.id} is unreadable ({path}): {exc}") from exc
-        return data
+    def _manifest(self, backup_set: BackupSet) -> Manifest:
+        """The set's manifest, parsed and validated: CatalogError names the file and the
+        field when it is damaged."""
+        return manifest.load(self.repo.set_dir(backup_set.id) / store.MANIFEST, set_id=backup_set.id)
+
+    def _restorable(self, backup_set: BackupSet) -> Manifest:
+        """The manifest of a set about to be restored, once every piece its block map
+        points into is known to the catalog: a set is refused before anything is written."""
+        m = self._manifest(backup_set)
+        where = manifest.display_name(self.repo.set_dir(backup_set.id) / store.MANIFEST)
+        for i, src in enumerate(m.sources[:-1]):
+            try:
+                owner = self.catalog.get_set(src.set_id)
+            except CatalogError:
+                raise CatalogError(
+                    f"{where}: sources[{i}].set_id: set {src.set_id} is not in the catalog; "
+                    f"set {backup_set.id} cannot be restored without it"
+                ) from None
+            if f"{store.SETS_DIR}/{src.set_id}/{src.piece}" not in {p.path for p in owner.pieces}:
+                raise CatalogError(f"{where}: sources[{i}].piece: {src.piece!r} is not a piece of set {src.set_id}")
+        return m
+
+    def summary(self, set_id: str) -> Summary:
+        """What set `set_id`'s backup skipped or saw change while reading (its manifest)."""
+        return self._manifest(self.catalog.get_set(set_id)).summary
 
     # --- restore ---------------------------------------------------------------------
 
@@ -418,7 +488,11 @@ class BackupManager:
         set `backup_set_id` holds it, into `target_dir` (absent or empty). Archive logs
         of the recovery path go to `target_dir/archive/`. `progress(bytes_restored)` is
         called every few MiB. Returns the sets used."""
-        self.catalog.get_database(database)
+        db = self.catalog.get_database(database)
+        if db.kind == "postgresql" and backup_set_id is None:
+            from .postgres.recovery import restore as restore_postgresql
+
+            return restore_postgresql(self, db, Path(target_dir), until)
         target = Path(target_dir)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BackupError(f"restore target {target} must be absent or an empty directory")
@@ -441,14 +515,17 @@ class BackupManager:
         data_sets = [s for s in path if s.backup_type is not BackupType.ARCHIVE_LOG]
         log_sets = [s for s in path if s.backup_type is BackupType.ARCHIVE_LOG]
         with self.reading([s.id for s in path]):
-            if data_sets:
-                last = data_sets[-1]
-                restore_set_files(self.repository, last.id, self._manifest(last), target, progress, archive=False)
+            # Every manifest is read and checked before the first byte is written.
+            last = data_sets[-1] if data_sets else None
+            data_manifest = None if last is None else self._restorable(last)
+            log_manifests = [(s, self._restorable(s)) for s in log_sets]
+            if last is not None and data_manifest is not None:
+                restore_set_files(self.repository, last.id, data_manifest, target, progress, archive=False)
             if log_sets:
+                # Created by restore_set_files without following a link named archive.
                 archive = target / "archive"
-                archive.mkdir(exist_ok=True)
-                for s in log_sets:
-                    restore_set_files(self.repository, s.id, self._manifest(s), archive, progress, archive=True)
+                for s, m in log_manifests:
+                    restore_set_files(self.repository, s.id, m, archive, progress, archive=True)
         return path
 
     @contextmanager
@@ -536,23 +613,53 @@ class BackupManager:
         return deleted
 
 
-def _file_entries(
-    sources: Sequence[tuple[str, Path, os.stat_result]], scanned: Sequence[tuple[int, str, int, int]]
-) -> list[dict[str, Any]]:
-    """Manifest entries of regular files (docs/FORMAT.md): the stat taken before the
-    scan, and what the Rust pass measured (size, whole-file digest, block range)."""
-    return [
-        {
-            "path": rel,
-            "mode": stat.S_IMODE(st.st_mode),
-            "mtime_ns": st.st_mtime_ns,
-            "size": size,
-            "digest": digest,
-            "first_block": first,
-            "block_count": count,
-        }
-        for (rel, _, st), (size, digest, first, count) in zip(sources, scanned, strict=True)
-    ]
+@dataclass(frozen=True)
+class _Pass:
+    """What the Rust pass stored: the files it read (with the stat taken by the walk),
+    its results, and the files it had to leave out."""
+
+    read: list[tuple[str, Path, os.stat_result]]
+    out: tuple[list[tuple[int, str, int, int]], _core.PieceInfo, str, int, int, int, list[str]]
+    skipped: list[SkippedEntry]
+
+    @property
+    def piece(self) -> _core.PieceInfo:
+        return self.out[1]
+
+    @property
+    def blockmap_checksum(self) -> str:
+        return self.out[2]
+
+    @property
+    def blockmap_records(self) -> int:
+        return self.out[3]
+
+    @property
+    def bytes_read(self) -> int:
+        return self.out[4]
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """The files that changed while they were read, by path (the pass names them by
+        their printable label)."""
+        by_label = {label(rel): rel for rel, _, _ in reversed(self.read)}
+        return tuple(sorted(by_label.get(name, name) for name in self.out[6]))
+
+    def entries(self) -> list[FileEntry]:
+        """Manifest entries of the regular files (docs/FORMAT.md): the stat taken before
+        the scan, and what the Rust pass measured (size, whole-file digest, block range)."""
+        return [
+            FileEntry(rel, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, digest, first, count)
+            for (rel, _, st), (size, digest, first, count) in zip(self.read, self.out[0], strict=True)
+        ]
+
+
+def _discard_partial(staging: Path) -> None:
+    """Removes what an interrupted pass wrote (the piece, its index scratch file and the
+    block map) so the next pass can create them again."""
+    for p in staging.iterdir():
+        if p.name.startswith(store.PIECE) or p.name == store.BLOCKMAP:
+            p.unlink()
 
 
 _LOCK = ".lock"

@@ -35,7 +35,7 @@ DATABASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Hex digits of each algorithm's digest (docs/FORMAT.md: 16, 20, 32, 64, 32 bytes).
 DIGEST_HEX = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128, "blake3": 64}
 
-SOURCE_KINDS = ("files", "sqlite", "archive")
+SOURCE_KINDS = ("files", "sqlite", "archive", "postgresql")
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 16 << 20
 _I64_MAX = (1 << 63) - 1
@@ -149,6 +149,37 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class DamagedPage:
+    """A source page whose PostgreSQL checksum did not match when it was read."""
+
+    path: str
+    block: int
+
+
+@dataclass(frozen=True)
+class PostgresInfo:
+    """What a PostgreSQL base backup needs beyond its files: the WAL range that makes it
+    consistent (usable only once `stop_lsn` is replayed), the files pg_backup_stop
+    returned (written into the data directory at restore) and damaged source pages."""
+
+    start_lsn: int
+    stop_lsn: int
+    timeline: int
+    wal_segment_size: int
+    page_size: int
+    data_checksums: bool
+    server_version: int
+    backup_label: str
+    tablespace_map: str = ""
+    damaged_pages: tuple[DamagedPage, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["damaged_pages"] = [{"path": p.path, "block": p.block} for p in self.damaged_pages]
+        return out
+
+
+@dataclass(frozen=True)
 class Manifest:
     """One set's manifest (docs/FORMAT.md). Build it, `validate` it, `dump` it."""
 
@@ -161,6 +192,7 @@ class Manifest:
     symlinks: tuple[SymlinkEntry, ...]
     summary: Summary = field(default_factory=Summary)
     format: int = FORMAT
+    postgresql: PostgresInfo | None = None
 
     @property
     def id(self) -> str:
@@ -204,7 +236,7 @@ class Manifest:
             "dirs": [_plain(d) for d in self.dirs],
             "symlinks": [_plain(s) for s in self.symlinks],
             "summary": self.summary.to_json(),
-        }
+        } | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()})
 
 
 def _plain(obj: Piece | BlockMap | Source | FileEntry | DirEntry | SymlinkEntry) -> dict[str, Any]:
@@ -370,6 +402,7 @@ class _Parser:
             symlinks=self.list_of(self.key(top, "symlinks", ""), "symlinks", self.symlink),
             summary=summary,
             format=fmt,
+            postgresql=None if top.get("postgresql") is None else self.postgres(top["postgresql"]),
         )
 
     def record(self, value: object) -> SetRecord:
@@ -472,6 +505,43 @@ class _Parser:
             mtime_ns=self.int_(self.key(o, "mtime_ns", at + "."), at + ".mtime_ns", _I64_MIN),
         )
 
+    def postgres(self, value: object) -> PostgresInfo:
+        o = self.obj(value, "postgresql")
+
+        def k(name: str) -> object:
+            return self.key(o, name, "postgresql.")
+
+        def damaged(v: object, at: str) -> DamagedPage:
+            e = self.obj(v, at)
+            return DamagedPage(
+                path=self.rel_path(self.key(e, "path", at + "."), at + ".path"),
+                block=self.int_(self.key(e, "block", at + "."), at + ".block", 0, 0xFFFFFFFF),
+            )
+
+        checksums = k("data_checksums")
+        if not isinstance(checksums, bool):
+            raise self.fail("postgresql.data_checksums", "true or false", checksums)
+        label, spcmap = k("backup_label"), k("tablespace_map")
+        if not isinstance(label, str) or not label:
+            raise self.fail("postgresql.backup_label", "the backup_label text", label)
+        if not isinstance(spcmap, str):
+            raise self.fail("postgresql.tablespace_map", "the tablespace_map text (may be empty)", spcmap)
+        seg = self.int_(k("wal_segment_size"), "postgresql.wal_segment_size", 1 << 20, 1 << 30)
+        if seg & (seg - 1):
+            raise self.fail("postgresql.wal_segment_size", "a power of two", seg)
+        return PostgresInfo(
+            start_lsn=self.int_(k("start_lsn"), "postgresql.start_lsn"),
+            stop_lsn=self.int_(k("stop_lsn"), "postgresql.stop_lsn"),
+            timeline=self.int_(k("timeline"), "postgresql.timeline", 1, 0xFFFFFFFF),
+            wal_segment_size=seg,
+            page_size=self.int_(k("page_size"), "postgresql.page_size", 1024, 32768),
+            data_checksums=checksums,
+            server_version=self.int_(k("server_version"), "postgresql.server_version"),
+            backup_label=label,
+            tablespace_map=spcmap,
+            damaged_pages=self.list_of(k("damaged_pages"), "postgresql.damaged_pages", damaged),
+        )
+
     def summary(self, value: object) -> Summary:
         o = self.obj(value, "summary")
 
@@ -510,6 +580,12 @@ class _Consistency:
 
     def record(self) -> None:
         r = self.m.record
+        pg = self.m.postgresql
+        if pg is not None:
+            if r.source_kind != "postgresql":
+                raise self.fail("postgresql", f"only a postgresql set carries it, this one is {r.source_kind!r}")
+            if pg.stop_lsn < pg.start_lsn:
+                raise self.fail("postgresql.stop_lsn", f"{pg.stop_lsn} is before postgresql.start_lsn {pg.start_lsn}")
         if r.finished_at_us < r.started_at_us:
             raise self.fail("set.finished_at_us", f"{r.finished_at_us} is before set.started_at_us {r.started_at_us}")
         archive = r.backup_type is BackupType.ARCHIVE_LOG
@@ -635,6 +711,8 @@ class _Consistency:
 
 __all__ = [
     "DATABASE_NAME",
+    "DamagedPage",
+    "PostgresInfo",
     "FORMAT",
     "SET_ID",
     "BlockMap",

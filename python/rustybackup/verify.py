@@ -10,7 +10,6 @@ that budgeted runs use to check the least recently verified files first.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import shutil
 import sqlite3
@@ -20,14 +19,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from . import _core
+from . import _core, manifest, store
 from .engine import BackupManager
 from .enums import SetStatus, VerificationType
-from .errors import NoRecoveryPath, RustyBackupError, VerificationError
+from .errors import CatalogError, NoRecoveryPath, RustyBackupError, VerificationError
+from .manifest import Manifest
 from .verify_records import PieceRow, SetRow, VerificationRecords, when
 from .verify_report import (
     CorruptBlock,
@@ -91,6 +90,10 @@ class _Run:
     piece_sets: set[str] = field(default_factory=set)
     # The sets asked for (a set target: that set, not its ancestors), for RESTORE_TEST.
     requested: list[SetRow] = field(default_factory=list)
+    # Parsed manifests by set id; None when unreadable (reported once, where it was read).
+    manifests: dict[str, Manifest | None] = field(default_factory=dict)
+    # Piece paths of each set looked up, None when the catalog does not know the set.
+    piece_paths: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
 
 def _level(level: VerificationType | str) -> VerificationType:
@@ -159,14 +162,19 @@ class Verifier:
         chain.reverse()
         return chain
 
-    def _items(self, sets: Sequence[SetRow], run: _Run) -> list[_Item]:
+    def _items(self, sets: Sequence[SetRow], run: _Run, level: VerificationType | None = None) -> list[_Item]:
         pieces = self.records.piece_rows([s.id for s in sets])
         items: list[_Item] = []
+        # STANDARD and FULL read the manifest too: a set whose manifest does not parse or
+        # disagrees with its catalog row, chain or block map cannot be restored.
+        deep = level in (VerificationType.STANDARD, VerificationType.FULL)
+        for s in sets:
+            run.piece_paths[s.id] = frozenset(p.path for p in pieces.get(s.id, []) if p.path is not None)
         for s in sets:
             for problem in s.problems:
                 run.findings.append(Finding("bad_catalog_row", s.id, s.id, problem))
-            self._check_manifest(s, run)
             rows = pieces.get(s.id, [])
+            m = self._check_manifest(s, rows, run, deep=deep)
             if not rows:
                 run.findings.append(
                     Finding("bad_catalog_row", s.id, s.id, f"the catalog lists no pieces for backup set {s.id}")
@@ -177,8 +185,10 @@ class Verifier:
                     items.append(item)
             blockmap = self._inside(s.blockmap)
             if blockmap is not None:
+                # The Rust check compares the record count with the manifest's.
+                records = None if m is None else m.blockmap.block_count
                 items.append(
-                    _Item(f"{s.id}/blockmap", s.id, "blockmap", blockmap, None, s.blockmap_checksum, s.algorithm, None)
+                    _Item(f"{s.id}/blockmap", s.id, "blockmap", blockmap, None, s.blockmap_checksum, s.algorithm, records)
                 )
         last = self.records.last_verified(i.id for i in items)
         for i in items:
@@ -203,7 +213,9 @@ class Verifier:
             return None
         return _Item(p.id, p.set_id, "piece", path, p.size, p.checksum, p.algorithm, p.block_count)
 
-    def _check_manifest(self, s: SetRow, run: _Run) -> None:
+    def _check_manifest(self, s: SetRow, pieces: Sequence[PieceRow], run: _Run, *, deep: bool) -> Manifest | None:
+        """The manifest exists; with `deep`, it also parses, validates and agrees with the
+        catalog and the chain. Returns it when it could be read."""
         path = self._inside(s.manifest)
         if path is None or s.manifest is None:
             if s.manifest is not None:
@@ -211,7 +223,7 @@ class Verifier:
                     Finding("bad_catalog_row", s.id, s.id,
                             f"catalog row of set {s.id}: manifest path {s.manifest!r} is outside the repository")
                 )
-            return
+            return None
         if not path.is_file():
             run.findings.append(
                 Finding("missing_manifest", s.id, s.manifest,
@@ -219,28 +231,113 @@ class Verifier:
             )
             run.missing.append(MissingPiece(f"{s.id}/manifest.json", s.id, s.manifest))
             run.bad_sets.add(s.id)
-
-    def _manifest(self, set_id: str, cache: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
-        if set_id not in cache:
-            row = self.records.set_row(set_id)
-            data: dict[str, Any] | None = None
-            path = None if row is None else self._inside(row.manifest)
-            if path is not None:
-                try:
-                    loaded = json.loads(path.read_text(encoding="utf-8"))
-                    data = loaded if isinstance(loaded, dict) else None
-                except (OSError, ValueError):
-                    data = None
-            cache[set_id] = data
-        return cache[set_id]
-
-    def _file_name(self, set_id: str, file_no: int, cache: dict[str, dict[str, Any] | None]) -> str:
-        m = self._manifest(set_id, cache)
+            return None
+        if not deep:
+            return None
         try:
-            assert m is not None
-            return str(m["files"][file_no]["path"])
-        except (AssertionError, KeyError, IndexError, TypeError):
+            m: Manifest | None = manifest.load(path, set_id=s.id)
+        except CatalogError as exc:
+            m = None
+            run.findings.append(Finding("bad_manifest", s.id, s.manifest, f"backup set {s.id} cannot be restored: {exc}"))
+            run.bad_sets.add(s.id)
+        run.manifests[s.id] = m
+        if m is not None:
+            self._cross_check(s, m, pieces, run)
+            self._check_sources(s, m, run)
+        return m
+
+    def _cross_check(self, s: SetRow, m: Manifest, pieces: Sequence[PieceRow], run: _Run) -> None:
+        """Catalog row against manifest. The manifest is the authority (the catalog is
+        rebuilt from it), so a disagreement is reported, and the set is not marked."""
+        where = manifest.display_name(self.repository / (s.manifest or ""))
+        r = m.record
+        pairs: list[tuple[str, object, object]] = [
+            ("database", s.database, r.database),
+            ("backup_type", s.backup_type, r.backup_type.value),
+            ("algorithm", s.algorithm, r.algorithm),
+            ("blockmap", s.blockmap, m.blockmap.path),
+            ("blockmap_checksum", s.blockmap_checksum, m.blockmap.checksum),
+        ]
+        if not any(p.startswith(f"catalog row of set {s.id}: unknown backup_type") for p in s.problems):
+            pairs.append(("parent_id", s.parent_id, r.parent_id))
+        by_id = {p.id: p for p in pieces}
+        for i, mp in enumerate(m.pieces):
+            row = by_id.pop(mp.id, None)
+            if row is None:
+                pairs.append((f"pieces[{i}]", "(no such piece)", mp.id))
+                continue
+            pairs += [
+                # A path outside the repository is already a bad_catalog_row finding.
+                (f"pieces[{i}].path", row.path if self._inside(row.path) else None, mp.path),
+                (f"pieces[{i}].size", row.size, mp.size),
+                (f"pieces[{i}].checksum", row.checksum, mp.checksum),
+                (f"pieces[{i}].algorithm", row.algorithm, mp.algorithm),
+                (f"pieces[{i}].block_count", row.block_count, mp.block_count),
+            ]
+        pairs += [(f"piece {extra}", extra, None) for extra in sorted(by_id)]
+        for name, catalog, recorded in pairs:
+            # A catalog value that did not parse is already a bad_catalog_row finding
+            # (a NULL parent_id is a value: the set has no parent).
+            if catalog is None and name != "parent_id":
+                continue
+            if catalog != recorded:
+                run.findings.append(
+                    Finding("catalog_mismatch", s.id, s.manifest or s.id,
+                            f"set {s.id}: the catalog and {where} disagree on {name}: "
+                            f"catalog {catalog!r}, manifest {recorded!r}")
+                )
+
+    def _check_sources(self, s: SetRow, m: Manifest, run: _Run) -> None:
+        """Every piece the block map points into must be a registered set's piece, and
+        the list must continue the parent's (docs/FORMAT.md), or restore fails."""
+        where = manifest.display_name(self.repository / (s.manifest or ""))
+        others = m.sources[:-1]
+
+        def bad(kind: str, message: str) -> None:
+            run.findings.append(Finding(kind, s.id, s.manifest or s.id, f"backup set {s.id} cannot be restored: {message}"))
+            run.bad_sets.add(s.id)
+
+        for i, src in enumerate(others):
+            rel = f"{store.SETS_DIR}/{src.set_id}/{src.piece}"
+            known = self._piece_paths(src.set_id, run)
+            if known is None:
+                bad("missing_source", f"{where}: sources[{i}]: set {src.set_id} is not in the catalog")
+            elif rel not in known:
+                bad("missing_source", f"{where}: sources[{i}]: {rel} is not a piece of set {src.set_id}")
+            elif not (self.repository / rel).is_file():
+                bad("missing_source", f"{where}: sources[{i}]: piece {rel} is missing")
+        if m.record.parent_id is not None:
+            parent = self._manifest(m.record.parent_id, run)
+            if parent is not None and parent.sources != others:
+                bad("bad_manifest", f"{where}: sources: the list does not continue the sources of parent "
+                                    f"{m.record.parent_id} ({len(parent.sources)} there, {len(others)} here)")
+
+    def _piece_paths(self, set_id: str, run: _Run) -> frozenset[str] | None:
+        if set_id not in run.piece_paths:
+            if self.records.set_row(set_id) is None:
+                run.piece_paths[set_id] = None
+            else:
+                rows = self.records.piece_rows([set_id]).get(set_id, [])
+                run.piece_paths[set_id] = frozenset(p.path for p in rows if p.path is not None)
+        return run.piece_paths[set_id]
+
+    def _manifest(self, set_id: str, run: _Run) -> Manifest | None:
+        """A set's parsed manifest, or None when it cannot be read (the set's own check
+        reports why); cached for the run."""
+        if set_id not in run.manifests:
+            row = self.records.set_row(set_id)
+            path = None if row is None else self._inside(row.manifest)
+            try:
+                run.manifests[set_id] = None if path is None else manifest.load(path, set_id=set_id)
+            except CatalogError:
+                run.manifests[set_id] = None
+        return run.manifests[set_id]
+
+    def _file_name(self, set_id: str, file_no: int, run: _Run) -> str:
+        m = self._manifest(set_id, run)
+        if m is None or not 0 <= file_no < len(m.files):
             return f"#{file_no} (not in the manifest of set {set_id})"
+        return m.files[file_no].path
 
     # --- the public calls ------------------------------------------------------------
 
@@ -324,7 +421,7 @@ class Verifier:
         budget: timedelta | None,
         progress: Callable[[VerifyProgress], object] | None,
     ) -> None:
-        items = self._items(sets, run)
+        items = self._items(sets, run, level)
         if budget is not None:
             # Never-verified first, then oldest: repeated budgeted runs sweep everything.
             items.sort(key=lambda i: (i.last is not None, i.last or 0))
@@ -343,7 +440,6 @@ class Verifier:
             progress=cb,
         )
         now = self.manager.clock()
-        manifests: dict[str, dict[str, Any] | None] = {}
         records = []
         for item, v in zip(items, verdicts, strict=True):
             run.outcomes[v.outcome] += 1
@@ -359,7 +455,7 @@ class Verifier:
                 run.blocks.append(
                     CorruptBlock(
                         piece=item.id,
-                        file=self._file_name(item.set_id, file_no, manifests) if item.kind == "piece" else "",
+                        file=self._file_name(item.set_id, file_no, run) if item.kind == "piece" else "",
                         block_index=block_index,
                         offset=offset,
                         expected=expected,
@@ -472,27 +568,25 @@ class Verifier:
             self._mapped_blocks(s, run)
             return False
         run.bytes_read += restored[0]
-        manifest = self._manifest(s.id, {})
-        if manifest is None:
+        m = self._manifest(s.id, run)
+        if m is None:
             run.findings.append(Finding("bad_manifest", s.id, s.id, f"manifest of set {s.id} is unreadable"))
             run.bad_sets.add(s.id)
             return False
-        info = manifest.get("set", {})
         root = target / "archive" if s.backup_type == "archive_log" else target
-        algorithm = str(info.get("algorithm", "blake3"))
+        algorithm = m.record.algorithm
         blockmap = self._inside(s.blockmap)
-        sources = manifest.get("sources", [])
+        sources = m.sources
         ok = True
-        for f in manifest.get("files", []):
-            rel = str(f.get("path"))
+        for f in m.files:
+            rel = f.path
             path = root / rel
             if not path.is_file():
                 run.findings.append(Finding("missing_file", s.id, rel, f"restore test of set {s.id}: {rel} was not restored"))
                 ok = False
                 continue
             check = _core.check_restored(
-                path, algorithm, str(f.get("digest", "")), blockmap=blockmap,
-                first_block=int(f.get("first_block", 0)), block_count=int(f.get("block_count", 0)),
+                path, algorithm, f.digest, blockmap=blockmap, first_block=f.first_block, block_count=f.block_count,
             )
             run.bytes_read += check.bytes_read
             if check.matches:
@@ -502,21 +596,18 @@ class Verifier:
                 Finding(
                     "digest_mismatch", s.id, rel,
                     f"restore test of set {s.id}: {rel} restored with digest {check.digest}, "
-                    f"the manifest records {f.get('digest')}",
+                    f"the manifest records {f.digest}",
                 )
             )
             for block_index, source, offset, expected, actual in check.bad_blocks:
-                src = sources[source] if 0 <= source < len(sources) else {}
-                owner = str(src.get("set_id", s.id))
-                run.blocks.append(
-                    CorruptBlock(f"{owner}/{src.get('piece', '?')}", rel, block_index, offset, expected, actual, owner)
-                )
+                owner, piece = (sources[source].set_id, sources[source].piece) if 0 <= source < len(sources) else (s.id, "?")
+                run.blocks.append(CorruptBlock(f"{owner}/{piece}", rel, block_index, offset, expected, actual, owner))
                 run.bad_sets.add(owner)
             for note in check.notes:
                 run.findings.append(Finding("digest_mismatch", s.id, rel, f"restore test of set {s.id}: {note}"))
-        if info.get("source_kind") == "sqlite":
-            for f in manifest.get("files", []):
-                ok = _integrity_check(root / str(f.get("path")), s.id, run) and ok
+        if m.record.source_kind == "sqlite":
+            for f in m.files:
+                ok = _integrity_check(root / f.path, s.id, run) and ok
         if not ok:
             run.bad_sets.add(s.id)
         return ok
@@ -525,16 +616,13 @@ class Verifier:
         """Every block of `s`'s block map re-read from its chain's pieces and compared
         with the block map's digest; each mismatch becomes a CorruptBlock of the set
         whose piece stores it."""
-        manifest = self._manifest(s.id, {})
+        m = self._manifest(s.id, run)
         blockmap = self._inside(s.blockmap)
-        if manifest is None or blockmap is None:
+        if m is None or blockmap is None:
             return
-        try:
-            sources = [(str(x["set_id"]), str(x["piece"])) for x in manifest["sources"]]
-            files = sorted((int(f["first_block"]), int(f["block_count"]), str(f["path"])) for f in manifest["files"])
-        except (KeyError, TypeError, ValueError):
-            return
-        pieces = [self.repository / "sets" / sid / piece for sid, piece in sources]
+        sources = [(x.set_id, x.piece) for x in m.sources]
+        files = sorted((f.first_block, f.block_count, f.path) for f in m.files)
+        pieces = [self.repository / store.SETS_DIR / sid / piece for sid, piece in sources]
         try:
             faults = _core.check_mapped_blocks(blockmap, pieces)
         except (VerificationError, OSError) as exc:

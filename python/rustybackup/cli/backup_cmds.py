@@ -14,6 +14,8 @@ from rich.table import Table
 from ..catalog import set_json
 from ..engine import BackupManager, BackupProgress
 from ..enums import BackupType
+from ..manifest import Summary
+from ..restore import label
 from .context import CliState, pass_state, print_json, print_table
 
 _TYPES = {"full": "full", "incremental": "incremental", "differential": "differential", "archive-log": "archive_log"}
@@ -56,8 +58,12 @@ def db_group() -> None:
 
 @db_group.command("add")
 @click.argument("name")
-@click.option("--path", "path", required=True, type=click.Path(path_type=Path), help="Directory, file or SQLite database.")
-@click.option("--kind", type=click.Choice(["files", "sqlite"]), default="files", show_default=True)
+@click.option(
+    "--path", "--pgdata", "path", required=True, type=click.Path(path_type=Path),
+    help="Directory, file, SQLite database or PostgreSQL data directory.",
+)
+@click.option("--kind", type=click.Choice(["files", "sqlite", "postgresql"]), default="files", show_default=True)
+@click.option("--dsn", default=None, help="postgresql: how to connect (a libpq conninfo, e.g. 'host=/run/postgresql').")
 @click.option("--archive-dir", type=click.Path(path_type=Path), default=None, help="WAL/redo archive directory.")
 @click.option("--block-size", type=int, default=8192, show_default=True)
 @click.option("--algorithm", default="blake3", show_default=True)
@@ -72,13 +78,14 @@ def db_add(
     block_size: int,
     algorithm: str,
     compression: str | None,
+    dsn: str | None,
 ) -> None:
     """Register database NAME (or update its settings).
 
     Example: rustybackup db add orders --kind sqlite --path /srv/orders.db --archive-dir /srv/wal
     """
     m = _manager(state)
-    e = m.register_database(name, path, kind, archive_dir, block_size, algorithm, compression)
+    e = m.register_database(name, path, kind, archive_dir, block_size, algorithm, compression, dsn=dsn)
     click.echo(f"registered {e.name}: {e.kind} at {e.path}")
 
 
@@ -127,14 +134,47 @@ def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as
             bar.update(task, completed=p.bytes_done, total=p.bytes_total)
 
         s = m.backup(name, BackupType(_TYPES[btype]), tags=tags, progress=on_progress)
+    summary = m.summary(s.id)
     if as_json:
-        print_json(set_json(s))
-        return
-    secs = max((s.finished_at - s.started_at).total_seconds(), 1e-9)
-    click.echo(
-        f"{s.id}: {s.backup_type.value} of {s.database}, read {_size(s.bytes_read)}, "
-        f"stored {_size(s.size)} in {secs:.1f}s ({_size(int(s.bytes_read / secs))}/s)"
-    )
+        print_json({**set_json(s), "summary": summary.to_json()})
+    else:
+        secs = max((s.finished_at - s.started_at).total_seconds(), 1e-9)
+        click.echo(
+            f"{s.id}: {s.backup_type.value} of {s.database}, read {_size(s.bytes_read)}, "
+            f"stored {_size(s.size)} in {secs:.1f}s ({_size(int(s.bytes_read / secs))}/s)"
+        )
+    _warn(summary)
+
+
+_SHOWN = 20
+
+
+def _warn(summary: Summary) -> None:
+    """What the backup skipped or saw change, on stderr: the set is good, exit 0, but
+    the operator must know it is not a perfect copy (tar and restic warn the same way)."""
+    if summary.skipped:
+        _warn_list(
+            _count(len(summary.skipped), "entry", "entries") + " skipped (not in this set)",
+            [f"{label(e.path)}: {e.reason}" for e in summary.skipped],
+        )
+    if summary.changed:
+        _warn_list(
+            _count(len(summary.changed), "file", "files")
+            + " changed while being read (stored as read; may mix old and new contents)",
+            [label(path) for path in summary.changed],
+        )
+
+
+def _warn_list(title: str, lines: list[str]) -> None:
+    click.echo(f"warning: {title}:", err=True)
+    for line in lines[:_SHOWN]:
+        click.echo(f"  {line}", err=True)
+    if len(lines) > _SHOWN:
+        click.echo(f"  ... and {len(lines) - _SHOWN} more (all are listed in the set's manifest)", err=True)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 _LIST_HEADER = ("id", "database", "type", "parent", "finished", "status", "size", "read", "tags")
