@@ -1,0 +1,288 @@
+"""WAL archiving: ``archive-push`` (archive_command) and ``archive-get``
+(restore_command) for a ``postgresql`` database.
+
+A pushed file is durable in the repository before push returns: it is copied into the
+database's spool, ``REPO/wal/<name>/``, under a temporary name, fsynced, linked into place
+(a link never replaces an existing name, so two pushes of one name cannot both win) and
+the directory fsynced. The spool is then sealed into ARCHIVE_LOG sets by the engine's
+ARCHIVE_LOG backup, whose archive directory it is: once `GROUP_SEGMENTS` files wait, or
+the oldest has waited `GROUP_SECONDS`, the push that notices seals them (checksummed,
+compressed as the database says, registered in one transaction); the files the catalog
+now holds with the same digest then leave the spool. 10,000 segments are ~160 sets.
+
+A crash at any point leaves either a spool file (still found by archive-get, sealed by
+the next push) or a registered set (the spool copy is removed by the next seal): never a
+segment that was reported archived and is not. The spool's ``.push.lock`` serialises
+the check-and-write of pushes (PostgreSQL's archiver pushes one file at a time anyway);
+``.seal.lock`` keeps two seals from sealing the same files twice.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import _core, manifest, store
+from ..enums import BackupType
+from ..errors import BackupError, CatalogError, ConfigError
+from .wal import is_archive_name
+
+if TYPE_CHECKING:
+    from ..catalog import DatabaseEntry
+    from ..engine import BackupManager
+
+log = logging.getLogger(__name__)
+
+WAL_DIR = "wal"
+GROUP_SEGMENTS = 64
+GROUP_SECONDS = 300.0
+# archive_command runs with the server's environment: how a deployment (or a test)
+# changes the group size without a flag on every push.
+GROUP_ENV = "RUSTYBACKUP_WAL_GROUP"
+_CHUNK = 1 << 20
+
+
+def spool_dir(repository: Path, database: str) -> Path:
+    """Where pushed files wait to be sealed into a set."""
+    return repository / WAL_DIR / database
+
+
+class ArchiveMismatch(BackupError):
+    """A file is already archived under this name with other content."""
+
+
+class NotArchived(BackupError):
+    """archive-get: no file of that name in the archive (the normal end of recovery)."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    name: str
+    digest: str
+    already: bool
+    sealed: str | None
+
+
+@contextmanager
+def _flock(path: Path, how: int) -> Iterator[bool]:
+    """Yields whether the lock was taken (False only with LOCK_NB and a holder)."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, how)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _check_name(name: str) -> str:
+    if not is_archive_name(name):
+        raise ConfigError(
+            f"{name!r} is not a WAL file name PostgreSQL archives (a 24-hex-digit segment, "
+            "TTTTTTTT.history, <segment>.<offset>.backup or <segment>.partial)"
+        )
+    return name
+
+
+def _database(manager: BackupManager, database: str) -> DatabaseEntry:
+    db = manager.catalog.get_database(database)
+    if db.kind != "postgresql":
+        raise ConfigError(f"database {database!r} is of kind {db.kind!r}; archive-push/get serve postgresql databases")
+    return db
+
+
+def push(
+    manager: BackupManager,
+    database: str,
+    source: str | os.PathLike[str],
+    *,
+    seal: bool = True,
+) -> PushResult:
+    """archive_command: archives `source` (its file name is the WAL name). Returns once
+    the file is durable. Raises ArchiveMismatch when the name is taken by other content."""
+    db = _database(manager, database)
+    src = Path(source)
+    name = _check_name(src.name)
+    spool = spool_dir(manager.repository, database)
+    spool.mkdir(parents=True, exist_ok=True)
+    digest = _core.hash_file(src, db.algorithm)
+    with _flock(spool / ".push.lock", fcntl.LOCK_EX):
+        known = _archived_digest(manager, spool, database, name, db.algorithm)
+        if known is not None:
+            if known[0] != digest:
+                raise ArchiveMismatch(
+                    f"{name} is already archived for {database!r} ({known[1]}) with digest {known[0]}, "
+                    f"and {src} has digest {digest}: refusing to replace an archived WAL file"
+                )
+            log.info(
+                "%s is already archived for %s (%s); nothing to do",
+                name,
+                database,
+                known[1],
+            )
+            return PushResult(name, digest, True, None)
+        _durable_copy(src, spool, name, digest, db.algorithm)
+    sealed = seal_if_due(manager, database) if seal else None
+    return PushResult(name, digest, False, sealed)
+
+
+def _archived_digest(
+    manager: BackupManager, spool: Path, database: str, name: str, algorithm: str
+) -> tuple[str, str] | None:
+    """(digest, where) of `name` if it is archived: in the spool or in a registered set."""
+    waiting = spool / name
+    if waiting.exists():
+        return _core.hash_file(waiting, algorithm), f"waiting in {waiting}"
+    known = manager.catalog.archive_file(database, name)
+    if known is not None:
+        return known[0], f"set {known[1]}"
+    return None
+
+
+def _durable_copy(src: Path, spool: Path, name: str, digest: str, algorithm: str) -> None:
+    tmp = spool / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            while chunk := fin.read(_CHUNK):
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        # The copy is checked against what was hashed: a file that changed between the
+        # hash and the copy is not archived under a digest it does not have.
+        if _core.hash_file(tmp, algorithm) != digest:
+            raise BackupError(f"{src} changed while it was archived; PostgreSQL will retry")
+        os.link(tmp, spool / name)
+    except FileExistsError:
+        raise BackupError(f"{spool / name} appeared while {src} was pushed") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    store.fsync_dir(spool)
+
+
+def _spool_files(spool: Path) -> list[os.DirEntry[str]]:
+    try:
+        entries = list(os.scandir(spool))
+    except FileNotFoundError:
+        return []
+    return [e for e in entries if not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
+
+
+def purge_sealed(manager: BackupManager, database: str) -> int:
+    """Removes spool files a registered set holds with the same digest; returns how many."""
+    db = _database(manager, database)
+    spool = spool_dir(manager.repository, database)
+    removed = 0
+    for entry in _spool_files(spool):
+        known = manager.catalog.archive_file(database, entry.name)
+        if known is None:
+            continue
+        if _core.hash_file(entry.path, db.algorithm) == known[0]:
+            os.unlink(entry.path)
+            removed += 1
+    if removed:
+        store.fsync_dir(spool)
+    return removed
+
+
+def seal_if_due(manager: BackupManager, database: str, *, force: bool = False) -> str | None:
+    """Seals the spool into one ARCHIVE_LOG set when it is due (or `force`); returns the
+    new set's id. A seal already running elsewhere makes this one a no-op."""
+    spool = spool_dir(manager.repository, database)
+    files = _spool_files(spool)
+    if not files:
+        return None
+    oldest = min(e.stat(follow_symlinks=False).st_mtime for e in files)
+    if not force and len(files) < GROUP_SEGMENTS and time.time() - oldest < GROUP_SECONDS:
+        return None
+    with _flock(spool / ".seal.lock", fcntl.LOCK_EX | (0 if force else fcntl.LOCK_NB)) as taken:
+        if not taken:
+            return None
+        purge_sealed(manager, database)
+        if not _spool_files(spool):
+            return None
+        backup_set = manager.backup(database, BackupType.ARCHIVE_LOG, tags=("wal",))
+        purge_sealed(manager, database)
+        return backup_set.id
+
+
+def get(manager: BackupManager, database: str, name: str, dest: str | os.PathLike[str]) -> str:
+    """restore_command: writes archived file `name` to `dest`; returns where it came
+    from. Raises NotArchived when there is none."""
+    db = _database(manager, database)
+    _check_name(name)
+    target = Path(dest)
+    tmp = target.with_name(f".{target.name}.rb-{os.getpid()}-{secrets.token_hex(4)}")
+    spool = spool_dir(manager.repository, database)
+    try:
+        try:
+            with open(spool / name, "rb") as fin, open(tmp, "xb") as fout:
+                while chunk := fin.read(_CHUNK):
+                    fout.write(chunk)
+            where = "spool"
+        except FileNotFoundError:
+            # Sealed meanwhile, or never here: the catalog knows.
+            tmp.unlink(missing_ok=True)
+            known = manager.catalog.archive_file(database, name)
+            if known is None:
+                raise NotArchived(f"{name} is not in the archive of {database!r}") from None
+            _restore_one(manager, known[1], name, tmp)
+            where = f"set {known[1]}"
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("archive-get %s of %s from %s", name, db.name, where)
+    return where
+
+
+def _restore_one(manager: BackupManager, set_id: str, name: str, dest: Path) -> None:
+    set_dir = manager.repo.set_dir(set_id)
+    with manager.reading([set_id]):
+        m = manifest.load(set_dir / store.MANIFEST, set_id=set_id)
+        entry = next((f for f in m.files if f.path == name), None)
+        if entry is None:
+            raise CatalogError(f"the catalog places {name} in set {set_id}, whose manifest does not list it")
+        pieces = [manager.repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
+        try:
+            _core.restore_files(
+                [
+                    (
+                        name,
+                        dest,
+                        entry.first_block,
+                        entry.block_count,
+                        entry.size,
+                        entry.digest,
+                    )
+                ],
+                manager.repository / m.blockmap.path,
+                pieces,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise BackupError(f"archive-get: {dest} exists") from exc
+            raise
+
+
+def archived(manager: BackupManager, database: str) -> dict[str, tuple[str, int]]:
+    """Every archived file of `database`: name -> (where, push time in µs), from the
+    sets' manifests and the spool."""
+    out: dict[str, tuple[str, int]] = {}
+    for s in manager.catalog.list_sets(database, BackupType.ARCHIVE_LOG):
+        m = manifest.load(manager.repository / s.manifest, set_id=s.id)
+        for f in m.files:
+            out.setdefault(f.path, (s.id, f.mtime_ns // 1000))
+    for e in _spool_files(spool_dir(manager.repository, database)):
+        out.setdefault(e.name, ("spool", e.stat(follow_symlinks=False).st_mtime_ns // 1000))
+    return out

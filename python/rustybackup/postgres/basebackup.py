@@ -1,0 +1,292 @@
+"""Online base backups of a PostgreSQL data directory: the engine's block-level
+FULL/INCREMENTAL/DIFFERENTIAL pass, run between ``pg_backup_start`` and
+``pg_backup_stop`` on one session (the non-exclusive backup API), over the data
+directory minus what PostgreSQL's documentation says to leave out ("Making a Base Backup
+Using the Low Level API"; src/backend/backup/basebackup.c, excludeDirContents and
+excludeFiles).
+
+Relation files change while they are copied; that is expected, since replaying the WAL
+from the start LSN repairs every torn page, so for this source the engine's "changed
+while read" list is not a warning. What makes the copy usable is the WAL from its start
+to its stop LSN, which ``pg_backup_stop(wait_for_archive => true)`` waits to see archived.
+Where the cluster has data checksums, every relation page whose LSN predates the start is
+checked (pgBackRest's rule) and a damaged one is named in the set's manifest and logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import struct
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import _core, manifest, store
+from ..errors import BackupError, ConfigError
+from ..sources import TreeEntries, walk
+from ..timestamps import to_us
+from .wal import check_segment_size, parse_lsn
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ..catalog import BackupSet, DatabaseEntry
+
+log = logging.getLogger(__name__)
+
+# Directories whose contents are left out (the directory itself is kept, empty).
+EXCLUDED_DIR_CONTENTS = frozenset(
+    {
+        "pg_wal",
+        "pg_replslot",
+        "pg_dynshmem",
+        "pg_notify",
+        "pg_serial",
+        "pg_snapshots",
+        "pg_stat_tmp",
+        "pg_subtrans",
+    }
+)
+# Top-level files left out: the live backup_label/tablespace_map would be a previous
+# backup's; the set's own come from pg_backup_stop.
+EXCLUDED_TOP_FILES = frozenset(
+    {
+        "postmaster.pid",
+        "postmaster.opts",
+        "backup_label",
+        "backup_label.old",
+        "tablespace_map",
+        "tablespace_map.old",
+        "postgresql.auto.conf.tmp",
+        "current_logfiles.tmp",
+        "recovery.signal",
+        "standby.signal",
+    }
+)
+RELATION = re.compile(r"(?:base/[0-9]+|global)/[0-9]+(?:_fsm|_vm|_init)?(?:\.([0-9]+))?")
+
+
+def excluded(rel: str, is_dir: bool) -> bool:
+    """Whether data-directory entry `rel` stays out of a base backup."""
+    parts = rel.split("/")
+    if any(p.startswith("pgsql_tmp") for p in parts):
+        return True
+    if parts[-1] == "pg_internal.init":
+        return True
+    if len(parts) == 1:
+        return not is_dir and parts[0] in EXCLUDED_TOP_FILES
+    return parts[0] in EXCLUDED_DIR_CONTENTS
+
+
+def data_tree(pgdata: Path) -> TreeEntries:
+    """The entries of `pgdata` a base backup copies."""
+    tree = walk(pgdata)
+    spc = pgdata / "pg_tblspc"
+    if spc.is_dir() and any(spc.iterdir()):
+        raise BackupError(
+            f"{pgdata} has tablespaces ({', '.join(sorted(p.name for p in spc.iterdir()))} in pg_tblspc): "
+            "tablespaces outside the data directory are not backed up yet"
+        )
+    return TreeEntries(
+        files=[f for f in tree.files if not excluded(f[0], False)],
+        dirs=[d for d in tree.dirs if not excluded(d[0], True)],
+        symlinks=[s for s in tree.symlinks if not excluded(s[0], False)],
+        skipped=[e for e in tree.skipped if not excluded(e.path, False)],
+    )
+
+
+@dataclasses.dataclass
+class Session:
+    """One connection in the middle of a non-exclusive backup."""
+
+    conn: psycopg.Connection[Any]
+    version: int
+    start_lsn: int
+    segment_size: int
+    page_size: int
+    checksums: bool
+
+
+def _connect(db: DatabaseEntry) -> psycopg.Connection[Any]:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(
+            "backups of postgresql databases need psycopg 3: pip install 'rustybackup[postgresql]'"
+        ) from None
+    if not db.dsn:
+        raise ConfigError(f"database {db.name!r} has no dsn; register it again with dsn=... (--dsn)")
+    try:
+        return psycopg.connect(db.dsn, autocommit=True, connect_timeout=30, application_name="rustybackup")
+    except psycopg.Error as exc:
+        raise BackupError(f"cannot connect to {db.name!r} ({db.dsn}): {exc}".strip()) from exc
+
+
+def _setting(conn: psycopg.Connection[Any], name: str) -> str:
+    row = conn.execute("SELECT setting FROM pg_settings WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        raise BackupError(f"the server has no setting {name!r}")
+    return str(row[0])
+
+
+@contextmanager
+def session(db: DatabaseEntry, label: str) -> Iterator[Session]:
+    """pg_backup_start on a fresh session; the caller calls `stop`. Closing the session
+    without it aborts the backup on the server (that is how the non-exclusive API ends a
+    failed one)."""
+    import psycopg
+
+    conn = _connect(db)
+    try:
+        try:
+            version = conn.info.server_version
+            if _setting(conn, "archive_mode") == "off":
+                raise BackupError(
+                    f"{db.name!r}: archive_mode is off; a base backup needs the WAL archived "
+                    f"(archive_command = 'rustybackup --repo REPO archive-push {db.name} %p')"
+                )
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
+                raise BackupError(f"{db.name!r}: the server is in recovery; back up the primary")
+            segment_size = check_segment_size(int(_setting(conn, "wal_segment_size")))
+            page_size = int(_setting(conn, "block_size"))
+            checksums = _setting(conn, "data_checksums") == "on"
+            if version >= 150000:
+                row = conn.execute("SELECT pg_backup_start(%s, true)", (label,)).fetchone()
+            else:
+                row = conn.execute("SELECT pg_start_backup(%s, true, false)", (label,)).fetchone()
+        except psycopg.Error as exc:
+            raise BackupError(f"pg_backup_start on {db.name!r} failed: {exc}") from exc
+        assert row is not None
+        yield Session(conn, version, parse_lsn(str(row[0])), segment_size, page_size, checksums)
+    finally:
+        conn.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class StopResult:
+    stop_lsn: int
+    backup_label: str
+    tablespace_map: str
+    timeline: int
+
+
+def stop(s: Session, database: str) -> StopResult:
+    """pg_backup_stop, waiting until the WAL the backup needs is archived."""
+    import psycopg
+
+    try:
+        if s.version >= 150000:
+            row = s.conn.execute("SELECT lsn, labelfile, spcmapfile FROM pg_backup_stop(true)").fetchone()
+        else:
+            row = s.conn.execute("SELECT lsn, labelfile, spcmapfile FROM pg_stop_backup(false, true)").fetchone()
+    except psycopg.Error as exc:
+        raise BackupError(f"pg_backup_stop on {database!r} failed: {exc}".strip()) from exc
+    assert row is not None
+    label = str(row[1])
+    m = re.search(r"^START TIMELINE: ([0-9]+)$", label, re.MULTILINE)
+    if m is None:
+        raise BackupError(f"pg_backup_stop on {database!r} returned a backup_label without START TIMELINE")
+    return StopResult(parse_lsn(str(row[0])), label, str(row[2] or ""), int(m.group(1)))
+
+
+def check_pages(pgdata: Path, rels: list[str], s: Session) -> list[manifest.DamagedPage]:
+    """Damaged pages of the relation files `rels` (relative to `pgdata`). A page found
+    bad is read once more before it is reported: a read that raced a write is torn, and
+    the second read sees the written page (pgBackRest does the same)."""
+    if not s.checksums:
+        return []
+    jobs = []
+    for rel in rels:
+        m = RELATION.fullmatch(rel)
+        if m is not None:
+            jobs.append((rel, int(m.group(1) or 0)))
+
+    def one(job: tuple[str, int]) -> list[manifest.DamagedPage]:
+        rel, segment = job
+        try:
+            bad = _core.pg_check_file(
+                pgdata / rel,
+                segment=segment,
+                start_lsn=s.start_lsn,
+                page_size=s.page_size,
+            )
+        except FileNotFoundError:
+            return []  # dropped meanwhile: replay drops it too
+        return [manifest.DamagedPage(rel, block) for block, _, _ in bad if _still_bad(pgdata / rel, block, s)]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = [p for part in pool.map(one, jobs) for p in part]
+    for p in found:
+        log.warning(
+            "damaged page in the source: %s block %d (checksum mismatch)",
+            p.path,
+            p.block,
+        )
+    return found
+
+
+def _still_bad(path: Path, block: int, s: Session) -> bool:
+    per_segment = (1 << 30) // s.page_size
+    try:
+        with open(path, "rb") as fh:
+            fh.seek((block % per_segment) * s.page_size)
+            page = fh.read(s.page_size)
+    except OSError:
+        return False
+    if len(page) != s.page_size:
+        return False
+    hi, lo, stored = struct.unpack_from("<IIH", page)
+    if ((hi << 32) | lo) >= s.start_lsn or page[14:16] == b"\0\0":
+        return False
+    return stored != _core.pg_checksum_page(page, block & 0xFFFFFFFF)
+
+
+def take(
+    db: DatabaseEntry,
+    staging: Path,
+    set_id: str,
+    clock: Callable[[], datetime],
+    copy: Callable[[], tuple[BackupSet, list[tuple[str, str]]]],
+) -> manifest.Manifest:
+    """Runs `copy` (the engine's pass over `data_tree`, which writes the staging
+    manifest) inside the backup API, then adds what pg_backup_stop returned to that
+    manifest. Returns the final manifest."""
+    with session(db, f"rustybackup {set_id}") as s:
+        copy()
+        path = staging / store.MANIFEST
+        written = manifest.load(path, set_id=set_id)
+        damaged = check_pages(Path(db.path), [f.path for f in written.files], s)
+        result = stop(s, db.name)
+    stopped = to_us(clock().astimezone(UTC))
+    info = manifest.PostgresInfo(
+        start_lsn=s.start_lsn,
+        stop_lsn=result.stop_lsn,
+        timeline=result.timeline,
+        wal_segment_size=s.segment_size,
+        page_size=s.page_size,
+        data_checksums=s.checksums,
+        server_version=s.version,
+        backup_label=result.backup_label,
+        tablespace_map=result.tablespace_map,
+        damaged_pages=tuple(damaged),
+    )
+    # The set is usable from the moment its stop LSN is archived: that is its finish.
+    record = dataclasses.replace(written.record, finished_at_us=max(stopped, written.record.finished_at_us))
+    final = dataclasses.replace(written, record=record, postgresql=info)
+    path.unlink()
+    manifest.write(path, final)
+    log.info(
+        "base backup %s of %s: WAL %s..%s on timeline %d, %d damaged page(s)",
+        set_id,
+        db.name,
+        f"{s.start_lsn >> 32:X}/{s.start_lsn & 0xFFFFFFFF:X}",
+        f"{result.stop_lsn >> 32:X}/{result.stop_lsn & 0xFFFFFFFF:X}",
+        result.timeline,
+        len(damaged),
+    )
+    return final

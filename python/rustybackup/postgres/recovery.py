@@ -1,0 +1,228 @@
+"""Point-in-time recovery of a postgresql database: which sets and WAL files reach an
+instant, and a data directory that PostgreSQL recovers to it.
+
+"until T" means: every transaction whose commit record is timestamped at or before T,
+and none after (``recovery_target_time = T``, inclusive), on the newest timeline the
+archive holds (``recovery_target_timeline = 'latest'``). PostgreSQL stops at the first
+commit after T, so the archive must hold WAL written after T: a segment pushed after T.
+The recovery path is the newest base backup (FULL and the INCREMENTAL/DIFFERENTIAL on
+it) finished at or before T, plus every WAL file from its start LSN on, along the
+timeline history, through the first segment pushed after T. A file missing on that way
+raises NoRecoveryPath naming it; a restore never stops silently at an earlier instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import manifest
+from ..enums import BackupType
+from ..errors import BackupError, ConfigError, NoRecoveryPath
+from ..restore import restore_set_files
+from ..timestamps import from_us, to_us
+from . import archive
+from .wal import (
+    HISTORY,
+    SEGMENT,
+    TimelineSpan,
+    format_lsn,
+    history_name,
+    parse_history,
+    parse_segment,
+    segments_between,
+)
+
+if TYPE_CHECKING:
+    from ..catalog import BackupCatalog, BackupSet, DatabaseEntry
+    from ..engine import BackupManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a restore of a postgresql database to `until` reads."""
+
+    data_sets: list[BackupSet]
+    base: manifest.Manifest
+    info: manifest.PostgresInfo
+    timeline: int
+    wal: list[str]
+    log_set_ids: list[str]
+
+    def sets(self, catalog: BackupCatalog) -> list[BackupSet]:
+        return self.data_sets + catalog.get_sets(self.log_set_ids)
+
+
+def _data_path(catalog: BackupCatalog, database: str, until: datetime | None) -> list[BackupSet]:
+    """The base backup chain: the catalog's (Rust) resolution over the data sets
+    finished by `until` (their logs are this module's business)."""
+    from ..catalog import _resolve_path
+
+    until_us = None if until is None else to_us(until)
+    records = [r for r in catalog.chain_records(database, until_us) if r[1] != BackupType.ARCHIVE_LOG.value]
+    if until_us is not None:
+        records = [r for r in records if r[4] <= until_us]
+    if not records:
+        when = "" if until is None else f" finished at or before {until.isoformat()}"
+        raise NoRecoveryPath(f"database {database!r} has no base backup{when}")
+    return catalog.get_sets(_resolve_path(records, None, database))
+
+
+def _history(manager: BackupManager, database: str, tli: int) -> list[TimelineSpan]:
+    name = history_name(tli)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive.get(manager, database, name, Path(tmp) / name)
+        text = (Path(tmp) / name).read_text(encoding="utf-8", errors="replace")
+    return parse_history(tli, text, f"{database}: {name}")
+
+
+def plan(manager: BackupManager, db: DatabaseEntry, until: datetime | None) -> Plan:
+    data_sets = _data_path(manager.catalog, db.name, until)
+    last = data_sets[-1]
+    base = manifest.load(manager.repository / last.manifest, set_id=last.id)
+    info = base.postgresql
+    if info is None:
+        raise BackupError(f"set {last.id} of postgresql database {db.name!r} has no postgresql section in its manifest")
+    archived = archive.archived(manager, db.name)
+    # recovery_target_timeline = 'latest': the newest timeline whose history passes
+    # through the base backup's start.
+    timelines = sorted((int(n[:8], 16) for n in archived if HISTORY.fullmatch(n)), reverse=True)
+    spans = [TimelineSpan(info.timeline, 0, None)]
+    for tli in timelines:
+        if tli <= info.timeline:
+            break
+        candidate = _history(manager, db.name, tli)
+        if any(
+            s.timeline == info.timeline and s.begin <= info.start_lsn and (s.end is None or info.start_lsn < s.end)
+            for s in candidate
+        ):
+            spans = candidate
+            break
+    seg = info.wal_segment_size
+    until_us = None if until is None else to_us(until)
+    stop_segno = info.stop_lsn // seg
+    wal: list[str] = []
+    lsn = info.start_lsn
+    while True:
+        (name,) = segments_between(spans, lsn, lsn, seg)
+        segno = lsn // seg
+        if name in archived:
+            wal.append(name)
+            if until_us is not None and segno >= stop_segno and archived[name][1] > until_us:
+                break
+            lsn = (segno + 1) * seg
+            continue
+        if segno <= stop_segno:
+            raise NoRecoveryPath(
+                f"set {last.id} of {db.name!r} needs the WAL up to {format_lsn(info.stop_lsn)}, "
+                f"but {name} is not archived"
+            )
+        if _later_on_path(archived, spans, segno, seg):
+            raise NoRecoveryPath(
+                f"the WAL archive of {db.name!r} has a gap: {name} is missing "
+                f"(set {last.id} replays from {format_lsn(info.start_lsn)} on)"
+            )
+        if until is not None:
+            newest = max(
+                (t for n, (_, t) in archived.items() if SEGMENT.fullmatch(n)),
+                default=None,
+            )
+            seen = "" if newest is None else f"; the newest segment was pushed at {from_us(newest).isoformat()}"
+            raise NoRecoveryPath(
+                f"the WAL archive of {db.name!r} does not reach {until.isoformat()}: {name} is not archived "
+                f"yet{seen}, and recovery to an instant needs WAL written after it"
+            )
+        break
+    histories = [history_name(s.timeline) for s in spans if history_name(s.timeline) in archived]
+    log_ids = list(dict.fromkeys(archived[n][0] for n in histories + wal if archived[n][0] != "spool"))
+    return Plan(data_sets, base, info, spans[-1].timeline, wal, sorted(log_ids))
+
+
+def _later_on_path(
+    archived: dict[str, tuple[str, int]],
+    spans: list[TimelineSpan],
+    segno: int,
+    seg: int,
+) -> bool:
+    """Whether an archived segment of the path's timelines lies past segment `segno`."""
+    tlis = {s.timeline for s in spans}
+    for n in archived:
+        if SEGMENT.fullmatch(n):
+            tli, no = parse_segment(n, seg)
+            if tli in tlis and no > segno:
+                return True
+    return False
+
+
+def _conf_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def restore_command(repository: Path, database: str) -> str:
+    """The restore_command that fetches from this repository with this interpreter."""
+    return (
+        f"{shlex.quote(sys.executable)} -m rustybackup --repo {shlex.quote(str(repository))} "
+        f"archive-get {shlex.quote(database)} %f %p"
+    )
+
+
+def restore(
+    manager: BackupManager,
+    db: DatabaseEntry,
+    target: Path,
+    until: datetime | None,
+    progress: object = None,
+) -> list[BackupSet]:
+    """Writes a data directory in `target` (absent or empty) that PostgreSQL starts on
+    and recovers to `until` (None: to the end of the archive)."""
+    if until is not None and (until.tzinfo is None or until.utcoffset() is None):
+        raise ConfigError("until must be a timezone-aware datetime")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise BackupError(f"restore target {target} must be absent or an empty directory")
+    p = plan(manager, db, until)
+    target.mkdir(parents=True, exist_ok=True)
+    os.chmod(target, 0o700)
+    last = p.data_sets[-1]
+    with manager.reading([s.id for s in p.data_sets]):
+        restore_set_files(manager.repository, last.id, p.base, target, None, archive=False)
+    os.chmod(target, 0o700)
+    (target / "backup_label").write_text(p.info.backup_label, encoding="utf-8")
+    if p.info.tablespace_map:
+        (target / "tablespace_map").write_text(p.info.tablespace_map, encoding="utf-8")
+    for sub in ("pg_wal/archive_status",):
+        (target / sub).mkdir(parents=True, exist_ok=True)
+    (target / "recovery.signal").write_text("", encoding="utf-8")
+    lines = [
+        "",
+        f"# rustybackup restore of {db.name!r} from set {last.id}",
+        f"restore_command = {_conf_quote(restore_command(manager.repository, db.name))}",
+        "recovery_target_timeline = 'latest'",
+    ]
+    if until is not None:
+        lines += [
+            f"recovery_target_time = {_conf_quote(until.isoformat(sep=' '))}",
+            "recovery_target_action = 'promote'",
+        ]
+    with open(target / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    log.info(
+        "restored %s into %s: set %s, %d WAL file(s) from %s to replay on timeline %d",
+        db.name,
+        target,
+        last.id,
+        len(p.wal),
+        p.wal[0] if p.wal else "-",
+        p.timeline,
+    )
+    return p.sets(manager.catalog)
