@@ -504,3 +504,17 @@ def test_validate_checks_the_fields_of_a_manifest_built_in_code() -> None:
     with pytest.raises(CatalogError, match=r"^m.json: dirs\[0\].path: path '../up' would escape"):
         escaping.validate("m.json")
     m.validate("m.json")
+
+
+@settings(deadline=None)
+@given(st.text(alphabet="./x\n\0", max_size=8))
+def test_the_path_rule_matches_splitting_into_components(path: str) -> None:
+    # The oracle: split on "/" and look at each component (docs/FORMAT.md).
+    allowed = bool(path) and "\0" not in path and all(p not in ("", ".", "..") for p in path.split("/"))
+    d = sample()
+    d["symlinks"][0]["path"] = path
+    if allowed:
+        assert load_dict(d).symlinks[0].path == path
+    else:
+        with pytest.raises(CatalogError, match=r"symlinks\[0\]\.path"):
+            load_dict(d)

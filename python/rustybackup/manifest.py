@@ -40,6 +40,9 @@ MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 16 << 20
 _I64_MAX = (1 << 63) - 1
 _I64_MIN = -(1 << 63)
+_HEX = {name: re.compile(f"[0-9a-f]{{{n}}}") for name, n in DIGEST_HEX.items()}
+# An absolute path, or an empty, "." or ".." component: a path that could leave its root.
+_ESCAPING = re.compile(r"(?:\A|/)\.{0,2}(?:/|\Z)")
 # What `datetime` can represent (years 1..9999), in microseconds around the epoch:
 # a time outside it could never be shown or compared.
 _MIN_US = -62_135_596_800_000_000
@@ -357,16 +360,15 @@ class _Parser:
         return value
 
     def hexdigest(self, value: object, at: str, algorithm: str) -> str:
-        n = DIGEST_HEX[algorithm]
-        if not isinstance(value, str) or len(value) != n or any(c not in "0123456789abcdef" for c in value):
-            raise self.fail(at, f"{n} lower-case hex digits ({algorithm})", value)
+        if not isinstance(value, str) or _HEX[algorithm].fullmatch(value) is None:
+            raise self.fail(at, f"{DIGEST_HEX[algorithm]} lower-case hex digits ({algorithm})", value)
         return value
 
     def rel_path(self, value: object, at: str) -> str:
         """A relative path that cannot leave the directory it is joined to."""
         if not isinstance(value, str) or not value or "\0" in value:
             raise self.fail(at, "a non-empty relative path", value)
-        if value.startswith("/") or any(p in ("", ".", "..") for p in value.split("/")):
+        if _ESCAPING.search(value) is not None:
             raise CatalogError(
                 f"{self.where}: {at}: path {_short(value)} would escape the restore target "
                 "(absolute, or an empty, '.' or '..' component)"
@@ -472,6 +474,31 @@ class _Parser:
         )
 
     def file(self, value: object, at: str, algorithm: str) -> FileEntry:
+        # A manifest lists every file of the tree: accept a well-formed entry in one
+        # expression, and let the field-by-field checks below name what is wrong.
+        if type(value) is dict and len(value) == 7:
+            path, mode, mtime = value.get("path"), value.get("mode"), value.get("mtime_ns")
+            size, digest = value.get("size"), value.get("digest")
+            first, count = value.get("first_block"), value.get("block_count")
+            if (
+                type(path) is str
+                and type(mode) is int
+                and type(mtime) is int
+                and type(size) is int
+                and type(digest) is str
+                and type(first) is int
+                and type(count) is int
+                and path
+                and "\0" not in path
+                and _ESCAPING.search(path) is None
+                and 0 <= mode <= 0o7777
+                and _I64_MIN <= mtime <= _I64_MAX
+                and 0 <= size <= _I64_MAX
+                and 0 <= first <= _I64_MAX
+                and 0 <= count <= _I64_MAX
+                and _HEX[algorithm].fullmatch(digest) is not None
+            ):
+                return FileEntry(path, mode, mtime, size, digest, first, count)
         o = self.obj(value, at)
 
         def k(name: str) -> object:
@@ -680,27 +707,26 @@ class _Consistency:
 
     def paths(self) -> None:
         """No path twice, and no file or link where another entry needs a directory."""
-        kinds: dict[str, str] = {}
-        leaves: set[str] = set()
-        entries = [
-            *((f"files[{i}]", e.path, True) for i, e in enumerate(self.m.files)),
-            *((f"dirs[{i}]", e.path, False) for i, e in enumerate(self.m.dirs)),
-            *((f"symlinks[{i}]", e.path, True) for i, e in enumerate(self.m.symlinks)),
-        ]
-        for at, path, leaf in entries:
-            if path in kinds:
-                raise self.fail(f"{at}.path", f"{path!r} is listed twice (also {kinds[path]}.path)")
-            kinds[path] = at
-            if leaf:
-                leaves.add(path)
-        for at, path, _ in entries:
-            parts = path.split("/")
-            for n in range(1, len(parts)):
-                parent = "/".join(parts[:n])
-                if parent in leaves:
-                    raise self.fail(
-                        f"{at}.path", f"{path!r} lies under {parent!r}, which is not a directory ({kinds[parent]})"
-                    )
+        groups = (("files", self.m.files), ("dirs", self.m.dirs), ("symlinks", self.m.symlinks))
+        # path -> (group, position); labels are only formatted for an error.
+        where: dict[str, tuple[str, int]] = {}
+        for group, entries in groups:
+            for i, e in enumerate(entries):
+                seen = where.setdefault(e.path, (group, i))
+                if seen != (group, i):
+                    raise self.fail(f"{group}[{i}].path", f"{e.path!r} is listed twice (also {seen[0]}[{seen[1]}].path)")
+        for group, entries in groups:
+            for i, e in enumerate(entries):
+                cut = e.path.find("/")
+                while cut != -1:
+                    parent = where.get(e.path[:cut])
+                    if parent is not None and parent[0] != "dirs":
+                        raise self.fail(
+                            f"{group}[{i}].path",
+                            f"{e.path!r} lies under {e.path[:cut]!r}, which is not a directory "
+                            f"({parent[0]}[{parent[1]}])",
+                        )
+                    cut = e.path.find("/", cut + 1)
         if self.m.record.backup_type is BackupType.ARCHIVE_LOG:
             for i, f in enumerate(self.m.files):
                 if "/" in f.path:
