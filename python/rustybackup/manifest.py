@@ -714,7 +714,9 @@ class _Consistency:
             for i, e in enumerate(entries):
                 seen = where.setdefault(e.path, (group, i))
                 if seen != (group, i):
-                    raise self.fail(f"{group}[{i}].path", f"{e.path!r} is listed twice (also {seen[0]}[{seen[1]}].path)")
+                    raise self.fail(
+                        f"{group}[{i}].path", f"{e.path!r} is listed twice (also {seen[0]}[{seen[1]}].path)"
+                    )
         for group, entries in groups:
             for i, e in enumerate(entries):
                 cut = e.path.find("/")
