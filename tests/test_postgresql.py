@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from pg_support import Cluster, Writer, archive_command, give, require_postgresql, rb, restore_and_start, workdir
-from rustybackup import BackupManager
+from rustybackup import BackupManager, manifest
 from rustybackup.errors import NoRecoveryPath
+from rustybackup.postgres.recovery import plan
 
 NAME = "main"
 
@@ -89,12 +90,18 @@ def test_restores_to_random_instants_hold_exactly_the_rows_committed_by_then(ori
 
 
 def test_the_recovery_path_names_the_base_backup_and_the_wal_sets(origin: Origin) -> None:
-    until = origin.writer.instant_after(len(origin.writer.rows) - 3)
+    rows = origin.writer.rows
     m = BackupManager(origin.repo)
-    path = m.catalog.find_recovery_path(NAME, until)
+    # Between FULL and INCREMENTAL: the FULL and the sealed WAL from its start on.
+    i = _index_after(list(rows), origin.full_done) + 5
+    path = m.catalog.find_recovery_path(NAME, origin.writer.instant_after(i))
     kinds = [s.backup_type.value for s in path]
-    assert kinds[:2] == ["full", "incremental"]
-    assert "archive_log" in kinds
+    assert kinds[0] == "full" and "incremental" not in kinds
+    assert kinds[1:] and set(kinds[1:]) == {"archive_log"}
+    # After the INCREMENTAL: its chain, and only WAL from the INCREMENTAL's start on.
+    path = m.catalog.find_recovery_path(NAME, origin.writer.instant_after(len(rows) - 3))
+    assert [s.backup_type.value for s in path][:2] == ["full", "incremental"]
+    assert all(s.finished_at >= path[1].started_at for s in path[2:])
 
 
 def test_an_instant_past_the_archive_is_refused_not_rounded_down(origin: Origin) -> None:
@@ -107,7 +114,7 @@ def test_an_instant_past_the_archive_is_refused_not_rounded_down(origin: Origin)
 def test_a_segment_pushed_again_is_accepted_and_another_under_its_name_refused(origin: Origin, tmp_path: Path) -> None:
     d = workdir("rb-pg-push-")
     try:
-        name = "000000010000000000000003"
+        ((name,),) = origin.cluster.query("SELECT last_archived_wal FROM pg_stat_archiver")
         rb(origin.repo, "archive-get", NAME, name, str(d / name))
         again = rb(origin.repo, "archive-push", NAME, str(d / name), check=False)
         assert again.returncode == 0, again.stderr
@@ -138,16 +145,19 @@ def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin:
     shutil.copytree(origin.repo, copy, symlinks=True)
     try:
         m = BackupManager(copy)
-        until = origin.writer.instant_after(len(origin.writer.rows) - 3)
-        plan_sets = m.catalog.find_recovery_path(NAME, until)
-        logs = [s for s in plan_sets if s.backup_type.value == "archive_log"]
-        assert len(logs) >= 2, "the test needs WAL in more than one sealed set"
-        victim = logs[len(logs) // 2]
-        from rustybackup import manifest
-
-        names = sorted(f.path for f in manifest.load(copy / victim.manifest).files if len(f.path) == 24)
+        db = m.catalog.get_database(NAME)
+        # Between FULL and INCREMENTAL, so the WAL comes from sealed sets.
+        until = origin.writer.instant_after(_index_after(list(origin.writer.rows), origin.full_done) + 5)
+        before = plan(m, db, until)
+        assert before.log_set_ids, "the WAL after the FULL is sealed into sets"
+        victim = m.catalog.get_set(before.log_set_ids[-1])
+        held = {f.path for f in manifest.load(copy / victim.manifest).files}
+        first_missing = next(n for n in before.wal if n in held)
         m.delete(victim.id)
-        with pytest.raises(NoRecoveryPath, match=names[0]):
+        with pytest.raises(NoRecoveryPath, match=first_missing):
             m.catalog.find_recovery_path(NAME, until)
+        with pytest.raises(NoRecoveryPath, match=first_missing):
+            m.restore(NAME, copy.parent / "target", until=until)
+        assert not (copy.parent / "target").exists()
     finally:
         shutil.rmtree(copy.parent, ignore_errors=True)

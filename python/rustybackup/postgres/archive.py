@@ -204,7 +204,7 @@ def seal_if_due(manager: BackupManager, database: str, *, force: bool = False) -
     if not files:
         return None
     oldest = min(e.stat(follow_symlinks=False).st_mtime for e in files)
-    if not force and len(files) < GROUP_SEGMENTS and time.time() - oldest < GROUP_SECONDS:
+    if not force and len(files) < _group_size() and time.time() - oldest < GROUP_SECONDS:
         return None
     with _flock(spool / ".seal.lock", fcntl.LOCK_EX | (0 if force else fcntl.LOCK_NB)) as taken:
         if not taken:
@@ -215,6 +215,14 @@ def seal_if_due(manager: BackupManager, database: str, *, force: bool = False) -
         backup_set = manager.backup(database, BackupType.ARCHIVE_LOG, tags=("wal",))
         purge_sealed(manager, database)
         return backup_set.id
+
+
+def _group_size() -> int:
+    text = os.environ.get(GROUP_ENV, "")
+    try:
+        return max(1, int(text)) if text else GROUP_SEGMENTS
+    except ValueError:
+        raise ConfigError(f"{GROUP_ENV}={text!r} is not a number of WAL files") from None
 
 
 def get(manager: BackupManager, database: str, name: str, dest: str | os.PathLike[str]) -> str:
