@@ -73,6 +73,8 @@ def test_a_socket_is_skipped_and_listed(manager: BackupManager, tree: Path, sock
     s = manager.backup("t", "full")
     assert manager.summary(s.id) == Summary(skipped=(SkippedEntry("sub/sock", "socket"),))
     assert s.file_count == 3
+    # Another process reads it from the set's manifest.
+    assert BackupManager(manager.repository).summary(s.id) == manager.summary(s.id)
 
 
 def test_a_file_that_vanishes_before_it_is_read_is_skipped_and_the_backup_goes_on(

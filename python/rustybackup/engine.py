@@ -70,6 +70,9 @@ class BackupManager:
         self.repo = store.Repository(repository)
         self.repository = self.repo.root
         self.clock = clock or _utcnow
+        # The summaries of the sets this manager wrote, so showing one after a backup
+        # does not parse a manifest of every file of the tree again.
+        self._summaries: dict[str, Summary] = {}
         fresh = not self.repo.catalog_path.exists()
         self.catalog = BackupCatalog(self.repo.catalog_path, max_backup_sets=max_backup_sets, clock=self._now)
         if fresh and any(True for _ in self.repo.manifests()):
@@ -446,6 +449,7 @@ class BackupManager:
             summary=summary,
         )
         manifest.write(staging / store.MANIFEST, m)
+        self._summaries[set_id] = summary
         return set_from_manifest(m)
 
     def _manifest(self, backup_set: BackupSet) -> Manifest:
@@ -472,7 +476,8 @@ class BackupManager:
 
     def summary(self, set_id: str) -> Summary:
         """What set `set_id`'s backup skipped or saw change while reading (its manifest)."""
-        return self._manifest(self.catalog.get_set(set_id)).summary
+        known = self._summaries.get(set_id)
+        return known if known is not None else self._manifest(self.catalog.get_set(set_id)).summary
 
     # --- restore ---------------------------------------------------------------------
 
