@@ -55,8 +55,11 @@ class MissingPiece:
 @dataclass(frozen=True)
 class Finding:
     """One problem, named by kind (``bad_checksum``, ``missing``, ``digest_mismatch``,
-    ``integrity_check``, ``bad_catalog_row``, ...), the set it belongs to, the thing it
-    is about (a piece id, a file, a catalog row) and a message saying what and where."""
+    ``integrity_check``, ``bad_catalog_row``; for manifests ``missing_manifest``,
+    ``bad_manifest`` (does not parse or validate), ``missing_source`` (a piece its block
+    map points into is not a registered set's) and ``catalog_mismatch`` (the catalog row
+    disagrees with the manifest); ...), the set it belongs to, the thing it is about (a
+    piece id, a file, a catalog row) and a message saying what and where."""
 
     kind: str
     set_id: str
