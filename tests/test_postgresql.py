@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from pg_support import Cluster, Writer, archive_command, give, require_postgresql, rb, restore_and_start, workdir
+from pg_support import (
+    Cluster,
+    Writer,
+    archive_command,
+    as_user,
+    give,
+    require_postgresql,
+    rb,
+    restore_and_start,
+    workdir,
+)
 from rustybackup import BackupManager, manifest
 from rustybackup.errors import NoRecoveryPath
 from rustybackup.postgres.recovery import plan
@@ -161,3 +173,70 @@ def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin:
         assert not (copy.parent / "target").exists()
     finally:
         shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def test_a_restore_after_a_restore_follows_the_new_timeline(origin: Origin) -> None:
+    rows = origin.writer.rows
+    i = _index_after(list(rows), origin.incr_done) + 3
+    first_until = origin.writer.instant_after(i)
+    # The first restore is promoted onto timeline 2 and archives into the same repository.
+    for first in restore_and_start(
+        origin.bin, origin.repo, NAME, first_until, archive=archive_command(origin.repo, NAME)
+    ):
+        ((tli,),) = first.cluster.query("SELECT timeline_id FROM pg_control_checkpoint()")
+        assert tli >= 2
+        first.cluster.query("CHECKPOINT")
+        with Writer(first.cluster, table="after") as w2:
+            time.sleep(1.0)
+        assert w2.error is None, w2.error
+        first.cluster.switch_and_wait_archived()
+        j = len(w2.rows) // 2
+        second_until = w2.instant_after(j)
+        for second in restore_and_start(origin.bin, origin.repo, NAME, second_until):
+            assert _ids(second.cluster) == [r.id for r in rows[: i + 1]]
+            assert _ids(second.cluster, "after") == [r.id for r in w2.rows[: j + 1]]
+            ((tli2,),) = second.cluster.query("SELECT timeline_id FROM pg_control_checkpoint()")
+            assert tli2 > tli
+
+
+def test_a_server_killed_during_a_backup_leaves_no_set_and_the_next_backup_works(origin: Origin) -> None:
+    m = BackupManager(origin.repo)
+    before = {s.id for s in m.catalog.list_sets(NAME)}
+    cmd = [
+        *as_user(),
+        sys.executable,
+        "-m",
+        "rustybackup",
+        "--repo",
+        str(origin.repo),
+        "backup",
+        NAME,
+        "--type",
+        "full",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        # Killed as soon as the backup's session is inside the backup API.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            busy = origin.cluster.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rustybackup' AND backend_type = 'client backend'"
+            )
+            if busy[0][0] or proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        origin.cluster.kill()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "nothing was registered" in err or "pg_backup" in err or "connect" in err, err
+    assert {s.id for s in m.catalog.list_sets(NAME) if s.backup_type.value != "archive_log"} == {
+        s for s in before if m.catalog.get_set(s).backup_type.value != "archive_log"
+    }
+    assert not any((origin.repo / "staging").iterdir())
+    origin.cluster.start()
+    rb(origin.repo, "backup", NAME, "--type", "full")
+    after = [s for s in m.catalog.list_sets(NAME) if s.id not in before and s.backup_type.value == "full"]
+    assert len(after) == 1
