@@ -308,10 +308,15 @@ def backup_files(
     self_source: int = 0,
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
-) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int]:
+) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str]]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
-    piece, blockmap_checksum, blockmap_records, bytes_read, blocks_stored)."""
+    piece, blockmap_checksum, blockmap_records, bytes_read, blocks_stored, changed).
+
+    ``changed`` lists the relative names of files that changed while they were read
+    (ended before the size they had when opened, or had another size or mtime after the
+    read); the pass goes on, stores what it read (at most the size at open) and leaves
+    the warning to the caller, as tar and restic do."""
 
 def restore_files(
     files: Sequence[tuple[str, _Path, int, int, int, str]],
@@ -322,7 +327,10 @@ def restore_files(
     cancel: Any | None = None,
 ) -> int:
     """Restores (rel, dest, first_block, block_count, size, digest) files, checking
-    every block digest and every file digest. Returns the bytes written."""
+    every block digest and every file digest. Returns the bytes written. Each file is
+    created with O_EXCL|O_NOFOLLOW: anything at ``dest`` (a symbolic link included) is an
+    ``OSError`` naming it; the parent directories are the caller's to check. A damaged
+    block map or piece is a ``BackupError`` naming the file and the offset."""
 
 def read_piece_info(path: _Path) -> PieceInfo:
     """Opens a piece and checks its header and trailer structure (no re-hash)."""
@@ -330,16 +338,6 @@ def read_piece_info(path: _Path) -> PieceInfo:
 def read_piece_index(path: _Path) -> list[tuple[int, int, int, int, int, int, str]]:
     """(file_no, block_index, offset, stored_len, raw_len, flags, digest_hex) per block."""
 
-def piece_checksum(path: _Path) -> str:
-    """Re-hashes everything before the trailer; the hex digest."""
-
-def verify_piece_blocks(
-    path: _Path, files: Sequence[str] | None = None
-) -> list[tuple[str, int, str, int, str, str]]:
-    """Corrupt blocks as (piece, block_index, file, offset, expected, actual)."""
-
-def verify_blockmap(path: _Path) -> int:
-    """Checks a block map's structure and checksum; returns its record count."""
 
 # --- verify (issue 5) ---
 

@@ -1,11 +1,12 @@
 //! rustybackup's Rust core.
 //!
-//! The pure modules (`cron`, `scan`, `chain`, `engine`, `verify`) carry no PyO3 types; `py` is the
+//! The pure modules (`cron`, `scan`, `chain`, `format`, `engine`, `verify`) carry no PyO3 types; `py` is the
 //! only bindings layer and is compiled only with the `python` feature that maturin enables.
 
 pub mod chain;
 pub mod cron;
 pub mod engine;
+pub mod format;
 pub mod io_hints;
 pub mod scan;
 pub mod verify;

@@ -3,29 +3,28 @@
 //! hash every block, compare with the parent's block map, write changed blocks into the
 //! piece and a record for every block into the new block map. This is pgBackRest's
 //! block-incremental idea with the digest, not the mtime, deciding what changed.
+//!
+//! A live file may change while it is read. Like GNU tar, the pass reads at most the size
+//! the file had when it was opened (a file that keeps growing cannot stall the backup),
+//! stores what it read, and flags the file as changed when it ended early, or when its
+//! size or mtime differ after the read; the caller reports such files, the backup goes on.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read};
 use std::ops::ControlFlow;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::scan::parallel::in_pool;
 
-use super::blockmap::{BlockMapReader, BlockMapWriter, BlockRecord};
 use super::error::{Error, Result};
-use super::piece::{PieceSummary, PieceWriter, FLAG_ZSTD};
 use super::progress::{Progress, ProgressHook};
+use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, PieceSummary, PieceWriter, FLAG_ZSTD};
 use crate::scan::algorithm::Algorithm;
-
-/// Smallest and largest block sizes accepted (a block must fit a u32 and stay cheap to
-/// hold a few thousand of in one chunk).
-pub const MIN_BLOCK_SIZE: u32 = 512;
-/// See `MIN_BLOCK_SIZE`.
-pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
 /// Bytes read per chunk (rounded to a multiple of the block size).
-const CHUNK_BYTES: usize = 4 << 20;
+pub(crate) const CHUNK_BYTES: usize = 4 << 20;
 
 /// One regular file to back up.
 #[derive(Clone, Debug)]
@@ -62,6 +61,9 @@ pub struct FileOutcome {
     pub first_block: u64,
     /// Its number of blocks.
     pub block_count: u64,
+    /// It changed while it was read (ended early, or another size or mtime afterwards):
+    /// what was read is stored, and may mix old and new contents.
+    pub changed: bool,
 }
 
 /// What the pass produced.
@@ -80,6 +82,11 @@ pub struct BackupOutcome {
     /// Blocks stored in the piece (changed or new).
     pub blocks_stored: u64,
 }
+
+/// Smallest block size a backup accepts (smaller blocks cost more index than they save).
+pub const MIN_BLOCK_SIZE: u32 = 512;
+/// Largest block size a backup accepts: the format's bound.
+pub const MAX_BLOCK_SIZE: u32 = crate::format::MAX_BLOCK_SIZE;
 
 /// Checks a block size.
 pub fn check_block_size(block_size: u32) -> Result<()> {
@@ -132,6 +139,8 @@ pub fn backup_files(
     for (file_no, job) in jobs.iter().enumerate() {
         let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
         let mut src = File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
+        let at_open = src.metadata().map_err(|e| Error::io(&job.path, e))?;
+        let mut left = at_open.len();
         let mut parent_iter = match (&parent, job.parent) {
             (Some(r), Some((first, count))) => Some(r.range(first, count)?),
             _ => None,
@@ -140,8 +149,13 @@ pub fn backup_files(
         let mut whole = opts.algorithm.hasher();
         let mut size = 0u64;
         let mut block_index = 0u64;
-        loop {
-            let n = fill(&mut src, &mut buf).map_err(|e| Error::io(&job.path, e))?;
+        let mut ended_early = false;
+        while left > 0 {
+            // Never more than the size at open: a file that keeps growing cannot stall the pass.
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = fill(&mut src, &mut buf[..want]).map_err(|e| Error::io(&job.path, e))?;
+            left -= n as u64;
+            ended_early = n < want;
             if n == 0 {
                 break;
             }
@@ -209,13 +223,18 @@ pub fn backup_files(
             if let ControlFlow::Break(()) = progress(state) {
                 return Err(Error::Cancelled);
             }
+            if ended_early {
+                break;
+            }
         }
+        let after = src.metadata().map_err(|e| Error::io(&job.path, e))?;
         state.files_done += 1;
         files.push(FileOutcome {
             size,
             digest: whole.finalize(),
             first_block,
             block_count: block_index,
+            changed: ended_early || changed_since(&at_open, &after),
         });
     }
     if let ControlFlow::Break(()) = progress(state) {
@@ -231,6 +250,11 @@ pub fn backup_files(
         bytes_read: state.bytes_read,
         blocks_stored,
     })
+}
+
+/// Whether a file's size or modification time moved between two `fstat`s.
+fn changed_since(before: &Metadata, after: &Metadata) -> bool {
+    before.len() != after.len() || before.mtime() != after.mtime() || before.mtime_nsec() != after.mtime_nsec()
 }
 
 /// zstd-compresses a block; keeps it raw when compression does not make it smaller.

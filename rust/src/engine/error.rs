@@ -14,7 +14,8 @@ pub enum Error {
         /// The underlying error (its kind and errno reach Python as an `OSError`).
         source: io::Error,
     },
-    /// A piece or block map whose structure is wrong (bad magic, version, truncated).
+    /// A piece or block map whose structure is wrong (bad magic, version, truncated), or
+    /// that does not fit the manifest; `detail` says where (offset, record, block).
     Format {
         /// The file.
         path: PathBuf,
@@ -111,6 +112,44 @@ impl std::error::Error for Error {
         match self {
             Self::Io { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+impl From<crate::format::Error> for Error {
+    fn from(e: crate::format::Error) -> Self {
+        use crate::format::Error as F;
+        match e {
+            F::Io { path, source } => Self::Io { path, source },
+            F::Damaged { path, offset, detail } => Self::Format {
+                path,
+                detail: format!("{detail} (at offset {offset})"),
+            },
+            F::Checksum { path, expected, actual } => Self::Checksum { path, expected, actual },
+        }
+    }
+}
+
+impl From<crate::format::BlockError> for Error {
+    fn from(e: crate::format::BlockError) -> Self {
+        use crate::format::BlockError as B;
+        match e {
+            B::Format(e) => e.into(),
+            B::Corrupt {
+                piece,
+                file,
+                block_index,
+                offset,
+                expected,
+                actual,
+            } => Self::CorruptBlock {
+                piece,
+                file,
+                block_index,
+                offset,
+                expected,
+                actual,
+            },
         }
     }
 }

@@ -1,20 +1,24 @@
 //! The restore merge: a set's cumulative block map says, for every block, which set of
 //! the chain stored it last; restore reads each block from that piece, checks its digest
 //! before writing it, and checks the whole file's digest at the end.
+//!
+//! A file is created with `O_EXCL | O_NOFOLLOW`: restore never writes into an existing
+//! file and never through a symbolic link planted at the destination (the caller checks
+//! the parent directories).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::scan::parallel::in_pool;
 
-use super::blockmap::{BlockMapReader, BlockRecord};
 use super::error::{Error, Result};
-use super::piece::{check_block, PieceReader};
 use super::progress::{Progress, ProgressHook};
+use crate::format::{check_block, BlockMapReader, BlockRecord, PieceReader};
 use crate::scan::algorithm::to_hex;
 
 /// Blocks verified in parallel before they are written in order.
@@ -51,41 +55,45 @@ pub fn restore_files(
     let mut readers: Vec<Option<PieceReader>> = sources.iter().map(|_| None).collect();
     let mut state = Progress::default();
     for f in files {
-        let mut out = BufWriter::with_capacity(
-            1 << 20,
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&f.dest)
-                .map_err(|e| Error::io(&f.dest, e))?,
-        );
+        let mut out = BufWriter::with_capacity(1 << 20, create_file(&f.dest)?);
         let mut whole = alg.hasher();
         let mut written = 0u64;
         let mut iter = map.range(f.first_block, f.block_count)?;
         let mut block_index = 0u64;
         loop {
-            let batch: Vec<BlockRecord> = iter.by_ref().take(BATCH_BLOCKS).collect::<Result<_>>()?;
+            let batch: Vec<BlockRecord> = iter.by_ref().take(BATCH_BLOCKS).collect::<crate::format::Result<_>>()?;
             if batch.is_empty() {
                 break;
             }
-            for rec in &batch {
+            for (k, rec) in (block_index..).zip(&batch) {
                 let i = rec.source as usize;
                 let Some(slot) = readers.get_mut(i) else {
+                    // first_block + block_count was checked against the record count by range().
+                    let record = f.first_block + k;
                     return Err(Error::format(
                         blockmap,
                         format!(
-                            "block {} of file {:?} names source {} of {}",
-                            block_index,
+                            "record {record} (at offset {}), block {k} of file {:?}, names source {i} of {}",
+                            crate::format::HEADER_LEN + record * map.record_len(),
                             f.rel,
-                            i,
                             sources.len()
                         ),
                     ));
                 };
                 if slot.is_none() {
                     let r = PieceReader::open(&sources[i])?;
-                    if r.algorithm() != alg {
-                        return Err(Error::format(&sources[i], "piece algorithm differs from its block map"));
+                    if r.algorithm() != alg || r.block_size() != map.block_size() {
+                        return Err(Error::format(
+                            &sources[i],
+                            format!(
+                                "header (at offset 12..18) says {}-byte blocks hashed with {}, its block map {} {}-byte blocks with {}",
+                                r.block_size(),
+                                r.algorithm().name(),
+                                blockmap.display(),
+                                map.block_size(),
+                                alg.name()
+                            ),
+                        ));
                     }
                     *slot = Some(r);
                 }
@@ -94,23 +102,23 @@ pub fn restore_files(
             let first_index = block_index;
             let blocks: Vec<Result<Vec<u8>>> = in_pool(|| {
                 batch
-                .par_iter()
-                .enumerate()
-                .map(|(k, rec)| {
-                    let Some(Some(reader)) = readers_ref.get(rec.source as usize) else {
-                        return Err(Error::Invalid("internal: piece reader not opened".into()));
-                    };
-                    let raw = reader.read_raw(rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
-                    check_block(alg, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
-                        piece: reader.path().to_path_buf(),
-                        file: f.rel.clone(),
-                        block_index: first_index + k as u64,
-                        offset: rec.offset,
-                        expected: to_hex(&rec.digest),
-                        actual,
+                    .par_iter()
+                    .enumerate()
+                    .map(|(k, rec)| {
+                        let Some(Some(reader)) = readers_ref.get(rec.source as usize) else {
+                            return Err(Error::Invalid("internal: piece reader not opened".into()));
+                        };
+                        let raw = reader.read_raw(rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+                        check_block(alg, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
+                            piece: reader.path().to_path_buf(),
+                            file: f.rel.clone(),
+                            block_index: first_index + k as u64,
+                            offset: rec.offset,
+                            expected: to_hex(&rec.digest),
+                            actual,
+                        })
                     })
-                })
-                .collect()
+                    .collect()
             });
             for b in blocks {
                 let b = b?;
@@ -140,4 +148,27 @@ pub fn restore_files(
         state.files_done += 1;
     }
     Ok(state.bytes_read)
+}
+
+/// Creates `dest`, which must not exist and must not be a symbolic link (not even a
+/// dangling one): `O_EXCL` refuses anything in the way and `O_NOFOLLOW` makes sure no
+/// link is ever followed.
+fn create_file(dest: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dest)
+        .map_err(|e| {
+            let is_link = fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink());
+            if is_link {
+                let why = io::Error::new(
+                    e.kind(),
+                    "a symbolic link is in the way of a restored file (restore never writes through a link)",
+                );
+                Error::io(dest, why)
+            } else {
+                Error::io(dest, e)
+            }
+        })
 }

@@ -147,3 +147,152 @@ fn bad_block_sizes_are_refused() {
     let err = backup::check_block_size(100).unwrap_err().to_string();
     assert_eq!(err, "block_size 100 is out of range (512..=16777216 bytes)");
 }
+
+fn opts() -> BackupOptions {
+    BackupOptions {
+        algorithm: Algorithm::Blake3,
+        block_size: 4096,
+        zstd_level: None,
+        self_source: 0,
+    }
+}
+
+/// Backs up `src` as the only file while `during` runs once, after the first chunk.
+fn backup_while(d: &Path, src: &Path, mut during: impl FnMut()) -> BackupOutcome {
+    let jobs = [FileJob {
+        path: src.to_path_buf(),
+        rel: "live".into(),
+        parent: None,
+    }];
+    let mut calls = 0;
+    let out = backup_files(&jobs, None, &d.join("p"), &d.join("m"), &opts(), &mut |_| {
+        calls += 1;
+        if calls == 1 {
+            during();
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(calls >= 2);
+    out
+}
+
+#[test]
+fn a_file_that_shrinks_while_read_is_stored_as_read_and_flagged() {
+    let d = tmpdir("shrink");
+    let src = d.join("src");
+    let data = pseudo_random(backup::CHUNK_BYTES + 3 * 4096, 5);
+    fs::write(&src, &data).unwrap();
+    let keep = backup::CHUNK_BYTES + 100;
+    let out = backup_while(&d, &src, || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_len(keep as u64)
+            .unwrap();
+    });
+    let f = &out.files[0];
+    assert!(f.changed);
+    assert_eq!(f.size, keep as u64);
+    // restore_one reads "<name>.bmap".
+    fs::copy(d.join("m"), d.join("shrunk.bmap")).unwrap();
+    assert_eq!(restore_one(&d, "shrunk", f, &[d.join("p")]).unwrap(), data[..keep]);
+}
+
+#[test]
+fn a_file_that_grows_while_read_keeps_its_size_at_open_and_is_flagged() {
+    let d = tmpdir("grow");
+    let src = d.join("src");
+    let data = pseudo_random(backup::CHUNK_BYTES + 5000, 6);
+    fs::write(&src, &data).unwrap();
+    let out = backup_while(&d, &src, || {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(&src).unwrap();
+        f.write_all(&[1u8; 9000]).unwrap();
+    });
+    let f = &out.files[0];
+    assert!(f.changed);
+    assert_eq!(f.size, data.len() as u64);
+    fs::copy(d.join("m"), d.join("grown.bmap")).unwrap();
+    assert_eq!(restore_one(&d, "grown", f, &[d.join("p")]).unwrap(), data);
+}
+
+#[test]
+fn a_file_left_alone_is_not_flagged() {
+    let d = tmpdir("still");
+    let src = d.join("src");
+    fs::write(&src, pseudo_random(backup::CHUNK_BYTES + 10, 7)).unwrap();
+    let out = backup_while(&d, &src, || {});
+    assert!(!out.files[0].changed);
+}
+
+#[test]
+fn restore_never_writes_through_a_link_at_the_destination() {
+    use std::os::unix::fs::symlink;
+    let d = tmpdir("link");
+    let src = d.join("src");
+    fs::write(&src, pseudo_random(5000, 8)).unwrap();
+    let full = run_backup(&d, "full", &src, None, 0, false);
+    let victim = d.join("victim");
+    for dangling in [false, true] {
+        let _ = fs::remove_file(&victim);
+        if !dangling {
+            fs::write(&victim, b"keep me").unwrap();
+        }
+        let dest = d.join("restored-full");
+        let _ = fs::remove_file(&dest);
+        symlink(&victim, &dest).unwrap();
+        let f = &full.files[0];
+        let files = [RestoreFile {
+            rel: "f".into(),
+            dest: dest.clone(),
+            first_block: f.first_block,
+            block_count: f.block_count,
+            size: f.size,
+            digest: f.digest.clone(),
+        }];
+        let err = restore_files(&files, &d.join("full.bmap"), &[d.join("full.piece")], &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if path == &dest), "{err:?}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&victim).ok(), (!dangling).then(|| b"keep me".to_vec()));
+        fs::remove_file(&dest).unwrap();
+    }
+}
+
+#[test]
+fn every_byte_change_of_block_map_or_piece_fails_the_restore_or_restores_the_data() {
+    let d = tmpdir("mutate");
+    let src = d.join("src");
+    // Three 4 KiB blocks: one compressible, two not, the last short.
+    let mut data = vec![0u8; 4096];
+    data.extend(pseudo_random(4096 + 700, 9));
+    fs::write(&src, &data).unwrap();
+    let full = run_backup(&d, "full", &src, None, 0, true);
+    let f = full.files[0].clone();
+    let (map, piece) = (d.join("full.bmap"), d.join("full.piece"));
+    let (map0, piece0) = (fs::read(&map).unwrap(), fs::read(&piece).unwrap());
+    // Every byte of the block map; the piece's header, index and trailer, and a stride of its data.
+    let data_end = piece0.len() - 96 - 3 * 61;
+    let piece_positions = (0..piece0.len()).filter(|&i| i < 32 || i >= data_end || i % 61 == 0);
+    let cases = (0..map0.len())
+        .map(|i| (true, i))
+        .chain(piece_positions.map(|i| (false, i)));
+    for (in_map, at) in cases {
+        let (path, orig) = if in_map { (&map, &map0) } else { (&piece, &piece0) };
+        let mut v = orig.clone();
+        v[at] ^= 0x5a;
+        fs::write(path, &v).unwrap();
+        match restore_one(&d, "full", &f, std::slice::from_ref(&piece)) {
+            Ok(got) => assert_eq!(got, data, "{} byte {at}: wrong data, no error", path.display()),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&d.display().to_string()), "byte {at}: {msg}");
+            }
+        }
+        fs::write(path, orig).unwrap();
+    }
+}

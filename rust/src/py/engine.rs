@@ -1,5 +1,5 @@
-//! Bindings for `crate::engine`: the backup pass, the restore merge, and the piece
-//! reading the verifier builds on. Every call that touches data runs with the GIL
+//! Bindings for `crate::engine` and `crate::format`: the backup pass, the restore merge,
+//! and a look at a piece's header, trailer and index. Every call that touches data runs with the GIL
 //! released; the Python progress callback and the cancel flag are consulted (and
 //! Ctrl-C noticed) every few MiB through `Python::attach`.
 
@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 
 use super::errors::engine_error;
-use crate::engine::{self, BackupOptions, FileJob, PieceReader, Progress, RestoreFile};
+use crate::engine::{self, BackupOptions, FileJob, Progress, RestoreFile};
+use crate::format::PieceReader;
 use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// Call Python at most once per this many bytes (and per `REPORT_FILES` files).
@@ -113,17 +114,26 @@ impl PyPieceInfo {
 }
 
 /// Result of `backup_files`: (files, piece, blockmap_checksum, blockmap_records,
-/// bytes_read, blocks_stored); files are (size, digest_hex, first_block, block_count).
-type BackupResult = (Vec<(u64, String, u64, u64)>, PyPieceInfo, String, u64, u64, u64);
+/// bytes_read, blocks_stored, changed); files are (size, digest_hex, first_block,
+/// block_count); changed lists the relative names of files that changed while read.
+type BackupResult = (
+    Vec<(u64, String, u64, u64)>,
+    PyPieceInfo,
+    String,
+    u64,
+    u64,
+    u64,
+    Vec<String>,
+);
 /// A file to back up: (path, relative name, parent block-map range).
 type JobTuple = (PathBuf, String, Option<(u64, u64)>);
 /// A piece index entry: (file_no, block_index, offset, stored_len, raw_len, flags, digest_hex).
 type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
-/// A corrupt block: (piece, block_index, file, offset, expected_hex, actual).
-type FaultTuple = (String, u64, String, u64, String, String);
 
 /// One pass over `jobs` (path, relative name, parent range or None): writes the piece
-/// and the block map; blocks equal to the parent's are not stored again.
+/// and the block map; blocks equal to the parent's are not stored again. A file that
+/// changes while it is read does not stop the pass: what was read is stored and its
+/// relative name is listed in the result's last element.
 #[pyfunction]
 #[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None))]
 #[allow(clippy::too_many_arguments)]
@@ -166,6 +176,12 @@ fn backup_files(
         return Err(e);
     }
     let out = result.map_err(engine_error)?;
+    let changed = jobs
+        .iter()
+        .zip(&out.files)
+        .filter(|(_, f)| f.changed)
+        .map(|(j, _)| j.rel.clone())
+        .collect();
     let files = out
         .files
         .into_iter()
@@ -186,6 +202,7 @@ fn backup_files(
         out.blockmap_records,
         out.bytes_read,
         out.blocks_stored,
+        changed,
     ))
 }
 
@@ -242,7 +259,7 @@ fn piece_info(reader: &PieceReader) -> PyPieceInfo {
 #[pyfunction]
 fn read_piece_info(py: Python<'_>, path: PathBuf) -> PyResult<PyPieceInfo> {
     py.detach(|| PieceReader::open(&path).map(|r| piece_info(&r)))
-        .map_err(engine_error)
+        .map_err(|e| engine_error(e.into()))
 }
 
 /// The piece's index: (file_no, block_index, offset, stored_len, raw_len, flags,
@@ -265,62 +282,9 @@ fn read_piece_index(py: Python<'_>, path: PathBuf) -> PyResult<Vec<IndexTuple>> 
                     )
                 })
             })
-            .collect::<engine::Result<Vec<_>>>()
+            .collect::<crate::format::Result<Vec<_>>>()
     })
-    .map_err(engine_error)
-}
-
-/// Re-hashes the piece (everything before the trailer); returns the hex digest, to
-/// compare with `read_piece_info(path).checksum` and the catalog.
-#[pyfunction]
-fn piece_checksum(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    py.detach(|| PieceReader::open(&path)?.compute_checksum().map(|c| to_hex(&c)))
-        .map_err(engine_error)
-}
-
-/// Re-hashes every block of the piece in parallel; returns the corrupt ones as
-/// (piece, block_index, file, offset, expected_hex, actual) where `file` is
-/// `files[file_no]` when `files` is given, else the file number as text.
-#[pyfunction]
-#[pyo3(signature = (path, files=None))]
-fn verify_piece_blocks(
-    py: Python<'_>,
-    path: PathBuf,
-    files: Option<Vec<String>>,
-) -> PyResult<Vec<FaultTuple>> {
-    let faults = py
-        .detach(|| PieceReader::open(&path)?.verify_blocks())
-        .map_err(engine_error)?;
-    let piece = path.to_string_lossy().into_owned();
-    Ok(faults
-        .into_iter()
-        .map(|f| {
-            let n = f.entry.file_no as usize;
-            let file = files
-                .as_ref()
-                .and_then(|v| v.get(n).cloned())
-                .unwrap_or_else(|| n.to_string());
-            (
-                piece.clone(),
-                f.entry.block_index,
-                file,
-                f.entry.offset,
-                f.expected,
-                f.actual,
-            )
-        })
-        .collect())
-}
-
-/// Checks a block map's structure and trailer checksum; returns its record count.
-#[pyfunction]
-fn verify_blockmap(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
-    py.detach(|| {
-        let r = engine::BlockMapReader::open(&path)?;
-        r.verify_checksum()?;
-        Ok(r.count())
-    })
-    .map_err(engine_error)
+    .map_err(|e| engine_error(e.into()))
 }
 
 /// Adds this domain's classes and functions to `rustybackup._core`.
@@ -330,8 +294,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(restore_files, m)?)?;
     m.add_function(wrap_pyfunction!(read_piece_info, m)?)?;
     m.add_function(wrap_pyfunction!(read_piece_index, m)?)?;
-    m.add_function(wrap_pyfunction!(piece_checksum, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_piece_blocks, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_blockmap, m)?)?;
     Ok(())
 }

@@ -260,15 +260,14 @@ type MappedFault = (u64, u32, u64, String, String);
 /// order) and returns (record, source, offset, expected, actual) for each block whose
 /// digest differs; a restore stops at the first such block, this finds them all.
 #[pyfunction]
-pub fn check_mapped_blocks(
-    py: Python<'_>,
-    blockmap: PathBuf,
-    pieces: Vec<PathBuf>,
-) -> PyResult<Vec<MappedFault>> {
+pub fn check_mapped_blocks(py: Python<'_>, blockmap: PathBuf, pieces: Vec<PathBuf>) -> PyResult<Vec<MappedFault>> {
     let faults = py
         .detach(|| crate::scan::parallel::in_pool(|| crate::verify::restored::check_mapped_blocks(&blockmap, &pieces)))
         .map_err(VerificationError::new_err)?;
-    Ok(faults.into_iter().map(|f| (f.record, f.source, f.offset, f.expected, f.actual)).collect())
+    Ok(faults
+        .into_iter()
+        .map(|f| (f.record, f.source, f.offset, f.expected, f.actual))
+        .collect())
 }
 
 /// Adds this domain's classes and functions to `rustybackup._core`.

@@ -11,16 +11,18 @@ use rayon::prelude::*;
 
 use super::control::Control;
 use super::item::{BadBlock, IssueKind, Item, ItemKind, ItemReport};
-use crate::engine::piece::{IndexEntry, PieceReader, FLAG_ZSTD, HEADER_LEN, PIECE_TRAILER_LEN};
-use crate::engine::Error as EngineError;
+use crate::format::{stored_mismatch, Error as FormatError, IndexEntry, PieceReader, HEADER_LEN};
 use crate::io_hints;
-use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
+use crate::scan::algorithm::{to_hex, Hasher};
 
 /// Bytes read per step; big enough for sequential throughput, small enough that a budget
 /// deadline or a cancel is noticed within milliseconds.
 const CHUNK: u64 = 4 << 20;
 /// At most this many index entries are held at once (memory stays flat in the piece size).
 const MAX_BATCH: usize = 16_384;
+/// Bad index entries reported one by one; the rest are counted (a zeroed index must not
+/// turn into millions of messages).
+const MAX_BAD_ENTRIES_SHOWN: u64 = 100;
 
 /// QUICK: the file exists, is a regular file and has the recorded size. Returns the
 /// actual size when the deeper levels may go on.
@@ -80,11 +82,11 @@ pub(crate) fn compare_checksums(item: &Item, what: &str, actual: &[u8], trailer:
     }
 }
 
-fn engine_issue(err: &EngineError) -> IssueKind {
+/// The finding a format error is: damage makes a file unreadable, an OS error is I/O.
+pub(crate) fn format_issue(err: &FormatError) -> IssueKind {
     match err {
-        EngineError::Io { source, .. } if source.kind() == io::ErrorKind::UnexpectedEof => IssueKind::Unreadable,
-        EngineError::Io { .. } => IssueKind::Io,
-        _ => IssueKind::Unreadable,
+        FormatError::Io { .. } => IssueKind::Io,
+        FormatError::Damaged { .. } | FormatError::Checksum { .. } => IssueKind::Unreadable,
     }
 }
 
@@ -96,7 +98,7 @@ pub(crate) fn check_piece(item: &Item, full: bool, ctl: &Control, report: &mut I
     let reader = match PieceReader::open(&item.path) {
         Ok(r) => r,
         Err(e) => {
-            report.issue(engine_issue(&e), format!("piece {e}"));
+            report.issue(format_issue(&e), format!("piece {e}"));
             return;
         }
     };
@@ -138,8 +140,8 @@ pub(crate) fn check_piece(item: &Item, full: bool, ctl: &Control, report: &mut I
     let done = if full { scan.run_full() } else { scan.run_plain() };
     let Some(actual) = done else { return };
     // The trailer was read by open(); the index by the pass (or by the hasher).
-    report.bytes_read += PIECE_TRAILER_LEN;
-    ctl.add_bytes(PIECE_TRAILER_LEN);
+    report.bytes_read += reader.trailer_len();
+    ctl.add_bytes(reader.trailer_len());
     compare_checksums(item, "piece", &actual, reader.recorded_checksum(), report);
 }
 
@@ -153,6 +155,7 @@ struct Scan<'a> {
     hasher: Hasher,
     index_off: u64,
     end: u64,
+    bad_entries: u64,
 }
 
 impl<'a> Scan<'a> {
@@ -163,10 +166,8 @@ impl<'a> Scan<'a> {
         ctl: &'a Control,
         report: &'a mut ItemReport,
     ) -> Self {
-        let entry_len = IndexEntry::encoded_len(reader.algorithm().digest_size()) as u64;
-        let end = reader.size() - PIECE_TRAILER_LEN;
-        // open() checked index_off + count * entry_len == end, so this cannot underflow.
-        let index_off = end - reader.block_count() * entry_len;
+        let end = reader.trailer_offset();
+        let index_off = reader.index_offset();
         Self {
             reader,
             file,
@@ -176,6 +177,7 @@ impl<'a> Scan<'a> {
             hasher: reader.algorithm().hasher(),
             index_off,
             end,
+            bad_entries: 0,
         }
     }
 
@@ -234,7 +236,7 @@ impl<'a> Scan<'a> {
         let mut entries = match self.reader.entries() {
             Ok(it) => it.enumerate(),
             Err(e) => {
-                self.report.issue(engine_issue(&e), format!("piece {e}"));
+                self.report.issue(format_issue(&e), format!("piece {e}"));
                 return None;
             }
         };
@@ -255,9 +257,17 @@ impl<'a> Scan<'a> {
                     None if exhausted => None,
                     None => match entries.next() {
                         Some((i, Ok(e))) => Some((i, e)),
+                        Some((_, Err(e @ FormatError::Damaged { .. }))) => {
+                            // One bad entry says nothing about the next: report it, go on.
+                            self.bad_entries += 1;
+                            if self.bad_entries <= MAX_BAD_ENTRIES_SHOWN {
+                                self.report.issue(IssueKind::BadIndex, format!("piece {e}"));
+                            }
+                            continue;
+                        }
                         Some((_, Err(e))) => {
                             self.report
-                                .issue(engine_issue(&e), format!("piece {e} (reading the index)"));
+                                .issue(format_issue(&e), format!("piece {e} (reading the index)"));
                             exhausted = true;
                             None
                         }
@@ -303,7 +313,8 @@ impl<'a> Scan<'a> {
                         .filter_map(|(_, e)| {
                             let start = (e.offset - base) as usize;
                             let stored = &data[start..start + e.stored_len as usize];
-                            check_block(alg, stored, e).map(|actual| bad_block(e, actual))
+                            stored_mismatch(alg, stored, e.raw_len, e.flags, &e.digest)
+                                .map(|actual| bad_block(e, actual))
                         })
                         .collect::<Vec<_>>()
                 },
@@ -314,6 +325,11 @@ impl<'a> Scan<'a> {
             if pos >= self.index_off && pending.is_none() && exhausted {
                 break;
             }
+        }
+        if self.bad_entries > MAX_BAD_ENTRIES_SHOWN {
+            let more = self.bad_entries - MAX_BAD_ENTRIES_SHOWN;
+            let msg = format!("piece {}: {more} more bad index entries", self.shown);
+            self.report.issue(IssueKind::BadIndex, msg);
         }
         let n_bad = self.report.bad_blocks.len();
         if n_bad > 0 {
@@ -384,21 +400,4 @@ fn bad_block(e: &IndexEntry, actual: String) -> BadBlock {
         expected: to_hex(&e.digest),
         actual,
     }
-}
-
-/// Decodes and hashes one stored block; None when it matches, else the actual digest
-/// (hex) or why it could not be decoded.
-fn check_block(alg: Algorithm, stored: &[u8], e: &IndexEntry) -> Option<String> {
-    let digest = if e.flags & FLAG_ZSTD != 0 {
-        match zstd::bulk::decompress(stored, e.raw_len as usize) {
-            Ok(raw) if raw.len() == e.raw_len as usize => alg.digest(&raw),
-            Ok(raw) => return Some(format!("decompressed to {} bytes instead of {}", raw.len(), e.raw_len)),
-            Err(err) => return Some(format!("zstd: {err}")),
-        }
-    } else if stored.len() != e.raw_len as usize {
-        return Some(format!("{} stored bytes for a {}-byte block", stored.len(), e.raw_len));
-    } else {
-        alg.digest(stored)
-    };
-    (digest != e.digest).then(|| to_hex(&digest))
 }

@@ -6,10 +6,11 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::blockmap::{open_blockmap, record_len};
-use crate::engine::piece::HEADER_LEN;
+use rayon::prelude::*;
+
+use crate::format::{BlockMapReader, BlockRecord, PieceReader};
 use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// A restored block that differs from the block map's digest.
@@ -92,65 +93,51 @@ fn compare_blocks(
     range: BlockRange<'_>,
     report: &mut RestoredFileReport,
 ) -> io::Result<()> {
-    let bm = match File::open(range.blockmap) {
-        Ok(f) => f,
+    let map = match BlockMapReader::open(range.blockmap) {
+        Ok(m) => m,
+        Err(e) => {
+            report.notes.push(format!("block map {e}"));
+            return Ok(());
+        }
+    };
+    let records = match map.range(range.first_block, range.block_count) {
+        Ok(it) => it,
         Err(e) => {
             report
                 .notes
-                .push(format!("block map {}: {e}", range.blockmap.display()));
+                .push(format!("block map {e} (the manifest places this file there)"));
             return Ok(());
         }
     };
-    let size = bm.metadata()?.len();
-    let info = match open_blockmap(&bm, range.blockmap, size) {
-        Ok(i) => i,
-        Err((_, msg)) => {
-            report.notes.push(msg);
-            return Ok(());
-        }
-    };
-    let end = range.first_block.checked_add(range.block_count);
-    if end.is_none_or(|e| e > info.record_count) {
-        report.notes.push(format!(
-            "block map {} has {} records; the manifest places this file at {}+{}",
-            range.blockmap.display(),
-            info.record_count,
-            range.first_block,
-            range.block_count
-        ));
-        return Ok(());
-    }
-    let dl = info.algorithm.digest_size();
-    let rec_len = record_len(dl);
-    let bs = u64::from(info.block_size);
+    let bs = u64::from(map.block_size());
     let file = File::open(path)?;
-    let mut rec = vec![0u8; rec_len as usize];
-    let mut block = vec![0u8; info.block_size as usize];
-    for k in 0..range.block_count {
-        let at = HEADER_LEN + (range.first_block + k) * rec_len;
-        bm.read_exact_at(&mut rec, at)?;
-        report.bytes_read += rec_len;
-        let source = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&rec[4..12]);
-        let offset = u64::from_le_bytes(a);
-        let raw_len = u32::from_le_bytes([rec[16], rec[17], rec[18], rec[19]]) as usize;
-        let expected = &rec[21..21 + dl];
-        let start = k * bs;
-        let want = raw_len.min(block.len());
-        let got = read_at_most(&file, &mut block[..want], start)?;
+    // One block at most: the block size is bounded by the format.
+    let mut block = vec![0u8; map.block_size() as usize];
+    for (k, rec) in (0u64..).zip(records) {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                report.notes.push(format!("block map {e}"));
+                continue;
+            }
+        };
+        report.bytes_read += map.record_len();
+        // raw_len <= block size: the reader checked it.
+        let want = rec.raw_len as usize;
+        let got = read_at_most(&file, &mut block[..want], k * bs)?;
         report.bytes_read += got as u64;
-        let actual = if got == raw_len {
+        let expected = to_hex(&rec.digest);
+        let actual = if got == want {
             to_hex(&alg.digest(&block[..got]))
         } else {
-            format!("{got} bytes restored instead of {raw_len}")
+            format!("{got} bytes restored instead of {want}")
         };
-        if actual != to_hex(expected) {
+        if actual != expected {
             report.bad_blocks.push(RestoredBlock {
                 block_index: k,
-                source,
-                offset,
-                expected: to_hex(expected),
+                source: rec.source,
+                offset: rec.offset,
+                expected,
                 actual,
             });
         }
@@ -194,69 +181,78 @@ pub struct MappedBlockFault {
     pub actual: String,
 }
 
+/// Records checked per parallel step (memory stays flat in the block-map size).
+const MAPPED_BATCH: usize = 8192;
+
 /// Re-reads every block a set's block map names, from the pieces of its chain (`pieces`
 /// in `sources` order), and compares each with the block map's digest: every block a
 /// restore would write, checked without writing it, all faults reported (a restore stops
-/// at the first). Errors are about the block map itself.
-pub fn check_mapped_blocks(blockmap: &Path, pieces: &[std::path::PathBuf]) -> Result<Vec<MappedBlockFault>, String> {
-    use rayon::prelude::*;
-
-    use crate::engine::piece::decode_block;
-
-    let bm = File::open(blockmap).map_err(|e| format!("block map {}: {e}", blockmap.display()))?;
-    let size = bm.metadata().map_err(|e| format!("block map {}: {e}", blockmap.display()))?.len();
-    let info = open_blockmap(&bm, blockmap, size).map_err(|(_, m)| m)?;
-    let files: Vec<Option<File>> = pieces.iter().map(|p| File::open(p).ok()).collect();
-    let dl = info.algorithm.digest_size();
-    let rec_len = record_len(dl);
-    let alg = info.algorithm;
+/// at the first). Call it inside the pool. Errors are about the block map itself.
+pub fn check_mapped_blocks(blockmap: &Path, pieces: &[PathBuf]) -> Result<Vec<MappedBlockFault>, String> {
+    let map = BlockMapReader::open(blockmap).map_err(|e| format!("block map {e}"))?;
+    let readers: Vec<Result<PieceReader, String>> = pieces.iter().map(|p| open_source(p, &map)).collect();
+    let mut records = map.range(0, map.count()).map_err(|e| format!("block map {e}"))?;
     let mut faults = Vec::new();
-    const BATCH: u64 = 8192;
-    let mut start = 0;
-    while start < info.record_count {
-        let n = BATCH.min(info.record_count - start);
-        let mut recs = vec![0u8; (n * rec_len) as usize];
-        bm.read_exact_at(&mut recs, HEADER_LEN + start * rec_len)
-            .map_err(|e| format!("block map {}: {e}", blockmap.display()))?;
-        let found: Vec<MappedBlockFault> = recs
-            .par_chunks(rec_len as usize)
+    let mut first = 0u64;
+    loop {
+        let batch = records
+            .by_ref()
+            .take(MAPPED_BATCH)
+            .collect::<crate::format::Result<Vec<BlockRecord>>>()
+            .map_err(|e| format!("block map {e}"))?;
+        if batch.is_empty() {
+            break;
+        }
+        let found: Vec<MappedBlockFault> = batch
+            .par_iter()
             .enumerate()
             .filter_map(|(k, rec)| {
-                let source = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-                let mut a = [0u8; 8];
-                a.copy_from_slice(&rec[4..12]);
-                let offset = u64::from_le_bytes(a);
-                let stored_len = u32::from_le_bytes([rec[12], rec[13], rec[14], rec[15]]);
-                let raw_len = u32::from_le_bytes([rec[16], rec[17], rec[18], rec[19]]);
-                let expected = &rec[21..21 + dl];
-                let actual = match files.get(source as usize) {
-                    None => Some(format!("source {source} is not in the manifest's sources")),
-                    Some(None) => Some(format!("piece {} is missing or unreadable", pieces[source as usize].display())),
-                    Some(Some(f)) => {
-                        let mut buf = vec![0u8; stored_len as usize];
-                        match f.read_exact_at(&mut buf, offset) {
-                            Err(e) => Some(format!("reading {stored_len} bytes at {offset}: {e}")),
-                            Ok(()) => match decode_block(buf, raw_len, rec[20]) {
-                                Err(reason) => Some(reason),
-                                Ok(raw) => {
-                                    let d = alg.digest(&raw);
-                                    (d != expected).then(|| to_hex(&d))
-                                }
-                            },
-                        }
-                    }
-                };
-                actual.map(|actual| MappedBlockFault {
-                    record: start + k as u64,
-                    source,
-                    offset,
-                    expected: to_hex(expected),
+                mapped_fault(&readers, rec).map(|actual| MappedBlockFault {
+                    record: first + k as u64,
+                    source: rec.source,
+                    offset: rec.offset,
+                    expected: to_hex(&rec.digest),
                     actual,
                 })
             })
             .collect();
         faults.extend(found);
-        start += n;
+        first += batch.len() as u64;
     }
     Ok(faults)
+}
+
+/// Opens a source piece for `map`'s records; Err says why its blocks cannot be read.
+fn open_source(path: &Path, map: &BlockMapReader) -> Result<PieceReader, String> {
+    let r = PieceReader::open(path).map_err(|e| e.to_string())?;
+    if r.algorithm() != map.algorithm() || r.block_size() != map.block_size() {
+        return Err(format!(
+            "piece {}: header (at offset 12..18) says {}-byte blocks hashed with {}, the block map {}-byte blocks with {}",
+            path.display(),
+            r.block_size(),
+            r.algorithm().name(),
+            map.block_size(),
+            map.algorithm().name()
+        ));
+    }
+    Ok(r)
+}
+
+/// None when the record's stored block hashes to its digest, else the actual digest or
+/// why the block could not be read.
+fn mapped_fault(readers: &[Result<PieceReader, String>], rec: &BlockRecord) -> Option<String> {
+    let (len, at) = (rec.stored_len, rec.offset);
+    let reader = match readers.get(rec.source as usize) {
+        None => return Some(format!("source {} is not in the manifest's sources", rec.source)),
+        Some(Err(why)) => return Some(format!("{len} bytes at {at} cannot be read: {why}")),
+        Some(Ok(r)) => r,
+    };
+    match reader.read_raw(at, len, rec.raw_len, rec.flags) {
+        Err(e) => Some(format!("reading {len} bytes at {at}: {e}")),
+        Ok(Err(reason)) => Some(reason),
+        Ok(Ok(raw)) => {
+            let d = reader.algorithm().digest(&raw);
+            (d != rec.digest).then(|| to_hex(&d))
+        }
+    }
 }

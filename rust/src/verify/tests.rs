@@ -1,4 +1,4 @@
-//! Unit tests over pieces written with the engine's `PieceWriter`: every damage a disk,
+//! Unit tests over pieces written with `format::PieceWriter`: every damage a disk,
 //! an operator or a bad copy can do, and the findings each one must produce.
 
 use std::collections::BTreeSet;
@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::*;
-use crate::engine::piece::{PieceWriter, FLAG_ZSTD, HEADER_LEN, PIECE_TRAILER_LEN};
+use crate::format::{BlockMapWriter, BlockRecord, PieceReader, PieceWriter, FLAG_ZSTD, HEADER_LEN};
 use crate::scan::algorithm::{to_hex, Algorithm};
+
+/// Trailer length of a version-1 piece.
+const PIECE_TRAILER_LEN: u64 = 96;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rb-verify-{}-{}", name, std::process::id()));
@@ -70,7 +73,7 @@ fn kinds(r: &ItemReport) -> Vec<IssueKind> {
 
 /// (offset, stored_len) of every block, from the index (the oracle for where bits land).
 fn layout(path: &Path) -> Vec<(u64, u32, u64)> {
-    let r = crate::engine::PieceReader::open(path).unwrap();
+    let r = PieceReader::open(path).unwrap();
     r.entries()
         .unwrap()
         .map(|e| e.unwrap())
@@ -266,8 +269,13 @@ fn an_index_entry_pointing_outside_the_data_is_reported_and_the_rest_still_check
         r.issues
     );
     let msg = &r.issues.iter().find(|i| i.kind == IssueKind::BadIndex).unwrap().message;
-    assert!(msg.starts_with("index entry 4 (block 1 of file #1)"), "{msg}");
-    let _ = HEADER_LEN;
+    let want = format!(
+        "piece {}: index entry 4: block at offset {} (+64) lies outside the data area {HEADER_LEN}..{index_off} (at offset {})",
+        item.path.display(),
+        size * 2,
+        index_off + 4 * entry_len + 12
+    );
+    assert_eq!(msg, &want);
 }
 
 #[test]
@@ -320,4 +328,60 @@ fn many_pieces_are_checked_in_parallel_and_reported_in_order() {
         ctl.counters.bytes_read.load(std::sync::atomic::Ordering::Relaxed),
         total
     );
+}
+
+/// A block map for `piece`'s blocks, with `edit` applied to record `k` before it is written.
+fn write_map(path: &Path, piece: &Path, k: usize, edit: impl Fn(&mut BlockRecord)) {
+    let r = PieceReader::open(piece).unwrap();
+    let mut w = BlockMapWriter::create(path, r.algorithm(), r.block_size()).unwrap();
+    let mut n = 0;
+    for (i, e) in r.entries().unwrap().enumerate() {
+        let e = e.unwrap();
+        let mut rec = BlockRecord {
+            source: 0,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            flags: e.flags,
+            digest: e.digest,
+        };
+        if i == k {
+            edit(&mut rec);
+        }
+        w.push(&rec).unwrap();
+        n += 1;
+    }
+    assert_eq!(w.finish().unwrap().1, n);
+}
+
+#[test]
+fn mapped_blocks_outside_their_piece_are_faults_not_allocations() {
+    let d = tmpdir("mapped");
+    let piece = d.join("a.piece");
+    write_piece(&piece, Algorithm::Blake3, 64, 6, false, &mut Rng(29));
+    let map = d.join("blockmap");
+    write_map(&map, &piece, usize::MAX, |_| {});
+    assert_eq!(
+        restored::check_mapped_blocks(&map, std::slice::from_ref(&piece)),
+        Ok(vec![])
+    );
+    fs::remove_file(&map).unwrap();
+    // An offset far past the end (the old reader sized a buffer from the record alone).
+    write_map(&map, &piece, 2, |r| r.offset = u64::MAX - 10);
+    let faults = restored::check_mapped_blocks(&map, std::slice::from_ref(&piece)).unwrap();
+    assert_eq!(faults.len(), 1);
+    assert_eq!((faults[0].record, faults[0].offset), (2, u64::MAX - 10));
+    assert!(
+        faults[0].actual.contains("lie outside the data area"),
+        "{}",
+        faults[0].actual
+    );
+    // A source the manifest does not have, and a piece that is not there.
+    fs::remove_file(&map).unwrap();
+    write_map(&map, &piece, 4, |r| r.source = 1);
+    let faults = restored::check_mapped_blocks(&map, &[piece.clone(), d.join("gone.piece")]).unwrap();
+    assert_eq!(faults.len(), 1);
+    assert!(faults[0].actual.starts_with("64 bytes at "), "{}", faults[0].actual);
+    let faults = restored::check_mapped_blocks(&map, std::slice::from_ref(&piece)).unwrap();
+    assert_eq!(faults[0].actual, "source 1 is not in the manifest's sources");
 }

@@ -99,14 +99,11 @@ impl BackgroundWriter {
         let worker = self
             .worker
             .take()
-            .ok_or_else(|| Error::Invalid(format!("writer of {} already stopped", self.path.display())))?;
+            .ok_or_else(|| Error::io(&self.path, io::Error::other("the writer thread already stopped")))?;
         match worker.join() {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(e)) => Err(Error::io(&self.path, e)),
-            Err(_) => Err(Error::Invalid(format!(
-                "the writer thread of {} panicked",
-                self.path.display()
-            ))),
+            Err(_) => Err(Error::io(&self.path, io::Error::other("the writer thread panicked"))),
         }
     }
 }

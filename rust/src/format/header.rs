@@ -1,0 +1,238 @@
+//! The 32-byte header that pieces and block maps share, the format versions and what
+//! each version's layout looks like, and the on-disk algorithm codes.
+//!
+//! A reader learns the version from the header and asks `Layout` for every size it then
+//! needs (trailer, index entry, record), so a new version is a new `Layout` variant and
+//! every reader keeps reading the old ones.
+
+use std::path::Path;
+
+use super::error::{Error, Result};
+use crate::scan::algorithm::Algorithm;
+
+/// Length of the header of every version.
+pub const HEADER_LEN: u64 = 32;
+/// The first format (rustybackup 0.1).
+pub const VERSION_1: u32 = 1;
+/// The version this build writes.
+pub const WRITE_VERSION: u32 = VERSION_1;
+/// Every version this build reads: every version ever written.
+pub const READ_VERSIONS: [u32; 1] = [VERSION_1];
+/// Largest block size a header may carry (bounds every per-block allocation). The
+/// engine's policy (`engine::backup::MIN_BLOCK_SIZE`) is narrower; the format only needs
+/// a block to be non-empty and bounded.
+pub const MAX_BLOCK_SIZE: u32 = 16 << 20;
+/// Room for the largest digest (SHA-512) in trailers.
+pub const MAX_DIGEST: usize = 64;
+
+/// Which of the two file kinds a header starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `*.piece`: block data, index, trailer.
+    Piece,
+    /// `blockmap`: one record per block of the set's state, trailer.
+    BlockMap,
+}
+
+impl Kind {
+    /// The first eight bytes of a file of this kind.
+    pub fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Self::Piece => b"RBPIECE\0",
+            Self::BlockMap => b"RBBMAP\0\0",
+        }
+    }
+
+    /// The first eight bytes of its trailer.
+    pub fn trailer_magic(self) -> &'static [u8; 8] {
+        match self {
+            Self::Piece => b"RBTRAIL\0",
+            Self::BlockMap => b"RBBMEND\0",
+        }
+    }
+
+    /// The name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Piece => "piece",
+            Self::BlockMap => "block map",
+        }
+    }
+}
+
+/// The byte layout of one format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Version 1 (docs/FORMAT.md).
+    V1,
+}
+
+impl Layout {
+    /// The layout of `version`, if this build reads it.
+    pub fn of(version: u32) -> Option<Self> {
+        match version {
+            VERSION_1 => Some(Self::V1),
+            _ => None,
+        }
+    }
+
+    /// The version number written in headers.
+    pub fn version(self) -> u32 {
+        match self {
+            Self::V1 => VERSION_1,
+        }
+    }
+
+    /// Length of a trailer of `kind`.
+    pub fn trailer_len(self, kind: Kind) -> u64 {
+        match (self, kind) {
+            (Self::V1, Kind::Piece) => 96,
+            (Self::V1, Kind::BlockMap) => 88,
+        }
+    }
+
+    /// Length of one piece index entry.
+    pub fn index_entry_len(self, digest_len: usize) -> u64 {
+        match self {
+            Self::V1 => 29 + digest_len as u64,
+        }
+    }
+
+    /// Length of one block-map record.
+    pub fn record_len(self, digest_len: usize) -> u64 {
+        match self {
+            Self::V1 => 21 + digest_len as u64,
+        }
+    }
+}
+
+/// The code an algorithm has on disk.
+pub fn algorithm_code(alg: Algorithm) -> u8 {
+    match alg {
+        Algorithm::Md5 => 1,
+        Algorithm::Sha1 => 2,
+        Algorithm::Sha256 => 3,
+        Algorithm::Sha512 => 4,
+        Algorithm::Blake3 => 5,
+    }
+}
+
+/// The algorithm of an on-disk code.
+pub fn algorithm_from_code(code: u8) -> Option<Algorithm> {
+    match code {
+        1 => Some(Algorithm::Md5),
+        2 => Some(Algorithm::Sha1),
+        3 => Some(Algorithm::Sha256),
+        4 => Some(Algorithm::Sha512),
+        5 => Some(Algorithm::Blake3),
+        _ => None,
+    }
+}
+
+/// Whether a block size is one a header may carry; Err says why not.
+pub fn check_block_size(block_size: u32) -> std::result::Result<(), String> {
+    if (1..=MAX_BLOCK_SIZE).contains(&block_size) {
+        Ok(())
+    } else {
+        Err(format!(
+            "block_size {block_size} is out of range (1..={MAX_BLOCK_SIZE} bytes)"
+        ))
+    }
+}
+
+/// A decoded header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Piece or block map.
+    pub kind: Kind,
+    /// The version's layout.
+    pub layout: Layout,
+    /// Block size of the set.
+    pub block_size: u32,
+    /// Digest algorithm of blocks and trailer.
+    pub algorithm: Algorithm,
+}
+
+impl Header {
+    /// A header of the version this build writes.
+    pub fn new(kind: Kind, block_size: u32, algorithm: Algorithm) -> Self {
+        Self {
+            kind,
+            layout: Layout::V1,
+            block_size,
+            algorithm,
+        }
+    }
+
+    /// Length of a digest (block digests and the trailer checksum).
+    pub fn digest_len(&self) -> usize {
+        self.algorithm.digest_size()
+    }
+
+    /// Length of this file's trailer.
+    pub fn trailer_len(&self) -> u64 {
+        self.layout.trailer_len(self.kind)
+    }
+
+    /// The 32 header bytes.
+    pub fn encode(&self) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(self.kind.magic());
+        h[8..12].copy_from_slice(&self.layout.version().to_le_bytes());
+        h[12..16].copy_from_slice(&self.block_size.to_le_bytes());
+        h[16] = algorithm_code(self.algorithm);
+        // Digest sizes are at most 64, so the cast cannot truncate.
+        h[17] = self.digest_len() as u8;
+        h
+    }
+
+    /// Parses and checks the first 32 bytes of `path`, which must be a file of `kind`.
+    pub fn decode(path: &Path, kind: Kind, h: &[u8; 32]) -> Result<Self> {
+        let name = kind.name();
+        if &h[..8] != kind.magic() {
+            return Err(Error::damaged(path, 0, format!("not a {name} file (bad magic)")));
+        }
+        let version = u32_at(h, 8);
+        let layout = Layout::of(version).ok_or_else(|| {
+            Error::damaged(
+                path,
+                8,
+                format!("{name} version {version} is not supported (this build reads versions {READ_VERSIONS:?})"),
+            )
+        })?;
+        let block_size = u32_at(h, 12);
+        check_block_size(block_size).map_err(|m| Error::damaged(path, 12, format!("header {m}")))?;
+        let algorithm = algorithm_from_code(h[16])
+            .ok_or_else(|| Error::damaged(path, 16, format!("unknown algorithm code {} in header", h[16])))?;
+        if usize::from(h[17]) != algorithm.digest_size() {
+            return Err(Error::damaged(
+                path,
+                17,
+                format!("digest length {} does not match {}", h[17], algorithm.name()),
+            ));
+        }
+        if let Some(i) = h[18..].iter().position(|&b| b != 0) {
+            return Err(Error::damaged(path, 18 + i as u64, "reserved header byte is not zero"));
+        }
+        Ok(Self {
+            kind,
+            layout,
+            block_size,
+            algorithm,
+        })
+    }
+}
+
+/// Little-endian u32 at `i` of `b` (the caller's slice is long enough).
+pub(crate) fn u32_at(b: &[u8], i: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[i..i + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Little-endian u64 at `i` of `b` (the caller's slice is long enough).
+pub(crate) fn u64_at(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(a)
+}

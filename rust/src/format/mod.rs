@@ -1,0 +1,32 @@
+//! The one owner of bytes on disk: the only code that writes and parses pieces, block
+//! maps, their headers, index entries, records and trailers (docs/FORMAT.md). Pure logic,
+//! no PyO3 types.
+//!
+//! Versions: a header carries the format version; `header::Layout` says what each
+//! version's bytes look like and every reader dispatches on it, so this build reads every
+//! version ever written (`READ_VERSIONS`) and writes `WRITE_VERSION`. A format change is a
+//! new `Layout` variant here, nowhere else.
+//!
+//! Readers trust nothing they read: every length, count and offset is checked against the
+//! file's size (and every block length against the header's bounded block size) before
+//! anything is allocated or read, and damage is an `Error::Damaged` naming the file and
+//! the offset, never a panic.
+
+pub mod block;
+pub mod blockmap;
+pub mod error;
+pub mod header;
+pub mod piece;
+pub mod read;
+mod writeback;
+
+pub use block::{check_block, decode_block, stored_mismatch, FLAG_ZSTD};
+pub use blockmap::{BlockMapReader, BlockMapWriter, BlockRecord, RecordIter};
+pub use error::{Error, Result};
+pub use header::{check_block_size, Header, Kind, Layout, HEADER_LEN, MAX_BLOCK_SIZE, READ_VERSIONS, WRITE_VERSION};
+pub use piece::{BlockError, IndexEntry, IndexIter, PieceReader, PieceSummary, PieceWriter, Stored};
+
+#[cfg(test)]
+mod mutation;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,226 @@
+//! Round trips and hand-written damage of pieces and block maps.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::scan::algorithm::Algorithm;
+
+pub(super) fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rb-format-{}-{}", name, std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `blocks` (each at most `bs` bytes) as file 7's blocks, zstd when it shrinks them.
+pub(super) fn write_piece(path: &Path, alg: Algorithm, bs: u32, blocks: &[Vec<u8>], zstd: bool) -> PieceSummary {
+    let mut w = PieceWriter::create(path, alg, bs).unwrap();
+    for (i, b) in blocks.iter().enumerate() {
+        let d = alg.digest(b);
+        let packed = zstd::bulk::compress(b, 3).unwrap();
+        let (stored, flags) = if zstd && packed.len() < b.len() {
+            (packed, FLAG_ZSTD)
+        } else {
+            (b.clone(), 0)
+        };
+        w.write_block(7, i as u64, &stored, b.len() as u32, flags, &d).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn sample_blocks(n: u8, bs: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let len = bs - usize::from(i % 3) * 7;
+            if i % 2 == 0 {
+                vec![i; len]
+            } else {
+                let mut x = u64::from(i) * 0x9e37_79b9 + 1;
+                (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn pieces_round_trip_with_every_algorithm_with_and_without_zstd() {
+    let d = tmpdir("rt");
+    for alg in crate::scan::algorithm::ALL {
+        for zstd in [false, true] {
+            let p = d.join(format!("{zstd}-{}.piece", alg.name()));
+            let blocks = sample_blocks(20, 512);
+            let summary = write_piece(&p, alg, 512, &blocks, zstd);
+            assert_eq!(summary.size, fs::metadata(&p).unwrap().len());
+            assert!(!p.with_extension("piece-index.tmp").exists());
+            let r = PieceReader::open(&p).unwrap();
+            assert_eq!((r.block_count(), r.version(), r.algorithm()), (20, WRITE_VERSION, alg));
+            assert_eq!(r.recorded_checksum(), summary.checksum.as_slice());
+            r.verify_checksum().unwrap();
+            for (i, e) in r.entries().unwrap().enumerate() {
+                let e = e.unwrap();
+                assert_eq!((e.file_no, e.block_index), (7, i as u64));
+                assert_eq!(e.flags == FLAG_ZSTD, zstd && i % 2 == 0, "block {i}");
+                assert_eq!(r.read_verified(&e, "f").unwrap(), blocks[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn block_maps_round_trip_and_stream_any_range() {
+    let d = tmpdir("bm");
+    let p = d.join("blockmap");
+    let alg = Algorithm::Sha256;
+    let mut w = BlockMapWriter::create(&p, alg, 4096).unwrap();
+    let recs: Vec<BlockRecord> = (0..50u32)
+        .map(|i| BlockRecord {
+            source: i % 3,
+            offset: 32 + u64::from(i) * 4096,
+            stored_len: 4096 - i,
+            raw_len: 4096 - i,
+            flags: 0,
+            digest: alg.digest(&i.to_le_bytes()),
+        })
+        .collect();
+    for r in &recs {
+        w.push(r).unwrap();
+    }
+    let (checksum, n) = w.finish().unwrap();
+    assert_eq!(n, 50);
+    let r = BlockMapReader::open(&p).unwrap();
+    assert_eq!((r.count(), r.block_size(), r.algorithm()), (50, 4096, alg));
+    assert_eq!(r.recorded_checksum(), checksum.as_slice());
+    r.verify_checksum().unwrap();
+    let got: Vec<BlockRecord> = r.range(10, 5).unwrap().map(Result::unwrap).collect();
+    assert_eq!(got, recs[10..15]);
+    assert_eq!(r.range(50, 0).unwrap().count(), 0);
+    let msg = r.range(49, 2).err().unwrap().to_string();
+    assert!(
+        msg.contains("records 49..51 requested but the block map holds 50"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_flipped_data_byte_is_found_by_block_and_checksum() {
+    let d = tmpdir("flip");
+    let p = d.join("a.piece");
+    let blocks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 512]).collect();
+    write_piece(&p, Algorithm::Blake3, 512, &blocks, false);
+    let mut bytes = fs::read(&p).unwrap();
+    bytes[32 + 3 * 512 + 1] ^= 0xff;
+    fs::write(&p, &bytes).unwrap();
+    let r = PieceReader::open(&p).unwrap();
+    assert!(matches!(r.verify_checksum(), Err(Error::Checksum { .. })));
+    let e = r.entries().unwrap().nth(3).unwrap().unwrap();
+    match r.read_verified(&e, "dir/x") {
+        Err(BlockError::Corrupt {
+            block_index,
+            offset,
+            file,
+            ..
+        }) => {
+            assert_eq!((block_index, offset, file.as_str()), (3, 32 + 3 * 512, "dir/x"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn foreign_truncated_and_future_files_name_file_and_offset() {
+    let d = tmpdir("trunc");
+    let p = d.join("a.piece");
+    write_piece(&p, Algorithm::Blake3, 512, &[vec![1; 512]], false);
+    let bytes = fs::read(&p).unwrap();
+    let shown = p.display().to_string();
+    let err = |b: &[u8]| {
+        fs::write(&p, b).unwrap();
+        PieceReader::open(&p).err().unwrap().to_string()
+    };
+    let msg = err(&bytes[..bytes.len() - 5]);
+    assert_eq!(
+        msg,
+        format!(
+            "{shown}: bad trailer magic (truncated or overwritten piece) (at offset {})",
+            bytes.len() - 5 - 96
+        )
+    );
+    assert_eq!(
+        err(&[0u8; 200]),
+        format!("{shown}: not a piece file (bad magic) (at offset 0)")
+    );
+    assert_eq!(
+        err(&bytes[..20]),
+        format!("{shown}: truncated piece (20 bytes, no header) (at offset 20)")
+    );
+    let mut v = bytes.clone();
+    v[8] = 2;
+    assert_eq!(
+        err(&v),
+        format!("{shown}: piece version 2 is not supported (this build reads versions [1]) (at offset 8)")
+    );
+    let mut v = bytes.clone();
+    v[12..16].copy_from_slice(&0u32.to_le_bytes());
+    assert!(err(&v).ends_with("header block_size 0 is out of range (1..=16777216 bytes) (at offset 12)"));
+    let mut v = bytes.clone();
+    v[30] = 1;
+    assert!(err(&v).ends_with("reserved header byte is not zero (at offset 30)"));
+}
+
+#[test]
+fn the_layout_of_every_readable_version_is_known() {
+    for v in READ_VERSIONS {
+        let layout = Layout::of(v).unwrap();
+        assert_eq!(layout.version(), v);
+    }
+    assert_eq!(Layout::of(WRITE_VERSION), Some(Layout::V1));
+    assert_eq!(Layout::of(0), None);
+    // The sizes docs/FORMAT.md gives for version 1.
+    assert_eq!(Layout::V1.trailer_len(Kind::Piece), 96);
+    assert_eq!(Layout::V1.trailer_len(Kind::BlockMap), 88);
+    assert_eq!(Layout::V1.index_entry_len(32), 61);
+    assert_eq!(Layout::V1.record_len(32), 53);
+}
+
+#[test]
+fn writers_refuse_what_readers_would_refuse() {
+    let d = tmpdir("refuse");
+    let mut w = PieceWriter::create(&d.join("p"), Algorithm::Blake3, 512).unwrap();
+    let digest = Algorithm::Blake3.digest(b"x");
+    for (stored, raw_len, flags) in [
+        (vec![0u8; 513], 513, 0),
+        (vec![1u8; 10], 12, 0),
+        (vec![0u8; 8], 8, 4),
+        (vec![], 0, 0),
+    ] {
+        let msg = w
+            .write_block(0, 0, &stored, raw_len, flags, &digest)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("block 0:"), "{msg}");
+    }
+    assert!(w.write_block(0, 0, b"abc", 3, 0, &digest[..4]).is_err());
+}
+
+#[test]
+fn block_fields_are_checked_against_the_block_size() {
+    assert_eq!(block::check_fields(512, 512, 0, 512), Ok(()));
+    assert_eq!(block::check_fields(100, 512, FLAG_ZSTD, 512), Ok(()));
+    assert!(block::check_fields(512, 512, FLAG_ZSTD, 512).is_err());
+    assert!(block::check_fields(0, 512, FLAG_ZSTD, 512).is_err());
+    assert!(block::check_fields(u32::MAX, u32::MAX, 0, 512).is_err());
+    assert!(block::check_fields(1, 1, 2, 512)
+        .unwrap_err()
+        .contains("unknown block flags 0x02"));
+    // A zstd frame claiming more than raw_len is an error, not an allocation.
+    let frame = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+    assert!(decode_block(frame, 512, FLAG_ZSTD).is_err());
+}
