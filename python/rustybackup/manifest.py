@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -707,7 +707,11 @@ class _Consistency:
 
     def paths(self) -> None:
         """No path twice, and no file or link where another entry needs a directory."""
-        groups = (("files", self.m.files), ("dirs", self.m.dirs), ("symlinks", self.m.symlinks))
+        groups: tuple[tuple[str, Sequence[FileEntry | DirEntry | SymlinkEntry]], ...] = (
+            ("files", self.m.files),
+            ("dirs", self.m.dirs),
+            ("symlinks", self.m.symlinks),
+        )
         # path -> (group, position); labels are only formatted for an error.
         where: dict[str, tuple[str, int]] = {}
         for group, entries in groups:
