@@ -411,3 +411,89 @@ def check_restored(
 def check_mapped_blocks(blockmap: _Path, pieces: _Sequence[_Path]) -> list[tuple[int, int, int, str, str]]:
     """(record, source, offset, expected, actual) of every block-map record whose stored
     block differs from its digest; VerificationError when the block map is unreadable."""
+
+# --- PostgreSQL page checksums (issue 14) ---
+
+def pg_checksum_page(page: bytes, blkno: int) -> int:
+    """PostgreSQL's ``pg_checksum_page(page, blkno)`` (storage/checksum_impl.h): 1..65535.
+    ``ValueError`` when the page is not 1024..32768 bytes, a power of two."""
+
+def pg_check_file(
+    path: str | PathLike[str], *, segment: int = 0, start_lsn: int, page_size: int = 8192
+) -> list[tuple[int, int, int]]:
+    """The damaged pages of one relation segment file (``segment``: its ``.N`` suffix) as
+    (block number in the relation, stored checksum, computed checksum). New pages and
+    pages whose LSN is at or past ``start_lsn`` are not judged; a trailing partial page is
+    skipped. Reads without the GIL; ``OSError`` names the file."""
+
+# --- SQLite WAL (issue 14) ---
+
+@final
+class WalScan:
+    """What :func:`wal_scan` found (https://www.sqlite.org/fileformat2.html#walformat)."""
+
+    @property
+    def page_size(self) -> int: ...
+    @property
+    def big_endian(self) -> bool:
+        """Checksums read big-endian words (magic 0x377f0683)."""
+    @property
+    def checkpoint_seq(self) -> int: ...
+    @property
+    def salt(self) -> tuple[int, int]:
+        """(salt-1, salt-2): new on every WAL restart, the generation's identity."""
+    @property
+    def header_checksum(self) -> tuple[int, int]: ...
+    @property
+    def first_frame(self) -> int: ...
+    @property
+    def last_commit(self) -> int | None:
+        """Index of the last commit frame of the valid run, or None."""
+    @property
+    def checksum(self) -> tuple[int, int]:
+        """Cumulative checksum after the last commit (the seed when there is none)."""
+    @property
+    def uncommitted(self) -> int:
+        """Valid frames after the last commit."""
+    @property
+    def stop(self) -> str:
+        """Why the valid run ended, in words."""
+    @property
+    def stop_kind(self) -> str:
+        """``"end"``, ``"partial"``, ``"salt"``, ``"checksum"`` or ``"page_zero"``."""
+    @property
+    def stop_frame(self) -> int | None:
+        """The frame that ended the run; None at a clean end of the data."""
+    @property
+    def committed_len(self) -> int:
+        """Bytes of the data holding the header and the committed frames."""
+    @property
+    def frames(self) -> list[tuple[int, int, int]]:
+        """Committed frames as (index, page_number, commit_size)."""
+    @property
+    def commits(self) -> list[int]:
+        """Indexes of the commit frames."""
+
+def wal_scan(data: Buffer, first_frame: int = 1, seed: tuple[int, int] | None = None) -> WalScan:
+    """Scans a 32-byte WAL header and the frames after it, numbered from ``first_frame``;
+    ``seed`` is the cumulative checksum of frame ``first_frame - 1`` (required after frame
+    1). Frames are checked for salts and the checksum chain; the valid run ends at the
+    first frame that fails, and only frames through its last commit are returned.
+    ``BackupError`` for a damaged header (naming the offset), ``ValueError`` for bad
+    arguments. Releases the GIL."""
+
+def wal_apply(
+    db: str | PathLike[str],
+    data: Buffer,
+    *,
+    first_frame: int = 1,
+    seed: tuple[int, int] | None = None,
+    after: int,
+    through: int,
+) -> tuple[int, int, int]:
+    """Writes the pages of the committed frames ``after < index <= through`` of ``data``
+    (as :func:`wal_scan` reads it) into the database file ``db`` at ``(page - 1) *
+    page_size``, newest version of each page once, and sets the file to the size of
+    commit ``through``; fsyncs. Returns (frames, pages_written, db_pages). ``through``
+    must be a commit frame of the valid run (``ValueError``); ``BackupError`` when the
+    database's page size differs. Releases the GIL."""

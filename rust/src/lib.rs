@@ -8,8 +8,10 @@ pub mod cron;
 pub mod engine;
 pub mod format;
 pub mod io_hints;
+pub mod pgpage;
 pub mod scan;
 pub mod verify;
+pub mod wal;
 
 #[cfg(feature = "python")]
 mod py;
@@ -27,5 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::chain::register(m)?;
     py::engine::register(m)?;
     py::verify::register(m)?;
+    py::pgpage::register(m)?;
+    py::wal::register(m)?;
     Ok(())
 }

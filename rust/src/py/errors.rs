@@ -106,3 +106,15 @@ pub fn engine_error(err: crate::engine::Error) -> PyErr {
         other => BackupError::new_err(other.to_string()),
     }
 }
+
+/// Maps a WAL error: I/O keeps its path, a bad argument is a `ValueError`, a damaged
+/// header or a database that does not fit the WAL is a `BackupError` naming the offset
+/// or the file.
+pub fn wal_error(err: crate::wal::WalError) -> PyErr {
+    use crate::wal::WalError;
+    match err {
+        WalError::Io { path, source } => io_error(&source, &path),
+        WalError::Argument(_) => pyo3::exceptions::PyValueError::new_err(err.to_string()),
+        other => BackupError::new_err(other.to_string()),
+    }
+}

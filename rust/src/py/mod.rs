@@ -8,5 +8,7 @@ pub mod chain_rows;
 pub mod cron;
 pub mod engine;
 pub mod errors;
+pub mod pgpage;
 pub mod scan;
 pub mod verify;
+pub mod wal;

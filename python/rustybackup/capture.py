@@ -1,0 +1,421 @@
+"""Continuous capture of a live SQLite database's WAL (as Litestream does it, with the
+catalog's sets): one step copies the commits added to the WAL since the previous step
+into an ARCHIVE_LOG set, with the time the step saw them, and then checkpoints.
+
+A step (the ARCHIVE_LOG backup of a ``sqlite`` database, so the scheduler can run it
+every minute) holds a read transaction while it copies: the WAL cannot be restarted
+under it. A restart between steps starts a new generation (new salts), and the next
+step must know whether the new generation builds on the last frame it copied:
+
+- `WalGuard` (held by ``rustybackup capture``, the foreground capturer) keeps a read
+  transaction open between steps, handed from one connection to the next, so a restart
+  can only happen once every frame is copied: continuity is proven.
+- Without it, a step whose own checkpoint found every frame copied into the database
+  file exactly at its last captured frame leaves a *seal*. A later restart of that very
+  WAL (salt-1 and the checkpoint sequence one higher), with no committed frame of the old
+  generation left after the sealed one, continues it. This assumes nobody else
+  checkpointed in between (an application with ``PRAGMA wal_autocheckpoint=0``).
+- Otherwise frames may have been lost, and the step says so: the new generation is
+  recorded as not continuous, and a restore to a point in it needs a backup taken in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _core, manifest, store
+from .enums import BackupType
+from .errors import BackupError, CatalogError
+from .locks import capture_lock
+from .sqlite_wal import (
+    FRAME_HEADER_LEN,
+    HEADER_LEN,
+    Seal,
+    WalCapture,
+    WalRead,
+    begin_read,
+    checkpoint,
+    end_read,
+    read_seal,
+    read_wal,
+    wal_header,
+    wal_path,
+    write_seal,
+)
+from .timestamps import to_us
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from .catalog import BackupSet, DatabaseEntry
+    from .engine import BackupManager
+
+log = logging.getLogger(__name__)
+
+
+class WalGuard:
+    """A read transaction on the database held between capture steps. `handover` starts
+    a new one before ending the old, so some reader always pins the WAL: it cannot be
+    restarted while frames that were never copied are in it."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self._conn: sqlite3.Connection | None = begin_read(db)
+        self.after_set: str | None = None
+        self._lock = threading.Lock()
+
+    def handover(self, set_id: str) -> None:
+        """Called once set `set_id` is registered, before its step ends its own read."""
+        with self._lock:
+            fresh = begin_read(self.db)
+            old, self._conn = self._conn, fresh
+            if old is not None:
+                end_read(old)
+            self.after_set = set_id
+
+    def proves(self, set_id: str) -> bool:
+        """Whether the WAL was pinned without a gap since set `set_id` was registered."""
+        return self._conn is not None and self.after_set == set_id
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                end_read(self._conn)
+                self._conn = None
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The newest capture set of a database and its record."""
+
+    set: BackupSet
+    record: WalCapture
+
+
+def newest_capture(manager: BackupManager, database: str) -> Previous | None:
+    """The newest available ARCHIVE_LOG set of `database` that holds a WAL capture."""
+    newest = manager.catalog.newest_set(database, BackupType.ARCHIVE_LOG)
+    if newest is None:
+        return None
+    m = manifest.load(
+        manager.repo.set_dir(newest.id) / store.MANIFEST, set_id=newest.id
+    )
+    if not isinstance(m.wal, WalCapture):
+        return None
+    return Previous(newest, m.wal)
+
+
+def seal_path(repository: Path, database: str) -> Path:
+    """Where the newest seal of `database`'s WAL is kept (sqlite_wal.Seal)."""
+    return repository / f".capture-{database}.seal"
+
+
+def file_name(generation: int, first: int, last: int) -> str:
+    return f"wal-{generation:06d}-{first:010d}-{last:010d}"
+
+
+class CaptureStep:
+    """One capture step's read transaction and what it copied. `collect` writes the new
+    frames to a file in staging; `finish` checkpoints once the set is registered."""
+
+    def __init__(self, manager: BackupManager, db: DatabaseEntry) -> None:
+        self.manager = manager
+        self.db = db
+        self.path = Path(db.path)
+        self._lock: AbstractContextManager[None] = capture_lock(
+            manager.repository, db.name
+        )
+        self._lock.__enter__()
+        try:
+            self.conn: sqlite3.Connection | None = begin_read(self.path)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        self.copy: Path | None = None
+        self.record: WalCapture | None = None
+
+    def collect(
+        self, staging: Path
+    ) -> tuple[list[tuple[str, Path, os.stat_result]], WalCapture]:
+        """Copies the frames committed since the previous step into `staging`; returns the
+        file to store (none when nothing is new) and the set's `wal` record."""
+        prev = newest_capture(self.manager, self.db.name)
+        p = None if prev is None else prev.record
+        resume = None
+        if p is not None and p.salt is not None and p.checksum is not None:
+            resume = (p.salt, p.last_frame, p.checksum)
+        read = read_wal(self.path, resume)
+        # Taken after the frames were read: a restore to T never holds a commit made after T.
+        seen = to_us(self.manager.clock())
+        record = self._record(prev, read, seen)
+        self.record = record
+        if record.file is None or read is None:
+            return [], record
+        self.copy = staging / f".capture-{record.file}"
+        with open(self.copy, "wb") as fh:
+            fh.write(read.committed)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return [(record.file, self.copy, self.copy.stat())], record
+
+    def _record(
+        self, prev: Previous | None, read: WalRead | None, seen: int
+    ) -> WalCapture:
+        p = None if prev is None else prev.record
+        if read is None:
+            # No WAL (never written, or removed by the last connection's checkpoint).
+            return WalCapture(
+                generation=0 if p is None else p.generation,
+                salt=None if p is None else p.salt,
+                page_size=0 if p is None else p.page_size,
+                first_frame=1 if p is None else p.last_frame + 1,
+                last_frame=0 if p is None else p.last_frame,
+                seed=None if p is None else p.checksum,
+                checksum=None if p is None else p.checksum,
+                commits=(),
+                continuous=p is not None,
+                note="no WAL file",
+                file=None,
+            )
+        scan = read.scan
+        notes: list[str] = []
+        follows: tuple[int, int, int] | None = None
+        if read.resumed and p is not None:
+            generation, continuous = p.generation, True
+        else:
+            generation = 1 if p is None else p.generation + 1
+            follows, why = self._new_generation(prev, read)
+            continuous = follows is not None
+            notes.append(why)
+        damaged = scan.stop_kind in ("checksum", "page_zero")
+        if damaged and read.following_bytes >= FRAME_HEADER_LEN + scan.page_size:
+            # Whole frames follow the one that failed: it is not a frame being written.
+            notes.append(
+                f"the WAL is damaged: {scan.stop}, and {read.following_bytes} bytes follow it"
+            )
+            log.error("%s: %s", self.db.name, notes[-1])
+        seed = (
+            scan.header_checksum
+            if read.first_frame == 1
+            else (p.checksum if p is not None else None)
+        )
+        commits = tuple((f, seen) for f in scan.commits)
+        last = (
+            scan.last_commit if scan.last_commit is not None else read.first_frame - 1
+        )
+        return WalCapture(
+            generation=generation,
+            salt=scan.salt,
+            page_size=scan.page_size,
+            first_frame=read.first_frame,
+            last_frame=last,
+            seed=seed,
+            checksum=scan.checksum,
+            commits=commits,
+            continuous=continuous,
+            note="; ".join(notes),
+            file=None if not commits else file_name(generation, read.first_frame, last),
+            follows=follows,
+        )
+
+    def _new_generation(
+        self, prev: Previous | None, read: WalRead
+    ) -> tuple[tuple[int, int, int] | None, str]:
+        """What a generation the step has not seen before builds on, and why (None: a hole)."""
+        p = None if prev is None else prev.record
+        salt = read.scan.salt
+        old = (
+            "none" if p is None or p.salt is None else f"{p.salt[0]:08x}{p.salt[1]:08x}"
+        )
+        new = f"{salt[0]:08x}{salt[1]:08x}"
+        guard = self.manager.wal_guards.get(self.db.name)
+        if (
+            prev is not None
+            and p is not None
+            and p.salt is not None
+            and guard is not None
+            and guard.proves(prev.set.id)
+        ):
+            why = f"WAL restarted (salts {old} -> {new}) while the capturer pinned it: generation {p.generation + 1} continues"
+            log.info("%s: %s", self.db.name, why)
+            return (p.salt[0], p.salt[1], p.last_frame), why
+        sealed = self._sealed_restart(read)
+        if sealed is not None:
+            return sealed
+        if prev is None:
+            return None, "first capture of this database"
+        assert p is not None
+        why = (
+            f"new WAL generation {p.generation + 1}: the WAL was restarted or replaced (salts {old} -> {new}) "
+            f"since set {prev.set.id}; commits made in between may not have been captured, so restoring to a point "
+            "after this needs a backup taken after it"
+        )
+        log.warning("%s: %s", self.db.name, why)
+        return None, why
+
+    def _seal_path(self) -> Path:
+        return seal_path(self.manager.repository, self.db.name)
+
+    def _sealed_restart(self, read: WalRead) -> tuple[tuple[int, int, int], str] | None:
+        """The sealed point the new generation continues, or None when it may not."""
+        seal = read_seal(self._seal_path())
+        scan = read.scan
+        if seal is None or seal.page_size != scan.page_size:
+            return None
+        if (
+            scan.salt[0] != (seal.salt[0] + 1) & 0xFFFFFFFF
+            or scan.checkpoint_seq != (seal.checkpoint_seq + 1) & 0xFFFFFFFF
+        ):
+            return None  # not one restart of the sealed WAL (a new file, or several restarts)
+        if _old_commit_after(self.path, seal, scan):
+            return None
+        why = (
+            f"WAL restarted (salts {seal.salt[0]:08x}{seal.salt[1]:08x} -> {scan.salt[0]:08x}{scan.salt[1]:08x}) "
+            f"after every frame through {seal.frame} was checkpointed (sealed); the new generation continues it"
+        )
+        log.info("%s: %s", self.db.name, why)
+        return (seal.salt[0], seal.salt[1], seal.frame), why
+
+    def _seal(self, record: WalCapture) -> None:
+        """After a checkpoint: when the database file holds every frame exactly through the
+        last one captured, and no frame follows it, leave the seal (else remove it)."""
+        seal = self._seal_path()
+        busy, frames, done = checkpoint(self.path)
+        log.debug(
+            "%s: checkpoint busy=%d log=%d checkpointed=%d",
+            self.db.name,
+            busy,
+            frames,
+            done,
+        )
+        if record.salt is None or record.checksum is None or record.last_frame == 0:
+            return
+        if busy or not frames == done == record.last_frame:
+            return
+        after = read_wal(self.path, (record.salt, record.last_frame, record.checksum))
+        if (
+            after is None
+            or not after.resumed
+            or after.scan.frames
+            or after.scan.uncommitted
+        ):
+            return
+        write_seal(
+            seal,
+            Seal(
+                record.salt,
+                record.last_frame,
+                record.checksum,
+                record.page_size,
+                after.scan.checkpoint_seq,
+            ),
+        )
+
+    def discard_copy(self) -> None:
+        if self.copy is not None:
+            self.copy.unlink(missing_ok=True)
+            self.copy = None
+
+    def finish(self, registered: str | None) -> None:
+        """Ends the step. Once its set is registered (`registered` is its id) the frames
+        are safe: the guard (if any) takes over the pin, then a passive checkpoint copies
+        into the database file what the readers allow (never past this step's snapshot,
+        which it still holds)."""
+        try:
+            record = self.record
+            if registered is not None and record is not None:
+                guard = self.manager.wal_guards.get(self.db.name)
+                if guard is not None:
+                    guard.handover(registered)
+                try:
+                    self._seal(record)
+                except BackupError as exc:
+                    log.warning(
+                        "%s: %s (the frames are safe; the next step tries again)",
+                        self.db.name,
+                        exc,
+                    )
+        finally:
+            self.discard_copy()
+            if self.conn is not None:
+                end_read(self.conn)
+                self.conn = None
+            self._lock.__exit__(None, None, None)
+
+
+def _old_commit_after(db: Path, seal: Seal, scan: _core.WalScan) -> bool:
+    """Whether a committed frame of the sealed generation still lies after the sealed
+    frame in the WAL file (beyond what the new generation overwrote): that generation
+    grew after the seal, so its last frames were not captured."""
+    frame_len = FRAME_HEADER_LEN + seal.page_size
+    try:
+        with open(wal_path(db), "rb") as fh:
+            fh.seek(HEADER_LEN + seal.frame * frame_len)
+            rest = fh.read()
+    except OSError:
+        return False
+    salt = seal.salt[0].to_bytes(4, "big") + seal.salt[1].to_bytes(4, "big")
+    if len(rest) < frame_len or rest[8:16] != salt:
+        return False
+    # A header carrying the old salts, so the old generation's frames can be checked.
+    head = wal_header(seal.salt, seal.page_size, scan.big_endian)
+    old = _core.wal_scan(head + rest, seal.frame + 1, seal.checksum)
+    return old.last_commit is not None
+
+
+def something_new(manager: BackupManager, database: str) -> bool:
+    """Whether the WAL holds frames the last capture did not copy (cheap: one header and
+    a size), so a foreground capturer registers no empty sets."""
+    db = manager.catalog.get_database(database)
+    prev = newest_capture(manager, database)
+    wal = wal_path(Path(db.path))
+    try:
+        st = wal.stat()
+        with open(wal, "rb") as fh:
+            head = fh.read(HEADER_LEN)
+    except FileNotFoundError:
+        return False
+    if len(head) < HEADER_LEN:
+        return False
+    if prev is None or prev.record.salt is None:
+        return True
+    salt = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+    if salt != prev.record.salt:
+        return True
+    frame_len = FRAME_HEADER_LEN + prev.record.page_size
+    return st.st_size >= HEADER_LEN + (prev.record.last_frame + 1) * frame_len
+
+
+def capture_set_ids(manager: BackupManager, database: str) -> list[str]:
+    """Ids of `database`'s capture sets, oldest first (for tools and tests)."""
+    out = []
+    for s in manager.catalog.iter_sets(database, BackupType.ARCHIVE_LOG):
+        try:
+            if isinstance(
+                manifest.load(
+                    manager.repo.set_dir(s.id) / store.MANIFEST, set_id=s.id
+                ).wal,
+                WalCapture,
+            ):
+                out.append(s.id)
+        except CatalogError:
+            continue
+    return out
+
+
+__all__ = [
+    "CaptureStep",
+    "Previous",
+    "WalGuard",
+    "capture_set_ids",
+    "file_name",
+    "newest_capture",
+    "seal_path",
+    "something_new",
+]

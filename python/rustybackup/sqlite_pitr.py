@@ -1,0 +1,202 @@
+"""Point-in-time restore of a SQLite database: a data set's copy, then the captured WAL
+commits seen at or before ``until``, applied in order by the Rust core.
+
+A data set records the WAL position its copy stands at (generation salts and commit
+frame, `WalPosition`); each capture set the frames it copied and when it saw each commit
+(`WalCapture`). The plan starts after the copy's frame in the copy's generation and walks
+forward, set by set and generation by generation, refusing to cross a hole: frames that
+were never captured, or a generation that does not provably continue the previous one.
+When commits seen at or before ``until`` lie beyond such a hole the restore fails
+(`NoRecoveryPath` naming what is missing) rather than stopping silently at an earlier
+instant. Everything here is decided from manifests before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _core
+from .catalog import BackupSet
+from .errors import BackupError, NoRecoveryPath
+from .manifest import Manifest
+from .restore import restore_set_files
+from .sqlite_wal import WalCapture, WalPosition
+from .timestamps import from_us
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Apply frames `after < index <= through` of capture set `set_id`."""
+
+    set_id: str
+    manifest: Manifest
+    record: WalCapture
+    after: int
+    through: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps, and the time the last applied commit was seen (None: none applied)."""
+
+    steps: tuple[Step, ...]
+    reached_us: int | None
+
+
+def _salt(s: tuple[int, int] | None) -> str:
+    return "none" if s is None else f"{s[0]:08x}{s[1]:08x}"
+
+
+def _when(us: int) -> str:
+    return from_us(us).isoformat()
+
+
+def plan(
+    database: str,
+    base_set: BackupSet,
+    base: Manifest,
+    logs: Sequence[tuple[BackupSet, Manifest]],
+    until_us: int | None,
+) -> Plan:
+    """The frames to apply on `base` (a data set's manifest) to reach `until_us` (None:
+    as far as the captures go). Raises NoRecoveryPath when commits seen by then cannot be
+    reached without a hole."""
+    caps = sorted(
+        ((s, m, m.wal) for s, m in logs if isinstance(m.wal, WalCapture)),
+        key=lambda c: (c[2].generation, c[2].first_frame, c[0].started_at, c[0].id),
+    )
+
+    def due(rec: WalCapture) -> bool:
+        return bool(rec.commits) and (
+            until_us is None or rec.commits[-1][1] <= until_us
+        )
+
+    pos = base.wal if isinstance(base.wal, WalPosition) else None
+    salt = None if pos is None else pos.salt
+    frame = 0 if pos is None else pos.frame
+    located = False  # whether the walk has reached the copy's place among the captures
+    steps: list[Step] = []
+    reached: int | None = None
+    for i, (s, m, rec) in enumerate(caps):
+        if (
+            salt is not None
+            and rec.salt != salt
+            and rec.follows == (salt[0], salt[1], frame)
+        ):
+            # A new generation that provably builds on exactly where the walk stands.
+            salt, frame, located = rec.salt, 0, True
+        if salt is None or rec.salt != salt:
+            if not located:
+                continue  # a generation before the copy's
+            if due(rec) or any(due(r) for _, _, r in caps[i:]):
+                why = rec.note or "it does not name what it builds on"
+                hole = (
+                    f"WAL generation {rec.generation} (salts {_salt(rec.salt)}, set {s.id}) does not provably "
+                    f"continue generation salts {_salt(salt)} at frame {frame}: {why}"
+                )
+                _refuse_or_stop(database, hole, caps[i:], until_us, due)
+            break
+        located = True
+        if rec.empty or rec.last_frame <= frame:
+            continue  # nothing new, or already in the copy
+        if not due(rec):
+            break  # seen after `until`: the point is reached
+        if rec.first_frame > frame + 1:
+            hole = (
+                f"frames {frame + 1}..{rec.first_frame - 1} of WAL generation {rec.generation} "
+                f"(salts {_salt(rec.salt)}) were never captured (the next capture, set {s.id}, starts at frame "
+                f"{rec.first_frame})"
+            )
+            _refuse_or_stop(database, hole, caps[i:], until_us, due)
+            break
+        steps.append(Step(s.id, m, rec, after=frame, through=rec.last_frame))
+        frame = rec.last_frame
+        reached = rec.commits[-1][1]
+    if not located:
+        after_base = [
+            (s, rec)
+            for s, _, rec in caps
+            if due(rec) and s.started_at >= base_set.started_at
+        ]
+        if after_base:
+            s, rec = after_base[0]
+            where = (
+                "holds no WAL position"
+                if pos is None or pos.salt is None
+                else (
+                    f"stands at frame {pos.frame} of WAL generation {_salt(pos.salt)}, which no capture continues"
+                )
+            )
+            raise NoRecoveryPath(
+                f"cannot roll {database} forward from {base_set.backup_type.value.upper()} {base_set.id}: its copy "
+                f"{where}, so the commits captured in set {s.id} (generation {rec.generation}, seen "
+                f"{_when(rec.commits[-1][1])}) cannot be applied on it"
+            )
+    return Plan(tuple(steps), reached)
+
+
+def _refuse_or_stop(
+    database: str,
+    hole: str,
+    rest: Sequence[tuple[BackupSet, Manifest, WalCapture]],
+    until_us: int | None,
+    due: Callable[[WalCapture], bool],
+) -> None:
+    """A hole: fatal when `until` asks for a commit beyond it; for "latest", the restore
+    stops before it (as PostgreSQL stops at the end of its usable WAL) and says so."""
+    beyond = [(s, rec) for s, _, rec in rest if due(rec)]
+    if until_us is not None and beyond:
+        s, rec = beyond[0]
+        raise NoRecoveryPath(
+            f"cannot roll {database} forward to {_when(until_us)}: {hole}; commits seen up to "
+            f"{_when(rec.commits[-1][1])} (set {s.id}) lie beyond it. A backup taken after the hole reaches them."
+        )
+    if beyond:
+        log.warning(
+            "%s: the latest restorable point stops before a hole: %s", database, hole
+        )
+
+
+def apply(repository: Path, plan_: Plan, db_file: Path, progress: object = None) -> int:
+    """Applies the plan's frames to the restored database file; returns frames applied."""
+    if not plan_.steps:
+        return 0
+    applied = 0
+    scratch = Path(tempfile.mkdtemp(prefix=".wal-", dir=db_file.parent))
+    try:
+        for n, step in enumerate(plan_.steps):
+            where = scratch / str(n)
+            restore_set_files(
+                repository, step.set_id, step.manifest, where, None, archive=True
+            )
+            rec = step.record
+            assert rec.file is not None
+            data = (where / rec.file).read_bytes()
+            try:
+                frames, _pages, _size = _core.wal_apply(
+                    db_file,
+                    data,
+                    first_frame=rec.first_frame,
+                    seed=rec.seed if rec.first_frame > 1 else None,
+                    after=step.after,
+                    through=step.through,
+                )
+            except ValueError as exc:
+                raise BackupError(
+                    f"WAL capture set {step.set_id} ({rec.file}) does not hold what its manifest says: {exc}"
+                ) from exc
+            applied += frames
+            shutil.rmtree(where)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return applied
+
+
+__all__ = ["Plan", "Step", "apply", "plan"]

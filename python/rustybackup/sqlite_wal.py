@@ -1,0 +1,556 @@
+"""A live SQLite database's write-ahead log, read consistently, and the records a set's
+manifest keeps about it (its ``wal`` object, docs/FORMAT.md).
+
+The WAL's frames are a prefix that SQLite only appends to until a checkpoint has copied
+every frame into the database and a writer restarts the log with new salts (a new
+*generation*). Two facts make a copy taken beside a live writer exact:
+
+- while any connection holds a read transaction that reads from the WAL, the WAL cannot
+  be restarted, and no checkpoint copies frames past that reader's snapshot into the
+  database file (https://www.sqlite.org/wal.html, "Concurrency");
+- a restart writes the WAL header before any frame of the new generation, so a read whose
+  header bytes are the same before and after saw frames of one generation only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from . import _core, store
+from .errors import BackupError, CatalogError
+
+log = logging.getLogger(__name__)
+
+HEADER_LEN = 32
+FRAME_HEADER_LEN = 24
+_READ_ATTEMPTS = 50
+
+Pair = tuple[int, int]
+
+
+def wal_path(db: Path) -> Path:
+    return db.with_name(db.name + "-wal")
+
+
+def wal_header(
+    salt: Pair, page_size: int, big_endian: bool, checkpoint_seq: int = 0
+) -> bytes:
+    """A WAL header as SQLite writes it (``walWriteHeader``), checksum included."""
+    magic = 0x377F0683 if big_endian else 0x377F0682
+    fields = (magic, 3007000, page_size, checkpoint_seq, salt[0], salt[1])
+    head = b"".join(v.to_bytes(4, "big") for v in fields)
+    order: Literal["big", "little"] = "big" if big_endian else "little"
+    s0 = s1 = 0
+    for i in range(0, 24, 8):
+        s0 = (s0 + int.from_bytes(head[i : i + 4], order) + s1) & 0xFFFFFFFF
+        s1 = (s1 + int.from_bytes(head[i + 4 : i + 8], order) + s0) & 0xFFFFFFFF
+    return head + s0.to_bytes(4, "big") + s1.to_bytes(4, "big")
+
+
+# --- manifest records -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalPosition:
+    """Where in the WAL a data set's copy of a SQLite database stands: it holds every
+    commit through `frame` of the generation with `salt` (`salt` None: no WAL existed, or
+    the database is not in WAL mode)."""
+
+    salt: Pair | None
+    page_size: int
+    frame: int
+    checksum: Pair | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "position",
+            "salt": None if self.salt is None else list(self.salt),
+            "page_size": self.page_size,
+            "frame": self.frame,
+            "checksum": None if self.checksum is None else list(self.checksum),
+        }
+
+
+@dataclass(frozen=True)
+class WalCapture:
+    """One capture step: WAL frames `first_frame..last_frame` of generation `generation`
+    (salts `salt`), stored as file `file` (header + those frames; None when the step found
+    nothing new), and the time each commit frame was seen (the capture's clock, read after
+    the frames were). `seed` is the cumulative checksum before `first_frame`, `checksum` the
+    one after `last_frame`. `continuous` says the set follows the previous capture without
+    a hole; the first set of a generation is continuous when `follows` = (salt-1, salt-2,
+    frame) names the generation and frame it provably builds on. `note` says why a
+    generation started, or what was odd."""
+
+    generation: int
+    salt: Pair | None
+    page_size: int
+    first_frame: int
+    last_frame: int
+    seed: Pair | None
+    checksum: Pair | None
+    commits: tuple[tuple[int, int], ...]
+    continuous: bool
+    note: str
+    file: str | None
+    follows: tuple[int, int, int] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.last_frame < self.first_frame
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "capture",
+            "generation": self.generation,
+            "salt": None if self.salt is None else list(self.salt),
+            "page_size": self.page_size,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "seed": None if self.seed is None else list(self.seed),
+            "checksum": None if self.checksum is None else list(self.checksum),
+            "commits": [list(c) for c in self.commits],
+            "continuous": self.continuous,
+            "note": self.note,
+            "file": self.file,
+            "follows": None if self.follows is None else list(self.follows),
+        }
+
+
+WalRecord = WalPosition | WalCapture
+
+_U32 = (1 << 32) - 1
+_MAX_FRAME = (1 << 62) - 1
+
+
+def wal_record_from_json(value: object, where: str) -> WalRecord:
+    """Parses a manifest's ``wal`` object; CatalogError names `where` and the field."""
+
+    def fail(at: str, expected: str, got: object) -> CatalogError:
+        text = repr(got)
+        return CatalogError(f"{where}: wal.{at}: expected {expected}, got {text[:60]}")
+
+    if not isinstance(value, dict):
+        raise fail("(object)", "an object", value)
+    o: dict[str, Any] = value
+
+    def key(name: str) -> object:
+        if name not in o:
+            raise CatalogError(f"{where}: wal.{name}: missing")
+        return o[name]
+
+    def integer(name: str, lo: int = 0, hi: int = _MAX_FRAME) -> int:
+        v = key(name)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise fail(name, f"an integer in {lo}..{hi}", v)
+        return v
+
+    def pair(name: str) -> Pair | None:
+        v = key(name)
+        if v is None:
+            return None
+        if not isinstance(v, list) or len(v) != 2:
+            raise fail(name, "null or two 32-bit unsigned integers", v)
+        if not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _U32 for x in v
+        ):
+            raise fail(name, "null or two 32-bit unsigned integers", v)
+        return (v[0], v[1])
+
+    kind = key("kind")
+    page_size = integer("page_size", 0, 65536)
+    if kind == "position":
+        return WalPosition(
+            salt=pair("salt"),
+            page_size=page_size,
+            frame=integer("frame"),
+            checksum=pair("checksum"),
+        )
+    if kind != "capture":
+        raise fail("kind", "'position' or 'capture'", kind)
+    commits_raw = key("commits")
+    if not isinstance(commits_raw, list):
+        raise fail("commits", "a list", commits_raw)
+    commits: list[tuple[int, int]] = []
+    for i, c in enumerate(commits_raw):
+        good = (
+            isinstance(c, list)
+            and len(c) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in c)
+        )
+        if not good:
+            raise fail(f"commits[{i}]", "[frame, seen_at_us]", c)
+        commits.append((c[0], c[1]))
+    continuous, note, file = key("continuous"), key("note"), key("file")
+    if not isinstance(continuous, bool):
+        raise fail("continuous", "true or false", continuous)
+    if not isinstance(note, str):
+        raise fail("note", "a string", note)
+    if file is not None and (
+        not isinstance(file, str) or not file or "/" in file or file.startswith(".")
+    ):
+        raise fail("file", "null or a plain file name", file)
+    follows_raw = o.get("follows")
+    follows: tuple[int, int, int] | None = None
+    if follows_raw is not None:
+        good = isinstance(follows_raw, list) and len(follows_raw) == 3
+        if not good or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0
+            for x in follows_raw
+        ):
+            raise fail("follows", "null or [salt-1, salt-2, frame]", follows_raw)
+        follows = (follows_raw[0], follows_raw[1], follows_raw[2])
+    rec = WalCapture(
+        follows=follows,
+        generation=integer("generation", 0, _U32),
+        salt=pair("salt"),
+        page_size=page_size,
+        first_frame=integer("first_frame", 1),
+        last_frame=integer("last_frame"),
+        seed=pair("seed"),
+        checksum=pair("checksum"),
+        commits=tuple(commits),
+        continuous=continuous,
+        note=note,
+        file=file,
+    )
+    if rec.last_frame < rec.first_frame - 1:
+        raise fail(
+            "last_frame",
+            f"at least first_frame - 1 ({rec.first_frame - 1})",
+            rec.last_frame,
+        )
+    if (file is None) != rec.empty:
+        raise fail("file", "a file exactly when the capture holds frames", file)
+    previous = rec.first_frame - 1
+    for i, (frame, _seen) in enumerate(rec.commits):
+        if not previous < frame <= rec.last_frame:
+            raise fail(
+                f"commits[{i}]",
+                f"a commit frame in {previous + 1}..{rec.last_frame}, ascending",
+                frame,
+            )
+        previous = frame
+    if not rec.empty and (not rec.commits or rec.commits[-1][0] != rec.last_frame):
+        raise fail(
+            "commits", f"the last commit at last_frame {rec.last_frame}", list(commits)
+        )
+    if not rec.empty and (rec.salt is None or rec.seed is None or rec.checksum is None):
+        raise fail("salt", "salts, seed and checksum for captured frames", rec.salt)
+    return rec
+
+
+# --- reading the live WAL --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalRead:
+    """Bytes of the live WAL read in one generation: its header and the frames from
+    `first_frame`, with the Rust scan of them."""
+
+    data: bytes
+    first_frame: int
+    scan: _core.WalScan
+    following_bytes: int
+    resumed: bool
+
+    @property
+    def committed(self) -> bytes:
+        """The header and the committed frames: what a capture stores."""
+        return self.data[: self.scan.committed_len]
+
+
+def _page_size(header: bytes) -> int | None:
+    size = int.from_bytes(header[8:12], "big")
+    return size if 512 <= size <= 65536 and size & (size - 1) == 0 else None
+
+
+def read_wal(db: Path, resume: tuple[Pair, int, Pair] | None = None) -> WalRead | None:
+    """Reads the WAL of `db` as it is now. With `resume` = (salt, frame, checksum) of a
+    frame already captured and the same salts in the WAL, reads from the next frame on
+    (seeded with `checksum`); otherwise from frame 1. None when there is no WAL or it holds
+    no header yet. Raises BackupError when the header stays unreadable."""
+    path = wal_path(db)
+    problem = ""
+    for _ in range(_READ_ATTEMPTS):
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below, on every path
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackupError(
+                f"cannot read the WAL {path}: {exc.strerror or exc}"
+            ) from exc
+        with fh:
+            head = fh.read(HEADER_LEN)
+            if len(head) < HEADER_LEN:
+                return None
+            page_size = _page_size(head)
+            if page_size is None:
+                problem = (
+                    f"page size field {int.from_bytes(head[8:12], 'big')} is invalid"
+                )
+                continue
+            first = 1
+            seed: Pair | None = None
+            salt = (
+                int.from_bytes(head[16:20], "big"),
+                int.from_bytes(head[20:24], "big"),
+            )
+            resumed = resume is not None and resume[0] == salt
+            if resume is not None and resumed:
+                first, seed = resume[1] + 1, resume[2]
+            fh.seek(HEADER_LEN + (first - 1) * (FRAME_HEADER_LEN + page_size))
+            body = fh.read()
+            fh.seek(0)
+            again = fh.read(HEADER_LEN)
+        if again != head:
+            problem = "the WAL was restarted while it was read"
+            continue
+        data = head + body
+        try:
+            scan = _core.wal_scan(data, first, seed)
+        except BackupError as exc:
+            problem = str(exc)
+            continue
+        frame_len = FRAME_HEADER_LEN + scan.page_size
+        following = max(
+            0, len(data) - scan.committed_len - scan.uncommitted * frame_len - frame_len
+        )
+        return WalRead(
+            data=data,
+            first_frame=first,
+            scan=scan,
+            following_bytes=following,
+            resumed=resumed,
+        )
+    raise BackupError(f"cannot read the WAL {path} consistently: {problem}")
+
+
+def begin_read(db: Path) -> sqlite3.Connection:
+    """A connection holding a read transaction on `db` (its snapshot is fixed until
+    `end_read`): the WAL cannot be restarted under it."""
+    try:
+        # Read-only: such a connection never checkpoints (nor deletes the WAL) when it
+        # closes, which would fold frames not yet copied into the database file.
+        uri = f"file:{quote(str(db))}?mode=ro"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise BackupError(
+            f"cannot open a read transaction on sqlite database {db}: {exc}"
+        ) from exc
+    return conn
+
+
+def end_read(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        pass
+    conn.close()
+
+
+def checkpoint(db: Path) -> tuple[int, int, int]:
+    """`PRAGMA wal_checkpoint(PASSIVE)` on a connection of its own: copies what every
+    reader allows into the database file, never waits for a writer. (busy, log, done)."""
+    try:
+        conn = sqlite3.connect(db, timeout=5, isolation_level=None)
+        try:
+            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"checkpoint of sqlite database {db} failed: {exc}") from exc
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+# --- a consistent copy of the live database -------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveCopy:
+    """A file holding the database exactly as of `position`: the live database file
+    itself while the read transaction lasts, or a copy in staging."""
+
+    path: Path
+    position: WalPosition
+    in_place: bool
+
+
+_CHECKPOINT_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Seal:
+    """The WAL with `salt` (and `checkpoint_seq`) had every frame through `frame` (whose
+    cumulative checksum is `checksum`) checkpointed into the database file, and no frame
+    after it: a restart of that WAL continues from there (capture.py checks the rest)."""
+
+    salt: Pair
+    frame: int
+    checksum: Pair
+    page_size: int
+    checkpoint_seq: int
+
+
+def write_seal(path: Path, seal: Seal) -> None:
+    store.atomic_write_json(
+        path,
+        {
+            "salt": list(seal.salt),
+            "frame": seal.frame,
+            "checksum": list(seal.checksum),
+            "page_size": seal.page_size,
+            "checkpoint_seq": seal.checkpoint_seq,
+        },
+    )
+
+
+def read_seal(path: Path) -> Seal | None:
+    """The seal at `path`, or None when there is none or it does not parse."""
+    try:
+        o = json.loads(path.read_text(encoding="utf-8"))
+        salt, checksum = o["salt"], o["checksum"]
+        return Seal(
+            salt=(int(salt[0]), int(salt[1])),
+            frame=int(o["frame"]),
+            checksum=(int(checksum[0]), int(checksum[1])),
+            page_size=int(o["page_size"]),
+            checkpoint_seq=int(o["checkpoint_seq"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
+@contextmanager
+def live_database(
+    db: Path, staging: Path, seal: Path | None = None
+) -> Iterator[LiveCopy]:
+    """The database as of one commit, readable page by page for as long as the context
+    lasts, without first copying it when possible.
+
+    Under a read transaction, a passive checkpoint copies the WAL's frames into the
+    database file up to this reader's snapshot and no further (readers pin it). When that
+    reaches the WAL's last commit, the file *is* the database at that commit and stays so
+    while the transaction lasts: it is read in place. Otherwise (a reader elsewhere holds
+    an older snapshot) the file is copied to `staging` and the WAL's frames through the
+    last commit are written over the copy: every page a concurrent checkpoint may be
+    changing is among them, so the copy is exact either way.
+    """
+    if not db.is_file():
+        raise BackupError(f"sqlite source {db} does not exist or is not a file")
+    for _ in range(_CHECKPOINT_TRIES):
+        conn = begin_read(db)
+        try:
+            wal = read_wal(db)
+            if wal is None:
+                yield LiveCopy(db, WalPosition(None, _db_page_size(db), 0, None), True)
+                return
+            scan = wal.scan
+            last = scan.last_commit or 0
+            _busy, _log, done = checkpoint(db)
+            after = read_wal(db)
+            same = after is not None and after.scan.salt == scan.salt
+            if same and done == last:
+                position = WalPosition(
+                    scan.salt,
+                    scan.page_size,
+                    last,
+                    scan.checksum if last else scan.header_checksum,
+                )
+                if seal is not None and last:
+                    tail = read_wal(db, (scan.salt, last, scan.checksum))
+                    if (
+                        tail is not None
+                        and tail.resumed
+                        and not tail.scan.frames
+                        and not tail.scan.uncommitted
+                    ):
+                        write_seal(
+                            seal,
+                            Seal(
+                                scan.salt,
+                                last,
+                                scan.checksum,
+                                scan.page_size,
+                                scan.checkpoint_seq,
+                            ),
+                        )
+                yield LiveCopy(db, position, True)
+                return
+        finally:
+            end_read(conn)
+    # Pinned by another reader: copy the file, then the frames over it.
+    conn = begin_read(db)
+    try:
+        wal = read_wal(db)
+        copy = staging / f".snapshot-{db.name}"
+        _copy_file(db, copy)
+        if wal is None or wal.scan.last_commit is None:
+            salt = None if wal is None else wal.scan.salt
+            seed = None if wal is None else wal.scan.header_checksum
+            page = _db_page_size(db) if wal is None else wal.scan.page_size
+            position = WalPosition(salt, page, 0, seed)
+        else:
+            _core.wal_apply(copy, wal.data, after=0, through=wal.scan.last_commit)
+            position = WalPosition(
+                wal.scan.salt,
+                wal.scan.page_size,
+                wal.scan.last_commit,
+                wal.scan.checksum,
+            )
+        log.info(
+            "%s: pinned by another reader; copied and brought to WAL frame %d",
+            db,
+            position.frame,
+        )
+        yield LiveCopy(copy, position, False)
+    finally:
+        end_read(conn)
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        while chunk := fin.read(1 << 20):
+            fout.write(chunk)
+
+
+def _db_page_size(db: Path) -> int:
+    with open(db, "rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return 0
+    n = int.from_bytes(head[16:18], "big")
+    return 65536 if n == 1 else n
+
+
+__all__ = [
+    "LiveCopy",
+    "Seal",
+    "WalCapture",
+    "WalPosition",
+    "WalRead",
+    "WalRecord",
+    "begin_read",
+    "checkpoint",
+    "end_read",
+    "live_database",
+    "read_seal",
+    "read_wal",
+    "wal_header",
+    "wal_path",
+    "wal_record_from_json",
+    "write_seal",
+]
