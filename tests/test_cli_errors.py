@@ -56,22 +56,41 @@ INSERT = "INSERT INTO sched_executions (id, job_id, scheduled_for, status{}) VAL
 @pytest.mark.parametrize(
     ("sql", "commands", "message"),
     [
-        (INSERT.format("", "'abc'", ""), COMMANDS,
-         "sched_executions rows of job 'j1' field 'scheduled_for': 'abc' is not a time in microseconds"),
-        (INSERT.format("", 2**63 - 1, ""), COMMANDS,
-         f"sched_executions rows of job 'j1' field 'scheduled_for': {2**63 - 1} is not a time in microseconds"),
-        (INSERT.format(", started_at", 5, ", -9223372036854775807"), COMMANDS[2:],
-         "sched_executions row 'x' field 'started_at': -9223372036854775807 is not a time"),
-        (INSERT.format(", bytes_read", 5, ", 'lots'"), COMMANDS[2:],
-         "sched_executions row 'x' field 'bytes_read': expected a non-negative integer, got 'lots'"),
-        ("INSERT INTO sched_executions (id, job_id, scheduled_for, status) VALUES ('x', 'j1', 5, 'bogus')",
-         COMMANDS[2:], "sched_executions row 'x' field 'status': 'bogus' is not one of pending, running,"),
-        ("INSERT INTO sched_executions (id, job_id, scheduled_for, status) VALUES (NULL, 'j1', 5, 'failed')",
-         COMMANDS[2:], "sched_executions row None field 'id': expected text, got None"),
+        (
+            INSERT.format("", "'abc'", ""),
+            COMMANDS,
+            "sched_executions rows of job 'j1' field 'scheduled_for': 'abc' is not a time in microseconds",
+        ),
+        (
+            INSERT.format("", 2**63 - 1, ""),
+            COMMANDS,
+            f"sched_executions rows of job 'j1' field 'scheduled_for': {2**63 - 1} is not a time in microseconds",
+        ),
+        (
+            INSERT.format(", started_at", 5, ", -9223372036854775807"),
+            COMMANDS[2:],
+            "sched_executions row 'x' field 'started_at': -9223372036854775807 is not a time",
+        ),
+        (
+            INSERT.format(", bytes_read", 5, ", 'lots'"),
+            COMMANDS[2:],
+            "sched_executions row 'x' field 'bytes_read': expected a non-negative integer, got 'lots'",
+        ),
+        (
+            "INSERT INTO sched_executions (id, job_id, scheduled_for, status) VALUES ('x', 'j1', 5, 'bogus')",
+            COMMANDS[2:],
+            "sched_executions row 'x' field 'status': 'bogus' is not one of pending, running,",
+        ),
+        (
+            "INSERT INTO sched_executions (id, job_id, scheduled_for, status) VALUES (NULL, 'j1', 5, 'failed')",
+            COMMANDS[2:],
+            "sched_executions row None field 'id': expected text, got None",
+        ),
     ],
 )
-def test_damaged_history_rows_are_named(repo: Path, sql: str, commands: tuple[tuple[str, ...], ...],
-                                        message: str) -> None:
+def test_damaged_history_rows_are_named(
+    repo: Path, sql: str, commands: tuple[tuple[str, ...], ...], message: str
+) -> None:
     damage_history(repo, sql)
     for command in commands:
         result = run(repo, *command)
@@ -81,8 +100,11 @@ def test_damaged_history_rows_are_named(repo: Path, sql: str, commands: tuple[tu
 
 
 def test_a_running_row_with_an_unreadable_owner_and_lease_counts_as_expired(repo: Path) -> None:
-    damage_history(repo, "INSERT INTO sched_executions (id, job_id, scheduled_for, status, owner, lease_until)"
-                         " VALUES ('x', 'j1', 5, 'running', 5, 'z')")
+    damage_history(
+        repo,
+        "INSERT INTO sched_executions (id, job_id, scheduled_for, status, owner, lease_until)"
+        " VALUES ('x', 'j1', 5, 'running', 5, 'z')",
+    )
     assert run(repo, "run", "--once").exit_code == 0
     rows = json.loads(run(repo, "history", "--json").stdout)
     assert [(r["id"], r["status"]) for r in rows] == [("x", "failed")]
@@ -140,8 +162,10 @@ def set_field(name: str, value: object) -> object:
         (set_field("backup_type", [1]), "job 'j1' field 'backup_type': expected a string, got [1]"),
         (set_field("tags", "abc"), "job 'j1' field 'tags': expected a list, got \"abc\""),
         (set_field("enabled", "yes"), "job 'j1' field 'enabled': expected true or false, got \"yes\""),
-        (set_field("retention", "redundancy=99999999999999999999999"),
-         "job 'j1' field 'retention': invalid retention setting redundancy: at most 4294967295"),
+        (
+            set_field("retention", "redundancy=99999999999999999999999"),
+            "job 'j1' field 'retention': invalid retention setting redundancy: at most 4294967295",
+        ),
         (set_field("added_at", "9999-12-31T23:59:59+00:00"), "job 'j1': no run after 9999-12-31T23:59:59+00:00"),
         (set_field("misfire", {"a": 1}), "job 'j1' field 'misfire': expected a string, got {\"a\": 1}"),
         (set_field("name", "x" * 1000), None),

@@ -29,8 +29,19 @@ def repo(tmp_path: Path) -> Path:
     run(repo, 200, "init")
     run(repo, 200, "db", "add", "orders_database_primary", "--path", str(src))
     run(repo, 200, "backup", "orders_database_primary")
-    run(repo, 200, "job", "add", "nightly-orders-incremental-backup", "--db", "orders_database_primary",
-        "--cron", "0 2 * * *", "--tz", "America/Argentina/Buenos_Aires")
+    run(
+        repo,
+        200,
+        "job",
+        "add",
+        "nightly-orders-incremental-backup",
+        "--db",
+        "orders_database_primary",
+        "--cron",
+        "0 2 * * *",
+        "--tz",
+        "America/Argentina/Buenos_Aires",
+    )
     return repo
 
 
@@ -39,8 +50,10 @@ def test_ids_names_and_paths_stay_whole(repo: Path, tmp_path: Path, columns: int
     path = str(tmp_path / ("a-source-directory-with-a-rather-long-name" * 2))
     for args, whole in [
         (("db", "list"), ["orders_database_primary", path]),
-        (("job", "list"), ["nightly-orders-incremental-backup", "orders_database_primary",
-                           "America/Argentina/Buenos_Aires"]),
+        (
+            ("job", "list"),
+            ["nightly-orders-incremental-backup", "orders_database_primary", "America/Argentina/Buenos_Aires"],
+        ),
         (("report",), ["orders_database_primary"]),
     ]:
         out = run(repo, columns, *args).output

@@ -9,6 +9,7 @@ import stat
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -20,9 +21,15 @@ from rustybackup.jobs import ScheduledBackup
 from rustybackup.windows import off_hours
 
 
-def backup_job(n: int, **changes: object) -> ScheduledBackup:
-    return ScheduledBackup(id=f"j{n}", name=f"job {n}", database="db", backup_type="full",  # type: ignore[arg-type]
-                           schedule="0 2 * * *", **changes)  # type: ignore[arg-type]
+def backup_job(n: int, **changes: Any) -> ScheduledBackup:
+    return ScheduledBackup(
+        id=f"j{n}",
+        name=f"job {n}",
+        database="db",
+        backup_type="full",  # type: ignore[arg-type]
+        schedule="0 2 * * *",
+        **changes,
+    )
 
 
 def test_atomic_writer_replaces_whole_files_and_cleans_up_on_error(tmp_path: Path) -> None:

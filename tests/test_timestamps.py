@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 from rustybackup.errors import CatalogError, ConfigError
 from rustybackup.timestamps import from_us, to_us
 
-aware = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
-)
+aware = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones())
 
 
 @settings(deadline=None)
@@ -60,8 +58,7 @@ def test_damaged_stored_values_name_where_they_were_read(value: object, shown: s
     with pytest.raises(CatalogError) as info:
         from_us(value, "catalog.db: row 'r1' field 'started_at'")
     assert str(info.value) == (
-        f"catalog.db: row 'r1' field 'started_at': {shown} is not a time in microseconds since the epoch "
-        "(years 1-9999)"
+        f"catalog.db: row 'r1' field 'started_at': {shown} is not a time in microseconds since the epoch (years 1-9999)"
     )
 
 
