@@ -10,6 +10,7 @@ from typing import Any
 
 from . import _core, store
 from .errors import BackupError
+from .manifest import Manifest
 from .sources import link_escapes
 
 
@@ -26,7 +27,7 @@ def check_relative(rel: Any, set_id: str) -> str:
 def restore_set_files(
     repository: Path,
     set_id: str,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     target: Path,
     progress: Callable[[int], object] | None,
     *,
@@ -34,32 +35,27 @@ def restore_set_files(
 ) -> int:
     """Restores every entry of `manifest` under `target`; returns the bytes written.
     For an archive set, files already restored by an earlier set are left alone."""
-    try:
-        files = manifest["files"]
-        dirs = manifest.get("dirs", [])
-        links = manifest.get("symlinks", [])
-        sources = manifest["sources"]
-        blockmap = manifest["blockmap"]["path"]
-    except (KeyError, TypeError) as exc:
-        raise BackupError(f"manifest of set {set_id} is malformed: missing {exc}") from exc
-    for entry in (*files, *dirs, *links):
-        check_relative(entry.get("path"), set_id)
+    # `manifest` was validated by manifest.load: its paths are relative and stay inside.
+    files, dirs, links = manifest.files, manifest.dirs, manifest.symlinks
+    blockmap = manifest.blockmap.path
+    for rel in (*(f.path for f in files), *(d.path for d in dirs), *(x.path for x in links)):
+        check_relative(rel, set_id)
     for link in links:
-        if link_escapes(link["path"], str(link["target"])):
+        if link_escapes(link.path, link.target):
             raise BackupError(
-                f"manifest of set {set_id}: symlink {link['path']!r} points outside the restore target "
-                f"({link['target']!r}); refused"
+                f"manifest of set {set_id}: symlink {link.path!r} points outside the restore target "
+                f"({link.target!r}); refused"
             )
     for d in dirs:
-        (target / d["path"]).mkdir(parents=True, exist_ok=True)
+        (target / d.path).mkdir(parents=True, exist_ok=True)
     jobs = []
     for f in files:
-        dest = target / f["path"]
+        dest = target / f.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         if _under_link(target, dest):
-            raise BackupError(f"manifest of set {set_id}: {f['path']!r} would be written through a symlink")
-        jobs.append((label(f["path"]), dest, f["first_block"], f["block_count"], f["size"], f["digest"]))
-    piece_paths = [repository / store.SETS_DIR / s["set_id"] / s["piece"] for s in sources]
+            raise BackupError(f"manifest of set {set_id}: {f.path!r} would be written through a symlink")
+        jobs.append((label(f.path), dest, f.first_block, f.block_count, f.size, f.digest))
+    piece_paths = [repository / store.SETS_DIR / s.set_id / s.piece for s in manifest.sources]
     try:
         written = _core.restore_files(
             jobs,
@@ -72,18 +68,18 @@ def restore_set_files(
     except OSError as exc:
         raise BackupError(f"restore of set {set_id} failed: {exc.strerror or exc}: {exc.filename}") from exc
     for link in links:
-        os.symlink(link["target"], target / link["path"])
-        _set_times(target / link["path"], link["mtime_ns"], follow=False)
+        os.symlink(link.target, target / link.path)
+        _set_times(target / link.path, link.mtime_ns, follow=False)
     for f in files:
-        p = target / f["path"]
-        os.chmod(p, f["mode"])
-        _set_times(p, f["mtime_ns"], follow=True)
+        p = target / f.path
+        os.chmod(p, f.mode)
+        _set_times(p, f.mtime_ns, follow=True)
     if not archive:
         # Deepest first, so setting a parent's mtime is not undone by touching a child.
-        for d in sorted(dirs, key=lambda d: d["path"].count("/"), reverse=True):
-            p = target / d["path"]
-            os.chmod(p, d["mode"])
-            _set_times(p, d["mtime_ns"], follow=True)
+        for d in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True):
+            p = target / d.path
+            os.chmod(p, d.mode)
+            _set_times(p, d.mtime_ns, follow=True)
     return int(written)
 
 
