@@ -243,7 +243,7 @@ def _still_bad(path: Path, block: int, s: Session) -> bool:
     hi, lo, stored = struct.unpack_from("<IIH", page)
     if ((hi << 32) | lo) >= s.start_lsn or page[14:16] == b"\0\0":
         return False
-    return stored != _core.pg_checksum_page(page, block & 0xFFFFFFFF)
+    return bool(stored != _core.pg_checksum_page(page, block & 0xFFFFFFFF))
 
 
 def take(

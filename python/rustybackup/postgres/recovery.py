@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import manifest
+from .. import _core, manifest
 from ..enums import BackupType
 from ..errors import BackupError, ConfigError, NoRecoveryPath
 from ..restore import restore_set_files
@@ -64,17 +64,17 @@ class Plan:
 
 def _data_path(catalog: BackupCatalog, database: str, until: datetime | None) -> list[BackupSet]:
     """The base backup chain: the catalog's (Rust) resolution over the data sets
-    finished by `until` (their logs are this module's business)."""
-    from ..catalog import _resolve_path
-
+    finished by `until` (which WAL reaches `until` is this module's business)."""
     until_us = None if until is None else to_us(until)
-    records = [r for r in catalog.chain_records(database, until_us) if r[1] != BackupType.ARCHIVE_LOG.value]
-    if until_us is not None:
-        records = [r for r in records if r[4] <= until_us]
-    if not records:
+    rows = [
+        r
+        for r in catalog.retention_rows(database)
+        if r[1] != BackupType.ARCHIVE_LOG.value and (until_us is None or r[4] <= until_us)
+    ]
+    if not rows:
         when = "" if until is None else f" finished at or before {until.isoformat()}"
         raise NoRecoveryPath(f"database {database!r} has no base backup{when}")
-    return catalog.get_sets(_resolve_path(records, None, database))
+    return catalog.get_sets(_core.recovery_path(rows, None, database=database))
 
 
 def _history(manager: BackupManager, database: str, tli: int) -> list[TimelineSpan]:
