@@ -70,14 +70,16 @@ def test_manifest_paths_escaping_the_target_are_rejected(manager: BackupManager,
     assert not (tmp_path / "evil").exists()
 
 
-def test_manifest_link_pointing_out_is_rejected(manager: BackupManager, tmp_path: Path) -> None:
+def test_manifest_link_pointing_out_is_restored_as_a_link(manager: BackupManager, tmp_path: Path) -> None:
+    """Links are data: restore recreates the text and never follows it."""
     set_id = _one_file_set(manager, tmp_path, b"data")
     mpath = manager.repository / "sets" / set_id / "manifest.json"
     m = json.loads(mpath.read_text())
     m["symlinks"] = [{"path": "l", "target": "../../etc", "mtime_ns": 0}]
     mpath.write_text(json.dumps(m))
-    with pytest.raises(BackupError, match=r"symlink 'l' points outside the restore target \('../../etc'\); refused"):
-        manager.restore("db", tmp_path / "out")
+    manager.restore("db", tmp_path / "out")
+    assert os.readlink(tmp_path / "out" / "l") == "../../etc"
+    assert os.lstat(tmp_path / "out" / "l").st_mtime_ns == 0
 
 
 def test_archive_logs_are_copied_once_and_restored_up_to_until(

@@ -1,11 +1,11 @@
-"""Backup sources: walking a file tree without following links, snapshotting a live
-SQLite database with its online backup API, and listing an archive directory."""
+"""Backup sources: walking a file tree (links are data, never followed; what cannot be
+stored is listed, not fatal), snapshotting a live SQLite database with its online
+backup API, and listing an archive directory."""
 
 from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import sqlite3
 import stat
 from dataclasses import dataclass, field
@@ -36,18 +36,13 @@ class TreeEntries:
     skipped: list[SkippedEntry] = field(default_factory=list)
 
 
-def link_escapes(rel: str, target: str) -> bool:
-    """Whether symlink `rel` -> `target` points outside the tree it lives in."""
-    if posixpath.isabs(target):
-        return True
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
-    return resolved == ".." or resolved.startswith("../")
-
-
 def walk(root: Path) -> TreeEntries:
     """Every entry under `root` (a directory) or `root` itself (a file), with lstat
-    results; symlinks are recorded as links, never followed. A link pointing outside the
-    tree is an error, because restore refuses such links (docs/FORMAT.md)."""
+    results. Links are data: each is recorded with its text, whatever it points to
+    (absolute, out of the tree, dangling), and never followed. What cannot be stored is
+    listed in `skipped` with the reason, and the walk goes on: sockets, fifos and
+    devices, entries that vanish while the tree is walked, and the contents of
+    directories that cannot be read (the directory itself is kept)."""
     out = TreeEntries()
     try:
         st = root.stat()
@@ -58,25 +53,26 @@ def walk(root: Path) -> TreeEntries:
         return out
     if not stat.S_ISDIR(st.st_mode):
         raise BackupError(f"source {root} is neither a regular file nor a directory")
+    vanished: set[str] = set()
     stack = [(root, "")]
     while stack:
         directory, prefix = stack.pop()
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            raise BackupError(f"cannot read source directory {directory}: {exc.strerror or exc}") from exc
+            if not prefix:
+                raise BackupError(f"cannot read source directory {directory}: {exc.strerror or exc}") from exc
+            _skip(out, prefix[:-1], exc, directory=True)
+            if isinstance(exc, FileNotFoundError):
+                vanished.add(prefix[:-1])
+            continue
         for entry in entries:
             rel = f"{prefix}{entry.name}"
             try:
                 est = entry.stat(follow_symlinks=False)
                 if stat.S_ISLNK(est.st_mode):
-                    target = os.readlink(entry.path)
-                    if link_escapes(rel, target):
-                        raise BackupError(
-                            f"symlink {rel!r} in {root} points outside the source tree ({target!r}); "
-                            "links are stored as links and must stay inside the tree"
-                        )
-                    out.symlinks.append((rel, target, est))
+                    out.symlinks.append((rel, os.readlink(entry.path), est))
                 elif stat.S_ISDIR(est.st_mode):
                     out.dirs.append((rel, est))
                     stack.append((Path(entry.path), rel + "/"))
@@ -86,15 +82,27 @@ def walk(root: Path) -> TreeEntries:
                     reason = _special_kind(est.st_mode)
                     log.warning("skipping %s: %s", entry.path, reason)
                     out.skipped.append(SkippedEntry(rel, reason))
-            except FileNotFoundError:
-                # Deleted between scandir and stat: a live tree; it is simply not in this set.
-                log.info("%s vanished during the backup", entry.path)
-                out.skipped.append(SkippedEntry(rel, "vanished during the backup"))
+            except OSError as exc:
+                _skip(out, rel, exc)
+    if vanished:
+        out.dirs = [d for d in out.dirs if d[0] not in vanished]
     out.files.sort(key=lambda t: t[0])
     out.dirs.sort(key=lambda t: t[0])
     out.symlinks.sort(key=lambda t: t[0])
     out.skipped.sort(key=lambda e: e.path)
     return out
+
+
+def _skip(out: TreeEntries, rel: str, exc: OSError, *, directory: bool = False) -> None:
+    if isinstance(exc, FileNotFoundError):
+        # Deleted between listing and reading: a live tree; it is simply not in this set.
+        reason = "vanished during the backup"
+        log.info("%s %s", rel, reason)
+    else:
+        what = "directory cannot be read, its contents are not stored" if directory else "cannot be read"
+        reason = f"{what}: {exc.strerror or exc}"
+        log.warning("skipping %s: %s", rel, reason)
+    out.skipped.append(SkippedEntry(rel, reason))
 
 
 def _special_kind(mode: int) -> str:
