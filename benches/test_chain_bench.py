@@ -169,7 +169,8 @@ def test_retention_keep_daily_plain_python(benchmark: BenchmarkFixture, rows: li
 def catalog_db(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> Iterator[BackupCatalog]:
     cat = BackupCatalog(tmp_path_factory.mktemp("chain") / "catalog.db")
     with cat.transaction() as c:
-        c.execute("INSERT INTO databases VALUES ('db', '/src', 'files', NULL, 8192, 'blake3', NULL, 0)")
+        c.execute("INSERT INTO databases (name, path, kind, archive_dir, block_size, algorithm, compression, registered_at) "
+                  "VALUES ('db', '/src', 'files', NULL, 8192, 'blake3', NULL, 0)")
         c.executemany(
             "INSERT INTO sets VALUES (?, 'db', ?, ?, ?, ?, ?, 0, 8192, 'blake3', NULL, '[]', 0, 0, '', '', '')",
             rows,

@@ -33,7 +33,8 @@ def make_catalog(path: Path, rows: list[Row], database: str = "db", shuffle: int
     random.Random(shuffle).shuffle(shuffled)
     with cat.transaction() as c:
         c.execute(
-            "INSERT OR IGNORE INTO databases VALUES (?, '/src', 'files', NULL, 8192, 'blake3', NULL, 0)", (database,)
+            "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, compression, "
+            "registered_at) VALUES (?, '/src', 'files', NULL, 8192, 'blake3', NULL, 0)", (database,)
         )
         c.executemany(
             "INSERT INTO sets VALUES (?, ?, ?, ?, ?, ?, ?, 0, 8192, 'blake3', NULL, '[]', 0, 0, '', '', '')",
