@@ -257,9 +257,8 @@ class Verifier:
             ("algorithm", s.algorithm, r.algorithm),
             ("blockmap", s.blockmap, m.blockmap.path),
             ("blockmap_checksum", s.blockmap_checksum, m.blockmap.checksum),
+            ("parent_id", s.parent_id, r.parent_id),
         ]
-        if not any(p.startswith(f"catalog row of set {s.id}: unknown backup_type") for p in s.problems):
-            pairs.append(("parent_id", s.parent_id, r.parent_id))
         by_id = {p.id: p for p in pieces}
         for i, mp in enumerate(m.pieces):
             row = by_id.pop(mp.id, None)
