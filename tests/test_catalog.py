@@ -8,11 +8,8 @@ from pathlib import Path
 
 import pytest
 from engine_support import SimClock, snapshot_tree
-from hypothesis import given
-from hypothesis import strategies as st
 
 from rustybackup import BackupManager, BackupType, CatalogError, NoRecoveryPath, SetStatus
-from rustybackup.catalog import ChainRecord, _resolve_path
 
 
 @pytest.fixture
@@ -46,8 +43,10 @@ def test_list_get_chain_and_filters(manager: BackupManager, clock: SimClock, tmp
     assert [s.id for s in cat.list_sets(since=cat.get_set(i1).started_at)] == [i1, i2]
     assert cat.list_sets("other") == []
     assert [s.id for s in cat.chain(i2)] == [full, i1, i2]
-    with pytest.raises(CatalogError, match="unknown backup set 'nope'"):
+    with pytest.raises(CatalogError, match="'nope' is not a backup set id"):
         cat.get_set("nope")
+    with pytest.raises(CatalogError, match="unknown backup set '20000101T000000000000Z-00000000'"):
+        cat.get_set("20000101T000000000000Z-00000000")
 
 
 def test_recovery_path_falls_back_past_a_corrupt_incremental(

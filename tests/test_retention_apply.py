@@ -4,6 +4,7 @@ that every point the policy promises still restores byte for byte afterwards."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -89,3 +90,38 @@ def test_the_cli_shows_the_plan_and_applies_it(tmp_path: Path, clock: SimClock) 
     applied = CliRunner().invoke(cli, ["--repo", repo, "retention", "db", "--redundancy", "2", "--apply"])
     assert applied.exit_code == 0, applied.output
     assert "6 kept, 3 deleted" in applied.output
+
+
+def test_the_cli_table_is_exactly_what_apply_deletes_while_a_set_is_being_read(tmp_path: Path, clock: SimClock) -> None:
+    manager, taken = _history(tmp_path, clock)
+    ids = [sid for sid, _ in taken]
+    repo = str(manager.repository)
+    args = ["--repo", repo, "retention", "db", "--redundancy", "1", "--json"]
+    with manager.reading([ids[0]]):
+        shown = json.loads(CliRunner().invoke(cli, args).output)
+        keep = {d["set_id"]: d["keep"] for d in shown["decisions"]}
+        assert keep[ids[0]] is True  # being read: the table says so, not only --apply
+        applied = json.loads(CliRunner().invoke(cli, [*args, "--apply"]).output)
+    # The dry run lists the plan's order (oldest first); --apply deletes newest first.
+    assert shown["deleted"] == [sid for sid in ids if not keep[sid]]
+    assert applied["deleted"] == list(reversed(shown["deleted"]))
+    assert {s.id for s in manager.catalog.list_sets()} == {sid for sid in ids if keep[sid]}
+
+
+def test_being_read_is_one_listing_not_one_open_per_set(
+    tmp_path: Path, clock: SimClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, taken = _history(tmp_path, clock)
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        opened.append(os.fspath(path))
+        return real_open(path, flags, mode)
+
+    with manager.reading([taken[4][0]]):
+        monkeypatch.setattr(os, "open", counting_open)
+        assert manager.being_read("db") == [taken[4][0]]
+        monkeypatch.undo()
+    # Nine sets, one reader: the listing names one file, and only that one is opened.
+    assert [Path(p).name for p in opened] == [taken[4][0]]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,19 +22,26 @@ class FakeCatalog:
     def __init__(self) -> None:
         self.asked: list[tuple[str, RetentionPolicy]] = []
 
-    def retention_plan(self, database: str, policy: RetentionPolicy) -> list[RetentionDecision]:
-        self.asked.append((database, policy))
-        return [RetentionDecision("f1", False, "obsolete: older than the 1st newest FULL f2"),
-                RetentionDecision("f2", True, "1st newest FULL")]
-
 
 class FakeManager:
     def __init__(self) -> None:
         self.catalog = FakeCatalog()
-        self.applied: list[tuple[str, RetentionPolicy, bool]] = []
+        self.applied: list[tuple[str, RetentionPolicy, bool, list[RetentionDecision] | None]] = []
 
-    def apply_retention(self, database: str, policy: RetentionPolicy, dry_run: bool = True) -> list[str]:
-        self.applied.append((database, policy, dry_run))
+    def retention_plan(self, database: str, policy: RetentionPolicy) -> list[RetentionDecision]:
+        self.catalog.asked.append((database, policy))
+        return [RetentionDecision("f1", False, "obsolete: older than the 1st newest FULL f2"),
+                RetentionDecision("f2", True, "1st newest FULL")]
+
+    def apply_retention(
+        self,
+        database: str,
+        policy: RetentionPolicy,
+        dry_run: bool = True,
+        *,
+        plan: Sequence[RetentionDecision] | None = None,
+    ) -> list[str]:
+        self.applied.append((database, policy, dry_run, None if plan is None else list(plan)))
         return ["f1"]
 
 
@@ -67,7 +75,11 @@ def test_apply_deletes_and_json_lists_the_decisions(manager: FakeManager, tmp_pa
     assert data["applied"] is True and data["deleted"] == ["f1"]
     assert data["policy"] == {"window": "604800s"}
     assert data["decisions"][1] == {"set_id": "f2", "keep": True, "reason": "1st newest FULL"}
-    assert manager.applied == [("orders", RetentionPolicy.recovery_window(timedelta(days=7)), False)]
+    policy = RetentionPolicy.recovery_window(timedelta(days=7))
+    # --apply carries out the very plan the command shows, not a second one.
+    assert manager.applied == [
+        ("orders", RetentionPolicy.recovery_window(timedelta(days=7)), False, manager.retention_plan("orders", policy))
+    ]
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from . import _core, store
+from . import _core, manifest, store
 from .enums import BackupType, SetStatus
-from .errors import CatalogError, NoRecoveryPath
+from .errors import CatalogError
 from .manifest import Manifest
-from .manifest import load as load_manifest
-from .retention import RetentionDecision, RetentionPolicy, plan_retention
+from .retention import ChainRecord, RetentionDecision, RetentionPolicy, plan_retention
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
 from .timestamps import to_us as to_us
 
@@ -53,6 +52,9 @@ CREATE TABLE IF NOT EXISTS pieces (
     path TEXT NOT NULL, size INTEGER NOT NULL, checksum TEXT NOT NULL,
     algorithm TEXT NOT NULL, block_count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS pieces_by_set ON pieces (set_id);
+-- A set deleted from the catalog whose files may still be on disk (a delete cut short):
+-- the only thing that lets cleanup() remove a set directory holding a manifest.
+CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, deleted_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS archive_files (
     database TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, set_id TEXT NOT NULL,
     PRIMARY KEY (database, name));
@@ -147,18 +149,45 @@ class DatabaseEntry:
     dsn: str | None = None
 
 
-# A set as chain resolution sees it: (id, kind, parent_id, started_us, finished_us, status),
-# the tuple shape `_core.recovery_path` takes.
-ChainRecord = tuple[str, str, str | None, int, int, str]
+@dataclass(frozen=True)
+class SetRow:
+    """A ``sets`` row as stored, read tolerantly: fields that do not parse are None and
+    `problems` says why. What a verifier reads, so a damaged row is a finding, not a
+    crash; `BackupSet` is the strict form the rest of the package uses."""
+
+    id: str
+    database: str | None
+    backup_type: str | None
+    parent_id: str | None
+    status: str | None
+    algorithm: str | None
+    manifest: str | None
+    blockmap: str | None
+    blockmap_checksum: str | None
+    started_at: int | None
+    problems: tuple[str, ...]
 
 
-def _resolve_path(records: Sequence[ChainRecord], until_us: int | None, database: str) -> list[str]:
-    """The recovery path (base first) through `records` reaching `until_us`.
+@dataclass(frozen=True)
+class PieceRow:
+    """A ``pieces`` row as stored (any field may be None when the row is damaged)."""
 
-    Resolution is the Rust core's (`rust/src/chain/recovery.rs`, RMAN's fallback rules);
-    it runs without the GIL and names the reason when nothing reaches `until_us`.
-    """
-    return _core.recovery_path(records, until_us, database=database)
+    id: str
+    set_id: str
+    path: str | None
+    size: int | None
+    checksum: str | None
+    algorithm: str | None
+    block_count: int | None
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What a rebuild did: the sets it registered, and each manifest it skipped with why
+    (a path relative to the repository, and a message naming the file and the field)."""
+
+    registered: int
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 class BackupCatalog:
@@ -305,8 +334,12 @@ class BackupCatalog:
         )
 
     def remove_set(self, set_id: str) -> None:
-        """Deletes a set's rows (pieces and archive files too)."""
+        """Deletes a set's rows (pieces and archive files too) and leaves its tombstone,
+        which lets cleanup() remove the files should the delete stop before they go."""
         with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (set_id, to_us(datetime.now(timezone.utc)))
+            )
             c.execute("DELETE FROM pieces WHERE set_id = ?", (set_id,))
             c.execute("DELETE FROM archive_files WHERE set_id = ?", (set_id,))
             c.execute("DELETE FROM sets WHERE id = ?", (set_id,))
@@ -330,12 +363,31 @@ class BackupCatalog:
     def set_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM sets")}
 
+    def tombstones(self) -> set[str]:
+        """Ids of sets deleted from the catalog (their directories may be removed)."""
+        return {r[0] for r in self._query("SELECT id FROM tombstones")}
+
+    def sets_of(self, database: str, set_ids: Iterable[str]) -> set[str]:
+        """Those of `set_ids` that are sets of `database`."""
+        ids = list(set_ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ", ".join("?" * len(part))
+            found.update(r[0] for r in self._query(f"SELECT id FROM sets WHERE database = ? AND id IN ({marks})",
+                                                   (database, *part)))
+        return found
+
+    def has_sets(self) -> bool:
+        return bool(self._query("SELECT EXISTS (SELECT 1 FROM sets)")[0][0])
+
     def archive_file(self, database: str, name: str) -> tuple[str, str] | None:
         """(digest, set_id) of an archive file already backed up under `name`."""
         rows = self._query("SELECT digest, set_id FROM archive_files WHERE database = ? AND name = ?", (database, name))
         return (rows[0][0], rows[0][1]) if rows else None
 
     def get_set(self, set_id: str) -> BackupSet:
+        store.check_set_id(set_id)
         rows = self._query(f"SELECT {_SET_COLUMNS} FROM sets WHERE id = ?", (set_id,))
         if not rows:
             raise CatalogError(f"unknown backup set {set_id!r}")
@@ -396,91 +448,57 @@ class BackupCatalog:
         finally:
             reader.close()
 
+    # --- rows as stored (tolerant: what a verifier reads) -------------------------------
+
+    def set_rows(self, database: str | None = None) -> list[SetRow]:
+        """Every ``sets`` row (of `database`), oldest first, as stored."""
+        where, args = ("WHERE database = ?", (database,)) if database is not None else ("", ())
+        return [_set_row(r) for r in self._query(_ROW_SQL.format(where=where), args)]
+
+    def set_row(self, set_id: str) -> SetRow | None:
+        rows = self._query(_ROW_SQL.format(where="WHERE id = ?"), (set_id,))
+        return _set_row(rows[0]) if rows else None
+
+    def piece_rows(self, set_ids: Sequence[str]) -> dict[str, list[PieceRow]]:
+        """The ``pieces`` rows of `set_ids` as stored, by set id, ordered by piece id."""
+        out: dict[str, list[PieceRow]] = {}
+        for i in range(0, len(set_ids), 500):
+            part = list(set_ids[i : i + 500])
+            marks = ", ".join("?" * len(part))
+            for r in self._query(
+                f"SELECT id, set_id, path, size, checksum, algorithm, block_count FROM pieces "
+                f"WHERE set_id IN ({marks}) ORDER BY id",
+                part,
+            ):
+                row = PieceRow(str(r[0]), str(r[1]), _text(r[2]), _int(r[3]), _text(r[4]), _text(r[5]), _int(r[6]))
+                out.setdefault(row.set_id, []).append(row)
+        return out
+
+    def database_names(self) -> set[str]:
+        return {str(r[0]) for r in self._query("SELECT name FROM databases")}
+
     def children(self, set_id: str) -> list[str]:
         return [r[0] for r in self._query("SELECT id FROM sets WHERE parent_id = ? ORDER BY started_at", (set_id,))]
 
     def chain(self, set_id: str) -> list[BackupSet]:
         """The set and its ancestors back to its FULL, base first."""
-        out: list[BackupSet] = []
-        cur: str | None = set_id
-        while cur is not None:
-            try:
-                s = self.get_set(cur)
-            except CatalogError:
-                if not out:
-                    raise
-                raise CatalogError(f"backup set {out[-1].id!r} names parent {cur!r}, which is not in the catalog") from None
-            out.append(s)
-            cur = s.parent_id
-        out.reverse()
-        return out
+        return self.get_sets(self.chain_ids(set_id))
 
-    def chain_records(self, database: str, until_us: int | None = None) -> list[ChainRecord]:
-        """The minimal tuples chain resolution needs (no pieces, no tags), limited to
-        what a recovery path at `until_us` can use: everything from the newest AVAILABLE
-        FULL on, plus the ancestors those sets name. So a catalog of a million sets
-        answers from a few rows (indexes on (database, backup_type, finished_at))."""
-        limit = until_us if until_us is not None else 2**63 - 1
-        cols = "id, backup_type, parent_id, started_at, finished_at, status"
-        newest_full = self._query(
-            "SELECT started_at FROM sets WHERE database = ? AND backup_type = 'full' AND status = 'available' "
-            "AND finished_at <= ? ORDER BY finished_at DESC LIMIT 1",
-            (database, limit),
-        )
-        if not newest_full:
-            # No usable FULL: resolution fails; the FULLs, also those after `until`, are all
-            # the error message needs ("the oldest FULL finished at ...").
-            rows = self._query(
-                f"SELECT {cols} FROM sets WHERE database = ? AND backup_type = 'full'",
-                (database,),
-            )
-            if not rows:
-                rows = self._query(f"SELECT {cols} FROM sets WHERE database = ? AND finished_at <= ? LIMIT 1",
-                                   (database, limit))
-            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-        rows = self._query(
-            f"SELECT {cols} FROM sets WHERE database = ? AND finished_at >= ? AND finished_at <= ?",
-            (database, newest_full[0][0], limit),
-        )
-        if until_us is not None:
-            # PITR needs the first log set that finished at or after `until` too: it holds
-            # the WAL that reaches the point (recovery.rs rule 3).
-            rows += self._query(
-                f"SELECT {cols} FROM sets WHERE database = ? AND backup_type = 'archive_log' AND finished_at > ? "
-                "ORDER BY finished_at, started_at, id LIMIT 1",
-                (database, limit),
-            )
-        records = {r[0]: (r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
-        missing = {r[2] for r in records.values() if r[2] is not None and r[2] not in records}
-        while missing:
-            part = sorted(missing)[:500]
-            found = self._query(f"SELECT {cols} FROM sets WHERE id IN ({', '.join('?' * len(part))})", part)
-            for r in found:
-                records[r[0]] = (r[0], r[1], r[2], r[3], r[4], r[5])
-            missing -= set(part)
-            missing |= {r[2] for r in found if r[2] is not None and r[2] not in records}
-        return list(records.values())
+    def chain_ids(self, set_id: str) -> list[str]:
+        """Ids of the set and its ancestors, base first, whatever their status: the Rust
+        chain walk (`_core.recovery_chain`) over the rows of the set's database."""
+        store.check_set_id(set_id)
+        rows = self._query("SELECT database FROM sets WHERE id = ?", (set_id,))
+        if not rows:
+            raise CatalogError(f"unknown backup set {set_id!r}")
+        return _core.recovery_chain(self.chain_rows(rows[0][0]), set_id)
 
     def find_recovery_path(self, database: str, until: datetime | None = None) -> list[BackupSet]:
         """Base first: the FULL, the DIFFERENTIAL and INCREMENTALs on it, then the
-        ARCHIVE_LOG sets up to `until` (DESIGN.md); NoRecoveryPath when nothing reaches it."""
-        kind = self._query("SELECT kind FROM databases WHERE name = ?", (database,))
-        if kind and kind[0][0] == "postgresql":
-            # The WAL, not the sets' times, decides what reaches `until` (postgres/recovery.py).
-            return self._postgresql_path(database, until)
+        ARCHIVE_LOG sets up to `until` (DESIGN.md); NoRecoveryPath when nothing reaches it.
+        The rules are the Rust core's alone (`rust/src/chain/recovery.rs`)."""
         until_us = None if until is None else to_us(until)
-        ids = _resolve_path(self.chain_records(database, until_us), until_us, database)
-        return self.get_sets(ids)
-
-    def _postgresql_path(self, database: str, until: datetime | None) -> list[BackupSet]:
-        from .engine import BackupManager
-        from .postgres.recovery import plan
-
-        manager = BackupManager(self.repository)
-        try:
-            return plan(manager, manager.catalog.get_database(database), until).sets(self)
-        finally:
-            manager.catalog.close()
+        return self.get_sets(_core.recovery_path(self.chain_rows(database), until_us, database=database))
 
     # --- retention --------------------------------------------------------------------
 
@@ -616,43 +634,20 @@ class BackupCatalog:
         """Re-creates the sets, pieces, archive-file and database rows from the
         manifests in ``sets/`` (RMAN's RESYNC from backup pieces). Returns the number of
         sets registered. Other modules' tables are left alone."""
+        return self.rebuild_report().registered
+
+    def rebuild_report(self) -> RebuildReport:
+        """`rebuild`, telling which manifests were skipped and why. One transaction:
+        interrupted, it leaves the catalog as it was. Manifests that do not load, that
+        describe another set than their directory names (a copied set directory) or a
+        deleted set (a tombstone) are skipped and reported, never registered."""
         repo = store.Repository(self.repository, create=False)
-        count = 0
         with self.transaction() as c:
             for table in ("pieces", "archive_files", "sets"):
                 c.execute(f"DELETE FROM {table}")
-            for mpath in repo.manifests():
-                try:
-                    # The directory names the set: a copied `sets/<id>.copy` is refused.
-                    m = load_manifest(mpath, set_id=mpath.parent.name)
-                except CatalogError as exc:
-                    log.warning("skipping unreadable manifest %s: %s", mpath, exc)
-                    continue
-                backup_set, archive = set_from_manifest(m)
-                meta = m.record
-                c.execute(
-                    "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
-                    "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        backup_set.database,
-                        meta.source_path,
-                        meta.source_kind if meta.source_kind in ("sqlite", "postgresql") else "files",
-                        meta.archive_dir,
-                        backup_set.block_size,
-                        backup_set.algorithm,
-                        backup_set.compression,
-                        to_us(backup_set.started_at),
-                    ),
-                )
-                if meta.archive_dir:
-                    c.execute(
-                        "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
-                        (meta.archive_dir, backup_set.database),
-                    )
-                self._insert(c, backup_set, archive, guard=False)
-                count += 1
-        log.info("catalog rebuilt from %d manifest(s)", count)
-        return count
+            report = _fill(c, repo, self.tombstones(), self)
+        _log_report(report)
+        return report
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -661,21 +656,32 @@ class BackupCatalog:
             return _pieces_on(self._conn, set_ids)
 
     def _set(self, row: Sequence[Any], pieces: dict[str, list[BackupPiece]] | None = None) -> BackupSet:
+        sid = row[0]
+        if not manifest.is_set_id(sid):
+            raise CatalogError(f"catalog {self.path}: a sets row's id {_shown(sid)} is not a backup set id")
+        if row[3] is not None and not manifest.is_set_id(row[3]):
+            raise CatalogError(f"catalog {self.path}: set {sid}: parent_id {_shown(row[3])} is not a backup set id")
+        try:
+            btype, status, tags = BackupType(row[2]), SetStatus(row[6]), json.loads(row[11])
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise ValueError(f"tags {_shown(row[11])} is not a JSON list of strings")
+        except (ValueError, TypeError) as exc:
+            raise CatalogError(f"catalog {self.path}: set {sid}: {exc}") from None
         if pieces is None:
-            pieces = self._pieces_for([row[0]])
+            pieces = self._pieces_for([sid])
         return BackupSet(
-            id=row[0],
+            id=sid,
             database=row[1],
-            backup_type=BackupType(row[2]),
+            backup_type=btype,
             parent_id=row[3],
-            started_at=from_us(row[4]),
-            finished_at=from_us(row[5]),
-            status=SetStatus(row[6]),
+            started_at=from_us(row[4], f"catalog {self.path}: set {sid}: started_at"),
+            finished_at=from_us(row[5], f"catalog {self.path}: set {sid}: finished_at"),
+            status=status,
             size=row[7],
             block_size=row[8],
             algorithm=row[9],
             compression=row[10],
-            tags=tuple(json.loads(row[11])),
+            tags=tuple(tags),
             bytes_read=row[12],
             file_count=row[13],
             manifest=row[14],
@@ -683,6 +689,153 @@ class BackupCatalog:
             blockmap_checksum=row[16],
             pieces=tuple(sorted(pieces.get(row[0], []), key=lambda p: p.id)),
         )
+
+
+_ROW_SQL = (
+    "SELECT id, database, backup_type, parent_id, status, algorithm, manifest, blockmap, "
+    "blockmap_checksum, started_at FROM sets {where} ORDER BY started_at, rowid"
+)
+_KNOWN_STATUS = {s.value for s in SetStatus}
+_KNOWN_TYPES = {t.value for t in BackupType}
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _text(v: object) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _set_row(r: Sequence[object]) -> SetRow:
+    sid = str(r[0])
+    problems: list[str] = []
+    if not manifest.is_set_id(r[0]):
+        problems.append(f"catalog row of set {_shown(r[0])}: the id is not a backup set id")
+    btype = _text(r[2])
+    if btype not in _KNOWN_TYPES:
+        problems.append(f"catalog row of set {sid}: unknown backup_type {r[2]!r}")
+        btype = None
+    status = _text(r[4])
+    if status not in _KNOWN_STATUS:
+        problems.append(f"catalog row of set {sid}: unknown status {r[4]!r}")
+        status = None
+    for name, value in (("manifest", r[6]), ("blockmap", r[7])):
+        if _text(value) is None:
+            problems.append(f"catalog row of set {sid}: no {name} path")
+    return SetRow(
+        id=sid,
+        database=_text(r[1]),
+        backup_type=btype,
+        parent_id=_text(r[3]),
+        status=status,
+        algorithm=_text(r[5]),
+        manifest=_text(r[6]),
+        blockmap=_text(r[7]),
+        blockmap_checksum=_text(r[8]),
+        started_at=_int(r[9]),
+        problems=tuple(problems),
+    )
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fill(c: sqlite3.Connection, repo: store.Repository, tombstones: set[str], catalog: BackupCatalog) -> RebuildReport:
+    """Inserts the rows of every usable manifest of `repo` through `c` (inside the
+    caller's transaction); each set in a savepoint of its own, so one bad set is skipped
+    without undoing the others."""
+    skipped: list[tuple[str, str]] = []
+    count = 0
+    for mpath in repo.manifests():
+        name = mpath.parent.name
+        where = f"{store.SETS_DIR}/{name}/{store.MANIFEST}"
+        try:
+            m = manifest.load(mpath, where=where)
+        except CatalogError as exc:
+            skipped.append((where, str(exc)))
+            continue
+        if m.id != name:
+            skipped.append(
+                (where, f"{where}: holds set {m.id}, not the set its directory name {name!r} names "
+                        "(a copied or renamed set directory); not registered")
+            )
+            continue
+        if m.id in tombstones:
+            skipped.append((where, f"{where}: set {m.id} was deleted (the catalog holds its tombstone)"))
+            continue
+        backup_set, archive = set_from_manifest(m)
+        r = m.record
+        c.execute("SAVEPOINT one_set")
+        try:
+            c.execute(
+                "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
+                "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.database, r.source_path, r.source_kind if r.source_kind in ("sqlite", "postgresql") else "files",
+                 r.archive_dir, r.block_size, r.algorithm, r.compression, r.started_at_us),
+            )
+            if r.archive_dir:
+                c.execute(
+                    "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
+                    (r.archive_dir, r.database),
+                )
+            catalog._insert(c, backup_set, archive, guard=False)
+        except sqlite3.IntegrityError as exc:
+            c.execute("ROLLBACK TO one_set")
+            skipped.append((where, f"{where}: set {m.id} clashes with a set already registered ({exc})"))
+        else:
+            count += 1
+        finally:
+            c.execute("RELEASE one_set")
+    return RebuildReport(count, tuple(skipped))
+
+
+def _log_report(report: RebuildReport) -> None:
+    for _, why in report.skipped:
+        log.warning("rebuild skipped %s", why)
+    log.info("catalog rebuilt from %d manifest(s), %d skipped", report.registered, len(report.skipped))
+
+
+def rebuild_lost_catalog(repo: store.Repository) -> RebuildReport | None:
+    """Rebuilds ``catalog.db`` when it is missing or empty (0 bytes) while ``sets/``
+    holds manifests: in a temporary file beside it, renamed into place only once
+    complete, so an interrupted rebuild (kill -9) leaves no half-empty catalog that a
+    later sweep could take for the truth. Returns None when there was nothing to do.
+    Callers hold `locks.catalog_rebuild_lock`."""
+    target = repo.catalog_path
+    wal, shm = (Path(f"{target}{suffix}") for suffix in ("-wal", "-shm"))
+    try:
+        size = target.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    # A WAL with frames may still hold the whole catalog: SQLite replays it on open.
+    if size or (wal.exists() and wal.stat().st_size) or not any(True for _ in repo.manifests()):
+        return None
+    log.warning("%s is missing or empty; rebuilding it from the set manifests", target)
+    for stale in repo.root.glob(f".{store.CATALOG_FILE}.rebuild-*"):
+        stale.unlink(missing_ok=True)
+    tmp = repo.root / f".{store.CATALOG_FILE}.rebuild-{os.getpid()}"
+    try:
+        fresh = BackupCatalog(tmp)
+        try:
+            with fresh.transaction() as c:
+                report = _fill(c, repo, set(), fresh)
+            # Out of WAL mode, so the one file holds everything when it is renamed.
+            fresh.connection.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            fresh.close()
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        for leftover in (wal, shm):
+            leftover.unlink(missing_ok=True)
+        os.replace(tmp, target)
+        store.fsync_dir(repo.root)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _log_report(report)
+    return report
 
 
 def _pieces_on(conn: sqlite3.Connection, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:

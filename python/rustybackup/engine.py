@@ -3,13 +3,11 @@ ARCHIVE_LOG backups through the Rust engine, and restores to a point in time."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
 import shutil
 import stat
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -17,13 +15,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from . import _core, manifest, store
-from .catalog import BackupCatalog, BackupSet, DatabaseEntry, set_from_manifest, to_us
+from . import _core, locks, manifest, store
+from .catalog import (
+    BackupCatalog,
+    BackupSet,
+    DatabaseEntry,
+    RebuildReport,
+    rebuild_lost_catalog,
+    set_from_manifest,
+    to_us,
+)
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
 from .manifest import DirEntry, FileEntry, Manifest, Source, Summary, SymlinkEntry
 from .restore import label, restore_set_files
-from .retention import RetentionPolicy
+from .retention import RetentionDecision, RetentionPolicy
 from .sources import SkippedEntry, archive_candidates, snapshot_sqlite, walk
 
 log = logging.getLogger(__name__)
@@ -73,12 +79,18 @@ class BackupManager:
         # The summaries of the sets this manager wrote, so showing one after a backup
         # does not parse a manifest of every file of the tree again.
         self._summaries: dict[str, Summary] = {}
-        fresh = not self.repo.catalog_path.exists()
-        self.catalog = BackupCatalog(self.repo.catalog_path, max_backup_sets=max_backup_sets, clock=self._now)
-        if fresh and any(True for _ in self.repo.manifests()):
-            # Never let a sweep mistake every set for an orphan (docs/FORMAT.md).
-            log.warning("catalog.db is missing; rebuilding it from the set manifests")
-            self.catalog.rebuild()
+        self.readers = locks.ReaderLocks(self.repository)
+        # A lost catalog is rebuilt before anything reads it (docs/FORMAT.md), by one
+        # process at a time; `last_rebuild` tells what that rebuild skipped.
+        self.last_rebuild: RebuildReport | None = None
+        with locks.catalog_rebuild_lock(self.repository):
+            self.last_rebuild = rebuild_lost_catalog(self.repo)
+            self.catalog = BackupCatalog(self.repo.catalog_path, max_backup_sets=max_backup_sets, clock=self._now)
+            if self.last_rebuild is None and not self.catalog.has_sets() and any(True for _ in self.repo.manifests()):
+                # An empty catalog beside set manifests (v1 left one after a rebuild
+                # that never committed): fill it, in one transaction.
+                log.warning("catalog.db lists no sets but sets/ holds manifests; rebuilding it from them")
+                self.last_rebuild = self.catalog.rebuild_report()
 
     def _now(self) -> datetime:
         now = self.clock()
@@ -150,7 +162,8 @@ class BackupManager:
     def cleanup(self) -> list[str]:
         """Removes what interrupted work left (staging, trash, unregistered set
         directories). Runs before every backup. Returns the paths removed."""
-        return self.repo.sweep(self.catalog.set_ids(), busy=_is_locked)
+        known, dead = self.catalog.set_ids(), self.catalog.tombstones()
+        return self.repo.sweep(known, busy=locks.is_staging_locked, tombstones=dead)
 
     def backup(
         self,
@@ -174,7 +187,7 @@ class BackupManager:
         set_id = f"{started.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
         staging = self.repo.staging_dir(set_id)
         staging.mkdir()
-        lock = _hold_lock(staging)
+        lock = locks.hold_staging_lock(staging)
         try:
             if cancel is not None and cancel.is_set():
                 raise BackupCancelled(f"backup of {database!r} cancelled before it started")
@@ -192,7 +205,7 @@ class BackupManager:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel)
             self.repo.publish(set_id)
             self.catalog.register_set(*result)
-            os.unlink(self.repo.set_dir(set_id) / _LOCK)
+            locks.drop_staging_lock_file(self.repo.set_dir(set_id))
         except BaseException as exc:
             # Nothing half-written stays: the staging dir (or the published but
             # unregistered set) is removed while we still hold its lock.
@@ -537,23 +550,16 @@ class BackupManager:
     def reading(self, set_ids: Iterable[str]) -> Iterator[None]:
         """Holds shared locks on sets while they are read (restore, verification), so
         `delete` (and retention through it) refuses to remove them meanwhile, in this
-        or any other process."""
-        fds: list[int] = []
-        try:
-            for sid in set_ids:
-                fd = os.open(self.repo.set_dir(sid) / _READERS, os.O_CREAT | os.O_RDWR, 0o600)
-                fds.append(fd)
-                fcntl.flock(fd, fcntl.LOCK_SH)
+        or any other process (locks.py: one file per set under ``readers/``)."""
+        with self.readers.reading([store.check_set_id(sid) for sid in set_ids]):
             yield
-        finally:
-            for fd in fds:
-                os.close(fd)
 
     # --- delete ----------------------------------------------------------------------
 
     def delete(self, set_id: str) -> None:
-        """Deletes one set: catalog rows first, then files (a crash leaves garbage for
-        the sweep, never a dangling reference). A set others depend on is refused."""
+        """Deletes one set: catalog rows first (leaving a tombstone), then files (a crash
+        leaves garbage for the sweep, never a dangling reference). A set others depend
+        on, or one being read, is refused."""
         self.catalog.get_set(set_id)
         dependants = self.catalog.children(set_id)
         if dependants:
@@ -561,50 +567,46 @@ class BackupManager:
                 f"backup set {set_id} is the parent of {', '.join(dependants)}; delete those first "
                 "(or use a retention policy, which keeps chains whole)"
             )
-        fd = os.open(self.repo.set_dir(set_id) / _READERS, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CatalogError(
-                    f"backup set {set_id} is being read (a restore or verification holds it); try again later"
-                ) from None
+        with self.readers.deleting(set_id):
             self.catalog.remove_set(set_id)
             self.repo.discard(set_id)
-        finally:
-            os.close(fd)
 
     # --- retention -------------------------------------------------------------------
 
     def being_read(self, database: str) -> list[str]:
         """Ids of `database`'s sets that a restore or verification holds right now (in
-        this or another process); retention keeps them."""
-        busy = []
-        for set_id, *_ in self.catalog.retention_rows(database):
-            path = self.repo.set_dir(set_id) / _READERS
-            try:
-                fd = os.open(path, os.O_RDWR)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                busy.append(set_id)
-            finally:
-                os.close(fd)
-        return busy
+        this or another process); retention keeps them. One listing of ``readers/``,
+        whatever the number of sets."""
+        held = self.readers.being_read(valid=manifest.is_set_id)
+        return sorted(self.catalog.sets_of(database, held)) if held else []
+
+    def retention_plan(
+        self, database: str, policy: RetentionPolicy, *, tz: str = "UTC", force: bool = False
+    ) -> list[RetentionDecision]:
+        """The plan `apply_retention` carries out: the catalog's plan, with the sets
+        being read right now kept ("protected")."""
+        return self.catalog.retention_plan(database, policy, tz=tz, protected=self.being_read(database), force=force)
 
     def apply_retention(
-        self, database: str, policy: RetentionPolicy, dry_run: bool = True, *, tz: str = "UTC", force: bool = False
+        self,
+        database: str,
+        policy: RetentionPolicy,
+        dry_run: bool = True,
+        *,
+        tz: str = "UTC",
+        force: bool = False,
+        plan: Sequence[RetentionDecision] | None = None,
     ) -> list[str]:
         """Deletes (or with `dry_run`, only names) the sets `policy` does not keep.
 
-        Newest first, each one catalog row before files (`delete`), so a crash leaves
-        files for `cleanup()`, never a catalog entry without its data. A set that a
-        reader grabs between planning and deleting is kept (logged), never deleted
-        under it. Applying the same policy twice deletes nothing more.
+        `plan` is a `retention_plan` already shown to someone: exactly its deletions are
+        carried out. Newest first, each one catalog row before files (`delete`), so a
+        crash leaves files for `cleanup()`, never a catalog entry without its data. A set
+        that a reader grabs between planning and deleting is kept (logged), never
+        deleted under it. Applying the same policy twice deletes nothing more.
         """
-        doomed = self.catalog.obsolete(database, policy, tz=tz, protected=self.being_read(database), force=force)
+        decisions = plan if plan is not None else self.retention_plan(database, policy, tz=tz, force=force)
+        doomed = [d.set_id for d in reversed(decisions) if not d.keep]
         if dry_run:
             return doomed
         deleted = []
@@ -665,47 +667,6 @@ def _discard_partial(staging: Path) -> None:
     for p in staging.iterdir():
         if p.name.startswith(store.PIECE) or p.name == store.BLOCKMAP:
             p.unlink()
-
-
-_LOCK = ".lock"
-_READERS = ".readers"
-_YOUNG_SECONDS = 60.0
-
-
-def _hold_lock(directory: Path) -> int:
-    """Creates and flocks `directory/.lock`; the sweep skips locked directories, so a
-    concurrent cleanup() never removes a backup that is still being written.
-
-    The lock is taken under a temporary name and renamed into place, so `.lock` never
-    exists unlocked while its backup lives: a sweep that found it between creation and
-    flock would take the directory for a crash leftover and delete it. Before the
-    rename the directory has no `.lock`, and the sweep's young-directory rule covers it.
-    """
-    pending = directory / (_LOCK + ".new")
-    fd = os.open(pending, os.O_CREAT | os.O_RDWR, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.rename(pending, directory / _LOCK)
-    return fd
-
-
-def _is_locked(directory: Path) -> bool:
-    lock = directory / _LOCK
-    try:
-        fd = os.open(lock, os.O_RDWR)
-    except OSError:
-        # No lock file yet: a backup may have just created the directory and not yet
-        # its lock; leave very young directories alone.
-        try:
-            return time.time() - directory.stat().st_mtime < _YOUNG_SECONDS
-        except OSError:
-            return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def _progress_adapter(

@@ -7,6 +7,8 @@
   restores and verifications. ``delete`` takes a set's file exclusively, so a set is
   never deleted under a reader; a retention plan learns every set being read from one
   listing of ``readers/``, opening only the files listed there.
+- The catalog rebuild lock: ``.rebuild.lock``, held by the process that checks whether
+  ``catalog.db`` is lost and rebuilds it.
 - The scheduler's leases: a claimed run stays claimed while its lease is renewed
   (`LeaseKeeper`), so only a dead process loses its runs.
 
@@ -27,12 +29,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import CatalogError, RustyBackupError
+from .errors import BackupError, CatalogError, RustyBackupError
 
 log = logging.getLogger(__name__)
 
 STAGING_LOCK = ".lock"
 READERS_DIR = "readers"
+REBUILD_LOCK = ".rebuild.lock"
 # A directory this young may belong to a backup that created it and has not yet taken
 # its lock; the sweep leaves it for a later run.
 YOUNG_SECONDS = 60.0
@@ -86,6 +89,47 @@ def is_staging_locked(directory: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+# --- the catalog rebuild lock --------------------------------------------------------
+
+
+@contextmanager
+def catalog_rebuild_lock(root: Path) -> Iterator[None]:
+    """``REPO/.rebuild.lock`` held exclusively while a process decides whether the
+    catalog is lost and rebuilds it, so two processes never rebuild it at once (the
+    second then finds the first one's catalog). A repository where the lock file cannot
+    be created (read-only) is only read: it goes without."""
+    fd: int | None = None
+    try:
+        fd = os.open(root / REBUILD_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def capture_lock(root: Path, database: str) -> Iterator[None]:
+    """``REPO/.capture-<database>.lock``, held exclusively by a SQLite WAL capture step:
+    two captures of one database would each resume from the same frame. A second one
+    fails at once (BackupError) instead of waiting behind a foreground capturer."""
+    fd = os.open(root / f".capture-{database}.lock", os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"another WAL capture of {database!r} is running in this repository") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 # --- the readers' locks --------------------------------------------------------------
@@ -253,10 +297,12 @@ class LeaseKeeper:
 
 __all__ = [
     "READERS_DIR",
+    "REBUILD_LOCK",
     "STAGING_LOCK",
     "LeaseKeeper",
     "ReaderLocks",
     "SetBusy",
+    "catalog_rebuild_lock",
     "drop_staging_lock_file",
     "hold_staging_lock",
     "is_staging_locked",

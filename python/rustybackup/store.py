@@ -8,11 +8,12 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import locks
 from .errors import CatalogError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,20 @@ TRASH_DIR = "trash"
 MANIFEST = "manifest.json"
 PIECE = "data.piece"
 BLOCKMAP = "blockmap"
+
+
+def check_set_id(set_id: object) -> str:
+    """`set_id` when it has the documented form ``YYYYmmddTHHMMSSffffffZ-<8 hex>``, else
+    a CatalogError. Every path built from a set id goes through here, so no id (from a
+    manifest, a catalog row or a command line) can name a path outside the repository."""
+    # manifest.py owns the form (and imports this module, hence here).
+    from .manifest import is_set_id
+
+    if not is_set_id(set_id):
+        shown = repr(set_id) if len(repr(set_id)) <= 60 else repr(set_id)[:57] + "..."
+        raise CatalogError(f"{shown} is not a backup set id (YYYYmmddTHHMMSSffffffZ-<8 hex>)")
+    assert isinstance(set_id, str)
+    return set_id
 
 
 def fsync_dir(path: Path) -> None:
@@ -123,17 +138,20 @@ class Repository:
         return self.root / CATALOG_FILE
 
     def set_dir(self, set_id: str) -> Path:
-        return self.root / SETS_DIR / set_id
+        return self.root / SETS_DIR / check_set_id(set_id)
 
     def staging_dir(self, set_id: str) -> Path:
-        return self.root / STAGING_DIR / set_id
+        return self.root / STAGING_DIR / check_set_id(set_id)
 
     def manifests(self) -> Iterable[Path]:
-        """Every committed set's manifest, oldest id first."""
+        """The manifest of every directory in ``sets/`` (whatever its name: a rebuild
+        reports the odd ones), oldest id first. Symbolic links are not followed."""
         sets = self.root / SETS_DIR
         for d in sorted(sets.iterdir()):
+            if d.is_symlink() or not d.is_dir():
+                continue
             m = d / MANIFEST
-            if m.is_file():
+            if m.is_file() and not m.is_symlink():
                 yield m
 
     def publish(self, set_id: str) -> Path:
@@ -154,22 +172,37 @@ class Repository:
         os.rename(src, dst)
         shutil.rmtree(dst, ignore_errors=True)
 
-    def sweep(self, known_set_ids: set[str], busy: Callable[[Path], bool] = lambda _: False) -> list[str]:
-        """Removes staging and trash leftovers and set directories the catalog does not
-        know (a crash after the rename but before the commit, or mid-delete). Returns
-        what was removed, relative to the repository. Directories for which `busy` is true
-        (a backup in another thread or process holds their lock) are left alone."""
+    def sweep(
+        self,
+        known_set_ids: Collection[str],
+        busy: Callable[[Path], bool] = lambda _: False,
+        tombstones: Collection[str] = (),
+    ) -> list[str]:
+        """Removes what interrupted work left: everything in ``staging/`` and ``trash/``,
+        and the set directories the catalog does not know that hold no manifest, that
+        were never registered (their ``.lock`` is still there: it goes only after the
+        commit) or that the catalog deleted (a tombstone). A set directory with a
+        manifest is never removed otherwise, whatever the catalog says: a lost or empty
+        catalog must not cost a set. Directories for which `busy` is true (a backup in
+        another thread or process holds their lock) are left alone, and no symbolic
+        link is followed: a linked ``staging/``, ``trash/`` or ``sets/`` is skipped, a
+        link inside them is removed, never what it points to. Returns what was removed,
+        relative to the repository."""
         removed: list[str] = []
-        for sub in (STAGING_DIR, TRASH_DIR):
-            for entry in sorted((self.root / sub).iterdir()):
-                if busy(entry):
+        for sub in (STAGING_DIR, TRASH_DIR, SETS_DIR):
+            top = self.root / sub
+            if top.is_symlink() or not top.is_dir():
+                log.warning("cleanup leaves %s alone: it is a symbolic link or not a directory", top)
+                continue
+            for entry in sorted(top.iterdir()):
+                linked = entry.is_symlink()
+                if sub == SETS_DIR and not linked:
+                    if entry.name in known_set_ids or busy(entry) or self._keep(entry, tombstones):
+                        continue
+                elif not linked and busy(entry):
                     continue
                 _remove(entry)
                 removed.append(f"{sub}/{entry.name}")
-        for entry in sorted((self.root / SETS_DIR).iterdir()):
-            if entry.name not in known_set_ids and not busy(entry):
-                _remove(entry)
-                removed.append(f"{SETS_DIR}/{entry.name}")
         for entry in self.root.glob(".*.tmp-*"):
             _remove(entry)
             removed.append(entry.name)
@@ -177,8 +210,24 @@ class Repository:
             log.warning("cleanup removed %d leftover(s) of interrupted work: %s", len(removed), ", ".join(removed))
         return removed
 
+    @staticmethod
+    def _keep(entry: Path, tombstones: Collection[str]) -> bool:
+        """Whether an unknown entry of ``sets/`` may hold a set that must stay."""
+        if not entry.is_dir() or entry.name in tombstones:
+            return False
+        if not (entry / MANIFEST).exists() or (entry / locks.STAGING_LOCK).exists():
+            return False
+        log.warning(
+            "cleanup keeps %s: it holds a manifest the catalog does not know and no tombstone deleted it "
+            "(a copied set directory, or a catalog that lost it: `rebuild` registers it)",
+            entry,
+        )
+        return True
+
 
 def _remove(path: Path) -> None:
+    """Removes a file, a link (never what it points to) or a directory tree (rmtree
+    does not follow the links inside it)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:

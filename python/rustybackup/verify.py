@@ -112,6 +112,9 @@ class Verifier:
         self.repository = Path(manager.repository)
         self.records = VerificationRecords(manager.catalog)
         self.sandbox_dir = None if sandbox_dir is None else Path(sandbox_dir)
+        # RESTORE_TEST of a postgresql set runs this SQL on the recovered server; a first
+        # value of false or NULL (or an error) is a failure.
+        self.pg_check_sql: str | None = None
         self._lock = threading.Lock()
         self._stats = VerifierStats()
 
@@ -132,35 +135,26 @@ class Verifier:
             run.requested = [row]
             return self._chain(row, run)
         if target in self.records.database_names():
-            return self.records.set_rows("WHERE database = ?", (target,))
+            return self.records.set_rows(target)
         if target == ALL:
             return self.records.set_rows()
         raise VerificationError(f"nothing to verify: {target!r} is neither a backup set id nor a registered database")
 
     def _chain(self, row: SetRow, run: _Run) -> list[SetRow]:
-        chain = [row]
-        seen = {row.id}
         # An ARCHIVE_LOG set restores on its own (docs/FORMAT.md: its sources are itself).
-        cur = row if row.backup_type != "archive_log" else None
-        while cur is not None and cur.parent_id is not None:
-            parent = self.records.set_row(cur.parent_id)
-            if parent is None or parent.id in seen:
-                why = "is not in the catalog" if parent is None else "closes a cycle"
-                run.findings.append(
-                    Finding(
-                        "broken_chain",
-                        cur.id,
-                        cur.parent_id,
-                        f"backup set {cur.id} names parent {cur.parent_id}, which {why}; its chain cannot be restored",
-                    )
-                )
-                run.bad_sets.add(cur.id)
-                break
-            chain.append(parent)
-            seen.add(parent.id)
-            cur = parent
-        chain.reverse()
-        return chain
+        if row.backup_type == "archive_log" or row.parent_id is None:
+            return [row]
+        try:
+            # The walk is Rust's (`_core.recovery_chain`), the one restores use.
+            ids = self.records.catalog.chain_ids(row.id)
+        except (RustyBackupError, TypeError, ValueError) as exc:
+            run.findings.append(
+                Finding("broken_chain", row.id, row.parent_id, f"{exc}; the chain of backup set {row.id} cannot be restored")
+            )
+            run.bad_sets.add(row.id)
+            return [row]
+        rows = [r for r in map(self.records.set_row, ids) if r is not None]
+        return rows if rows and rows[-1].id == row.id else [*rows, row]
 
     def _items(self, sets: Sequence[SetRow], run: _Run, level: VerificationType | None = None) -> list[_Item]:
         pieces = self.records.piece_rows([s.id for s in sets])
@@ -359,7 +353,8 @@ class Verifier:
         sets = self._resolve(target, run)
         # Shared locks: retention and delete refuse a set while it is being verified.
         # A set whose directory is gone has nothing to lock (and is reported missing).
-        readable = [s.id for s in sets if (self.repository / "sets" / s.id).is_dir()]
+        # A row whose id is not a set id names no directory (it is reported as a finding).
+        readable = [s.id for s in sets if manifest.is_set_id(s.id) and (self.repository / "sets" / s.id).is_dir()]
         with self.manager.reading(readable):
             if lv is VerificationType.RESTORE_TEST:
                 self._restore_tests(sets, run, budget, progress)
@@ -607,6 +602,16 @@ class Verifier:
         if m.record.source_kind == "sqlite":
             for f in m.files:
                 ok = _integrity_check(root / f.path, s.id, run) and ok
+        if ok and m.postgresql is not None:
+            # The files are right; now PostgreSQL itself must start on them and recover.
+            from .postgres.sandbox import check_restored
+
+            db = self.manager.catalog.get_database(database)
+            for problem in check_restored(
+                target, m.postgresql, self.repository, database, db.dsn, sql=self.pg_check_sql
+            ):
+                run.findings.append(Finding("server_check", s.id, s.id, f"restore test of set {s.id}: {problem}"))
+                ok = False
         if not ok:
             run.bad_sets.add(s.id)
         return ok

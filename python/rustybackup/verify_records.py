@@ -10,10 +10,9 @@ unknown status, a NULL size, a broken parent link) as a finding, not die on it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from .catalog import BackupCatalog, from_us, to_us
+from .catalog import BackupCatalog, PieceRow, SetRow, from_us, to_us
 from .enums import VerificationType
 
 _SCHEMA = """
@@ -37,48 +36,6 @@ LEVEL_DEPTH = {
     VerificationType.FULL: 2,
     VerificationType.RESTORE_TEST: 2,
 }
-
-
-@dataclass(frozen=True)
-class SetRow:
-    """A ``sets`` row as stored; fields that do not parse are None and `problems` says why."""
-
-    id: str
-    database: str | None
-    backup_type: str | None
-    parent_id: str | None
-    status: str | None
-    algorithm: str | None
-    manifest: str | None
-    blockmap: str | None
-    blockmap_checksum: str | None
-    started_at: int | None
-    problems: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PieceRow:
-    """A ``pieces`` row as stored (any field may be None when the row is damaged)."""
-
-    id: str
-    set_id: str
-    path: str | None
-    size: int | None
-    checksum: str | None
-    algorithm: str | None
-    block_count: int | None
-
-
-_KNOWN_STATUS = {"available", "corrupt", "expired"}
-_KNOWN_TYPES = {"full", "incremental", "differential", "archive_log"}
-
-
-def _int(v: object) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
-
-
-def _text(v: object) -> str | None:
-    return v if isinstance(v, str) and v else None
 
 
 class VerificationRecords:
@@ -106,71 +63,17 @@ class VerificationRecords:
 
     # --- catalog rows ----------------------------------------------------------------
 
-    def set_rows(self, where: str = "", args: Sequence[object] = ()) -> list[SetRow]:
-        sql = (
-            "SELECT id, database, backup_type, parent_id, status, algorithm, manifest, blockmap, "
-            "blockmap_checksum, started_at FROM sets " + where + " ORDER BY started_at, rowid"
-        )
-        return [self._set_row(r) for r in self._query(sql, args)]
-
-    @staticmethod
-    def _set_row(r: tuple[object, ...]) -> SetRow:
-        sid = str(r[0])
-        problems: list[str] = []
-        btype = _text(r[2])
-        if btype not in _KNOWN_TYPES:
-            problems.append(f"catalog row of set {sid}: unknown backup_type {r[2]!r}")
-            btype = None
-        status = _text(r[4])
-        if status not in _KNOWN_STATUS:
-            problems.append(f"catalog row of set {sid}: unknown status {r[4]!r}")
-            status = None
-        for name, value in (("manifest", r[6]), ("blockmap", r[7])):
-            if _text(value) is None:
-                problems.append(f"catalog row of set {sid}: no {name} path")
-        return SetRow(
-            id=sid,
-            database=_text(r[1]),
-            backup_type=btype,
-            parent_id=_text(r[3]),
-            status=status,
-            algorithm=_text(r[5]),
-            manifest=_text(r[6]),
-            blockmap=_text(r[7]),
-            blockmap_checksum=_text(r[8]),
-            started_at=_int(r[9]),
-            problems=tuple(problems),
-        )
+    def set_rows(self, database: str | None = None) -> list[SetRow]:
+        return self.catalog.set_rows(database)
 
     def set_row(self, set_id: str) -> SetRow | None:
-        rows = self.set_rows("WHERE id = ?", (set_id,))
-        return rows[0] if rows else None
+        return self.catalog.set_row(set_id)
 
     def piece_rows(self, set_ids: Sequence[str]) -> dict[str, list[PieceRow]]:
-        out: dict[str, list[PieceRow]] = {}
-        for i in range(0, len(set_ids), 500):
-            part = list(set_ids[i : i + 500])
-            marks = ", ".join("?" * len(part))
-            rows = self._query(
-                f"SELECT id, set_id, path, size, checksum, algorithm, block_count FROM pieces "
-                f"WHERE set_id IN ({marks}) ORDER BY id",
-                part,
-            )
-            for r in rows:
-                row = PieceRow(
-                    id=str(r[0]),
-                    set_id=str(r[1]),
-                    path=_text(r[2]),
-                    size=_int(r[3]),
-                    checksum=_text(r[4]),
-                    algorithm=_text(r[5]),
-                    block_count=_int(r[6]),
-                )
-                out.setdefault(row.set_id, []).append(row)
-        return out
+        return self.catalog.piece_rows(set_ids)
 
     def database_names(self) -> set[str]:
-        return {str(r[0]) for r in self._query("SELECT name FROM databases")}
+        return self.catalog.database_names()
 
     def set_statuses(self, statuses: dict[str, str]) -> list[str]:
         """Writes statuses through the catalog in one transaction; returns the ids the

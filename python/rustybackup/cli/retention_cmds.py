@@ -1,18 +1,18 @@
 """``rustybackup retention NAME``: show (and with ``--apply``, carry out) a retention plan.
 
 Rules given together combine: a set stays if any rule keeps it. The plan comes from
-``BackupManager(repo).catalog.retention_plan`` and deletion from
-``manager.apply_retention``; both are dry-run-safe (the catalog row goes before the files).
+``manager.retention_plan`` (sets being read are kept) and ``--apply`` hands that very
+plan to ``manager.apply_retention``, so the table shows exactly what is deleted. Rows
+are printed as they come, so 50,000 sets list in flat memory.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ..retention import RetentionDecision, RetentionPolicy, parse_duration
 from .context import CliState, pass_state, print_json
@@ -23,10 +23,16 @@ _PERIODS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 class _Manager(Protocol):
     """What this command needs from ``BackupManager``."""
 
-    @property
-    def catalog(self) -> Any: ...
+    def retention_plan(self, database: str, policy: RetentionPolicy) -> list[RetentionDecision]: ...
 
-    def apply_retention(self, database: str, policy: RetentionPolicy, dry_run: bool = True) -> list[str]: ...
+    def apply_retention(
+        self,
+        database: str,
+        policy: RetentionPolicy,
+        dry_run: bool = True,
+        *,
+        plan: Sequence[RetentionDecision] | None = None,
+    ) -> list[str]: ...
 
 
 if TYPE_CHECKING:
@@ -74,21 +80,25 @@ def open_manager(repo: Any) -> _Manager:
 
 
 def render(name: str, policy: RetentionPolicy, decisions: list[RetentionDecision], deleted: list[str] | None) -> None:
-    """The plan as a table with reasons, and a one-line summary."""
-    console = Console()
-    table = Table(title=f"retention of {name}: {policy.describe()}")
-    table.add_column("set")
-    table.add_column("decision")
-    table.add_column("reason")
+    """The plan as plain aligned rows (set id, decision, reason; ids whole at any width),
+    written as they go, and a one-line summary."""
+    out = click.get_text_stream("stdout")
+    out.write(f"retention of {name}: {policy.describe()}\n")
+    width = max((len(d.set_id) for d in decisions), default=3)
+    out.write(f"{'set'.ljust(width)}  decision  reason\n")
     for d in decisions:
-        table.add_row(d.set_id, "[green]keep[/green]" if d.keep else "[red]delete[/red]", d.reason)
-    console.print(table)
+        out.write(f"{d.set_id.ljust(width)}  {'keep' if d.keep else 'delete':<8}  {d.reason}\n")
     keep = sum(d.keep for d in decisions)
     drop = len(decisions) - keep
     if deleted is None:
-        console.print(f"{keep} kept, {drop} to delete (dry run: pass --apply to delete them)")
-    else:
-        console.print(f"{keep} kept, {len(deleted)} deleted")
+        out.write(f"{keep} kept, {drop} to delete (dry run: pass --apply to delete them)\n")
+        return
+    out.write(f"{keep} kept, {len(deleted)} deleted\n")
+    refused = drop - len(deleted)
+    if refused:
+        done = set(deleted)
+        names = ", ".join(d.set_id for d in decisions if not d.keep and d.set_id not in done)
+        out.write(f"{refused} planned deletion(s) kept after all (being read, or the catalog changed): {names}\n")
 
 
 @click.command("retention")
@@ -129,8 +139,8 @@ def retention(
     counts = dict(zip(_PERIODS, (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)))
     policy = build_policy(redundancy, window, counts)
     manager = open_manager(state.require_repo())
-    decisions: list[RetentionDecision] = list(manager.catalog.retention_plan(name, policy))
-    deleted = manager.apply_retention(name, policy, dry_run=False) if apply_plan else None
+    decisions: list[RetentionDecision] = list(manager.retention_plan(name, policy))
+    deleted = manager.apply_retention(name, policy, dry_run=False, plan=decisions) if apply_plan else None
     if as_json:
         print_json(
             {
