@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -101,7 +101,7 @@ def rb(
 ) -> subprocess.CompletedProcess[str]:
     """``rustybackup --repo REPO ARGS`` as the cluster's user."""
     cmd = [*as_user(), sys.executable, "-m", "rustybackup", "--repo", str(repo), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd="/")
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env, cwd="/")
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
@@ -130,6 +130,7 @@ class Cluster:
         env = {**os.environ, **self.env}
         proc = subprocess.run(
             [*as_user(), *args],
+            check=False,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -307,7 +308,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
 
-    def __enter__(self) -> Writer:
+    def __enter__(self) -> Self:
         self.cluster.query(f"CREATE TABLE IF NOT EXISTS {self.table} (id bigint PRIMARY KEY, ts timestamptz NOT NULL)")
         self._thread.start()
         return self

@@ -16,15 +16,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from pg_support import (
     Cluster,
     Writer,
     archive_command,
     as_user,
     give,
-    require_postgresql,
     rb,
+    require_postgresql,
     restore_and_start,
     workdir,
 )
@@ -240,3 +239,33 @@ def test_a_server_killed_during_a_backup_leaves_no_set_and_the_next_backup_works
     rb(origin.repo, "backup", NAME, "--type", "full")
     after = [s for s in m.catalog.list_sets(NAME) if s.id not in before and s.backup_type.value == "full"]
     assert len(after) == 1
+
+
+def test_restore_test_starts_a_server_on_the_set_and_runs_amcheck_and_the_users_sql(origin: Origin) -> None:
+    m = BackupManager(origin.repo)
+    incr = m.catalog.list_sets(NAME, "incremental")[-1]
+    ok = rb(
+        origin.repo,
+        "verify",
+        "--set",
+        incr.id,
+        "--level",
+        "restore-test",
+        "--pg-sql",
+        "SELECT count(*) > 0 FROM rows",
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = rb(
+        origin.repo,
+        "verify",
+        "--set",
+        incr.id,
+        "--level",
+        "restore-test",
+        "--pg-sql",
+        "SELECT count(*) < 0 FROM rows",
+        check=False,
+    )
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "check SQL returned False" in bad.stdout + bad.stderr

@@ -85,9 +85,19 @@ def _print(report: VerificationReport, console: Console) -> None:
 )
 @click.option("--budget", default=None, help="Stop inside this much time (90s, 10m, 1h), oldest-verified first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON report on stdout.")
+@click.option(
+    "--pg-sql", default=None, help="restore-test of postgresql sets: SQL that must succeed (first value not false/NULL)."
+)
 @pass_state
 def verify_cmd(
-    state: CliState, name: str | None, set_id: str | None, all_: bool, level: str, budget: str | None, as_json: bool
+    state: CliState,
+    name: str | None,
+    set_id: str | None,
+    all_: bool,
+    level: str,
+    budget: str | None,
+    as_json: bool,
+    pg_sql: str | None,
 ) -> None:
     """Verify backups: NAME (a database), --set ID, or --all.
 
@@ -101,6 +111,7 @@ def verify_cmd(
     if not (repo / "format").exists():
         raise click.ClickException(f"no repository at {repo}; run `rustybackup --repo {repo} init` first")
     verifier = Verifier(BackupManager(repo))
+    verifier.pg_check_sql = pg_sql
     target = None if all_ else (set_id or name)
     console = Console(stderr=True)
     columns = (
