@@ -12,6 +12,16 @@ step() { printf '\n== %s ==\n' "$*"; }
 # A stale _core*.so in the source package would shadow the fresh build (pydantic-core's Makefile).
 rm -f python/rustybackup/_core*.so
 
+step "PostgreSQL for the postgresql tests (Debian's package, when missing and we are root)"
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+      || echo "apt-get install postgresql failed; the postgresql tests will skip"
+  else
+    echo "PostgreSQL is not installed and this is not a root Debian shell; the postgresql tests will skip"
+  fi
+fi
+
 step "install (builds the Rust extension) with the test extras"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
