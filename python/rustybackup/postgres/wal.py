@@ -54,6 +54,8 @@ def format_lsn(lsn: int) -> str:
 def segment_name(timeline: int, segno: int, segment_size: int) -> str:
     """XLogFileName(): the file holding segment `segno` of `timeline`."""
     per_id = 0x1_0000_0000 // segment_size
+    if not 0 <= segno < (1 << 64) // segment_size:
+        raise ConfigError(f"segment number {segno} is past the end of the 64-bit WAL space")
     return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
 
 
