@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Union
+from typing import Any
 
-from .enums import BackupType, ExecutionStatus, VerificationType
 from .cron import CronSchedule
+from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import ConfigError, CronError
 from .retention import RetentionPolicy
 from .windows import load_zone
@@ -214,7 +214,7 @@ class ScheduledVerification(_JobCommon):
         return replace(self, **changes)
 
 
-Job = Union[ScheduledBackup, ScheduledVerification]
+Job = ScheduledBackup | ScheduledVerification
 
 
 @dataclass(frozen=True)
