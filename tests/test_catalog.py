@@ -187,3 +187,27 @@ def test_a_set_being_read_is_not_deleted(manager: BackupManager, clock: SimClock
     assert [s.id for s in manager.catalog.list_sets()] == [full]
     manager.delete(full)
     assert manager.catalog.list_sets() == []
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("backup_type", "weekly", "backup_type 'weekly' is not one of full, incremental, differential, archive_log"),
+        ("status", "lost", "status 'lost' is not one of available, corrupt, expired"),
+        ("started_at", "soon", "started_at: 'soon' is not a time in microseconds since the epoch"),
+        ("finished_at", 2**62, f"finished_at: {2**62} is not a time in microseconds since the epoch"),
+        ("tags", "{", "tags '{': Expecting property name"),
+        ("tags", '["a", 1]', """tags '["a", 1]': not a JSON list of strings"""),
+        ("parent_id", "../../victim", "parent_id '../../victim' is not a backup set id"),
+    ],
+)
+def test_a_damaged_sets_row_is_a_catalog_error_naming_set_and_field(
+    manager: BackupManager, clock: SimClock, tmp_path: Path, column: str, value: object, message: str
+) -> None:
+    full = _backup(manager, clock, tmp_path, "full", b"a")
+    manager.catalog.connection.execute(f"UPDATE sets SET {column} = ?", (value,))
+    with pytest.raises(CatalogError, match=f"catalog .*catalog.db: set {full}: ") as err:
+        manager.catalog.list_sets()
+    assert message in str(err.value)
+    with pytest.raises(CatalogError, match=message.split(":")[0].split(" ")[0]):
+        manager.catalog.get_set(full)
