@@ -125,3 +125,17 @@ def test_being_read_is_one_listing_not_one_open_per_set(
         monkeypatch.undo()
     # Nine sets, one reader: the listing names one file, and only that one is opened.
     assert [Path(p).name for p in opened] == [taken[4][0]]
+
+
+def test_a_scheduled_backup_with_retention_deletes_what_the_policy_drops(tmp_path: Path, clock: SimClock) -> None:
+    """The scheduler applies a job's retention for real on a real manager (whose
+    apply_retention is a dry run unless told otherwise)."""
+    from rustybackup import BackupScheduler, ScheduledBackup
+
+    manager, taken = _history(tmp_path, clock)
+    scheduler = BackupScheduler(manager, tmp_path / "sched.json", clock=clock)
+    scheduler.add_job(ScheduledBackup("nightly", "Nightly", "db", BackupType.FULL, "0 1 * * *", retention="redundancy=2"))
+    made = scheduler.execute_due_jobs(clock.advance(days=1))
+    assert len(made) == 1
+    # The new FULL is the newest of two kept chains: the two oldest chains go.
+    assert {s.id for s in manager.catalog.list_sets()} == {sid for sid, _ in taken[6:]} | set(made)

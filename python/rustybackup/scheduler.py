@@ -472,7 +472,9 @@ class BackupScheduler:
                 status = ExecutionStatus.COMPLETED
                 if job.retention is not None:
                     try:
-                        self._manager.apply_retention(job.database, RetentionPolicy.parse(job.retention))
+                        # dry_run=False said out loud: BackupManager's default is a dry run.
+                        policy = RetentionPolicy.parse(job.retention)
+                        self._manager.apply_retention(job.database, policy, dry_run=False)
                     except Exception as exc:  # the backup itself is good and registered
                         log.warning("job %s: retention failed: %s", job.id, exc)
                         error = f"backup completed; retention failed: {exc}"
