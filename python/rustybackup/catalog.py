@@ -409,10 +409,14 @@ class BackupCatalog:
         backup_type: BackupType | str | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        *,
+        with_pieces: bool = True,
     ) -> Iterator[BackupSet]:
         """`list_sets` as a stream: oldest first, a thousand rows at a time, from one
         read snapshot (a connection of its own, so no write waits on it and the rows do
-        not shift under it). With `limit`, the newest `limit` sets (still oldest first)."""
+        not shift under it). With `limit`, the newest `limit` sets (still oldest first).
+        `with_pieces=False` leaves every `pieces` empty and skips their query (a listing
+        that does not show them)."""
         where: list[str] = []
         args: list[Any] = []
         if database is not None:
@@ -442,7 +446,7 @@ class BackupCatalog:
             reader.execute("BEGIN")
             cur = reader.execute(sql, args)
             while batch := cur.fetchmany(1000):
-                pieces = _pieces_on(reader, [r[0] for r in batch])
+                pieces = _pieces_on(reader, [r[0] for r in batch]) if with_pieces else {}
                 yield from (self._set(r, pieces) for r in batch)
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"cannot read the sets of catalog {file}: {exc}") from exc

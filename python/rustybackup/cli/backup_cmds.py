@@ -198,7 +198,10 @@ def list_cmd(
     Example: rustybackup list orders --type full --since 2026-03-01 --limit 20
     """
     catalog = _manager(state).catalog
-    sets = catalog.iter_sets(name, None if btype is None else _TYPES[btype], _parse_until(since), limit)
+    # The table shows no pieces: only --json reads them.
+    sets = catalog.iter_sets(
+        name, None if btype is None else _TYPES[btype], _parse_until(since), limit, with_pieces=as_json
+    )
     out = click.get_text_stream("stdout")
     if as_json:
         # One JSON array, written an element at a time.
