@@ -49,15 +49,33 @@ class RestoreTarget:
     def __init__(self, root: Path, what: str, *, fd: int | None = None) -> None:
         self.root = root
         self.what = what
+        # The directory of the last entry touched: files come sorted by path, so most
+        # share the previous one's parent and need one open, not one per level.
+        self._parent: tuple[str, int] | None = None
         try:
             self._fd = fd if fd is not None else os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise BackupError(f"{what}: cannot open the restore target {root}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
+        self._drop_parent()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def _parent_fd(self, rel: str) -> int:
+        """A descriptor of directory ``rel``, kept until another one is asked for."""
+        if self._parent is not None and self._parent[0] == rel:
+            return self._parent[1]
+        self._drop_parent()
+        fd = self.open_dir(rel)
+        self._parent = (rel, fd)
+        return fd
+
+    def _drop_parent(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
 
     def __enter__(self) -> RestoreTarget:
         return self
@@ -142,7 +160,7 @@ class RestoreTarget:
         """Creates link ``rel`` -> ``link_target`` (never followed, whatever it names)."""
         parent, _, name = rel.rpartition("/")
         _check_name(name, rel, self.what)
-        fd = self.open_dir(parent)
+        fd = self._parent_fd(parent)
         try:
             os.symlink(link_target, name, dir_fd=fd)
             os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=fd, follow_symlinks=False)
@@ -150,27 +168,22 @@ class RestoreTarget:
             raise BackupError(f"{self.what}: {self._at(rel)} already exists; a link is never written over it") from None
         except OSError as exc:
             raise BackupError(f"{self.what}: cannot create link {self._at(rel)}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(fd)
 
     def set_meta(self, rel: str, mode: int, mtime_ns: int, *, directory: bool) -> None:
         """Sets the mode and mtime of file or directory ``rel`` through a descriptor
         opened without following links (``chmod`` by name would follow one)."""
         parent, _, name = rel.rpartition("/")
         _check_name(name, rel, self.what)
-        pfd = self.open_dir(parent)
+        pfd = self._parent_fd(parent)
+        flags = _DIR_FLAGS if directory else os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            flags = _DIR_FLAGS if directory else os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-            try:
-                fd = os.open(name, flags, dir_fd=pfd)
-            except OSError as exc:
-                if exc.errno in _NOT_A_DIR:
-                    raise BackupError(
-                        f"{self.what}: {self._at(rel)} was replaced by a symlink or another kind of entry"
-                    ) from None
-                raise BackupError(f"{self.what}: cannot open {self._at(rel)}: {exc.strerror or exc}") from exc
-        finally:
-            os.close(pfd)
+            fd = os.open(name, flags, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno in _NOT_A_DIR:
+                raise BackupError(
+                    f"{self.what}: {self._at(rel)} was replaced by a symlink or another kind of entry"
+                ) from None
+            raise BackupError(f"{self.what}: cannot open {self._at(rel)}: {exc.strerror or exc}") from exc
         try:
             os.fchmod(fd, mode)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
