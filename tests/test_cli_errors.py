@@ -219,3 +219,13 @@ def test_the_api_raises_the_same_errors(repo: Path) -> None:
     damage_history(repo, INSERT.format("", "'abc'", ""))
     with pytest.raises(CatalogError, match="field 'scheduled_for': 'abc' is not a time"):
         BackupScheduler(BackupManager(repo))
+
+
+def test_a_configuration_that_cannot_be_read_is_named(repo: Path) -> None:
+    path = repo / "scheduler_config.json"
+    path.unlink()
+    path.mkdir()
+    for command in COMMANDS[:2]:
+        result = run(repo, *command)
+        assert result.exit_code == 2
+        assert one_error_line(result) == (f"error: {path}: cannot read the scheduler configuration: Is a directory")

@@ -325,6 +325,8 @@ def load_config(path: Path) -> SchedulerConfig:
         return SchedulerConfig()
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: byte {exc.start}: not UTF-8 text") from None
+    except OSError as exc:  # a directory in its place, no permission, an I/O error
+        raise ConfigError(f"{path}: cannot read the scheduler configuration: {exc.strerror or exc}") from None
     return parse_config(text, path)
 
 
