@@ -1,0 +1,215 @@
+"""PostgreSQL, ours next to pgBackRest on the same cluster (issue 14).
+
+One cluster, `pgbench -i -s RB_BENCH_PG_SCALE` (default 1 for the smoke run; the issue's
+figure is 50, ~750 MB), archive_command pushing every WAL segment to both repositories.
+Groups: full backup; incremental after `pgbench -T RB_BENCH_PG_SECONDS` (default 5; the
+issue's 60); archive-push throughput (RB_BENCH_PG_SEGMENTS real 16 MiB segments pushed
+one after another, as PostgreSQL's archiver does, segments/s in extra_info); restore to
+an instant including the recovery (server started, WAL replayed, promoted). Both tools
+run as the cluster's user through their command lines, uncompressed, pgBackRest with
+process-max=2 (the machine's cores).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import os  # noqa: E402
+
+from pg_support import Cluster, archive_command, as_user, give, rb, require_postgresql, workdir  # noqa: E402
+
+SCALE = int(os.environ.get("RB_BENCH_PG_SCALE", "1"))
+SECONDS = int(os.environ.get("RB_BENCH_PG_SECONDS", "5"))
+SEGMENTS = int(os.environ.get("RB_BENCH_PG_SEGMENTS", "16"))
+PEERS = ["rustybackup", "pgbackrest"]
+NAME = "bench"
+
+
+@dataclass
+class Bench:
+    bin: Path
+    base: Path
+    repo: Path
+    conf: Path
+    cluster: Cluster
+    done: set[str]
+
+    def pgbackrest(self, *args: str) -> None:
+        exe = shutil.which("pgbackrest")
+        assert exe is not None
+        proc = subprocess.run(
+            [*as_user(), exe, f"--config={self.conf}", f"--stanza={NAME}", *args],
+            capture_output=True, text=True, check=False, cwd="/", timeout=3600,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise AssertionError(f"pgbackrest {args[0]} exited {proc.returncode}: {proc.stdout}{proc.stderr}")
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[Bench]:
+    bin = require_postgresql()
+    if shutil.which("pgbackrest") is None:
+        pytest.skip("pgbackrest is not installed (Debian package 'pgbackrest')")
+    base = workdir("rb-pg-bench-")
+    repo, conf = base / "repo", base / "pgbackrest.conf"
+    for sub in ("pgbr", "pgbr-log", "pgbr-lock"):
+        (base / sub).mkdir()
+        give(base / sub)
+    ours = archive_command(repo, NAME)
+    theirs = f"pgbackrest --config={conf} --stanza={NAME} archive-push %p"
+    cluster = Cluster.init(
+        bin, base, checksums=True,
+        conf={
+            "archive_mode": "on", "archive_command": f"'{ours} && {theirs}'", "max_wal_size": "1GB",
+            "shared_buffers": "128MB", "fsync": "on",
+        },
+    )  # fmt: skip
+    # A 16 MiB segment size, as production clusters have (the tests' clusters use 1 MiB).
+    shutil.rmtree(cluster.data)
+    cluster.run(str(bin / "initdb"), "-D", str(cluster.data), "-U", "postgres", "--auth=trust", "-k", "-N")
+    cluster.configure(
+        {
+            "port": str(cluster.port), "listen_addresses": "''", "unix_socket_directories": f"'{cluster.sockdir}'",
+            "archive_mode": "on", "archive_command": f"'{ours} && {theirs}'", "max_wal_size": "1GB",
+            "shared_buffers": "128MB",
+        }
+    )  # fmt: skip
+    conf.write_text(
+        f"[global]\nrepo1-path={base / 'pgbr'}\nlog-path={base / 'pgbr-log'}\nlock-path={base / 'pgbr-lock'}\n"
+        "log-level-console=warn\nlog-level-file=off\nstart-fast=y\ncompress-type=none\nprocess-max=2\n"
+        f"[{NAME}]\npg1-path={cluster.data}\npg1-socket-path={cluster.sockdir}\npg1-port={cluster.port}\n"
+        "pg1-user=postgres\n"
+    )
+    give(conf)
+    b = Bench(bin, base, repo, conf, cluster, set())
+    try:
+        rb(repo, "init")
+        rb(repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn)
+        cluster.start()
+        b.pgbackrest("stanza-create")
+        cluster.run(str(bin / "pgbench"), "-i", "-q", "-s", str(SCALE), "-h", str(cluster.sockdir), "-p",
+                    str(cluster.port), "-U", "postgres", "postgres")  # fmt: skip
+        cluster.query("CHECKPOINT")
+        yield b
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _once(benchmark: Any, target: Any, setup: Any = None) -> None:
+    benchmark.pedantic(target, setup=setup, rounds=1, iterations=1)
+
+
+def _backup(b: Bench, peer: str, kind: str) -> None:
+    if peer == "rustybackup":
+        rb(b.repo, "backup", NAME, "--type", kind)
+    else:
+        b.pgbackrest("backup", f"--type={'incr' if kind == 'incremental' else kind}")
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="postgresql full backup")
+def test_full_backup(benchmark: Any, bench: Bench, peer: str) -> None:
+    _once(benchmark, lambda: _backup(bench, peer, "full"))
+    bench.done.add(peer)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="postgresql incremental after pgbench")
+def test_incremental_after_pgbench(benchmark: Any, bench: Bench, peer: str) -> None:
+    if peer not in bench.done:
+        _backup(bench, peer, "full")
+        bench.done.add(peer)
+    c = bench.cluster
+
+    def load() -> None:
+        c.run(str(bench.bin / "pgbench"), "-n", "-T", str(SECONDS), "-c", "2", "-h", str(c.sockdir), "-p",
+              str(c.port), "-U", "postgres", "postgres", timeout=SECONDS + 600)  # fmt: skip
+
+    _once(benchmark, lambda: _backup(bench, peer, "incremental"), setup=load)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="postgresql archive-push")
+def test_archive_push_throughput(benchmark: Any, bench: Bench, peer: str) -> None:
+    # Real segments of this cluster under names of an unused timeline, so neither
+    # repository has them yet.
+    src = sorted(p for p in (bench.cluster.data / "pg_wal").iterdir() if len(p.name) == 24)[-1]
+    d = workdir(f"rb-pg-push-{peer}-")
+    tli = 0x40 if peer == "rustybackup" else 0x41
+    files = []
+    for n in range(SEGMENTS):
+        p = d / f"{tli:08X}{src.name[8:16]}{n + 1:08X}"
+        shutil.copyfile(src, p)
+        give(p)
+        files.append(p)
+    exe = shutil.which("pgbackrest")
+
+    def push_all() -> None:
+        for p in files:
+            if peer == "rustybackup":
+                rb(bench.repo, "archive-push", NAME, str(p))
+            else:
+                subprocess.run(
+                    [*as_user(), str(exe), f"--config={bench.conf}", f"--stanza={NAME}", "archive-push", str(p)],
+                    check=True, capture_output=True, cwd="/",
+                )  # fmt: skip
+
+    t0 = time.monotonic()
+    _once(benchmark, push_all)
+    benchmark.extra_info["segments_per_second"] = round(SEGMENTS / (time.monotonic() - t0), 2)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="postgresql restore to a time, recovery included")
+def test_restore_to_time(benchmark: Any, bench: Bench, peer: str) -> None:
+    for p in PEERS:
+        if p not in bench.done:
+            _backup(bench, p, "full")
+            bench.done.add(p)
+    c = bench.cluster
+    c.query("CREATE TABLE IF NOT EXISTS mark (at timestamptz)")
+    ((before,),) = c.query("SELECT count(*) FROM mark")
+    c.query("INSERT INTO mark VALUES (clock_timestamp())")
+    time.sleep(0.05)
+    # Whole milliseconds: pgBackRest's --target takes no finer time.
+    until = datetime.now(timezone.utc).replace(microsecond=datetime.now(timezone.utc).microsecond // 1000 * 1000)
+    time.sleep(0.05)
+    c.query("INSERT INTO mark VALUES (clock_timestamp())")
+    c.switch_and_wait_archived(timeout=1800)
+    target_base = workdir(f"rb-pg-restore-{peer}-")
+    target = target_base / "data"
+
+    def restore_and_recover() -> None:
+        if peer == "rustybackup":
+            rb(bench.repo, "restore", NAME, "--to", str(target), "--until", until.isoformat())
+        else:
+            target.mkdir(mode=0o700)
+            give(target)
+            bench.pgbackrest("restore", f"--pg1-path={target}", "--type=time", f"--target={until.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}+00",
+                             "--target-action=promote")  # fmt: skip
+        r = Cluster.on(bench.bin, target, target_base, {"archive_mode": "off"})
+        try:
+            r.start()
+            r.wait_promoted(timeout=1800)
+            assert r.query("SELECT count(*) FROM mark") == [(before + 1,)]
+        finally:
+            r.stop("immediate")
+
+    try:
+        _once(benchmark, restore_and_recover)
+    finally:
+        shutil.rmtree(target_base, ignore_errors=True)
