@@ -38,9 +38,25 @@ def big_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         parent = None if full else _set_id(n - 1)
         at = to_us(START + timedelta(hours=n))
         rows.append(
-            (sid, "db", "full" if full else "incremental", parent, at, at + 1_000_000, "available", 1000 + n,
-             8192, "blake3", None, json.dumps([f"t{n % 3}"]), 2000 + n, 1, f"sets/{sid}/manifest.json",
-             f"sets/{sid}/blockmap", "00")
+            (
+                sid,
+                "db",
+                "full" if full else "incremental",
+                parent,
+                at,
+                at + 1_000_000,
+                "available",
+                1000 + n,
+                8192,
+                "blake3",
+                None,
+                json.dumps([f"t{n % 3}"]),
+                2000 + n,
+                1,
+                f"sets/{sid}/manifest.json",
+                f"sets/{sid}/blockmap",
+                "00",
+            )
         )
         pieces.append((f"{sid}/data.piece", sid, f"sets/{sid}/data.piece", 1000 + n, "00", "blake3", 1))
     with m.catalog.transaction() as c:
@@ -78,8 +94,15 @@ def test_list_json_streams_every_set_with_its_pieces(big_repo: Path) -> None:
     last = doc[-1]
     assert last["id"] == _set_id(SETS - 1) and last["parent_id"] == _set_id(SETS - 2)
     assert last["pieces"] == [
-        {"id": f"{last['id']}/data.piece", "set_id": last["id"], "path": f"sets/{last['id']}/data.piece",
-         "size": 1000 + SETS - 1, "checksum": "00", "algorithm": "blake3", "block_count": 1}
+        {
+            "id": f"{last['id']}/data.piece",
+            "set_id": last["id"],
+            "path": f"sets/{last['id']}/data.piece",
+            "size": 1000 + SETS - 1,
+            "checksum": "00",
+            "algorithm": "blake3",
+            "block_count": 1,
+        }
     ]
     assert last["tags"] == [f"t{(SETS - 1) % 3}"]
 
