@@ -229,3 +229,9 @@ def test_a_configuration_that_cannot_be_read_is_named(repo: Path) -> None:
         result = run(repo, *command)
         assert result.exit_code == 2
         assert one_error_line(result) == (f"error: {path}: cannot read the scheduler configuration: Is a directory")
+
+
+def test_history_since_at_the_end_of_the_calendar_is_a_usage_error(repo: Path) -> None:
+    result = run(repo, "history", "--since", "0001-01-01T00:00:00")
+    assert result.exit_code == 2
+    assert "'--since': 0001-01-01 00:00:00 is out of range" in one_error_line(result)

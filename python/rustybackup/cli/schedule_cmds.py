@@ -347,7 +347,12 @@ def history_cmd(state: CliState, job_id: str | None, status: str | None, since: 
     Example: rustybackup history --job nightly --status failed --json
     """
     scheduler = _scheduler(state)
-    rows = scheduler.history(job_id, status, since.astimezone() if since else None, limit)
+    try:
+        # A naive wall time is local; astimezone() overflows at the very ends of the range.
+        aware = since.astimezone() if since else None
+    except (OverflowError, ValueError):
+        raise click.BadParameter(f"{since} is out of range", param_hint="'--since'") from None
+    rows = scheduler.history(job_id, status, aware, limit)
     if as_json:
         print_json([e.to_json() for e in rows])
         return
