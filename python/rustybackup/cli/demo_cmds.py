@@ -17,7 +17,8 @@ from rich.console import Console
     default=None,
     help="Work in this (new or empty) directory instead of a temporary one; it is kept.",
 )
-def demo(directory: Path | None) -> None:
+@click.option("--postgresql", is_flag=True, help="Run the PostgreSQL demo instead (needs PostgreSQL and psycopg).")
+def demo(directory: Path | None, postgresql: bool) -> None:
     """Back up a live SQLite database (FULL, INCREMENTAL, DIFFERENTIAL, ARCHIVE_LOG),
     verify it block by block, catch a flipped bit, restore to a point in time and show
     the scheduler's next week. Exits 0 when every step holds, 1 when one does not.
@@ -28,6 +29,16 @@ def demo(directory: Path | None) -> None:
 
     console = Console()
     t0 = time.monotonic()
+    if postgresql:
+        from ..demo_postgresql import run_postgresql_demo
+
+        try:
+            pg = run_postgresql_demo(directory, console)
+        except DemoFailure as exc:
+            click.echo(f"error: demo failed: {exc}", err=True)
+            raise SystemExit(1) from None
+        console.print(f"done in {time.monotonic() - t0:.1f} s; everything is in {pg.directory}")
+        return
     try:
         result = run_demo(directory, console)
     except DemoFailure as exc:
