@@ -89,9 +89,12 @@ def test_a_rebuild_killed_midway_loses_nothing(tmp_path: Path) -> None:
         assert child.stdout.readline().strip() == "mid-rebuild"
         child.send_signal(signal.SIGKILL)
         child.wait()
-    # The half-built catalog never took the real one's place.
+    # The half-built catalog never took the real one's place; the next open starts over
+    # and leaves no trace of it.
     assert not (repo / store.CATALOG_FILE).exists()
+    assert list(repo.glob(f".{store.CATALOG_FILE}.rebuild-*"))
     _then_everything_restores(repo, clock, tmp_path, taken)
+    assert list(repo.glob(f".{store.CATALOG_FILE}.rebuild-*")) == []
 
 
 def test_a_rebuild_that_raises_midway_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
