@@ -26,6 +26,8 @@ pub enum Error {
     Checksum {
         /// The file.
         path: PathBuf,
+        /// Bytes `0..covered` are what the checksum covers (everything before the trailer).
+        covered: u64,
         /// Hex digest recorded in the trailer.
         expected: String,
         /// Hex digest of the bytes now on disk.
@@ -75,11 +77,17 @@ impl fmt::Display for Error {
         match self {
             Self::Io { path, source } => write!(f, "{}: {}", path.display(), source),
             Self::Format { path, detail } => write!(f, "{}: {}", path.display(), detail),
-            Self::Checksum { path, expected, actual } => {
+            Self::Checksum {
+                path,
+                covered,
+                expected,
+                actual,
+            } => {
                 write!(
                     f,
-                    "{}: checksum mismatch (expected {}, found {})",
+                    "{}: checksum mismatch over bytes 0..{} (expected {}, found {})",
                     path.display(),
+                    covered,
                     expected,
                     actual
                 )
@@ -125,7 +133,17 @@ impl From<crate::format::Error> for Error {
                 path,
                 detail: format!("{detail} (at offset {offset})"),
             },
-            F::Checksum { path, expected, actual } => Self::Checksum { path, expected, actual },
+            F::Checksum {
+                path,
+                covered,
+                expected,
+                actual,
+            } => Self::Checksum {
+                path,
+                covered,
+                expected,
+                actual,
+            },
         }
     }
 }

@@ -280,6 +280,7 @@ impl BlockMapReader {
         if actual != self.checksum {
             return Err(Error::Checksum {
                 path: self.path.clone(),
+                covered: self.size - self.header.trailer_len(),
                 expected: to_hex(&self.checksum),
                 actual: to_hex(&actual),
             });

@@ -27,6 +27,8 @@ pub enum Error {
     Checksum {
         /// The file.
         path: PathBuf,
+        /// Bytes `0..covered` are what the checksum covers (everything before the trailer).
+        covered: u64,
         /// Hex digest recorded in the trailer.
         expected: String,
         /// Hex digest of the bytes now on disk.
@@ -60,10 +62,16 @@ impl fmt::Display for Error {
             Self::Damaged { path, offset, detail } => {
                 write!(f, "{}: {} (at offset {})", path.display(), detail, offset)
             }
-            Self::Checksum { path, expected, actual } => write!(
+            Self::Checksum {
+                path,
+                covered,
+                expected,
+                actual,
+            } => write!(
                 f,
-                "{}: checksum mismatch (expected {}, found {})",
+                "{}: checksum mismatch over bytes 0..{} (expected {}, found {})",
                 path.display(),
+                covered,
                 expected,
                 actual
             ),

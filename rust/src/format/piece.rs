@@ -454,6 +454,7 @@ impl PieceReader {
         if actual != self.checksum {
             return Err(Error::Checksum {
                 path: self.path.clone(),
+                covered: self.trailer_offset(),
                 expected: to_hex(&self.checksum),
                 actual: to_hex(&actual),
             });
