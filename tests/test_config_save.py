@@ -134,3 +134,16 @@ def test_a_reloaded_config_saves_the_same_jobs(tmp_path: Path) -> None:
     again = load_config(path)
     assert again.jobs == cfg.jobs and again.added_at == cfg.added_at
     assert sorted(os.listdir(tmp_path)) == ["scheduler_config.json", "scheduler_config.json.bak"]
+
+
+def test_the_sweep_leaves_a_temporary_file_being_written(tmp_path: Path) -> None:
+    """``cleanup()`` beside a scheduler saving its configuration: the sweep removes only
+    old temporary files (crash leftovers), never one a writer may be filling now."""
+    repo = store.Repository(tmp_path / "repo")
+    fresh = repo.root / ".scheduler_config.json.tmp-1-0000aaaa"
+    old = repo.root / ".format.tmp-2-0000bbbb"
+    fresh.write_bytes(b"being written")
+    old.write_bytes(b"left by a crash")
+    os.utime(old, (0, 0))
+    assert repo.sweep(set()) == [old.name]
+    assert fresh.exists() and not old.exists()

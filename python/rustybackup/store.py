@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -204,6 +205,10 @@ class Repository:
                 _remove(entry)
                 removed.append(f"{sub}/{entry.name}")
         for entry in self.root.glob(".*.tmp-*"):
+            # A young one may be an atomic_writer's file still being written (a scheduler
+            # saving its configuration beside a backup's cleanup): only old ones are leftovers.
+            if _young(entry):
+                continue
             _remove(entry)
             removed.append(entry.name)
         if removed:
@@ -223,6 +228,13 @@ class Repository:
             entry,
         )
         return True
+
+
+def _young(path: Path) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime < locks.YOUNG_SECONDS
+    except FileNotFoundError:
+        return True  # gone already: its writer renamed it into place
 
 
 def _remove(path: Path) -> None:
