@@ -79,6 +79,10 @@ def test_list_with_a_limit_prints_the_newest_sets_oldest_first(big_repo: Path) -
     assert out[0].split()[:3] == ["id", "database", "type"]
     # Ids are printed whole (never ellipsized), at any terminal width.
     assert all(len(i) == len(_set_id(0)) for i in ids)
+    # Every column starts where its header does (a header wider than its values too).
+    starts = [out[0].index(name) for name in ("database", "type", "parent", "finished", "status", "size")]
+    for line in out[1:]:
+        assert all(line[at - 1] == " " and line[at] != " " for at in starts), line
 
 
 def test_list_since_filters_by_start_time(big_repo: Path) -> None:
