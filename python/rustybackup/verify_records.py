@@ -1,10 +1,11 @@
 """What verification keeps in ``catalog.db``: when each piece and block map was last
 verified, at which level and with which outcome (RMAN keeps the same in its catalog's
-validation records), and a tolerant reader of the ``sets``/``pieces`` rows.
+validation records).
 
-The reader is an adapter over the catalog tables documented in docs/FORMAT.md rather
-than ``BackupCatalog.get_set``: a verifier must describe a damaged catalog row (an
-unknown status, a NULL size, a broken parent link) as a finding, not die on it.
+The ``sets``/``pieces`` rows come from the catalog's one reader (``BackupCatalog.set_rows``
+and ``piece_rows``, the tolerant form: a verifier must describe a damaged catalog row, an
+unknown status, a NULL size, a broken parent link, as a finding, not die on it). Reads
+take no write lock; only `record` and the status marks write, each one short transaction.
 """
 
 from __future__ import annotations
