@@ -1,5 +1,12 @@
-"""The RMAN-style catalog: backup sets and their pieces in SQLite (WAL mode), with
-chains, recovery paths, reports and a rebuild from the per-set manifests."""
+"""The RMAN-style catalog: backup sets and their pieces in SQLite (WAL mode), reports,
+and a rebuild from the per-set manifests.
+
+The one reader of the ``sets`` and ``pieces`` rows: `BackupSet` (strict: a damaged row is
+a CatalogError naming the set and the field) and `SetRow`/`PieceRow` (as stored, for the
+verifier). Chains and recovery paths are not decided here: the rows go to the Rust chain
+rules (`_core.recovery_path`, `recovery_chain`, `retention_plan`) in one columnar call.
+Deleted sets leave a tombstone, the only thing that lets cleanup() remove a set
+directory holding a manifest."""
 
 from __future__ import annotations
 
