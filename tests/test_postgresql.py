@@ -42,6 +42,7 @@ class Origin:
     writer: Writer
     full_done: datetime
     incr_done: datetime
+    diff_done: datetime
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +66,12 @@ def origin() -> Iterator[Origin]:
             rb(repo, "backup", NAME, "--type", "incremental")
             incr_done = datetime.now().astimezone()
             time.sleep(1.5)
+            rb(repo, "backup", NAME, "--type", "differential")
+            diff_done = datetime.now().astimezone()
+            time.sleep(1.5)
         assert writer.error is None, writer.error
         cluster.switch_and_wait_archived()
-        yield Origin(bin, repo, cluster, writer, full_done, incr_done)
+        yield Origin(bin, repo, cluster, writer, full_done, incr_done, diff_done)
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
@@ -86,12 +90,9 @@ def test_restores_to_random_instants_hold_exactly_the_rows_committed_by_then(ori
     rng = random.Random(14)
     first = _index_after(list(rows), origin.full_done)
     middle = _index_after(list(rows), origin.incr_done)
-    # One instant served by FULL + WAL, one by FULL + INCREMENTAL + WAL, one at random.
-    picks = [
-        rng.randrange(first, middle - 1),
-        rng.randrange(middle, len(rows) - 2),
-        rng.randrange(first, len(rows) - 2),
-    ]
+    last = _index_after(list(rows), origin.diff_done)
+    # Instants served by FULL + WAL, FULL + INCREMENTAL + WAL, FULL + DIFFERENTIAL + WAL.
+    picks = [rng.randrange(first, middle - 1), rng.randrange(middle, last - 1), rng.randrange(last, len(rows) - 2)]
     for i in picks:
         until = origin.writer.instant_after(i)
         for restored in restore_and_start(origin.bin, origin.repo, NAME, until):
@@ -109,10 +110,14 @@ def test_the_recovery_path_names_the_base_backup_and_the_wal_sets(origin: Origin
     kinds = [s.backup_type.value for s in path]
     assert kinds[0] == "full" and "incremental" not in kinds
     assert kinds[1:] and set(kinds[1:]) == {"archive_log"}
-    # After the INCREMENTAL: its chain, and only WAL from the INCREMENTAL's start on.
-    path = m.catalog.find_recovery_path(NAME, origin.writer.instant_after(len(rows) - 3))
+    # Between INCREMENTAL and DIFFERENTIAL: its chain, and WAL from the INCREMENTAL's start on.
+    i = _index_after(list(rows), origin.incr_done) + 5
+    path = m.catalog.find_recovery_path(NAME, origin.writer.instant_after(i))
     assert [s.backup_type.value for s in path][:2] == ["full", "incremental"]
     assert all(s.finished_at >= path[1].started_at for s in path[2:])
+    # After the DIFFERENTIAL: the FULL and the DIFFERENTIAL only.
+    path = m.catalog.find_recovery_path(NAME, origin.writer.instant_after(len(rows) - 3))
+    assert [s.backup_type.value for s in path][:2] == ["full", "differential"]
 
 
 def test_an_instant_past_the_archive_is_refused_not_rounded_down(origin: Origin) -> None:
