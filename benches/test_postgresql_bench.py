@@ -102,6 +102,9 @@ def bench() -> Iterator[Bench]:
         cluster.run(str(bin / "pgbench"), "-i", "-q", "-s", str(SCALE), "-h", str(cluster.sockdir), "-p",
                     str(cluster.port), "-U", "postgres", "postgres")  # fmt: skip
         cluster.query("CHECKPOINT")
+        # pgbench -i's WAL is archived before anything is timed (pg_backup_stop waits for
+        # the archive, and the first tool would pay the backlog).
+        cluster.switch_and_wait_archived(timeout=3600)
         yield b
     finally:
         cluster.stop("immediate")
@@ -137,6 +140,7 @@ def test_incremental_after_pgbench(benchmark: Any, bench: Bench, peer: str) -> N
     def load() -> None:
         c.run(str(bench.bin / "pgbench"), "-n", "-T", str(SECONDS), "-c", "2", "-h", str(c.sockdir), "-p",
               str(c.port), "-U", "postgres", "postgres", timeout=SECONDS + 600)  # fmt: skip
+        c.switch_and_wait_archived(timeout=3600)
 
     _once(benchmark, lambda: _backup(bench, peer, "incremental"), setup=load)
 
