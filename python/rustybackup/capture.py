@@ -169,18 +169,41 @@ class CaptureStep:
     ) -> WalCapture:
         p = None if prev is None else prev.record
         if read is None:
-            # No WAL (never written, or removed by the last connection's checkpoint).
+            if p is None or p.salt is None:
+                # No WAL yet (or still none): nothing to copy, nothing lost.
+                return WalCapture(
+                    generation=0 if p is None else p.generation,
+                    salt=None,
+                    page_size=0,
+                    first_frame=1,
+                    last_frame=0,
+                    seed=None,
+                    checksum=None,
+                    commits=(),
+                    continuous=p is not None,
+                    note="no WAL file",
+                    file=None,
+                )
+            # The WAL went away (the last connection to close checkpointed and removed it,
+            # or a TRUNCATE checkpoint emptied it): commits after the last captured frame
+            # may have gone into the database file without passing through a capture.
+            why = (
+                f"the WAL of generation {p.generation} was removed or emptied after frame {p.last_frame} "
+                "(the last connection closed, or a TRUNCATE checkpoint); later commits in it may not have been "
+                "captured: keep a connection open (or run 'rustybackup capture'), and take a backup to go on"
+            )
+            log.warning("%s: %s", self.db.name, why)
             return WalCapture(
-                generation=0 if p is None else p.generation,
-                salt=None if p is None else p.salt,
-                page_size=0 if p is None else p.page_size,
-                first_frame=1 if p is None else p.last_frame + 1,
-                last_frame=0 if p is None else p.last_frame,
-                seed=None if p is None else p.checksum,
-                checksum=None if p is None else p.checksum,
+                generation=p.generation + 1,
+                salt=None,
+                page_size=0,
+                first_frame=1,
+                last_frame=0,
+                seed=None,
+                checksum=None,
                 commits=(),
-                continuous=p is not None,
-                note="no WAL file",
+                continuous=False,
+                note=why,
                 file=None,
             )
         scan = read.scan
@@ -273,6 +296,8 @@ class CaptureStep:
             or scan.checkpoint_seq != (seal.checkpoint_seq + 1) & 0xFFFFFFFF
         ):
             return None  # not one restart of the sealed WAL (a new file, or several restarts)
+        if not seal.db_untouched(self.path):
+            return None  # a checkpoint wrote since: maybe frames after the sealed one
         if _old_commit_after(self.path, seal, scan):
             return None
         why = (
@@ -286,6 +311,9 @@ class CaptureStep:
         """After a checkpoint: when the database file holds every frame exactly through the
         last one captured, and no frame follows it, leave the seal (else remove it)."""
         seal = self._seal_path()
+        # A seal speaks for the WAL as it is now or not at all: an older one must not
+        # vouch for a restart that followed frames captured since.
+        seal.unlink(missing_ok=True)
         busy, frames, done = checkpoint(self.path)
         log.debug(
             "%s: checkpoint busy=%d log=%d checkpointed=%d",
@@ -308,7 +336,8 @@ class CaptureStep:
             return
         write_seal(
             seal,
-            Seal(
+            Seal.of(
+                self.path,
                 record.salt,
                 record.last_frame,
                 record.checksum,

@@ -460,6 +460,16 @@ class BackupCatalog:
         finally:
             reader.close()
 
+    def newest_set(self, database: str, backup_type: BackupType | str) -> BackupSet | None:
+        """The newest AVAILABLE set of `database` of `backup_type` (by finish), or None;
+        one indexed row however many sets exist."""
+        rows = self._query(
+            f"SELECT {_SET_COLUMNS} FROM sets WHERE database = ? AND backup_type = ? AND status = 'available' "
+            "ORDER BY finished_at DESC, started_at DESC, id DESC LIMIT 1",
+            (database, BackupType(backup_type).value),
+        )
+        return self._set(rows[0]) if rows else None
+
     # --- rows as stored (tolerant: what a verifier reads) -------------------------------
 
     def set_rows(self, database: str | None = None) -> list[SetRow]:
@@ -508,9 +518,23 @@ class BackupCatalog:
     def find_recovery_path(self, database: str, until: datetime | None = None) -> list[BackupSet]:
         """Base first: the FULL, the DIFFERENTIAL and INCREMENTALs on it, then the
         ARCHIVE_LOG sets up to `until` (DESIGN.md); NoRecoveryPath when nothing reaches it.
-        The rules are the Rust core's alone (`rust/src/chain/recovery.rs`)."""
+        The rules are the Rust core's alone (`rust/src/chain/recovery.rs`); for a
+        postgresql database the WAL decides which logs reach `until` (postgres/recovery.py)."""
+        kind = self._query("SELECT kind FROM databases WHERE name = ?", (database,))
+        if kind and kind[0][0] == "postgresql":
+            return self._postgresql_path(database, until)
         until_us = None if until is None else to_us(until)
         return self.get_sets(_core.recovery_path(self.chain_rows(database), until_us, database=database))
+
+    def _postgresql_path(self, database: str, until: datetime | None) -> list[BackupSet]:
+        from .engine import BackupManager
+        from .postgres.recovery import plan
+
+        manager = BackupManager(self.repository)
+        try:
+            return plan(manager, manager.catalog.get_database(database), until).sets(self)
+        finally:
+            manager.catalog.close()
 
     # --- retention --------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from . import _core, locks, manifest, store
+from . import _core, locks, manifest, sqlite_pitr, store
+from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
     BackupCatalog,
     BackupSet,
@@ -30,7 +31,8 @@ from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoR
 from .manifest import DirEntry, FileEntry, Manifest, Source, Summary, SymlinkEntry
 from .restore import label, restore_set_files
 from .retention import RetentionDecision, RetentionPolicy
-from .sources import SkippedEntry, archive_candidates, snapshot_sqlite, walk
+from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
+from .sqlite_wal import WalCapture, WalRecord, live_database
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,10 @@ class BackupManager:
         self.repo = store.Repository(repository)
         self.repository = self.repo.root
         self.clock = clock or _utcnow
+        # SQLite WAL capture: a foreground capturer's guard per database, and the steps
+        # whose read transaction lasts until their set is registered (capture.py).
+        self.wal_guards: dict[str, WalGuard] = {}
+        self._wal_steps: dict[str, CaptureStep] = {}
         # The summaries of the sets this manager wrote, so showing one after a backup
         # does not parse a manifest of every file of the tree again.
         self._summaries: dict[str, Summary] = {}
@@ -188,6 +194,7 @@ class BackupManager:
         staging = self.repo.staging_dir(set_id)
         staging.mkdir()
         lock = locks.hold_staging_lock(staging)
+        registered = False
         try:
             if cancel is not None and cancel.is_set():
                 raise BackupCancelled(f"backup of {database!r} cancelled before it started")
@@ -205,6 +212,7 @@ class BackupManager:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel)
             self.repo.publish(set_id)
             self.catalog.register_set(*result)
+            registered = True
             locks.drop_staging_lock_file(self.repo.set_dir(set_id))
         except BaseException as exc:
             # Nothing half-written stays: the staging dir (or the published but
@@ -225,6 +233,9 @@ class BackupManager:
             raise
         finally:
             os.close(lock)
+            step = self._wal_steps.pop(set_id, None)
+            if step is not None:
+                step.finish(set_id if registered else None)
         backup_set = result[0]
         log.info(
             "backup %s of %s done: %s, %d bytes read, %d stored",
@@ -273,12 +284,13 @@ class BackupManager:
         source = Path(db.path)
         if not source.exists():
             raise BackupError(f"source of database {db.name!r} does not exist: {source}")
+        live = ExitStack()
+        position: WalRecord | None = None
         if db.kind == "sqlite":
-            snap = staging / f".snapshot-{source.name}"
-            snapshot_sqlite(source, snap)
-            tree = walk(snap)
-            rel, path, st = tree.files[0]
-            tree.files[0] = (source.name, path, st)
+            # Read in place under a read transaction when possible (sqlite_wal.py).
+            copy = live.enter_context(live_database(source, staging, seal_path(self.repository, db.name)))
+            position = copy.position
+            tree = TreeEntries(files=[(source.name, copy.path, copy.path.stat())])
             is_dir = False
         else:
             if db.kind == "postgresql":
@@ -298,23 +310,29 @@ class BackupManager:
             parent_ranges = {f.path: (f.first_block, f.block_count) for f in parent_manifest.files}
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
-        done = self._read(
-            db, set_id, tree.files, parent_ranges, None if parent is None else self.repository / parent.blockmap,
-            len(sources) - 1, progress, cancel,
-        )
+        try:
+            done = self._read(
+                db, set_id, tree.files, parent_ranges, None if parent is None else self.repository / parent.blockmap,
+                len(sources) - 1, progress, cancel,
+            )
+        finally:
+            live.close()
         files = done.entries()
         if db.kind == "sqlite":
             mode = stat.S_IMODE(source.stat().st_mode)
             files = [replace(f, mode=mode) for f in files]
-            os.unlink(staging / f".snapshot-{source.name}")
+            (staging / f".snapshot-{source.name}").unlink(missing_ok=True)
         dirs = [DirEntry(r, stat.S_IMODE(s.st_mode), s.st_mtime_ns) for r, s in tree.dirs]
         links = [SymlinkEntry(r, t, s.st_mtime_ns) for r, t, s in tree.symlinks]
         summary = Summary(
-            skipped=tuple(sorted([*tree.skipped, *done.skipped], key=lambda e: e.path)), changed=done.changed
+            skipped=tuple(sorted([*tree.skipped, *done.skipped], key=lambda e: e.path)),
+            # A live PostgreSQL cluster changes its files under every base backup; replaying
+            # the WAL from the start LSN repairs them, so that is not a warning there.
+            changed=() if db.kind == "postgresql" else done.changed,
         )
         return self._finish_set(
             db, btype, set_id, started, tags, parent, done, sources, files, dirs, links, summary,
-            source_kind=db.kind, is_dir=is_dir,
+            source_kind=db.kind, is_dir=is_dir, wal=position,
         )
 
     def _read(
@@ -376,6 +394,8 @@ class BackupManager:
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
+        if db.kind == "sqlite":
+            return self._capture_wal(db, set_id, started, tags, progress, cancel)
         if db.archive_dir is None:
             raise ConfigError(f"database {db.name!r} has no archive_dir; register it with archive_dir= for ARCHIVE_LOG")
         new: list[tuple[str, Path, os.stat_result]] = []
@@ -402,6 +422,28 @@ class BackupManager:
             files, [], [], Summary(tuple(done.skipped), done.changed), source_kind="archive", is_dir=True,
         )
 
+    def _capture_wal(
+        self,
+        db: DatabaseEntry,
+        set_id: str,
+        started: datetime,
+        tags: tuple[str, ...],
+        progress: ProgressCallback | None,
+        cancel: CancelFlag | None,
+    ) -> tuple[BackupSet, list[tuple[str, str]]]:
+        """One SQLite WAL capture step (capture.py): its read transaction lasts until the
+        set is registered, then it checkpoints (`backup`'s `finally`)."""
+        step = CaptureStep(self, db)
+        self._wal_steps[set_id] = step
+        entries, record = step.collect(self.repo.staging_dir(set_id))
+        done = self._read(db, set_id, entries, {}, None, 0, progress, cancel)
+        step.discard_copy()
+        return self._finish_set(
+            db, BackupType.ARCHIVE_LOG, set_id, started, tags, None, done, [Source(set_id, store.PIECE)],
+            done.entries(), [], [], Summary(tuple(done.skipped), done.changed), source_kind="archive", is_dir=True,
+            wal=record,
+        )
+
     def _finish_set(
         self,
         db: DatabaseEntry,
@@ -419,6 +461,7 @@ class BackupManager:
         *,
         source_kind: str,
         is_dir: bool,
+        wal: WalRecord | None = None,
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         finished = self._now()
         staging = self.repo.staging_dir(set_id)
@@ -460,6 +503,7 @@ class BackupManager:
             dirs=tuple(dirs),
             symlinks=tuple(links),
             summary=summary,
+            wal=wal,
         )
         manifest.write(staging / store.MANIFEST, m)
         self._summaries[set_id] = summary
@@ -537,9 +581,17 @@ class BackupManager:
             last = data_sets[-1] if data_sets else None
             data_manifest = None if last is None else self._restorable(last)
             log_manifests = [(s, self._restorable(s)) for s in log_sets]
+            wal_plan = None
+            if db.kind == "sqlite" and last is not None and data_manifest is not None:
+                # Captured WAL commits are replayed, not dropped into archive/ (sqlite_pitr.py).
+                until_us = None if until is None or backup_set_id is not None else to_us(until)
+                wal_plan = sqlite_pitr.plan(database, last, data_manifest, log_manifests, until_us)
+                log_manifests = [(s, m) for s, m in log_manifests if not isinstance(m.wal, WalCapture)]
             if last is not None and data_manifest is not None:
                 restore_set_files(self.repository, last.id, data_manifest, target, progress, archive=False)
-            if log_sets:
+                if wal_plan is not None and data_manifest.files:
+                    sqlite_pitr.apply(self.repository, wal_plan, target / data_manifest.files[0].path)
+            if log_manifests:
                 # Created by restore_set_files without following a link named archive.
                 archive = target / "archive"
                 for s, m in log_manifests:

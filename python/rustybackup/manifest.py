@@ -22,6 +22,7 @@ from . import store
 from .enums import BackupType, ChecksumAlgorithm
 from .errors import CatalogError
 from .sources import SkippedEntry
+from .sqlite_wal import WalCapture, WalRecord, wal_record_from_json
 
 FORMAT = 1
 """The manifest format this release writes, and the only one it reads."""
@@ -196,6 +197,7 @@ class Manifest:
     summary: Summary = field(default_factory=Summary)
     format: int = FORMAT
     postgresql: PostgresInfo | None = None
+    wal: WalRecord | None = None
 
     @property
     def id(self) -> str:
@@ -239,7 +241,9 @@ class Manifest:
             "dirs": [_plain(d) for d in self.dirs],
             "symlinks": [_plain(s) for s in self.symlinks],
             "summary": self.summary.to_json(),
-        } | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()})
+        } | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()}) | (
+            {} if self.wal is None else {"wal": self.wal.to_json()}
+        )
 
 
 def _plain(obj: Piece | BlockMap | Source | FileEntry | DirEntry | SymlinkEntry) -> dict[str, Any]:
@@ -405,6 +409,7 @@ class _Parser:
             summary=summary,
             format=fmt,
             postgresql=None if top.get("postgresql") is None else self.postgres(top["postgresql"]),
+            wal=None if top.get("wal") is None else wal_record_from_json(top["wal"], self.where),
         )
 
     def record(self, value: object) -> SetRecord:
@@ -618,7 +623,8 @@ class _Consistency:
         archive = r.backup_type is BackupType.ARCHIVE_LOG
         if archive != (r.source_kind == "archive"):
             raise self.fail("set.source_kind", f"{r.source_kind!r} does not match backup_type {r.backup_type.value!r}")
-        if archive and r.archive_dir is None:
+        # A SQLite WAL capture (its `wal` record) is the one archive without a directory.
+        if archive and r.archive_dir is None and not isinstance(self.m.wal, WalCapture):
             raise self.fail("set.archive_dir", "an archive_log set must name its archive directory")
         if r.backup_type in (BackupType.FULL, BackupType.ARCHIVE_LOG):
             if r.parent_id is not None:

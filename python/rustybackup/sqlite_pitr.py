@@ -26,7 +26,7 @@ from .errors import BackupError, NoRecoveryPath
 from .manifest import Manifest
 from .restore import restore_set_files
 from .sqlite_wal import WalCapture, WalPosition
-from .timestamps import from_us
+from .timestamps import from_us, to_us
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,12 @@ def plan(
         if salt is None or rec.salt != salt:
             if not located:
                 continue  # a generation before the copy's
-            if due(rec) or any(due(r) for _, _, r in caps[i:]):
-                why = rec.note or "it does not name what it builds on"
-                hole = (
-                    f"WAL generation {rec.generation} (salts {_salt(rec.salt)}, set {s.id}) does not provably "
-                    f"continue generation salts {_salt(salt)} at frame {frame}: {why}"
-                )
-                _refuse_or_stop(database, hole, caps[i:], until_us, due)
+            why = rec.note or "it does not name what it builds on"
+            hole = (
+                f"WAL generation {rec.generation} (salts {_salt(rec.salt)}, set {s.id}) does not provably "
+                f"continue generation salts {_salt(salt)} at frame {frame}: {why}"
+            )
+            _refuse_or_stop(database, hole, s, caps[i:], until_us, due)
             break
         located = True
         if rec.empty or rec.last_frame <= frame:
@@ -114,7 +113,7 @@ def plan(
                 f"(salts {_salt(rec.salt)}) were never captured (the next capture, set {s.id}, starts at frame "
                 f"{rec.first_frame})"
             )
-            _refuse_or_stop(database, hole, caps[i:], until_us, due)
+            _refuse_or_stop(database, hole, s, caps[i:], until_us, due)
             break
         steps.append(Step(s.id, m, rec, after=frame, through=rec.last_frame))
         frame = rec.last_frame
@@ -145,18 +144,28 @@ def plan(
 def _refuse_or_stop(
     database: str,
     hole: str,
+    found_by: BackupSet,
     rest: Sequence[tuple[BackupSet, Manifest, WalCapture]],
     until_us: int | None,
     due: Callable[[WalCapture], bool],
 ) -> None:
-    """A hole: fatal when `until` asks for a commit beyond it; for "latest", the restore
-    stops before it (as PostgreSQL stops at the end of its usable WAL) and says so."""
+    """A hole, seen by the capture `found_by`: fatal when `until` lies at or after that
+    capture (commits before `until` may be in the hole) or asks for a commit beyond it;
+    for "latest", the restore stops before it (as PostgreSQL stops at the end of its
+    usable WAL) and says so."""
     beyond = [(s, rec) for s, _, rec in rest if due(rec)]
-    if until_us is not None and beyond:
-        s, rec = beyond[0]
+    if until_us is not None and (beyond or to_us(found_by.started_at) <= until_us):
+        tail = (
+            ""
+            if not beyond
+            else (
+                f"; commits seen up to {_when(beyond[-1][1].commits[-1][1])} (set {beyond[-1][0].id}) lie beyond it"
+            )
+        )
         raise NoRecoveryPath(
-            f"cannot roll {database} forward to {_when(until_us)}: {hole}; commits seen up to "
-            f"{_when(rec.commits[-1][1])} (set {s.id}) lie beyond it. A backup taken after the hole reaches them."
+            f"cannot roll {database} forward to {_when(until_us)}: {hole}{tail}. "
+            f"The newest point before it is the capture before set {found_by.id}; a backup taken after the hole "
+            "reaches later points."
         )
     if beyond:
         log.warning(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -396,13 +397,38 @@ _CHECKPOINT_TRIES = 5
 class Seal:
     """The WAL with `salt` (and `checkpoint_seq`) had every frame through `frame` (whose
     cumulative checksum is `checksum`) checkpointed into the database file, and no frame
-    after it: a restart of that WAL continues from there (capture.py checks the rest)."""
+    after it; the database file then had `db_size` bytes and `db_mtime_ns`. A restart of
+    that WAL while the database file is still untouched continues from there: restart
+    needs every frame checkpointed, and no checkpoint wrote since (capture.py)."""
 
     salt: Pair
     frame: int
     checksum: Pair
     page_size: int
     checkpoint_seq: int
+    db_size: int
+    db_mtime_ns: int
+
+    @staticmethod
+    def of(
+        db: Path,
+        salt: Pair,
+        frame: int,
+        checksum: Pair,
+        page_size: int,
+        checkpoint_seq: int,
+    ) -> Seal:
+        st = db.stat()
+        return Seal(
+            salt, frame, checksum, page_size, checkpoint_seq, st.st_size, st.st_mtime_ns
+        )
+
+    def db_untouched(self, db: Path) -> bool:
+        try:
+            st = db.stat()
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns) == (self.db_size, self.db_mtime_ns)
 
 
 def write_seal(path: Path, seal: Seal) -> None:
@@ -414,6 +440,8 @@ def write_seal(path: Path, seal: Seal) -> None:
             "checksum": list(seal.checksum),
             "page_size": seal.page_size,
             "checkpoint_seq": seal.checkpoint_seq,
+            "db_size": seal.db_size,
+            "db_mtime_ns": seal.db_mtime_ns,
         },
     )
 
@@ -429,6 +457,8 @@ def read_seal(path: Path) -> Seal | None:
             checksum=(int(checksum[0]), int(checksum[1])),
             page_size=int(o["page_size"]),
             checkpoint_seq=int(o["checkpoint_seq"]),
+            db_size=int(o["db_size"]),
+            db_mtime_ns=int(o["db_mtime_ns"]),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
@@ -463,7 +493,7 @@ def live_database(
             _busy, _log, done = checkpoint(db)
             after = read_wal(db)
             same = after is not None and after.scan.salt == scan.salt
-            if same and done == last:
+            if same and done == last and _file_holds(db, wal):
                 position = WalPosition(
                     scan.salt,
                     scan.page_size,
@@ -480,7 +510,8 @@ def live_database(
                     ):
                         write_seal(
                             seal,
-                            Seal(
+                            Seal.of(
+                                db,
                                 scan.salt,
                                 last,
                                 scan.checksum,
@@ -489,6 +520,11 @@ def live_database(
                             ),
                         )
                 yield LiveCopy(db, position, True)
+                if not _file_holds(db, wal):
+                    raise BackupError(
+                        f"sqlite database {db} changed under its read transaction while it was copied; "
+                        "nothing was registered, try again"
+                    )
                 return
         finally:
             end_read(conn)
@@ -519,6 +555,35 @@ def live_database(
         yield LiveCopy(copy, position, False)
     finally:
         end_read(conn)
+
+
+def _file_holds(db: Path, wal: WalRead) -> bool:
+    """Whether the database file holds exactly the WAL's committed state: the size of the
+    last commit, and for every page in the WAL its newest committed version. Checked, not
+    trusted: a checkpoint that reports every frame copied has been seen to leave the
+    file a page short while the writer extends it."""
+    scan = wal.scan
+    if scan.last_commit is None:
+        return True
+    size = scan.page_size
+    frame_len = FRAME_HEADER_LEN + size
+    newest: dict[int, int] = {}
+    for index, page, _ in scan.frames:
+        newest[page] = index
+    db_pages = scan.frames[-1][2]
+    try:
+        with open(db, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size != db_pages * size:
+                return False
+            for page, index in newest.items():
+                if page > db_pages:
+                    continue
+                at = HEADER_LEN + (index - wal.first_frame) * frame_len + FRAME_HEADER_LEN
+                if os.pread(fh.fileno(), size, (page - 1) * size) != wal.data[at : at + size]:
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def _copy_file(src: Path, dest: Path) -> None:

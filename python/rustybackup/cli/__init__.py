@@ -16,7 +16,17 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, RustyBackupError
-from . import backup_cmds, cron_cmds, demo_cmds, hash_cmds, pg_cmds, retention_cmds, schedule_cmds, verify_cmds
+from . import (
+    backup_cmds,
+    capture_cmds,
+    cron_cmds,
+    demo_cmds,
+    hash_cmds,
+    pg_cmds,
+    retention_cmds,
+    schedule_cmds,
+    verify_cmds,
+)
 from .context import CliState
 
 EXIT_OK = 0
@@ -71,7 +81,9 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int, debug: bool) -> Non
     ctx.obj = CliState(repo=repo, debug=debug)
 
 
-for _module in (cron_cmds, hash_cmds, backup_cmds, verify_cmds, retention_cmds, schedule_cmds, demo_cmds, pg_cmds):
+for _module in (
+    cron_cmds, hash_cmds, backup_cmds, verify_cmds, retention_cmds, schedule_cmds, demo_cmds, pg_cmds, capture_cmds,
+):
     _module.register(cli)
 
 
