@@ -1,9 +1,11 @@
 """``rustybackup demo``: the whole job end to end on a live SQLite database.
 
-A writer thread keeps inserting orders while the demo takes FULL, INCREMENTAL,
-DIFFERENTIAL and ARCHIVE_LOG backups, verifies them block by block, shows a
-block-exact corruption report on a damaged copy of the repository, restores to a
-point in time and checks the result, and prints the scheduler's next week.
+A writer thread keeps inserting orders while the demo captures the database's WAL
+continuously (ARCHIVE_LOG sets, as ``rustybackup capture`` does) and takes FULL,
+INCREMENTAL and DIFFERENTIAL backups, verifies them block by block, shows a block-exact
+corruption report on a damaged copy of the repository, restores to an instant between
+two sets and checks the result against the writer's own log of commits, and prints the
+scheduler's next week.
 Every step checks its own outcome; the demo fails (exit 1) if one does not hold.
 """
 
@@ -26,11 +28,14 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from . import _core
+from . import _core, manifest, store
+from .capture_loop import Capturer
 from .engine import BackupManager, BackupProgress
 from .enums import BackupType, VerificationType
 from .jobs import ScheduledBackup
 from .scheduler import BackupScheduler
+from .sqlite_wal import WalCapture
+from .timestamps import to_us
 from .verify import Verifier
 from .windows import business_hours, off_hours
 
@@ -53,25 +58,32 @@ class DemoResult:
 
 
 class _Writer(threading.Thread):
-    """Inserts orders until stopped, as the application would while we back it up."""
+    """Inserts orders until stopped, as the application would while we back it up. Each
+    row carries the time read just before its transaction committed; `log` keeps, per
+    transaction, (last id, time before COMMIT, time after COMMIT returned)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(name="demo-writer", daemon=True)
         self.path = path
         self.stop = threading.Event()
         self.rows = 0
+        self.log: list[tuple[int, int, int]] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, timeout=30)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             try:
                 while not self.stop.is_set():
-                    with conn:
-                        conn.executemany(
-                            "INSERT INTO orders (item, amount, note) VALUES (?, ?, ?)",
-                            [(f"item-{self.rows + i}", (self.rows + i) % 977, os.urandom(64)) for i in range(50)],
-                        )
+                    conn.execute("BEGIN IMMEDIATE")
+                    before = _now_us()
+                    conn.executemany(
+                        "INSERT INTO orders (item, amount, note, committed_us) VALUES (?, ?, ?, ?)",
+                        [(f"item-{self.rows + i}", (self.rows + i) % 977, os.urandom(64), before) for i in range(50)],
+                    )
+                    last = int(conn.execute("SELECT max(id) FROM orders").fetchone()[0])
+                    conn.execute("COMMIT")
+                    self.log.append((last, before, _now_us()))
                     self.rows += 50
                     time.sleep(0.005)
             finally:
@@ -80,11 +92,18 @@ class _Writer(threading.Thread):
             self.error = exc
 
 
+def _now_us() -> int:
+    return to_us(datetime.now(timezone.utc))
+
+
 def _create_database(path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL, amount INTEGER, note BLOB)")
+        conn.execute(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL, amount INTEGER, note BLOB, "
+            "committed_us INTEGER NOT NULL DEFAULT 0)"
+        )
         with conn:
             conn.executemany(
                 "INSERT INTO orders (item, amount, note) VALUES (?, ?, ?)",
@@ -92,11 +111,6 @@ def _create_database(path: Path) -> None:
             )
     finally:
         conn.close()
-
-
-def _archive_segment(wal_dir: Path, number: int) -> None:
-    # Stands in for PostgreSQL's archive_command: a new 1 MiB segment file per call.
-    (wal_dir / f"{number:024X}").write_bytes(os.urandom(1 << 20))
 
 
 @contextmanager
@@ -117,14 +131,41 @@ def _progress_bar(console: Console, label: str) -> Iterator[Callable[[BackupProg
         yield update
 
 
-def _rows(path: Path) -> tuple[int, str]:
+def _instant_between_sets(manager: BackupManager) -> tuple[datetime, datetime]:
+    """An instant halfway between two consecutive sets after the DIFFERENTIAL, and the
+    start of the newest set before it (everything committed by then must be restored)."""
+    sets = manager.catalog.list_sets(DATABASE)
+    diff = max(i for i, s in enumerate(sets) if s.backup_type is BackupType.DIFFERENTIAL)
+    later = sets[diff:]
+    if len(later) < 3:
+        raise DemoFailure(f"expected WAL captures after the DIFFERENTIAL, found {len(later) - 1}")
+    a, b = later[len(later) // 2 - 1], later[len(later) // 2]
+    return a.finished_at + (b.started_at - a.finished_at) / 2, a.started_at
+
+
+def _check_restored(path: Path, log: list[tuple[int, int, int]], until_us: int, floor_us: int) -> str:
+    """The restored database must be the state right after one of the writer's commits,
+    hold every commit that had returned before `floor_us`, and none made after `until_us`."""
     conn = sqlite3.connect(path)
     try:
-        count = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
         check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        count, top, newest = conn.execute("SELECT count(*), max(id), max(committed_us) FROM orders").fetchone()
     finally:
         conn.close()
-    return int(count), str(check)
+    if check != "ok":
+        raise DemoFailure(f"PRAGMA integrity_check of the restored database says {check!r}")
+    ends = {last: (before, after) for last, before, after in log}
+    if top not in ends:
+        raise DemoFailure(f"the restored database ends at order {top}, inside a transaction (torn)")
+    if count != top:
+        raise DemoFailure(f"the restored database holds {count} orders but ends at id {top}: rows are missing")
+    if newest > until_us:
+        raise DemoFailure("the restored database holds an order committed after the instant asked for")
+    must = max((last for last, _, after in log if after <= floor_us), default=0)
+    if top < must:
+        raise DemoFailure(f"orders up to {must} were committed before the last capture by then, only {top} came back")
+    lag = (until_us - ends[top][0]) / 1000
+    return f"{count:,} orders, exactly the writer's commits through order {top} ({lag:.0f} ms before T), integrity ok"
 
 
 def _flip_a_byte(repo: Path, set_id: str, block_no: int) -> tuple[int, int]:
@@ -147,41 +188,56 @@ def run_demo(directory: Path | None, console: Console) -> DemoResult:
     if any(root.iterdir()):
         raise DemoFailure(f"demo directory {root} is not empty; pass an empty or new --dir")
     result = DemoResult(root)
-    db, wal, repo = root / "shop.db", root / "wal", root / "repo"
-    wal.mkdir()
+    db, repo = root / "shop.db", root / "repo"
     console.rule("[bold]rustybackup demo")
     console.print(f"working in {root}")
 
     _create_database(db)
     manager = BackupManager(repo)
-    manager.register_database(DATABASE, db, kind="sqlite", archive_dir=wal)
+    manager.register_database(DATABASE, db, kind="sqlite")
     writer = _Writer(db)
     writer.start()
+    # What `rustybackup capture shop --interval 0.1` does, in a thread of the demo.
+    capturer = Capturer(BackupManager(repo), DATABASE, interval=0.1)
+    stop_capture = threading.Event()
+    capture_thread = threading.Thread(target=capturer.run, args=(stop_capture,), name="demo-capture", daemon=True)
     sets: dict[str, str] = {}
-    marks: dict[str, datetime] = {}
     try:
+        while not writer.log:
+            time.sleep(0.01)  # the application is up: its WAL exists
+        capture_thread.start()
         for label, kind in (
             ("FULL", BackupType.FULL),
             ("INCREMENTAL", BackupType.INCREMENTAL),
             ("DIFFERENTIAL", BackupType.DIFFERENTIAL),
         ):
             time.sleep(0.3)  # let the writer change pages between backups
-            _archive_segment(wal, len(sets) + 1)
             with _progress_bar(console, f"{label} backup") as bar:
                 s = manager.backup(DATABASE, kind, tags=("demo",), progress=bar)
             sets[label] = s.id
-            marks[label] = s.finished_at
             seconds = (s.finished_at - s.started_at).total_seconds()
             result.add(f"{label} backup", "ok", f"{s.id}: {s.size:,} bytes stored in {seconds:.2f} s")
-        s = manager.backup(DATABASE, BackupType.ARCHIVE_LOG)
-        sets["ARCHIVE_LOG"] = s.id
-        result.add("ARCHIVE_LOG backup", "ok", f"{s.id}: {len(list(wal.iterdir()))} WAL segments, {s.size:,} bytes")
+        time.sleep(0.3)
     finally:
         writer.stop.set()
         writer.join()
+        stop_capture.set()
+        if capture_thread.is_alive():
+            capture_thread.join()
     if writer.error is not None:
         raise DemoFailure(f"the writer thread failed: {writer.error}")
-    result.add("live writer", "ok", f"{writer.rows:,} rows inserted while the backups ran")
+    captures = [s for s in manager.catalog.list_sets(DATABASE) if s.backup_type is BackupType.ARCHIVE_LOG]
+    records = [manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in captures]
+    frames = sum(r.last_frame - r.first_frame + 1 for r in records if isinstance(r, WalCapture) and not r.empty)
+    commits = sum(len(r.commits) for r in records if isinstance(r, WalCapture))
+    if not captures or commits == 0:
+        raise DemoFailure("the WAL capture registered no commits")
+    size = sum(s.size for s in captures)
+    result.add(
+        "ARCHIVE_LOG backup", "ok",
+        f"{len(captures)} WAL capture sets every 0.1 s: {frames:,} frames, {commits:,} commits, {size:,} bytes",
+    )
+    result.add("live writer", "ok", f"{writer.rows:,} rows in {len(writer.log):,} transactions while the backups ran")
 
     report = Verifier(manager).verify(DATABASE, VerificationType.FULL)
     if not report.ok:
@@ -211,12 +267,10 @@ def run_demo(directory: Path | None, console: Console) -> DemoResult:
     result.add("flip one bit", "detected", f"block {block_index} of {hits[0].file} named exactly")
 
     target = root / "restored"
-    until = marks["INCREMENTAL"]
+    until, floor = _instant_between_sets(manager)
     manager.restore(DATABASE, target, until=until)
-    count, check = _rows(target / db.name)
-    if check != "ok":
-        raise DemoFailure(f"PRAGMA integrity_check of the restored database says {check!r}")
-    result.add("restore to a point in time", "ok", f"until {until.isoformat(timespec='seconds')}: {count:,} rows, integrity ok")
+    detail = _check_restored(target / db.name, writer.log, to_us(until), to_us(floor))
+    result.add("restore to a point in time", "ok", f"until {until.isoformat(timespec='milliseconds')}: {detail}")
 
     _show_week(manager, console, result)
     _summary(console, result)
