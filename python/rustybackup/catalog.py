@@ -900,7 +900,8 @@ def rebuild_lost_catalog(repo: store.Repository) -> RebuildReport | None:
         os.replace(tmp, target)
         store.fsync_dir(repo.root)
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
     _log_report(report)
     return report
 
