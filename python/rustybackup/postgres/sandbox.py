@@ -73,9 +73,12 @@ def check_restored(
     sql: str | None = None,
 ) -> list[str]:
     """Starts a server on restored data directory `data`, waits for recovery, runs
-    pg_amcheck and `sql`; returns the problems found (empty: the restore works)."""
+    pg_amcheck and `sql`; returns the problems found (empty: the restore works).
+    Raises VerificationError when this machine cannot run the check (root, no binaries)."""
     if os.geteuid() == 0:
-        return ["a PostgreSQL server cannot run as root: run the restore test as the database's OS user"]
+        raise VerificationError(
+            "the server was not started: PostgreSQL cannot run as root; run the restore test as the database's OS user"
+        )
     import psycopg
 
     bin = bindir(info.server_version)
