@@ -100,7 +100,7 @@ def test_delete_is_refused_under_a_reader_and_allowed_after(tmp_path: Path) -> N
             assert readers.being_read() == {A, B}
     with readers.deleting(A):
         pass
-    assert os.listdir(tmp_path / locks.READERS_DIR) == []
+    assert os.listdir(tmp_path / locks.READERS_DIR) == [locks.GATE]
 
 
 def test_a_crashed_readers_file_is_not_taken_for_a_reader(tmp_path: Path) -> None:
@@ -173,6 +173,66 @@ def test_a_reader_whose_file_was_removed_while_it_waited_locks_the_new_one(
     assert readers.being_read() == set()
 
 
+def _many(n: int) -> list[str]:
+    return [f"20260101T000000000000Z-{i:08x}" for i in range(16, 16 + n)]
+
+
+def test_a_read_of_many_sets_is_one_bulk_file_that_listing_and_delete_both_see(tmp_path: Path) -> None:
+    readers = locks.ReaderLocks(tmp_path)
+    many = [A, *_many(locks.BULK_AT)]
+    with readers.reading(many):
+        names = os.listdir(tmp_path / locks.READERS_DIR)
+        assert len(names) == 2 and locks.GATE in names  # one file, not one per set
+        assert readers.being_read() == set(many)
+        with pytest.raises(locks.SetBusy, match=f"backup set {A} is being read"), readers.deleting(A):
+            pytest.fail("entered a delete under a bulk reader")
+        with readers.deleting(B):  # not in the bulk read
+            pass
+        with readers.reading([A]):  # a small reader beside it
+            assert readers.being_read() == set(many)
+    assert readers.being_read() == set()
+    assert os.listdir(tmp_path / locks.READERS_DIR) == [locks.GATE]
+    with readers.deleting(A):
+        pass
+
+
+def test_a_crashed_bulk_readers_file_is_ignored_and_removed(tmp_path: Path) -> None:
+    readers = locks.ReaderLocks(tmp_path)
+    (tmp_path / locks.READERS_DIR).mkdir()
+    stale = tmp_path / locks.READERS_DIR / f"{locks.BULK_PREFIX}1-deadbeef"
+    stale.write_text(f"{A}\n{B}\n")  # nobody holds it
+    with readers.deleting(A):
+        pass
+    assert not stale.exists()
+    stale.write_text(f"{A}\n")
+    assert readers.being_read() == set()
+    assert not stale.exists()
+
+
+def test_a_bulk_reader_in_another_process_blocks_delete_of_its_sets(tmp_path: Path) -> None:
+    many = [A, *_many(locks.BULK_AT)]
+    code = (
+        "import sys; from pathlib import Path; from rustybackup.locks import ReaderLocks\n"
+        f"with ReaderLocks(Path({str(tmp_path)!r})).reading({many!r}):\n"
+        "    print('reading', flush=True); sys.stdin.readline()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None and child.stdin is not None
+        try:
+            assert child.stdout.readline().strip() == "reading"
+            readers = locks.ReaderLocks(tmp_path)
+            assert readers.being_read() == set(many)
+            with pytest.raises(locks.SetBusy), readers.deleting(many[-1]):
+                pass
+        finally:
+            child.stdin.write("\n")
+            child.stdin.close()
+            assert child.wait(timeout=60) == 0
+    assert locks.ReaderLocks(tmp_path).being_read() == set()
+
+
 class ReadersMachine(RuleBasedStateMachine):
     """Readers come and go in any order; the listing always names exactly the sets with
     at least one reader (the oracle: a counter)."""
@@ -193,6 +253,14 @@ class ReadersMachine(RuleBasedStateMachine):
         unique = list(dict.fromkeys(ids))
         self.open.append((stack, unique))
         self.count.update(unique)
+
+    @rule(first=st.sampled_from([A, B]))
+    def start_bulk(self, first: str) -> None:
+        ids = [first, *_many(locks.BULK_AT)]
+        stack = ExitStack()
+        stack.enter_context(self.readers.reading(ids))
+        self.open.append((stack, ids))
+        self.count.update(ids)
 
     @rule(data=st.data())
     def finish(self, data: st.DataObject) -> None:

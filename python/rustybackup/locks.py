@@ -22,6 +22,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 STAGING_LOCK = ".lock"
 READERS_DIR = "readers"
 REBUILD_LOCK = ".rebuild.lock"
+# A read of more sets than this registers as one file listing them (``readers/bulk-*``)
+# instead of one lock each: verifying 50,000 sets must not need 50,000 descriptors.
+BULK_AT = 256
+BULK_PREFIX = "bulk-"
+# Taken exclusively, briefly, by a bulk reader registering and by a delete deciding: so a
+# delete never misses a bulk read that starts meanwhile.
+GATE = ".gate"
 # A directory this young may belong to a backup that created it and has not yet taken
 # its lock; the sweep leaves it for a later run.
 YOUNG_SECONDS = 60.0
@@ -192,10 +200,16 @@ class ReaderLocks:
 
     @contextmanager
     def reading(self, set_ids: Iterable[str]) -> Iterator[None]:
-        """Shared locks on `set_ids` for the duration of the block."""
+        """Shared locks on `set_ids` for the duration of the block (more than `BULK_AT`
+        sets: one bulk file naming them all)."""
+        ids = list(dict.fromkeys(set_ids))
+        if len(ids) > BULK_AT:
+            with self._bulk(ids):
+                yield
+            return
         held: list[tuple[int, Path]] = []
         try:
-            for sid in dict.fromkeys(set_ids):
+            for sid in ids:
                 held.append((self._lock(sid, fcntl.LOCK_SH), self._path(sid)))
             yield
         finally:
@@ -203,17 +217,75 @@ class ReaderLocks:
                 self._release(fd, path)
 
     @contextmanager
+    def _gate(self) -> Iterator[None]:
+        self.dir.mkdir(exist_ok=True)
+        fd = os.open(self.dir / GATE, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _bulk(self, ids: list[str]) -> Iterator[None]:
+        path = self.dir / f"{BULK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        with self._gate():
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                data = memoryview(("\n".join(ids) + "\n").encode())
+                while data:
+                    data = data[os.write(fd, data) :]
+            except BaseException:
+                path.unlink(missing_ok=True)
+                os.close(fd)
+                raise
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    def _bulk_ids(self, names: Iterable[str]) -> set[str]:
+        """The ids the live bulk readers among `names` list; a crashed one's file goes."""
+        out: set[str] = set()
+        for name in names:
+            if not name.startswith(BULK_PREFIX):
+                continue
+            path = self.dir / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ELOOP):
+                    raise
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    with os.fdopen(os.dup(fd), "rb") as fh:
+                        out.update(line.decode("ascii", "replace") for line in fh.read().split())
+                else:
+                    path.unlink(missing_ok=True)  # nobody holds it: a crashed reader's
+            finally:
+                os.close(fd)
+        return out
+
+    @contextmanager
     def deleting(self, set_id: str) -> Iterator[None]:
         """The set's reader file held exclusively: no reader can start on it meanwhile.
         Raises SetBusy at once when one is reading it."""
+        busy = f"backup set {set_id} is being read (a restore or verification holds it); try again later"
         try:
             fd = self._lock(set_id, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SetBusy(
-                f"backup set {set_id} is being read (a restore or verification holds it); try again later"
-            ) from None
+            raise SetBusy(busy) from None
         try:
-            yield
+            # Held to the end: a bulk read registering meanwhile waits for the delete.
+            with self._gate():
+                if set_id in self._bulk_ids(os.listdir(self.dir)):
+                    raise SetBusy(busy)
+                yield
         finally:
             self._release(fd, self._path(set_id))
 
@@ -225,8 +297,10 @@ class ReaderLocks:
             names = os.listdir(self.dir)
         except FileNotFoundError:
             return set()
-        busy: set[str] = set()
+        busy = self._bulk_ids(names)
         for name in names:
+            if name == GATE or name.startswith(BULK_PREFIX):
+                continue
             if not valid(name):
                 log.warning("ignoring %s: not a backup set id", self.dir / name)
                 continue
@@ -296,6 +370,9 @@ class LeaseKeeper:
 
 
 __all__ = [
+    "BULK_AT",
+    "BULK_PREFIX",
+    "GATE",
     "READERS_DIR",
     "REBUILD_LOCK",
     "STAGING_LOCK",
