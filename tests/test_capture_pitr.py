@@ -349,7 +349,12 @@ def test_a_missing_capture_set_is_named(tmp_path: Path) -> None:
         conn.execute("INSERT INTO t VALUES (?, 0, x'00')", (i,))
         sets.append(manager.backup("shop", BackupType.ARCHIVE_LOG))
     reader.close()
+    # The path names exactly the captures the replay needs.
+    path = manager.catalog.find_recovery_path("shop", sets[1].finished_at)
+    assert [s.id for s in path if s.backup_type is BackupType.ARCHIVE_LOG] == [sets[0].id, sets[1].id]
     manager.catalog.remove_set(sets[1].id)
+    with pytest.raises(NoRecoveryPath, match="were never captured"):
+        manager.catalog.find_recovery_path("shop", clock())
     with pytest.raises(
         NoRecoveryPath,
         match=r"frames \d+\.\.\d+ of WAL generation 1 .* were never captured",

@@ -524,7 +524,28 @@ class BackupCatalog:
         if kind and kind[0][0] == "postgresql":
             return self._postgresql_path(database, until)
         until_us = None if until is None else to_us(until)
-        return self.get_sets(_core.recovery_path(self.chain_rows(database), until_us, database=database))
+        path = self.get_sets(_core.recovery_path(self.chain_rows(database), until_us, database=database))
+        if kind and kind[0][0] == "sqlite":
+            return self._sqlite_path(database, path, until_us)
+        return path
+
+    def _sqlite_path(self, database: str, path: list[BackupSet], until_us: int | None) -> list[BackupSet]:
+        """For a sqlite database, the WAL capture sets that the replay to `until_us`
+        needs, in order, after the data chain; NoRecoveryPath names a hole in the captured
+        frames (sqlite_pitr.py decides from the manifests)."""
+        from .sqlite_pitr import plan
+        from .sqlite_wal import WalCapture
+
+        data = [s for s in path if s.backup_type is not BackupType.ARCHIVE_LOG]
+        logs = [s for s in path if s.backup_type is BackupType.ARCHIVE_LOG]
+        if not data or not logs:
+            return path
+        manifests = [(s, manifest.load(self.repository / s.manifest, set_id=s.id)) for s in logs]
+        base = data[-1]
+        steps = plan(database, base, manifest.load(self.repository / base.manifest, set_id=base.id), manifests, until_us)
+        used = {step.set_id for step in steps.steps}
+        other = [s for s, m in manifests if not isinstance(m.wal, WalCapture)]
+        return data + [s for s in logs if s.id in used] + other
 
     def _postgresql_path(self, database: str, until: datetime | None) -> list[BackupSet]:
         from .engine import BackupManager
