@@ -254,7 +254,7 @@ def plan_retention(
     Args:
         records: ``(id, kind, parent_id, started_us, finished_us, status)`` tuples,
             objects with ``id, backup_type, parent_id, started_at, finished_at, status``,
-            or the ``ChainRows`` a catalog read in Rust.
+            or the ``ChainRows`` a catalog handed to Rust (``BackupCatalog.chain_rows``).
         policy: what to keep.
         now: the aware instant the recovery window ends at.
         tz: the database's zone; keep() counts its calendar periods.
