@@ -34,7 +34,8 @@ def make_catalog(path: Path, rows: list[Row], database: str = "db", shuffle: int
     with cat.transaction() as c:
         c.execute(
             "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, compression, "
-            "registered_at) VALUES (?, '/src', 'files', NULL, 8192, 'blake3', NULL, 0)", (database,)
+            "registered_at) VALUES (?, '/src', 'files', NULL, 8192, 'blake3', NULL, 0)",
+            (database,),
         )
         c.executemany(
             "INSERT INTO sets VALUES (?, ?, ?, ?, ?, ?, ?, 0, 8192, 'blake3', NULL, '[]', 0, 0, '', '', '')",
@@ -130,7 +131,9 @@ def test_an_id_that_is_not_text_is_named(tmp_path: Path) -> None:
     cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
     with cat.transaction() as c:
         c.execute("UPDATE sets SET id = CAST(x'66ff' AS TEXT)")
-    with pytest.raises(CatalogError, match=r"cannot read the sets of database 'db': Could not decode to UTF-8 column 'id'"):
+    with pytest.raises(
+        CatalogError, match=r"cannot read the sets of database 'db': Could not decode to UTF-8 column 'id'"
+    ):
         cat.chain_rows("db")
     with cat.transaction() as c:
         c.execute("UPDATE sets SET id = CAST('f1' AS BLOB)")
