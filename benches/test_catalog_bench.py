@@ -28,8 +28,8 @@ def big_catalog(tmp_path_factory: pytest.TempPathFactory) -> BackupCatalog:
         parent: str | None = None
         for i in range(SETS):
             kind = BackupType.FULL if i % 168 == 0 else BackupType.ARCHIVE_LOG if i % 24 else BackupType.INCREMENTAL
-            sid = f"s{i:08d}"
             t = start + i * 3_600_000_000
+            sid = from_us(t).strftime("%Y%m%dT%H%M%S%fZ") + f"-{i:08x}"  # the documented id form
             par = None if kind in (BackupType.FULL, BackupType.ARCHIVE_LOG) else parent
             yield (sid, "db", kind.value, par, t, t + 60_000_000, "available", 1, 8192, "blake3", None,
                    json.dumps([]), 1, 1, "", "", "")
