@@ -160,6 +160,46 @@ def test_an_in_memory_catalog_plans_too() -> None:
     assert [(d.set_id, d.keep) for d in plan] == [("f1", True)]
 
 
+SET_ROW = "INSERT INTO sets VALUES (?, 'db', 'full', NULL, ?, ?, 'available', 0, 8192, 'blake3', NULL, '[]', 0, 0, '', '', '')"
+
+
+def test_the_rows_are_read_again_exactly_when_the_catalog_changed(tmp_path: Path) -> None:
+    cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
+    first = cat.chain_rows("db")
+    assert cat.chain_rows("db") is first  # nothing changed: the same rows, not re-read
+    # another connection commits: SQLite's data_version moves
+    other = BackupCatalog(tmp_path / "catalog.db")
+    with other.transaction() as c:
+        c.execute(SET_ROW, ("f2", 2, 3))
+    second = cat.chain_rows("db")
+    assert second is not first and len(second) == 2
+    assert cat.chain_rows("db") is second
+    # this connection writes: its total_changes moves
+    with cat.transaction() as c:
+        c.execute(SET_ROW, ("f3", 4, 5))
+    assert len(cat.chain_rows("db")) == 3
+    assert _core.recovery_path(cat.chain_rows("db")) == ["f3"]
+    # a status change elsewhere is seen too: the newest FULL turns CORRUPT
+    with other.transaction() as c:
+        c.execute("UPDATE sets SET status = 'corrupt' WHERE id = 'f3'")
+    assert _core.recovery_path(cat.chain_rows("db")) == ["f2"]
+    other.close()
+
+
+def test_rows_seen_inside_a_rolled_back_transaction_are_not_kept(tmp_path: Path) -> None:
+    cat = make_catalog(tmp_path / "catalog.db", [("f1", "full", None, 0, 1, "available")])
+    assert len(cat.chain_rows("db")) == 1
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), cat.transaction() as c:
+        c.execute(SET_ROW, ("f2", 2, 3))
+        assert len(cat.chain_rows("db")) == 2  # its own uncommitted row
+        raise Undo
+    assert len(cat.chain_rows("db")) == 1
+
+
 # --- from_columns itself ----------------------------------------------------------------
 
 

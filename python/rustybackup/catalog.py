@@ -224,6 +224,8 @@ class BackupCatalog:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.RLock()
         self._conn = self._connect()
+        # chain_rows per database, with the catalog state it was read at (see there).
+        self._chain_cache: dict[str, tuple[tuple[object, ...], _core.ChainRows]] = {}
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -563,17 +565,32 @@ class BackupCatalog:
         """Every set of `database` for the chain logic, oldest first, handed to Rust in one
         columnar call (`_core.ChainRows.from_columns`), which checks every value once.
 
+        The rows are kept until the catalog changes, so a retention plan and the recovery
+        paths asked after it read the table once: SQLite's `data_version` moves when another
+        connection commits, this connection's `total_changes` when it writes. Inside a
+        transaction nothing is kept (a rollback would leave its rows behind).
+
         Raises:
             CatalogError: a malformed row; the message names the catalog, the row, its id
                 and the column.
         """
-        rows = self.retention_rows(database)
-        # One pass per column: cheaper than zip(*rows), and empty rows give empty columns.
-        columns = [list(map(itemgetter(k), rows)) for k in range(6)]
-        try:
-            return _core.ChainRows.from_columns(*columns)
-        except (TypeError, ValueError) as exc:
-            raise CatalogError(f"catalog {self.path}: sets of database {database!r}: {exc}") from exc
+        with self._lock:
+            conn = self._conn
+            (data_version,) = conn.execute("PRAGMA data_version").fetchone()
+            state = (conn, data_version, conn.total_changes)
+            cached = self._chain_cache.get(database)
+            if cached is not None and cached[0] == state and not conn.in_transaction:
+                return cached[1]
+            rows = self.retention_rows(database)
+            # One pass per column: cheaper than zip(*rows), and empty rows give empty columns.
+            columns = [list(map(itemgetter(k), rows)) for k in range(6)]
+            try:
+                built = _core.ChainRows.from_columns(*columns)
+            except (TypeError, ValueError) as exc:
+                raise CatalogError(f"catalog {self.path}: sets of database {database!r}: {exc}") from exc
+            if not conn.in_transaction:
+                self._chain_cache[database] = (state, built)
+            return built
 
     def retention_rows(self, database: str) -> list[ChainRecord]:
         """Every set of `database` as the chain tuples retention resolves, oldest first (by
