@@ -307,3 +307,25 @@ def test_a_planted_link_at_a_parents_path_is_not_written_through(manager: Backup
         restore_set_files(manager.repository, set_id, m, target, None, archive=False)
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in target.iterdir()) == ["sub"]  # nothing written before the check failed
+
+
+def test_files_a_restore_adds_are_never_written_through_a_restored_link(tmp_path: Path) -> None:
+    """PostgreSQL's restore adds recovery.signal and appends to postgresql.auto.conf in a
+    data directory whose restored entries may be links: they are written only as files."""
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep\n")
+    target = tmp_path / "data"
+    (target / "sub").mkdir(parents=True)
+    (target / "postgresql.auto.conf").symlink_to(victim)
+    (target / "pg_wal").symlink_to(tmp_path)
+    with RestoreTarget(target, "restore of 'main'") as tree:
+        with pytest.raises(BackupError, match=r"postgresql.auto.conf is a symlink; refusing to write through it$"):
+            tree.write_file("postgresql.auto.conf", b"restore_command = 'x'\n", append=True)
+        with pytest.raises(BackupError, match=r"pg_wal is a symlink or not a directory"):
+            tree.make_dirs(["pg_wal/archive_status"])
+        tree.write_file("sub/recovery.signal", b"")
+        tree.write_file("sub/conf", b"a\n")
+        tree.write_file("sub/conf", b"b\n", append=True)
+    assert victim.read_text() == "keep\n" and not (tmp_path / "archive_status").exists()
+    assert (target / "sub" / "conf").read_bytes() == b"a\nb\n"
+    assert (target / "sub" / "recovery.signal").stat().st_mode & 0o777 == 0o600

@@ -169,6 +169,28 @@ class RestoreTarget:
         except OSError as exc:
             raise BackupError(f"{self.what}: cannot create link {self._at(rel)}: {exc.strerror or exc}") from exc
 
+    def write_file(self, rel: str, data: bytes, *, append: bool = False, mode: int = 0o600) -> None:
+        """Writes (or appends to) a small file the restore adds, such as PostgreSQL's
+        ``recovery.signal``: its parents are reached as every other path and the file
+        is opened with ``O_NOFOLLOW``, so a restored link by that name is an error."""
+        parent, _, name = rel.rpartition("/")
+        _check_name(name, rel, self.what)
+        pfd = self._parent_fd(parent)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            fd = os.open(name, flags, mode, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno in _NOT_A_DIR:
+                raise BackupError(f"{self.what}: {self._at(rel)} is a symlink; refusing to write through it") from None
+            raise BackupError(f"{self.what}: cannot write {self._at(rel)}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(fd, "ab" if append else "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot write {self._at(rel)}: {exc.strerror or exc}") from exc
+
     def set_meta(self, rel: str, mode: int, mtime_ns: int, *, directory: bool) -> None:
         """Sets the mode and mtime of file or directory ``rel`` through a descriptor
         opened without following links (``chmod`` by name would follow one)."""

@@ -27,6 +27,7 @@ from .. import _core, manifest
 from ..enums import BackupType
 from ..errors import BackupError, ConfigError, NoRecoveryPath
 from ..restore import restore_set_files
+from ..restore_target import RestoreTarget
 from ..timestamps import from_us, to_us
 from . import archive
 from .wal import (
@@ -195,12 +196,6 @@ def restore(
     with manager.reading([s.id for s in p.data_sets]):
         restore_set_files(manager.repository, last.id, p.base, target, None, archive=False)
     os.chmod(target, 0o700)
-    (target / "backup_label").write_text(p.info.backup_label, encoding="utf-8")
-    if p.info.tablespace_map:
-        (target / "tablespace_map").write_text(p.info.tablespace_map, encoding="utf-8")
-    for sub in ("pg_wal/archive_status",):
-        (target / sub).mkdir(parents=True, exist_ok=True)
-    (target / "recovery.signal").write_text("", encoding="utf-8")
     lines = [
         "",
         f"# rustybackup restore of {db.name!r} from set {last.id}",
@@ -212,10 +207,15 @@ def restore(
             f"recovery_target_time = {_conf_quote(until.isoformat(sep=' '))}",
             "recovery_target_action = 'promote'",
         ]
-    with open(target / "postgresql.auto.conf", "a", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    # The data directory holds restored links (pg_wal often is one): every file added
+    # here goes through RestoreTarget, which never writes through a link.
+    with RestoreTarget(target, f"restore of {db.name!r}") as tree:
+        tree.write_file("backup_label", p.info.backup_label.encode())
+        if p.info.tablespace_map:
+            tree.write_file("tablespace_map", p.info.tablespace_map.encode())
+        tree.make_dirs(["pg_wal/archive_status"])
+        tree.write_file("recovery.signal", b"")
+        tree.write_file("postgresql.auto.conf", ("\n".join(lines) + "\n").encode(), append=True)
     log.info(
         "restored %s into %s: set %s, %d WAL file(s) from %s to replay on timeline %d",
         db.name,
