@@ -376,3 +376,46 @@ def test_a_second_capture_of_the_same_database_is_refused(tmp_path: Path) -> Non
     ):
         manager.backup("shop", BackupType.ARCHIVE_LOG)
     assert manager.catalog.list_sets("shop") == []
+
+
+def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rustybackup import capture
+    from rustybackup.capture_loop import Capturer
+
+    monkeypatch.setattr(capture, "ROLLOVER_FRAMES", 20)
+    db = tmp_path / "shop.db"
+    _make_db(db)
+    clock = Clock()
+    manager = BackupManager(tmp_path / "repo", clock=clock)
+    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    writer = Writer(db, clock)
+    writer.start()
+    stop = threading.Event()
+    loop = Capturer(BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05)
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    try:
+        while not writer.log:
+            time.sleep(0.001)
+        manager.backup("shop", BackupType.FULL)
+        thread.start()
+        time.sleep(1.5)
+    finally:
+        writer.stop.set()
+        writer.join()
+        stop.set()
+        thread.join()
+    assert writer.error is None
+    records = [
+        manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal
+        for s in manager.catalog.list_sets("shop", BackupType.ARCHIVE_LOG)
+    ]
+    rolled = [r for r in records if isinstance(r, WalCapture) and "while the capturer pinned it" in r.note]
+    assert rolled, [r.note for r in records if isinstance(r, WalCapture)]
+    assert all(r.continuous for r in records[1:] if isinstance(r, WalCapture))
+    for n, r in enumerate(rolled[:3]):
+        assert isinstance(r, WalCapture) and r.commits
+        seen = datetime.fromtimestamp(r.commits[-1][1] / 1e6, timezone.utc)
+        _check_restore(manager, db, writer, seen, tmp_path / f"r{n}")
+    assert _check_restore(manager, db, writer, clock(), tmp_path / "latest") == len(writer.log)

@@ -68,6 +68,10 @@ class WalGuard:
         self.db = db
         self._conn: sqlite3.Connection | None = begin_read(db)
         self.after_set: str | None = None
+        # Set by the capturer for a step right after another, whose copy is small: only
+        # such a step takes the write lock to let a long WAL restart (CaptureStep).
+        self.roll_over = False
+        self.rolled_over = False
         self._lock = threading.Lock()
 
     def handover(self, set_id: str) -> None:
@@ -77,6 +81,20 @@ class WalGuard:
             old, self._conn = self._conn, fresh
             if old is not None:
                 end_read(old)
+            self.after_set = set_id
+
+    def release(self) -> None:
+        """Ends the pin (only while the caller holds the write lock: see `CaptureStep`)."""
+        with self._lock:
+            if self._conn is not None:
+                end_read(self._conn)
+                self._conn = None
+
+    def pin(self, set_id: str) -> None:
+        """Pins again after `release`, vouching for the WAL from set `set_id` on."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = begin_read(self.db)
             self.after_set = set_id
 
     def proves(self, set_id: str) -> bool:
@@ -132,9 +150,23 @@ class CaptureStep:
             manager.repository, db.name
         )
         self._lock.__enter__()
+        self._writer: sqlite3.Connection | None = None
         try:
+            guard = manager.wal_guards.get(db.name)
+            if (
+                guard is not None
+                and guard.roll_over
+                and _wal_is_long(manager, db.name, self.path)
+            ):
+                self._writer = _write_lock(self.path)
+                if self._writer is not None and not _tail_is_short(
+                    manager, db.name, self.path
+                ):
+                    # Copying a long tail under the write lock would stall the application.
+                    self._release_writer()
             self.conn: sqlite3.Connection | None = begin_read(self.path)
         except BaseException:
+            self._release_writer()
             self._lock.__exit__(None, None, None)
             raise
         self.copy: Path | None = None
@@ -360,10 +392,13 @@ class CaptureStep:
             record = self.record
             if registered is not None and record is not None:
                 guard = self.manager.wal_guards.get(self.db.name)
-                if guard is not None:
-                    guard.handover(registered)
                 try:
-                    self._seal(record)
+                    if guard is not None and self._writer is not None:
+                        self._roll_over(guard, registered, record)
+                    else:
+                        if guard is not None:
+                            guard.handover(registered)
+                        self._seal(record)
                 except BackupError as exc:
                     log.warning(
                         "%s: %s (the frames are safe; the next step tries again)",
@@ -375,7 +410,109 @@ class CaptureStep:
             if self.conn is not None:
                 end_read(self.conn)
                 self.conn = None
+            self._release_writer()
             self._lock.__exit__(None, None, None)
+
+    def _roll_over(self, guard: WalGuard, registered: str, record: WalCapture) -> None:
+        """Lets a long WAL restart without a hole. The guard pins the WAL so that it
+        never restarts under the capturer, so under steady writes it would only grow
+        (and every commit of the application would try a checkpoint). This step holds
+        the write lock, so the WAL it copied is the whole WAL: the pins are dropped, a
+        passive checkpoint copies every frame into the database file, and the guard pins
+        again before the write lock goes. The next writer then restarts the WAL right
+        after the last frame copied, and the guard vouches for that."""
+        guard.release()
+        if self.conn is not None:
+            end_read(self.conn)
+            self.conn = None
+        try:
+            self._seal(record)
+            guard.rolled_over = read_seal(self._seal_path()) is not None
+        finally:
+            guard.pin(registered)
+
+    def _release_writer(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._writer.close()
+            self._writer = None
+
+
+ROLLOVER_FRAMES = 500
+"""A capturer that pins the WAL lets it restart once it holds this many frames (below
+SQLite's automatic checkpoint at 1000 pages, so the application's commits rarely try
+checkpoints that the pin would keep from finishing)."""
+
+
+def wal_is_long(manager: BackupManager, database: str) -> bool:
+    """Whether the WAL's current generation holds ROLLOVER_FRAMES captured frames."""
+    return _wal_is_long(
+        manager, database, Path(manager.catalog.get_database(database).path)
+    )
+
+
+def _wal_is_long(manager: BackupManager, database: str, db: Path) -> bool:
+    prev = newest_capture(manager, database)
+    if prev is None or prev.record.salt is None:
+        return False
+    try:
+        with open(wal_path(db), "rb") as fh:
+            head = fh.read(HEADER_LEN)
+    except OSError:
+        return False
+    salt = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+    return (
+        len(head) == HEADER_LEN
+        and salt == prev.record.salt
+        and prev.record.last_frame >= ROLLOVER_FRAMES
+    )
+
+
+ROLLOVER_TAIL = 256
+"""At most this many frames may wait to be copied under the write lock."""
+
+
+def _tail_is_short(manager: BackupManager, database: str, db: Path) -> bool:
+    """Whether at most ROLLOVER_TAIL frames follow the last captured one (read while the
+    write lock is held, so the WAL cannot change)."""
+    prev = newest_capture(manager, database)
+    if prev is None or prev.record.salt is None or prev.record.checksum is None:
+        return False
+    rec = prev.record
+    frame_len = FRAME_HEADER_LEN + rec.page_size
+    try:
+        with open(wal_path(db), "rb") as fh:
+            head = fh.read(HEADER_LEN)
+            fh.seek(HEADER_LEN + rec.last_frame * frame_len)
+            tail = fh.read((ROLLOVER_TAIL + 1) * frame_len)
+    except OSError:
+        return False
+    if len(head) < HEADER_LEN:
+        return False
+    try:
+        scan = _core.wal_scan(head + tail, rec.last_frame + 1, rec.checksum)
+    except (BackupError, ValueError):
+        return False
+    return (
+        scan.salt == rec.salt and len(scan.frames) + scan.uncommitted <= ROLLOVER_TAIL
+    )
+
+
+def _write_lock(db: Path) -> sqlite3.Connection | None:
+    """SQLite's write lock, taken without writing anything (the transaction is rolled
+    back); None when a writer holds it for more than a moment (the rollover waits)."""
+    conn = sqlite3.connect(
+        db, timeout=0.5, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        conn.close()
+        return None
+    return conn
 
 
 def _old_commit_after(db: Path, seal: Seal, scan: _core.WalScan) -> bool:

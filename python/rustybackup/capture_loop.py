@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .capture import WalGuard, something_new
+from .capture import WalGuard, something_new, wal_is_long
 from .enums import BackupType
 from .errors import ConfigError
 
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .engine import BackupManager
 
 log = logging.getLogger(__name__)
+
+
+ROLLOVER_TRIES = 4
+"""Catch-up steps tried for one rollover before the next interval."""
 
 
 class Capturer:
@@ -42,9 +46,31 @@ class Capturer:
         self.sets = 0
 
     def step(self) -> BackupSet | None:
-        """One capture step if the WAL holds anything not yet captured."""
+        """One capture step if the WAL holds anything not yet captured. When the WAL has
+        grown long, catch-up steps follow at once, each copying what came while the one
+        before ran, until the tail is short enough to copy under SQLite's write lock and
+        let the WAL restart (capture.py, `CaptureStep._roll_over`)."""
         if not something_new(self.manager, self.database):
             return None
+        s = self._one()
+        guard = self.manager.wal_guards.get(self.database)
+        tries = 0
+        while (
+            guard is not None
+            and tries < ROLLOVER_TRIES
+            and wal_is_long(self.manager, self.database)
+        ):
+            tries += 1
+            guard.roll_over, guard.rolled_over = True, False
+            try:
+                s = self._one()
+            finally:
+                guard.roll_over = False
+            if guard.rolled_over:
+                break
+        return s
+
+    def _one(self) -> BackupSet:
         s = self.manager.backup(
             self.database, BackupType.ARCHIVE_LOG, tags=("capture",)
         )

@@ -1,0 +1,96 @@
+"""A writer's throughput on a live SQLite database with ``rustybackup capture`` running
+beside it (a separate process, as deployed) against without, in interleaved rounds.
+
+The goal (issue 14): within 10%. Commits per second of a writer that inserts one ~200
+byte row per transaction (``synchronous=NORMAL``, the usual WAL setting) as fast as it
+can; the capturer steps every RB_BENCH_INTERVAL seconds. Printed, not asserted: a bench.
+
+    RB_BENCH_SECONDS=5 RB_BENCH_ROUNDS=4 RB_BENCH_INTERVAL=1 \\
+        python -m pytest benches/test_sqlite_capture_bench.py -s -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rustybackup.engine import BackupManager
+from rustybackup.enums import BackupType
+
+SECONDS = float(os.environ.get("RB_BENCH_SECONDS", "2"))
+ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "2"))
+INTERVAL = os.environ.get("RB_BENCH_INTERVAL", "1")
+
+
+def _write_for(db: Path, seconds: float) -> int:
+    """Commits until `seconds` have passed; returns how many."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    payload = os.urandom(200)
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        conn.execute("INSERT INTO t (v) VALUES (?)", (payload,))
+        n += 1
+    conn.close()
+    return n
+
+
+def _capturer(repo: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rustybackup", "--repo", str(repo), "capture", "bench", "--interval", INTERVAL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "capturing the WAL of ..." once it runs
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out
+
+
+def test_writer_throughput_with_and_without_capture(tmp_path: Path) -> None:
+    db = tmp_path / "bench.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    conn.execute("INSERT INTO t (v) VALUES (x'00')")
+    repo = tmp_path / "repo"
+    manager = BackupManager(repo)
+    manager.register_database("bench", db, kind="sqlite")
+    manager.backup("bench", BackupType.FULL)
+    without: list[float] = []
+    with_capture: list[float] = []
+    sets_before = len(manager.catalog.list_sets("bench"))
+    for r in range(ROUNDS):
+        # Alternate the order so a drift of the machine does not favour one side.
+        for side in ("without", "with") if r % 2 == 0 else ("with", "without"):
+            if side == "with":
+                proc = _capturer(repo)
+                rate = _write_for(db, SECONDS) / SECONDS
+                _stop(proc)
+                with_capture.append(rate)
+            else:
+                without.append(_write_for(db, SECONDS) / SECONDS)
+    conn.close()
+    sets = len(manager.catalog.list_sets("bench")) - sets_before
+    base, captured = statistics.median(without), statistics.median(with_capture)
+    print(
+        f"\nwriter commits/s, {ROUNDS} interleaved rounds of {SECONDS:g} s, capture every {INTERVAL} s:\n"
+        f"  without capture: {' '.join(f'{x:,.0f}' for x in without)} (median {base:,.0f})\n"
+        f"  with capture:    {' '.join(f'{x:,.0f}' for x in with_capture)} (median {captured:,.0f})\n"
+        f"  ratio with/without: {captured / base:.3f}; {sets} capture sets registered"
+    )
+    assert sets > 0
