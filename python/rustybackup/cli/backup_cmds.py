@@ -215,8 +215,8 @@ def list_cmd(
     # Column widths known before the first row: ids have one length, database names
     # are bounded by the registered ones, the other columns by their formats.
     names = [d.name for d in catalog.list_databases()] + ([name] if name else [])
-    widths = (_ID_WIDTH, max(map(len, names), default=0), 12, _ID_WIDTH, 25, 9, 10, 10)
-    widths = tuple(max(w, len(h)) for w, h in zip(widths, _LIST_HEADER, strict=False))
+    least = (_ID_WIDTH, max(map(len, names), default=0), 12, _ID_WIDTH, 25, 9, 10, 10)
+    widths = tuple(max(w, len(h)) for w, h in zip(least, _LIST_HEADER, strict=False))
     out.write(_row(_LIST_HEADER, widths))
     for s in sets:
         out.write(
