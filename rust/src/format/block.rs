@@ -8,15 +8,30 @@ pub const FLAG_ZSTD: u8 = 1;
 /// Every flag bit a reader understands; any other set bit is damage.
 const KNOWN_FLAGS: u8 = FLAG_ZSTD;
 
+/// The field of an index entry or block-map record that `check_fields` found wrong (its
+/// offset inside the entry or record depends on the layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// Bytes on disk.
+    StoredLen,
+    /// Bytes of the raw block.
+    RawLen,
+    /// The flag bits.
+    Flags,
+}
+
 /// Checks the length fields and flags of a block of a set with `block_size`-byte blocks.
 /// A block is never empty, never longer than a block, stored raw at its own length, or
 /// compressed to fewer bytes (the writer keeps a block raw when zstd does not shrink it).
-pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -> Result<(), String> {
+pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -> Result<(), (Field, String)> {
     if flags & !KNOWN_FLAGS != 0 {
-        return Err(format!("unknown block flags {flags:#04x}"));
+        return Err((Field::Flags, format!("unknown block flags {flags:#04x}")));
     }
     if raw_len == 0 || raw_len > block_size {
-        return Err(format!("block length {raw_len} is not in 1..={block_size}"));
+        return Err((
+            Field::RawLen,
+            format!("block length {raw_len} is not in 1..={block_size}"),
+        ));
     }
     let ok = if flags & FLAG_ZSTD != 0 {
         stored_len > 0 && stored_len < raw_len
@@ -25,7 +40,10 @@ pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -
     };
     if !ok {
         let how = if flags & FLAG_ZSTD != 0 { "compressed" } else { "raw" };
-        return Err(format!("{stored_len} stored bytes for a {how} {raw_len}-byte block"));
+        return Err((
+            Field::StoredLen,
+            format!("{stored_len} stored bytes for a {how} {raw_len}-byte block"),
+        ));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::block::check_fields;
+use super::block::{check_fields, Field};
 use super::error::{Error, Result};
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::piece::check_zero;
@@ -58,7 +58,14 @@ impl BlockRecord {
                 digest: b[21..].to_vec(),
             },
         };
-        check_fields(r.stored_len, r.raw_len, r.flags, block_size).map_err(|m| (12, m))?;
+        check_fields(r.stored_len, r.raw_len, r.flags, block_size).map_err(|(field, m)| {
+            let at = match (layout, field) {
+                (Layout::V1, Field::StoredLen) => 12,
+                (Layout::V1, Field::RawLen) => 16,
+                (Layout::V1, Field::Flags) => 20,
+            };
+            (at, m)
+        })?;
         if r.offset < HEADER_LEN {
             return Err((4, format!("block offset {} lies inside a piece header", r.offset)));
         }
@@ -106,7 +113,7 @@ impl BlockMapWriter {
 
     /// Appends the next block's record.
     pub fn push(&mut self, rec: &BlockRecord) -> Result<()> {
-        if let Err(m) = check_fields(rec.stored_len, rec.raw_len, rec.flags, self.header.block_size) {
+        if let Err((_, m)) = check_fields(rec.stored_len, rec.raw_len, rec.flags, self.header.block_size) {
             let m = format!("record {}: {m}", self.count);
             return Err(Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m)));
         }

@@ -10,7 +10,7 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::block::{check_block, check_fields, decode_block};
+use super::block::{check_block, check_fields, decode_block, Field};
 use super::error::{Error, Result};
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::read::{hash_prefix, read_exact_at};
@@ -65,7 +65,14 @@ impl IndexEntry {
                 digest: b[29..].to_vec(),
             },
         };
-        check_fields(e.stored_len, e.raw_len, e.flags, block_size).map_err(|m| (20, m))?;
+        check_fields(e.stored_len, e.raw_len, e.flags, block_size).map_err(|(field, m)| {
+            let at = match (layout, field) {
+                (Layout::V1, Field::StoredLen) => 20,
+                (Layout::V1, Field::RawLen) => 24,
+                (Layout::V1, Field::Flags) => 28,
+            };
+            (at, m)
+        })?;
         let end = e.offset.checked_add(u64::from(e.stored_len));
         if e.offset < HEADER_LEN || end.is_none_or(|end| end > data_end) {
             return Err((
@@ -183,7 +190,7 @@ impl PieceWriter {
             u32::try_from(stored.len()).map_err(|_| invalid(format!("block {block_index} is larger than 4 GiB")))?;
         // What a reader would refuse is never written.
         check_fields(stored_len, raw_len, flags, self.header.block_size)
-            .map_err(|m| invalid(format!("block {block_index}: {m}")))?;
+            .map_err(|(_, m)| invalid(format!("block {block_index}: {m}")))?;
         if digest.len() != self.header.digest_len() {
             return Err(invalid(format!(
                 "block {block_index}: digest of {} bytes",
@@ -412,7 +419,7 @@ impl PieceReader {
                 self.index_off
             )));
         }
-        if let Err(m) = check_fields(stored_len, raw_len, flags, self.header.block_size) {
+        if let Err((_, m)) = check_fields(stored_len, raw_len, flags, self.header.block_size) {
             return Ok(Err(m));
         }
         // stored_len <= raw_len <= block_size (checked above): a bounded allocation.

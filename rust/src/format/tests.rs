@@ -217,10 +217,74 @@ fn block_fields_are_checked_against_the_block_size() {
     assert!(block::check_fields(512, 512, FLAG_ZSTD, 512).is_err());
     assert!(block::check_fields(0, 512, FLAG_ZSTD, 512).is_err());
     assert!(block::check_fields(u32::MAX, u32::MAX, 0, 512).is_err());
-    assert!(block::check_fields(1, 1, 2, 512)
-        .unwrap_err()
-        .contains("unknown block flags 0x02"));
+    let (field, msg) = block::check_fields(1, 1, 2, 512).unwrap_err();
+    assert_eq!((field, msg.as_str()), (block::Field::Flags, "unknown block flags 0x02"));
+    assert_eq!(block::check_fields(1, 600, 0, 512).unwrap_err().0, block::Field::RawLen);
+    assert_eq!(
+        block::check_fields(3, 2, 0, 512).unwrap_err().0,
+        block::Field::StoredLen
+    );
     // A zstd frame claiming more than raw_len is an error, not an allocation.
     let frame = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
     assert!(decode_block(frame, 512, FLAG_ZSTD).is_err());
+}
+
+#[test]
+fn a_bad_entry_or_record_field_is_named_at_its_own_offset() {
+    let d = tmpdir("fields");
+    let p = d.join("a.piece");
+    write_piece(&p, Algorithm::Blake3, 512, &[vec![1; 512], vec![2; 512]], false);
+    let orig = fs::read(&p).unwrap();
+    let index_off = (orig.len() - 96 - 2 * 61) as u64;
+    for (field_at, value) in [(20u64, 9u8), (24, 9), (28, 4)] {
+        let mut v = orig.clone();
+        let at = index_off + 61 + field_at;
+        v[at as usize] ^= value;
+        fs::write(&p, &v).unwrap();
+        let r = PieceReader::open(&p).unwrap();
+        let errs: Vec<String> = r
+            .entries()
+            .unwrap()
+            .filter_map(|e| e.err())
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("index entry 1: ") && errs[0].ends_with(&format!("(at offset {at})")),
+            "{}",
+            errs[0]
+        );
+    }
+    let m = d.join("blockmap");
+    let mut w = BlockMapWriter::create(&m, Algorithm::Blake3, 512).unwrap();
+    let digest = Algorithm::Blake3.digest(b"x");
+    w.push(&BlockRecord {
+        source: 0,
+        offset: 32,
+        stored_len: 10,
+        raw_len: 10,
+        flags: 0,
+        digest,
+    })
+    .unwrap();
+    w.finish().unwrap();
+    let orig = fs::read(&m).unwrap();
+    // (byte changed, xor, offset of the field the error must name)
+    for (byte, value, field) in [(12u64, 1u8, 12u64), (19, 1, 16), (20, 2, 20), (4, 0x20, 4)] {
+        let mut v = orig.clone();
+        v[(32 + byte) as usize] ^= value;
+        fs::write(&m, &v).unwrap();
+        let e = BlockMapReader::open(&m)
+            .unwrap()
+            .range(0, 1)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("record 0: ") && e.ends_with(&format!("(at offset {})", 32 + field)),
+            "{e}"
+        );
+    }
 }
