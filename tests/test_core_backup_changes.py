@@ -89,3 +89,19 @@ def test_files_left_alone_are_not_listed(tmp_path: Path) -> None:
     )
     assert changed == []
     assert [f[0] for f in files] == [CHUNK + 1, 0]
+
+
+def test_a_file_rewritten_in_place_is_listed_by_its_mtime(tmp_path: Path) -> None:
+    data = os.urandom(CHUNK + 4096)
+
+    def rewrite() -> None:
+        path = tmp_path / "src" / "same-size"
+        with open(path, "r+b") as fh:
+            fh.write(b"\0" * 16)
+        # Set the new mtime explicitly: the kernel's clock tick could equal the old one.
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    files, changed = backup_with(tmp_path, {"same-size": data}, rewrite)
+    assert changed == ["same-size"]
+    assert files[0][0] == len(data)
