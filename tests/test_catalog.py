@@ -199,6 +199,10 @@ def test_a_set_being_read_is_not_deleted(manager: BackupManager, clock: SimClock
         ("tags", "{", "tags '{': Expecting property name"),
         ("tags", '["a", 1]', """tags '["a", 1]': not a JSON list of strings"""),
         ("parent_id", "../../victim", "parent_id '../../victim' is not a backup set id"),
+        ("size", "big", "size 'big' is not a non-negative integer"),
+        ("block_size", 4.5, "block_size 4.5 is not a non-negative integer"),
+        ("bytes_read", -1, "bytes_read -1 is not a non-negative integer"),
+        ("file_count", "many", "file_count 'many' is not a non-negative integer"),
     ],
 )
 def test_a_damaged_sets_row_is_a_catalog_error_naming_set_and_field(
@@ -211,3 +215,21 @@ def test_a_damaged_sets_row_is_a_catalog_error_naming_set_and_field(
     assert message in str(err.value)
     with pytest.raises(CatalogError, match=message.split(":")[0].split(" ")[0]):
         manager.catalog.get_set(full)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("block_size", "x", "block_size 'x' is not a positive integer"),
+        ("block_size", 0, "block_size 0 is not a positive integer"),
+        ("registered_at", "then", "registered_at: 'then' is not a time"),
+        ("kind", b"files", "name, path, kind and algorithm must be text"),
+    ],
+)
+def test_a_damaged_databases_row_names_database_and_field(
+    manager: BackupManager, column: str, value: object, message: str
+) -> None:
+    manager.catalog.connection.execute(f"UPDATE databases SET {column} = ?", (value,))
+    with pytest.raises(CatalogError, match="catalog database 'db'") as err:
+        manager.catalog.get_database("db")
+    assert message in str(err.value)

@@ -739,6 +739,8 @@ class BackupCatalog:
             # Dict look-ups and a tags cache: a listing builds 50,000 of these.
             btype, status, tags = _BY_TYPE[row[2]], _BY_STATUS[row[6]], _tags(row[11])
             started_at, finished_at = from_us(row[4]), from_us(row[5])
+            if not all(type(row[i]) is int and row[i] >= 0 for i in _SET_COUNTS):
+                raise TypeError("a count is not a non-negative integer")
         except (KeyError, ValueError, TypeError, CatalogError) as exc:
             raise CatalogError(f"catalog {self.path}: set {sid}: {_row_fault(row, exc)}") from None
         if pieces is None:
@@ -793,7 +795,14 @@ def _row_fault(row: Sequence[Any], exc: BaseException) -> str:
         _tags(row[11])
     except (ValueError, TypeError) as bad:
         return f"tags {_shown(row[11])}: {bad}"
+    for i, name in _SET_COUNTS.items():
+        if type(row[i]) is not int or row[i] < 0:
+            return f"{name} {_shown(row[i])} is not a non-negative integer"
     return str(exc)
+
+
+# Columns of a sets row that hold sizes and counts, by position in _SET_COLUMNS.
+_SET_COUNTS = {7: "size", 8: "block_size", 12: "bytes_read", 13: "file_count"}
 
 
 _ROW_SQL = (
@@ -956,6 +965,12 @@ def _pieces_on(conn: sqlite3.Connection, set_ids: Sequence[str]) -> dict[str, li
 
 
 def _database(row: Sequence[Any]) -> DatabaseEntry:
+    """A databases row, checked: a damaged one names the database and the field."""
+    where = f"catalog database {_shown(row[0])}"
+    if not all(type(row[i]) is str for i in (0, 1, 2, 5)):
+        raise CatalogError(f"{where}: name, path, kind and algorithm must be text")
+    if type(row[4]) is not int or not 0 < row[4] <= 1 << 30:
+        raise CatalogError(f"{where}: block_size {_shown(row[4])} is not a positive integer")
     return DatabaseEntry(
         name=row[0],
         path=row[1],
@@ -964,7 +979,7 @@ def _database(row: Sequence[Any]) -> DatabaseEntry:
         block_size=row[4],
         algorithm=row[5],
         compression=row[6],
-        registered_at=from_us(row[7]),
+        registered_at=from_us(row[7], f"{where}: registered_at"),
         dsn=row[8] if len(row) > 8 else None,
     )
 
