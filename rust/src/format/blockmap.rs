@@ -338,13 +338,6 @@ pub struct RecordIter {
     buf: Vec<u8>,
 }
 
-impl RecordIter {
-    /// Records not yet read.
-    pub fn remaining(&self) -> u64 {
-        self.remaining
-    }
-}
-
 impl Iterator for RecordIter {
     type Item = Result<BlockRecord>;
 

@@ -344,10 +344,6 @@ impl PieceReader {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// The open file (for positioned reads of the data area).
-    pub fn file(&self) -> &File {
-        &self.file
-    }
     /// The format version the piece was written with.
     pub fn version(&self) -> u32 {
         self.header.layout.version()

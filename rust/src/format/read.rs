@@ -13,7 +13,7 @@ use crate::scan::algorithm::Algorithm;
 
 /// Bytes hashed per step of a checksum pass: large enough for BLAKE3's widest path and
 /// sequential throughput, small enough that a stop request is seen within milliseconds.
-pub const CHECKSUM_CHUNK: u64 = 4 << 20;
+const CHECKSUM_CHUNK: u64 = 4 << 20;
 
 /// Reads exactly `buf.len()` bytes at `pos` of `file` (named `path`).
 pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Result<()> {
