@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -254,32 +255,46 @@ def get(manager: BackupManager, database: str, name: str, dest: str | os.PathLik
     return where
 
 
+def get_many(manager: BackupManager, database: str, names: list[str], dest_dir: Path) -> None:
+    """Writes each of `names` into `dest_dir` (under its own name), one restore pass per
+    set that holds some of them. A name the archive lacks raises NotArchived."""
+    _database(manager, database)
+    spool = spool_dir(manager.repository, database)
+    by_set: dict[str, list[str]] = {}
+    for name in names:
+        _check_name(name)
+        try:
+            shutil.copyfile(spool / name, dest_dir / name)
+            continue
+        except FileNotFoundError:
+            pass
+        known = manager.catalog.archive_file(database, name)
+        if known is None:
+            raise NotArchived(f"{name} is not in the archive of {database!r}")
+        by_set.setdefault(known[1], []).append(name)
+    for set_id, wanted in by_set.items():
+        _restore_from(manager, set_id, {n: dest_dir / n for n in wanted})
+
+
 def _restore_one(manager: BackupManager, set_id: str, name: str, dest: Path) -> None:
+    _restore_from(manager, set_id, {name: dest})
+
+
+def _restore_from(manager: BackupManager, set_id: str, wanted: dict[str, Path]) -> None:
     set_dir = manager.repo.set_dir(set_id)
     with manager.reading([set_id]):
         m = manifest.load(set_dir / store.MANIFEST, set_id=set_id)
-        entry = next((f for f in m.files if f.path == name), None)
-        if entry is None:
-            raise CatalogError(f"the catalog places {name} in set {set_id}, whose manifest does not list it")
+        entries = {f.path: f for f in m.files if f.path in wanted}
+        missing = sorted(set(wanted) - set(entries))
+        if missing:
+            raise CatalogError(f"the catalog places {missing[0]} in set {set_id}, whose manifest does not list it")
         pieces = [manager.repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
+        jobs = [(n, wanted[n], e.first_block, e.block_count, e.size, e.digest) for n, e in entries.items()]
         try:
-            _core.restore_files(
-                [
-                    (
-                        name,
-                        dest,
-                        entry.first_block,
-                        entry.block_count,
-                        entry.size,
-                        entry.digest,
-                    )
-                ],
-                manager.repository / m.blockmap.path,
-                pieces,
-            )
+            _core.restore_files(jobs, manager.repository / m.blockmap.path, pieces)
         except OSError as exc:
             if exc.errno == errno.EEXIST:
-                raise BackupError(f"archive-get: {dest} exists") from exc
+                raise BackupError(f"archive-get: {exc.filename} exists") from exc
             raise
 
 

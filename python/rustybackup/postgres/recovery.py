@@ -63,18 +63,19 @@ class Plan:
         return self.data_sets + catalog.get_sets(self.log_set_ids)
 
 
-def _data_path(catalog: BackupCatalog, database: str, until: datetime | None) -> list[BackupSet]:
+def _data_path(catalog: BackupCatalog, database: str, until: datetime | None, excluded: set[str]) -> list[BackupSet]:
     """The base backup chain: the catalog's (Rust) resolution over the data sets
-    finished by `until` (which WAL reaches `until` is this module's business)."""
+    finished by `until`, minus `excluded` (which WAL reaches `until` is this module's)."""
     until_us = None if until is None else to_us(until)
     rows = [
         r
         for r in catalog.retention_rows(database)
-        if r[1] != BackupType.ARCHIVE_LOG.value and (until_us is None or r[4] <= until_us)
+        if r[1] != BackupType.ARCHIVE_LOG.value and (until_us is None or r[4] <= until_us) and r[0] not in excluded
     ]
     if not rows:
         when = "" if until is None else f" finished at or before {until.isoformat()}"
-        raise NoRecoveryPath(f"database {database!r} has no base backup{when}")
+        on = " on the timeline being recovered" if excluded else ""
+        raise NoRecoveryPath(f"database {database!r} has no base backup{on}{when}")
     return catalog.get_sets(_core.recovery_path(rows, None, database=database))
 
 
@@ -86,28 +87,38 @@ def _history(manager: BackupManager, database: str, tli: int) -> list[TimelineSp
     return parse_history(tli, text, f"{database}: {name}")
 
 
+def _on(spans: list[TimelineSpan], info: manifest.PostgresInfo) -> bool:
+    """Whether a backup's start lies on the timeline history `spans`."""
+    return any(
+        s.timeline == info.timeline and s.begin <= info.start_lsn and (s.end is None or info.start_lsn < s.end)
+        for s in spans
+    )
+
+
 def plan(manager: BackupManager, db: DatabaseEntry, until: datetime | None) -> Plan:
-    data_sets = _data_path(manager.catalog, db.name, until)
-    last = data_sets[-1]
-    base = manifest.load(manager.repository / last.manifest, set_id=last.id)
-    info = base.postgresql
-    if info is None:
-        raise BackupError(f"set {last.id} of postgresql database {db.name!r} has no postgresql section in its manifest")
     archived = archive.archived(manager, db.name)
-    # recovery_target_timeline = 'latest': the newest timeline whose history passes
-    # through the base backup's start.
+    # recovery_target_timeline = 'latest': the newest timeline the archive has a history
+    # of; the base must lie on that history (a set taken on the old timeline after the
+    # switch cannot be replayed onto the new one, so an older base is used).
     timelines = sorted((int(n[:8], 16) for n in archived if HISTORY.fullmatch(n)), reverse=True)
-    spans = [TimelineSpan(info.timeline, 0, None)]
-    for tli in timelines:
-        if tli <= info.timeline:
+    target = _history(manager, db.name, timelines[0]) if timelines else None
+    excluded: set[str] = set()
+    while True:
+        data_sets = _data_path(manager.catalog, db.name, until, excluded)
+        last = data_sets[-1]
+        base = manifest.load(manager.repository / last.manifest, set_id=last.id)
+        info = base.postgresql
+        if info is None:
+            raise BackupError(
+                f"set {last.id} of postgresql database {db.name!r} has no postgresql section in its manifest"
+            )
+        if target is None or info.timeline > target[-1].timeline:
+            spans = [TimelineSpan(info.timeline, 0, None)]
             break
-        candidate = _history(manager, db.name, tli)
-        if any(
-            s.timeline == info.timeline and s.begin <= info.start_lsn and (s.end is None or info.start_lsn < s.end)
-            for s in candidate
-        ):
-            spans = candidate
+        if _on(target, info):
+            spans = target
             break
+        excluded.add(last.id)
     seg = info.wal_segment_size
     until_us = None if until is None else to_us(until)
     stop_segno = info.stop_lsn // seg
