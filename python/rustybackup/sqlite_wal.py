@@ -118,7 +118,9 @@ class WalCapture:
             "last_frame": self.last_frame,
             "seed": None if self.seed is None else list(self.seed),
             "checksum": None if self.checksum is None else list(self.checksum),
-            "commits": [list(c) for c in self.commits],
+            # Commits seen by one step share its time: one time per distinct value keeps
+            # a step of many thousand commits cheap to write and to read back.
+            "commits": _commits_json(self.commits),
             "continuous": self.continuous,
             "note": self.note,
             "file": self.file,
@@ -127,6 +129,16 @@ class WalCapture:
 
 
 WalRecord = WalPosition | WalCapture
+
+
+def _commits_json(commits: tuple[tuple[int, int], ...]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for frame, seen in commits:
+        if out and out[-1][0] == seen:
+            out[-1][1].append(frame)
+        else:
+            out.append([seen, [frame]])
+    return out
 
 _U32 = (1 << 32) - 1
 _MAX_FRAME = (1 << 62) - 1
@@ -182,14 +194,18 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
         raise fail("commits", "a list", commits_raw)
     commits: list[tuple[int, int]] = []
     for i, c in enumerate(commits_raw):
+        # [seen_at_us, [frame, ...]]: the commit frames the capture saw at that time.
         good = (
             isinstance(c, list)
             and len(c) == 2
-            and all(isinstance(x, int) and not isinstance(x, bool) for x in c)
+            and isinstance(c[0], int)
+            and not isinstance(c[0], bool)
+            and isinstance(c[1], list)
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in c[1])
         )
         if not good:
-            raise fail(f"commits[{i}]", "[frame, seen_at_us]", c)
-        commits.append((c[0], c[1]))
+            raise fail(f"commits[{i}]", "[seen_at_us, [frame, ...]]", c)
+        commits.extend((frame, c[0]) for frame in c[1])
     continuous, note, file = key("continuous"), key("note"), key("file")
     if not isinstance(continuous, bool):
         raise fail("continuous", "true or false", continuous)
