@@ -419,3 +419,48 @@ def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(
         seen = datetime.fromtimestamp(r.commits[-1][1] / 1e6, timezone.utc)
         _check_restore(manager, db, writer, seen, tmp_path / f"r{n}")
     assert _check_restore(manager, db, writer, clock(), tmp_path / "latest") == len(writer.log)
+
+
+def test_a_database_not_in_wal_mode_is_refused_by_name(tmp_path: Path) -> None:
+    db = tmp_path / "plain.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    manager = BackupManager(tmp_path / "repo")
+    manager.register_database("plain", db, kind="sqlite")
+    with pytest.raises(BackupError, match=r"journal_mode=delete; WAL capture needs PRAGMA journal_mode=WAL"):
+        manager.backup("plain", BackupType.ARCHIVE_LOG)
+    assert manager.catalog.list_sets("plain") == []
+    conn.close()
+
+
+def test_a_damaged_frame_in_the_live_wal_is_reported_and_never_captured(tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    _make_db(db)
+    manager = BackupManager(tmp_path / "repo")
+    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    reader = sqlite3.connect(db, isolation_level=None)  # keeps the WAL from restarting
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()
+    conn.execute("INSERT INTO t VALUES (1, 0, x'00')")
+    first = manager.backup("shop", BackupType.ARCHIVE_LOG)
+    done = manifest.load(manager.repo.set_dir(first.id) / store.MANIFEST).wal
+    assert isinstance(done, WalCapture)
+    for i in range(2, 6):
+        conn.execute("INSERT INTO t VALUES (?, 0, randomblob(3000))", (i,))
+    wal = db.with_name(db.name + "-wal")
+    data = bytearray(wal.read_bytes())
+    frame_len = 24 + done.page_size
+    at = 32 + (done.last_frame + 1) * frame_len + 100  # inside the second new frame
+    data[at] ^= 0xFF
+    wal.write_bytes(bytes(data))
+    second = manager.backup("shop", BackupType.ARCHIVE_LOG)
+    rec = manifest.load(manager.repo.set_dir(second.id) / store.MANIFEST).wal
+    assert isinstance(rec, WalCapture)
+    assert "the WAL is damaged" in rec.note and f"frame {done.last_frame + 2} fails its checksum" in rec.note
+    # Nothing from the damaged frame on was captured.
+    assert rec.last_frame <= done.last_frame + 1
+    reader.close()
+    conn.close()

@@ -165,7 +165,16 @@ class CaptureStep:
                     # Copying a long tail under the write lock would stall the application.
                     self._release_writer()
             self.conn: sqlite3.Connection | None = begin_read(self.path)
+            mode = str(self.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode != "wal":
+                raise BackupError(
+                    f"sqlite database {db.name!r} ({self.path}) is in journal_mode={mode}; WAL capture needs "
+                    "PRAGMA journal_mode=WAL (take FULL/INCREMENTAL backups instead, or switch it)"
+                )
         except BaseException:
+            conn = getattr(self, "conn", None)
+            if conn is not None:
+                end_read(conn)
             self._release_writer()
             self._lock.__exit__(None, None, None)
             raise
