@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,32 +114,6 @@ def _special_kind(mode: int) -> str:
     if stat.S_ISCHR(mode):
         return "character device"
     return f"unsupported file type {stat.S_IFMT(mode):#o}"
-
-
-def snapshot_sqlite(source: Path, dest: Path) -> None:
-    """Copies a live SQLite database consistently into `dest` with the online backup
-    API (one step, so the copy is one transaction-consistent state even while another
-    process writes; WAL content is included)."""
-    if not source.is_file():
-        raise BackupError(f"sqlite source {source} does not exist or is not a file")
-    try:
-        src = sqlite3.connect(source, timeout=60)
-    except sqlite3.Error as exc:
-        raise BackupError(f"cannot open sqlite source {source}: {exc}") from exc
-    try:
-        dst = sqlite3.connect(dest)
-        try:
-            src.backup(dst)
-            # The copy must not depend on a -wal file that is not part of the backup.
-            dst.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            dst.close()
-    except sqlite3.Error as exc:
-        raise BackupError(f"snapshot of sqlite source {source} failed: {exc}") from exc
-    finally:
-        src.close()
-    with open(dest, "rb+") as fh:
-        os.fsync(fh.fileno())
 
 
 def archive_candidates(archive_dir: Path) -> list[tuple[str, Path]]:
