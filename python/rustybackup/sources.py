@@ -1,6 +1,6 @@
 """Backup sources: walking a file tree (links are data, never followed; what cannot be
-stored is listed, not fatal), snapshotting a live SQLite database with its online
-backup API, and listing an archive directory."""
+stored is listed, not fatal), and listing an archive directory. A live SQLite database
+is read by sqlite_wal.py."""
 
 from __future__ import annotations
 
