@@ -20,6 +20,7 @@ from typing import Any
 
 from . import store
 from .errors import ConfigError
+from .holidays_cal import HolidayCalendar
 from .jobs import Job, ScheduledBackup, ScheduledVerification
 from .windows import BackupWindow, WeeklyRule
 
@@ -61,6 +62,8 @@ def window_to_json(w: BackupWindow) -> dict[str, Any]:
     }
     if w.also:
         data["also"] = [{"days": list(r.days), "start": _hhmm(r.start), "end": _hhmm(r.end)} for r in w.also]
+    if w.holidays is not None:
+        data["holidays"] = w.holidays.to_json()
     return data
 
 
@@ -76,6 +79,8 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
         data.update(backup_type=job.backup_type.value, retention=job.retention, tags=list(job.tags))
     else:
         data.update(level=job.level.value, budget=job.budget.total_seconds() if job.budget else None)
+    if job.holidays is not None:
+        data["holidays"] = job.holidays.to_json()
     if added_at is not None:
         data["added_at"] = added_at.isoformat()
     return data
@@ -119,7 +124,7 @@ def _lines_array(items: list[bytes]) -> bytes:
 # --- decoding --------------------------------------------------------------------------
 
 _JOB_COMMON = {"id", "kind", "name", "database", "schedule", "tz", "priority", "max_duration",
-               "window_id", "enabled", "misfire", "window_policy", "added_at"}
+               "window_id", "enabled", "misfire", "window_policy", "added_at", "holidays"}
 _JOB_FIELDS = {
     "backup": _JOB_COMMON | {"backup_type", "retention", "tags"},
     "verification": _JOB_COMMON | {"level", "budget"},
@@ -194,7 +199,7 @@ def _window_from_json(entry: Any, index: int, path: Path) -> BackupWindow:
     wid = entry.get("id")
     if isinstance(wid, str):
         place.what = f"window {wid!r}"
-    unknown = sorted(set(entry) - {"id", "name", "start", "end", "days", "tz", "also"})
+    unknown = sorted(set(entry) - {"id", "name", "start", "end", "days", "tz", "also", "holidays"})
     if unknown:
         raise place.error(unknown[0], "unknown field")
     also = []
@@ -209,9 +214,20 @@ def _window_from_json(entry: Any, index: int, path: Path) -> BackupWindow:
             _get(entry, "id", str, place, ""), _get(entry, "name", str, place, ""),
             _time(entry, "start", place), _time(entry, "end", place),
             _get(entry, "days", list, place, []), _get(entry, "tz", str, place, "UTC"), also=also,
+            holidays=_holidays(entry, place),
         )
     except ConfigError as exc:
         raise _in_file(path, exc) from None
+
+
+def _holidays(entry: dict[str, Any], place: _Place) -> HolidayCalendar | None:
+    raw = entry.get("holidays")
+    if raw is None:
+        return None
+    try:
+        return HolidayCalendar.from_json(raw, f"{place.path}: {place.what}")
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _in_file(path: Path, exc: ConfigError) -> ConfigError:
@@ -243,6 +259,7 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
         window_id=_get(entry, "window_id", str, place, None), enabled=_get(entry, "enabled", bool, place, True),
         misfire=_get(entry, "misfire", str, place, "run_once"),
         window_policy=_get(entry, "window_policy", str, place, "skip"), tz=_get(entry, "tz", str, place, "UTC"),
+        holidays=_holidays(entry, place),
     )
     added_raw = _get(entry, "added_at", str, place, None)
     added_at = None

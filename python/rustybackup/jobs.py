@@ -17,6 +17,7 @@ from typing import Any
 from .cron import CronSchedule
 from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import ConfigError, CronError
+from .holidays_cal import HolidayCalendar
 from .retention import RetentionPolicy
 from .windows import load_zone
 
@@ -56,6 +57,7 @@ class _JobCommon:
     misfire: str
     window_policy: str
     tz: str
+    holidays: HolidayCalendar | None
     _cron: CronSchedule
 
     def _validate_common(self) -> None:
@@ -88,6 +90,8 @@ class _JobCommon:
             raise _fail(
                 self.id, "window_policy", f"{self.window_policy!r} is not one of {', '.join(WINDOW_POLICIES)}"
             )
+        if self.holidays is not None and not isinstance(self.holidays, HolidayCalendar):
+            raise _fail(self.id, "holidays", f"expected a HolidayCalendar, got {self.holidays!r}")
         if self.window_policy == "defer" and self.window_id is None:
             raise _fail(self.id, "window_policy", "'defer' needs a window_id to wait for")
         try:
@@ -106,6 +110,12 @@ class _JobCommon:
     def cron(self) -> CronSchedule:
         """The parsed schedule (hashed ``H`` fields are seeded by the job id)."""
         return self._cron
+
+    def holiday_at(self, scheduled_for: datetime) -> str | None:
+        """The holiday on the occurrence's date in the job's zone, or None."""
+        if self.holidays is None:
+            return None
+        return self.holidays.name_at(scheduled_for, load_zone(self.tz))
 
 
 def _normalize_schedule(obj: Any, schedule: object, tz: str) -> None:
@@ -149,6 +159,8 @@ class ScheduledBackup(_JobCommon):
     misfire: str = "run_once"
     window_policy: str = "skip"
     tz: str = "UTC"
+    #: Dates (in ``tz``) on which an occurrence is recorded SKIPPED with the holiday's name.
+    holidays: HolidayCalendar | None = None
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -193,6 +205,7 @@ class ScheduledVerification(_JobCommon):
     window_policy: str = "skip"
     tz: str = "UTC"
     budget: timedelta | None = None
+    holidays: HolidayCalendar | None = None
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -388,13 +388,18 @@ class BackupScheduler:
             skipped[0] = (t0, f"{reason}; {elided} earlier occurrences were also missed")
         run: DueRun | None = None
         next_due: tuple[datetime, datetime] | None = None
+        holiday = job.holiday_at(last_t)
         if late and job.misfire == "skip":
             skipped.append((last_t, "missed while the scheduler was not running (misfire policy skip)"))
+        elif holiday is not None:
+            skipped.append((last_t, f"holiday: {holiday}"))
         elif window is not None and not window.is_active(now):
             if job.window_policy == "defer":
                 next_due = (window.next_open(now), last_t)  # still waiting; keeps its occurrence
             else:
-                skipped.append((last_t, f"outside window {window.id}"))
+                closed_for = window.holiday_at(now)
+                reason = f"holiday: {closed_for} (window {window.id})" if closed_for else f"outside window {window.id}"
+                skipped.append((last_t, reason))
         else:
             run = DueRun(job.id, last_t, last_eff, job.priority, catch_up=late)
         return _Plan(run, skipped, next_due, last_t)

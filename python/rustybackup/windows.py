@@ -19,6 +19,7 @@ from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
+from .holidays_cal import HolidayCalendar
 
 __all__ = ["BackupWindow", "WeeklyRule", "business_hours", "off_hours", "parse_days", "load_zone"]
 
@@ -26,6 +27,7 @@ _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # The search horizon: every rule repeats weekly, so two weeks always find an opening
 # unless every interval in reach collapsed into a DST gap (then none exists at all).
 _HORIZON_DAYS = 15
+_HOLIDAY_HORIZON_DAYS = 400
 
 
 def load_zone(tz: str | tzinfo, what: str = "tz") -> tzinfo:
@@ -120,6 +122,8 @@ class BackupWindow:
     tz: str = "UTC"
     #: More weekly intervals of the same window (the presets need them).
     also: tuple[WeeklyRule, ...] = ()
+    #: Dates on which no interval opens (an interval belongs to the day it starts).
+    holidays: HolidayCalendar | None = None
     _zone: tzinfo = field(init=False, repr=False, compare=False)
 
     def __init__(
@@ -131,6 +135,7 @@ class BackupWindow:
         days: Iterable[int | str] | str,
         tz: str = "UTC",
         also: Iterable[WeeklyRule] = (),
+        holidays: HolidayCalendar | None = None,
     ) -> None:
         if not isinstance(id, str) or not id.strip():
             raise ConfigError(f"window id: must be a non-empty string, got {id!r}")
@@ -154,6 +159,9 @@ class BackupWindow:
             if not isinstance(rule, WeeklyRule):
                 raise ConfigError(f"{where} field 'also': expected WeeklyRule, got {rule!r}")
         object.__setattr__(self, "also", extra)
+        if holidays is not None and not isinstance(holidays, HolidayCalendar):
+            raise ConfigError(f"{where} field 'holidays': expected a HolidayCalendar, got {holidays!r}")
+        object.__setattr__(self, "holidays", holidays)
         object.__setattr__(self, "_zone", zone)
 
     @property
@@ -177,7 +185,9 @@ class BackupWindow:
         if self._covering_close(at) is not None:
             return at.astimezone(self._zone)
         best: datetime | None = None
-        for opens, closes in self._intervals(at.astimezone(self._zone).date(), _HORIZON_DAYS):
+        # Holidays can close the window for weeks (a year-end shutdown): look further then.
+        horizon = _HORIZON_DAYS if self.holidays is None else _HOLIDAY_HORIZON_DAYS
+        for opens, closes in self._intervals(at.astimezone(self._zone).date(), horizon):
             if opens > at and opens < closes and (best is None or opens < best):
                 best = opens
         if best is None:
@@ -204,6 +214,23 @@ class BackupWindow:
             close = later
         raise AssertionError("next_open returned an instant outside the window")  # pragma: no cover
 
+    def holiday_at(self, dt: datetime) -> str | None:
+        """The holiday that keeps the window closed at ``dt``, or None.
+
+        Named only when an interval would cover ``dt`` were its start day not a holiday,
+        so a skipped run's reason says the holiday instead of "outside the window".
+        """
+        if self.holidays is None:
+            return None
+        at = self._aware(dt)
+        local_day = at.astimezone(self._zone).date()
+        for opens, closes in self._intervals(local_day, 1, keep_holidays=True):
+            if opens <= at < closes:
+                name = self.holidays.name_at(opens, self._zone)
+                if name is not None:
+                    return name
+        return None
+
     # --- internals -----------------------------------------------------------------------
 
     def _aware(self, dt: datetime) -> datetime:
@@ -213,10 +240,14 @@ class BackupWindow:
             return _resolve(dt.date(), dt.time(), self._zone, opening=True)
         return dt
 
-    def _intervals(self, first: date, ndays: int) -> Iterable[tuple[datetime, datetime]]:
+    def _intervals(
+        self, first: date, ndays: int, *, keep_holidays: bool = False
+    ) -> Iterable[tuple[datetime, datetime]]:
         """Intervals of every rule whose start day is in ``[first - 1, first + ndays)``."""
         for offset in range(-1, ndays):
             day = first + timedelta(days=offset)
+            if not keep_holidays and self.holidays is not None and self.holidays.name_on(day) is not None:
+                continue
             for rule in self.rules:
                 if day.weekday() not in rule.days:
                     continue

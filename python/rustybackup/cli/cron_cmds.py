@@ -12,7 +12,9 @@ import click
 
 from ..cron import CronSchedule
 from ..errors import CronError
+from ..windows import load_zone
 from .context import print_json
+from .holiday_opts import calendar_from, holiday_options
 
 
 def _count(text: str) -> int:
@@ -49,15 +51,23 @@ def cron_group() -> None:
 @click.option("--after", default=None, metavar="ISO-8601", help="Start after this time (naive = in --tz); default now.")
 @click.option("--seed", default=None, help="Seed for H (hashed) fields, e.g. the job id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def next_cmd(expr: str, count: str, zone: str, after: str | None, seed: str | None, as_json: bool) -> None:
+@holiday_options
+def next_cmd(expr: str, count: str, zone: str, after: str | None, seed: str | None, as_json: bool,
+             holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...]) -> None:
     """Print the next N times EXPR fires, and what it means.
 
-    Example: rustybackup cron next "0 2 * * 1-5" -n 3 --tz Europe/Berlin
+    With --holidays/--holidays-file/--exclude-date, times on an excluded date (in --tz) are
+    marked with the holiday's name: a job with that calendar records them SKIPPED.
+
+    Example: rustybackup cron next "0 2 * * 1-5" -n 3 --tz Europe/Berlin --holidays DE-BY
     """
     n = _count(count)
     schedule = CronSchedule(expr, zone, seed)
+    calendar = calendar_from(holidays_region, holidays_files, exclude_dates)
     start = _after(after, schedule)
     times = schedule.next_n(start, n)
+    tz = load_zone(zone)
+    skipped = [calendar.name_at(t, tz) if calendar else None for t in times]
     if as_json:
         print_json(
             {
@@ -66,12 +76,13 @@ def next_cmd(expr: str, count: str, zone: str, after: str | None, seed: str | No
                 "description": schedule.describe(),
                 "after": start.isoformat(),
                 "times": [t.isoformat() for t in times],
+                "skipped": [{"time": t.isoformat(), "holiday": h} for t, h in zip(times, skipped) if h],
             }
         )
         return
     click.echo(f"{schedule}  ({zone}): {schedule.describe()}")
-    for t in times:
-        click.echo(t.isoformat())
+    for t, holiday in zip(times, skipped):
+        click.echo(t.isoformat() + (f"  skipped: {holiday}" if holiday else ""))
 
 
 def register(group: click.Group) -> None:

@@ -24,6 +24,7 @@ from ..jobs import ScheduledBackup
 from ..scheduler import BackupScheduler
 from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json, print_table
+from .holiday_opts import calendar_from, holiday_options
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,12 @@ def job_group() -> None:
 @click.option("--misfire", type=click.Choice(["run_once", "skip"]), default="run_once", show_default=True)
 @click.option("--tag", "tags", multiple=True, help="Tag for the backup sets (repeatable).")
 @click.option("--name", default=None, help="Human-readable name (default: the id).")
+@holiday_options
 @pass_state
 def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron: str, tz: str,
             window_id: str | None, window_policy: str, priority: int, max_duration: Any,
-            retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None) -> None:
+            retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None,
+            holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...]) -> None:
     """Add a scheduled backup job.
 
     Example: rustybackup job add nightly --db app --type full --cron '0 2 * * *' --window off
@@ -124,7 +127,7 @@ def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron:
     job = ScheduledBackup(
         job_id, name or job_id, database, BackupType(backup_type), cron, priority=priority, retention=retention,
         max_duration=max_duration, tags=tags, window_id=window_id, misfire=misfire,
-        window_policy=window_policy, tz=tz,
+        window_policy=window_policy, tz=tz, holidays=calendar_from(holidays_region, holidays_files, exclude_dates),
     )
     scheduler = _scheduler(state)
     scheduler.add_job(job)
@@ -143,23 +146,28 @@ def job_list(state: CliState, as_json: bool) -> None:
     scheduler = _scheduler(state)
     times = scheduler.next_run_times()
     rows: list[dict[str, Any]] = []
-    for j in scheduler.list_jobs():
+    jobs = scheduler.list_jobs()
+    for j in jobs:
         nxt = times.get(j.id)
+        off = j.holiday_at(nxt) if nxt else None
         rows.append({
             "id": j.id, "kind": j.kind, "database": j.database, "type": getattr(j, "backup_type", None),
             "schedule": j.schedule, "tz": j.tz, "priority": j.priority, "window": j.window_id,
             "window_policy": j.window_policy, "misfire": j.misfire, "enabled": j.enabled,
             "max_duration": format_duration(j.max_duration) if j.max_duration else None,
             "retention": getattr(j, "retention", None), "next_run": nxt.isoformat() if nxt else None,
+            "holidays": j.holidays.to_json() if j.holidays else None, "next_run_skipped_for": off,
         })
     if as_json:
         print_json({"enabled": scheduler.enabled, "jobs": rows})
         return
     _table(
         "jobs" + ("" if scheduler.enabled else " (scheduler disabled)"),
-        ["id", "database", "type", "schedule", "tz", "prio", "window", "enabled", "next run"],
+        ["id", "database", "type", "schedule", "tz", "prio", "window", "holidays", "enabled", "next run"],
         [[r["id"], r["database"], str(r["type"] or r["kind"]), r["schedule"], r["tz"], str(r["priority"]),
-          r["window"] or "-", "yes" if r["enabled"] else "no", r["next_run"] or "-"] for r in rows],
+          r["window"] or "-", j.holidays.describe() if j.holidays else "-", "yes" if r["enabled"] else "no",
+          (r["next_run"] or "-") + (f" (skipped: {r['next_run_skipped_for']})" if r["next_run_skipped_for"] else "")]
+         for r, j in zip(rows, jobs)],
     )
 
 
@@ -231,9 +239,11 @@ def window_group() -> None:
 @click.option("--end", callback=_hhmm, default=None, help="HH:MM (<= start crosses midnight)")
 @click.option("--tz", default="UTC", show_default=True)
 @click.option("--name", default=None)
+@holiday_options
 @pass_state
 def window_add(state: CliState, window_id: str, preset: str | None, days: str | None, start: time | None,
-               end: time | None, tz: str, name: str | None) -> None:
+               end: time | None, tz: str, name: str | None, holidays_region: str | None,
+               holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...]) -> None:
     """Add a window from a preset or from --days/--start/--end.
 
     Example: rustybackup window add nights --days mon-fri --start 18:00 --end 06:00 --tz Europe/Paris
@@ -247,6 +257,9 @@ def window_add(state: CliState, window_id: str, preset: str | None, days: str | 
         if days is None or start is None or end is None:
             raise click.UsageError("a custom window needs --days, --start and --end (or use --preset)")
         window = BackupWindow(window_id, name or window_id, start, end, days, tz)
+    calendar = calendar_from(holidays_region, holidays_files, exclude_dates)
+    if calendar is not None:
+        window = BackupWindow(window_id, window.name, window.start, window.end, window.days, tz, window.also, calendar)
     _scheduler(state).add_window(window)
     click.echo(f"added window {window_id}")
 
@@ -273,8 +286,8 @@ def window_list(state: CliState, as_json: bool) -> None:
         spans = "; ".join(
             f"{','.join(_DAY[d] for d in r.days)} {r.start:%H:%M}-{r.end:%H:%M}" for r in w.rules
         )
-        rows.append([w.id, w.name, spans, w.tz])
-    _table("windows", ["id", "name", "when", "tz"], rows)
+        rows.append([w.id, w.name, spans, w.tz, w.holidays.describe() if w.holidays else "-"])
+    _table("windows", ["id", "name", "when", "tz", "holidays"], rows)
 
 
 @window_group.command("remove")
