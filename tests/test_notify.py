@@ -6,15 +6,18 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-
+from rustybackup.config import load_config
+from rustybackup.enums import BackupType, ExecutionStatus
 from rustybackup.errors import ConfigError
+from rustybackup.jobs import ScheduledBackup
 from rustybackup.notify import (
     Event,
     Notification,
@@ -24,13 +27,17 @@ from rustybackup.notify import (
     parse_events,
     send_webhook,
 )
+from rustybackup.scheduler import BackupScheduler
+from sched_fakes import FakeClock, FakeManager
+
+T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 
 NOTE = Notification(
     Event.FAILURE,
     "nightly",
     "app",
     "job nightly (app) failed",
-    datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc),
+    datetime(2026, 11, 30, 2, 0, tzinfo=UTC),
     {"status": "failed", "error": "disk full"},
 )
 
@@ -39,7 +46,7 @@ class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
             (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
         )
@@ -74,7 +81,7 @@ class _Hook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.attempts += 1
                 if hook.attempts <= hook.fail:
@@ -245,3 +252,113 @@ def test_full_queue_drops_and_counts() -> None:
     notifier._queue.put_nowait(None)
     assert notifier.notify(NotifyTargets(webhooks=("http://127.0.0.1:9/",)), NOTE) == 0
     assert notifier.dropped == 1
+
+
+# --- around scheduled runs ---------------------------------------------------------------
+
+
+def _scheduler(
+    tmp_path: Path, notifier: Notifier
+) -> tuple[BackupScheduler, FakeManager, FakeClock]:
+    clock = FakeClock(T0)
+    manager = FakeManager(tmp_path, clock=clock)
+    return BackupScheduler(manager, clock=clock, notifier=notifier), manager, clock
+
+
+def _job(targets: NotifyTargets, **kw: Any) -> ScheduledBackup:
+    return ScheduledBackup(
+        "nightly", "Nightly", "app", BackupType.FULL, "0 1 * * *", notify=targets, **kw
+    )
+
+
+def test_a_failed_backup_is_posted_and_success_only_when_asked(
+    tmp_path: Path, hook: _Hook
+) -> None:
+    notifier = Notifier(backoff=0.01)
+    s, m, clock = _scheduler(tmp_path, notifier)
+    s.add_job(_job(NotifyTargets(webhooks=(hook.url,))))
+    m.fail["app"] = OSError("disk full")
+    clock.set(T0 + timedelta(hours=1))
+    s.execute_due_jobs()
+    del m.fail["app"]
+    clock.set(T0 + timedelta(days=1, hours=1))
+    s.execute_due_jobs()  # succeeds: the default events leave success out
+    s.close()
+    (body,) = hook.bodies
+    assert (
+        body["event"] == "failure"
+        and body["job"] == "nightly"
+        and body["database"] == "app"
+    )
+    assert (
+        body["details"]["error"] == "OSError: disk full"
+        and body["details"]["status"] == "failed"
+    )
+    assert body["summary"] == "job nightly (app) failed: OSError: disk full"
+
+
+def test_success_and_skips_when_asked(tmp_path: Path, hook: _Hook) -> None:
+    notifier = Notifier(backoff=0.01)
+    s, _m, clock = _scheduler(tmp_path, notifier)
+    s.add_job(
+        _job(
+            NotifyTargets(webhooks=(hook.url,), events=parse_events("success,skipped")),
+            misfire="skip",
+        )
+    )
+    clock.set(T0 + timedelta(hours=1))
+    (set_id,) = s.execute_due_jobs()
+    clock.set(T0 + timedelta(days=3, hours=5))  # three occurrences missed while "down"
+    s.execute_due_jobs()
+    assert notifier.flush(30)
+    events = [
+        (b["event"], b["details"].get("set_id"), b["details"].get("reason"))
+        for b in hook.bodies
+    ]
+    assert events[0] == ("success", set_id, None)
+    assert [e[0] for e in events[1:]] == ["skipped"] * 3
+    assert len(s.history(job_id="nightly", status="skipped")) == 3
+    s.close()
+    assert all("misfire policy skip" in str(e[2]) for e in events[1:])
+
+
+def test_a_dead_endpoint_never_fails_the_backup(tmp_path: Path) -> None:
+    notifier = Notifier(attempts=2, backoff=0.01, timeout=5)
+    s, _m, clock = _scheduler(tmp_path, notifier)
+    dead = f"http://127.0.0.1:{_free_port()}/"
+    s.add_job(
+        _job(
+            NotifyTargets(
+                webhooks=(dead,),
+                emails=("ops@example.org",),
+                events=parse_events("success"),
+            )
+        )
+    )
+    clock.set(T0 + timedelta(hours=1))
+    assert len(s.execute_due_jobs()) == 1
+    (e,) = s.history(job_id="nightly")
+    assert e.status is ExecutionStatus.COMPLETED
+    s.close()  # flushes: the delivery was tried (twice) and given up
+    assert (
+        notifier.sent == 0 and notifier.failed == 2
+    )  # the webhook, and the email without SMTP
+
+
+def test_notify_targets_persist(tmp_path: Path) -> None:
+    s, _, _ = _scheduler(tmp_path, Notifier())
+    targets = NotifyTargets(
+        ("https://hooks.example.org/x",),
+        ("ops@example.org",),
+        parse_events("damage,window"),
+        "slack",
+    )
+    s.add_job(_job(targets))
+    assert load_config(s.config_file).jobs["nightly"].notify == targets
+    data = json.loads(s.config_file.read_text())
+    data["jobs"][0]["notify"]["on"] = ["failure", "never"]
+    s.config_file.write_text(json.dumps(data))
+    with pytest.raises(
+        ConfigError, match="job 'nightly' field 'notify': notify-on: 'never'"
+    ):
+        load_config(s.config_file)

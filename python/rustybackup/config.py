@@ -21,7 +21,9 @@ from typing import Any
 from . import store
 from .errors import ConfigError
 from .holidays_cal import HolidayCalendar
+from .hooks import JobHooks
 from .jobs import Job, ScheduledBackup, ScheduledVerification
+from .notify import NotifyTargets
 from .windows import BackupWindow, WeeklyRule
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "SchedulerConfig", "load_config", "save_config"]
@@ -81,6 +83,10 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
         data.update(level=job.level.value, budget=job.budget.total_seconds() if job.budget else None)
     if job.holidays is not None:
         data["holidays"] = job.holidays.to_json()
+    if job.notify is not None:
+        data["notify"] = job.notify.to_json()
+    if job.hooks is not None:
+        data["hooks"] = job.hooks.to_json()
     if added_at is not None:
         data["added_at"] = added_at.isoformat()
     return data
@@ -124,7 +130,8 @@ def _lines_array(items: list[bytes]) -> bytes:
 # --- decoding --------------------------------------------------------------------------
 
 _JOB_COMMON = {"id", "kind", "name", "database", "schedule", "tz", "priority", "max_duration",
-               "window_id", "enabled", "misfire", "window_policy", "added_at", "holidays"}
+               "window_id", "enabled", "misfire", "window_policy", "added_at", "holidays",
+               "notify", "hooks"}
 _JOB_FIELDS = {
     "backup": _JOB_COMMON | {"backup_type", "retention", "tags"},
     "verification": _JOB_COMMON | {"level", "budget"},
@@ -260,6 +267,8 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
         misfire=_get(entry, "misfire", str, place, "run_once"),
         window_policy=_get(entry, "window_policy", str, place, "skip"), tz=_get(entry, "tz", str, place, "UTC"),
         holidays=_holidays(entry, place),
+        notify=None if entry.get("notify") is None else NotifyTargets.from_json(entry["notify"], f"{path}: {place.what}"),
+        hooks=None if entry.get("hooks") is None else JobHooks.from_json(entry["hooks"], f"{path}: {place.what}"),
     )
     added_raw = _get(entry, "added_at", str, place, None)
     added_at = None

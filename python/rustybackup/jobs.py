@@ -18,6 +18,8 @@ from .cron import CronSchedule
 from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import ConfigError, CronError
 from .holidays_cal import HolidayCalendar
+from .hooks import JobHooks
+from .notify import NotifyTargets
 from .retention import RetentionPolicy
 from .windows import load_zone
 
@@ -58,6 +60,8 @@ class _JobCommon:
     window_policy: str
     tz: str
     holidays: HolidayCalendar | None
+    notify: NotifyTargets | None
+    hooks: JobHooks | None
     _cron: CronSchedule
 
     def _validate_common(self) -> None:
@@ -92,6 +96,10 @@ class _JobCommon:
             )
         if self.holidays is not None and not isinstance(self.holidays, HolidayCalendar):
             raise _fail(self.id, "holidays", f"expected a HolidayCalendar, got {self.holidays!r}")
+        if self.notify is not None and not isinstance(self.notify, NotifyTargets):
+            raise _fail(self.id, "notify", f"expected NotifyTargets, got {self.notify!r}")
+        if self.hooks is not None and not isinstance(self.hooks, JobHooks):
+            raise _fail(self.id, "hooks", f"expected JobHooks, got {self.hooks!r}")
         if self.window_policy == "defer" and self.window_id is None:
             raise _fail(self.id, "window_policy", "'defer' needs a window_id to wait for")
         try:
@@ -161,6 +169,9 @@ class ScheduledBackup(_JobCommon):
     tz: str = "UTC"
     #: Dates (in ``tz``) on which an occurrence is recorded SKIPPED with the holiday's name.
     holidays: HolidayCalendar | None = None
+    #: Where notifications about this job go (rustybackup.notify), and its pre/post hooks.
+    notify: NotifyTargets | None = None
+    hooks: JobHooks | None = None
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +217,9 @@ class ScheduledVerification(_JobCommon):
     tz: str = "UTC"
     budget: timedelta | None = None
     holidays: HolidayCalendar | None = None
+    #: Where notifications about this job go (rustybackup.notify), and its pre/post hooks.
+    notify: NotifyTargets | None = None
+    hooks: JobHooks | None = None
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

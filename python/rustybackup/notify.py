@@ -114,6 +114,43 @@ class NotifyTargets:
         object.__setattr__(self, "emails", tuple(self.emails))
         object.__setattr__(self, "events", frozenset(Event(e) for e in self.events))
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "webhooks": list(self.webhooks),
+            "emails": list(self.emails),
+            "on": sorted(e.value for e in self.events),
+            "webhook_format": self.webhook_format,
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> NotifyTargets:
+        """Reads ``to_json``'s form; a ConfigError names ``where`` and the field."""
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{where} field 'notify': expected an object, got {data!r:.60}"
+            )
+        unknown = sorted(set(data) - {"webhooks", "emails", "on", "webhook_format"})
+        if unknown:
+            raise ConfigError(f"{where} field 'notify.{unknown[0]}': unknown field")
+        lists: dict[str, tuple[str, ...]] = {}
+        for key in ("webhooks", "emails", "on"):
+            value = data.get(key, [])
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) for v in value
+            ):
+                raise ConfigError(
+                    f"{where} field 'notify.{key}': expected a list of strings, got {value!r:.60}"
+                )
+            lists[key] = tuple(value)
+        fmt = data.get("webhook_format", "json")
+        try:
+            events = (
+                parse_events(",".join(lists["on"])) if lists["on"] else DEFAULT_EVENTS
+            )
+            return cls(lists["webhooks"], lists["emails"], events, fmt)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} field 'notify': {exc}") from None
+
     @property
     def empty(self) -> bool:
         return not self.webhooks and not self.emails

@@ -29,7 +29,9 @@ from .errors import BackupCancelled, ConfigError, CronError
 from .history import History
 from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, sort_key
 from .locks import LeaseKeeper
+from .notify import Notifier
 from .retention import RetentionPolicy
+from .run_events import DAMAGE_PREFIX, RunEvents
 from .windows import BackupWindow
 
 __all__ = ["BackupScheduler", "DueRun", "ManagerLike"]
@@ -88,11 +90,15 @@ class BackupScheduler:
         *,
         lease: timedelta = timedelta(minutes=5),
         misfire_grace: timedelta = timedelta(minutes=1),
+        notifier: Notifier | None = None,
     ) -> None:
         self._manager = manager
         self._clock = clock or _utc_now
         self._lease = lease
         self._grace = misfire_grace
+        # Hooks and notifications (run_events.py); the notifier is made from the
+        # environment on first use unless given.
+        self.events = RunEvents(notifier)
         repo = Path(manager.repository)
         where = Path(config_path) if config_path is not None else repo
         self.config_file = where if where.suffix == ".json" else where / CONFIG_NAME
@@ -443,7 +449,9 @@ class BackupScheduler:
         if runs or skips:
             self._history.recover(now)
         for jid, t, why in skips:
-            self._history.record_skipped(jid, t, now, why)
+            skipped_job = self._config.jobs.get(jid)  # another thread may have removed it since
+            if self._history.record_skipped(jid, t, now, why) and skipped_job is not None:
+                self.events.skipped(skipped_job, t, why, now)
         runs.sort(key=lambda jr: sort_key(jr[0], jr[1].due_at))
         made: list[str] = []
         for job, run in runs:
@@ -468,6 +476,14 @@ class BackupScheduler:
             timer.daemon = True
             timer.start()
         self._leases.start(exec_id)
+        skip_reason = self.events.pre_hook(job)
+        if skip_reason is not None:
+            self._leases.stop(exec_id)
+            if timer is not None:
+                timer.cancel()
+            self._history.finish(exec_id, ExecutionStatus.SKIPPED, max(self._now(), now), error=skip_reason)
+            self.events.finished(job, run.scheduled_for, ExecutionStatus.SKIPPED, None, skip_reason, self._now())
+            return None
         status, set_id, error, read, written = ExecutionStatus.FAILED, None, None, None, None
         try:
             if isinstance(job, ScheduledBackup):
@@ -497,7 +513,18 @@ class BackupScheduler:
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
         self._history.finish(exec_id, status, finished, backup_set_id=set_id, error=error,
                              bytes_read=read, bytes_written=written)
+        self.events.finished(job, run.scheduled_for, status, set_id, error, finished)
+        self._check_window(job, finished)
         return set_id if status is ExecutionStatus.COMPLETED else None
+
+    def _check_window(self, job: Job, now: datetime) -> None:
+        catalog = getattr(self._manager, "catalog", None)
+        if catalog is None:  # a manager without a catalog (tests' fakes): nothing to resolve
+            return
+        try:
+            self.events.check_window(self.list_jobs(), job.database, catalog, now)
+        except Exception:
+            log.exception("job %s: recovery window check", job.id)
 
     def _verify(self, job: ScheduledVerification) -> tuple[ExecutionStatus, str | None]:
         # Imported here: verification pulls in the whole engine, which a scheduler that
@@ -511,7 +538,7 @@ class BackupScheduler:
             return ExecutionStatus.COMPLETED, None
         corrupt, missing = len(report.corrupt_blocks), len(report.missing_pieces)
         return ExecutionStatus.FAILED, (
-            f"verification found {corrupt} corrupt block(s), {missing} missing piece(s), "
+            f"{DAMAGE_PREFIX}{corrupt} corrupt block(s), {missing} missing piece(s), "
             f"{len(report.findings)} finding(s) in all"
         )
 
@@ -552,4 +579,6 @@ class BackupScheduler:
         return self._history.query(job_id, status, since, limit)
 
     def close(self) -> None:
+        """Delivers queued notifications (up to a minute), then closes the history."""
+        self.events.close()
         self._history.close()
