@@ -2,10 +2,12 @@
 beside it (a separate process, as deployed) against without, in interleaved rounds.
 
 The goal (issue 14): within 10%. Commits per second of a writer that inserts one ~200
-byte row per transaction (``synchronous=NORMAL``, the usual WAL setting) as fast as it
-can; the capturer steps every RB_BENCH_INTERVAL seconds. Printed, not asserted: a bench.
+byte row per transaction as fast as it can, with ``PRAGMA synchronous`` =
+RB_BENCH_SYNCHRONOUS (SQLite's default FULL: an fsync per commit; NORMAL: none, the
+writer is then CPU-bound and writes ~4 KiB of WAL per commit, tens of MB/s); the
+capturer steps every RB_BENCH_INTERVAL seconds. Printed, not asserted: a bench.
 
-    RB_BENCH_SECONDS=5 RB_BENCH_ROUNDS=4 RB_BENCH_INTERVAL=1 \\
+    RB_BENCH_SECONDS=5 RB_BENCH_ROUNDS=4 RB_BENCH_INTERVAL=1 RB_BENCH_SYNCHRONOUS=FULL \\
         python -m pytest benches/test_sqlite_capture_bench.py -s -p no:cacheprovider
 """
 
@@ -26,12 +28,14 @@ from rustybackup.enums import BackupType
 SECONDS = float(os.environ.get("RB_BENCH_SECONDS", "2"))
 ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "2"))
 INTERVAL = os.environ.get("RB_BENCH_INTERVAL", "1")
+SYNCHRONOUS = os.environ.get("RB_BENCH_SYNCHRONOUS", "FULL").upper()
+assert SYNCHRONOUS in ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def _write_for(db: Path, seconds: float) -> int:
     """Commits until `seconds` have passed; returns how many."""
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
     payload = os.urandom(200)
     n = 0
     end = time.perf_counter() + seconds
@@ -88,7 +92,8 @@ def test_writer_throughput_with_and_without_capture(tmp_path: Path) -> None:
     sets = len(manager.catalog.list_sets("bench")) - sets_before
     base, captured = statistics.median(without), statistics.median(with_capture)
     print(
-        f"\nwriter commits/s, {ROUNDS} interleaved rounds of {SECONDS:g} s, capture every {INTERVAL} s:\n"
+        f"\nwriter commits/s (synchronous={SYNCHRONOUS}), {ROUNDS} interleaved rounds of {SECONDS:g} s, "
+        f"capture every {INTERVAL} s:\n"
         f"  without capture: {' '.join(f'{x:,.0f}' for x in without)} (median {base:,.0f})\n"
         f"  with capture:    {' '.join(f'{x:,.0f}' for x in with_capture)} (median {captured:,.0f})\n"
         f"  ratio with/without: {captured / base:.3f}; {sets} capture sets registered"

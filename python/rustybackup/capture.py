@@ -480,7 +480,7 @@ def _wal_is_long(manager: BackupManager, database: str, db: Path) -> bool:
     )
 
 
-ROLLOVER_TAIL = 256
+ROLLOVER_TAIL = 2048
 """At most this many frames may wait to be copied under the write lock."""
 
 
