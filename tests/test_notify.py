@@ -47,9 +47,7 @@ class _Mailbox:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(
-            (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
-        )
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
         return "250 OK"
 
 
@@ -220,18 +218,12 @@ def test_smtp_settings_from_env() -> None:
         "p",
         "rustybackup@mx",
     )
-    s = SmtpSettings.from_env(
-        {"RUSTYBACKUP_SMTP_HOST": "mx", "RUSTYBACKUP_SMTP_TLS": "ssl"}
-    )
+    s = SmtpSettings.from_env({"RUSTYBACKUP_SMTP_HOST": "mx", "RUSTYBACKUP_SMTP_TLS": "ssl"})
     assert s is not None and s.port == 465
     with pytest.raises(ConfigError, match="RUSTYBACKUP_SMTP_TLS"):
-        SmtpSettings.from_env(
-            {"RUSTYBACKUP_SMTP_HOST": "mx", "RUSTYBACKUP_SMTP_TLS": "yes"}
-        )
+        SmtpSettings.from_env({"RUSTYBACKUP_SMTP_HOST": "mx", "RUSTYBACKUP_SMTP_TLS": "yes"})
     with pytest.raises(ConfigError, match="RUSTYBACKUP_SMTP_PORT.*'x'"):
-        SmtpSettings.from_env(
-            {"RUSTYBACKUP_SMTP_HOST": "mx", "RUSTYBACKUP_SMTP_PORT": "x"}
-        )
+        SmtpSettings.from_env({"RUSTYBACKUP_SMTP_HOST": "mx", "RUSTYBACKUP_SMTP_PORT": "x"})
 
 
 def test_parse_events_and_targets_validate() -> None:
@@ -257,23 +249,17 @@ def test_full_queue_drops_and_counts() -> None:
 # --- around scheduled runs ---------------------------------------------------------------
 
 
-def _scheduler(
-    tmp_path: Path, notifier: Notifier
-) -> tuple[BackupScheduler, FakeManager, FakeClock]:
+def _scheduler(tmp_path: Path, notifier: Notifier) -> tuple[BackupScheduler, FakeManager, FakeClock]:
     clock = FakeClock(T0)
     manager = FakeManager(tmp_path, clock=clock)
     return BackupScheduler(manager, clock=clock, notifier=notifier), manager, clock
 
 
 def _job(targets: NotifyTargets, **kw: Any) -> ScheduledBackup:
-    return ScheduledBackup(
-        "nightly", "Nightly", "app", BackupType.FULL, "0 1 * * *", notify=targets, **kw
-    )
+    return ScheduledBackup("nightly", "Nightly", "app", BackupType.FULL, "0 1 * * *", notify=targets, **kw)
 
 
-def test_a_failed_backup_is_posted_and_success_only_when_asked(
-    tmp_path: Path, hook: _Hook
-) -> None:
+def test_a_failed_backup_is_posted_and_success_only_when_asked(tmp_path: Path, hook: _Hook) -> None:
     notifier = Notifier(backoff=0.01)
     s, m, clock = _scheduler(tmp_path, notifier)
     s.add_job(_job(NotifyTargets(webhooks=(hook.url,))))
@@ -285,15 +271,8 @@ def test_a_failed_backup_is_posted_and_success_only_when_asked(
     s.execute_due_jobs()  # succeeds: the default events leave success out
     s.close()
     (body,) = hook.bodies
-    assert (
-        body["event"] == "failure"
-        and body["job"] == "nightly"
-        and body["database"] == "app"
-    )
-    assert (
-        body["details"]["error"] == "OSError: disk full"
-        and body["details"]["status"] == "failed"
-    )
+    assert body["event"] == "failure" and body["job"] == "nightly" and body["database"] == "app"
+    assert body["details"]["error"] == "OSError: disk full" and body["details"]["status"] == "failed"
     assert body["summary"] == "job nightly (app) failed: OSError: disk full"
 
 
@@ -311,10 +290,7 @@ def test_success_and_skips_when_asked(tmp_path: Path, hook: _Hook) -> None:
     clock.set(T0 + timedelta(days=3, hours=5))  # three occurrences missed while "down"
     s.execute_due_jobs()
     assert notifier.flush(30)
-    events = [
-        (b["event"], b["details"].get("set_id"), b["details"].get("reason"))
-        for b in hook.bodies
-    ]
+    events = [(b["event"], b["details"].get("set_id"), b["details"].get("reason")) for b in hook.bodies]
     assert events[0] == ("success", set_id, None)
     assert [e[0] for e in events[1:]] == ["skipped"] * 3
     assert len(s.history(job_id="nightly", status="skipped")) == 3
@@ -340,9 +316,7 @@ def test_a_dead_endpoint_never_fails_the_backup(tmp_path: Path) -> None:
     (e,) = s.history(job_id="nightly")
     assert e.status is ExecutionStatus.COMPLETED
     s.close()  # flushes: the delivery was tried (twice) and given up
-    assert (
-        notifier.sent == 0 and notifier.failed == 2
-    )  # the webhook, and the email without SMTP
+    assert notifier.sent == 0 and notifier.failed == 2  # the webhook, and the email without SMTP
 
 
 def test_notify_targets_persist(tmp_path: Path) -> None:
@@ -358,7 +332,5 @@ def test_notify_targets_persist(tmp_path: Path) -> None:
     data = json.loads(s.config_file.read_text())
     data["jobs"][0]["notify"]["on"] = ["failure", "never"]
     s.config_file.write_text(json.dumps(data))
-    with pytest.raises(
-        ConfigError, match="job 'nightly' field 'notify': notify-on: 'never'"
-    ):
+    with pytest.raises(ConfigError, match="job 'nightly' field 'notify': notify-on: 'never'"):
         load_config(s.config_file)

@@ -58,13 +58,9 @@ class JobHooks:
             if cmd is not None and (not isinstance(cmd, str) or not cmd.strip()):
                 raise ConfigError(f"{name}: expected a shell command, got {cmd!r}")
         if not isinstance(self.timeout, timedelta) or self.timeout <= timedelta(0):
-            raise ConfigError(
-                f"hook_timeout: must be a positive duration, got {self.timeout!r}"
-            )
+            raise ConfigError(f"hook_timeout: must be a positive duration, got {self.timeout!r}")
         if self.pre_failure not in PRE_HOOK_POLICIES:
-            raise ConfigError(
-                f"pre_hook_failure: {self.pre_failure!r} is not one of {', '.join(PRE_HOOK_POLICIES)}"
-            )
+            raise ConfigError(f"pre_hook_failure: {self.pre_failure!r} is not one of {', '.join(PRE_HOOK_POLICIES)}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,26 +74,18 @@ class JobHooks:
     def from_json(cls, data: object, where: str) -> JobHooks:
         """Reads ``to_json``'s form; a ConfigError names ``where`` and the field."""
         if not isinstance(data, dict):
-            raise ConfigError(
-                f"{where} field 'hooks': expected an object, got {data!r:.60}"
-            )
+            raise ConfigError(f"{where} field 'hooks': expected an object, got {data!r:.60}")
         unknown = sorted(set(data) - {"pre", "post", "timeout", "pre_failure"})
         if unknown:
             raise ConfigError(f"{where} field 'hooks.{unknown[0]}': unknown field")
         timeout = data.get("timeout", 300)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout < 1e9
-        ):
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < 1e9:
             raise ConfigError(
                 f"{where} field 'hooks.timeout': expected a positive number of seconds, got {timeout!r:.60}"
             )
         for key in ("pre", "post", "pre_failure"):
             if data.get(key) is not None and not isinstance(data[key], str):
-                raise ConfigError(
-                    f"{where} field 'hooks.{key}': expected a string, got {data[key]!r:.60}"
-                )
+                raise ConfigError(f"{where} field 'hooks.{key}': expected a string, got {data[key]!r:.60}")
         try:
             return cls(
                 data.get("pre"),
@@ -123,11 +111,7 @@ class HookResult:
 
     def reason(self, phase: str) -> str:
         """One line for the history: what failed and the end of what it printed."""
-        what = (
-            "timed out"
-            if self.returncode is None
-            else f"exited with status {self.returncode}"
-        )
+        what = "timed out" if self.returncode is None else f"exited with status {self.returncode}"
         tail = " ".join(self.output.split())[-_TAIL:]
         return f"{phase}-hook {self.command!r} {what}" + (f": {tail}" if tail else "")
 

@@ -68,17 +68,13 @@ def parse_events(text: str) -> frozenset[Event]:
     """``"failure,success"`` -> the events; an unknown word is a ConfigError naming it."""
     words = [w.strip().lower() for w in text.split(",") if w.strip()]
     if not words:
-        raise ConfigError(
-            f"notify-on: expected some of {', '.join(e.value for e in Event)}, got {text!r}"
-        )
+        raise ConfigError(f"notify-on: expected some of {', '.join(e.value for e in Event)}, got {text!r}")
     out = set()
     for w in words:
         try:
             out.add(Event(w))
         except ValueError:
-            raise ConfigError(
-                f"notify-on: {w!r} is not one of {', '.join(e.value for e in Event)}"
-            ) from None
+            raise ConfigError(f"notify-on: {w!r} is not one of {', '.join(e.value for e in Event)}") from None
     return frozenset(out)
 
 
@@ -94,22 +90,12 @@ class NotifyTargets:
     def __post_init__(self) -> None:
         for url in self.webhooks:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ConfigError(
-                    f"notify webhook {url!r}: expected an http:// or https:// URL"
-                )
+                raise ConfigError(f"notify webhook {url!r}: expected an http:// or https:// URL")
         for addr in self.emails:
-            if (
-                not isinstance(addr, str)
-                or "@" not in addr
-                or any(c in addr for c in "\r\n ,")
-            ):
-                raise ConfigError(
-                    f"notify email {addr!r}: expected one address like ops@example.com"
-                )
+            if not isinstance(addr, str) or "@" not in addr or any(c in addr for c in "\r\n ,"):
+                raise ConfigError(f"notify email {addr!r}: expected one address like ops@example.com")
         if self.webhook_format not in WEBHOOK_FORMATS:
-            raise ConfigError(
-                f"notify webhook format {self.webhook_format!r}: use one of {', '.join(WEBHOOK_FORMATS)}"
-            )
+            raise ConfigError(f"notify webhook format {self.webhook_format!r}: use one of {', '.join(WEBHOOK_FORMATS)}")
         object.__setattr__(self, "webhooks", tuple(self.webhooks))
         object.__setattr__(self, "emails", tuple(self.emails))
         object.__setattr__(self, "events", frozenset(Event(e) for e in self.events))
@@ -126,27 +112,19 @@ class NotifyTargets:
     def from_json(cls, data: object, where: str) -> NotifyTargets:
         """Reads ``to_json``'s form; a ConfigError names ``where`` and the field."""
         if not isinstance(data, dict):
-            raise ConfigError(
-                f"{where} field 'notify': expected an object, got {data!r:.60}"
-            )
+            raise ConfigError(f"{where} field 'notify': expected an object, got {data!r:.60}")
         unknown = sorted(set(data) - {"webhooks", "emails", "on", "webhook_format"})
         if unknown:
             raise ConfigError(f"{where} field 'notify.{unknown[0]}': unknown field")
         lists: dict[str, tuple[str, ...]] = {}
         for key in ("webhooks", "emails", "on"):
             value = data.get(key, [])
-            if not isinstance(value, list) or not all(
-                isinstance(v, str) for v in value
-            ):
-                raise ConfigError(
-                    f"{where} field 'notify.{key}': expected a list of strings, got {value!r:.60}"
-                )
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where} field 'notify.{key}': expected a list of strings, got {value!r:.60}")
             lists[key] = tuple(value)
         fmt = data.get("webhook_format", "json")
         try:
-            events = (
-                parse_events(",".join(lists["on"])) if lists["on"] else DEFAULT_EVENTS
-            )
+            events = parse_events(",".join(lists["on"])) if lists["on"] else DEFAULT_EVENTS
             return cls(lists["webhooks"], lists["emails"], events, fmt)
         except ConfigError as exc:
             raise ConfigError(f"{where} field 'notify': {exc}") from None
@@ -214,15 +192,9 @@ class SmtpSettings:
         if not host:
             return None
         user = env.get("RUSTYBACKUP_SMTP_USER") or None
-        tls = (
-            (env.get("RUSTYBACKUP_SMTP_TLS") or ("starttls" if user else "none"))
-            .strip()
-            .lower()
-        )
+        tls = (env.get("RUSTYBACKUP_SMTP_TLS") or ("starttls" if user else "none")).strip().lower()
         if tls not in ("none", "starttls", "ssl"):
-            raise ConfigError(
-                f"RUSTYBACKUP_SMTP_TLS: {tls!r} is not one of none, starttls, ssl"
-            )
+            raise ConfigError(f"RUSTYBACKUP_SMTP_TLS: {tls!r} is not one of none, starttls, ssl")
         raw_port = env.get("RUSTYBACKUP_SMTP_PORT") or {
             "ssl": "465",
             "starttls": "587",
@@ -230,15 +202,11 @@ class SmtpSettings:
         try:
             port = int(raw_port)
         except ValueError:
-            raise ConfigError(
-                f"RUSTYBACKUP_SMTP_PORT: {raw_port!r} is not a port number"
-            ) from None
+            raise ConfigError(f"RUSTYBACKUP_SMTP_PORT: {raw_port!r} is not a port number") from None
         if not 0 < port < 65536:
             raise ConfigError(f"RUSTYBACKUP_SMTP_PORT: {port} is out of range 1-65535")
         sender = env.get("RUSTYBACKUP_SMTP_FROM") or f"rustybackup@{host}"
-        return cls(
-            host, port, sender, tls, user, env.get("RUSTYBACKUP_SMTP_PASSWORD") or None
-        )
+        return cls(host, port, sender, tls, user, env.get("RUSTYBACKUP_SMTP_PASSWORD") or None)
 
 
 def send_email(settings: SmtpSettings, to: str, note: Notification) -> None:
@@ -251,9 +219,7 @@ def send_email(settings: SmtpSettings, to: str, note: Notification) -> None:
     context = ssl.create_default_context()
     smtp: smtplib.SMTP
     if settings.tls == "ssl":
-        smtp = smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout, context=context
-        )
+        smtp = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
     else:
         smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
     with smtp:
@@ -271,9 +237,7 @@ def webhook_body(note: Notification, fmt: str) -> dict[str, Any]:
     return note.to_json()
 
 
-def send_webhook(
-    url: str, note: Notification, fmt: str = "json", timeout: float = 30.0
-) -> None:
+def send_webhook(url: str, note: Notification, fmt: str = "json", timeout: float = 30.0) -> None:
     """POSTs the notification as JSON; raises OSError (urllib's errors) on failure,
     including any answer outside 2xx."""
     data = json.dumps(webhook_body(note, fmt)).encode()
@@ -350,9 +314,7 @@ class Notifier:
             self._ensure_thread()
         return queued
 
-    def _deliveries(
-        self, targets: NotifyTargets, note: Notification
-    ) -> Iterable[_Delivery]:
+    def _deliveries(self, targets: NotifyTargets, note: Notification) -> Iterable[_Delivery]:
         fmt, timeout, smtp = targets.webhook_format, self.timeout, self.smtp
         for url in targets.webhooks:
             yield _Delivery(
@@ -367,9 +329,7 @@ class Notifier:
                     addr,
                 )
                 continue
-            yield _Delivery(
-                f"email {addr}", functools.partial(send_email, smtp, addr, note)
-            )
+            yield _Delivery(f"email {addr}", functools.partial(send_email, smtp, addr, note))
 
     def _count(self, name: str) -> None:
         with self._count_lock:
@@ -378,9 +338,7 @@ class Notifier:
     def _ensure_thread(self) -> None:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="rustybackup-notify", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name="rustybackup-notify", daemon=True)
                 self._thread.start()
 
     def _loop(self) -> None:

@@ -40,11 +40,7 @@ def recovery_window(jobs: Iterable[Job], database: str) -> timedelta | None:
     """The largest retention recovery window among ``database``'s backup jobs."""
     windows = []
     for job in jobs:
-        if (
-            isinstance(job, ScheduledBackup)
-            and job.database == database
-            and job.retention
-        ):
+        if isinstance(job, ScheduledBackup) and job.database == database and job.retention:
             window = RetentionPolicy.parse(job.retention).window
             if window is not None:
                 windows.append(window)
@@ -101,9 +97,7 @@ class RunEvents:
         log.warning("job %s: %s; running anyway (pre_hook_failure=run)", job.id, reason)
         return None
 
-    def post_hook(
-        self, job: Job, status: ExecutionStatus, set_id: str | None, error: str | None
-    ) -> None:
+    def post_hook(self, job: Job, status: ExecutionStatus, set_id: str | None, error: str | None) -> None:
         hooks = job.hooks
         if hooks is None or hooks.post is None:
             return
@@ -122,9 +116,7 @@ class RunEvents:
 
     # --- notifications -------------------------------------------------------------------
 
-    def skipped(
-        self, job: Job, scheduled_for: datetime, reason: str, now: datetime
-    ) -> None:
+    def skipped(self, job: Job, scheduled_for: datetime, reason: str, now: datetime) -> None:
         self._send(
             job.notify,
             Notification(
@@ -180,9 +172,7 @@ class RunEvents:
             ),
         )
 
-    def check_window(
-        self, jobs: list[Job], database: str, catalog: Any, now: datetime
-    ) -> bool | None:
+    def check_window(self, jobs: list[Job], database: str, catalog: Any, now: datetime) -> bool | None:
         """Whether ``database``'s recovery window is covered now (None: it has none);
         notifies the jobs that asked when it stops being covered."""
         from .metrics import recoverable_since_us
@@ -192,28 +182,18 @@ class RunEvents:
             return None
         now_us = to_us(now)
         rows = catalog.retention_rows(database)
-        since = recoverable_since_us(
-            catalog.chain_rows(database), (int(r[4]) for r in rows), now_us
-        )
-        covered = since is not None and since <= now_us - int(
-            window.total_seconds() * 1e6
-        )
+        since = recoverable_since_us(catalog.chain_rows(database), (int(r[4]) for r in rows), now_us)
+        covered = since is not None and since <= now_us - int(window.total_seconds() * 1e6)
         with self._lock:
             was = self._covered.get(database, True)
             self._covered[database] = covered
         if was and not covered:
             reached = (
-                "nothing is recoverable"
-                if since is None
-                else f"recoverable only since {from_us(since).isoformat()}"
+                "nothing is recoverable" if since is None else f"recoverable only since {from_us(since).isoformat()}"
             )
             seen: set[NotifyTargets] = set()
             for job in jobs:
-                if (
-                    job.database == database
-                    and job.notify is not None
-                    and job.notify not in seen
-                ):
+                if job.database == database and job.notify is not None and job.notify not in seen:
                     seen.add(job.notify)
                     self._send(
                         job.notify,
@@ -225,9 +205,7 @@ class RunEvents:
                             now,
                             {
                                 "window_seconds": window.total_seconds(),
-                                "recoverable_since": None
-                                if since is None
-                                else since / 1e6,
+                                "recoverable_since": None if since is None else since / 1e6,
                             },
                         ),
                     )

@@ -1,0 +1,67 @@
+"""``rustybackup metrics``: the Prometheus text format, for node_exporter's textfile
+collector (``--output``, written atomically) or stdout."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..durations import parse_duration
+from ..errors import ConfigError
+from ..metrics import RepositoryCollector, config_windows, render, write_textfile
+from .context import CliState, pass_state
+
+
+def parse_window(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        window = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if window <= timedelta(0):
+        raise click.BadParameter(f"{value!r}: must be positive")
+    return window
+
+
+def collector_for(repo: Path, default_window: timedelta | None, extra: Any = None) -> RepositoryCollector:
+    """The repository's collector; the windows are re-read from the jobs at each scrape."""
+    if not repo.is_dir():
+        raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
+    return RepositoryCollector(repo, lambda: config_windows(repo), default_window=default_window, extra=extra)
+
+
+@click.command("metrics")
+@click.option(
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file atomically (e.g. /var/lib/node_exporter/rustybackup.prom); default stdout.",
+)
+@click.option(
+    "--recovery-window",
+    callback=parse_window,
+    default=None,
+    help="Recovery window (e.g. 7d) for databases whose jobs' retention gives none.",
+)
+@pass_state
+def metrics_cmd(state: CliState, output: Path | None, recovery_window: timedelta | None) -> None:
+    """Print per-database metrics in the Prometheus text format.
+
+    Example: rustybackup --repo /backups metrics --output /var/lib/node_exporter/rustybackup.prom
+    """
+    collector = collector_for(state.require_repo(), recovery_window)
+    if output is None:
+        sys.stdout.buffer.write(render(collector))
+        sys.stdout.flush()
+    else:
+        write_textfile(output, collector)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(metrics_cmd)
