@@ -48,7 +48,17 @@ def _write_for(db: Path, seconds: float) -> int:
 
 def _capturer(repo: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rustybackup", "--repo", str(repo), "capture", "bench", "--interval", INTERVAL],
+        [
+            sys.executable,
+            "-m",
+            "rustybackup",
+            "--repo",
+            str(repo),
+            "capture",
+            "bench",
+            "--interval",
+            INTERVAL,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

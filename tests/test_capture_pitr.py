@@ -351,7 +351,10 @@ def test_a_missing_capture_set_is_named(tmp_path: Path) -> None:
     reader.close()
     # The path names exactly the captures the replay needs.
     path = manager.catalog.find_recovery_path("shop", sets[1].finished_at)
-    assert [s.id for s in path if s.backup_type is BackupType.ARCHIVE_LOG] == [sets[0].id, sets[1].id]
+    assert [s.id for s in path if s.backup_type is BackupType.ARCHIVE_LOG] == [
+        sets[0].id,
+        sets[1].id,
+    ]
     manager.catalog.remove_set(sets[1].id)
     with pytest.raises(NoRecoveryPath, match="were never captured"):
         manager.catalog.find_recovery_path("shop", clock())
@@ -393,7 +396,9 @@ def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(
     writer = Writer(db, clock)
     writer.start()
     stop = threading.Event()
-    loop = Capturer(BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05)
+    loop = Capturer(
+        BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05
+    )
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     try:
         while not writer.log:
@@ -411,14 +416,20 @@ def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(
         manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal
         for s in manager.catalog.list_sets("shop", BackupType.ARCHIVE_LOG)
     ]
-    rolled = [r for r in records if isinstance(r, WalCapture) and "while the capturer pinned it" in r.note]
+    rolled = [
+        r
+        for r in records
+        if isinstance(r, WalCapture) and "while the capturer pinned it" in r.note
+    ]
     assert rolled, [r.note for r in records if isinstance(r, WalCapture)]
     assert all(r.continuous for r in records[1:] if isinstance(r, WalCapture))
     for n, r in enumerate(rolled[:3]):
         assert isinstance(r, WalCapture) and r.commits
         seen = datetime.fromtimestamp(r.commits[-1][1] / 1e6, timezone.utc)
         _check_restore(manager, db, writer, seen, tmp_path / f"r{n}")
-    assert _check_restore(manager, db, writer, clock(), tmp_path / "latest") == len(writer.log)
+    assert _check_restore(manager, db, writer, clock(), tmp_path / "latest") == len(
+        writer.log
+    )
 
 
 def test_a_database_not_in_wal_mode_is_refused_by_name(tmp_path: Path) -> None:
@@ -428,13 +439,18 @@ def test_a_database_not_in_wal_mode_is_refused_by_name(tmp_path: Path) -> None:
     conn.commit()
     manager = BackupManager(tmp_path / "repo")
     manager.register_database("plain", db, kind="sqlite")
-    with pytest.raises(BackupError, match=r"journal_mode=delete; WAL capture needs PRAGMA journal_mode=WAL"):
+    with pytest.raises(
+        BackupError,
+        match=r"journal_mode=delete; WAL capture needs PRAGMA journal_mode=WAL",
+    ):
         manager.backup("plain", BackupType.ARCHIVE_LOG)
     assert manager.catalog.list_sets("plain") == []
     conn.close()
 
 
-def test_a_damaged_frame_in_the_live_wal_is_reported_and_never_captured(tmp_path: Path) -> None:
+def test_a_damaged_frame_in_the_live_wal_is_reported_and_never_captured(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "shop.db"
     _make_db(db)
     manager = BackupManager(tmp_path / "repo")
@@ -459,7 +475,10 @@ def test_a_damaged_frame_in_the_live_wal_is_reported_and_never_captured(tmp_path
     second = manager.backup("shop", BackupType.ARCHIVE_LOG)
     rec = manifest.load(manager.repo.set_dir(second.id) / store.MANIFEST).wal
     assert isinstance(rec, WalCapture)
-    assert "the WAL is damaged" in rec.note and f"frame {done.last_frame + 2} fails its checksum" in rec.note
+    assert (
+        "the WAL is damaged" in rec.note
+        and f"frame {done.last_frame + 2} fails its checksum" in rec.note
+    )
     # Nothing from the damaged frame on was captured.
     assert rec.last_frame <= done.last_frame + 1
     reader.close()

@@ -88,7 +88,9 @@ def _apply(tmp: Path, h: History, data: bytes) -> list[Row]:
     """Applies what our scan accepts of `data` to a copy of the base; the rows (the base's
     when no commit was accepted)."""
     if len(data) < 32:
-        return _rows(h.base)  # nothing was written (every transaction rolled back or changed nothing)
+        return _rows(
+            h.base
+        )  # nothing was written (every transaction rolled back or changed nothing)
     scan = _core.wal_scan(data)
     if scan.last_commit is None:
         return _rows(h.base)

@@ -140,6 +140,7 @@ def _commits_json(commits: tuple[tuple[int, int], ...]) -> list[list[Any]]:
             out.append([seen, [frame]])
     return out
 
+
 _U32 = (1 << 32) - 1
 _MAX_FRAME = (1 << 62) - 1
 
@@ -594,8 +595,15 @@ def _file_holds(db: Path, wal: WalRead) -> bool:
             for page, index in newest.items():
                 if page > db_pages:
                     continue
-                at = HEADER_LEN + (index - wal.first_frame) * frame_len + FRAME_HEADER_LEN
-                if os.pread(fh.fileno(), size, (page - 1) * size) != wal.data[at : at + size]:
+                at = (
+                    HEADER_LEN
+                    + (index - wal.first_frame) * frame_len
+                    + FRAME_HEADER_LEN
+                )
+                if (
+                    os.pread(fh.fileno(), size, (page - 1) * size)
+                    != wal.data[at : at + size]
+                ):
                     return False
     except OSError:
         return False
