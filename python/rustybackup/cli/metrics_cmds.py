@@ -4,15 +4,24 @@ collector (``--output``, written atomically) or stdout."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ..durations import parse_duration
 from ..errors import ConfigError
-from ..metrics import RepositoryCollector, config_windows, render, write_textfile
+from ..metrics import (
+    RepositoryCollector,
+    config_windows,
+    last_served_port,
+    render,
+    serve,
+    write_textfile,
+)
 from .context import CliState, pass_state
 
 
@@ -33,6 +42,30 @@ def collector_for(repo: Path, default_window: timedelta | None, extra: Any = Non
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
     return RepositoryCollector(repo, lambda: config_windows(repo), default_window=default_window, extra=extra)
+
+
+def serve_metrics(
+    repo: Path, scheduler: Any, port: int, addr: str, default_window: timedelta | None
+) -> Callable[[], None]:
+    """Serves the repository's metrics plus the scheduler's notification counters;
+    returns the function that stops the server."""
+
+    def counters() -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "rustybackup_notifications",
+            "Notification deliveries by outcome since the scheduler started.",
+            labels=["outcome"],
+        )
+        for outcome, n in scheduler.events.counters().items():
+            family.add_metric([outcome], n)
+        yield family
+
+    try:
+        stop = serve(collector_for(repo, default_window, counters), port, addr)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port {port} on {addr}: {exc.strerror or exc}") from None
+    click.echo(f"serving metrics on http://{addr}:{last_served_port()}/metrics", err=True)
+    return stop
 
 
 @click.command("metrics")

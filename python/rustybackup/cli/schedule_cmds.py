@@ -24,7 +24,9 @@ from ..jobs import ScheduledBackup
 from ..scheduler import BackupScheduler
 from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json, print_table
+from .metrics_cmds import parse_window, serve_metrics
 from .holiday_opts import calendar_from, holiday_options
+from .ops_opts import JobOps, ops_options
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +117,13 @@ def job_group() -> None:
 @click.option("--tag", "tags", multiple=True, help="Tag for the backup sets (repeatable).")
 @click.option("--name", default=None, help="Human-readable name (default: the id).")
 @holiday_options
+@ops_options
 @pass_state
 def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron: str, tz: str,
             window_id: str | None, window_policy: str, priority: int, max_duration: Any,
             retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None,
-            holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...]) -> None:
+            holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...],
+            ops: JobOps) -> None:
     """Add a scheduled backup job.
 
     Example: rustybackup job add nightly --db app --type full --cron '0 2 * * *' --window off
@@ -128,6 +132,7 @@ def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron:
         job_id, name or job_id, database, BackupType(backup_type), cron, priority=priority, retention=retention,
         max_duration=max_duration, tags=tags, window_id=window_id, misfire=misfire,
         window_policy=window_policy, tz=tz, holidays=calendar_from(holidays_region, holidays_files, exclude_dates),
+        notify=ops.notify, hooks=ops.hooks,
     )
     scheduler = _scheduler(state)
     scheduler.add_job(job)
@@ -307,8 +312,14 @@ def window_remove(state: CliState, window_id: str) -> None:
 
 @click.command("run")
 @click.option("--once", is_flag=True, help="Run what is due now and exit (for cron or a systemd timer).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on this port while running (see 'rustybackup metrics').")
+@click.option("--metrics-addr", default="127.0.0.1", show_default=True, help="Address the metrics server binds.")
+@click.option("--recovery-window", callback=parse_window, default=None,
+              help="Recovery window for the served metrics of databases whose jobs give none.")
 @pass_state
-def run_cmd(state: CliState, once: bool) -> None:
+def run_cmd(state: CliState, once: bool, metrics_port: int | None, metrics_addr: str,
+            recovery_window: timedelta | None) -> None:
     """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job.
 
     With --once, run what is due now and exit (for system cron or a systemd timer).
@@ -316,6 +327,9 @@ def run_cmd(state: CliState, once: bool) -> None:
     Example: rustybackup --repo /backups run --once
     """
     scheduler = _scheduler(state, real=True)
+    stop_metrics = None
+    if metrics_port is not None:
+        stop_metrics = serve_metrics(state.require_repo(), scheduler, metrics_port, metrics_addr, recovery_window)
     started = datetime.now().astimezone()
     if once:
         made = scheduler.execute_due_jobs()
@@ -339,7 +353,9 @@ def run_cmd(state: CliState, once: bool) -> None:
     bad = [e for e in scheduler.history(since=started - timedelta(days=400))
            if e.finished_at is not None and e.finished_at >= started
            and e.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)]
-    scheduler.close()
+    scheduler.close()  # delivers the queued notifications first
+    if stop_metrics is not None:
+        stop_metrics()
     for e in bad:
         click.echo(f"{e.job_id} {e.scheduled_for.isoformat()}: {e.status.value}: {e.error}", err=True)
     if bad:
