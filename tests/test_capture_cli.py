@@ -98,3 +98,25 @@ def test_capture_of_a_files_source_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--repo", str(repo), "capture", "f", "--once"])
     assert result.exit_code == 2
     assert "WAL capture is for sqlite databases" in result.output
+
+
+def test_a_quiet_database_gets_no_empty_capture_sets(tmp_path: Path) -> None:
+    from rustybackup.capture import something_new
+
+    conn = _db(tmp_path / "a.db")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    manager = BackupManager(tmp_path / "repo")
+    manager.register_database("a", tmp_path / "a.db", kind="sqlite")
+    for i in range(50):
+        conn.execute("INSERT INTO t VALUES (?)", (i,))
+    manager.backup("a", BackupType.ARCHIVE_LOG)
+    assert not something_new(manager, "a")
+    # The step's checkpoint copied every frame: the next write restarts the WAL, whose
+    # file keeps the old generation's frames after the new one's.
+    conn.execute("INSERT INTO t VALUES (50)")
+    assert something_new(manager, "a")
+    manager.backup("a", BackupType.ARCHIVE_LOG)
+    assert not something_new(manager, "a")
+    conn.execute("INSERT INTO t VALUES (51)")
+    assert something_new(manager, "a")
+    conn.close()

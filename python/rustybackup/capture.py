@@ -545,26 +545,38 @@ def _old_commit_after(db: Path, seal: Seal, scan: _core.WalScan) -> bool:
 
 
 def something_new(manager: BackupManager, database: str) -> bool:
-    """Whether the WAL holds frames the last capture did not copy (cheap: one header and
-    a size), so a foreground capturer registers no empty sets."""
+    """Whether the WAL holds frames the last capture did not copy (cheap: the header and
+    the one frame after the last captured), so a foreground capturer registers no empty
+    sets. The WAL file keeps its size across restarts, so frames past the last captured
+    one may be leftovers of an older generation: only a frame that continues the
+    checksum chain is new."""
     db = manager.catalog.get_database(database)
     prev = newest_capture(manager, database)
     wal = wal_path(Path(db.path))
+    rec = None if prev is None else prev.record
     try:
-        st = wal.stat()
         with open(wal, "rb") as fh:
             head = fh.read(HEADER_LEN)
+            if len(head) < HEADER_LEN:
+                return False
+            if rec is None or rec.salt is None or rec.checksum is None:
+                return True
+            salt = (
+                int.from_bytes(head[16:20], "big"),
+                int.from_bytes(head[20:24], "big"),
+            )
+            if salt != rec.salt:
+                return True
+            frame_len = FRAME_HEADER_LEN + rec.page_size
+            fh.seek(HEADER_LEN + rec.last_frame * frame_len)
+            frame = fh.read(frame_len)
     except FileNotFoundError:
         return False
-    if len(head) < HEADER_LEN:
-        return False
-    if prev is None or prev.record.salt is None:
-        return True
-    salt = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-    if salt != prev.record.salt:
-        return True
-    frame_len = FRAME_HEADER_LEN + prev.record.page_size
-    return st.st_size >= HEADER_LEN + (prev.record.last_frame + 1) * frame_len
+    try:
+        scan = _core.wal_scan(head + frame, rec.last_frame + 1, rec.checksum)
+    except (BackupError, ValueError):
+        return True  # let the step look, and report what it finds
+    return bool(scan.frames) or scan.uncommitted > 0
 
 
 def capture_set_ids(manager: BackupManager, database: str) -> list[str]:
