@@ -20,6 +20,7 @@ from pathlib import Path
 
 import blake3
 import pytest
+import xxhash
 from engine_support import SimClock
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +28,11 @@ from rustybackup import BackupError, BackupManager
 from rustybackup.verify import Verifier
 
 BLOCK = 512
-PIECE_TRAILER = 96
+# Pieces are written in format 2: index offset, entry count, checksum length and padding,
+# the XXH3-128 at 32, the checksum at 48. Block maps are still format 1.
+PIECE_TRAILER = 112
+PIECE_FAST_AT = 32
+PIECE_SUM_AT = 48
 MAP_TRAILER = 88
 
 
@@ -144,7 +149,7 @@ def cases(d: Damaged) -> list[tuple[Path, int]]:
     ]
     return out + [
         (d.piece, at)
-        for at in positions(d.original[d.piece], PIECE_TRAILER, 32 + 61, 32)
+        for at in positions(d.original[d.piece], PIECE_TRAILER, 32 + 61, PIECE_SUM_AT)
     ]
 
 
@@ -173,10 +178,14 @@ def test_every_truncation_is_reported_and_refused(fresh: Damaged) -> None:
 
 
 def reseal(content: bytearray, trailer: int, checksum_at: int) -> None:
-    """Recomputes the trailer checksum, so only the structure checks can catch the change."""
+    """Recomputes the trailer checksum (and a piece's XXH3-128), so only the structure
+    checks can catch the change."""
     digest = blake3.blake3(bytes(content[:-trailer])).digest()
     at = len(content) - trailer + checksum_at
     content[at : at + len(digest)] = digest
+    if trailer == PIECE_TRAILER:
+        at = len(content) - trailer + PIECE_FAST_AT
+        content[at : at + 16] = xxhash.xxh3_128(bytes(content[:-trailer])).digest()
 
 
 def test_huge_lengths_counts_and_offsets_are_clean_errors(fresh: Damaged) -> None:
@@ -200,7 +209,7 @@ def test_huge_lengths_counts_and_offsets_are_clean_errors(fresh: Damaged) -> Non
         v = bytearray(d.original[path])
         v[at : at + len(value)] = value
         if path == d.piece:
-            reseal(v, PIECE_TRAILER, 32)
+            reseal(v, PIECE_TRAILER, PIECE_SUM_AT)
         else:
             reseal(v, MAP_TRAILER, 24)
         d.write(path, bytes(v))
@@ -236,7 +245,7 @@ def test_random_multi_byte_changes_are_errors_or_the_original_bytes(
         reseal(
             v,
             PIECE_TRAILER if which == "piece" else MAP_TRAILER,
-            32 if which == "piece" else 24,
+            PIECE_SUM_AT if which == "piece" else 24,
         )
     try:
         d.write(path, bytes(v))

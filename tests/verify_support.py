@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
+import xxhash
 
 from rustybackup.catalog import BackupSet
 from rustybackup.engine import BackupManager
@@ -30,10 +31,17 @@ class Entry:
     digest: bytes
 
 
+def trailer_layout(data: bytes) -> tuple[int, int, int | None]:
+    """(trailer length, checksum offset, XXH3-128 offset) in the trailer of a piece of
+    the version its header names (docs/FORMAT.md)."""
+    version = struct.unpack_from("<I", data, 8)[0]
+    return (96, 32, None) if version == 1 else (112, 48, 32)
+
+
 def read_index(path: Path) -> tuple[list[Entry], int]:
     """(entries, index_off) of a piece, parsed straight from the bytes."""
     data = path.read_bytes()
-    trailer = data[-96:]
+    trailer = data[-trailer_layout(data)[0] :]
     assert trailer[:8] == b"RBTRAIL\0"
     index_off, count = struct.unpack_from("<QQ", trailer, 8)
     dl = data[17]
@@ -46,10 +54,14 @@ def read_index(path: Path) -> tuple[list[Entry], int]:
 
 
 def rewrite_trailer_checksum(path: Path) -> str:
-    """Recomputes a (blake3) piece's trailer checksum after a deliberate edit; returns its hex."""
+    """Recomputes a (blake3) piece's trailer checksum (and XXH3-128) after a deliberate
+    edit; returns the checksum's hex."""
     data = bytearray(path.read_bytes())
-    digest = blake3.blake3(bytes(data[:-96])).digest()
-    data[-96 + 32 : -96 + 64] = digest
+    tlen, sum_at, fast_at = trailer_layout(bytes(data))
+    digest = blake3.blake3(bytes(data[:-tlen])).digest()
+    data[-tlen + sum_at : -tlen + sum_at + 32] = digest
+    if fast_at is not None:
+        data[-tlen + fast_at : -tlen + fast_at + 16] = xxhash.xxh3_128(bytes(data[:-tlen])).digest()
     path.write_bytes(bytes(data))
     return digest.hex()
 

@@ -33,8 +33,9 @@ pub struct BlockRecord {
 
 impl BlockRecord {
     fn encode(&self, layout: Layout, out: &mut Vec<u8>) {
+        // Header::decode refuses a version-2 block map (none is written yet).
         match layout {
-            Layout::V1 => {
+            Layout::V1 | Layout::V2 => {
                 out.extend_from_slice(&self.source.to_le_bytes());
                 out.extend_from_slice(&self.offset.to_le_bytes());
                 out.extend_from_slice(&self.stored_len.to_le_bytes());
@@ -49,7 +50,7 @@ impl BlockRecord {
     /// the record, what is wrong).
     fn decode(layout: Layout, b: &[u8], block_size: u32) -> std::result::Result<Self, (u64, String)> {
         let r = match layout {
-            Layout::V1 => Self {
+            Layout::V1 | Layout::V2 => Self {
                 source: u32_at(b, 0),
                 offset: u64_at(b, 4),
                 stored_len: u32_at(b, 12),
@@ -60,9 +61,9 @@ impl BlockRecord {
         };
         check_fields(r.stored_len, r.raw_len, r.flags, block_size).map_err(|(field, m)| {
             let at = match (layout, field) {
-                (Layout::V1, Field::StoredLen) => 12,
-                (Layout::V1, Field::RawLen) => 16,
-                (Layout::V1, Field::Flags) => 20,
+                (Layout::V1 | Layout::V2, Field::StoredLen) => 12,
+                (Layout::V1 | Layout::V2, Field::RawLen) => 16,
+                (Layout::V1 | Layout::V2, Field::Flags) => 20,
             };
             (at, m)
         })?;
@@ -137,7 +138,7 @@ impl BlockMapWriter {
         let len = self.header.trailer_len() as usize;
         let mut t = Vec::with_capacity(len);
         match self.header.layout {
-            Layout::V1 => {
+            Layout::V1 | Layout::V2 => {
                 t.extend_from_slice(Kind::BlockMap.trailer_magic());
                 t.extend_from_slice(&self.count.to_le_bytes());
                 // A digest is at most 64 bytes.
@@ -195,7 +196,7 @@ impl BlockMapReader {
         let mut t = vec![0u8; tlen as usize];
         read_exact_at(&file, path, &mut t, at)?;
         let (count, checksum) = match header.layout {
-            Layout::V1 => {
+            Layout::V1 | Layout::V2 => {
                 if &t[..8] != Kind::BlockMap.trailer_magic() {
                     return Err(Error::damaged(
                         path,

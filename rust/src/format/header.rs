@@ -14,10 +14,13 @@ use crate::scan::algorithm::Algorithm;
 pub const HEADER_LEN: u64 = 32;
 /// The first format (rustybackup 0.1).
 pub const VERSION_1: u32 = 1;
+/// The second format: pieces carry an XXH3-128 of their bytes beside the cryptographic
+/// checksum, block maps refer to their parent's records instead of copying them.
+pub const VERSION_2: u32 = 2;
 /// The version this build writes.
-pub const WRITE_VERSION: u32 = VERSION_1;
+pub const WRITE_VERSION: u32 = VERSION_2;
 /// Every version this build reads: every version ever written.
-pub const READ_VERSIONS: [u32; 1] = [VERSION_1];
+pub const READ_VERSIONS: [u32; 2] = [VERSION_1, VERSION_2];
 /// Largest block size a header may carry (bounds every per-block allocation). The
 /// engine's policy (`engine::backup::MIN_BLOCK_SIZE`) is narrower; the format only needs
 /// a block to be non-empty and bounded.
@@ -65,14 +68,35 @@ impl Kind {
 pub enum Layout {
     /// Version 1 (docs/FORMAT.md).
     V1,
+    /// Version 2 (docs/FORMAT.md "Version 2").
+    V2,
 }
 
 impl Layout {
-    /// The layout of `version`, if this build reads it.
+    /// The layout of `version` for files of `kind`, if this build reads it: block maps
+    /// are still written, so only read, in version 1.
+    pub fn of_kind(version: u32, kind: Kind) -> Option<Self> {
+        match (Self::of(version)?, kind) {
+            (Self::V2, Kind::BlockMap) => None,
+            (layout, _) => Some(layout),
+        }
+    }
+
+    /// The layout of `version`, if this build reads it (for some kind of file).
     pub fn of(version: u32) -> Option<Self> {
         match version {
             VERSION_1 => Some(Self::V1),
+            VERSION_2 => Some(Self::V2),
             _ => None,
+        }
+    }
+
+    /// The layout this build writes for files of `kind`. Each file names its own
+    /// version, so pieces and block maps move to a new version independently.
+    pub fn written(kind: Kind) -> Self {
+        match kind {
+            Kind::Piece => Self::V2,
+            Kind::BlockMap => Self::V1,
         }
     }
 
@@ -80,6 +104,7 @@ impl Layout {
     pub fn version(self) -> u32 {
         match self {
             Self::V1 => VERSION_1,
+            Self::V2 => VERSION_2,
         }
     }
 
@@ -88,20 +113,23 @@ impl Layout {
         match (self, kind) {
             (Self::V1, Kind::Piece) => 96,
             (Self::V1, Kind::BlockMap) => 88,
+            // V1's fields, then the XXH3-128 of [0, trailer), then the checksum.
+            (Self::V2, Kind::Piece) => 112,
+            (Self::V2, Kind::BlockMap) => 88,
         }
     }
 
     /// Length of one piece index entry.
     pub fn index_entry_len(self, digest_len: usize) -> u64 {
         match self {
-            Self::V1 => 29 + digest_len as u64,
+            Self::V1 | Self::V2 => 29 + digest_len as u64,
         }
     }
 
     /// Length of one block-map record.
     pub fn record_len(self, digest_len: usize) -> u64 {
         match self {
-            Self::V1 => 21 + digest_len as u64,
+            Self::V1 | Self::V2 => 21 + digest_len as u64,
         }
     }
 }
@@ -154,11 +182,11 @@ pub struct Header {
 }
 
 impl Header {
-    /// A header of the version this build writes.
+    /// A header of the version this build writes for `kind`.
     pub fn new(kind: Kind, block_size: u32, algorithm: Algorithm) -> Self {
         Self {
             kind,
-            layout: Layout::V1,
+            layout: Layout::written(kind),
             block_size,
             algorithm,
         }
@@ -193,11 +221,17 @@ impl Header {
             return Err(Error::damaged(path, 0, format!("not a {name} file (bad magic)")));
         }
         let version = u32_at(h, 8);
-        let layout = Layout::of(version).ok_or_else(|| {
+        let layout = Layout::of_kind(version, kind).ok_or_else(|| {
             Error::damaged(
                 path,
                 8,
-                format!("{name} version {version} is not supported (this build reads versions {READ_VERSIONS:?})"),
+                format!(
+                    "{name} version {version} is not supported (this build reads {name}s of versions {:?})",
+                    READ_VERSIONS
+                        .into_iter()
+                        .filter(|&v| Layout::of_kind(v, kind).is_some())
+                        .collect::<Vec<_>>()
+                ),
             )
         })?;
         let block_size = u32_at(h, 12);

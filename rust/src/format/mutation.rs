@@ -68,6 +68,11 @@ struct Sample {
 }
 
 fn sample(name: &str) -> Sample {
+    sample_in(name, Layout::written(Kind::Piece))
+}
+
+/// `sample` with its piece written in `layout`.
+fn sample_in(name: &str, layout: Layout) -> Sample {
     let dir = tmpdir(name);
     let blocks = vec![
         vec![7u8; BS as usize],
@@ -75,7 +80,7 @@ fn sample(name: &str) -> Sample {
         (0..100u32).map(|k| (k * 97 + 5) as u8).collect(),
     ];
     let (pp, mp) = (dir.join("orig.piece"), dir.join("orig.blockmap"));
-    let mut piece = PieceWriter::create(&pp, ALG, BS).unwrap();
+    let mut piece = PieceWriter::create_layout(&pp, ALG, BS, layout).unwrap();
     let mut map = BlockMapWriter::create(&mp, ALG, BS).unwrap();
     for (i, b) in blocks.iter().enumerate() {
         let digest = ALG.digest(b);
@@ -115,6 +120,26 @@ fn reseal(bytes: &mut [u8], trailer_len: usize, checksum_at: usize) {
     let end = bytes.len() - trailer_len;
     let d = ALG.digest(&bytes[..end]);
     bytes[end + checksum_at..end + checksum_at + d.len()].copy_from_slice(&d);
+}
+
+/// Where a piece trailer of `layout` keeps its checksum, and (version 2) its XXH3-128.
+fn piece_sums(layout: Layout) -> (usize, Option<usize>) {
+    match layout {
+        Layout::V1 => (32, None),
+        Layout::V2 => (48, Some(32)),
+    }
+}
+
+/// `reseal` for a piece of `layout`: both the checksum and the XXH3-128.
+fn reseal_piece(bytes: &mut [u8], layout: Layout) {
+    let tlen = layout.trailer_len(Kind::Piece) as usize;
+    let (sum_at, fast_at) = piece_sums(layout);
+    reseal(bytes, tlen, sum_at);
+    if let Some(at) = fast_at {
+        let end = bytes.len() - tlen;
+        let f = xxhash_rust::xxh3::xxh3_128(&bytes[..end]).to_be_bytes();
+        bytes[end + at..end + at + 16].copy_from_slice(&f);
+    }
 }
 
 /// Everything FULL verification reads of a piece: header, trailer, every index entry,
@@ -204,7 +229,15 @@ fn the_allocation_probe_sees_a_large_allocation() {
 
 #[test]
 fn every_truncation_and_byte_change_of_a_piece_is_caught() {
-    let s = sample("mut-piece");
+    for v in READ_VERSIONS {
+        let layout = Layout::of(v).unwrap();
+        every_truncation_and_byte_change_of_a_piece_in(layout);
+    }
+}
+
+fn every_truncation_and_byte_change_of_a_piece_in(layout: Layout) {
+    let s = sample_in(&format!("mut-piece-v{}", layout.version()), layout);
+    let tlen = layout.trailer_len(Kind::Piece) as usize;
     let path = s.dir.join("m.piece");
     let read = || read_piece(&path);
     assert!(!judge(&s, &path, &s.piece, "original", &read));
@@ -223,8 +256,8 @@ fn every_truncation_and_byte_change_of_a_piece_is_caught() {
                 judge(&s, &path, &v, &format!("byte {at} ^ {x:#x}"), &read),
                 "byte {at} ^ {x:#x} unnoticed"
             );
-            if at < s.piece.len() - 96 {
-                reseal(&mut v, 96, 32);
+            if at < s.piece.len() - tlen {
+                reseal_piece(&mut v, layout);
                 judge(&s, &path, &v, &format!("byte {at} ^ {x:#x}, resealed"), &read);
             }
         }
@@ -269,19 +302,20 @@ fn random_multi_byte_changes_are_errors_or_the_data() {
         x ^= x << 17;
         (x % n as u64) as usize
     };
+    let layout = Layout::written(Kind::Piece);
     for round in 0..600 {
-        let (orig, trailer, at) = if round % 2 == 0 {
-            (&s.piece, 96, 32)
-        } else {
-            (&s.map, 88, 24)
-        };
+        let orig = if round % 2 == 0 { &s.piece } else { &s.map };
         let mut v = orig.clone();
         for _ in 0..1 + rand(6) {
             let i = rand(v.len());
             v[i] = rand(256) as u8;
         }
         if rand(2) == 0 {
-            reseal(&mut v, trailer, at);
+            if round % 2 == 0 {
+                reseal_piece(&mut v, layout);
+            } else {
+                reseal(&mut v, 88, 24);
+            }
         }
         let what = format!("round {round}");
         if round % 2 == 0 {
@@ -294,20 +328,28 @@ fn random_multi_byte_changes_are_errors_or_the_data() {
 
 #[test]
 fn huge_lengths_counts_and_offsets_are_errors_not_allocations() {
-    let s = sample("mut-huge");
+    for v in READ_VERSIONS {
+        huge_lengths_in(Layout::of(v).unwrap());
+    }
+}
+
+fn huge_lengths_in(layout: Layout) {
+    let s = sample_in(&format!("mut-huge-v{}", layout.version()), layout);
     let pp = s.dir.join("h.piece");
     let mp = s.dir.join("h.blockmap");
     let orig_piece = s.dir.join("orig.piece");
     let (plen, mlen) = (s.piece.len(), s.map.len());
-    let index_off = u64::from_le_bytes(s.piece[plen - 88..plen - 80].try_into().unwrap()) as usize;
+    // The trailer's fields: index offset, entry count, checksum length.
+    let t = plen - layout.trailer_len(Kind::Piece) as usize;
+    let index_off = u64::from_le_bytes(s.piece[t + 8..t + 16].try_into().unwrap()) as usize;
     let big64 = u64::MAX.to_le_bytes();
     let big32 = u32::MAX.to_le_bytes();
     let piece_edits: Vec<(&str, usize, &[u8])> = vec![
         ("block_size", 12, &big32),
-        ("index_off", plen - 88, &big64),
-        ("index_off 0", plen - 88, &[0u8; 8]),
-        ("entry_count", plen - 80, &big64),
-        ("checksum_len", plen - 72, &[255]),
+        ("index_off", t + 8, &big64),
+        ("index_off 0", t + 8, &[0u8; 8]),
+        ("entry_count", t + 16, &big64),
+        ("checksum_len", t + 24, &[255]),
         ("entry offset", index_off + 12, &big64),
         ("entry stored_len", index_off + 20, &big32),
         ("entry raw_len", index_off + 24, &big32),
@@ -315,7 +357,7 @@ fn huge_lengths_counts_and_offsets_are_errors_not_allocations() {
     for (what, at, bytes) in piece_edits {
         let mut v = s.piece.clone();
         v[at..at + bytes.len()].copy_from_slice(bytes);
-        reseal(&mut v, 96, 32);
+        reseal_piece(&mut v, layout);
         assert!(judge(&s, &pp, &v, what, &|| read_piece(&pp)), "{what} accepted");
     }
     let map_edits: Vec<(&str, usize, &[u8])> = vec![

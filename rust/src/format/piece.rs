@@ -16,6 +16,7 @@ use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEAD
 use super::read::{hash_prefix, read_exact_at};
 use super::writeback::BackgroundWriter;
 use crate::scan::algorithm::{to_hex, Algorithm};
+use xxhash_rust::xxh3::Xxh3;
 
 /// One index entry of a piece.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub struct IndexEntry {
 impl IndexEntry {
     fn encode(&self, layout: Layout, out: &mut Vec<u8>) {
         match layout {
-            Layout::V1 => {
+            Layout::V1 | Layout::V2 => {
                 out.extend_from_slice(&self.file_no.to_le_bytes());
                 out.extend_from_slice(&self.block_index.to_le_bytes());
                 out.extend_from_slice(&self.offset.to_le_bytes());
@@ -55,7 +56,7 @@ impl IndexEntry {
     /// the entry, what is wrong) when it cannot describe a block of this piece.
     fn decode(layout: Layout, b: &[u8], block_size: u32, data_end: u64) -> std::result::Result<Self, (u64, String)> {
         let e = match layout {
-            Layout::V1 => Self {
+            Layout::V1 | Layout::V2 => Self {
                 file_no: u32_at(b, 0),
                 block_index: u64_at(b, 4),
                 offset: u64_at(b, 12),
@@ -67,9 +68,9 @@ impl IndexEntry {
         };
         check_fields(e.stored_len, e.raw_len, e.flags, block_size).map_err(|(field, m)| {
             let at = match (layout, field) {
-                (Layout::V1, Field::StoredLen) => 20,
-                (Layout::V1, Field::RawLen) => 24,
-                (Layout::V1, Field::Flags) => 28,
+                (Layout::V1 | Layout::V2, Field::StoredLen) => 20,
+                (Layout::V1 | Layout::V2, Field::RawLen) => 24,
+                (Layout::V1 | Layout::V2, Field::Flags) => 28,
             };
             (at, m)
         })?;
@@ -107,6 +108,8 @@ pub struct PieceSummary {
     pub size: u64,
     /// The trailer checksum (digest of everything before the trailer).
     pub checksum: Vec<u8>,
+    /// The XXH3-128 of the same bytes, when the version records one (version 2 on).
+    pub fast_checksum: Option<[u8; 16]>,
     /// Number of blocks (index entries).
     pub block_count: u64,
 }
@@ -128,7 +131,16 @@ pub struct PieceWriter {
 impl PieceWriter {
     /// Creates `path` (which must not exist) for blocks of `block_size` hashed with `algorithm`.
     pub fn create(path: &Path, algorithm: Algorithm, block_size: u32) -> Result<Self> {
-        let header = Header::new(Kind::Piece, block_size, algorithm);
+        Self::create_layout(path, algorithm, block_size, Layout::written(Kind::Piece))
+    }
+
+    /// `create` in an older layout: the tests' way to write the files older releases
+    /// wrote (mixed-version chains, mutation tests of every readable version).
+    pub(crate) fn create_layout(path: &Path, algorithm: Algorithm, block_size: u32, layout: Layout) -> Result<Self> {
+        let header = Header {
+            layout,
+            ..Header::new(Kind::Piece, block_size, algorithm)
+        };
         check_block_size(block_size).map_err(|m| Error::io(path, io::Error::new(io::ErrorKind::InvalidInput, m)))?;
         let file = OpenOptions::new()
             .write(true)
@@ -241,9 +253,10 @@ impl PieceWriter {
             self.pos += n as u64;
         }
         drop(reader);
-        let (mut file, hasher) = self.out.finish()?;
+        let (mut file, hasher, fast) = self.out.finish()?;
         let checksum = hasher.finalize();
-        let trailer = encode_trailer(self.header, index_off, self.entries, &checksum);
+        let fast = fast.to_be_bytes();
+        let trailer = encode_trailer(self.header, index_off, self.entries, &checksum, &fast);
         file.write_all(&trailer).map_err(|e| Error::io(&self.path, e))?;
         self.pos += trailer.len() as u64;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
@@ -252,22 +265,26 @@ impl PieceWriter {
             path: self.path,
             size: self.pos,
             checksum,
+            fast_checksum: (self.header.layout != Layout::V1).then_some(fast),
             block_count: self.entries,
         })
     }
 }
 
-fn encode_trailer(header: Header, index_off: u64, entries: u64, checksum: &[u8]) -> Vec<u8> {
+/// `fast` is the canonical (big-endian) XXH3-128 of the bytes before the trailer.
+fn encode_trailer(header: Header, index_off: u64, entries: u64, checksum: &[u8], fast: &[u8; 16]) -> Vec<u8> {
     let len = header.trailer_len() as usize;
     let mut t = Vec::with_capacity(len);
+    t.extend_from_slice(Kind::Piece.trailer_magic());
+    t.extend_from_slice(&index_off.to_le_bytes());
+    t.extend_from_slice(&entries.to_le_bytes());
+    // A digest is at most 64 bytes.
+    t.push(checksum.len() as u8);
+    t.extend_from_slice(&[0u8; 7]);
     match header.layout {
-        Layout::V1 => {
-            t.extend_from_slice(Kind::Piece.trailer_magic());
-            t.extend_from_slice(&index_off.to_le_bytes());
-            t.extend_from_slice(&entries.to_le_bytes());
-            // A digest is at most 64 bytes.
-            t.push(checksum.len() as u8);
-            t.extend_from_slice(&[0u8; 7]);
+        Layout::V1 => t.extend_from_slice(checksum),
+        Layout::V2 => {
+            t.extend_from_slice(fast);
             t.extend_from_slice(checksum);
         }
     }
@@ -284,6 +301,7 @@ pub struct PieceReader {
     index_off: u64,
     entry_count: u64,
     checksum: Vec<u8>,
+    fast: Option<[u8; 16]>,
 }
 
 impl PieceReader {
@@ -313,9 +331,7 @@ impl PieceReader {
         let at = size - tlen;
         let mut t = vec![0u8; tlen as usize];
         read_exact_at(&file, path, &mut t, at)?;
-        let (index_off, entry_count, checksum) = match header.layout {
-            Layout::V1 => decode_trailer_v1(path, header, &t, at)?,
-        };
+        let (index_off, entry_count, checksum, fast) = decode_trailer(path, header, &t, at)?;
         let entry_len = header.layout.index_entry_len(header.digest_len());
         let index_end = entry_count
             .checked_mul(entry_len)
@@ -337,6 +353,7 @@ impl PieceReader {
             index_off,
             entry_count,
             checksum,
+            fast,
         })
     }
 
@@ -379,6 +396,11 @@ impl PieceReader {
     /// The checksum recorded in the trailer.
     pub fn recorded_checksum(&self) -> &[u8] {
         &self.checksum
+    }
+    /// The XXH3-128 (canonical, big-endian bytes) the trailer records of the bytes
+    /// before it; None for a version-1 piece, which has none.
+    pub fn recorded_fast_checksum(&self) -> Option<&[u8; 16]> {
+        self.fast.as_ref()
     }
 
     /// Streams the index entries in write order. An entry that cannot describe a block
@@ -462,11 +484,47 @@ impl PieceReader {
                 actual: to_hex(&actual),
             });
         }
+        self.verify_fast_checksum()
+    }
+
+    /// Checks the trailer's XXH3-128 (a version-2 piece; nothing to check in version 1);
+    /// `Error::Checksum` when the bytes changed.
+    pub fn verify_fast_checksum(&self) -> Result<()> {
+        let Some(recorded) = self.fast else {
+            return Ok(());
+        };
+        let end = self.trailer_offset();
+        let mut fast = Xxh3::new();
+        let mut buf = Vec::new();
+        let mut pos = 0u64;
+        while pos < end {
+            let n = FAST_CHUNK.min(end - pos);
+            // n <= FAST_CHUNK, so the cast is exact.
+            buf.resize(n as usize, 0);
+            read_exact_at(&self.file, &self.path, &mut buf, pos)?;
+            fast.update(&buf);
+            pos += n;
+        }
+        let actual = fast.digest128().to_be_bytes();
+        if actual != recorded {
+            return Err(Error::Checksum {
+                path: self.path.clone(),
+                covered: end,
+                expected: format!("xxh3-128:{}", to_hex(&recorded)),
+                actual: format!("xxh3-128:{}", to_hex(&actual)),
+            });
+        }
         Ok(())
     }
 }
 
-fn decode_trailer_v1(path: &Path, header: Header, t: &[u8], at: u64) -> Result<(u64, u64, Vec<u8>)> {
+/// Bytes read per step of `verify_fast_checksum`.
+const FAST_CHUNK: u64 = 1 << 20;
+
+/// What a trailer records: index offset, entry count, checksum, XXH3-128 (version 2 on).
+type Trailer = (u64, u64, Vec<u8>, Option<[u8; 16]>);
+
+fn decode_trailer(path: &Path, header: Header, t: &[u8], at: u64) -> Result<Trailer> {
     if &t[..8] != Kind::Piece.trailer_magic() {
         return Err(Error::damaged(
             path,
@@ -485,8 +543,17 @@ fn decode_trailer_v1(path: &Path, header: Header, t: &[u8], at: u64) -> Result<(
         ));
     }
     check_zero(path, t, 25..32, at)?;
-    check_zero(path, t, 32 + clen..32 + MAX_DIGEST, at)?;
-    Ok((index_off, entry_count, t[32..32 + clen].to_vec()))
+    // Where the checksum starts: version 2 puts the XXH3-128 first.
+    let (sum_at, fast) = match header.layout {
+        Layout::V1 => (32, None),
+        Layout::V2 => {
+            let mut f = [0u8; 16];
+            f.copy_from_slice(&t[32..48]);
+            (48, Some(f))
+        }
+    };
+    check_zero(path, t, sum_at + clen..sum_at + MAX_DIGEST, at)?;
+    Ok((index_off, entry_count, t[sum_at..sum_at + clen].to_vec(), fast))
 }
 
 /// Padding must stay zero: anything else is damage (or a version this build does not know).

@@ -150,7 +150,7 @@ fn foreign_truncated_and_future_files_name_file_and_offset() {
         msg,
         format!(
             "{shown}: bad trailer magic (truncated or overwritten piece) (at offset {})",
-            bytes.len() - 5 - 96
+            bytes.len() - 5 - 112
         )
     );
     assert_eq!(
@@ -162,10 +162,10 @@ fn foreign_truncated_and_future_files_name_file_and_offset() {
         format!("{shown}: truncated piece (20 bytes, no header) (at offset 20)")
     );
     let mut v = bytes.clone();
-    v[8] = 2;
+    v[8] = 3;
     assert_eq!(
         err(&v),
-        format!("{shown}: piece version 2 is not supported (this build reads versions [1]) (at offset 8)")
+        format!("{shown}: piece version 3 is not supported (this build reads pieces of versions [1, 2]) (at offset 8)")
     );
     let mut v = bytes.clone();
     v[12..16].copy_from_slice(&0u32.to_le_bytes());
@@ -181,8 +181,12 @@ fn the_layout_of_every_readable_version_is_known() {
         let layout = Layout::of(v).unwrap();
         assert_eq!(layout.version(), v);
     }
-    assert_eq!(Layout::of(WRITE_VERSION), Some(Layout::V1));
+    assert_eq!(Layout::of(WRITE_VERSION), Some(Layout::V2));
+    assert_eq!(Layout::written(Kind::Piece), Layout::V2);
     assert_eq!(Layout::of(0), None);
+    // The sizes docs/FORMAT.md gives for version 2.
+    assert_eq!(Layout::V2.trailer_len(Kind::Piece), 112);
+    assert_eq!(Layout::V2.index_entry_len(32), 61);
     // The sizes docs/FORMAT.md gives for version 1.
     assert_eq!(Layout::V1.trailer_len(Kind::Piece), 96);
     assert_eq!(Layout::V1.trailer_len(Kind::BlockMap), 88);
@@ -235,7 +239,7 @@ fn a_bad_entry_or_record_field_is_named_at_its_own_offset() {
     let p = d.join("a.piece");
     write_piece(&p, Algorithm::Blake3, 512, &[vec![1; 512], vec![2; 512]], false);
     let orig = fs::read(&p).unwrap();
-    let index_off = (orig.len() - 96 - 2 * 61) as u64;
+    let index_off = (orig.len() - 112 - 2 * 61) as u64;
     for (field_at, value) in [(20u64, 9u8), (24, 9), (28, 4)] {
         let mut v = orig.clone();
         let at = index_off + 61 + field_at;

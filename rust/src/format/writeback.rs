@@ -17,6 +17,7 @@ use std::thread::{self, JoinHandle};
 use super::error::{Error, Result};
 use crate::io_hints;
 use crate::scan::algorithm::Hasher;
+use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes per batch handed to the writer thread (large enough that the hash runs its
 /// widest SIMD path and a write syscall moves megabytes).
@@ -26,7 +27,8 @@ const QUEUED: usize = 2;
 /// Start the disk writeback every this many bytes.
 const WRITEBACK_STEP: u64 = 32 << 20;
 
-type Outcome = io::Result<(File, Hasher)>;
+/// The file, the hasher and the XXH3-128 of every byte written.
+type Outcome = io::Result<(File, Hasher, u128)>;
 
 /// Appends bytes to `file` through a writer thread that also feeds `hasher` with them.
 pub struct BackgroundWriter {
@@ -70,9 +72,9 @@ impl BackgroundWriter {
         Ok(())
     }
 
-    /// Writes what is left, stops the thread and returns the file and the hasher that
-    /// has seen every byte written through this writer.
-    pub fn finish(mut self) -> Result<(File, Hasher)> {
+    /// Writes what is left, stops the thread and returns the file, the hasher that has
+    /// seen every byte written through this writer, and the XXH3-128 of those bytes.
+    pub fn finish(mut self) -> Result<(File, Hasher, u128)> {
         if !self.batch.is_empty() {
             self.send()?;
         }
@@ -95,7 +97,7 @@ impl BackgroundWriter {
         }
     }
 
-    fn join(&mut self) -> Result<(File, Hasher)> {
+    fn join(&mut self) -> Result<(File, Hasher, u128)> {
         let worker = self
             .worker
             .take()
@@ -127,9 +129,11 @@ fn write_all(
 ) -> Outcome {
     let mut written = 0u64;
     let mut flushed = 0u64;
+    let mut fast = Xxh3::new();
     for batch in batches {
         file.write_all(&batch)?;
         hasher.update(&batch);
+        fast.update(&batch);
         written += batch.len() as u64;
         if written - flushed >= WRITEBACK_STEP {
             io_hints::start_writeback(&file, flushed, written - flushed);
@@ -138,7 +142,7 @@ fn write_all(
         // The caller may be gone (it stops reading on error); the buffer is then dropped.
         let _ = give_back.send(batch);
     }
-    Ok((file, hasher))
+    Ok((file, hasher, fast.digest128()))
 }
 
 #[cfg(test)]
@@ -163,10 +167,11 @@ mod tests {
             w.write(&piece).unwrap();
             expected.extend_from_slice(&piece);
         }
-        let (file, hasher) = w.finish().unwrap();
+        let (file, hasher, fast) = w.finish().unwrap();
         drop(file);
         assert_eq!(std::fs::read(&path).unwrap(), expected);
         assert_eq!(hasher.finalize(), Algorithm::Sha256.digest(&expected));
+        assert_eq!(fast, xxhash_rust::xxh3::xxh3_128(&expected));
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::*;
-use crate::format::{BlockMapWriter, BlockRecord, PieceReader, PieceWriter, FLAG_ZSTD, HEADER_LEN};
+use crate::format::{BlockMapWriter, BlockRecord, Kind, Layout, PieceReader, PieceWriter, FLAG_ZSTD, HEADER_LEN};
 use crate::scan::algorithm::{to_hex, Algorithm};
 
-/// Trailer length of a version-1 piece.
-const PIECE_TRAILER_LEN: u64 = 96;
+/// Trailer length of a piece of the version written (2).
+const PIECE_TRAILER_LEN: u64 = 112;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rb-verify-{}-{}", name, std::process::id()));
@@ -36,7 +36,12 @@ impl Rng {
 
 /// Writes a piece of `n` blocks of `bs` bytes (the last one short) and returns its item.
 fn write_piece(path: &Path, alg: Algorithm, bs: u32, n: u64, zstd: bool, rng: &mut Rng) -> Item {
-    let mut w = PieceWriter::create(path, alg, bs).unwrap();
+    write_piece_in(path, alg, bs, n, zstd, rng, Layout::written(Kind::Piece))
+}
+
+/// `write_piece` in the piece layout of `layout`'s version.
+fn write_piece_in(path: &Path, alg: Algorithm, bs: u32, n: u64, zstd: bool, rng: &mut Rng, layout: Layout) -> Item {
+    let mut w = PieceWriter::create_layout(path, alg, bs, layout).unwrap();
     for i in 0..n {
         let len = if i + 1 == n { (bs / 2).max(1) } else { bs };
         // Half-compressible content, so zstd really stores some blocks compressed.
@@ -384,4 +389,72 @@ fn mapped_blocks_outside_their_piece_are_faults_not_allocations() {
     assert!(faults[0].actual.starts_with("64 bytes at "), "{}", faults[0].actual);
     let faults = restored::check_mapped_blocks(&map, std::slice::from_ref(&piece)).unwrap();
     assert_eq!(faults[0].actual, "source 1 is not in the manifest's sources");
+}
+
+/// Flips one byte of `path` at `at`.
+fn flip(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    fs::write(path, &bytes).unwrap();
+}
+
+#[test]
+fn standard_finds_a_changed_byte_of_a_version_2_piece_by_its_xxh3_and_of_version_1_by_its_checksum() {
+    let d = tmpdir("fast");
+    for (k, layout) in [Layout::V1, Layout::V2].into_iter().enumerate() {
+        let mut rng = Rng(40 + k as u64);
+        let item = write_piece_in(
+            &d.join(format!("{k}.piece")),
+            Algorithm::Blake3,
+            512,
+            40,
+            true,
+            &mut rng,
+            layout,
+        );
+        let size = item.size.unwrap();
+        // Data and index: what only a checksum can vouch for.
+        // (A header byte is structure: every reader refuses it, tested elsewhere.)
+        for at in [HEADER_LEN + 700, size - PIECE_TRAILER_LEN - 3] {
+            let at = if layout == Layout::V1 {
+                at.min(size - 96 - 3)
+            } else {
+                at
+            };
+            flip(&item.path, at);
+            for level in [Level::Standard, Level::Full] {
+                let r = one(&item, level);
+                assert_ne!(r.outcome, Outcome::Ok, "{layout:?} byte {at} at {level:?}");
+                let bad = r.issues.iter().find(|i| i.kind == IssueKind::BadChecksum);
+                let msg = bad.map(|i| i.message.as_str()).unwrap_or_default();
+                // STANDARD of version 2 checks the XXH3 only; FULL and version 1 the checksum.
+                let fast = layout == Layout::V2 && level == Level::Standard;
+                assert_eq!(msg.contains("XXH3-128"), fast, "{layout:?} {level:?}: {:?}", r.issues);
+            }
+            flip(&item.path, at);
+            assert_eq!(one(&item, Level::Standard).outcome, Outcome::Ok);
+        }
+    }
+}
+
+#[test]
+fn a_changed_xxh3_or_checksum_field_of_a_version_2_trailer_is_found_by_standard_and_full() {
+    let d = tmpdir("fast-trailer");
+    let item = write_piece(&d.join("a.piece"), Algorithm::Sha256, 256, 12, false, &mut Rng(50));
+    let t = item.size.unwrap() - PIECE_TRAILER_LEN;
+    // The XXH3-128 (trailer bytes 32..48): the bytes are intact, the record is not.
+    flip(&item.path, t + 40);
+    for level in [Level::Standard, Level::Full] {
+        let r = one(&item, level);
+        assert_eq!(kinds(&r), vec![IssueKind::BadChecksum], "{level:?} {:?}", r.issues);
+        assert!(r.issues[0].message.contains("XXH3-128"), "{}", r.issues[0].message);
+    }
+    flip(&item.path, t + 40);
+    // The checksum (48..): STANDARD sees it differ from the catalog's, FULL also re-hashes.
+    flip(&item.path, t + 50);
+    assert_eq!(kinds(&one(&item, Level::Standard)), vec![IssueKind::CatalogMismatch]);
+    assert_eq!(
+        kinds(&one(&item, Level::Full)),
+        vec![IssueKind::BadChecksum, IssueKind::CatalogMismatch]
+    );
 }
