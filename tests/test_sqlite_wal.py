@@ -255,3 +255,46 @@ def test_apply_refuses_bad_ranges_and_another_page_size(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(BackupError, match="page size is 4096"):
         _core.wal_apply(other, h.wal, after=0, through=scan.last_commit)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1), chunk=st.integers(1, 9), resume_at=st.floats(0, 1)
+)
+def test_reading_the_live_wal_in_chunks_matches_one_scan(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, chunk: int, resume_at: float
+) -> None:
+    from rustybackup import sqlite_wal
+
+    tmp = tmp_path_factory.mktemp("wal")
+    h = _write(tmp, seed, 12)
+    if not h.wal:
+        return
+    whole = _core.wal_scan(h.wal)
+    db = tmp / "copy.db"
+    # The live file as a restart leaves it: this generation, then an older one's leftovers.
+    stale = wal_header(
+        (whole.salt[0] - 1, whole.salt[1]), whole.page_size, whole.big_endian
+    )
+    db.with_name("copy.db-wal").write_bytes(h.wal + stale[8:] * 50)
+    old = sqlite_wal._CHUNK_FRAMES
+    sqlite_wal._CHUNK_FRAMES = chunk
+    try:
+        read = sqlite_wal.read_wal(db)
+        commits = whole.commits
+        resume = None
+        if commits:
+            at = commits[int(resume_at * (len(commits) - 1))]
+            resume = (whole.salt, at, _checksum_through(h.wal, at))
+        part = sqlite_wal.read_wal(db, resume)
+    finally:
+        sqlite_wal._CHUNK_FRAMES = old
+    assert read is not None and part is not None
+    assert read.scan.frames == whole.frames
+    assert read.data == h.wal[: whole.committed_len]
+    assert read.uncommitted == whole.uncommitted
+    if resume is not None:
+        assert part.resumed and part.scan.frames == [
+            f for f in whole.frames if f[0] > resume[1]
+        ]
+        assert part.scan.checksum == whole.checksum

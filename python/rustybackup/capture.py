@@ -257,11 +257,11 @@ class CaptureStep:
             follows, why = self._new_generation(prev, read)
             continuous = follows is not None
             notes.append(why)
-        damaged = scan.stop_kind in ("checksum", "page_zero")
+        damaged = read.stop_kind in ("checksum", "page_zero")
         if damaged and read.following_bytes >= FRAME_HEADER_LEN + scan.page_size:
             # Whole frames follow the one that failed: it is not a frame being written.
             notes.append(
-                f"the WAL is damaged: {scan.stop}, and {read.following_bytes} bytes follow it"
+                f"the WAL is damaged: {read.stop}, and {read.following_bytes} bytes follow it"
             )
             log.error("%s: %s", self.db.name, notes[-1])
         seed = (
@@ -368,12 +368,7 @@ class CaptureStep:
         if busy or not frames == done == record.last_frame:
             return
         after = read_wal(self.path, (record.salt, record.last_frame, record.checksum))
-        if (
-            after is None
-            or not after.resumed
-            or after.scan.frames
-            or after.scan.uncommitted
-        ):
+        if after is None or not after.resumed or after.scan.frames or after.uncommitted:
             return
         write_seal(
             seal,

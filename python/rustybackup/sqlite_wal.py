@@ -271,19 +271,25 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
 
 @dataclass(frozen=True)
 class WalRead:
-    """Bytes of the live WAL read in one generation: its header and the frames from
-    `first_frame`, with the Rust scan of them."""
+    """The live WAL read in one generation: `data` is its header and the committed frames
+    from `first_frame` on, `scan` the Rust scan of them. `stop`/`stop_kind`/`stop_frame`
+    say why the valid run ended, `uncommitted` counts valid frames after the last commit,
+    and `following_bytes` what the file holds after the frame that ended the run."""
 
     data: bytes
     first_frame: int
     scan: _core.WalScan
+    stop: str
+    stop_kind: str
+    stop_frame: int | None
+    uncommitted: int
     following_bytes: int
     resumed: bool
 
     @property
     def committed(self) -> bytes:
         """The header and the committed frames: what a capture stores."""
-        return self.data[: self.scan.committed_len]
+        return self.data
 
 
 def _page_size(header: bytes) -> int | None:
@@ -291,11 +297,16 @@ def _page_size(header: bytes) -> int | None:
     return size if 512 <= size <= 65536 and size & (size - 1) == 0 else None
 
 
+_CHUNK_FRAMES = 4096
+
+
 def read_wal(db: Path, resume: tuple[Pair, int, Pair] | None = None) -> WalRead | None:
     """Reads the WAL of `db` as it is now. With `resume` = (salt, frame, checksum) of a
     frame already captured and the same salts in the WAL, reads from the next frame on
-    (seeded with `checksum`); otherwise from frame 1. None when there is no WAL or it holds
-    no header yet. Raises BackupError when the header stays unreadable."""
+    (seeded with `checksum`); otherwise from frame 1. Reads in chunks and stops where the
+    valid run ends: the file keeps its size across restarts, so what lies beyond is
+    usually an older generation's leftovers. None when there is no WAL or it holds no
+    header yet. Raises BackupError when it cannot be read consistently."""
     path = wal_path(db)
     problem = ""
     for _ in range(_READ_ATTEMPTS):
@@ -317,40 +328,71 @@ def read_wal(db: Path, resume: tuple[Pair, int, Pair] | None = None) -> WalRead 
                     f"page size field {int.from_bytes(head[8:12], 'big')} is invalid"
                 )
                 continue
-            first = 1
-            seed: Pair | None = None
             salt = (
                 int.from_bytes(head[16:20], "big"),
                 int.from_bytes(head[20:24], "big"),
             )
             resumed = resume is not None and resume[0] == salt
-            if resume is not None and resumed:
-                first, seed = resume[1] + 1, resume[2]
-            fh.seek(HEADER_LEN + (first - 1) * (FRAME_HEADER_LEN + page_size))
-            body = fh.read()
+            first, seed = (
+                (resume[1] + 1, resume[2])
+                if resume is not None and resumed
+                else (1, None)
+            )
+            try:
+                got = _read_run(fh, head, page_size, first, seed)
+            except BackupError as exc:
+                problem = str(exc)
+                continue
             fh.seek(0)
             again = fh.read(HEADER_LEN)
+            size = os.fstat(fh.fileno()).st_size
         if again != head:
             problem = "the WAL was restarted while it was read"
             continue
-        data = head + body
-        try:
-            scan = _core.wal_scan(data, first, seed)
-        except BackupError as exc:
-            problem = str(exc)
-            continue
-        frame_len = FRAME_HEADER_LEN + scan.page_size
-        following = max(
-            0, len(data) - scan.committed_len - scan.uncommitted * frame_len - frame_len
+        parts, last = got
+        data = head + b"".join(parts)
+        scan = _core.wal_scan(data, first, seed)
+        frame_len = FRAME_HEADER_LEN + page_size
+        stop_frame = last.stop_frame
+        following = (
+            0
+            if stop_frame is None
+            else max(0, size - (HEADER_LEN + stop_frame * frame_len))
         )
         return WalRead(
             data=data,
             first_frame=first,
             scan=scan,
+            stop=last.stop,
+            stop_kind=last.stop_kind,
+            stop_frame=stop_frame,
+            uncommitted=last.uncommitted,
             following_bytes=following,
             resumed=resumed,
         )
     raise BackupError(f"cannot read the WAL {path} consistently: {problem}")
+
+
+def _read_run(
+    fh: Any, head: bytes, page_size: int, first: int, seed: Pair | None
+) -> tuple[list[bytes], _core.WalScan]:
+    """The committed frames from `first` on, chunk by chunk, and the last chunk's scan."""
+    frame_len = FRAME_HEADER_LEN + page_size
+    parts: list[bytes] = []
+    at, chunk_frames = first, _CHUNK_FRAMES
+    while True:
+        fh.seek(HEADER_LEN + (at - 1) * frame_len)
+        chunk = fh.read(chunk_frames * frame_len)
+        scan = _core.wal_scan(head + chunk, at, seed)
+        if scan.last_commit is not None:
+            parts.append(chunk[: scan.committed_len - HEADER_LEN])
+            at, seed = scan.last_commit + 1, scan.checksum
+        if scan.stop_kind != "end" or len(chunk) < chunk_frames * frame_len:
+            return parts, scan
+        if scan.last_commit is None:
+            chunk_frames *= (
+                2  # one transaction longer than the chunk: read more at once
+            )
 
 
 def begin_read(db: Path) -> sqlite3.Connection:
@@ -523,7 +565,7 @@ def live_database(
                         tail is not None
                         and tail.resumed
                         and not tail.scan.frames
-                        and not tail.scan.uncommitted
+                        and not tail.uncommitted
                     ):
                         write_seal(
                             seal,
