@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from rustybackup.config import load_config
-from rustybackup.enums import BackupType, ExecutionStatus
+from rustybackup.engine import BackupManager
+from rustybackup.enums import BackupType, ExecutionStatus, SetStatus
 from rustybackup.errors import ConfigError
 from rustybackup.jobs import ScheduledBackup
 from rustybackup.notify import (
@@ -334,3 +336,95 @@ def test_notify_targets_persist(tmp_path: Path) -> None:
     s.config_file.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="job 'nightly' field 'notify': notify-on: 'never'"):
         load_config(s.config_file)
+
+
+# --- damage and the recovery window, with a real repository ------------------------------
+
+
+def _real(tmp_path: Path, notifier: Notifier) -> tuple[BackupScheduler, BackupManager, FakeClock]:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a" * 20000)
+    clock = FakeClock(T0)
+    manager = BackupManager(tmp_path / "repo", clock=clock)
+    manager.register_database("app", src, block_size=4096)
+    return BackupScheduler(manager, clock=clock, notifier=notifier), manager, clock
+
+
+def test_verification_damage_is_notified(tmp_path: Path, hook: _Hook) -> None:
+    notifier = Notifier(backoff=0.01)
+    s, manager, clock = _real(tmp_path, notifier)
+    full = manager.backup("app", BackupType.FULL)
+    piece = manager.repository / full.pieces[0].path
+    data = bytearray(piece.read_bytes())
+    data[100] ^= 0xFF
+    piece.write_bytes(bytes(data))
+    s.add_verification("check", "app", "full", "0 3 * * *", notify=NotifyTargets(webhooks=(hook.url,)))
+    clock.set(T0 + timedelta(hours=3))
+    s.execute_due_jobs()
+    s.close()
+    (body,) = hook.bodies
+    assert body["event"] == "damage" and body["job"] == "check"
+    assert body["summary"].startswith("job check (app) damage found: verification found 1 corrupt block(s)")
+
+
+def test_window_stops_being_covered_once(tmp_path: Path, hook: _Hook) -> None:
+    notifier = Notifier(backoff=0.01)
+    s, manager, clock = _real(tmp_path, notifier)
+    targets = NotifyTargets(webhooks=(hook.url,), events=parse_events("window"))
+    s.add_job(ScheduledBackup("n", "n", "app", BackupType.FULL, "0 1 * * *", retention="window=2d", notify=targets))
+    clock.set(T0 + timedelta(hours=1))
+    s.execute_due_jobs()  # the first FULL: recoverable only since 01:00, the 2-day window is not covered
+    clock.set(T0 + timedelta(days=1, hours=1))
+    s.execute_due_jobs()  # still not covered: no second message
+    assert notifier.flush(30)
+    assert [b["event"] for b in hook.bodies] == ["window"]
+    first = hook.bodies[0]
+    assert first["database"] == "app" and first["details"]["window_seconds"] == 2 * 86400
+    assert "recoverable only since 2026-01-05T01:00:00" in first["summary"]
+    clock.set(T0 + timedelta(days=3, hours=1))
+    s.execute_due_jobs()  # covered now: back to quiet, and covered again is no event
+    for full in manager.catalog.list_sets("app"):
+        manager.catalog.mark_status(full.id, SetStatus.CORRUPT)
+    clock.set(T0 + timedelta(days=4, hours=1))
+    s.execute_due_jobs()  # the new FULL is fine, but the window's start now has nothing under it
+    s.close()
+    assert [b["event"] for b in hook.bodies] == ["window", "window"]
+
+
+def test_email_logs_in_when_a_user_is_set() -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    seen: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        seen.append((data.login, data.password))
+        return AuthResult(success=data.password == b"s3cret")
+
+    box = _Mailbox()
+    port = _free_port()
+    # Plain-text AUTH only because this server is on 127.0.0.1 inside the test.
+    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False)
+    controller.start()
+    try:
+        env = {
+            "RUSTYBACKUP_SMTP_HOST": "127.0.0.1",
+            "RUSTYBACKUP_SMTP_PORT": str(port),
+            "RUSTYBACKUP_SMTP_TLS": "none",
+            "RUSTYBACKUP_SMTP_USER": "backup",
+            "RUSTYBACKUP_SMTP_PASSWORD": "s3cret",
+        }
+        good = Notifier(SmtpSettings.from_env(env), backoff=0.01)
+        good.notify(NotifyTargets(emails=("ops@example.org",)), NOTE)
+        assert good.flush(30) and good.sent == 1
+        wrong = SmtpSettings.from_env({**env, "RUSTYBACKUP_SMTP_PASSWORD": "wrong"})
+        assert wrong is not None
+        # After a refused login aiosmtpd answers smtplib's next mechanism slowly: a short timeout.
+        bad = Notifier(dataclasses.replace(wrong, timeout=2), attempts=2, backoff=0.01)
+        bad.notify(NotifyTargets(emails=("ops@example.org",)), NOTE)
+        assert bad.flush(30) and (bad.sent, bad.failed) == (0, 1)
+    finally:
+        controller.stop()
+    assert len(box.messages) == 1
+    assert seen[0] == (b"backup", b"s3cret") and (b"backup", b"wrong") in seen
