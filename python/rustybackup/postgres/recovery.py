@@ -156,7 +156,7 @@ def plan(manager: BackupManager, db: DatabaseEntry, until: datetime | None) -> P
         break
     histories = [history_name(s.timeline) for s in spans if history_name(s.timeline) in archived]
     log_ids = list(dict.fromkeys(archived[n][0] for n in histories + wal if archived[n][0] != "spool"))
-    return Plan(data_sets, base, info, spans[-1].timeline, wal, sorted(log_ids))
+    return Plan(data_sets, base, info, spans[-1].timeline, histories + wal, sorted(log_ids))
 
 
 def _later_on_path(
@@ -179,12 +179,22 @@ def _conf_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def restore_command(repository: Path, database: str) -> str:
-    """The restore_command that fetches from this repository with this interpreter."""
-    return (
+STAGE_DIR = "pg_wal/rustybackup"
+"""Where a restore stages the WAL its plan names, inside the data directory (base backups
+leave pg_wal/ out): the restore_command takes a staged file with one ``mv`` instead of
+starting an interpreter per segment, and asks the repository for anything else."""
+
+
+def restore_command(repository: Path, database: str, *, staged: bool = False) -> str:
+    """The restore_command that fetches from this repository with this interpreter
+    (with `staged`, from STAGE_DIR first; the server runs it in the data directory)."""
+    get = (
         f"{shlex.quote(sys.executable)} -m rustybackup --repo {shlex.quote(str(repository))} "
         f"archive-get {shlex.quote(database)} %f %p"
     )
+    if not staged:
+        return get
+    return f'if [ -f {STAGE_DIR}/%f ]; then mv -f {STAGE_DIR}/%f "%p"; else exec {get}; fi'
 
 
 def restore(
@@ -210,7 +220,7 @@ def restore(
     lines = [
         "",
         f"# rustybackup restore of {db.name!r} from set {last.id}",
-        f"restore_command = {_conf_quote(restore_command(manager.repository, db.name))}",
+        f"restore_command = {_conf_quote(restore_command(manager.repository, db.name, staged=True))}",
         "recovery_target_timeline = 'latest'",
     ]
     if until is not None:
@@ -224,7 +234,9 @@ def restore(
         tree.write_file("backup_label", p.info.backup_label.encode())
         if p.info.tablespace_map:
             tree.write_file("tablespace_map", p.info.tablespace_map.encode())
-        tree.make_dirs(["pg_wal/archive_status"])
+        tree.make_dirs(["pg_wal/archive_status", STAGE_DIR])
+        # make_dirs checked that no link lies on the way: the staged files land inside.
+        archive.get_many(manager, db.name, p.wal, tree.path(STAGE_DIR))
         tree.write_file("recovery.signal", b"")
         tree.write_file("postgresql.auto.conf", ("\n".join(lines) + "\n").encode(), append=True)
     log.info(
