@@ -89,17 +89,11 @@ def test_an_unknown_region_is_a_config_error(spec: str) -> None:
 
 
 def ics(*events: str) -> str:
-    return (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
-        + "".join(events)
-        + "END:VCALENDAR\r\n"
-    )
+    return "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + "".join(events) + "END:VCALENDAR\r\n"
 
 
 def vevent(*lines: str) -> str:
-    return (
-        "BEGIN:VEVENT\r\n" + "".join(f"{line}\r\n" for line in lines) + "END:VEVENT\r\n"
-    )
+    return "BEGIN:VEVENT\r\n" + "".join(f"{line}\r\n" for line in lines) + "END:VEVENT\r\n"
 
 
 def write(tmp_path: Path, text: str, name: str = "cal.ics") -> Path:
@@ -129,11 +123,7 @@ def test_multi_day_all_day_events_end_is_exclusive(tmp_path: Path) -> None:
     )
     got = parse_ics(path)
     shutdown = [d for d, n in got if n == "Shutdown"]
-    assert (
-        shutdown[0] == date(2026, 12, 24)
-        and shutdown[-1] == date(2027, 1, 1)
-        and len(shutdown) == 9
-    )
+    assert shutdown[0] == date(2026, 12, 24) and shutdown[-1] == date(2027, 1, 1) and len(shutdown) == 9
     assert [d for d, n in got if n == "Assumption"] == [date(2026, 8, 15)]
     assert [d for d, n in got if n == "Two days"] == [
         date(2026, 3, 1),
@@ -221,9 +211,7 @@ def test_files_written_by_icalendar_read_as_icalendar_reads_them(
         ev.add("uid", str(i))
         ev.add("summary", name)
         if timed:
-            begin = datetime.combine(
-                start, time(21, 15), tzinfo=ZoneInfo("America/New_York")
-            )
+            begin = datetime.combine(start, time(21, 15), tzinfo=ZoneInfo("America/New_York"))
             ev.add("dtstart", begin)
             ev.add("dtend", begin + timedelta(hours=days))
         else:
@@ -241,17 +229,11 @@ def test_files_written_by_icalendar_read_as_icalendar_reads_them(
             str(comp.get("summary")),
         )
         if isinstance(s, datetime):
-            last = (
-                e.date() - timedelta(days=1)
-                if e.time() == time(0) and e > s
-                else e.date()
-            )
+            last = e.date() - timedelta(days=1) if e.time() == time(0) and e > s else e.date()
             first = s.date()
         else:
             first, last = s, e - timedelta(days=1)
-        expected.extend(
-            (first + timedelta(days=k), name) for k in range((last - first).days + 1)
-        )
+        expected.extend((first + timedelta(days=k), name) for k in range((last - first).days + 1))
     assert sorted(parse_ics(path)) == sorted(expected)
 
 
@@ -307,9 +289,7 @@ def test_files_written_by_icalendar_read_as_icalendar_reads_them(
         ),
     ],
 )
-def test_bad_ics_names_the_file_and_the_line(
-    tmp_path: Path, text: str, message: str
-) -> None:
+def test_bad_ics_names_the_file_and_the_line(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=message):
         parse_ics(path)
@@ -332,9 +312,7 @@ def test_a_window_does_not_open_on_a_holiday_across_a_dst_change(
     # America/New_York falls back on 2026-11-01; the night window starts 01:00 local.
     cal = HolidayCalendar(dates=((date(2026, 11, 1), "Company day"),))
     ny = ZoneInfo("America/New_York")
-    w = BackupWindow(
-        "n", "n", time(1), time(3), "mon-sun", "America/New_York", holidays=cal
-    )
+    w = BackupWindow("n", "n", time(1), time(3), "mon-sun", "America/New_York", holidays=cal)
     # The second 01:30 (after the fall-back) is still 2026-11-01 locally: closed.
     second = datetime(2026, 11, 1, 1, 30, tzinfo=ny).replace(fold=1)
     assert not w.is_active(second)
@@ -360,9 +338,7 @@ def test_a_long_shutdown_moves_next_open_past_it() -> None:
     )
     # 00:00-04:00 on the 1st still belongs to Monday the 30th, which is no holiday.
     assert w.is_active(datetime(2026, 12, 1, 3, tzinfo=BERLIN))
-    assert w.next_open(datetime(2026, 12, 1, 12, tzinfo=BERLIN)) == datetime(
-        2027, 1, 15, 22, 0, tzinfo=BERLIN
-    )
+    assert w.next_open(datetime(2026, 12, 1, 12, tzinfo=BERLIN)) == datetime(2027, 1, 15, 22, 0, tzinfo=BERLIN)
 
 
 def scheduler(tmp_path: Path, start: datetime) -> tuple[BackupScheduler, FakeManager]:
@@ -371,12 +347,8 @@ def scheduler(tmp_path: Path, start: datetime) -> tuple[BackupScheduler, FakeMan
     return BackupScheduler(manager, clock=clock), manager
 
 
-def history(
-    s: BackupScheduler, job_id: str
-) -> list[tuple[datetime, ExecutionStatus, str | None]]:
-    return sorted(
-        (e.scheduled_for, e.status, e.error) for e in s.history(job_id=job_id)
-    )
+def history(s: BackupScheduler, job_id: str) -> list[tuple[datetime, ExecutionStatus, str | None]]:
+    return sorted((e.scheduled_for, e.status, e.error) for e in s.history(job_id=job_id))
 
 
 def test_a_run_on_a_job_holiday_is_skipped_with_the_holidays_name(
@@ -446,15 +418,11 @@ def test_holidays_survive_the_config_file_and_bad_entries_name_the_place(
     tmp_path: Path,
 ) -> None:
     s, _ = scheduler(tmp_path, datetime(2026, 1, 1, tzinfo=UTC))
-    ics_path = write(
-        tmp_path, ics(vevent("DTSTART;VALUE=DATE:20260704", "SUMMARY:Fourth"))
-    )
+    ics_path = write(tmp_path, ics(vevent("DTSTART;VALUE=DATE:20260704", "SUMMARY:Fourth")))
     cal = HolidayCalendar.build("US-NY", [ics_path], ["2026-02-02"])
     assert cal is not None
     s.add_window(BackupWindow("w", "w", time(1), time(5), "mon-sun", holidays=cal))
-    s.add_job(
-        ScheduledBackup("j", "j", "app", BackupType.FULL, "0 2 * * *", holidays=cal)
-    )
+    s.add_job(ScheduledBackup("j", "j", "app", BackupType.FULL, "0 2 * * *", holidays=cal))
     config = load_config(tmp_path / "scheduler_config.json")
     assert config.windows["w"].holidays == cal and config.jobs["j"].holidays == cal
     assert cal.name_on(date(2026, 7, 4)) == "Independence Day (US-NY); Fourth"
@@ -522,9 +490,7 @@ def test_cron_next_marks_the_skipped_occurrences(tmp_path: Path) -> None:
 
 def test_cron_next_with_a_bad_calendar_file_is_one_clear_line(tmp_path: Path) -> None:
     path = write(tmp_path, ics(vevent("DTSTART;VALUE=DATE:2026")))
-    r = CliRunner().invoke(
-        cli, ["cron", "next", "0 2 * * *", "--holidays-file", str(path)]
-    )
+    r = CliRunner().invoke(cli, ["cron", "next", "0 2 * * *", "--holidays-file", str(path)])
     assert r.exit_code == 2
     assert f"{path}:5: '2026' is not an iCalendar DATE" in r.output
 

@@ -41,9 +41,7 @@ def parse_region(spec: str) -> tuple[str, str | None]:
     """``"DE-BY"`` -> ``("DE", "BY")``, checked against the ``holidays`` package."""
     m = _REGION_RE.match(spec.strip()) if isinstance(spec, str) else None
     if m is None:
-        raise ConfigError(
-            f"holidays: {spec!r} is not a country code or country-subdivision such as DE or DE-BY"
-        )
+        raise ConfigError(f"holidays: {spec!r} is not a country code or country-subdivision such as DE or DE-BY")
     country, subdiv = m.group(1).upper(), m.group(2)
     subdiv = subdiv.upper() if subdiv is not None else None
     try:
@@ -62,20 +60,14 @@ class HolidayCalendar:
     #: ICS files the dates came from (kept to say where they came from).
     files: tuple[str, ...] = ()
     _country: Any = field(init=False, repr=False, compare=False, default=None)
-    _by_day: dict[date, str] = field(
-        init=False, repr=False, compare=False, default_factory=dict
-    )
+    _by_day: dict[date, str] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.region is not None:
             country, subdiv = parse_region(self.region)
-            object.__setattr__(
-                self, "region", f"{country}-{subdiv}" if subdiv else country
-            )
+            object.__setattr__(self, "region", f"{country}-{subdiv}" if subdiv else country)
             # expand=True (the default) computes each year on first use.
-            object.__setattr__(
-                self, "_country", holidays_pkg.country_holidays(country, subdiv=subdiv)
-            )
+            object.__setattr__(self, "_country", holidays_pkg.country_holidays(country, subdiv=subdiv))
         by_day: dict[date, list[str]] = {}
         for day, name in self.dates:
             if not isinstance(day, date) or isinstance(day, datetime):
@@ -84,9 +76,7 @@ class HolidayCalendar:
             if name not in names:
                 names.append(name)
         object.__setattr__(self, "dates", tuple(sorted(self.dates)))
-        object.__setattr__(
-            self, "_by_day", {d: "; ".join(n) for d, n in by_day.items()}
-        )
+        object.__setattr__(self, "_by_day", {d: "; ".join(n) for d, n in by_day.items()})
 
     @classmethod
     def build(
@@ -146,38 +136,24 @@ class HolidayCalendar:
     def from_json(cls, data: object, where: str) -> HolidayCalendar:
         """The inverse of :meth:`to_json`; errors name ``where`` (file and entry)."""
         if not isinstance(data, dict):
-            raise ConfigError(
-                f"{where} field 'holidays': expected an object, got {data!r}"
-            )
+            raise ConfigError(f"{where} field 'holidays': expected an object, got {data!r}")
         unknown = sorted(set(data) - {"region", "dates", "files"})
         if unknown:
             raise ConfigError(f"{where} field 'holidays.{unknown[0]}': unknown field")
         region = data.get("region")
         if region is not None and not isinstance(region, str):
-            raise ConfigError(
-                f"{where} field 'holidays.region': expected a string, got {region!r}"
-            )
+            raise ConfigError(f"{where} field 'holidays.region': expected a string, got {region!r}")
         dates: list[tuple[date, str]] = []
         raw_dates = data.get("dates", [])
         if not isinstance(raw_dates, list):
             raise ConfigError(f"{where} field 'holidays.dates': expected a list")
         for i, item in enumerate(raw_dates):
-            if not (
-                isinstance(item, list)
-                and len(item) == 2
-                and all(isinstance(x, str) for x in item)
-            ):
-                raise ConfigError(
-                    f"{where} field 'holidays.dates[{i}]': expected [\"YYYY-MM-DD\", name]"
-                )
-            dates.append(
-                (_date(item[0], f"{where} field 'holidays.dates[{i}]'"), item[1])
-            )
+            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+                raise ConfigError(f"{where} field 'holidays.dates[{i}]': expected [\"YYYY-MM-DD\", name]")
+            dates.append((_date(item[0], f"{where} field 'holidays.dates[{i}]'"), item[1]))
         files = data.get("files", [])
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise ConfigError(
-                f"{where} field 'holidays.files': expected a list of file names"
-            )
+            raise ConfigError(f"{where} field 'holidays.files': expected a list of file names")
         try:
             return cls(region, tuple(dates), tuple(files))
         except ConfigError as exc:
@@ -209,9 +185,7 @@ def parse_ics(path: Path) -> list[tuple[date, str]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the calendar: {exc.strerror or exc}"
-        ) from None
+        raise ConfigError(f"{path}: cannot read the calendar: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     out: list[tuple[date, str]] = []
@@ -232,9 +206,7 @@ def parse_ics(path: Path) -> list[tuple[date, str]]:
         if name == "END":
             if not stack or stack[-1] != value.upper():
                 opened = stack[-1] if stack else "nothing"
-                raise ConfigError(
-                    f"{path}:{lineno}: END:{value} does not close {opened}"
-                )
+                raise ConfigError(f"{path}:{lineno}: END:{value} does not close {opened}")
             stack.pop()
             if value.upper() == "VEVENT":
                 out.extend(_event_dates(path, event_line, event))
@@ -246,22 +218,16 @@ def parse_ics(path: Path) -> list[tuple[date, str]]:
                 )
             if name in ("DTSTART", "DTEND", "DURATION", "SUMMARY"):
                 if name in event:
-                    raise ConfigError(
-                        f"{path}:{lineno}: {name} appears twice in the event"
-                    )
+                    raise ConfigError(f"{path}:{lineno}: {name} appears twice in the event")
                 event[name] = (lineno, params, value)
     if stack:
-        raise ConfigError(
-            f"{path}: BEGIN:{stack[-1]} is never closed (END:{stack[-1]} missing)"
-        )
+        raise ConfigError(f"{path}: BEGIN:{stack[-1]} is never closed (END:{stack[-1]} missing)")
     if not seen_calendar:
         raise ConfigError(f"{path}: not an iCalendar file (no BEGIN:VCALENDAR)")
     return out
 
 
-def _content_lines(
-    path: Path, text: str
-) -> Iterable[tuple[int, str, dict[str, str], str]]:
+def _content_lines(path: Path, text: str) -> Iterable[tuple[int, str, dict[str, str], str]]:
     """(first line number, NAME, params, value) of each unfolded content line."""
     logical: list[tuple[int, str]] = []
     # Lines end in CRLF (or a bare LF); str.splitlines would also split at U+0085 and
@@ -270,9 +236,7 @@ def _content_lines(
         raw = raw.removesuffix("\r")
         if raw[:1] in (" ", "\t"):
             if not logical:
-                raise ConfigError(
-                    f"{path}:{i}: a continuation line with nothing to continue"
-                )
+                raise ConfigError(f"{path}:{i}: a continuation line with nothing to continue")
             n, prev = logical[-1]
             logical[-1] = (n, prev + raw[1:])
         elif raw.strip():
@@ -280,9 +244,7 @@ def _content_lines(
     for lineno, line in logical:
         head, sep, value = _split_value(line)
         if not sep:
-            raise ConfigError(
-                f"{path}:{lineno}: expected NAME:VALUE, got {line[:60]!r}"
-            )
+            raise ConfigError(f"{path}:{lineno}: expected NAME:VALUE, got {line[:60]!r}")
         name, *raw_params = head.split(";")
         if not re.fullmatch(r"[A-Za-z0-9-]+", name):
             raise ConfigError(f"{path}:{lineno}: {name[:40]!r} is not a property name")
@@ -306,26 +268,20 @@ def _split_value(line: str) -> tuple[str, str, str]:
     return line, "", ""
 
 
-def _event_dates(
-    path: Path, line: int, event: dict[str, tuple[int, dict[str, str], str]]
-) -> list[tuple[date, str]]:
+def _event_dates(path: Path, line: int, event: dict[str, tuple[int, dict[str, str], str]]) -> list[tuple[date, str]]:
     if "DTSTART" not in event:
         raise ConfigError(f"{path}:{line}: VEVENT without DTSTART")
     summary = _unescape(event["SUMMARY"][2]) if "SUMMARY" in event else "holiday"
     s_line, s_params, s_value = event["DTSTART"]
     start = _ics_time(path, s_line, s_params, s_value)
     if "DTEND" in event and "DURATION" in event:
-        raise ConfigError(
-            f"{path}:{event['DURATION'][0]}: an event has both DTEND and DURATION"
-        )
+        raise ConfigError(f"{path}:{event['DURATION'][0]}: an event has both DTEND and DURATION")
     end: date | datetime
     if "DTEND" in event:
         e_line, e_params, e_value = event["DTEND"]
         end = _ics_time(path, e_line, e_params, e_value)
         if type(end) is not type(start):
-            raise ConfigError(
-                f"{path}:{e_line}: DTEND is a {_kind(end)} but DTSTART is a {_kind(start)}"
-            )
+            raise ConfigError(f"{path}:{e_line}: DTEND is a {_kind(end)} but DTSTART is a {_kind(start)}")
     elif "DURATION" in event:
         d_line, _, d_value = event["DURATION"]
         end = start + _ics_duration(path, d_line, d_value)
@@ -341,14 +297,10 @@ def _event_dates(
     else:
         first, last = start, end - timedelta(days=1)
         if last < first:
-            raise ConfigError(
-                f"{path}:{where}: the all-day event ends before it starts (DTEND is exclusive)"
-            )
+            raise ConfigError(f"{path}:{where}: the all-day event ends before it starts (DTEND is exclusive)")
     ndays = (last - first).days + 1
     if ndays > _MAX_EVENT_DAYS:
-        raise ConfigError(
-            f"{path}:{where}: the event spans {ndays} days (more than {_MAX_EVENT_DAYS})"
-        )
+        raise ConfigError(f"{path}:{where}: the event spans {ndays} days (more than {_MAX_EVENT_DAYS})")
     return [(first + timedelta(days=k), summary) for k in range(ndays)]
 
 
@@ -356,9 +308,7 @@ def _kind(v: date) -> str:
     return "date-time" if isinstance(v, datetime) else "date"
 
 
-def _ics_time(
-    path: Path, line: int, params: dict[str, str], value: str
-) -> date | datetime:
+def _ics_time(path: Path, line: int, params: dict[str, str], value: str) -> date | datetime:
     """A DATE (``20261225``) or DATE-TIME (``20261225T100000[Z]``, with ``TZID``)."""
     v = value.strip()
     kind = params.get("VALUE", "DATE" if len(v) == 8 else "DATE-TIME").upper()
@@ -370,9 +320,7 @@ def _ics_time(
         utc = v.endswith("Z")
         naive = datetime.strptime(v.removesuffix("Z"), "%Y%m%dT%H%M%S")
     except ValueError:
-        raise ConfigError(
-            f"{path}:{line}: {v!r} is not an iCalendar DATE or DATE-TIME"
-        ) from None
+        raise ConfigError(f"{path}:{line}: {v!r} is not an iCalendar DATE or DATE-TIME") from None
     if utc:
         return naive.replace(tzinfo=ZoneInfo("UTC"))
     tzid = params.get("TZID")
@@ -381,27 +329,19 @@ def _ics_time(
     try:
         return naive.replace(tzinfo=ZoneInfo(tzid))
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{path}:{line}: TZID {tzid!r} is not an IANA zone name"
-        ) from None
+        raise ConfigError(f"{path}:{line}: TZID {tzid!r} is not an IANA zone name") from None
 
 
-_DURATION_RE = re.compile(
-    r"^\+?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$"
-)
+_DURATION_RE = re.compile(r"^\+?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 
 
 def _ics_duration(path: Path, line: int, value: str) -> timedelta:
     m = _DURATION_RE.match(value.strip())
     if m is None or not any(m.groups()):
-        raise ConfigError(
-            f"{path}:{line}: {value!r} is not a (positive) iCalendar DURATION such as P1D or PT2H"
-        )
+        raise ConfigError(f"{path}:{line}: {value!r} is not a (positive) iCalendar DURATION such as P1D or PT2H")
     w, d, h, mi, s = (int(x) if x else 0 for x in m.groups())
     return timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
 
 
 def _unescape(text: str) -> str:
-    return re.sub(
-        r"\\([\\;,nN])", lambda m: "\n" if m.group(1) in "nN" else m.group(1), text
-    )
+    return re.sub(r"\\([\\;,nN])", lambda m: "\n" if m.group(1) in "nN" else m.group(1), text)

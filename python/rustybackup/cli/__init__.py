@@ -24,6 +24,7 @@ from . import (
     hash_cmds,
     metrics_cmds,
     pg_cmds,
+    plan_cmds,
     retention_cmds,
     schedule_cmds,
     verify_cmds,
@@ -84,7 +85,7 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int, debug: bool) -> Non
 
 for _module in (
     cron_cmds, hash_cmds, backup_cmds, verify_cmds, retention_cmds, schedule_cmds, demo_cmds, pg_cmds, capture_cmds,
-    metrics_cmds,
+    metrics_cmds, plan_cmds,
 ):
     _module.register(cli)
 

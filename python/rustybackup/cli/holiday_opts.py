@@ -43,8 +43,6 @@ def holiday_options(fn: F) -> F:
     return fn
 
 
-def calendar_from(
-    region: str | None, files: tuple[str, ...], dates: tuple[str, ...]
-) -> HolidayCalendar | None:
+def calendar_from(region: str | None, files: tuple[str, ...], dates: tuple[str, ...]) -> HolidayCalendar | None:
     """The calendar the options describe, or None when none was given."""
     return HolidayCalendar.build(region, files, dates)
