@@ -16,9 +16,8 @@ restored point up to ``T`` when there are logs to roll through. Then
   ``now - window`` for the database's recovery window (the largest ``window=`` of its
   jobs' retention, or ``--recovery-window``); absent for a database without a window.
 
-Whether a restore to ``T`` resolves changes only at a set's finish time, so the
-resolver is asked at each finish time and just after it, newest first, until the first
-instant that does not resolve: at most two questions per set.
+How often the resolver is asked: see ``recoverable_since_us`` (once per data set at
+most, once in all when no archive log is unusable).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from . import _core, store
 from .catalog import BackupCatalog
 from .enums import SetStatus
 from .errors import CatalogError
+from .retention import ChainRecord
 from .timestamps import to_us
 from .verify_records import VerificationRecords
 
@@ -54,9 +54,17 @@ log = logging.getLogger(__name__)
 _DAMAGED = ("damaged", "missing")
 
 
-def recoverable_since_us(rows: _core.ChainRows, finished_us: Iterable[int], now_us: int) -> int | None:
+def recoverable_since_us(rows: _core.ChainRows, records: Iterable[ChainRecord], now_us: int) -> int | None:
     """The earliest instant (µs) from which every instant up to ``now_us`` is
-    recoverable from ``rows``, or None when ``now_us`` itself is not."""
+    recoverable from ``rows`` (``records``: the same sets as tuples), or None when
+    ``now_us`` itself is not.
+
+    Between two finish times of data sets (FULL, INCREMENTAL, DIFFERENTIAL) the base and
+    the restored point stay the same, and only the archive logs needed to roll forward to
+    ``T`` grow with ``T``: within such a stretch the recoverable instants are a prefix.
+    So one question per stretch, at its top, says whether all of it is recoverable.
+    Without unusable archive logs nothing but the base can fail, so the answer is the
+    finish of the oldest AVAILABLE FULL, asked once."""
 
     def ok(t: int) -> bool:
         try:
@@ -67,16 +75,25 @@ def recoverable_since_us(rows: _core.ChainRows, finished_us: Iterable[int], now_
 
     if not ok(now_us):
         return None
+    data: set[int] = set()
+    fulls: list[int] = []
+    bad_logs = False
+    for _id, kind, _parent, _started, finished, status in records:
+        if kind == "archive_log":
+            bad_logs = bad_logs or status != SetStatus.AVAILABLE.value
+            continue
+        if finished <= now_us:
+            data.add(finished)
+            if kind == "full" and status == SetStatus.AVAILABLE.value:
+                fulls.append(finished)
+    if not bad_logs:
+        return min(fulls)  # ok(now) found an AVAILABLE FULL finished by now
     since = now_us
-    for f in sorted({f for f in finished_us if f < now_us}, reverse=True):
-        # (f, since) resolves the same at every instant: f + 1 stands for all of it.
-        if f + 1 < since:
-            if not ok(f + 1):
-                return since
-            since = f + 1
-        if not ok(f):
+    for d in sorted(data, reverse=True):
+        # [d, since - 1] is one stretch: recoverable throughout when its top is.
+        if d < since and not ok(since - 1):
             return since
-        since = f
+        since = d
     return since
 
 
@@ -109,7 +126,7 @@ def database_metrics(
     for r in rows:
         counts[str(r[5])] = counts.get(str(r[5]), 0) + 1
     now_us = to_us(now)
-    since_us = recoverable_since_us(catalog.chain_rows(database), (int(r[4]) for r in rows), now_us)
+    since_us = recoverable_since_us(catalog.chain_rows(database), rows, now_us)
     since = None if since_us is None else since_us / 1e6
     covered = None
     if window is not None:

@@ -182,7 +182,7 @@ class RunEvents:
             return None
         now_us = to_us(now)
         rows = catalog.retention_rows(database)
-        since = recoverable_since_us(catalog.chain_rows(database), (int(r[4]) for r in rows), now_us)
+        since = recoverable_since_us(catalog.chain_rows(database), rows, now_us)
         covered = since is not None and since <= now_us - int(window.total_seconds() * 1e6)
         with self._lock:
             was = self._covered.get(database, True)
