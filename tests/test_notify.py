@@ -360,10 +360,15 @@ def test_verification_damage_is_notified(tmp_path: Path, hook: _Hook) -> None:
     data[100] ^= 0xFF
     piece.write_bytes(bytes(data))
     s.add_verification("check", "app", "full", "0 3 * * *", notify=NotifyTargets(webhooks=(hook.url,)))
+    # The database's backup job asked for damage on another URL: damage concerns the database.
+    other = _Hook()
+    s.add_job(_job(NotifyTargets(webhooks=(other.url,), events=parse_events("damage"))))
     clock.set(T0 + timedelta(hours=3))
     s.execute_due_jobs()
     s.close()
+    other.close()
     (body,) = hook.bodies
+    assert other.bodies == [body]
     assert body["event"] == "damage" and body["job"] == "check"
     assert body["summary"].startswith("job check (app) damage found: verification found 1 corrupt block(s)")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,16 @@ def recovery_window(jobs: Iterable[Job], database: str) -> timedelta | None:
             if window is not None:
                 windows.append(window)
     return max(windows, default=None)
+
+
+def _database_targets(jobs: Iterable[Job], database: str, event: Event) -> dict[NotifyTargets, Job]:
+    """The distinct targets of ``database``'s jobs that want ``event``, each with the
+    first job that names them."""
+    seen: dict[NotifyTargets, Job] = {}
+    for job in jobs:
+        if job.database == database and job.notify is not None and job.notify.wants(event):
+            seen.setdefault(job.notify, job)
+    return seen
 
 
 def _backup_type(job: Job) -> str | None:
@@ -137,8 +147,10 @@ class RunEvents:
         set_id: str | None,
         error: str | None,
         now: datetime,
+        jobs: Sequence[Job] = (),
     ) -> None:
-        """The post-hook, then the notification the outcome calls for."""
+        """The post-hook, then the notification the outcome calls for. Damage concerns
+        the database: it also goes to the other ``jobs`` of the database that asked."""
         try:
             self.post_hook(job, status, set_id, error)
         except Exception:
@@ -160,17 +172,10 @@ class RunEvents:
             event, what = Event.DAMAGE, f"damage found: {error}"
         else:
             event, what = Event.FAILURE, f"{status.value}: {error}"
-        self._send(
-            job.notify,
-            Notification(
-                event,
-                job.id,
-                job.database,
-                f"job {job.id} ({job.database}) {what}",
-                now,
-                details,
-            ),
-        )
+        note = Notification(event, job.id, job.database, f"job {job.id} ({job.database}) {what}", now, details)
+        targets = list(_database_targets(jobs, job.database, event)) if event is Event.DAMAGE else []
+        for t in dict.fromkeys([job.notify, *targets]):
+            self._send(t, note)
 
     def check_window(self, jobs: list[Job], database: str, catalog: Any, now: datetime) -> bool | None:
         """Whether ``database``'s recovery window is covered now (None: it has none);
@@ -191,24 +196,13 @@ class RunEvents:
             reached = (
                 "nothing is recoverable" if since is None else f"recoverable only since {from_us(since).isoformat()}"
             )
-            seen: set[NotifyTargets] = set()
-            for job in jobs:
-                if job.database == database and job.notify is not None and job.notify not in seen:
-                    seen.add(job.notify)
-                    self._send(
-                        job.notify,
-                        Notification(
-                            Event.WINDOW,
-                            job.id,
-                            database,
-                            f"recovery window of {database} ({window}) is not covered: {reached}",
-                            now,
-                            {
-                                "window_seconds": window.total_seconds(),
-                                "recoverable_since": None if since is None else since / 1e6,
-                            },
-                        ),
-                    )
+            details = {
+                "window_seconds": window.total_seconds(),
+                "recoverable_since": None if since is None else since / 1e6,
+            }
+            summary = f"recovery window of {database} ({window}) is not covered: {reached}"
+            for targets, job in _database_targets(jobs, database, Event.WINDOW).items():
+                self._send(targets, Notification(Event.WINDOW, job.id, database, summary, now, details))
         return covered
 
     def counters(self) -> dict[str, int]:

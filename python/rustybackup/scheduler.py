@@ -513,7 +513,7 @@ class BackupScheduler:
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
         self._history.finish(exec_id, status, finished, backup_set_id=set_id, error=error,
                              bytes_read=read, bytes_written=written)
-        self.events.finished(job, run.scheduled_for, status, set_id, error, finished)
+        self.events.finished(job, run.scheduled_for, status, set_id, error, finished, self.list_jobs())
         self._check_window(job, finished)
         return set_id if status is ExecutionStatus.COMPLETED else None
 
