@@ -63,6 +63,8 @@ def test_job_add_stores_notify_and_hooks(tmp_path: Path) -> None:
         "webhook_format": "slack",
     }
     assert entry["hooks"] == {"pre": "pg_isready", "post": "logger done", "timeout": 120.0, "pre_failure": "run"}
+    listed = json.loads(invoke(tmp_path, "job", "list", "--json").output)["jobs"][0]
+    assert listed["notify"] == entry["notify"] and listed["hooks"] == entry["hooks"]
     assert invoke(tmp_path, "job", "add", "plain", "--db", "app", "--cron", "0 3 * * *").exit_code == 0
     assert "notify" not in _job_entry(tmp_path, "plain") and "hooks" not in _job_entry(tmp_path, "plain")
 

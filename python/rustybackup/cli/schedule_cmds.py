@@ -162,6 +162,7 @@ def job_list(state: CliState, as_json: bool) -> None:
             "max_duration": format_duration(j.max_duration) if j.max_duration else None,
             "retention": getattr(j, "retention", None), "next_run": nxt.isoformat() if nxt else None,
             "holidays": j.holidays.to_json() if j.holidays else None, "next_run_skipped_for": off,
+            "notify": j.notify.to_json() if j.notify else None, "hooks": j.hooks.to_json() if j.hooks else None,
         })
     if as_json:
         print_json({"enabled": scheduler.enabled, "jobs": rows})
