@@ -179,6 +179,30 @@ def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin:
         shutil.rmtree(copy.parent, ignore_errors=True)
 
 
+def test_a_set_restored_by_id_starts_consistent_as_it_was_taken(origin: Origin) -> None:
+    m = BackupManager(origin.repo)
+    incr = m.catalog.list_sets(NAME, "incremental")[-1]
+    base = workdir("rb-pg-byset-")
+    try:
+        rb(origin.repo, "restore", NAME, "--to", str(base / "data"), "--set", incr.id)
+        assert not (base / "data" / "recovery.signal").exists()
+        c = Cluster.on(origin.bin, base / "data", base, {"archive_mode": "off"})
+        try:
+            c.start()
+            c.wait_promoted()
+            got = _ids(c)
+        finally:
+            c.stop("immediate")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    rows = origin.writer.rows
+    # A prefix of the writer's rows: everything committed before the FULL finished (the
+    # INCREMENTAL started later), nothing started after the INCREMENTAL finished.
+    assert got == [r.id for r in rows[: len(got)]]
+    assert all(r.id in got for r in rows if r.returned_at <= origin.full_done)
+    assert all(r.ts <= origin.incr_done for r in rows[: len(got)])
+
+
 def test_a_restore_after_a_restore_follows_the_new_timeline(origin: Origin) -> None:
     rows = origin.writer.rows
     i = _index_after(list(rows), origin.incr_done) + 3

@@ -551,10 +551,10 @@ class BackupManager:
         of the recovery path go to `target_dir/archive/`. `progress(bytes_restored)` is
         called every few MiB. Returns the sets used."""
         db = self.catalog.get_database(database)
-        if db.kind == "postgresql" and backup_set_id is None:
+        if db.kind == "postgresql":
             from .postgres.recovery import restore as restore_postgresql
 
-            return restore_postgresql(self, db, Path(target_dir), until)
+            return restore_postgresql(self, db, Path(target_dir), until, set_id=backup_set_id)
         target = Path(target_dir)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise BackupError(f"restore target {target} must be absent or an empty directory")

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _core, manifest
-from ..enums import BackupType
-from ..errors import BackupError, ConfigError, NoRecoveryPath
+from ..enums import BackupType, SetStatus
+from ..errors import BackupError, CatalogError, ConfigError, NoRecoveryPath
 from ..restore import restore_set_files
 from ..restore_target import RestoreTarget
 from ..timestamps import from_us, to_us
@@ -95,8 +95,12 @@ def _on(spans: list[TimelineSpan], info: manifest.PostgresInfo) -> bool:
     )
 
 
-def plan(manager: BackupManager, db: DatabaseEntry, until: datetime | None) -> Plan:
+def plan(manager: BackupManager, db: DatabaseEntry, until: datetime | None, set_id: str | None = None) -> Plan:
+    """The sets and WAL files that reach `until`; with `set_id`, those that make that
+    set consistent (its chain, and the WAL from its start to its stop LSN)."""
     archived = archive.archived(manager, db.name)
+    if set_id is not None:
+        return _set_plan(manager, db, set_id, archived)
     # recovery_target_timeline = 'latest': the newest timeline the archive has a history
     # of; the base must lie on that history (a set taken on the old timeline after the
     # switch cannot be replayed onto the new one, so an older base is used).
@@ -159,6 +163,34 @@ def plan(manager: BackupManager, db: DatabaseEntry, until: datetime | None) -> P
     return Plan(data_sets, base, info, spans[-1].timeline, histories + wal, sorted(log_ids))
 
 
+def _set_plan(manager: BackupManager, db: DatabaseEntry, set_id: str, archived: dict[str, tuple[str, int]]) -> Plan:
+    chosen = manager.catalog.get_set(set_id)
+    if chosen.database != db.name:
+        raise CatalogError(f"backup set {set_id} belongs to {chosen.database!r}, not {db.name!r}")
+    if chosen.backup_type is BackupType.ARCHIVE_LOG:
+        raise ConfigError(f"set {set_id} holds WAL, not a data directory; restore a base backup set or use --until")
+    data_sets = manager.catalog.chain(set_id)
+    bad = [s for s in data_sets if s.status is not SetStatus.AVAILABLE]
+    if bad:
+        raise NoRecoveryPath(f"set {set_id} cannot be restored: its chain holds {bad[0].id} ({bad[0].status.value})")
+    base = manifest.load(manager.repository / chosen.manifest, set_id=chosen.id)
+    info = base.postgresql
+    if info is None:
+        raise BackupError(
+            f"set {chosen.id} of postgresql database {db.name!r} has no postgresql section in its manifest"
+        )
+    seg = info.wal_segment_size
+    wal = []
+    for name in segments_between([TimelineSpan(info.timeline, 0, None)], info.start_lsn, info.stop_lsn, seg):
+        if name not in archived:
+            raise NoRecoveryPath(
+                f"set {set_id} of {db.name!r} needs the WAL up to {format_lsn(info.stop_lsn)}, but {name} is not archived"
+            )
+        wal.append(name)
+    log_ids = sorted({archived[n][0] for n in wal if archived[n][0] != "spool"})
+    return Plan(data_sets, base, info, info.timeline, wal, log_ids)
+
+
 def _later_on_path(
     archived: dict[str, tuple[str, int]],
     spans: list[TimelineSpan],
@@ -203,14 +235,19 @@ def restore(
     target: Path,
     until: datetime | None,
     progress: object = None,
+    *,
+    set_id: str | None = None,
 ) -> list[BackupSet]:
     """Writes a data directory in `target` (absent or empty) that PostgreSQL starts on
-    and recovers to `until` (None: to the end of the archive)."""
+    and recovers to `until` (None: to the end of the archive). With `set_id`, the set as
+    it was taken: its files unchanged, its backup_label, and the WAL from its start to its
+    stop LSN in pg_wal/, so the server's crash recovery makes it consistent there with no
+    configuration added (RESTORE_TEST compares these files with the manifest)."""
     if until is not None and (until.tzinfo is None or until.utcoffset() is None):
         raise ConfigError("until must be a timezone-aware datetime")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BackupError(f"restore target {target} must be absent or an empty directory")
-    p = plan(manager, db, until)
+    p = plan(manager, db, until, set_id)
     target.mkdir(parents=True, exist_ok=True)
     os.chmod(target, 0o700)
     last = p.data_sets[-1]
@@ -234,11 +271,15 @@ def restore(
         tree.write_file("backup_label", p.info.backup_label.encode())
         if p.info.tablespace_map:
             tree.write_file("tablespace_map", p.info.tablespace_map.encode())
-        tree.make_dirs(["pg_wal/archive_status", STAGE_DIR])
-        # make_dirs checked that no link lies on the way: the staged files land inside.
-        archive.get_many(manager, db.name, p.wal, tree.path(STAGE_DIR))
-        tree.write_file("recovery.signal", b"")
-        tree.write_file("postgresql.auto.conf", ("\n".join(lines) + "\n").encode(), append=True)
+        if set_id is not None:
+            tree.make_dirs(["pg_wal/archive_status"])
+            # make_dirs checked that no link lies on the way: the WAL lands inside.
+            archive.get_many(manager, db.name, p.wal, tree.path("pg_wal"))
+        else:
+            tree.make_dirs(["pg_wal/archive_status", STAGE_DIR])
+            archive.get_many(manager, db.name, p.wal, tree.path(STAGE_DIR))
+            tree.write_file("recovery.signal", b"")
+            tree.write_file("postgresql.auto.conf", ("\n".join(lines) + "\n").encode(), append=True)
     log.info(
         "restored %s into %s: set %s, %d WAL file(s) from %s to replay on timeline %d",
         db.name,
