@@ -74,8 +74,8 @@ def smtp() -> Iterator[tuple[_Mailbox, int]]:
 class _Hook:
     """A webhook endpoint that answers 500 to the first ``fail`` requests."""
 
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
+    def __init__(self, fail: int = 0, code: int = 500) -> None:
+        self.fail, self.code = fail, code
         self.bodies: list[dict[str, Any]] = []
         self.attempts = 0
         hook = self
@@ -85,7 +85,7 @@ class _Hook:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.attempts += 1
                 if hook.attempts <= hook.fail:
-                    self.send_response(500)
+                    self.send_response(hook.code)
                     self.end_headers()
                     return
                 hook.bodies.append(json.loads(body))
@@ -162,6 +162,17 @@ def test_webhook_gives_up_after_bounded_attempts() -> None:
         notifier.notify(NotifyTargets(webhooks=(h.url,)), NOTE)
         assert notifier.flush(30)
         assert h.attempts == 3 and (notifier.sent, notifier.failed) == (0, 1)
+    finally:
+        h.close()
+
+
+def test_a_client_error_is_not_retried() -> None:
+    h = _Hook(fail=100, code=404)
+    try:
+        notifier = Notifier(attempts=4, backoff=0.01)
+        notifier.notify(NotifyTargets(webhooks=(h.url,)), NOTE)
+        assert notifier.flush(30)
+        assert h.attempts == 1 and notifier.failed == 1
     finally:
         h.close()
 

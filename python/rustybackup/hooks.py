@@ -2,22 +2,21 @@
 
 A hook runs with ``/bin/sh -c`` in the scheduler's environment plus:
 
-========================== ===============================================================
-``RUSTYBACKUP_JOB``        the job id
-``RUSTYBACKUP_DATABASE``   the database name
+=========================== ============================================================
+``RUSTYBACKUP_JOB``         the job id
+``RUSTYBACKUP_DATABASE``    the database name
 ``RUSTYBACKUP_BACKUP_TYPE`` full, incremental, differential, archive_log (empty for a
-                           verification job)
-``RUSTYBACKUP_PHASE``      ``pre`` or ``post``
-``RUSTYBACKUP_STATUS``     post only: completed, failed, cancelled or skipped
-``RUSTYBACKUP_SET_ID``     post only: the new set's id (empty when none was made)
-``RUSTYBACKUP_ERROR``      post only: the run's error (empty when it succeeded)
-========================== ===============================================================
+                            verification job)
+``RUSTYBACKUP_PHASE``       ``pre`` or ``post``
+``RUSTYBACKUP_STATUS``      post only: completed, failed, cancelled or skipped
+``RUSTYBACKUP_SET_ID``      post only: the new set's id (empty when none was made)
+``RUSTYBACKUP_ERROR``       post only: the run's error (empty when it succeeded)
+=========================== ============================================================
 
 A hook that runs past its timeout is killed (its whole process group: ``sh -c`` may have
 started children) and counts as failed. A failing pre-hook either skips the run
 (``pre_hook_failure="skip"``: recorded SKIPPED with the hook's reason) or is only
-logged (``"run"``). A post-hook's failure is logged and added to nothing: the backup is
-already registered.
+logged (``"run"``). A post-hook's failure is only logged: the backup is already registered.
 """
 
 from __future__ import annotations

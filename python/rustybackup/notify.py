@@ -251,6 +251,14 @@ def send_webhook(url: str, note: Notification, fmt: str = "json", timeout: float
         resp.read()
 
 
+def _permanent(exc: Exception) -> bool:
+    """An answer that a retry will not change: a 4xx other than timeout and rate limit
+    (a wrong URL or a rejected body), or a mail server refusing the login."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return 400 <= exc.code < 500 and exc.code not in (408, 429)
+    return isinstance(exc, smtplib.SMTPAuthenticationError)
+
+
 @dataclass
 class _Delivery:
     what: str  # "webhook URL" / "email ADDR", for logs
@@ -357,7 +365,7 @@ class Notifier:
             try:
                 d.send()
             except Exception as exc:  # noqa: BLE001 - a delivery's failure is logged and counted, never raised
-                if d.attempt >= self.attempts or self._stop.is_set():
+                if d.attempt >= self.attempts or self._stop.is_set() or _permanent(exc):
                     self._count("failed")
                     log.warning(
                         "notification by %s failed after %d attempt(s): %s",
