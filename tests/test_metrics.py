@@ -232,6 +232,14 @@ def test_cli_prints_to_stdout_and_rejects_a_bad_window(repo: tuple[BackupManager
     assert bad.exit_code == 2 and "recovery-window" in bad.output
 
 
+def test_no_repository_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["--repo", str(empty), "metrics"])
+    assert result.exit_code == 1 and f"no repository at {empty}" in result.output
+    assert list(empty.iterdir()) == []
+
+
 def test_served_over_http(repo: tuple[BackupManager, SimClock, Path]) -> None:
     manager, clock, _ = repo
     manager.backup("app", BackupType.FULL)

@@ -263,6 +263,7 @@ class RepositoryCollector(Collector):
         # Through the manager: it rebuilds a lost catalog instead of reading an empty one.
         from .engine import BackupManager
 
+        store.Repository(self.repository, create=False)  # a scrape never creates a repository
         catalog = BackupManager(self.repository).catalog
         try:
             found = [
