@@ -27,7 +27,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from pg_support import Cluster, archive_command, as_user, give, rb, require_postgresql, workdir
+from pg_support import (
+    Cluster,
+    archive_command,
+    as_user,
+    give,
+    rb,
+    require_postgresql,
+    workdir,
+)
 
 SCALE = int(os.environ.get("RB_BENCH_PG_SCALE", "1"))
 SECONDS = int(os.environ.get("RB_BENCH_PG_SECONDS", "5"))

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rustybackup import BackupManager
 from rustybackup.enums import BackupType
 from rustybackup.errors import ConfigError

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from pg_support import Cluster, archive_command, rb, require_postgresql, workdir
 from rustybackup import BackupManager, _core, manifest
 
