@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -444,3 +447,65 @@ def test_email_logs_in_when_a_user_is_set() -> None:
         controller.stop()
     assert len(box.messages) == 1
     assert seen[0] == (b"backup", b"s3cret") and (b"backup", b"wrong") in seen
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (the openssl command line)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_email_over_starttls_with_a_verified_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    box = _Mailbox()
+    port = _free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True)
+    controller.start()
+    try:
+        env = {
+            "RUSTYBACKUP_SMTP_HOST": "127.0.0.1",
+            "RUSTYBACKUP_SMTP_PORT": str(port),
+            "RUSTYBACKUP_SMTP_TLS": "starttls",
+        }
+        # The client verifies the server's certificate: unknown to the default CA store, refused...
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))
+        untrusted = Notifier(SmtpSettings.from_env(env), attempts=1)
+        untrusted.notify(NotifyTargets(emails=("ops@example.org",)), NOTE)
+        assert untrusted.flush(30) and untrusted.failed == 1
+        # ...and accepted once the store trusts it.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        good = Notifier(SmtpSettings.from_env(env), backoff=0.01)
+        good.notify(NotifyTargets(emails=("ops@example.org",)), NOTE)
+        assert good.flush(30) and good.sent == 1
+        # Without STARTTLS the server refuses the mail: the failure is counted, not raised.
+        plain = Notifier(SmtpSettings.from_env({**env, "RUSTYBACKUP_SMTP_TLS": "none"}), attempts=1)
+        plain.notify(NotifyTargets(emails=("ops@example.org",)), NOTE)
+        assert plain.flush(30) and plain.failed == 1
+    finally:
+        controller.stop()
+    assert len(box.messages) == 1
