@@ -29,11 +29,14 @@ from rustybackup.verify import Verifier
 
 BLOCK = 512
 # Pieces are written in format 2: index offset, entry count, checksum length and padding,
-# the XXH3-128 at 32, the checksum at 48. Block maps are still format 1.
+# the XXH3-128 at 32, the checksum at 48. Block maps too: after the header a 24-byte run
+# header, then the run's records; the trailer's checksum is at 232.
 PIECE_TRAILER = 112
 PIECE_FAST_AT = 32
 PIECE_SUM_AT = 48
-MAP_TRAILER = 88
+MAP_TRAILER = 296
+MAP_SUM_AT = 232
+RECORD = 32 + 24
 
 
 @dataclass
@@ -145,7 +148,7 @@ def positions(
 def cases(d: Damaged) -> list[tuple[Path, int]]:
     out = [
         (d.blockmap, at)
-        for at in positions(d.original[d.blockmap], MAP_TRAILER, 32 + 53, 24)
+        for at in positions(d.original[d.blockmap], MAP_TRAILER, RECORD + 53, MAP_SUM_AT)
     ]
     return out + [
         (d.piece, at)
@@ -200,10 +203,12 @@ def test_huge_lengths_counts_and_offsets_are_clean_errors(fresh: Damaged) -> Non
         (d.piece, index_off + 20, big32, "index stored_len"),
         (d.blockmap, 12, big32, "block_size"),
         (d.blockmap, len(bmap) - MAP_TRAILER + 8, big64, "record_count"),
-        (d.blockmap, 32 + 4, big64, "record offset"),
-        (d.blockmap, 32 + 12, big32, "record stored_len"),
-        (d.blockmap, 32 + 16, big32, "record raw_len"),
-        (d.blockmap, 32, big32, "record source"),
+        (d.blockmap, len(bmap) - MAP_TRAILER + 16, big64, "run_count"),
+        (d.blockmap, 32 + 8, big64, "run length"),
+        (d.blockmap, RECORD + 4, big64, "record offset"),
+        (d.blockmap, RECORD + 12, big32, "record stored_len"),
+        (d.blockmap, RECORD + 16, big32, "record raw_len"),
+        (d.blockmap, RECORD, big32, "record source"),
     ]
     for path, at, value, what in edits:
         v = bytearray(d.original[path])
@@ -211,7 +216,7 @@ def test_huge_lengths_counts_and_offsets_are_clean_errors(fresh: Damaged) -> Non
         if path == d.piece:
             reseal(v, PIECE_TRAILER, PIECE_SUM_AT)
         else:
-            reseal(v, MAP_TRAILER, 24)
+            reseal(v, MAP_TRAILER, MAP_SUM_AT)
         d.write(path, bytes(v))
         got = d.restore()
         if path == d.piece and what == "index stored_len":
@@ -245,7 +250,7 @@ def test_random_multi_byte_changes_are_errors_or_the_original_bytes(
         reseal(
             v,
             PIECE_TRAILER if which == "piece" else MAP_TRAILER,
-            PIECE_SUM_AT if which == "piece" else 24,
+            PIECE_SUM_AT if which == "piece" else MAP_SUM_AT,
         )
     try:
         d.write(path, bytes(v))

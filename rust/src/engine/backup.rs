@@ -21,7 +21,7 @@ use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
-use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, PieceSummary, PieceWriter, FLAG_ZSTD};
+use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, PieceSummary, PieceWriter, FLAG_ZSTD};
 use crate::scan::algorithm::Algorithm;
 /// Bytes read per chunk (rounded to a multiple of the block size).
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
@@ -100,7 +100,9 @@ pub fn check_block_size(block_size: u32) -> Result<()> {
 
 /// Backs up `jobs` into a new piece at `piece_path` and a new block map at
 /// `blockmap_path`. Blocks equal (digest and length) to the parent's block at the same
-/// position are not stored again; their record is copied from `parent_blockmap`.
+/// position are not stored again: the new map refers to `parent_blockmap`'s records
+/// (runs of them, one small entry per run), so it grows with what changed. The parent's
+/// map must stay next to the new one's final place (`../<parent set>/blockmap`).
 pub fn backup_files(
     jobs: &[FileJob],
     parent_blockmap: Option<&Path>,
@@ -128,7 +130,17 @@ pub fn backup_files(
         None => None,
     };
     let mut piece = PieceWriter::create(piece_path, opts.algorithm, opts.block_size)?;
-    let mut map = BlockMapWriter::create(blockmap_path, opts.algorithm, opts.block_size)?;
+    let mut map = match (&parent, parent_blockmap) {
+        (Some(r), Some(p)) => {
+            let rel = parent_rel_path(p)?;
+            let pref = ParentRef {
+                rel_path: rel,
+                checksum: r.recorded_checksum().to_vec(),
+            };
+            BlockMapWriter::create_child(blockmap_path, opts.algorithm, opts.block_size, pref)?
+        }
+        _ => BlockMapWriter::create(blockmap_path, opts.algorithm, opts.block_size)?,
+    };
     let bs = opts.block_size as usize;
     let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
     let mut buf = vec![0u8; chunk_len];
@@ -192,29 +204,28 @@ pub fn backup_files(
             };
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
-                let rec = if changed[i] {
-                    let stored = match &encoded[i] {
-                        Some((bytes, flags)) => {
-                            piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?
-                        }
-                        None => piece.write_block(file_no, block_index, block, raw_len, 0, &digest)?,
-                    };
-                    blocks_stored += 1;
-                    BlockRecord {
-                        source: opts.self_source,
-                        offset: stored.offset,
-                        stored_len: stored.stored_len,
-                        raw_len,
-                        flags: stored.flags,
-                        digest,
+                if !changed[i] {
+                    // Unchanged means the parent had this file's block here.
+                    match job.parent {
+                        Some((first, _)) if parents[i].is_some() => map.push_parent(first + block_index)?,
+                        _ => return Err(Error::Invalid("internal: unchanged block without a parent".into())),
                     }
-                } else {
-                    match parents[i].take() {
-                        Some(p) => p,
-                        None => return Err(Error::Invalid("internal: unchanged block without a parent".into())),
-                    }
+                    block_index += 1;
+                    continue;
+                }
+                let stored = match &encoded[i] {
+                    Some((bytes, flags)) => piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?,
+                    None => piece.write_block(file_no, block_index, block, raw_len, 0, &digest)?,
                 };
-                map.push(&rec)?;
+                blocks_stored += 1;
+                map.push(&BlockRecord {
+                    source: opts.self_source,
+                    offset: stored.offset,
+                    stored_len: stored.stored_len,
+                    raw_len,
+                    flags: stored.flags,
+                    digest,
+                })?;
                 block_index += 1;
             }
             size += n as u64;
@@ -250,6 +261,22 @@ pub fn backup_files(
         bytes_read: state.bytes_read,
         blocks_stored,
     })
+}
+
+/// `../<parent set>/<file>`: where the parent's map is seen from the new map's directory
+/// (both live in `sets/`).
+fn parent_rel_path(parent: &Path) -> Result<String> {
+    let name = |p: Option<&std::ffi::OsStr>| p.and_then(|s| s.to_str()).map(str::to_string);
+    match (
+        name(parent.parent().and_then(Path::file_name)),
+        name(parent.file_name()),
+    ) {
+        (Some(dir), Some(file)) => Ok(format!("../{dir}/{file}")),
+        _ => Err(Error::Invalid(format!(
+            "parent block map {} has no set directory and file name",
+            parent.display()
+        ))),
+    }
 }
 
 /// Whether a file's size or modification time moved between two `fstat`s.

@@ -58,7 +58,8 @@ pub fn restore_files(
         let mut out = BufWriter::with_capacity(1 << 20, create_file(&f.dest)?);
         let mut whole = alg.hasher();
         let mut written = 0u64;
-        let mut iter = map.range(f.first_block, f.block_count)?;
+        let n_sources = u32::try_from(sources.len()).unwrap_or(u32::MAX);
+        let mut iter = map.range(f.first_block, f.block_count)?.limit_sources(n_sources);
         let mut block_index = 0u64;
         loop {
             let batch: Vec<BlockRecord> = iter.by_ref().take(BATCH_BLOCKS).collect::<crate::format::Result<_>>()?;
@@ -68,17 +69,12 @@ pub fn restore_files(
             for (k, rec) in (block_index..).zip(&batch) {
                 let i = rec.source as usize;
                 let Some(slot) = readers.get_mut(i) else {
-                    // first_block + block_count was checked against the record count by range().
-                    let record = f.first_block + k;
-                    return Err(Error::format(
-                        blockmap,
-                        format!(
-                            "record {record} (at offset {}), block {k} of file {:?}, names source {i} of {}",
-                            crate::format::HEADER_LEN + record * map.record_len(),
-                            f.rel,
-                            sources.len()
-                        ),
-                    ));
+                    // limit_sources() refused such records with their file and offset.
+                    return Err(Error::Invalid(format!(
+                        "internal: block {k} of file {:?} names source {i} of {}",
+                        f.rel,
+                        sources.len()
+                    )));
                 };
                 if slot.is_none() {
                     let r = PieceReader::open(&sources[i])?;

@@ -1,18 +1,65 @@
-//! Block maps: one record per block of every file of a set's state, saying which source
-//! piece holds the block, where, and its digest (docs/FORMAT.md). Records are streamed in
-//! and out, so memory stays flat; every record read is checked against the header.
+//! Block maps: for every block of every file of a set's state, which source piece holds
+//! it, where, and its digest (docs/FORMAT.md). Version 1 stores one record per block;
+//! version 2 stores runs: records for the blocks this set stored, and for unchanged runs
+//! one small reference to the parent's map, so a map grows with what changed. This file
+//! writes both and decodes records; `blockmap_read` reads and resolves them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::ops::ControlFlow;
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::block::{check_fields, Field};
 use super::error::{Error, Result};
-use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
-use super::piece::check_zero;
-use super::read::{hash_prefix, read_exact_at};
-use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
+use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN};
+use crate::scan::algorithm::{Algorithm, Hasher};
+
+/// Version 2: length of a run header (kind, padding, count, parent's first record).
+pub(crate) const RUN_HEADER_LEN: u64 = 24;
+/// Version 2 run kind: `count` records of blocks this set stored follow.
+pub(crate) const RUN_STORED: u8 = 1;
+/// Version 2 run kind: the next `count` blocks are the parent map's records from `first` on.
+pub(crate) const RUN_PARENT: u8 = 2;
+/// Version 2: a stored run is cut after this many records, so the writer holds at most
+/// one run's records in memory before it knows the run's length.
+const MAX_STORED_RUN: usize = 4096;
+/// Version 2 trailer: where the parent map's checksum, its path and this map's checksum are.
+pub(crate) const PARENT_SUM_AT: usize = 40;
+/// Version 2 trailer: the parent map's path, relative to this map's directory.
+pub(crate) const PARENT_PATH_AT: usize = 104;
+/// Room for the parent map's path.
+pub(crate) const MAX_PARENT_PATH: usize = 128;
+/// Version 2 trailer: this map's checksum.
+pub(crate) const SUM_AT_V2: usize = 232;
+
+/// The map a version-2 map's references resolve in: its path relative to the new map's
+/// directory (`../<parent set>/blockmap`) and its recorded checksum, which binds the
+/// reference to exactly that file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentRef {
+    /// Path relative to the directory of the map that refers to it.
+    pub rel_path: String,
+    /// The parent map's trailer checksum.
+    pub checksum: Vec<u8>,
+}
+
+/// Whether `rel` is a parent path a map may carry: `../<name>/<file>`, nothing that
+/// climbs further or reaches outside the repository's `sets/` directory.
+pub(crate) fn check_parent_path(rel: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let ok = rel.len() <= MAX_PARENT_PATH
+        && parts.len() == 3
+        && parts[0] == ".."
+        && parts[1..]
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "parent block map path {rel:?} is not ../<set>/<file> of at most {MAX_PARENT_PATH} bytes"
+        ))
+    }
+}
 
 /// Where one block lives and what it hashes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +80,7 @@ pub struct BlockRecord {
 
 impl BlockRecord {
     fn encode(&self, layout: Layout, out: &mut Vec<u8>) {
-        // Header::decode refuses a version-2 block map (none is written yet).
+        // A version-2 stored record is a version-1 record.
         match layout {
             Layout::V1 | Layout::V2 => {
                 out.extend_from_slice(&self.source.to_le_bytes());
@@ -48,7 +95,7 @@ impl BlockRecord {
 
     /// Decodes one record (`b` is exactly one record long); Err is (field offset inside
     /// the record, what is wrong).
-    fn decode(layout: Layout, b: &[u8], block_size: u32) -> std::result::Result<Self, (u64, String)> {
+    pub(crate) fn decode(layout: Layout, b: &[u8], block_size: u32) -> std::result::Result<Self, (u64, String)> {
         let r = match layout {
             Layout::V1 | Layout::V2 => Self {
                 source: u32_at(b, 0),
@@ -80,15 +127,59 @@ pub struct BlockMapWriter {
     header: Header,
     out: BufWriter<File>,
     hasher: Hasher,
+    /// Records of the state written so far (stored and referred to).
     count: u64,
+    parent: Option<ParentRef>,
+    /// Version 2: the stored run being collected (encoded records) and its length.
+    stored: Vec<u8>,
+    stored_n: usize,
+    /// Version 2: the reference run being extended: (parent's first record, count).
+    reference: Option<(u64, u64)>,
+    runs: u64,
+    stored_total: u64,
     scratch: Vec<u8>,
 }
 
 impl BlockMapWriter {
-    /// Creates `path` (which must not exist).
+    /// Creates `path` (which must not exist), a map with no parent.
     pub fn create(path: &Path, algorithm: Algorithm, block_size: u32) -> Result<Self> {
-        let header = Header::new(Kind::BlockMap, block_size, algorithm);
-        check_block_size(block_size).map_err(|m| Error::io(path, io::Error::new(io::ErrorKind::InvalidInput, m)))?;
+        Self::create_layout(path, algorithm, block_size, None, Layout::written(Kind::BlockMap))
+    }
+
+    /// Creates `path` (which must not exist), a map whose unchanged blocks refer to `parent`.
+    pub fn create_child(path: &Path, algorithm: Algorithm, block_size: u32, parent: ParentRef) -> Result<Self> {
+        Self::create_layout(
+            path,
+            algorithm,
+            block_size,
+            Some(parent),
+            Layout::written(Kind::BlockMap),
+        )
+    }
+
+    /// `create` in a given layout: the tests' way to write what older releases wrote.
+    pub(crate) fn create_layout(
+        path: &Path,
+        algorithm: Algorithm,
+        block_size: u32,
+        parent: Option<ParentRef>,
+        layout: Layout,
+    ) -> Result<Self> {
+        let header = Header {
+            layout,
+            ..Header::new(Kind::BlockMap, block_size, algorithm)
+        };
+        let invalid = |m: String| Error::io(path, io::Error::new(io::ErrorKind::InvalidInput, m));
+        check_block_size(block_size).map_err(invalid)?;
+        if let Some(p) = &parent {
+            if layout == Layout::V1 {
+                return Err(invalid("a version-1 block map has no parent".into()));
+            }
+            check_parent_path(&p.rel_path).map_err(invalid)?;
+            if p.checksum.len() != algorithm.digest_size() {
+                return Err(invalid(format!("parent checksum of {} bytes", p.checksum.len())));
+            }
+        }
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -100,6 +191,12 @@ impl BlockMapWriter {
             out: BufWriter::with_capacity(1 << 18, file),
             hasher: algorithm.hasher(),
             count: 0,
+            parent,
+            stored: Vec::new(),
+            stored_n: 0,
+            reference: None,
+            runs: 0,
+            stored_total: 0,
             scratch: Vec::with_capacity(128),
         };
         w.put(&header.encode())?;
@@ -112,7 +209,34 @@ impl BlockMapWriter {
         Ok(())
     }
 
-    /// Appends the next block's record.
+    fn run_header(&mut self, kind: u8, count: u64, first: u64) -> Result<()> {
+        let mut h = [0u8; RUN_HEADER_LEN as usize];
+        h[0] = kind;
+        h[8..16].copy_from_slice(&count.to_le_bytes());
+        h[16..24].copy_from_slice(&first.to_le_bytes());
+        self.runs += 1;
+        self.put(&h)
+    }
+
+    /// Writes the run being collected, if any.
+    fn close_run(&mut self) -> Result<()> {
+        if let Some((first, n)) = self.reference.take() {
+            self.run_header(RUN_PARENT, n, first)?;
+        }
+        if self.stored_n > 0 {
+            self.run_header(RUN_STORED, self.stored_n as u64, 0)?;
+            let stored = std::mem::take(&mut self.stored);
+            let r = self.put(&stored);
+            self.stored = stored;
+            self.stored.clear();
+            self.stored_total += self.stored_n as u64;
+            self.stored_n = 0;
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Appends the next block's record (a block this set stored, or in version 1 any block).
     pub fn push(&mut self, rec: &BlockRecord) -> Result<()> {
         if let Err((_, m)) = check_fields(rec.stored_len, rec.raw_len, rec.flags, self.header.block_size) {
             let m = format!("record {}: {m}", self.count);
@@ -121,10 +245,38 @@ impl BlockMapWriter {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         rec.encode(self.header.layout, &mut scratch);
-        let r = self.put(&scratch);
+        let r = match self.header.layout {
+            Layout::V1 => self.put(&scratch),
+            Layout::V2 => {
+                if self.reference.is_some() || self.stored_n == MAX_STORED_RUN {
+                    self.close_run()?;
+                }
+                self.stored.extend_from_slice(&scratch);
+                self.stored_n += 1;
+                Ok(())
+            }
+        };
         self.scratch = scratch;
         self.count += 1;
         r
+    }
+
+    /// Appends the next block as the parent map's record `parent_record` (version 2):
+    /// consecutive parent records become one run.
+    pub fn push_parent(&mut self, parent_record: u64) -> Result<()> {
+        if self.parent.is_none() {
+            let m = format!("record {}: refers to a parent, but this block map has none", self.count);
+            return Err(Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m)));
+        }
+        match &mut self.reference {
+            Some((first, n)) if first.checked_add(*n) == Some(parent_record) => *n += 1,
+            _ => {
+                self.close_run()?;
+                self.reference = Some((parent_record, 1));
+            }
+        }
+        self.count += 1;
+        Ok(())
     }
 
     /// Records written so far (the next record's number).
@@ -134,16 +286,34 @@ impl BlockMapWriter {
 
     /// Appends the trailer, fsyncs; returns (checksum, record count).
     pub fn finish(mut self) -> Result<(Vec<u8>, u64)> {
+        self.close_run()?;
         let checksum = self.hasher.finalize();
         let len = self.header.trailer_len() as usize;
         let mut t = Vec::with_capacity(len);
+        t.extend_from_slice(Kind::BlockMap.trailer_magic());
+        t.extend_from_slice(&self.count.to_le_bytes());
         match self.header.layout {
-            Layout::V1 | Layout::V2 => {
-                t.extend_from_slice(Kind::BlockMap.trailer_magic());
-                t.extend_from_slice(&self.count.to_le_bytes());
+            Layout::V1 => {
                 // A digest is at most 64 bytes.
                 t.push(checksum.len() as u8);
                 t.extend_from_slice(&[0u8; 7]);
+                t.extend_from_slice(&checksum);
+            }
+            Layout::V2 => {
+                t.extend_from_slice(&self.runs.to_le_bytes());
+                t.extend_from_slice(&self.stored_total.to_le_bytes());
+                t.push(checksum.len() as u8);
+                let (sum, rel) = match &self.parent {
+                    Some(p) => (p.checksum.as_slice(), p.rel_path.as_bytes()),
+                    None => (&[][..], &[][..]),
+                };
+                // check_parent_path bounded it to 128 bytes.
+                t.push(rel.len() as u8);
+                t.resize(PARENT_SUM_AT, 0);
+                t.extend_from_slice(sum);
+                t.resize(PARENT_PATH_AT, 0);
+                t.extend_from_slice(rel);
+                t.resize(SUM_AT_V2, 0);
                 t.extend_from_slice(&checksum);
             }
         }
@@ -155,212 +325,5 @@ impl BlockMapWriter {
             .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
         Ok((checksum, self.count))
-    }
-}
-
-/// Reads a block map of any version this build reads.
-pub struct BlockMapReader {
-    path: PathBuf,
-    file: File,
-    header: Header,
-    count: u64,
-    checksum: Vec<u8>,
-    size: u64,
-}
-
-impl BlockMapReader {
-    /// Opens `path` and checks header and trailer against its size (structure only;
-    /// `verify_checksum` re-hashes it).
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if size < HEADER_LEN {
-            return Err(Error::damaged(
-                path,
-                size,
-                format!("truncated block map ({size} bytes, no header)"),
-            ));
-        }
-        let mut h = [0u8; HEADER_LEN as usize];
-        read_exact_at(&file, path, &mut h, 0)?;
-        let header = Header::decode(path, Kind::BlockMap, &h)?;
-        let tlen = header.trailer_len();
-        if size < HEADER_LEN + tlen {
-            return Err(Error::damaged(
-                path,
-                size,
-                format!("truncated block map ({size} bytes, no room for a {tlen}-byte trailer)"),
-            ));
-        }
-        let at = size - tlen;
-        let mut t = vec![0u8; tlen as usize];
-        read_exact_at(&file, path, &mut t, at)?;
-        let (count, checksum) = match header.layout {
-            Layout::V1 | Layout::V2 => {
-                if &t[..8] != Kind::BlockMap.trailer_magic() {
-                    return Err(Error::damaged(
-                        path,
-                        at,
-                        "bad block map trailer magic (truncated or overwritten)",
-                    ));
-                }
-                let count = u64_at(&t, 8);
-                let clen = usize::from(t[16]);
-                if clen != header.digest_len() {
-                    return Err(Error::damaged(
-                        path,
-                        at + 16,
-                        format!("trailer checksum length {clen} is wrong"),
-                    ));
-                }
-                check_zero(path, &t, 17..24, at)?;
-                check_zero(path, &t, 24 + clen..24 + MAX_DIGEST, at)?;
-                (count, t[24..24 + clen].to_vec())
-            }
-        };
-        let rec = header.layout.record_len(header.digest_len());
-        if count.checked_mul(rec).and_then(|n| n.checked_add(HEADER_LEN + tlen)) != Some(size) {
-            return Err(Error::damaged(
-                path,
-                at + 8,
-                format!("{count} records do not fit a {size}-byte block map"),
-            ));
-        }
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            header,
-            count,
-            checksum,
-            size,
-        })
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    /// The format version it was written with.
-    pub fn version(&self) -> u32 {
-        self.header.layout.version()
-    }
-    /// Block size of the set.
-    pub fn block_size(&self) -> u32 {
-        self.header.block_size
-    }
-    /// Digest algorithm.
-    pub fn algorithm(&self) -> Algorithm {
-        self.header.algorithm
-    }
-    /// Number of records.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-    /// File size.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-    /// Length of the trailer.
-    pub fn trailer_len(&self) -> u64 {
-        self.header.trailer_len()
-    }
-    /// Length of one record.
-    pub fn record_len(&self) -> u64 {
-        self.header.layout.record_len(self.header.digest_len())
-    }
-    /// Checksum recorded in the trailer.
-    pub fn recorded_checksum(&self) -> &[u8] {
-        &self.checksum
-    }
-
-    /// Re-hashes everything before the trailer; `on_chunk(n)` after each step, `Break`
-    /// stops (`Ok(None)`).
-    pub fn checksum_with(&self, on_chunk: &mut dyn FnMut(u64) -> ControlFlow<()>) -> Result<Option<Vec<u8>>> {
-        let end = self.size - self.header.trailer_len();
-        hash_prefix(&self.file, &self.path, self.header.algorithm, end, on_chunk)
-    }
-
-    /// Re-hashes the records; `Error::Checksum` when they changed.
-    pub fn verify_checksum(&self) -> Result<()> {
-        let actual = self
-            .checksum_with(&mut |_| ControlFlow::Continue(()))?
-            .unwrap_or_default();
-        if actual != self.checksum {
-            return Err(Error::Checksum {
-                path: self.path.clone(),
-                covered: self.size - self.header.trailer_len(),
-                expected: to_hex(&self.checksum),
-                actual: to_hex(&actual),
-            });
-        }
-        Ok(())
-    }
-
-    /// Streams records `first .. first + count`. A record that cannot describe a block is
-    /// an `Error::Damaged` naming its offset; the stream goes on after it.
-    pub fn range(&self, first: u64, count: u64) -> Result<RecordIter> {
-        if first.checked_add(count).is_none_or(|end| end > self.count) {
-            return Err(Error::damaged(
-                &self.path,
-                self.size - self.header.trailer_len(),
-                format!(
-                    "records {first}..{} requested but the block map holds {}",
-                    first.saturating_add(count),
-                    self.count
-                ),
-            ));
-        }
-        let rec_len = self.header.layout.record_len(self.header.digest_len());
-        // first < self.count here (or count == 0), so the offset lies inside the file.
-        let start = HEADER_LEN + first * rec_len;
-        let mut f = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
-        f.seek(SeekFrom::Start(start)).map_err(|e| Error::io(&self.path, e))?;
-        Ok(RecordIter {
-            reader: BufReader::with_capacity(1 << 16, f),
-            path: self.path.clone(),
-            header: self.header,
-            at: start,
-            next: first,
-            remaining: count,
-            // At most 21 + 64 bytes.
-            buf: vec![0u8; rec_len as usize],
-        })
-    }
-}
-
-/// Streams block records, checking each.
-pub struct RecordIter {
-    reader: BufReader<File>,
-    path: PathBuf,
-    header: Header,
-    at: u64,
-    next: u64,
-    remaining: u64,
-    buf: Vec<u8>,
-}
-
-impl Iterator for RecordIter {
-    type Item = Result<BlockRecord>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let (at, n) = (self.at, self.next);
-        self.at += self.buf.len() as u64;
-        self.next += 1;
-        if let Err(e) = self.reader.read_exact(&mut self.buf) {
-            self.remaining = 0;
-            return Some(Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                Error::damaged(&self.path, at, "records end early (the block map changed while read?)")
-            } else {
-                Error::io(&self.path, e)
-            }));
-        }
-        Some(
-            BlockRecord::decode(self.header.layout, &self.buf, self.header.block_size)
-                .map_err(|(field, m)| Error::damaged(&self.path, at + field, format!("record {n}: {m}"))),
-        )
     }
 }

@@ -73,13 +73,11 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// The layout of `version` for files of `kind`, if this build reads it: block maps
-    /// are still written, so only read, in version 1.
+    /// The layout of `version` for files of `kind`, if this build reads it (every
+    /// version reads both kinds; a kind may some day skip a version).
     pub fn of_kind(version: u32, kind: Kind) -> Option<Self> {
-        match (Self::of(version)?, kind) {
-            (Self::V2, Kind::BlockMap) => None,
-            (layout, _) => Some(layout),
-        }
+        let _ = kind;
+        Self::of(version)
     }
 
     /// The layout of `version`, if this build reads it (for some kind of file).
@@ -94,10 +92,8 @@ impl Layout {
     /// The layout this build writes for files of `kind`. Each file names its own
     /// version, so pieces and block maps move to a new version independently.
     pub fn written(kind: Kind) -> Self {
-        match kind {
-            Kind::Piece => Self::V2,
-            Kind::BlockMap => Self::V1,
-        }
+        let _ = kind;
+        Self::V2
     }
 
     /// The version number written in headers.
@@ -115,7 +111,8 @@ impl Layout {
             (Self::V1, Kind::BlockMap) => 88,
             // V1's fields, then the XXH3-128 of [0, trailer), then the checksum.
             (Self::V2, Kind::Piece) => 112,
-            (Self::V2, Kind::BlockMap) => 88,
+            // V1's fields, run and stored-record counts, the parent's checksum and path.
+            (Self::V2, Kind::BlockMap) => 296,
         }
     }
 

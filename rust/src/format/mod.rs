@@ -14,6 +14,7 @@
 
 pub mod block;
 pub mod blockmap;
+pub mod blockmap_read;
 pub mod error;
 pub mod header;
 pub mod piece;
@@ -21,7 +22,8 @@ pub mod read;
 mod writeback;
 
 pub use block::{check_block, decode_block, stored_mismatch, FLAG_ZSTD};
-pub use blockmap::{BlockMapReader, BlockMapWriter, BlockRecord, RecordIter};
+pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef};
+pub use blockmap_read::{BlockMapReader, RecordIter};
 pub use error::{Error, Result};
 pub use header::{check_block_size, Header, Kind, Layout, HEADER_LEN, MAX_BLOCK_SIZE, READ_VERSIONS, WRITE_VERSION};
 pub use piece::{BlockError, IndexEntry, IndexIter, PieceReader, PieceSummary, PieceWriter, Stored};

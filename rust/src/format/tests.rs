@@ -259,8 +259,15 @@ fn a_bad_entry_or_record_field_is_named_at_its_own_offset() {
             errs[0]
         );
     }
-    let m = d.join("blockmap");
-    let mut w = BlockMapWriter::create(&m, Algorithm::Blake3, 512).unwrap();
+    // Version 1: records follow the header; version 2: a 24-byte run header first.
+    for (layout, first) in [(Layout::V1, 32u64), (Layout::V2, 56)] {
+        a_bad_record_field_is_named_in(&d, layout, first);
+    }
+}
+
+fn a_bad_record_field_is_named_in(d: &Path, layout: Layout, first: u64) {
+    let m = d.join(format!("blockmap-v{}", layout.version()));
+    let mut w = BlockMapWriter::create_layout(&m, Algorithm::Blake3, 512, None, layout).unwrap();
     let digest = Algorithm::Blake3.digest(b"x");
     w.push(&BlockRecord {
         source: 0,
@@ -276,7 +283,7 @@ fn a_bad_entry_or_record_field_is_named_at_its_own_offset() {
     // (byte changed, xor, offset of the field the error must name)
     for (byte, value, field) in [(12u64, 1u8, 12u64), (19, 1, 16), (20, 2, 20), (4, 0x20, 4)] {
         let mut v = orig.clone();
-        v[(32 + byte) as usize] ^= value;
+        v[(first + byte) as usize] ^= value;
         fs::write(&m, &v).unwrap();
         let e = BlockMapReader::open(&m)
             .unwrap()
@@ -287,7 +294,7 @@ fn a_bad_entry_or_record_field_is_named_at_its_own_offset() {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("record 0: ") && e.ends_with(&format!("(at offset {})", 32 + field)),
+            e.contains(&format!("record at {first}: ")) && e.ends_with(&format!("(at offset {})", first + field)),
             "{e}"
         );
     }

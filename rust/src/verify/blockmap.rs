@@ -15,7 +15,8 @@ pub(crate) fn check_blockmap(item: &Item, ctl: &Control, report: &mut ItemReport
         return;
     }
     let shown = item.path.display().to_string();
-    let map = match BlockMapReader::open(&item.path) {
+    // Its own bytes only: each map of a chain is an item of its own.
+    let map = match BlockMapReader::open_alone(&item.path) {
         Ok(m) => m,
         Err(e) => {
             let kind = match &e {

@@ -1,0 +1,602 @@
+//! Reading block maps of every version, and resolving a version-2 map's references
+//! through the chain of its parents' maps.
+//!
+//! A map of version 2 names its parent map (path and checksum); `open` opens the whole
+//! chain, down to the first map without a parent (a FULL's, or any version-1 map, which
+//! is cumulative). Each level keeps only its run directory, so memory is proportional to
+//! the runs of the chain (what changed), never to the blocks of the database. A range of
+//! records is resolved lazily, interval by interval, with a stack as deep as the chain.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use super::blockmap::{
+    check_parent_path, BlockRecord, MAX_PARENT_PATH, PARENT_PATH_AT, PARENT_SUM_AT, RUN_HEADER_LEN, RUN_PARENT,
+    RUN_STORED, SUM_AT_V2,
+};
+use super::error::{Error, Result};
+use super::header::{u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
+use super::piece::check_zero;
+use super::read::{hash_prefix, read_exact_at};
+use crate::scan::algorithm::{to_hex, Algorithm};
+
+/// Bytes of records read per step of a `RecordIter`.
+const READ_STEP: usize = 1 << 16;
+
+/// What one run of a version-2 map is.
+#[derive(Clone, Copy, Debug)]
+enum RunKind {
+    /// Records stored in this file from `at` on.
+    Stored { at: u64 },
+    /// The parent map's records from `first` on.
+    Parent { first: u64 },
+}
+
+/// One run: the state's records `start .. start + count`.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    start: u64,
+    count: u64,
+    kind: RunKind,
+    /// Offset of the run header (for messages).
+    header_at: u64,
+}
+
+/// One map file of a chain.
+struct Level {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    size: u64,
+    count: u64,
+    checksum: Vec<u8>,
+    /// Version 2: the run directory (empty for version 1: records follow the header).
+    runs: Vec<Run>,
+    /// Version 2: the parent's path (resolved) and recorded checksum.
+    parent: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl Level {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if size < HEADER_LEN {
+            return Err(Error::damaged(
+                path,
+                size,
+                format!("truncated block map ({size} bytes, no header)"),
+            ));
+        }
+        let mut h = [0u8; HEADER_LEN as usize];
+        read_exact_at(&file, path, &mut h, 0)?;
+        let header = Header::decode(path, Kind::BlockMap, &h)?;
+        let tlen = header.trailer_len();
+        if size < HEADER_LEN + tlen {
+            return Err(Error::damaged(
+                path,
+                size,
+                format!("truncated block map ({size} bytes, no room for a {tlen}-byte trailer)"),
+            ));
+        }
+        let at = size - tlen;
+        let mut t = vec![0u8; tlen as usize];
+        read_exact_at(&file, path, &mut t, at)?;
+        if &t[..8] != Kind::BlockMap.trailer_magic() {
+            return Err(Error::damaged(
+                path,
+                at,
+                "bad block map trailer magic (truncated or overwritten)",
+            ));
+        }
+        let count = u64_at(&t, 8);
+        let mut level = Self {
+            path: path.to_path_buf(),
+            file,
+            header,
+            size,
+            count,
+            checksum: Vec::new(),
+            runs: Vec::new(),
+            parent: None,
+        };
+        match header.layout {
+            Layout::V1 => level.trailer_v1(&t, at)?,
+            Layout::V2 => level.trailer_v2(&t, at)?,
+        }
+        Ok(level)
+    }
+
+    fn record_len(&self) -> u64 {
+        self.header.layout.record_len(self.header.digest_len())
+    }
+
+    fn check_sum_len(&self, t: &[u8], i: usize, at: u64) -> Result<usize> {
+        let clen = usize::from(t[i]);
+        if clen != self.header.digest_len() {
+            return Err(Error::damaged(
+                &self.path,
+                at + i as u64,
+                format!("trailer checksum length {clen} is wrong"),
+            ));
+        }
+        Ok(clen)
+    }
+
+    fn trailer_v1(&mut self, t: &[u8], at: u64) -> Result<()> {
+        let path = self.path.clone();
+        let clen = self.check_sum_len(t, 16, at)?;
+        check_zero(&path, t, 17..24, at)?;
+        check_zero(&path, t, 24 + clen..24 + MAX_DIGEST, at)?;
+        self.checksum = t[24..24 + clen].to_vec();
+        let rec = self.record_len();
+        let fits = self
+            .count
+            .checked_mul(rec)
+            .and_then(|n| n.checked_add(HEADER_LEN + t.len() as u64));
+        if fits != Some(self.size) {
+            return Err(Error::damaged(
+                &path,
+                at + 8,
+                format!("{} records do not fit a {}-byte block map", self.count, self.size),
+            ));
+        }
+        Ok(())
+    }
+
+    fn trailer_v2(&mut self, t: &[u8], at: u64) -> Result<()> {
+        let path = self.path.clone();
+        let runs = u64_at(t, 16);
+        let stored = u64_at(t, 24);
+        let clen = self.check_sum_len(t, 32, at)?;
+        let plen = usize::from(t[33]);
+        check_zero(&path, t, 34..PARENT_SUM_AT, at)?;
+        check_zero(&path, t, SUM_AT_V2 + clen..SUM_AT_V2 + MAX_DIGEST, at)?;
+        self.checksum = t[SUM_AT_V2..SUM_AT_V2 + clen].to_vec();
+        if plen == 0 {
+            check_zero(&path, t, PARENT_SUM_AT..SUM_AT_V2, at)?;
+        } else {
+            if plen > MAX_PARENT_PATH {
+                return Err(Error::damaged(
+                    &path,
+                    at + 33,
+                    format!("parent path length {plen} is over {MAX_PARENT_PATH}"),
+                ));
+            }
+            check_zero(&path, t, PARENT_SUM_AT + clen..PARENT_PATH_AT, at)?;
+            check_zero(&path, t, PARENT_PATH_AT + plen..SUM_AT_V2, at)?;
+            let rel = std::str::from_utf8(&t[PARENT_PATH_AT..PARENT_PATH_AT + plen])
+                .map_err(|_| Error::damaged(&path, at + PARENT_PATH_AT as u64, "parent path is not UTF-8"))?;
+            check_parent_path(rel).map_err(|m| Error::damaged(&path, at + PARENT_PATH_AT as u64, m))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let sum = t[PARENT_SUM_AT..PARENT_SUM_AT + clen].to_vec();
+            self.parent = Some((dir.join(rel), sum));
+        }
+        let rec = self.record_len();
+        let fits = runs
+            .checked_mul(RUN_HEADER_LEN)
+            .zip(stored.checked_mul(rec))
+            .and_then(|(a, b)| a.checked_add(b))
+            .and_then(|n| n.checked_add(HEADER_LEN + t.len() as u64));
+        if fits != Some(self.size) {
+            return Err(Error::damaged(
+                &path,
+                at + 16,
+                format!(
+                    "{runs} runs holding {stored} records do not fit a {}-byte block map",
+                    self.size
+                ),
+            ));
+        }
+        self.read_runs(runs, at)
+    }
+
+    /// Reads every run header (the records of stored runs are skipped, not read) and
+    /// checks that the runs tile the state's records and the file exactly.
+    fn read_runs(&mut self, runs: u64, end: u64) -> Result<()> {
+        let rec = self.record_len();
+        let (mut pos, mut start) = (HEADER_LEN, 0u64);
+        let mut h = [0u8; RUN_HEADER_LEN as usize];
+        for i in 0..runs {
+            if pos + RUN_HEADER_LEN > end {
+                return Err(Error::damaged(
+                    &self.path,
+                    pos,
+                    format!("run {i} starts past the runs' end {end}"),
+                ));
+            }
+            read_exact_at(&self.file, &self.path, &mut h, pos)?;
+            check_zero(&self.path, &h, 1..8, pos)
+                .map_err(|_| Error::damaged(&self.path, pos + 1, format!("run {i}: padding byte is not zero")))?;
+            let count = u64_at(&h, 8);
+            let first = u64_at(&h, 16);
+            if count == 0 {
+                return Err(Error::damaged(&self.path, pos + 8, format!("run {i} is empty")));
+            }
+            let kind = match h[0] {
+                RUN_STORED if first == 0 => RunKind::Stored {
+                    at: pos + RUN_HEADER_LEN,
+                },
+                RUN_STORED => {
+                    return Err(Error::damaged(
+                        &self.path,
+                        pos + 16,
+                        format!("run {i}: stored run names a parent record"),
+                    ));
+                }
+                RUN_PARENT if self.parent.is_some() => RunKind::Parent { first },
+                RUN_PARENT => {
+                    return Err(Error::damaged(
+                        &self.path,
+                        pos,
+                        format!("run {i} refers to a parent, but the block map names none"),
+                    ));
+                }
+                k => return Err(Error::damaged(&self.path, pos, format!("run {i}: unknown kind {k}"))),
+            };
+            let len = match kind {
+                RunKind::Stored { .. } => count.checked_mul(rec).and_then(|n| n.checked_add(RUN_HEADER_LEN)),
+                RunKind::Parent { .. } => Some(RUN_HEADER_LEN),
+            };
+            let next = len.and_then(|l| l.checked_add(pos)).filter(|&n| n <= end);
+            let (Some(next), Some(run_end)) = (next, start.checked_add(count)) else {
+                return Err(Error::damaged(
+                    &self.path,
+                    pos + 8,
+                    format!("run {i} of {count} records overruns the block map"),
+                ));
+            };
+            self.runs.push(Run {
+                start,
+                count,
+                kind,
+                header_at: pos,
+            });
+            pos = next;
+            start = run_end;
+        }
+        if pos != end || start != self.count {
+            return Err(Error::damaged(
+                &self.path,
+                end + 8,
+                format!(
+                    "the runs cover {start} records in {pos} bytes, the trailer says {} records",
+                    self.count
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The run holding record `v` (v < count).
+    fn run_at(&self, v: u64) -> Option<&Run> {
+        let i = self.runs.partition_point(|r| r.start + r.count <= v);
+        self.runs.get(i)
+    }
+}
+
+/// Reads a block map of any version this build reads, with the chain of maps its
+/// records resolve through.
+pub struct BlockMapReader {
+    /// `chain[0]` is the map opened; `chain[i + 1]` is `chain[i]`'s parent.
+    chain: Vec<Level>,
+}
+
+impl BlockMapReader {
+    /// Opens `path` and every map it refers to, checking each one's header and trailer
+    /// against its size, each parent's checksum against what its child recorded, and
+    /// that the chain has one block size and algorithm and no loop.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut map = Self::open_alone(path)?;
+        map.open_parents()?;
+        Ok(map)
+    }
+
+    /// Opens `path` alone (structure only, its parents are not opened): what checking
+    /// one map's own bytes needs. Records that refer to a parent cannot be resolved.
+    pub fn open_alone(path: &Path) -> Result<Self> {
+        Ok(Self {
+            chain: vec![Level::open(path)?],
+        })
+    }
+
+    fn open_parents(&mut self) -> Result<()> {
+        let chain = &mut self.chain;
+        let path = chain[0].path.clone();
+        let mut seen = HashSet::new();
+        seen.insert(path.to_path_buf());
+        loop {
+            let child = chain.len() - 1;
+            let Some((ppath, psum)) = chain[child].parent.clone() else {
+                break;
+            };
+            let cpath = chain[child].path.clone();
+            let tstart = chain[child].size - chain[child].header.trailer_len();
+            let named = |m: String| Error::damaged(&cpath, tstart + PARENT_PATH_AT as u64, m);
+            if !seen.insert(ppath.clone()) {
+                return Err(named(format!(
+                    "the chain of parent block maps loops back to {}",
+                    ppath.display()
+                )));
+            }
+            let parent = Level::open(&ppath)?;
+            if parent.checksum != psum {
+                return Err(Error::damaged(
+                    &cpath,
+                    tstart + PARENT_SUM_AT as u64,
+                    format!(
+                        "parent block map {} has checksum {}, this map was written against {}",
+                        ppath.display(),
+                        to_hex(&parent.checksum),
+                        to_hex(&psum)
+                    ),
+                ));
+            }
+            let (c, p) = (chain[child].header, parent.header);
+            if (c.algorithm, c.block_size) != (p.algorithm, p.block_size) {
+                return Err(named(format!(
+                    "parent block map {} uses {} with {}-byte blocks, this map {} with {}-byte blocks",
+                    ppath.display(),
+                    p.algorithm.name(),
+                    p.block_size,
+                    c.algorithm.name(),
+                    c.block_size
+                )));
+            }
+            chain.push(parent);
+        }
+        Ok(())
+    }
+
+    fn top(&self) -> &Level {
+        &self.chain[0]
+    }
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.top().path
+    }
+    /// The format version it was written with.
+    pub fn version(&self) -> u32 {
+        self.top().header.layout.version()
+    }
+    /// Block size of the set.
+    pub fn block_size(&self) -> u32 {
+        self.top().header.block_size
+    }
+    /// Digest algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.top().header.algorithm
+    }
+    /// Number of records of the set's state (stored and referred to).
+    pub fn count(&self) -> u64 {
+        self.top().count
+    }
+    /// File size.
+    pub fn size(&self) -> u64 {
+        self.top().size
+    }
+    /// Length of the trailer.
+    pub fn trailer_len(&self) -> u64 {
+        self.top().header.trailer_len()
+    }
+    /// Length of one record.
+    pub fn record_len(&self) -> u64 {
+        self.top().record_len()
+    }
+    /// Checksum recorded in the trailer.
+    pub fn recorded_checksum(&self) -> &[u8] {
+        &self.top().checksum
+    }
+    /// The maps of the chain, this one first.
+    pub fn chain_paths(&self) -> impl Iterator<Item = &Path> {
+        self.chain.iter().map(|l| l.path.as_path())
+    }
+
+    /// Re-hashes everything before this map's trailer; `on_chunk(n)` after each step,
+    /// `Break` stops (`Ok(None)`).
+    pub fn checksum_with(&self, on_chunk: &mut dyn FnMut(u64) -> ControlFlow<()>) -> Result<Option<Vec<u8>>> {
+        let l = self.top();
+        let end = l.size - l.header.trailer_len();
+        hash_prefix(&l.file, &l.path, l.header.algorithm, end, on_chunk)
+    }
+
+    /// Re-hashes every map of the chain; `Error::Checksum` names the first that changed.
+    pub fn verify_checksum(&self) -> Result<()> {
+        for l in &self.chain {
+            let end = l.size - l.header.trailer_len();
+            let actual = hash_prefix(&l.file, &l.path, l.header.algorithm, end, &mut |_| {
+                ControlFlow::Continue(())
+            })?
+            .unwrap_or_default();
+            if actual != l.checksum {
+                return Err(Error::Checksum {
+                    path: l.path.clone(),
+                    covered: end,
+                    expected: to_hex(&l.checksum),
+                    actual: to_hex(&actual),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams the state's records `first .. first + count`, resolved through the chain.
+    /// A record that cannot describe a block is an `Error::Damaged` naming its file and
+    /// offset; the stream goes on after it.
+    pub fn range(&self, first: u64, count: u64) -> Result<RecordIter<'_>> {
+        if first.checked_add(count).is_none_or(|end| end > self.count()) {
+            return Err(Error::damaged(
+                self.path(),
+                self.size() - self.trailer_len(),
+                format!(
+                    "records {first}..{} requested but the block map holds {}",
+                    first.saturating_add(count),
+                    self.count()
+                ),
+            ));
+        }
+        Ok(RecordIter {
+            map: self,
+            stack: vec![(0, first, first + count)],
+            seg: None,
+            buf: Vec::new(),
+            buf_pos: 0,
+            failed: false,
+            sources: u32::MAX,
+        })
+    }
+}
+
+/// A run of records stored contiguously in one map of the chain.
+#[derive(Clone, Copy)]
+struct Segment {
+    level: usize,
+    /// Offset of the next record in that map's file.
+    at: u64,
+    /// Records left.
+    left: u64,
+}
+
+/// Streams block records resolved through the chain, checking each.
+pub struct RecordIter<'a> {
+    map: &'a BlockMapReader,
+    /// (level, next record, end) of each range being resolved; the last is the deepest.
+    stack: Vec<(usize, u64, u64)>,
+    seg: Option<Segment>,
+    buf: Vec<u8>,
+    buf_pos: usize,
+    /// A reference could not be resolved: nothing after it can be placed.
+    failed: bool,
+    /// Records must name a source below this.
+    sources: u32,
+}
+
+impl RecordIter<'_> {
+    /// Makes a record that names a source at or past `n` (the set's `sources` list) an
+    /// `Error::Damaged` at its own offset.
+    pub fn limit_sources(mut self, n: u32) -> Self {
+        self.sources = n;
+        self
+    }
+
+    /// The next segment of stored records, resolving references on the way.
+    fn next_segment(&mut self) -> Option<Result<Segment>> {
+        loop {
+            let (level, next, end) = *self.stack.last()?;
+            if next == end {
+                self.stack.pop();
+                continue;
+            }
+            let l = &self.map.chain[level];
+            let rec = l.record_len();
+            if l.header.layout == Layout::V1 {
+                self.stack.pop();
+                return Some(Ok(Segment {
+                    level,
+                    at: HEADER_LEN + next * rec,
+                    left: end - next,
+                }));
+            }
+            let Some(run) = l.run_at(next) else {
+                return Some(Err(Error::damaged(
+                    &l.path,
+                    l.size,
+                    format!("record {next} lies past the last run"),
+                )));
+            };
+            let take = (run.start + run.count).min(end) - next;
+            let inside = next - run.start;
+            if let Some(top) = self.stack.last_mut() {
+                top.1 += take;
+            }
+            match run.kind {
+                RunKind::Stored { at } => {
+                    return Some(Ok(Segment {
+                        level,
+                        at: at + inside * rec,
+                        left: take,
+                    }))
+                }
+                RunKind::Parent { first } => {
+                    let pfirst = first.checked_add(inside);
+                    let parent = self.map.chain.get(level + 1);
+                    match (pfirst, parent) {
+                        (Some(pf), Some(p)) if pf.checked_add(take).is_some_and(|e| e <= p.count) => {
+                            self.stack.push((level + 1, pf, pf + take));
+                        }
+                        _ => {
+                            return Some(Err(Error::damaged(
+                                &l.path,
+                                run.header_at + 16,
+                                format!(
+                                    "run of records {}..{} refers to parent records {first}.. that its parent does not hold",
+                                    run.start,
+                                    run.start + run.count
+                                ),
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for RecordIter<'_> {
+    type Item = Result<BlockRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let seg = match self.seg {
+            Some(s) if s.left > 0 => s,
+            _ => match self.next_segment()? {
+                Ok(s) => {
+                    self.buf.clear();
+                    self.buf_pos = 0;
+                    s
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            },
+        };
+        let l = &self.map.chain[seg.level];
+        let rec = l.record_len() as usize;
+        if self.buf_pos >= self.buf.len() {
+            // A step of whole records, at most what is left of the segment.
+            let n = (READ_STEP / rec)
+                .max(1)
+                .min(usize::try_from(seg.left).unwrap_or(usize::MAX));
+            self.buf.resize(n * rec, 0);
+            self.buf_pos = 0;
+            if let Err(e) = read_exact_at(&l.file, &l.path, &mut self.buf, seg.at) {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        let at = seg.at;
+        let b = &self.buf[self.buf_pos..self.buf_pos + rec];
+        self.buf_pos += rec;
+        self.seg = Some(Segment {
+            level: seg.level,
+            at: at + rec as u64,
+            left: seg.left - 1,
+        });
+        let limit = self.sources;
+        Some(
+            BlockRecord::decode(l.header.layout, b, l.header.block_size)
+                .and_then(|r| {
+                    if r.source < limit {
+                        Ok(r)
+                    } else {
+                        Err((0, format!("names source {} of {limit}", r.source)))
+                    }
+                })
+                .map_err(|(field, m)| Error::damaged(&l.path, at + field, format!("record at {at}: {m}"))),
+        )
+    }
+}
