@@ -273,6 +273,9 @@ def test_a_server_killed_during_a_backup_leaves_no_set_and_the_next_backup_works
 def test_restore_test_starts_a_server_on_the_set_and_runs_amcheck_and_the_users_sql(origin: Origin) -> None:
     m = BackupManager(origin.repo)
     incr = m.catalog.list_sets(NAME, "incremental")[-1]
+    # Every set of the database, WAL sets included, verifies block by block first.
+    full = rb(origin.repo, "verify", NAME, "--level", "full", check=False)
+    assert full.returncode == 0, full.stdout + full.stderr
     ok = rb(
         origin.repo,
         "verify",
