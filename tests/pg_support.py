@@ -364,13 +364,15 @@ def restore_and_start(
     args = ["restore", name, "--to", str(target)]
     if until is not None:
         args += ["--until", until.isoformat()]
-    rb(repo, *args)
-    conf = {"archive_mode": "off"} if archive is None else {"archive_mode": "on", "archive_command": f"'{archive}'"}
-    c = Cluster.on(bin, target, base, conf)
+    c: Cluster | None = None
     try:
+        rb(repo, *args)
+        conf = {"archive_mode": "off"} if archive is None else {"archive_mode": "on", "archive_command": f"'{archive}'"}
+        c = Cluster.on(bin, target, base, conf)
         c.start()
         c.wait_promoted()
         yield Restored(c, base)
     finally:
-        c.stop("immediate")
+        if c is not None:
+            c.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
