@@ -79,6 +79,8 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
     }
     if isinstance(job, ScheduledBackup):
         data.update(backup_type=job.backup_type.value, retention=job.retention, tags=list(job.tags))
+        if job.io_limit is not None:
+            data["io_limit"] = job.io_limit
     else:
         data.update(level=job.level.value, budget=job.budget.total_seconds() if job.budget else None)
     if job.holidays is not None:
@@ -133,7 +135,7 @@ _JOB_COMMON = {"id", "kind", "name", "database", "schedule", "tz", "priority", "
                "window_id", "enabled", "misfire", "window_policy", "added_at", "holidays",
                "notify", "hooks"}
 _JOB_FIELDS = {
-    "backup": _JOB_COMMON | {"backup_type", "retention", "tags"},
+    "backup": _JOB_COMMON | {"backup_type", "retention", "tags", "io_limit"},
     "verification": _JOB_COMMON | {"level", "budget"},
 }
 _REQUIRED = {"backup": {"id", "database", "schedule", "backup_type"},
@@ -285,7 +287,8 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
             job = ScheduledBackup(
                 backup_type=_get(entry, "backup_type", str, place, ""),
                 retention=_get(entry, "retention", str, place, None),
-                tags=tuple(_get(entry, "tags", list, place, [])), **common,
+                tags=tuple(_get(entry, "tags", list, place, [])),
+                io_limit=_get(entry, "io_limit", (int, float), place, None), **common,
             )
         else:
             job = ScheduledVerification(

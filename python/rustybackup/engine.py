@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-from . import _core, locks, manifest, sqlite_pitr, store
+from . import _core, locks, manifest, ratelimit, sqlite_pitr, store
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
     BackupCatalog,
@@ -178,10 +178,14 @@ class BackupManager:
         tags: Iterable[str] = (),
         progress: ProgressCallback | None = None,
         cancel: CancelFlag | None = None,
+        io_limit: float | None = None,
     ) -> BackupSet:
         """Takes one backup and registers it once it is durable. Raises BackupCancelled
-        (nothing registered, nothing left behind) when `cancel.is_set()` turns true."""
+        (nothing registered, nothing left behind) when `cancel.is_set()` turns true.
+        `io_limit` caps the source reads in bytes per second (``ratelimit.paced``)."""
         db = self.catalog.get_database(database)
+        if io_limit is not None:
+            progress = ratelimit.paced(progress, ratelimit.TokenBucket(io_limit), cancel)
         try:
             btype = BackupType(str(backup_type).lower())
         except ValueError:

@@ -169,6 +169,8 @@ class ScheduledBackup(_JobCommon):
     tz: str = "UTC"
     #: Dates (in ``tz``) on which an occurrence is recorded SKIPPED with the holiday's name.
     holidays: HolidayCalendar | None = None
+    #: Cap on the source reads, bytes per second (``rustybackup.ratelimit``).
+    io_limit: float | None = None
     #: Where notifications about this job go (rustybackup.notify), and its pre/post hooks.
     notify: NotifyTargets | None = None
     hooks: JobHooks | None = None
@@ -189,6 +191,10 @@ class ScheduledBackup(_JobCommon):
         if isinstance(self.tags, str) or not all(isinstance(t, str) for t in self.tags):
             raise _fail(self.id, "tags", f"expected a list of strings, got {self.tags!r}")
         object.__setattr__(self, "tags", tuple(self.tags))
+        if self.io_limit is not None and (
+            isinstance(self.io_limit, bool) or not isinstance(self.io_limit, (int, float)) or not self.io_limit > 0
+        ):
+            raise _fail(self.id, "io_limit", f"expected a positive number of bytes per second, got {self.io_limit!r}")
         self._validate_common()
 
     @property

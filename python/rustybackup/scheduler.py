@@ -487,7 +487,9 @@ class BackupScheduler:
         status, set_id, error, read, written = ExecutionStatus.FAILED, None, None, None, None
         try:
             if isinstance(job, ScheduledBackup):
-                result = self._manager.backup(job.database, job.backup_type, tags=job.tags, cancel=cancel)
+                # Only when set: a manager without the parameter (a test's fake) still works.
+                limit: dict[str, Any] = {} if job.io_limit is None else {"io_limit": job.io_limit}
+                result = self._manager.backup(job.database, job.backup_type, tags=job.tags, cancel=cancel, **limit)
                 set_id = str(result.id)
                 read, written = getattr(result, "bytes_read", None), getattr(result, "size", None)
                 status = ExecutionStatus.COMPLETED

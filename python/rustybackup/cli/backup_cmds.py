@@ -15,6 +15,7 @@ from ..catalog import set_json
 from ..engine import BackupManager, BackupProgress
 from ..enums import BackupType
 from ..manifest import Summary
+from ..ratelimit import parse_rate
 from ..restore import label
 from .context import CliState, pass_state, print_json, print_table
 
@@ -112,8 +113,10 @@ def db_list(state: CliState, as_json: bool) -> None:
 @click.option("--type", "btype", type=click.Choice(list(_TYPES)), default="incremental", show_default=True)
 @click.option("--tag", "tags", multiple=True, help="Tag the set (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new set as JSON.")
+@click.option("--io-limit", default=None, metavar="RATE", help="Cap the source reads, e.g. 50MiB/s.")
 @pass_state
-def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool) -> None:
+def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool,
+               io_limit: str | None) -> None:
     """Back up database NAME.
 
     Example: rustybackup backup orders --type full --tag weekly
@@ -133,7 +136,8 @@ def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as
         def on_progress(p: BackupProgress) -> None:
             bar.update(task, completed=p.bytes_done, total=p.bytes_total)
 
-        s = m.backup(name, BackupType(_TYPES[btype]), tags=tags, progress=on_progress)
+        limit = parse_rate(io_limit, "--io-limit") if io_limit is not None else None
+        s = m.backup(name, BackupType(_TYPES[btype]), tags=tags, progress=on_progress, io_limit=limit)
     summary = m.summary(s.id)
     if as_json:
         print_json({**set_json(s), "summary": summary.to_json()})

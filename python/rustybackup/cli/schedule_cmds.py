@@ -25,6 +25,7 @@ from ..scheduler import BackupScheduler
 from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json, print_table
 from .metrics_cmds import parse_window, serve_metrics
+from ..ratelimit import format_rate, parse_rate
 from .holiday_opts import calendar_from, holiday_options
 from .ops_opts import JobOps, ops_options
 
@@ -116,12 +117,13 @@ def job_group() -> None:
 @click.option("--misfire", type=click.Choice(["run_once", "skip"]), default="run_once", show_default=True)
 @click.option("--tag", "tags", multiple=True, help="Tag for the backup sets (repeatable).")
 @click.option("--name", default=None, help="Human-readable name (default: the id).")
+@click.option("--io-limit", default=None, metavar="RATE", help="Cap the source reads, e.g. 50MiB/s.")
 @holiday_options
 @ops_options
 @pass_state
 def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron: str, tz: str,
             window_id: str | None, window_policy: str, priority: int, max_duration: Any,
-            retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None,
+            retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None, io_limit: str | None,
             holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...],
             ops: JobOps) -> None:
     """Add a scheduled backup job.
@@ -133,6 +135,7 @@ def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron:
         max_duration=max_duration, tags=tags, window_id=window_id, misfire=misfire,
         window_policy=window_policy, tz=tz, holidays=calendar_from(holidays_region, holidays_files, exclude_dates),
         notify=ops.notify, hooks=ops.hooks,
+        io_limit=parse_rate(io_limit, "--io-limit") if io_limit is not None else None,
     )
     scheduler = _scheduler(state)
     scheduler.add_job(job)
@@ -162,6 +165,7 @@ def job_list(state: CliState, as_json: bool) -> None:
             "max_duration": format_duration(j.max_duration) if j.max_duration else None,
             "retention": getattr(j, "retention", None), "next_run": nxt.isoformat() if nxt else None,
             "holidays": j.holidays.to_json() if j.holidays else None, "next_run_skipped_for": off,
+            "io_limit": format_rate(j.io_limit) if isinstance(j, ScheduledBackup) and j.io_limit else None,
             "notify": j.notify.to_json() if j.notify else None, "hooks": j.hooks.to_json() if j.hooks else None,
         })
     if as_json:
