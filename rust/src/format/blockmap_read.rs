@@ -169,9 +169,17 @@ impl Level {
             let rel = std::str::from_utf8(&t[PARENT_PATH_AT..PARENT_PATH_AT + plen])
                 .map_err(|_| Error::damaged(&path, at + PARENT_PATH_AT as u64, "parent path is not UTF-8"))?;
             check_parent_path(rel).map_err(|m| Error::damaged(&path, at + PARENT_PATH_AT as u64, m))?;
-            let dir = path.parent().unwrap_or(Path::new("."));
+            // check_parent_path: `../<set>/<file>`, resolved lexically (no `..` in paths shown).
+            let (set, file) = rel[3..].split_once('/').unwrap_or_default();
+            let sets = path.parent().and_then(Path::parent).ok_or_else(|| {
+                Error::damaged(
+                    &path,
+                    at + PARENT_PATH_AT as u64,
+                    "parent path climbs above the file system root",
+                )
+            })?;
             let sum = t[PARENT_SUM_AT..PARENT_SUM_AT + clen].to_vec();
-            self.parent = Some((dir.join(rel), sum));
+            self.parent = Some((sets.join(set).join(file), sum));
         }
         let rec = self.record_len();
         let fits = runs

@@ -282,8 +282,8 @@ fn every_truncation_and_byte_change_of_a_block_map_is_caught() {
                 judge(&s, &path, &v, &format!("byte {at} ^ {x:#x}"), &read),
                 "byte {at} ^ {x:#x} unnoticed"
             );
-            if at < s.map.len() - 88 {
-                reseal(&mut v, 88, 24);
+            if at < s.map.len() - 296 {
+                reseal(&mut v, 296, 232);
                 judge(&s, &path, &v, &format!("byte {at} ^ {x:#x}, resealed"), &read);
             }
         }
@@ -314,7 +314,7 @@ fn random_multi_byte_changes_are_errors_or_the_data() {
             if round % 2 == 0 {
                 reseal_piece(&mut v, layout);
             } else {
-                reseal(&mut v, 88, 24);
+                reseal(&mut v, 296, 232);
             }
         }
         let what = format!("round {round}");
@@ -362,19 +362,89 @@ fn huge_lengths_in(layout: Layout) {
     }
     let map_edits: Vec<(&str, usize, &[u8])> = vec![
         ("block_size", 12, &big32),
-        ("record_count", mlen - 80, &big64),
-        ("record source", 32, &big32),
-        ("record offset", 36, &big64),
-        ("record stored_len", 44, &big32),
-        ("record raw_len", 48, &big32),
+        // Version 2: trailer counts, the first run header, the first record after it.
+        ("record_count", mlen - 296 + 8, &big64),
+        ("run_count", mlen - 296 + 16, &big64),
+        ("stored_count", mlen - 296 + 24, &big64),
+        ("run length", 40, &big64),
+        ("record source", 56, &big32),
+        ("record offset", 60, &big64),
+        ("record stored_len", 68, &big32),
+        ("record raw_len", 72, &big32),
     ];
     for (what, at, bytes) in map_edits {
         let mut v = s.map.clone();
         v[at..at + bytes.len()].copy_from_slice(bytes);
-        reseal(&mut v, 88, 24);
+        reseal(&mut v, 296, 232);
         assert!(
             judge(&s, &mp, &v, what, &|| read_through_map(&mp, &orig_piece)),
             "{what} accepted"
         );
+    }
+}
+
+/// A version-2 child map over the sample: blocks 0 and 2 refer to the parent map (a copy
+/// of the sample's, at `p/blockmap`), block 1 is stored again. Returns (child path, bytes).
+fn child_map(s: &Sample) -> (PathBuf, Vec<u8>) {
+    let (pdir, cdir) = (s.dir.join("p"), s.dir.join("c"));
+    fs::create_dir_all(&pdir).unwrap();
+    fs::create_dir_all(&cdir).unwrap();
+    fs::write(pdir.join("blockmap"), &s.map).unwrap();
+    let parent = BlockMapReader::open(&pdir.join("blockmap")).unwrap();
+    let recs: Vec<BlockRecord> = parent.range(0, 3).unwrap().map(Result::unwrap).collect();
+    let pref = ParentRef {
+        rel_path: "../p/blockmap".into(),
+        checksum: parent.recorded_checksum().to_vec(),
+    };
+    let path = cdir.join("orig");
+    let mut w = BlockMapWriter::create_child(&path, ALG, BS, pref).unwrap();
+    w.push_parent(0).unwrap();
+    w.push(&recs[1]).unwrap();
+    w.push_parent(2).unwrap();
+    w.finish().unwrap();
+    let bytes = fs::read(&path).unwrap();
+    (cdir.join("m"), bytes)
+}
+
+#[test]
+fn every_truncation_and_byte_change_of_a_child_block_map_is_caught() {
+    let s = sample("mut-child");
+    let piece = s.dir.join("orig.piece");
+    let (path, orig) = child_map(&s);
+    let read = || read_through_map(&path, &piece);
+    let whole_file = || {
+        read().and_then(|data| {
+            if data == s.blocks {
+                Ok(data)
+            } else {
+                Err(format!(
+                    "{}: the restored file's digest is not the manifest's",
+                    path.display()
+                ))
+            }
+        })
+    };
+    assert!(!judge(&s, &path, &orig, "original", &read));
+    for len in 0..orig.len() {
+        assert!(judge(&s, &path, &orig[..len], &format!("truncated to {len}"), &read));
+    }
+    let tlen = Layout::V2.trailer_len(Kind::BlockMap) as usize;
+    for at in 0..orig.len() {
+        for x in XORS {
+            let mut v = orig.clone();
+            v[at] ^= x;
+            // Bytes before the trailer: the checksum; the trailer: structure, the parent's
+            // checksum and path (a changed path names another file, which is not there).
+            assert!(
+                judge(&s, &path, &v, &format!("byte {at} ^ {x:#x}"), &read),
+                "byte {at} ^ {x:#x} unnoticed"
+            );
+            if at < orig.len() - tlen {
+                // Resealed, a reference may name another parent record: a valid map of
+                // other data, which restore's whole-file digest check refuses (as here).
+                reseal(&mut v, tlen, 232);
+                judge(&s, &path, &v, &format!("byte {at} ^ {x:#x}, resealed"), &whole_file);
+            }
+        }
     }
 }

@@ -299,3 +299,195 @@ fn a_bad_record_field_is_named_in(d: &Path, layout: Layout, first: u64) {
         );
     }
 }
+
+/// A record for block `i` of state `k` (distinct per (k, i)).
+fn rec(k: u32, i: u64) -> BlockRecord {
+    BlockRecord {
+        source: k,
+        offset: 32 + i * 512,
+        stored_len: 100 + (i % 400) as u32,
+        raw_len: 100 + (i % 400) as u32,
+        flags: 0,
+        digest: Algorithm::Blake3.digest(&[k as u8, i as u8, (i >> 8) as u8]),
+    }
+}
+
+#[test]
+fn a_chain_of_version_2_maps_resolves_to_the_materialised_states() {
+    let d = tmpdir("chain");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    // The oracle: every state written out in full.
+    let mut states: Vec<Vec<BlockRecord>> = Vec::new();
+    let mut prev: Option<(PathBuf, Vec<u8>)> = None;
+    for k in 0..6u32 {
+        let dir = d.join(format!("s{k}"));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("blockmap");
+        let mut w = match &prev {
+            None => BlockMapWriter::create(&path, Algorithm::Blake3, 512).unwrap(),
+            Some((_, sum)) => BlockMapWriter::create_child(
+                &path,
+                Algorithm::Blake3,
+                512,
+                ParentRef {
+                    rel_path: format!("../s{}/blockmap", k - 1),
+                    checksum: sum.clone(),
+                },
+            )
+            .unwrap(),
+        };
+        let n = 300 + rand(5000);
+        let mut state = Vec::new();
+        for i in 0..n {
+            let parent = states.last().filter(|p| !p.is_empty() && rand(10) > 2);
+            match parent {
+                Some(p) => {
+                    // Mostly the same position (unchanged runs), sometimes anywhere.
+                    let j = if rand(8) == 0 {
+                        rand(p.len() as u64)
+                    } else {
+                        i % p.len() as u64
+                    };
+                    w.push_parent(j).unwrap();
+                    state.push(p[j as usize].clone());
+                }
+                None => {
+                    let r = rec(k, i);
+                    w.push(&r).unwrap();
+                    state.push(r);
+                }
+            }
+        }
+        let (sum, count) = w.finish().unwrap();
+        assert_eq!(count, n);
+        states.push(state);
+        prev = Some((path, sum));
+    }
+    let (top, _) = prev.unwrap();
+    let m = BlockMapReader::open(&top).unwrap();
+    m.verify_checksum().unwrap();
+    assert_eq!((m.version(), m.chain_paths().count()), (2, 6));
+    let want = states.last().unwrap();
+    assert_eq!(m.count(), want.len() as u64);
+    let all: Vec<BlockRecord> = m.range(0, m.count()).unwrap().map(Result::unwrap).collect();
+    assert_eq!(&all, want);
+    for _ in 0..200 {
+        let first = rand(want.len() as u64);
+        let count = rand(want.len() as u64 - first + 1);
+        let got: Vec<BlockRecord> = m.range(first, count).unwrap().map(Result::unwrap).collect();
+        assert_eq!(got, want[first as usize..(first + count) as usize]);
+    }
+}
+
+#[test]
+fn an_unchanged_state_costs_one_run_header_and_a_trailer() {
+    let d = tmpdir("unchanged");
+    for s in ["a", "b"] {
+        fs::create_dir_all(d.join(s)).unwrap();
+    }
+    let (pa, pb) = (d.join("a/blockmap"), d.join("b/blockmap"));
+    let mut w = BlockMapWriter::create(&pa, Algorithm::Blake3, 512).unwrap();
+    for i in 0..10_000 {
+        w.push(&rec(0, i)).unwrap();
+    }
+    let (sum, _) = w.finish().unwrap();
+    let parent = ParentRef {
+        rel_path: "../a/blockmap".into(),
+        checksum: sum,
+    };
+    let mut w = BlockMapWriter::create_child(&pb, Algorithm::Blake3, 512, parent).unwrap();
+    for i in 0..10_000 {
+        w.push_parent(i).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(fs::metadata(&pb).unwrap().len(), 32 + 24 + 296);
+    let m = BlockMapReader::open(&pb).unwrap();
+    assert_eq!(
+        m.range(9_990, 10).unwrap().map(Result::unwrap).collect::<Vec<_>>(),
+        (9_990..10_000).map(|i| rec(0, i)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_missing_swapped_or_looping_parent_is_named() {
+    let d = tmpdir("parents");
+    for s in ["a", "b", "c"] {
+        fs::create_dir_all(d.join(s)).unwrap();
+    }
+    let write = |path: &Path, parent: Option<(&str, Vec<u8>)>, k: u32| {
+        let mut w = match parent {
+            None => BlockMapWriter::create(path, Algorithm::Blake3, 512).unwrap(),
+            Some((rel, checksum)) => BlockMapWriter::create_child(
+                path,
+                Algorithm::Blake3,
+                512,
+                ParentRef {
+                    rel_path: rel.into(),
+                    checksum,
+                },
+            )
+            .unwrap(),
+        };
+        w.push(&rec(k, 0)).unwrap();
+        w.push_parent(0).unwrap();
+        w.finish().unwrap().0
+    };
+    let (pa, pb, pc) = (d.join("a/blockmap"), d.join("b/blockmap"), d.join("c/blockmap"));
+    let mut w = BlockMapWriter::create(&pa, Algorithm::Blake3, 512).unwrap();
+    w.push(&rec(0, 0)).unwrap();
+    let sa = w.finish().unwrap().0;
+    let sb = write(&pb, Some(("../a/blockmap", sa.clone())), 1);
+    write(&pc, Some(("../b/blockmap", sb)), 1);
+    assert_eq!(BlockMapReader::open(&pc).unwrap().chain_paths().count(), 3);
+    // Another map in the parent's place: its checksum is not the one recorded.
+    fs::rename(&pb, d.join("b/keep")).unwrap();
+    write(&pb, Some(("../a/blockmap", sa)), 2);
+    let e = BlockMapReader::open(&pc).err().unwrap().to_string();
+    assert!(
+        e.contains("this map was written against") && e.contains(&pc.display().to_string()),
+        "{e}"
+    );
+    fs::remove_file(&pb).unwrap();
+    let e = BlockMapReader::open(&pc).err().unwrap().to_string();
+    assert!(
+        e.contains(&pb.display().to_string()) && e.contains("No such file"),
+        "{e}"
+    );
+    // A map whose parent is itself (crafted: the checksum matches, the path loops).
+    let pl = d.join("c/loop");
+    let mut w = BlockMapWriter::create_child(
+        &pl,
+        Algorithm::Blake3,
+        512,
+        ParentRef {
+            rel_path: "../c/loop".into(),
+            checksum: vec![0; 32],
+        },
+    )
+    .unwrap();
+    w.push(&rec(2, 0)).unwrap();
+    let sum = w.finish().unwrap().0;
+    let mut bytes = fs::read(&pl).unwrap();
+    let t = bytes.len() - 296;
+    bytes[t + 40..t + 72].copy_from_slice(&sum);
+    fs::write(&pl, &bytes).unwrap();
+    let e = BlockMapReader::open(&pl).err().unwrap().to_string();
+    assert!(e.contains("loops back"), "{e}");
+    // A parent path that climbs out of the sets directory is refused by writer and reader.
+    for bad in ["../../x/blockmap", "/etc/passwd", "../a/../a/blockmap", "a/blockmap"] {
+        let p = ParentRef {
+            rel_path: bad.into(),
+            checksum: vec![0; 32],
+        };
+        assert!(
+            BlockMapWriter::create_child(&d.join("c/bad"), Algorithm::Blake3, 512, p).is_err(),
+            "{bad}"
+        );
+    }
+}
