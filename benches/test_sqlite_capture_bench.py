@@ -14,6 +14,7 @@ capturer steps every RB_BENCH_INTERVAL seconds. Printed, not asserted: a bench.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sqlite3
 import statistics
@@ -88,6 +89,7 @@ def test_writer_throughput_with_and_without_capture(tmp_path: Path) -> None:
     without: list[float] = []
     with_capture: list[float] = []
     sets_before = len(manager.catalog.list_sets("bench"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for r in range(ROUNDS):
         # Alternate the order so a drift of the machine does not favour one side.
         for side in ("without", "with") if r % 2 == 0 else ("with", "without"):
@@ -99,13 +101,19 @@ def test_writer_throughput_with_and_without_capture(tmp_path: Path) -> None:
             else:
                 without.append(_write_for(db, SECONDS) / SECONDS)
     conn.close()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    new_sets = manager.catalog.list_sets("bench", BackupType.ARCHIVE_LOG)
+    captured = sum(s.bytes_read for s in new_sets)
     sets = len(manager.catalog.list_sets("bench")) - sets_before
-    base, captured = statistics.median(without), statistics.median(with_capture)
+    base, with_median = statistics.median(without), statistics.median(with_capture)
     print(
         f"\nwriter commits/s (synchronous={SYNCHRONOUS}), {ROUNDS} interleaved rounds of {SECONDS:g} s, "
         f"capture every {INTERVAL} s:\n"
         f"  without capture: {' '.join(f'{x:,.0f}' for x in without)} (median {base:,.0f})\n"
-        f"  with capture:    {' '.join(f'{x:,.0f}' for x in with_capture)} (median {captured:,.0f})\n"
-        f"  ratio with/without: {captured / base:.3f}; {sets} capture sets registered"
+        f"  with capture:    {' '.join(f'{x:,.0f}' for x in with_capture)} (median {with_median:,.0f})\n"
+        f"  ratio with/without: {with_median / base:.3f}; {sets} capture sets registered\n"
+        f"  capturer processes: {cpu:.2f} s CPU (user+sys) for {captured / 1e6:,.1f} MB of WAL "
+        f"({1000 * cpu / max(captured / 1e6, 1e-9):,.1f} ms per MB, start-up included)"
     )
     assert sets > 0
