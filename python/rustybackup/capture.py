@@ -21,6 +21,7 @@ step must know whether the new generation builds on the last frame it copied:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -121,12 +122,16 @@ def newest_capture(manager: BackupManager, database: str) -> Previous | None:
     newest = manager.catalog.newest_set(database, BackupType.ARCHIVE_LOG)
     if newest is None:
         return None
-    m = manifest.load(
-        manager.repo.set_dir(newest.id) / store.MANIFEST, set_id=newest.id
-    )
-    if not isinstance(m.wal, WalCapture):
-        return None
-    return Previous(newest, m.wal)
+    record = _wal_record(manager.repo.set_dir(newest.id) / store.MANIFEST, newest.id)
+    return None if record is None else Previous(newest, record)
+
+
+@functools.lru_cache(maxsize=64)
+def _wal_record(path: Path, set_id: str) -> WalCapture | None:
+    """A registered set's capture record. A manifest never changes once its set is
+    registered, and every step asks for the newest one several times."""
+    m = manifest.load(path, set_id=set_id)
+    return m.wal if isinstance(m.wal, WalCapture) else None
 
 
 def seal_path(repository: Path, database: str) -> Path:
