@@ -537,3 +537,10 @@ def test_job_and_window_add_take_holidays_and_job_list_shows_them(
     assert "DE-BY + 1 date" in invoke("--repo", repo, "job", "list").output
     [window] = json.loads(invoke("--repo", repo, "window", "list", "--json").output)
     assert window["holidays"] == {"region": "FR"}
+
+
+def test_calendars_of_one_region_share_the_packages_calendar() -> None:
+    # Building the package's calendar costs ~1.5 ms; a config of 10,000 jobs builds it once.
+    a, b = HolidayCalendar("DE-BY"), HolidayCalendar("de-by")
+    assert a._country is b._country and a == b
+    assert HolidayCalendar("DE")._country is not a._country
