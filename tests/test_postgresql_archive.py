@@ -184,3 +184,20 @@ def test_register_refuses_inconsistent_postgresql_settings(tmp_path: Path) -> No
     e = m.register_database("a", tmp_path, kind="postgresql", dsn="host=/tmp")
     assert m.catalog.get_database("a").dsn == "host=/tmp" == e.dsn
     assert os.fspath(archive.spool_dir(m.repository, "a")) == m.catalog.get_database("a").archive_dir
+
+
+def test_sealed_wal_is_compressed_when_the_database_says_zstd(tmp_path: Path) -> None:
+    m = BackupManager(tmp_path / "repo")
+    (tmp_path / "pgdata").mkdir()
+    m.register_database("z", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent", compression="zstd")
+    src = tmp_path / "src"
+    src.mkdir()
+    p = _segment(src, 5)  # 4,000 bytes of one repeated word: compresses well
+    archive.push(m, "z", p, seal=False)
+    sid = archive.seal_if_due(m, "z", force=True)
+    assert sid is not None
+    sealed = m.catalog.get_set(sid)
+    assert sealed.compression == "zstd"
+    assert sum(piece.size for piece in sealed.pieces) < p.stat().st_size
+    archive.get(m, "z", p.name, tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == p.read_bytes()
