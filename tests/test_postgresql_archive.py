@@ -201,3 +201,19 @@ def test_sealed_wal_is_compressed_when_the_database_says_zstd(tmp_path: Path) ->
     assert sum(piece.size for piece in sealed.pieces) < p.stat().st_size
     archive.get(m, "z", p.name, tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == p.read_bytes()
+
+
+def test_a_directory_without_pg_version_is_not_taken_for_a_data_directory(tmp_path: Path) -> None:
+    from rustybackup.errors import BackupError
+    from rustybackup.postgres import basebackup
+
+    with pytest.raises(BackupError, match="PG_VERSION"):
+        basebackup.data_tree(tmp_path)
+    (tmp_path / "PG_VERSION").write_text("15\n")
+    for rel in ("postmaster.pid", "pg_wal/000000010000000000000001", "base/1/pgsql_tmp/t", "global/pg_internal.init"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / "base/1/1259").write_text("x")
+    tree = basebackup.data_tree(tmp_path)
+    assert [f[0] for f in tree.files] == ["PG_VERSION", "base/1/1259"]
+    assert "pg_wal" in [d[0] for d in tree.dirs]

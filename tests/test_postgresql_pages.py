@@ -116,3 +116,17 @@ def test_a_damaged_source_page_is_reported_in_the_sets_manifest(cluster: tuple[C
         assert [(p.path, p.block) for p in info.damaged_pages] == [(rel, 3)]
     finally:
         c.query("DROP TABLE victim")
+
+
+def test_a_dsn_reaching_another_cluster_than_the_data_directory_is_refused(cluster: tuple[Cluster, Path]) -> None:
+    c, repo = cluster
+    other = workdir("rb-pg-other-")
+    try:
+        (other / "PG_VERSION").write_text("15\n")
+        rb(repo, "db", "add", "wrong", "--kind", "postgresql", "--pgdata", str(other), "--dsn", c.dsn)
+        proc = rb(repo, "backup", "wrong", "--type", "full", check=False)
+        assert proc.returncode == 1
+        assert "not the registered data directory" in proc.stderr and str(c.data) in proc.stderr
+        assert not any((repo / "staging").iterdir())
+    finally:
+        shutil.rmtree(other, ignore_errors=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -85,6 +86,8 @@ def excluded(rel: str, is_dir: bool) -> bool:
 
 def data_tree(pgdata: Path) -> TreeEntries:
     """The entries of `pgdata` a base backup copies."""
+    if not (pgdata / "PG_VERSION").is_file():
+        raise BackupError(f"{pgdata} is not a PostgreSQL data directory (no PG_VERSION file)")
     tree = walk(pgdata)
     spc = pgdata / "pg_tblspc"
     if spc.is_dir() and any(spc.iterdir()):
@@ -149,6 +152,13 @@ def session(db: DatabaseEntry, label: str) -> Iterator[Session]:
                 raise BackupError(
                     f"{db.name!r}: archive_mode is off; a base backup needs the WAL archived "
                     f"(archive_command = 'rustybackup --repo REPO archive-push {db.name} %p')"
+                )
+            served = os.path.realpath(_setting(conn, "data_directory"))
+            if served != os.path.realpath(db.path):
+                # The dsn reaches another cluster than the directory we would copy: its
+                # backup API would not cover these files (pgBackRest checks the same).
+                raise BackupError(
+                    f"{db.name!r}: the server at {db.dsn!r} serves {served}, not the registered data directory {db.path}"
                 )
             if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
                 raise BackupError(f"{db.name!r}: the server is in recovery; back up the primary")
