@@ -246,3 +246,34 @@ def test_plan_cli_forecasts_from_the_history_and_warns(tmp_path: Path) -> None:
     text = CliRunner().invoke(cli, ["--repo", str(tmp_path), "plan", "--after", AFTER.isoformat()])
     assert text.exit_code == 0 and "OVERRUNS" in text.output
     assert "warning: job late: P90 1h30m" in text.output
+
+
+def test_the_scheduler_warns_when_a_jobs_p90_stops_fitting_its_window(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    history = History(tmp_path / "catalog.db")
+    for day in range(20):
+        at = datetime(2026, 2, 1, 1, tzinfo=UTC) + timedelta(days=day)
+        for jid, minutes in (("long", 270), ("short", 60), ("late", 60)):
+            claim = history.claim(jid, at, at, timedelta(hours=1))
+            assert claim.execution_id is not None
+            history.finish(claim.execution_id, ExecutionStatus.COMPLETED, at + timedelta(minutes=minutes))
+    history.close()
+    clock = FakeClock(datetime(2026, 2, 21, 0, 30, tzinfo=UTC))
+    s = BackupScheduler(FakeManager(tmp_path, clock=clock), clock=clock)
+    s.add_window(night("nights", 1, 5))
+    s.add_job(ScheduledBackup("long", "l", "app", BackupType.FULL, "0 1 * * *", window_id="nights"))
+    s.add_job(ScheduledBackup("short", "s", "db2", BackupType.FULL, "0 1 * * *", window_id="nights"))
+    # Its cron time is before the window: judged from when the window opens, it fits.
+    s.add_job(
+        ScheduledBackup("late", "d", "db3", BackupType.FULL, "0 0 * * *", window_id="nights", window_policy="defer")
+    )
+    with caplog.at_level("WARNING", logger="rustybackup.scheduler"):
+        s.execute_due_jobs(datetime(2026, 2, 21, 1, tzinfo=UTC))
+    warned = sorted(r.getMessage() for r in caplog.records if "P90" in r.getMessage() or "window" in r.getMessage())
+    assert warned == [
+        (
+            "job long: P90 4h30m from 2026-02-22T01:00:00+00:00 overruns window nights by 0h30m"
+            " (rustybackup plan suggests start times that fit)"
+        )
+    ]

@@ -30,6 +30,7 @@ from statistics import median
 
 from .enums import ExecutionStatus
 from .jobs import BackupExecution
+from .windows import BackupWindow
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -39,6 +40,7 @@ __all__ = [
     "JobForecast",
     "fit",
     "forecast_job",
+    "p90_overrun",
 ]
 
 #: How many recent runs the fit uses: about two months of nightly runs.
@@ -147,3 +149,22 @@ def forecast_job(
         fit(read, at, zone),
         fit(written, at, zone),
     )
+
+
+def p90_overrun(window: BackupWindow | None, start: datetime, p90: timedelta | None) -> str | None:
+    """Why a run starting at ``start`` for ``p90`` does not fit ``window``, or None when it does."""
+    if window is None or p90 is None:
+        return None
+    shown = start.isoformat()
+    start = start.astimezone(UTC)  # real-time arithmetic across a DST change
+    if not window.is_active(start):
+        return f"its cron time {shown} is outside window {window.id}"
+    closes = window.closes_at(start)
+    if closes is not None and start + p90 > closes.astimezone(UTC):
+        return f"P90 {_hm(p90)} from {shown} overruns window {window.id} by {_hm(start + p90 - closes)}"
+    return None
+
+
+def _hm(d: timedelta) -> str:
+    minutes = round(d.total_seconds() / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"

@@ -26,13 +26,15 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, cast
 from .config import CONFIG_NAME, SchedulerConfig, load_config, save_config
 from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import BackupCancelled, ConfigError, CronError
+from .forecast import DEFAULT_WINDOW as DEFAULT_FORECAST_RUNS
+from .forecast import forecast_job, p90_overrun
 from .history import History
 from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, sort_key
 from .locks import LeaseKeeper
 from .notify import Notifier
 from .retention import RetentionPolicy
 from .run_events import DAMAGE_PREFIX, RunEvents
-from .windows import BackupWindow
+from .windows import BackupWindow, load_zone
 
 __all__ = ["BackupScheduler", "DueRun", "ManagerLike"]
 
@@ -517,7 +519,23 @@ class BackupScheduler:
                              bytes_read=read, bytes_written=written)
         self.events.finished(job, run.scheduled_for, status, set_id, error, finished, self.list_jobs())
         self._check_window(job, finished)
+        if status is ExecutionStatus.COMPLETED:
+            self._check_forecast(job, finished)
         return set_id if status is ExecutionStatus.COMPLETED else None
+
+    def _check_forecast(self, job: Job, now: datetime) -> None:
+        """Warns when the job's P90 duration no longer fits its window at its next run."""
+        window = self._window(job)
+        if window is None:
+            return
+        try:
+            start = self._due_at(job, job.cron.next_after(now))
+        except (CronError, ConfigError):  # no next run, or a window that never opens again
+            return
+        runs = self._history.query(job.id, ExecutionStatus.COMPLETED, None, DEFAULT_FORECAST_RUNS)
+        problem = p90_overrun(window, start, forecast_job(job.id, runs, start, load_zone(job.tz)).duration_p90)
+        if problem is not None:
+            log.warning("job %s: %s (rustybackup plan suggests start times that fit)", job.id, problem)
 
     def _check_window(self, job: Job, now: datetime) -> None:
         catalog = getattr(self._manager, "catalog", None)

@@ -15,10 +15,10 @@ import click
 
 from ..durations import parse_duration
 from ..errors import ConfigError
-from ..forecast import DEFAULT_WINDOW, JobForecast, forecast_job
+from ..forecast import DEFAULT_WINDOW, JobForecast, forecast_job, p90_overrun
 from ..jobs import Job
 from ..plan import Placement, PlanTask, plan
-from ..windows import BackupWindow, load_zone
+from ..windows import load_zone
 from .context import CliState, pass_state, print_json
 from .schedule_cmds import _scheduler, _table
 
@@ -33,20 +33,6 @@ def _at(text: str | None) -> datetime:
     except ValueError:
         raise ConfigError(f"--after: {text!r} is not an ISO-8601 date and time") from None
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def current_fit(job: Job, window: BackupWindow | None, start: datetime, p90: timedelta | None) -> str | None:
-    """Why the job's P90 at its current cron time does not fit its window, or None when it does."""
-    if window is None or p90 is None:
-        return None
-    shown = start.isoformat()
-    start = start.astimezone(UTC)  # real-time arithmetic across a DST change
-    if not window.is_active(start):
-        return f"its cron time {start.isoformat()} is outside window {window.id}"
-    closes = window.closes_at(start)
-    if closes is not None and start + p90 > closes.astimezone(UTC):
-        return f"P90 {_fmt(p90)} from {shown} overruns window {window.id} by {_fmt(start + p90 - closes)}"
-    return None
 
 
 def _fmt(d: timedelta) -> str:
@@ -105,11 +91,13 @@ def plan_cmd(state: CliState, after: str | None, concurrency: int, step: str, as
     for j in jobs:
         window = windows.get(j.window_id) if j.window_id else None
         cron_start = j.cron.next_after(start_after)
+        if window is not None and j.window_policy == "defer":
+            cron_start = window.next_open(cron_start)  # when the scheduler will really start it
         at = window.next_open(start_after) if window is not None else cron_start
         runs = scheduler.history(job_id=j.id, status="completed", limit=DEFAULT_WINDOW)
         fc = forecast_job(j.id, runs, at, load_zone(j.tz))
         forecasts[j.id] = fc
-        warnings[j.id] = current_fit(j, window, cron_start, fc.duration_p90)
+        warnings[j.id] = p90_overrun(window, cron_start, fc.duration_p90)
         if warnings[j.id]:
             log.warning("job %s: %s", j.id, warnings[j.id])
         tasks.append(PlanTask(j.id, j.priority, window, fc.duration_p90, cron_start))
