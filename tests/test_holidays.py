@@ -287,6 +287,8 @@ def test_files_written_by_icalendar_read_as_icalendar_reads_them(
             vevent("DTSTART;VALUE=DATE:20260101"),
             r"cal\.ics:1: VEVENT outside a VCALENDAR",
         ),
+        (ics(vevent("DTSTART;VALUE=DATE:99991231")), r"cal\.ics:4: the event reaches past the year 9999"),
+        (ics(vevent("DTSTART:99991231T230000", "DURATION:PT2H")), r"cal\.ics:4: the event reaches past"),
     ],
 )
 def test_bad_ics_names_the_file_and_the_line(tmp_path: Path, text: str, message: str) -> None:
@@ -544,3 +546,43 @@ def test_calendars_of_one_region_share_the_packages_calendar() -> None:
     a, b = HolidayCalendar("DE-BY"), HolidayCalendar("de-by")
     assert a._country is b._country and a == b
     assert HolidayCalendar("DE")._country is not a._country
+
+
+_ICS_LINES = st.sampled_from(
+    [
+        "BEGIN:VCALENDAR",
+        "END:VCALENDAR",
+        "BEGIN:VEVENT",
+        "END:VEVENT",
+        "DTSTART;VALUE=DATE:20261224",
+        "DTSTART:20261224T230000Z",
+        "DTSTART;TZID=Europe/Berlin:20260329T023000",
+        "DTEND;VALUE=DATE:20261227",
+        "DTEND:20261225T010000Z",
+        "DURATION:P1DT2H",
+        "SUMMARY:Feiertag",
+        " folded",
+        "RRULE:FREQ=YEARLY",
+        "X-JUNK",
+        "DTSTART;VALUE=DATE:99991231",
+    ]
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    lines=st.lists(
+        st.one_of(_ICS_LINES, st.text(st.characters(exclude_categories=["Cs"]), max_size=30)), max_size=14
+    )
+)
+def test_any_damaged_calendar_reads_or_fails_with_a_config_error(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str]
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "x.ics"
+    path.write_text("\r\n".join(lines), encoding="utf-8")
+    try:
+        got = parse_ics(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path))
+    else:
+        assert all(isinstance(d, date) and isinstance(n, str) for d, n in got)

@@ -237,7 +237,10 @@ def parse_ics(path: Path) -> list[tuple[date, str]]:
                 raise ConfigError(f"{path}:{lineno}: END:{value} does not close {opened}")
             stack.pop()
             if value.upper() == "VEVENT":
-                out.extend(_event_dates(path, event_line, event))
+                try:
+                    out.extend(_event_dates(path, event_line, event))
+                except OverflowError:
+                    raise ConfigError(f"{path}:{event_line}: the event reaches past the year 9999") from None
             continue
         if stack and stack[-1] == "VEVENT":
             if name in ("RRULE", "RDATE"):
