@@ -214,6 +214,9 @@ def test_a_directory_without_pg_version_is_not_taken_for_a_data_directory(tmp_pa
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     (tmp_path / "base/1/1259").write_text("x")
+    # An unlogged relation: only its init fork is copied.
+    for rel in ("base/1/16384", "base/1/16384.1", "base/1/16384_fsm", "base/1/16384_vm", "base/1/16384_init"):
+        (tmp_path / rel).write_text("x")
     tree = basebackup.data_tree(tmp_path)
-    assert [f[0] for f in tree.files] == ["PG_VERSION", "base/1/1259"]
+    assert [f[0] for f in tree.files] == ["PG_VERSION", "base/1/1259", "base/1/16384_init"]
     assert "pg_wal" in [d[0] for d in tree.dirs]

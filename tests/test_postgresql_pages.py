@@ -130,3 +130,17 @@ def test_a_dsn_reaching_another_cluster_than_the_data_directory_is_refused(clust
         assert not any((repo / "staging").iterdir())
     finally:
         shutil.rmtree(other, ignore_errors=True)
+
+
+def test_an_unlogged_tables_data_is_left_out_and_its_init_fork_kept(cluster: tuple[Cluster, Path]) -> None:
+    c, repo = cluster
+    c.query("CREATE UNLOGGED TABLE scratch AS SELECT g FROM generate_series(1, 1000) g")
+    c.query("CHECKPOINT")
+    ((rel,),) = c.query("SELECT pg_relation_filepath('scratch')")
+    try:
+        rb(repo, "backup", NAME, "--type", "full")
+        newest = BackupManager(repo).catalog.list_sets(NAME, "full")[-1]
+        paths = {f.path for f in manifest.load(repo / newest.manifest).files}
+        assert f"{rel}_init" in paths and rel not in paths
+    finally:
+        c.query("DROP TABLE scratch")

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -95,12 +95,36 @@ def data_tree(pgdata: Path) -> TreeEntries:
             f"{pgdata} has tablespaces ({', '.join(sorted(p.name for p in spc.iterdir()))} in pg_tblspc): "
             "tablespaces outside the data directory are not backed up yet"
         )
+    unlogged = _unlogged(f[0] for f in tree.files)
     return TreeEntries(
-        files=[f for f in tree.files if not excluded(f[0], False)],
+        files=[f for f in tree.files if not excluded(f[0], False) and _relation_key(f[0]) not in unlogged],
         dirs=[d for d in tree.dirs if not excluded(d[0], True)],
         symlinks=[s for s in tree.symlinks if not excluded(s[0], False)],
         skipped=[e for e in tree.skipped if not excluded(e.path, False)],
     )
+
+
+_FORK = re.compile(r"((?:base/[0-9]+|global)/[0-9]+)(?:_(fsm|vm|init))?(?:\.[0-9]+)?")
+
+
+def _relation_key(rel: str) -> str | None:
+    """``base/<db>/<relfilenode>`` of a relation file (any fork, any segment); None for
+    the init fork itself and for every other file."""
+    m = _FORK.fullmatch(rel)
+    if m is None or m.group(2) == "init":
+        return None
+    return m.group(1)
+
+
+def _unlogged(rels: Iterable[str]) -> set[str]:
+    """Unlogged relations: those with an init fork. Their other forks are reset from it
+    at startup, so a base backup copies only the init fork (basebackup.c does the same)."""
+    out = set()
+    for rel in rels:
+        m = _FORK.fullmatch(rel)
+        if m is not None and m.group(2) == "init":
+            out.add(m.group(1))
+    return out
 
 
 @dataclasses.dataclass
