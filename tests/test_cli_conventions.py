@@ -24,7 +24,11 @@ LISTINGS = {"list", "report", "next", "hash", "retention", "runs", "plan", "show
 def commands(cmd: click.Command = cli, path: tuple[str, ...] = ("rustybackup",)) -> Iterator[tuple[str, click.Command]]:
     yield " ".join(path), cmd
     if isinstance(cmd, click.Group):
-        for name, sub in sorted(cmd.commands.items()):
+        # Through list_commands/get_command: the top-level group loads its commands lazily.
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, f"{' '.join(path)} lists {name} but has no such command"
             yield from commands(sub, (*path, name))
 
 

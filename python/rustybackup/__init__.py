@@ -1,8 +1,23 @@
-"""rustybackup: schedule, perform, catalog, retain and verify backups, with a Rust core."""
+"""rustybackup: schedule, perform, catalog, retain and verify backups, with a Rust core.
+
+Importing the package loads only the native module, the enums and the errors. Every
+other public name is imported the first time it is used (PEP 562 ``__getattr__``):
+``rustybackup archive-push`` runs once per WAL segment as PostgreSQL's archive_command,
+and must not pay for the scheduler, holidays, notifications or metrics on each call.
+``from rustybackup import X`` works for every name in ``__all__`` exactly as before.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._core import FileScan as FileScan
 from ._core import __version__ as __version__
+from ._core import hash_bytes as hash_bytes
+from ._core import hash_file as hash_file
+from ._core import hash_files as hash_files
+from ._core import scan_file as scan_file
 from .enums import BackupType as BackupType
 from .enums import ChecksumAlgorithm as ChecksumAlgorithm
 from .enums import ExecutionStatus as ExecutionStatus
@@ -17,86 +32,135 @@ from .errors import NoRecoveryPath as NoRecoveryPath
 from .errors import RustyBackupError as RustyBackupError
 from .errors import VerificationError as VerificationError
 
+if TYPE_CHECKING:
+    # What type checkers see; at run time `__getattr__` below imports these on first use.
+    from .catalog import BackupCatalog as BackupCatalog
+    from .catalog import BackupPiece as BackupPiece
+    from .catalog import BackupSet as BackupSet
+    from .catalog import DatabaseEntry as DatabaseEntry
+    from .cron import CronField as CronField
+    from .cron import CronSchedule as CronSchedule
+    from .cron import daily as daily
+    from .cron import hourly as hourly
+    from .cron import monthly as monthly
+    from .cron import weekly as weekly
+    from .engine import BackupManager as BackupManager
+    from .engine import BackupProgress as BackupProgress
+    from .jobs import BackupExecution as BackupExecution
+    from .jobs import ScheduledBackup as ScheduledBackup
+    from .jobs import ScheduledVerification as ScheduledVerification
+    from .retention import RetentionDecision as RetentionDecision
+    from .retention import RetentionPolicy as RetentionPolicy
+    from .retention import plan_retention as plan_retention
+    from .scheduler import BackupScheduler as BackupScheduler
+    from .verify import Verifier as Verifier
+    from .verify_report import CorruptBlock as CorruptBlock
+    from .verify_report import Coverage as Coverage
+    from .verify_report import Finding as Finding
+    from .verify_report import MissingPiece as MissingPiece
+    from .verify_report import VerificationReport as VerificationReport
+    from .windows import BackupWindow as BackupWindow
+    from .windows import business_hours as business_hours
+    from .windows import off_hours as off_hours
+
+# Public name -> the module that defines it, for the names imported on first use.
+_LAZY: dict[str, str] = {
+    # cron (issue 2)
+    "CronField": "cron",
+    "CronSchedule": "cron",
+    "daily": "cron",
+    "hourly": "cron",
+    "monthly": "cron",
+    "weekly": "cron",
+    # repository, catalog, backups (issue 4)
+    "BackupCatalog": "catalog",
+    "BackupPiece": "catalog",
+    "BackupSet": "catalog",
+    "DatabaseEntry": "catalog",
+    "BackupManager": "engine",
+    "BackupProgress": "engine",
+    # verification (issue 5)
+    "Verifier": "verify",
+    "VerificationReport": "verify_report",
+    "CorruptBlock": "verify_report",
+    "Coverage": "verify_report",
+    "Finding": "verify_report",
+    "MissingPiece": "verify_report",
+    # windows, jobs, scheduler (issue 6)
+    "BackupExecution": "jobs",
+    "ScheduledBackup": "jobs",
+    "ScheduledVerification": "jobs",
+    "BackupScheduler": "scheduler",
+    "BackupWindow": "windows",
+    "business_hours": "windows",
+    "off_hours": "windows",
+    # retention (issue 7)
+    "RetentionDecision": "retention",
+    "RetentionPolicy": "retention",
+    "plan_retention": "retention",
+}
+
+# Everything public, eager or imported on first use (`_LAZY`).
 __all__: list[str] = [
-    "__version__",
     "BackupCancelled",
-    "BackupType",
-    "ChecksumAlgorithm",
-    "ExecutionStatus",
-    "SetStatus",
-    "VerificationType",
+    "BackupCatalog",
     "BackupError",
-    "CatalogError",
-    "ConfigError",
-    "CronError",
-    "NoRecoveryPath",
-    "RustyBackupError",
-    "VerificationError",
-]
-
-# Each area below appends its public names to __all__.
-
-# --- cron (issue 2) ---
-from .cron import CronField as CronField
-from .cron import CronSchedule as CronSchedule
-from .cron import daily as daily
-from .cron import hourly as hourly
-from .cron import monthly as monthly
-from .cron import weekly as weekly
-
-__all__ += ["CronField", "CronSchedule", "daily", "hourly", "monthly", "weekly"]
-
-# --- scan (issue 3) ---
-from ._core import FileScan as FileScan  # noqa: E402
-from ._core import hash_bytes as hash_bytes  # noqa: E402
-from ._core import hash_file as hash_file  # noqa: E402
-from ._core import hash_files as hash_files  # noqa: E402
-from ._core import scan_file as scan_file  # noqa: E402
-
-__all__ += ["FileScan", "hash_bytes", "hash_file", "hash_files", "scan_file"]
-
-# --- repository, catalog, backups (issue 4) ---
-from .catalog import BackupCatalog as BackupCatalog  # noqa: E402
-from .catalog import BackupPiece as BackupPiece  # noqa: E402
-from .catalog import BackupSet as BackupSet  # noqa: E402
-from .catalog import DatabaseEntry as DatabaseEntry  # noqa: E402
-from .engine import BackupManager as BackupManager  # noqa: E402
-from .engine import BackupProgress as BackupProgress  # noqa: E402
-
-__all__ += ["BackupCatalog", "BackupManager", "BackupPiece", "BackupProgress", "BackupSet", "DatabaseEntry"]
-
-# --- verification (issue 5) ---
-from .verify import Verifier as Verifier
-from .verify_report import CorruptBlock as CorruptBlock
-from .verify_report import Coverage as Coverage
-from .verify_report import Finding as Finding
-from .verify_report import MissingPiece as MissingPiece
-from .verify_report import VerificationReport as VerificationReport
-
-__all__ += ["Verifier", "VerificationReport", "CorruptBlock", "Coverage", "Finding", "MissingPiece"]
-
-# --- windows, jobs, scheduler (issue 6) ---
-from .jobs import BackupExecution as BackupExecution  # noqa: E402
-from .jobs import ScheduledBackup as ScheduledBackup  # noqa: E402
-from .jobs import ScheduledVerification as ScheduledVerification  # noqa: E402
-from .scheduler import BackupScheduler as BackupScheduler  # noqa: E402
-from .windows import BackupWindow as BackupWindow  # noqa: E402
-from .windows import business_hours as business_hours  # noqa: E402
-from .windows import off_hours as off_hours  # noqa: E402
-
-__all__ += [
     "BackupExecution",
+    "BackupManager",
+    "BackupPiece",
+    "BackupProgress",
     "BackupScheduler",
+    "BackupSet",
+    "BackupType",
     "BackupWindow",
+    "CatalogError",
+    "ChecksumAlgorithm",
+    "ConfigError",
+    "CorruptBlock",
+    "Coverage",
+    "CronError",
+    "CronField",
+    "CronSchedule",
+    "DatabaseEntry",
+    "ExecutionStatus",
+    "FileScan",
+    "Finding",
+    "MissingPiece",
+    "NoRecoveryPath",
+    "RetentionDecision",
+    "RetentionPolicy",
+    "RustyBackupError",
     "ScheduledBackup",
     "ScheduledVerification",
+    "SetStatus",
+    "VerificationError",
+    "VerificationReport",
+    "VerificationType",
+    "Verifier",
+    "__version__",
     "business_hours",
+    "daily",
+    "hash_bytes",
+    "hash_file",
+    "hash_files",
+    "hourly",
+    "monthly",
     "off_hours",
+    "plan_retention",
+    "scan_file",
+    "weekly",
 ]
 
-# --- retention (issue 7) ---
-from .retention import RetentionDecision as RetentionDecision  # noqa: E402
-from .retention import RetentionPolicy as RetentionPolicy  # noqa: E402
-from .retention import plan_retention as plan_retention  # noqa: E402
 
-__all__ += ["RetentionDecision", "RetentionPolicy", "plan_retention"]
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    # Cached as a module global: the next look-up does not come back here.
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -3,11 +3,13 @@
 Conventions every subcommand keeps: ``--json`` on listings, exit codes scripts can trust
 (0 ok, 1 a problem found, 2 usage or invalid input), errors as one line without a
 traceback unless ``--debug``, ``--repo`` or ``RUSTYBACKUP_REPO`` for the repository.
-Each area's commands live in their own module and register themselves on the group.
+Each area's commands live in their own module and register themselves on the group,
+which imports that module only when one of its commands is asked for (``COMMANDS``).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -16,19 +18,6 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, RustyBackupError
-from . import (
-    backup_cmds,
-    capture_cmds,
-    cron_cmds,
-    demo_cmds,
-    hash_cmds,
-    metrics_cmds,
-    pg_cmds,
-    plan_cmds,
-    retention_cmds,
-    schedule_cmds,
-    verify_cmds,
-)
 from .context import CliState
 
 EXIT_OK = 0
@@ -36,8 +25,46 @@ EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 
 
+# Command name -> the module under cli/ whose `register` adds it. A command's module is
+# imported only when that command runs (or --help lists it): archive_command starts one
+# process per WAL segment, which must not import rich, the scheduler or the metrics.
+# tests/test_cli_startup.py checks this table against what the modules register.
+COMMANDS: dict[str, str] = {
+    "archive-get": "pg_cmds",
+    "archive-push": "pg_cmds",
+    "backup": "backup_cmds",
+    "capture": "capture_cmds",
+    "cron": "cron_cmds",
+    "db": "backup_cmds",
+    "demo": "demo_cmds",
+    "hash": "hash_cmds",
+    "history": "schedule_cmds",
+    "init": "backup_cmds",
+    "job": "schedule_cmds",
+    "list": "backup_cmds",
+    "metrics": "metrics_cmds",
+    "plan": "plan_cmds",
+    "report": "backup_cmds",
+    "restore": "backup_cmds",
+    "retention": "retention_cmds",
+    "run": "schedule_cmds",
+    "verify": "verify_cmds",
+    "window": "schedule_cmds",
+}
+
+
 class _Group(click.Group):
-    """Turns library errors into one line on stderr with a trustworthy exit code."""
+    """Loads each command's module on first use, and turns library errors into one line
+    on stderr with a trustworthy exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f".{COMMANDS[cmd_name]}", __name__)
+            module.register(self)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -81,13 +108,6 @@ def cli(ctx: click.Context, repo: Path | None, verbose: int, debug: bool) -> Non
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = CliState(repo=repo, debug=debug)
-
-
-for _module in (
-    cron_cmds, hash_cmds, backup_cmds, verify_cmds, retention_cmds, schedule_cmds, demo_cmds, pg_cmds, capture_cmds,
-    metrics_cmds, plan_cmds,
-):
-    _module.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

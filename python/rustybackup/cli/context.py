@@ -7,13 +7,15 @@ import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.cells import cell_len
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
+
+if TYPE_CHECKING:
+    # rich is imported where a table is printed: archive-push/get print none, and
+    # importing rich costs more than their whole push (cli/__init__.py, COMMANDS).
+    from rich.console import Console
+    from rich.table import Table
 
 
 @dataclass
@@ -48,6 +50,10 @@ def print_table(table: Table, *, prose: Collection[str] = (), console: Console |
     one line, and when even that does not fit, the table is printed at the width it
     needs and the terminal wraps the lines instead.
     """
+    from rich.cells import cell_len
+    from rich.console import Console
+    from rich.measure import Measurement
+
     console = console or Console()
     for column in table.columns:
         if column.header in prose:
