@@ -135,3 +135,26 @@ def test_a_chain_that_crosses_format_1_and_format_2_restores(tmp_path: Path) -> 
     for level in (VerificationType.STANDARD, VerificationType.FULL):
         report = Verifier(manager).verify(None, level)
         assert report.ok, report.findings
+
+
+def test_a_block_map_grows_with_what_changed_not_with_the_tree(tmp_path: Path) -> None:
+    """An unchanged INCREMENTAL's map is one reference run; one changed block adds one
+    stored record and at most two run headers (docs/FORMAT.md "Block map, version 2")."""
+    repo = Repo(tmp_path, files=3, size=200_000, block_size=4096)
+    repo.backup("full")
+    same = repo.backup("incremental")
+    bmap = repo.manager.repository / same.blockmap
+    assert bmap.stat().st_size == 32 + 24 + 296
+    before = {f.name: f.read_bytes() for f in repo.src.iterdir()}
+    repo.touch("f1.bin", at=4096 * 7 + 5)
+    one = repo.backup("incremental")
+    size = (repo.manager.repository / one.blockmap).stat().st_size
+    record = 21 + 32
+    # Runs: files f0 and f1's first blocks, the stored block, the rest of f1 and f2.
+    assert size == 32 + 296 + record + 3 * 24
+    after = {f.name: f.read_bytes() for f in repo.src.iterdir()}
+    assert before != after
+    for s, want in ((same, before), (one, after)):
+        target = tmp_path / ("r-" + s.id)
+        repo.manager.restore("db", target, backup_set_id=s.id)
+        assert {f.name: f.read_bytes() for f in target.iterdir()} == want, s.id
