@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from rustybackup import BackupManager, Verifier
 
 FILES = int(os.environ.get("RB_META_FILES", "64"))
@@ -35,8 +34,7 @@ def _make_file(path: Path, size: int, rnd: random.Random) -> None:
     # One distinct stamp per block, so no two blocks are equal and each needs its record.
     with open(path, "wb") as f:
         zeros = bytes(BLOCK - 64)
-        for _ in range(size // BLOCK):
-            f.write(rnd.randbytes(64) + zeros)
+        f.writelines(rnd.randbytes(64) + zeros for _ in range(size // BLOCK))
 
 
 def _change(src: Path, fraction: float, rnd: random.Random) -> int:
@@ -61,9 +59,9 @@ def _piece_metadata(repo: Path, set_id: str) -> int:
     import struct
 
     data = (repo / "sets" / set_id / "data.piece").read_bytes()
-    version = struct.unpack_from("<I", data, 8)[0]
+    version: int = struct.unpack_from("<I", data, 8)[0]
     tlen = 96 if version == 1 else 112
-    index_off = struct.unpack_from("<Q", data, len(data) - tlen + 8)[0]
+    index_off: int = struct.unpack_from("<Q", data, len(data) - tlen + 8)[0]
     return 32 + (len(data) - index_off)
 
 
@@ -86,7 +84,16 @@ def test_metadata_per_backup(tmp_path: Path) -> None:
         files = _set_bytes(m.repository, s.id)
         meta = files.get("blockmap", 0) + files.get("manifest.json", 0) + _piece_metadata(m.repository, s.id)
         added = sum(files.values())
-        rows.append((label, elapsed, added, meta, files.get("blockmap", 0), files.get("manifest.json", 0)))
+        rows.append(
+            (
+                label,
+                elapsed,
+                added,
+                meta,
+                files.get("blockmap", 0),
+                files.get("manifest.json", 0),
+            )
+        )
         return s.id
 
     backup("full", "FULL")

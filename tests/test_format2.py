@@ -56,9 +56,7 @@ def test_a_new_piece_is_version_2_and_its_xxh3_is_that_of_its_bytes(
         # Half random, half repeated: some blocks compress, some do not.
         (src / f"f{i}").write_bytes(rnd.randbytes(n // 2) + bytes([i]) * (n - n // 2))
     manager = BackupManager(root / "repo")
-    manager.register_database(
-        "db", src, block_size=block_size, compression=compression, algorithm="blake3"
-    )
+    manager.register_database("db", src, block_size=block_size, compression=compression, algorithm="blake3")
     s = manager.backup("db", "full")
     for p in s.pieces:
         data = (manager.repository / p.path).read_bytes()
@@ -85,9 +83,7 @@ def _retarget(repo: Path, database: str, path: Path) -> None:
     """Points the copied fixture's database at a live source (its original path is gone)."""
     con = sqlite3.connect(repo / "catalog.db")
     with con:
-        con.execute(
-            "UPDATE databases SET path = ? WHERE name = ?", (str(path), database)
-        )
+        con.execute("UPDATE databases SET path = ? WHERE name = ?", (str(path), database))
     con.close()
 
 
@@ -100,11 +96,7 @@ def test_a_chain_that_crosses_format_1_and_format_2_restores(tmp_path: Path) -> 
     manager.restore("tree", src, backup_set_id=newest)
     _retarget(repo, "tree", src)
     manager = BackupManager(repo)
-    changed = next(
-        p
-        for p in sorted(src.rglob("*"))
-        if p.is_file() and not p.is_symlink() and p.stat().st_size
-    )
+    changed = next(p for p in sorted(src.rglob("*")) if p.is_file() and not p.is_symlink() and p.stat().st_size)
     with open(changed, "r+b") as f:
         f.write(b"format two was here")
     (src / "new-in-v2.bin").write_bytes(bytes(range(256)) * 100)
