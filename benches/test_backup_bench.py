@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from peers import run_quiet, tool
-
 from rustybackup import BackupManager
 
 FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
 FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
 BLOCK = 8192
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

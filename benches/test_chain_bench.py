@@ -16,7 +16,6 @@ from datetime import timedelta
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
-
 from rustybackup import BackupCatalog, RetentionPolicy, _core
 from rustybackup.catalog import from_us
 from rustybackup.retention import plan_retention
@@ -33,8 +32,15 @@ def catalog(n: int) -> list[Row]:
     rows: list[Row] = []
     last = full = ""
     for i in range(n):
-        kind = "full" if i % 100 == 0 else "archive_log" if i % 10 == 5 else "differential" if i % 20 == 7 else (
-            "incremental")
+        kind = (
+            "full"
+            if i % 100 == 0
+            else "archive_log"
+            if i % 10 == 5
+            else "differential"
+            if i % 20 == 7
+            else ("incremental")
+        )
         sid = f"{i:08x}-5c1e-4a0b-9d3f-{i * 7919 % 16**12:012x}"
         parent = last if kind == "incremental" else full if kind == "differential" else None
         start = 1_700_000_000_000_000 + i * QUARTER_HOUR
@@ -90,9 +96,7 @@ def python_keep_daily(rows: Sequence[Row], days: int) -> set[str]:
     def ok(r: Row) -> bool:
         if r[0] in usable:
             return usable[r[0]]
-        result = r[5] == "available" and (
-            r[1] == "full" or (r[2] is not None and r[2] in by_id and ok(by_id[r[2]]))
-        )
+        result = r[5] == "available" and (r[1] == "full" or (r[2] is not None and r[2] in by_id and ok(by_id[r[2]])))
         usable[r[0]] = result
         return result
 
@@ -143,8 +147,9 @@ def test_retention_window_rust(benchmark: BenchmarkFixture, rows: list[Row]) -> 
 def test_retention_redundancy_and_gfs_rust(benchmark: BenchmarkFixture, rows: list[Row]) -> None:
     now = rows[-1][4]
     plan = benchmark(
-        lambda: _core.retention_plan(rows, now, redundancy=2, keep_daily=7, keep_weekly=4, keep_monthly=12,
-                                     tz="Europe/Paris")
+        lambda: _core.retention_plan(
+            rows, now, redundancy=2, keep_daily=7, keep_weekly=4, keep_monthly=12, tz="Europe/Paris"
+        )
     )
     assert len(plan) == len(rows)
 
@@ -169,8 +174,10 @@ def test_retention_keep_daily_plain_python(benchmark: BenchmarkFixture, rows: li
 def catalog_db(tmp_path_factory: pytest.TempPathFactory, rows: list[Row]) -> Iterator[BackupCatalog]:
     cat = BackupCatalog(tmp_path_factory.mktemp("chain") / "catalog.db")
     with cat.transaction() as c:
-        c.execute("INSERT INTO databases (name, path, kind, archive_dir, block_size, algorithm, compression, registered_at) "
-                  "VALUES ('db', '/src', 'files', NULL, 8192, 'blake3', NULL, 0)")
+        c.execute(
+            "INSERT INTO databases (name, path, kind, archive_dir, block_size, algorithm, compression, registered_at) "
+            "VALUES ('db', '/src', 'files', NULL, 8192, 'blake3', NULL, 0)"
+        )
         c.executemany(
             "INSERT INTO sets VALUES (?, 'db', ?, ?, ?, ?, ?, 0, 8192, 'blake3', NULL, '[]', 0, 0, '', '', '')",
             rows,
@@ -212,8 +219,9 @@ POLICIES = {
 
 @pytest.mark.benchmark(group=f"retention_plan {SETS} sets from the catalog")
 @pytest.mark.parametrize("name", POLICIES)
-def test_retention_plan_on_chain_rows(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row],
-                                      name: str) -> None:
+def test_retention_plan_on_chain_rows(
+    benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row], name: str
+) -> None:
     sets, now = chain_rows(catalog_db), from_us(rows[-1][4])
     tz = "Europe/Paris" if name == "gfs" else "UTC"
     plan = benchmark(plan_retention, sets, POLICIES[name], now, tz)
@@ -222,8 +230,9 @@ def test_retention_plan_on_chain_rows(benchmark: BenchmarkFixture, catalog_db: B
 
 @pytest.mark.benchmark(group=f"catalog.retention_plan {SETS} sets, read included")
 @pytest.mark.parametrize("name", POLICIES)
-def test_catalog_retention_plan(benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row],
-                                name: str) -> None:
+def test_catalog_retention_plan(
+    benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row], name: str
+) -> None:
     now = from_us(rows[-1][4])
     tz = "Europe/Paris" if name == "gfs" else "UTC"
     plan = benchmark(catalog_db.retention_plan, "db", POLICIES[name], now, tz=tz)
@@ -231,8 +240,9 @@ def test_catalog_retention_plan(benchmark: BenchmarkFixture, catalog_db: BackupC
 
 
 @pytest.mark.benchmark(group=f"catalog.retention_plan {SETS} sets, read included")
-def test_catalog_rows_planned_as_tuples(benchmark: BenchmarkFixture, catalog_db: BackupCatalog,
-                                        rows: list[Row]) -> None:
+def test_catalog_rows_planned_as_tuples(
+    benchmark: BenchmarkFixture, catalog_db: BackupCatalog, rows: list[Row]
+) -> None:
     """The same read handed to the planner as row tuples (borrowed, not copied) instead."""
     now = from_us(rows[-1][4])
     plan = benchmark(lambda: plan_retention(catalog_db.retention_rows("db"), POLICIES["window"], now, "UTC"))
@@ -241,7 +251,9 @@ def test_catalog_rows_planned_as_tuples(benchmark: BenchmarkFixture, catalog_db:
 
 def test_a_million_sets_work() -> None:
     if not os.environ.get("RUSTYBACKUP_BENCH_HUGE"):
-        pytest.skip("set RUSTYBACKUP_BENCH_HUGE=1 to plan over 1,000,000 sets (about 500 MiB, mostly the Python tuples)")
+        pytest.skip(
+            "set RUSTYBACKUP_BENCH_HUGE=1 to plan over 1,000,000 sets (about 500 MiB, mostly the Python tuples)"
+        )
     big = catalog(1_000_000)
     assert _core.recovery_path(big)[0] == big[999_900][0]
     plan = _core.retention_plan(big, big[-1][4], window_us=7 * DAY, keep_monthly=12)

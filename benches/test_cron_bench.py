@@ -9,11 +9,10 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from rustybackup import CronSchedule
 
 croniter_mod: Any
@@ -28,7 +27,7 @@ except ImportError:  # pragma: no cover - peer missing
     cronsim_mod = None
 
 EXPRS = ["*/15 * * * *", "0 2 * * *", "30 4 1,15 * 5", "0 0 29 2 *", "0 9-17 * * 1-5"]
-START = datetime(2025, 3, 14, 15, 9, 26, tzinfo=timezone.utc)
+START = datetime(2025, 3, 14, 15, 9, 26, tzinfo=UTC)
 PARSE_COUNT = 10_000 if os.environ.get("RUSTYBACKUP_BENCH_LARGE") else 1_000
 LIBS = ["rustybackup", "cronsim", "croniter"]
 

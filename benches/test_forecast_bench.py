@@ -85,7 +85,7 @@ def evaluate(truth: Truth, seed: int) -> Scores:
     times = [START + timedelta(days=d) for d in range(HISTORY + NIGHTS)]
     err50, errlast, errmean, hits = [], [], [], 0
     for n in range(HISTORY, HISTORY + NIGHTS):
-        f = fit(list(zip(times[n - HISTORY : n], values[n - HISTORY : n])), times[n])
+        f = fit(list(zip(times[n - HISTORY : n], values[n - HISTORY : n], strict=True)), times[n])
         assert f is not None
         actual = values[n]
         err50.append(abs(f.p50 - actual) / actual)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import rustybackup
 from rustybackup import hash_file, hash_files, scan_file
 
@@ -135,7 +134,9 @@ def test_scan_file_blake3_ours(benchmark: Bench, big_file: Path) -> None:
 @pytest.mark.benchmark(group="scan_file blake3 8K")
 def test_scan_file_blake3_python_blake3_package(benchmark: Bench, big_file: Path) -> None:
     need_blake3()
-    digest, blocks = benchmark(lambda: python_one_pass(big_file, blake3.blake3, blake3.blake3(max_threads=blake3.blake3.AUTO)))
+    digest, blocks = benchmark(
+        lambda: python_one_pass(big_file, blake3.blake3, blake3.blake3(max_threads=blake3.blake3.AUTO))
+    )
     scan = scan_file(big_file, "blake3", BLOCK)
     assert (digest, blocks) == (scan.digest, scan.block_digests)
 

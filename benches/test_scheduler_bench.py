@@ -9,28 +9,32 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from sched_fakes import FakeClock, FakeManager  # noqa: E402
-
 from rustybackup import BackupScheduler, ScheduledBackup  # noqa: E402
 from rustybackup.enums import BackupType  # noqa: E402
-
+from sched_fakes import FakeClock, FakeManager  # noqa: E402
 
 N = int(os.environ.get("RUSTYBACKUP_BENCH_JOBS", "1000"))
-T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def jobs(n: int) -> list[ScheduledBackup]:
     # Spread over the day so the heap holds many distinct due times.
     return [
-        ScheduledBackup(f"job{i:05d}", f"Job {i}", f"db{i % 50}", BackupType.INCREMENTAL,
-                        f"{i % 60} {i % 24} * * *", priority=i % 256)
+        ScheduledBackup(
+            f"job{i:05d}",
+            f"Job {i}",
+            f"db{i % 50}",
+            BackupType.INCREMENTAL,
+            f"{i % 60} {i % 24} * * *",
+            priority=i % 256,
+        )
         for i in range(n)
     ]
 

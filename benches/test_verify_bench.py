@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from peers import run_quiet, tool
-
 from rustybackup import BackupManager, Verifier
 
 FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
 FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
 ROUNDS = 3 if FILES * FILE_MIB >= 64 else 2
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("verify-bench")
@@ -110,6 +110,7 @@ def test_standard_vs_one_read(benchmark: Any, ours: Verifier, what: str, cache: 
     if what == "read bytes once":
         benchmark.pedantic(lambda: _read_once(files), setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     else:
-        benchmark.pedantic(lambda: ours.verify("bench", "standard"), setup=setup, rounds=ROUNDS, iterations=1,
-                           warmup_rounds=1)
+        benchmark.pedantic(
+            lambda: ours.verify("bench", "standard"), setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1
+        )
     benchmark.extra_info["repository_bytes"] = sum(p.stat().st_size for p in files)

@@ -18,9 +18,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sched_fakes import FakeClock, FakeManager  # noqa: E402
-
 from rustybackup.scheduler import BackupScheduler  # noqa: E402
+from sched_fakes import FakeClock, FakeManager  # noqa: E402
 
 
 def main() -> None:
@@ -42,8 +41,9 @@ def main() -> None:
 
 
 class SlowManager(FakeManager):
-    def backup(self, database: str, backup_type: Any, tags: tuple[str, ...] = (), progress: Any = None,
-               cancel: Any = None) -> Any:
+    def backup(
+        self, database: str, backup_type: Any, tags: tuple[str, ...] = (), progress: Any = None, cancel: Any = None
+    ) -> Any:
         result = super().backup(database, backup_type, tags, progress, cancel)
         threading.Event().wait(1.0)
         return result

@@ -4,14 +4,14 @@ records its calls (the cron engine is the real one)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from rustybackup.enums import BackupType
-from rustybackup.errors import BackupCancelled, CronError
+from rustybackup.errors import BackupCancelled
 
 
 class FakeClock:

@@ -67,9 +67,7 @@ def test_sigterm_stops_after_the_current_step_with_exit_zero(tmp_path: Path) -> 
     assert sets
     # Nothing left half-done: no staging leftovers, and the last commit was captured.
     assert not any((repo / "staging").iterdir())
-    records = [
-        manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in sets
-    ]
+    records = [manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in sets]
     assert all(isinstance(r, WalCapture) for r in records)
     manager.restore("a", tmp_path / "out")
     check = sqlite3.connect(tmp_path / "out" / "a.db")

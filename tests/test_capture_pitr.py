@@ -13,7 +13,7 @@ import random
 import sqlite3
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,13 +32,11 @@ class Clock:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last = datetime.now(timezone.utc)
+        self._last = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         with self._lock:
-            now = max(
-                datetime.now(timezone.utc), self._last + timedelta(microseconds=1)
-            )
+            now = max(datetime.now(UTC), self._last + timedelta(microseconds=1))
             self._last = now
             return now
 
@@ -85,12 +83,8 @@ class Writer(threading.Thread):
 def _make_db(path: Path, autocheckpoint: bool = True) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, pad BLOB)"
-    )
-    conn.executemany(
-        "INSERT INTO t VALUES (?, 0, ?)", [(-i, b"x" * 500) for i in range(1, 400)]
-    )
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, pad BLOB)")
+    conn.executemany("INSERT INTO t VALUES (?, 0, ?)", [(-i, b"x" * 500) for i in range(1, 400)])
     conn.close()
 
 
@@ -103,9 +97,7 @@ def _restored_ids(target: Path, name: str) -> list[int]:
         conn.close()
 
 
-def _check_restore(
-    manager: BackupManager, db: Path, writer: Writer, until: datetime, target: Path
-) -> int:
+def _check_restore(manager: BackupManager, db: Path, writer: Writer, until: datetime, target: Path) -> int:
     path = manager.restore("shop", target, until=until)
     ids = _restored_ids(target, db.name)
     assert ids == list(range(1, len(ids) + 1)), "not a prefix of the commits"
@@ -117,9 +109,7 @@ def _check_restore(
     for s in path:
         m = manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST)
         if s.backup_type is not BackupType.ARCHIVE_LOG or (
-            isinstance(m.wal, WalCapture)
-            and m.wal.commits
-            and m.wal.commits[-1][1] <= to_us(until)
+            isinstance(m.wal, WalCapture) and m.wal.commits and m.wal.commits[-1][1] <= to_us(until)
         ):
             floor = max(floor, s.started_at)
     must = {i for i, _, after in writer.log if after <= floor}
@@ -166,18 +156,10 @@ def test_restore_to_random_instants_holds_exactly_what_was_committed(
         if foreground:
             from rustybackup.capture_loop import Capturer
 
-            loop = Capturer(
-                BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05
-            )
-            capturer = threading.Thread(
-                target=loop.run, args=(capturer_stop,), daemon=True
-            )
+            loop = Capturer(BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05)
+            capturer = threading.Thread(target=loop.run, args=(capturer_stop,), daemon=True)
             capturer.start()
-        plan: list[BackupType] = (
-            [BackupType.ARCHIVE_LOG] * 3
-            + [BackupType.INCREMENTAL]
-            + [BackupType.ARCHIVE_LOG] * 3
-        )
+        plan: list[BackupType] = [BackupType.ARCHIVE_LOG] * 3 + [BackupType.INCREMENTAL] + [BackupType.ARCHIVE_LOG] * 3
         plan += [
             BackupType.DIFFERENTIAL,
             BackupType.ARCHIVE_LOG,
@@ -203,13 +185,9 @@ def test_restore_to_random_instants_holds_exactly_what_was_committed(
     sets = manager.catalog.list_sets("shop")
     captures = [s for s in sets if s.backup_type is BackupType.ARCHIVE_LOG]
     assert len(captures) >= 3
-    records = [
-        manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in captures
-    ]
+    records = [manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in captures]
     assert all(isinstance(r, WalCapture) for r in records)
-    holes = [
-        r.note for r in records[1:] if isinstance(r, WalCapture) and not r.continuous
-    ]
+    holes = [r.note for r in records[1:] if isinstance(r, WalCapture) and not r.continuous]
     if not (autocheckpoint and not foreground):
         # Every WAL generation after the first capture continues the one before.
         assert holes == []
@@ -220,17 +198,13 @@ def test_restore_to_random_instants_holds_exactly_what_was_committed(
     counts = []
     for n, until in enumerate(instants):
         try:
-            counts.append(
-                _check_restore(manager, db, writer, until, tmp_path / f"restored-{n}")
-            )
+            counts.append(_check_restore(manager, db, writer, until, tmp_path / f"restored-{n}"))
         except NoRecoveryPath as exc:
             # Only where a capture found a hole, never a silently shorter restore.
             assert holes and "does not provably continue" in str(exc), exc
     assert counts == sorted(counts)
     if not holes:
-        assert counts[-1] == len(writer.log), (
-            "the latest restore must hold every commit"
-        )
+        assert counts[-1] == len(writer.log), "the latest restore must hold every commit"
     report = Verifier(manager).verify("shop", VerificationType.FULL)
     assert report.ok, report.findings
 
@@ -268,9 +242,7 @@ def test_data_sets_record_a_wal_position_and_match_the_live_database(
         # Consistent under the writer: a whole prefix of the commits, nothing torn.
         assert ids == list(range(1, len(ids) + 1))
         assert {i for i, _, after in writer.log if after <= s.started_at} <= set(ids)
-        assert all(
-            before <= s.finished_at for i, before, _ in writer.log if i in set(ids)
-        )
+        assert all(before <= s.finished_at for i, before, _ in writer.log if i in set(ids))
 
 
 def test_a_restart_nobody_vouches_for_is_a_hole_restore_refuses_to_cross(
@@ -396,9 +368,7 @@ def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(
     writer = Writer(db, clock)
     writer.start()
     stop = threading.Event()
-    loop = Capturer(
-        BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05
-    )
+    loop = Capturer(BackupManager(tmp_path / "repo", clock=clock), "shop", interval=0.05)
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     try:
         while not writer.log:
@@ -416,20 +386,14 @@ def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(
         manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal
         for s in manager.catalog.list_sets("shop", BackupType.ARCHIVE_LOG)
     ]
-    rolled = [
-        r
-        for r in records
-        if isinstance(r, WalCapture) and "while the capturer pinned it" in r.note
-    ]
+    rolled = [r for r in records if isinstance(r, WalCapture) and "while the capturer pinned it" in r.note]
     assert rolled, [r.note for r in records if isinstance(r, WalCapture)]
     assert all(r.continuous for r in records[1:] if isinstance(r, WalCapture))
     for n, r in enumerate(rolled[:3]):
         assert isinstance(r, WalCapture) and r.commits
-        seen = datetime.fromtimestamp(r.commits[-1][1] / 1e6, timezone.utc)
+        seen = datetime.fromtimestamp(r.commits[-1][1] / 1e6, UTC)
         _check_restore(manager, db, writer, seen, tmp_path / f"r{n}")
-    assert _check_restore(manager, db, writer, clock(), tmp_path / "latest") == len(
-        writer.log
-    )
+    assert _check_restore(manager, db, writer, clock(), tmp_path / "latest") == len(writer.log)
 
 
 def test_a_database_not_in_wal_mode_is_refused_by_name(tmp_path: Path) -> None:
@@ -475,10 +439,7 @@ def test_a_damaged_frame_in_the_live_wal_is_reported_and_never_captured(
     second = manager.backup("shop", BackupType.ARCHIVE_LOG)
     rec = manifest.load(manager.repo.set_dir(second.id) / store.MANIFEST).wal
     assert isinstance(rec, WalCapture)
-    assert (
-        "the WAL is damaged" in rec.note
-        and f"frame {done.last_frame + 2} fails its checksum" in rec.note
-    )
+    assert "the WAL is damaged" in rec.note and f"frame {done.last_frame + 2} fails its checksum" in rec.note
     # Nothing from the damaged frame on was captured.
     assert rec.last_frame <= done.last_frame + 1
     reader.close()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from engine_support import SimClock, snapshot_tree
-
 from rustybackup import BackupManager, BackupType, CatalogError, NoRecoveryPath, SetStatus
 
 
@@ -86,7 +85,9 @@ def test_max_backup_sets_guard_names_retention(tmp_path: Path, clock: SimClock) 
     m.register_database("db", tmp_path / "f")
     m.backup("db", "full")
     m.backup("db", "full")
-    with pytest.raises(CatalogError, match=r"database 'db' already has 2 backup sets \(max_backup_sets=2\); apply a retention policy"):
+    with pytest.raises(
+        CatalogError, match=r"database 'db' already has 2 backup sets \(max_backup_sets=2\); apply a retention policy"
+    ):
         m.backup("db", "full")
     assert len(m.catalog.list_sets()) == 2
     assert list((tmp_path / "repo" / "staging").iterdir()) == []
@@ -182,7 +183,9 @@ def test_a_second_catalog_object_on_the_repository_sees_the_same_sets(
 def test_a_set_being_read_is_not_deleted(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
     full = _backup(manager, clock, tmp_path, "full", b"a")
     with manager.reading([full]):
-        with pytest.raises(CatalogError, match=f"backup set {full} is being read \\(a restore or verification holds it\\)"):
+        with pytest.raises(
+            CatalogError, match=f"backup set {full} is being read \\(a restore or verification holds it\\)"
+        ):
             manager.delete(full)
     assert [s.id for s in manager.catalog.list_sets()] == [full]
     manager.delete(full)

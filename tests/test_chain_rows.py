@@ -16,7 +16,6 @@ import pytest
 from chain_model import Row, catalogs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rustybackup import BackupCatalog, CatalogError, NoRecoveryPath, _core
 from rustybackup import catalog as catalog_module
 from rustybackup.retention import RetentionDecision, RetentionPolicy

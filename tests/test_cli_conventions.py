@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
-
 import rustybackup
+from click.testing import CliRunner
 from rustybackup.cli import cli
 from rustybackup.engine import BackupManager
 
@@ -83,18 +82,23 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 
     out = subprocess.run(
         [sys.executable, "-m", "rustybackup", "cron", "next", "0 2 * * *", "-n", "2", "--after", "2026-01-01T00:00"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.splitlines()[1:] == ["2026-01-01T02:00:00+00:00", "2026-01-02T02:00:00+00:00"]
-    version = subprocess.run([sys.executable, "-m", "rustybackup", "--version"], capture_output=True, text=True,
-                             check=True).stdout
+    version = subprocess.run(
+        [sys.executable, "-m", "rustybackup", "--version"], capture_output=True, text=True, check=True
+    ).stdout
     assert version.strip() == f"rustybackup, version {rustybackup.__version__}"
 
 
 def test_usage_errors_from_the_script_are_one_line_with_exit_2() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "rustybackup", "verify", "--all", "--level", "bogus"],
-        capture_output=True, text=True, env={**os.environ, "RUSTYBACKUP_REPO": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUSTYBACKUP_REPO": "/nonexistent"},
     )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from rustybackup import BackupManager
 from rustybackup.cli import cli
 from rustybackup.errors import CatalogError, ConfigError

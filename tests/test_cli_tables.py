@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 from rich.table import Table
-
 from rustybackup.cli import cli
 from rustybackup.cli.context import print_table
 

@@ -7,14 +7,13 @@ import json
 import os
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rustybackup import store
 from rustybackup.config import SchedulerConfig, config_to_json, encode_config, load_config, parse_config, save_config
 from rustybackup.jobs import ScheduledBackup
@@ -114,7 +113,7 @@ def test_cached_encoding_always_matches_a_fresh_one(ops: list[tuple[str, int]]) 
             cfg.jobs.pop(jid, None)
             cfg.added_at.pop(jid, None)
         elif op == "added_at" and jid in cfg.jobs:
-            cfg.added_at[jid] = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(days=n)
+            cfg.added_at[jid] = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=n)
         elif op == "enabled":
             cfg.enabled = not cfg.enabled
         elif op == "reload":
@@ -127,7 +126,7 @@ def test_a_reloaded_config_saves_the_same_jobs(tmp_path: Path) -> None:
     cfg = SchedulerConfig()
     for n in range(50):
         cfg.jobs[f"j{n}"] = backup_job(n, tags=("a", "é"))
-        cfg.added_at[f"j{n}"] = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        cfg.added_at[f"j{n}"] = datetime(2026, 1, 1, tzinfo=UTC)
     save_config(path, cfg)
     loaded = load_config(path)
     save_config(path, loaded)

@@ -84,9 +84,7 @@ def test_a_file_that_grows_while_read_keeps_its_size_at_open_and_is_listed(
 
 
 def test_files_left_alone_are_not_listed(tmp_path: Path) -> None:
-    files, changed = backup_with(
-        tmp_path, {"a": os.urandom(CHUNK + 1), "b": b""}, lambda: None
-    )
+    files, changed = backup_with(tmp_path, {"a": os.urandom(CHUNK + 1), "b": b""}, lambda: None)
     assert changed == []
     assert [f[0] for f in files] == [CHUNK + 1, 0]
 

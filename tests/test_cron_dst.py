@@ -7,14 +7,13 @@ Wildcard schedules fire only at wall times that exist, and at every real instant
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from rustybackup import CronSchedule
 
-UTC = timezone.utc
+UTC = UTC
 NY = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
 LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
@@ -104,7 +103,12 @@ def test_wildcard_schedule_fires_at_every_real_instant_of_the_fold() -> None:
     s = CronSchedule("*/30 * * * *", NY)
     got = s.next_n(datetime(2025, 11, 2, 0, 50), 6)
     assert [(g.strftime("%H:%M %Z"), g.fold) for g in got] == [
-        ("01:00 EDT", 0), ("01:30 EDT", 0), ("01:00 EST", 1), ("01:30 EST", 1), ("02:00 EST", 0), ("02:30 EST", 0)
+        ("01:00 EDT", 0),
+        ("01:30 EDT", 0),
+        ("01:00 EST", 1),
+        ("01:30 EST", 1),
+        ("02:00 EST", 0),
+        ("02:30 EST", 0),
     ]
     assert as_utc(got) == [utc(2025, 11, 2, 5, 0) + timedelta(minutes=30 * i) for i in range(6)]
 
@@ -137,7 +141,11 @@ def test_lord_howe_wildcard_fold_is_half_an_hour() -> None:
     s = CronSchedule("*/15 * * * *", LORD_HOWE)
     got = s.next_n(datetime(2025, 4, 6, 1, 20), 5)
     assert [(g.strftime("%H:%M"), g.fold) for g in got] == [
-        ("01:30", 0), ("01:45", 0), ("01:30", 1), ("01:45", 1), ("02:00", 0)
+        ("01:30", 0),
+        ("01:45", 0),
+        ("01:30", 1),
+        ("01:45", 1),
+        ("02:00", 0),
     ]
 
 

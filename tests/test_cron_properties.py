@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import calendar
 import pickle
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from cron_reference import Reference, brute_next, brute_prev
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
 from rustybackup import CronError, CronSchedule
 from rustybackup.testing import cron_expressions
-
-from cron_reference import Reference, brute_next, brute_prev
 
 croniter_mod = pytest.importorskip("croniter")
 cronsim_mod = pytest.importorskip("cronsim")
 
-UTC = timezone.utc
+UTC = UTC
 DST_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Europe/London", "America/Santiago"]
 
 
@@ -73,8 +71,20 @@ def test_next_after_agrees_with_croniter_in_utc(expr: str, t: datetime) -> None:
 
 @settings(max_examples=40)
 @given(
-    st.sampled_from(["*/7 * * * *", "30 2 * * *", "0,30 1,2 * * *", "*/20 1-3 * * *", "15 * * * *",
-                     "45 1 * * 0", "0 */2 * * *", "30 2 * * 1-5", "* 2 * * *", "0 0,2 L * *"]),
+    st.sampled_from(
+        [
+            "*/7 * * * *",
+            "30 2 * * *",
+            "0,30 1,2 * * *",
+            "*/20 1-3 * * *",
+            "15 * * * *",
+            "45 1 * * 0",
+            "0 */2 * * *",
+            "30 2 * * 1-5",
+            "* 2 * * *",
+            "0 0,2 L * *",
+        ]
+    ),
     st.sampled_from(DST_ZONES),
     st.datetimes(datetime(1975, 1, 1), datetime(2199, 1, 1)),
     st.booleans(),

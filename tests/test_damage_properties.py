@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rustybackup.config import parse_config
 from rustybackup.errors import CatalogError, ConfigError
 from rustybackup.history import History
@@ -117,7 +116,7 @@ def test_any_history_row_reads_or_gives_a_catalog_error(tmp_path: Path, rows: li
     db.close()
     history = History(db_path)
     try:
-        now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        now = datetime(2026, 1, 1, tzinfo=UTC)
         calls = (
             history.query,
             history.last_scheduled,

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from rustybackup.cli import cli
 
 
 def test_the_demo_runs_every_step_and_exits_zero(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    for step in ("FULL backup", "INCREMENTAL backup", "DIFFERENTIAL backup", "ARCHIVE_LOG backup", "verify FULL",
-                 "flip one bit", "restore to a point in time", "scheduler"):
+    for step in (
+        "FULL backup",
+        "INCREMENTAL backup",
+        "DIFFERENTIAL backup",
+        "ARCHIVE_LOG backup",
+        "verify FULL",
+        "flip one bit",
+        "restore to a point in time",
+        "scheduler",
+    ):
         assert step in result.output, step
     assert "detected" in result.output
     assert (tmp_path / "demo" / "restored" / "shop.db").exists()

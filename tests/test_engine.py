@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ def test_progress_reports_bytes_and_files(manager: BackupManager, tmp_path: Path
     seen: list[BackupProgress] = []
     manager.backup("p", "full", progress=seen.append)
     assert len(seen) >= 2
-    assert all(a.bytes_done <= b.bytes_done for a, b in zip(seen, seen[1:]))
+    assert all(a.bytes_done <= b.bytes_done for a, b in pairwise(seen))
     assert seen[-1].bytes_done == 20 << 20 and seen[-1].bytes_total == 20 << 20 and seen[-1].files_total == 1
 
 

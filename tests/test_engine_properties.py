@@ -12,7 +12,6 @@ from pathlib import Path
 import blake3
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rustybackup import BackupManager, _core
 
 

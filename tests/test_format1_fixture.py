@@ -13,7 +13,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from rustybackup import BackupManager, VerificationType
 from rustybackup.verify import Verifier
 

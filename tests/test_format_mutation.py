@@ -72,9 +72,7 @@ class Damaged:
         report = self.verifier.verify(self.set_id, "full")
         self._reset_status()
         assert not report.ok, "FULL verification says OK for a damaged file"
-        texts = [f.message for f in report.findings] + [
-            b.piece for b in report.corrupt_blocks
-        ]
+        texts = [f.message for f in report.findings] + [b.piece for b in report.corrupt_blocks]
         assert any(self.piece.name in t or "blockmap" in t for t in texts), texts
 
     def _reset_status(self) -> None:
@@ -84,9 +82,7 @@ class Damaged:
         # A test catalog: no fsync per reset.
         conn.execute("PRAGMA synchronous = OFF")
         with conn:
-            conn.execute(
-                "UPDATE sets SET status = 'available' WHERE id = ?", (self.set_id,)
-            )
+            conn.execute("UPDATE sets SET status = 'available' WHERE id = ?", (self.set_id,))
         conn.close()
 
 
@@ -130,9 +126,7 @@ def judge_restore(d: Damaged, damaged_file: Path, what: str) -> None:
     assert "offset" in msg or "checksum mismatch over bytes 0.." in msg, f"{what}: {msg}"
 
 
-def positions(
-    content: bytes, trailer: int, first_record_end: int, checksum_at: int
-) -> list[int]:
+def positions(content: bytes, trailer: int, first_record_end: int, checksum_at: int) -> list[int]:
     """Every byte of the header, of the first record (or block) and of the trailer's fields
     up to its checksum; a stride of 5 everywhere else."""
     fields = len(content) - trailer + checksum_at
@@ -146,14 +140,8 @@ def positions(
 
 
 def cases(d: Damaged) -> list[tuple[Path, int]]:
-    out = [
-        (d.blockmap, at)
-        for at in positions(d.original[d.blockmap], MAP_TRAILER, RECORD + 53, MAP_SUM_AT)
-    ]
-    return out + [
-        (d.piece, at)
-        for at in positions(d.original[d.piece], PIECE_TRAILER, 32 + 61, PIECE_SUM_AT)
-    ]
+    out = [(d.blockmap, at) for at in positions(d.original[d.blockmap], MAP_TRAILER, RECORD + 53, MAP_SUM_AT)]
+    return out + [(d.piece, at) for at in positions(d.original[d.piece], PIECE_TRAILER, 32 + 61, PIECE_SUM_AT)]
 
 
 def test_every_single_byte_change_is_reported_by_full_and_never_restores_wrong_bytes(

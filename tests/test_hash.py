@@ -15,10 +15,9 @@ from pathlib import Path
 
 import blake3
 import pytest
+import rustybackup
 from hypothesis import given
 from hypothesis import strategies as st
-
-import rustybackup
 from privileges import fork_and_run
 from rustybackup import ChecksumAlgorithm, hash_bytes, hash_file, hash_files
 
@@ -41,7 +40,8 @@ def test_hash_bytes_equals_the_reference_for_every_algorithm(algorithm: str, dat
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize(
     # block edges of MD5/SHA (64/128 B), the GIL release (2 KiB), BLAKE3's chunks and pool
-    "size", [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, (256 << 10) - 1, 256 << 10, 3 * 1024 * 1024 + 7]
+    "size",
+    [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, (256 << 10) - 1, 256 << 10, 3 * 1024 * 1024 + 7],
 )
 def test_hash_bytes_at_edge_sizes_and_multi_mib(algorithm: str, size: int) -> None:
     data = os.urandom(size)

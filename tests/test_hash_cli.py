@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rustybackup.cli import cli
 from rustybackup.cli.hash_cmds import escape_name, parse_sums, sum_line, unescape_name
 

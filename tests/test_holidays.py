@@ -571,9 +571,7 @@ _ICS_LINES = st.sampled_from(
 
 @settings(deadline=None, max_examples=300)
 @given(
-    lines=st.lists(
-        st.one_of(_ICS_LINES, st.text(st.characters(exclude_categories=["Cs"]), max_size=30)), max_size=14
-    )
+    lines=st.lists(st.one_of(_ICS_LINES, st.text(st.characters(exclude_categories=["Cs"]), max_size=30)), max_size=14)
 )
 def test_any_damaged_calendar_reads_or_fails_with_a_config_error(
     tmp_path_factory: pytest.TempPathFactory, lines: list[str]

@@ -4,24 +4,27 @@ scheduler_config.json format (atomic save, .bak, corruption errors naming file a
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from rustybackup.config import SchedulerConfig, load_config, save_config
+from rustybackup.cron import CronSchedule
 from rustybackup.enums import BackupType, VerificationType
 from rustybackup.errors import ConfigError
-from rustybackup.cron import CronSchedule
 from rustybackup.jobs import ScheduledBackup, ScheduledVerification
 from rustybackup.windows import BackupWindow, off_hours
 
 
-
 def job(**changes: Any) -> ScheduledBackup:
-    args: dict[str, Any] = {"id": "nightly", "name": "Nightly", "database": "db", "backup_type": "full",
-                            "schedule": "0 2 * * *"}
+    args: dict[str, Any] = {
+        "id": "nightly",
+        "name": "Nightly",
+        "database": "db",
+        "backup_type": "full",
+        "schedule": "0 2 * * *",
+    }
     args.update(changes)
     return ScheduledBackup(**args)
 
@@ -30,9 +33,7 @@ def test_a_valid_job_keeps_its_fields_and_parses_its_schedule() -> None:
     j = job(priority=200, retention="redundancy=2", max_duration=timedelta(hours=2), tags=["a"])
     assert j.backup_type is BackupType.FULL
     assert j.tags == ("a",)
-    assert j.cron.next_after(datetime(2026, 1, 1, tzinfo=timezone.utc)) == datetime(
-        2026, 1, 1, 2, tzinfo=timezone.utc
-    )
+    assert j.cron.next_after(datetime(2026, 1, 1, tzinfo=UTC)) == datetime(2026, 1, 1, 2, tzinfo=UTC)
 
 
 def test_positional_arguments_follow_the_design_order() -> None:
@@ -51,15 +52,21 @@ def test_positional_arguments_follow_the_design_order() -> None:
         ({"misfire": "all"}, "job 'nightly' field 'misfire': 'all' is not one of run_once, skip"),
         ({"window_policy": "wait"}, "job 'nightly' field 'window_policy': 'wait' is not one of skip, defer"),
         ({"window_policy": "defer"}, "job 'nightly' field 'window_policy': 'defer' needs a window_id to wait for"),
-        ({"backup_type": "snapshot"},
-         "job 'nightly' field 'backup_type': 'snapshot' is not one of full, incremental, differential, archive_log"),
+        (
+            {"backup_type": "snapshot"},
+            "job 'nightly' field 'backup_type': 'snapshot' is not one of full, incremental, differential, archive_log",
+        ),
         ({"tz": "Nowhere/Land"}, "job 'nightly' field 'tz': unknown time zone 'Nowhere/Land'"),
         ({"database": ""}, "job 'nightly' field 'database': expected a database name, got ''"),
-        ({"retention": "keep=3"},
-         "job 'nightly' field 'retention': unknown retention setting(s) keep; "
-         "known: redundancy, window, last, hourly, daily, weekly, monthly, yearly"),
-        ({"id": "bad id"},
-         "job id 'bad id': use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+        (
+            {"retention": "keep=3"},
+            "job 'nightly' field 'retention': unknown retention setting(s) keep; "
+            "known: redundancy, window, last, hourly, daily, weekly, monthly, yearly",
+        ),
+        (
+            {"id": "bad id"},
+            "job id 'bad id': use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ),
         ({"tags": "a"}, "job 'nightly' field 'tags': expected a list of strings, got 'a'"),
     ],
 )
@@ -78,12 +85,19 @@ def test_verification_jobs_validate_their_level() -> None:
     v = ScheduledVerification("v", "V", "db", VerificationType.FULL, "0 3 * * 0")
     assert v.level is VerificationType.FULL
     with pytest.raises(ConfigError, match="^job 'v' field 'level': 'deep' is not one of quick, standard"):
-        ScheduledVerification("v", "V", "db", "deep",  # type: ignore[arg-type]
-                               "0 3 * * 0")
+        ScheduledVerification(
+            "v",
+            "V",
+            "db",
+            "deep",  # type: ignore[arg-type]
+            "0 3 * * 0",
+        )
 
 
 def test_a_bad_retention_spec_names_the_job_and_field() -> None:
-    with pytest.raises(ConfigError, match=r"^job 'nightly' field 'retention': invalid retention setting 'daily' in 'daily'"):
+    with pytest.raises(
+        ConfigError, match=r"^job 'nightly' field 'retention': invalid retention setting 'daily' in 'daily'"
+    ):
         job(retention="daily")
     assert job(retention="redundancy=3").retention == "redundancy=3"
 
@@ -98,7 +112,7 @@ def sample_config() -> SchedulerConfig:
     j = job(window_id="off", window_policy="defer", retention="last=3", max_duration=timedelta(minutes=90))
     v = ScheduledVerification("v", "V", "db", VerificationType.QUICK, "0 3 * * 0", budget=timedelta(minutes=5))
     cfg.jobs = {j.id: j, v.id: v}
-    cfg.added_at[j.id] = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    cfg.added_at[j.id] = datetime(2026, 1, 1, tzinfo=UTC)
     return cfg
 
 
@@ -132,8 +146,14 @@ def _write(tmp_path: Path, data: Any) -> Path:
 
 
 def _doc(**job_changes: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": "nightly", "kind": "backup", "name": "N", "database": "db",
-                             "backup_type": "full", "schedule": "0 2 * * *"}
+    entry: dict[str, Any] = {
+        "id": "nightly",
+        "kind": "backup",
+        "name": "N",
+        "database": "db",
+        "backup_type": "full",
+        "schedule": "0 2 * * *",
+    }
     entry.update(job_changes)
     entry = {k: v for k, v in entry.items() if v is not ...}
     return {"schema": 1, "enabled": True, "windows": [], "jobs": [entry]}
@@ -157,11 +177,15 @@ def _doc(**job_changes: Any) -> dict[str, Any]:
         (_doc(enabled="yes"), "job 'nightly' field 'enabled': expected true or false, got \"yes\""),
         (_doc(added_at="yesterday"), "job 'nightly' field 'added_at': 'yesterday' is not an ISO 8601 timestamp"),
         ({"schema": 1, "jobs": [_doc()["jobs"][0], _doc()["jobs"][0]]}, "job 'nightly': duplicate id"),
-        ({"schema": 1, "jobs": ["x"]}, "jobs[0]: expected an object, got \"x\""),
-        ({"schema": 1, "windows": [{"id": "w", "name": "W", "start": "25:00", "end": "02:00", "days": [0]}]},
-         "window 'w' field 'start': '25:00' is not a time of day HH:MM"),
-        ({"schema": 1, "windows": [{"id": "w", "name": "W", "start": "01:00", "end": "02:00", "days": [9]}]},
-         "window 'w' field days: weekday 9 is out of range 0 (Mon) to 6 (Sun)"),
+        ({"schema": 1, "jobs": ["x"]}, 'jobs[0]: expected an object, got "x"'),
+        (
+            {"schema": 1, "windows": [{"id": "w", "name": "W", "start": "25:00", "end": "02:00", "days": [0]}]},
+            "window 'w' field 'start': '25:00' is not a time of day HH:MM",
+        ),
+        (
+            {"schema": 1, "windows": [{"id": "w", "name": "W", "start": "01:00", "end": "02:00", "days": [9]}]},
+            "window 'w' field days: weekday 9 is out of range 0 (Mon) to 6 (Sun)",
+        ),
     ],
 )
 def test_corrupt_config_names_file_place_and_problem(tmp_path: Path, data: Any, message: str) -> None:

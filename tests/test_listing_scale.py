@@ -4,20 +4,19 @@ threshold here; the figures measured by hand are in the issue's report)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from rustybackup import BackupManager
 from rustybackup.catalog import to_us
-from rustybackup.manifest import is_set_id
 from rustybackup.cli import cli
+from rustybackup.manifest import is_set_id
 
 SETS = 50_000
 CHAIN = 10  # a FULL, then nine INCREMENTALs on it
-START = datetime(2020, 1, 1, tzinfo=timezone.utc)
+START = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def _set_id(n: int) -> str:

@@ -45,9 +45,7 @@ def test_errors_pickle() -> None:
 
 
 def test_python_dash_m_runs_the_cli() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "rustybackup", "--help"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-m", "rustybackup", "--help"], capture_output=True, text=True, check=True)
     assert "rustybackup" in out.stdout
 
 

@@ -59,7 +59,7 @@ def test_fitting_placements_lie_in_their_windows_under_the_limit(
     tasks, k = case
     got = plan(tasks, AFTER, k)
     assert [p.job_id for p in got] == [t.job_id for t in tasks]
-    for t, p in zip(tasks, got):
+    for t, p in zip(tasks, got, strict=True):
         assert t.window is not None and t.p90 is not None and p.end is not None
         assert p.end - p.start == t.p90
         if p.fits:

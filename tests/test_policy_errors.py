@@ -3,10 +3,9 @@ setting, never an OverflowError from deep inside a backup job."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
-
 from rustybackup import ConfigError, RetentionPolicy, RustyBackupError
 from rustybackup.durations import parse_duration
 
@@ -46,12 +45,12 @@ def test_policies_out_of_the_planners_range_are_refused(kwargs: dict[str, object
 
 
 def test_the_largest_accepted_policy_plans() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from rustybackup.retention import plan_retention
 
     policy = RetentionPolicy(full_copies=2**32 - 1, window=timedelta(days=106751991), keep_yearly=2**32 - 1)
-    assert plan_retention([], policy, datetime(2026, 1, 1, tzinfo=timezone.utc)) == []
+    assert plan_retention([], policy, datetime(2026, 1, 1, tzinfo=UTC)) == []
 
 
 def test_from_dict_checks_types_before_building() -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from engine_support import SimClock
-
 from rustybackup import BackupManager, CatalogError, RetentionPolicy, store
 from rustybackup.catalog import BackupCatalog
 

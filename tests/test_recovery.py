@@ -3,11 +3,12 @@ malformed input, and the oracle of chain_model on random catalogs."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from chain_model import HOUR, OracleNoPath, Row, catalogs, oracle_recovery_path
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rustybackup import BackupType, CatalogError, NoRecoveryPath, SetStatus, _core
 
 
@@ -96,8 +97,11 @@ def test_latest_stops_before_the_first_unusable_log() -> None:
 
 
 def test_no_full_before_until_names_the_oldest_full() -> None:
-    with pytest.raises(NoRecoveryPath, match=r"^no usable FULL backup of orders finished at or before "
-                       r"1970-01-01T00:15:00Z; the oldest FULL, f1, finished 1970-01-01T00:30:00Z$"):
+    with pytest.raises(
+        NoRecoveryPath,
+        match=r"^no usable FULL backup of orders finished at or before "
+        r"1970-01-01T00:15:00Z; the oldest FULL, f1, finished 1970-01-01T00:30:00Z$",
+    ):
         _core.recovery_path(WEEK, HOUR // 4, database="orders")
 
 
@@ -109,7 +113,9 @@ def test_the_only_full_corrupt_says_so() -> None:
 
 def test_every_full_unusable_counts_the_older_ones() -> None:
     rows = [row("f1", "full", None, 0, "expired"), row("f2", "full", None, 1, "corrupt")]
-    with pytest.raises(NoRecoveryPath, match="the newest FULL f2 is CORRUPT and the 1 older FULL is CORRUPT or EXPIRED"):
+    with pytest.raises(
+        NoRecoveryPath, match="the newest FULL f2 is CORRUPT and the 1 older FULL is CORRUPT or EXPIRED"
+    ):
         _core.recovery_path(rows)
 
 
@@ -148,15 +154,27 @@ def test_duplicate_ids_on_the_path_are_refused() -> None:
     [
         ([("f1", "full", None, 0, 1)], ValueError, r"^sets\[0\] has 5 items; expected 6: \(id, kind, parent_id, "),
         ([["f1", "full", None, 0, 1, "available"]], TypeError, r"^sets\[0\] must be a tuple \(id, .*\), not list$"),
-        ([("f1", "fulll", None, 0, 1, "available")], ValueError,
-         r'^sets\[0\]: kind "fulll" is not one of full, incremental, differential, archive_log$'),
-        ([("f1", "full", None, 0, 1, "ok")], ValueError,
-         r'^sets\[0\]: status "ok" is not one of available, corrupt, expired$'),
-        ([row("f1", "full", None, 0), (7, "full", None, 0, 1, "available")], TypeError,
-         r"^sets\[1\]: id must be a str, not int$"),
+        (
+            [("f1", "fulll", None, 0, 1, "available")],
+            ValueError,
+            r'^sets\[0\]: kind "fulll" is not one of full, incremental, differential, archive_log$',
+        ),
+        (
+            [("f1", "full", None, 0, 1, "ok")],
+            ValueError,
+            r'^sets\[0\]: status "ok" is not one of available, corrupt, expired$',
+        ),
+        (
+            [row("f1", "full", None, 0), (7, "full", None, 0, 1, "available")],
+            TypeError,
+            r"^sets\[1\]: id must be a str, not int$",
+        ),
         ([("f1", "incremental", 3, 0, 1, "available")], TypeError, r"^sets\[0\]: parent_id \(or None\) must be a str"),
-        ([("f1", "full", None, "0", 1, "available")], TypeError,
-         r"^sets\[0\]: started_us must be an int of µs since the epoch, not str$"),
+        (
+            [("f1", "full", None, "0", 1, "available")],
+            TypeError,
+            r"^sets\[0\]: started_us must be an int of µs since the epoch, not str$",
+        ),
         ([("f1", "full", None, 0, 2**70, "available")], TypeError, r"^sets\[0\]: finished_us must be an int"),
     ],
 )
@@ -221,7 +239,7 @@ def test_a_path_is_a_usable_linked_chain_then_logs(rows: list[Row], until: int |
     assert path == [r[0] for r in data + logs]
     assert data[0][1] == "full"
     assert all(r[5] == "available" for r in data + logs)
-    assert all(child[2] == parent[0] for parent, child in zip(data, data[1:]))
+    assert all(child[2] == parent[0] for parent, child in pairwise(data))
     if until is not None:
         assert all(r[4] <= until for r in data)
         assert sum(1 for r in logs if r[4] >= until) <= 1

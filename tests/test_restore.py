@@ -9,8 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from engine_support import SimClock, snapshot_tree
-
+from engine_support import SimClock
 from rustybackup import BackupError, BackupManager, BackupSet, BackupType, CatalogError, NoRecoveryPath
 
 
@@ -53,7 +52,7 @@ def test_corrupt_block_error_names_set_piece_file_and_block(manager: BackupManag
     with pytest.raises(BackupError) as info:
         manager.restore("db", tmp_path / "out")
     msg = str(info.value)
-    assert msg.startswith(f"restore of set {set_id} failed: corrupt block 2 of file \"f.bin\" in piece {piece}")
+    assert msg.startswith(f'restore of set {set_id} failed: corrupt block 2 of file "f.bin" in piece {piece}')
     assert f"at offset {32 + 8192 * 2}" in msg
 
 
@@ -65,7 +64,9 @@ def test_manifest_paths_escaping_the_target_are_rejected(manager: BackupManager,
     m["files"][0]["path"] = bad
     mpath.write_text(json.dumps(m))
     # The manifest is refused as a whole (manifest.py), naming the file and the field.
-    with pytest.raises(CatalogError, match=rf"sets/{set_id}/manifest.json: files\[0\].path: .*would escape the restore"):
+    with pytest.raises(
+        CatalogError, match=rf"sets/{set_id}/manifest.json: files\[0\].path: .*would escape the restore"
+    ):
         manager.restore("db", tmp_path / "out")
     assert not (tmp_path / "evil").exists()
 
@@ -116,14 +117,19 @@ def test_archive_log_with_changed_content_is_an_error(manager: BackupManager, tm
     manager.register_database("pg", tmp_path / "wal", archive_dir=wal)
     s = manager.backup("pg", "archive_log")
     (wal / "000001").write_bytes(b"tampered")
-    with pytest.raises(BackupError, match=f"archive file '000001' in {wal} differs from the copy already backed up in set {s.id}"):
+    with pytest.raises(
+        BackupError, match=f"archive file '000001' in {wal} differs from the copy already backed up in set {s.id}"
+    ):
         manager.backup("pg", "archive_log")
     assert len(manager.catalog.list_sets(backup_type=BackupType.ARCHIVE_LOG)) == 1
 
 
 def test_restore_of_a_missing_point_in_time_raises(manager: BackupManager, tmp_path: Path, clock: SimClock) -> None:
     _one_file_set(manager, tmp_path, b"x")
-    with pytest.raises(NoRecoveryPath, match="no usable FULL backup of db finished at or before 2025-.*; the oldest FULL, .*, finished 2026-"):
+    with pytest.raises(
+        NoRecoveryPath,
+        match="no usable FULL backup of db finished at or before 2025-.*; the oldest FULL, .*, finished 2026-",
+    ):
         manager.restore("db", tmp_path / "out", until=clock.now.replace(year=2025))
 
 

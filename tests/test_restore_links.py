@@ -14,7 +14,6 @@ import pytest
 from engine_support import SimClock, snapshot_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rustybackup import BackupError, BackupManager, RustyBackupError, manifest
 from rustybackup.manifest import Manifest
 from rustybackup.restore import restore_set_files

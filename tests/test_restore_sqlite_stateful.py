@@ -14,7 +14,6 @@ from engine_support import SimClock
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
-
 from rustybackup import BackupManager
 
 KINDS = st.sampled_from(["full", "incremental", "differential"])

@@ -13,7 +13,6 @@ from engine_support import SimClock
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
 from rustybackup import BackupManager, BackupType
 
 BLOCK = 512
@@ -39,9 +38,7 @@ class TreeModel(RuleBasedStateMachine):
     @initialize(compression=st.sampled_from([None, "zstd"]), algorithm=st.sampled_from(["blake3", "sha256"]))
     def open_repo(self, compression: str | None, algorithm: str) -> None:
         self.manager = BackupManager(self.tmp / "repo", clock=self.clock)
-        self.manager.register_database(
-            "tree", self.src, block_size=BLOCK, algorithm=algorithm, compression=compression
-        )
+        self.manager.register_database("tree", self.src, block_size=BLOCK, algorithm=algorithm, compression=compression)
 
     def _parents(self, rel: str) -> None:
         parts = rel.split("/")[:-1]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from chain_model import HOUR, Row
-
 from rustybackup import CatalogError, _core
 from rustybackup.retention import RetentionDecision, RetentionPolicy, parse_duration, plan_retention, to_us
 
 DAY = 24 * HOUR
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def at(us: int) -> datetime:
@@ -59,9 +58,7 @@ def test_a_recovery_window_keeps_the_full_before_it_however_old() -> None:
     rows = daily(range(31), full_every=1000)
     result = plan(rows, RetentionPolicy.recovery_window(timedelta(days=7)), 31 * DAY)
     assert all(d.keep for d in result.values())
-    assert result["f0"].reason == (
-        "newest FULL at or before the start of the 7-day window (point of recoverability)"
-    )
+    assert result["f0"].reason == ("newest FULL at or before the start of the 7-day window (point of recoverability)")
     assert result["i3"].reason == "needed to recover to 1970-01-25T00:00:00Z (start of the 7-day window)"
     assert result["i30"].reason == "inside the 7-day window"
 
@@ -208,8 +205,15 @@ def test_a_naive_now_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("30m", timedelta(minutes=30)),
-     ("45s", timedelta(seconds=45)), ("2w", timedelta(weeks=2)), ("1d12h", timedelta(hours=36)), (" 7D ", timedelta(days=7))],
+    [
+        ("7d", timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(hours=36)),
+        (" 7D ", timedelta(days=7)),
+    ],
 )
 def test_durations_parse(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -256,7 +260,7 @@ def test_union_keeps_the_larger_of_each_rule() -> None:
 
 
 def test_to_us_is_exact() -> None:
-    assert to_us(datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=timezone.utc)) == 1_795_939_200_123_456
+    assert to_us(datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=UTC)) == 1_795_939_200_123_456
 
 
 def test_protected_must_be_ids() -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from engine_support import SimClock
-
 from rustybackup import BackupManager, BackupType, RetentionPolicy
 from rustybackup.cli import cli
 
@@ -134,7 +133,9 @@ def test_a_scheduled_backup_with_retention_deletes_what_the_policy_drops(tmp_pat
 
     manager, taken = _history(tmp_path, clock)
     scheduler = BackupScheduler(manager, tmp_path / "sched.json", clock=clock)
-    scheduler.add_job(ScheduledBackup("nightly", "Nightly", "db", BackupType.FULL, "0 1 * * *", retention="redundancy=2"))
+    scheduler.add_job(
+        ScheduledBackup("nightly", "Nightly", "db", BackupType.FULL, "0 1 * * *", retention="redundancy=2")
+    )
     made = scheduler.execute_due_jobs(clock.advance(days=1))
     assert len(made) == 1
     # The new FULL is the newest of two kept chains: the two oldest chains go.

@@ -9,12 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
-
-from rustybackup.cli import cli
-from rustybackup.cli import retention_cmds
+from rustybackup.cli import cli, retention_cmds
 from rustybackup.retention import RetentionDecision, RetentionPolicy
 
 
@@ -30,8 +27,10 @@ class FakeManager:
 
     def retention_plan(self, database: str, policy: RetentionPolicy) -> list[RetentionDecision]:
         self.catalog.asked.append((database, policy))
-        return [RetentionDecision("f1", False, "obsolete: older than the 1st newest FULL f2"),
-                RetentionDecision("f2", True, "1st newest FULL")]
+        return [
+            RetentionDecision("f1", False, "obsolete: older than the 1st newest FULL f2"),
+            RetentionDecision("f2", True, "1st newest FULL"),
+        ]
 
     def apply_retention(
         self,
@@ -57,8 +56,20 @@ def run(*args: str) -> Any:
 
 
 def test_rules_combine_into_one_policy(manager: FakeManager, tmp_path: Path) -> None:
-    result = run("--repo", str(tmp_path), "retention", "orders", "--redundancy", "2", "--window", "1d12h",
-                 "--keep-daily", "7", "--keep-weekly", "4")
+    result = run(
+        "--repo",
+        str(tmp_path),
+        "retention",
+        "orders",
+        "--redundancy",
+        "2",
+        "--window",
+        "1d12h",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     database, policy = manager.catalog.asked[0]
     assert database == "orders"

@@ -5,13 +5,12 @@ deletion, and with a plain-Python oracle of restic's period selection."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from chain_model import HOUR, Row, catalogs, key, usable_root
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rustybackup import NoRecoveryPath, _core
 from rustybackup.retention import RetentionPolicy, plan_retention
 
@@ -70,7 +69,7 @@ def oracle_period_picks(rows: list[Row], policy: RetentionPolicy, zone: str) -> 
     tz = ZoneInfo(zone)
 
     def period(name: str, r: Row) -> object:
-        t = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=r[4])
+        t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=r[4])
         t = t.astimezone(tz)
         return {
             "last": r[0],
@@ -107,7 +106,7 @@ def test_a_plan_keeps_every_promise(
 ) -> None:
     last_finish = max((r[4] for r in rows), default=0)
     now_us = last_finish + after_hours * HOUR
-    now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now_us)
+    now = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=now_us)
     protected = {rows[i][0] for i in protect if i < len(rows)}
     plan = plan_retention(rows, policy, now, tz=zone, protected=protected)
 
@@ -174,9 +173,9 @@ def test_a_plan_keeps_every_promise(
 @given(catalogs(), policies(), st.integers(0, 200))
 def test_force_only_differs_on_the_last_full(rows: list[Row], policy: RetentionPolicy, after_hours: int) -> None:
     now_us = max((r[4] for r in rows), default=0) + after_hours * HOUR
-    now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now_us)
+    now = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=now_us)
     safe = plan_retention(rows, policy, now)
     forced = plan_retention(rows, policy, now, force=True)
-    differ = [(a, b) for a, b in zip(safe, forced) if a.keep != b.keep]
+    differ = [(a, b) for a, b in zip(safe, forced, strict=True) if a.keep != b.keep]
     assert all(a.keep and not b.keep and "force=True" in a.reason for a, b in differ)
     assert len(differ) <= 2  # the last FULL, and the older FULL kept ahead of it if it is CORRUPT

@@ -13,7 +13,6 @@ from pathlib import Path
 from engine_support import SimClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rustybackup import BackupManager, BackupType, RetentionPolicy
 from rustybackup.testing import retention_policies
 

@@ -12,9 +12,7 @@ import blake3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from privileges import fork_and_run
-
 from rustybackup import FileScan, hash_bytes, hash_file, hash_files, scan_file
 
 ALGORITHMS = ["md5", "sha1", "sha256", "sha512", "blake3"]
@@ -179,7 +177,10 @@ def test_truncation_during_a_scan_is_never_a_silent_wrong_digest(tmp_path: Path)
     path = tmp_path / "live.db"
     path.write_bytes(data)
     # Either version is a file that existed: the thread may cut it before the scan opens it.
-    versions = {len(data): hashlib.sha256(data).hexdigest(), 1024 * 1024: hashlib.sha256(data[: 1024 * 1024]).hexdigest()}
+    versions = {
+        len(data): hashlib.sha256(data).hexdigest(),
+        1024 * 1024: hashlib.sha256(data[: 1024 * 1024]).hexdigest(),
+    }
     started = threading.Event()
 
     def truncate() -> None:
@@ -197,7 +198,9 @@ def test_truncation_during_a_scan_is_never_a_silent_wrong_digest(tmp_path: Path)
         outcome = str(exc)
     t.join()
     assert outcome == "ok" or (
-        outcome.startswith("[Errno 5] file changed size while being read (was 50331648 bytes at open, end of file after ")
+        outcome.startswith(
+            "[Errno 5] file changed size while being read (was 50331648 bytes at open, end of file after "
+        )
         and outcome.endswith(f"): '{path}'")
     ), outcome
 

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sched_fakes import FakeClock, FakeManager
-
-import rustybackup.scheduler
 from rustybackup import BackupScheduler, BackupWindow, ScheduledBackup, business_hours, off_hours
 from rustybackup.enums import BackupType, ExecutionStatus, VerificationType
 from rustybackup.errors import BackupError, ConfigError
 from rustybackup.retention import RetentionPolicy
+from sched_fakes import FakeClock, FakeManager
 
-
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday
 
 

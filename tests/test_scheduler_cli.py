@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from sched_fakes import FakeManager
-
 import rustybackup.cli.schedule_cmds as schedule_cmds
+from click.testing import CliRunner
 from rustybackup.cli import cli
 from rustybackup.errors import BackupError
-
+from sched_fakes import FakeManager
 
 
 def invoke(repo: Path, *args: str) -> Any:
@@ -22,12 +20,42 @@ def invoke(repo: Path, *args: str) -> Any:
 
 
 def test_job_and_window_lifecycle(tmp_path: Path) -> None:
-    r = invoke(tmp_path, "window", "add", "nights", "--days", "mon-fri", "--start", "18:00", "--end", "06:00",
-               "--tz", "Europe/Paris")
+    r = invoke(
+        tmp_path,
+        "window",
+        "add",
+        "nights",
+        "--days",
+        "mon-fri",
+        "--start",
+        "18:00",
+        "--end",
+        "06:00",
+        "--tz",
+        "Europe/Paris",
+    )
     assert r.exit_code == 0, r.output
     assert invoke(tmp_path, "window", "add", "off", "--preset", "off-hours").exit_code == 0
-    r = invoke(tmp_path, "job", "add", "nightly", "--db", "app", "--type", "incremental", "--cron", "0 2 * * *",
-               "--window", "nights", "--priority", "200", "--max-duration", "2h", "--retention", "redundancy=2")
+    r = invoke(
+        tmp_path,
+        "job",
+        "add",
+        "nightly",
+        "--db",
+        "app",
+        "--type",
+        "incremental",
+        "--cron",
+        "0 2 * * *",
+        "--window",
+        "nights",
+        "--priority",
+        "200",
+        "--max-duration",
+        "2h",
+        "--retention",
+        "redundancy=2",
+    )
     assert r.exit_code == 0, r.output
     assert r.output.startswith("added job nightly; next run ")
     jobs = json.loads(invoke(tmp_path, "job", "list", "--json").output)["jobs"]
@@ -46,21 +74,34 @@ def test_job_and_window_lifecycle(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--priority", "300"], 2,
-         "error: job 'j' field 'priority': 300 is out of range 0-255"),
-        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--max-duration", "soon"], 2,
-         "invalid duration 'soon': use a number and a unit (w, d, h, m, s)"),
-        (["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--window", "nope"], 2,
-         "error: job 'j' field 'window_id': unknown window 'nope'"),
+        (
+            ["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--priority", "300"],
+            2,
+            "error: job 'j' field 'priority': 300 is out of range 0-255",
+        ),
+        (
+            ["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--max-duration", "soon"],
+            2,
+            "invalid duration 'soon': use a number and a unit (w, d, h, m, s)",
+        ),
+        (
+            ["job", "add", "j", "--db", "d", "--cron", "0 2 * * *", "--window", "nope"],
+            2,
+            "error: job 'j' field 'window_id': unknown window 'nope'",
+        ),
         (["window", "add", "w", "--days", "mon"], 2, "a custom window needs --days, --start and --end"),
         (["window", "add", "w", "--preset", "off-hours", "--days", "mon"], 2, "give either --preset or"),
-        (["window", "add", "w", "--days", "mon", "--start", "25:00", "--end", "01:00"], 2,
-         "'25:00' is not a time of day HH:MM"),
+        (
+            ["window", "add", "w", "--days", "mon", "--start", "25:00", "--end", "01:00"],
+            2,
+            "'25:00' is not a time of day HH:MM",
+        ),
         (["job", "remove", "ghost"], 2, "error: job 'ghost': no such job"),
     ],
 )
-def test_bad_input_gives_one_line_errors_and_usage_codes(tmp_path: Path, args: list[str], code: int,
-                                                         message: str) -> None:
+def test_bad_input_gives_one_line_errors_and_usage_codes(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
     r = invoke(tmp_path, *args)
     assert r.exit_code == code
     assert message in r.output
@@ -82,7 +123,7 @@ def test_run_once_runs_due_jobs_and_history_shows_them(tmp_path: Path, monkeypat
     # Pretend the jobs were added two hours ago: one catch-up run each (misfire run_once).
     cfg = json.loads((tmp_path / "scheduler_config.json").read_text())
     for entry in cfg["jobs"]:
-        entry["added_at"] = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()
+        entry["added_at"] = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
     (tmp_path / "scheduler_config.json").write_text(json.dumps(cfg))
     r = invoke(tmp_path, "run", "--once")
     assert r.exit_code == 1  # one job failed

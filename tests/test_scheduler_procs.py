@@ -7,18 +7,16 @@ import signal
 import subprocess
 import sys
 import time as _time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sched_fakes import FakeClock, FakeManager
-
 from rustybackup import BackupScheduler, ScheduledBackup
 from rustybackup.enums import BackupType, ExecutionStatus
 from rustybackup.history import History
+from sched_fakes import FakeClock, FakeManager
 
-
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 CHILD = Path(__file__).with_name("sched_child.py")
 

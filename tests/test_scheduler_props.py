@@ -4,20 +4,19 @@ misfire handling after arbitrary downtime."""
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sched_fakes import FakeClock, FakeManager
-
 from rustybackup import BackupScheduler, ScheduledBackup
 from rustybackup.enums import BackupType, ExecutionStatus
+from sched_fakes import FakeClock, FakeManager
 
-
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 CRONS = ["0 * * * *", "*/15 * * * *", "30 */2 * * *", "0 0 * * *", "10,40 * * * *"]
+
 
 def upto(job: ScheduledBackup, now: datetime) -> list[datetime]:
     """The job's occurrences in (T0, now], from next_n in pages (the oracle)."""
@@ -33,7 +32,8 @@ def upto(job: ScheduledBackup, now: datetime) -> list[datetime]:
 
 job_specs = st.lists(
     st.tuples(st.sampled_from(CRONS), st.integers(0, 255), st.sampled_from(["run_once", "skip"])),
-    min_size=1, max_size=8,
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -43,8 +43,10 @@ def test_a_tick_runs_jobs_in_priority_then_due_then_id_order(specs: list[tuple[s
         clock = FakeClock(T0)
         manager = FakeManager(Path(d), clock=clock)
         s = BackupScheduler(manager, clock=clock, misfire_grace=timedelta(days=3))
-        jobs = [ScheduledBackup(f"j{i}", "J", f"j{i}", BackupType.FULL, c, priority=p, misfire=m)
-                for i, (c, p, m) in enumerate(specs)]
+        jobs = [
+            ScheduledBackup(f"j{i}", "J", f"j{i}", BackupType.FULL, c, priority=p, misfire=m)
+            for i, (c, p, m) in enumerate(specs)
+        ]
         s.add_jobs(jobs)
         now = T0 + timedelta(minutes=minutes)
         s.execute_due_jobs(now)

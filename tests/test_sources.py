@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rustybackup.errors import BackupError
 from rustybackup.sources import SkippedEntry, walk
 

@@ -35,10 +35,7 @@ class History:
 def _rows(db: Path) -> list[Row]:
     conn = sqlite3.connect(db)
     try:
-        return [
-            (int(a), bytes(b))
-            for a, b in conn.execute("SELECT id, v FROM t ORDER BY id")
-        ]
+        return [(int(a), bytes(b)) for a, b in conn.execute("SELECT id, v FROM t ORDER BY id")]
     finally:
         conn.close()
 
@@ -88,9 +85,7 @@ def _apply(tmp: Path, h: History, data: bytes) -> list[Row]:
     """Applies what our scan accepts of `data` to a copy of the base; the rows (the base's
     when no commit was accepted)."""
     if len(data) < 32:
-        return _rows(
-            h.base
-        )  # nothing was written (every transaction rolled back or changed nothing)
+        return _rows(h.base)  # nothing was written (every transaction rolled back or changed nothing)
     scan = _core.wal_scan(data)
     if scan.last_commit is None:
         return _rows(h.base)
@@ -183,11 +178,7 @@ def test_resuming_from_a_frame_with_its_checksum_matches_a_whole_scan(
     assert part.checksum == whole.checksum
     assert seed_at.first_frame == 1
     # Applying in two fragments gives the same database as one pass.
-    first_commit = (
-        max(c for c in whole.commits if c <= mid)
-        if any(c <= mid for c in whole.commits)
-        else None
-    )
+    first_commit = max(c for c in whole.commits if c <= mid) if any(c <= mid for c in whole.commits) else None
     out = tmp_path / "two.db"
     shutil.copyfile(h.base, out)
     if first_commit is not None:
@@ -210,9 +201,7 @@ def _checksum_through(wal: bytes, frame: int) -> tuple[int, int]:
     """The cumulative checksum stored in frame `frame`'s header (an independent read)."""
     page_size = int.from_bytes(wal[8:12], "big")
     at = 32 + (frame - 1) * (24 + page_size)
-    return int.from_bytes(wal[at + 16 : at + 20], "big"), int.from_bytes(
-        wal[at + 20 : at + 24], "big"
-    )
+    return int.from_bytes(wal[at + 16 : at + 20], "big"), int.from_bytes(wal[at + 20 : at + 24], "big")
 
 
 def test_frames_of_another_generation_end_the_run(tmp_path: Path) -> None:
@@ -258,9 +247,7 @@ def test_apply_refuses_bad_ranges_and_another_page_size(tmp_path: Path) -> None:
 
 
 @settings(max_examples=15, deadline=None)
-@given(
-    seed=st.integers(0, 2**32 - 1), chunk=st.integers(1, 9), resume_at=st.floats(0, 1)
-)
+@given(seed=st.integers(0, 2**32 - 1), chunk=st.integers(1, 9), resume_at=st.floats(0, 1))
 def test_reading_the_live_wal_in_chunks_matches_one_scan(
     tmp_path_factory: pytest.TempPathFactory, seed: int, chunk: int, resume_at: float
 ) -> None:
@@ -273,9 +260,7 @@ def test_reading_the_live_wal_in_chunks_matches_one_scan(
     whole = _core.wal_scan(h.wal)
     db = tmp / "copy.db"
     # The live file as a restart leaves it: this generation, then an older one's leftovers.
-    stale = wal_header(
-        (whole.salt[0] - 1, whole.salt[1]), whole.page_size, whole.big_endian
-    )
+    stale = wal_header((whole.salt[0] - 1, whole.salt[1]), whole.page_size, whole.big_endian)
     db.with_name("copy.db-wal").write_bytes(h.wal + stale[8:] * 50)
     old = sqlite_wal._CHUNK_FRAMES
     sqlite_wal._CHUNK_FRAMES = chunk
@@ -294,7 +279,5 @@ def test_reading_the_live_wal_in_chunks_matches_one_scan(
     assert read.data == h.wal[: whole.committed_len]
     assert read.uncommitted == whole.uncommitted
     if resume is not None:
-        assert part.resumed and part.scan.frames == [
-            f for f in whole.frames if f[0] > resume[1]
-        ]
+        assert part.resumed and part.scan.frames == [f for f in whole.frames if f[0] > resume[1]]
         assert part.scan.checksum == whole.checksum

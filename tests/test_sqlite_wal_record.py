@@ -35,9 +35,7 @@ def captures(draw: st.DrawFn) -> WalCapture:
             "",
             None,
         )
-    frames = sorted(
-        draw(st.sets(st.integers(first, first + 200), min_size=n, max_size=n))
-    )
+    frames = sorted(draw(st.sets(st.integers(first, first + 200), min_size=n, max_size=n)))
     seen = sorted(draw(st.lists(st.integers(0, 2**53), min_size=n, max_size=n)))
     commits = tuple(zip(frames, seen, strict=True))
     return WalCapture(
@@ -64,9 +62,7 @@ def test_a_capture_record_round_trips(rec: WalCapture) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(salt=st.none() | PAIR, frame=st.integers(0, 2**40), checksum=st.none() | PAIR)
-def test_a_position_round_trips(
-    salt: tuple[int, int] | None, frame: int, checksum: tuple[int, int] | None
-) -> None:
+def test_a_position_round_trips(salt: tuple[int, int] | None, frame: int, checksum: tuple[int, int] | None) -> None:
     pos = WalPosition(salt, 4096, frame, checksum)
     assert wal_record_from_json(pos.to_json(), "m.json") == pos
 
@@ -110,9 +106,7 @@ GOOD = WalCapture(
 def test_a_damaged_field_is_named(change: Any, field: str) -> None:
     data = copy.deepcopy(GOOD)
     change(data)
-    with pytest.raises(
-        CatalogError, match="^" + re.escape(f"sets/x/manifest.json: {field}")
-    ):
+    with pytest.raises(CatalogError, match="^" + re.escape(f"sets/x/manifest.json: {field}")):
         wal_record_from_json(data, "sets/x/manifest.json")
 
 

@@ -6,17 +6,15 @@ import importlib.metadata
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
-from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rustybackup import CronSchedule
 from rustybackup.retention import RetentionPolicy
-from rustybackup.windows import BackupWindow
 from rustybackup.testing import (
     DST_ZONES,
     MACROS,
@@ -25,8 +23,9 @@ from rustybackup.testing import (
     schedules,
     windows,
 )
+from rustybackup.windows import BackupWindow
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
 
 
@@ -151,8 +150,9 @@ def test_retention_policies_cover_every_rule_and_combinations() -> None:
     assert any(p.full_copies is not None and p.window is None and not any(p.counts().values()) for p in policies)
     assert any(p.window is not None and p.full_copies is None for p in policies)
     assert any(p.full_copies is None and p.window is None for p in policies)
-    rules_per_policy = [(p.full_copies is not None) + (p.window is not None) + bool(any(p.counts().values()))
-                        for p in policies]
+    rules_per_policy = [
+        (p.full_copies is not None) + (p.window is not None) + bool(any(p.counts().values())) for p in policies
+    ]
     assert max(rules_per_policy) >= 2  # unions of different rule kinds
     for period in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
         assert any(p.counts()[period] for p in policies), period
@@ -205,7 +205,6 @@ def test_importing_without_hypothesis_says_which_extra_to_install() -> None:
 
 
 def test_the_hypothesis_extra_is_declared() -> None:
-
 
     meta = importlib.metadata.metadata("rustybackup")
     assert "hypothesis" in (meta.get_all("Provides-Extra") or [])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from rustybackup.errors import CatalogError, ConfigError
 from rustybackup.timestamps import from_us, to_us
 
@@ -18,7 +17,7 @@ aware = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 3
 @settings(deadline=None)
 @given(aware)
 def test_round_trip_against_the_calendar_module(moment: datetime) -> None:
-    utc = moment.astimezone(timezone.utc)
+    utc = moment.astimezone(UTC)
     # calendar.timegm shares no code with the subtraction that to_us does.
     oracle = calendar.timegm(utc.timetuple()) * 1_000_000 + utc.microsecond
     assert to_us(moment) == oracle
@@ -26,8 +25,8 @@ def test_round_trip_against_the_calendar_module(moment: datetime) -> None:
 
 
 def test_the_range_ends_are_exact() -> None:
-    top = datetime.max.replace(tzinfo=timezone.utc)
-    bottom = datetime.min.replace(tzinfo=timezone.utc)
+    top = datetime.max.replace(tzinfo=UTC)
+    bottom = datetime.min.replace(tzinfo=UTC)
     assert from_us(to_us(top)) == top and from_us(to_us(bottom)) == bottom
     with pytest.raises(CatalogError, match="years 1-9999"):
         from_us(to_us(top) + 1)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 import rustybackup
 from rustybackup import (
     BackupCatalog,
@@ -32,7 +31,7 @@ from rustybackup import (
     scan_file,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class Clock:

@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from rustybackup import SetStatus, VerificationError, VerificationType, Verifier
 from verify_support import Repo, read_index, rewrite_trailer_checksum
 
@@ -59,7 +58,10 @@ def test_full_names_every_corrupt_block_with_file_and_set_and_marks_the_set_corr
     assert got == {(e.offset, e.block_index, manifest["files"][e.file_no]["path"]) for e in targets}
     assert {b.set_id for b in r.corrupt_blocks} == {full.id}
     assert {b.piece for b in r.corrupt_blocks} == {full.pieces[0].id}
-    assert all(b.expected == e.digest.hex() for b, e in zip(sorted(r.corrupt_blocks, key=lambda b: b.offset), targets))
+    assert all(
+        b.expected == e.digest.hex()
+        for b, e in zip(sorted(r.corrupt_blocks, key=lambda b: b.offset), targets, strict=True)
+    )
     assert "corrupt_block" in kinds(r) and "bad_checksum" in kinds(r)
     assert r.marked == {full.id: "corrupt"}
     assert repo.manager.catalog.get_set(full.id).status is SetStatus.CORRUPT
@@ -225,7 +227,7 @@ def test_restore_test_runs_integrity_check_on_sqlite_sources(tmp_path: Path) -> 
     db = tmp_path / "app.sqlite"
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE t (x INTEGER PRIMARY KEY, y TEXT)")
-    conn.executemany("INSERT INTO t (y) VALUES (?)", [("row %d" % i,) for i in range(2000)])
+    conn.executemany("INSERT INTO t (y) VALUES (?)", [(f"row {i}",) for i in range(2000)])
     conn.commit()
     conn.close()
     repo = Repo(tmp_path / "r")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from rustybackup.cli import cli
 from verify_support import Repo, read_index
 
@@ -37,7 +36,9 @@ def test_corruption_exits_1_with_a_table_and_json_names_the_block(repo: Repo) ->
     assert code == 1
     doc = json.loads(out)
     assert doc["ok"] is False
-    assert [(b["block_index"], b["offset"], b["set_id"]) for b in doc["corrupt_blocks"]] == [(e.block_index, e.offset, s.id)]
+    assert [(b["block_index"], b["offset"], b["set_id"]) for b in doc["corrupt_blocks"]] == [
+        (e.block_index, e.offset, s.id)
+    ]
     assert doc["marked"] == {s.id: "corrupt"}
     code, out, _ = run(repo, "--all", "--level", "standard")
     assert code == 1 and "bad_checksum" in out and "PROBLEMS FOUND" in out

@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from rustybackup import _core
-from rustybackup import Verifier
+from rustybackup import Verifier, _core
 from verify_support import Repo, read_index
 
 

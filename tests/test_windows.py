@@ -3,17 +3,16 @@ checked against a brute-force oracle that walks the week minute by minute."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from rustybackup.errors import ConfigError
 from rustybackup.windows import BackupWindow, WeeklyRule, business_hours, off_hours, parse_days
 
-UTC = timezone.utc
+UTC = UTC
 PARIS = ZoneInfo("Europe/Paris")
 
 
@@ -155,7 +154,7 @@ def oracle_active(w: BackupWindow, instant: datetime) -> bool:
             day = local.date() - timedelta(days=back)
             if day.weekday() not in rule.days:
                 continue
-            length = (datetime.combine(date.min, rule.end) - datetime.combine(date.min, rule.start))
+            length = datetime.combine(date.min, rule.end) - datetime.combine(date.min, rule.start)
             if length <= timedelta(0):
                 length += timedelta(days=1)
             # Wall-clock elapsed since the rule's start (ignoring DST jumps), which
@@ -180,9 +179,7 @@ instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027,
 def _near_transition(w: BackupWindow, instant: datetime) -> bool:
     """True when a DST change lies within two days (the oracle ignores DST jumps)."""
     off = instant.astimezone(w.zone).utcoffset()
-    return any(
-        (instant + timedelta(hours=h)).astimezone(w.zone).utcoffset() != off for h in range(-50, 51, 1)
-    )
+    return any((instant + timedelta(hours=h)).astimezone(w.zone).utcoffset() != off for h in range(-50, 51, 1))
 
 
 @given(windows_st, instants)

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import blake3
 import xxhash
-
+from engine_support import SimClock
 from rustybackup.catalog import BackupSet
 from rustybackup.engine import BackupManager
-
-from engine_support import SimClock
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,16 @@ def sha(data: bytes) -> str:
 class Repo:
     """A repository with database `db` (files) and helpers to damage it."""
 
-    def __init__(self, root: Path, *, files: int = 4, size: int = 40_000, block_size: int = 4096,
-                 compression: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        files: int = 4,
+        size: int = 40_000,
+        block_size: int = 4096,
+        compression: str | None = None,
+        seed: int = 0,
+    ) -> None:
         self.clock = SimClock()
         self.src = root / "src"
         self.src.mkdir(parents=True)

@@ -100,9 +100,7 @@ def hash_file(path: str | PathLike[str], algorithm: str = "blake3", *, mmap: boo
 class FileScan:
     """What ``scan_file`` found: the whole-file digest and every block's digest."""
 
-    def __new__(
-        cls, algorithm: str, block_size: int, size: int, digest: str, block_digests: bytes
-    ) -> FileScan: ...
+    def __new__(cls, algorithm: str, block_size: int, size: int, digest: str, block_digests: bytes) -> FileScan: ...
     @property
     def digest(self) -> str:
         """Whole-file digest, hex."""
@@ -139,7 +137,6 @@ def hash_files(
 
 # --- chain (issues 4, 7) ---
 
-from collections.abc import Iterable
 from typing import TypeAlias
 
 _SetRow: TypeAlias = tuple[str, str, str | None, int, int, str]
@@ -194,7 +191,9 @@ class RetentionDecision:
     def __hash__(self) -> int: ...
     def __getnewargs__(self) -> tuple[str, bool, str]: ...
 
-def recovery_path(sets: Iterable[_SetRow] | ChainRows, /, until_us: int | None = None, *, database: str | None = None) -> list[str]:
+def recovery_path(
+    sets: Iterable[_SetRow] | ChainRows, /, until_us: int | None = None, *, database: str | None = None
+) -> list[str]:
     """The ids of the sets a restore to ``until_us`` reads, base first.
 
     Rules (RMAN's RESTORE UNTIL TIME, pgBackRest's restore):
@@ -272,7 +271,6 @@ def retention_plan(
 # --- engine (issue 4) ---
 
 from collections.abc import Callable, Sequence
-from os import PathLike
 from pathlib import Path
 from typing import Any, final
 
@@ -338,7 +336,6 @@ def read_piece_info(path: _Path) -> PieceInfo:
 def read_piece_index(path: _Path) -> list[tuple[int, int, int, int, int, int, str]]:
     """(file_no, block_index, offset, stored_len, raw_len, flags, digest_hex) per block."""
 
-
 # --- verify (issue 5) ---
 
 from collections.abc import Callable as _Callable
@@ -354,7 +351,7 @@ class FileVerdict:
     def position(self) -> int: ...
     @property
     def outcome(self) -> str:
-        """"ok", "missing", "damaged" or "not_checked"."""
+        """ "ok", "missing", "damaged" or "not_checked"."""
     @property
     def issues(self) -> list[tuple[str, str]]:
         """(kind, message) for every problem, in the order found."""
@@ -367,7 +364,7 @@ class FileVerdict:
     def elapsed(self) -> float: ...
     @property
     def stopped(self) -> str | None:
-        """"budget" or "cancelled" when the check was cut short."""
+        """ "budget" or "cancelled" when the check was cut short."""
 
 @final
 class RestoredFileCheck:

@@ -151,22 +151,14 @@ class CaptureStep:
         self.manager = manager
         self.db = db
         self.path = Path(db.path)
-        self._lock: AbstractContextManager[None] = capture_lock(
-            manager.repository, db.name
-        )
+        self._lock: AbstractContextManager[None] = capture_lock(manager.repository, db.name)
         self._lock.__enter__()
         self._writer: sqlite3.Connection | None = None
         try:
             guard = manager.wal_guards.get(db.name)
-            if (
-                guard is not None
-                and guard.roll_over
-                and _wal_is_long(manager, db.name, self.path)
-            ):
+            if guard is not None and guard.roll_over and _wal_is_long(manager, db.name, self.path):
                 self._writer = _write_lock(self.path)
-                if self._writer is not None and not _tail_is_short(
-                    manager, db.name, self.path
-                ):
+                if self._writer is not None and not _tail_is_short(manager, db.name, self.path):
                     # Copying a long tail under the write lock would stall the application.
                     self._release_writer()
             self.conn: sqlite3.Connection | None = begin_read(self.path)
@@ -186,9 +178,7 @@ class CaptureStep:
         self.copy: Path | None = None
         self.record: WalCapture | None = None
 
-    def collect(
-        self, staging: Path
-    ) -> tuple[list[tuple[str, Path, os.stat_result]], WalCapture]:
+    def collect(self, staging: Path) -> tuple[list[tuple[str, Path, os.stat_result]], WalCapture]:
         """Copies the frames committed since the previous step into `staging`; returns the
         file to store (none when nothing is new) and the set's `wal` record."""
         prev = newest_capture(self.manager, self.db.name)
@@ -210,9 +200,7 @@ class CaptureStep:
             fh.write(read.committed)
         return [(record.file, self.copy, self.copy.stat())], record
 
-    def _record(
-        self, prev: Previous | None, read: WalRead | None, seen: int
-    ) -> WalCapture:
+    def _record(self, prev: Previous | None, read: WalRead | None, seen: int) -> WalCapture:
         p = None if prev is None else prev.record
         if read is None:
             if p is None or p.salt is None:
@@ -265,19 +253,11 @@ class CaptureStep:
         damaged = read.stop_kind in ("checksum", "page_zero")
         if damaged and read.following_bytes >= FRAME_HEADER_LEN + scan.page_size:
             # Whole frames follow the one that failed: it is not a frame being written.
-            notes.append(
-                f"the WAL is damaged: {read.stop}, and {read.following_bytes} bytes follow it"
-            )
+            notes.append(f"the WAL is damaged: {read.stop}, and {read.following_bytes} bytes follow it")
             log.error("%s: %s", self.db.name, notes[-1])
-        seed = (
-            scan.header_checksum
-            if read.first_frame == 1
-            else (p.checksum if p is not None else None)
-        )
+        seed = scan.header_checksum if read.first_frame == 1 else (p.checksum if p is not None else None)
         commits = tuple((f, seen) for f in scan.commits)
-        last = (
-            scan.last_commit if scan.last_commit is not None else read.first_frame - 1
-        )
+        last = scan.last_commit if scan.last_commit is not None else read.first_frame - 1
         return WalCapture(
             generation=generation,
             salt=scan.salt,
@@ -293,15 +273,11 @@ class CaptureStep:
             follows=follows,
         )
 
-    def _new_generation(
-        self, prev: Previous | None, read: WalRead
-    ) -> tuple[tuple[int, int, int] | None, str]:
+    def _new_generation(self, prev: Previous | None, read: WalRead) -> tuple[tuple[int, int, int] | None, str]:
         """What a generation the step has not seen before builds on, and why (None: a hole)."""
         p = None if prev is None else prev.record
         salt = read.scan.salt
-        old = (
-            "none" if p is None or p.salt is None else f"{p.salt[0]:08x}{p.salt[1]:08x}"
-        )
+        old = "none" if p is None or p.salt is None else f"{p.salt[0]:08x}{p.salt[1]:08x}"
         new = f"{salt[0]:08x}{salt[1]:08x}"
         guard = self.manager.wal_guards.get(self.db.name)
         if (
@@ -458,9 +434,7 @@ checkpoints that the pin would keep from finishing)."""
 
 def wal_is_long(manager: BackupManager, database: str) -> bool:
     """Whether the WAL's current generation holds ROLLOVER_FRAMES captured frames."""
-    return _wal_is_long(
-        manager, database, Path(manager.catalog.get_database(database).path)
-    )
+    return _wal_is_long(manager, database, Path(manager.catalog.get_database(database).path))
 
 
 def _wal_is_long(manager: BackupManager, database: str, db: Path) -> bool:
@@ -473,11 +447,7 @@ def _wal_is_long(manager: BackupManager, database: str, db: Path) -> bool:
     except OSError:
         return False
     salt = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-    return (
-        len(head) == HEADER_LEN
-        and salt == prev.record.salt
-        and prev.record.last_frame >= ROLLOVER_FRAMES
-    )
+    return len(head) == HEADER_LEN and salt == prev.record.salt and prev.record.last_frame >= ROLLOVER_FRAMES
 
 
 ROLLOVER_TAIL = 2048
@@ -505,17 +475,13 @@ def _tail_is_short(manager: BackupManager, database: str, db: Path) -> bool:
         scan = _core.wal_scan(head + tail, rec.last_frame + 1, rec.checksum)
     except (BackupError, ValueError):
         return False
-    return (
-        scan.salt == rec.salt and len(scan.frames) + scan.uncommitted <= ROLLOVER_TAIL
-    )
+    return scan.salt == rec.salt and len(scan.frames) + scan.uncommitted <= ROLLOVER_TAIL
 
 
 def _write_lock(db: Path) -> sqlite3.Connection | None:
     """SQLite's write lock, taken without writing anything (the transaction is rolled
     back); None when a writer holds it for more than a moment (the rollover waits)."""
-    conn = sqlite3.connect(
-        db, timeout=0.5, isolation_level=None, check_same_thread=False
-    )
+    conn = sqlite3.connect(db, timeout=0.5, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error:
@@ -585,9 +551,7 @@ def capture_set_ids(manager: BackupManager, database: str) -> list[str]:
     for s in manager.catalog.iter_sets(database, BackupType.ARCHIVE_LOG):
         try:
             if isinstance(
-                manifest.load(
-                    manager.repo.set_dir(s.id) / store.MANIFEST, set_id=s.id
-                ).wal,
+                manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST, set_id=s.id).wal,
                 WalCapture,
             ):
                 out.append(s.id)

@@ -29,14 +29,10 @@ class Capturer:
     """Runs capture steps of one ``sqlite`` database until `stop` is set; a step in
     progress always completes (its set is registered or nothing is)."""
 
-    def __init__(
-        self, manager: BackupManager, database: str, interval: float = 10.0
-    ) -> None:
+    def __init__(self, manager: BackupManager, database: str, interval: float = 10.0) -> None:
         db = manager.catalog.get_database(database)
         if db.kind != "sqlite":
-            raise ConfigError(
-                f"database {database!r} is a {db.kind!r} source; WAL capture is for sqlite databases"
-            )
+            raise ConfigError(f"database {database!r} is a {db.kind!r} source; WAL capture is for sqlite databases")
         if not interval > 0:
             raise ConfigError(f"capture interval must be positive, got {interval!r}")
         self.manager = manager
@@ -55,11 +51,7 @@ class Capturer:
         s = self._one()
         guard = self.manager.wal_guards.get(self.database)
         tries = 0
-        while (
-            guard is not None
-            and tries < ROLLOVER_TRIES
-            and wal_is_long(self.manager, self.database)
-        ):
+        while guard is not None and tries < ROLLOVER_TRIES and wal_is_long(self.manager, self.database):
             tries += 1
             guard.roll_over, guard.rolled_over = True, False
             try:
@@ -71,15 +63,11 @@ class Capturer:
         return s
 
     def _one(self) -> BackupSet:
-        s = self.manager.backup(
-            self.database, BackupType.ARCHIVE_LOG, tags=("capture",)
-        )
+        s = self.manager.backup(self.database, BackupType.ARCHIVE_LOG, tags=("capture",))
         self.sets += 1
         return s
 
-    def run(
-        self, stop: threading.Event, on_set: Callable[[BackupSet], object] | None = None
-    ) -> int:
+    def run(self, stop: threading.Event, on_set: Callable[[BackupSet], object] | None = None) -> int:
         """Steps every `interval` seconds until `stop` is set; returns the sets registered."""
         guard = WalGuard(self.path)
         self.manager.wal_guards[self.database] = guard

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -221,7 +221,7 @@ class BackupCatalog:
         self.max_backup_sets = max_backup_sets
         # The manager's clock: "now" of retention decisions comes from it, so tests can
         # simulate months in seconds.
-        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._conn = self._connect()
         # chain_rows per database, with the catalog state it was read at (see there).
@@ -347,9 +347,7 @@ class BackupCatalog:
         """Deletes a set's rows (pieces and archive files too) and leaves its tombstone,
         which lets cleanup() remove the files should the delete stop before they go."""
         with self.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (set_id, to_us(datetime.now(timezone.utc)))
-            )
+            c.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (set_id, to_us(datetime.now(UTC))))
             c.execute("DELETE FROM pieces WHERE set_id = ?", (set_id,))
             c.execute("DELETE FROM archive_files WHERE set_id = ?", (set_id,))
             c.execute("DELETE FROM sets WHERE id = ?", (set_id,))
@@ -366,7 +364,10 @@ class BackupCatalog:
         gone = []
         with self.transaction() as c:
             for set_id, status in statuses.items():
-                if c.execute("UPDATE sets SET status = ? WHERE id = ?", (SetStatus(status).value, set_id)).rowcount == 0:
+                if (
+                    c.execute("UPDATE sets SET status = ? WHERE id = ?", (SetStatus(status).value, set_id)).rowcount
+                    == 0
+                ):
                     gone.append(set_id)
         return gone
 
@@ -384,8 +385,10 @@ class BackupCatalog:
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             marks = ", ".join("?" * len(part))
-            found.update(r[0] for r in self._query(f"SELECT id FROM sets WHERE database = ? AND id IN ({marks})",
-                                                   (database, *part)))
+            found.update(
+                r[0]
+                for r in self._query(f"SELECT id FROM sets WHERE database = ? AND id IN ({marks})", (database, *part))
+            )
         return found
 
     def has_sets(self) -> bool:
@@ -544,7 +547,9 @@ class BackupCatalog:
             return path
         manifests = [(s, manifest.load(self.repository / s.manifest, set_id=s.id)) for s in logs]
         base = data[-1]
-        steps = plan(database, base, manifest.load(self.repository / base.manifest, set_id=base.id), manifests, until_us)
+        steps = plan(
+            database, base, manifest.load(self.repository / base.manifest, set_id=base.id), manifests, until_us
+        )
         used = {step.set_id for step in steps.steps}
         other = [s for s, m in manifests if not isinstance(m.wal, WalCapture)]
         return data + [s for s in logs if s.id in used] + other
@@ -873,8 +878,11 @@ def _fill(c: sqlite3.Connection, repo: store.Repository, tombstones: set[str], c
             continue
         if m.id != name:
             skipped.append(
-                (where, f"{where}: holds set {m.id}, not the set its directory name {name!r} names "
-                        "(a copied or renamed set directory); not registered")
+                (
+                    where,
+                    f"{where}: holds set {m.id}, not the set its directory name {name!r} names "
+                    "(a copied or renamed set directory); not registered",
+                )
             )
             continue
         if m.id in tombstones:
@@ -887,8 +895,16 @@ def _fill(c: sqlite3.Connection, repo: store.Repository, tombstones: set[str], c
             c.execute(
                 "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
                 "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (r.database, r.source_path, r.source_kind if r.source_kind in ("sqlite", "postgresql") else "files",
-                 r.archive_dir, r.block_size, r.algorithm, r.compression, r.started_at_us),
+                (
+                    r.database,
+                    r.source_path,
+                    r.source_kind if r.source_kind in ("sqlite", "postgresql") else "files",
+                    r.archive_dir,
+                    r.block_size,
+                    r.algorithm,
+                    r.compression,
+                    r.started_at_us,
+                ),
             )
             if r.archive_dir:
                 c.execute(

@@ -14,7 +14,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,12 @@ def _hhmm(t: time) -> str:
 
 def window_to_json(w: BackupWindow) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": w.id, "name": w.name, "start": _hhmm(w.start), "end": _hhmm(w.end),
-        "days": list(w.days), "tz": w.tz,
+        "id": w.id,
+        "name": w.name,
+        "start": _hhmm(w.start),
+        "end": _hhmm(w.end),
+        "days": list(w.days),
+        "tz": w.tz,
     }
     if w.also:
         data["also"] = [{"days": list(r.days), "start": _hhmm(r.start), "end": _hhmm(r.end)} for r in w.also]
@@ -71,10 +75,17 @@ def window_to_json(w: BackupWindow) -> dict[str, Any]:
 
 def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": job.id, "kind": job.kind, "name": job.name, "database": job.database,
-        "schedule": job.schedule, "tz": job.tz, "priority": job.priority,
+        "id": job.id,
+        "kind": job.kind,
+        "name": job.name,
+        "database": job.database,
+        "schedule": job.schedule,
+        "tz": job.tz,
+        "priority": job.priority,
         "max_duration": job.max_duration.total_seconds() if job.max_duration is not None else None,
-        "window_id": job.window_id, "enabled": job.enabled, "misfire": job.misfire,
+        "window_id": job.window_id,
+        "enabled": job.enabled,
+        "misfire": job.misfire,
         "window_policy": job.window_policy,
     }
     if isinstance(job, ScheduledBackup):
@@ -131,15 +142,32 @@ def _lines_array(items: list[bytes]) -> bytes:
 
 # --- decoding --------------------------------------------------------------------------
 
-_JOB_COMMON = {"id", "kind", "name", "database", "schedule", "tz", "priority", "max_duration",
-               "window_id", "enabled", "misfire", "window_policy", "added_at", "holidays",
-               "notify", "hooks"}
+_JOB_COMMON = {
+    "id",
+    "kind",
+    "name",
+    "database",
+    "schedule",
+    "tz",
+    "priority",
+    "max_duration",
+    "window_id",
+    "enabled",
+    "misfire",
+    "window_policy",
+    "added_at",
+    "holidays",
+    "notify",
+    "hooks",
+}
 _JOB_FIELDS = {
     "backup": _JOB_COMMON | {"backup_type", "retention", "tags", "io_limit"},
     "verification": _JOB_COMMON | {"level", "budget"},
 }
-_REQUIRED = {"backup": {"id", "database", "schedule", "backup_type"},
-             "verification": {"id", "database", "schedule", "level"}}
+_REQUIRED = {
+    "backup": {"id", "database", "schedule", "backup_type"},
+    "verification": {"id", "database", "schedule", "level"},
+}
 
 
 class _Place:
@@ -165,8 +193,14 @@ def _get(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], place: 
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "an object"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "an object",
+    }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -216,13 +250,18 @@ def _window_from_json(entry: Any, index: int, path: Path) -> BackupWindow:
         if not isinstance(rule, dict):
             raise place.error(f"also[{i}]", "expected an object with days, start and end")
         sub = _Place(path, f"{place.what} also[{i}]")
-        also.append(WeeklyRule(tuple(_get(rule, "days", list, sub, [])), _time(rule, "start", sub),
-                               _time(rule, "end", sub)))
+        also.append(
+            WeeklyRule(tuple(_get(rule, "days", list, sub, [])), _time(rule, "start", sub), _time(rule, "end", sub))
+        )
     try:
         return BackupWindow(
-            _get(entry, "id", str, place, ""), _get(entry, "name", str, place, ""),
-            _time(entry, "start", place), _time(entry, "end", place),
-            _get(entry, "days", list, place, []), _get(entry, "tz", str, place, "UTC"), also=also,
+            _get(entry, "id", str, place, ""),
+            _get(entry, "name", str, place, ""),
+            _time(entry, "start", place),
+            _time(entry, "end", place),
+            _get(entry, "days", list, place, []),
+            _get(entry, "tz", str, place, "UTC"),
+            also=also,
             holidays=_holidays(entry, place),
         )
     except ConfigError as exc:
@@ -262,14 +301,21 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
     if missing:
         raise place.error(missing[0], "missing")
     common: dict[str, Any] = dict(
-        id=_get(entry, "id", str, place, ""), name=_get(entry, "name", str, place, ""),
-        database=_get(entry, "database", str, place, ""), schedule=_get(entry, "schedule", str, place, ""),
-        priority=_get(entry, "priority", int, place, 128), max_duration=_seconds(entry, "max_duration", place),
-        window_id=_get(entry, "window_id", str, place, None), enabled=_get(entry, "enabled", bool, place, True),
+        id=_get(entry, "id", str, place, ""),
+        name=_get(entry, "name", str, place, ""),
+        database=_get(entry, "database", str, place, ""),
+        schedule=_get(entry, "schedule", str, place, ""),
+        priority=_get(entry, "priority", int, place, 128),
+        max_duration=_seconds(entry, "max_duration", place),
+        window_id=_get(entry, "window_id", str, place, None),
+        enabled=_get(entry, "enabled", bool, place, True),
         misfire=_get(entry, "misfire", str, place, "run_once"),
-        window_policy=_get(entry, "window_policy", str, place, "skip"), tz=_get(entry, "tz", str, place, "UTC"),
+        window_policy=_get(entry, "window_policy", str, place, "skip"),
+        tz=_get(entry, "tz", str, place, "UTC"),
         holidays=_holidays(entry, place),
-        notify=None if entry.get("notify") is None else NotifyTargets.from_json(entry["notify"], f"{path}: {place.what}"),
+        notify=None
+        if entry.get("notify") is None
+        else NotifyTargets.from_json(entry["notify"], f"{path}: {place.what}"),
         hooks=None if entry.get("hooks") is None else JobHooks.from_json(entry["hooks"], f"{path}: {place.what}"),
     )
     added_raw = _get(entry, "added_at", str, place, None)
@@ -280,7 +326,7 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
         except ValueError:
             raise place.error("added_at", f"{added_raw!r} is not an ISO 8601 timestamp") from None
         if added_at.tzinfo is None:
-            added_at = added_at.replace(tzinfo=timezone.utc)
+            added_at = added_at.replace(tzinfo=UTC)
     job: Job
     try:
         if kind == "backup":
@@ -288,12 +334,14 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
                 backup_type=_get(entry, "backup_type", str, place, ""),
                 retention=_get(entry, "retention", str, place, None),
                 tags=tuple(_get(entry, "tags", list, place, [])),
-                io_limit=_get(entry, "io_limit", (int, float), place, None), **common,
+                io_limit=_get(entry, "io_limit", (int, float), place, None),
+                **common,
             )
         else:
             job = ScheduledVerification(
                 level=_get(entry, "level", str, place, ""),
-                budget=_seconds(entry, "budget", place), **common,
+                budget=_seconds(entry, "budget", place),
+                **common,
             )
     except ConfigError as exc:
         raise _in_file(path, exc) from None
@@ -377,4 +425,3 @@ def _keep_backup(path: Path) -> None:
     except OSError:  # file systems without hard links: a copy is as good, only slower
         staging.write_bytes(path.read_bytes())
     os.replace(staging, backup)
-

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -51,9 +51,7 @@ class DemoResult:
     """What the demo did, for the summary table and for tests."""
 
     directory: Path
-    steps: list[tuple[str, str, str]] = field(
-        default_factory=list
-    )  # (step, outcome, detail)
+    steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, outcome, detail)
 
     def add(self, step: str, outcome: str, detail: str) -> None:
         self.steps.append((step, outcome, detail))
@@ -103,7 +101,7 @@ class _Writer(threading.Thread):
 
 
 def _now_us() -> int:
-    return to_us(datetime.now(timezone.utc))
+    return to_us(datetime.now(UTC))
 
 
 def _create_database(path: Path) -> None:
@@ -124,9 +122,7 @@ def _create_database(path: Path) -> None:
 
 
 @contextmanager
-def _progress_bar(
-    console: Console, label: str
-) -> Iterator[Callable[[BackupProgress], None]]:
+def _progress_bar(console: Console, label: str) -> Iterator[Callable[[BackupProgress], None]]:
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -147,53 +143,35 @@ def _instant_between_sets(manager: BackupManager) -> tuple[datetime, datetime]:
     """An instant halfway between two consecutive sets after the DIFFERENTIAL, and the
     start of the newest set before it (everything committed by then must be restored)."""
     sets = manager.catalog.list_sets(DATABASE)
-    diff = max(
-        i for i, s in enumerate(sets) if s.backup_type is BackupType.DIFFERENTIAL
-    )
+    diff = max(i for i, s in enumerate(sets) if s.backup_type is BackupType.DIFFERENTIAL)
     later = sets[diff:]
     if len(later) < 3:
-        raise DemoFailure(
-            f"expected WAL captures after the DIFFERENTIAL, found {len(later) - 1}"
-        )
+        raise DemoFailure(f"expected WAL captures after the DIFFERENTIAL, found {len(later) - 1}")
     a, b = later[len(later) // 2 - 1], later[len(later) // 2]
     return a.finished_at + (b.started_at - a.finished_at) / 2, a.started_at
 
 
-def _check_restored(
-    path: Path, log: list[tuple[int, int, int]], until_us: int, floor_us: int
-) -> str:
+def _check_restored(path: Path, log: list[tuple[int, int, int]], until_us: int, floor_us: int) -> str:
     """The restored database must be the state right after one of the writer's commits,
     hold every commit that had returned before `floor_us`, and none made after `until_us`."""
     conn = sqlite3.connect(path)
     try:
         check = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        count, top, newest = conn.execute(
-            "SELECT count(*), max(id), max(committed_us) FROM orders"
-        ).fetchone()
+        count, top, newest = conn.execute("SELECT count(*), max(id), max(committed_us) FROM orders").fetchone()
     finally:
         conn.close()
     if check != "ok":
-        raise DemoFailure(
-            f"PRAGMA integrity_check of the restored database says {check!r}"
-        )
+        raise DemoFailure(f"PRAGMA integrity_check of the restored database says {check!r}")
     ends = {last: (before, after) for last, before, after in log}
     if top not in ends:
-        raise DemoFailure(
-            f"the restored database ends at order {top}, inside a transaction (torn)"
-        )
+        raise DemoFailure(f"the restored database ends at order {top}, inside a transaction (torn)")
     if count != top:
-        raise DemoFailure(
-            f"the restored database holds {count} orders but ends at id {top}: rows are missing"
-        )
+        raise DemoFailure(f"the restored database holds {count} orders but ends at id {top}: rows are missing")
     if newest > until_us:
-        raise DemoFailure(
-            "the restored database holds an order committed after the instant asked for"
-        )
+        raise DemoFailure("the restored database holds an order committed after the instant asked for")
     must = max((last for last, _, after in log if after <= floor_us), default=0)
     if top < must:
-        raise DemoFailure(
-            f"orders up to {must} were committed before the last capture by then, only {top} came back"
-        )
+        raise DemoFailure(f"orders up to {must} were committed before the last capture by then, only {top} came back")
     lag = (until_us - ends[top][0]) / 1000
     return f"{count:,} orders, exactly the writer's commits through order {top} ({lag:.0f} ms before T), integrity ok"
 
@@ -202,9 +180,7 @@ def _flip_a_byte(repo: Path, set_id: str, block_no: int) -> tuple[int, int]:
     """Flips one bit inside stored block `block_no` of the set's piece; returns (file_no, block_index)."""
     piece = repo / "sets" / set_id / "data.piece"
     entries = _core.read_piece_index(piece)
-    file_no, block_index, offset, stored_len, *_ = entries[
-        min(block_no, len(entries) - 1)
-    ]
+    file_no, block_index, offset, stored_len, *_ = entries[min(block_no, len(entries) - 1)]
     with open(piece, "r+b") as fh:
         fh.seek(offset + stored_len // 2)
         byte = fh.read(1)
@@ -215,16 +191,10 @@ def _flip_a_byte(repo: Path, set_id: str, block_no: int) -> tuple[int, int]:
 
 def run_demo(directory: Path | None, console: Console) -> DemoResult:
     """Runs every step; raises DemoFailure when an outcome is wrong."""
-    root = (
-        Path(directory)
-        if directory is not None
-        else Path(tempfile.mkdtemp(prefix="rustybackup-demo-"))
-    )
+    root = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="rustybackup-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
-        raise DemoFailure(
-            f"demo directory {root} is not empty; pass an empty or new --dir"
-        )
+        raise DemoFailure(f"demo directory {root} is not empty; pass an empty or new --dir")
     result = DemoResult(root)
     db, repo = root / "shop.db", root / "repo"
     console.rule("[bold]rustybackup demo")
@@ -238,9 +208,7 @@ def run_demo(directory: Path | None, console: Console) -> DemoResult:
     # What `rustybackup capture shop --interval 0.1` does, in a thread of the demo.
     capturer = Capturer(BackupManager(repo), DATABASE, interval=0.1)
     stop_capture = threading.Event()
-    capture_thread = threading.Thread(
-        target=capturer.run, args=(stop_capture,), name="demo-capture", daemon=True
-    )
+    capture_thread = threading.Thread(target=capturer.run, args=(stop_capture,), name="demo-capture", daemon=True)
     sets: dict[str, str] = {}
     try:
         while not writer.log:
@@ -270,19 +238,9 @@ def run_demo(directory: Path | None, console: Console) -> DemoResult:
             capture_thread.join()
     if writer.error is not None:
         raise DemoFailure(f"the writer thread failed: {writer.error}")
-    captures = [
-        s
-        for s in manager.catalog.list_sets(DATABASE)
-        if s.backup_type is BackupType.ARCHIVE_LOG
-    ]
-    records = [
-        manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in captures
-    ]
-    frames = sum(
-        r.last_frame - r.first_frame + 1
-        for r in records
-        if isinstance(r, WalCapture) and not r.empty
-    )
+    captures = [s for s in manager.catalog.list_sets(DATABASE) if s.backup_type is BackupType.ARCHIVE_LOG]
+    records = [manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal for s in captures]
+    frames = sum(r.last_frame - r.first_frame + 1 for r in records if isinstance(r, WalCapture) and not r.empty)
     commits = sum(len(r.commits) for r in records if isinstance(r, WalCapture))
     if not captures or commits == 0:
         raise DemoFailure("the WAL capture registered no commits")
@@ -300,9 +258,7 @@ def run_demo(directory: Path | None, console: Console) -> DemoResult:
 
     report = Verifier(manager).verify(DATABASE, VerificationType.FULL)
     if not report.ok:
-        raise DemoFailure(
-            f"FULL verification of an intact repository failed: {report.findings}"
-        )
+        raise DemoFailure(f"FULL verification of an intact repository failed: {report.findings}")
     result.add(
         "verify FULL",
         "ok",
@@ -322,9 +278,7 @@ def run_demo(directory: Path | None, console: Console) -> DemoResult:
         verify_log.setLevel(level)
     hits = [b for b in bad.corrupt_blocks if b.block_index == block_index]
     if bad.ok or not hits:
-        raise DemoFailure(
-            f"the flipped bit in block {block_index} was not reported: {bad.corrupt_blocks}"
-        )
+        raise DemoFailure(f"the flipped bit in block {block_index} was not reported: {bad.corrupt_blocks}")
     table = Table(title="FULL verification of the damaged copy")
     for col in ("set", "file", "block", "offset", "expected", "actual"):
         table.add_column(col)
@@ -396,7 +350,7 @@ def _show_week(manager: BackupManager, console: Console, result: DemoResult) -> 
     with scheduler.batch():
         for job in jobs:
             scheduler.add_job(job, replace=True)
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     table = Table(title="the scheduler's next week")
     for col in (
         "job",
@@ -409,9 +363,7 @@ def _show_week(manager: BackupManager, console: Console, result: DemoResult) -> 
         table.add_column(col)
     windows = {w.id: w for w in scheduler.list_windows()}
     for job in jobs:
-        times = [
-            t for t in job.cron.next_n(start, 60) if t - start <= timedelta(days=7)
-        ]
+        times = [t for t in job.cron.next_n(start, 60) if t - start <= timedelta(days=7)]
         window = windows[job.window_id] if job.window_id else None
         runs = [t for t in times if window is None or window.is_active(t)]
         table.add_row(

@@ -10,8 +10,13 @@ from .errors import ConfigError
 
 __all__ = ["parse_duration", "format_duration"]
 
-_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1),
-          "s": timedelta(seconds=1)}
+_UNITS = {
+    "w": timedelta(weeks=1),
+    "d": timedelta(days=1),
+    "h": timedelta(hours=1),
+    "m": timedelta(minutes=1),
+    "s": timedelta(seconds=1),
+}
 _DURATION = re.compile(r"(\d+)([wdhms])")
 
 

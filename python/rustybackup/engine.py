@@ -11,7 +11,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -62,7 +62,7 @@ ProgressCallback = Callable[[BackupProgress], object]
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class BackupManager:
@@ -194,7 +194,7 @@ class BackupManager:
         tags = tuple(str(t) for t in tags)
         self.cleanup()
         started = self._now()
-        set_id = f"{started.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+        set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
         staging = self.repo.staging_dir(set_id)
         staging.mkdir()
         lock = locks.hold_staging_lock(staging)
@@ -208,7 +208,10 @@ class BackupManager:
                 from .postgres import basebackup
 
                 final = basebackup.take(
-                    db, staging, set_id, self._now,
+                    db,
+                    staging,
+                    set_id,
+                    self._now,
                     lambda: self._backup_data(db, btype, set_id, started, tags, progress, cancel),
                 )
                 result = set_from_manifest(final)
@@ -316,8 +319,14 @@ class BackupManager:
         sources.append(Source(set_id, store.PIECE))
         try:
             done = self._read(
-                db, set_id, tree.files, parent_ranges, None if parent is None else self.repository / parent.blockmap,
-                len(sources) - 1, progress, cancel,
+                db,
+                set_id,
+                tree.files,
+                parent_ranges,
+                None if parent is None else self.repository / parent.blockmap,
+                len(sources) - 1,
+                progress,
+                cancel,
             )
         finally:
             live.close()
@@ -335,8 +344,21 @@ class BackupManager:
             changed=() if db.kind == "postgresql" else done.changed,
         )
         return self._finish_set(
-            db, btype, set_id, started, tags, parent, done, sources, files, dirs, links, summary,
-            source_kind=db.kind, is_dir=is_dir, wal=position,
+            db,
+            btype,
+            set_id,
+            started,
+            tags,
+            parent,
+            done,
+            sources,
+            files,
+            dirs,
+            links,
+            summary,
+            source_kind=db.kind,
+            is_dir=is_dir,
+            wal=position,
         )
 
     def _read(
@@ -380,8 +402,10 @@ class BackupManager:
                     # The repository's own files, or a database snapshot: nothing to skip.
                     raise
                 rel = todo.pop(at)[0]
-                why = "vanished before it was read" if isinstance(exc, FileNotFoundError) else (
-                    f"cannot be read ({exc.strerror or exc})"
+                why = (
+                    "vanished before it was read"
+                    if isinstance(exc, FileNotFoundError)
+                    else (f"cannot be read ({exc.strerror or exc})")
                 )
                 log.warning("backup %s of %s: skipping %s: %s", set_id, db.name, named, why)
                 skipped.append(SkippedEntry(rel, why))
@@ -422,8 +446,20 @@ class BackupManager:
         if not files:
             log.info("archive log backup of %s: no new files in %s", db.name, db.archive_dir)
         return self._finish_set(
-            db, BackupType.ARCHIVE_LOG, set_id, started, tags, None, done, [Source(set_id, store.PIECE)],
-            files, [], [], Summary(tuple(done.skipped), done.changed), source_kind="archive", is_dir=True,
+            db,
+            BackupType.ARCHIVE_LOG,
+            set_id,
+            started,
+            tags,
+            None,
+            done,
+            [Source(set_id, store.PIECE)],
+            files,
+            [],
+            [],
+            Summary(tuple(done.skipped), done.changed),
+            source_kind="archive",
+            is_dir=True,
         )
 
     def _capture_wal(
@@ -443,8 +479,20 @@ class BackupManager:
         done = self._read(db, set_id, entries, {}, None, 0, progress, cancel)
         step.discard_copy()
         return self._finish_set(
-            db, BackupType.ARCHIVE_LOG, set_id, started, tags, None, done, [Source(set_id, store.PIECE)],
-            done.entries(), [], [], Summary(tuple(done.skipped), done.changed), source_kind="archive", is_dir=True,
+            db,
+            BackupType.ARCHIVE_LOG,
+            set_id,
+            started,
+            tags,
+            None,
+            done,
+            [Source(set_id, store.PIECE)],
+            done.entries(),
+            [],
+            [],
+            Summary(tuple(done.skipped), done.changed),
+            source_kind="archive",
+            is_dir=True,
             wal=record,
         )
 

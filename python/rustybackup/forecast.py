@@ -92,7 +92,7 @@ def _theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
         (ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i]
     ]
     slope = median(slopes) if slopes else 0.0
-    intercept = median(y - slope * x for x, y in zip(xs, ys))
+    intercept = median(y - slope * x for x, y in zip(xs, ys, strict=True))
     return slope, intercept
 
 
@@ -113,12 +113,14 @@ def fit(
     xs = [_days(t) for t, _ in points]
     ys = [float(v) for _, v in points]
     slope, intercept = _theil_sen(xs, ys)
-    residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys)]
+    residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys, strict=True)]
     by_day: dict[int, list[float]] = {}
-    for (t, _), r in zip(points, residuals):
+    for (t, _), r in zip(points, residuals, strict=True):
         by_day.setdefault(t.astimezone(zone).weekday(), []).append(r)
     offsets = {d: median(rs) for d, rs in by_day.items() if len(rs) >= MIN_SEASON_RUNS}
-    left = sorted(r - offsets.get(t.astimezone(zone).weekday(), 0.0) for (t, _), r in zip(points, residuals))
+    left = sorted(
+        r - offsets.get(t.astimezone(zone).weekday(), 0.0) for (t, _), r in zip(points, residuals, strict=True)
+    )
     offset = offsets.get(at.astimezone(zone).weekday(), 0.0)
     point = intercept + slope * _days(at) + offset
     # The median of what is left is ~0 by construction; adding it keeps p50 honest anyway.

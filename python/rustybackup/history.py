@@ -255,9 +255,7 @@ class History:
     def last_scheduled(self) -> dict[str, datetime]:
         """The latest recorded occurrence of every job (where a restart resumes)."""
         with self._locked() as db:
-            rows = db.execute(
-                "SELECT job_id, MAX(scheduled_for) FROM sched_executions GROUP BY job_id"
-            ).fetchall()
+            rows = db.execute("SELECT job_id, MAX(scheduled_for) FROM sched_executions GROUP BY job_id").fetchall()
         out: dict[str, datetime] = {}
         for job_id, us in rows:
             what = f"{self.path}: sched_executions rows of job {_shown(job_id)}"
@@ -272,8 +270,10 @@ class History:
         limit: int | None = None,
     ) -> list[BackupExecution]:
         """Executions, newest scheduled first, filtered by job, status and scheduled time."""
-        sql = "SELECT id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error," \
-              " bytes_read, bytes_written FROM sched_executions WHERE 1=1"
+        sql = (
+            "SELECT id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error,"
+            " bytes_read, bytes_written FROM sched_executions WHERE 1=1"
+        )
         args: list[object] = []
         if job_id is not None:
             sql += " AND job_id = ?"
@@ -305,10 +305,15 @@ class History:
             return self._where(rid, fld)
 
         return BackupExecution(
-            id=rid, job_id=_text(r[1], where("job_id")), scheduled_for=from_us(r[2], where("scheduled_for")),
-            started_at=_opt_time(r[3], where("started_at")), finished_at=_opt_time(r[4], where("finished_at")),
-            status=_status(r[5], where("status")), backup_set_id=_opt_text(r[6], where("backup_set_id")),
-            error=_opt_text(r[7], where("error")), bytes_read=_opt_count(r[8], where("bytes_read")),
+            id=rid,
+            job_id=_text(r[1], where("job_id")),
+            scheduled_for=from_us(r[2], where("scheduled_for")),
+            started_at=_opt_time(r[3], where("started_at")),
+            finished_at=_opt_time(r[4], where("finished_at")),
+            status=_status(r[5], where("status")),
+            backup_set_id=_opt_text(r[6], where("backup_set_id")),
+            error=_opt_text(r[7], where("error")),
+            bytes_read=_opt_count(r[8], where("bytes_read")),
             bytes_written=_opt_count(r[9], where("bytes_written")),
         )
 
@@ -322,11 +327,12 @@ class History:
 
     def _interrupt(self, exec_id: str, owner: object, now: datetime) -> None:
         self._db.execute(
-            "UPDATE sched_executions SET status = ?, finished_at = ?, lease_until = NULL,"
-            " error = ? WHERE id = ?",
+            "UPDATE sched_executions SET status = ?, finished_at = ?, lease_until = NULL, error = ? WHERE id = ?",
             (
-                ExecutionStatus.FAILED.value, to_us(now),
-                f"interrupted: {owner or 'its scheduler'} stopped during the run", exec_id,
+                ExecutionStatus.FAILED.value,
+                to_us(now),
+                f"interrupted: {owner or 'its scheduler'} stopped during the run",
+                exec_id,
             ),
         )
 

@@ -91,9 +91,7 @@ class _JobCommon:
         if self.misfire not in MISFIRE_POLICIES:
             raise _fail(self.id, "misfire", f"{self.misfire!r} is not one of {', '.join(MISFIRE_POLICIES)}")
         if self.window_policy not in WINDOW_POLICIES:
-            raise _fail(
-                self.id, "window_policy", f"{self.window_policy!r} is not one of {', '.join(WINDOW_POLICIES)}"
-            )
+            raise _fail(self.id, "window_policy", f"{self.window_policy!r} is not one of {', '.join(WINDOW_POLICIES)}")
         if self.holidays is not None and not isinstance(self.holidays, HolidayCalendar):
             raise _fail(self.id, "holidays", f"expected a HolidayCalendar, got {self.holidays!r}")
         if self.notify is not None and not isinstance(self.notify, NotifyTargets):

@@ -214,35 +214,37 @@ class Manifest:
     def dump(self) -> dict[str, Any]:
         """The JSON document (docs/FORMAT.md); `parse(m.dump()) == m`."""
         r = self.record
-        return {
-            "format": self.format,
-            "set": {
-                "id": r.id,
-                "database": r.database,
-                "backup_type": r.backup_type.value,
-                "parent_id": r.parent_id,
-                "started_at_us": r.started_at_us,
-                "finished_at_us": r.finished_at_us,
-                "block_size": r.block_size,
-                "algorithm": r.algorithm,
-                "compression": r.compression,
-                "tags": list(r.tags),
-                "size": r.size,
-                "bytes_read": r.bytes_read,
-                "source_kind": r.source_kind,
-                "source_path": r.source_path,
-                "source_is_dir": r.source_is_dir,
-                "archive_dir": r.archive_dir,
-            },
-            "pieces": [_plain(p) for p in self.pieces],
-            "blockmap": _plain(self.blockmap),
-            "sources": [_plain(s) for s in self.sources],
-            "files": [_plain(f) for f in self.files],
-            "dirs": [_plain(d) for d in self.dirs],
-            "symlinks": [_plain(s) for s in self.symlinks],
-            "summary": self.summary.to_json(),
-        } | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()}) | (
-            {} if self.wal is None else {"wal": self.wal.to_json()}
+        return (
+            {
+                "format": self.format,
+                "set": {
+                    "id": r.id,
+                    "database": r.database,
+                    "backup_type": r.backup_type.value,
+                    "parent_id": r.parent_id,
+                    "started_at_us": r.started_at_us,
+                    "finished_at_us": r.finished_at_us,
+                    "block_size": r.block_size,
+                    "algorithm": r.algorithm,
+                    "compression": r.compression,
+                    "tags": list(r.tags),
+                    "size": r.size,
+                    "bytes_read": r.bytes_read,
+                    "source_kind": r.source_kind,
+                    "source_path": r.source_path,
+                    "source_is_dir": r.source_is_dir,
+                    "archive_dir": r.archive_dir,
+                },
+                "pieces": [_plain(p) for p in self.pieces],
+                "blockmap": _plain(self.blockmap),
+                "sources": [_plain(s) for s in self.sources],
+                "files": [_plain(f) for f in self.files],
+                "dirs": [_plain(d) for d in self.dirs],
+                "symlinks": [_plain(s) for s in self.symlinks],
+                "summary": self.summary.to_json(),
+            }
+            | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()})
+            | ({} if self.wal is None else {"wal": self.wal.to_json()})
         )
 
 

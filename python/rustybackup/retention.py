@@ -98,8 +98,14 @@ class RetentionPolicy:
         recent hours/days/ISO weeks/months/years *that have one*, in the database's zone,
         plus the ``last`` newest points. A machine that was off for weeks keeps its history,
         because empty periods are not counted."""
-        return cls(keep_last=last, keep_hourly=hourly, keep_daily=daily, keep_weekly=weekly, keep_monthly=monthly,
-                   keep_yearly=yearly)
+        return cls(
+            keep_last=last,
+            keep_hourly=hourly,
+            keep_daily=daily,
+            keep_weekly=weekly,
+            keep_monthly=monthly,
+            keep_yearly=yearly,
+        )
 
     @classmethod
     def combine(cls, *policies: RetentionPolicy) -> RetentionPolicy:
@@ -154,8 +160,9 @@ class RetentionPolicy:
         """The inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         unknown = sorted(set(data) - {"redundancy", "window", *_PERIODS})
         if unknown:
-            raise ConfigError(f"unknown retention setting(s) {', '.join(unknown)}; "
-                             f"known: redundancy, window, {', '.join(_PERIODS)}")
+            raise ConfigError(
+                f"unknown retention setting(s) {', '.join(unknown)}; known: redundancy, window, {', '.join(_PERIODS)}"
+            )
         window = data.get("window")
         raw_copies = data.get("redundancy")
         copies = None if raw_copies is None else _check_count("redundancy", raw_copies, 1)
@@ -237,8 +244,14 @@ def as_row(record: ChainRecord | SetLike) -> ChainRecord:
     """A catalog row for ``_core``: tuples pass through; ``BackupSet``-like objects convert."""
     if isinstance(record, tuple):
         return record
-    return (record.id, str(record.backup_type), record.parent_id, to_us(record.started_at),
-            to_us(record.finished_at), str(record.status))
+    return (
+        record.id,
+        str(record.backup_type),
+        record.parent_id,
+        to_us(record.started_at),
+        to_us(record.finished_at),
+        str(record.status),
+    )
 
 
 def plan_retention(

@@ -18,10 +18,11 @@ import contextlib
 import heapq
 import logging
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, cast
+from typing import Any, Protocol, cast
 
 from .config import CONFIG_NAME, SchedulerConfig, load_config, save_config
 from .enums import BackupType, ExecutionStatus, VerificationType
@@ -51,7 +52,11 @@ class ManagerLike(Protocol):
     def repository(self) -> Path: ...
 
     def backup(
-        self, database: str, backup_type: BackupType, tags: tuple[str, ...] = (), progress: Any = None,
+        self,
+        database: str,
+        backup_type: BackupType,
+        tags: tuple[str, ...] = (),
+        progress: Any = None,
         cancel: Any = None,
     ) -> Any: ...
 
@@ -78,7 +83,7 @@ class _Plan:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class BackupScheduler:
@@ -224,9 +229,12 @@ class BackupScheduler:
     ) -> ScheduledVerification:
         """Schedules ``Verifier(manager).verify(database, level)``; options as for jobs."""
         job = ScheduledVerification(
-            id=id, name=options.pop("name", f"verify {database}"), database=database,
+            id=id,
+            name=options.pop("name", f"verify {database}"),
+            database=database,
             level=level,  # type: ignore[arg-type]  # a level name is converted (and checked) by the job
-            schedule=schedule, **options,
+            schedule=schedule,
+            **options,
         )
         self.add_job(job)
         return job
@@ -515,8 +523,9 @@ class BackupScheduler:
             if timer is not None:
                 timer.cancel()
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
-        self._history.finish(exec_id, status, finished, backup_set_id=set_id, error=error,
-                             bytes_read=read, bytes_written=written)
+        self._history.finish(
+            exec_id, status, finished, backup_set_id=set_id, error=error, bytes_read=read, bytes_written=written
+        )
         self.events.finished(job, run.scheduled_for, status, set_id, error, finished, self.list_jobs())
         self._check_window(job, finished)
         if status is ExecutionStatus.COMPLETED:
@@ -571,6 +580,7 @@ class BackupScheduler:
         FAILED and the loop goes on. Sleeps are capped at an hour so that a stepped
         system clock is noticed.
         """
+
         def wake_on_stop() -> None:
             stop.wait()
             self._changed.set()

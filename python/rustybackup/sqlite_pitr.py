@@ -74,9 +74,7 @@ def plan(
     )
 
     def due(rec: WalCapture) -> bool:
-        return bool(rec.commits) and (
-            until_us is None or rec.commits[-1][1] <= until_us
-        )
+        return bool(rec.commits) and (until_us is None or rec.commits[-1][1] <= until_us)
 
     pos = base.wal if isinstance(base.wal, WalPosition) else None
     salt = None if pos is None else pos.salt
@@ -85,11 +83,7 @@ def plan(
     steps: list[Step] = []
     reached: int | None = None
     for i, (s, m, rec) in enumerate(caps):
-        if (
-            salt is not None
-            and rec.salt != salt
-            and rec.follows == (salt[0], salt[1], frame)
-        ):
+        if salt is not None and rec.salt != salt and rec.follows == (salt[0], salt[1], frame):
             # A new generation that provably builds on exactly where the walk stands.
             salt, frame, located = rec.salt, 0, True
         if salt is None or rec.salt != salt:
@@ -119,19 +113,13 @@ def plan(
         frame = rec.last_frame
         reached = rec.commits[-1][1]
     if not located:
-        after_base = [
-            (s, rec)
-            for s, _, rec in caps
-            if due(rec) and s.started_at >= base_set.started_at
-        ]
+        after_base = [(s, rec) for s, _, rec in caps if due(rec) and s.started_at >= base_set.started_at]
         if after_base:
             s, rec = after_base[0]
             where = (
                 "holds no WAL position"
                 if pos is None or pos.salt is None
-                else (
-                    f"stands at frame {pos.frame} of WAL generation {_salt(pos.salt)}, which no capture continues"
-                )
+                else (f"stands at frame {pos.frame} of WAL generation {_salt(pos.salt)}, which no capture continues")
             )
             raise NoRecoveryPath(
                 f"cannot roll {database} forward from {base_set.backup_type.value.upper()} {base_set.id}: its copy "
@@ -158,9 +146,7 @@ def _refuse_or_stop(
         tail = (
             ""
             if not beyond
-            else (
-                f"; commits seen up to {_when(beyond[-1][1].commits[-1][1])} (set {beyond[-1][0].id}) lie beyond it"
-            )
+            else (f"; commits seen up to {_when(beyond[-1][1].commits[-1][1])} (set {beyond[-1][0].id}) lie beyond it")
         )
         raise NoRecoveryPath(
             f"cannot roll {database} forward to {_when(until_us)}: {hole}{tail}. "
@@ -168,9 +154,7 @@ def _refuse_or_stop(
             "reaches later points."
         )
     if beyond:
-        log.warning(
-            "%s: the latest restorable point stops before a hole: %s", database, hole
-        )
+        log.warning("%s: the latest restorable point stops before a hole: %s", database, hole)
 
 
 def apply(repository: Path, plan_: Plan, db_file: Path, progress: object = None) -> int:
@@ -182,9 +166,7 @@ def apply(repository: Path, plan_: Plan, db_file: Path, progress: object = None)
     try:
         for n, step in enumerate(plan_.steps):
             where = scratch / str(n)
-            restore_set_files(
-                repository, step.set_id, step.manifest, where, None, archive=True
-            )
+            restore_set_files(repository, step.set_id, step.manifest, where, None, archive=True)
             rec = step.record
             assert rec.file is not None
             data = (where / rec.file).read_bytes()

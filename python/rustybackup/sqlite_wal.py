@@ -41,9 +41,7 @@ def wal_path(db: Path) -> Path:
     return db.with_name(db.name + "-wal")
 
 
-def wal_header(
-    salt: Pair, page_size: int, big_endian: bool, checkpoint_seq: int = 0
-) -> bytes:
+def wal_header(salt: Pair, page_size: int, big_endian: bool, checkpoint_seq: int = 0) -> bytes:
     """A WAL header as SQLite writes it (``walWriteHeader``), checksum included."""
     magic = 0x377F0683 if big_endian else 0x377F0682
     fields = (magic, 3007000, page_size, checkpoint_seq, salt[0], salt[1])
@@ -173,9 +171,7 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
             return None
         if not isinstance(v, list) or len(v) != 2:
             raise fail(name, "null or two 32-bit unsigned integers", v)
-        if not all(
-            isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _U32 for x in v
-        ):
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _U32 for x in v):
             raise fail(name, "null or two 32-bit unsigned integers", v)
         return (v[0], v[1])
 
@@ -212,18 +208,13 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
         raise fail("continuous", "true or false", continuous)
     if not isinstance(note, str):
         raise fail("note", "a string", note)
-    if file is not None and (
-        not isinstance(file, str) or not file or "/" in file or file.startswith(".")
-    ):
+    if file is not None and (not isinstance(file, str) or not file or "/" in file or file.startswith(".")):
         raise fail("file", "null or a plain file name", file)
     follows_raw = o.get("follows")
     follows: tuple[int, int, int] | None = None
     if follows_raw is not None:
         good = isinstance(follows_raw, list) and len(follows_raw) == 3
-        if not good or not all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 0
-            for x in follows_raw
-        ):
+        if not good or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in follows_raw):
             raise fail("follows", "null or [salt-1, salt-2, frame]", follows_raw)
         follows = (follows_raw[0], follows_raw[1], follows_raw[2])
     rec = WalCapture(
@@ -258,9 +249,7 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
             )
         previous = frame
     if not rec.empty and (not rec.commits or rec.commits[-1][0] != rec.last_frame):
-        raise fail(
-            "commits", f"the last commit at last_frame {rec.last_frame}", list(commits)
-        )
+        raise fail("commits", f"the last commit at last_frame {rec.last_frame}", list(commits))
     if not rec.empty and (rec.salt is None or rec.seed is None or rec.checksum is None):
         raise fail("salt", "salts, seed and checksum for captured frames", rec.salt)
     return rec
@@ -315,29 +304,21 @@ def read_wal(db: Path, resume: tuple[Pair, int, Pair] | None = None) -> WalRead 
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise BackupError(
-                f"cannot read the WAL {path}: {exc.strerror or exc}"
-            ) from exc
+            raise BackupError(f"cannot read the WAL {path}: {exc.strerror or exc}") from exc
         with fh:
             head = fh.read(HEADER_LEN)
             if len(head) < HEADER_LEN:
                 return None
             page_size = _page_size(head)
             if page_size is None:
-                problem = (
-                    f"page size field {int.from_bytes(head[8:12], 'big')} is invalid"
-                )
+                problem = f"page size field {int.from_bytes(head[8:12], 'big')} is invalid"
                 continue
             salt = (
                 int.from_bytes(head[16:20], "big"),
                 int.from_bytes(head[20:24], "big"),
             )
             resumed = resume is not None and resume[0] == salt
-            first, seed = (
-                (resume[1] + 1, resume[2])
-                if resume is not None and resumed
-                else (1, None)
-            )
+            first, seed = (resume[1] + 1, resume[2]) if resume is not None and resumed else (1, None)
             try:
                 got = _read_run(fh, head, page_size, first, seed)
             except BackupError as exc:
@@ -354,11 +335,7 @@ def read_wal(db: Path, resume: tuple[Pair, int, Pair] | None = None) -> WalRead 
         scan = _core.wal_scan(data, first, seed)
         frame_len = FRAME_HEADER_LEN + page_size
         stop_frame = last.stop_frame
-        following = (
-            0
-            if stop_frame is None
-            else max(0, size - (HEADER_LEN + stop_frame * frame_len))
-        )
+        following = 0 if stop_frame is None else max(0, size - (HEADER_LEN + stop_frame * frame_len))
         return WalRead(
             data=data,
             first_frame=first,
@@ -373,9 +350,7 @@ def read_wal(db: Path, resume: tuple[Pair, int, Pair] | None = None) -> WalRead 
     raise BackupError(f"cannot read the WAL {path} consistently: {problem}")
 
 
-def _read_run(
-    fh: Any, head: bytes, page_size: int, first: int, seed: Pair | None
-) -> tuple[list[bytes], _core.WalScan]:
+def _read_run(fh: Any, head: bytes, page_size: int, first: int, seed: Pair | None) -> tuple[list[bytes], _core.WalScan]:
     """The committed frames from `first` on, chunk by chunk, and the last chunk's scan."""
     frame_len = FRAME_HEADER_LEN + page_size
     parts: list[bytes] = []
@@ -390,9 +365,7 @@ def _read_run(
         if scan.stop_kind != "end" or len(chunk) < chunk_frames * frame_len:
             return parts, scan
         if scan.last_commit is None:
-            chunk_frames *= (
-                2  # one transaction longer than the chunk: read more at once
-            )
+            chunk_frames *= 2  # one transaction longer than the chunk: read more at once
 
 
 def begin_read(db: Path) -> sqlite3.Connection:
@@ -402,15 +375,11 @@ def begin_read(db: Path) -> sqlite3.Connection:
         # Read-only: such a connection never checkpoints (nor deletes the WAL) when it
         # closes, which would fold frames not yet copied into the database file.
         uri = f"file:{quote(str(db))}?mode=ro"
-        conn = sqlite3.connect(
-            uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False)
         conn.execute("BEGIN")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
-        raise BackupError(
-            f"cannot open a read transaction on sqlite database {db}: {exc}"
-        ) from exc
+        raise BackupError(f"cannot open a read transaction on sqlite database {db}: {exc}") from exc
     return conn
 
 
@@ -478,9 +447,7 @@ class Seal:
         checkpoint_seq: int,
     ) -> Seal:
         st = db.stat()
-        return Seal(
-            salt, frame, checksum, page_size, checkpoint_seq, st.st_size, st.st_mtime_ns
-        )
+        return Seal(salt, frame, checksum, page_size, checkpoint_seq, st.st_size, st.st_mtime_ns)
 
     def db_untouched(self, db: Path) -> bool:
         try:
@@ -524,9 +491,7 @@ def read_seal(path: Path) -> Seal | None:
 
 
 @contextmanager
-def live_database(
-    db: Path, staging: Path, seal: Path | None = None
-) -> Iterator[LiveCopy]:
+def live_database(db: Path, staging: Path, seal: Path | None = None) -> Iterator[LiveCopy]:
     """The database as of one commit, readable page by page for as long as the context
     lasts, without first copying it when possible.
 
@@ -561,12 +526,7 @@ def live_database(
                 )
                 if seal is not None and last:
                     tail = read_wal(db, (scan.salt, last, scan.checksum))
-                    if (
-                        tail is not None
-                        and tail.resumed
-                        and not tail.scan.frames
-                        and not tail.uncommitted
-                    ):
+                    if tail is not None and tail.resumed and not tail.scan.frames and not tail.uncommitted:
                         write_seal(
                             seal,
                             Seal.of(
@@ -637,15 +597,8 @@ def _file_holds(db: Path, wal: WalRead) -> bool:
             for page, index in newest.items():
                 if page > db_pages:
                     continue
-                at = (
-                    HEADER_LEN
-                    + (index - wal.first_frame) * frame_len
-                    + FRAME_HEADER_LEN
-                )
-                if (
-                    os.pread(fh.fileno(), size, (page - 1) * size)
-                    != wal.data[at : at + size]
-                ):
+                at = HEADER_LEN + (index - wal.first_frame) * frame_len + FRAME_HEADER_LEN
+                if os.pread(fh.fileno(), size, (page - 1) * size) != wal.data[at : at + size]:
                     return False
     except OSError:
         return False

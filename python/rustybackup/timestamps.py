@@ -4,17 +4,17 @@ whole package."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .errors import CatalogError, ConfigError
 
 __all__ = ["EPOCH", "to_us", "from_us"]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 # datetime's own range, years 1 to 9999, in microseconds from the epoch.
-_MIN_US = (datetime.min.replace(tzinfo=timezone.utc) - EPOCH) // _US
-_MAX_US = (datetime.max.replace(tzinfo=timezone.utc) - EPOCH) // _US
+_MIN_US = (datetime.min.replace(tzinfo=UTC) - EPOCH) // _US
+_MAX_US = (datetime.max.replace(tzinfo=UTC) - EPOCH) // _US
 
 
 def to_us(moment: datetime) -> int:

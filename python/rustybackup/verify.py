@@ -149,7 +149,9 @@ class Verifier:
             ids = self.records.catalog.chain_ids(row.id)
         except (RustyBackupError, TypeError, ValueError) as exc:
             run.findings.append(
-                Finding("broken_chain", row.id, row.parent_id, f"{exc}; the chain of backup set {row.id} cannot be restored")
+                Finding(
+                    "broken_chain", row.id, row.parent_id, f"{exc}; the chain of backup set {row.id} cannot be restored"
+                )
             )
             run.bad_sets.add(row.id)
             return [row]
@@ -182,7 +184,9 @@ class Verifier:
                 # The Rust check compares the record count with the manifest's.
                 records = None if m is None else m.blockmap.block_count
                 items.append(
-                    _Item(f"{s.id}/blockmap", s.id, "blockmap", blockmap, None, s.blockmap_checksum, s.algorithm, records)
+                    _Item(
+                        f"{s.id}/blockmap", s.id, "blockmap", blockmap, None, s.blockmap_checksum, s.algorithm, records
+                    )
                 )
         last = self.records.last_verified(i.id for i in items)
         for i in items:
@@ -201,8 +205,12 @@ class Verifier:
         path = self._inside(p.path)
         if path is None:
             run.findings.append(
-                Finding("bad_catalog_row", p.set_id, p.id,
-                        f"catalog row of piece {p.id} has no usable path ({p.path!r}); cannot check it")
+                Finding(
+                    "bad_catalog_row",
+                    p.set_id,
+                    p.id,
+                    f"catalog row of piece {p.id} has no usable path ({p.path!r}); cannot check it",
+                )
             )
             return None
         return _Item(p.id, p.set_id, "piece", path, p.size, p.checksum, p.algorithm, p.block_count)
@@ -214,14 +222,22 @@ class Verifier:
         if path is None or s.manifest is None:
             if s.manifest is not None:
                 run.findings.append(
-                    Finding("bad_catalog_row", s.id, s.id,
-                            f"catalog row of set {s.id}: manifest path {s.manifest!r} is outside the repository")
+                    Finding(
+                        "bad_catalog_row",
+                        s.id,
+                        s.id,
+                        f"catalog row of set {s.id}: manifest path {s.manifest!r} is outside the repository",
+                    )
                 )
             return None
         if not path.is_file():
             run.findings.append(
-                Finding("missing_manifest", s.id, s.manifest,
-                        f"manifest of backup set {s.id} is missing ({path}); the set cannot be restored or rebuilt")
+                Finding(
+                    "missing_manifest",
+                    s.id,
+                    s.manifest,
+                    f"manifest of backup set {s.id} is missing ({path}); the set cannot be restored or rebuilt",
+                )
             )
             run.missing.append(MissingPiece(f"{s.id}/manifest.json", s.id, s.manifest))
             run.bad_sets.add(s.id)
@@ -232,7 +248,9 @@ class Verifier:
             m: Manifest | None = manifest.load(path, set_id=s.id)
         except CatalogError as exc:
             m = None
-            run.findings.append(Finding("bad_manifest", s.id, s.manifest, f"backup set {s.id} cannot be restored: {exc}"))
+            run.findings.append(
+                Finding("bad_manifest", s.id, s.manifest, f"backup set {s.id} cannot be restored: {exc}")
+            )
             run.bad_sets.add(s.id)
         run.manifests[s.id] = m
         if m is not None:
@@ -275,9 +293,13 @@ class Verifier:
                 continue
             if catalog != recorded:
                 run.findings.append(
-                    Finding("catalog_mismatch", s.id, s.manifest or s.id,
-                            f"set {s.id}: the catalog and {where} disagree on {name}: "
-                            f"catalog {catalog!r}, manifest {recorded!r}")
+                    Finding(
+                        "catalog_mismatch",
+                        s.id,
+                        s.manifest or s.id,
+                        f"set {s.id}: the catalog and {where} disagree on {name}: "
+                        f"catalog {catalog!r}, manifest {recorded!r}",
+                    )
                 )
 
     def _check_sources(self, s: SetRow, m: Manifest, run: _Run) -> None:
@@ -287,7 +309,9 @@ class Verifier:
         others = m.sources[:-1]
 
         def bad(kind: str, message: str) -> None:
-            run.findings.append(Finding(kind, s.id, s.manifest or s.id, f"backup set {s.id} cannot be restored: {message}"))
+            run.findings.append(
+                Finding(kind, s.id, s.manifest or s.id, f"backup set {s.id} cannot be restored: {message}")
+            )
             run.bad_sets.add(s.id)
 
         for i, src in enumerate(others):
@@ -302,8 +326,11 @@ class Verifier:
         if m.record.parent_id is not None:
             parent = self._manifest(m.record.parent_id, run)
             if parent is not None and parent.sources != others:
-                bad("bad_manifest", f"{where}: sources: the list does not continue the sources of parent "
-                                    f"{m.record.parent_id} ({len(parent.sources)} there, {len(others)} here)")
+                bad(
+                    "bad_manifest",
+                    f"{where}: sources: the list does not continue the sources of parent "
+                    f"{m.record.parent_id} ({len(parent.sources)} there, {len(others)} here)",
+                )
 
     def _piece_paths(self, set_id: str, run: _Run) -> frozenset[str] | None:
         if set_id not in run.piece_paths:
@@ -402,7 +429,9 @@ class Verifier:
                     outcome=rec[2] if rec else None,
                 )
             )
-        out.sort(key=lambda c: (c.last_verified is not None, c.last_verified.timestamp() if c.last_verified else 0.0, c.item))
+        out.sort(
+            key=lambda c: (c.last_verified is not None, c.last_verified.timestamp() if c.last_verified else 0.0, c.item)
+        )
         return Coverage(tuple(out))
 
     # --- QUICK / STANDARD / FULL -----------------------------------------------------
@@ -443,7 +472,9 @@ class Verifier:
             run.checked += 1
             for kind, message in v.issues:
                 if kind == "missing":
-                    run.missing.append(MissingPiece(item.id, item.set_id, item.path.relative_to(self.repository).as_posix()))
+                    run.missing.append(
+                        MissingPiece(item.id, item.set_id, item.path.relative_to(self.repository).as_posix())
+                    )
                 run.findings.append(Finding(kind, item.set_id, item.id, message))
             for file_no, block_index, offset, expected, actual in v.bad_blocks:
                 run.blocks.append(
@@ -489,11 +520,13 @@ class Verifier:
         # make a chain of n sets cost n restores, so a set target restores that set only.
         order = list(run.requested or sets)
         if budget is not None:
+
             def oldest(s: SetRow) -> tuple[bool, int]:
                 lasts = [i.last for i in by_set.get(s.id, [])]
                 if not lasts or any(x is None for x in lasts):
                     return (False, 0)
                 return (True, min(x for x in lasts if x is not None))
+
             order.sort(key=oldest)
         t0 = time.monotonic()
         rate: float | None = None
@@ -576,11 +609,18 @@ class Verifier:
             rel = f.path
             path = root / rel
             if not path.is_file():
-                run.findings.append(Finding("missing_file", s.id, rel, f"restore test of set {s.id}: {rel} was not restored"))
+                run.findings.append(
+                    Finding("missing_file", s.id, rel, f"restore test of set {s.id}: {rel} was not restored")
+                )
                 ok = False
                 continue
             check = _core.check_restored(
-                path, algorithm, f.digest, blockmap=blockmap, first_block=f.first_block, block_count=f.block_count,
+                path,
+                algorithm,
+                f.digest,
+                blockmap=blockmap,
+                first_block=f.first_block,
+                block_count=f.block_count,
             )
             run.bytes_read += check.bytes_read
             if check.matches:
@@ -588,13 +628,17 @@ class Verifier:
             ok = False
             run.findings.append(
                 Finding(
-                    "digest_mismatch", s.id, rel,
+                    "digest_mismatch",
+                    s.id,
+                    rel,
                     f"restore test of set {s.id}: {rel} restored with digest {check.digest}, "
                     f"the manifest records {f.digest}",
                 )
             )
             for block_index, source, offset, expected, actual in check.bad_blocks:
-                owner, piece = (sources[source].set_id, sources[source].piece) if 0 <= source < len(sources) else (s.id, "?")
+                owner, piece = (
+                    (sources[source].set_id, sources[source].piece) if 0 <= source < len(sources) else (s.id, "?")
+                )
                 run.blocks.append(CorruptBlock(f"{owner}/{piece}", rel, block_index, offset, expected, actual, owner))
                 run.bad_sets.add(owner)
             for note in check.notes:
@@ -608,7 +652,9 @@ class Verifier:
 
             db = self.manager.catalog.get_database(database)
             try:
-                problems = check_restored(target, m.postgresql, self.repository, database, db.dsn, sql=self.pg_check_sql)
+                problems = check_restored(
+                    target, m.postgresql, self.repository, database, db.dsn, sql=self.pg_check_sql
+                )
             except VerificationError as exc:
                 # This machine cannot start the server (root, no binaries): not the set's fault.
                 run.findings.append(Finding("not_checked", s.id, s.id, f"restore test of set {s.id}: {exc}"))
@@ -691,12 +737,25 @@ def _integrity_check(path: Path, set_id: str, run: _Run) -> bool:
     if rows != [("ok",)]:
         detail = "; ".join(str(r[0]) for r in rows[:5])
         run.findings.append(
-            Finding("integrity_check", set_id, path.name,
-                    f"restore test of set {set_id}: PRAGMA integrity_check on {path.name}: {detail}")
+            Finding(
+                "integrity_check",
+                set_id,
+                path.name,
+                f"restore test of set {set_id}: PRAGMA integrity_check on {path.name}: {detail}",
+            )
         )
         return False
     return True
 
 
-__all__ = ["ALL", "CorruptBlock", "Coverage", "Finding", "MissingPiece", "VerificationReport", "Verifier",
-           "VerifierStats", "VerifyProgress"]
+__all__ = [
+    "ALL",
+    "CorruptBlock",
+    "Coverage",
+    "Finding",
+    "MissingPiece",
+    "VerificationReport",
+    "Verifier",
+    "VerifierStats",
+    "VerifyProgress",
+]

@@ -13,9 +13,9 @@ its second when it closes it, so a window is never shortened by a DST change.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
@@ -37,7 +37,7 @@ def load_zone(tz: str | tzinfo, what: str = "tz") -> tzinfo:
     if not isinstance(tz, str) or not tz:
         raise ConfigError(f"{what}: expected an IANA zone name such as 'Europe/Paris', got {tz!r}")
     if tz.upper() == "UTC":
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -84,8 +84,13 @@ def _day_index(day: int | str) -> int:
 
 def _full_name(abbr: str) -> str:
     return {
-        "mon": "monday", "tue": "tuesday", "wed": "wednesday", "thu": "thursday",
-        "fri": "friday", "sat": "saturday", "sun": "sunday",
+        "mon": "monday",
+        "tue": "tuesday",
+        "wed": "wednesday",
+        "thu": "thursday",
+        "fri": "friday",
+        "sat": "saturday",
+        "sun": "sunday",
     }[abbr]
 
 
@@ -270,8 +275,8 @@ def _resolve(day: date, wall: time, zone: tzinfo, *, opening: bool) -> datetime:
     """The real instant of wall time ``wall`` on ``day`` in ``zone`` (see module doc on DST)."""
     early = datetime.combine(day, wall, tzinfo=zone).replace(fold=0)
     late = early.replace(fold=1)
-    early_utc = early.astimezone(timezone.utc)
-    late_utc = late.astimezone(timezone.utc)
+    early_utc = early.astimezone(UTC)
+    late_utc = late.astimezone(UTC)
     if early_utc == late_utc:
         return early
     if early_utc < late_utc:  # repeated hour: fold=0 is the first occurrence

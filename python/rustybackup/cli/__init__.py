@@ -84,7 +84,9 @@ class _Group(click.Group):
             state = ctx.find_object(CliState)
             if state is not None and state.debug:
                 raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            click.echo(
+                f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True
+            )
             ctx.exit(EXIT_PROBLEM)
 
 

@@ -60,7 +60,11 @@ def db_group() -> None:
 @db_group.command("add")
 @click.argument("name")
 @click.option(
-    "--path", "--pgdata", "path", required=True, type=click.Path(path_type=Path),
+    "--path",
+    "--pgdata",
+    "path",
+    required=True,
+    type=click.Path(path_type=Path),
     help="Directory, file, SQLite database or PostgreSQL data directory.",
 )
 @click.option("--kind", type=click.Choice(["files", "sqlite", "postgresql"]), default="files", show_default=True)
@@ -115,8 +119,9 @@ def db_list(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new set as JSON.")
 @click.option("--io-limit", default=None, metavar="RATE", help="Cap the source reads, e.g. 50MiB/s.")
 @pass_state
-def backup_cmd(state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool,
-               io_limit: str | None) -> None:
+def backup_cmd(
+    state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool, io_limit: str | None
+) -> None:
     """Back up database NAME.
 
     Example: rustybackup backup orders --type full --tag weekly
@@ -276,12 +281,20 @@ def restore_cmd(state: CliState, name: str, target: Path, until: str | None, set
         raise click.UsageError("give --until or --set, not both")
     m = _manager(state)
     with Progress(
-        TextColumn("[bold]restore"), DownloadColumn(binary_units=True), TransferSpeedColumn(),
-        console=Console(stderr=True), transient=True,
+        TextColumn("[bold]restore"),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
     ) as bar:
         task = bar.add_task("restore", total=None)
-        path = m.restore(name, target, until=_parse_until(until), backup_set_id=set_id,
-                         progress=lambda done: bar.update(task, completed=done))
+        path = m.restore(
+            name,
+            target,
+            until=_parse_until(until),
+            backup_set_id=set_id,
+            progress=lambda done: bar.update(task, completed=done),
+        )
     click.echo(f"restored {name} into {target} from {' -> '.join(s.id for s in path)}")
 
 
@@ -301,8 +314,15 @@ def report_cmd(state: CliState, as_json: bool) -> None:
     for db, r in rep["databases"].items():
         t = r["by_type"]
         table.add_row(
-            db, str(r["sets"]), str(t["full"]), str(t["incremental"]), str(t["differential"]),
-            str(t["archive_log"]), str(r["by_status"]["corrupt"]), str(r["chains"]), _size(r["size"]),
+            db,
+            str(r["sets"]),
+            str(t["full"]),
+            str(t["incremental"]),
+            str(t["differential"]),
+            str(t["archive_log"]),
+            str(r["by_status"]["corrupt"]),
+            str(r["chains"]),
+            _size(r["size"]),
             r["newest"] or "",
         )
     print_table(table)

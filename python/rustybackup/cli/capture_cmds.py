@@ -37,22 +37,16 @@ def capture(state: CliState, name: str, interval: float, once: bool) -> None:
     capturer = Capturer(manager, name, interval)
     if once:
         s = capturer.step()
-        click.echo(
-            "nothing new in the WAL" if s is None else f"captured into set {s.id}"
-        )
+        click.echo("nothing new in the WAL" if s is None else f"captured into set {s.id}")
         return
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {
-        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        click.echo(
-            f"capturing the WAL of {name!r} every {interval:g} s; SIGTERM or Ctrl-C stops"
-        )
+        click.echo(f"capturing the WAL of {name!r} every {interval:g} s; SIGTERM or Ctrl-C stops")
         n = capturer.run(stop, on_set=lambda s: click.echo(f"captured into set {s.id}"))
     finally:
         for sig, handler in previous.items():

@@ -6,7 +6,7 @@ times and the English description; invalid input is one line on stderr and exit 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
@@ -29,7 +29,7 @@ def _count(text: str) -> int:
 
 def _after(text: str | None, schedule: CronSchedule) -> datetime:
     if text is None:
-        return datetime.now(timezone.utc).astimezone(schedule.tz)
+        return datetime.now(UTC).astimezone(schedule.tz)
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -52,8 +52,17 @@ def cron_group() -> None:
 @click.option("--seed", default=None, help="Seed for H (hashed) fields, e.g. the job id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @holiday_options
-def next_cmd(expr: str, count: str, zone: str, after: str | None, seed: str | None, as_json: bool,
-             holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...]) -> None:
+def next_cmd(
+    expr: str,
+    count: str,
+    zone: str,
+    after: str | None,
+    seed: str | None,
+    as_json: bool,
+    holidays_region: str | None,
+    holidays_files: tuple[str, ...],
+    exclude_dates: tuple[str, ...],
+) -> None:
     """Print the next N times EXPR fires, and what it means.
 
     With --holidays/--holidays-file/--exclude-date, times on an excluded date (in --tz) are
@@ -76,12 +85,12 @@ def next_cmd(expr: str, count: str, zone: str, after: str | None, seed: str | No
                 "description": schedule.describe(),
                 "after": start.isoformat(),
                 "times": [t.isoformat() for t in times],
-                "skipped": [{"time": t.isoformat(), "holiday": h} for t, h in zip(times, skipped) if h],
+                "skipped": [{"time": t.isoformat(), "holiday": h} for t, h in zip(times, skipped, strict=True) if h],
             }
         )
         return
     click.echo(f"{schedule}  ({zone}): {schedule.describe()}")
-    for t, holiday in zip(times, skipped):
+    for t, holiday in zip(times, skipped, strict=True):
         click.echo(t.isoformat() + (f"  skipped: {holiday}" if holiday else ""))
 
 

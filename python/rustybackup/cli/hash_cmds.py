@@ -131,9 +131,14 @@ def run_check(sums: Path, algorithm: str, *, quiet: bool, as_json: bool) -> int:
                 click.echo(f"{escape_name(r.path)[1]}: {r.status}")
         # GNU sha256sum's summary wording, so people and scripts recognise it.
         if bad:
-            click.echo(f"rustybackup: WARNING: {_plural(len(bad), 'line is', 'lines are')} improperly formatted", err=True)
+            click.echo(
+                f"rustybackup: WARNING: {_plural(len(bad), 'line is', 'lines are')} improperly formatted", err=True
+            )
         if unreadable:
-            click.echo(f"rustybackup: WARNING: {_plural(unreadable, 'listed file', 'listed files')} could not be read", err=True)
+            click.echo(
+                f"rustybackup: WARNING: {_plural(unreadable, 'listed file', 'listed files')} could not be read",
+                err=True,
+            )
         if failed:
             click.echo(
                 f"rustybackup: WARNING: {_plural(failed, 'computed checksum', 'computed checksums')} did NOT match",
@@ -197,7 +202,9 @@ def run_blocks(files: tuple[Path, ...], algorithm: str, block_size: int, *, as_j
             )
             continue
         click.echo(sum_line(scan.digest, str(path)))
-        click.echo(f"# {scan.block_count} blocks of {scan.block_size} bytes ({scan.size} bytes): index, offset, {algorithm}")
+        click.echo(
+            f"# {scan.block_count} blocks of {scan.block_size} bytes ({scan.size} bytes): index, offset, {algorithm}"
+        )
         for i, digest in enumerate(digests):
             click.echo(f"{i}\t{i * scan.block_size}\t{digest}")
     if as_json:
@@ -225,7 +232,13 @@ def run_blocks(files: tuple[Path, ...], algorithm: str, block_size: int, *, as_j
 )
 @click.option("--quiet", is_flag=True, help="With --check: print only failures.")
 @click.option("--blocks", is_flag=True, help="Also print every block's digest.")
-@click.option("--block-size", type=int, default=8192, show_default=True, help="Block size for --blocks (power of two, 512 B-16 MiB).")
+@click.option(
+    "--block-size",
+    type=int,
+    default=8192,
+    show_default=True,
+    help="Block size for --blocks (power of two, 512 B-16 MiB).",
+)
 @click.option(
     "--mmap/--no-mmap",
     default=False,

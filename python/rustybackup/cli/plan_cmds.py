@@ -102,7 +102,7 @@ def plan_cmd(state: CliState, after: str | None, concurrency: int, step: str, as
             log.warning("job %s: %s", j.id, warnings[j.id])
         tasks.append(PlanTask(j.id, j.priority, window, fc.duration_p90, cron_start))
     placements = plan(tasks, start_after, concurrency, parse_duration(step))
-    rows = [_row(j, forecasts[j.id], p, warnings[j.id]) for j, p in zip(jobs, placements)]
+    rows = [_row(j, forecasts[j.id], p, warnings[j.id]) for j, p in zip(jobs, placements, strict=True)]
     if as_json:
         print_json({"after": start_after.isoformat(), "concurrency": concurrency, "jobs": rows})
         return

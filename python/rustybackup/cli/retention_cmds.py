@@ -107,7 +107,9 @@ def render(name: str, policy: RetentionPolicy, decisions: list[RetentionDecision
 @click.option("--redundancy", type=click.IntRange(min=1), help="Keep the N newest FULL chains.")
 @click.option("--window", type=DurationType(), help="Keep every instant of this window recoverable (7d, 12h, 30m).")
 @click.option("--keep-last", type=click.IntRange(min=0), default=0, help="Keep the N newest backups.")
-@click.option("--keep-hourly", type=click.IntRange(min=0), default=0, help="Newest backup of the N latest hours that have one.")
+@click.option(
+    "--keep-hourly", type=click.IntRange(min=0), default=0, help="Newest backup of the N latest hours that have one."
+)
 @click.option("--keep-daily", type=click.IntRange(min=0), default=0, help="... of the N latest days that have one.")
 @click.option("--keep-weekly", type=click.IntRange(min=0), default=0, help="... of the N latest ISO weeks.")
 @click.option("--keep-monthly", type=click.IntRange(min=0), default=0, help="... of the N latest months.")
@@ -137,7 +139,9 @@ def retention(
 
     Example: rustybackup retention orders --window 7d --keep-weekly 4 --keep-monthly 12
     """
-    counts = dict(zip(_PERIODS, (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)))
+    counts = dict(
+        zip(_PERIODS, (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly), strict=True)
+    )
     policy = build_policy(redundancy, window, counts)
     manager = open_manager(state.require_repo())
     decisions: list[RetentionDecision] = list(manager.retention_plan(name, policy))

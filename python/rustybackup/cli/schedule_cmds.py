@@ -17,16 +17,16 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..durations import format_duration, parse_duration
 from ..enums import BackupType, ExecutionStatus
 from ..errors import BackupError, ConfigError
-from ..durations import format_duration, parse_duration
 from ..jobs import ScheduledBackup
+from ..ratelimit import format_rate, parse_rate
 from ..scheduler import BackupScheduler
 from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json, print_table
-from .metrics_cmds import parse_window, serve_metrics
-from ..ratelimit import format_rate, parse_rate
 from .holiday_opts import calendar_from, holiday_options
+from .metrics_cmds import parse_window, serve_metrics
 from .ops_opts import JobOps, ops_options
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,14 @@ class _ConfigOnlyManager:
     def __init__(self, repository: Path) -> None:
         self.repository = repository
 
-    def backup(self, database: str, backup_type: BackupType, tags: tuple[str, ...] = (), progress: Any = None,
-               cancel: Any = None) -> Any:
+    def backup(
+        self,
+        database: str,
+        backup_type: BackupType,
+        tags: tuple[str, ...] = (),
+        progress: Any = None,
+        cancel: Any = None,
+    ) -> Any:
         raise BackupError("this command does not run backups")
 
     def apply_retention(self, database: str, policy: Any, dry_run: bool = False) -> list[str]:
@@ -105,8 +111,9 @@ def job_group() -> None:
 @job_group.command("add")
 @click.argument("job_id")
 @click.option("--db", "database", required=True, help="Database name as registered in the repository.")
-@click.option("--type", "backup_type", type=click.Choice([t.value for t in BackupType]), default="full",
-              show_default=True)
+@click.option(
+    "--type", "backup_type", type=click.Choice([t.value for t in BackupType]), default="full", show_default=True
+)
 @click.option("--cron", "cron", required=True, help="Cron expression, e.g. '0 2 * * *'.")
 @click.option("--tz", default="UTC", show_default=True, help="Zone the cron expression is read in.")
 @click.option("--window", "window_id", default=None, help="Only run inside this backup window.")
@@ -121,20 +128,48 @@ def job_group() -> None:
 @holiday_options
 @ops_options
 @pass_state
-def job_add(state: CliState, job_id: str, database: str, backup_type: str, cron: str, tz: str,
-            window_id: str | None, window_policy: str, priority: int, max_duration: Any,
-            retention: str | None, misfire: str, tags: tuple[str, ...], name: str | None, io_limit: str | None,
-            holidays_region: str | None, holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...],
-            ops: JobOps) -> None:
+def job_add(
+    state: CliState,
+    job_id: str,
+    database: str,
+    backup_type: str,
+    cron: str,
+    tz: str,
+    window_id: str | None,
+    window_policy: str,
+    priority: int,
+    max_duration: Any,
+    retention: str | None,
+    misfire: str,
+    tags: tuple[str, ...],
+    name: str | None,
+    io_limit: str | None,
+    holidays_region: str | None,
+    holidays_files: tuple[str, ...],
+    exclude_dates: tuple[str, ...],
+    ops: JobOps,
+) -> None:
     """Add a scheduled backup job.
 
     Example: rustybackup job add nightly --db app --type full --cron '0 2 * * *' --window off
     """
     job = ScheduledBackup(
-        job_id, name or job_id, database, BackupType(backup_type), cron, priority=priority, retention=retention,
-        max_duration=max_duration, tags=tags, window_id=window_id, misfire=misfire,
-        window_policy=window_policy, tz=tz, holidays=calendar_from(holidays_region, holidays_files, exclude_dates),
-        notify=ops.notify, hooks=ops.hooks,
+        job_id,
+        name or job_id,
+        database,
+        BackupType(backup_type),
+        cron,
+        priority=priority,
+        retention=retention,
+        max_duration=max_duration,
+        tags=tags,
+        window_id=window_id,
+        misfire=misfire,
+        window_policy=window_policy,
+        tz=tz,
+        holidays=calendar_from(holidays_region, holidays_files, exclude_dates),
+        notify=ops.notify,
+        hooks=ops.hooks,
         io_limit=parse_rate(io_limit, "--io-limit") if io_limit is not None else None,
     )
     scheduler = _scheduler(state)
@@ -158,26 +193,51 @@ def job_list(state: CliState, as_json: bool) -> None:
     for j in jobs:
         nxt = times.get(j.id)
         off = j.holiday_at(nxt) if nxt else None
-        rows.append({
-            "id": j.id, "kind": j.kind, "database": j.database, "type": getattr(j, "backup_type", None),
-            "schedule": j.schedule, "tz": j.tz, "priority": j.priority, "window": j.window_id,
-            "window_policy": j.window_policy, "misfire": j.misfire, "enabled": j.enabled,
-            "max_duration": format_duration(j.max_duration) if j.max_duration else None,
-            "retention": getattr(j, "retention", None), "next_run": nxt.isoformat() if nxt else None,
-            "holidays": j.holidays.to_json() if j.holidays else None, "next_run_skipped_for": off,
-            "io_limit": format_rate(j.io_limit) if isinstance(j, ScheduledBackup) and j.io_limit else None,
-            "notify": j.notify.to_json() if j.notify else None, "hooks": j.hooks.to_json() if j.hooks else None,
-        })
+        rows.append(
+            {
+                "id": j.id,
+                "kind": j.kind,
+                "database": j.database,
+                "type": getattr(j, "backup_type", None),
+                "schedule": j.schedule,
+                "tz": j.tz,
+                "priority": j.priority,
+                "window": j.window_id,
+                "window_policy": j.window_policy,
+                "misfire": j.misfire,
+                "enabled": j.enabled,
+                "max_duration": format_duration(j.max_duration) if j.max_duration else None,
+                "retention": getattr(j, "retention", None),
+                "next_run": nxt.isoformat() if nxt else None,
+                "holidays": j.holidays.to_json() if j.holidays else None,
+                "next_run_skipped_for": off,
+                "io_limit": format_rate(j.io_limit) if isinstance(j, ScheduledBackup) and j.io_limit else None,
+                "notify": j.notify.to_json() if j.notify else None,
+                "hooks": j.hooks.to_json() if j.hooks else None,
+            }
+        )
     if as_json:
         print_json({"enabled": scheduler.enabled, "jobs": rows})
         return
     _table(
         "jobs" + ("" if scheduler.enabled else " (scheduler disabled)"),
         ["id", "database", "type", "schedule", "tz", "prio", "window", "holidays", "enabled", "next run"],
-        [[r["id"], r["database"], str(r["type"] or r["kind"]), r["schedule"], r["tz"], str(r["priority"]),
-          r["window"] or "-", j.holidays.describe() if j.holidays else "-", "yes" if r["enabled"] else "no",
-          (r["next_run"] or "-") + (f" (skipped: {r['next_run_skipped_for']})" if r["next_run_skipped_for"] else "")]
-         for r, j in zip(rows, jobs)],
+        [
+            [
+                r["id"],
+                r["database"],
+                str(r["type"] or r["kind"]),
+                r["schedule"],
+                r["tz"],
+                str(r["priority"]),
+                r["window"] or "-",
+                j.holidays.describe() if j.holidays else "-",
+                "yes" if r["enabled"] else "no",
+                (r["next_run"] or "-")
+                + (f" (skipped: {r['next_run_skipped_for']})" if r["next_run_skipped_for"] else ""),
+            ]
+            for r, j in zip(rows, jobs, strict=True)
+        ],
     )
 
 
@@ -251,9 +311,19 @@ def window_group() -> None:
 @click.option("--name", default=None)
 @holiday_options
 @pass_state
-def window_add(state: CliState, window_id: str, preset: str | None, days: str | None, start: time | None,
-               end: time | None, tz: str, name: str | None, holidays_region: str | None,
-               holidays_files: tuple[str, ...], exclude_dates: tuple[str, ...]) -> None:
+def window_add(
+    state: CliState,
+    window_id: str,
+    preset: str | None,
+    days: str | None,
+    start: time | None,
+    end: time | None,
+    tz: str,
+    name: str | None,
+    holidays_region: str | None,
+    holidays_files: tuple[str, ...],
+    exclude_dates: tuple[str, ...],
+) -> None:
     """Add a window from a preset or from --days/--start/--end.
 
     Example: rustybackup window add nights --days mon-fri --start 18:00 --end 06:00 --tz Europe/Paris
@@ -293,9 +363,7 @@ def window_list(state: CliState, as_json: bool) -> None:
         return
     rows = []
     for w in windows:
-        spans = "; ".join(
-            f"{','.join(_DAY[d] for d in r.days)} {r.start:%H:%M}-{r.end:%H:%M}" for r in w.rules
-        )
+        spans = "; ".join(f"{','.join(_DAY[d] for d in r.days)} {r.start:%H:%M}-{r.end:%H:%M}" for r in w.rules)
         rows.append([w.id, w.name, spans, w.tz, w.holidays.describe() if w.holidays else "-"])
     _table("windows", ["id", "name", "when", "tz", "holidays"], rows)
 
@@ -317,14 +385,23 @@ def window_remove(state: CliState, window_id: str) -> None:
 
 @click.command("run")
 @click.option("--once", is_flag=True, help="Run what is due now and exit (for cron or a systemd timer).")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
-              help="Serve Prometheus metrics on this port while running (see 'rustybackup metrics').")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port while running (see 'rustybackup metrics').",
+)
 @click.option("--metrics-addr", default="127.0.0.1", show_default=True, help="Address the metrics server binds.")
-@click.option("--recovery-window", callback=parse_window, default=None,
-              help="Recovery window for the served metrics of databases whose jobs give none.")
+@click.option(
+    "--recovery-window",
+    callback=parse_window,
+    default=None,
+    help="Recovery window for the served metrics of databases whose jobs give none.",
+)
 @pass_state
-def run_cmd(state: CliState, once: bool, metrics_port: int | None, metrics_addr: str,
-            recovery_window: timedelta | None) -> None:
+def run_cmd(
+    state: CliState, once: bool, metrics_port: int | None, metrics_addr: str, recovery_window: timedelta | None
+) -> None:
     """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job.
 
     With --once, run what is due now and exit (for system cron or a systemd timer).
@@ -355,9 +432,13 @@ def run_cmd(state: CliState, once: bool, metrics_port: int | None, metrics_addr:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     # This session's failures: finished since we started (catch-ups may be scheduled earlier).
-    bad = [e for e in scheduler.history(since=started - timedelta(days=400))
-           if e.finished_at is not None and e.finished_at >= started
-           and e.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)]
+    bad = [
+        e
+        for e in scheduler.history(since=started - timedelta(days=400))
+        if e.finished_at is not None
+        and e.finished_at >= started
+        and e.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+    ]
     scheduler.close()  # delivers the queued notifications first
     if stop_metrics is not None:
         stop_metrics()
@@ -374,8 +455,9 @@ def run_cmd(state: CliState, once: bool, metrics_port: int | None, metrics_addr:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
-def history_cmd(state: CliState, job_id: str | None, status: str | None, since: datetime | None, limit: int,
-                as_json: bool) -> None:
+def history_cmd(
+    state: CliState, job_id: str | None, status: str | None, since: datetime | None, limit: int, as_json: bool
+) -> None:
     """Show scheduled runs, newest first.
 
     Example: rustybackup history --job nightly --status failed --json
@@ -393,8 +475,17 @@ def history_cmd(state: CliState, job_id: str | None, status: str | None, since: 
     _table(
         "history",
         ["job", "scheduled for", "status", "set", "duration", "error"],
-        [[e.job_id, e.scheduled_for.isoformat(), e.status.value, e.backup_set_id or "-",
-          f"{e.duration.total_seconds():.1f}s" if e.duration is not None else "-", e.error or ""] for e in rows],
+        [
+            [
+                e.job_id,
+                e.scheduled_for.isoformat(),
+                e.status.value,
+                e.backup_set_id or "-",
+                f"{e.duration.total_seconds():.1f}s" if e.duration is not None else "-",
+                e.error or "",
+            ]
+            for e in rows
+        ],
     )
 
 

@@ -86,7 +86,9 @@ def _print(report: VerificationReport, console: Console) -> None:
 @click.option("--budget", default=None, help="Stop inside this much time (90s, 10m, 1h), oldest-verified first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON report on stdout.")
 @click.option(
-    "--pg-sql", default=None, help="restore-test of postgresql sets: SQL that must succeed (first value not false/NULL)."
+    "--pg-sql",
+    default=None,
+    help="restore-test of postgresql sets: SQL that must succeed (first value not false/NULL).",
 )
 @pass_state
 def verify_cmd(

@@ -63,8 +63,11 @@ def _value(draw: st.DrawFn, spec: _Spec, lo: int, hi: int, names: bool) -> tuple
 @st.composite
 def _term(draw: st.DrawFn, spec: _Spec, hi: int, names: bool, peer_safe: bool) -> tuple[frozenset[int], str]:
     """One list item and the values it selects: ``a``, ``a-b``, ``a-b/n`` or ``a/n``."""
-    kind = draw(st.sampled_from(["value", "range", "range_step", "start_step"] if not peer_safe
-                                else ["value", "range", "range_step"]))
+    kind = draw(
+        st.sampled_from(
+            ["value", "range", "range_step", "start_step"] if not peer_safe else ["value", "range", "range_step"]
+        )
+    )
     a, a_text = draw(_value(spec, spec.lo, hi, names))
     if kind == "value":
         return frozenset({a}), a_text
