@@ -25,6 +25,11 @@ fi
 step "install (builds the Rust extension) with the test extras"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
+step "formatting and lint: cargo fmt --check, ruff check, ruff format --check"
+cargo fmt --check
+"$PYTHON" -m ruff check python tests benches conftest.py scripts
+"$PYTHON" -m ruff format --check python tests benches conftest.py scripts
+
 step "cargo test (pure Rust core, no Python)"
 cargo test --locked --quiet
 
