@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chain_model import HOUR, OracleNoPath, Row, catalogs, oracle_recovery_path
@@ -19,6 +20,7 @@ from rustybackup import _core
 from rustybackup.cli import cli
 from rustybackup.engine import BackupManager
 from rustybackup.enums import BackupType, SetStatus
+from rustybackup.errors import CatalogError
 from rustybackup.jobs import ScheduledBackup
 from rustybackup.metrics import (
     RepositoryCollector,
@@ -88,13 +90,13 @@ def _oracle_since(rows: Sequence[Row], now: int) -> int | None:
 @given(catalogs(max_sets=14), st.integers(0, 40))
 def test_recoverable_since_matches_the_oracle(rows: list[Row], after_hours: int) -> None:
     now = max((r[4] for r in rows), default=0) + after_hours * HOUR // 4
-    got = recoverable_since_us(_chain(rows), rows, now)
+    got = recoverable_since_us(_chain(rows), now)
     assert got == _oracle_since(rows, now)
 
 
 def test_recoverable_since_hand_cases() -> None:
     def since(rows: Sequence[Row], now: int) -> int | None:
-        return recoverable_since_us(_chain(rows), rows, now)
+        return recoverable_since_us(_chain(rows), now)
 
     full: Row = ("f1", "full", None, 0, 10, "available")
     assert since([], 100) is None
@@ -111,6 +113,63 @@ def test_recoverable_since_hand_cases() -> None:
     assert since([*logs, f2], 100) == 50
     # A corrupt FULL is skipped: the older one still covers, and so does the newer.
     assert since([full, ("f3", "full", None, 40, 50, "corrupt")], 100) == 10
+
+
+def _resolves(rows: Sequence[Row], t: int) -> bool:
+    try:
+        _core.recovery_path(rows, t)
+    except CatalogError:  # NoRecoveryPath
+        return False
+    return True
+
+
+@settings(deadline=None, max_examples=200)
+@given(catalogs(max_sets=20))
+def test_intervals_agree_with_asking_recovery_path_at_every_probe(rows: list[Row]) -> None:
+    """The sweep against the brute force: one resolver question per finish time, the
+    instants next to it, and half way to the next one."""
+    intervals = _core.recoverable_intervals(_chain(rows))
+    assert intervals == _core.recoverable_intervals(rows)  # tuples and columns alike
+    assert all(lo <= hi for lo, hi in intervals)
+    assert all(a[1] + 1 < b[0] for a, b in zip(intervals, intervals[1:], strict=False))
+    fins = sorted({r[4] for r in rows})
+    probes = {f + d for f in fins for d in (-1, 0, 1)}
+    probes.update((a + b) // 2 for a, b in zip(fins, fins[1:], strict=False))
+    probes.update(f + HOUR for f in fins[-1:])
+    for t in sorted(probes):
+        inside = [lo for lo, hi in intervals if lo <= t <= hi]
+        assert bool(inside) == _resolves(rows, t), (t, intervals)
+        assert _core.recoverable_since(rows, t) == (inside[0] if inside else None)
+
+
+def test_recoverable_intervals_hand_cases() -> None:
+    full: Row = ("f1", "full", None, 0, 10, "available")
+    top = 2**63 - 1
+    assert _core.recoverable_intervals([]) == []
+    assert _core.recoverable_intervals([full]) == [(10, top)]
+    rows: list[Row] = [
+        full,
+        ("a1", "archive_log", None, 10, 20, "available"),
+        ("a2", "archive_log", None, 20, 30, "corrupt"),
+        ("i1", "incremental", "f1", 40, 50, "available"),
+    ]
+    # From f1 the logs reach a1's finish; i1 starts a stretch of its own.
+    assert _core.recoverable_intervals(rows) == [(10, 20), (50, top)]
+    assert _core.recoverable_since(rows, 20) == 10
+    assert _core.recoverable_since(rows, 21) is None
+
+
+def test_recoverable_intervals_refuse_bad_rows() -> None:
+    full: Row = ("f1", "full", None, 0, 10, "available")
+    with pytest.raises(CatalogError, match='set id "f1" appears twice'):
+        _core.recoverable_intervals([full, full])
+    with pytest.raises(CatalogError, match='set id "f1" appears twice'):
+        _core.recoverable_since(_chain([full, full]), 100)
+    with pytest.raises(ValueError, match=r'sets\[1\]: status "gone"'):
+        _core.recoverable_intervals([full, ("f2", "full", None, 0, 10, "gone")])
+    with pytest.raises(TypeError, match=r"sets\[0\]: finished_us must be an int"):
+        wrong: list[Any] = [("f1", "full", None, 0, "10", "available")]  # the wrong type on purpose
+        _core.recoverable_since(wrong, 100)
 
 
 # --- a real repository ---------------------------------------------------------------------

@@ -228,6 +228,25 @@ def recovery_chain(sets: Iterable[_SetRow] | ChainRows, set_id: str, /) -> list[
             two rows sharing an id.
     """
 
+def recoverable_intervals(sets: Iterable[_SetRow] | ChainRows, /) -> list[tuple[int, int]]:
+    """Every instant (µs) for which ``recovery_path(sets, instant)`` resolves, as disjoint
+    inclusive ``(from_us, to_us)`` ranges, oldest first, no two adjacent; the last ends at
+    ``2**63 - 1`` when every later instant is recoverable too.
+
+    Computed by the same rules in one sweep (O(n log n)): between two finish times of data
+    sets the base and the target stay the same, and the archive logs reach a prefix of that
+    stretch. Runs without the GIL.
+
+    Raises:
+        CatalogError: two rows share an id (which set a restore reads would be ambiguous).
+        TypeError, ValueError: a malformed row; the message names its position and field.
+    """
+
+def recoverable_since(sets: Iterable[_SetRow] | ChainRows, /, now_us: int) -> int | None:
+    """The earliest instant (µs) from which every instant up to ``now_us`` is recoverable
+    (the start of the ``recoverable_intervals`` range holding ``now_us``), or None when
+    ``now_us`` itself is not. Raises as ``recoverable_intervals``."""
+
 def retention_plan(
     sets: Iterable[_SetRow] | ChainRows,
     /,

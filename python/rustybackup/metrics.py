@@ -5,8 +5,8 @@ collector; ``rustybackup run --metrics-port N`` serves them. Every value is read
 catalog when it is scraped (a custom collector), so a served page is never stale.
 
 The two metrics no exporter of "time since the last backup" can give come from the
-chain resolver (``_core.recovery_path``, rust/src/chain/recovery.rs) over the AVAILABLE
-sets. An instant ``T`` counts as recoverable when a restore ``--until T`` resolves: an
+chain resolver (rust/src/chain/recoverable.rs, on the rules of recovery.rs) over the
+AVAILABLE sets. An instant ``T`` counts as recoverable when a restore ``--until T`` resolves: an
 AVAILABLE FULL finished by ``T``, and an unbroken stream of usable archive logs from the
 restored point up to ``T`` when there are logs to roll through. Then
 
@@ -16,8 +16,8 @@ restored point up to ``T`` when there are logs to roll through. Then
   ``now - window`` for the database's recovery window (the largest ``window=`` of its
   jobs' retention, or ``--recovery-window``); absent for a database without a window.
 
-How often the resolver is asked: see ``recoverable_since_us`` (once per data set at
-most, once in all when no archive log is unusable).
+The recoverable instants come from one sweep of the resolver over the sets
+(``_core.recoverable_since``), not from one question per instant.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ from prometheus_client.registry import Collector
 from . import _core, store
 from .catalog import BackupCatalog
 from .enums import SetStatus
-from .errors import CatalogError
-from .retention import ChainRecord
 from .timestamps import to_us
 from .verify_records import VerificationRecords
 
@@ -54,47 +52,14 @@ log = logging.getLogger(__name__)
 _DAMAGED = ("damaged", "missing")
 
 
-def recoverable_since_us(rows: _core.ChainRows, records: Iterable[ChainRecord], now_us: int) -> int | None:
+def recoverable_since_us(rows: _core.ChainRows, now_us: int) -> int | None:
     """The earliest instant (µs) from which every instant up to ``now_us`` is
-    recoverable from ``rows`` (``records``: the same sets as tuples), or None when
-    ``now_us`` itself is not.
+    recoverable from ``rows``, or None when ``now_us`` itself is not.
 
-    Between two finish times of data sets (FULL, INCREMENTAL, DIFFERENTIAL) the base and
-    the restored point stay the same, and only the archive logs needed to roll forward to
-    ``T`` grow with ``T``: within such a stretch the recoverable instants are a prefix.
-    So one question per stretch, at its top, says whether all of it is recoverable.
-    Without unusable archive logs nothing but the base can fail, so the answer is the
-    finish of the oldest AVAILABLE FULL, asked once."""
-
-    def ok(t: int) -> bool:
-        try:
-            _core.recovery_path(rows, t)
-        except CatalogError:  # NoRecoveryPath, or a broken parent link
-            return False
-        return True
-
-    if not ok(now_us):
-        return None
-    data: set[int] = set()
-    fulls: list[int] = []
-    bad_logs = False
-    for _id, kind, _parent, _started, finished, status in records:
-        if kind == "archive_log":
-            bad_logs = bad_logs or status != SetStatus.AVAILABLE.value
-            continue
-        if finished <= now_us:
-            data.add(finished)
-            if kind == "full" and status == SetStatus.AVAILABLE.value:
-                fulls.append(finished)
-    if not bad_logs:
-        return min(fulls)  # ok(now) found an AVAILABLE FULL finished by now
-    since = now_us
-    for d in sorted(data, reverse=True):
-        # [d, since - 1] is one stretch: recoverable throughout when its top is.
-        if d < since and not ok(since - 1):
-            return since
-        since = d
-    return since
+    The chain resolver computes every recoverable interval in one sweep
+    (``_core.recoverable_since``, rust/src/chain/recoverable.rs), with the rules
+    ``recovery_path`` applies, in O(n log n) whatever the catalog holds."""
+    return _core.recoverable_since(rows, now_us)
 
 
 @dataclass(frozen=True)
@@ -126,7 +91,7 @@ def database_metrics(
     for r in rows:
         counts[str(r[5])] = counts.get(str(r[5]), 0) + 1
     now_us = to_us(now)
-    since_us = recoverable_since_us(catalog.chain_rows(database), rows, now_us)
+    since_us = recoverable_since_us(catalog.chain_rows(database), now_us)
     since = None if since_us is None else since_us / 1e6
     covered = None
     if window is not None:

@@ -186,8 +186,7 @@ class RunEvents:
         if window is None:
             return None
         now_us = to_us(now)
-        rows = catalog.retention_rows(database)
-        since = recoverable_since_us(catalog.chain_rows(database), rows, now_us)
+        since = recoverable_since_us(catalog.chain_rows(database), now_us)
         covered = since is not None and since <= now_us - int(window.total_seconds() * 1e6)
         with self._lock:
             was = self._covered.get(database, True)

@@ -226,6 +226,7 @@ impl ChainRecord for SetRef<'_> {
 
 mod error;
 mod index;
+pub mod recoverable;
 pub mod recovery;
 pub mod retention;
 mod rows;

@@ -52,11 +52,16 @@ pub fn recovery_path_indexed<R: ChainRecord>(
     Ok(path)
 }
 
+/// Rule 1: whether a set can be the base of a restore (once it has finished).
+pub(crate) fn can_be_base<R: ChainRecord>(row: &R) -> bool {
+    row.kind() == BackupKind::Full && row.state() == SetState::Available
+}
+
 /// The newest AVAILABLE FULL finished at or before `until`.
 fn newest_usable_full<R: ChainRecord>(index: &ChainIndex<'_, R>, until: i64) -> Option<u32> {
     let mut best: Option<u32> = None;
     for (i, row) in index.rows().iter().enumerate() {
-        if row.kind() == BackupKind::Full && row.state() == SetState::Available && row.finished_us() <= until {
+        if can_be_base(row) && row.finished_us() <= until {
             let i = i as u32;
             if best.is_none_or(|b| index.cmp_age(i, b).is_gt()) {
                 best = Some(i);
@@ -108,51 +113,126 @@ fn archive_logs<R: ChainRecord>(
     until_us: Option<i64>,
     database: Option<&str>,
 ) -> Result<Vec<u32>, ChainError> {
-    let from = index.row(target).started_us();
-    let mut logs: Vec<u32> = (0..index.len() as u32)
-        .filter(|&i| {
-            let row = index.row(i);
-            row.kind() == BackupKind::ArchiveLog && row.finished_us() > from
-        })
-        .collect();
-    logs.sort_unstable_by(|&a, &b| index.cmp_age(a, b));
+    let stream = LogStream::new(index);
     let target_row = index.row(target);
+    let (started, finished) = (target_row.started_us(), target_row.finished_us());
     let until = until_us.unwrap_or(i64::MAX);
-    let mut needed = Vec::new();
-    let mut reached = target_row.finished_us();
-    for i in logs {
-        let row = index.row(i);
-        let during_backup = row.finished_us() <= target_row.finished_us();
-        if !during_backup && reached >= until {
-            break;
-        }
-        if row.state() != SetState::Available {
-            let of = database.map(|d| format!("{d} ")).unwrap_or_default();
-            let what = format!(
-                "ARCHIVE_LOG {} (finished {}) is {}",
-                row.id(),
-                fmt_us(row.finished_us()),
-                row.state().label()
-            );
-            let target_name = format!("{} {}", target_row.kind().label(), target_row.id());
-            if during_backup {
-                return Err(ChainError::NoRecoveryPath(format!(
-                    "cannot make {of}{target_name} consistent: {what}, and it holds changes made during that backup"
-                )));
-            }
-            if until_us.is_none() {
-                break;
-            }
+    let mut needed = stream.needed(started, finished, until);
+    let hole = |k: usize| {
+        let row = index.row(stream.logs[k]);
+        let of = database.map(|d| format!("{d} ")).unwrap_or_default();
+        let what = format!(
+            "ARCHIVE_LOG {} (finished {}) is {}",
+            row.id(),
+            fmt_us(row.finished_us()),
+            row.state().label()
+        );
+        (of, what, format!("{} {}", target_row.kind().label(), target_row.id()))
+    };
+    match stream.reach(started, finished) {
+        Reach::Inconsistent(k) => {
+            let (of, what, target_name) = hole(k);
             return Err(ChainError::NoRecoveryPath(format!(
-                "cannot roll {of}forward to {}: {what}; the latest reachable point from {target_name} is {}",
-                fmt_us(until),
-                fmt_us(reached)
+                "cannot make {of}{target_name} consistent: {what}, and it holds changes made during that backup"
             )));
         }
-        needed.push(i);
-        reached = reached.max(row.finished_us());
+        Reach::UpTo(reached, Some(k)) if until > reached => {
+            if until_us.is_some() {
+                let (of, what, target_name) = hole(k);
+                return Err(ChainError::NoRecoveryPath(format!(
+                    "cannot roll {of}forward to {}: {what}; the latest reachable point from {target_name} is {}",
+                    fmt_us(until),
+                    fmt_us(reached)
+                )));
+            }
+            // "Latest": the usable stream ends before the hole, as PostgreSQL recovery stops.
+            needed.end = k;
+        }
+        Reach::UpTo(..) => {}
     }
-    Ok(needed)
+    Ok(stream.logs[needed].to_vec())
+}
+
+/// How far rule 3 can roll a target forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The log at this position of the stream was written during the target backup and is
+    /// unusable: the target cannot be made consistent, so no instant is reachable from it.
+    Inconsistent(usize),
+    /// Every instant from the target's finish up to this one (inclusive) is reachable; the
+    /// position of the unusable log that stops it there, if one does.
+    UpTo(i64, Option<usize>),
+}
+
+/// The ARCHIVE_LOG sets in age order, and where the stream has holes: what rule 3 reads.
+/// Built once, it answers for any target and `until` in O(log n).
+pub(crate) struct LogStream {
+    /// Row positions of the logs, oldest first (finish, start, id).
+    logs: Vec<u32>,
+    /// Their finish times, in the same order.
+    finished: Vec<i64>,
+    /// For each stream position, the first position at or after it whose log is unusable
+    /// (not AVAILABLE), or `logs.len()`.
+    next_hole: Vec<usize>,
+}
+
+impl LogStream {
+    pub(crate) fn new<R: ChainRecord>(index: &ChainIndex<'_, R>) -> Self {
+        let mut logs: Vec<u32> = (0..index.len() as u32)
+            .filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog)
+            .collect();
+        logs.sort_unstable_by(|&a, &b| index.cmp_age(a, b));
+        let finished = logs.iter().map(|&i| index.row(i).finished_us()).collect();
+        let mut next_hole = vec![logs.len(); logs.len() + 1];
+        for k in (0..logs.len()).rev() {
+            let usable = index.row(logs[k]).state() == SetState::Available;
+            next_hole[k] = if usable { next_hole[k + 1] } else { k };
+        }
+        Self {
+            logs,
+            finished,
+            next_hole,
+        }
+    }
+
+    /// Stream positions of the first log finished after `t`.
+    fn after(&self, t: i64) -> usize {
+        self.finished.partition_point(|&f| f <= t)
+    }
+
+    /// The logs (stream positions) a restore to `until` reads from a target that started
+    /// at `started` and finished at `finished <= until`: those finished during the backup,
+    /// then later ones up to and including the first that finished at or after `until`.
+    fn needed(&self, started: i64, finished: i64, until: i64) -> std::ops::Range<usize> {
+        let (first, later) = (self.after(started), self.after(finished));
+        if finished >= until {
+            return first..later;
+        }
+        // A later log is read while the point reached before it is still short of `until`.
+        let reaching = self.finished.partition_point(|&f| f < until);
+        first..(reaching + 1).min(self.logs.len())
+    }
+
+    /// How far the logs roll forward a target that started at `started` and finished at
+    /// `finished`: a restore to `until >= finished` succeeds exactly when `until` is at or
+    /// before the instant returned.
+    pub(crate) fn reach(&self, started: i64, finished: i64) -> Reach {
+        let (first, later) = (self.after(started), self.after(finished));
+        if self.next_hole[first] < later {
+            return Reach::Inconsistent(self.next_hole[first]);
+        }
+        let hole = self.next_hole[later];
+        if hole == self.logs.len() {
+            return Reach::UpTo(i64::MAX, None);
+        }
+        // The point reached before the hole: the log before it, or the target itself.
+        let reached = if hole == later {
+            finished
+        } else {
+            self.finished[hole - 1]
+        };
+        Reach::UpTo(reached, Some(hole))
+    }
 }
 
 /// Why no FULL can serve as the base, in words a DBA can act on.

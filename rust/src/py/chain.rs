@@ -12,6 +12,7 @@ use pyo3::types::{PyList, PyString, PyTuple};
 
 use super::chain_rows::ChainRows;
 use super::errors::chain_error;
+use crate::chain::recoverable;
 use crate::chain::recovery;
 use crate::chain::retention::{self, KeepCounts, Policy};
 use crate::chain::{BackupKind, SetRef, SetState};
@@ -22,6 +23,8 @@ const ROW_SHAPE: &str = "(id, kind, parent_id, started_us, finished_us, status)"
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recovery_path, m)?)?;
     m.add_function(wrap_pyfunction!(recovery_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(recoverable_intervals, m)?)?;
+    m.add_function(wrap_pyfunction!(recoverable_since, m)?)?;
     m.add_function(wrap_pyfunction!(retention_plan, m)?)?;
     m.add_class::<RetentionDecision>()?;
     m.add_class::<ChainRows>()?;
@@ -63,6 +66,30 @@ fn recovery_chain<'py>(py: Python<'py>, sets: &Bound<'py, PyAny>, set_id: &str) 
         .map(|&p| sets.id(py, p as usize))
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, ids)
+}
+
+/// Every instant a restore can reach, as inclusive `(from_us, to_us)` ranges (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (sets, /))]
+fn recoverable_intervals(py: Python<'_>, sets: &Bound<'_, PyAny>) -> PyResult<Vec<(i64, i64)>> {
+    let sets = Rows::of(sets)?;
+    let rows = sets.refs()?;
+    let intervals = py
+        .detach(|| recoverable::recoverable_intervals(&rows))
+        .map_err(chain_error)?;
+    Ok(intervals.into_iter().map(|r| r.into_inner()).collect())
+}
+
+/// The earliest instant from which every instant up to `now_us` is recoverable (see `_core.pyi`).
+#[pyfunction]
+#[pyo3(signature = (sets, /, now_us))]
+fn recoverable_since(py: Python<'_>, sets: &Bound<'_, PyAny>, now_us: i64) -> PyResult<Option<i64>> {
+    let sets = Rows::of(sets)?;
+    let rows = sets.refs()?;
+    let intervals = py
+        .detach(|| recoverable::recoverable_intervals(&rows))
+        .map_err(chain_error)?;
+    Ok(recoverable::recoverable_since(&intervals, now_us))
 }
 
 /// Per set, in input order, `(keep, reason)` under a combined policy (see `_core.pyi`).
