@@ -170,8 +170,9 @@ def test_copy_gives_the_source_bytes(
     assert (d / "dst").read_bytes() == data
 
 
-def test_push_records_the_digest_of_what_it_stored(manager: BackupManager, tmp_path: Path) -> None:
-    data = os.urandom(3 << 20)
+@pytest.mark.parametrize("size", [0, 1, 3 << 20])
+def test_push_records_the_digest_of_what_it_stored(manager: BackupManager, tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
     result = archive.push(manager, "pg", segment(tmp_path, 7, data), seal=False)
     spool = archive.spool_dir(manager.repository, "pg")
     assert result.digest == hash_bytes(data, "blake3")
