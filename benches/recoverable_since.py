@@ -3,7 +3,9 @@
 The worst case for the old per-stretch resolver questions: a CORRUPT archive log just
 after the oldest FULL, so every later stretch is recoverable and had to be asked about.
 
-    python3 benches/recoverable_since.py [SETS]
+    python3 benches/recoverable_since.py [SETS] [--clean]
+
+``--clean`` leaves every log AVAILABLE (the common case).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from rustybackup.metrics import recoverable_since_us
 HOUR = 3_600_000_000
 
 
-def catalog(n: int) -> list[tuple[str, str, str | None, int, int, str]]:
+def catalog(n: int, clean: bool) -> list[tuple[str, str, str | None, int, int, str]]:
     """A weekly FULL, daily INCREMENTALs and an ARCHIVE_LOG every hour in between; the log
-    right after the first FULL is CORRUPT."""
+    right after the first FULL is CORRUPT unless ``clean``."""
     rows: list[tuple[str, str, str | None, int, int, str]] = []
     last_full = last_data = ""
     for i in range(n):
@@ -31,7 +33,7 @@ def catalog(n: int) -> list[tuple[str, str, str | None, int, int, str]]:
         else:
             kind, parent = "archive_log", None
         sid = f"s{i:06d}"
-        status = "corrupt" if i == 1 else "available"
+        status = "corrupt" if i == 1 and not clean else "available"
         rows.append((sid, kind, parent, start, start + HOUR // 2, status))
         if kind == "full":
             last_full = sid
@@ -42,8 +44,9 @@ def catalog(n: int) -> list[tuple[str, str, str | None, int, int, str]]:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
-    rows = catalog(n)
+    args = [a for a in sys.argv[1:] if a != "--clean"]
+    n = int(args[0]) if args else 50_000
+    rows = catalog(n, "--clean" in sys.argv)
     chain = _core.ChainRows.from_columns(*(list(col) for col in zip(*rows, strict=True)))
     now = rows[-1][4] + HOUR
     best = float("inf")

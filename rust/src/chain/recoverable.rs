@@ -24,7 +24,7 @@ pub fn recoverable_intervals<R: ChainRecord>(rows: &[R]) -> Result<Vec<RangeIncl
     let index = ChainIndex::new(rows)?;
     index.check_all_unique()?;
     let roots = index.roots(true);
-    let stream = LogStream::new(&index);
+    let stream = LogStream::new(&index, i64::MIN);
     let mut data: Vec<u32> = (0..rows.len() as u32)
         .filter(|&i| index.row(i).kind().is_data())
         .collect();
@@ -205,7 +205,8 @@ mod tests {
             };
             // Some sets overlap the one before (logs archived during a backup, ties).
             let started = if rng.below(3) == 0 { t - rng.below(3) as i64 } else { t };
-            let finished = started + rng.below(4) as i64;
+            // Now and then a damaged row that ends before it starts.
+            let finished = started + rng.below(5) as i64 - 1;
             let state = states[rng.below(5) as usize];
             rows.push(set(&format!("s{i}"), kind, parent.as_deref(), started, finished, state));
             t = finished + rng.below(3) as i64;

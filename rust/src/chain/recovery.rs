@@ -113,9 +113,9 @@ fn archive_logs<R: ChainRecord>(
     until_us: Option<i64>,
     database: Option<&str>,
 ) -> Result<Vec<u32>, ChainError> {
-    let stream = LogStream::new(index);
     let target_row = index.row(target);
     let (started, finished) = (target_row.started_us(), target_row.finished_us());
+    let stream = LogStream::new(index, started);
     let until = until_us.unwrap_or(i64::MAX);
     let mut needed = stream.needed(started, finished, until);
     let hole = |k: usize| {
@@ -177,9 +177,14 @@ pub(crate) struct LogStream {
 }
 
 impl LogStream {
-    pub(crate) fn new<R: ChainRecord>(index: &ChainIndex<'_, R>) -> Self {
+    /// The logs finished after `after_us`: enough for every target that started then or
+    /// later (one restore needs no more, and sorts no more).
+    pub(crate) fn new<R: ChainRecord>(index: &ChainIndex<'_, R>, after_us: i64) -> Self {
         let mut logs: Vec<u32> = (0..index.len() as u32)
-            .filter(|&i| index.row(i).kind() == BackupKind::ArchiveLog)
+            .filter(|&i| {
+                let row = index.row(i);
+                row.kind() == BackupKind::ArchiveLog && row.finished_us() > after_us
+            })
             .collect();
         logs.sort_unstable_by(|&a, &b| index.cmp_age(a, b));
         let finished = logs.iter().map(|&i| index.row(i).finished_us()).collect();
@@ -200,16 +205,23 @@ impl LogStream {
         self.finished.partition_point(|&f| f <= t)
     }
 
+    /// The first log that finished after the target started, and the first that finished
+    /// after it finished (never before the former: a damaged row may start after it ends).
+    fn bounds(&self, started: i64, finished: i64) -> (usize, usize) {
+        let first = self.after(started);
+        (first, self.after(finished).max(first))
+    }
+
     /// The logs (stream positions) a restore to `until` reads from a target that started
     /// at `started` and finished at `finished <= until`: those finished during the backup,
     /// then later ones up to and including the first that finished at or after `until`.
     fn needed(&self, started: i64, finished: i64, until: i64) -> std::ops::Range<usize> {
-        let (first, later) = (self.after(started), self.after(finished));
+        let (first, later) = self.bounds(started, finished);
         if finished >= until {
             return first..later;
         }
         // A later log is read while the point reached before it is still short of `until`.
-        let reaching = self.finished.partition_point(|&f| f < until);
+        let reaching = self.finished.partition_point(|&f| f < until).max(later);
         first..(reaching + 1).min(self.logs.len())
     }
 
@@ -217,7 +229,7 @@ impl LogStream {
     /// `finished`: a restore to `until >= finished` succeeds exactly when `until` is at or
     /// before the instant returned.
     pub(crate) fn reach(&self, started: i64, finished: i64) -> Reach {
-        let (first, later) = (self.after(started), self.after(finished));
+        let (first, later) = self.bounds(started, finished);
         if self.next_hole[first] < later {
             return Reach::Inconsistent(self.next_hole[first]);
         }
