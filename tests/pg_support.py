@@ -262,7 +262,10 @@ class Cluster:
             cur = conn.execute(sql, args)
             return list(cur.fetchall()) if cur.description is not None else []
 
-    def wait_promoted(self, timeout: float = 120) -> None:
+    def wait_promoted(self, timeout: float = 120, poll: float = 0.05) -> None:
+        """Waits until recovery has ended (the server answers and is out of recovery),
+        asking every `poll` seconds: a restore bench times this wait, so it must not add
+        more than one poll to what recovery takes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -273,7 +276,7 @@ class Cluster:
                     raise AssertionError(
                         f"the server stopped during recovery:\n{self.log.read_text()[-3000:]}"
                     ) from None
-            time.sleep(0.1)
+            time.sleep(poll)
         raise AssertionError(f"recovery did not end in {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def switch_and_wait_archived(self, timeout: float = 120) -> str:

@@ -213,8 +213,13 @@ def _conf_quote(value: str) -> str:
 
 STAGE_DIR = "pg_wal/rustybackup"
 """Where a restore stages the WAL its plan names, inside the data directory (base backups
-leave pg_wal/ out): the restore_command takes a staged file with one ``mv`` instead of
-starting an interpreter per segment, and asks the repository for anything else."""
+leave pg_wal/ out): the restore_command takes a staged file with one hard link instead of
+starting an interpreter per segment, and asks the repository for anything else. A link,
+not a move: at the end of recovery PostgreSQL asks again for the segment it stopped in,
+and a moved file would cost an interpreter start; the recovery_end_command removes the
+directory (PostgreSQL writes new WAL, possibly into recycled old segments, only after
+that). Timeline 1 has no history file, ever: PostgreSQL asks for one when it writes the
+new timeline's history, and that answer needs no interpreter either."""
 
 
 def restore_command(repository: Path, database: str, *, staged: bool = False) -> str:
@@ -226,7 +231,16 @@ def restore_command(repository: Path, database: str, *, staged: bool = False) ->
     )
     if not staged:
         return get
-    return f'if [ -f {STAGE_DIR}/%f ]; then mv -f {STAGE_DIR}/%f "%p"; else exec {get}; fi'
+    staged_file = f"{STAGE_DIR}/%f"
+    return (
+        f'if [ -f {staged_file} ]; then ln -f {staged_file} "%p" 2>/dev/null || cp -f {staged_file} "%p"; '
+        f"elif [ %f = 00000001.history ]; then exit 1; else exec {get}; fi"
+    )
+
+
+RECOVERY_END_COMMAND = f"rm -rf {STAGE_DIR}"
+"""Run once by PostgreSQL when recovery ends (in the data directory): the staged WAL is no
+longer needed, and its links must go before the server recycles the segments they share."""
 
 
 def restore(
@@ -259,6 +273,7 @@ def restore(
         f"# rustybackup restore of {db.name!r} from set {last.id}",
         f"restore_command = {_conf_quote(restore_command(manager.repository, db.name, staged=True))}",
         "recovery_target_timeline = 'latest'",
+        f"recovery_end_command = {_conf_quote(RECOVERY_END_COMMAND)}",
     ]
     if until is not None:
         lines += [
