@@ -1,6 +1,7 @@
-//! Chain logic over catalog records: recovery paths (`recovery`) and retention
-//! (`retention`), over rows the caller passes ([`ChainRows`] when Python handed them over
-//! once). Pure: the caller queried the records; nothing here does I/O.
+//! Chain logic over catalog records: recovery paths (`recovery`, which owns the rules),
+//! the instants they can reach (`recoverable`) and retention (`retention`), over rows the
+//! caller passes ([`ChainRows`] when Python handed them over once). Pure: the caller
+//! queried the records; nothing here does I/O.
 
 /// What a backup set holds; mirrors Python's `BackupType` (same lower-case names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
