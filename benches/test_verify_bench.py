@@ -9,7 +9,11 @@ the issue's 1 GiB figure is RB_BENCH_FILES=64 RB_BENCH_FILE_MIB=16), backed up o
 from __future__ import annotations
 
 import os
+import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pytest
@@ -114,3 +118,49 @@ def test_standard_vs_one_read(benchmark: Any, ours: Verifier, what: str, cache: 
             lambda: ours.verify("bench", "standard"), setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1
         )
     benchmark.extra_info["repository_bytes"] = sum(p.stat().st_size for p in files)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far, every thread (the verifier's workers included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@pytest.mark.benchmark(group="verify: standard vs one read, interleaved rounds")
+def test_standard_vs_one_read_interleaved(benchmark: Any, ours: Verifier) -> None:
+    """Each round runs every case once, one after the other, so a change in the machine's
+    load hits them all alike; the table gives min and median wall (and CPU) seconds.
+    RB_BENCH_ROUNDS rounds (default 5)."""
+    repo = Path(ours.manager.repository)
+    files = sorted(p for p in (repo / "sets").rglob("*") if p.is_file())
+    cases: dict[str, tuple[Callable[[], object], bool]] = {
+        "read, page-cached": (lambda: _read_once(files), False),
+        "STANDARD, page-cached": (lambda: ours.verify("bench", "standard"), False),
+        "read, from storage": (lambda: _read_once(files), True),
+        "STANDARD, from storage": (lambda: ours.verify("bench", "standard"), True),
+        "FULL, page-cached": (lambda: ours.verify("bench", "full"), False),
+    }
+    rounds = int(os.environ.get("RB_BENCH_ROUNDS", "5"))
+    wall: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
+
+    def run_rounds() -> None:
+        _read_once(files)  # warm the page cache (and the verifier) once
+        ours.verify("bench", "standard")
+        for _ in range(rounds):
+            for name, (run, evict) in cases.items():
+                if evict:
+                    _evict(files)
+                c0, t0 = _cpu(), time.perf_counter()
+                run()
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(_cpu() - c0)
+
+    benchmark.pedantic(run_rounds, rounds=1, iterations=1)
+    print(f"\n{sum(p.stat().st_size for p in files)} repository bytes, {rounds} rounds, load {os.getloadavg()[0]:.1f}")
+    print("| case | wall min | wall median | CPU min | CPU median |")
+    print("|---|---|---|---|---|")
+    for name in cases:
+        w, c = wall[name], cpu[name]
+        print(f"| {name} | {min(w):.3f} | {median(w):.3f} | {min(c):.3f} | {median(c):.3f} |")
+        benchmark.extra_info[name] = {"wall": w, "cpu": c}

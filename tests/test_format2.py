@@ -1,6 +1,6 @@
 """Format 2 through the public API: new pieces are written in version 2 with an XXH3-128
-of their bytes in the trailer (checked here against the `xxhash` package, an independent
-implementation), STANDARD verification finds bit rot through it, and a repository that
+tree of their bytes in the trailer (checked here against the `xxhash` package, an
+independent implementation), STANDARD verification finds bit rot through it, and a repository that
 holds both versions restores chains that cross them (the format-1 fixture with new sets
 taken on top of its sets)."""
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from rustybackup import BackupManager, VerificationType
 from rustybackup.verify import Verifier
 from test_format1_fixture import EXPECTED, FIXTURE, _found
-from verify_support import Repo
+from verify_support import XXH3_TREE_CHUNK, Repo, xxh3_tree
 
 PIECE_TRAILER = 112
 
@@ -63,7 +63,7 @@ def test_a_new_piece_is_version_2_and_its_xxh3_is_that_of_its_bytes(
         version, fast, checksum = piece_fields(data)
         assert version == 2
         covered = data[:-PIECE_TRAILER]
-        assert fast == xxhash.xxh3_128(covered).digest()
+        assert fast == xxh3_tree(covered)
         assert checksum == blake3.blake3(covered).digest()
         assert checksum.hex() == p.checksum
 
@@ -77,6 +77,30 @@ def test_standard_finds_a_flipped_data_byte_by_the_xxh3(tmp_path: Path) -> None:
     report = verifier.verify(s.id, VerificationType.STANDARD)
     assert not report.ok
     assert any("XXH3-128" in f.message for f in report.findings), report.findings
+
+
+def test_the_xxh3_tree_of_a_piece_of_several_chunks(tmp_path: Path) -> None:
+    """A piece over two chunk boundaries: the trailer holds the tree the oracle computes
+    (not the XXH3 of the whole), STANDARD passes, and a bit flipped in the last chunk,
+    the first, or the trailer's tree field is found by STANDARD and by FULL."""
+    repo = Repo(tmp_path, files=1, size=2 * XXH3_TREE_CHUNK + 70_000, block_size=65536)
+    s = repo.backup("full")
+    path = repo.piece(s)
+    data = path.read_bytes()
+    covered = data[:-PIECE_TRAILER]
+    assert len(covered) > 2 * XXH3_TREE_CHUNK
+    fast = piece_fields(data)[1]
+    assert fast == xxh3_tree(covered)
+    assert fast != xxhash.xxh3_128(covered).digest()
+    verifier = Verifier(repo.manager)
+    assert verifier.verify(s.id, VerificationType.STANDARD).ok
+    for at in (2 * XXH3_TREE_CHUNK + 100, 40, len(data) - PIECE_TRAILER + 32 + 7):
+        repo.flip(path, at)
+        for level in (VerificationType.STANDARD, VerificationType.FULL):
+            report = verifier.verify(s.id, level)
+            assert not report.ok, (at, level)
+        repo.flip(path, at)
+    assert verifier.verify(s.id, VerificationType.FULL).ok
 
 
 def _retarget(repo: Path, database: str, path: Path) -> None:

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import blake3
 import pytest
-import xxhash
 from engine_support import SimClock
 from hypothesis import given
 from hypothesis import strategies as st
 from rustybackup import BackupError, BackupManager
 from rustybackup.verify import Verifier
+from verify_support import xxh3_tree
 
 BLOCK = 512
 # Pieces are written in format 2: index offset, entry count, checksum length and padding,
@@ -176,7 +176,7 @@ def reseal(content: bytearray, trailer: int, checksum_at: int) -> None:
     content[at : at + len(digest)] = digest
     if trailer == PIECE_TRAILER:
         at = len(content) - trailer + PIECE_FAST_AT
-        content[at : at + 16] = xxhash.xxh3_128(bytes(content[:-trailer])).digest()
+        content[at : at + 16] = xxh3_tree(bytes(content[:-trailer]))
 
 
 def test_huge_lengths_counts_and_offsets_are_clean_errors(fresh: Damaged) -> None:

@@ -29,6 +29,17 @@ class Entry:
     digest: bytes
 
 
+XXH3_TREE_CHUNK = 8 << 20
+
+
+def xxh3_tree(covered: bytes) -> bytes:
+    """The fast checksum of a version-2 piece, written out from docs/FORMAT.md with the
+    `xxhash` package: XXH3-128 of each 8 MiB chunk, then XXH3-128 of those digests."""
+    chunks = range(0, max(len(covered), 1), XXH3_TREE_CHUNK)
+    digests = b"".join(xxhash.xxh3_128(covered[i : i + XXH3_TREE_CHUNK]).digest() for i in chunks)
+    return xxhash.xxh3_128(digests).digest()
+
+
 def trailer_layout(data: bytes) -> tuple[int, int, int | None]:
     """(trailer length, checksum offset, XXH3-128 offset) in the trailer of a piece of
     the version its header names (docs/FORMAT.md)."""
@@ -52,14 +63,14 @@ def read_index(path: Path) -> tuple[list[Entry], int]:
 
 
 def rewrite_trailer_checksum(path: Path) -> str:
-    """Recomputes a (blake3) piece's trailer checksum (and XXH3-128) after a deliberate
+    """Recomputes a (blake3) piece's trailer checksum (and XXH3-128 tree) after a deliberate
     edit; returns the checksum's hex."""
     data = bytearray(path.read_bytes())
     tlen, sum_at, fast_at = trailer_layout(bytes(data))
     digest = blake3.blake3(bytes(data[:-tlen])).digest()
     data[-tlen + sum_at : -tlen + sum_at + 32] = digest
     if fast_at is not None:
-        data[-tlen + fast_at : -tlen + fast_at + 16] = xxhash.xxh3_128(bytes(data[:-tlen])).digest()
+        data[-tlen + fast_at : -tlen + fast_at + 16] = xxh3_tree(bytes(data[:-tlen]))
     path.write_bytes(bytes(data))
     return digest.hex()
 

@@ -16,6 +16,7 @@ pub mod block;
 pub mod blockmap;
 pub mod blockmap_read;
 pub mod error;
+pub mod fast;
 pub mod header;
 pub mod piece;
 pub mod read;

@@ -137,7 +137,9 @@ fn reseal_piece(bytes: &mut [u8], layout: Layout) {
     reseal(bytes, tlen, sum_at);
     if let Some(at) = fast_at {
         let end = bytes.len() - tlen;
-        let f = xxhash_rust::xxh3::xxh3_128(&bytes[..end]).to_be_bytes();
+        let mut tree = super::fast::FastTree::new();
+        tree.update(&bytes[..end]);
+        let f = tree.digest();
         bytes[end + at..end + at + 16].copy_from_slice(&f);
     }
 }

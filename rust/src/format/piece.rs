@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use super::block::{check_block, check_fields, decode_block, Field};
 use super::error::{Error, Result};
+use super::fast::tree_of_file;
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::read::{hash_prefix, read_exact_at};
 use super::writeback::BackgroundWriter;
 use crate::scan::algorithm::{to_hex, Algorithm};
-use xxhash_rust::xxh3::Xxh3;
 
 /// One index entry of a piece.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,7 +108,8 @@ pub struct PieceSummary {
     pub size: u64,
     /// The trailer checksum (digest of everything before the trailer).
     pub checksum: Vec<u8>,
-    /// The XXH3-128 of the same bytes, when the version records one (version 2 on).
+    /// The XXH3-128 tree (`fast::FastTree`) of the same bytes, when the version records
+    /// one (version 2 on).
     pub fast_checksum: Option<[u8; 16]>,
     /// Number of blocks (index entries).
     pub block_count: u64,
@@ -255,7 +256,6 @@ impl PieceWriter {
         drop(reader);
         let (mut file, hasher, fast) = self.out.finish()?;
         let checksum = hasher.finalize();
-        let fast = fast.to_be_bytes();
         let trailer = encode_trailer(self.header, index_off, self.entries, &checksum, &fast);
         file.write_all(&trailer).map_err(|e| Error::io(&self.path, e))?;
         self.pos += trailer.len() as u64;
@@ -271,7 +271,7 @@ impl PieceWriter {
     }
 }
 
-/// `fast` is the canonical (big-endian) XXH3-128 of the bytes before the trailer.
+/// `fast` is the XXH3-128 tree (`fast::FastTree`) of the bytes before the trailer.
 fn encode_trailer(header: Header, index_off: u64, entries: u64, checksum: &[u8], fast: &[u8; 16]) -> Vec<u8> {
     let len = header.trailer_len() as usize;
     let mut t = Vec::with_capacity(len);
@@ -397,8 +397,8 @@ impl PieceReader {
     pub fn recorded_checksum(&self) -> &[u8] {
         &self.checksum
     }
-    /// The XXH3-128 (canonical, big-endian bytes) the trailer records of the bytes
-    /// before it; None for a version-1 piece, which has none.
+    /// The XXH3-128 tree (`fast::FastTree`) the trailer records of the bytes before it;
+    /// None for a version-1 piece, which has none.
     pub fn recorded_fast_checksum(&self) -> Option<&[u8; 16]> {
         self.fast.as_ref()
     }
@@ -494,18 +494,10 @@ impl PieceReader {
             return Ok(());
         };
         let end = self.trailer_offset();
-        let mut fast = Xxh3::new();
-        let mut buf = Vec::new();
-        let mut pos = 0u64;
-        while pos < end {
-            let n = FAST_CHUNK.min(end - pos);
-            // n <= FAST_CHUNK, so the cast is exact.
-            buf.resize(n as usize, 0);
-            read_exact_at(&self.file, &self.path, &mut buf, pos)?;
-            fast.update(&buf);
-            pos += n;
-        }
-        let actual = fast.digest128().to_be_bytes();
+        let actual = crate::scan::parallel::in_pool(|| {
+            tree_of_file(&self.file, &self.path, end, &|_| ControlFlow::Continue(()))
+        })?
+        .unwrap_or_default();
         if actual != recorded {
             return Err(Error::Checksum {
                 path: self.path.clone(),
@@ -517,9 +509,6 @@ impl PieceReader {
         Ok(())
     }
 }
-
-/// Bytes read per step of `verify_fast_checksum`.
-const FAST_CHUNK: u64 = 1 << 20;
 
 /// What a trailer records: index offset, entry count, checksum, XXH3-128 (version 2 on).
 type Trailer = (u64, u64, Vec<u8>, Option<[u8; 16]>);

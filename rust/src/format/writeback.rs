@@ -15,9 +15,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use super::error::{Error, Result};
+use super::fast::FastTree;
 use crate::io_hints;
 use crate::scan::algorithm::Hasher;
-use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes per batch handed to the writer thread (large enough that the hash runs its
 /// widest SIMD path and a write syscall moves megabytes).
@@ -27,8 +27,8 @@ const QUEUED: usize = 2;
 /// Start the disk writeback every this many bytes.
 const WRITEBACK_STEP: u64 = 32 << 20;
 
-/// The file, the hasher and the XXH3-128 of every byte written.
-type Outcome = io::Result<(File, Hasher, u128)>;
+/// The file, the hasher and the XXH3-128 tree (`fast::FastTree`) of every byte written.
+type Outcome = io::Result<(File, Hasher, [u8; 16])>;
 
 /// Appends bytes to `file` through a writer thread that also feeds `hasher` with them.
 pub struct BackgroundWriter {
@@ -73,8 +73,8 @@ impl BackgroundWriter {
     }
 
     /// Writes what is left, stops the thread and returns the file, the hasher that has
-    /// seen every byte written through this writer, and the XXH3-128 of those bytes.
-    pub fn finish(mut self) -> Result<(File, Hasher, u128)> {
+    /// seen every byte written through this writer, and the XXH3-128 tree of those bytes.
+    pub fn finish(mut self) -> Result<(File, Hasher, [u8; 16])> {
         if !self.batch.is_empty() {
             self.send()?;
         }
@@ -97,7 +97,7 @@ impl BackgroundWriter {
         }
     }
 
-    fn join(&mut self) -> Result<(File, Hasher, u128)> {
+    fn join(&mut self) -> Result<(File, Hasher, [u8; 16])> {
         let worker = self
             .worker
             .take()
@@ -129,7 +129,7 @@ fn write_all(
 ) -> Outcome {
     let mut written = 0u64;
     let mut flushed = 0u64;
-    let mut fast = Xxh3::new();
+    let mut fast = FastTree::new();
     for batch in batches {
         file.write_all(&batch)?;
         hasher.update(&batch);
@@ -142,7 +142,7 @@ fn write_all(
         // The caller may be gone (it stops reading on error); the buffer is then dropped.
         let _ = give_back.send(batch);
     }
-    Ok((file, hasher, fast.digest128()))
+    Ok((file, hasher, fast.digest()))
 }
 
 #[cfg(test)]
@@ -171,7 +171,9 @@ mod tests {
         drop(file);
         assert_eq!(std::fs::read(&path).unwrap(), expected);
         assert_eq!(hasher.finalize(), Algorithm::Sha256.digest(&expected));
-        assert_eq!(fast, xxhash_rust::xxh3::xxh3_128(&expected));
+        let mut tree = FastTree::new();
+        tree.update(&expected);
+        assert_eq!(fast, tree.digest());
         std::fs::remove_file(&path).unwrap();
     }
 

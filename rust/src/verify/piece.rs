@@ -5,16 +5,18 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
 use super::control::Control;
 use super::item::{BadBlock, IssueKind, Item, ItemKind, ItemReport};
+use crate::format::fast::{tree_of_file, FastTree};
 use crate::format::{stored_mismatch, Error as FormatError, IndexEntry, PieceReader, HEADER_LEN};
 use crate::io_hints;
 use crate::scan::algorithm::{to_hex, Hasher};
-use xxhash_rust::xxh3::Xxh3;
 
 /// Bytes read per step; big enough for sequential throughput, small enough that a budget
 /// deadline or a cancel is noticed within milliseconds.
@@ -186,8 +188,8 @@ struct Scan<'a> {
     ctl: &'a Control,
     report: &'a mut ItemReport,
     hasher: Hasher,
-    /// The XXH3-128 of the same bytes, for a piece whose trailer records one.
-    fast: Option<Xxh3>,
+    /// The XXH3-128 tree of the same bytes, for a piece whose trailer records one.
+    fast: Option<FastTree>,
     index_off: u64,
     end: u64,
     bad_entries: u64,
@@ -210,7 +212,7 @@ impl<'a> Scan<'a> {
             ctl,
             report,
             hasher: reader.algorithm().hasher(),
-            fast: reader.recorded_fast_checksum().map(|_| Xxh3::new()),
+            fast: reader.recorded_fast_checksum().map(|_| FastTree::new()),
             index_off,
             end,
             bad_entries: 0,
@@ -245,25 +247,35 @@ impl<'a> Scan<'a> {
         self.hash_to_end(0, &mut Vec::new())
     }
 
-    /// STANDARD on a version-2 piece: only the XXH3-128 of everything before the trailer.
-    /// XXH3 on one core is about as fast as the copy out of the page cache, so the next
-    /// chunk is read while this one is hashed: the pass costs about one read.
-    fn run_fast(mut self) -> Option<[u8; 16]> {
-        let mut fast = Xxh3::new();
-        let (mut cur, mut next) = (Vec::new(), Vec::new());
-        let mut pos = 0u64;
-        let mut n = CHUNK.min(self.end - pos);
-        self.read(pos, n, &mut cur)?;
-        while pos + n < self.end {
-            let at = pos + n;
-            let m = CHUNK.min(self.end - at);
-            let (_, got) = rayon::join(|| fast.update(&cur), || self.read(at, m, &mut next));
-            got?;
-            std::mem::swap(&mut cur, &mut next);
-            (pos, n) = (at, m);
+    /// STANDARD on a version-2 piece: only the XXH3-128 tree of everything before the
+    /// trailer, its chunks hashed on every core of the pool (one XXH3 stream plus the copy
+    /// out of the page cache cost ~2.7 plain reads on one core; benches/README.md).
+    fn run_fast(self) -> Option<[u8; 16]> {
+        let ctl = self.ctl;
+        let read = AtomicU64::new(0);
+        let on_bytes = |n: u64| {
+            read.fetch_add(n, Ordering::Relaxed);
+            ctl.add_bytes(n);
+            match ctl.stop() {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            }
+        };
+        let outcome = tree_of_file(self.file, self.reader.path(), self.end, &on_bytes);
+        self.report.bytes_read += read.into_inner();
+        match outcome {
+            Ok(Some(fast)) => Some(fast),
+            Ok(None) => {
+                if let Some(reason) = ctl.stop() {
+                    self.report.stop(reason);
+                }
+                None
+            }
+            Err(e) => {
+                self.report.issue(format_issue(&e), format!("piece {e}"));
+                None
+            }
         }
-        fast.update(&cur);
-        Some(fast.digest128().to_be_bytes())
     }
 
     /// Hashes `[pos, end)` into the checksums (the rest of the pass) and finishes them.
@@ -280,7 +292,7 @@ impl<'a> Scan<'a> {
             }
             pos += n;
         }
-        Some((self.hasher.finalize(), self.fast.map(|f| f.digest128().to_be_bytes())))
+        Some((self.hasher.finalize(), self.fast.map(FastTree::digest)))
     }
 
     fn read_failed(&mut self, pos: u64, len: u64, e: &io::Error) {
