@@ -114,7 +114,11 @@ pub fn tree_of_file(
                 while pos < stop_at {
                     // n <= STEP, so the cast is exact.
                     let n = STEP.min(stop_at - pos) as usize;
-                    read_exact_at(file, path, &mut buf[..n], pos)?;
+                    if let Err(e) = read_exact_at(file, path, &mut buf[..n], pos) {
+                        // The pass has failed: the other workers need not read on.
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
                     h.write(&buf[..n]);
                     pos += n as u64;
                     if on_bytes(n as u64).is_break() {

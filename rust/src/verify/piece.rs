@@ -1,7 +1,8 @@
-//! Checks of one piece at each level. STANDARD and FULL share one sequential pass over
-//! the file: every byte before the trailer feeds the whole-piece hasher, and at FULL the
-//! blocks the index places inside the chunk just read are decoded and re-hashed from that
-//! same buffer in parallel, so FULL reads the piece once, like STANDARD.
+//! Checks of one piece at each level. STANDARD of a version-2 piece recomputes the XXH3-128
+//! tree on every core (`format::fast`). STANDARD of a version-1 piece and FULL share one
+//! sequential pass over the file: every byte before the trailer feeds the whole-piece
+//! hasher, and at FULL the blocks the index places inside the chunk just read are decoded
+//! and re-hashed from that same buffer in parallel, so FULL reads the piece once.
 
 use std::fs::{self, File};
 use std::io;
