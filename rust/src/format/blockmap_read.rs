@@ -19,7 +19,7 @@ use super::blockmap::{
 use super::error::{Error, Result};
 use super::header::{u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::piece::check_zero;
-use super::read::{hash_prefix, read_exact_at};
+use super::read::{hash_prefix, open_framed, read_exact_at, Framed};
 use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// Bytes of records read per step of a `RecordIter`.
@@ -60,29 +60,13 @@ struct Level {
 
 impl Level {
     fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if size < HEADER_LEN {
-            return Err(Error::damaged(
-                path,
-                size,
-                format!("truncated block map ({size} bytes, no header)"),
-            ));
-        }
-        let mut h = [0u8; HEADER_LEN as usize];
-        read_exact_at(&file, path, &mut h, 0)?;
-        let header = Header::decode(path, Kind::BlockMap, &h)?;
-        let tlen = header.trailer_len();
-        if size < HEADER_LEN + tlen {
-            return Err(Error::damaged(
-                path,
-                size,
-                format!("truncated block map ({size} bytes, no room for a {tlen}-byte trailer)"),
-            ));
-        }
-        let at = size - tlen;
-        let mut t = vec![0u8; tlen as usize];
-        read_exact_at(&file, path, &mut t, at)?;
+        let Framed {
+            file,
+            size,
+            header,
+            trailer: t,
+            trailer_at: at,
+        } = open_framed(path, Kind::BlockMap)?;
         if &t[..8] != Kind::BlockMap.trailer_magic() {
             return Err(Error::damaged(
                 path,

@@ -14,7 +14,7 @@ use super::block::{check_block, check_fields, decode_block, Field};
 use super::error::{Error, Result};
 use super::fast::tree_of_file;
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
-use super::read::{hash_prefix, read_exact_at};
+use super::read::{hash_prefix, open_framed, read_exact_at, Framed};
 use super::writeback::BackgroundWriter;
 use crate::scan::algorithm::{to_hex, Algorithm};
 
@@ -308,29 +308,13 @@ impl PieceReader {
     /// Opens `path` and checks its header, its trailer and that the index the trailer
     /// describes fits exactly between the data and the trailer.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if size < HEADER_LEN {
-            return Err(Error::damaged(
-                path,
-                size,
-                format!("truncated piece ({size} bytes, no header)"),
-            ));
-        }
-        let mut h = [0u8; HEADER_LEN as usize];
-        read_exact_at(&file, path, &mut h, 0)?;
-        let header = Header::decode(path, Kind::Piece, &h)?;
-        let tlen = header.trailer_len();
-        if size < HEADER_LEN + tlen {
-            return Err(Error::damaged(
-                path,
-                size,
-                format!("truncated piece ({size} bytes, no room for a {tlen}-byte trailer)"),
-            ));
-        }
-        let at = size - tlen;
-        let mut t = vec![0u8; tlen as usize];
-        read_exact_at(&file, path, &mut t, at)?;
+        let Framed {
+            file,
+            size,
+            header,
+            trailer: t,
+            trailer_at: at,
+        } = open_framed(path, Kind::Piece)?;
         let (index_off, entry_count, checksum, fast) = decode_trailer(path, header, &t, at)?;
         let entry_len = header.layout.index_entry_len(header.digest_len());
         let index_end = entry_count

@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::error::{Error, Result};
+use super::header::{Header, Kind, HEADER_LEN};
 use crate::scan::algorithm::Algorithm;
 
 /// Bytes hashed per step of a checksum pass: large enough for BLAKE3's widest path and
@@ -30,6 +31,53 @@ pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Resu
         } else {
             Error::io(path, e)
         }
+    })
+}
+
+/// A piece or block map opened and framed: its checked header and its trailer's bytes.
+pub struct Framed {
+    pub file: File,
+    pub size: u64,
+    pub header: Header,
+    /// The trailer's bytes (`header.trailer_len()` of them), read from `trailer_at`.
+    pub trailer: Vec<u8>,
+    pub trailer_at: u64,
+}
+
+/// Opens `path`, checks that it starts with a header of `kind` and has room for the
+/// trailer that header's version defines, and reads both. Every reader starts here, so
+/// the size checks come before any allocation a damaged file could size.
+pub fn open_framed(path: &Path, kind: Kind) -> Result<Framed> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let name = kind.name();
+    if size < HEADER_LEN {
+        return Err(Error::damaged(
+            path,
+            size,
+            format!("truncated {name} ({size} bytes, no header)"),
+        ));
+    }
+    let mut h = [0u8; HEADER_LEN as usize];
+    read_exact_at(&file, path, &mut h, 0)?;
+    let header = Header::decode(path, kind, &h)?;
+    let tlen = header.trailer_len();
+    if size < HEADER_LEN + tlen {
+        return Err(Error::damaged(
+            path,
+            size,
+            format!("truncated {name} ({size} bytes, no room for a {tlen}-byte trailer)"),
+        ));
+    }
+    let trailer_at = size - tlen;
+    let mut trailer = vec![0u8; tlen as usize];
+    read_exact_at(&file, path, &mut trailer, trailer_at)?;
+    Ok(Framed {
+        file,
+        size,
+        header,
+        trailer,
+        trailer_at,
     })
 }
 
