@@ -139,14 +139,20 @@ def test_cleanup_sweeps_staging_and_unregistered_sets(manager: BackupManager, cl
     (manager.repository / "staging" / "half").mkdir()
     (manager.repository / "staging" / "half" / "data.piece").write_bytes(b"partial")
     (manager.repository / "sets" / "orphan").mkdir()
-    (manager.repository / "staging" / "just-created").mkdir()
-    for d in ("staging/half", "sets/orphan"):
-        os.utime(manager.repository / d, (0, 0))  # old: nobody is about to lock them
     removed = manager.cleanup()
     assert removed == ["staging/half", "sets/orphan"]
     assert [p.name for p in (manager.repository / "sets").iterdir()] == [full]
-    # A directory too young to have its lock yet is left to a later sweep.
-    assert (manager.repository / "staging" / "just-created").exists()
+
+
+def test_cleanup_keeps_a_lockless_directory_while_a_backup_is_creating_one(manager: BackupManager) -> None:
+    from rustybackup import locks
+
+    born = manager.repository / "staging" / "just-created"
+    with locks.creating_staging(manager.repository):
+        born.mkdir()  # killed here, or about to take its .lock: keep it while unsure
+        assert manager.cleanup() == []
+    assert born.exists()
+    assert manager.cleanup() == ["staging/just-created"]
 
 
 def test_cleanup_leaves_a_backup_in_progress_alone(manager: BackupManager, tmp_path: Path) -> None:

@@ -38,13 +38,19 @@ def test_a_held_staging_lock_is_seen_from_another_descriptor(tmp_path: Path) -> 
     assert not locks.is_staging_locked(d)
 
 
-def test_a_young_directory_without_a_lock_counts_as_busy_an_old_one_not(tmp_path: Path) -> None:
-    d = tmp_path / "young"
-    d.mkdir()
-    assert locks.is_staging_locked(d)
-    os.utime(d, (0, 0))
+def test_a_directory_without_a_lock_is_busy_only_while_a_backup_is_creating_one(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    d = root / "staging" / "new"
+    d.mkdir(parents=True)
+    assert not locks.is_staging_locked(d)  # nobody is creating: a leftover, however young
+    with locks.creating_staging(root):
+        assert locks.is_staging_locked(d)  # may be the one being born
+        # Another process sees the same: the creation lock is a flock, not in-process state.
+        probe = "import sys; from pathlib import Path; from rustybackup import locks; "
+        probe += "sys.exit(0 if locks.is_staging_locked(Path(sys.argv[1])) else 1)"
+        assert subprocess.run([sys.executable, "-c", probe, str(d)], check=False).returncode == 0
     assert not locks.is_staging_locked(d)
-    assert not locks.is_staging_locked(tmp_path / "absent")
+    assert not locks.is_staging_locked(root / "staging" / "absent")
 
 
 def test_dropping_the_lock_file_keeps_the_lock_until_closed(tmp_path: Path) -> None:

@@ -196,8 +196,9 @@ class BackupManager:
         started = self._now()
         set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
         staging = self.repo.staging_dir(set_id)
-        staging.mkdir()
-        lock = locks.hold_staging_lock(staging)
+        with locks.creating_staging(self.repo.root):
+            staging.mkdir()
+            lock = locks.hold_staging_lock(staging)
         registered = False
         try:
             if cancel is not None and cancel.is_set():

@@ -25,7 +25,6 @@ import os
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,12 +43,46 @@ BULK_PREFIX = "bulk-"
 # Taken exclusively, briefly, by a bulk reader registering and by a delete deciding: so a
 # delete never misses a bulk read that starts meanwhile.
 GATE = ".gate"
-# A directory this young may belong to a backup that created it and has not yet taken
-# its lock; the sweep leaves it for a later run.
+# Held shared by every backup from before it creates ``staging/<id>/`` until that
+# directory's ``.lock`` is in place (`creating_staging`).
+CREATING_LOCK = ".staging.lock"
+# A temporary file this young may be an atomic_writer's still being written; the sweep
+# leaves it for a later run.
 YOUNG_SECONDS = 60.0
 
 
 # --- the staging lock ----------------------------------------------------------------
+
+
+@contextmanager
+def creating_staging(root: Path) -> Iterator[None]:
+    """A shared flock on ``REPO/.staging.lock`` around creating a staging directory and
+    taking its ``.lock``. While anyone holds it, a directory without ``.lock`` may be one
+    being born; once no one does, such a directory is a killed backup's leftover. (An
+    age rule left a directory killed in that window for a minute, and a backup that
+    started inside that minute found it still there.)"""
+    fd = os.open(root / CREATING_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _someone_creating(root: Path) -> bool:
+    try:
+        fd = os.open(root / CREATING_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: keep the directory
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def hold_staging_lock(directory: Path) -> int:
@@ -58,7 +91,7 @@ def hold_staging_lock(directory: Path) -> int:
     The lock is taken under a temporary name and renamed into place, so ``.lock`` never
     exists unlocked while its backup lives: a sweep that found it between creation and
     flock would take the directory for a crash leftover and delete it. Before the rename
-    the directory has no ``.lock``, and the young-directory rule covers it.
+    the directory has no ``.lock``; `creating_staging`, held around both, covers it.
     """
     pending = directory / (STAGING_LOCK + ".new")
     fd = os.open(pending, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
@@ -81,15 +114,13 @@ def drop_staging_lock_file(directory: Path) -> None:
 
 
 def is_staging_locked(directory: Path) -> bool:
-    """True when a live backup holds ``directory/.lock``, or when the directory has no
-    lock yet and is young enough that its backup may be about to take it."""
+    """True when a live backup holds ``directory/.lock`` (``REPO/<sub>/<id>``), or when
+    the directory has no lock yet and some backup is between creating a staging
+    directory and locking it (`creating_staging`)."""
     try:
         fd = os.open(directory / STAGING_LOCK, os.O_RDWR | os.O_NOFOLLOW)
     except OSError:
-        try:
-            return time.time() - directory.lstat().st_mtime < YOUNG_SECONDS
-        except OSError:
-            return False
+        return _someone_creating(directory.parent.parent)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -381,6 +412,7 @@ __all__ = [
     "SetBusy",
     "catalog_rebuild_lock",
     "drop_staging_lock_file",
+    "creating_staging",
     "hold_staging_lock",
     "is_staging_locked",
 ]
