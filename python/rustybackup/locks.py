@@ -55,18 +55,26 @@ YOUNG_SECONDS = 60.0
 
 
 @contextmanager
+def _flocked(path: Path, operation: int) -> Iterator[None]:
+    """``path`` (created if missing, never through a link) held with ``flock(operation)``
+    for the block; a non-blocking operation that fails raises BlockingIOError."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def creating_staging(root: Path) -> Iterator[None]:
     """A shared flock on ``REPO/.staging.lock`` around creating a staging directory and
     taking its ``.lock``. While anyone holds it, a directory without ``.lock`` may be one
     being born; once no one does, such a directory is a killed backup's leftover. (An
     age rule left a directory killed in that window for a minute, and a backup that
     started inside that minute found it still there.)"""
-    fd = os.open(root / CREATING_LOCK, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+    with _flocked(root / CREATING_LOCK, fcntl.LOCK_SH):
         yield
-    finally:
-        os.close(fd)
 
 
 def _someone_creating(root: Path) -> bool:
@@ -250,12 +258,8 @@ class ReaderLocks:
     @contextmanager
     def _gate(self) -> Iterator[None]:
         self.dir.mkdir(exist_ok=True)
-        fd = os.open(self.dir / GATE, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _flocked(self.dir / GATE, fcntl.LOCK_EX):
             yield
-        finally:
-            os.close(fd)
 
     @contextmanager
     def _bulk(self, ids: list[str]) -> Iterator[None]:
