@@ -77,13 +77,8 @@ def creating_staging(root: Path) -> Iterator[None]:
         yield
 
 
-def _someone_creating(root: Path) -> bool:
-    try:
-        fd = os.open(root / CREATING_LOCK, os.O_RDWR | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True  # cannot tell: keep the directory
+def _held_elsewhere(fd: int) -> bool:
+    """Whether another open file description holds a flock on ``fd``'s file; closes ``fd``."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -91,6 +86,16 @@ def _someone_creating(root: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def _someone_creating(root: Path) -> bool:
+    try:
+        fd = os.open(root / CREATING_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: keep the directory
+    return _held_elsewhere(fd)
 
 
 def hold_staging_lock(directory: Path) -> int:
@@ -129,13 +134,7 @@ def is_staging_locked(directory: Path) -> bool:
         fd = os.open(directory / STAGING_LOCK, os.O_RDWR | os.O_NOFOLLOW)
     except OSError:
         return _someone_creating(directory.parent.parent)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return _held_elsewhere(fd)
 
 
 # --- the catalog rebuild lock --------------------------------------------------------
