@@ -22,15 +22,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _core, manifest, store
+from . import _core, catalog_db, manifest, store
+from .catalog_db import Conn
 from .enums import BackupType, SetStatus
 from .errors import CatalogError
 from .manifest import Manifest
 from .retention import ChainRecord, RetentionDecision, RetentionPolicy, plan_retention
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
 from .timestamps import to_us as to_us
+
+if TYPE_CHECKING:
+    from .catalog_pg import RepositoryEntry
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +216,10 @@ class BackupCatalog:
         *,
         max_backup_sets: int = DEFAULT_MAX_BACKUP_SETS,
         clock: Callable[[], datetime] | None = None,
+        url: str | None = None,
     ) -> None:
+        # A PostgreSQL URL: this repository's rows in a shared catalog (catalog_pg.py).
+        self.url = url
         self.path = Path(path)
         if self.path.is_dir():
             # A repository directory: its catalog file.
@@ -223,11 +230,17 @@ class BackupCatalog:
         # simulate months in seconds.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
+        self.shared: RepositoryEntry | None = None  # set by _connect for a shared catalog
         self._conn = self._connect()
         # chain_rows per database, with the catalog state it was read at (see there).
         self._chain_cache: dict[str, tuple[tuple[object, ...], _core.ChainRows]] = {}
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> Conn:
+        if self.url is not None:
+            from . import catalog_pg
+
+            shared, self.shared = catalog_pg.open_repository(self.url, self.repository)
+            return shared
         try:
             conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -244,12 +257,12 @@ class BackupCatalog:
             self._conn.close()
 
     @property
-    def connection(self) -> sqlite3.Connection:
+    def connection(self) -> Conn:
         """The SQLite connection (other modules add their tables to the same file)."""
         return self._conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Conn]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -301,9 +314,7 @@ class BackupCatalog:
         with self.transaction() as c:
             self._insert(c, backup_set, archive_files, guard=True)
 
-    def _insert(
-        self, c: sqlite3.Connection, s: BackupSet, archive_files: Sequence[tuple[str, str]], guard: bool
-    ) -> None:
+    def _insert(self, c: Conn, s: BackupSet, archive_files: Sequence[tuple[str, str]], guard: bool) -> None:
         if guard:
             (count,) = c.execute("SELECT count(*) FROM sets WHERE database = ?", (s.database,)).fetchone()
             if count >= self.max_backup_sets:
@@ -442,13 +453,18 @@ class BackupCatalog:
             args.append(to_us(since))
         sql = f"SELECT {_SET_COLUMNS} FROM sets" + (" WHERE " + " AND ".join(where) if where else "")
         if limit is not None:
-            sql = f"SELECT * FROM ({sql} ORDER BY started_at DESC, rowid DESC LIMIT ?) ORDER BY started_at, id"
+            sql = (
+                f"SELECT * FROM ({sql} ORDER BY started_at DESC, rowid DESC LIMIT ?) AS newest ORDER BY started_at, id"
+            )
             args.append(limit)
         else:
             sql += " ORDER BY started_at, rowid"
         with self._lock:
-            file = next((r[2] for r in self._conn.execute("PRAGMA database_list") if r[1] == "main"), "")
-        if not file:  # an in-memory catalog: its one connection, all at once
+            shared = catalog_db.is_shared(self._conn)
+            file = (
+                "" if shared else next((r[2] for r in self._conn.execute("PRAGMA database_list") if r[1] == "main"), "")
+            )
+        if not file:  # an in-memory or shared catalog: its one connection, all at once
             rows = self._query(sql, args)
             pieces = self._pieces_for([r[0] for r in rows])
             yield from (self._set(r, pieces) for r in rows)
@@ -558,7 +574,7 @@ class BackupCatalog:
         from .engine import BackupManager
         from .postgres.recovery import plan
 
-        manager = BackupManager(self.repository)
+        manager = BackupManager(self.repository, catalog=self.url)
         try:
             return plan(manager, manager.catalog.get_database(database), until).sets(self)
         finally:
@@ -581,10 +597,9 @@ class BackupCatalog:
         """
         with self._lock:
             conn = self._conn
-            (data_version,) = conn.execute("PRAGMA data_version").fetchone()
-            state = (conn, data_version, conn.total_changes)
+            state = catalog_db.change_state(conn)
             cached = self._chain_cache.get(database)
-            if cached is not None and cached[0] == state and not conn.in_transaction:
+            if state is not None and cached is not None and cached[0] == state and not conn.in_transaction:
                 return cached[1]
             rows = self.retention_rows(database)
             # One pass per column: cheaper than zip(*rows), and empty rows give empty columns.
@@ -593,7 +608,7 @@ class BackupCatalog:
                 built = _core.ChainRows.from_columns(*columns)
             except (TypeError, ValueError) as exc:
                 raise CatalogError(f"catalog {self.path}: sets of database {database!r}: {exc}") from exc
-            if not conn.in_transaction:
+            if state is not None and not conn.in_transaction:
                 self._chain_cache[database] = (state, built)
             return built
 
@@ -607,7 +622,7 @@ class BackupCatalog:
                 "WHERE database = ? ORDER BY finished_at, started_at, id",
                 (database,),
             )
-        except sqlite3.Error as exc:  # e.g. text that is not UTF-8
+        except catalog_db.DB_ERRORS as exc:  # e.g. text that is not UTF-8
             raise CatalogError(f"catalog {self.path}: cannot read the sets of database {database!r}: {exc}") from exc
         return rows
 
@@ -669,7 +684,9 @@ class BackupCatalog:
             by_type = {t.value: 0 for t in BackupType}
             by_status = {s.value: 0 for s in SetStatus}
             rows = self._query(
-                "SELECT backup_type, status, count(*), sum(size) FROM sets WHERE database = ? GROUP BY 1, 2", (name,)
+                "SELECT backup_type, status, count(*), CAST(sum(size) AS BIGINT) FROM sets WHERE database = ? "
+                "GROUP BY 1, 2",
+                (name,),
             )
             size = 0
             for btype, status, count, total in rows:
@@ -677,7 +694,9 @@ class BackupCatalog:
                 by_status[status] += count
                 size += total or 0
             (first, last, read) = self._query(
-                "SELECT min(finished_at), max(finished_at), sum(bytes_read) FROM sets WHERE database = ?", (name,)
+                "SELECT min(finished_at), max(finished_at), CAST(sum(bytes_read) AS BIGINT) FROM sets "
+                "WHERE database = ?",
+                (name,),
             )[0]
             count = sum(by_type.values())
             out["databases"][name] = {
@@ -726,6 +745,17 @@ class BackupCatalog:
                 c.execute(f"DELETE FROM {table}")
             report = _fill(c, repo, self.tombstones(), self)
         _log_report(report)
+        return report
+
+    def register_manifests(self, manifests: Iterable[Path]) -> RebuildReport:
+        """Registers the sets of some manifests of this catalog's repository as `rebuild`
+        would, leaving the other sets alone (a remote repository's cache catching up with
+        the bucket, a copied set). One transaction; the bad ones are skipped, reported."""
+        repo = store.Repository(self.repository, create=False)
+        with self.transaction() as c:
+            report = _fill(c, repo, self.tombstones(), self, manifests)
+        for _, why in report.skipped:
+            log.warning("not registered: %s", why)
         return report
 
     # --- helpers ---------------------------------------------------------------------
@@ -862,13 +892,19 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _fill(c: sqlite3.Connection, repo: store.Repository, tombstones: set[str], catalog: BackupCatalog) -> RebuildReport:
-    """Inserts the rows of every usable manifest of `repo` through `c` (inside the
-    caller's transaction); each set in a savepoint of its own, so one bad set is skipped
-    without undoing the others."""
+def _fill(
+    c: Conn,
+    repo: store.Repository,
+    tombstones: set[str],
+    catalog: BackupCatalog,
+    manifests: Iterable[Path] | None = None,
+) -> RebuildReport:
+    """Inserts the rows of every usable manifest of `repo` (or of `manifests`, some of
+    them) through `c` (inside the caller's transaction); each set in a savepoint of its
+    own, so one bad set is skipped without undoing the others."""
     skipped: list[tuple[str, str]] = []
     count = 0
-    for mpath in repo.manifests():
+    for mpath in repo.manifests() if manifests is None else manifests:
         name = mpath.parent.name
         where = f"{store.SETS_DIR}/{name}/{store.MANIFEST}"
         try:
@@ -912,7 +948,7 @@ def _fill(c: sqlite3.Connection, repo: store.Repository, tombstones: set[str], c
                     (r.archive_dir, r.database),
                 )
             catalog._insert(c, backup_set, archive, guard=False)
-        except sqlite3.IntegrityError as exc:
+        except catalog_db.INTEGRITY_ERRORS as exc:
             c.execute("ROLLBACK TO one_set")
             skipped.append((where, f"{where}: set {m.id} clashes with a set already registered ({exc})"))
         else:
@@ -969,7 +1005,7 @@ def rebuild_lost_catalog(repo: store.Repository) -> RebuildReport | None:
     return report
 
 
-def _pieces_on(conn: sqlite3.Connection, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
+def _pieces_on(conn: Conn, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
     """The pieces of `set_ids` by set id, 500 ids a query."""
     out: dict[str, list[BackupPiece]] = {}
     for i in range(0, len(set_ids), 500):

@@ -13,9 +13,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from . import _core, locks, manifest, ratelimit, sqlite_pitr, store
+from . import _core, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
+from . import mirrors as mirrors_mod
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
     BackupCatalog,
@@ -33,6 +34,9 @@ from .restore import label, restore_set_files
 from .retention import RetentionDecision, RetentionPolicy
 from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
 from .sqlite_wal import WalCapture, WalRecord, live_database
+
+if TYPE_CHECKING:
+    from .remote_repo import RemoteRepository
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,19 @@ class BackupManager:
         clock: Callable[[], datetime] | None = None,
         *,
         max_backup_sets: int = 50_000,
+        catalog: str | None = None,
+        create: bool = True,
+        create_bucket: bool = False,
     ) -> None:
+        # `s3://bucket/prefix`: the engine works in the repository's local cache, and
+        # remote_repo.py moves sets between it and the bucket.
+        self.remote: RemoteRepository | None = None
+        if repo_url.is_url(repository):
+            from .remote_repo import RemoteRepository
+
+            url = repo_url.parse_url(os.fspath(repository))
+            self.remote = RemoteRepository(url, create=create, create_bucket=create_bucket)
+            repository = self.remote.cache
         self.repo = store.Repository(repository)
         self.repository = self.repo.root
         self.clock = clock or _utcnow
@@ -89,14 +105,22 @@ class BackupManager:
         # A lost catalog is rebuilt before anything reads it (docs/FORMAT.md), by one
         # process at a time; `last_rebuild` tells what that rebuild skipped.
         self.last_rebuild: RebuildReport | None = None
+        # `catalog`: a PostgreSQL URL puts this repository's rows in a shared catalog
+        # (catalog_pg.py); no catalog.db is read, written or rebuilt then.
+        self.catalog_url = catalog
         with locks.catalog_rebuild_lock(self.repository):
-            self.last_rebuild = rebuild_lost_catalog(self.repo)
-            self.catalog = BackupCatalog(self.repo.catalog_path, max_backup_sets=max_backup_sets, clock=self._now)
+            if catalog is None:
+                self.last_rebuild = rebuild_lost_catalog(self.repo)
+            self.catalog = BackupCatalog(
+                self.repo.catalog_path, max_backup_sets=max_backup_sets, clock=self._now, url=catalog
+            )
             if self.last_rebuild is None and not self.catalog.has_sets() and any(True for _ in self.repo.manifests()):
                 # An empty catalog beside set manifests (v1 left one after a rebuild
                 # that never committed): fill it, in one transaction.
                 log.warning("catalog.db lists no sets but sets/ holds manifests; rebuilding it from them")
                 self.last_rebuild = self.catalog.rebuild_report()
+            if self.remote is not None:
+                self.remote.sync(self.repo, self.catalog)
 
     def _now(self) -> datetime:
         now = self.clock()
@@ -116,6 +140,7 @@ class BackupManager:
         algorithm: str = "blake3",
         compression: str | None = None,
         dsn: str | None = None,
+        mirrors: Sequence[str | os.PathLike[str]] | None = None,
     ) -> DatabaseEntry:
         """Registers (or updates) a backup source. A changed block size or algorithm
         makes the next INCREMENTAL/DIFFERENTIAL a FULL. A ``postgresql`` source is the
@@ -157,6 +182,10 @@ class BackupManager:
             registered_at=self._now(),
             dsn=dsn,
         )
+        if mirrors is not None:
+            # Checked (and stored) first: a bad mirror leaves the registration as it was.
+            here = str(self.remote.url) if self.remote is not None else str(self.repository)
+            mirrors_mod.set_mirrors(self.catalog, name, [os.fspath(m) for m in mirrors], here)
         self.catalog.put_database(entry)
         return entry
 
@@ -169,7 +198,10 @@ class BackupManager:
         """Removes what interrupted work left (staging, trash, unregistered set
         directories). Runs before every backup. Returns the paths removed."""
         known, dead = self.catalog.set_ids(), self.catalog.tombstones()
-        return self.repo.sweep(known, busy=locks.is_staging_locked, tombstones=dead)
+        removed = self.repo.sweep(known, busy=locks.is_staging_locked, tombstones=dead)
+        if self.remote is not None:
+            removed += self.remote.cleanup(dead)
+        return removed
 
     def backup(
         self,
@@ -218,6 +250,8 @@ class BackupManager:
                 result = set_from_manifest(final)
             else:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel)
+            if self.remote is not None:
+                self.remote.commit(staging, result[0])
             self.repo.publish(set_id)
             self.catalog.register_set(*result)
             registered = True
@@ -253,6 +287,11 @@ class BackupManager:
             backup_set.bytes_read,
             backup_set.size,
         )
+        # Read once, written to several: the mirrors get the set from here (mirrors.py);
+        # a mirror's failure is recorded, never this backup's.
+        mirrors_mod.replicate(self, backup_set)
+        if self.remote is not None:
+            self.remote.trim(self.repo, set_id)
         return backup_set
 
     def _base_for(self, db: DatabaseEntry, btype: BackupType) -> BackupSet | None:
@@ -312,6 +351,8 @@ class BackupManager:
         if parent is None:
             btype = BackupType.FULL
         parent_manifest = self._manifest(parent) if parent else None
+        if self.remote is not None and parent_manifest is not None:
+            self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
         parent_ranges: dict[str, tuple[int, int]] = {}
         sources: list[Source] = []
         if parent_manifest is not None:
@@ -582,6 +623,8 @@ class BackupManager:
                 ) from None
             if f"{store.SETS_DIR}/{src.set_id}/{src.piece}" not in {p.path for p in owner.pieces}:
                 raise CatalogError(f"{where}: sources[{i}].piece: {src.piece!r} is not a piece of set {src.set_id}")
+        if self.remote is not None:
+            self.remote.fetch_chain(self.repo, m, with_pieces=True)
         return m
 
     def summary(self, set_id: str) -> Summary:
@@ -674,6 +717,8 @@ class BackupManager:
             )
         with self.readers.deleting(set_id):
             self.catalog.remove_set(set_id)
+            if self.remote is not None:
+                self.remote.delete_set(set_id)
             self.repo.discard(set_id)
 
     # --- retention -------------------------------------------------------------------

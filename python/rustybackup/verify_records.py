@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from .catalog import BackupCatalog, PieceRow, SetRow, from_us, to_us
+from .catalog_db import has_table
 from .enums import VerificationType
 
 _SCHEMA = """
@@ -50,8 +51,9 @@ class VerificationRecords:
     def _ensure_schema(self) -> None:
         # Only a repository that never had a verification takes the write lock here:
         # a verifier must not queue behind (or hold up) a backup registering its set.
-        if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'piece_verifications'"):
-            return
+        with self.catalog._lock:
+            if has_table(self.catalog.connection, "piece_verifications"):
+                return
         with self.catalog.transaction() as c:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
