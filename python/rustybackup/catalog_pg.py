@@ -106,6 +106,16 @@ MIGRATIONS: tuple[str, ...] = (
         round TEXT NOT NULL, item_id TEXT NOT NULL, node TEXT NOT NULL, claimed_at BIGINT NOT NULL,
         PRIMARY KEY (round, item_id));
     """,
+    # 3: mirrors.py's tables (a mirror list per database, each set's state in each
+    # mirror), so a read never meets a missing table.
+    """
+    CREATE TABLE database_mirrors (
+        database TEXT NOT NULL, repository TEXT NOT NULL, position INTEGER NOT NULL,
+        PRIMARY KEY (database, repository));
+    CREATE TABLE set_copies (
+        set_id TEXT NOT NULL, repository TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL,
+        at BIGINT NOT NULL, PRIMARY KEY (set_id, repository));
+    """,
 )
 
 # Key and column order of each table INSERT OR REPLACE touches (catalog_db.translate).
@@ -115,6 +125,7 @@ _SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("name", "path", "kind", "archive_dir", "block_size", "algorithm", "compression", "registered_at", "dsn"),
     ),
     "tombstones": (("id",), ("id", "deleted_at")),
+    "set_copies": (("set_id", "repository"), ("set_id", "repository", "status", "detail", "at")),
     "archive_files": (("database", "name"), ("database", "name", "digest", "set_id")),
     "piece_verifications": (
         ("item_id",),
