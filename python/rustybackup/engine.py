@@ -37,6 +37,7 @@ from .sqlite_wal import WalCapture, WalRecord, live_database
 
 if TYPE_CHECKING:
     from .remote_repo import RemoteRepository
+    from .upload_limits import UploadSchedule
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class BackupManager:
             self.remote = RemoteRepository(url, create=create, create_bucket=create_bucket)
             repository = self.remote.cache
         self.repo = store.Repository(repository)
+        # Upload bandwidth by time of day, for this repository and its mirrors.
+        self.upload_limits: UploadSchedule | None = None
         self.repository = self.repo.root
         self.clock = clock or _utcnow
         # SQLite WAL capture: a foreground capturer's guard per database, and the steps
@@ -251,7 +254,7 @@ class BackupManager:
             else:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel)
             if self.remote is not None:
-                self.remote.commit(staging, result[0])
+                self.remote.commit(staging, result[0], self.upload_limits)
             self.repo.publish(set_id)
             self.catalog.register_set(*result)
             registered = True

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -93,23 +92,33 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
+    # Not click.Path: it would turn s3://bucket/prefix into the local path s3:/bucket/prefix.
+    type=str,
     envvar="RUSTYBACKUP_REPO",
     default=None,
-    help="Repository directory (or set RUSTYBACKUP_REPO).",
+    help="Repository directory or s3://bucket/prefix (or set RUSTYBACKUP_REPO).",
 )
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="rustybackup")
 @click.pass_context
-def cli(ctx: click.Context, repo: Path | None, verbose: int, debug: bool) -> None:
+def cli(ctx: click.Context, repo: str | None, verbose: int, debug: bool) -> None:
     """rustybackup: schedule, perform, catalog, retain and verify backups.
 
     Example: rustybackup --repo /backups init
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliState(repo=repo, debug=debug)
+    from ..repo_url import RepoUrl, parse_repository
+
+    try:
+        where = None if repo is None or repo == "" else parse_repository(repo)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--repo") from None
+    if isinstance(where, RepoUrl):
+        ctx.obj = CliState(repo=None, debug=debug, url=where)
+    else:
+        ctx.obj = CliState(repo=where, debug=debug)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from ..catalog import set_json
 from ..engine import BackupManager, BackupProgress
 from ..enums import BackupType
 from ..manifest import Summary
+from ..mirrors import has_copies, mirror_status
 from ..ratelimit import parse_rate
 from ..restore import label
 from .context import CliState, pass_state, print_json, print_table
@@ -23,10 +24,7 @@ _TYPES = {"full": "full", "incremental": "incremental", "differential": "differe
 
 
 def _manager(state: CliState) -> BackupManager:
-    repo = state.require_repo()
-    if not (repo / "format").exists():
-        raise click.ClickException(f"no repository at {repo}; run `rustybackup --repo {repo} init` first")
-    return BackupManager(repo)
+    return state.open_manager()
 
 
 def _size(n: int) -> str:
@@ -39,14 +37,19 @@ def _size(n: int) -> str:
 
 
 @click.command("init")
+@click.option(
+    "--create-bucket", is_flag=True, help="For an s3:// repository: create the bucket when it does not exist."
+)
 @pass_state
-def init_cmd(state: CliState) -> None:
+def init_cmd(state: CliState, create_bucket: bool) -> None:
     """Create (or open and check) the repository.
 
     Example: rustybackup --repo /backups init
     """
-    m = BackupManager(state.require_repo())
-    click.echo(f"repository ready at {m.repository}")
+    if create_bucket and state.url is None:
+        raise click.UsageError("--create-bucket is for an s3:// repository")
+    m = state.open_manager(create=True, create_bucket=create_bucket)
+    click.echo(f"repository ready at {m.remote.url if m.remote is not None else m.repository}")
 
 
 @click.group("db")
@@ -73,6 +76,12 @@ def db_group() -> None:
 @click.option("--block-size", type=int, default=8192, show_default=True)
 @click.option("--algorithm", default="blake3", show_default=True)
 @click.option("--compression", type=click.Choice(["zstd"]), default=None)
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    help="Also write every backup to this repository (directory or s3:// URL; repeatable).",
+)
 @pass_state
 def db_add(
     state: CliState,
@@ -84,13 +93,16 @@ def db_add(
     algorithm: str,
     compression: str | None,
     dsn: str | None,
+    mirrors: tuple[str, ...],
 ) -> None:
     """Register database NAME (or update its settings).
 
     Example: rustybackup db add orders --kind sqlite --path /srv/orders.db --archive-dir /srv/wal
     """
     m = _manager(state)
-    e = m.register_database(name, path, kind, archive_dir, block_size, algorithm, compression, dsn=dsn)
+    e = m.register_database(
+        name, path, kind, archive_dir, block_size, algorithm, compression, dsn=dsn, mirrors=mirrors or None
+    )
     click.echo(f"registered {e.name}: {e.kind} at {e.path}")
 
 
@@ -212,12 +224,16 @@ def list_cmd(
         name, None if btype is None else _TYPES[btype], _parse_until(since), limit, with_pieces=as_json
     )
     out = click.get_text_stream("stdout")
+    copies = mirror_status(catalog, sets)
     if as_json:
         # One JSON array, written an element at a time.
         out.write("[")
         sep = "\n"
-        for s in sets:
-            out.write(sep + "  " + json.dumps(set_json(s)))
+        for s, where in copies:
+            row = set_json(s)
+            if where is not None:
+                row["mirrors"] = {c.repository: {"status": c.status.value, "detail": c.detail} for c in where}
+            out.write(sep + "  " + json.dumps(row))
             sep = ",\n"
         out.write("\n]\n" if sep != "\n" else "]\n")
         return
@@ -226,8 +242,12 @@ def list_cmd(
     names = [d.name for d in catalog.list_databases()] + ([name] if name else [])
     least = (_ID_WIDTH, max(map(len, names), default=0), 12, _ID_WIDTH, 25, 9, 10, 10)
     widths = tuple(max(w, len(h)) for w, h in zip(least, _LIST_HEADER, strict=False))
-    out.write(_row(_LIST_HEADER, widths))
-    for s in sets:
+    header = _LIST_HEADER
+    if has_copies(catalog):
+        header, widths = (*header, "mirrors"), (*widths, len(header[-1]))
+    out.write(_row(header, widths))
+    for s, where in copies:
+        mirrored = () if where is None else ("; ".join(f"{c.repository}: {c.status.value}" for c in where) or "-",)
         out.write(
             _row(
                 (
@@ -240,6 +260,7 @@ def list_cmd(
                     _size(s.size),
                     _size(s.bytes_read),
                     ",".join(s.tags),
+                    *mirrored,
                 ),
                 widths,
             )

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from ..engine import BackupManager
+    from ..repo_url import RepoUrl
+
 
 @dataclass
 class CliState:
@@ -24,12 +27,32 @@ class CliState:
 
     repo: Path | None
     debug: bool = False
+    # A remote repository (s3://...): `repo` is None then.
+    url: RepoUrl | None = None
 
     def require_repo(self) -> Path:
         """The repository directory, or a usage error naming both ways to give it."""
+        if self.url is not None:
+            raise click.UsageError(f"this command needs a local repository directory; {self.url} is remote")
         if self.repo is None:
             raise click.UsageError("no repository: pass --repo DIR or set RUSTYBACKUP_REPO")
         return self.repo
+
+    def require_location(self) -> Path | RepoUrl:
+        """The repository, local or remote (commands that work on both)."""
+        return self.url if self.url is not None else self.require_repo()
+
+    def open_manager(self, *, create: bool = False, create_bucket: bool = False) -> BackupManager:
+        """The repository's manager; without `create`, a missing repository is an error
+        that says to run `init`."""
+        from ..engine import BackupManager
+
+        where = self.require_location()
+        if not create and isinstance(where, Path) and not (where / "format").exists():
+            raise click.ClickException(f"no repository at {where}; run `rustybackup --repo {where} init` first")
+        if isinstance(where, Path):
+            return BackupManager(where)
+        return BackupManager(str(where), create=create, create_bucket=create_bucket)
 
 
 pass_state = click.make_pass_decorator(CliState)

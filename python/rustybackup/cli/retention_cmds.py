@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import click
@@ -143,7 +144,8 @@ def retention(
         zip(_PERIODS, (keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly), strict=True)
     )
     policy = build_policy(redundancy, window, counts)
-    manager = open_manager(state.require_repo())
+    where = state.require_location()
+    manager = open_manager(where if isinstance(where, Path) else str(where))
     decisions: list[RetentionDecision] = list(manager.retention_plan(name, policy))
     deleted = manager.apply_retention(name, policy, dry_run=False, plan=decisions) if apply_plan else None
     if as_json:

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from ..engine import BackupManager
 from ..errors import VerificationError
 from ..verify import Verifier, VerifyProgress
 from ..verify_report import VerificationReport
@@ -109,10 +108,7 @@ def verify_cmd(
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of NAME, --set ID or --all")
     limit = parse_budget(budget) if budget is not None else None
-    repo = state.require_repo()
-    if not (repo / "format").exists():
-        raise click.ClickException(f"no repository at {repo}; run `rustybackup --repo {repo} init` first")
-    verifier = Verifier(BackupManager(repo))
+    verifier = Verifier(state.open_manager())
     verifier.pg_check_sql = pg_sql
     target = None if all_ else (set_id or name)
     console = Console(stderr=True)

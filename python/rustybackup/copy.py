@@ -1,0 +1,243 @@
+"""`rustybackup copy`: sets from one repository to another (local or remote, either way).
+
+Each set is copied as its files (manifest, pieces, block map: the format is the same on
+both sides), FULL-checked in the target before it is published there, and registered
+only once it is published, exactly as a backup is. Parents go before children; a set the
+target already has is skipped, so a copy that was cut short is simply run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _core, locks, manifest, store
+from .catalog import BackupSet
+from .enums import SetStatus
+from .errors import BackupError, CatalogError, RustyBackupError
+
+if TYPE_CHECKING:
+    from .engine import BackupManager
+    from .manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+# The piece is read in full anyway (to copy it); re-hashing every block of the copy
+# costs one more read of page-cached data and finds any damage, in the source or in transit.
+PIECE_CHECK = "full"
+BLOCKMAP_CHECK = "full"
+
+
+class CopyError(BackupError):
+    """A set could not be copied; the target holds nothing of it."""
+
+
+@dataclass
+class CopyReport:
+    """What one copy did, per set: copied, skipped (already there) or failed (why)."""
+
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    bytes_copied: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "copied": self.copied,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "bytes_copied": self.bytes_copied,
+        }
+
+
+def in_copy_order(sets: Iterable[BackupSet]) -> list[BackupSet]:
+    """`sets` with every parent before its children (oldest first otherwise)."""
+    ordered = sorted(sets, key=lambda s: (s.started_at, s.id))
+    by_id = {s.id: s for s in ordered}
+    out: list[BackupSet] = []
+    placed: set[str] = set()
+
+    def place(s: BackupSet, seen: frozenset[str]) -> None:
+        if s.id in placed:
+            return
+        parent = by_id.get(s.parent_id) if s.parent_id else None
+        if parent is not None and parent.id not in seen:
+            place(parent, seen | {s.id})
+        placed.add(s.id)
+        out.append(s)
+
+    for s in ordered:
+        place(s, frozenset())
+    return out
+
+
+def copy_sets(
+    source: BackupManager,
+    target: BackupManager,
+    database: str | None = None,
+    *,
+    set_ids: Iterable[str] | None = None,
+    progress: Callable[[str, int], object] | None = None,
+) -> CopyReport:
+    """Copies the sets of `source` (those of `database`, or `set_ids`, or all) that
+    `target` lacks. A set that fails (damaged in the source, a target that refuses it)
+    is reported and its descendants are not tried; the others go on."""
+    if database is not None:
+        source.catalog.get_database(database)
+    if set_ids is not None:
+        chosen = [source.catalog.get_set(i) for i in set_ids]
+    else:
+        chosen = source.catalog.list_sets(database=database)
+    report = CopyReport()
+    have = target.catalog.set_ids()
+    for s in in_copy_order(chosen):
+        if s.id in have:
+            report.skipped.append(s.id)
+            continue
+        if s.parent_id is not None and s.parent_id in report.failed:
+            report.failed[s.id] = f"its parent {s.parent_id} was not copied"
+            continue
+        if s.parent_id is not None and s.parent_id not in have and s.parent_id not in report.copied:
+            report.failed[s.id] = f"its parent {s.parent_id} is neither in the target nor among the sets copied"
+            continue
+        if s.status is not SetStatus.AVAILABLE:
+            report.failed[s.id] = f"it is {s.status.value} in the source"
+            continue
+        try:
+            report.bytes_copied += copy_one(source, target, s)
+        except RustyBackupError as exc:
+            log.warning("copy of set %s failed: %s", s.id, exc)
+            report.failed[s.id] = str(exc)
+            continue
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            report.failed[s.id] = f"{exc.strerror or exc}{where}"
+            continue
+        report.copied.append(s.id)
+        if progress is not None:
+            progress(s.id, report.bytes_copied)
+    return report
+
+
+def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
+    """Copies one set whose parent the target has. Returns the bytes copied."""
+    with source.reading([s.id]):
+        m = manifest.load(source.repository / s.manifest, set_id=s.id)
+        files = set_files(m)
+        # A remote source brings them into its cache first (a local one has them).
+        if source.remote is not None:
+            source.remote.fetch(source.repo, [s.id], with_pieces=True)
+        src_dir = source.repo.set_dir(s.id)
+        staging = target.repo.staging_dir(s.id)
+        final = target.repo.set_dir(s.id)
+        if final.exists():
+            raise CopyError(f"set {s.id}: {final} exists but the target's catalog does not list it; run cleanup")
+        with locks.creating_staging(target.repo.root):
+            staging.mkdir()
+            lock = locks.hold_staging_lock(staging)
+        registered = False
+        try:
+            copied = 0
+            for rel in files:
+                copied += _copy_file(src_dir / rel, staging / rel)
+            shutil.copyfile(src_dir / store.MANIFEST, staging / store.MANIFEST)
+            with open(staging / store.MANIFEST, "rb") as fh:
+                os.fsync(fh.fileno())
+            # Published first, checked in place: an incremental's block map names its
+            # parent's as ../<parent>/blockmap, which exists only beside it in sets/.
+            target.repo.publish(s.id)
+            check_set(final, m)
+            if target.remote is not None:
+                target.remote.commit(final, s, target.upload_limits)
+            target.catalog.register_manifests([final / store.MANIFEST])
+            if s.id not in target.catalog.set_ids():
+                raise CopyError(f"set {s.id} was copied but the target's catalog refused it (see the log)")
+            registered = True
+            locks.drop_staging_lock_file(final)
+            if target.remote is not None:
+                target.remote.trim(target.repo, s.id)
+        finally:
+            os.close(lock)
+            if not registered:
+                for d in (staging, final):
+                    shutil.rmtree(d, ignore_errors=True)
+    log.info("copied set %s (%d bytes)", s.id, copied)
+    return copied
+
+
+def set_files(m: Manifest) -> list[str]:
+    """The files of a set other than its manifest, relative to its directory; a path
+    outside the set's own directory is refused (manifest.py already checks the form)."""
+    prefix = f"{store.SETS_DIR}/{m.id}/"
+    out = []
+    for what, rel in [
+        *((f"pieces[{i}].path", p.path) for i, p in enumerate(m.pieces)),
+        ("blockmap.path", m.blockmap.path),
+    ]:
+        if not rel.startswith(prefix) or "/" in rel[len(prefix) :]:
+            raise CatalogError(f"manifest of set {m.id}: {what} {rel!r} is not a file of sets/{m.id}/")
+        out.append(rel[len(prefix) :])
+    return out
+
+
+def check_set(directory: Path, m: Manifest) -> None:
+    """FULL check of every piece and the block map of the set in `directory`: CopyError
+    names the first problem (the piece, the block, the offset)."""
+    rows: list[tuple[str, str, str, Path, int | None, str | None, str | None, int | None]] = []
+    for p in m.pieces:
+        name = p.path.rsplit("/", 1)[-1]
+        rows.append((p.id, m.id, "piece", directory / name, p.size, p.checksum, p.algorithm, p.block_count))
+    bm = m.blockmap.path.rsplit("/", 1)[-1]
+    rows.append(
+        (
+            f"{m.id}/blockmap",
+            m.id,
+            "blockmap",
+            directory / bm,
+            None,
+            m.blockmap.checksum,
+            m.record.algorithm,
+            m.blockmap.block_count,
+        )
+    )
+    for row, verdict in zip(rows, _core.verify_files(rows, PIECE_CHECK), strict=True):
+        if verdict.outcome == "ok":
+            continue
+        detail = [msg for _, msg in verdict.issues]
+        for file_no, block, offset, expected, actual in verdict.bad_blocks[:3]:
+            detail.append(f"file #{file_no} block {block} at piece offset {offset}: {actual} != {expected}")
+        raise CopyError(
+            f"set {m.id}: {row[2]} {row[0]} failed its check while being copied ({verdict.outcome}: "
+            f"{'; '.join(detail) or 'no detail'}); nothing of it was published in the target"
+        )
+
+
+def _copy_file(src: Path, dst: Path) -> int:
+    """Copies one file durably (streamed by the kernel, never whole in memory)."""
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        size = os.fstat(fi.fileno()).st_size
+        sent = 0
+        while sent < size:
+            n = os.copy_file_range(fi.fileno(), fo.fileno(), size - sent) if hasattr(os, "copy_file_range") else 0
+            if n == 0:
+                break
+            sent += n
+        if sent < size:
+            fi.seek(sent)
+            shutil.copyfileobj(fi, fo, 1 << 20)
+        fo.flush()
+        os.fsync(fo.fileno())
+        return os.fstat(fo.fileno()).st_size
+
+
+__all__ = ["CopyError", "CopyReport", "copy_sets", "in_copy_order"]

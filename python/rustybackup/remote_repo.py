@@ -1,0 +1,256 @@
+"""A repository in an object store (``s3://bucket/prefix``), seen through a local cache.
+
+The bucket holds the repository exactly as a directory would (docs/FORMAT.md, "Object
+storage layout"): ``format``, ``sets/<id>/manifest.json``, ``data.piece``, ``blockmap``.
+Nothing else is the truth: no catalog, no rename, no flock exist there.
+
+The cache (``$XDG_CACHE_HOME/rustybackup/<scheme>-<bucket>-<hash>/``) is an ordinary
+local repository directory that the engine works in unchanged: its ``catalog.db``, the
+manifest of every set in the bucket, the block maps an incremental needs and the pieces
+a restore or a check fetched. Opening a remote repository brings the cache up to date
+from the manifests in the bucket (new ones fetched and registered, vanished ones
+dropped); a lost cache is rebuilt from them, so two hosts writing one bucket see each
+other's sets.
+
+A backup is staged in the cache and committed by the storage layer's `upload_set`
+(pieces and block map first, the manifest last with a conditional create): the set
+exists when its manifest does, and the cache registers it only after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _core, locks, manifest, store
+from .errors import CatalogError, ConfigError
+from .repo_url import RepoUrl
+from .upload_limits import UploadPacer, UploadSchedule
+
+if TYPE_CHECKING:
+    from .catalog import BackupCatalog, BackupSet
+    from .manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+# Objects under sets/ that no manifest names are a cut upload's; they are removed once
+# older than this (a slower host may still be uploading its pieces before its manifest).
+SWEEP_GRACE_SECONDS = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What opening a remote repository changed in its cache."""
+
+    added: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+
+class RemoteRepository:
+    """One remote repository: its URL, its storage handle and its local cache."""
+
+    def __init__(self, url: RepoUrl, *, create: bool = False, create_bucket: bool = False) -> None:
+        self.url = url
+        self.cache = url.cache_dir()
+        self.store = _core.ObjectStore(str(url), None)
+        if create_bucket:
+            self.store.create_bucket()
+        self._check_format(create)
+        self.cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def __repr__(self) -> str:
+        return f"RemoteRepository({str(self.url)!r}, cache={str(self.cache)!r})"
+
+    # --- the format object -------------------------------------------------------------
+
+    def _check_format(self, create: bool) -> None:
+        """Reads the bucket's ``format`` object (one request: it also finds a missing
+        bucket or wrong credentials, as the storage layer's error), writing it first
+        when the repository is new and `create` allows it."""
+        text = f"{store.FORMAT_WORD} {store.FORMAT_VERSION}\n"
+        data = self.store.get_bytes(store.FORMAT_FILE) if self.store.head(store.FORMAT_FILE) else None
+        if data is None:
+            if not create:
+                raise CatalogError(f"no repository at {self.url}; run `rustybackup --repo {self.url} init` first")
+            if not self.store.put_bytes_if_absent(store.FORMAT_FILE, text.encode()):
+                data = self.store.get_bytes(store.FORMAT_FILE)  # another host created it just now
+            else:
+                log.info("created repository %s", self.url)
+                return
+        got = bytes(data).decode("utf-8", errors="replace").strip()
+        if got != text.strip():
+            raise CatalogError(
+                f"{self.url}/{store.FORMAT_FILE}: unrecognised repository format {got[:60]!r} "
+                f"(this rustybackup reads {text.strip()!r})"
+            )
+
+    # --- the cache -------------------------------------------------------------------
+
+    def remote_manifests(self) -> dict[str, int]:
+        """Set id -> manifest size of every manifest in the bucket (one listing)."""
+        out: dict[str, int] = {}
+        for meta in self.store.list(store.SETS_DIR + "/"):
+            parts = meta.key.split("/")
+            if len(parts) == 3 and parts[2] == store.MANIFEST and manifest.is_set_id(parts[1]):
+                out[parts[1]] = meta.size
+        return out
+
+    def pull(self, repo: store.Repository) -> tuple[list[Path], list[str]]:
+        """Fetches into the cache the manifests it lacks; returns them and the ids of the
+        cached sets whose manifest left the bucket (deleted by another host)."""
+        remote = self.remote_manifests()
+        sets_dir = repo.root / store.SETS_DIR
+        local = {d.name for d in sets_dir.iterdir() if manifest.is_set_id(d.name) and (d / store.MANIFEST).is_file()}
+        fetched: list[Path] = []
+        for set_id in sorted(remote.keys() - local):
+            d = sets_dir / set_id
+            d.mkdir(exist_ok=True)
+            dest = d / store.MANIFEST
+            self._get(f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}", dest)
+            fetched.append(dest)
+        # A set directory still holding its staging lock is being committed by this host.
+        gone = sorted(i for i in local - remote.keys() if not (sets_dir / i / locks.STAGING_LOCK).exists())
+        return fetched, gone
+
+    def sync(self, repo: store.Repository, catalog: BackupCatalog) -> SyncReport:
+        """Brings `catalog` (the cache's) up to date with the bucket."""
+        fetched, gone = self.pull(repo)
+        known = catalog.set_ids()
+        todo = [p for p in fetched if p.parent.name not in known]
+        # Also manifests cached earlier whose registration did not happen (a crash).
+        todo += [m for m in repo.manifests() if m.parent.name not in known and m not in fetched]
+        todo = [m for m in todo if m.parent.name not in gone and not (m.parent / locks.STAGING_LOCK).exists()]
+        added: list[str] = []
+        if todo:
+            catalog.register_manifests(sorted(todo))
+            now = catalog.set_ids()
+            added = [m.parent.name for m in todo if m.parent.name in now]
+        dropped: list[str] = []
+        for set_id in gone:
+            if set_id in known:
+                catalog.remove_set(set_id)
+            repo.discard(set_id)
+            dropped.append(set_id)
+        if added or dropped:
+            log.info("%s: %d set(s) new in the bucket, %d gone", self.url, len(added), len(dropped))
+        return SyncReport(tuple(added), tuple(dropped))
+
+    def fetch(self, repo: store.Repository, set_ids: Iterable[str], *, with_pieces: bool) -> int:
+        """Brings the block maps (and with `with_pieces` the pieces) of `set_ids` into the
+        cache, streamed to disk; files already there with the size the manifest states are
+        kept. Returns the bytes fetched."""
+        fetched = 0
+        for set_id in set_ids:
+            d = repo.set_dir(set_id)
+            m = manifest.load(d / store.MANIFEST, set_id=set_id)
+            wanted: list[tuple[str, int | None]] = [(m.blockmap.path, None)]
+            if with_pieces:
+                wanted += [(p.path, p.size) for p in m.pieces]
+            for rel, size in wanted:
+                dest = repo.root / rel
+                if dest.parent != d:
+                    raise CatalogError(f"manifest of set {set_id}: {rel!r} is not a file of sets/{set_id}/")
+                try:
+                    if dest.is_file() and (size is None or dest.stat().st_size == size):
+                        continue
+                except OSError:
+                    pass
+                fetched += self._get(rel, dest)
+        return fetched
+
+    def fetch_chain(self, repo: store.Repository, m: Manifest, *, with_pieces: bool) -> int:
+        """`fetch` of every set `m`'s block map refers to (its sources, itself last)."""
+        return self.fetch(repo, dict.fromkeys(s.set_id for s in m.sources), with_pieces=with_pieces)
+
+    def trim(self, repo: store.Repository, set_id: str) -> None:
+        """Drops a committed set's pieces from the cache (they are in the bucket); the
+        manifest and the block map stay, for the next incremental."""
+        d = repo.set_dir(set_id)
+        try:
+            m = manifest.load(d / store.MANIFEST, set_id=set_id)
+        except CatalogError:
+            return
+        for p in m.pieces:
+            (repo.root / p.path).unlink(missing_ok=True)
+
+    def _get(self, rel: str, dest: Path) -> int:
+        """Downloads one object to `dest` through a temporary sibling (a cut download
+        leaves no file that looks complete)."""
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        try:
+            n = int(self.store.get_to_file(rel, tmp))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return n
+
+    # --- writes ------------------------------------------------------------------------
+
+    def commit(self, set_dir: Path, s: BackupSet, limits: UploadSchedule | None = None) -> None:
+        """Uploads a finished set: its pieces and block map, then its manifest with a
+        conditional create. Until that last request succeeds no one sees the set.
+        `limits` paces the upload by time of day (upload_limits.py)."""
+        files = [p.path.rsplit("/", 1)[-1] for p in s.pieces] + [s.blockmap.rsplit("/", 1)[-1]]
+        if limits is None:
+            self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", files, store.MANIFEST)
+            return
+        pacer = UploadPacer(limits, self.set_upload_limit, lambda: datetime.now(UTC))
+        try:
+            with pacer.running():
+                self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", files, store.MANIFEST)
+        finally:
+            self.set_upload_limit(None)
+
+    def delete_set(self, set_id: str) -> None:
+        """Removes a set from the bucket: its manifest first (from then on the set does
+        not exist, for every host), then its other objects."""
+        set_id = store.check_set_id(set_id)
+        prefix = f"{store.SETS_DIR}/{set_id}/"
+        self.store.delete(prefix + store.MANIFEST)
+        for meta in self.store.list(prefix):
+            self.store.delete(meta.key)
+
+    def cleanup(self, tombstones: Collection[str], grace_seconds: float = SWEEP_GRACE_SECONDS) -> list[str]:
+        """Finishes the deletes of this host that stopped after the catalog row went (a
+        tombstone whose manifest is still in the bucket), then removes what cut uploads
+        left once older than the grace period. Returns the keys removed."""
+        removed: list[str] = []
+        for set_id in sorted(self.remote_manifests().keys() & set(tombstones)):
+            log.warning("%s: finishing the delete of set %s", self.url, set_id)
+            self.delete_set(set_id)
+            removed.append(f"{store.SETS_DIR}/{set_id}/")
+        removed += [str(k) for k in self.store.sweep(store.SETS_DIR + "/", grace_seconds)]
+        return removed
+
+    def set_upload_limit(self, bytes_per_second: float | None) -> None:
+        """Caps the upload rate (None: no cap)."""
+        self.store.set_bandwidth_limit(None if bytes_per_second is None else int(bytes_per_second))
+
+    def object_sizes(self, set_ids: Sequence[str]) -> dict[str, int]:
+        """Repository-relative path -> size of every object of `set_ids` (one listing)."""
+        wanted = set(set_ids)
+        out: dict[str, int] = {}
+        for meta in self.store.list(store.SETS_DIR + "/"):
+            parts = meta.key.split("/")
+            if len(parts) == 3 and parts[1] in wanted:
+                out[meta.key] = meta.size
+        return out
+
+
+def drop_cache(url: RepoUrl) -> None:
+    """Removes a remote repository's local cache (it is rebuilt from the bucket)."""
+    d = url.cache_dir()
+    if not d.exists():
+        return
+    if d.is_symlink() or not d.is_dir():
+        raise ConfigError(f"{d} is not a cache directory; remove it by hand")
+    shutil.rmtree(d)
+
+
+__all__ = ["RemoteRepository", "SyncReport", "drop_cache"]
