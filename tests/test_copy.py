@@ -151,3 +151,31 @@ def test_copy_order_puts_parents_first(spec: list[tuple[int, int]], rnd: random.
     for s in sets:
         if s.parent_id is not None:
             assert pos[s.parent_id] < pos[s.id]
+
+
+def test_cli_copy_json_exit_codes_and_resume(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from rustybackup.cli import cli
+
+    clock = SimClock()
+    a, _, sets = _chain(tmp_path, clock)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["--repo", str(a.repository), "copy", "--to", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["copied"] == [s.id for s in sets]
+    r = runner.invoke(
+        cli, ["copy", "--from", str(a.repository), "--to", str(tmp_path / "b"), "--database", "db", "--json"]
+    )
+    assert r.exit_code == 0 and json.loads(r.output)["skipped"] == [s.id for s in sets]
+    r = runner.invoke(cli, ["copy", "--from", str(tmp_path / "nowhere"), "--to", str(tmp_path / "c")])
+    assert r.exit_code == 1 and "--from: no repository at" in r.output
+    r = runner.invoke(cli, ["copy", "--from", str(a.repository), "--to", "s3://Bad/x"])
+    assert r.exit_code == 2 and "not a valid bucket name" in r.output
+    r = runner.invoke(cli, ["copy", "--from", str(a.repository), "--to", str(tmp_path / "d"), "--set", sets[2].id])
+    assert r.exit_code == 1 and f"failed {sets[2].id}" in r.output
+    r = runner.invoke(
+        cli, ["copy", "--from", str(a.repository), "--to", str(tmp_path / "d"), "--upload-limit", "fast@1:00-2:00"]
+    )
+    assert r.exit_code == 2 and "upload limit #1" in r.output

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "archive-push": "pg_cmds",
     "backup": "backup_cmds",
     "capture": "capture_cmds",
+    "copy": "copy_cmds",
     "cron": "cron_cmds",
     "db": "backup_cmds",
     "demo": "demo_cmds",

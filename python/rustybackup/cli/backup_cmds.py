@@ -19,6 +19,7 @@ from ..mirrors import has_copies, mirror_status
 from ..ratelimit import parse_rate
 from ..restore import label
 from .context import CliState, pass_state, print_json, print_table
+from .remote_opts import upload_limit_options, upload_schedule
 
 _TYPES = {"full": "full", "incremental": "incremental", "differential": "differential", "archive-log": "archive_log"}
 
@@ -130,15 +131,25 @@ def db_list(state: CliState, as_json: bool) -> None:
 @click.option("--tag", "tags", multiple=True, help="Tag the set (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new set as JSON.")
 @click.option("--io-limit", default=None, metavar="RATE", help="Cap the source reads, e.g. 50MiB/s.")
+@upload_limit_options
 @pass_state
 def backup_cmd(
-    state: CliState, name: str, btype: str, tags: tuple[str, ...], as_json: bool, io_limit: str | None
+    state: CliState,
+    name: str,
+    btype: str,
+    tags: tuple[str, ...],
+    as_json: bool,
+    io_limit: str | None,
+    upload_limits: tuple[str, ...],
+    upload_tz: str,
 ) -> None:
     """Back up database NAME.
 
     Example: rustybackup backup orders --type full --tag weekly
     """
+    schedule = upload_schedule(upload_limits, upload_tz)
     m = _manager(state)
+    m.upload_limits = schedule
     console = Console(stderr=True)
     columns = (
         TextColumn("[bold]{task.description}"),
