@@ -312,6 +312,9 @@ class BackupCatalog:
         """Inserts a set, its pieces and its archive files in one transaction. Call only
         once the set's files are durable in ``sets/<id>/``."""
         with self.transaction() as c:
+            fence = catalog_db.REGISTRATION_FENCE.get()
+            if fence is not None:
+                fence(c)
             self._insert(c, backup_set, archive_files, guard=True)
 
     def _insert(self, c: Conn, s: BackupSet, archive_files: Sequence[tuple[str, str]], guard: bool) -> None:

@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 from .errors import CatalogError
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DB_ERRORS",
+    "REGISTRATION_FENCE",
     "Conn",
     "INTEGRITY_ERRORS",
     "DbConnectionLost",
@@ -316,6 +318,12 @@ class PgConnection:
 
 #: A catalog connection: SQLite's own, or PostgreSQL behind the same interface.
 Conn: TypeAlias = sqlite3.Connection | PgConnection
+
+#: A check that `BackupCatalog.register_set` runs inside its transaction, before the
+#: insert: a scheduler node sets it around a run (claims.SharedHistory.fence), so a set
+#: made under a claim the node has lost is refused in the same transaction that would
+#: have registered it.
+REGISTRATION_FENCE: ContextVar[Callable[[Conn], None] | None] = ContextVar("rustybackup_fence", default=None)
 
 
 class _NoRows:

@@ -52,6 +52,8 @@ GLOBAL_MIGRATIONS: tuple[str, ...] = (
         repository TEXT, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL,
         lease_until BIGINT NOT NULL, max_concurrent INTEGER NOT NULL, seen_clock BIGINT);
     """,
+    # 2: what each node runs, as of its last heartbeat (its claims in progress).
+    "ALTER TABLE rustybackup.nodes ADD COLUMN running TEXT NOT NULL DEFAULT '[]'",
 )
 
 MIGRATIONS: tuple[str, ...] = (

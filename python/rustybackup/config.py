@@ -100,6 +100,8 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
         data["notify"] = job.notify.to_json()
     if job.hooks is not None:
         data["hooks"] = job.hooks.to_json()
+    if job.node_labels:
+        data["node_labels"] = list(job.node_labels)
     if added_at is not None:
         data["added_at"] = added_at.isoformat()
     return data
@@ -157,6 +159,7 @@ _JOB_COMMON = {
     "window_policy",
     "added_at",
     "holidays",
+    "node_labels",
     "notify",
     "hooks",
 }
@@ -317,6 +320,7 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
         if entry.get("notify") is None
         else NotifyTargets.from_json(entry["notify"], f"{path}: {place.what}"),
         hooks=None if entry.get("hooks") is None else JobHooks.from_json(entry["hooks"], f"{path}: {place.what}"),
+        node_labels=tuple(_get(entry, "node_labels", list, place, [])),
     )
     added_raw = _get(entry, "added_at", str, place, None)
     added_at = None

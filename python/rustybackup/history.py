@@ -299,23 +299,7 @@ class History:
         return [self._execution(r) for r in rows]
 
     def _execution(self, r: tuple[object, ...]) -> BackupExecution:
-        rid = _text(r[0], self._where(r[0], "id"))
-
-        def where(fld: str) -> str:
-            return self._where(rid, fld)
-
-        return BackupExecution(
-            id=rid,
-            job_id=_text(r[1], where("job_id")),
-            scheduled_for=from_us(r[2], where("scheduled_for")),
-            started_at=_opt_time(r[3], where("started_at")),
-            finished_at=_opt_time(r[4], where("finished_at")),
-            status=_status(r[5], where("status")),
-            backup_set_id=_opt_text(r[6], where("backup_set_id")),
-            error=_opt_text(r[7], where("error")),
-            bytes_read=_opt_count(r[8], where("bytes_read")),
-            bytes_written=_opt_count(r[9], where("bytes_written")),
-        )
+        return execution_from_row(self.path, r)
 
     # --- internals (called with the lock held, inside a transaction) ---------------------
 
@@ -356,3 +340,26 @@ class History:
             (exec_id, job_id, sched, started, finished, status.value, error, owner, lease_until),
         )
         return exec_id
+
+
+def execution_from_row(path: Path, r: tuple[object, ...]) -> BackupExecution:
+    """A ``sched_executions`` row (id, job_id, scheduled_for, started_at, finished_at,
+    status, backup_set_id, error, bytes_read, bytes_written), checked: a damaged field is
+    a CatalogError naming `path`, the row and the field. Shared by both catalogs."""
+
+    def where(fld: str) -> str:
+        return f"{path}: sched_executions row {_shown(r[0])} field {fld!r}"
+
+    rid = _text(r[0], where("id"))
+    return BackupExecution(
+        id=rid,
+        job_id=_text(r[1], where("job_id")),
+        scheduled_for=from_us(r[2], where("scheduled_for")),
+        started_at=_opt_time(r[3], where("started_at")),
+        finished_at=_opt_time(r[4], where("finished_at")),
+        status=_status(r[5], where("status")),
+        backup_set_id=_opt_text(r[6], where("backup_set_id")),
+        error=_opt_text(r[7], where("error")),
+        bytes_read=_opt_count(r[8], where("bytes_read")),
+        bytes_written=_opt_count(r[9], where("bytes_written")),
+    )

@@ -62,6 +62,7 @@ class _JobCommon:
     holidays: HolidayCalendar | None
     notify: NotifyTargets | None
     hooks: JobHooks | None
+    node_labels: tuple[str, ...]
     _cron: CronSchedule
 
     def _validate_common(self) -> None:
@@ -98,6 +99,11 @@ class _JobCommon:
             raise _fail(self.id, "notify", f"expected NotifyTargets, got {self.notify!r}")
         if self.hooks is not None and not isinstance(self.hooks, JobHooks):
             raise _fail(self.id, "hooks", f"expected JobHooks, got {self.hooks!r}")
+        if isinstance(self.node_labels, str) or not all(
+            isinstance(x, str) and _ID_RE.match(x) for x in self.node_labels
+        ):
+            raise _fail(self.id, "node_labels", f"expected a list of label names, got {self.node_labels!r}")
+        object.__setattr__(self, "node_labels", tuple(self.node_labels))
         if self.window_policy == "defer" and self.window_id is None:
             raise _fail(self.id, "window_policy", "'defer' needs a window_id to wait for")
         try:
@@ -172,6 +178,9 @@ class ScheduledBackup(_JobCommon):
     #: Where notifications about this job go (rustybackup.notify), and its pre/post hooks.
     notify: NotifyTargets | None = None
     hooks: JobHooks | None = None
+    #: With a shared catalog: only nodes carrying every one of these labels run the job
+    #: (the data is on those hosts); empty, it floats to any node (rustybackup.nodes).
+    node_labels: tuple[str, ...] = ()
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -224,6 +233,9 @@ class ScheduledVerification(_JobCommon):
     #: Where notifications about this job go (rustybackup.notify), and its pre/post hooks.
     notify: NotifyTargets | None = None
     hooks: JobHooks | None = None
+    #: With a shared catalog: only nodes carrying every one of these labels run the job
+    #: (the data is on those hosts); empty, it floats to any node (rustybackup.nodes).
+    node_labels: tuple[str, ...] = ()
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -15,15 +15,19 @@ runs only the newest missed one, ``skip`` records them all SKIPPED.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from .catalog_db import REGISTRATION_FENCE
 from .config import CONFIG_NAME, SchedulerConfig, load_config, save_config
 from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import BackupCancelled, ConfigError, CronError
@@ -36,6 +40,10 @@ from .notify import Notifier
 from .retention import RetentionPolicy
 from .run_events import DAMAGE_PREFIX, RunEvents
 from .windows import BackupWindow, load_zone
+
+if TYPE_CHECKING:
+    from .claims import SharedHistory
+    from .nodes import NodeRuntime
 
 __all__ = ["BackupScheduler", "DueRun", "ManagerLike"]
 
@@ -98,6 +106,10 @@ class BackupScheduler:
         lease: timedelta = timedelta(minutes=5),
         misfire_grace: timedelta = timedelta(minutes=1),
         notifier: Notifier | None = None,
+        node: str | None = None,
+        labels: Iterable[str] = (),
+        max_concurrent: int = 1,
+        heartbeat: float | None = None,
     ) -> None:
         self._manager = manager
         self._clock = clock or _utc_now
@@ -113,12 +125,29 @@ class BackupScheduler:
         self._changed = threading.Event()
         self._batch_depth = 0
         self._dirty = False
-        self._leases = LeaseKeeper(
-            lambda exec_id: self._history.renew(exec_id, self._now() + self._lease), lease.total_seconds() / 3
-        )
+        self._leases = LeaseKeeper(self._renew, lease.total_seconds() / 3)
+        # With a shared catalog (the manager's is PostgreSQL) this scheduler is a node
+        # (nodes.py): jobs, windows and history live in the catalog, claims are fenced.
+        url = getattr(manager, "catalog_url", None)
+        self.node: NodeRuntime | None = None
+        if url is not None:
+            from .nodes import NodeRuntime
+
+            self.node = NodeRuntime(
+                url,
+                repo,
+                node or socket.gethostname(),
+                labels=labels,
+                lease=lease,
+                clock=self._now,
+                max_concurrent=max_concurrent,
+                heartbeat=heartbeat,
+            )
+        elif node is not None:
+            raise ConfigError(f"node {node!r}: a node needs a shared catalog (BackupManager(repo, catalog=URL))")
         # Refuses to start on a corrupt file: ConfigError propagates from here.
-        self._config: SchedulerConfig = load_config(self.config_file)
-        self._history = History(repo / "catalog.db")
+        self._config: SchedulerConfig = self.node.load_config() if self.node else load_config(self.config_file)
+        self._history: History | SharedHistory = self.node.history if self.node else History(repo / "catalog.db")
         now = self._now()
         self._history.recover(now)
         last = self._history.last_scheduled()
@@ -136,6 +165,9 @@ class BackupScheduler:
                     f"(when it was added or last ran): {exc}"
                 ) from None
 
+    def _renew(self, exec_id: str) -> None:
+        self._history.renew(exec_id, self._now() + self._lease)
+
     # --- time -----------------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -150,8 +182,36 @@ class BackupScheduler:
         if self._batch_depth:
             self._dirty = True
         else:
-            save_config(self.config_file, self._config)
+            self._write_config()
         self._changed.set()
+
+    def _write_config(self) -> None:
+        if self.node is None:
+            save_config(self.config_file, self._config)
+            return
+        try:
+            self.node.save_config(self._config)
+        except ConfigError:
+            self._adopt_config(self.node.load_config())  # another node's change wins
+            raise
+
+    def _adopt_config(self, config: SchedulerConfig) -> None:
+        """Takes the job list another node saved: new jobs start from the shared history
+        (or when they were added), changed ones are rescheduled, removed ones dropped."""
+        with self._lock:
+            old, self._config = self._config.jobs, config
+            now = self._now()
+            last = self._history.last_scheduled()
+            for jid in [j for j in self._cursor if j not in config.jobs]:
+                self._cursor.pop(jid, None)
+                self._due.pop(jid, None)
+            for job in config.jobs.values():
+                if job.id not in self._cursor:
+                    found = (last.get(job.id), config.added_at.get(job.id))
+                    self._cursor[job.id] = max(filter(None, found), default=now)
+                    self._schedule_next(job)
+                elif old.get(job.id) != job:
+                    self._schedule_next(job)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -165,7 +225,7 @@ class BackupScheduler:
                 self._batch_depth -= 1
                 if self._batch_depth == 0 and self._dirty:
                     self._dirty = False
-                    save_config(self.config_file, self._config)
+                    self._write_config()
 
     # --- windows ---------------------------------------------------------------------------
 
@@ -438,8 +498,9 @@ class BackupScheduler:
         occurrences are recorded SKIPPED with the reason; ``stop`` is checked between jobs.
         """
         explicit = now is not None
+        now = now or self._now()
+        taken = self._node_tick(now) if self.node is not None else []
         with self._lock:
-            now = now or self._now()
             if not self._config.enabled:
                 return []
             runs: list[tuple[Job, DueRun]] = []
@@ -447,6 +508,10 @@ class BackupScheduler:
             for jid in self._pop_due(now):
                 job = self._config.jobs[jid]
                 plan = self._plan(job, now)
+                # A node plans every job but records and runs only those it may run.
+                mine = self.node is None or self.node.eligible(job)
+                if not mine:
+                    plan.skipped, plan.run = [], None
                 skips.extend((jid, t, why) for t, why in plan.skipped)
                 self._cursor[jid] = plan.cursor
                 if plan.next_due is not None:
@@ -464,21 +529,79 @@ class BackupScheduler:
                 self.events.skipped(skipped_job, t, why, now)
         runs.sort(key=lambda jr: sort_key(jr[0], jr[1].due_at))
         made: list[str] = []
-        for job, run in runs:
-            if stop is not None and stop.is_set():
-                break
-            set_id = self._run(job, run, now if explicit else self._now())
-            if set_id is not None:
-                made.append(set_id)
+        work: list[Callable[[], str | None]] = [
+            functools.partial(self._run_claimed, job, run, now, exec_id) for job, run, exec_id in taken
+        ]
+        work += [functools.partial(self._run, job, run, now if explicit else None) for job, run in runs]
+        if self.node is not None and self.node.max_concurrent > 1 and len(work) > 1:
+            # The node's concurrency limit: that many runs at once, started in priority order.
+            with ThreadPoolExecutor(self.node.max_concurrent, thread_name_prefix="rustybackup-run") as pool:
+                futures = [pool.submit(self._unless_stopped, w, stop) for w in work]
+                made = [sid for f in futures if (sid := f.result()) is not None]
+        else:
+            for w in work:
+                if stop is not None and stop.is_set():
+                    break
+                set_id = w()
+                if set_id is not None:
+                    made.append(set_id)
+        if self.node is not None:
+            self.node.beat(seen_clock=now)
         return made
 
-    def _run(self, job: Job, run: DueRun, now: datetime) -> str | None:
+    @staticmethod
+    def _unless_stopped(work: Callable[[], str | None], stop: threading.Event | None) -> str | None:
+        return None if stop is not None and stop.is_set() else work()
+
+    def _node_tick(self, now: datetime) -> list[tuple[Job, DueRun, str]]:
+        """A node's part of a tick: the job list another node changed, then the claims of
+        dead nodes (lease run out) taken over. A taken-over occurrence runs under its
+        job's misfire policy: ``run_once`` runs it (a catch-up), ``skip`` records it
+        SKIPPED."""
+        node = self.node
+        assert node is not None
+        if node.config_changed():
+            self._adopt_config(node.load_config())
+        with self._lock:
+            mine = [j.id for j in self._config.jobs.values() if node.eligible(j) and j.enabled]
+        out: list[tuple[Job, DueRun, str]] = []
+        for t in node.history.take_over(now, self._lease, mine):
+            job = self._config.jobs.get(t.job_id)
+            if job is None:
+                continue
+            log.warning("node %s: took over job %s at %s from %s", node.name, job.id, t.scheduled_for, t.previous_owner)
+            if job.misfire == "skip":
+                why = f"taken over from {t.previous_owner}, whose lease ran out (misfire policy skip)"
+                node.history.finish(t.execution_id, ExecutionStatus.SKIPPED, now, error=why)
+                self.events.skipped(job, t.scheduled_for, why, now)
+                continue
+            out.append(
+                (job, DueRun(job.id, t.scheduled_for, t.scheduled_for, job.priority, catch_up=True), t.execution_id)
+            )
+        return out
+
+    def _run(self, job: Job, run: DueRun, now: datetime | None) -> str | None:
+        now = now or self._now()
         claim = self._history.claim(job.id, run.scheduled_for, now, self._lease)
         if claim.outcome != "claimed":
             log.info("job %s at %s: %s", job.id, run.scheduled_for, claim.reason or "claimed by another scheduler")
             return None
         exec_id = claim.execution_id
         assert exec_id is not None
+        return self._run_claimed(job, run, now, exec_id)
+
+    def _run_claimed(self, job: Job, run: DueRun, now: datetime, exec_id: str) -> str | None:
+        # On a node, the set is registered only while this claim is still ours (claims.py).
+        fence = None
+        if self.node is not None:
+            fence = REGISTRATION_FENCE.set(self.node.history.fence(exec_id, self._now))
+        try:
+            return self._execute(job, run, now, exec_id)
+        finally:
+            if fence is not None:
+                REGISTRATION_FENCE.reset(fence)
+
+    def _execute(self, job: Job, run: DueRun, now: datetime, exec_id: str) -> str | None:
         cancel = threading.Event()
         timer = None
         if job.max_duration is not None:
@@ -523,9 +646,11 @@ class BackupScheduler:
             if timer is not None:
                 timer.cancel()
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
-        self._history.finish(
+        recorded = self._history.finish(
             exec_id, status, finished, backup_set_id=set_id, error=error, bytes_read=read, bytes_written=written
         )
+        if recorded is False:  # a node whose claim was taken over: the new holder reports
+            return None
         self.events.finished(job, run.scheduled_for, status, set_id, error, finished, self.list_jobs())
         self._check_window(job, finished)
         if status is ExecutionStatus.COMPLETED:
@@ -595,6 +720,9 @@ class BackupScheduler:
                 log.exception("scheduler tick failed; continuing")
             wake = self._next_wake()
             timeout = 3600.0 if wake is None else (wake - self._now()).total_seconds()
+            if self.node is not None:
+                # Other nodes change jobs and die: look again within a tenth of a lease.
+                timeout = min(timeout, max(self._lease.total_seconds() / 10, 0.05))
             if timeout > 0 and not stop.is_set():
                 self._changed.wait(min(timeout, 3600.0))
 
@@ -609,6 +737,10 @@ class BackupScheduler:
         return self._history.query(job_id, status, since, limit)
 
     def close(self) -> None:
-        """Delivers queued notifications (up to a minute), then closes the history."""
+        """Delivers queued notifications (up to a minute), then closes the history (and
+        leaves the shared catalog's nodes, for a node)."""
         self.events.close()
-        self._history.close()
+        if self.node is not None:
+            self.node.close()
+        else:
+            self._history.close()

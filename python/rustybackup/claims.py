@@ -1,0 +1,340 @@
+"""Occurrence claims in a shared catalog: each occurrence of each job runs once across
+every node, a dead node's claim is taken over after its lease, and a node that lost its
+claim (paused past its lease: SIGSTOP, a long GC, a partition) registers nothing.
+
+`SharedHistory` is history.History's interface on PostgreSQL (the scheduler uses
+either). A claim is the row ``(job_id, scheduled_for)`` of ``sched_executions`` (UNIQUE):
+of two nodes inserting it, one gets the row. The row carries its owner (node, pid, a
+random token) and an ``epoch``; a takeover bumps the epoch. Every later write of the
+claim (renewal, finish) names owner and epoch, so a stale holder's write matches no
+row. Registration of the set made under a claim checks the claim in the same
+transaction as the insert (`fence`, run by catalog.register_set through
+catalog_db.REGISTRATION_FENCE), with ``FOR UPDATE`` so a takeover cannot commit between
+the check and the insert.
+
+Per-round verification claims (`claim_items`) let nodes split the pieces of one
+verification round: the first node to insert an item's row checks it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from . import catalog_pg
+from .catalog_db import Conn, PgConnection
+from .enums import ExecutionStatus
+from .errors import CatalogError, ConfigError
+from .history import Claim, execution_from_row
+from .jobs import BackupExecution
+from .timestamps import from_us, to_us
+
+__all__ = ["ClaimLost", "SharedHistory", "TakenOver"]
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written"
+
+
+class ClaimLost(CatalogError):
+    """The claim under which a set was made belongs to another node now (or its lease
+    ran out): the set is not registered."""
+
+
+@dataclass(frozen=True)
+class TakenOver:
+    """A claim this node took from a node whose lease ran out."""
+
+    execution_id: str
+    job_id: str
+    scheduled_for: datetime
+    previous_owner: str
+
+
+class SharedHistory:
+    """``sched_executions`` of one repository in a shared catalog, for node `node`."""
+
+    def __init__(self, url: str, repository: str | os.PathLike[str], node: str, owner: str) -> None:
+        self.node = node
+        self.owner = owner
+        self.path = Path(os.fspath(repository))
+        self._conn: PgConnection
+        self._conn, self.entry = catalog_pg.open_repository(url, repository)
+        self._lock = threading.Lock()
+        # exec id -> epoch of the claims this process holds.
+        self._held: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def connection(self) -> PgConnection:
+        return self._conn
+
+    def held(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._held)
+
+    # --- claims -----------------------------------------------------------------------
+
+    def claim(self, job_id: str, scheduled_for: datetime, now: datetime, lease: timedelta) -> Claim:
+        sched = to_us(scheduled_for)
+        c = self._conn
+        with self._lock:
+            c.execute("BEGIN")
+            try:
+                # One claimant per job at a time: the busy check below reads other rows.
+                c.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (job_id,))
+                row = c.execute(
+                    "SELECT id, owner, epoch FROM sched_executions WHERE job_id = ? AND scheduled_for = ?",
+                    (job_id, sched),
+                ).fetchone()
+                if row is not None:
+                    c.execute("COMMIT")
+                    if row[1] == self.owner:  # ours: a commit whose answer the server lost
+                        self._held[row[0]] = int(row[2])
+                        return Claim("claimed", execution_id=row[0])
+                    return Claim("taken")
+                busy = c.execute(
+                    "SELECT scheduled_for FROM sched_executions WHERE job_id = ? AND status = ? AND lease_until >= ?"
+                    " ORDER BY scheduled_for LIMIT 1",
+                    (job_id, ExecutionStatus.RUNNING.value, to_us(now)),
+                ).fetchone()
+                exec_id = uuid.uuid4().hex
+                if busy is not None:
+                    prev = from_us(busy[0], f"sched_executions of job {job_id!r} field 'scheduled_for'")
+                    reason = f"previous run (scheduled for {prev.isoformat()}) is still running"
+                    c.execute(
+                        "INSERT INTO sched_executions (id, job_id, scheduled_for, finished_at, status, error, node)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (exec_id, job_id, sched, to_us(now), ExecutionStatus.SKIPPED.value, reason, self.node),
+                    )
+                    c.execute("COMMIT")
+                    return Claim("busy", reason=reason)
+                c.execute(
+                    "INSERT INTO sched_executions (id, job_id, scheduled_for, started_at, status, owner,"
+                    " lease_until, node, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    (
+                        exec_id,
+                        job_id,
+                        sched,
+                        to_us(now),
+                        ExecutionStatus.RUNNING.value,
+                        self.owner,
+                        to_us(now + lease),
+                        self.node,
+                    ),
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            self._held[exec_id] = 1
+            return Claim("claimed", execution_id=exec_id)
+
+    def take_over(self, now: datetime, lease: timedelta, job_ids: Sequence[str], limit: int = 16) -> list[TakenOver]:
+        """Claims whose lease ran out (their node died or stopped), of the jobs this node
+        may run, made this node's: a new epoch, so the old holder's writes match nothing.
+        ``SKIP LOCKED``: two nodes taking over at once split the rows."""
+        if not job_ids:
+            return []
+        c = self._conn
+        out: list[TakenOver] = []
+        with self._lock:
+            c.execute("BEGIN")
+            try:
+                rows = c.execute(
+                    "SELECT id, job_id, scheduled_for, owner, epoch FROM sched_executions"
+                    " WHERE status = ? AND lease_until < ? AND job_id = ANY(?) ORDER BY scheduled_for"
+                    " LIMIT ? FOR UPDATE SKIP LOCKED",
+                    (ExecutionStatus.RUNNING.value, to_us(now), list(job_ids), limit),
+                ).fetchall()
+                for exec_id, job_id, sched, owner, epoch in rows:
+                    c.execute(
+                        "UPDATE sched_executions SET owner = ?, node = ?, epoch = ?, lease_until = ?,"
+                        " takeover = TRUE, started_at = ? WHERE id = ?",
+                        (self.owner, self.node, int(epoch) + 1, to_us(now + lease), to_us(now), exec_id),
+                    )
+                    out.append(TakenOver(exec_id, job_id, from_us(sched), str(owner)))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            for t in out:
+                self._held[t.execution_id] = int(next(r[4] for r in rows if r[0] == t.execution_id)) + 1
+        return out
+
+    def renew(self, execution_id: str, until: datetime) -> bool:
+        """Extends a claim this process holds; False when it is no longer ours."""
+        with self._lock:
+            epoch = self._held.get(execution_id)
+            if epoch is None:
+                return False
+            cur = self._conn.execute(
+                "UPDATE sched_executions SET lease_until = ? WHERE id = ? AND owner = ? AND epoch = ? AND status = ?",
+                (to_us(until), execution_id, self.owner, epoch, ExecutionStatus.RUNNING.value),
+            )
+            if cur.rowcount == 0:
+                log.warning("node %s: claim %s was taken over; stopping its renewal", self.node, execution_id)
+                self._held.pop(execution_id, None)
+                return False
+            return True
+
+    def renew_all(self, until: datetime) -> int:
+        """Renews every claim held (the node's heartbeat); returns how many are still ours."""
+        return sum(self.renew(exec_id, until) for exec_id in self.held())
+
+    def fence(self, execution_id: str, clock: Callable[[], datetime]) -> Callable[[Conn], None]:
+        """The check catalog.register_set runs inside its transaction: the claim is still
+        this process's (owner and epoch) and its lease has not run out on `clock`."""
+
+        def check(conn: Conn) -> None:
+            with self._lock:
+                epoch = self._held.get(execution_id)
+            row = None
+            if epoch is not None:
+                row = conn.execute(
+                    "SELECT lease_until FROM sched_executions WHERE id = ? AND owner = ? AND epoch = ? AND status = ?"
+                    " FOR UPDATE",
+                    (execution_id, self.owner, epoch, ExecutionStatus.RUNNING.value),
+                ).fetchone()
+            if row is None or row[0] is None or int(row[0]) < to_us(clock()):
+                raise ClaimLost(
+                    f"node {self.node}: the claim of run {execution_id} was lost (lease expired or taken over "
+                    "by another node); the set is not registered"
+                )
+
+        return check
+
+    def finish(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        finished_at: datetime,
+        *,
+        backup_set_id: str | None = None,
+        error: str | None = None,
+        bytes_read: int | None = None,
+        bytes_written: int | None = None,
+    ) -> bool:
+        """Records the outcome, only while the claim is still ours; False otherwise (the
+        node that took it over records its own)."""
+        with self._lock:
+            epoch = self._held.pop(execution_id, None)
+            if epoch is None:
+                return False
+            cur = self._conn.execute(
+                "UPDATE sched_executions SET status = ?, finished_at = ?, backup_set_id = ?, error = ?,"
+                " bytes_read = ?, bytes_written = ?, lease_until = NULL WHERE id = ? AND owner = ? AND epoch = ?",
+                (
+                    status.value,
+                    to_us(finished_at),
+                    backup_set_id,
+                    error,
+                    bytes_read,
+                    bytes_written,
+                    execution_id,
+                    self.owner,
+                    epoch,
+                ),
+            )
+        if cur.rowcount == 0:
+            log.warning(
+                "node %s: run %s was taken over by another node; its outcome is not recorded", self.node, execution_id
+            )
+            return False
+        return True
+
+    def record_skipped(self, job_id: str, scheduled_for: datetime, now: datetime, reason: str) -> bool:
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO sched_executions (id, job_id, scheduled_for, finished_at, status, error, node)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    uuid.uuid4().hex,
+                    job_id,
+                    to_us(scheduled_for),
+                    to_us(now),
+                    ExecutionStatus.SKIPPED.value,
+                    reason,
+                    self.node,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def recover(self, now: datetime) -> int:
+        """Nothing to mark: a claim whose lease ran out is taken over (`take_over`), not
+        failed, in a shared catalog."""
+        return 0
+
+    # --- verification rounds -----------------------------------------------------------
+
+    def claim_items(self, round_id: str, item_ids: Iterable[str], now: datetime) -> list[str]:
+        """Those of `item_ids` this node is first to claim in `round_id`, in the order given."""
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return []
+        with self._lock:
+            rows = self._conn.execute(
+                "INSERT INTO verify_round_claims (round, item_id, node, claimed_at)"
+                " SELECT ?, unnest(?::text[]), ?, ? ON CONFLICT DO NOTHING RETURNING item_id",
+                (round_id, ids, self.node, to_us(now)),
+            ).fetchall()
+        got = {r[0] for r in rows}
+        return [i for i in ids if i in got]
+
+    # --- queries (as History's) -----------------------------------------------------------
+
+    def last_scheduled(self) -> dict[str, datetime]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT job_id, MAX(scheduled_for) FROM sched_executions GROUP BY job_id"
+            ).fetchall()
+        return {str(j): from_us(us, f"sched_executions rows of job {j!r} field 'scheduled_for'") for j, us in rows}
+
+    def running(self) -> list[tuple[str, str, datetime, str | None, int | None]]:
+        """(execution id, job id, scheduled for, node, lease_until µs) of every run in progress."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, job_id, scheduled_for, node, lease_until FROM sched_executions WHERE status = ?"
+                " ORDER BY scheduled_for",
+                (ExecutionStatus.RUNNING.value,),
+            ).fetchall()
+        return [(r[0], r[1], from_us(r[2]), r[3], r[4]) for r in rows]
+
+    def query(
+        self,
+        job_id: str | None = None,
+        status: ExecutionStatus | str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[BackupExecution]:
+        sql = f"SELECT {_COLUMNS} FROM sched_executions WHERE TRUE"
+        args: list[object] = []
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            args.append(job_id)
+        if status is not None:
+            try:
+                args.append(ExecutionStatus(status).value)
+            except ValueError:
+                valid = ", ".join(s.value for s in ExecutionStatus)
+                raise ConfigError(f"status {status!r} is not one of {valid}") from None
+            sql += " AND status = ?"
+        if since is not None:
+            sql += " AND scheduled_for >= ?"
+            args.append(to_us(since))
+        sql += " ORDER BY scheduled_for DESC, job_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        # History's row checks, so a damaged row reads the same on both catalogs.
+        return [execution_from_row(self.path, tuple(r)) for r in rows]

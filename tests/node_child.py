@@ -1,0 +1,143 @@
+"""A scheduler node process for tests/test_nodes_procs.py and the nodes bench:
+``python node_child.py CONFIG.json``.
+
+The clock is a file the test driver rewrites (an ISO instant), shared by every node, so a
+week passes in minutes. After each tick at a new instant the node records that instant
+(``seen_clock`` in its node row), which is how the driver knows every live node has
+handled it. Two managers:
+
+- ``fake``: `backup` inserts one row into ``fake_runs`` in a transaction that first runs
+  the registration fence (catalog_db.REGISTRATION_FENCE), as catalog.register_set does;
+  a run under a lost claim inserts nothing.
+- ``real``: a BackupManager on the shared catalog; with ``gate`` set, each backup first
+  touches ``gate + '.started'`` and waits (real time) for ``gate`` to exist, so the test
+  can stop the node mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rustybackup import BackupManager, BackupScheduler
+from rustybackup.catalog_db import REGISTRATION_FENCE
+from rustybackup.catalog_pg import open_repository
+from rustybackup.enums import BackupType
+
+
+class FileClock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self) -> datetime:
+        while True:
+            try:
+                return datetime.fromisoformat(self.path.read_text())
+            except (OSError, ValueError):  # between the driver's write and rename
+                time.sleep(0.001)
+
+
+@dataclass
+class FakeResult:
+    id: str
+    bytes_read: int = 0
+    size: int = 0
+
+
+class FakeManager:
+    """What the scheduler needs from a manager, with a fenced insert for a backup."""
+
+    def __init__(self, url: str, repo: Path) -> None:
+        self.repository = repo
+        self.catalog_url = url
+        self._conn, _ = open_repository(url, repo)
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS fake_runs (id TEXT PRIMARY KEY, database TEXT NOT NULL, node TEXT NOT NULL)"
+        )
+        self.node = ""
+
+    def backup(
+        self,
+        database: str,
+        backup_type: BackupType,
+        tags: tuple[str, ...] = (),
+        progress: Any = None,
+        cancel: Any = None,
+    ) -> FakeResult:
+        run_id = uuid.uuid4().hex
+        fence = REGISTRATION_FENCE.get()
+        self._conn.execute("BEGIN")
+        try:
+            if fence is not None:
+                fence(self._conn)
+            self._conn.execute(
+                "INSERT INTO fake_runs (id, database, node) VALUES (?, ?, ?)", (run_id, database, self.node)
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return FakeResult(run_id)
+
+    def apply_retention(self, database: str, policy: Any, dry_run: bool = False) -> list[str]:
+        return []
+
+
+class GatedManager(BackupManager):
+    gate: Path | None = None
+
+    def backup(self, database: str, backup_type: Any = BackupType.FULL, *args: Any, **kw: Any) -> Any:
+        if self.gate is not None:
+            Path(f"{self.gate}.started").touch()
+            while not self.gate.exists():
+                time.sleep(0.01)
+        return super().backup(database, backup_type, *args, **kw)
+
+
+def main() -> None:
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    clock = FileClock(Path(cfg["clock"]))
+    repo = Path(cfg["repo"])
+    manager: Any
+    if cfg.get("manager", "fake") == "fake":
+        manager = FakeManager(cfg["url"], repo)
+        manager.node = cfg["node"]
+    else:
+        manager = GatedManager(repo, clock=clock, catalog=cfg["url"])
+        manager.gate = Path(cfg["gate"]) if cfg.get("gate") else None
+    sched = BackupScheduler(
+        manager,
+        clock=clock,
+        node=cfg["node"],
+        labels=cfg.get("labels", []),
+        lease=timedelta(seconds=cfg["lease"]),
+        heartbeat=cfg.get("heartbeat", 0.05),
+        max_concurrent=cfg.get("max_concurrent", 1),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    Path(cfg["ready"]).touch()
+    last: datetime | None = None
+    while not stop.is_set():
+        now = clock()
+        if now != last:
+            try:
+                sched.execute_due_jobs()
+                last = now
+            except Exception as exc:  # noqa: BLE001 - the server restarting: the next loop retries
+                print(f"{cfg['node']}: tick failed: {exc}", file=sys.stderr, flush=True)
+                time.sleep(0.05)
+        time.sleep(0.003)
+    sched.close()
+
+
+if __name__ == "__main__":
+    main()
