@@ -1,0 +1,157 @@
+"""A driver for scheduler node processes (tests/node_child.py) on one shared catalog:
+starts, kills, stops and resumes them, and moves the clock file they all read, one step
+at a time, waiting after each step until every live node has handled the new instant
+(its ``seen_clock``). Used by tests/test_nodes_procs.py and benches/test_nodes_bench.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from rustybackup import BackupScheduler
+from rustybackup.jobs import Job
+from rustybackup.timestamps import to_us
+
+HERE = Path(__file__).resolve().parent
+STEP_TIMEOUT = 120.0
+
+
+class Nodes:
+    def __init__(self, url: str, base: Path, start: datetime, lease: timedelta, manager: str = "fake") -> None:
+        self.url, self.base, self.lease, self.manager = url, base, lease, manager
+        self.repo = base / "repo"
+        self.repo.mkdir(parents=True, exist_ok=True)
+        self.clock_file = base / "clock"
+        self.now = start
+        self._write_clock(start)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopped: set[str] = set()
+        self.extra: dict[str, dict[str, Any]] = {}
+        self._db = psycopg.connect(url, autocommit=True)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.kill(name)
+        self._db.close()
+
+    def _write_clock(self, moment: datetime) -> None:
+        tmp = self.clock_file.with_suffix(".tmp")
+        tmp.write_text(moment.isoformat())
+        os.replace(tmp, self.clock_file)
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def add_jobs(self, jobs: Iterable[Job], manager: Any) -> None:
+        """Adds jobs through an in-process node (then gone), as `rustybackup job add` would."""
+        sched = BackupScheduler(manager, clock=self.clock, node="admin", lease=self.lease, heartbeat=3600)
+        try:
+            sched.add_jobs(jobs)
+        finally:
+            sched.close()
+
+    def start(self, name: str, labels: Iterable[str] = (), **extra: Any) -> None:
+        cfg = {
+            "url": self.url,
+            "repo": str(self.repo),
+            "node": name,
+            "clock": str(self.clock_file),
+            "lease": self.lease.total_seconds(),
+            "labels": list(labels),
+            "ready": str(self.base / f"{name}.ready"),
+            "manager": self.manager,
+            **self.extra.get(name, {}),
+            **extra,
+        }
+        self.extra[name] = {k: v for k, v in cfg.items() if k in ("labels",)} | extra
+        Path(cfg["ready"]).unlink(missing_ok=True)
+        path = self.base / f"{name}.json"
+        path.write_text(json.dumps(cfg))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+        log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 - the child's stderr for its lifetime
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, str(HERE / "node_child.py"), str(path)], stdout=log, stderr=log, env=env
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while not Path(cfg["ready"]).exists():
+            if self.procs[name].poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"node {name} did not start: {self.log(name)}")
+            time.sleep(0.01)
+
+    def log(self, name: str) -> str:
+        try:
+            return (self.base / f"{name}.log").read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        if name in self.stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+            self.stopped.discard(name)
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def pause(self, name: str) -> None:
+        os.kill(self.procs[name].pid, signal.SIGSTOP)
+        self.stopped.add(name)
+
+    def resume(self, name: str) -> None:
+        os.kill(self.procs[name].pid, signal.SIGCONT)
+        self.stopped.discard(name)
+
+    def live(self) -> list[str]:
+        return [n for n in self.procs if n not in self.stopped]
+
+    def step(self, delta: timedelta = timedelta(minutes=1), *, wait: bool = True) -> None:
+        """Moves the clock and (unless told not to) waits until every live node has
+        ticked at the new instant."""
+        self.now += delta
+        self._write_clock(self.now)
+        if wait:
+            self.wait_seen(self.live())
+
+    def wait_seen(self, names: list[str]) -> None:
+        target = to_us(self.now)
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while True:
+            try:
+                rows = self._db.execute(
+                    "SELECT name FROM rustybackup.nodes WHERE name = ANY(%s) AND seen_clock >= %s", (names, target)
+                ).fetchall()
+            except psycopg.OperationalError:
+                self._db = psycopg.connect(self.url, autocommit=True)
+                continue
+            if len(rows) == len(names):
+                return
+            for n in names:
+                if self.procs[n].poll() is not None:
+                    raise AssertionError(f"node {n} exited: {self.log(n)}")
+            if time.monotonic() > deadline:
+                behind = set(names) - {r[0] for r in rows}
+                raise AssertionError(f"nodes {behind} did not reach {self.now}: {[self.log(n) for n in behind]}")
+            time.sleep(0.002)
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        while True:
+            try:
+                return list(self._db.execute(sql, list(args)).fetchall())
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+                self._db = psycopg.connect(self.url, autocommit=True)
+
+    def schema(self) -> str:
+        ((schema,),) = self.query(
+            "SELECT schema_name FROM rustybackup.repositories WHERE location = %s", (f"file://{self.repo.resolve()}",)
+        )
+        return str(schema)
