@@ -135,6 +135,26 @@ def hash_files(
     hex digest or the exception instance for that file, so one bad file never aborts the
     batch (a file whose size changed while it was read gets an ``OSError`` with errno EIO)."""
 
+# --- selection (issue 17) ---
+
+@final
+class PathMatcher:
+    """Gitignore patterns (``!`` re-includes, a trailing ``/`` is directories only, a
+    leading or inner ``/`` anchors at the root, ``**`` spans directories, the last match
+    wins), matched against ``/``-separated paths relative to the tree's root. A pattern
+    that does not parse raises ``ConfigError`` naming its position."""
+
+    def __new__(cls, patterns: list[str]) -> PathMatcher: ...
+    @property
+    def patterns(self) -> list[str]: ...
+    def matches(self, path: str, is_dir: bool) -> bool:
+        """Whether the last pattern matching ``path`` itself excludes it (parents are not
+        looked at: the test of a walk that does not descend into excluded directories)."""
+    def matches_path_or_parents(self, path: str, is_dir: bool) -> bool:
+        """Whether ``path`` or one of its parent directories is excluded; nothing below an
+        excluded directory is re-included (git's rule)."""
+    def __len__(self) -> int: ...
+
 # --- chain (issues 4, 7) ---
 
 from typing import TypeAlias

@@ -10,6 +10,7 @@ pub mod format;
 pub mod io_hints;
 pub mod pgpage;
 pub mod scan;
+pub mod select;
 pub mod verify;
 pub mod wal;
 
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py::cron::register(m)?;
     py::scan::register(m)?;
+    py::select::register(m)?;
     py::chain::register(m)?;
     py::engine::register(m)?;
     py::verify::register(m)?;

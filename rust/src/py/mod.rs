@@ -10,5 +10,6 @@ pub mod engine;
 pub mod errors;
 pub mod pgpage;
 pub mod scan;
+pub mod select;
 pub mod verify;
 pub mod wal;
