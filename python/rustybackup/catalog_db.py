@@ -24,6 +24,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeAlias
@@ -209,6 +210,10 @@ class PgConnection:
         self._lock = threading.RLock()
         self._in_tx = False
         self._conn: Any = None
+        # A catalog dropped without close() (a CLI command's manager at exit) still
+        # closes its connection, and the reopened ones after a server restart.
+        self._opened: list[Any] = []
+        weakref.finalize(self, _close_all, self._opened)
         self._open()
 
     # --- connection life --------------------------------------------------------------
@@ -218,6 +223,8 @@ class PgConnection:
             conn = self.psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except self.psycopg.Error as exc:
             raise DbError(f"cannot reach the shared catalog {self.where}: {_first_line(exc)}") from exc
+        self._opened[:] = [c for c in self._opened if not c.closed]
+        self._opened.append(conn)
         if self.schema is not None:
             conn.execute(f'SET search_path TO "{self.schema}"')
         self._conn = conn
@@ -324,6 +331,11 @@ Conn: TypeAlias = sqlite3.Connection | PgConnection
 #: made under a claim the node has lost is refused in the same transaction that would
 #: have registered it.
 REGISTRATION_FENCE: ContextVar[Callable[[Conn], None] | None] = ContextVar("rustybackup_fence", default=None)
+
+
+def _close_all(connections: list[Any]) -> None:
+    for c in connections:
+        c.close()
 
 
 class _NoRows:

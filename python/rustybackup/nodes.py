@@ -100,7 +100,10 @@ class NodeRuntime:
         clock: Callable[[], datetime],
         max_concurrent: int = 1,
         heartbeat: float | None = None,
+        member: bool = True,
     ) -> None:
+        """`member=False`: this process edits jobs and reads history (the CLI's ``job``
+        and ``history``) without joining as a node: no row, no heartbeat, no runs."""
         if not node or not parse_labels([node]) == {node}:
             raise ConfigError(f"node name {node!r}: use letters, digits, '.', '_' or '-'")
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
@@ -120,6 +123,10 @@ class NodeRuntime:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._period = heartbeat if heartbeat is not None else max(lease.total_seconds() / 3, 0.05)
+        self.member = member
+        self._thread: threading.Thread | None = None
+        if not member:
+            return
         try:
             self._register()
         except BaseException:
@@ -172,6 +179,8 @@ class NodeRuntime:
     def beat(self, seen_clock: datetime | None = None) -> None:
         """Renews the node's lease and its claims' leases on the scheduler's clock, and
         says which clock instant its scheduler has handled (`seen_clock`)."""
+        if not self.member:
+            return
         now = self.clock()
         with self._lock:
             if seen_clock is not None:
@@ -202,6 +211,10 @@ class NodeRuntime:
     def close(self) -> None:
         """Leaves: the node's lease ends now (its row stays, for `rustybackup nodes`)."""
         self._stop.set()
+        if self._thread is None:
+            self.history.close()
+            self._global.close()
+            return
         self._thread.join(timeout=10)
         try:
             self._global.execute(

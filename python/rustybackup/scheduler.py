@@ -142,6 +142,7 @@ class BackupScheduler:
                 clock=self._now,
                 max_concurrent=max_concurrent,
                 heartbeat=heartbeat,
+                member=node is not None,
             )
         elif node is not None:
             raise ConfigError(f"node {node!r}: a node needs a shared catalog (BackupManager(repo, catalog=URL))")
@@ -499,6 +500,8 @@ class BackupScheduler:
         """
         explicit = now is not None
         now = now or self._now()
+        if self.node is not None and not self.node.member:
+            raise ConfigError("this scheduler edits a shared catalog's jobs; to run them, pass node= (run --node NAME)")
         taken = self._node_tick(now) if self.node is not None else []
         with self._lock:
             if not self._config.enabled:

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "archive-push": "pg_cmds",
     "backup": "backup_cmds",
     "capture": "capture_cmds",
+    "catalog": "catalog_cmds",
     "copy": "copy_cmds",
     "cron": "cron_cmds",
     "db": "backup_cmds",
@@ -43,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "job": "schedule_cmds",
     "list": "backup_cmds",
     "metrics": "metrics_cmds",
+    "nodes": "node_cmds",
     "plan": "plan_cmds",
     "report": "backup_cmds",
     "restore": "backup_cmds",
@@ -99,11 +101,17 @@ class _Group(click.Group):
     default=None,
     help="Repository directory or s3://bucket/prefix (or set RUSTYBACKUP_REPO).",
 )
+@click.option(
+    "--catalog",
+    envvar="RUSTYBACKUP_CATALOG",
+    default=None,
+    help="A shared catalog, postgresql://... (or set RUSTYBACKUP_CATALOG); default: the repository's catalog.db.",
+)
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="rustybackup")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, verbose: int, debug: bool) -> None:
+def cli(ctx: click.Context, repo: str | None, catalog: str | None, verbose: int, debug: bool) -> None:
     """rustybackup: schedule, perform, catalog, retain and verify backups.
 
     Example: rustybackup --repo /backups init
@@ -120,6 +128,12 @@ def cli(ctx: click.Context, repo: str | None, verbose: int, debug: bool) -> None
         ctx.obj = CliState(repo=None, debug=debug, url=where)
     else:
         ctx.obj = CliState(repo=where, debug=debug)
+    if catalog:
+        from ..catalog_db import is_shared_url
+
+        if not is_shared_url(catalog):
+            raise click.BadParameter(f"{catalog!r} is not a postgresql:// URL", param_hint="--catalog")
+        ctx.obj.catalog = catalog
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,8 @@ class CliState:
     debug: bool = False
     # A remote repository (s3://...): `repo` is None then.
     url: RepoUrl | None = None
+    # A shared catalog (postgresql://...): --catalog or RUSTYBACKUP_CATALOG.
+    catalog: str | None = None
 
     def require_repo(self) -> Path:
         """The repository directory, or a usage error naming both ways to give it."""
@@ -51,7 +53,7 @@ class CliState:
         if not create and isinstance(where, Path) and not (where / "format").exists():
             raise click.ClickException(f"no repository at {where}; run `rustybackup --repo {where} init` first")
         if isinstance(where, Path):
-            return BackupManager(where)
+            return BackupManager(where, catalog=self.catalog)
         return BackupManager(str(where), create=create, create_bucket=create_bucket)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 class _ConfigOnlyManager:
     """Stands in for BackupManager where only jobs and windows change (no backups run)."""
 
-    def __init__(self, repository: Path) -> None:
+    def __init__(self, repository: Path, catalog_url: str | None = None) -> None:
         self.repository = repository
+        # A shared catalog: the jobs live there (nodes.py).
+        self.catalog_url = catalog_url
 
     def backup(
         self,
@@ -52,22 +55,25 @@ class _ConfigOnlyManager:
         raise BackupError("this command does not apply retention")
 
 
-def open_manager(repo: Path) -> Any:
+def open_manager(repo: Path, catalog: str | None = None) -> Any:
     """The repository's BackupManager (imported late: the engine is a separate module)."""
     import rustybackup
 
     manager_cls = getattr(rustybackup, "BackupManager", None)
     if manager_cls is None:
         raise BackupError("the backup engine (rustybackup.BackupManager) is not available in this build")
-    return manager_cls(repo)
+    return manager_cls(repo, catalog=catalog) if catalog else manager_cls(repo)
 
 
-def _scheduler(state: CliState, *, real: bool = False) -> BackupScheduler:
+def _scheduler(state: CliState, *, real: bool = False, **node: Any) -> BackupScheduler:
     repo = state.require_repo()
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
-    manager = open_manager(repo) if real else _ConfigOnlyManager(repo)
-    return BackupScheduler(manager)
+    if not real:
+        manager: Any = _ConfigOnlyManager(repo, state.catalog)
+    else:
+        manager = open_manager(repo, state.catalog) if state.catalog else open_manager(repo)
+    return BackupScheduler(manager, **node)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -125,6 +131,9 @@ def job_group() -> None:
 @click.option("--tag", "tags", multiple=True, help="Tag for the backup sets (repeatable).")
 @click.option("--name", default=None, help="Human-readable name (default: the id).")
 @click.option("--io-limit", default=None, metavar="RATE", help="Cap the source reads, e.g. 50MiB/s.")
+@click.option(
+    "--node-label", "node_labels", multiple=True, help="Shared catalog: run only on nodes with this label (repeatable)."
+)
 @holiday_options
 @ops_options
 @pass_state
@@ -144,6 +153,7 @@ def job_add(
     tags: tuple[str, ...],
     name: str | None,
     io_limit: str | None,
+    node_labels: tuple[str, ...],
     holidays_region: str | None,
     holidays_files: tuple[str, ...],
     exclude_dates: tuple[str, ...],
@@ -171,6 +181,7 @@ def job_add(
         notify=ops.notify,
         hooks=ops.hooks,
         io_limit=parse_rate(io_limit, "--io-limit") if io_limit is not None else None,
+        node_labels=node_labels,
     )
     scheduler = _scheduler(state)
     scheduler.add_job(job)
@@ -398,9 +409,19 @@ def window_remove(state: CliState, window_id: str) -> None:
     default=None,
     help="Recovery window for the served metrics of databases whose jobs give none.",
 )
+@click.option("--node", default=None, help="Run as this node of the shared catalog (needs --catalog).")
+@click.option("--labels", default=None, help="This node's labels, a,b: jobs pinned to a label run only here.")
+@click.option("--max-concurrent", type=click.IntRange(1, 64), default=1, show_default=True, help="Runs at once.")
 @pass_state
 def run_cmd(
-    state: CliState, once: bool, metrics_port: int | None, metrics_addr: str, recovery_window: timedelta | None
+    state: CliState,
+    once: bool,
+    metrics_port: int | None,
+    metrics_addr: str,
+    recovery_window: timedelta | None,
+    node: str | None,
+    labels: str | None,
+    max_concurrent: int,
 ) -> None:
     """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job.
 
@@ -408,7 +429,14 @@ def run_cmd(
 
     Example: rustybackup --repo /backups run --once
     """
-    scheduler = _scheduler(state, real=True)
+    if (node is not None or labels is not None) and not state.catalog:
+        raise click.UsageError("--node and --labels need a shared catalog: --catalog URL or RUSTYBACKUP_CATALOG")
+    from ..nodes import parse_labels
+
+    opts: dict[str, Any] = {}
+    if state.catalog:
+        opts = {"node": node or socket.gethostname(), "labels": parse_labels(labels), "max_concurrent": max_concurrent}
+    scheduler = _scheduler(state, real=True, **opts)
     stop_metrics = None
     if metrics_port is not None:
         stop_metrics = serve_metrics(state.require_repo(), scheduler, metrics_port, metrics_addr, recovery_window)

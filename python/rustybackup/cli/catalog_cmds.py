@@ -1,0 +1,67 @@
+"""``rustybackup catalog import|export``: move a repository's catalog between its
+``catalog.db`` and the shared catalog (``--catalog`` or ``RUSTYBACKUP_CATALOG``). Both
+directions are idempotent and checked row by row before they commit (catalog_move.py)."""
+
+from __future__ import annotations
+
+import click
+
+from .context import CliState, pass_state, print_json
+
+
+def _need_catalog(state: CliState) -> str:
+    if not state.catalog:
+        raise click.UsageError("no shared catalog: pass --catalog URL or set RUSTYBACKUP_CATALOG")
+    return state.catalog
+
+
+def _show(report: object, as_json: bool) -> None:
+    from ..catalog_move import MoveReport
+
+    assert isinstance(report, MoveReport)
+    if as_json:
+        print_json(report.to_json())
+        return
+    click.echo(f"{report.source} -> {report.target}")
+    for table, count in report.tables.items():
+        click.echo(f"  {table}: {count} row(s), all found in the target")
+    click.echo(f"  jobs: {report.jobs}")
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """Move a repository's catalog between catalog.db and a shared PostgreSQL catalog.
+
+    Example: rustybackup --repo /backups --catalog postgresql://backup@db/catalog catalog import
+    """
+
+
+@catalog_group.command("import")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def import_cmd(state: CliState, as_json: bool) -> None:
+    """Copy the repository's catalog.db (and jobs) into the shared catalog.
+
+    Example: rustybackup --repo /backups --catalog postgresql://backup@db/catalog catalog import --json
+    """
+    from ..catalog_move import import_to_shared
+
+    _show(import_to_shared(state.require_repo(), _need_catalog(state)), as_json)
+
+
+@catalog_group.command("export")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def export_cmd(state: CliState, as_json: bool) -> None:
+    """Copy the repository's rows (and jobs) from the shared catalog into its catalog.db.
+
+    Example: rustybackup --repo /backups --catalog postgresql://backup@db/catalog catalog export --json
+    """
+    from ..catalog_move import export_from_shared
+
+    _show(export_from_shared(state.require_repo(), _need_catalog(state)), as_json)
+
+
+def register(group: click.Group) -> None:
+    """Adds this module's commands to the top-level group."""
+    group.add_command(catalog_group)
