@@ -229,3 +229,46 @@ def test_unknown_status_in_history_is_a_clear_error(cluster: Cluster) -> None:
     conn.execute("INSERT INTO sched_executions (id, job_id, scheduled_for, status) VALUES ('x', 'j', 0, 'exploded')")
     with pytest.raises(CatalogError, match="sched_executions row 'x' field 'status'"):
         a.history()
+
+
+def test_nodes_split_a_verification_round(catalog_url: str, tmp_path: Path, clock: SimClock) -> None:
+    import threading
+
+    from rustybackup import VerificationType, Verifier
+    from rustybackup.claims import SharedHistory
+
+    src = tmp_path / "src"
+    src.mkdir()
+    repo = tmp_path / "repo"
+    m = BackupManager(repo, clock=clock, catalog=catalog_url)
+    m.register_database("db", src)
+    for n in range(20):
+        (src / f"f{n}").write_bytes(os.urandom(3000))
+        clock.advance(minutes=1)
+        m.backup("db", "full")
+    histories = [SharedHistory(catalog_url, repo, name, f"{name}-owner") for name in ("a", "b")]
+    reports = {}
+
+    def verify(h: SharedHistory) -> None:
+        v = Verifier(BackupManager(repo, clock=clock, catalog=catalog_url))
+        v.share = lambda ids: h.claim_items("db:standard:2026-01-01", ids, clock.now)
+        reports[h.node] = v.verify("db", VerificationType.STANDARD, budget=timedelta(hours=1))
+        v.manager.catalog.close()
+
+    threads = [threading.Thread(target=verify, args=(h,)) for h in histories]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    items = {i.item for i in Verifier(m).coverage("db").items}
+    claimed = histories[0].connection.execute("SELECT item_id, node FROM verify_round_claims").fetchall()
+    assert {r[0] for r in claimed} == items  # every piece and block map of the round, once
+    assert sum(r.pieces_checked for r in reports.values()) == len(items)  # none checked twice
+    assert all(r.ok for r in reports.values())
+    # The same round again: everything is taken, nothing is checked twice.
+    v = Verifier(m)
+    v.share = lambda ids: histories[1].claim_items("db:standard:2026-01-01", ids, clock.now)
+    assert v.verify("db", VerificationType.STANDARD, budget=timedelta(hours=1)).pieces_checked == 0
+    for h in histories:
+        h.close()
+    m.catalog.close()

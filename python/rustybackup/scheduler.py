@@ -690,7 +690,14 @@ class BackupScheduler:
 
         # The verifier reads the repository through the real manager's catalog; the
         # protocol above is only what backups need.
-        report = Verifier(cast(Any, self._manager)).verify(job.database, job.level, budget=job.budget)
+        verifier = Verifier(cast(Any, self._manager))
+        if self.node is not None:
+            # Nodes split a day's round of this database's pieces at this level (in the
+            # job's zone): no piece checked twice in a round, whichever node runs.
+            day = self._now().astimezone(load_zone(job.tz)).date().isoformat()
+            round_id = f"{job.database}:{job.level.value}:{day}"
+            verifier.share = functools.partial(self.node.history.claim_items, round_id, now=self._now())
+        report = verifier.verify(job.database, job.level, budget=job.budget)
         if report.ok:
             return ExecutionStatus.COMPLETED, None
         corrupt, missing = len(report.corrupt_blocks), len(report.missing_pieces)

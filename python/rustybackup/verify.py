@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -117,6 +118,9 @@ class Verifier:
         self.pg_check_sql: str | None = None
         self._lock = threading.Lock()
         self._stats = VerifierStats()
+        # Scheduler nodes on a shared catalog: given item ids, those this node may check
+        # in the current round (the others are another node's); see verify_share.py.
+        self.share: Callable[[Sequence[str]], list[str]] | None = None
 
     @property
     def stats(self) -> VerifierStats:
@@ -456,12 +460,20 @@ class Verifier:
             def cb(bytes_read: int, done: int) -> None:
                 report(VerifyProgress(bytes_read, done, len(items), total_bytes))
 
-        verdicts = _core.verify_files(
-            [i.row() for i in items],
-            level.value,
-            budget=None if budget is None else budget.total_seconds(),
-            progress=cb,
-        )
+        seconds = None if budget is None else budget.total_seconds()
+        with ExitStack() as fetched:
+            if self.manager.remote is not None:
+                # A remote repository's objects, made checkable here (remote_repo.py).
+                from .remote_repo import verifying
+
+                remote = verifying(self.manager.remote, self.manager.repo, items, level.value, seconds)
+                items, seconds = fetched.enter_context(remote)
+            if self.share is not None and seconds is not None and self.manager.remote is None:
+                from .verify_share import verify_shared
+
+                items, verdicts = verify_shared(items, level.value, seconds, self.share)
+            else:
+                verdicts = _core.verify_files([i.row() for i in items], level.value, budget=seconds, progress=cb)
         now = self.manager.clock()
         records = []
         for item, v in zip(items, verdicts, strict=True):
