@@ -63,6 +63,8 @@ class FakeManager:
             "CREATE TABLE IF NOT EXISTS fake_runs (id TEXT PRIMARY KEY, database TEXT NOT NULL, node TEXT NOT NULL)"
         )
         self.node = ""
+        # The takeover bench: this node's backups never end (it is killed during one).
+        self.block = False
 
     def backup(
         self,
@@ -72,6 +74,8 @@ class FakeManager:
         progress: Any = None,
         cancel: Any = None,
     ) -> FakeResult:
+        while self.block:
+            time.sleep(0.01)
         run_id = uuid.uuid4().hex
         fence = REGISTRATION_FENCE.get()
         self._conn.execute("BEGIN")
@@ -110,6 +114,7 @@ def main() -> None:
     if cfg.get("manager", "fake") == "fake":
         manager = FakeManager(cfg["url"], repo)
         manager.node = cfg["node"]
+        manager.block = bool(cfg.get("block"))
     else:
         manager = GatedManager(repo, clock=clock, catalog=cfg["url"])
         manager.gate = Path(cfg["gate"]) if cfg.get("gate") else None
