@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .catalog import BackupPiece as BackupPiece
     from .catalog import BackupSet as BackupSet
     from .catalog import DatabaseEntry as DatabaseEntry
+    from .catalog_shared import SharedCatalog as SharedCatalog
+    from .claims import ClaimLost as ClaimLost
     from .cron import CronField as CronField
     from .cron import CronSchedule as CronSchedule
     from .cron import daily as daily
@@ -98,6 +100,9 @@ _LAZY: dict[str, str] = {
     "RetentionDecision": "retention",
     "RetentionPolicy": "retention",
     "plan_retention": "retention",
+    # a shared catalog and nodes (issue 18)
+    "SharedCatalog": "catalog_shared",
+    "ClaimLost": "claims",
 }
 
 # Everything public, eager or imported on first use (`_LAZY`).
@@ -115,6 +120,7 @@ __all__: list[str] = [
     "BackupWindow",
     "CatalogError",
     "ChecksumAlgorithm",
+    "ClaimLost",
     "ConfigError",
     "CorruptBlock",
     "Coverage",
@@ -133,6 +139,7 @@ __all__: list[str] = [
     "ScheduledBackup",
     "ScheduledVerification",
     "SetStatus",
+    "SharedCatalog",
     "VerificationError",
     "VerificationReport",
     "VerificationType",
