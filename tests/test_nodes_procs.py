@@ -177,18 +177,36 @@ def test_nodes_ride_out_a_postgresql_restart(nodes: Nodes, catalog_server: Catal
     admin._conn.close()
     for name in ("n1", "n2", "n3"):
         nodes.start(name)
-    for round_ in range(3):
+    for round_ in range(4):
         for _ in range(10):
             nodes.step()
-        catalog_server.cluster.stop("fast" if round_ % 2 == 0 else "immediate")
-        catalog_server.cluster.start()
+        if round_ < 2:  # between ticks
+            catalog_server.cluster.stop("fast" if round_ == 0 else "immediate")
+            catalog_server.cluster.start()
+        else:  # while the nodes are claiming and running the minute's occurrences
+            nodes.step(wait=False)
+            catalog_server.cluster.stop("immediate")
+            catalog_server.cluster.start()
+            nodes.wait_seen(nodes.live())
     for _ in range(10):
         nodes.step()
     end = nodes.now
     outcomes = _outcomes(nodes)
+    schema = nodes.schema()
+    errors = dict(
+        ((job, datetime.fromtimestamp(us / 1e6, UTC)), error)
+        for job, us, error in nodes.query(f'SELECT job_id, scheduled_for, error FROM "{schema}".sched_executions')
+    )
     for jid, schedule in (("every-minute", "* * * * *"), ("five", "*/5 * * * *")):
         for t in _occurrences(schedule, START, end):
-            assert outcomes.get((jid, t), ("missing",))[0] == "completed", (jid, t, outcomes.get((jid, t)))
+            status = outcomes.get((jid, t), ("missing",))[0]
+            # A run whose registration the restart cut fails, saying so; none goes missing.
+            assert status == "completed" or (status == "failed" and "server" in str(errors[(jid, t)])), (
+                jid,
+                t,
+                outcomes.get((jid, t)),
+                errors.get((jid, t)),
+            )
     completed = [str(sid) for status, sid, _ in outcomes.values() if status == "completed"]
-    runs = [str(r[0]) for r in nodes.query(f'SELECT id FROM "{nodes.schema()}".fake_runs')]
+    runs = [str(r[0]) for r in nodes.query(f'SELECT id FROM "{schema}".fake_runs')]
     assert sorted(completed) == sorted(runs)

@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
-from . import catalog_pg
-from .catalog_db import Conn, PgConnection
+from . import catalog_db, catalog_pg
+from .catalog_db import Conn, DbConnectionLost, PgConnection
 from .enums import ExecutionStatus
 from .errors import CatalogError, ConfigError
 from .history import Claim, execution_from_row
@@ -39,7 +41,23 @@ __all__ = ["ClaimLost", "SharedHistory", "TakenOver"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _COLUMNS = "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written"
+
+
+def _retrying(call: Callable[[], T]) -> T:
+    """`call` (one transaction), again while the server is away, for up to
+    catalog_db.RECONNECT_SECONDS."""
+    deadline = time.monotonic() + catalog_db.RECONNECT_SECONDS
+    while True:
+        try:
+            return call()
+        except DbConnectionLost:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("shared catalog: connection lost during a claim; trying again")
+            time.sleep(0.1)
 
 
 class ClaimLost(CatalogError):
@@ -84,6 +102,11 @@ class SharedHistory:
     # --- claims -----------------------------------------------------------------------
 
     def claim(self, job_id: str, scheduled_for: datetime, now: datetime, lease: timedelta) -> Claim:
+        """Claims the occurrence; a connection lost mid-way (the server restarting) is
+        tried again, which is safe: a claim whose commit did commit is found as ours."""
+        return _retrying(lambda: self._claim(job_id, scheduled_for, now, lease))
+
+    def _claim(self, job_id: str, scheduled_for: datetime, now: datetime, lease: timedelta) -> Claim:
         sched = to_us(scheduled_for)
         c = self._conn
         with self._lock:
@@ -139,6 +162,9 @@ class SharedHistory:
             return Claim("claimed", execution_id=exec_id)
 
     def take_over(self, now: datetime, lease: timedelta, job_ids: Sequence[str], limit: int = 16) -> list[TakenOver]:
+        return _retrying(lambda: self._take_over(now, lease, job_ids, limit))
+
+    def _take_over(self, now: datetime, lease: timedelta, job_ids: Sequence[str], limit: int) -> list[TakenOver]:
         """Claims whose lease ran out (their node died or stopped), of the jobs this node
         may run, made this node's: a new epoch, so the old holder's writes match nothing.
         ``SKIP LOCKED``: two nodes taking over at once split the rows."""
