@@ -250,3 +250,27 @@ def test_upserts_translate_on_the_key() -> None:
         translate("INSERT OR REPLACE INTO sets VALUES (?)", table_shape)
     with pytest.raises(CatalogError, match="PRAGMA"):
         translate("PRAGMA data_version", table_shape)
+
+
+def test_a_damaged_row_names_the_set_and_field(manager: BackupManager, clock: SimClock, tmp_path: Path) -> None:
+    sid = _backup(manager, clock, tmp_path, "full", b"a")
+    with manager.catalog.transaction() as c:
+        c.execute("UPDATE sets SET backup_type = 'weekly' WHERE id = ?", (sid,))
+    with pytest.raises(CatalogError, match=f"set {sid}: backup_type 'weekly' is not one of"):
+        manager.catalog.get_set(sid)
+    (row,) = manager.catalog.set_rows()
+    assert row.backup_type is None and any("unknown backup_type 'weekly'" in p for p in row.problems)
+
+
+def test_a_newer_schema_is_refused_with_both_versions(catalog_url: str, tmp_path: Path) -> None:
+    from rustybackup.catalog_pg import MIGRATIONS
+
+    m = BackupManager(tmp_path / "repo", catalog=catalog_url)
+    assert m.catalog.shared is not None
+    schema = m.catalog.shared.schema
+    m.catalog._query(f'UPDATE "{schema}".catalog_meta SET version = 99')
+    m.catalog.close()
+    with pytest.raises(
+        CatalogError, match=f"schema {schema} is at version 99, newer than .* knows \\({len(MIGRATIONS)}\\)"
+    ):
+        BackupManager(tmp_path / "repo", catalog=catalog_url)
