@@ -136,3 +136,18 @@ def test_node_options_need_a_catalog(repo: Path) -> None:
     assert r.exit_code == 2 and "no shared catalog" in r.output
     r = rb(repo, "list", catalog="mysql://x")
     assert r.exit_code == 2 and "is not a postgresql:// URL" in r.output
+
+
+def test_report_and_recovery_path_across_repositories(repo: Path, catalog_url: str) -> None:
+    import_to_shared(repo, catalog_url)
+    r = rb(repo, "catalog", "report", "--json", catalog=catalog_url)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["total_sets"] == 2 and list(rep["repositories"]) == [f"file://{repo.resolve()}"]
+    r = rb(repo, "catalog", "recovery-path", "app", "--json", catalog=catalog_url)
+    assert r.exit_code == 0, r.output
+    assert [s["id"] for s in json.loads(r.output)] == _sets(repo)
+    r = rb(repo, "catalog", "recovery-path", "ghost", catalog=catalog_url)
+    assert r.exit_code == 1 and "no repository has a database 'ghost'" in r.output
+    r = rb(repo, "catalog", "recovery-path", "app", "--until", "yesterday", catalog=catalog_url)
+    assert r.exit_code == 2 and "not an ISO 8601 instant" in r.output
