@@ -9,6 +9,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::block::{check_fields, Field};
+use super::checkpoint::MapLog;
 use super::error::{Error, Result};
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN};
 use crate::scan::algorithm::{Algorithm, Hasher};
@@ -138,6 +139,8 @@ pub struct BlockMapWriter {
     runs: u64,
     stored_total: u64,
     scratch: Vec<u8>,
+    /// A resumable pass logs every operation here (`checkpoint::MapLog`).
+    log: Option<MapLog>,
 }
 
 impl BlockMapWriter {
@@ -198,6 +201,7 @@ impl BlockMapWriter {
             runs: 0,
             stored_total: 0,
             scratch: Vec::with_capacity(128),
+            log: None,
         };
         w.put(&header.encode())?;
         Ok(w)
@@ -257,8 +261,12 @@ impl BlockMapWriter {
             }
         };
         self.scratch = scratch;
+        r?;
+        if let Some(log) = self.log.as_mut() {
+            log.record(rec)?;
+        }
         self.count += 1;
-        r
+        Ok(())
     }
 
     /// Appends the next block as the parent map's record `parent_record` (version 2):
@@ -275,8 +283,21 @@ impl BlockMapWriter {
                 self.reference = Some((parent_record, 1));
             }
         }
+        if let Some(log) = self.log.as_mut() {
+            log.parent(parent_record)?;
+        }
         self.count += 1;
         Ok(())
+    }
+
+    /// Logs every operation from now on to `log`, so a resumed pass can apply them again.
+    pub fn log_to(&mut self, log: MapLog) {
+        self.log = Some(log);
+    }
+
+    /// The operation log, if any.
+    pub fn log_mut(&mut self) -> Option<&mut MapLog> {
+        self.log.as_mut()
     }
 
     /// Records written so far (the next record's number).

@@ -24,6 +24,7 @@ pub const TREE_CHUNK: u64 = 8 << 20;
 const STEP: u64 = 1 << 20;
 
 /// The tree fed as a stream, in pieces of any size (the writer's batches, FULL's chunks).
+#[derive(Clone)]
 pub struct FastTree {
     chunk: Xxh3,
     in_chunk: u64,

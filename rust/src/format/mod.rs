@@ -15,6 +15,7 @@
 pub mod block;
 pub mod blockmap;
 pub mod blockmap_read;
+pub mod checkpoint;
 pub mod error;
 pub mod fast;
 pub mod header;

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use super::block::{check_block, check_fields, decode_block, Field};
 use super::error::{Error, Result};
-use super::fast::tree_of_file;
+use super::fast::{tree_of_file, FastTree};
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::read::{hash_prefix, open_framed, read_exact_at, Framed};
 use super::writeback::BackgroundWriter;
-use crate::scan::algorithm::{to_hex, Algorithm};
+use crate::scan::algorithm::{to_hex, Algorithm, Hasher};
+use twox_hash::xxhash3_128::Hasher as Xxh3;
 
 /// One index entry of a piece.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +55,12 @@ impl IndexEntry {
 
     /// Decodes one entry (`b` is exactly one entry long); Err is (field offset inside
     /// the entry, what is wrong) when it cannot describe a block of this piece.
-    fn decode(layout: Layout, b: &[u8], block_size: u32, data_end: u64) -> std::result::Result<Self, (u64, String)> {
+    pub(crate) fn decode(
+        layout: Layout,
+        b: &[u8],
+        block_size: u32,
+        data_end: u64,
+    ) -> std::result::Result<Self, (u64, String)> {
         let e = match layout {
             Layout::V1 | Layout::V2 => Self {
                 file_no: u32_at(b, 0),
@@ -127,6 +133,16 @@ pub struct PieceWriter {
     index: BufWriter<File>,
     entries: u64,
     scratch: Vec<u8>,
+    /// XXH3-128s of the piece bytes and of the encoded index entries since the last
+    /// `take_sums`: a checkpoint records them per file, so a resumed pass adopts only
+    /// bytes that read back as written (`engine::resume`).
+    range_sum: Xxh3,
+    index_sum: Xxh3,
+}
+
+/// The side file a piece writer spools its index entries to until `finish`.
+pub(crate) fn spool_path(piece: &Path) -> PathBuf {
+    piece.with_extension("piece-index.tmp")
 }
 
 impl PieceWriter {
@@ -148,7 +164,7 @@ impl PieceWriter {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        let index_path = path.with_extension("piece-index.tmp");
+        let index_path = spool_path(path);
         let index_file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -165,9 +181,75 @@ impl PieceWriter {
             index: BufWriter::with_capacity(1 << 16, index_file),
             entries: 0,
             scratch: Vec::with_capacity(128),
+            range_sum: Xxh3::new(),
+            index_sum: Xxh3::new(),
         };
         w.put(&header.encode())?;
         Ok(w)
+    }
+
+    /// Reopens the piece a cut pass left at `path` to go on after its first `pos` bytes
+    /// and `entries` index entries (whatever followed is cut off), so the finished piece
+    /// is the one an uninterrupted pass writes. `hasher` and `tree` have seen exactly
+    /// bytes `0..pos`; `engine::resume` re-reads and checks them before it calls this.
+    pub fn resume(path: &Path, header: Header, pos: u64, entries: u64, hasher: Hasher, tree: FastTree) -> Result<Self> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        file.set_len(pos).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(path, e))?;
+        let index_path = spool_path(path);
+        let mut index_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&index_path)
+            .map_err(|e| Error::io(&index_path, e))?;
+        let entry_len = header.layout.index_entry_len(header.digest_len());
+        let index_len = entries
+            .checked_mul(entry_len)
+            .ok_or_else(|| Error::damaged(&index_path, 0, format!("{entries} index entries overflow")))?;
+        index_file.set_len(index_len).map_err(|e| Error::io(&index_path, e))?;
+        index_file
+            .seek(SeekFrom::Start(index_len))
+            .map_err(|e| Error::io(&index_path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            header,
+            out: BackgroundWriter::resumed(path, file, hasher, tree, pos)?,
+            pos,
+            index_path,
+            index: BufWriter::with_capacity(1 << 16, index_file),
+            entries,
+            scratch: Vec::with_capacity(128),
+            range_sum: Xxh3::new(),
+            index_sum: Xxh3::new(),
+        })
+    }
+
+    /// Makes every byte and index entry written so far durable, the precondition of a
+    /// checkpoint record; returns (bytes, index entries).
+    pub fn sync(&mut self) -> Result<(u64, u64)> {
+        self.out.sync()?;
+        self.index.flush().map_err(|e| Error::io(&self.index_path, e))?;
+        self.index
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io(&self.index_path, e))?;
+        Ok((self.pos, self.entries))
+    }
+
+    /// The XXH3-128s (canonical) of the piece bytes and of the encoded index entries
+    /// written since the last call.
+    pub fn take_sums(&mut self) -> ([u8; 16], [u8; 16]) {
+        let piece = std::mem::take(&mut self.range_sum).finish_128().to_be_bytes();
+        let index = std::mem::take(&mut self.index_sum).finish_128().to_be_bytes();
+        (piece, index)
+    }
+
+    /// Index entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
     }
 
     /// The piece's path.
@@ -182,6 +264,7 @@ impl PieceWriter {
 
     fn put(&mut self, data: &[u8]) -> Result<()> {
         self.out.write(data)?;
+        self.range_sum.write(data);
         self.pos += data.len() as u64;
         Ok(())
     }
@@ -222,6 +305,7 @@ impl PieceWriter {
         };
         self.scratch.clear();
         entry.encode(self.header.layout, &mut self.scratch);
+        self.index_sum.write(&self.scratch);
         self.index
             .write_all(&self.scratch)
             .map_err(|e| Error::io(&self.index_path, e))?;

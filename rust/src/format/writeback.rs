@@ -37,17 +37,30 @@ pub struct BackgroundWriter {
     queue: Option<SyncSender<Vec<u8>>>,
     returned: Receiver<Vec<u8>>,
     worker: Option<JoinHandle<Outcome>>,
+    /// Another descriptor of the file, for `sync` (the thread owns the writing one).
+    sync_handle: File,
+    /// Batches handed to the thread, and batches it gave back (written): `sync` waits
+    /// until they are equal.
+    sent: u64,
+    back: u64,
 }
 
 impl BackgroundWriter {
     /// Starts the writer thread for `file` (named `path` in errors), positioned where the
     /// next byte goes.
     pub fn new(path: &Path, file: File, hasher: Hasher) -> Result<Self> {
+        Self::resumed(path, file, hasher, FastTree::new(), 0)
+    }
+
+    /// `new` for a file that already holds `start` bytes, which `hasher` and `tree`
+    /// have seen (a resumed piece, `engine::resume`).
+    pub fn resumed(path: &Path, file: File, hasher: Hasher, tree: FastTree, start: u64) -> Result<Self> {
+        let sync_handle = file.try_clone().map_err(|e| Error::io(path, e))?;
         let (queue, batches) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
         let (give_back, returned) = mpsc::channel::<Vec<u8>>();
         let worker = thread::Builder::new()
             .name("rustybackup-writer".into())
-            .spawn(move || write_all(file, hasher, &batches, &give_back))
+            .spawn(move || write_all(file, hasher, tree, start, &batches, &give_back))
             .map_err(|e| Error::io(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -55,7 +68,29 @@ impl BackgroundWriter {
             queue: Some(queue),
             returned,
             worker: Some(worker),
+            sync_handle,
+            sent: 0,
+            back: 0,
         })
+    }
+
+    /// Waits until the thread has written everything handed to it so far, then
+    /// fdatasyncs the file: every byte written before the call is durable after it.
+    pub fn sync(&mut self) -> Result<()> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        while self.back < self.sent {
+            match self.returned.recv() {
+                Ok(_) => self.back += 1,
+                // The thread stopped early: it failed, and `join` says how.
+                Err(_) => {
+                    self.queue = None;
+                    return self.join().map(|_| ());
+                }
+            }
+        }
+        self.sync_handle.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
     /// Appends `data`; hands a full batch to the writer thread.
@@ -83,12 +118,21 @@ impl BackgroundWriter {
     }
 
     fn send(&mut self) -> Result<()> {
-        let next = self.returned.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let next = match self.returned.try_recv() {
+            Ok(b) => {
+                self.back += 1;
+                b
+            }
+            Err(_) => Vec::with_capacity(BATCH),
+        };
         let full = std::mem::replace(&mut self.batch, next);
         self.batch.clear();
         let sent = self.queue.as_ref().map(|q| q.send(full));
         match sent {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(())) => {
+                self.sent += 1;
+                Ok(())
+            }
             // The thread stopped: it failed, and `join` says how.
             _ => {
                 self.queue = None;
@@ -124,12 +168,13 @@ impl Drop for BackgroundWriter {
 fn write_all(
     mut file: File,
     mut hasher: Hasher,
+    mut fast: FastTree,
+    start: u64,
     batches: &Receiver<Vec<u8>>,
     give_back: &mpsc::Sender<Vec<u8>>,
 ) -> Outcome {
-    let mut written = 0u64;
-    let mut flushed = 0u64;
-    let mut fast = FastTree::new();
+    let mut written = start;
+    let mut flushed = start;
     for batch in batches {
         file.write_all(&batch)?;
         hasher.update(&batch);

@@ -112,6 +112,7 @@ impl Algorithm {
 pub const PARALLEL_MIN: usize = 1 << 20;
 
 /// A streaming hasher of any algorithm.
+#[derive(Clone)]
 pub enum Hasher {
     /// MD5 state.
     Md5(Md5),
