@@ -13,7 +13,7 @@ from rustybackup.errors import BackupError
 from rustybackup.sources import SkippedEntry, walk
 
 
-def test_sockets_and_fifos_are_skipped_with_their_reason(tmp_path: Path) -> None:
+def test_sockets_are_skipped_with_their_reason_and_fifos_recorded(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("a")
@@ -31,7 +31,9 @@ def test_sockets_and_fifos_are_skipped_with_their_reason(tmp_path: Path) -> None
     finally:
         sock.close()
     assert [rel for rel, _, _ in tree.files] == ["a.txt"]
-    assert tree.skipped == [SkippedEntry("pipe", "fifo"), SkippedEntry("sock", "socket")]
+    # Issue 17: a FIFO is recorded (fsmeta.capture) and recreated by a restore.
+    assert [rel for rel, _ in tree.specials] == ["pipe"]
+    assert tree.skipped == [SkippedEntry("sock", "socket")]
 
 
 def test_an_entry_that_vanishes_between_listing_and_stat_is_skipped(

@@ -369,6 +369,24 @@ def restore_files(
     ``OSError`` naming it; the parent directories are the caller's to check. A damaged
     block map or piece is a ``BackupError`` naming the file and the offset."""
 
+def restore_into(
+    files: Sequence[tuple[str, _Path, int, int, int, str, Sequence[tuple[int, int]], bool]],
+    blockmap: _Path,
+    sources: Sequence[_Path],
+    *,
+    progress: Callable[[int, int, int], object] | None = None,
+    cancel: Any | None = None,
+) -> list[tuple[int, bool]]:
+    """Writes (rel, dest, first_block, block_count, size, digest, holes, delta) files in
+    place, every block and file digest checked: a hole (offset, length) is left
+    unallocated where the block's bytes are zero; with ``delta`` an existing ``dest``
+    keeps its matching blocks (and is not touched at all when all match). Without it,
+    ``dest`` must not exist. Returns (bytes written, touched) per file."""
+
+def dump_file(file: tuple[str, int, int, int, str], blockmap: _Path, sources: Sequence[_Path], fd: int) -> int:
+    """Streams one file (rel, first_block, block_count, size, digest), every block and
+    the whole digest checked, to descriptor ``fd`` (left open). Returns the bytes written."""
+
 def read_piece_info(path: _Path) -> PieceInfo:
     """Opens a piece and checks its header and trailer structure (no re-hash)."""
 

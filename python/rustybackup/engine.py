@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import _core, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
+from . import _core, fsmeta, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
 from . import mirrors as mirrors_mod
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
@@ -29,8 +29,17 @@ from .catalog import (
 )
 from .enums import BackupType, ChecksumAlgorithm, SetStatus
 from .errors import BackupCancelled, BackupError, CatalogError, ConfigError, NoRecoveryPath
-from .manifest import DirEntry, FileEntry, Manifest, Source, Summary, SymlinkEntry
-from .restore import label, restore_set_files
+from .manifest import (
+    DirEntry,
+    FileEntry,
+    HardlinkEntry,
+    Manifest,
+    Source,
+    SpecialEntry,
+    Summary,
+    SymlinkEntry,
+)
+from .restore import RestoreOptions, RestoreResult, label, restore_set_files
 from .retention import RetentionDecision, RetentionPolicy
 from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
 from .sqlite_wal import WalCapture, WalRecord, live_database
@@ -336,6 +345,7 @@ class BackupManager:
             raise BackupError(f"source of database {db.name!r} does not exist: {source}")
         live = ExitStack()
         position: WalRecord | None = None
+        captured: fsmeta.Captured | None = None
         if db.kind == "sqlite":
             # Read in place under a read transaction when possible (sqlite_wal.py).
             copy = live.enter_context(live_database(source, staging, seal_path(self.repository, db.name)))
@@ -349,6 +359,8 @@ class BackupManager:
                 tree = data_tree(source)
             else:
                 tree = walk(source)
+                # Owners, xattrs, holes, hardlinks, special files (issue 17).
+                captured = fsmeta.capture(source, tree)
             is_dir = source.is_dir()
         parent = self._base_for(db, btype)
         if parent is None:
@@ -382,6 +394,11 @@ class BackupManager:
             (staging / f".snapshot-{source.name}").unlink(missing_ok=True)
         dirs = [DirEntry(r, stat.S_IMODE(s.st_mode), s.st_mtime_ns) for r, s in tree.dirs]
         links = [SymlinkEntry(r, t, s.st_mtime_ns) for r, t, s in tree.symlinks]
+        hardlinks: list[HardlinkEntry] = []
+        if captured is not None:
+            files, dirs, links = captured.files(files), captured.dirs(dirs), captured.symlinks(links)
+            hardlinks, lost = captured.links_to(files)
+            tree.skipped.extend([*captured.problems, *lost])
         summary = Summary(
             skipped=tuple(sorted([*tree.skipped, *done.skipped], key=lambda e: e.path)),
             # A live PostgreSQL cluster changes its files under every base backup; replaying
@@ -404,6 +421,8 @@ class BackupManager:
             source_kind=db.kind,
             is_dir=is_dir,
             wal=position,
+            hardlinks=hardlinks,
+            specials=[] if captured is None else captured.specials,
         )
 
     def _read(
@@ -559,6 +578,8 @@ class BackupManager:
         source_kind: str,
         is_dir: bool,
         wal: WalRecord | None = None,
+        hardlinks: Sequence[HardlinkEntry] = (),
+        specials: Sequence[SpecialEntry] = (),
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         finished = self._now()
         staging = self.repo.staging_dir(set_id)
@@ -601,6 +622,8 @@ class BackupManager:
             symlinks=tuple(links),
             summary=summary,
             wal=wal,
+            hardlinks=tuple(hardlinks),
+            specials=tuple(specials),
         )
         manifest.write(staging / store.MANIFEST, m)
         self._summaries[set_id] = summary
@@ -644,19 +667,25 @@ class BackupManager:
         until: datetime | None = None,
         backup_set_id: str | None = None,
         progress: Callable[[int], object] | None = None,
-    ) -> list[BackupSet]:
+        options: RestoreOptions | None = None,
+    ) -> RestoreResult:
         """Restores `database` as it was at `until` (default: the newest state), or as
-        set `backup_set_id` holds it, into `target_dir` (absent or empty). Archive logs
-        of the recovery path go to `target_dir/archive/`. `progress(bytes_restored)` is
-        called every few MiB. Returns the sets used."""
+        set `backup_set_id` holds it, into `target_dir` (absent or empty, unless
+        `options.delta`). Archive logs of the recovery path go to `target_dir/archive/`.
+        `progress(bytes_restored)` is called every few MiB. Returns the sets used, with
+        `.report` saying what was written and what could not be restored."""
         db = self.catalog.get_database(database)
         if db.kind == "postgresql":
             from .postgres.recovery import restore as restore_postgresql
 
-            return restore_postgresql(self, db, Path(target_dir), until, set_id=backup_set_id)
+            return RestoreResult(restore_postgresql(self, db, Path(target_dir), until, set_id=backup_set_id))
         target = Path(target_dir)
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise BackupError(f"restore target {target} must be absent or an empty directory")
+        delta = options is not None and options.delta
+        if target.exists() and (not target.is_dir() or (not delta and any(target.iterdir()))):
+            raise BackupError(
+                f"restore target {target} must be absent or an empty directory "
+                "(--delta restores into an existing tree, keeping what already matches)"
+            )
         if backup_set_id is not None:
             chosen = self.catalog.get_set(backup_set_id)
             if chosen.database != database:
@@ -673,6 +702,7 @@ class BackupManager:
         else:
             path = self.catalog.find_recovery_path(database, until)
         target.mkdir(parents=True, exist_ok=True)
+        result = RestoreResult(path)
         data_sets = [s for s in path if s.backup_type is not BackupType.ARCHIVE_LOG]
         log_sets = [s for s in path if s.backup_type is BackupType.ARCHIVE_LOG]
         with self.reading([s.id for s in path]):
@@ -687,15 +717,39 @@ class BackupManager:
                 wal_plan = sqlite_pitr.plan(database, last, data_manifest, log_manifests, until_us)
                 log_manifests = [(s, m) for s, m in log_manifests if not isinstance(m.wal, WalCapture)]
             if last is not None and data_manifest is not None:
-                restore_set_files(self.repository, last.id, data_manifest, target, progress, archive=False)
+                result.report.merge(
+                    restore_set_files(
+                        self.repository, last.id, data_manifest, target, progress, archive=False, options=options
+                    )
+                )
                 if wal_plan is not None and data_manifest.files:
                     sqlite_pitr.apply(self.repository, wal_plan, target / data_manifest.files[0].path)
             if log_manifests:
                 # Created by restore_set_files without following a link named archive.
                 archive = target / "archive"
                 for s, m in log_manifests:
-                    restore_set_files(self.repository, s.id, m, archive, progress, archive=True)
-        return path
+                    result.report.merge(restore_set_files(self.repository, s.id, m, archive, progress, archive=True))
+        return result
+
+    def restore_files(
+        self,
+        set_id: str,
+        patterns: Sequence[str],
+        target_dir: str | os.PathLike[str],
+        *,
+        delta: bool = False,
+        delete: bool = False,
+        numeric_owner: bool = False,
+    ) -> RestoreResult:
+        """Restores the entries of set `set_id` that `patterns` select (gitignore
+        patterns: a matching directory brings its contents) into `target_dir`."""
+        chosen = self.catalog.get_set(set_id)
+        opts = RestoreOptions(tuple(patterns), delta=delta, delete=delete, numeric_owner=numeric_owner)
+        return self.restore(chosen.database, target_dir, backup_set_id=set_id, options=opts)
+
+    def set_manifest(self, set_id: str) -> Manifest:
+        """Set `set_id`'s manifest, parsed and checked (what `ls`, `diff` and `dump` read)."""
+        return self._restorable(self.catalog.get_set(set_id))
 
     @contextmanager
     def reading(self, set_ids: Iterable[str]) -> Iterator[None]:

@@ -10,6 +10,8 @@ restored halfway or verified OK.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -24,8 +26,17 @@ from .errors import CatalogError
 from .sources import SkippedEntry
 from .sqlite_wal import WalCapture, WalRecord, wal_record_from_json
 
-FORMAT = 1
-"""The manifest format this release writes, and the only one it reads."""
+FORMAT = 2
+"""The manifest format this release writes. Format 2 adds what a file tree needs beyond
+contents (owners, xattrs, holes, hardlinks, special files); every key it adds is optional
+in an entry, so a format-1 manifest reads as one without them."""
+
+READ_FORMATS = (1, 2)
+"""Every manifest format this release reads."""
+
+SPECIAL_KINDS = ("fifo", "char", "block")
+"""The special files a format-2 manifest records (recreated by a restore as root)."""
+
 
 SET_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}")
 """A set id, `YYYYmmddTHHMMSSffffffZ-<8 hex>` (docs/FORMAT.md); use with fullmatch."""
@@ -107,8 +118,29 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """An entry's owner and group, by id and by the names they had at the backup
+    (None when the id had no name there), so a restore can map by name like tar."""
+
+    uid: int
+    gid: int
+    user: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Xattr:
+    """One extended attribute (``user.*``, ``trusted.*``, ``security.*``, POSIX ACLs as
+    ``system.posix_acl_access``/``_default``); the value is raw bytes, base64 in JSON."""
+
+    name: str
+    value: bytes
+
+
+@dataclass(frozen=True)
 class FileEntry:
-    """A regular file: block-map records ``first_block .. first_block + block_count``."""
+    """A regular file: block-map records ``first_block .. first_block + block_count``.
+    ``holes`` are the (offset, length) ranges the source had unallocated (format 2)."""
 
     path: str
     mode: int
@@ -117,6 +149,9 @@ class FileEntry:
     digest: str
     first_block: int
     block_count: int
+    owner: Owner | None = None
+    xattrs: tuple[Xattr, ...] = ()
+    holes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +159,8 @@ class DirEntry:
     path: str
     mode: int
     mtime_ns: int
+    owner: Owner | None = None
+    xattrs: tuple[Xattr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +170,31 @@ class SymlinkEntry:
     path: str
     target: str
     mtime_ns: int
+    owner: Owner | None = None
+    xattrs: tuple[Xattr, ...] = ()
+
+
+@dataclass(frozen=True)
+class HardlinkEntry:
+    """Another name of the inode of ``files`` entry ``target`` (format 2): its data,
+    mode, owner and xattrs are that entry's, and a restore links it to that file."""
+
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
+class SpecialEntry:
+    """A FIFO or device node (format 2); ``major``/``minor`` are 0 for a FIFO."""
+
+    path: str
+    kind: str
+    mode: int
+    mtime_ns: int
+    major: int = 0
+    minor: int = 0
+    owner: Owner | None = None
+    xattrs: tuple[Xattr, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,6 +260,8 @@ class Manifest:
     format: int = FORMAT
     postgresql: PostgresInfo | None = None
     wal: WalRecord | None = None
+    hardlinks: tuple[HardlinkEntry, ...] = ()
+    specials: tuple[SpecialEntry, ...] = ()
 
     @property
     def id(self) -> str:
@@ -238,18 +302,36 @@ class Manifest:
                 "pieces": [_plain(p) for p in self.pieces],
                 "blockmap": _plain(self.blockmap),
                 "sources": [_plain(s) for s in self.sources],
-                "files": [_plain(f) for f in self.files],
-                "dirs": [_plain(d) for d in self.dirs],
-                "symlinks": [_plain(s) for s in self.symlinks],
+                "files": [_entry(f) for f in self.files],
+                "dirs": [_entry(d) for d in self.dirs],
+                "symlinks": [_entry(s) for s in self.symlinks],
                 "summary": self.summary.to_json(),
             }
+            | ({} if self.format < 2 else {"hardlinks": [_plain(h) for h in self.hardlinks]})
+            | ({} if self.format < 2 else {"specials": [_entry(s) for s in self.specials]})
             | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()})
             | ({} if self.wal is None else {"wal": self.wal.to_json()})
         )
 
 
-def _plain(obj: Piece | BlockMap | Source | FileEntry | DirEntry | SymlinkEntry) -> dict[str, Any]:
+def _plain(obj: Piece | BlockMap | Source | HardlinkEntry) -> dict[str, Any]:
     return dict(obj.__dict__)
+
+
+def _entry(e: FileEntry | DirEntry | SymlinkEntry | SpecialEntry) -> dict[str, Any]:
+    """An entry's JSON: the format-2 fields only when set, so an entry without them is
+    exactly its format-1 form."""
+    out = dict(e.__dict__)
+    owner, xattrs = out.pop("owner"), out.pop("xattrs")
+    if owner is not None:
+        out["owner"] = dict(owner.__dict__)
+    if xattrs:
+        out["xattrs"] = [{"name": x.name, "value": base64.b64encode(x.value).decode()} for x in xattrs]
+    if "holes" in out:
+        holes = out.pop("holes")
+        if holes:
+            out["holes"] = [list(h) for h in holes]
+    return out
 
 
 # --- reading --------------------------------------------------------------------------
@@ -393,9 +475,10 @@ class _Parser:
     def manifest(self, data: object) -> Manifest:
         top = self.obj(data, "(top level)")
         fmt = self.int_(self.key(top, "format", ""), "format", 0)
-        if fmt != FORMAT:
+        if fmt not in READ_FORMATS:
             raise CatalogError(
-                f"{self.where}: format: manifest format {fmt} is not supported (this release reads {FORMAT})"
+                f"{self.where}: format: manifest format {fmt} is not supported "
+                f"(this release reads {', '.join(map(str, READ_FORMATS))})"
             )
         record = self.record(self.key(top, "set", ""))
         alg = record.algorithm
@@ -412,6 +495,8 @@ class _Parser:
             format=fmt,
             postgresql=None if top.get("postgresql") is None else self.postgres(top["postgresql"]),
             wal=None if top.get("wal") is None else wal_record_from_json(top["wal"], self.where),
+            hardlinks=self.list_of(top.get("hardlinks", []), "hardlinks", self.hardlink),
+            specials=self.list_of(top.get("specials", []), "specials", self.special),
         )
 
     def record(self, value: object) -> SetRecord:
@@ -519,6 +604,9 @@ class _Parser:
             digest=self.hexdigest(k("digest"), at + ".digest", algorithm),
             first_block=self.int_(k("first_block"), at + ".first_block"),
             block_count=self.int_(k("block_count"), at + ".block_count"),
+            owner=self.owner(o, at),
+            xattrs=self.xattrs(o, at),
+            holes=self.list_of(o.get("holes", []), at + ".holes", self.hole),
         )
 
     def dir(self, value: object, at: str) -> DirEntry:
@@ -527,6 +615,8 @@ class _Parser:
             path=self.rel_path(self.key(o, "path", at + "."), at + ".path"),
             mode=self.int_(self.key(o, "mode", at + "."), at + ".mode", 0, 0o7777),
             mtime_ns=self.int_(self.key(o, "mtime_ns", at + "."), at + ".mtime_ns", _I64_MIN),
+            owner=self.owner(o, at),
+            xattrs=self.xattrs(o, at),
         )
 
     def symlink(self, value: object, at: str) -> SymlinkEntry:
@@ -537,7 +627,73 @@ class _Parser:
             path=self.rel_path(self.key(o, "path", at + "."), at + ".path"),
             target=self.text(self.key(o, "target", at + "."), at + ".target"),
             mtime_ns=self.int_(self.key(o, "mtime_ns", at + "."), at + ".mtime_ns", _I64_MIN),
+            owner=self.owner(o, at),
+            xattrs=self.xattrs(o, at),
         )
+
+    def hardlink(self, value: object, at: str) -> HardlinkEntry:
+        o = self.obj(value, at)
+        return HardlinkEntry(
+            path=self.rel_path(self.key(o, "path", at + "."), at + ".path"),
+            # Checked against `files` by the consistency rules: a link to a path outside
+            # the set (or outside the target) is refused there.
+            target=self.rel_path(self.key(o, "target", at + "."), at + ".target"),
+        )
+
+    def special(self, value: object, at: str) -> SpecialEntry:
+        o = self.obj(value, at)
+
+        def k(name: str) -> object:
+            return self.key(o, name, at + ".")
+
+        return SpecialEntry(
+            path=self.rel_path(k("path"), at + ".path"),
+            kind=self.choice(k("kind"), at + ".kind", SPECIAL_KINDS),
+            mode=self.int_(k("mode"), at + ".mode", 0, 0o7777),
+            mtime_ns=self.int_(k("mtime_ns"), at + ".mtime_ns", _I64_MIN),
+            major=self.int_(o.get("major", 0), at + ".major", 0, 0xFFFFFFFF),
+            minor=self.int_(o.get("minor", 0), at + ".minor", 0, 0xFFFFFFFF),
+            owner=self.owner(o, at),
+            xattrs=self.xattrs(o, at),
+        )
+
+    def owner(self, o: dict[str, Any], at: str) -> Owner | None:
+        value = o.get("owner")
+        if value is None:
+            return None
+        w = self.obj(value, at + ".owner")
+        user, group = w.get("user"), w.get("group")
+        return Owner(
+            uid=self.int_(self.key(w, "uid", at + ".owner."), at + ".owner.uid", 0, 0xFFFFFFFF),
+            gid=self.int_(self.key(w, "gid", at + ".owner."), at + ".owner.gid", 0, 0xFFFFFFFF),
+            user=None if user is None else self.text(user, at + ".owner.user"),
+            group=None if group is None else self.text(group, at + ".owner.group"),
+        )
+
+    def xattrs(self, o: dict[str, Any], at: str) -> tuple[Xattr, ...]:
+        def one(v: object, where: str) -> Xattr:
+            x = self.obj(v, where)
+            name = self.text(self.key(x, "name", where + "."), where + ".name")
+            raw = self.key(x, "value", where + ".")
+            if not isinstance(raw, str):
+                raise self.fail(where + ".value", "base64 text", raw)
+            try:
+                value = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise self.fail(where + ".value", "base64 text", raw) from None
+            return Xattr(name, value)
+
+        out = self.list_of(o.get("xattrs", []), at + ".xattrs", one)
+        names = [x.name for x in out]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise CatalogError(f"{self.where}: {at}.xattrs: {dup!r} is listed twice")
+        return out
+
+    def hole(self, value: object, at: str) -> tuple[int, int]:
+        if not isinstance(value, list) or len(value) != 2:
+            raise self.fail(at, "[offset, length]", value)
+        return (self.int_(value[0], at + "[0]"), self.int_(value[1], at + "[1]", 1))
 
     def postgres(self, value: object) -> PostgresInfo:
         o = self.obj(value, "postgresql")
@@ -611,6 +767,7 @@ class _Consistency:
         self.sources()
         self.blocks()
         self.paths()
+        self.tree()
 
     def record(self) -> None:
         r = self.m.record
@@ -715,10 +872,12 @@ class _Consistency:
 
     def paths(self) -> None:
         """No path twice, and no file or link where another entry needs a directory."""
-        groups: tuple[tuple[str, Sequence[FileEntry | DirEntry | SymlinkEntry]], ...] = (
+        groups: tuple[tuple[str, Sequence[FileEntry | DirEntry | SymlinkEntry | HardlinkEntry | SpecialEntry]], ...] = (
             ("files", self.m.files),
             ("dirs", self.m.dirs),
             ("symlinks", self.m.symlinks),
+            ("hardlinks", self.m.hardlinks),
+            ("specials", self.m.specials),
         )
         # path -> (group, position); labels are only formatted for an error.
         where: dict[str, tuple[str, int]] = {}
@@ -745,8 +904,25 @@ class _Consistency:
             for i, f in enumerate(self.m.files):
                 if "/" in f.path:
                     raise self.fail(f"files[{i}].path", f"an archive file is a plain name, got {f.path!r}")
-            if self.m.dirs or self.m.symlinks:
+            if self.m.dirs or self.m.symlinks or self.m.hardlinks or self.m.specials:
                 raise self.fail("dirs", "an archive_log set holds files only")
+
+    def tree(self) -> None:
+        """Format 2's file-tree records: holes inside their file, in order; each hardlink
+        names a regular file of this set (never a path outside it, never another link)."""
+        for i, f in enumerate(self.m.files):
+            end = 0
+            for j, (off, length) in enumerate(f.holes):
+                if off < end or off + length > f.size:
+                    raise self.fail(
+                        f"files[{i}].holes[{j}]",
+                        f"hole {off}+{length} overlaps the previous one or ends past the file's {f.size} bytes",
+                    )
+                end = off + length
+        files = {f.path for f in self.m.files}
+        for i, h in enumerate(self.m.hardlinks):
+            if h.target not in files:
+                raise self.fail(f"hardlinks[{i}].target", f"{h.target!r} is not a regular file of this set")
 
 
 __all__ = [
@@ -758,6 +934,11 @@ __all__ = [
     "BlockMap",
     "DirEntry",
     "FileEntry",
+    "HardlinkEntry",
+    "Owner",
+    "READ_FORMATS",
+    "SpecialEntry",
+    "Xattr",
     "Manifest",
     "Piece",
     "SetRecord",

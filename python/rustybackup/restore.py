@@ -1,16 +1,147 @@
-"""Writing one set's manifest back out as files: path checks, directories, the Rust
-block merge for file contents, symlinks last, then modes and mtimes; every path below
-the target is reached without following a link (restore_target.py)."""
+"""Writing one set's manifest back out as a file tree: path checks, directories, file
+contents through the Rust core (sparse files with their holes, a delta restore keeping
+what already matches), hardlinks, special files, symlinks, then owners, xattrs, modes
+and mtimes; every path below the target is reached without following a link
+(restore_target.py). What the system refuses (owners or device nodes as a non-root
+user, an xattr namespace the target file system lacks) is reported, never dropped."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import grp
+import logging
+import os
+import pwd
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import _core, store
-from .errors import BackupError
-from .manifest import Manifest
-from .restore_target import RestoreTarget
+from .catalog import BackupSet
+from .errors import BackupError, ConfigError
+from .manifest import DirEntry, FileEntry, HardlinkEntry, Manifest, Owner, SpecialEntry, SymlinkEntry, Xattr
+from .restore_target import Meta, RestoreTarget
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NotRestored", "RestoreOptions", "RestoreReport", "RestoreResult", "label", "restore_set_files", "select"]
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How a files restore writes: ``include`` gitignore patterns (empty: everything);
+    ``delta`` into an existing tree, keeping what matches, ``delete`` removing what the
+    set does not hold; ``numeric_owner`` applies the recorded ids, not the names (tar)."""
+
+    include: tuple[str, ...] = ()
+    delta: bool = False
+    delete: bool = False
+    numeric_owner: bool = False
+
+
+@dataclass(frozen=True)
+class NotRestored:
+    """One thing a restore could not give back as it was backed up, and why."""
+
+    path: str
+    what: str
+    reason: str
+
+
+@dataclass
+class RestoreReport:
+    """What a restore wrote, kept, removed and could not restore."""
+
+    bytes_written: int = 0
+    files_written: int = 0
+    files_unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    not_restored: list[NotRestored] = field(default_factory=list)
+
+    def merge(self, other: RestoreReport) -> None:
+        self.bytes_written += other.bytes_written
+        self.files_written += other.files_written
+        self.files_unchanged += other.files_unchanged
+        self.removed.extend(other.removed)
+        self.not_restored.extend(other.not_restored)
+
+
+class RestoreResult(list[BackupSet]):
+    """The sets a restore used (a list, as before), and its `report`."""
+
+    def __init__(self, sets: Sequence[BackupSet] = ()) -> None:
+        super().__init__(sets)
+        self.report = RestoreReport()
+
+
+def select(manifest: Manifest, include: Sequence[str]) -> Manifest:
+    """The part of `manifest` that `include` (gitignore patterns, last match wins)
+    selects: an entry matching, or below a directory matching, and the directories
+    above them. A hardlink whose first name is left out takes its data: the first
+    selected name of an inode becomes its file."""
+    if not include:
+        return manifest
+    matcher = _matcher(include)
+
+    def take(path: str, is_dir: bool = False) -> bool:
+        return bool(matcher.matches_path_or_parents(path, is_dir))
+
+    files = [f for f in manifest.files if take(f.path)]
+    kept = {f.path for f in files}
+    by_path = {f.path: f for f in manifest.files}
+    hardlinks: list[HardlinkEntry] = []
+    promoted: dict[str, str] = {}
+    for h in manifest.hardlinks:
+        if not take(h.path):
+            continue
+        if h.target in kept:
+            hardlinks.append(h)
+        elif h.target in promoted:
+            hardlinks.append(HardlinkEntry(h.path, promoted[h.target]))
+        else:
+            promoted[h.target] = h.path
+            files.append(replace(by_path[h.target], path=h.path))
+    symlinks = [s for s in manifest.symlinks if take(s.path)]
+    specials = [s for s in manifest.specials if take(s.path)]
+    needed = {p.rpartition("/")[0] for p in [*(f.path for f in files), *(s.path for s in symlinks)]}
+    needed |= {h.path.rpartition("/")[0] for h in hardlinks} | {s.path.rpartition("/")[0] for s in specials}
+    above = set()
+    for p in needed:
+        while p and p not in above:
+            above.add(p)
+            p = p.rpartition("/")[0]
+    dirs = [d for d in manifest.dirs if d.path in above or take(d.path, True)]
+    return replace(
+        manifest,
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        dirs=tuple(dirs),
+        symlinks=tuple(symlinks),
+        hardlinks=tuple(hardlinks),
+        specials=tuple(specials),
+    )
+
+
+def _matcher(include: Sequence[str]) -> _core.PathMatcher:
+    try:
+        return _core.PathMatcher(list(include))
+    except ValueError as exc:
+        raise ConfigError(f"--include: {exc}") from None
+
+
+def _ids(owner: Owner, numeric: bool) -> tuple[int, int]:
+    """The ids to give an entry: by name where the name exists here (tar's default as
+    root), else the recorded ids."""
+    uid, gid = owner.uid, owner.gid
+    if not numeric:
+        try:
+            uid = uid if owner.user is None else pwd.getpwnam(owner.user).pw_uid
+        except KeyError:
+            pass
+        try:
+            gid = gid if owner.group is None else grp.getgrnam(owner.group).gr_gid
+        except KeyError:
+            pass
+    return uid, gid
 
 
 def restore_set_files(
@@ -21,49 +152,265 @@ def restore_set_files(
     progress: Callable[[int], object] | None,
     *,
     archive: bool,
-) -> int:
-    """Restores every entry of `manifest` (loaded and validated) under `target`; returns
-    the bytes written.
+    options: RestoreOptions | None = None,
+) -> RestoreReport:
+    """Restores the entries of `manifest` (loaded and validated) that `options` select
+    under `target`; returns what was written and what could not be restored.
 
     Nothing is written through a link (restore_target.py): directories first, each
-    created and checked one component at a time; then the files (the Rust core creates
-    each one new, never through a link); then the links, whatever they point to; then
-    modes and times through descriptors. For an archive set, `target` is the ``archive``
-    directory below the restore target, created here and refused if it is a link.
+    created and checked one component at a time; then the files (the Rust core opens
+    each with ``O_NOFOLLOW``: new, or with ``delta`` the existing regular file); then
+    hardlinks, special files and links; then metadata through descriptors, deepest
+    directories last. For an archive set, `target` is the ``archive`` directory below
+    the restore target, created here and refused if it is a link.
     """
+    opts = options or RestoreOptions()
     what = f"restore of set {set_id}"
     if archive:
         with RestoreTarget(target.parent, what) as top:
             tree = top.subdir(target.name)
     else:
         tree = RestoreTarget(target, what)
+        manifest = select(manifest, opts.include)
     with tree:
-        paths = [f.path for f in manifest.files] + [link.path for link in manifest.symlinks]
-        tree.make_dirs([d.path for d in manifest.dirs] + [p.rpartition("/")[0] for p in paths if "/" in p])
-        jobs = [
-            (label(f.path), tree.path(f.path), f.first_block, f.block_count, f.size, f.digest) for f in manifest.files
-        ]
-        piece_paths = [repository / store.SETS_DIR / s.set_id / s.piece for s in manifest.sources]
-        try:
-            written = _core.restore_files(
-                jobs,
-                repository / manifest.blockmap.path,
-                piece_paths,
-                progress=None if progress is None else (lambda done, _w, _f: progress(done)),
-            )
-        except BackupError as exc:
-            raise BackupError(f"{what} failed: {exc}") from exc
-        except OSError as exc:
-            raise BackupError(f"{what} failed: {exc.strerror or exc}: {exc.filename}") from exc
-        for link in manifest.symlinks:
+        return _Restore(repository, manifest, tree, opts, what, progress).run(archive)
+
+
+class _Restore:
+    def __init__(
+        self,
+        repository: Path,
+        manifest: Manifest,
+        tree: RestoreTarget,
+        opts: RestoreOptions,
+        what: str,
+        progress: Callable[[int], object] | None,
+    ) -> None:
+        self.repository = repository
+        self.m = manifest
+        self.tree = tree
+        self.opts = opts
+        self.what = what
+        self.progress = progress
+        self.report = RestoreReport()
+        self.problems: list[tuple[str, str, str]] = []
+        self.root = os.geteuid() == 0
+
+    def run(self, archive: bool) -> RestoreReport:
+        m, tree = self.m, self.tree
+        if self.opts.delta:
+            self._clear_conflicts()
+        paths = [p for p in _paths(m) if p not in {d.path for d in m.dirs}]
+        tree.make_dirs([d.path for d in m.dirs] + [p.rpartition("/")[0] for p in paths if "/" in p])
+        self._contents()
+        for h in m.hardlinks:
+            self._hardlink(h)
+        for s in m.specials:
+            self._special(s.path, s.kind, s.mode, os.makedev(s.major, s.minor))
+        for link in m.symlinks:
+            if self.opts.delta:
+                st = tree.lstat(link.path)
+                if st is not None and stat.S_ISLNK(st.st_mode):
+                    # os.readlink takes no dir_fd: read it through the directory's /proc link.
+                    pfd = tree.open_dir(link.path.rpartition("/")[0])
+                    try:
+                        same = os.readlink(f"/proc/self/fd/{pfd}/{link.path.rpartition('/')[2]}") == link.target
+                    finally:
+                        os.close(pfd)
+                    if same:
+                        self._meta(link.path, None, link.mtime_ns, link.owner, link.xattrs, link=True)
+                        continue
+                    tree.remove(link.path)
             tree.symlink(link.path, link.target, link.mtime_ns)
-        for f in manifest.files:
-            tree.set_meta(f.path, f.mode, f.mtime_ns, directory=False)
+            self._meta(link.path, None, link.mtime_ns, link.owner, link.xattrs, link=True)
+        for f in m.files:
+            self._meta(f.path, f.mode, f.mtime_ns, f.owner, f.xattrs)
+        for s in m.specials:
+            if tree.lstat(s.path) is not None:
+                self._meta(s.path, s.mode, s.mtime_ns, s.owner, s.xattrs)
+        if self.opts.delete and not archive:
+            self._delete_extra()
         if not archive:
             # Deepest first, so setting a parent's mtime is not undone by touching a child.
-            for d in sorted(manifest.dirs, key=lambda d: d.path.count("/"), reverse=True):
-                tree.set_meta(d.path, d.mode, d.mtime_ns, directory=True)
-    return int(written)
+            for d in sorted(m.dirs, key=lambda d: d.path.count("/"), reverse=True):
+                self._meta(d.path, d.mode, d.mtime_ns, d.owner, d.xattrs)
+        self.report.not_restored.extend(NotRestored(*p) for p in self.problems)
+        for p in self.report.not_restored:
+            log.warning("%s: %s: %s %s", self.what, p.path, p.what, p.reason)
+        return self.report
+
+    # --- contents -------------------------------------------------------------------
+
+    def _contents(self) -> None:
+        m, tree = self.m, self.tree
+        piece_paths = [self.repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
+        plain = [f for f in m.files if not f.holes and not self.opts.delta]
+        placed = [f for f in m.files if f.holes or self.opts.delta]
+        hook = None if self.progress is None else self.progress
+        try:
+            if plain:
+                jobs = [
+                    (label(f.path), tree.path(f.path), f.first_block, f.block_count, f.size, f.digest) for f in plain
+                ]
+                self.report.bytes_written += _core.restore_files(
+                    jobs,
+                    self.repository / m.blockmap.path,
+                    piece_paths,
+                    progress=None if hook is None else (lambda done, _w, _f: hook(done)),
+                )
+                self.report.files_written += len(plain)
+            if placed:
+                into = [
+                    (
+                        label(f.path),
+                        tree.path(f.path),
+                        f.first_block,
+                        f.block_count,
+                        f.size,
+                        f.digest,
+                        list(f.holes),
+                        self.opts.delta,
+                    )
+                    for f in placed
+                ]
+                done = _core.restore_into(
+                    into,
+                    self.repository / m.blockmap.path,
+                    piece_paths,
+                    progress=None if hook is None else (lambda done, _w, _f: hook(done)),
+                )
+                for written, touched in done:
+                    self.report.bytes_written += written
+                    if touched:
+                        self.report.files_written += 1
+                    else:
+                        self.report.files_unchanged += 1
+        except BackupError as exc:
+            raise BackupError(f"{self.what} failed: {exc}") from exc
+        except OSError as exc:
+            raise BackupError(f"{self.what} failed: {exc.strerror or exc}: {exc.filename}") from exc
+
+    # --- other entries ----------------------------------------------------------------
+
+    def _clear_conflicts(self) -> None:
+        """Delta: whatever stands where the set needs another kind of entry is removed
+        first (a link where a directory belongs, a directory where a file does), parents
+        before children so nothing is reached through a link."""
+        m, tree = self.m, self.tree
+        want: dict[str, int] = {d.path: stat.S_IFDIR for d in m.dirs}
+        want |= {f.path: stat.S_IFREG for f in m.files}
+        want |= {s.path: stat.S_IFLNK for s in m.symlinks}
+        for d in sorted(want):
+            parent = d.rpartition("/")[0]
+            if parent and want.get(parent) != stat.S_IFDIR:
+                continue  # below a directory the set lacks: made by make_dirs
+            st = self._existing(d)
+            if st is not None and stat.S_IFMT(st.st_mode) != want[d]:
+                tree.remove(d)
+                self.report.removed.append(d)
+        for h in m.hardlinks:
+            st = self._existing(h.path)
+            if st is None:
+                continue
+            first = self._existing(h.target)
+            same = first is not None and (first.st_dev, first.st_ino) == (st.st_dev, st.st_ino)
+            # Already a name of the file it links to: kept, so that file's ctime stays.
+            if not same or not stat.S_ISREG(st.st_mode):
+                tree.remove(h.path)
+        for s in m.specials:
+            st = self._existing(s.path)
+            if st is not None and not (
+                stat.S_IFMT(st.st_mode) == stat.S_IFMT(_type(s.kind)) and st.st_rdev == os.makedev(s.major, s.minor)
+            ):
+                tree.remove(s.path)
+
+    def _existing(self, rel: str) -> os.stat_result | None:
+        """What stands at `rel` in the target, None also when a parent is absent (the
+        conflicts above it were removed first; make_dirs creates it)."""
+        try:
+            return self.tree.lstat(rel)
+        except BackupError:
+            return None
+
+    def _hardlink(self, h: HardlinkEntry) -> None:
+        if self.opts.delta and self.tree.lstat(h.path) is not None:
+            return  # kept by _clear_conflicts: the same inode already
+        self.tree.hardlink(h.path, h.target)
+
+    def _special(self, rel: str, kind: str, mode: int, device: int) -> None:
+        if self.tree.lstat(rel) is not None:
+            return  # delta: the same node is there already
+        try:
+            self.tree.special(rel, kind, mode, device)
+        except PermissionError as exc:
+            what = "fifo" if kind == "fifo" else f"{kind} device {os.major(device)}:{os.minor(device)}"
+            self.problems.append((rel, what, f"not created: {exc.strerror} (device nodes need root)"))
+
+    def _meta(
+        self,
+        rel: str,
+        mode: int | None,
+        mtime_ns: int,
+        owner: Owner | None,
+        xattrs: tuple[Xattr, ...],
+        *,
+        link: bool = False,
+    ) -> None:
+        ids = None if owner is None else _ids(owner, self.opts.numeric_owner)
+        if ids is not None and not self.root:
+            st = self.tree.lstat(rel)
+            if st is not None and (st.st_uid, st.st_gid) != ids:
+                name = f"{owner.user or owner.uid}:{owner.group or owner.gid}" if owner else ""
+                self.problems.append((rel, "owner", f"{name} ({ids[0]}:{ids[1]}) not applied: restoring as non-root"))
+            ids = None
+        meta = Meta(mode, mtime_ns, ids, xattrs)
+        self.tree.apply(rel, meta, link=link, problems=self.problems)
+
+    def _selected(self, rel: str, is_dir: bool) -> bool:
+        """Whether --include patterns (if any) cover `rel`: a partial restore with
+        --delete removes extra entries only inside what it restores."""
+        if not self.opts.include:
+            return True
+        return bool(_matcher(self.opts.include).matches_path_or_parents(rel, is_dir))
+
+    def _delete_extra(self) -> None:
+        m = self.m
+        keep = set(_paths(m))
+        for path in _paths(m):
+            p = path.rpartition("/")[0]
+            while p:
+                keep.add(p)
+                p = p.rpartition("/")[0]
+        doomed = [rel for rel, is_dir in self.tree.walk() if rel not in keep and self._selected(rel, is_dir)]
+        gone: set[str] = set()
+        for rel in doomed:
+            parts = rel.split("/")
+            if any("/".join(parts[:i]) in gone for i in range(1, len(parts))):
+                continue
+            self.tree.remove(rel)
+            gone.add(rel)
+            self.report.removed.append(rel)
+
+
+def _paths(m: Manifest) -> list[str]:
+    """Every path of the manifest's entries, of every kind."""
+    groups: tuple[Sequence[FileEntry | DirEntry | SymlinkEntry | HardlinkEntry | SpecialEntry], ...] = (
+        m.files,
+        m.dirs,
+        m.symlinks,
+        m.hardlinks,
+        m.specials,
+    )
+    return [e.path for g in groups for e in g]
+
+
+def _type(kind: str) -> int:
+    return {"fifo": stat.S_IFIFO, "char": stat.S_IFCHR, "block": stat.S_IFBLK}[kind]
+
+
+def file_job(f: FileEntry) -> tuple[str, int, int, int, str]:
+    """The Rust core's description of one file to stream (``_core.dump_file``)."""
+    return (label(f.path), f.first_block, f.block_count, f.size, f.digest)
 
 
 def label(rel: str) -> str:

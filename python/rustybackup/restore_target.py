@@ -19,12 +19,31 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from .errors import BackupError
+from .manifest import Xattr
 
-__all__ = ["RestoreTarget"]
+__all__ = ["Meta", "RestoreTarget"]
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What to set on one restored entry; None leaves that part as it is (a link has no
+    mode of its own; owners are set only when the caller asks)."""
+
+    mode: int | None
+    mtime_ns: int | None
+    owner: tuple[int, int] | None
+    xattrs: tuple[Xattr, ...]
+
+
+_SPECIAL_TYPE = {"fifo": stat.S_IFIFO, "char": stat.S_IFCHR, "block": stat.S_IFBLK}
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A symlink opened with O_NOFOLLOW fails with ELOOP (or ENOTDIR with O_DIRECTORY on some
@@ -153,6 +172,195 @@ class RestoreTarget:
 
     def _at(self, rel: str) -> str:
         return str(self.root / rel)
+
+    def _split(self, rel: str) -> tuple[int, str]:
+        parent, _, name = rel.rpartition("/")
+        _check_name(name, rel, self.what)
+        return self._parent_fd(parent), name
+
+    # --- what is there already (delta restore) ------------------------------------------
+
+    def lstat(self, rel: str) -> os.stat_result | None:
+        """The entry at ``rel`` (not followed), or None; its parents must be directories."""
+        pfd, name = self._split(rel)
+        try:
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot look at {self._at(rel)}: {exc.strerror or exc}") from exc
+
+    def remove(self, rel: str) -> None:
+        """Removes the entry at ``rel``, a whole directory included, without following a
+        link (``shutil.rmtree`` with ``dir_fd`` walks by descriptors)."""
+        pfd, name = self._split(rel)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                self._drop_parent_below(rel)
+                shutil.rmtree(name, dir_fd=pfd)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot remove {self._at(rel)}: {exc.strerror or exc}") from exc
+
+    def _drop_parent_below(self, rel: str) -> None:
+        if self._parent is not None and (self._parent[0] + "/").startswith(rel + "/"):
+            self._drop_parent()
+
+    def walk(self) -> Iterator[tuple[str, bool]]:
+        """Every entry under the target as (relative path, is a real directory), parents
+        before children, by descriptors: a link is listed, never entered."""
+        stack: list[tuple[str, int]] = [("", os.dup(self._fd))]
+        try:
+            while stack:
+                prefix, fd = stack.pop()
+                try:
+                    with os.scandir(fd) as listing:
+                        entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in listing)
+                    for name, is_dir in entries:
+                        rel = prefix + name
+                        yield rel, is_dir
+                        if is_dir:
+                            try:
+                                stack.append((rel + "/", os.open(name, _DIR_FLAGS, dir_fd=fd)))
+                            except OSError as exc:
+                                if exc.errno not in _NOT_A_DIR and exc.errno != errno.ENOENT:
+                                    raise
+                finally:
+                    os.close(fd)
+        finally:
+            for _, fd in stack:
+                os.close(fd)
+
+    # --- tree entries beyond files and links ------------------------------------------
+
+    def hardlink(self, rel: str, target: str) -> None:
+        """Makes ``rel`` another name of the restored file ``target`` (both inside the
+        target; the link itself is never followed)."""
+        tparent, _, tname = target.rpartition("/")
+        _check_name(tname, target, self.what)
+        tfd = self.open_dir(tparent)
+        try:
+            pfd, name = self._split(rel)
+            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileExistsError:
+            raise BackupError(
+                f"{self.what}: {self._at(rel)} already exists; a hardlink is never made over it"
+            ) from None
+        except OSError as exc:
+            raise BackupError(
+                f"{self.what}: cannot link {self._at(rel)} to {self._at(target)}: {exc.strerror or exc}"
+            ) from exc
+        finally:
+            os.close(tfd)
+
+    def special(self, rel: str, kind: str, mode: int, device: int) -> None:
+        """Creates a FIFO or device node; PermissionError (creating a device as a
+        non-root user) is left to the caller, which reports it."""
+        pfd, name = self._split(rel)
+        try:
+            os.mknod(name, (mode & 0o7777) | _SPECIAL_TYPE[kind], device, dir_fd=pfd)
+        except FileExistsError:
+            raise BackupError(f"{self.what}: {self._at(rel)} already exists") from None
+        except PermissionError:
+            raise
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot create {kind} {self._at(rel)}: {exc.strerror or exc}") from exc
+
+    def apply(self, rel: str, meta: Meta, *, link: bool, problems: list[tuple[str, str, str]]) -> bool:
+        """Sets owner, xattrs, mode and mtime of ``rel`` in that order (chown clears
+        setuid/setgid and file capabilities, so mode and xattrs come after it), each only
+        if it differs: an entry already right is not touched (its ctime stays). Nothing
+        is set through a link: a link is changed with ``*at(..., AT_SYMLINK_NOFOLLOW)``,
+        anything else through an ``O_PATH | O_NOFOLLOW`` descriptor. What the system
+        refuses goes to ``problems`` as (path, what, why). Returns whether it changed."""
+        pfd, name = self._split(rel)
+        if link:
+            return self._apply_link(rel, pfd, name, meta, problems)
+        try:
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot open {self._at(rel)}: {exc.strerror or exc}") from exc
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                raise BackupError(f"{self.what}: {self._at(rel)} was replaced by a symlink; refusing to follow it")
+            # The inode itself, reached through the descriptor's /proc link: path calls
+            # on it act on that inode and nothing else.
+            at = f"/proc/self/fd/{fd}"
+            return self._apply_at(rel, at, st, meta, problems)
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot set metadata of {self._at(rel)}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+
+    def _apply_at(
+        self, rel: str, at: str, st: os.stat_result, meta: Meta, problems: list[tuple[str, str, str]]
+    ) -> bool:
+        changed = False
+        if meta.owner is not None and (st.st_uid, st.st_gid) != meta.owner:
+            try:
+                os.chown(at, *meta.owner)
+                changed = True
+                st = os.stat(at)
+            except PermissionError as exc:
+                problems.append((rel, "owner", f"{meta.owner[0]}:{meta.owner[1]} not applied: {exc.strerror}"))
+        changed |= self._xattrs(rel, at, meta.xattrs, problems, follow=True)
+        if meta.mode is not None and stat.S_IMODE(st.st_mode) != meta.mode:
+            try:
+                os.chmod(at, meta.mode)
+                changed = True
+            except PermissionError as exc:
+                problems.append((rel, "mode", f"{meta.mode:o} not applied: {exc.strerror}"))
+        if meta.mtime_ns is not None and (changed or st.st_mtime_ns != meta.mtime_ns):
+            os.utime(at, ns=(meta.mtime_ns, meta.mtime_ns))
+            changed = True
+        return changed
+
+    def _apply_link(self, rel: str, pfd: int, name: str, meta: Meta, problems: list[tuple[str, str, str]]) -> bool:
+        changed = False
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                raise BackupError(f"{self.what}: {self._at(rel)} is no longer a symlink")
+            if meta.owner is not None and (st.st_uid, st.st_gid) != meta.owner:
+                try:
+                    os.chown(name, *meta.owner, dir_fd=pfd, follow_symlinks=False)
+                    changed = True
+                except PermissionError as exc:
+                    problems.append((rel, "owner", f"{meta.owner[0]}:{meta.owner[1]} not applied: {exc.strerror}"))
+            # The directory through its descriptor's /proc link, the last name not followed.
+            changed |= self._xattrs(rel, f"/proc/self/fd/{pfd}/{name}", meta.xattrs, problems, follow=False)
+            if meta.mtime_ns is not None and (changed or st.st_mtime_ns != meta.mtime_ns):
+                os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+                changed = True
+        except OSError as exc:
+            raise BackupError(
+                f"{self.what}: cannot set metadata of link {self._at(rel)}: {exc.strerror or exc}"
+            ) from exc
+        return changed
+
+    def _xattrs(
+        self, rel: str, at: str, xattrs: tuple[Xattr, ...], problems: list[tuple[str, str, str]], *, follow: bool
+    ) -> bool:
+        changed = False
+        for x in xattrs:
+            try:
+                if os.getxattr(at, x.name, follow_symlinks=follow) == x.value:
+                    continue
+            except OSError:
+                pass  # absent (or unreadable): set it
+            try:
+                os.setxattr(at, x.name, x.value, follow_symlinks=follow)
+                changed = True
+            except OSError as exc:
+                # EPERM: trusted.* as non-root, user.* on a link or device; ENOTSUP: the
+                # target file system has no such namespace. Reported, never fatal.
+                problems.append((rel, f"xattr {x.name}", f"not restored: {exc.strerror or exc}"))
+        return changed
 
     # --- entries --------------------------------------------------------------------------
 

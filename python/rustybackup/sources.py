@@ -33,6 +33,8 @@ class TreeEntries:
     dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
     symlinks: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
+    # FIFOs and device nodes, recorded by fsmeta.capture (sockets stay skipped).
+    specials: list[tuple[str, os.stat_result]] = field(default_factory=list)
 
 
 def walk(root: Path) -> TreeEntries:
@@ -77,6 +79,8 @@ def walk(root: Path) -> TreeEntries:
                     stack.append((Path(entry.path), rel + "/"))
                 elif stat.S_ISREG(est.st_mode):
                     out.files.append((rel, Path(entry.path), est))
+                elif stat.S_ISFIFO(est.st_mode) or stat.S_ISCHR(est.st_mode) or stat.S_ISBLK(est.st_mode):
+                    out.specials.append((rel, est))
                 else:
                     reason = _special_kind(est.st_mode)
                     log.warning("skipping %s: %s", entry.path, reason)
@@ -89,6 +93,7 @@ def walk(root: Path) -> TreeEntries:
     out.dirs.sort(key=lambda t: t[0])
     out.symlinks.sort(key=lambda t: t[0])
     out.skipped.sort(key=lambda e: e.path)
+    out.specials.sort(key=lambda t: t[0])
     return out
 
 

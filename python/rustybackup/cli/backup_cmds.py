@@ -303,14 +303,33 @@ def _parse_until(text: str | None) -> datetime | None:
 @click.option("--to", "target", required=True, type=click.Path(path_type=Path), help="Absent or empty directory.")
 @click.option("--until", default=None, help="Point in time (ISO 8601); default: the newest.")
 @click.option("--set", "set_id", default=None, help="Restore exactly this set (and its chain).")
+@click.option("--include", "include", multiple=True, help="Restore only what this pattern selects (repeatable).")
+@click.option("--delta", is_flag=True, help="Restore into an existing tree, rewriting only what differs.")
+@click.option("--delete", is_flag=True, help="With --delta: remove entries the set does not hold.")
+@click.option("--numeric-owner", is_flag=True, help="Apply the recorded uid/gid, not the user and group names.")
 @pass_state
-def restore_cmd(state: CliState, name: str, target: Path, until: str | None, set_id: str | None) -> None:
+def restore_cmd(
+    state: CliState,
+    name: str,
+    target: Path,
+    until: str | None,
+    set_id: str | None,
+    include: tuple[str, ...],
+    delta: bool,
+    delete: bool,
+    numeric_owner: bool,
+) -> None:
     """Restore database NAME into the directory given by --to.
 
     Example: rustybackup restore orders --to /tmp/orders --until 2026-03-01T02:30
     """
     if until is not None and set_id is not None:
         raise click.UsageError("give --until or --set, not both")
+    if delete and not delta:
+        raise click.UsageError("--delete only goes with --delta")
+    from ..restore import RestoreOptions
+
+    options = RestoreOptions(include, delta=delta, delete=delete, numeric_owner=numeric_owner)
     m = _manager(state)
     with Progress(
         TextColumn("[bold]restore"),
@@ -326,8 +345,12 @@ def restore_cmd(state: CliState, name: str, target: Path, until: str | None, set
             until=_parse_until(until),
             backup_set_id=set_id,
             progress=lambda done: bar.update(task, completed=done),
+            options=options,
         )
     click.echo(f"restored {name} into {target} from {' -> '.join(s.id for s in path)}")
+    from .tree_cmds import echo_report
+
+    echo_report(path.report, delta=delta)
 
 
 @click.command("report")

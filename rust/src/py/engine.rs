@@ -21,7 +21,7 @@ fn parse_algorithm(name: &str) -> PyResult<Algorithm> {
     Algorithm::from_name(name).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
-fn from_hex(hex: &str, what: &str) -> PyResult<Vec<u8>> {
+pub(super) fn from_hex(hex: &str, what: &str) -> PyResult<Vec<u8>> {
     let bad = || pyo3::exceptions::PyValueError::new_err(format!("{what}: {hex:?} is not a hex digest"));
     if hex.len() % 2 != 0 {
         return Err(bad());
@@ -39,7 +39,7 @@ fn from_hex(hex: &str, what: &str) -> PyResult<Vec<u8>> {
 /// Builds the engine's progress hook around optional Python `progress(bytes_done,
 /// bytes_written, files_done)` and `cancel` (anything with `is_set()`). The first
 /// Python error is stashed in `failure` and stops the pass.
-fn hook<'a>(
+pub(super) fn hook<'a>(
     progress: &'a Option<Py<PyAny>>,
     cancel: &'a Option<Py<PyAny>>,
     failure: &'a mut Option<PyErr>,

@@ -9,6 +9,7 @@ pub mod cron;
 pub mod engine;
 pub mod errors;
 pub mod pgpage;
+pub mod restore_into;
 pub mod scan;
 pub mod select;
 pub mod verify;

@@ -1,0 +1,208 @@
+"""What a file tree holds beyond contents, read during the source walk and written back by
+a restore: owners (ids and names), extended attributes (POSIX ACLs are the
+``system.posix_acl_*`` ones), the holes of sparse files, hardlinks (one inode, several
+names) and special files. Nothing here follows a link: attributes are read with
+``follow_symlinks=False`` and files are opened with ``O_NOFOLLOW``.
+
+Capture never fails a backup: an attribute that cannot be read is listed in the set's
+summary (as restic and tar warn) and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import pwd
+import stat
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+from .manifest import DirEntry, FileEntry, HardlinkEntry, Owner, SpecialEntry, SymlinkEntry, Xattr
+from .sources import SkippedEntry, TreeEntries
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Captured", "capture", "find_holes", "owner_of", "read_xattrs", "special_kind"]
+
+# Errors that mean "this file system or entry has no extended attributes": not a problem.
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+
+
+@dataclass
+class Captured:
+    """The metadata of one walk, by relative path, and the hardlinks it found."""
+
+    owners: dict[str, Owner] = field(default_factory=dict)
+    xattrs: dict[str, tuple[Xattr, ...]] = field(default_factory=dict)
+    holes: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    hardlinks: list[HardlinkEntry] = field(default_factory=list)
+    specials: list[SpecialEntry] = field(default_factory=list)
+    problems: list[SkippedEntry] = field(default_factory=list)
+
+    def files(self, entries: list[FileEntry]) -> list[FileEntry]:
+        """`entries` with their owners, xattrs and holes (clipped to the size read)."""
+        out = []
+        for f in entries:
+            holes = tuple((o, min(n, f.size - o)) for o, n in self.holes.get(f.path, ()) if o < f.size)
+            out.append(replace(f, owner=self.owners.get(f.path), xattrs=self.xattrs.get(f.path, ()), holes=holes))
+        return out
+
+    def dirs(self, entries: list[DirEntry]) -> list[DirEntry]:
+        return [replace(d, owner=self.owners.get(d.path), xattrs=self.xattrs.get(d.path, ())) for d in entries]
+
+    def symlinks(self, entries: list[SymlinkEntry]) -> list[SymlinkEntry]:
+        return [replace(s, owner=self.owners.get(s.path), xattrs=self.xattrs.get(s.path, ())) for s in entries]
+
+    def links_to(self, files: list[FileEntry]) -> tuple[list[HardlinkEntry], list[SkippedEntry]]:
+        """The hardlinks whose file was stored; the others are listed as skipped (their
+        first name vanished or could not be read, so there is no data to link to)."""
+        stored = {f.path for f in files}
+        kept = [h for h in self.hardlinks if h.target in stored]
+        lost = [
+            SkippedEntry(h.path, f"hardlink to {h.target}, which was not stored")
+            for h in self.hardlinks
+            if h.target not in stored
+        ]
+        return kept, lost
+
+
+@lru_cache(maxsize=4096)
+def _user(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _group(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def owner_of(st: os.stat_result) -> Owner:
+    return Owner(st.st_uid, st.st_gid, _user(st.st_uid), _group(st.st_gid))
+
+
+def special_kind(mode: int) -> str | None:
+    """The manifest kind of a FIFO or device node; None for anything else."""
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode):
+        return "char"
+    if stat.S_ISBLK(mode):
+        return "block"
+    return None
+
+
+def read_xattrs(path: Path | str, rel: str, problems: list[SkippedEntry]) -> tuple[Xattr, ...]:
+    """Every extended attribute of `path` (not followed if a link), by name; one that
+    cannot be read is listed in `problems` and left out."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_XATTRS:
+            problems.append(SkippedEntry(rel, f"extended attributes cannot be listed: {exc.strerror or exc}"))
+        return ()
+    out = []
+    for name in sorted(names):
+        try:
+            out.append(Xattr(name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:
+                continue  # removed between list and read
+            problems.append(SkippedEntry(rel, f"extended attribute {name} cannot be read: {exc.strerror or exc}"))
+    return tuple(out)
+
+
+def find_holes(path: Path | str, size: int) -> tuple[tuple[int, int], ...]:
+    """The unallocated ranges of a regular file, found with SEEK_DATA/SEEK_HOLE (what
+    ``cp --sparse`` and tar's ``--sparse`` use): (offset, length), in order."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    holes = []
+    try:
+        pos = 0
+        while pos < size:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                data = size  # nothing but hole up to the end
+            data = min(data, size)
+            if data > pos:
+                holes.append((pos, data - pos))
+            if data >= size:
+                break
+            pos = os.lseek(fd, data, os.SEEK_HOLE)
+    finally:
+        os.close(fd)
+    return tuple(holes)
+
+
+def capture(root: Path, tree: TreeEntries) -> Captured:
+    """Reads owners, xattrs and holes of every entry of `tree` (walked from `root`), moves
+    every name of a multiply-linked file but the first (by path) from ``tree.files`` to
+    hardlinks, so its data is read and stored once, and records special files."""
+    out = Captured()
+    single = not tree.dirs and len(tree.files) == 1 and tree.files[0][1] == root
+
+    def full(rel: str) -> Path:
+        return root if single else root / rel
+
+    def meta(rel: str, st: os.stat_result) -> None:
+        out.owners[rel] = owner_of(st)
+        xattrs = read_xattrs(full(rel), rel, out.problems)
+        if xattrs:
+            out.xattrs[rel] = xattrs
+
+    first_name: dict[tuple[int, int], str] = {}
+    kept = []
+    for rel, path, st in tree.files:
+        if st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            target = first_name.setdefault(key, rel)
+            if target != rel:
+                out.hardlinks.append(HardlinkEntry(rel, target))
+                continue
+        kept.append((rel, path, st))
+        meta(rel, st)
+        # A file is sparse only if fewer blocks are allocated than its size needs.
+        if st.st_size and st.st_blocks * 512 < st.st_size:
+            try:
+                holes = find_holes(path, st.st_size)
+            except OSError as exc:
+                out.problems.append(SkippedEntry(rel, f"holes cannot be found, stored as data: {exc.strerror}"))
+                holes = ()
+            if holes:
+                out.holes[rel] = holes
+    tree.files[:] = kept
+    for rel, st in tree.dirs:
+        meta(rel, st)
+    for rel, _, st in tree.symlinks:
+        meta(rel, st)
+    for rel, st in tree.specials:
+        kind = special_kind(st.st_mode)
+        if kind is None:
+            continue
+        xattrs = read_xattrs(full(rel), rel, out.problems)
+        out.specials.append(
+            SpecialEntry(
+                rel,
+                kind,
+                stat.S_IMODE(st.st_mode),
+                st.st_mtime_ns,
+                0 if kind == "fifo" else os.major(st.st_rdev),
+                0 if kind == "fifo" else os.minor(st.st_rdev),
+                owner_of(st),
+                xattrs,
+            )
+        )
+    for p in out.problems:
+        log.warning("%s: %s", p.path, p.reason)
+    return out
