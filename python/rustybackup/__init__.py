@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from .jobs import BackupExecution as BackupExecution
     from .jobs import ScheduledBackup as ScheduledBackup
     from .jobs import ScheduledVerification as ScheduledVerification
+    from .restore import NotRestored as NotRestored
+    from .restore import RestoreOptions as RestoreOptions
+    from .restore import RestoreReport as RestoreReport
+    from .restore import RestoreResult as RestoreResult
     from .retention import RetentionDecision as RetentionDecision
     from .retention import RetentionPolicy as RetentionPolicy
     from .retention import plan_retention as plan_retention
@@ -100,6 +104,11 @@ _LAZY: dict[str, str] = {
     "RetentionDecision": "retention",
     "RetentionPolicy": "retention",
     "plan_retention": "retention",
+    # file trees: restore options and what a restore reports (issue 17)
+    "NotRestored": "restore",
+    "RestoreOptions": "restore",
+    "RestoreReport": "restore",
+    "RestoreResult": "restore",
     # a shared catalog and nodes (issue 18)
     "SharedCatalog": "catalog_shared",
     "ClaimLost": "claims",
@@ -133,8 +142,12 @@ __all__: list[str] = [
     "Finding",
     "MissingPiece",
     "NoRecoveryPath",
+    "NotRestored",
     "RetentionDecision",
     "RetentionPolicy",
+    "RestoreOptions",
+    "RestoreReport",
+    "RestoreResult",
     "RustyBackupError",
     "ScheduledBackup",
     "ScheduledVerification",
