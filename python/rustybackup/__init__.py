@@ -28,6 +28,7 @@ from .errors import BackupError as BackupError
 from .errors import CatalogError as CatalogError
 from .errors import ConfigError as ConfigError
 from .errors import CronError as CronError
+from .errors import EncryptionError as EncryptionError
 from .errors import NoRecoveryPath as NoRecoveryPath
 from .errors import RustyBackupError as RustyBackupError
 from .errors import VerificationError as VerificationError
@@ -117,6 +118,7 @@ _LAZY: dict[str, str] = {
 # Everything public, eager or imported on first use (`_LAZY`).
 __all__: list[str] = [
     "BackupCancelled",
+    "EncryptionError",
     "BackupCatalog",
     "BackupError",
     "BackupExecution",

@@ -345,6 +345,7 @@ def backup_files(
     self_source: int = 0,
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
+    seal_key: tuple[bytes, bytes] | None = None,
 ) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str]]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
@@ -362,6 +363,7 @@ def restore_files(
     *,
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
+    keys: Sequence[tuple[bytes, bytes] | None] | None = None,
 ) -> int:
     """Restores (rel, dest, first_block, block_count, size, digest) files, checking
     every block digest and every file digest. Returns the bytes written. Each file is
@@ -447,9 +449,12 @@ def verify_files(
     *,
     budget: float | None = None,
     progress: _Callable[[int, int], object] | None = None,
+    keys: dict[str, tuple[bytes, bytes]] | None = None,
 ) -> list[FileVerdict]:
     """Verifies pieces and block maps ("quick", "standard", "full") in parallel, GIL released.
-    Rows: (id, set_id, "piece"|"blockmap", path, size, checksum, algorithm, block_count)."""
+    Rows: (id, set_id, "piece"|"blockmap", path, size, checksum, algorithm, block_count).
+    ``keys`` (set id -> cipher key, MAC key): FULL opens and checks an encrypted set's
+    sealed blocks; a failed tag is a corrupt block."""
 
 def check_restored(
     path: _Path,
@@ -551,3 +556,41 @@ def wal_apply(
     commit ``through``; fsyncs. Returns (frames, pages_written, db_pages). ``through``
     must be a commit frame of the valid run (``ValueError``); ``BackupError`` when the
     database's page size differs. Releases the GIL."""
+
+# --- encryption (rust/src/crypto/, keys.py) ---------------------------------------------
+
+AEAD_OVERHEAD: int
+
+def aead_seal(key: bytes, ad: bytes, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
+    """XChaCha20-Poly1305: nonce (24) || ciphertext || tag (16); a random nonce unless
+    one is given (known-answer tests only)."""
+
+def aead_open(key: bytes, ad: bytes, sealed: bytes) -> bytes:
+    """Opens ``aead_seal``'s output; ``EncryptionError`` when the key, ``ad`` or a byte differs."""
+
+def argon2id(
+    password: bytes,
+    salt: bytes,
+    *,
+    m_kib: int,
+    t: int,
+    p: int,
+    secret: bytes | None = None,
+    ad: bytes | None = None,
+) -> bytes:
+    """Argon2id (v0x13), 32 bytes, GIL released; ``secret``/``ad`` are RFC 9106's K and X."""
+
+def derive_key(context: str, material: bytes) -> bytes:
+    """BLAKE3 derive_key: a 32-byte subkey of ``material`` for the purpose ``context``."""
+
+def keyed_digest(key: bytes, data: bytes) -> bytes:
+    """Keyed BLAKE3 (32 bytes): an encrypted repository's block digest."""
+
+def x25519_public(secret: bytes) -> bytes:
+    """The X25519 public key of a 32-byte secret key."""
+
+def x25519_wrap(public: bytes, payload: bytes, ad: bytes) -> bytes:
+    """Wraps ``payload`` to an X25519 public key with an ephemeral key (age's model)."""
+
+def x25519_unwrap(secret: bytes, wrapped: bytes, ad: bytes) -> bytes:
+    """Unwraps ``x25519_wrap``'s output with the matching secret key."""

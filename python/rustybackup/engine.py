@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import _core, fsmeta, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
+from . import _core, fsmeta, keys, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
 from . import mirrors as mirrors_mod
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
@@ -458,6 +458,8 @@ class BackupManager:
                     self_source=self_source,
                     progress=_progress_adapter(progress, db.name, set_id, total, len(jobs)),
                     cancel=cancel,
+                    # An encrypted repository's blocks are sealed with this set's keys (keys.py).
+                    seal_key=keys.new_set_block_keys(self.repository, set_id),
                 )
             except OSError as exc:
                 named = None if exc.filename is None else os.fsdecode(exc.filename)

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "BackupError",
     "BackupCancelled",
+    "EncryptionError",
 ]
 
 
@@ -47,3 +48,9 @@ class BackupError(RustyBackupError):
 
 class BackupCancelled(BackupError):
     """A backup stopped on request or at its max_duration; nothing was registered."""
+
+
+class EncryptionError(RustyBackupError):
+    """An encrypted repository cannot be opened or changed as asked: no key given, a
+    wrong passphrase or key file, a key that cannot do this (a write-only host's), a tag
+    that does not match (changed bytes), or mixing encrypted and unencrypted data."""

@@ -353,6 +353,7 @@ def load(path: str | os.PathLike[str], *, set_id: str | None = None, where: str 
         text = p.read_bytes()
     except OSError as exc:
         raise CatalogError(f"{name}: cannot read the manifest: {exc.strerror or exc}") from exc
+    text = _unsealed(p, text, name)
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -380,7 +381,31 @@ def write(path: Path, manifest: Manifest) -> None:
     """Validates and writes a new manifest durably (its directory is fsynced by the
     caller's rename, docs/FORMAT.md)."""
     manifest.validate(display_name(path))
-    store.write_durable_json(path, manifest.dump())
+    from . import keys
+
+    data = manifest.dump()
+    envelope = keys.seal_manifest(_repository_of(path), manifest.id, json.dumps(data, sort_keys=True).encode())
+    store.write_durable_json(path, data if envelope is None else envelope)
+
+
+def _repository_of(path: Path) -> Path:
+    """The repository a set's manifest lies in (``<repo>/sets|staging/<id>/manifest.json``)."""
+    return path.parent.parent.parent
+
+
+def _unsealed(path: Path, text: bytes, name: str) -> bytes:
+    """The manifest document of a stored manifest: opened from its envelope in an
+    encrypted repository (keys.py); a plain one there, or an envelope elsewhere, is
+    refused (no mixing)."""
+    from . import keys
+
+    envelope = keys.envelope_of(text)
+    root = _repository_of(path)
+    if envelope is not None:
+        return keys.open_manifest(root, envelope, name)
+    if keys.is_encrypted(root):
+        raise CatalogError(f"{name}: a plain manifest in an encrypted repository (mixing is refused)")
+    return text
 
 
 def parse(data: object, where: str = store.MANIFEST) -> Manifest:

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import _core, store
+from . import _core, keys, store
 from .catalog import BackupSet
-from .errors import BackupError, ConfigError
+from .errors import BackupError, ConfigError, EncryptionError
 from .manifest import DirEntry, FileEntry, HardlinkEntry, Manifest, Owner, SpecialEntry, SymlinkEntry, Xattr
 from .restore_target import Meta, RestoreTarget
 
@@ -247,6 +247,12 @@ class _Restore:
         plain = [f for f in m.files if not f.holes and not self.opts.delta]
         placed = [f for f in m.files if f.holes or self.opts.delta]
         hook = None if self.progress is None else self.progress
+        # An encrypted set's sealed blocks open with each source set's keys (keys.py).
+        block_keys = keys.source_block_keys(self.repository, [s.set_id for s in m.sources])
+        if block_keys is not None and placed:
+            raise EncryptionError(
+                f"{self.what}: delta restore and files with holes are not supported for encrypted sets yet"
+            )
         try:
             if plain:
                 jobs = [
@@ -257,6 +263,7 @@ class _Restore:
                     self.repository / m.blockmap.path,
                     piece_paths,
                     progress=None if hook is None else (lambda done, _w, _f: hook(done)),
+                    keys=block_keys,
                 )
                 self.report.files_written += len(plain)
             if placed:

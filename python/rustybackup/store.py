@@ -127,7 +127,9 @@ class Repository:
         if len(parts) != 2 or parts[0] != FORMAT_WORD or not parts[1].isdigit():
             raise CatalogError(f"{fmt}: unrecognised repository format {text[:60]!r}")
         version = int(parts[1])
-        if version != FORMAT_VERSION:
+        # 2: an encrypted repository (keys.py; docs/FORMAT.md "Encryption"), so that a
+        # build without encryption refuses it instead of misreading it.
+        if version not in (FORMAT_VERSION, 2):
             newer = "newer than" if version > FORMAT_VERSION else "different from"
             raise CatalogError(
                 f"{fmt}: repository format version {version} is {newer} the version this rustybackup "

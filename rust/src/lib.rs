@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod cron;
+pub mod crypto;
 pub mod engine;
 pub mod format;
 pub mod io_hints;
@@ -26,6 +27,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py::cron::register(m)?;
+    py::crypto::register(m)?;
     py::scan::register(m)?;
     py::select::register(m)?;
     py::chain::register(m)?;

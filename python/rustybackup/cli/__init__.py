@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -44,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "history": "schedule_cmds",
     "init": "backup_cmds",
     "job": "schedule_cmds",
+    "key": "key_cmds",
     "list": "backup_cmds",
     "ls": "tree_cmds",
     "metrics": "metrics_cmds",
@@ -110,15 +112,40 @@ class _Group(click.Group):
     default=None,
     help="A shared catalog, postgresql://... (or set RUSTYBACKUP_CATALOG); default: the repository's catalog.db.",
 )
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Passphrase of an encrypted repository (else RUSTYBACKUP_PASSWORD).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Key file (or write-only key) of an encrypted repository (else RUSTYBACKUP_KEY_FILE).",
+)
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="rustybackup")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, catalog: str | None, verbose: int, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    repo: str | None,
+    catalog: str | None,
+    password_file: Path | None,
+    key_file: Path | None,
+    verbose: int,
+    debug: bool,
+) -> None:
     """rustybackup: schedule, perform, catalog, retain and verify backups.
 
     Example: rustybackup --repo /backups init
     """
+    if password_file is not None or key_file is not None:
+        from ..keys import use_credentials
+
+        # Read once here; an encrypted repository opened by any command then uses them.
+        use_credentials(password_file=password_file, key_file=key_file)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from ..repo_url import RepoUrl, parse_repository

@@ -41,14 +41,27 @@ def _size(n: int) -> str:
 @click.option(
     "--create-bucket", is_flag=True, help="For an s3:// repository: create the bucket when it does not exist."
 )
+@click.option(
+    "--encryption",
+    is_flag=True,
+    help="Encrypt the new repository (passphrase from RUSTYBACKUP_PASSWORD/--password-file, and/or --key-file).",
+)
 @pass_state
-def init_cmd(state: CliState, create_bucket: bool) -> None:
+def init_cmd(state: CliState, create_bucket: bool, encryption: bool) -> None:
     """Create (or open and check) the repository.
 
     Example: rustybackup --repo /backups init
     """
     if create_bucket and state.url is None:
         raise click.UsageError("--create-bucket is for an s3:// repository")
+    if encryption:
+        from .. import keys, store
+
+        root = state.require_repo()
+        store.Repository(root)
+        password, key_file = keys.given_credentials()
+        slots = keys.init_encryption(root, password=password, key_file=key_file)
+        click.echo(f"encryption on: slots {', '.join(f'{s.id} ({s.kind})' for s in slots)}")
     m = state.open_manager(create=True, create_bucket=create_bucket)
     click.echo(f"repository ready at {m.remote.url if m.remote is not None else m.repository}")
 

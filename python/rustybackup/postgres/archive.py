@@ -315,7 +315,10 @@ def _restore_from(manager: BackupManager, set_id: str, wanted: dict[str, Path]) 
         pieces = [manager.repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
         jobs = [(n, wanted[n], e.first_block, e.block_count, e.size, e.digest) for n, e in entries.items()]
         try:
-            _core.restore_files(jobs, manager.repository / m.blockmap.path, pieces)
+            from .. import keys
+
+            block_keys = keys.source_block_keys(manager.repository, [s.set_id for s in m.sources])
+            _core.restore_files(jobs, manager.repository / m.blockmap.path, pieces, keys=block_keys)
         except OSError as exc:
             if exc.errno == errno.EEXIST:
                 raise BackupError(f"archive-get: {exc.filename} exists") from exc

@@ -11,7 +11,7 @@ pub mod restore_into;
 pub use backup::{backup_files, BackupOptions, BackupOutcome, FileJob, FileOutcome};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
-pub use restore::{restore_files, RestoreFile};
+pub use restore::{restore_files, restore_files_keyed, RestoreFile};
 pub use restore_into::{dump_file, restore_into, IntoFile};
 
 #[cfg(test)]

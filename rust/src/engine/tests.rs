@@ -44,6 +44,7 @@ fn run_backup(
         block_size: 4096,
         zstd_level: zstd.then_some(3),
         self_source,
+        seal: None,
     };
     backup_files(
         &jobs,
@@ -135,6 +136,7 @@ fn cancelling_stops_with_cancelled() {
         block_size: 4096,
         zstd_level: None,
         self_source: 0,
+        seal: None,
     };
     let r = backup_files(&jobs, None, &d.join("p"), &d.join("m"), &opts, &mut |_| {
         ControlFlow::Break(())
@@ -154,6 +156,7 @@ fn opts() -> BackupOptions {
         block_size: 4096,
         zstd_level: None,
         self_source: 0,
+        seal: None,
     }
 }
 

@@ -5,8 +5,15 @@ use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// `flags` bit: the stored bytes are a zstd frame.
 pub const FLAG_ZSTD: u8 = 1;
+/// `flags` bit: the stored bytes are sealed (`crate::crypto::block`): an
+/// XChaCha20-Poly1305 message around what bit 0 describes, `SEALED_OVERHEAD` bytes
+/// longer, and the digest is keyed BLAKE3 (docs/FORMAT.md "Encryption"). A build that
+/// predates it refuses the bit as unknown, never misreads the block.
+pub const FLAG_SEALED: u8 = 2;
+/// Bytes a sealed block has beyond the bytes it seals (nonce and tag).
+pub const SEALED_OVERHEAD: u32 = crate::crypto::OVERHEAD as u32;
 /// Every flag bit a reader understands; any other set bit is damage.
-const KNOWN_FLAGS: u8 = FLAG_ZSTD;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_SEALED;
 
 /// The field of an index entry or block-map record that `check_fields` found wrong (its
 /// offset inside the entry or record depends on the layout).
@@ -33,13 +40,25 @@ pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -
             format!("block length {raw_len} is not in 1..={block_size}"),
         ));
     }
-    let ok = if flags & FLAG_ZSTD != 0 {
-        stored_len > 0 && stored_len < raw_len
+    // A sealed block's rule is that of the bytes it seals.
+    let sealed = flags & FLAG_SEALED != 0;
+    let inner = if sealed {
+        stored_len.checked_sub(SEALED_OVERHEAD)
     } else {
-        stored_len == raw_len
+        Some(stored_len)
+    };
+    let ok = match inner {
+        Some(inner) if flags & FLAG_ZSTD != 0 => inner > 0 && inner < raw_len,
+        Some(inner) => inner == raw_len,
+        None => false,
     };
     if !ok {
-        let how = if flags & FLAG_ZSTD != 0 { "compressed" } else { "raw" };
+        let how = match (sealed, flags & FLAG_ZSTD != 0) {
+            (false, true) => "compressed",
+            (false, false) => "raw",
+            (true, true) => "sealed compressed",
+            (true, false) => "sealed raw",
+        };
         return Err((
             Field::StoredLen,
             format!("{stored_len} stored bytes for a {how} {raw_len}-byte block"),
@@ -51,6 +70,9 @@ pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -
 /// Turns stored bytes back into the raw block (no copy when it is stored raw). Err says
 /// why they do not decode.
 pub fn decode_block(stored: Vec<u8>, raw_len: u32, flags: u8) -> Result<Vec<u8>, String> {
+    if flags & FLAG_SEALED != 0 {
+        return Err("the block is encrypted and no key was given".into());
+    }
     if flags & FLAG_ZSTD != 0 {
         return decompress(&stored, raw_len);
     }
@@ -85,6 +107,9 @@ pub fn check_block(alg: Algorithm, raw: Result<Vec<u8>, String>, digest: &[u8]) 
 /// Decodes and hashes stored bytes held in memory (a verifier's chunk); None when they
 /// match `digest`, else the actual digest (hex) or why they do not decode.
 pub fn stored_mismatch(alg: Algorithm, stored: &[u8], raw_len: u32, flags: u8, digest: &[u8]) -> Option<String> {
+    if flags & FLAG_SEALED != 0 {
+        return Some("the block is encrypted and no key was given".into());
+    }
     let actual = if flags & FLAG_ZSTD != 0 {
         match decompress(stored, raw_len) {
             Ok(raw) => alg.digest(&raw),
@@ -96,4 +121,70 @@ pub fn stored_mismatch(alg: Algorithm, stored: &[u8], raw_len: u32, flags: u8, d
         alg.digest(stored)
     };
     (actual != digest).then(|| to_hex(&actual))
+}
+
+/// Opens a sealed block read at `offset` with `key` and decodes it; without the sealed
+/// flag this is `decode_block`. Err says why the block cannot be had (a failed tag is
+/// reported like a corrupt block: wrong key or changed bytes).
+pub fn unseal_block(
+    key: Option<&crate::crypto::BlockKey>,
+    offset: u64,
+    stored: Vec<u8>,
+    raw_len: u32,
+    flags: u8,
+) -> Result<Vec<u8>, String> {
+    if flags & FLAG_SEALED == 0 {
+        return decode_block(stored, raw_len, flags);
+    }
+    let Some(key) = key else {
+        return Err("the block is encrypted and no key was given".into());
+    };
+    let inner = key.open(offset, raw_len, flags, &stored).map_err(|e| e.to_string())?;
+    decode_block(inner, raw_len, flags & !FLAG_SEALED)
+}
+
+/// `check_block` for a block of a piece sealed with `key`: a sealed block's digest is
+/// keyed.
+pub fn check_block_keyed(
+    alg: Algorithm,
+    key: Option<&crate::crypto::BlockKey>,
+    flags: u8,
+    raw: Result<Vec<u8>, String>,
+    digest: &[u8],
+) -> Result<Vec<u8>, String> {
+    match key {
+        Some(k) if flags & FLAG_SEALED != 0 => {
+            let data = raw?;
+            let actual = k.digest(&data);
+            if actual == digest {
+                Ok(data)
+            } else {
+                Err(to_hex(&actual))
+            }
+        }
+        _ => check_block(alg, raw, digest),
+    }
+}
+
+/// `stored_mismatch` with the piece's key: opens, decodes and checks a sealed block.
+pub fn stored_mismatch_keyed(
+    alg: Algorithm,
+    key: Option<&crate::crypto::BlockKey>,
+    offset: u64,
+    stored: &[u8],
+    raw_len: u32,
+    flags: u8,
+    digest: &[u8],
+) -> Option<String> {
+    if flags & FLAG_SEALED == 0 || key.is_none() {
+        return stored_mismatch(alg, stored, raw_len, flags, digest);
+    }
+    check_block_keyed(
+        alg,
+        key,
+        flags,
+        unseal_block(key, offset, stored.to_vec(), raw_len, flags),
+        digest,
+    )
+    .err()
 }

@@ -514,6 +514,36 @@ impl PieceReader {
         Ok(decode_block(buf, raw_len, flags))
     }
 
+    /// `read_raw` of a block that may be sealed: opens it with `key` (the piece's keys,
+    /// `crypto::BlockKey`) first. A failed tag is an inner Err, like bytes that do not
+    /// decode.
+    pub fn read_raw_keyed(
+        &self,
+        key: Option<&crate::crypto::BlockKey>,
+        offset: u64,
+        stored_len: u32,
+        raw_len: u32,
+        flags: u8,
+    ) -> Result<std::result::Result<Vec<u8>, String>> {
+        if flags & super::block::FLAG_SEALED == 0 {
+            return self.read_raw(offset, stored_len, raw_len, flags);
+        }
+        let end = offset.checked_add(u64::from(stored_len));
+        if offset < HEADER_LEN || end.is_none_or(|e| e > self.index_off) {
+            return Ok(Err(format!(
+                "{stored_len} bytes at {offset} lie outside the data area {HEADER_LEN}..{} of the piece",
+                self.index_off
+            )));
+        }
+        if let Err((_, m)) = check_fields(stored_len, raw_len, flags, self.header.block_size) {
+            return Ok(Err(m));
+        }
+        // stored_len <= block_size + SEALED_OVERHEAD (checked above): bounded.
+        let mut buf = vec![0u8; stored_len as usize];
+        read_exact_at(&self.file, &self.path, &mut buf, offset)?;
+        Ok(super::block::unseal_block(key, offset, buf, raw_len, flags))
+    }
+
     /// Reads one block and checks its digest; `file` names the block's file in errors.
     pub fn read_verified(&self, entry: &IndexEntry, file: &str) -> std::result::Result<Vec<u8>, BlockError> {
         let raw = self.read_raw(entry.offset, entry.stored_len, entry.raw_len, entry.flags)?;

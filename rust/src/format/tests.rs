@@ -221,8 +221,20 @@ fn block_fields_are_checked_against_the_block_size() {
     assert!(block::check_fields(512, 512, FLAG_ZSTD, 512).is_err());
     assert!(block::check_fields(0, 512, FLAG_ZSTD, 512).is_err());
     assert!(block::check_fields(u32::MAX, u32::MAX, 0, 512).is_err());
-    let (field, msg) = block::check_fields(1, 1, 2, 512).unwrap_err();
-    assert_eq!((field, msg.as_str()), (block::Field::Flags, "unknown block flags 0x02"));
+    let (field, msg) = block::check_fields(1, 1, 4, 512).unwrap_err();
+    assert_eq!((field, msg.as_str()), (block::Field::Flags, "unknown block flags 0x04"));
+    // A sealed block carries its nonce and tag beside what it seals.
+    assert_eq!(
+        block::check_fields(512 + SEALED_OVERHEAD, 512, FLAG_SEALED, 512),
+        Ok(())
+    );
+    assert_eq!(
+        block::check_fields(100 + SEALED_OVERHEAD, 512, FLAG_SEALED | FLAG_ZSTD, 512),
+        Ok(())
+    );
+    assert!(block::check_fields(512, 512, FLAG_SEALED, 512).is_err());
+    assert!(block::check_fields(SEALED_OVERHEAD, 512, FLAG_SEALED | FLAG_ZSTD, 512).is_err());
+    assert!(block::check_fields(3, 2, FLAG_SEALED, 512).is_err());
     assert_eq!(block::check_fields(1, 600, 0, 512).unwrap_err().0, block::Field::RawLen);
     assert_eq!(
         block::check_fields(3, 2, 0, 512).unwrap_err().0,
@@ -281,7 +293,7 @@ fn a_bad_record_field_is_named_in(d: &Path, layout: Layout, first: u64) {
     w.finish().unwrap();
     let orig = fs::read(&m).unwrap();
     // (byte changed, xor, offset of the field the error must name)
-    for (byte, value, field) in [(12u64, 1u8, 12u64), (19, 1, 16), (20, 2, 20), (4, 0x20, 4)] {
+    for (byte, value, field) in [(12u64, 1u8, 12u64), (19, 1, 16), (20, 4, 20), (4, 0x20, 4)] {
         let mut v = orig.clone();
         v[(first + byte) as usize] ^= value;
         fs::write(&m, &v).unwrap();

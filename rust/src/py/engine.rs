@@ -135,7 +135,7 @@ type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 /// changes while it is read does not stop the pass: what was read is stored and its
 /// relative name is listed in the result's last element.
 #[pyfunction]
-#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None))]
+#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None))]
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
@@ -149,12 +149,14 @@ fn backup_files(
     self_source: u32,
     progress: Option<Py<PyAny>>,
     cancel: Option<Py<PyAny>>,
+    seal_key: Option<super::crypto::KeyPair>,
 ) -> PyResult<BackupResult> {
     let opts = BackupOptions {
         algorithm: parse_algorithm(algorithm)?,
         block_size,
         zstd_level,
         self_source,
+        seal: seal_key.as_ref().map(super::crypto::block_key).transpose()?,
     };
     let jobs: Vec<FileJob> = jobs
         .into_iter()
@@ -210,7 +212,7 @@ fn backup_files(
 /// digest hex) from `blockmap` whose source `i` is the piece `sources[i]`; every block
 /// digest and every whole-file digest is checked. Returns the bytes written.
 #[pyfunction]
-#[pyo3(signature = (files, blockmap, sources, *, progress=None, cancel=None))]
+#[pyo3(signature = (files, blockmap, sources, *, progress=None, cancel=None, keys=None))]
 fn restore_files(
     py: Python<'_>,
     files: Vec<(String, PathBuf, u64, u64, u64, String)>,
@@ -218,7 +220,14 @@ fn restore_files(
     sources: Vec<PathBuf>,
     progress: Option<Py<PyAny>>,
     cancel: Option<Py<PyAny>>,
+    keys: Option<Vec<Option<super::crypto::KeyPair>>>,
 ) -> PyResult<u64> {
+    // keys[i]: (cipher_key, mac_key) of source i's sealed blocks (an encrypted set).
+    let keys = keys
+        .unwrap_or_default()
+        .iter()
+        .map(|k| k.as_ref().map(super::crypto::block_key).transpose())
+        .collect::<PyResult<Vec<_>>>()?;
     let files: Vec<RestoreFile> = files
         .into_iter()
         .map(|(rel, dest, first_block, block_count, size, digest)| {
@@ -236,7 +245,7 @@ fn restore_files(
     let mut failure = None;
     let result = py.detach(|| {
         let mut h = hook(&progress, &cancel, &mut failure);
-        engine::restore_files(&files, &blockmap, &sources, &mut h)
+        engine::restore_files_keyed(&files, &blockmap, &sources, &keys, &mut h)
     });
     if let Some(e) = failure {
         return Err(e);

@@ -19,6 +19,7 @@ pyo3::import_exception!(rustybackup.errors, VerificationError);
 pyo3::import_exception!(rustybackup.errors, ConfigError);
 pyo3::import_exception!(rustybackup.errors, BackupError);
 pyo3::import_exception!(rustybackup.errors, BackupCancelled);
+pyo3::import_exception!(rustybackup.errors, EncryptionError);
 
 /// Turns an `io::Error` about `path` into the matching `OSError` subclass with `errno`,
 /// `strerror` and `filename` set. PyO3's own `From<io::Error>` drops the file name.

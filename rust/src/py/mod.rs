@@ -6,6 +6,7 @@ pub mod buffer;
 pub mod chain;
 pub mod chain_rows;
 pub mod cron;
+pub mod crypto;
 pub mod engine;
 pub mod errors;
 pub mod pgpage;

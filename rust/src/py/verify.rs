@@ -112,6 +112,7 @@ fn to_item(i: usize, row: Row) -> PyResult<Item> {
         checksum,
         algorithm,
         block_count,
+        key: None,
     })
 }
 
@@ -119,14 +120,21 @@ fn to_item(i: usize, row: Row) -> PyResult<Item> {
 /// starting them in the given order; stops starting and continuing files after `budget`
 /// seconds. `progress(bytes_read, files_done)` is called about ten times a second.
 #[pyfunction]
-#[pyo3(signature = (rows, level, *, budget = None, progress = None))]
+#[pyo3(signature = (rows, level, *, budget = None, progress = None, keys = None))]
 pub fn verify_files(
     py: Python<'_>,
     rows: Vec<Row>,
     level: &str,
     budget: Option<f64>,
     progress: Option<Py<PyAny>>,
+    keys: Option<std::collections::HashMap<String, super::crypto::KeyPair>>,
 ) -> PyResult<Vec<PyFileVerdict>> {
+    // keys: set id -> (cipher_key, mac_key) of an encrypted set's sealed blocks.
+    let keys = keys
+        .unwrap_or_default()
+        .iter()
+        .map(|(set, pair)| Ok((set.clone(), super::crypto::block_key(pair)?)))
+        .collect::<PyResult<std::collections::HashMap<_, _>>>()?;
     let level = Level::from_name(level).ok_or_else(|| {
         PyValueError::new_err(format!(
             "level must be \"quick\", \"standard\" or \"full\", not {level:?}"
@@ -135,7 +143,12 @@ pub fn verify_files(
     let items = rows
         .into_iter()
         .enumerate()
-        .map(|(i, r)| to_item(i, r))
+        .map(|(i, r)| {
+            to_item(i, r).map(|mut item| {
+                item.key = keys.get(&item.set_id).cloned();
+                item
+            })
+        })
         .collect::<PyResult<Vec<_>>>()?;
     let deadline = match budget {
         Some(b) if !(b.is_finite() && b >= 0.0) => {

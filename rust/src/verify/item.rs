@@ -68,6 +68,9 @@ pub struct Item {
     pub algorithm: Option<Algorithm>,
     /// Number of blocks (or block-map records) recorded in the catalog.
     pub block_count: Option<u64>,
+    /// The keys of an encrypted set's sealed blocks (FULL opens and checks each one);
+    /// QUICK and STANDARD never need them.
+    pub key: Option<crate::crypto::BlockKey>,
 }
 
 /// What kind of problem an `Issue` is; the names reach Python as lower-case strings.

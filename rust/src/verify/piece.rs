@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::control::Control;
 use super::item::{BadBlock, IssueKind, Item, ItemKind, ItemReport};
 use crate::format::fast::{tree_of_file, FastTree};
-use crate::format::{stored_mismatch, Error as FormatError, IndexEntry, PieceReader, HEADER_LEN};
+use crate::format::{stored_mismatch_keyed, Error as FormatError, IndexEntry, PieceReader, HEADER_LEN};
 use crate::io_hints;
 use crate::scan::algorithm::{to_hex, Hasher};
 
@@ -148,7 +148,12 @@ pub(crate) fn check_piece(item: &Item, full: bool, ctl: &Control, report: &mut I
             return;
         }
     };
-    let scan = Scan::new(&reader, &file, &shown, ctl, report);
+    let mut scan = Scan::new(&reader, &file, &shown, ctl, report);
+    // A sealed block opens only with its piece's own name bound in (crypto::block).
+    scan.key = item
+        .key
+        .as_ref()
+        .and_then(|k| crate::crypto::piece_label(&item.path).map(|l| k.for_piece(&l)));
     let done = match (full, reader.recorded_fast_checksum()) {
         (false, Some(_)) => scan.run_fast().map(|fast| (None, Some(fast))),
         (false, None) => scan.run_plain().map(|(sum, _)| (Some(sum), None)),
@@ -194,6 +199,8 @@ struct Scan<'a> {
     index_off: u64,
     end: u64,
     bad_entries: u64,
+    /// FULL of an encrypted piece: opens and checks every sealed block.
+    key: Option<crate::crypto::BlockKey>,
 }
 
 impl<'a> Scan<'a> {
@@ -217,6 +224,7 @@ impl<'a> Scan<'a> {
             index_off,
             end,
             bad_entries: 0,
+            key: None,
         }
     }
 
@@ -384,6 +392,7 @@ impl<'a> Scan<'a> {
             let data = &buf[..n as usize];
             let hasher = &mut self.hasher;
             let fast = &mut self.fast;
+            let key = self.key.as_ref();
             let (_, faults) = rayon::join(
                 || {
                     hasher.update(data);
@@ -397,7 +406,7 @@ impl<'a> Scan<'a> {
                         .filter_map(|(_, e)| {
                             let start = (e.offset - base) as usize;
                             let stored = &data[start..start + e.stored_len as usize];
-                            stored_mismatch(alg, stored, e.raw_len, e.flags, &e.digest)
+                            stored_mismatch_keyed(alg, key, e.offset, stored, e.raw_len, e.flags, &e.digest)
                                 .map(|actual| bad_block(e, actual))
                         })
                         .collect::<Vec<_>>()

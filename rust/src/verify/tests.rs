@@ -57,6 +57,7 @@ fn write_piece_in(path: &Path, alg: Algorithm, bs: u32, n: u64, zstd: bool, rng:
     }
     let s = w.finish().unwrap();
     Item {
+        key: None,
         id: path.file_name().unwrap().to_string_lossy().into_owned(),
         set_id: "S1".into(),
         kind: ItemKind::Piece,

@@ -1,0 +1,137 @@
+"""Encryption's cost: our encrypted and unencrypted repositories on the same page-cached
+tree, beside restic (always encrypted) and borg with ``repokey-blake2``.
+
+Tree: RB_BENCH_FILES files of RB_BENCH_FILE_MIB MiB of random bytes (default 4 x 2 MiB;
+the issue's figure is 64 x 16 MiB). Groups: full backup; incremental after 1% of the
+8 KiB blocks changed; FULL verification of one FULL set (the peers' ``check
+--read-data`` / ``check --verify-data``). The issue's goal: encrypted at most 1.3x plain.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peers import PEER_ENV, run_quiet, tool
+from rustybackup import BackupManager, VerificationType, keys
+from rustybackup.verify import Verifier
+
+FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
+FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
+BLOCK = 8192
+ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3" if FILES * FILE_MIB >= 64 else "2"))
+PASSWORD = "bench"
+PEER_ENV["BORG_PASSPHRASE"] = PASSWORD
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("encbench") / "src"
+    root.mkdir()
+    for i in range(FILES):
+        (root / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
+    os.sync()
+    return root
+
+
+_SEEDS = itertools.count(1)
+
+
+def _touch_one_percent(root: Path) -> None:
+    rng = random.Random(next(_SEEDS))
+    files = sorted(root.iterdir())
+    per = (FILE_MIB << 20) // BLOCK
+    for n in rng.sample(range(len(files) * per), max(1, len(files) * per // 100)):
+        with open(files[n // per], "r+b") as fh:
+            fh.seek((n % per) * BLOCK)
+            fh.write(rng.randbytes(BLOCK))
+
+
+class Tool:
+    """ours-plain, ours-encrypted, restic, borg: init/backup/verify."""
+
+    def __init__(self, name: str, base: Path) -> None:
+        self.name = name
+        self.repo = base / f"{name}-repo"
+        self.count = 0
+        self.manager: BackupManager | None = None
+        self.last = ""
+        self.exe = tool(name) if name in ("restic", "borg") else ""
+
+    def init(self, src: Path) -> None:
+        shutil.rmtree(self.repo, ignore_errors=True)
+        self.count = 0
+        if self.name.startswith("ours"):
+            self.manager = BackupManager(self.repo)
+            if self.name == "ours-encrypted":
+                keys.forget(self.repo)
+                # Bench-sized Argon2id: the slot's cost is paid once per open, not per block.
+                keys.init_encryption(self.repo, password=PASSWORD)
+            self.manager.register_database("bench", src, block_size=BLOCK)
+        elif self.name == "borg":
+            run_quiet(self.exe, "init", "-e", "repokey-blake2", str(self.repo))
+        else:
+            run_quiet(self.exe, "init", "--repo", str(self.repo))
+        os.sync()
+
+    def backup(self, src: Path, kind: str) -> None:
+        self.count += 1
+        if self.manager is not None:
+            self.last = self.manager.backup("bench", kind).id
+        elif self.name == "borg":
+            run_quiet(self.exe, "create", f"{self.repo}::s{self.count}", ".", "--files-cache=disabled")
+        else:
+            run_quiet(self.exe, "backup", "--repo", str(self.repo), "--force", str(src))
+
+    def verify_full(self) -> None:
+        if self.manager is not None:
+            assert Verifier(self.manager).verify(self.last, VerificationType.FULL).ok
+        elif self.name == "borg":
+            run_quiet(self.exe, "check", "--verify-data", str(self.repo))
+        else:
+            run_quiet(self.exe, "check", "--read-data", "--repo", str(self.repo))
+
+
+TOOLS = ["ours-plain", "ours-encrypted", "restic", "borg"]
+
+
+def _pedantic(benchmark: Any, target: Callable[[], None], setup: Callable[[], None]) -> None:
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("name", TOOLS)
+@pytest.mark.benchmark(group="encrypted full backup")
+def test_full_backup(benchmark: Any, tree: Path, tmp_path: Path, name: str) -> None:
+    t = Tool(name, tmp_path)
+    os.chdir(tree)
+    _pedantic(benchmark, lambda: t.backup(tree, "full"), lambda: t.init(tree))
+
+
+@pytest.mark.parametrize("name", TOOLS)
+@pytest.mark.benchmark(group="encrypted incremental after 1% of blocks changed")
+def test_incremental(benchmark: Any, tree: Path, tmp_path: Path, name: str) -> None:
+    t = Tool(name, tmp_path)
+    os.chdir(tree)
+
+    def setup() -> None:
+        t.init(tree)
+        t.backup(tree, "full")
+        _touch_one_percent(tree)
+
+    _pedantic(benchmark, lambda: t.backup(tree, "incremental"), setup)
+
+
+@pytest.mark.parametrize("name", TOOLS)
+@pytest.mark.benchmark(group="encrypted FULL verification")
+def test_full_verification(benchmark: Any, tree: Path, tmp_path: Path, name: str) -> None:
+    t = Tool(name, tmp_path)
+    os.chdir(tree)
+    t.init(tree)
+    t.backup(tree, "full")
+    _pedantic(benchmark, t.verify_full, lambda: None)

@@ -1,0 +1,27 @@
+//! Encryption at rest (docs/FORMAT.md "Encryption"): the primitives and the one place
+//! that says how they are combined. Pure logic, no PyO3 types.
+//!
+//! - `aead`: XChaCha20-Poly1305 with a random 24-byte nonce per message. With 192-bit
+//!   nonces a random choice repeats with negligible probability (2^-96 after 2^48
+//!   messages under one key), so no counter has to survive a crash or be shared by the
+//!   hosts that write one repository, which a 96-bit AES-GCM nonce would need.
+//! - `kdf`: Argon2id for passphrases (parameters stored in the slot) and keyed BLAKE3
+//!   for subkeys and block digests.
+//! - `wrap`: X25519 key agreement with an ephemeral key (age's model), so a host that
+//!   holds only the repository's public key can encrypt set keys it cannot decrypt.
+//! - `block`: how a stored block is sealed: what its associated data binds.
+
+pub mod aead;
+pub mod block;
+pub mod error;
+pub mod kdf;
+pub mod wrap;
+
+pub use aead::{open, seal, seal_with_nonce, KEY_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
+pub use block::{piece_label, BlockKey};
+pub use error::{Error, Result};
+pub use kdf::{argon2id, derive_key, keyed_digest, Argon2Params};
+pub use wrap::{public_key, unwrap, wrap, WRAP_OVERHEAD};
+
+#[cfg(test)]
+mod tests;

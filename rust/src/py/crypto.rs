@@ -1,0 +1,135 @@
+//! Bindings for `crate::crypto`: the primitives `keys.py` builds key slots and envelopes
+//! from, and the conversion of a Python `(cipher_key, mac_key)` pair into the engine's
+//! `BlockKey`. Argon2id runs with the GIL released (it takes a deliberate second).
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::errors::EncryptionError;
+use crate::crypto::{self, Argon2Params, BlockKey, Error};
+
+/// A failed tag is `EncryptionError` (wrong key or changed bytes); a bad argument a
+/// `ValueError`.
+fn crypto_error(e: Error) -> PyErr {
+    match e {
+        Error::Authentication(m) => EncryptionError::new_err(m),
+        Error::Invalid(m) => PyValueError::new_err(m),
+        Error::Random(m) => pyo3::exceptions::PyOSError::new_err(m),
+    }
+}
+
+fn key32(b: &[u8], what: &str) -> PyResult<[u8; 32]> {
+    b.try_into()
+        .map_err(|_| PyValueError::new_err(format!("{what} is 32 bytes, got {}", b.len())))
+}
+
+/// `(cipher_key, mac_key)` of an encrypted set's blocks, as Python passes them.
+pub type KeyPair = (Vec<u8>, Vec<u8>);
+
+/// The engine's block keys from `(cipher_key, mac_key)` (bound to a piece later).
+pub fn block_key(pair: &(Vec<u8>, Vec<u8>)) -> PyResult<BlockKey> {
+    Ok(BlockKey::new(
+        key32(&pair.0, "a cipher key")?,
+        key32(&pair.1, "a MAC key")?,
+        "",
+    ))
+}
+
+/// XChaCha20-Poly1305: `nonce || ciphertext || tag`; a random nonce unless one is given
+/// (known-answer tests only).
+#[pyfunction]
+#[pyo3(signature = (key, ad, plaintext, *, nonce=None))]
+fn aead_seal<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    ad: &[u8],
+    plaintext: &[u8],
+    nonce: Option<&[u8]>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let out = match nonce {
+        Some(n) => crypto::seal_with_nonce(key, n, ad, plaintext),
+        None => crypto::seal(key, ad, plaintext),
+    }
+    .map_err(crypto_error)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Opens what `aead_seal` made; `EncryptionError` when the key, `ad` or a byte differs.
+#[pyfunction]
+fn aead_open<'py>(py: Python<'py>, key: &[u8], ad: &[u8], sealed: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let out = crypto::open(key, ad, sealed).map_err(crypto_error)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Argon2id (v0x13), 32-byte output; `secret` and `ad` are RFC 9106's K and X.
+#[pyfunction]
+#[pyo3(signature = (password, salt, *, m_kib, t, p, secret=None, ad=None))]
+#[allow(clippy::too_many_arguments)]
+fn argon2id<'py>(
+    py: Python<'py>,
+    password: Vec<u8>,
+    salt: Vec<u8>,
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    secret: Option<Vec<u8>>,
+    ad: Option<Vec<u8>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let params = Argon2Params { m_kib, t, p };
+    let (secret, ad) = (secret.unwrap_or_default(), ad.unwrap_or_default());
+    let out = py
+        .detach(|| crypto::argon2id(&password, &salt, params, &secret, &ad))
+        .map_err(crypto_error)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// BLAKE3 derive_key: a 32-byte subkey of `material` for the purpose `context`.
+#[pyfunction]
+fn derive_key<'py>(py: Python<'py>, context: &str, material: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &crypto::derive_key(context, material))
+}
+
+/// Keyed BLAKE3 (32 bytes): an encrypted repository's block digest.
+#[pyfunction]
+fn keyed_digest<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &crypto::keyed_digest(&key32(key, "a MAC key")?, data)))
+}
+
+/// The X25519 public key of a secret key.
+#[pyfunction]
+fn x25519_public<'py>(py: Python<'py>, secret: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &crypto::public_key(secret).map_err(crypto_error)?))
+}
+
+/// Wraps `payload` to an X25519 public key with an ephemeral key (age's model).
+#[pyfunction]
+fn x25519_wrap<'py>(py: Python<'py>, public: &[u8], payload: &[u8], ad: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &crypto::wrap(public, payload, ad).map_err(crypto_error)?,
+    ))
+}
+
+/// Unwraps what `x25519_wrap` made for the public key of `secret`.
+#[pyfunction]
+fn x25519_unwrap<'py>(py: Python<'py>, secret: &[u8], wrapped: &[u8], ad: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &crypto::unwrap(secret, wrapped, ad).map_err(crypto_error)?,
+    ))
+}
+
+/// Adds this domain's functions to `rustybackup._core`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(aead_seal, m)?)?;
+    m.add_function(wrap_pyfunction!(aead_open, m)?)?;
+    m.add_function(wrap_pyfunction!(argon2id, m)?)?;
+    m.add_function(wrap_pyfunction!(derive_key, m)?)?;
+    m.add_function(wrap_pyfunction!(keyed_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_public, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_wrap, m)?)?;
+    m.add_function(wrap_pyfunction!(x25519_unwrap, m)?)?;
+    m.add("AEAD_OVERHEAD", crypto::OVERHEAD)?;
+    Ok(())
+}
