@@ -22,7 +22,11 @@ from rustybackup.jobs import Job
 from rustybackup.timestamps import to_us
 
 HERE = Path(__file__).resolve().parent
-STEP_TIMEOUT = 120.0
+
+
+def step_timeout() -> float:
+    """How long a step may take before the driver gives up (RUSTYBACKUP_NODES_STEP_TIMEOUT)."""
+    return float(os.environ.get("RUSTYBACKUP_NODES_STEP_TIMEOUT", "120"))
 
 
 class Nodes:
@@ -123,7 +127,7 @@ class Nodes:
 
     def wait_seen(self, names: list[str]) -> None:
         target = to_us(self.now)
-        deadline = time.monotonic() + STEP_TIMEOUT
+        deadline = time.monotonic() + step_timeout()
         while True:
             try:
                 rows = self._db.execute(
