@@ -3,19 +3,22 @@
 //!
 //! A map of version 2 names its parent map (path and checksum); `open` opens the whole
 //! chain, down to the first map without a parent (a FULL's, or any version-1 map, which
-//! is cumulative). Each level keeps only its run directory, so memory is proportional to
-//! the runs of the chain (what changed), never to the blocks of the database. A range of
-//! records is resolved lazily, interval by interval, with a stack as deep as the chain.
+//! is cumulative). Each level keeps a cursor over its run headers (`blockmap_runs`), a
+//! few KiB whatever its number of runs, so a restore's memory is flat in the chain's
+//! runs and linear only in its depth. A range of records is resolved lazily, interval by
+//! interval, with a stack as deep as the chain: a merge of the levels' cursors, each
+//! moving forward with the records it serves.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::blockmap::{
-    check_parent_path, BlockRecord, MAX_PARENT_PATH, PARENT_PATH_AT, PARENT_SUM_AT, RUN_HEADER_LEN, RUN_PARENT,
-    RUN_STORED, SUM_AT_V2,
+    check_parent_path, BlockRecord, MAX_PARENT_PATH, PARENT_PATH_AT, PARENT_SUM_AT, RUN_HEADER_LEN, SUM_AT_V2,
 };
+use super::blockmap_runs::{Cursor, Frame, Run, RunKind, StreamHash};
 use super::error::{Error, Result};
 use super::header::{u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::piece::check_zero;
@@ -25,25 +28,6 @@ use crate::scan::algorithm::{to_hex, Algorithm};
 /// Bytes of records read per step of a `RecordIter`.
 const READ_STEP: usize = 1 << 16;
 
-/// What one run of a version-2 map is.
-#[derive(Clone, Copy, Debug)]
-enum RunKind {
-    /// Records stored in this file from `at` on.
-    Stored { at: u64 },
-    /// The parent map's records from `first` on.
-    Parent { first: u64 },
-}
-
-/// One run: the state's records `start .. start + count`.
-#[derive(Clone, Copy, Debug)]
-struct Run {
-    start: u64,
-    count: u64,
-    kind: RunKind,
-    /// Offset of the run header (for messages).
-    header_at: u64,
-}
-
 /// One map file of a chain.
 struct Level {
     path: PathBuf,
@@ -52,8 +36,14 @@ struct Level {
     size: u64,
     count: u64,
     checksum: Vec<u8>,
-    /// Version 2: the run directory (empty for version 1: records follow the header).
-    runs: Vec<Run>,
+    /// Version 2: runs in the file, and where they end (the trailer's offset).
+    runs: u64,
+    runs_end: u64,
+    /// Version 2: where the scan of the run headers stands (bounded memory, see
+    /// `blockmap_runs`); interior mutability because readers share the map.
+    cursor: RefCell<Cursor>,
+    /// The checksum computed as the map is read, when the caller asked for it.
+    hash: RefCell<Option<StreamHash>>,
     /// Version 2: the parent's path (resolved) and recorded checksum.
     parent: Option<(PathBuf, Vec<u8>)>,
 }
@@ -82,7 +72,10 @@ impl Level {
             size,
             count,
             checksum: Vec::new(),
-            runs: Vec::new(),
+            runs: 0,
+            runs_end: at,
+            cursor: RefCell::new(Cursor::default()),
+            hash: RefCell::new(None),
             parent: None,
         };
         match header.layout {
@@ -181,90 +174,46 @@ impl Level {
                 ),
             ));
         }
-        self.read_runs(runs, at)
-    }
-
-    /// Reads every run header (the records of stored runs are skipped, not read) and
-    /// checks that the runs tile the state's records and the file exactly.
-    fn read_runs(&mut self, runs: u64, end: u64) -> Result<()> {
-        let rec = self.record_len();
-        let (mut pos, mut start) = (HEADER_LEN, 0u64);
-        let mut h = [0u8; RUN_HEADER_LEN as usize];
-        for i in 0..runs {
-            if pos + RUN_HEADER_LEN > end {
-                return Err(Error::damaged(
-                    &self.path,
-                    pos,
-                    format!("run {i} starts past the runs' end {end}"),
-                ));
-            }
-            read_exact_at(&self.file, &self.path, &mut h, pos)?;
-            check_zero(&self.path, &h, 1..8, pos)
-                .map_err(|_| Error::damaged(&self.path, pos + 1, format!("run {i}: padding byte is not zero")))?;
-            let count = u64_at(&h, 8);
-            let first = u64_at(&h, 16);
-            if count == 0 {
-                return Err(Error::damaged(&self.path, pos + 8, format!("run {i} is empty")));
-            }
-            let kind = match h[0] {
-                RUN_STORED if first == 0 => RunKind::Stored {
-                    at: pos + RUN_HEADER_LEN,
-                },
-                RUN_STORED => {
-                    return Err(Error::damaged(
-                        &self.path,
-                        pos + 16,
-                        format!("run {i}: stored run names a parent record"),
-                    ));
-                }
-                RUN_PARENT if self.parent.is_some() => RunKind::Parent { first },
-                RUN_PARENT => {
-                    return Err(Error::damaged(
-                        &self.path,
-                        pos,
-                        format!("run {i} refers to a parent, but the block map names none"),
-                    ));
-                }
-                k => return Err(Error::damaged(&self.path, pos, format!("run {i}: unknown kind {k}"))),
-            };
-            let len = match kind {
-                RunKind::Stored { .. } => count.checked_mul(rec).and_then(|n| n.checked_add(RUN_HEADER_LEN)),
-                RunKind::Parent { .. } => Some(RUN_HEADER_LEN),
-            };
-            let next = len.and_then(|l| l.checked_add(pos)).filter(|&n| n <= end);
-            let (Some(next), Some(run_end)) = (next, start.checked_add(count)) else {
-                return Err(Error::damaged(
-                    &self.path,
-                    pos + 8,
-                    format!("run {i} of {count} records overruns the block map"),
-                ));
-            };
-            self.runs.push(Run {
-                start,
-                count,
-                kind,
-                header_at: pos,
-            });
-            pos = next;
-            start = run_end;
-        }
-        if pos != end || start != self.count {
-            return Err(Error::damaged(
-                &self.path,
-                end + 8,
-                format!(
-                    "the runs cover {start} records in {pos} bytes, the trailer says {} records",
-                    self.count
-                ),
-            ));
-        }
+        self.runs = runs;
         Ok(())
     }
 
-    /// The run holding record `v` (v < count).
-    fn run_at(&self, v: u64) -> Option<&Run> {
-        let i = self.runs.partition_point(|r| r.start + r.count <= v);
-        self.runs.get(i)
+    /// Reads `buf.len()` bytes at `pos`, feeding the streaming checksum if one runs.
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<()> {
+        read_exact_at(&self.file, &self.path, buf, pos)?;
+        match self.hash.borrow_mut().as_mut() {
+            Some(h) => h.feed(&self.file, &self.path, buf, pos),
+            None => Ok(()),
+        }
+    }
+
+    /// The run holding state record `v` (version 2), from the cursor.
+    fn run_at(&self, v: u64) -> Result<Run> {
+        self.cursor
+            .borrow_mut()
+            .run_at(&self.frame(), v, &mut |buf, pos| self.read_at(buf, pos))
+    }
+
+    fn frame(&self) -> Frame<'_> {
+        Frame {
+            path: &self.path,
+            record_len: self.record_len(),
+            count: self.count,
+            runs: self.runs,
+            end: self.runs_end,
+            has_parent: self.parent.is_some(),
+        }
+    }
+
+    /// Reads every run header once (the records of stored runs are skipped) and checks
+    /// that the runs tile the state's records and the file exactly.
+    fn check_runs(&self) -> Result<()> {
+        if self.header.layout == Layout::V1 {
+            return Ok(());
+        }
+        self.cursor
+            .borrow_mut()
+            .check_all(&self.frame(), &mut |buf, pos| self.read_at(buf, pos))
     }
 }
 
@@ -279,18 +228,23 @@ impl BlockMapReader {
     /// Opens `path` and every map it refers to, checking each one's header and trailer
     /// against its size, each parent's checksum against what its child recorded, and
     /// that the chain has one block size and algorithm and no loop.
+    /// Run headers are read as records are resolved, not here: a damaged one is an
+    /// error of the `range` that reaches it.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut map = Self::open_alone(path)?;
+        let mut map = Self {
+            chain: vec![Level::open(path)?],
+        };
         map.open_parents()?;
         Ok(map)
     }
 
-    /// Opens `path` alone (structure only, its parents are not opened): what checking
-    /// one map's own bytes needs. Records that refer to a parent cannot be resolved.
+    /// Opens `path` alone (its parents are not opened) and checks every run header:
+    /// what checking one map's own bytes needs. Records that refer to a parent cannot be
+    /// resolved.
     pub fn open_alone(path: &Path) -> Result<Self> {
-        Ok(Self {
-            chain: vec![Level::open(path)?],
-        })
+        let level = Level::open(path)?;
+        level.check_runs()?;
+        Ok(Self { chain: vec![level] })
     }
 
     fn open_parents(&mut self) -> Result<()> {
@@ -393,14 +347,48 @@ impl BlockMapReader {
         hash_prefix(&l.file, &l.path, l.header.algorithm, end, on_chunk)
     }
 
-    /// Re-hashes every map of the chain; `Error::Checksum` names the first that changed.
+    /// Re-hashes every map of the chain and checks that its runs tile it (the trailer's
+    /// counts are not under the checksum), in one pass over each; an `Error::Damaged`
+    /// names a bad run header and its offset, an `Error::Checksum` the first map whose
+    /// bytes changed.
     pub fn verify_checksum(&self) -> Result<()> {
+        self.hash_as_read();
+        self.finish_checksums()
+    }
+
+    /// Checks every map's checksum as it is read: from now on each read of a map feeds
+    /// its hash in file order (gaps are read too), and `finish_checksums` reads the rest
+    /// and compares, so a caller that reads the chain once pays one pass, not two. Call
+    /// it before the first `range`.
+    pub fn hash_as_read(&self) {
         for l in &self.chain {
-            let end = l.size - l.header.trailer_len();
-            let actual = hash_prefix(&l.file, &l.path, l.header.algorithm, end, &mut |_| {
-                ControlFlow::Continue(())
-            })?
-            .unwrap_or_default();
+            *l.hash.borrow_mut() = Some(StreamHash {
+                hasher: l.header.algorithm.hasher(),
+                at: 0,
+            });
+        }
+    }
+
+    /// Ends what `hash_as_read` started: scans the run headers not yet read (they must
+    /// tile the map: its trailer's counts are outside the checksum), hashes what was not
+    /// read and compares each map with its trailer. A map not hashed as it was read is
+    /// hashed whole here.
+    pub fn finish_checksums(&self) -> Result<()> {
+        for l in &self.chain {
+            let end = l.runs_end;
+            let fresh = || StreamHash {
+                hasher: l.header.algorithm.hasher(),
+                at: 0,
+            };
+            l.hash.borrow_mut().get_or_insert_with(fresh);
+            // The scan reads headers in file order: with the hash running, the records
+            // between them are read once, for the hash.
+            let structure = l.check_runs();
+            let mut h = l.hash.borrow_mut().take().unwrap_or_else(fresh);
+            h.fill_to(&l.file, &l.path, end)?;
+            let actual = h.hasher.finalize();
+            // A bad header names its offset; with every header sound, a changed record.
+            structure?;
             if actual != l.checksum {
                 return Err(Error::Checksum {
                     path: l.path.clone(),
@@ -411,6 +399,17 @@ impl BlockMapReader {
             }
         }
         Ok(())
+    }
+
+    /// Heap bytes the chain's run directories hold now (cursor windows and marks): a
+    /// bound of `depth x (WINDOW + MAX_MARKS marks)` whatever the runs, for tests.
+    pub fn run_directory_bytes(&self) -> usize {
+        self.chain.iter().map(|l| l.cursor.borrow().heap_bytes()).sum()
+    }
+
+    /// Run headers decoded so far over the chain (the work of the merge), for tests.
+    pub fn run_headers_read(&self) -> u64 {
+        self.chain.iter().map(|l| l.cursor.borrow().headers_read).sum()
     }
 
     /// Streams the state's records `first .. first + count`, resolved through the chain.
@@ -490,12 +489,9 @@ impl RecordIter<'_> {
                     left: end - next,
                 }));
             }
-            let Some(run) = l.run_at(next) else {
-                return Some(Err(Error::damaged(
-                    &l.path,
-                    l.size,
-                    format!("record {next} lies past the last run"),
-                )));
+            let run = match l.run_at(next) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
             };
             let take = (run.start + run.count).min(end) - next;
             let inside = next - run.start;
@@ -565,7 +561,7 @@ impl Iterator for RecordIter<'_> {
                 .min(usize::try_from(seg.left).unwrap_or(usize::MAX));
             self.buf.resize(n * rec, 0);
             self.buf_pos = 0;
-            if let Err(e) = read_exact_at(&l.file, &l.path, &mut self.buf, seg.at) {
+            if let Err(e) = l.read_at(&mut self.buf, seg.at) {
                 self.failed = true;
                 return Some(Err(e));
             }

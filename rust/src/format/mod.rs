@@ -15,6 +15,7 @@
 pub mod block;
 pub mod blockmap;
 pub mod blockmap_read;
+mod blockmap_runs;
 pub mod checkpoint;
 pub mod error;
 pub mod fast;
@@ -23,10 +24,7 @@ pub mod piece;
 pub mod read;
 mod writeback;
 
-pub use block::{
-    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_SEALED,
-    FLAG_ZSTD, SEALED_OVERHEAD,
-};
+pub use block::{check_block, decode_block, stored_mismatch, FLAG_ZSTD};
 pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef};
 pub use blockmap_read::{BlockMapReader, RecordIter};
 pub use error::{Error, Result};
@@ -37,3 +35,5 @@ pub use piece::{BlockError, IndexEntry, IndexIter, PieceReader, PieceSummary, Pi
 mod mutation;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_chain;
