@@ -367,8 +367,12 @@ class _Restore:
         if ids is not None and not self.root:
             st = self.tree.lstat(rel)
             if st is not None and (st.st_uid, st.st_gid) != ids:
-                name = f"{owner.user or owner.uid}:{owner.group or owner.gid}" if owner else ""
-                self.problems.append((rel, "owner", f"{name} ({ids[0]}:{ids[1]}) not applied: restoring as non-root"))
+                named = (
+                    ""
+                    if owner is None or (owner.user is None and owner.group is None)
+                    else (f"{owner.user or owner.uid}:{owner.group or owner.gid} ")
+                )
+                self.problems.append((rel, "owner", f"{named}({ids[0]}:{ids[1]}) not applied: restoring as non-root"))
             ids = None
         meta = Meta(mode, mtime_ns, ids, xattrs)
         self.tree.apply(rel, meta, link=link, problems=self.problems)
