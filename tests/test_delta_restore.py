@@ -94,3 +94,24 @@ def test_a_file_restored_in_place_gets_its_holes_back(tmp_path: Path) -> None:
     m.restore("t", out, options=RestoreOptions(delta=True))
     assert (out / "d" / "sparse").read_bytes() == (src / "d" / "sparse").read_bytes()
     assert os.stat(out / "d" / "sparse").st_blocks <= os.stat(src / "d" / "sparse").st_blocks
+
+
+def test_a_file_hardlinked_in_the_target_only_is_not_written_through_its_other_name(tmp_path: Path) -> None:
+    m, src, out = setup(tmp_path)
+    # In the target, d/f became another name of big (not so in the set): rewriting d/f
+    # in place would change big's bytes too.
+    (out / "d" / "f").unlink()
+    os.link(out / "big", out / "d" / "f")
+    m.restore("t", out, options=RestoreOptions(delta=True))
+    assert (out / "d" / "f").read_bytes() == b"small"
+    assert (out / "big").read_bytes() == (src / "big").read_bytes()
+    assert os.stat(out / "big").st_nlink == 1
+
+
+def test_a_hardlink_group_already_right_is_left_alone(tmp_path: Path) -> None:
+    m, _, out = setup(tmp_path)
+    before = os.stat(out / "same")
+    assert before.st_nlink == 2
+    m.restore("t", out, options=RestoreOptions(delta=True))
+    after = os.stat(out / "same")
+    assert (after.st_ino, after.st_ctime_ns, after.st_nlink) == (before.st_ino, before.st_ctime_ns, 2)

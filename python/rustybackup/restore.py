@@ -315,6 +315,7 @@ class _Restore:
             if st is not None and stat.S_IFMT(st.st_mode) != want[d]:
                 tree.remove(d)
                 self.report.removed.append(d)
+        self._unshare_files()
         for h in m.hardlinks:
             st = self._existing(h.path)
             if st is None:
@@ -330,6 +331,24 @@ class _Restore:
                 stat.S_IFMT(st.st_mode) == stat.S_IFMT(_type(s.kind)) and st.st_rdev == os.makedev(s.major, s.minor)
             ):
                 tree.remove(s.path)
+
+    def _unshare_files(self) -> None:
+        """Delta: a file is rewritten in place only if its inode has exactly the names
+        the set gives it; an inode shared with other names (hardlinked in the target but
+        not in the set) is unlinked here and the file written anew, or the in-place
+        write would change those other names too."""
+        names: dict[str, list[str]] = {f.path: [f.path] for f in self.m.files}
+        for h in self.m.hardlinks:
+            names[h.target].append(h.path)
+        for path, group in names.items():
+            st = self._existing(path)
+            if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink == 1:
+                continue
+            shared = [self._existing(n) for n in group[1:]]
+            if st.st_nlink != len(group) or any(
+                o is None or (o.st_dev, o.st_ino) != (st.st_dev, st.st_ino) for o in shared
+            ):
+                self.tree.remove(path)
 
     def _existing(self, rel: str) -> os.stat_result | None:
         """What stands at `rel` in the target, None also when a parent is absent (the
