@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod cron;
 pub mod crypto;
+pub mod dedup;
 pub mod engine;
 pub mod format;
 pub mod io_hints;

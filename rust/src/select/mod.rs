@@ -26,7 +26,11 @@ pub struct PatternError {
 
 impl fmt::Display for PatternError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pattern {} ({:?}) is invalid: {}", self.index, self.pattern, self.reason)
+        write!(
+            f,
+            "pattern {} ({:?}) is invalid: {}",
+            self.index, self.pattern, self.reason
+        )
     }
 }
 
@@ -54,7 +58,7 @@ impl PathMatcher {
                     reason: "a pattern is one line (no newline or NUL)".into(),
                 });
             }
-            builder.add_line(None, p).map_err(|e| PatternError {
+            builder.add_line(None, &literal_braces(p)).map_err(|e| PatternError {
                 index,
                 pattern: p.to_string(),
                 reason: e.to_string(),
@@ -104,6 +108,21 @@ impl PathMatcher {
         }
         self.matches(trimmed, is_dir)
     }
+}
+
+/// Escapes `{` and `}`: git's wildmatch has no `{a,b}` alternation (they are literal
+/// characters there), while globset would read them as one.
+fn literal_braces(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut escaped = false;
+    for c in pattern.chars() {
+        if !escaped && (c == '{' || c == '}') {
+            out.push('\\');
+        }
+        escaped = !escaped && c == '\\';
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

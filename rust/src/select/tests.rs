@@ -74,10 +74,16 @@ fn comments_blank_lines_and_escapes() {
 
 #[test]
 fn a_bad_pattern_is_named_with_its_position() {
-    let err = PathMatcher::new(&["ok", "a{b"]).unwrap_err();
+    let err = PathMatcher::new(&["ok", "a\nb"]).unwrap_err();
     assert_eq!(err.index, 1);
-    assert_eq!(err.pattern, "a{b");
+    assert_eq!(err.pattern, "a\nb");
     assert!(err.to_string().contains("pattern 1"), "{err}");
-    let err = PathMatcher::new(&["a\nb"]).unwrap_err();
-    assert_eq!(err.index, 0);
+}
+
+#[test]
+fn braces_are_literal_as_in_git() {
+    let p = m(&["a{b,c}", "\\{x\\}"]);
+    assert!(p.matches("a{b,c}", false));
+    assert!(!p.matches("ab", false));
+    assert!(p.matches("{x}", false));
 }
