@@ -281,3 +281,22 @@ def test_block_digests_are_keyed(repo: tuple[BackupManager, Path, list[bytes]]) 
     assert digests and not (digests & plain)
     assert struct.unpack_from("<I", piece.read_bytes(), 8)[0] >= 2
     assert os.stat(m.repository / "keys" / "keyring").st_mode & 0o077 == 0
+
+
+def test_a_staged_set_key_survives_a_new_process(repo: tuple[BackupManager, Path, list[bytes]]) -> None:
+    # A cut backup resumed by another process (resume.py keeps the set id) must seal its
+    # remaining blocks with the key its first blocks were sealed with.
+    m, _, _ = repo
+    root = m.repository
+    sid = "20260101T000000000000Z-0000abcd"
+    (root / "staging" / sid).mkdir(parents=True)
+    first = keys.new_set_block_keys(root, sid)
+    assert first is not None
+    staged = (root / "staging" / sid / keys.SET_KEY_FILE).read_bytes()
+    assert first[0] not in staged
+    keys.forget(root)
+    keys.unlock(root, password=PASSWORD)
+    assert keys.new_set_block_keys(root, sid) == first
+    # Once the manifest's envelope holds it, the staged copy goes (never published).
+    keys.seal_manifest(root, sid, b"{}")
+    assert not (root / "staging" / sid / keys.SET_KEY_FILE).exists()

@@ -544,11 +544,28 @@ def _write_only_keys(doc: dict[str, Any], path: Path) -> Keys:
 ENVELOPE_KEY = "rustybackup_envelope"
 
 
+SET_KEY_FILE = ".set-key"
+_AD_STAGED = b"rustybackup staged set key v1 "
+
+
 def new_set_block_keys(root: Path, set_id: str) -> tuple[bytes, bytes] | None:
     """The (cipher key, MAC key) a new set's blocks are sealed with; None when the
-    repository is not encrypted."""
+    repository is not encrypted. The set key is kept, sealed under this host's own key
+    (the master key, or a write-only host's host key), in ``staging/<id>/.set-key`` until
+    the manifest's envelope holds it: a backup resumed by another process (resume.py
+    keeps the set id) seals its remaining blocks with the same key."""
     keys = keys_for(root)
-    return None if keys is None else keys.block_keys(keys.set_key(set_id))
+    if keys is None:
+        return None
+    local = keys.master or keys.host_key
+    staged = root / store.STAGING_DIR / store.check_set_id(set_id) / SET_KEY_FILE
+    ad = _AD_STAGED + set_id.encode()
+    if set_id not in keys.set_keys and local is not None and staged.is_file():
+        keys.set_keys[set_id] = _core.aead_open(local, ad, staged.read_bytes())
+    set_key = keys.set_key(set_id)
+    if local is not None and staged.parent.is_dir() and not staged.exists():
+        store.atomic_write_bytes(staged, _core.aead_seal(local, ad, set_key), 0o600)
+    return keys.block_keys(set_key)
 
 
 def seal_manifest(root: Path, set_id: str, document: bytes) -> dict[str, Any] | None:
@@ -568,6 +585,9 @@ def seal_manifest(root: Path, set_id: str, document: bytes) -> dict[str, Any] | 
     }
     if keys.host_key is not None:
         env["host_manifest_key"] = _b64(_core.aead_seal(keys.host_key, _AD_HOST + set_id.encode(), mkey))
+    # The envelope holds the set key now; the staged copy must not be published (a
+    # write-only host's copy would let it open its own blocks).
+    (root / store.STAGING_DIR / set_id / SET_KEY_FILE).unlink(missing_ok=True)
     return env
 
 
