@@ -48,6 +48,9 @@ pub struct BackupOptions {
     pub zstd_level: Option<i32>,
     /// This set's index in its own `sources` list (the parent's sources count).
     pub self_source: u32,
+    /// Seal every stored block with these keys (an encrypted repository; the piece's own
+    /// name is bound in by `crypto::piece_label`); block digests are then keyed.
+    pub seal: Option<crate::crypto::BlockKey>,
 }
 
 /// What the pass learnt about one file.
@@ -112,6 +115,22 @@ pub fn backup_files(
     progress: ProgressHook<'_>,
 ) -> Result<BackupOutcome> {
     check_block_size(opts.block_size)?;
+    let piece_key = match &opts.seal {
+        // Keyed digests are BLAKE3's keyed mode: 32 bytes, as the header's blake3 says.
+        Some(_) if opts.algorithm != Algorithm::Blake3 => {
+            return Err(Error::Invalid(format!(
+                "an encrypted backup hashes with blake3, not {}",
+                opts.algorithm.name()
+            )))
+        }
+        Some(k) => Some(k.for_piece(&crate::crypto::piece_label(piece_path).ok_or_else(|| {
+            Error::Invalid(format!(
+                "piece {} has no set directory and file name",
+                piece_path.display()
+            ))
+        })?)),
+        None => None,
+    };
     let parent = match parent_blockmap {
         Some(p) => {
             let r = BlockMapReader::open(p)?;
@@ -180,7 +199,11 @@ pub fn backup_files(
             let ((), digests) = in_pool(|| {
                 rayon::join(
                     || whole.update(data),
-                    || data.par_chunks(bs).map(|b| alg.digest(b)).collect::<Vec<Vec<u8>>>(),
+                    || {
+                        data.par_chunks(bs)
+                            .map(|b| piece_key.as_ref().map_or_else(|| alg.digest(b), |k| k.digest(b)))
+                            .collect::<Vec<Vec<u8>>>()
+                    },
                 )
             });
             let mut parents: Vec<Option<BlockRecord>> = Vec::with_capacity(digests.len());
@@ -205,6 +228,7 @@ pub fn backup_files(
                 }),
                 None => changed.iter().map(|_| None).collect(),
             };
+            let sealed = seal_chunk(piece_key.as_ref(), piece.position(), data, bs, &changed, &encoded)?;
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
                 if !changed[i] {
@@ -216,9 +240,20 @@ pub fn backup_files(
                     block_index += 1;
                     continue;
                 }
-                let stored = match &encoded[i] {
-                    Some((bytes, flags)) => piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?,
-                    None => piece.write_block(file_no, block_index, block, raw_len, 0, &digest)?,
+                let stored = match (&sealed[i], &encoded[i]) {
+                    (Some((bytes, flags, at)), _) => {
+                        let s = piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?;
+                        if s.offset != *at {
+                            return Err(Error::Invalid("internal: a sealed block landed off its place".into()));
+                        }
+                        s
+                    }
+                    (None, encoded) => match encoded {
+                        Some((bytes, flags)) => {
+                            piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?
+                        }
+                        None => piece.write_block(file_no, block_index, block, raw_len, 0, &digest)?,
+                    },
                 };
                 blocks_stored += 1;
                 map.push(&BlockRecord {
@@ -267,6 +302,52 @@ pub fn backup_files(
         bytes_read: state.bytes_read,
         blocks_stored,
     })
+}
+
+/// A sealed block: its bytes, flags and the offset it was sealed for.
+type Sealed = (Vec<u8>, u8, u64);
+
+/// Seals the changed blocks of one chunk on the pool. Blocks are written in order from
+/// `start`, so each one's offset (bound into its tag) is known before it is written.
+fn seal_chunk(
+    key: Option<&crate::crypto::BlockKey>,
+    start: u64,
+    data: &[u8],
+    bs: usize,
+    changed: &[bool],
+    encoded: &[Option<(Vec<u8>, u8)>],
+) -> Result<Vec<Option<Sealed>>> {
+    let Some(key) = key else {
+        return Ok(changed.iter().map(|_| None).collect());
+    };
+    let mut at = start;
+    let mut plan = Vec::with_capacity(changed.len());
+    for (i, block) in data.chunks(bs).enumerate() {
+        if !changed[i] {
+            plan.push(None);
+            continue;
+        }
+        let (bytes, flags) = match &encoded[i] {
+            Some((b, f)) => (&b[..], *f),
+            None => (block, 0),
+        };
+        plan.push(Some((
+            at,
+            bytes,
+            flags | crate::format::FLAG_SEALED,
+            block.len() as u32,
+        )));
+        at += (bytes.len() + crate::crypto::OVERHEAD) as u64;
+    }
+    in_pool(|| {
+        plan.par_iter()
+            .map(|p| {
+                p.map(|(at, bytes, flags, raw_len)| key.seal(at, raw_len, flags, bytes).map(|s| (s, flags, at)))
+                    .transpose()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+    })
+    .map_err(|e| Error::Invalid(format!("sealing a block: {e}")))
 }
 
 /// `../<parent set>/<file>`: where the parent's map is seen from the new map's directory

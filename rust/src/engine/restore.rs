@@ -18,7 +18,7 @@ use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
-use crate::format::{check_block, BlockMapReader, BlockRecord, PieceReader};
+use crate::format::{check_block_keyed, BlockMapReader, BlockRecord, PieceReader};
 use crate::scan::algorithm::to_hex;
 
 /// Blocks verified in parallel before they are written in order.
@@ -49,6 +49,29 @@ pub fn restore_files(
     sources: &[PathBuf],
     progress: ProgressHook<'_>,
 ) -> Result<u64> {
+    restore_files_keyed(files, blockmap, sources, &[], progress)
+}
+
+/// `restore_files` of an encrypted set: `keys[i]` opens the sealed blocks of source `i`
+/// (missing or None: that source's blocks must not be sealed). Each key is bound to
+/// its piece's name here (`crypto::piece_label`).
+pub fn restore_files_keyed(
+    files: &[RestoreFile],
+    blockmap: &std::path::Path,
+    sources: &[PathBuf],
+    keys: &[Option<crate::crypto::BlockKey>],
+    progress: ProgressHook<'_>,
+) -> Result<u64> {
+    let keys: Vec<Option<crate::crypto::BlockKey>> = sources
+        .iter()
+        .enumerate()
+        .map(
+            |(i, p)| match (keys.get(i).and_then(Option::as_ref), crate::crypto::piece_label(p)) {
+                (Some(k), Some(label)) => Some(k.for_piece(&label)),
+                _ => None,
+            },
+        )
+        .collect();
     let map = BlockMapReader::open(blockmap)?;
     map.verify_checksum()?;
     let alg = map.algorithm();
@@ -107,8 +130,9 @@ pub fn restore_files(
                         let Some(Some(reader)) = readers_ref.get(rec.source as usize) else {
                             return Err(Error::Invalid("internal: piece reader not opened".into()));
                         };
-                        let raw = reader.read_raw(rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
-                        check_block(alg, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
+                        let key = keys.get(rec.source as usize).and_then(Option::as_ref);
+                        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+                        check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
                             piece: reader.path().to_path_buf(),
                             file: f.rel.clone(),
                             block_index: first_index + k as u64,

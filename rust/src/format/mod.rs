@@ -24,7 +24,10 @@ pub mod piece;
 pub mod read;
 mod writeback;
 
-pub use block::{check_block, decode_block, stored_mismatch, FLAG_ZSTD};
+pub use block::{
+    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_SEALED,
+    FLAG_ZSTD, SEALED_OVERHEAD,
+};
 pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef};
 pub use blockmap_read::{BlockMapReader, RecordIter};
 pub use error::{Error, Result};
