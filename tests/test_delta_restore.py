@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fidelity_support import snapshot, sparse_file
+from fidelity_support import ACL_GROUP_OBJ, ACL_OTHER, ACL_UNDEFINED_ID, ACL_USER_OBJ, acl, snapshot, sparse_file
 from rustybackup import BackupError, BackupManager
 from rustybackup.restore import RestoreOptions
 
@@ -115,3 +115,23 @@ def test_a_hardlink_group_already_right_is_left_alone(tmp_path: Path) -> None:
     m.restore("t", out, options=RestoreOptions(delta=True))
     after = os.stat(out / "same")
     assert (after.st_ino, after.st_ctime_ns, after.st_nlink) == (before.st_ino, before.st_ctime_ns, 2)
+
+
+def test_xattrs_the_set_does_not_hold_are_removed_and_default_acls_not_inherited(tmp_path: Path) -> None:
+    m, src, out = setup(tmp_path)
+    os.setxattr(out / "d" / "f", "user.stray", b"left in the target")
+    # A default ACL on d/e (not in the set) would make a new file in it inherit an ACL.
+    os.setxattr(
+        out / "d" / "e",
+        "system.posix_acl_default",
+        acl(
+            [
+                (ACL_USER_OBJ, 7, ACL_UNDEFINED_ID),
+                (ACL_GROUP_OBJ, 5, ACL_UNDEFINED_ID),
+                (ACL_OTHER, 0, ACL_UNDEFINED_ID),
+            ]
+        ),
+    )
+    (out / "d" / "e" / "samelink").unlink()
+    m.restore("t", out, options=RestoreOptions(delta=True))
+    assert snapshot(out) == snapshot(src)

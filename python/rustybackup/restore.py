@@ -393,7 +393,7 @@ class _Restore:
                 )
                 self.problems.append((rel, "owner", f"{named}({ids[0]}:{ids[1]}) not applied: restoring as non-root"))
             ids = None
-        meta = Meta(mode, mtime_ns, ids, xattrs)
+        meta = Meta(mode, mtime_ns, ids, xattrs, exact_xattrs=self.m.format >= 2)
         self.tree.apply(rel, meta, link=link, problems=self.problems)
 
     def _selected(self, rel: str, is_dir: bool) -> bool:

@@ -41,6 +41,13 @@ class Meta:
     mtime_ns: int | None
     owner: tuple[int, int] | None
     xattrs: tuple[Xattr, ...]
+    # The set recorded every xattr (manifest format 2): others found on the entry (left
+    # in a delta target, inherited from a default ACL) are removed, in the namespaces a
+    # backup reads; security.* labels the system sets itself are left alone.
+    exact_xattrs: bool = False
+
+
+_REMOVABLE = ("user.", "trusted.", "system.posix_acl_")
 
 
 _SPECIAL_TYPE = {"fifo": stat.S_IFIFO, "char": stat.S_IFCHR, "block": stat.S_IFBLK}
@@ -308,7 +315,7 @@ class RestoreTarget:
                 st = os.stat(at)
             except PermissionError as exc:
                 problems.append((rel, "owner", f"{meta.owner[0]}:{meta.owner[1]} not applied: {exc.strerror}"))
-        changed |= self._xattrs(rel, at, meta.xattrs, problems, follow=True)
+        changed |= self._xattrs(rel, at, meta, problems, follow=True)
         if meta.mode is not None and stat.S_IMODE(st.st_mode) != meta.mode:
             try:
                 os.chmod(at, meta.mode)
@@ -333,7 +340,7 @@ class RestoreTarget:
                 except PermissionError as exc:
                     problems.append((rel, "owner", f"{meta.owner[0]}:{meta.owner[1]} not applied: {exc.strerror}"))
             # The directory through its descriptor's /proc link, the last name not followed.
-            changed |= self._xattrs(rel, f"/proc/self/fd/{pfd}/{name}", meta.xattrs, problems, follow=False)
+            changed |= self._xattrs(rel, f"/proc/self/fd/{pfd}/{name}", meta, problems, follow=False)
             if meta.mtime_ns is not None and (changed or st.st_mtime_ns != meta.mtime_ns):
                 os.utime(name, ns=(meta.mtime_ns, meta.mtime_ns), dir_fd=pfd, follow_symlinks=False)
                 changed = True
@@ -343,11 +350,22 @@ class RestoreTarget:
             ) from exc
         return changed
 
-    def _xattrs(
-        self, rel: str, at: str, xattrs: tuple[Xattr, ...], problems: list[tuple[str, str, str]], *, follow: bool
-    ) -> bool:
+    def _xattrs(self, rel: str, at: str, meta: Meta, problems: list[tuple[str, str, str]], *, follow: bool) -> bool:
         changed = False
-        for x in xattrs:
+        if meta.exact_xattrs:
+            wanted = {x.name for x in meta.xattrs}
+            try:
+                present = os.listxattr(at, follow_symlinks=follow)
+            except OSError:
+                present = []
+            for name in present:
+                if name not in wanted and name.startswith(_REMOVABLE):
+                    try:
+                        os.removexattr(at, name, follow_symlinks=follow)
+                        changed = True
+                    except OSError as exc:
+                        problems.append((rel, f"xattr {name}", f"not removed: {exc.strerror or exc}"))
+        for x in meta.xattrs:
             try:
                 if os.getxattr(at, x.name, follow_symlinks=follow) == x.value:
                     continue
