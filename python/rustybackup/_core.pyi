@@ -594,3 +594,184 @@ def x25519_wrap(public: bytes, payload: bytes, ad: bytes) -> bytes:
 
 def x25519_unwrap(secret: bytes, wrapped: bytes, ad: bytes) -> bytes:
     """Unwraps ``x25519_wrap``'s output with the matching secret key."""
+
+# --- storage (rust/src/storage/, bindings rust/src/py/storage.rs) -----------------------
+
+from types import TracebackType
+
+@final
+class ObjectMeta:
+    """One object: key relative to the repository root, size, last modification (UTC)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def last_modified(self) -> datetime.datetime: ...
+    @property
+    def e_tag(self) -> str | None: ...
+
+@final
+class SetUpload:
+    """What ``ObjectStore.upload_set`` sent."""
+
+    @property
+    def keys(self) -> list[str]:
+        """Keys written, the manifest last."""
+    @property
+    def bytes(self) -> int:
+        """Bytes sent, the manifest included."""
+    @property
+    def created(self) -> bool:
+        """False when the manifest was already there with the same bytes (a retried upload)."""
+
+@final
+class LockInfo:
+    """A lock object found in a repository."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def purpose(self) -> str:
+        """"exclusive" or "shared"."""
+    @property
+    def created(self) -> datetime.datetime: ...
+    @property
+    def expires(self) -> datetime.datetime: ...
+    def live(self, now: datetime.datetime | None = None) -> bool:
+        """Whether the lock holds at ``now`` (default: this host's clock)."""
+
+@final
+class RemoteLock:
+    """A held lock object, refreshed in the background until ``release()``."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def info(self) -> LockInfo:
+        """The lock's current content (expiry as last written)."""
+    @property
+    def lost(self) -> str | None:
+        """Why the lock may be lost (a refresh failed), or None while it holds."""
+    def refresh(self) -> None:
+        """Extends the lock now; ``RepositoryLocked`` if it was taken over."""
+    def release(self) -> None:
+        """Stops the refresher and deletes the lock object (idempotent)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, *_args: type[BaseException] | BaseException | TracebackType | None
+    ) -> bool: ...
+
+@final
+class ObjectStore:
+    """A repository's storage: ``s3://bucket/prefix``, ``file:///dir`` or a directory.
+
+    ``options`` override the AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_REGION``, ``AWS_ENDPOINT_URL``, ``AWS_ALLOW_HTTP``, ...) and the AWS shared files
+    (``~/.aws/credentials``, ``~/.aws/config``, ``AWS_PROFILE``): object_store's AWS keys
+    (``aws_access_key_id``, ``aws_endpoint_url``, ...) and ours: ``part_size`` (bytes),
+    ``parts_in_flight``, ``files_in_flight``, ``retry_timeout`` (seconds), ``max_retries``.
+    Path-style addressing whenever an endpoint is set. Errors: ``ConfigError`` (bad URL,
+    option or key), ``StorageAuthError``, ``BucketNotFound``, ``StorageUnreachable`` (after
+    retrying for ``retry_timeout``), ``StorageNotFound``, ``StorageError``; ``OSError`` with
+    the path for local files. Every call that talks to the store releases the GIL."""
+
+    def __new__(cls, url: str, options: dict[str, str] | None = None) -> Self: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def is_remote(self) -> bool: ...
+    @property
+    def part_size(self) -> int: ...
+    @property
+    def bandwidth_limit(self) -> int | None:
+        """The upload limit in bytes per second, or None."""
+    def check(self) -> None:
+        """Lists one page of the root, raising the matching error if it cannot."""
+    def create_bucket(self) -> None:
+        """Creates the S3 bucket (an existing bucket of ours is fine)."""
+    def put_file(self, key: str, path: str | PathLike[str]) -> int:
+        """Uploads a file (multipart above one part, memory bounded); returns its size."""
+    def put_files(self, items: Sequence[tuple[str, str | PathLike[str]]]) -> list[int]:
+        """Uploads several files, ``files_in_flight`` at once; returns their sizes."""
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Creates ``key`` only if absent (``If-None-Match: *``); True when this call did."""
+    def conditional_create_supported(self) -> bool:
+        """Whether the server refuses a second create of one key (probed once)."""
+    def get_bytes(self, key: str) -> bytes: ...
+    def get_range(self, key: str, start: int, end: int) -> bytes: ...
+    def get_to_file(self, key: str, path: str | PathLike[str]) -> int:
+        """Streams the object into a new file at ``path`` (atomically); returns its size."""
+    def head(self, key: str) -> ObjectMeta | None: ...
+    def delete(self, key: str) -> None: ...
+    def upload_set(
+        self, local_dir: str | PathLike[str], prefix: str, manifest_name: str = "manifest.json"
+    ) -> SetUpload:
+        """Uploads a staged set: its files (not dot files) first, the manifest last with a
+        conditional create; the set exists once its manifest does."""
+    def sweep(self, prefix: str, grace_seconds: float, now: datetime.datetime | None = None) -> list[str]:
+        """Deletes objects of set directories under ``prefix`` that have no manifest and are
+        older than ``grace_seconds``; returns their keys."""
+    def sweep_uploads(
+        self, prefix: str, grace_seconds: float, now: datetime.datetime | None = None
+    ) -> list[str]:
+        """Aborts multipart uploads under ``prefix`` begun over ``grace_seconds`` ago."""
+    def set_bandwidth_limit(self, bytes_per_second: int | None) -> None:
+        """Limits this store's uploads (None: no limit)."""
+    def lock(
+        self, purpose: str, ttl_seconds: float, *, host: str | None = None, pid: int | None = None
+    ) -> RemoteLock:
+        """Takes a lock object ("exclusive" or "shared"), refreshed every third of its time to
+        live until released; ``RepositoryLocked`` names a live conflicting holder. An
+        expired one is taken over."""
+    def list_locks(self) -> list[LockInfo]:
+        """Every lock object, live or stale."""
+    # Last in the class: after it, `list` in this class body would name the method.
+    def list(self, prefix: str = "") -> list[ObjectMeta]:
+        """Objects under the directory-like ``prefix`` (``sets/x`` lists ``sets/x/...``), sorted."""
+
+# --- encryption (rust/src/crypto/, keys.py) ---------------------------------------------
+
+AEAD_OVERHEAD: int
+
+def aead_seal(key: bytes, ad: bytes, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
+    """XChaCha20-Poly1305: nonce (24) || ciphertext || tag (16); a random nonce unless
+    one is given (known-answer tests only)."""
+
+def aead_open(key: bytes, ad: bytes, sealed: bytes) -> bytes:
+    """Opens ``aead_seal``'s output; ``EncryptionError`` when the key, ``ad`` or a byte differs."""
+
+def argon2id(
+    password: bytes,
+    salt: bytes,
+    *,
+    m_kib: int,
+    t: int,
+    p: int,
+    secret: bytes | None = None,
+    ad: bytes | None = None,
+) -> bytes:
+    """Argon2id (v0x13), 32 bytes, GIL released; ``secret``/``ad`` are RFC 9106's K and X."""
+
+def derive_key(context: str, material: bytes) -> bytes:
+    """BLAKE3 derive_key: a 32-byte subkey of ``material`` for the purpose ``context``."""
+
+def keyed_digest(key: bytes, data: bytes) -> bytes:
+    """Keyed BLAKE3 (32 bytes): an encrypted repository's block digest."""
+
+def x25519_public(secret: bytes) -> bytes:
+    """The X25519 public key of a 32-byte secret key."""
+
+def x25519_wrap(public: bytes, payload: bytes, ad: bytes) -> bytes:
+    """Wraps ``payload`` to an X25519 public key with an ephemeral key (age's model)."""
+
+def x25519_unwrap(secret: bytes, wrapped: bytes, ad: bytes) -> bytes:
+    """Unwraps ``x25519_wrap``'s output with the matching secret key."""

@@ -13,6 +13,13 @@ __all__ = [
     "BackupError",
     "BackupCancelled",
     "EncryptionError",
+    "StorageError",
+    "StorageAuthError",
+    "BucketNotFound",
+    "StorageUnreachable",
+    "StorageNotFound",
+    "StorageObjectExists",
+    "RepositoryLocked",
 ]
 
 
@@ -54,3 +61,33 @@ class EncryptionError(RustyBackupError):
     """An encrypted repository cannot be opened or changed as asked: no key given, a
     wrong passphrase or key file, a key that cannot do this (a write-only host's), a tag
     that does not match (changed bytes), or mixing encrypted and unencrypted data."""
+
+
+class StorageError(RustyBackupError):
+    """The repository's storage (a directory or an S3 bucket) failed an operation; the
+    message names the repository, bucket or object key."""
+
+
+class StorageAuthError(StorageError):
+    """The S3 server refused the credentials (wrong key id or secret, or no permission)."""
+
+
+class BucketNotFound(StorageError):
+    """The bucket of an ``s3://`` repository does not exist (it is never created implicitly)."""
+
+
+class StorageUnreachable(StorageError):
+    """The storage server could not be reached, or kept failing, for the whole retry budget."""
+
+
+class StorageNotFound(StorageError):
+    """The object asked for does not exist."""
+
+
+class StorageObjectExists(StorageError):
+    """A create-only write found the object already there (with different content)."""
+
+
+class RepositoryLocked(StorageError):
+    """A live lock of another process forbids this operation; the message names its holder
+    (host, pid, purpose, expiry)."""

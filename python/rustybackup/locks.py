@@ -403,6 +403,12 @@ class LeaseKeeper:
                     log.warning("lease renewal of %s failed: %s", lease_id, exc)
 
 
+# Remote repositories' locks are objects (locks/<uuid>.json); their code lives beside this
+# module and is reached from here, the one place every lock is found.
+from .remote_locks import check_unlocked as check_unlocked  # noqa: E402
+from .remote_locks import live_locks as live_locks  # noqa: E402
+from .remote_locks import remote_lock as remote_lock  # noqa: E402
+
 __all__ = [
     "BULK_AT",
     "BULK_PREFIX",
@@ -418,4 +424,7 @@ __all__ = [
     "creating_staging",
     "hold_staging_lock",
     "is_staging_locked",
+    "check_unlocked",
+    "live_locks",
+    "remote_lock",
 ]

@@ -13,6 +13,7 @@ pub mod io_hints;
 pub mod pgpage;
 pub mod scan;
 pub mod select;
+pub mod storage;
 pub mod verify;
 pub mod wal;
 
@@ -37,5 +38,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::verify::register(m)?;
     py::pgpage::register(m)?;
     py::wal::register(m)?;
+    py::storage::register(m)?;
     Ok(())
 }

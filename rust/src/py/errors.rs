@@ -119,3 +119,30 @@ pub fn wal_error(err: crate::wal::WalError) -> PyErr {
         other => BackupError::new_err(other.to_string()),
     }
 }
+
+pyo3::import_exception!(rustybackup.errors, StorageError);
+pyo3::import_exception!(rustybackup.errors, StorageAuthError);
+pyo3::import_exception!(rustybackup.errors, BucketNotFound);
+pyo3::import_exception!(rustybackup.errors, StorageUnreachable);
+pyo3::import_exception!(rustybackup.errors, StorageNotFound);
+pyo3::import_exception!(rustybackup.errors, StorageObjectExists);
+pyo3::import_exception!(rustybackup.errors, RepositoryLocked);
+
+/// Maps a storage-layer error: one class each for refused credentials, a missing bucket, an
+/// unreachable server, a missing or existing object and a held lock; bad URLs, options and
+/// keys are `ConfigError`s (a `ValueError`); local I/O keeps errno and path.
+pub fn storage_error(err: crate::storage::StorageError) -> PyErr {
+    use crate::storage::StorageError as E;
+    let msg = err.to_string();
+    match err {
+        E::InvalidUrl { .. } | E::Config { .. } | E::InvalidKey { .. } => ConfigError::new_err(msg),
+        E::Auth { .. } => StorageAuthError::new_err(msg),
+        E::BucketNotFound { .. } => BucketNotFound::new_err(msg),
+        E::Unreachable { .. } => StorageUnreachable::new_err(msg),
+        E::NotFound { .. } => StorageNotFound::new_err(msg),
+        E::AlreadyExists { .. } => StorageObjectExists::new_err(msg),
+        E::Locked { .. } => RepositoryLocked::new_err(msg),
+        E::Io { ref path, ref source } => io_error(source, path),
+        E::SizeMismatch { .. } | E::Store { .. } | E::BadLock { .. } | E::Runtime(_) => StorageError::new_err(msg),
+    }
+}

@@ -13,5 +13,6 @@ pub mod pgpage;
 pub mod restore_into;
 pub mod scan;
 pub mod select;
+pub mod storage;
 pub mod verify;
 pub mod wal;
