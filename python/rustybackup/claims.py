@@ -110,6 +110,13 @@ class SharedHistory:
         sched = to_us(scheduled_for)
         c = self._conn
         with self._lock:
+            # Most nodes come second: one read answers them without a transaction (a row,
+            # once there, stays; the transaction below decides when there is none yet).
+            seen = c.execute(
+                "SELECT owner FROM sched_executions WHERE job_id = ? AND scheduled_for = ?", (job_id, sched)
+            ).fetchone()
+            if seen is not None and seen[0] != self.owner:
+                return Claim("taken")
             c.execute("BEGIN")
             try:
                 # One claimant per job at a time: the busy check below reads other rows.
