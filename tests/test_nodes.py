@@ -272,3 +272,26 @@ def test_nodes_split_a_verification_round(catalog_url: str, tmp_path: Path, cloc
     for h in histories:
         h.close()
     m.catalog.close()
+
+
+def test_a_lapsed_lease_is_not_revived(cluster: Cluster, clock: SimClock) -> None:
+    a = cluster.node("a")
+    b = cluster.node("b")
+    a.add_job(_job("hourly", "0 * * * *"))
+    clock.advance(hours=1)
+    claim = a._history.claim("hourly", clock.now, clock.now, LEASE)
+    assert claim.execution_id is not None
+    fence = a.node.history.fence(claim.execution_id, clock)  # type: ignore[union-attr]
+    clock.advance(minutes=4)
+    a.node.beat()  # type: ignore[union-attr]  # alive: renewed to 01:09
+    clock.advance(minutes=6)  # paused past the renewed lease; nobody has taken it yet
+    a.node.beat()  # type: ignore[union-attr]
+    assert a.node.history.held() == {}  # type: ignore[union-attr]
+    conn = cluster.managers[0]._conn
+    conn.execute("BEGIN")
+    with pytest.raises(ClaimLost):
+        fence(conn)
+    conn.execute("ROLLBACK")
+    # The occurrence is still there for another node to take over.
+    b.execute_due_jobs()
+    assert [(e.status, e.job_id) for e in b.history()] == [(ExecutionStatus.COMPLETED, "hourly")]

@@ -203,15 +203,25 @@ class SharedHistory:
                 self._held[t.execution_id] = int(next(r[4] for r in rows if r[0] == t.execution_id)) + 1
         return out
 
-    def renew(self, execution_id: str, until: datetime) -> bool:
-        """Extends a claim this process holds; False when it is no longer ours."""
+    def renew(self, execution_id: str, until: datetime, now: datetime | None = None) -> bool:
+        """Extends a claim this process holds; False when it is no longer ours. With
+        `now`, a lease that already ran out is not revived (a node paused past it has
+        lost the claim, whether or not another node has taken it yet)."""
         with self._lock:
             epoch = self._held.get(execution_id)
             if epoch is None:
                 return False
             cur = self._conn.execute(
-                "UPDATE sched_executions SET lease_until = ? WHERE id = ? AND owner = ? AND epoch = ? AND status = ?",
-                (to_us(until), execution_id, self.owner, epoch, ExecutionStatus.RUNNING.value),
+                "UPDATE sched_executions SET lease_until = ? WHERE id = ? AND owner = ? AND epoch = ? AND status = ?"
+                " AND lease_until >= ?",
+                (
+                    to_us(until),
+                    execution_id,
+                    self.owner,
+                    epoch,
+                    ExecutionStatus.RUNNING.value,
+                    to_us(now) if now is not None else -(2**63),
+                ),
             )
             if cur.rowcount == 0:
                 log.warning("node %s: claim %s was taken over; stopping its renewal", self.node, execution_id)
@@ -219,9 +229,9 @@ class SharedHistory:
                 return False
             return True
 
-    def renew_all(self, until: datetime) -> int:
+    def renew_all(self, until: datetime, now: datetime | None = None) -> int:
         """Renews every claim held (the node's heartbeat); returns how many are still ours."""
-        return sum(self.renew(exec_id, until) for exec_id in self.held())
+        return sum(self.renew(exec_id, until, now) for exec_id in self.held())
 
     def fence(self, execution_id: str, clock: Callable[[], datetime]) -> Callable[[Conn], None]:
         """The check catalog.register_set runs inside its transaction: the claim is still

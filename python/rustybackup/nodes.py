@@ -186,7 +186,7 @@ class NodeRuntime:
             if seen_clock is not None:
                 self._seen_clock = seen_clock
             seen = self._seen_clock
-        self.history.renew_all(now + self.lease)
+        self.history.renew_all(now + self.lease, now)
         running = [{"execution_id": e} for e in self.history.held()]
         self._global.execute(
             "UPDATE rustybackup.nodes SET heartbeat_at = ?, lease_until = ?, seen_clock = ?, running = ?"

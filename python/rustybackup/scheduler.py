@@ -167,7 +167,11 @@ class BackupScheduler:
                 ) from None
 
     def _renew(self, exec_id: str) -> None:
-        self._history.renew(exec_id, self._now() + self._lease)
+        now = self._now()
+        if self.node is not None:
+            self.node.history.renew(exec_id, now + self._lease, now)  # never revives a lapsed lease
+        else:
+            self._history.renew(exec_id, now + self._lease)
 
     # --- time -----------------------------------------------------------------------------
 
@@ -629,6 +633,10 @@ class BackupScheduler:
                 set_id = str(result.id)
                 read, written = getattr(result, "bytes_read", None), getattr(result, "size", None)
                 status = ExecutionStatus.COMPLETED
+                # A run that went on from a cut one says so in its history (resume.py).
+                resumed = getattr(self._manager, "resumed", {}).get(set_id)
+                if resumed is not None:
+                    error = resumed.describe()
                 if job.retention is not None:
                     try:
                         # dry_run=False said out loud: BackupManager's default is a dry run.
@@ -636,7 +644,7 @@ class BackupScheduler:
                         self._manager.apply_retention(job.database, policy, dry_run=False)
                     except Exception as exc:  # the backup itself is good and registered
                         log.warning("job %s: retention failed: %s", job.id, exc)
-                        error = f"backup completed; retention failed: {exc}"
+                        error = "; ".join(filter(None, [error, f"backup completed; retention failed: {exc}"]))
             else:
                 status, error = self._verify(job)
         except BackupCancelled as exc:
