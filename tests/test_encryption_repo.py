@@ -332,3 +332,22 @@ def test_any_flipped_bit_of_a_sealed_block_is_found_at_its_block(
     bad = [(b.block_index, b.offset) for b in report.corrupt_blocks]
     assert bad == [(block_index, offset)]
     assert report.corrupt_blocks[0].file == sorted(p.name for p in src.iterdir())[file_no]
+
+
+def test_two_rotations_from_two_processes_keep_both_generations(
+    repo: tuple[BackupManager, Path, list[bytes]],
+) -> None:
+    # Two hosts opened the keys before either rotated: the second rotation reads the
+    # keyring again (under its lock) instead of writing over the first one's generation.
+    m, _, _ = repo
+    root = m.repository
+    a = keys.keys_for(root)
+    assert a is not None
+    b = keys.Keys(a.mac_key, dict(a.generations), a.current, master=a.master)
+    g2 = keys.rotate(root, a)
+    g3 = keys.rotate(root, b)
+    assert (g2.id, g3.id) == ("g2", "g3")
+    keys.forget(root)
+    reopened = keys.unlock(root, password=PASSWORD)
+    assert set(reopened.generations) == {"g1", "g2", "g3"} and reopened.current == "g3"
+    assert reopened.generations["g2"].secret == g2.secret

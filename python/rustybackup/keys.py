@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import _core, store
+from . import _core, locks, store
 from .errors import EncryptionError
 
 log = logging.getLogger(__name__)
@@ -466,10 +466,15 @@ def remove_slot(root: Path, slot_id: str) -> None:
 
 def rotate(root: Path, keys: Keys) -> Generation:
     """A new key generation for new sets; old sets keep theirs (their pieces are not
-    touched), and the old secrets stay in the keyring so they keep opening."""
-    _need_master(root, keys)
-    gen = _add_generation(keys)
-    _write_keyring(root, keys)
+    touched), and the old secrets stay in the keyring so they keep opening. The keyring
+    is read again under its lock, so a rotation by another process is never lost."""
+    master = _need_master(root, keys)
+    with locks.keyring_lock(keys_dir(root)):
+        fresh = _read_keyring(root, master)
+        gen = _add_generation(fresh)
+        _write_keyring(root, fresh)
+    keys.generations = fresh.generations
+    keys.current = fresh.current
     return gen
 
 

@@ -46,6 +46,8 @@ GATE = ".gate"
 # Held shared by every backup from before it creates ``staging/<id>/`` until that
 # directory's ``.lock`` is in place (`creating_staging`).
 CREATING_LOCK = ".staging.lock"
+# keys.py's keyring read-modify-write (key rotate), under REPO/keys/.
+KEYRING_LOCK = ".keyring.lock"
 # A temporary file this young may be an atomic_writer's still being written; the sweep
 # leaves it for a later run.
 YOUNG_SECONDS = 60.0
@@ -64,6 +66,15 @@ def _flocked(path: Path, operation: int) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def keyring_lock(keys_dir: Path) -> Iterator[None]:
+    """``REPO/keys/.keyring.lock`` held exclusively while the keyring is read, changed and
+    written back (``key rotate``, keys.py), so two rotations never write over each other's
+    new key generation (a set wrapped to a lost generation could never be opened)."""
+    with _flocked(keys_dir / KEYRING_LOCK, fcntl.LOCK_EX):
+        yield
 
 
 @contextmanager
@@ -420,6 +431,7 @@ __all__ = [
     "ReaderLocks",
     "SetBusy",
     "catalog_rebuild_lock",
+    "keyring_lock",
     "drop_staging_lock_file",
     "creating_staging",
     "hold_staging_lock",
