@@ -244,7 +244,11 @@ class BackupManager:
             staging.mkdir()
             lock = locks.hold_staging_lock(staging)
         registered = False
+        shared = ExitStack()
         try:
+            if self.remote is not None:
+                # A lock object: no host deletes a parent this backup builds on meanwhile.
+                shared.enter_context(self.remote.locked("shared"))
             if cancel is not None and cancel.is_set():
                 raise BackupCancelled(f"backup of {database!r} cancelled before it started")
             if btype is BackupType.ARCHIVE_LOG:
@@ -287,6 +291,7 @@ class BackupManager:
             raise
         finally:
             os.close(lock)
+            shared.close()
             step = self._wal_steps.pop(set_id, None)
             if step is not None:
                 step.finish(set_id if registered else None)
@@ -757,8 +762,13 @@ class BackupManager:
     def reading(self, set_ids: Iterable[str]) -> Iterator[None]:
         """Holds shared locks on sets while they are read (restore, verification), so
         `delete` (and retention through it) refuses to remove them meanwhile, in this
-        or any other process (locks.py: one file per set under ``readers/``)."""
-        with self.readers.reading([store.check_set_id(sid) for sid in set_ids]):
+        or any other process (locks.py: one file per set under ``readers/``). On a
+        remote repository also a shared lock object, against other hosts' retention."""
+        ids = [store.check_set_id(sid) for sid in set_ids]
+        with ExitStack() as held:
+            held.enter_context(self.readers.reading(ids))
+            if self.remote is not None:
+                held.enter_context(self.remote.reading(self.repo, ids))
             yield
 
     # --- delete ----------------------------------------------------------------------
@@ -774,7 +784,10 @@ class BackupManager:
                 f"backup set {set_id} is the parent of {', '.join(dependants)}; delete those first "
                 "(or use a retention policy, which keeps chains whole)"
             )
-        with self.readers.deleting(set_id):
+        with self.readers.deleting(set_id), ExitStack() as remote:
+            if self.remote is not None:
+                # Other hosts' readers and backups hold shared lock objects (remote_repo.py).
+                remote.enter_context(self.remote.deleting())
             self.catalog.remove_set(set_id)
             if self.remote is not None:
                 self.remote.delete_set(set_id)

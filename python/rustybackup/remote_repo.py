@@ -19,17 +19,21 @@ exists when its manifest does, and the cache registers it only after that.
 
 from __future__ import annotations
 
+import copy as _copy
 import logging
 import os
+import secrets
 import shutil
-from collections.abc import Collection, Iterable, Sequence
+import time
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from . import _core, locks, manifest, store
-from .errors import CatalogError, ConfigError
+from .errors import CatalogError, ConfigError, RepositoryLocked, StorageError, StorageNotFound
 from .repo_url import RepoUrl
 from .upload_limits import UploadPacer, UploadSchedule
 
@@ -39,9 +43,31 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Lock objects: refreshed every third of their life while held; a crashed holder's lock
+# blocks deletes for at most this long. Readers and writers wait a little for a delete
+# in progress elsewhere (and deletes for readers) before giving up with RepositoryLocked.
+LOCK_TTL_SECONDS = 120.0
+LOCK_WAIT_SECONDS = 60.0
+LOCK_RETRY_SECONDS = 0.5
+
 # Objects under sets/ that no manifest names are a cut upload's; they are removed once
 # older than this (a slower host may still be uploading its pieces before its manifest).
 SWEEP_GRACE_SECONDS = 6 * 3600.0
+
+
+# The storage layer's own transfer settings, taken from RUSTYBACKUP_S3_<NAME> (credentials
+# and the endpoint come from the standard AWS variables and files, read in Rust).
+TRANSFER_OPTIONS = ("part_size", "parts_in_flight", "files_in_flight", "retry_timeout", "max_retries")
+
+
+def transfer_options() -> dict[str, str] | None:
+    """``RUSTYBACKUP_S3_RETRY_TIMEOUT=30`` and the like, as storage options."""
+    found = {
+        k: os.environ[f"RUSTYBACKUP_S3_{k.upper()}"]
+        for k in TRANSFER_OPTIONS
+        if f"RUSTYBACKUP_S3_{k.upper()}" in os.environ
+    }
+    return found or None
 
 
 @dataclass(frozen=True)
@@ -58,7 +84,7 @@ class RemoteRepository:
     def __init__(self, url: RepoUrl, *, create: bool = False, create_bucket: bool = False) -> None:
         self.url = url
         self.cache = url.cache_dir()
-        self.store = _core.ObjectStore(str(url), None)
+        self.store = _core.ObjectStore(str(url), transfer_options())
         if create_bucket:
             self.store.create_bucket()
         self._check_format(create)
@@ -179,6 +205,54 @@ class RemoteRepository:
         for p in m.pieces:
             (repo.root / p.path).unlink(missing_ok=True)
 
+    # --- locks (restic's model: lock objects in the bucket, storage layer) ---------------
+
+    @contextmanager
+    def locked(self, purpose: str, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+        """Holds a lock object: "shared" while a backup, restore, check or copy runs,
+        "exclusive" while sets are deleted or leftovers swept, so no host deletes what
+        another one is reading or building on. With `wait`, a lock held elsewhere is
+        tried again for that many seconds before RepositoryLocked (naming the holder)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                held = self.store.lock(purpose, LOCK_TTL_SECONDS)
+                break
+            except RepositoryLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(LOCK_RETRY_SECONDS)
+        try:
+            yield
+        finally:
+            try:
+                held.release()
+            except RepositoryLocked as exc:  # taken over after it expired: nothing to release
+                log.warning("%s: %s lock was lost: %s", self.url, purpose, exc)
+
+    @contextmanager
+    def deleting(self) -> Iterator[None]:
+        """The exclusive lock a delete holds; a live lock elsewhere (after the wait) is
+        SetBusy, so retention keeps the set this time and says why."""
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.locked("exclusive"))
+            except RepositoryLocked as exc:
+                raise locks.SetBusy(f"{self.url} is in use by another host ({exc}); nothing was deleted") from None
+            yield
+
+    @contextmanager
+    def reading(self, repo: store.Repository, set_ids: Sequence[str]) -> Iterator[None]:
+        """While sets are read (restore, verification, copy): a shared lock, and the
+        pieces fetched into the cache meanwhile are dropped afterwards (the cache keeps
+        manifests and block maps, never a second copy of the repository)."""
+        with self.locked("shared"):
+            try:
+                yield
+            finally:
+                for set_id in set_ids:
+                    self.trim(repo, set_id)
+
     def _get(self, rel: str, dest: Path) -> int:
         """Downloads one object to `dest` through a temporary sibling (a cut download
         leaves no file that looks complete)."""
@@ -193,17 +267,17 @@ class RemoteRepository:
     # --- writes ------------------------------------------------------------------------
 
     def commit(self, set_dir: Path, s: BackupSet, limits: UploadSchedule | None = None) -> None:
-        """Uploads a finished set: its pieces and block map, then its manifest with a
-        conditional create. Until that last request succeeds no one sees the set.
+        """Uploads a finished set (every file of `set_dir` but the dot files: its pieces
+        and block map), then its manifest with a conditional create. Until that last
+        request succeeds no one sees the set.
         `limits` paces the upload by time of day (upload_limits.py)."""
-        files = [p.path.rsplit("/", 1)[-1] for p in s.pieces] + [s.blockmap.rsplit("/", 1)[-1]]
         if limits is None:
-            self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", files, store.MANIFEST)
+            self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", store.MANIFEST)
             return
         pacer = UploadPacer(limits, self.set_upload_limit, lambda: datetime.now(UTC))
         try:
             with pacer.running():
-                self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", files, store.MANIFEST)
+                self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", store.MANIFEST)
         finally:
             self.set_upload_limit(None)
 
@@ -221,11 +295,20 @@ class RemoteRepository:
         tombstone whose manifest is still in the bucket), then removes what cut uploads
         left once older than the grace period. Returns the keys removed."""
         removed: list[str] = []
-        for set_id in sorted(self.remote_manifests().keys() & set(tombstones)):
-            log.warning("%s: finishing the delete of set %s", self.url, set_id)
-            self.delete_set(set_id)
-            removed.append(f"{store.SETS_DIR}/{set_id}/")
-        removed += [str(k) for k in self.store.sweep(store.SETS_DIR + "/", grace_seconds)]
+        try:
+            with self.locked("exclusive", wait=0.0):
+                for set_id in sorted(self.remote_manifests().keys() & set(tombstones)):
+                    log.warning("%s: finishing the delete of set %s", self.url, set_id)
+                    self.delete_set(set_id)
+                    removed.append(f"{store.SETS_DIR}/{set_id}/")
+                removed += [str(k) for k in self.store.sweep(store.SETS_DIR + "/", grace_seconds)]
+                removed += [str(k) for k in self.store.sweep_uploads(store.SETS_DIR + "/", grace_seconds)]
+        except RepositoryLocked as exc:
+            # Another host is busy in the bucket: its leftovers wait for a later cleanup.
+            log.info("%s: cleanup of the bucket skipped: %s", self.url, exc)
+        except StorageError as exc:
+            # Leftovers are harmless until swept; a backup must not fail for them.
+            log.warning("%s: cleanup of the bucket failed, tried again next time: %s", self.url, exc)
         return removed
 
     def set_upload_limit(self, bytes_per_second: float | None) -> None:
@@ -241,6 +324,77 @@ class RemoteRepository:
             if len(parts) == 3 and parts[1] in wanted:
                 out[meta.key] = meta.size
         return out
+
+
+class VerifyItem(Protocol):
+    """What `verifying` needs of verify.py's items (a piece or a block map to check)."""
+
+    set_id: str
+    kind: str
+    path: Path
+    size: int | None
+
+
+ItemT = TypeVar("ItemT", bound=VerifyItem)
+
+
+@contextmanager
+def verifying(
+    remote: RemoteRepository, repo: store.Repository, items: Sequence[ItemT], level: str, budget: float | None
+) -> Iterator[tuple[list[ItemT], float | None]]:
+    """The items of a verification of a remote repository, made checkable by the local
+    checks (verify.py), and the budget left for them.
+
+    QUICK reads nothing: one listing of the bucket gives every object's size, and each
+    item that is there becomes a sparse file of that size in a scratch directory (the
+    presence-and-size check then answers for the object; one that is not there is
+    reported missing). STANDARD and FULL stream each object to the cache (least recently
+    verified first, as the items come) until the budget is spent; the pieces fetched for
+    this run are dropped afterwards, the block maps kept for the next incremental."""
+    if level == "quick":
+        scratch = repo.root / f".verify-{os.getpid()}-{secrets.token_hex(4)}"
+        sizes = remote.object_sizes(sorted({i.set_id for i in items}))
+        out: list[ItemT] = []
+        try:
+            for i in items:
+                rel = i.path.relative_to(repo.root).as_posix()
+                size = sizes.get(rel)
+                stand_in = scratch / rel
+                if size is not None:
+                    stand_in.parent.mkdir(parents=True, exist_ok=True)
+                    with open(stand_in, "wb") as fh:
+                        fh.truncate(size)
+                # An object absent from the bucket is missing, whatever the cache holds.
+                if size is not None or i.path.exists():
+                    i = _copy.copy(i)
+                    i.path = stand_in
+                out.append(i)
+            yield out, budget
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
+    deadline = None if budget is None else time.monotonic() + budget
+    fetched: list[Path] = []
+    taken: list[ItemT] = []
+    try:
+        for i in items:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            rel = i.path.relative_to(repo.root).as_posix()
+            if not (i.path.is_file() and (i.size is None or i.path.stat().st_size == i.size)):
+                try:
+                    remote._get(rel, i.path)
+                except StorageNotFound:
+                    pass  # reported missing by the check
+                else:
+                    if i.kind == "piece":
+                        fetched.append(i.path)
+            taken.append(i)
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        yield taken, left
+    finally:
+        for f in fetched:
+            f.unlink(missing_ok=True)
 
 
 def drop_cache(url: RepoUrl) -> None:

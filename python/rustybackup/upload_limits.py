@@ -52,11 +52,11 @@ def parse_rule(text: str, position: int = 0) -> UploadRule:
     if m is None:
         raise ConfigError(f"{where}: expected RATE@HH:MM-HH:MM, e.g. 50MiB/s@22:00-06:00")
     rate = parse_rate(m.group(1), what=where)
-    hours_minutes = [int(g) for g in m.groups()[1:]]
-    for name, h, mi in (("start", *hours_minutes[:2]), ("end", *hours_minutes[2:])):
+    h1, m1, h2, m2 = (int(g) for g in m.groups()[1:])
+    for name, h, mi in (("start", h1, m1), ("end", h2, m2)):
         if not (0 <= h <= 23 and 0 <= mi <= 59):
             raise ConfigError(f"{where}: {name} {h:02d}:{mi:02d} is not a time of day (00:00-23:59)")
-    return UploadRule(rate, time(hours_minutes[0], hours_minutes[1]), time(hours_minutes[2], hours_minutes[3]))
+    return UploadRule(rate, time(h1, m1), time(h2, m2))
 
 
 @dataclass(frozen=True)
