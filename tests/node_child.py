@@ -65,6 +65,8 @@ class FakeManager:
         self.node = ""
         # The takeover bench: this node's backups never end (it is killed during one).
         self.block = False
+        # One transaction at a time on the one connection (a node may run jobs at once).
+        self._tx = threading.Lock()
 
     def backup(
         self,
@@ -78,17 +80,18 @@ class FakeManager:
             time.sleep(0.01)
         run_id = uuid.uuid4().hex
         fence = REGISTRATION_FENCE.get()
-        self._conn.execute("BEGIN")
-        try:
-            if fence is not None:
-                fence(self._conn)
-            self._conn.execute(
-                "INSERT INTO fake_runs (id, database, node) VALUES (?, ?, ?)", (run_id, database, self.node)
-            )
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+        with self._tx:
+            self._conn.execute("BEGIN")
+            try:
+                if fence is not None:
+                    fence(self._conn)
+                self._conn.execute(
+                    "INSERT INTO fake_runs (id, database, node) VALUES (?, ?, ?)", (run_id, database, self.node)
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         return FakeResult(run_id)
 
     def apply_retention(self, database: str, policy: Any, dry_run: bool = False) -> list[str]:

@@ -6,6 +6,7 @@ fencing of a set made under a lost claim, jobs shared through the catalog."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -295,3 +296,41 @@ def test_a_lapsed_lease_is_not_revived(cluster: Cluster, clock: SimClock) -> Non
     # The occurrence is still there for another node to take over.
     b.execute_due_jobs()
     assert [(e.status, e.job_id) for e in b.history()] == [(ExecutionStatus.COMPLETED, "hourly")]
+
+
+class _Together(FakeManager):
+    """Backups that finish only when `parties` of them run at the same time."""
+
+    def __init__(self, url: str, repo: Path, parties: int) -> None:
+        super().__init__(url, repo)
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def backup(
+        self,
+        database: str,
+        backup_type: BackupType,
+        tags: tuple[str, ...] = (),
+        progress: Any = None,
+        cancel: Any = None,
+    ) -> Any:
+        self.barrier.wait()
+        return super().backup(database, backup_type, tags, progress, cancel)
+
+
+def test_a_node_runs_up_to_its_concurrency_limit(cluster: Cluster, clock: SimClock) -> None:
+    manager = _Together(cluster.url, cluster.repo, 2)
+    cluster.managers.append(manager)
+    a = cluster.node("a", manager=manager, max_concurrent=2)
+    a.add_job(_job("one", "0 * * * *"))
+    a.add_job(_job("two", "0 * * * *"))
+    clock.advance(hours=1)
+    assert len(a.execute_due_jobs()) == 2  # both ran at once: the barrier let them through
+    assert {e.status for e in a.history()} == {ExecutionStatus.COMPLETED}
+    # One at a time (the default), the same pair cannot meet: each run fails at the barrier.
+    b_manager = _Together(cluster.url, cluster.repo, 2)
+    cluster.managers.append(b_manager)
+    b = cluster.node("b", manager=b_manager)
+    b_manager.barrier = threading.Barrier(2, timeout=0.5)
+    clock.advance(hours=1)
+    assert b.execute_due_jobs() == []
+    assert {e.status for e in b.history() if e.scheduled_for == clock.now} == {ExecutionStatus.FAILED}
