@@ -270,3 +270,41 @@ def test_init_needs_a_repository_and_never_makes_a_bucket(s3_env: SeaweedFS, s3_
     BackupManager(s3_env.url(s3_prefix))
     assert _keys(s3_env, s3_prefix) == {"format": len(b"rustybackup-repository 1\n")}
     BackupManager(s3_env.url(s3_prefix), create=False)
+
+
+def test_cli_on_an_s3_repository(s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
+    import json
+    import uuid
+
+    from click.testing import CliRunner
+    from rustybackup.cli import cli
+
+    src = tmp_path / "src"
+    _tree(src, 10)
+    runner = CliRunner()
+    bucket = f"new-{uuid.uuid4().hex[:10]}"
+    # A missing bucket is one clear error; init makes one only when told to.
+    r = runner.invoke(cli, ["--repo", f"s3://{bucket}/p", "init"])
+    assert r.exit_code == 1 and "does not exist" in r.output and r.output.count("\n") == 1
+    r = runner.invoke(cli, ["--repo", f"s3://{bucket}/p", "init", "--create-bucket"])
+    assert r.exit_code == 0, r.output
+    assert f"repository ready at s3://{bucket}/p" in r.output
+    url = s3_env.url(s3_prefix)
+    r = runner.invoke(cli, ["--repo", url, "list"])
+    assert r.exit_code == 1 and "run `rustybackup --repo" in r.output
+    assert runner.invoke(cli, ["--repo", url, "init"]).exit_code == 0
+    assert runner.invoke(cli, ["--repo", url, "db", "add", "db", "--path", str(src)]).exit_code == 0
+    r = runner.invoke(
+        cli, ["--repo", url, "backup", "db", "--type", "full", "--json", "--upload-limit", "64MiB/s@00:00-00:00"]
+    )
+    assert r.exit_code == 0, r.output
+    set_id = json.loads(r.output)["id"]
+    r = runner.invoke(cli, ["--repo", url, "list", "--json"])
+    assert [row["id"] for row in json.loads(r.output)] == [set_id]
+    r = runner.invoke(cli, ["--repo", url, "verify", "db", "--level", "full"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["--repo", url, "restore", "db", "--to", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    r = runner.invoke(cli, ["copy", "--from", url, "--to", str(tmp_path / "local"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["copied"] == [set_id]

@@ -60,6 +60,11 @@ if TYPE_CHECKING:
     from .retention import RetentionPolicy as RetentionPolicy
     from .retention import plan_retention as plan_retention
     from .scheduler import BackupScheduler as BackupScheduler
+    from .copy import CopyError as CopyError
+    from .copy import CopyReport as CopyReport
+    from .copy import copy_sets as copy_sets
+    from .repo_url import RepoUrl as RepoUrl
+    from .upload_limits import UploadSchedule as UploadSchedule
     from .verify import Verifier as Verifier
     from .verify_report import CorruptBlock as CorruptBlock
     from .verify_report import Coverage as Coverage
@@ -113,6 +118,12 @@ _LAZY: dict[str, str] = {
     # a shared catalog and nodes (issue 18)
     "SharedCatalog": "catalog_shared",
     "ClaimLost": "claims",
+    # remote repositories, copy, mirrors, upload windows (issue 15)
+    "CopyError": "copy",
+    "CopyReport": "copy",
+    "copy_sets": "copy",
+    "RepoUrl": "repo_url",
+    "UploadSchedule": "upload_limits",
 }
 
 # Everything public, eager or imported on first use (`_LAZY`).
@@ -170,6 +181,11 @@ __all__: list[str] = [
     "off_hours",
     "plan_retention",
     "scan_file",
+    "copy_sets",
+    "CopyError",
+    "CopyReport",
+    "RepoUrl",
+    "UploadSchedule",
     "weekly",
 ]
 
