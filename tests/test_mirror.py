@@ -99,3 +99,15 @@ def test_cli_db_add_mirror_and_list_shows_status(tmp_path: Path) -> None:
     assert rows[0]["mirrors"] == {str(tmp_path / "m1"): {"status": "copied", "detail": ""}}
     r = runner.invoke(cli, [*base, "list"])
     assert "m1: copied" in r.output
+
+
+def test_run_takes_upload_windows(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["--repo", str(tmp_path / "main")]
+    assert runner.invoke(cli, [*base, "init"]).exit_code == 0
+    bad = runner.invoke(cli, [*base, "run", "--once", "--upload-limit", "50MiB/s@25:00-06:00"])
+    assert bad.exit_code == 2 and "upload limit #1" in bad.output and "start 25:00" in bad.output
+    ok = runner.invoke(
+        cli, [*base, "run", "--once", "--upload-limit", "50MiB/s@22:00-06:00", "--upload-tz", "Europe/Berlin"]
+    )
+    assert ok.exit_code == 0, ok.output

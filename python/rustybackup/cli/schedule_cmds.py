@@ -24,11 +24,13 @@ from ..errors import BackupError, ConfigError
 from ..jobs import ScheduledBackup
 from ..ratelimit import format_rate, parse_rate
 from ..scheduler import BackupScheduler
+from ..upload_limits import UploadSchedule
 from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json, print_table
 from .holiday_opts import calendar_from, holiday_options
 from .metrics_cmds import parse_window, serve_metrics
 from .ops_opts import JobOps, ops_options
+from .remote_opts import upload_limit_options, upload_schedule
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,9 @@ def open_manager(repo: Path, catalog: str | None = None) -> Any:
     return manager_cls(repo, catalog=catalog) if catalog else manager_cls(repo)
 
 
-def _scheduler(state: CliState, *, real: bool = False, **node: Any) -> BackupScheduler:
+def _scheduler(
+    state: CliState, *, real: bool = False, upload: UploadSchedule | None = None, **node: Any
+) -> BackupScheduler:
     repo = state.require_repo()
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
@@ -73,6 +77,9 @@ def _scheduler(state: CliState, *, real: bool = False, **node: Any) -> BackupSch
         manager: Any = _ConfigOnlyManager(repo, state.catalog)
     else:
         manager = open_manager(repo, state.catalog) if state.catalog else open_manager(repo)
+        if upload is not None:
+            # The scheduled backups' uploads (to s3:// mirrors) go at the window's pace.
+            manager.upload_limits = upload
     return BackupScheduler(manager, **node)
 
 
@@ -412,6 +419,7 @@ def window_remove(state: CliState, window_id: str) -> None:
 @click.option("--node", default=None, help="Run as this node of the shared catalog (needs --catalog).")
 @click.option("--labels", default=None, help="This node's labels, a,b: jobs pinned to a label run only here.")
 @click.option("--max-concurrent", type=click.IntRange(1, 64), default=1, show_default=True, help="Runs at once.")
+@upload_limit_options
 @pass_state
 def run_cmd(
     state: CliState,
@@ -422,6 +430,8 @@ def run_cmd(
     node: str | None,
     labels: str | None,
     max_concurrent: int,
+    upload_limits: tuple[str, ...],
+    upload_tz: str,
 ) -> None:
     """Run the scheduler in the foreground; Ctrl-C or SIGTERM stop after the current job.
 
@@ -436,7 +446,7 @@ def run_cmd(
     opts: dict[str, Any] = {}
     if state.catalog:
         opts = {"node": node or socket.gethostname(), "labels": parse_labels(labels), "max_concurrent": max_concurrent}
-    scheduler = _scheduler(state, real=True, **opts)
+    scheduler = _scheduler(state, real=True, upload=upload_schedule(upload_limits, upload_tz), **opts)
     stop_metrics = None
     if metrics_port is not None:
         stop_metrics = serve_metrics(state.require_repo(), scheduler, metrics_port, metrics_addr, recovery_window)
