@@ -17,6 +17,7 @@ from rustybackup import BackupManager, engine, sources
 from rustybackup.cli import cli
 from rustybackup.engine import BackupProgress
 from rustybackup.manifest import Summary
+from rustybackup.selection import Selection
 from rustybackup.sources import SkippedEntry
 
 
@@ -59,8 +60,8 @@ def _vanish_after_walk(monkeypatch: pytest.MonkeyPatch, *victims: Path) -> None:
     the race a live tree loses at random, made deterministic."""
     real = sources.walk
 
-    def walk_then_delete(root: Path) -> sources.TreeEntries:
-        out = real(root)
+    def walk_then_delete(root: Path, selection: Selection | None = None) -> sources.TreeEntries:
+        out = real(root, selection)
         for v in victims:
             v.unlink()
         return out

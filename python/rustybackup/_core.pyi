@@ -346,6 +346,8 @@ def backup_files(
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
     seal_key: tuple[bytes, bytes] | None = None,
+    reuse: Sequence[tuple[int, int, str]] | None = None,
+    dedup: bool = False,
 ) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str]]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
@@ -354,7 +356,12 @@ def backup_files(
     ``changed`` lists the relative names of files that changed while they were read
     (ended before the size they had when opened, or had another size or mtime after the
     read); the pass goes on, stores what it read (at most the size at open) and leaves
-    the warning to the caller, as tar and restic do."""
+    the warning to the caller, as tar and restic do.
+
+    ``reuse`` lists ``(job index, size, digest)`` of files unchanged since the parent: not
+    read, their blocks are the parent's range and their size and digest these. ``dedup``
+    stores a block identical to one already stored (in this pass or the parent's state)
+    as a reference to it."""
 
 def restore_files(
     files: Sequence[tuple[str, _Path, int, int, int, str]],

@@ -30,6 +30,7 @@ from .enums import BackupType, SetStatus
 from .errors import CatalogError
 from .manifest import Manifest
 from .retention import ChainRecord, RetentionDecision, RetentionPolicy, plan_retention
+from .selection import Selection
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
 from .timestamps import to_us as to_us
 
@@ -72,13 +73,15 @@ CREATE TABLE IF NOT EXISTS archive_files (
     PRIMARY KEY (database, name));
 """
 
-_DB_COLUMNS = "name, path, kind, archive_dir, block_size, algorithm, compression, registered_at, dsn"
+_DB_COLUMNS = "name, path, kind, archive_dir, block_size, algorithm, compression, registered_at, dsn, selection"
 
 # Schema changes after the first release, applied in order; PRAGMA user_version counts
 # the ones a catalog has.
 _MIGRATIONS = (
     # 1: postgresql databases keep their connection string (issue 14).
     "ALTER TABLE databases ADD COLUMN dsn TEXT",
+    # 2: a file tree's selection rules (selection.py, JSON; NULL: none) (issue 17).
+    "ALTER TABLE databases ADD COLUMN selection TEXT",
 )
 
 
@@ -92,7 +95,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         columns = {r[1] for r in conn.execute("PRAGMA table_info(databases)")}
         for n, sql in enumerate(_MIGRATIONS[version:], version + 1):
-            if n == 1 and "dsn" in columns:
+            if (n == 1 and "dsn" in columns) or (n == 2 and "selection" in columns):
                 continue
             conn.execute(sql)
         conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
@@ -159,6 +162,8 @@ class DatabaseEntry:
     registered_at: datetime
     # How to reach a postgresql server (any libpq conninfo); None for other kinds.
     dsn: str | None = None
+    # What a file tree's backups leave out (selection.py).
+    selection: Selection = Selection()
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,7 @@ class BackupCatalog:
     def put_database(self, entry: DatabaseEntry) -> None:
         with self.transaction() as c:
             c.execute(
-                f"INSERT OR REPLACE INTO databases ({_DB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO databases ({_DB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.name,
                     entry.path,
@@ -293,6 +298,7 @@ class BackupCatalog:
                     entry.compression,
                     to_us(entry.registered_at),
                     entry.dsn,
+                    entry.selection.to_json(),
                 ),
             )
 
@@ -720,7 +726,10 @@ class BackupCatalog:
         """Writes databases, sets and pieces as one JSON document (atomically), streaming
         the sets so a large catalog is never held in memory at once."""
         with self._lock, store.atomic_writer(Path(path)) as fh:
-            dbs = [{**d.__dict__, "registered_at": d.registered_at.isoformat()} for d in self.list_databases()]
+            dbs = [
+                {**d.__dict__, "registered_at": d.registered_at.isoformat(), "selection": d.selection.plain()}
+                for d in self.list_databases()
+            ]
             fh.write(('{"format": 1, "databases": ' + json.dumps(dbs) + ', "sets": [').encode())
             cur = self._conn.execute(f"SELECT {_SET_COLUMNS} FROM sets ORDER BY started_at, rowid")
             first = True
@@ -1036,6 +1045,7 @@ def _database(row: Sequence[Any]) -> DatabaseEntry:
         compression=row[6],
         registered_at=from_us(row[7], f"{where}: registered_at"),
         dsn=row[8] if len(row) > 8 else None,
+        selection=Selection.from_json(row[9] if len(row) > 9 else None, f"{where}: selection"),
     )
 
 

@@ -118,13 +118,26 @@ MIGRATIONS: tuple[str, ...] = (
         set_id TEXT NOT NULL, repository TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL,
         at BIGINT NOT NULL, PRIMARY KEY (set_id, repository));
     """,
+    # 4: a file tree's selection rules (selection.py, JSON; NULL: none).
+    "ALTER TABLE databases ADD COLUMN selection TEXT",
 )
 
 # Key and column order of each table INSERT OR REPLACE touches (catalog_db.translate).
 _SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "databases": (
         ("name",),
-        ("name", "path", "kind", "archive_dir", "block_size", "algorithm", "compression", "registered_at", "dsn"),
+        (
+            "name",
+            "path",
+            "kind",
+            "archive_dir",
+            "block_size",
+            "algorithm",
+            "compression",
+            "registered_at",
+            "dsn",
+            "selection",
+        ),
     ),
     "tombstones": (("id",), ("id", "deleted_at")),
     "set_copies": (("set_id", "repository"), ("set_id", "repository", "status", "detail", "at")),

@@ -8,14 +8,14 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import _core, fsmeta, keys, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
+from . import _core, dedup, fsmeta, keys, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
 from . import mirrors as mirrors_mod
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
@@ -41,6 +41,7 @@ from .manifest import (
 )
 from .restore import RestoreOptions, RestoreResult, label, restore_set_files
 from .retention import RetentionDecision, RetentionPolicy
+from .selection import Selection
 from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
 from .sqlite_wal import WalCapture, WalRecord, live_database
 
@@ -153,6 +154,11 @@ class BackupManager:
         compression: str | None = None,
         dsn: str | None = None,
         mirrors: Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        exclude: Sequence[str] = (),
+        exclude_files: Sequence[str | os.PathLike[str]] = (),
+        exclude_caches: bool = False,
+        one_file_system: bool = False,
     ) -> DatabaseEntry:
         """Registers (or updates) a backup source. A changed block size or algorithm
         makes the next INCREMENTAL/DIFFERENTIAL a FULL. A ``postgresql`` source is the
@@ -193,6 +199,7 @@ class BackupManager:
             compression=compression,
             registered_at=self._now(),
             dsn=dsn,
+            selection=self._selection(name, kind, exclude, exclude_files, exclude_caches, one_file_system),
         )
         if mirrors is not None:
             # Checked (and stored) first: a bad mirror leaves the registration as it was.
@@ -200,6 +207,29 @@ class BackupManager:
             mirrors_mod.set_mirrors(self.catalog, name, [os.fspath(m) for m in mirrors], here)
         self.catalog.put_database(entry)
         return entry
+
+    @staticmethod
+    def _selection(
+        name: str,
+        kind: str,
+        exclude: Sequence[str],
+        exclude_files: Sequence[str | os.PathLike[str]],
+        exclude_caches: bool,
+        one_file_system: bool,
+    ) -> Selection:
+        """A file tree's selection rules, checked now (a bad pattern fails the
+        registration, not a backup at night)."""
+        sel = Selection.build(
+            exclude=list(exclude),
+            exclude_files=[os.fspath(f) for f in exclude_files],
+            exclude_caches=exclude_caches,
+            one_file_system=one_file_system,
+            where=f"database {name!r}",
+        )
+        if not sel.empty and kind != "files":
+            raise ConfigError(f"database {name!r}: selection rules are for file trees, not {kind}")
+        sel.matcher()
+        return sel
 
     def databases(self) -> list[DatabaseEntry]:
         return self.catalog.list_databases()
@@ -223,11 +253,21 @@ class BackupManager:
         progress: ProgressCallback | None = None,
         cancel: CancelFlag | None = None,
         io_limit: float | None = None,
+        *,
+        force_read: bool = False,
+        selection: Selection | None = None,
     ) -> BackupSet:
         """Takes one backup and registers it once it is durable. Raises BackupCancelled
         (nothing registered, nothing left behind) when `cancel.is_set()` turns true.
-        `io_limit` caps the source reads in bytes per second (``ratelimit.paced``)."""
+        `io_limit` caps the source reads in bytes per second (``ratelimit.paced``).
+        A file tree's files unchanged since the parent (size, mtime, ctime, inode and
+        device) are not read again unless `force_read`; `selection` adds rules to the
+        database's own (a job's)."""
         db = self.catalog.get_database(database)
+        if selection is not None:
+            if db.kind != "files" and not selection.empty:
+                raise ConfigError(f"database {database!r}: selection rules are for file trees, not {db.kind}")
+            db = replace(db, selection=db.selection.merged(selection))
         if io_limit is not None:
             progress = ratelimit.paced(progress, ratelimit.TokenBucket(io_limit), cancel)
         try:
@@ -261,11 +301,11 @@ class BackupManager:
                     staging,
                     set_id,
                     self._now,
-                    lambda: self._backup_data(db, btype, set_id, started, tags, progress, cancel),
+                    lambda: self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read),
                 )
                 result = set_from_manifest(final)
             else:
-                result = self._backup_data(db, btype, set_id, started, tags, progress, cancel)
+                result = self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read)
             if self.remote is not None:
                 self.remote.commit(staging, result[0], self.upload_limits)
             self.repo.publish(set_id)
@@ -343,6 +383,7 @@ class BackupManager:
         tags: tuple[str, ...],
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
+        force_read: bool = False,
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         staging = self.repo.staging_dir(set_id)
         source = Path(db.path)
@@ -363,7 +404,7 @@ class BackupManager:
 
                 tree = data_tree(source)
             else:
-                tree = walk(source)
+                tree = walk(source, db.selection)
                 # Owners, xattrs, holes, hardlinks, special files (issue 17).
                 captured = fsmeta.capture(source, tree)
             is_dir = source.is_dir()
@@ -374,9 +415,12 @@ class BackupManager:
         if self.remote is not None and parent_manifest is not None:
             self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
         parent_ranges: dict[str, tuple[int, int]] = {}
+        unchanged: dict[int, FileEntry] = {}
         sources: list[Source] = []
         if parent_manifest is not None:
             parent_ranges = {f.path: (f.first_block, f.block_count) for f in parent_manifest.files}
+            if db.kind == "files" and not force_read:
+                unchanged = dedup.unchanged_since(tree.files, parent_manifest.files)
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
         try:
@@ -389,6 +433,7 @@ class BackupManager:
                 len(sources) - 1,
                 progress,
                 cancel,
+                unchanged=unchanged,
             )
         finally:
             live.close()
@@ -409,6 +454,8 @@ class BackupManager:
             # A live PostgreSQL cluster changes its files under every base backup; replaying
             # the WAL from the start LSN repairs them, so that is not a warning there.
             changed=() if db.kind == "postgresql" else done.changed,
+            excluded=tree.excluded,
+            unread=done.unread,
         )
         return self._finish_set(
             db,
@@ -440,6 +487,8 @@ class BackupManager:
         self_source: int,
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
+        *,
+        unchanged: Mapping[int, FileEntry] | None = None,
     ) -> _Pass:
         """The one pass of the Rust engine over `entries`. A file that vanished since the
         walk, or that cannot be opened or read, is left out and listed, and the pass
@@ -448,9 +497,12 @@ class BackupManager:
         staging = self.repo.staging_dir(set_id)
         todo = list(entries)
         skipped: list[SkippedEntry] = []
+        # Unchanged files by their walk entry; the positions shift when a file is left out.
+        known = {id(entries[i]): e for i, e in (unchanged or {}).items()}
         while True:
             jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
-            total = sum(st.st_size for _, _, st in todo)
+            reuse = [(i, known[id(t)].size, known[id(t)].digest) for i, t in enumerate(todo) if id(t) in known]
+            total = sum(t[2].st_size for t in todo if id(t) not in known)
             try:
                 out = _core.backup_files(
                     jobs,
@@ -465,6 +517,10 @@ class BackupManager:
                     cancel=cancel,
                     # An encrypted repository's blocks are sealed with this set's keys (keys.py).
                     seal_key=keys.new_set_block_keys(self.repository, set_id),
+                    reuse=reuse,
+                    # Identical blocks stored once across files and sets (rust/src/dedup/); a
+                    # database keeps the positional comparison alone.
+                    dedup=db.kind == "files",
                 )
             except OSError as exc:
                 named = None if exc.filename is None else os.fsdecode(exc.filename)
@@ -482,7 +538,7 @@ class BackupManager:
                 skipped.append(SkippedEntry(rel, why))
                 _discard_partial(staging)
                 continue
-            return _Pass(todo, out, skipped)
+            return _Pass(todo, out, skipped, frozenset(i for i, _, _ in reuse))
 
     def _backup_archive(
         self,
@@ -850,6 +906,12 @@ class _Pass:
     read: list[tuple[str, Path, os.stat_result]]
     out: tuple[list[tuple[int, str, int, int]], _core.PieceInfo, str, int, int, int, list[str]]
     skipped: list[SkippedEntry]
+    # Positions in `read` of the files taken over from the parent without reading them.
+    reused: frozenset[int] = frozenset()
+
+    @property
+    def unread(self) -> int:
+        return len(self.reused)
 
     @property
     def piece(self) -> _core.PieceInfo:
@@ -877,8 +939,24 @@ class _Pass:
     def entries(self) -> list[FileEntry]:
         """Manifest entries of the regular files (docs/FORMAT.md): the stat taken before
         the scan, and what the Rust pass measured (size, whole-file digest, block range)."""
+        changed = set(self.changed)
+        # The identity (ctime, inode, device) lets the next backup skip the file; a file
+        # that changed while it was read has none, so the next backup reads it again.
         return [
             FileEntry(rel, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, digest, first, count)
+            if rel in changed
+            else FileEntry(
+                rel,
+                stat.S_IMODE(st.st_mode),
+                st.st_mtime_ns,
+                size,
+                digest,
+                first,
+                count,
+                ctime_ns=st.st_ctime_ns,
+                ino=st.st_ino,
+                dev=st.st_dev,
+            )  # fmt: skip
             for (rel, _, st), (size, digest, first, count) in zip(self.read, self.out[0], strict=True)
         ]
 

@@ -37,7 +37,6 @@ READ_FORMATS = (1, 2)
 SPECIAL_KINDS = ("fifo", "char", "block")
 """The special files a format-2 manifest records (recreated by a restore as root)."""
 
-
 SET_ID = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]{8}")
 """A set id, `YYYYmmddTHHMMSSffffffZ-<8 hex>` (docs/FORMAT.md); use with fullmatch."""
 
@@ -51,6 +50,7 @@ SOURCE_KINDS = ("files", "sqlite", "archive", "postgresql")
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 16 << 20
 _I64_MAX = (1 << 63) - 1
+_U64_MAX = (1 << 64) - 1
 _I64_MIN = -(1 << 63)
 _HEX = {name: re.compile(f"[0-9a-f]{{{n}}}") for name, n in DIGEST_HEX.items()}
 # An absolute path, or an empty, "." or ".." component: a path that could leave its root.
@@ -152,6 +152,12 @@ class FileEntry:
     owner: Owner | None = None
     xattrs: tuple[Xattr, ...] = ()
     holes: tuple[tuple[int, int], ...] = ()
+    # The file's identity when read (format 2; restic's rule): the next backup does not
+    # read it again while size, mtime_ns, ctime_ns, ino and dev all still match. None
+    # for a file that changed while it was read (always read again) and in format 1.
+    ctime_ns: int | None = None
+    ino: int | None = None
+    dev: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,13 +211,25 @@ class Summary:
 
     skipped: tuple[SkippedEntry, ...] = ()
     changed: tuple[str, ...] = ()
+    # Entries the selection rules left out (selection.py; an excluded directory counts
+    # once) and files taken over from the parent unread (unchanged since it).
+    excluded: int = 0
+    unread: int = 0
 
     @property
     def clean(self) -> bool:
         return not self.skipped and not self.changed
 
     def to_json(self) -> dict[str, Any]:
-        return {"skipped": [{"path": e.path, "reason": e.reason} for e in self.skipped], "changed": list(self.changed)}
+        out: dict[str, Any] = {
+            "skipped": [{"path": e.path, "reason": e.reason} for e in self.skipped],
+            "changed": list(self.changed),
+        }
+        if self.excluded:
+            out["excluded"] = self.excluded
+        if self.unread:
+            out["unread"] = self.unread
+        return out
 
 
 @dataclass(frozen=True)
@@ -331,6 +349,9 @@ def _entry(e: FileEntry | DirEntry | SymlinkEntry | SpecialEntry) -> dict[str, A
         holes = out.pop("holes")
         if holes:
             out["holes"] = [list(h) for h in holes]
+    for key in ("ctime_ns", "ino", "dev"):
+        if key in out and out[key] is None:
+            del out[key]
     return out
 
 
@@ -379,7 +400,8 @@ def loads(text: str | bytes, where: str = store.MANIFEST) -> Manifest:
 
 def write(path: Path, manifest: Manifest) -> None:
     """Validates and writes a new manifest durably (its directory is fsynced by the
-    caller's rename, docs/FORMAT.md)."""
+    caller's rename, docs/FORMAT.md). In an encrypted repository it is written inside
+    its envelope (keys.py)."""
     manifest.validate(display_name(path))
     from . import keys
 
@@ -593,7 +615,7 @@ class _Parser:
     def file(self, value: object, at: str, algorithm: str) -> FileEntry:
         # A manifest lists every file of the tree: accept a well-formed entry in one
         # expression, and let the field-by-field checks below name what is wrong.
-        if type(value) is dict and len(value) == 7:
+        if type(value) is dict:
             path, mode, mtime = value.get("path"), value.get("mode"), value.get("mtime_ns")
             size, digest = value.get("size"), value.get("digest")
             first, count = value.get("first_block"), value.get("block_count")
@@ -615,7 +637,22 @@ class _Parser:
                 and 0 <= count <= _I64_MAX
                 and _HEX[algorithm].fullmatch(digest) is not None
             ):
-                return FileEntry(path, mode, mtime, size, digest, first, count)
+                if len(value) == 7:
+                    return FileEntry(path, mode, mtime, size, digest, first, count)
+                # The common format-2 extras (identity, owner) checked here too; anything
+                # else (xattrs, holes, a bad extra) goes through the named checks below.
+                rest = len(value) - 7
+                ident = "ctime_ns" in value and _identity_ok(value)
+                rest -= 3 if ident else 0
+                owner = _owner_ok(value.get("owner"))
+                rest -= owner is not None
+                if rest == 0:
+                    return FileEntry(
+                        path, mode, mtime, size, digest, first, count, owner=owner,
+                        ctime_ns=value["ctime_ns"] if ident else None,
+                        ino=value["ino"] if ident else None,
+                        dev=value["dev"] if ident else None,
+                    )  # fmt: skip
         o = self.obj(value, at)
 
         def k(name: str) -> object:
@@ -632,6 +669,9 @@ class _Parser:
             owner=self.owner(o, at),
             xattrs=self.xattrs(o, at),
             holes=self.list_of(o.get("holes", []), at + ".holes", self.hole),
+            ctime_ns=None if o.get("ctime_ns") is None else self.int_(o["ctime_ns"], at + ".ctime_ns", _I64_MIN),
+            ino=None if o.get("ino") is None else self.int_(o["ino"], at + ".ino", 0, _U64_MAX),
+            dev=None if o.get("dev") is None else self.int_(o["dev"], at + ".dev", 0, _U64_MAX),
         )
 
     def dir(self, value: object, at: str) -> DirEntry:
@@ -770,7 +810,37 @@ class _Parser:
         return Summary(
             skipped=self.list_of(self.key(o, "skipped", "summary."), "summary.skipped", skipped),
             changed=self.list_of(self.key(o, "changed", "summary."), "summary.changed", self.rel_path),
+            excluded=self.int_(o.get("excluded", 0), "summary.excluded"),
+            unread=self.int_(o.get("unread", 0), "summary.unread"),
         )
+
+
+def _owner_ok(value: object) -> Owner | None:
+    """A well-formed owner record as an Owner, else None (the fast path's test; the
+    parser's own check names what is wrong)."""
+    if type(value) is not dict or not value.keys() <= {"uid", "gid", "user", "group"}:
+        return None
+    uid, gid, user, group = value.get("uid"), value.get("gid"), value.get("user"), value.get("group")
+    if not (type(uid) is int and type(gid) is int and 0 <= uid <= 0xFFFFFFFF and 0 <= gid <= 0xFFFFFFFF):
+        return None
+    for name in (user, group):
+        if name is not None and (type(name) is not str or not name or "\0" in name):
+            return None
+    return Owner(uid, gid, user, group)
+
+
+def _identity_ok(value: dict[str, Any]) -> bool:
+    """Whether a file entry's identity keys (ctime_ns, ino, dev) are all present and in
+    range: the fast path's test for a format-2 entry that has them."""
+    c, i, d = value.get("ctime_ns"), value.get("ino"), value.get("dev")
+    return (
+        type(c) is int
+        and type(i) is int
+        and type(d) is int
+        and _I64_MIN <= c <= _I64_MAX
+        and 0 <= i <= _U64_MAX
+        and 0 <= d <= _U64_MAX
+    )
 
 
 # --- consistency ----------------------------------------------------------------------
@@ -892,7 +962,10 @@ class _Consistency:
         # A set stores only blocks of its own files; one without a parent stores them all.
         if stored > at:
             raise self.fail("pieces", f"the pieces index {stored} blocks, more than the files' {at}")
-        if r.parent_id is None and stored != at:
+        # Format 2 stores a block identical to an earlier one once (rust/src/dedup/), so
+        # only a format-1 set without a parent stores every block; any such set stores
+        # at least one when it has any.
+        if r.parent_id is None and (stored != at if self.m.format < 2 else (at > 0 and stored == 0)):
             raise self.fail("pieces", f"a set without a parent stores every block: {stored} indexed, {at} expected")
 
     def paths(self) -> None:

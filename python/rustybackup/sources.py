@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BackupError
+from .selection import CACHEDIR_TAG, Selection, is_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,18 @@ class TreeEntries:
     skipped: list[SkippedEntry] = field(default_factory=list)
     # FIFOs and device nodes, recorded by fsmeta.capture (sockets stay skipped).
     specials: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    # Entries the selection left out (an excluded directory counts once; it is not walked).
+    excluded: int = 0
 
 
-def walk(root: Path) -> TreeEntries:
+def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
     """Every entry under `root` (a directory) or `root` itself (a file), with lstat
     results. Links are data: each is recorded with its text, whatever it points to
     (absolute, out of the tree, dangling), and never followed. What cannot be stored is
     listed in `skipped` with the reason, and the walk goes on: sockets, fifos and
     devices, entries that vanish while the tree is walked, and the contents of
-    directories that cannot be read (the directory itself is kept)."""
+    directories that cannot be read (the directory itself is kept). `selection`
+    (selection.py) leaves entries out; an excluded directory is not descended into."""
     out = TreeEntries()
     try:
         st = root.stat()
@@ -55,12 +59,19 @@ def walk(root: Path) -> TreeEntries:
     if not stat.S_ISDIR(st.st_mode):
         raise BackupError(f"source {root} is neither a regular file nor a directory")
     vanished: set[str] = set()
+    matcher = None if selection is None else selection.matcher()
+    caches = selection is not None and selection.exclude_caches
+    one_fs = selection is not None and selection.one_file_system
     stack = [(root, "")]
     while stack:
         directory, prefix = stack.pop()
         try:
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
+            if caches and is_cache_dir(directory):
+                kept = [e for e in entries if e.name == CACHEDIR_TAG]
+                out.excluded += len(entries) - len(kept)
+                entries = kept
         except OSError as exc:
             if not prefix:
                 raise BackupError(f"cannot read source directory {directory}: {exc.strerror or exc}") from exc
@@ -72,11 +83,16 @@ def walk(root: Path) -> TreeEntries:
             rel = f"{prefix}{entry.name}"
             try:
                 est = entry.stat(follow_symlinks=False)
+                if matcher is not None and matcher.matches(rel, stat.S_ISDIR(est.st_mode)):
+                    out.excluded += 1
+                    continue
                 if stat.S_ISLNK(est.st_mode):
                     out.symlinks.append((rel, os.readlink(entry.path), est))
                 elif stat.S_ISDIR(est.st_mode):
                     out.dirs.append((rel, est))
-                    stack.append((Path(entry.path), rel + "/"))
+                    # --one-file-system: the mount point is kept, empty, as restic and tar do.
+                    if not one_fs or est.st_dev == st.st_dev:
+                        stack.append((Path(entry.path), rel + "/"))
                 elif stat.S_ISREG(est.st_mode):
                     out.files.append((rel, Path(entry.path), est))
                 elif stat.S_ISFIFO(est.st_mode) or stat.S_ISCHR(est.st_mode) or stat.S_ISBLK(est.st_mode):

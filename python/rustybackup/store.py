@@ -90,9 +90,11 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def write_durable_json(path: Path, data: Any) -> None:
     """Writes a new file and fsyncs it (its directory is fsynced by the caller's rename)."""
+    # One line: json's C encoder runs only without indent (a 20,000-file manifest took
+    # ~1 s through the pure-Python one).
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
     with open(path, "x", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..manifest import Summary
 from ..mirrors import has_copies, mirror_status
 from ..ratelimit import parse_rate
 from ..restore import label
+from ..selection import Selection
 from .context import CliState, pass_state, print_json, print_table
 from .remote_opts import upload_limit_options, upload_schedule
 
@@ -35,6 +37,33 @@ def _size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def selection_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--exclude, --exclude-file, --exclude-caches, --one-file-system (selection.py)."""
+    for option in reversed(
+        [
+            click.option(
+                "--exclude",
+                multiple=True,
+                metavar="PATTERN",
+                help="Leave out what this gitignore pattern matches (repeatable; '!' re-includes).",
+            ),
+            click.option(
+                "--exclude-file",
+                "exclude_files",
+                multiple=True,
+                type=click.Path(path_type=Path),
+                help="Leave out what the patterns in this file match, one a line (repeatable).",
+            ),
+            click.option(
+                "--exclude-caches", is_flag=True, help="Leave out the contents of directories tagged CACHEDIR.TAG."
+            ),
+            click.option("--one-file-system", is_flag=True, help="Do not enter directories on other file systems."),
+        ]
+    ):
+        f = option(f)
+    return f
 
 
 @click.command("init")
@@ -96,6 +125,7 @@ def db_group() -> None:
     multiple=True,
     help="Also write every backup to this repository (directory or s3:// URL; repeatable).",
 )
+@selection_options
 @pass_state
 def db_add(
     state: CliState,
@@ -108,6 +138,10 @@ def db_add(
     compression: str | None,
     dsn: str | None,
     mirrors: tuple[str, ...],
+    exclude: tuple[str, ...],
+    exclude_files: tuple[Path, ...],
+    exclude_caches: bool,
+    one_file_system: bool,
 ) -> None:
     """Register database NAME (or update its settings).
 
@@ -115,7 +149,19 @@ def db_add(
     """
     m = _manager(state)
     e = m.register_database(
-        name, path, kind, archive_dir, block_size, algorithm, compression, dsn=dsn, mirrors=mirrors or None
+        name,
+        path,
+        kind,
+        archive_dir,
+        block_size,
+        algorithm,
+        compression,
+        dsn=dsn,
+        mirrors=mirrors or None,
+        exclude=exclude,
+        exclude_files=exclude_files,
+        exclude_caches=exclude_caches,
+        one_file_system=one_file_system,
     )
     click.echo(f"registered {e.name}: {e.kind} at {e.path}")
 
@@ -130,7 +176,12 @@ def db_list(state: CliState, as_json: bool) -> None:
     """
     dbs = _manager(state).databases()
     if as_json:
-        print_json([{**d.__dict__, "registered_at": d.registered_at.isoformat()} for d in dbs])
+        print_json(
+            [
+                {**d.__dict__, "registered_at": d.registered_at.isoformat(), "selection": d.selection.plain()}
+                for d in dbs
+            ]
+        )
         return
     table = Table("name", "kind", "path", "archive dir", "block", "algorithm", "compression")
     for d in dbs:
@@ -144,6 +195,8 @@ def db_list(state: CliState, as_json: bool) -> None:
 @click.option("--tag", "tags", multiple=True, help="Tag the set (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new set as JSON.")
 @click.option("--io-limit", default=None, metavar="RATE", help="Cap the source reads, e.g. 50MiB/s.")
+@click.option("--force-read", is_flag=True, help="Read every file, even those unchanged since the parent set.")
+@selection_options
 @upload_limit_options
 @pass_state
 def backup_cmd(
@@ -155,6 +208,11 @@ def backup_cmd(
     io_limit: str | None,
     upload_limits: tuple[str, ...],
     upload_tz: str,
+    force_read: bool,
+    exclude: tuple[str, ...],
+    exclude_files: tuple[Path, ...],
+    exclude_caches: bool,
+    one_file_system: bool,
 ) -> None:
     """Back up database NAME.
 
@@ -178,7 +236,22 @@ def backup_cmd(
             bar.update(task, completed=p.bytes_done, total=p.bytes_total)
 
         limit = parse_rate(io_limit, "--io-limit") if io_limit is not None else None
-        s = m.backup(name, BackupType(_TYPES[btype]), tags=tags, progress=on_progress, io_limit=limit)
+        extra = Selection.build(
+            exclude=list(exclude),
+            exclude_files=[str(f) for f in exclude_files],
+            exclude_caches=exclude_caches,
+            one_file_system=one_file_system,
+            where="backup",
+        )
+        s = m.backup(
+            name,
+            BackupType(_TYPES[btype]),
+            tags=tags,
+            progress=on_progress,
+            io_limit=limit,
+            force_read=force_read,
+            selection=None if extra.empty else extra,
+        )
     summary = m.summary(s.id)
     if as_json:
         print_json({**set_json(s), "summary": summary.to_json()})

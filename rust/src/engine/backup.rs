@@ -21,6 +21,7 @@ use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
+use crate::dedup::{DedupIndex, Dup};
 use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, PieceSummary, PieceWriter, FLAG_ZSTD};
 use crate::scan::algorithm::Algorithm;
 /// Bytes read per chunk (rounded to a multiple of the block size).
@@ -35,6 +36,19 @@ pub struct FileJob {
     pub rel: String,
     /// Its parent's block-map range `(first, count)`, if the parent had this file.
     pub parent: Option<(u64, u64)>,
+    /// Not read again: the caller found it unchanged since the parent (size, mtime,
+    /// ctime, inode, device; restic's rule), so its blocks are the parent's `parent`
+    /// range and its size and digest are these. Ignored without a parent range.
+    pub reuse: Option<Reused>,
+}
+
+/// What the parent recorded of a file taken over unread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reused {
+    /// Its size.
+    pub size: u64,
+    /// Its whole-file digest.
+    pub digest: Vec<u8>,
 }
 
 /// Settings of one backup pass.
@@ -51,6 +65,10 @@ pub struct BackupOptions {
     /// Seal every stored block with these keys (an encrypted repository; the piece's own
     /// name is bound in by `crypto::piece_label`); block digests are then keyed.
     pub seal: Option<crate::crypto::BlockKey>,
+    /// Store a block identical to one already stored (in this pass or the parent's
+    /// state) as a reference to it (rust/src/dedup/): for file trees. Database files
+    /// keep the positional comparison alone.
+    pub dedup: bool,
 }
 
 /// What the pass learnt about one file.
@@ -169,9 +187,43 @@ pub fn backup_files(
     let mut state = Progress::default();
     let mut files = Vec::with_capacity(jobs.len());
     let mut blocks_stored = 0u64;
+    let mut dedup = if opts.dedup {
+        DedupIndex::new(
+            opts.algorithm,
+            parent_blockmap.map(Path::to_path_buf),
+            crate::dedup::DEFAULT_CAP,
+        )
+    } else {
+        None
+    };
 
     for (file_no, job) in jobs.iter().enumerate() {
         let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
+        // Taken over unread only while still there with the size the caller saw: a file
+        // gone since the walk fails like an unreadable one (the caller leaves it out), one
+        // of another size is read.
+        let still = match &job.reuse {
+            Some(known) => {
+                let now = std::fs::symlink_metadata(&job.path).map_err(|e| Error::io(&job.path, e))?;
+                now.is_file() && now.len() == known.size
+            }
+            None => false,
+        };
+        if let (true, Some(known), Some((first, count)), Some(_)) = (still, &job.reuse, job.parent, &parent) {
+            let first_block = map.count();
+            for k in 0..count {
+                map.push_parent(first + k)?;
+            }
+            state.files_done += 1;
+            files.push(FileOutcome {
+                size: known.size,
+                digest: known.digest.clone(),
+                first_block,
+                block_count: count,
+                changed: false,
+            });
+            continue;
+        }
         let mut src = File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
         let at_open = src.metadata().map_err(|e| Error::io(&job.path, e))?;
         let mut left = at_open.len();
@@ -213,12 +265,21 @@ pub fn backup_files(
                     None => None,
                 });
             }
-            let changed: Vec<bool> = data
+            let mut changed: Vec<bool> = data
                 .chunks(bs)
                 .zip(&digests)
                 .zip(&parents)
                 .map(|((b, d), p)| !matches!(p, Some(p) if p.raw_len as usize == b.len() && &p.digest == d))
                 .collect();
+            // Decided before compressing and sealing, which only the stored blocks need.
+            let dups = match dedup.as_mut() {
+                Some(idx) => {
+                    let lens: Vec<u32> = data.chunks(bs).map(|b| b.len() as u32).collect();
+                    idx.plan(&digests, &lens, &mut changed)?
+                }
+                None => vec![None; digests.len()],
+            };
+            let mut chunk_recs: Vec<Option<BlockRecord>> = vec![None; digests.len()];
             let encoded: Vec<Option<(Vec<u8>, u8)>> = match opts.zstd_level {
                 Some(level) => in_pool(|| {
                     data.par_chunks(bs)
@@ -231,6 +292,17 @@ pub fn backup_files(
             let sealed = seal_chunk(piece_key.as_ref(), piece.position(), data, bs, &changed, &encoded)?;
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
+                if let Some(dup) = &dups[i] {
+                    let rec = match dup {
+                        Dup::Known(r) => r.clone(),
+                        Dup::Earlier(j) => chunk_recs[*j]
+                            .clone()
+                            .ok_or_else(|| Error::Invalid("internal: a duplicate of a block not stored".into()))?,
+                    };
+                    map.push(&rec)?;
+                    block_index += 1;
+                    continue;
+                }
                 if !changed[i] {
                     // Unchanged means the parent had this file's block here.
                     match job.parent {
@@ -256,14 +328,19 @@ pub fn backup_files(
                     },
                 };
                 blocks_stored += 1;
-                map.push(&BlockRecord {
+                let rec = BlockRecord {
                     source: opts.self_source,
                     offset: stored.offset,
                     stored_len: stored.stored_len,
                     raw_len,
                     flags: stored.flags,
                     digest,
-                })?;
+                };
+                map.push(&rec)?;
+                if let Some(idx) = dedup.as_mut() {
+                    idx.insert(&rec);
+                }
+                chunk_recs[i] = Some(rec);
                 block_index += 1;
             }
             size += n as u64;

@@ -8,7 +8,7 @@ pub mod progress;
 pub mod restore;
 pub mod restore_into;
 
-pub use backup::{backup_files, BackupOptions, BackupOutcome, FileJob, FileOutcome};
+pub use backup::{backup_files, BackupOptions, BackupOutcome, FileJob, FileOutcome, Reused};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
 pub use restore::{restore_files, restore_files_keyed, RestoreFile};

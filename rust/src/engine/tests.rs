@@ -38,6 +38,7 @@ fn run_backup(
         path: src.to_path_buf(),
         rel: "f".into(),
         parent: parent.map(|p| p.1),
+        reuse: None,
     }];
     let opts = BackupOptions {
         algorithm: Algorithm::Blake3,
@@ -45,6 +46,7 @@ fn run_backup(
         zstd_level: zstd.then_some(3),
         self_source,
         seal: None,
+        dedup: false,
     };
     backup_files(
         &jobs,
@@ -130,6 +132,7 @@ fn cancelling_stops_with_cancelled() {
         path: src,
         rel: "f".into(),
         parent: None,
+        reuse: None,
     }];
     let opts = BackupOptions {
         algorithm: Algorithm::Sha256,
@@ -137,6 +140,7 @@ fn cancelling_stops_with_cancelled() {
         zstd_level: None,
         self_source: 0,
         seal: None,
+        dedup: false,
     };
     let r = backup_files(&jobs, None, &d.join("p"), &d.join("m"), &opts, &mut |_| {
         ControlFlow::Break(())
@@ -157,6 +161,7 @@ fn opts() -> BackupOptions {
         zstd_level: None,
         self_source: 0,
         seal: None,
+        dedup: false,
     }
 }
 
@@ -166,6 +171,7 @@ fn backup_while(d: &Path, src: &Path, mut during: impl FnMut()) -> BackupOutcome
         path: src.to_path_buf(),
         rel: "live".into(),
         parent: None,
+        reuse: None,
     }];
     let mut calls = 0;
     let out = backup_files(&jobs, None, &d.join("p"), &d.join("m"), &opts(), &mut |_| {

@@ -6,6 +6,7 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::engine_error;
@@ -135,7 +136,7 @@ type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 /// changes while it is read does not stop the pass: what was read is stored and its
 /// relative name is listed in the result's last element.
 #[pyfunction]
-#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None))]
+#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, reuse=None, dedup=false))]
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
@@ -150,6 +151,8 @@ fn backup_files(
     progress: Option<Py<PyAny>>,
     cancel: Option<Py<PyAny>>,
     seal_key: Option<super::crypto::KeyPair>,
+    reuse: Option<Vec<(usize, u64, String)>>,
+    dedup: bool,
 ) -> PyResult<BackupResult> {
     let opts = BackupOptions {
         algorithm: parse_algorithm(algorithm)?,
@@ -157,11 +160,28 @@ fn backup_files(
         zstd_level,
         self_source,
         seal: seal_key.as_ref().map(super::crypto::block_key).transpose()?,
+        dedup,
     };
-    let jobs: Vec<FileJob> = jobs
+    let mut jobs: Vec<FileJob> = jobs
         .into_iter()
-        .map(|(path, rel, parent)| FileJob { path, rel, parent })
+        .map(|(path, rel, parent)| FileJob {
+            path,
+            rel,
+            parent,
+            reuse: None,
+        })
         .collect();
+    // (job index, size, digest): files found unchanged since the parent, not read again.
+    for (i, size, digest) in reuse.unwrap_or_default() {
+        let n = jobs.len();
+        let job = jobs
+            .get_mut(i)
+            .ok_or_else(|| PyValueError::new_err(format!("reuse: job {i} is out of range ({n} jobs)")))?;
+        job.reuse = Some(engine::Reused {
+            size,
+            digest: from_hex(&digest, "reuse digest")?,
+        });
+    }
     let mut failure = None;
     let result = py.detach(|| {
         let mut h = hook(&progress, &cancel, &mut failure);

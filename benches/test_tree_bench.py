@@ -1,0 +1,195 @@
+"""File trees side by side with restic and borg (issue 17): the first and the second
+(unchanged) backup of a tree of mid-sized files, the many-small-files tree (full,
+unchanged second, restore), and the store growth after copying a large file inside the
+tree (dedup). Every tool runs as a new process from its CLI, as a user runs it.
+
+Sizes (defaults are a smoke run; the issue's figures in brackets):
+  RB_TREE_MID_FILES x RB_TREE_MID_KIB   100 x 64 KiB      [10000 x 105 KiB, ~1 GiB]
+  RB_TREE_SMALL_FILES (4.4 KiB average)  1000              [20000, ~86 MiB]
+  RB_TREE_COPY_MIB                       8                 [100]
+RB_BENCH_ROUNDS sets the timed rounds (default 3). benches/setup.sh installs the peers;
+a missing one is a skip naming its package.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peers import PEER_ENV, tool
+
+MID_FILES = int(os.environ.get("RB_TREE_MID_FILES", "100"))
+MID_KIB = int(os.environ.get("RB_TREE_MID_KIB", "64"))
+SMALL_FILES = int(os.environ.get("RB_TREE_SMALL_FILES", "1000"))
+COPY_MIB = int(os.environ.get("RB_TREE_COPY_MIB", "8"))
+ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3"))
+PEERS = ["rustybackup", "restic", "borg"]
+
+
+def _fill(root: Path, sizes: list[int], seed: int) -> Path:
+    rng = random.Random(seed)
+    for i, size in enumerate(sizes):
+        p = root / f"d{i % 64:02d}" / f"e{(i // 64) % 16:02d}" / f"f{i:06d}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rng.randbytes(size))
+    os.sync()
+    return root
+
+
+@pytest.fixture(scope="module")
+def mid_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _fill(tmp_path_factory.mktemp("mid") / "src", [MID_KIB << 10] * MID_FILES, 1)
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 86 MiB over 20,000 files: 4.4 KiB on average, spread 0..8.8 KiB.
+    rng = random.Random(2)
+    return _fill(tmp_path_factory.mktemp("small") / "src", [rng.randint(0, 9011) for _ in range(SMALL_FILES)], 3)
+
+
+class Tool:
+    """One peer's commands on one repository."""
+
+    def __init__(self, name: str, repo: Path, scratch: Path) -> None:
+        self.name, self.repo = name, repo
+        self.env = {**PEER_ENV, "RESTIC_CACHE_DIR": str(scratch / "restic-cache"), "BORG_BASE_DIR": str(scratch)}
+        self.n = 0
+        if name == "rustybackup":
+            self.exe = [sys.executable, "-m", "rustybackup", "--repo", str(repo)]
+        else:
+            self.exe = [tool(name)]
+
+    def run(self, *args: str, cwd: Path | None = None) -> None:
+        subprocess.run(
+            [*self.exe, *args], check=True, env=self.env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def init(self, tree: Path) -> None:
+        if self.name == "rustybackup":
+            self.run("init")
+            self.run("db", "add", "t", "--path", str(tree))
+        elif self.name == "restic":
+            self.run("init", "--repo", str(self.repo))
+        else:
+            self.run("init", "-e", "none", str(self.repo))
+
+    def backup(self, tree: Path) -> None:
+        self.n += 1
+        if self.name == "rustybackup":
+            self.run("backup", "t", "--type", "full" if self.n == 1 else "incremental")
+        elif self.name == "restic":
+            self.run("backup", "--repo", str(self.repo), "--host", "bench", str(tree))
+        else:
+            self.run("create", f"{self.repo}::a{self.n}", ".", cwd=tree)
+
+    def restore(self, tree: Path, target: Path) -> Path:
+        """Restores the newest backup into `target`; returns where the tree lands."""
+        if self.name == "rustybackup":
+            self.run("restore", "t", "--to", str(target))
+            return target
+        if self.name == "restic":
+            self.run("restore", "latest", "--repo", str(self.repo), "--target", str(target))
+            return target / str(tree).lstrip("/")
+        target.mkdir()
+        self.run("extract", f"{self.repo}::a{self.n}", cwd=target)
+        return target
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.repo.rglob("*") if p.is_file())
+
+
+def _timed(benchmark: Any, setup: Callable[[], None], run: Callable[[], None]) -> None:
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+
+
+def _fresh(name: str, tmp_path: Path, tree: Path, backups: int) -> Tool:
+    shutil.rmtree(tmp_path / "repo", ignore_errors=True)
+    shutil.rmtree(tmp_path / "scratch", ignore_errors=True)
+    (tmp_path / "scratch").mkdir()
+    t = Tool(name, tmp_path / "repo", tmp_path / "scratch")
+    t.init(tree)
+    for _ in range(backups):
+        t.backup(tree)
+    return t
+
+
+def _first(benchmark: Any, tree: Path, tmp_path: Path, peer: str) -> None:
+    box: list[Tool] = []
+
+    def setup() -> None:
+        box[:] = [_fresh(peer, tmp_path, tree, 0)]
+        os.sync()
+
+    _timed(benchmark, setup, lambda: box[0].backup(tree))
+    benchmark.extra_info["repo_bytes"] = box[0].size()
+
+
+def _second(benchmark: Any, tree: Path, tmp_path: Path, peer: str) -> None:
+    box = [_fresh(peer, tmp_path, tree, 1)]
+    os.sync()
+    # Each round is one more backup of the unchanged tree on top of the previous ones.
+    _timed(benchmark, os.sync, lambda: box[0].backup(tree))
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="tree: first backup (mid-sized files)")
+def test_mid_first(benchmark: Any, mid_tree: Path, tmp_path: Path, peer: str) -> None:
+    _first(benchmark, mid_tree, tmp_path, peer)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="tree: unchanged second backup (mid-sized files)")
+def test_mid_second(benchmark: Any, mid_tree: Path, tmp_path: Path, peer: str) -> None:
+    _second(benchmark, mid_tree, tmp_path, peer)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="tree: first backup (small files)")
+def test_small_first(benchmark: Any, small_tree: Path, tmp_path: Path, peer: str) -> None:
+    _first(benchmark, small_tree, tmp_path, peer)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="tree: unchanged second backup (small files)")
+def test_small_second(benchmark: Any, small_tree: Path, tmp_path: Path, peer: str) -> None:
+    _second(benchmark, small_tree, tmp_path, peer)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+@pytest.mark.benchmark(group="tree: restore (small files)")
+def test_small_restore(benchmark: Any, small_tree: Path, tmp_path: Path, peer: str) -> None:
+    t = _fresh(peer, tmp_path, small_tree, 1)
+    target = tmp_path / "out"
+    landed: list[Path] = []
+
+    def setup() -> None:
+        shutil.rmtree(target, ignore_errors=True)
+        os.sync()
+
+    _timed(benchmark, setup, lambda: landed.append(t.restore(small_tree, target)))
+    some = sorted(small_tree.rglob("f*"))[:: max(1, SMALL_FILES // 50)]
+    for p in some:
+        assert (landed[-1] / p.relative_to(small_tree)).read_bytes() == p.read_bytes()
+
+
+@pytest.mark.parametrize("peer", PEERS)
+def test_store_growth_after_copying_a_large_file(tmp_path: Path, peer: str) -> None:
+    """Not timed: what the backup after `cp big big-copy` adds to the store."""
+    tree = tmp_path / "src"
+    tree.mkdir()
+    (tree / "big").write_bytes(random.Random(4).randbytes(COPY_MIB << 20))
+    t = _fresh(peer, tmp_path, tree, 1)
+    before = t.size()
+    shutil.copyfile(tree / "big", tree / "big-copy")
+    t.backup(tree)
+    grown = t.size() - before
+    print(f"\n{peer}: +{grown} bytes after copying a {COPY_MIB} MiB file")
+    assert grown < (COPY_MIB << 20) // 10, f"{peer} stored the copy again (+{grown} bytes)"
