@@ -378,7 +378,8 @@ def verifying(
     taken: list[ItemT] = []
     try:
         for i in items:
-            if deadline is not None and time.monotonic() >= deadline:
+            # At least one item per run, whatever the budget: repeated runs must progress.
+            if deadline is not None and taken and time.monotonic() >= deadline:
                 break
             rel = i.path.relative_to(repo.root).as_posix()
             if not (i.path.is_file() and (i.size is None or i.path.stat().st_size == i.size)):
