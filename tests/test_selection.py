@@ -223,3 +223,21 @@ def test_selection_round_trips_through_the_catalog_form() -> None:
     assert Selection().to_json() is None and Selection.from_json(None) == Selection()
     with pytest.raises(ConfigError, match="selection: exclude_caches must be true or false"):
         Selection.from_json(json.dumps({"exclude_caches": "yes"}))
+
+
+def test_a_jobs_selection_round_trips_through_the_scheduler_file(tmp_path: Path) -> None:
+    from rustybackup.config import SchedulerConfig, encode_config, parse_config
+    from rustybackup.jobs import ScheduledBackup
+
+    sel = Selection.build(exclude=["*.tmp", "!keep.tmp"], exclude_caches=True)
+    job = ScheduledBackup(
+        id="j", name="j", database="t", backup_type=BackupType.INCREMENTAL, schedule="0 2 * * *", selection=sel
+    )
+    cfg = SchedulerConfig(jobs={"j": job})
+    back = parse_config(encode_config(cfg).decode(), tmp_path / "scheduler_config.json")
+    again = back.jobs["j"]
+    assert isinstance(again, ScheduledBackup) and again.selection == sel
+    text = encode_config(cfg).decode().replace('"exclude_caches":true', '"exclude_caches":"yes"')
+    text = text.replace('"exclude_caches": true', '"exclude_caches": "yes"')
+    with pytest.raises(ConfigError, match="selection: exclude_caches must be true or false"):
+        parse_config(text, tmp_path / "scheduler_config.json")

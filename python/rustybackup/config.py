@@ -24,6 +24,7 @@ from .holidays_cal import HolidayCalendar
 from .hooks import JobHooks
 from .jobs import Job, ScheduledBackup, ScheduledVerification
 from .notify import NotifyTargets
+from .selection import Selection
 from .windows import BackupWindow, WeeklyRule
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "SchedulerConfig", "load_config", "save_config"]
@@ -73,6 +74,25 @@ def window_to_json(w: BackupWindow) -> dict[str, Any]:
     return data
 
 
+def _selection(data: dict[str, Any] | None, where: str) -> Selection | None:
+    """A job's selection rules (``{"exclude": [...], "exclude_files": [...],
+    "exclude_caches": bool, "one_file_system": bool}``), checked like the database's."""
+    if data is None:
+        return None
+    unknown = set(data) - {"exclude", "exclude_files", "exclude_caches", "one_file_system"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    sel = Selection.build(
+        exclude=data.get("exclude", []),
+        exclude_files=data.get("exclude_files", []),
+        exclude_caches=data.get("exclude_caches", False),
+        one_file_system=data.get("one_file_system", False),
+        where=where,
+    )
+    sel.matcher()
+    return sel
+
+
 def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": job.id,
@@ -92,6 +112,8 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
         data.update(backup_type=job.backup_type.value, retention=job.retention, tags=list(job.tags))
         if job.io_limit is not None:
             data["io_limit"] = job.io_limit
+        if job.selection is not None and not job.selection.empty:
+            data["selection"] = job.selection.plain()
     else:
         data.update(level=job.level.value, budget=job.budget.total_seconds() if job.budget else None)
     if job.holidays is not None:
@@ -164,7 +186,7 @@ _JOB_COMMON = {
     "hooks",
 }
 _JOB_FIELDS = {
-    "backup": _JOB_COMMON | {"backup_type", "retention", "tags", "io_limit"},
+    "backup": _JOB_COMMON | {"backup_type", "retention", "tags", "io_limit", "selection"},
     "verification": _JOB_COMMON | {"level", "budget"},
 }
 _REQUIRED = {
@@ -339,6 +361,7 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
                 retention=_get(entry, "retention", str, place, None),
                 tags=tuple(_get(entry, "tags", list, place, [])),
                 io_limit=_get(entry, "io_limit", (int, float), place, None),
+                selection=_selection(_get(entry, "selection", dict, place, None), f"{path}: {place.what}.selection"),
                 **common,
             )
         else:

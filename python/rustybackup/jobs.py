@@ -21,6 +21,7 @@ from .holidays_cal import HolidayCalendar
 from .hooks import JobHooks
 from .notify import NotifyTargets
 from .retention import RetentionPolicy
+from .selection import Selection
 from .windows import load_zone
 
 __all__ = [
@@ -181,6 +182,8 @@ class ScheduledBackup(_JobCommon):
     #: With a shared catalog: only nodes carrying every one of these labels run the job
     #: (the data is on those hosts); empty, it floats to any node (rustybackup.nodes).
     node_labels: tuple[str, ...] = ()
+    #: Selection rules on top of the database's own (rustybackup.selection; file trees).
+    selection: Selection | None = None
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

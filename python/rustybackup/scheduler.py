@@ -629,6 +629,8 @@ class BackupScheduler:
             if isinstance(job, ScheduledBackup):
                 # Only when set: a manager without the parameter (a test's fake) still works.
                 limit: dict[str, Any] = {} if job.io_limit is None else {"io_limit": job.io_limit}
+                if job.selection is not None:
+                    limit["selection"] = job.selection
                 result = self._manager.backup(job.database, job.backup_type, tags=job.tags, cancel=cancel, **limit)
                 set_id = str(result.id)
                 read, written = getattr(result, "bytes_read", None), getattr(result, "size", None)
