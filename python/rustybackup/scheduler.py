@@ -95,7 +95,14 @@ def _utc_now() -> datetime:
 
 
 class BackupScheduler:
-    """Jobs, windows, a heap of next due times, and the loop that runs them."""
+    """Jobs, windows, a heap of next due times, and the loop that runs them.
+
+    With a manager on a shared catalog (``BackupManager(repo, catalog="postgresql://...")``)
+    the scheduler is a node (nodes.py): ``node`` names it (default: the host name),
+    ``labels`` are what pinned jobs ask for, ``max_concurrent`` caps its runs at once,
+    ``heartbeat`` is the seconds between lease renewals (default a third of ``lease``).
+    Jobs, windows and history then live in the catalog; without ``node`` such a
+    scheduler only edits jobs and reads history."""
 
     def __init__(
         self,
