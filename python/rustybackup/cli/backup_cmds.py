@@ -339,7 +339,7 @@ def list_cmd(
     names = [d.name for d in catalog.list_databases()] + ([name] if name else [])
     least = (_ID_WIDTH, max(map(len, names), default=0), 12, _ID_WIDTH, 25, 9, 10, 10)
     widths = tuple(max(w, len(h)) for w, h in zip(least, _LIST_HEADER, strict=False))
-    header = _LIST_HEADER
+    header: tuple[str, ...] = _LIST_HEADER
     if has_copies(catalog):
         header, widths = (*header, "mirrors"), (*widths, len(header[-1]))
     out.write(_row(header, widths))
