@@ -54,7 +54,7 @@ def run_cli(repo: Path) -> None:
     from rustybackup.cli import main as cli_main
 
     manager = SlowManager(repo, log_path=repo / "started.txt")
-    schedule_cmds.open_manager = lambda _repo: manager  # type: ignore[assignment]
+    schedule_cmds.open_manager = lambda _repo, _catalog=None: manager  # type: ignore[assignment]
     try:
         cli_main(["--repo", str(repo), "run"])
     finally:

@@ -9,6 +9,7 @@ would fail it at once ("database is locked") instead of making it wait.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def test_a_full_verification_paused_mid_read_never_blocks_a_backup(tmp_path: Pat
 
     verifier = Verifier(BackupManager(tmp_path / "repo", clock=clock))
     conn = verifier.manager.catalog.connection
+    assert isinstance(conn, sqlite3.Connection)  # the SQLite catalog: its hooks are SQLite's
     reading_sets = threading.Event()
     paused = threading.Event()
     resume = threading.Event()
