@@ -345,13 +345,25 @@ def backup_files(
     self_source: int = 0,
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
-    seal_key: tuple[bytes, bytes] | None = None,
     reuse: Sequence[tuple[int, int, str]] | None = None,
     dedup: bool = False,
-) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str]]:
+    seal_key: tuple[bytes, bytes] | None = None,
+    checkpoint: _Path | None = None,
+    checkpoint_every: int = ...,
+) -> tuple[
+    list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]
+]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
-    piece, blockmap_checksum, blockmap_records, bytes_read, blocks_stored, changed).
+    piece, blockmap_checksum, blockmap_records, bytes_read, blocks_stored, changed,
+    resumed).
+
+    ``checkpoint`` (a path in the staging directory) makes the pass resumable: it
+    journals its finished files there, committed every ``checkpoint_every`` source bytes
+    and when it stops, and first adopts what a cut pass left there (the unchanged files'
+    staged bytes, checked, are not read again). ``resumed`` is (files adopted, their
+    bytes, why adoption stopped where it did or None); ``bytes_read`` counts this pass's
+    reads only.
 
     ``changed`` lists the relative names of files that changed while they were read
     (ended before the size they had when opened, or had another size or mtime after the
@@ -361,7 +373,12 @@ def backup_files(
     ``reuse`` lists ``(job index, size, digest)`` of files unchanged since the parent: not
     read, their blocks are the parent's range and their size and digest these. ``dedup``
     stores a block identical to one already stored (in this pass or the parent's state)
-    as a reference to it."""
+    as a reference to it. ``seal_key`` (cipher key, MAC key) seals every stored block
+    (an encrypted repository) and keys the block digests."""
+
+def checkpoint_summary(path: _Path) -> tuple[int, int, int]:
+    """(files, source bytes, piece bytes) a cut pass's checkpoint journal lists as
+    finished."""
 
 def restore_files(
     files: Sequence[tuple[str, _Path, int, int, int, str]],

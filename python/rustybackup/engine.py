@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import _core, dedup, fsmeta, keys, locks, manifest, ratelimit, repo_url, sqlite_pitr, store
+from . import _core, dedup, fsmeta, keys, locks, manifest, ratelimit, repo_url, resume, sqlite_pitr, store
 from . import mirrors as mirrors_mod
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
@@ -44,6 +44,7 @@ from .retention import RetentionDecision, RetentionPolicy
 from .selection import Selection
 from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
 from .sqlite_wal import WalCapture, WalRecord, live_database
+from .timestamps import from_us
 
 if TYPE_CHECKING:
     from .remote_repo import RemoteRepository
@@ -114,6 +115,10 @@ class BackupManager:
         # The summaries of the sets this manager wrote, so showing one after a backup
         # does not parse a manifest of every file of the tree again.
         self._summaries: dict[str, Summary] = {}
+        # Resumable file-tree backups (resume.py): checkpoint commits every this many source
+        # bytes (None: no checkpoints, a cut backup is discarded); what each set resumed.
+        self.checkpoint_every: int | None = resume.CHECKPOINT_EVERY
+        self.resumed: dict[str, resume.Resumed] = {}
         self.readers = locks.ReaderLocks(self.repository)
         # A lost catalog is rebuilt before anything reads it (docs/FORMAT.md), by one
         # process at a time; `last_rebuild` tells what that rebuild skipped.
@@ -240,7 +245,13 @@ class BackupManager:
         """Removes what interrupted work left (staging, trash, unregistered set
         directories). Runs before every backup. Returns the paths removed."""
         known, dead = self.catalog.set_ids(), self.catalog.tombstones()
-        removed = self.repo.sweep(known, busy=locks.is_staging_locked, tombstones=dead)
+        now = self._now()
+        removed = self.repo.sweep(
+            known,
+            busy=locks.is_staging_locked,
+            tombstones=dead,
+            resumable=lambda d: resume.keep_for_resume(d, now),
+        )
         if self.remote is not None:
             removed += self.remote.cleanup(dead)
         return removed
@@ -279,10 +290,15 @@ class BackupManager:
         self.cleanup()
         started = self._now()
         set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+        # A cut backup of the same job goes on in its own directory, under its own id.
+        claimed = self._claim_cut(db, btype)
+        if claimed is not None:
+            set_id, started, lock = claimed.set_id, from_us(claimed.started_at_us), claimed.lock
         staging = self.repo.staging_dir(set_id)
-        with locks.creating_staging(self.repo.root):
-            staging.mkdir()
-            lock = locks.hold_staging_lock(staging)
+        if claimed is None:
+            with locks.creating_staging(self.repo.root):
+                staging.mkdir()
+                lock = locks.hold_staging_lock(staging)
         registered = False
         shared = ExitStack()
         try:
@@ -315,11 +331,17 @@ class BackupManager:
         except BaseException as exc:
             # Nothing half-written stays: the staging dir (or the published but
             # unregistered set) is removed while we still hold its lock.
+            kept: str | None = None
             for d in (staging, self.repo.set_dir(set_id)):
                 if d.exists() and set_id not in self.catalog.set_ids():
+                    # ... except a cut pass's finished files, which its next run resumes.
+                    if d == staging and (kept := resume.keep_cut(staging, database, exc)) is not None:
+                        continue
                     shutil.rmtree(d, ignore_errors=True)
             if isinstance(exc, BackupCancelled):
                 log.info("backup %s of %s cancelled", set_id, database)
+                if kept is not None:
+                    raise BackupCancelled(f"{exc}; {kept}") from exc
                 raise
             if isinstance(exc, BackupError | CatalogError | ConfigError):
                 raise
@@ -350,6 +372,20 @@ class BackupManager:
         if self.remote is not None:
             self.remote.trim(self.repo, set_id)
         return backup_set
+
+    def _claim_cut(self, db: DatabaseEntry, btype: BackupType) -> resume.Claim | None:
+        """The staging directory of a cut backup this one resumes (resume.py), locked."""
+        if not self._resumable(db) or btype is BackupType.ARCHIVE_LOG:
+            return None
+        base = self._base_for(db, btype)
+        key = resume.ResumeKey.of(db, btype if base is not None else BackupType.FULL, base)
+        return resume.claim(self.repository, key, self.catalog.set_ids(), self._now())
+
+    def _resumable(self, db: DatabaseEntry) -> bool:
+        """Whether a backup of `db` journals its finished files for a later run: file
+        trees, unless checkpoints are off or the repository is encrypted (a set's block
+        key lives in this process only, so another process could not go on sealing)."""
+        return db.kind == "files" and self.checkpoint_every is not None and not keys.is_encrypted(self.repository)
 
     def _base_for(self, db: DatabaseEntry, btype: BackupType) -> BackupSet | None:
         """The parent of an INCREMENTAL (newest restorable state) or DIFFERENTIAL (its
@@ -423,6 +459,11 @@ class BackupManager:
                 unchanged = dedup.unchanged_since(tree.files, parent_manifest.files)
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
+        checkpoint = None
+        if self._resumable(db):
+            # Resumable (resume.py): a cut pass leaves its finished files for the next run.
+            resume.mark(staging, resume.ResumeKey.of(db, btype, parent), set_id, to_us(started))
+            checkpoint = staging / resume.CHECKPOINT
         try:
             done = self._read(
                 db,
@@ -434,6 +475,7 @@ class BackupManager:
                 progress,
                 cancel,
                 unchanged=unchanged,
+                checkpoint=checkpoint,
             )
         finally:
             live.close()
@@ -489,6 +531,7 @@ class BackupManager:
         cancel: CancelFlag | None,
         *,
         unchanged: Mapping[int, FileEntry] | None = None,
+        checkpoint: Path | None = None,
     ) -> _Pass:
         """The one pass of the Rust engine over `entries`. A file that vanished since the
         walk, or that cannot be opened or read, is left out and listed, and the pass
@@ -521,7 +564,13 @@ class BackupManager:
                     # Identical blocks stored once across files and sets (rust/src/dedup/); a
                     # database keeps the positional comparison alone.
                     dedup=db.kind == "files",
+                    checkpoint=checkpoint,
+                    checkpoint_every=self.checkpoint_every or 0,
                 )
+                if checkpoint is not None:
+                    adopted = resume.finished(staging, set_id, db.name, out[7])
+                    if adopted is not None:
+                        self.resumed[set_id] = adopted
             except OSError as exc:
                 named = None if exc.filename is None else os.fsdecode(exc.filename)
                 at = next((i for i, (_, path, _) in enumerate(todo) if str(path) == named), None)
@@ -536,7 +585,8 @@ class BackupManager:
                 )
                 log.warning("backup %s of %s: skipping %s: %s", set_id, db.name, named, why)
                 skipped.append(SkippedEntry(rel, why))
-                _discard_partial(staging)
+                if checkpoint is None:  # else the next pass adopts the files before it
+                    _discard_partial(staging)
                 continue
             return _Pass(todo, out, skipped, frozenset(i for i, _, _ in reuse))
 
@@ -904,7 +954,9 @@ class _Pass:
     its results, and the files it had to leave out."""
 
     read: list[tuple[str, Path, os.stat_result]]
-    out: tuple[list[tuple[int, str, int, int]], _core.PieceInfo, str, int, int, int, list[str]]
+    out: tuple[
+        list[tuple[int, str, int, int]], _core.PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]
+    ]
     skipped: list[SkippedEntry]
     # Positions in `read` of the files taken over from the parent without reading them.
     reused: frozenset[int] = frozenset()

@@ -128,6 +128,26 @@ def hold_staging_lock(directory: Path) -> int:
     return fd
 
 
+def take_abandoned_staging(directory: Path) -> int | None:
+    """Takes the staging lock of a directory a stopped backup left (a resumable one,
+    resume.py) without waiting; returns the descriptor holding it, or None when a live
+    backup holds it or the directory went meanwhile."""
+    path = directory / STAGING_LOCK
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if not _same_file(fd, path):  # removed (swept or taken over) before we locked it
+        os.close(fd)
+        return None
+    return fd
+
+
 def drop_staging_lock_file(directory: Path) -> None:
     """Removes ``directory/.lock`` once the set is registered (the descriptor still
     holds the lock until closed, so no sweep can slip in between)."""

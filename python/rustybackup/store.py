@@ -182,6 +182,7 @@ class Repository:
         known_set_ids: Collection[str],
         busy: Callable[[Path], bool] = lambda _: False,
         tombstones: Collection[str] = (),
+        resumable: Callable[[Path], bool] = lambda _: False,
     ) -> list[str]:
         """Removes what interrupted work left: everything in ``staging/`` and ``trash/``,
         and the set directories the catalog does not know that hold no manifest, that
@@ -205,6 +206,9 @@ class Repository:
                     if entry.name in known_set_ids or busy(entry) or self._keep(entry, tombstones):
                         continue
                 elif not linked and busy(entry):
+                    continue
+                elif sub == STAGING_DIR and not linked and resumable(entry):
+                    # A stopped backup's finished files, kept for its next run (resume.py).
                     continue
                 _remove(entry)
                 removed.append(f"{sub}/{entry.name}")

@@ -35,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::chain::register(m)?;
     py::engine::register(m)?;
     py::restore_into::register(m)?;
+    py::resume::register(m)?;
     py::verify::register(m)?;
     py::pgpage::register(m)?;
     py::wal::register(m)?;

@@ -21,7 +21,9 @@ use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
+use super::resume::{self, Checkpoint, Checkpointer, Resumed};
 use crate::dedup::{DedupIndex, Dup};
+use crate::format::checkpoint::Settings;
 use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, PieceSummary, PieceWriter, FLAG_ZSTD};
 use crate::scan::algorithm::Algorithm;
 /// Bytes read per chunk (rounded to a multiple of the block size).
@@ -102,6 +104,8 @@ pub struct BackupOutcome {
     pub bytes_read: u64,
     /// Blocks stored in the piece (changed or new).
     pub blocks_stored: u64,
+    /// What the pass took over from a cut one (`backup_files_resumable`).
+    pub resumed: Resumed,
 }
 
 /// Smallest block size a backup accepts (smaller blocks cost more index than they save).
@@ -130,6 +134,23 @@ pub fn backup_files(
     piece_path: &Path,
     blockmap_path: &Path,
     opts: &BackupOptions,
+    progress: ProgressHook<'_>,
+) -> Result<BackupOutcome> {
+    backup_files_resumable(jobs, parent_blockmap, piece_path, blockmap_path, opts, None, progress)
+}
+
+/// `backup_files` that journals its finished files in `checkpoint` and, when a cut pass
+/// left a piece and a journal there, resumes from them (`engine::resume`): the files it
+/// can adopt are not read again, and the piece and block map come out as an
+/// uninterrupted pass writes them. A pass that stops (cancelled, or a source file that
+/// cannot be read) commits its journal first.
+pub fn backup_files_resumable(
+    jobs: &[FileJob],
+    parent_blockmap: Option<&Path>,
+    piece_path: &Path,
+    blockmap_path: &Path,
+    opts: &BackupOptions,
+    checkpoint: Option<&Checkpoint>,
     progress: ProgressHook<'_>,
 ) -> Result<BackupOutcome> {
     check_block_size(opts.block_size)?;
@@ -169,24 +190,19 @@ pub fn backup_files(
         }
         None => None,
     };
-    let mut piece = PieceWriter::create(piece_path, opts.algorithm, opts.block_size)?;
-    let mut map = match (&parent, parent_blockmap) {
-        (Some(r), Some(p)) => {
-            let rel = parent_rel_path(p)?;
-            let pref = ParentRef {
-                rel_path: rel,
-                checksum: r.recorded_checksum().to_vec(),
-            };
-            BlockMapWriter::create_child(blockmap_path, opts.algorithm, opts.block_size, pref)?
-        }
-        _ => BlockMapWriter::create(blockmap_path, opts.algorithm, opts.block_size)?,
+    let make_map = || -> Result<BlockMapWriter> {
+        Ok(match (&parent, parent_blockmap) {
+            (Some(r), Some(p)) => {
+                let rel = parent_rel_path(p)?;
+                let pref = ParentRef {
+                    rel_path: rel,
+                    checksum: r.recorded_checksum().to_vec(),
+                };
+                BlockMapWriter::create_child(blockmap_path, opts.algorithm, opts.block_size, pref)?
+            }
+            _ => BlockMapWriter::create(blockmap_path, opts.algorithm, opts.block_size)?,
+        })
     };
-    let bs = opts.block_size as usize;
-    let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
-    let mut buf = vec![0u8; chunk_len];
-    let mut state = Progress::default();
-    let mut files = Vec::with_capacity(jobs.len());
-    let mut blocks_stored = 0u64;
     let mut dedup = if opts.dedup {
         DedupIndex::new(
             opts.algorithm,
@@ -196,15 +212,47 @@ pub fn backup_files(
     } else {
         None
     };
+    let (mut piece, mut map, mut files, mut ck, resumed) = match checkpoint {
+        Some(c) => {
+            let settings = Settings {
+                algorithm: opts.algorithm,
+                block_size: opts.block_size,
+                zstd_level: opts.zstd_level,
+                self_source: opts.self_source,
+                parent_sum: parent.as_ref().map(|r| r.recorded_checksum().to_vec()),
+            };
+            // The duplicate index learns the adopted files' blocks as their map is rebuilt.
+            let mut on_stored = |r: &BlockRecord| {
+                if let Some(idx) = dedup.as_mut() {
+                    idx.insert(r);
+                }
+            };
+            let s = resume::start(jobs, &settings, piece_path, blockmap_path, c, &make_map, &mut on_stored)?;
+            (s.piece, s.map, s.files, Some(s.ck), s.resumed)
+        }
+        None => (
+            PieceWriter::create(piece_path, opts.algorithm, opts.block_size)?,
+            make_map()?,
+            Vec::with_capacity(jobs.len()),
+            None,
+            Resumed::default(),
+        ),
+    };
+    let bs = opts.block_size as usize;
+    let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
+    let mut buf = vec![0u8; chunk_len];
+    let mut state = Progress::default();
+    let mut blocks_stored = 0u64;
 
-    for (file_no, job) in jobs.iter().enumerate() {
+    for (file_no, job) in jobs.iter().enumerate().skip(files.len()) {
         let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
         // Taken over unread only while still there with the size the caller saw: a file
         // gone since the walk fails like an unreadable one (the caller leaves it out), one
         // of another size is read.
         let still = match &job.reuse {
             Some(known) => {
-                let now = std::fs::symlink_metadata(&job.path).map_err(|e| Error::io(&job.path, e))?;
+                let now = std::fs::symlink_metadata(&job.path)
+                    .map_err(|e| cut(&mut ck, &mut piece, &mut map, Error::io(&job.path, e)))?;
                 now.is_file() && now.len() == known.size
             }
             None => false,
@@ -222,10 +270,17 @@ pub fn backup_files(
                 block_count: count,
                 changed: false,
             });
+            if let (Some(ck), Some(done)) = (ck.as_mut(), files.last()) {
+                let after = std::fs::metadata(&job.path).map_err(|e| Error::io(&job.path, e))?;
+                ck.file_done(&mut piece, &mut map, file_no, job, &after, done)?;
+            }
             continue;
         }
-        let mut src = File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
-        let at_open = src.metadata().map_err(|e| Error::io(&job.path, e))?;
+        let stop = |ck: &mut Option<Checkpointer>, piece: &mut PieceWriter, map: &mut BlockMapWriter, e| {
+            cut(ck, piece, map, Error::io(&job.path, e))
+        };
+        let mut src = File::open(&job.path).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+        let at_open = src.metadata().map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
         let mut left = at_open.len();
         let mut parent_iter = match (&parent, job.parent) {
             (Some(r), Some((first, count))) => Some(r.range(first, count)?),
@@ -239,7 +294,7 @@ pub fn backup_files(
         while left > 0 {
             // Never more than the size at open: a file that keeps growing cannot stall the pass.
             let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = fill(&mut src, &mut buf[..want]).map_err(|e| Error::io(&job.path, e))?;
+            let n = fill(&mut src, &mut buf[..want]).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
             left -= n as u64;
             ended_early = n < want;
             if n == 0 {
@@ -347,13 +402,13 @@ pub fn backup_files(
             state.bytes_read += n as u64;
             state.bytes_written = piece.position();
             if let ControlFlow::Break(()) = progress(state) {
-                return Err(Error::Cancelled);
+                return Err(cut(&mut ck, &mut piece, &mut map, Error::Cancelled));
             }
             if ended_early {
                 break;
             }
         }
-        let after = src.metadata().map_err(|e| Error::io(&job.path, e))?;
+        let after = src.metadata().map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
         state.files_done += 1;
         files.push(FileOutcome {
             size,
@@ -362,15 +417,21 @@ pub fn backup_files(
             block_count: block_index,
             changed: ended_early || changed_since(&at_open, &after),
         });
+        if let (Some(ck), Some(done)) = (ck.as_mut(), files.last()) {
+            ck.file_done(&mut piece, &mut map, file_no, job, &after, done)?;
+        }
     }
     if let ControlFlow::Break(()) = progress(state) {
-        return Err(Error::Cancelled);
+        return Err(cut(&mut ck, &mut piece, &mut map, Error::Cancelled));
     }
     if let Some(r) = &parent {
         r.finish_checksums()?;
     }
     let piece = piece.finish()?;
     let (blockmap_checksum, blockmap_records) = map.finish()?;
+    if let Some(ck) = ck {
+        ck.finish()?;
+    }
     Ok(BackupOutcome {
         files,
         piece,
@@ -378,6 +439,7 @@ pub fn backup_files(
         blockmap_records,
         bytes_read: state.bytes_read,
         blocks_stored,
+        resumed,
     })
 }
 
@@ -425,6 +487,14 @@ fn seal_chunk(
             .collect::<std::result::Result<Vec<_>, _>>()
     })
     .map_err(|e| Error::Invalid(format!("sealing a block: {e}")))
+}
+
+/// Commits the checkpoint of a pass that stops with `err` (`engine::resume`); returns `err`.
+fn cut(ck: &mut Option<Checkpointer>, piece: &mut PieceWriter, map: &mut BlockMapWriter, err: Error) -> Error {
+    match ck {
+        Some(c) => c.cut(piece, map, err),
+        None => err,
+    }
 }
 
 /// `../<parent set>/<file>`: where the parent's map is seen from the new map's directory

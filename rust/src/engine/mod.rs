@@ -7,12 +7,16 @@ pub mod error;
 pub mod progress;
 pub mod restore;
 pub mod restore_into;
+pub mod resume;
 
-pub use backup::{backup_files, BackupOptions, BackupOutcome, FileJob, FileOutcome, Reused};
+pub use backup::{backup_files, backup_files_resumable, BackupOptions, BackupOutcome, FileJob, FileOutcome, Reused};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
 pub use restore::{restore_files, restore_files_keyed, RestoreFile};
 pub use restore_into::{dump_file, restore_into, IntoFile};
+pub use resume::{Checkpoint, Resumed};
 
+#[cfg(test)]
+mod resume_tests;
 #[cfg(test)]
 mod tests;

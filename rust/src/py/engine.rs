@@ -17,6 +17,9 @@ use crate::scan::algorithm::{to_hex, Algorithm};
 /// Call Python at most once per this many bytes (and per `REPORT_FILES` files).
 const REPORT_BYTES: u64 = 8 << 20;
 const REPORT_FILES: u64 = 256;
+/// A resumable pass commits its checkpoint after this many source bytes (each commit
+/// fsyncs the piece): what a cut pass reads again at most, beyond the file it was in.
+const DEFAULT_CHECKPOINT_EVERY: u64 = 64 << 20;
 
 fn parse_algorithm(name: &str) -> PyResult<Algorithm> {
     Algorithm::from_name(name).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
@@ -115,8 +118,9 @@ impl PyPieceInfo {
 }
 
 /// Result of `backup_files`: (files, piece, blockmap_checksum, blockmap_records,
-/// bytes_read, blocks_stored, changed); files are (size, digest_hex, first_block,
-/// block_count); changed lists the relative names of files that changed while read.
+/// bytes_read, blocks_stored, changed, resumed); files are (size, digest_hex,
+/// first_block, block_count); changed lists the relative names of files that changed
+/// while read; resumed is (files adopted, their bytes, why adoption stopped or None).
 type BackupResult = (
     Vec<(u64, String, u64, u64)>,
     PyPieceInfo,
@@ -125,6 +129,7 @@ type BackupResult = (
     u64,
     u64,
     Vec<String>,
+    (u64, u64, Option<String>),
 );
 /// A file to back up: (path, relative name, parent block-map range).
 type JobTuple = (PathBuf, String, Option<(u64, u64)>);
@@ -136,7 +141,7 @@ type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 /// changes while it is read does not stop the pass: what was read is stored and its
 /// relative name is listed in the result's last element.
 #[pyfunction]
-#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, reuse=None, dedup=false))]
+#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false))]
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
@@ -150,10 +155,16 @@ fn backup_files(
     self_source: u32,
     progress: Option<Py<PyAny>>,
     cancel: Option<Py<PyAny>>,
-    seal_key: Option<super::crypto::KeyPair>,
+    seal_key: Option<(Vec<u8>, Vec<u8>)>,
+    checkpoint: Option<PathBuf>,
+    checkpoint_every: u64,
     reuse: Option<Vec<(usize, u64, String)>>,
     dedup: bool,
 ) -> PyResult<BackupResult> {
+    let checkpoint = checkpoint.map(|journal| engine::Checkpoint {
+        journal,
+        every: checkpoint_every,
+    });
     let opts = BackupOptions {
         algorithm: parse_algorithm(algorithm)?,
         block_size,
@@ -185,12 +196,13 @@ fn backup_files(
     let mut failure = None;
     let result = py.detach(|| {
         let mut h = hook(&progress, &cancel, &mut failure);
-        engine::backup_files(
+        engine::backup_files_resumable(
             &jobs,
             parent_blockmap.as_deref(),
             &piece_path,
             &blockmap_path,
             &opts,
+            checkpoint.as_ref(),
             &mut h,
         )
     });
@@ -225,6 +237,7 @@ fn backup_files(
         out.bytes_read,
         out.blocks_stored,
         changed,
+        (out.resumed.files, out.resumed.source_bytes, out.resumed.note),
     ))
 }
 

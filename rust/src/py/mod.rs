@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod pgpage;
 pub mod restore_into;
+pub mod resume;
 pub mod scan;
 pub mod select;
 pub mod storage;
