@@ -82,6 +82,11 @@ def test_hardlinks_are_stored_once_and_holes_never_become_data(tmp_path: Path) -
         ("big", "alias0"),
     ]
     assert man.files[1].holes == ((0, 64 << 20),)
+    # The hole is read as zeros, but its blocks are stored once (identical blocks are
+    # stored once per pass): the piece holds the 1 MiB file, one zero block, and the
+    # sparse file's one data block, nowhere near 64 MiB.
+    piece = tmp_path / "repo" / "sets" / sid / "data.piece"
+    assert piece.stat().st_size < (1 << 20) + (256 << 10)
     assert os.stat(out / "alias3").st_ino == os.stat(out / "big").st_ino
     assert os.stat(out / "big").st_nlink == 6
     restored = os.stat(out / "sparse")

@@ -112,3 +112,23 @@ def test_dump_of_a_damaged_block_fails_and_names_it(tmp_path: Path) -> None:
         [sys.executable, "-m", "rustybackup", "--repo", str(repo), "dump", s1, "big"], capture_output=True, check=False
     )
     assert p.returncode != 0 and "big" in p.stderr.decode()
+
+
+def test_dump_of_an_encrypted_set_says_to_restore_it_instead(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"secret")
+    env = {**os.environ, "RUSTYBACKUP_PASSWORD": "pw"}
+    repo = str(tmp_path / "repo")
+
+    def cli_run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "rustybackup", "--repo", repo, *args], capture_output=True, env=env
+        )
+
+    assert cli_run("init", "--encryption").returncode == 0
+    assert cli_run("db", "add", "t", "--path", str(src)).returncode == 0
+    sid = json.loads(cli_run("backup", "t", "--json").stdout)["id"]
+    p = cli_run("dump", sid, "f")
+    assert p.returncode == 1 and p.stdout == b""
+    assert "encrypted repository, which dump does not read yet; restore it with --include 'f'" in p.stderr.decode()

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _core, store
-from .errors import BackupError, CatalogError
+from . import _core, keys, store
+from .errors import BackupError, CatalogError, EncryptionError
 from .manifest import FileEntry, Manifest, Owner
 from .restore import file_job
 
@@ -164,6 +164,11 @@ def dump_file(repository: Path, m: Manifest, path: str, fd: int) -> int:
     """Streams file `path` of the set to descriptor `fd`, every block checked; returns
     the bytes written."""
     f = _file(m, path)
+    if keys.source_block_keys(repository, [s.set_id for s in m.sources]) is not None:
+        raise EncryptionError(
+            f"dump of {path!r}: set {m.id} is in an encrypted repository, which dump does not read yet; "
+            f"restore it with --include {path!r}"
+        )
     pieces = [repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
     try:
         return int(_core.dump_file(file_job(f), repository / m.blockmap.path, pieces, fd))
