@@ -1,7 +1,8 @@
-//! XChaCha20-Poly1305 messages: `nonce (24) || ciphertext || tag (16)`.
+//! XChaCha20-Poly1305 messages: `nonce (24) || ciphertext || tag (16)`, encrypted and
+//! decrypted in place (a block is copied once, not twice).
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use super::error::{random, Error, Result};
 
@@ -33,32 +34,36 @@ pub fn seal_with_nonce(key: &[u8], nonce: &[u8], ad: &[u8], plaintext: &[u8]) ->
             nonce.len()
         )));
     }
-    let ct = cipher(key)?
-        .encrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: plaintext,
-                aad: ad,
-            },
-        )
-        .map_err(|_| Error::Invalid("message too long to seal".into()))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.extend_from_slice(nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(plaintext);
+    let tag = cipher(key)?
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), ad, &mut out[NONCE_LEN..])
+        .map_err(|_| Error::Invalid("message too long to seal".into()))?;
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
 /// Opens a sealed message; `Error::Authentication` when the key, `ad` or any byte is
 /// not what sealed it.
 pub fn open(key: &[u8], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-    if sealed.len() < OVERHEAD {
+    open_owned(key, ad, sealed.to_vec())
+}
+
+/// `open` that decrypts in the buffer it is given (a block just read).
+pub fn open_owned(key: &[u8], ad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>> {
+    let len = sealed.len();
+    if len < OVERHEAD {
         return Err(Error::Authentication(format!(
-            "{} bytes are too short for a sealed message ({OVERHEAD} at least)",
-            sealed.len()
+            "{len} bytes are too short for a sealed message ({OVERHEAD} at least)"
         )));
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce = *XNonce::from_slice(&sealed[..NONCE_LEN]);
+    let tag = *Tag::from_slice(&sealed[len - TAG_LEN..]);
     cipher(key)?
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: ad })
-        .map_err(|_| Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into()))
+        .decrypt_in_place_detached(&nonce, ad, &mut sealed[NONCE_LEN..len - TAG_LEN], &tag)
+        .map_err(|_| Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into()))?;
+    sealed.truncate(len - TAG_LEN);
+    sealed.drain(..NONCE_LEN);
+    Ok(sealed)
 }

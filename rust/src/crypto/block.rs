@@ -61,6 +61,11 @@ impl BlockKey {
         aead::open(&self.cipher, &self.ad(offset, raw_len, flags), sealed)
     }
 
+    /// `open` in the buffer the sealed bytes were read into.
+    pub fn open_owned(&self, offset: u64, raw_len: u32, flags: u8, sealed: Vec<u8>) -> Result<Vec<u8>> {
+        aead::open_owned(&self.cipher, &self.ad(offset, raw_len, flags), sealed)
+    }
+
     /// The keyed digest of a raw block.
     pub fn digest(&self, raw: &[u8]) -> Vec<u8> {
         keyed_digest(&self.mac, raw).to_vec()

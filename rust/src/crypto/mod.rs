@@ -17,7 +17,7 @@ pub mod error;
 pub mod kdf;
 pub mod wrap;
 
-pub use aead::{open, seal, seal_with_nonce, KEY_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
+pub use aead::{open, open_owned, seal, seal_with_nonce, KEY_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
 pub use block::{piece_label, BlockKey};
 pub use error::{Error, Result};
 pub use kdf::{argon2id, derive_key, keyed_digest, Argon2Params};

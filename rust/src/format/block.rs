@@ -139,7 +139,9 @@ pub fn unseal_block(
     let Some(key) = key else {
         return Err("the block is encrypted and no key was given".into());
     };
-    let inner = key.open(offset, raw_len, flags, &stored).map_err(|e| e.to_string())?;
+    let inner = key
+        .open_owned(offset, raw_len, flags, stored)
+        .map_err(|e| e.to_string())?;
     decode_block(inner, raw_len, flags & !FLAG_SEALED)
 }
 
