@@ -378,3 +378,28 @@ def test_big_pieces_come_back_in_parallel_ranges(
     m.restore("db", tmp_path / "out")
     assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
     assert Verifier(m).verify("db", "full").ok
+
+
+def test_copy_into_s3_after_its_cache_was_lost(s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
+    from rustybackup.remote_repo import drop_cache
+
+    clock = SimClock()
+    src = tmp_path / "src"
+    _tree(src, 15)
+    local = BackupManager(tmp_path / "local", clock=clock)
+    local.register_database("db", src, block_size=4096)
+    sets = [local.backup("db", "full")]
+    clock.advance(hours=1)
+    (src / "f2.bin").write_bytes(b"again")
+    sets.append(local.backup("db", "incremental"))
+    remote = BackupManager(s3_env.url(s3_prefix), clock=clock)
+    assert copy_sets(local, remote, set_ids=[sets[0].id]).copied == [sets[0].id]
+    assert remote.remote is not None
+    remote.catalog.close()
+    drop_cache(remote.remote.url)
+    # The incremental's block map refers to its parent's, which only the bucket holds now.
+    again = BackupManager(s3_env.url(s3_prefix), clock=clock)
+    report = copy_sets(local, again)
+    assert report.ok and report.copied == [sets[1].id], report.failed
+    again.restore("db", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)

@@ -156,6 +156,9 @@ def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
             # Published first, checked in place: an incremental's block map names its
             # parent's as ../<parent>/blockmap, which exists only beside it in sets/.
             target.repo.publish(s.id)
+            if target.remote is not None:
+                # The block map names its parents' maps; a fresh cache may lack them.
+                target.remote.fetch_chain(target.repo, m, with_pieces=False)
             check_set(final, m)
             if target.remote is not None:
                 target.remote.commit(final, s, target.upload_limits)

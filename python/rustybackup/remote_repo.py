@@ -412,6 +412,12 @@ def verifying(
     deadline = None if budget is None else time.monotonic() + budget
     fetched: list[Path] = []
     taken: list[ItemT] = []
+    # A block map is checked with its parents' maps (small; kept in the cache anyway).
+    for set_id in sorted({i.set_id for i in items}):
+        try:
+            remote.fetch(repo, [set_id], with_pieces=False)
+        except (CatalogError, StorageNotFound, OSError) as exc:
+            log.debug("block map of %s not fetched before its check: %s", set_id, exc)
     try:
         for i in items:
             # At least one item per run, whatever the budget: repeated runs must progress.
