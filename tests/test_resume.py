@@ -342,3 +342,21 @@ def test_random_cut_points_resume_to_the_uninterrupted_set(
     else:
         done = m.backup("tree", BackupType.FULL)
     same_as_uninterrupted(tmp, m, done.id, src)
+
+
+def test_the_job_history_says_the_run_resumed(tmp_path: Path) -> None:
+    from rustybackup import BackupScheduler, ScheduledBackup
+    from rustybackup.enums import ExecutionStatus
+
+    src = make_tree(tmp_path, [2 * MiB] * 8)
+    m = manager(tmp_path / "repo", src)
+    cut(m, "full", 2)  # the night before, cut short
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    s = BackupScheduler(m, clock=lambda: t0)
+    s.add_job(ScheduledBackup("nightly", "Nightly", "tree", BackupType.FULL, "0 1 * * *"))
+    (set_id,) = s.execute_due_jobs(t0 + timedelta(hours=1))
+    [e] = s.history(job_id="nightly")
+    resumed = m.resumed[set_id]
+    assert e.status is ExecutionStatus.COMPLETED and e.backup_set_id == set_id
+    assert e.error == f"resumed from {resumed.files} staged file(s) / {resumed.bytes} bytes"
+    assert e.bytes_read == sum(f.stat().st_size for f in src.iterdir()) - resumed.bytes
