@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Captured", "capture", "find_holes", "owner_of", "read_xattrs", "special_kind"]
 
 # Errors that mean "this file system or entry has no extended attributes": not a problem.
-_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+# ENOENT: the entry vanished since the walk; the pass that reads it reports that once.
+_NO_XATTRS = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.ENOENT)
 
 
 @dataclass
@@ -114,8 +115,8 @@ def read_xattrs(path: Path | str, rel: str, problems: list[SkippedEntry]) -> tup
         try:
             out.append(Xattr(name, os.getxattr(path, name, follow_symlinks=False)))
         except OSError as exc:
-            if exc.errno == errno.ENODATA:
-                continue  # removed between list and read
+            if exc.errno in (errno.ENODATA, errno.ENOENT):
+                continue  # removed (or the entry vanished) between list and read
             problems.append(SkippedEntry(rel, f"extended attribute {name} cannot be read: {exc.strerror or exc}"))
     return tuple(out)
 
@@ -176,6 +177,8 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
         if st.st_size and st.st_blocks * 512 < st.st_size:
             try:
                 holes = find_holes(path, st.st_size)
+            except FileNotFoundError:
+                holes = ()  # vanished since the walk: the read reports it
             except OSError as exc:
                 out.problems.append(SkippedEntry(rel, f"holes cannot be found, stored as data: {exc.strerror}"))
                 holes = ()
