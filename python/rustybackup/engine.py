@@ -269,7 +269,8 @@ class BackupManager:
         selection: Selection | None = None,
     ) -> BackupSet:
         """Takes one backup and registers it once it is durable. Raises BackupCancelled
-        (nothing registered, nothing left behind) when `cancel.is_set()` turns true.
+        (nothing registered) when `cancel.is_set()` turns true; a file tree's finished
+        files then stay staged, and the next backup of the same job resumes (resume.py).
         `io_limit` caps the source reads in bytes per second (``ratelimit.paced``).
         A file tree's files unchanged since the parent (size, mtime, ctime, inode and
         device) are not read again unless `force_read`; `selection` adds rules to the
