@@ -360,3 +360,21 @@ def test_the_job_history_says_the_run_resumed(tmp_path: Path) -> None:
     assert e.status is ExecutionStatus.COMPLETED and e.backup_set_id == set_id
     assert e.error == f"resumed from {resumed.files} staged file(s) / {resumed.bytes} bytes"
     assert e.bytes_read == sum(f.stat().st_size for f in src.iterdir()) - resumed.bytes
+
+
+def test_a_file_vanishing_mid_pass_costs_no_second_read_of_the_files_before_it(tmp_path: Path) -> None:
+    src = make_tree(tmp_path, [2 * MiB] * 10)
+    total = sum(f.stat().st_size for f in src.iterdir())
+    m = manager(tmp_path / "repo", src)
+    victim = src / "f08"
+    gone = victim.stat().st_size
+
+    def progress(p: BackupProgress) -> None:
+        victim.unlink(missing_ok=True)  # after the walk, before the pass reaches it
+
+    done = m.backup("tree", "full", progress=progress)
+    resumed = m.resumed[done.id]
+    assert resumed.files == 8  # the pass started over without f08, adopting f00..f07
+    assert done.bytes_read == total - gone - resumed.bytes
+    assert [e.path for e in m.summary(done.id).skipped] == ["f08"]
+    same_as_uninterrupted(tmp_path, m, done.id, src)
