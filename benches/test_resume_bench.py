@@ -88,3 +88,19 @@ def test_fresh_full(benchmark, tree: Path, tmp_path: Path) -> None:  # type: ign
         benchmark.extra_info.update(read=done.bytes_read)
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
+
+
+def test_fresh_full_without_checkpoints(benchmark, tree: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What journaling costs an uninterrupted backup (a commit, with its fsyncs, every
+    64 MiB of source): `test_fresh_full` with checkpoints off."""
+    root = tmp_path / "repo"
+    state: dict[str, BackupManager] = {}
+
+    def setup() -> None:
+        state["m"] = _repo(root, tree)
+        state["m"].checkpoint_every = None
+
+    def run() -> None:
+        state["m"].backup("tree", "full")
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
