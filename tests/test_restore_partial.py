@@ -97,3 +97,15 @@ def test_partial_delta_restore_leaves_the_rest_of_the_tree_alone(tmp_path: Path)
     m.restore("t", out, options=RestoreOptions(include=("etc/hosts",), delta=True))
     assert (out / "etc" / "hosts").read_bytes() == (src / "etc" / "hosts").read_bytes()
     assert (out / "var" / "log" / "x.log").read_bytes() == b"changed too"
+
+
+def test_partial_delta_delete_removes_extras_only_inside_the_selection(tmp_path: Path) -> None:
+    m, sid, src = tree(tmp_path)
+    out = tmp_path / "out"
+    m.restore("t", out)
+    (out / "etc" / "nginx" / "stray.conf").write_bytes(b"x")
+    (out / "var" / "log" / "other.log").write_bytes(b"x")
+    res = m.restore("t", out, options=RestoreOptions(include=("etc/nginx/",), delta=True, delete=True))
+    assert res.report.removed == ["etc/nginx/stray.conf"]
+    assert (out / "var" / "log" / "other.log").exists()
+    assert snapshot(out / "etc" / "nginx") == snapshot(src / "etc" / "nginx")
