@@ -378,3 +378,64 @@ def test_a_file_vanishing_mid_pass_costs_no_second_read_of_the_files_before_it(t
     assert done.bytes_read == total - gone - resumed.bytes
     assert [e.path for e in m.summary(done.id).skipped] == ["f08"]
     same_as_uninterrupted(tmp_path, m, done.id, src)
+
+
+def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rustybackup import keys
+
+    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)  # cheap slots: the test is about resuming
+    monkeypatch.setattr(keys, "ARGON2_T", 1)
+    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    src = make_tree(tmp_path, [2 * MiB] * 10)
+    repo = tmp_path / "repo"
+    m = BackupManager(repo)
+    keys.init_encryption(repo, password="pw")
+    m.register_database("tree", src, compression="zstd")
+    m.checkpoint_every = 0
+    cut(m, "full", 2)
+    (left,) = staging_dirs(m)
+    assert (left / keys.SET_KEY_FILE).is_file()
+    # As a new process: no key of the first one is left in memory.
+    keys._credentials.clear()
+    with keys._lock:
+        keys._unlocked.clear()
+    monkeypatch.setenv(keys.PASSWORD_ENV, "pw")
+    m2 = BackupManager(repo)
+    m2.checkpoint_every = 0
+    done = m2.backup("tree", "full")
+    assert done.id == left.name and m2.resumed[done.id].files > 0
+    out = tmp_path / "out"
+    m2.restore("tree", out, backup_set_id=done.id)
+    for f in src.iterdir():
+        assert (out / f.name).read_bytes() == f.read_bytes(), f.name
+    assert Verifier(m2).verify(done.id, "full").ok
+    keys._credentials.clear()
+    with keys._lock:
+        keys._unlocked.clear()
+
+
+def test_an_encrypted_cut_without_its_set_key_is_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rustybackup import keys
+
+    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
+    monkeypatch.setattr(keys, "ARGON2_T", 1)
+    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    src = make_tree(tmp_path, [2 * MiB] * 6)
+    repo = tmp_path / "repo"
+    m = BackupManager(repo)
+    keys.init_encryption(repo, password="pw")
+    m.register_database("tree", src, compression="zstd")
+    m.checkpoint_every = 0
+    cut(m, "full", 2)
+    (left,) = staging_dirs(m)
+    (left / keys.SET_KEY_FILE).unlink()
+    try:
+        discarded(caplog, m, "full", f"it holds no {keys.SET_KEY_FILE}")
+    finally:
+        keys._credentials.clear()
+        with keys._lock:
+            keys._unlocked.clear()

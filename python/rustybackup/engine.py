@@ -380,13 +380,14 @@ class BackupManager:
             return None
         base = self._base_for(db, btype)
         key = resume.ResumeKey.of(db, btype if base is not None else BackupType.FULL, base)
-        return resume.claim(self.repository, key, self.catalog.set_ids(), self._now())
+        # An encrypted set's staged blocks are sealed with its set key, kept in staging.
+        needs = (keys.SET_KEY_FILE,) if keys.is_encrypted(self.repository) else ()
+        return resume.claim(self.repository, key, self.catalog.set_ids(), self._now(), needs=needs)
 
     def _resumable(self, db: DatabaseEntry) -> bool:
         """Whether a backup of `db` journals its finished files for a later run: file
-        trees, unless checkpoints are off or the repository is encrypted (a set's block
-        key lives in this process only, so another process could not go on sealing)."""
-        return db.kind == "files" and self.checkpoint_every is not None and not keys.is_encrypted(self.repository)
+        trees, unless checkpoints are off."""
+        return db.kind == "files" and self.checkpoint_every is not None
 
     def _base_for(self, db: DatabaseEntry, btype: BackupType) -> BackupSet | None:
         """The parent of an INCREMENTAL (newest restorable state) or DIFFERENTIAL (its

@@ -184,10 +184,13 @@ def keep_cut(staging: Path, database: str, why: BaseException) -> str | None:
     return f"{files} finished file(s) ({size} bytes) stay staged for the next run to resume"
 
 
-def claim(root: Path, key: ResumeKey, known_sets: Collection[str], now: datetime) -> Claim | None:
+def claim(
+    root: Path, key: ResumeKey, known_sets: Collection[str], now: datetime, *, needs: Collection[str] = ()
+) -> Claim | None:
     """Takes over the newest resumable staging directory of `key.database` that matches
-    `key`; discards (with a log line saying why) every other one of that database that
-    no live backup holds. None when there is none."""
+    `key` and holds the files `needs` names (an encrypted set's staged set key); discards
+    (with a log line saying why) every other one of that database that no live backup
+    holds. None when there is none."""
     top = root / store.STAGING_DIR
     if top.is_symlink() or not top.is_dir():
         return None
@@ -206,6 +209,9 @@ def claim(root: Path, key: ResumeKey, known_sets: Collection[str], now: datetime
             files, _ = staged(d)
             if files == 0:
                 why = "it finished no file before it stopped"
+            missing = [n for n in needs if not (d / n).is_file()]
+            if missing:
+                why = f"it holds no {', '.join(missing)} (its staged blocks could not be sealed alike)"
         if why is None:
             found = Claim(marker.set_id, marker.started_at_us, fd)
             continue
