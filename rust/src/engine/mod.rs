@@ -19,4 +19,6 @@ pub use resume::{Checkpoint, Resumed};
 #[cfg(test)]
 mod resume_tests;
 #[cfg(test)]
+mod restore_into_tests;
+#[cfg(test)]
 mod tests;
