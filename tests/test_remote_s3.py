@@ -361,25 +361,6 @@ def test_budgeted_checks_cover_the_repository_least_recent_first(
     assert len(checked) == len(v.coverage("db").items) == 6
 
 
-def test_big_pieces_come_back_in_parallel_ranges(
-    s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from rustybackup import remote_repo
-
-    # Ranges of an odd size, so the last one is short and none is block-aligned.
-    monkeypatch.setattr(remote_repo, "RANGED_MIN", 1 << 20)
-    monkeypatch.setattr(remote_repo, "RANGE_BYTES", (1 << 20) + 4093)
-    src = tmp_path / "src"
-    _tree(src, 14, big=9 * MiB + 123)
-    m = BackupManager(s3_env.url(s3_prefix), clock=SimClock())
-    m.register_database("db", src)
-    s = m.backup("db", "full")
-    assert s.pieces[0].size > 8 * remote_repo.RANGE_BYTES
-    m.restore("db", tmp_path / "out")
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
-    assert Verifier(m).verify("db", "full").ok
-
-
 def test_copy_into_s3_after_its_cache_was_lost(s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
     from rustybackup.remote_repo import drop_cache
 

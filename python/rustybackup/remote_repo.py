@@ -27,7 +27,6 @@ import shutil
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,11 +50,6 @@ log = logging.getLogger(__name__)
 LOCK_TTL_SECONDS = 120.0
 LOCK_WAIT_SECONDS = 60.0
 LOCK_RETRY_SECONDS = 0.5
-
-# Big objects are fetched as parallel ranged GETs (see _get).
-RANGED_MIN = 32 << 20
-RANGE_BYTES = 16 << 20
-RANGES_IN_FLIGHT = 4
 
 # Objects under sets/ that no manifest names are a cut upload's; they are removed once
 # older than this (a slower host may still be uploading its pieces before its manifest).
@@ -194,7 +188,7 @@ class RemoteRepository:
                         continue
                 except OSError:
                     pass
-                fetched += self._get(rel, dest, size)
+                fetched += self._get(rel, dest)
         return fetched
 
     def fetch_chain(self, repo: store.Repository, m: Manifest, *, with_pieces: bool) -> int:
@@ -260,44 +254,16 @@ class RemoteRepository:
                 for set_id in set_ids:
                     self.trim(repo, set_id)
 
-    def _get(self, rel: str, dest: Path, size: int | None = None) -> int:
+    def _get(self, rel: str, dest: Path) -> int:
         """Downloads one object to `dest` through a temporary sibling (a cut download
-        leaves no file that looks complete). An object of at least RANGED_MIN bytes
-        whose size is known comes as RANGE_BYTES ranges, RANGES_IN_FLIGHT at a time (one
-        stream per range: one S3 stream is slower than the disk); memory stays at
-        RANGE_BYTES x RANGES_IN_FLIGHT whatever the size."""
+        leaves no file that looks complete). One stream: parallel ranged GETs were
+        measured slower against SeaweedFS and took 3x the memory (benches/README.md)."""
         tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         try:
-            if size is not None and size >= RANGED_MIN:
-                n = self._get_ranges(rel, tmp, size)
-            else:
-                n = int(self.store.get_to_file(rel, tmp))
+            n = int(self.store.get_to_file(rel, tmp))
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        return n
-
-    def _get_ranges(self, rel: str, tmp: Path, size: int) -> int:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.ftruncate(fd, size)
-
-            def one(start: int) -> int:
-                end = min(start + RANGE_BYTES, size)
-                data = self.store.get_range(rel, start, end)
-                if len(data) != end - start:
-                    raise StorageError(f"{self.url}/{rel}: range {start}..{end} came back with {len(data)} bytes")
-                view = memoryview(data)
-                done = 0
-                while done < len(view):
-                    done += os.pwrite(fd, view[done:], start + done)
-                return done
-
-            with ThreadPoolExecutor(RANGES_IN_FLIGHT, thread_name_prefix="s3-get") as pool:
-                n = sum(pool.map(one, range(0, size, RANGE_BYTES)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         return n
 
     # --- writes ------------------------------------------------------------------------
@@ -426,7 +392,7 @@ def verifying(
             rel = i.path.relative_to(repo.root).as_posix()
             if not (i.path.is_file() and (i.size is None or i.path.stat().st_size == i.size)):
                 try:
-                    remote._get(rel, i.path, i.size)
+                    remote._get(rel, i.path)
                 except StorageNotFound:
                     pass  # reported missing by the check
                 else:
