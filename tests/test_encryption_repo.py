@@ -351,3 +351,31 @@ def test_two_rotations_from_two_processes_keep_both_generations(
     reopened = keys.unlock(root, password=PASSWORD)
     assert set(reopened.generations) == {"g1", "g2", "g3"} and reopened.current == "g3"
     assert reopened.generations["g2"].secret == g2.secret
+
+
+def test_delta_restore_sparse_files_and_dump_of_an_encrypted_set(
+    repo: tuple[BackupManager, Path, list[bytes]], tmp_path: Path
+) -> None:
+    from rustybackup import manifest as manifest_mod
+    from rustybackup import tree_view
+    from rustybackup.restore import RestoreOptions
+
+    m, src, _ = repo
+    sparse = src / "sparse"
+    with open(sparse, "wb") as fh:
+        fh.seek(1 << 20)
+        fh.write(b"tail after a hole")
+    s = m.backup("db", "full")
+    out = tmp_path / "out"
+    m.restore("db", out)
+    assert tree_digest(out) == tree_digest(src)
+    # Delta: one file damaged in the target is rewritten, the others kept.
+    victim = sorted(p for p in out.iterdir() if p.name.startswith("f0"))[0]
+    victim.write_bytes(b"not what was backed up")
+    m.restore("db", out, options=RestoreOptions(delta=True))
+    assert tree_digest(out) == tree_digest(src)
+    man = manifest_mod.load(m.repository / "sets" / s.id / "manifest.json", set_id=s.id)
+    dumped = tmp_path / "dumped"
+    with open(dumped, "wb") as fh:
+        tree_view.dump_file(m.repository, man, victim.name, fh.fileno())
+    assert dumped.read_bytes() == (src / victim.name).read_bytes()

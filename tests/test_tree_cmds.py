@@ -114,7 +114,7 @@ def test_dump_of_a_damaged_block_fails_and_names_it(tmp_path: Path) -> None:
     assert p.returncode != 0 and "big" in p.stderr.decode()
 
 
-def test_dump_of_an_encrypted_set_says_to_restore_it_instead(tmp_path: Path) -> None:
+def test_dump_of_an_encrypted_set_opens_its_blocks(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_bytes(b"secret")
@@ -130,5 +130,9 @@ def test_dump_of_an_encrypted_set_says_to_restore_it_instead(tmp_path: Path) -> 
     assert cli_run("db", "add", "t", "--path", str(src)).returncode == 0
     sid = json.loads(cli_run("backup", "t", "--json").stdout)["id"]
     p = cli_run("dump", sid, "f")
+    assert p.returncode == 0 and p.stdout == b"secret", p.stderr
+    # Without the key: one clear line, nothing on stdout.
+    env.pop("RUSTYBACKUP_PASSWORD")
+    p = cli_run("dump", sid, "f")
     assert p.returncode == 1 and p.stdout == b""
-    assert "encrypted repository, which dump does not read yet; restore it with --include 'f'" in p.stderr.decode()
+    assert "repository is encrypted" in p.stderr.decode()

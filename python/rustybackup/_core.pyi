@@ -402,6 +402,7 @@ def restore_into(
     *,
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
+    keys: Sequence[tuple[bytes, bytes] | None] | None = None,
 ) -> list[tuple[int, bool]]:
     """Writes (rel, dest, first_block, block_count, size, digest, holes, delta) files in
     place, every block and file digest checked: a hole (offset, length) is left
@@ -409,7 +410,14 @@ def restore_into(
     keeps its matching blocks (and is not touched at all when all match). Without it,
     ``dest`` must not exist. Returns (bytes written, touched) per file."""
 
-def dump_file(file: tuple[str, int, int, int, str], blockmap: _Path, sources: Sequence[_Path], fd: int) -> int:
+def dump_file(
+    file: tuple[str, int, int, int, str],
+    blockmap: _Path,
+    sources: Sequence[_Path],
+    fd: int,
+    *,
+    keys: Sequence[tuple[bytes, bytes] | None] | None = None,
+) -> int:
     """Streams one file (rel, first_block, block_count, size, digest), every block and
     the whole digest checked, to descriptor ``fd`` (left open). Returns the bytes written."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import _core, keys, store
 from .catalog import BackupSet
-from .errors import BackupError, ConfigError, EncryptionError
+from .errors import BackupError, ConfigError
 from .manifest import DirEntry, FileEntry, HardlinkEntry, Manifest, Owner, SpecialEntry, SymlinkEntry, Xattr
 from .restore_target import Meta, RestoreTarget
 
@@ -249,10 +249,6 @@ class _Restore:
         hook = None if self.progress is None else self.progress
         # An encrypted set's sealed blocks open with each source set's keys (keys.py).
         block_keys = keys.source_block_keys(self.repository, [s.set_id for s in m.sources])
-        if block_keys is not None and placed:
-            raise EncryptionError(
-                f"{self.what}: delta restore and files with holes are not supported for encrypted sets yet"
-            )
         try:
             if plain:
                 jobs = [
@@ -285,6 +281,7 @@ class _Restore:
                     self.repository / m.blockmap.path,
                     piece_paths,
                     progress=None if hook is None else (lambda done, _w, _f: hook(done)),
+                    keys=block_keys,
                 )
                 for written, touched in done:
                     self.report.bytes_written += written

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _core, keys, store
-from .errors import BackupError, CatalogError, EncryptionError
+from .errors import BackupError, CatalogError
 from .manifest import FileEntry, Manifest, Owner
 from .restore import file_job
 
@@ -164,13 +164,10 @@ def dump_file(repository: Path, m: Manifest, path: str, fd: int) -> int:
     """Streams file `path` of the set to descriptor `fd`, every block checked; returns
     the bytes written."""
     f = _file(m, path)
-    if keys.source_block_keys(repository, [s.set_id for s in m.sources]) is not None:
-        raise EncryptionError(
-            f"dump of {path!r}: set {m.id} is in an encrypted repository, which dump does not read yet; "
-            f"restore it with --include {path!r}"
-        )
+    # An encrypted set's sealed blocks open with each source set's keys (keys.py).
+    block_keys = keys.source_block_keys(repository, [s.set_id for s in m.sources])
     pieces = [repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
     try:
-        return int(_core.dump_file(file_job(f), repository / m.blockmap.path, pieces, fd))
+        return int(_core.dump_file(file_job(f), repository / m.blockmap.path, pieces, fd, keys=block_keys))
     except OSError as exc:
         raise BackupError(f"dump of {path!r} from set {m.id} failed: {exc.strerror or exc}") from exc

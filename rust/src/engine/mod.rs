@@ -13,12 +13,12 @@ pub use backup::{backup_files, backup_files_resumable, BackupOptions, BackupOutc
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
 pub use restore::{restore_files, restore_files_keyed, RestoreFile};
-pub use restore_into::{dump_file, restore_into, IntoFile};
+pub use restore_into::{dump_file, dump_file_keyed, restore_into, restore_into_keyed, IntoFile};
 pub use resume::{Checkpoint, Resumed};
 
 #[cfg(test)]
-mod resume_tests;
-#[cfg(test)]
 mod restore_into_tests;
+#[cfg(test)]
+mod resume_tests;
 #[cfg(test)]
 mod tests;

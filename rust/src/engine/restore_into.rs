@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
 use super::restore::RestoreFile;
-use crate::format::{check_block, BlockMapReader, BlockRecord, PieceReader};
+use crate::format::{check_block_keyed, BlockMapReader, BlockRecord, PieceReader};
 use crate::scan::algorithm::to_hex;
 use crate::scan::parallel::in_pool;
 
@@ -44,17 +44,30 @@ struct Blocks<'a> {
     blockmap: &'a Path,
     sources: &'a [PathBuf],
     readers: Vec<Option<PieceReader>>,
+    /// Keys of each source's sealed blocks (an encrypted set), bound to its piece.
+    keys: Vec<Option<crate::crypto::BlockKey>>,
 }
 
 impl<'a> Blocks<'a> {
-    fn open(blockmap: &'a Path, sources: &'a [PathBuf]) -> Result<Self> {
+    fn open(blockmap: &'a Path, sources: &'a [PathBuf], keys: &[Option<crate::crypto::BlockKey>]) -> Result<Self> {
         let map = BlockMapReader::open(blockmap)?;
         map.verify_checksum()?;
+        let keys = sources
+            .iter()
+            .enumerate()
+            .map(
+                |(i, p)| match (keys.get(i).and_then(Option::as_ref), crate::crypto::piece_label(p)) {
+                    (Some(k), Some(label)) => Some(k.for_piece(&label)),
+                    _ => None,
+                },
+            )
+            .collect();
         Ok(Self {
             map,
             blockmap,
             sources,
             readers: sources.iter().map(|_| None).collect(),
+            keys,
         })
     }
 
@@ -113,6 +126,7 @@ impl<'a> Blocks<'a> {
                 self.reader(rec.source as usize, &f.rel, k)?;
             }
             let readers = &self.readers;
+            let keys = &self.keys;
             let first = block_index;
             let blocks: Vec<Result<Vec<u8>>> = in_pool(|| {
                 batch
@@ -122,8 +136,9 @@ impl<'a> Blocks<'a> {
                         let Some(Some(reader)) = readers.get(rec.source as usize) else {
                             return Err(Error::Invalid("internal: piece reader not opened".into()));
                         };
-                        let raw = reader.read_raw(rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
-                        check_block(alg, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
+                        let key = keys.get(rec.source as usize).and_then(Option::as_ref);
+                        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+                        check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
                             piece: reader.path().to_path_buf(),
                             file: f.rel.clone(),
                             block_index: first + k as u64,
@@ -246,7 +261,18 @@ pub fn restore_into(
     sources: &[PathBuf],
     progress: ProgressHook<'_>,
 ) -> Result<Vec<(u64, bool)>> {
-    let mut blocks = Blocks::open(blockmap, sources)?;
+    restore_into_keyed(files, blockmap, sources, &[], progress)
+}
+
+/// `restore_into` of an encrypted set: `keys[i]` opens source `i`'s sealed blocks.
+pub fn restore_into_keyed(
+    files: &[IntoFile],
+    blockmap: &Path,
+    sources: &[PathBuf],
+    keys: &[Option<crate::crypto::BlockKey>],
+    progress: ProgressHook<'_>,
+) -> Result<Vec<(u64, bool)>> {
+    let mut blocks = Blocks::open(blockmap, sources, keys)?;
     let mut state = Progress::default();
     let mut out = Vec::with_capacity(files.len());
     for f in files {
@@ -298,7 +324,18 @@ pub fn restore_into(
 
 /// Streams the contents of `f` (its `dest` is ignored) to `out`; returns the bytes written.
 pub fn dump_file(f: &RestoreFile, blockmap: &Path, sources: &[PathBuf], out: &mut dyn Write) -> Result<u64> {
-    let mut blocks = Blocks::open(blockmap, sources)?;
+    dump_file_keyed(f, blockmap, sources, &[], out)
+}
+
+/// `dump_file` of an encrypted set: `keys[i]` opens source `i`'s sealed blocks.
+pub fn dump_file_keyed(
+    f: &RestoreFile,
+    blockmap: &Path,
+    sources: &[PathBuf],
+    keys: &[Option<crate::crypto::BlockKey>],
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut blocks = Blocks::open(blockmap, sources, keys)?;
     let mut state = Progress::default();
     let mut none = |_: Progress| ControlFlow::Continue(());
     blocks.each_block(f, &mut state, &mut none, &mut |_, b| {

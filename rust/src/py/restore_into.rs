@@ -19,7 +19,7 @@ type IntoTuple = (String, PathBuf, u64, u64, u64, String, Vec<(u64, u64)>, bool)
 /// zero, and with `delta` an existing file's matching blocks kept. Returns, per file,
 /// (bytes written, touched).
 #[pyfunction]
-#[pyo3(signature = (files, blockmap, sources, *, progress=None, cancel=None))]
+#[pyo3(signature = (files, blockmap, sources, *, progress=None, cancel=None, keys=None))]
 fn restore_into(
     py: Python<'_>,
     files: Vec<IntoTuple>,
@@ -27,7 +27,9 @@ fn restore_into(
     sources: Vec<PathBuf>,
     progress: Option<Py<PyAny>>,
     cancel: Option<Py<PyAny>>,
+    keys: Option<Vec<Option<super::crypto::KeyPair>>>,
 ) -> PyResult<Vec<(u64, bool)>> {
+    let keys = block_keys(keys)?;
     let files: Vec<IntoFile> = files
         .into_iter()
         .map(
@@ -52,7 +54,7 @@ fn restore_into(
     let mut failure = None;
     let result = py.detach(|| {
         let mut h = hook(&progress, &cancel, &mut failure);
-        engine::restore_into(&files, &blockmap, &sources, &mut h)
+        engine::restore_into_keyed(&files, &blockmap, &sources, &keys, &mut h)
     });
     if let Some(e) = failure {
         return Err(e);
@@ -63,13 +65,16 @@ fn restore_into(
 /// Streams one file (relative name, first block, block count, size, digest hex) to the
 /// open descriptor `fd` (not closed); returns the bytes written.
 #[pyfunction]
+#[pyo3(signature = (file, blockmap, sources, fd, *, keys=None))]
 fn dump_file(
     py: Python<'_>,
     file: (String, u64, u64, u64, String),
     blockmap: PathBuf,
     sources: Vec<PathBuf>,
     fd: i32,
+    keys: Option<Vec<Option<super::crypto::KeyPair>>>,
 ) -> PyResult<u64> {
+    let keys = block_keys(keys)?;
     let (rel, first_block, block_count, size, digest) = file;
     let digest = from_hex(&digest, &rel)?;
     let f = RestoreFile {
@@ -90,9 +95,17 @@ fn dump_file(
     let out = unsafe { File::from_raw_fd(own) };
     py.detach(|| {
         let mut w = BufWriter::with_capacity(1 << 20, out);
-        engine::dump_file(&f, &blockmap, &sources, &mut w)
+        engine::dump_file_keyed(&f, &blockmap, &sources, &keys, &mut w)
     })
     .map_err(engine_error)
+}
+
+/// `keys[i]`: (cipher_key, mac_key) of source i's sealed blocks (an encrypted set).
+fn block_keys(keys: Option<Vec<Option<super::crypto::KeyPair>>>) -> PyResult<Vec<Option<crate::crypto::BlockKey>>> {
+    keys.unwrap_or_default()
+        .iter()
+        .map(|k| k.as_ref().map(super::crypto::block_key).transpose())
+        .collect()
 }
 
 /// Adds this domain's functions to `rustybackup._core`.
