@@ -140,3 +140,26 @@ def test_server_restarted_between_two_backups(own_server: SeaweedFS, tmp_path: P
     assert again.catalog.set_ids() == {full.id, inc.id}
     again.restore("db", tmp_path / "out")
     assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+
+
+def test_slow_responses_and_a_cut_connection_are_retried(
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3_fault_proxy import FaultProxy
+
+    src = _source(tmp_path / "src", 12)
+    with FaultProxy(s3_server.s3_port) as proxy:
+        for k, v in s3_server.env().items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        m = BackupManager(s3_server.url(s3_prefix), clock=SimClock())
+        m.register_database("db", src)
+        proxy.delay_responses(0.5, connections=8)
+        proxy.cut_after(3 * MiB, connections=1)
+        s = m.backup("db", "full")
+        proxy.delay_responses(0.5, connections=8)
+        m.restore("db", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    keys = _objects(s3_server, s3_prefix)
+    assert keys[f"sets/{s.id}/data.piece"] == s.pieces[0].size
