@@ -19,9 +19,12 @@ from typing import Any
 import psycopg
 from rustybackup import BackupScheduler
 from rustybackup.jobs import Job
+from rustybackup.nodes import SEEN_CHANNEL
 from rustybackup.timestamps import to_us
 
 HERE = Path(__file__).resolve().parent
+#: The driver notifies this channel after moving the clock file (node_child.py listens).
+CLOCK_CHANNEL = "rustybackup_test_clock"
 
 
 def step_timeout() -> float:
@@ -30,8 +33,19 @@ def step_timeout() -> float:
 
 
 class Nodes:
-    def __init__(self, url: str, base: Path, start: datetime, lease: timedelta, manager: str = "fake") -> None:
+    def __init__(
+        self,
+        url: str,
+        base: Path,
+        start: datetime,
+        lease: timedelta,
+        manager: str = "fake",
+        heartbeat: float = 0.05,
+    ) -> None:
+        """`heartbeat`: real seconds between a node's background beats (each tick beats
+        too, so a driver that steps the clock needs few)."""
         self.url, self.base, self.lease, self.manager = url, base, lease, manager
+        self.heartbeat = heartbeat
         self.repo = base / "repo"
         self.repo.mkdir(parents=True, exist_ok=True)
         self.clock_file = base / "clock"
@@ -40,7 +54,12 @@ class Nodes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stopped: set[str] = set()
         self.extra: dict[str, dict[str, Any]] = {}
-        self._db = psycopg.connect(url, autocommit=True)
+        self._db = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self.url, autocommit=True)
+        conn.execute(f"LISTEN {SEEN_CHANNEL}")
+        return conn
 
     def close(self) -> None:
         for name in list(self.procs):
@@ -51,6 +70,10 @@ class Nodes:
         tmp = self.clock_file.with_suffix(".tmp")
         tmp.write_text(moment.isoformat())
         os.replace(tmp, self.clock_file)
+        try:  # wakes the nodes at once (they also look at the file every few ms)
+            self._db.execute(f"NOTIFY {CLOCK_CHANNEL}")
+        except (psycopg.OperationalError, AttributeError):  # the server restarting; before _db exists
+            pass
 
     def clock(self) -> datetime:
         return self.now
@@ -73,6 +96,7 @@ class Nodes:
             "labels": list(labels),
             "ready": str(self.base / f"{name}.ready"),
             "manager": self.manager,
+            "heartbeat": self.heartbeat,
             **self.extra.get(name, {}),
             **extra,
         }
@@ -134,7 +158,7 @@ class Nodes:
                     "SELECT name FROM rustybackup.nodes WHERE name = ANY(%s) AND seen_clock >= %s", (names, target)
                 ).fetchall()
             except psycopg.OperationalError:
-                self._db = psycopg.connect(self.url, autocommit=True)
+                self._db = self._connect()
                 continue
             if len(rows) == len(names):
                 return
@@ -144,7 +168,13 @@ class Nodes:
             if time.monotonic() > deadline:
                 behind = set(names) - {r[0] for r in rows}
                 raise AssertionError(f"nodes {behind} did not reach {self.now}: {[self.log(n) for n in behind]}")
-            time.sleep(0.002)
+            # Each node's beat notifies (nodes.SEEN_CHANNEL); the timeout covers a notice
+            # that came while the query above ran.
+            try:
+                for _ in self._db.notifies(timeout=0.02, stop_after=1):
+                    pass
+            except psycopg.OperationalError:
+                self._db = self._connect()
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         while True:
@@ -152,7 +182,7 @@ class Nodes:
                 return list(self._db.execute(sql, list(args)).fetchall())
             except psycopg.OperationalError:
                 time.sleep(0.1)
-                self._db = psycopg.connect(self.url, autocommit=True)
+                self._db = self._connect()
 
     def schema(self) -> str:
         ((schema,),) = self.query(

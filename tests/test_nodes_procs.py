@@ -49,7 +49,8 @@ def _job(jid: str, schedule: str, **kw: object) -> ScheduledBackup:
 
 @pytest.fixture
 def nodes(catalog_server: CatalogServer, tmp_path: Path) -> Iterator[Nodes]:
-    n = Nodes(catalog_server.fresh("nodes"), tmp_path, START, LEASE)
+    # Every tick beats; the background beat only keeps a node stopped mid-run honest.
+    n = Nodes(catalog_server.fresh("nodes"), tmp_path, START, LEASE, heartbeat=0.5)
     yield n
     n.close()
 

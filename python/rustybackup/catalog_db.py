@@ -274,6 +274,30 @@ class PgConnection:
                 return PgCursor(self._conn.cursor(), self)
             return self._run(stmt, lambda c: c.executemany(stmt, batch))
 
+    def script(self, sql: str, args: dict[str, Any]) -> list[list[tuple[Any, ...]]]:
+        """Several statements (PostgreSQL's dialect, ``%(name)s`` parameters bound on the
+        client) sent in one round trip and run as one transaction, each with a fresh
+        snapshot: the rows of each statement, in order. A scheduler's claim is one of
+        these (claims.py), so a claim costs one round trip, not six. Outside a
+        transaction only; a connection lost before the answer is tried again, so the
+        script must be safe to repeat."""
+        results: list[list[tuple[Any, ...]]] = []
+
+        def call(cur: Any) -> None:
+            results.clear()
+            client = self.psycopg.ClientCursor(cur.connection)
+            client.execute(sql, args)
+            while True:
+                results.append(list(client.fetchall()) if client.description is not None else [])
+                if not client.nextset():
+                    break
+
+        with self._lock:
+            if self._in_tx:
+                raise DbError(f"shared catalog {self.where}: a script cannot run inside a transaction")
+            self._run("SCRIPT", call)
+        return results
+
     def _run(self, stmt: str, call: Callable[[Any], Any]) -> PgCursor:
         verb = stmt.split(None, 1)[0].upper() if stmt else ""
         deadline = time.monotonic() + RECONNECT_SECONDS

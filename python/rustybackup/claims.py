@@ -46,6 +46,20 @@ T = TypeVar("T")
 _COLUMNS = "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written"
 
 
+#: A claim (SharedHistory._claim): lock, conditional insert, then the row and the busy run.
+_CLAIM_SCRIPT = """
+SELECT pg_advisory_xact_lock(hashtext(%(job)s));
+INSERT INTO sched_executions (id, job_id, scheduled_for, started_at, status, owner, lease_until, node, epoch)
+SELECT %(id)s, %(job)s, %(sched)s, %(now)s, %(running)s, %(owner)s, %(until)s, %(node)s, 1
+WHERE NOT EXISTS (SELECT 1 FROM sched_executions WHERE job_id = %(job)s AND status = %(running)s
+                  AND lease_until >= %(now)s AND scheduled_for <> %(sched)s)
+ON CONFLICT DO NOTHING;
+SELECT id, owner, epoch FROM sched_executions WHERE job_id = %(job)s AND scheduled_for = %(sched)s;
+SELECT min(scheduled_for) FROM sched_executions WHERE job_id = %(job)s AND status = %(running)s
+  AND lease_until >= %(now)s AND scheduled_for <> %(sched)s;
+"""
+
+
 def _retrying(call: Callable[[], T]) -> T:
     """`call` (one transaction), again while the server is away, for up to
     catalog_db.RECONNECT_SECONDS."""
@@ -107,66 +121,46 @@ class SharedHistory:
         return _retrying(lambda: self._claim(job_id, scheduled_for, now, lease))
 
     def _claim(self, job_id: str, scheduled_for: datetime, now: datetime, lease: timedelta) -> Claim:
+        """One round trip (a script: one transaction): the job's advisory lock (one
+        claimant per job at a time, since the busy check reads other rows), then, in a
+        snapshot taken after the lock, the insert unless a run of the job still holds a
+        lease, then the occurrence's row and the busy run. Repeating it after a lost
+        answer is safe: a row that did commit is found as ours."""
         sched = to_us(scheduled_for)
-        c = self._conn
+        exec_id = uuid.uuid4().hex
+        args = {
+            "id": exec_id,
+            "job": job_id,
+            "sched": sched,
+            "now": to_us(now),
+            "until": to_us(now + lease),
+            "owner": self.owner,
+            "node": self.node,
+            "running": ExecutionStatus.RUNNING.value,
+        }
         with self._lock:
-            # Most nodes come second: one read answers them without a transaction (a row,
-            # once there, stays; the transaction below decides when there is none yet).
-            seen = c.execute(
-                "SELECT owner FROM sched_executions WHERE job_id = ? AND scheduled_for = ?", (job_id, sched)
-            ).fetchone()
-            if seen is not None and seen[0] != self.owner:
-                return Claim("taken")
-            c.execute("BEGIN")
-            try:
-                # One claimant per job at a time: the busy check below reads other rows.
-                c.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (job_id,))
-                row = c.execute(
-                    "SELECT id, owner, epoch FROM sched_executions WHERE job_id = ? AND scheduled_for = ?",
-                    (job_id, sched),
-                ).fetchone()
-                if row is not None:
-                    c.execute("COMMIT")
-                    if row[1] == self.owner:  # ours: a commit whose answer the server lost
-                        self._held[row[0]] = int(row[2])
-                        return Claim("claimed", execution_id=row[0])
+            res = self._conn.script(_CLAIM_SCRIPT, args)
+            row = res[2][0] if res[2] else None
+            if row is not None:
+                if row[1] != self.owner:
                     return Claim("taken")
-                busy = c.execute(
-                    "SELECT scheduled_for FROM sched_executions WHERE job_id = ? AND status = ? AND lease_until >= ?"
-                    " ORDER BY scheduled_for LIMIT 1",
-                    (job_id, ExecutionStatus.RUNNING.value, to_us(now)),
-                ).fetchone()
-                exec_id = uuid.uuid4().hex
-                if busy is not None:
-                    prev = from_us(busy[0], f"sched_executions of job {job_id!r} field 'scheduled_for'")
-                    reason = f"previous run (scheduled for {prev.isoformat()}) is still running"
-                    c.execute(
-                        "INSERT INTO sched_executions (id, job_id, scheduled_for, finished_at, status, error, node)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (exec_id, job_id, sched, to_us(now), ExecutionStatus.SKIPPED.value, reason, self.node),
-                    )
-                    c.execute("COMMIT")
-                    return Claim("busy", reason=reason)
-                c.execute(
-                    "INSERT INTO sched_executions (id, job_id, scheduled_for, started_at, status, owner,"
-                    " lease_until, node, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                    (
-                        exec_id,
-                        job_id,
-                        sched,
-                        to_us(now),
-                        ExecutionStatus.RUNNING.value,
-                        self.owner,
-                        to_us(now + lease),
-                        self.node,
-                    ),
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            self._held[exec_id] = 1
-            return Claim("claimed", execution_id=exec_id)
+                self._held[row[0]] = int(row[2])
+                return Claim("claimed", execution_id=row[0])
+            busy = res[3][0][0]
+            if busy is None:  # the row was there and is gone again (history pruned)
+                return Claim("taken")
+            prev = from_us(busy, f"sched_executions of job {job_id!r} field 'scheduled_for'")
+            reason = f"previous run (scheduled for {prev.isoformat()}) is still running"
+            # Rare (near a dead node's claim): a second round trip records the skip; a
+            # row another node inserted meanwhile wins.
+            cur = self._conn.execute(
+                "INSERT INTO sched_executions (id, job_id, scheduled_for, finished_at, status, error, node)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (exec_id, job_id, sched, to_us(now), ExecutionStatus.SKIPPED.value, reason, self.node),
+            )
+            if cur.rowcount == 1:
+                return Claim("busy", reason=reason)
+            return Claim("taken")
 
     def take_over(self, now: datetime, lease: timedelta, job_ids: Sequence[str], limit: int = 16) -> list[TakenOver]:
         return _retrying(lambda: self._take_over(now, lease, job_ids, limit))
@@ -177,30 +171,31 @@ class SharedHistory:
         ``SKIP LOCKED``: two nodes taking over at once split the rows."""
         if not job_ids:
             return []
-        c = self._conn
-        out: list[TakenOver] = []
         with self._lock:
-            c.execute("BEGIN")
-            try:
-                rows = c.execute(
-                    "SELECT id, job_id, scheduled_for, owner, epoch FROM sched_executions"
-                    " WHERE status = ? AND lease_until < ? AND job_id = ANY(?) ORDER BY scheduled_for"
-                    " LIMIT ? FOR UPDATE SKIP LOCKED",
-                    (ExecutionStatus.RUNNING.value, to_us(now), list(job_ids), limit),
-                ).fetchall()
-                for exec_id, job_id, sched, owner, epoch in rows:
-                    c.execute(
-                        "UPDATE sched_executions SET owner = ?, node = ?, epoch = ?, lease_until = ?,"
-                        " takeover = TRUE, started_at = ? WHERE id = ?",
-                        (self.owner, self.node, int(epoch) + 1, to_us(now + lease), to_us(now), exec_id),
-                    )
-                    out.append(TakenOver(exec_id, job_id, from_us(sched), str(owner)))
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            for t in out:
-                self._held[t.execution_id] = int(next(r[4] for r in rows if r[0] == t.execution_id)) + 1
+            # One statement (one round trip; most ticks find nothing): the locked rows
+            # are checked again under their lock, so two nodes never take one claim.
+            rows = self._conn.execute(
+                "UPDATE sched_executions AS e SET owner = ?, node = ?, epoch = e.epoch + 1, lease_until = ?,"
+                " takeover = TRUE, started_at = ?"
+                " FROM (SELECT id, owner AS previous FROM sched_executions"
+                " WHERE status = ? AND lease_until < ? AND job_id = ANY(?) ORDER BY scheduled_for"
+                " LIMIT ? FOR UPDATE SKIP LOCKED) AS s"
+                " WHERE e.id = s.id RETURNING e.id, e.job_id, e.scheduled_for, s.previous, e.epoch",
+                (
+                    self.owner,
+                    self.node,
+                    to_us(now + lease),
+                    to_us(now),
+                    ExecutionStatus.RUNNING.value,
+                    to_us(now),
+                    list(job_ids),
+                    limit,
+                ),
+            ).fetchall()
+            out = []
+            for exec_id, job_id, sched, previous, epoch in sorted(rows, key=lambda r: (r[2], r[0])):
+                self._held[exec_id] = int(epoch)
+                out.append(TakenOver(exec_id, job_id, from_us(sched), str(previous)))
         return out
 
     def renew(self, execution_id: str, until: datetime, now: datetime | None = None) -> bool:

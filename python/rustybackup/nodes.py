@@ -37,6 +37,9 @@ __all__ = ["NodeInfo", "NodeRuntime", "list_nodes", "parse_labels"]
 
 log = logging.getLogger(__name__)
 
+#: The notification channel of a node's beat (its payload: the node's name).
+SEEN_CHANNEL = "rustybackup_node_seen"
+
 
 def parse_labels(text: str | Iterable[str] | None) -> frozenset[str]:
     """``a,b`` (or an iterable) as a set of label names; a bad one is a ConfigError."""
@@ -188,9 +191,11 @@ class NodeRuntime:
             seen = self._seen_clock
         self.history.renew_all(now + self.lease, now)
         running = [{"execution_id": e} for e in self.history.held()]
+        # A notice on channel `SEEN_CHANNEL` when the row changes, so a driver waiting for
+        # every node to reach a clock instant (tests/nodes_support.py) sleeps, not polls.
         self._global.execute(
-            "UPDATE rustybackup.nodes SET heartbeat_at = ?, lease_until = ?, seen_clock = ?, running = ?"
-            " WHERE name = ? AND pid = ?",
+            "WITH u AS (UPDATE rustybackup.nodes SET heartbeat_at = ?, lease_until = ?, seen_clock = ?, running = ?"
+            f" WHERE name = ? AND pid = ? RETURNING name) SELECT pg_notify('{SEEN_CHANNEL}', name) FROM u",
             (
                 to_us(now),
                 to_us(now + self.lease),
