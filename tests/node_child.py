@@ -17,6 +17,7 @@ handled it. Two managers:
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -111,8 +112,29 @@ class GatedManager(BackupManager):
         return super().backup(database, backup_type, *args, **kw)
 
 
+def _await_config(path: Path) -> dict[str, Any]:
+    """The config the driver writes when it gives this (already loaded) process a node
+    name; the process ends if the driver goes first."""
+    import rustybackup.claims
+    import rustybackup.nodes
+    import rustybackup.scheduler  # noqa: F401 - loaded before the node is named
+
+    parent = os.getppid()
+    while not path.exists():
+        if os.getppid() != parent:
+            sys.exit(0)
+        time.sleep(0.01)
+    cfg: dict[str, Any] = json.loads(path.read_text())
+    if cfg.get("log"):  # from here on, this node's log
+        fd = os.open(cfg["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    return cfg
+
+
 def main() -> None:
-    cfg = json.loads(Path(sys.argv[1]).read_text())
+    cfg = _await_config(Path(sys.argv[1]))
     clock = FileClock(Path(cfg["clock"]))
     repo = Path(cfg["repo"])
     manager: Any

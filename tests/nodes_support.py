@@ -55,6 +55,8 @@ class Nodes:
         self.stopped: set[str] = set()
         self.extra: dict[str, dict[str, Any]] = {}
         self._db = self._connect()
+        self._spawned = 0
+        self._spare: tuple[subprocess.Popen[bytes], Path] | None = None
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True)
@@ -64,6 +66,10 @@ class Nodes:
     def close(self) -> None:
         for name in list(self.procs):
             self.kill(name)
+        if self._spare is not None:
+            self._spare[0].kill()
+            self._spare[0].wait(timeout=30)
+            self._spare = None
         self._db.close()
 
     def _write_clock(self, moment: datetime) -> None:
@@ -102,19 +108,34 @@ class Nodes:
         }
         self.extra[name] = {k: v for k, v in cfg.items() if k in ("labels",)} | extra
         Path(cfg["ready"]).unlink(missing_ok=True)
-        path = self.base / f"{name}.json"
-        path.write_text(json.dumps(cfg))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-        log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 - the child's stderr for its lifetime
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, str(HERE / "node_child.py"), str(path)], stdout=log, stderr=log, env=env
-        )
-        log.close()
+        cfg["log"] = str(self.base / f"{name}.log")
+        # A restart is a new process, but one started (interpreter and imports) while the
+        # clock was moving: starting one costs a second of CPU on a busy machine, a
+        # hundred kills a week of them.
+        proc, path = self._spare if self._spare is not None else self._spawn()
+        self._spare = None
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cfg))
+        os.replace(tmp, path)
+        self.procs[name] = proc
+        self._spare = self._spawn()
         deadline = time.monotonic() + 60
         while not Path(cfg["ready"]).exists():
             if self.procs[name].poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"node {name} did not start: {self.log(name)}")
             time.sleep(0.01)
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Path]:
+        """A node process that has loaded everything and waits for its config at the path."""
+        self._spawned += 1
+        path = self.base / f"spare-{self._spawned}.json"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+        log = open(self.base / f"spare-{self._spawned}.log", "ab")  # noqa: SIM115 - until it has a name
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "node_child.py"), str(path)], stdout=log, stderr=log, env=env
+        )
+        log.close()
+        return proc, path
 
     def log(self, name: str) -> str:
         try:
