@@ -85,6 +85,9 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self._stopped.is_set():
+                client.close()
+                return
             fault = self._take_fault()
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
@@ -132,6 +135,12 @@ class FaultProxy:
 
     def close(self) -> None:
         self._stopped.set()
+        # close() does not wake a thread blocked in accept(); a connection does.
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+        except OSError:
+            pass
+        self._thread.join(timeout=10)
         self._listener.close()
         with self._lock:
             socks = list(self._socks)
@@ -140,7 +149,6 @@ class FaultProxy:
                 s.close()
             except OSError:
                 pass
-        self._thread.join(timeout=10)
 
     def __enter__(self) -> FaultProxy:
         return self

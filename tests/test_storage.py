@@ -418,3 +418,26 @@ def test_bandwidth_limit_setting(store: _core.ObjectStore) -> None:
     assert store.bandwidth_limit is None
     with pytest.raises(ValueError, match="None for no limit"):
         store.set_bandwidth_limit(0)
+
+
+def key_is_valid(key: str) -> bool:
+    """The oracle of key validation, written from docs/FORMAT.md: non-empty, relative, no
+    empty/./.. segment, no control character (Unicode Cc, as Rust's char::is_control)."""
+    if not key or key.startswith("/"):
+        return False
+    if any(seg in ("", ".", "..") for seg in key.split("/")):
+        return False
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in key)
+
+
+@settings(max_examples=60)
+@given(key=st.text(alphabet="ab/.% \x01\x85-", max_size=10))
+def test_key_validation_matches_the_oracle(tmp_path_factory: pytest.TempPathFactory, key: str) -> None:
+    store = _core.ObjectStore(str(tmp_path_factory.mktemp("k")))
+    if key_is_valid(key):
+        store.put_bytes(key, b"v")
+        assert store.get_bytes(key) == b"v"
+        assert [m.key for m in store.list()] == [key]
+    else:
+        with pytest.raises(ConfigError, match="invalid object key"):
+            store.put_bytes(key, b"v")
