@@ -54,6 +54,8 @@ class Nodes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stopped: set[str] = set()
         self.extra: dict[str, dict[str, Any]] = {}
+        self._seen: dict[str, int] = {}  # node -> the latest seen_clock it notified
+        self._look = 0.0  # when to read the table next, in case a notice went missing
         self._db = self._connect()
         self._spawned = 0
         self._spare: tuple[subprocess.Popen[bytes], Path] | None = None
@@ -118,6 +120,7 @@ class Nodes:
         tmp.write_text(json.dumps(cfg))
         os.replace(tmp, path)
         self.procs[name] = proc
+        self._seen.pop(name, None)  # the new process has handled nothing yet
         self._spare = self._spawn()
         deadline = time.monotonic() + 60
         while not Path(cfg["ready"]).exists():
@@ -171,31 +174,46 @@ class Nodes:
             self.wait_seen(self.live())
 
     def wait_seen(self, names: list[str]) -> None:
+        """Waits until every one of `names` has handled the current instant: each node's
+        beat notifies its ``seen_clock`` (nodes.SEEN_CHANNEL), so the driver sleeps
+        until told, reading the table only now and then in case a notice was missed."""
         target = to_us(self.now)
         deadline = time.monotonic() + step_timeout()
         while True:
-            try:
-                rows = self._db.execute(
-                    "SELECT name FROM rustybackup.nodes WHERE name = ANY(%s) AND seen_clock >= %s", (names, target)
-                ).fetchall()
-            except psycopg.OperationalError:
-                self._db = self._connect()
-                continue
-            if len(rows) == len(names):
+            if time.monotonic() >= self._look:
+                self._read_seen()
+                self._look = time.monotonic() + 0.5
+            behind = [n for n in names if self._seen.get(n, -1) < target]
+            if not behind:
                 return
-            for n in names:
+            for n in behind:
                 if self.procs[n].poll() is not None:
                     raise AssertionError(f"node {n} exited: {self.log(n)}")
             if time.monotonic() > deadline:
-                behind = set(names) - {r[0] for r in rows}
                 raise AssertionError(f"nodes {behind} did not reach {self.now}: {[self.log(n) for n in behind]}")
-            # Each node's beat notifies (nodes.SEEN_CHANNEL); the timeout covers a notice
-            # that came while the query above ran.
             try:
-                for _ in self._db.notifies(timeout=0.02, stop_after=1):
-                    pass
+                for note in self._db.notifies(timeout=0.05, stop_after=1):
+                    self._note(note)
             except psycopg.OperationalError:
-                self._db = self._connect()
+                self._look = 0.0
+
+    def _note(self, note: psycopg.Notify) -> None:
+        name, _, seen = note.payload.partition(" ")
+        if seen:
+            self._seen[name] = max(self._seen.get(name, -1), int(seen))
+
+    def _read_seen(self) -> None:
+        while True:
+            try:
+                if self._db.closed:
+                    self._db = self._connect()
+                rows = self._db.execute("SELECT name, seen_clock FROM rustybackup.nodes").fetchall()
+                break
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        for name, seen in rows:
+            if seen is not None:
+                self._seen[name] = max(self._seen.get(name, -1), int(seen))
 
     def query(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         while True:

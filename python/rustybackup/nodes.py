@@ -37,7 +37,8 @@ __all__ = ["NodeInfo", "NodeRuntime", "list_nodes", "parse_labels"]
 
 log = logging.getLogger(__name__)
 
-#: The notification channel of a node's beat (its payload: the node's name).
+#: The notification channel of a node's beat (its payload: the node's name, a space, and
+#: the clock instant its scheduler has handled, in microseconds, or nothing).
 SEEN_CHANNEL = "rustybackup_node_seen"
 
 
@@ -195,7 +196,8 @@ class NodeRuntime:
         # every node to reach a clock instant (tests/nodes_support.py) sleeps, not polls.
         self._global.execute(
             "WITH u AS (UPDATE rustybackup.nodes SET heartbeat_at = ?, lease_until = ?, seen_clock = ?, running = ?"
-            f" WHERE name = ? AND pid = ? RETURNING name) SELECT pg_notify('{SEEN_CHANNEL}', name) FROM u",
+            f" WHERE name = ? AND pid = ? RETURNING name, seen_clock)"
+            f" SELECT pg_notify('{SEEN_CHANNEL}', name || ' ' || coalesce(seen_clock::text, '')) FROM u",
             (
                 to_us(now),
                 to_us(now + self.lease),
