@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from .catalog import DatabaseEntry as DatabaseEntry
     from .catalog_shared import SharedCatalog as SharedCatalog
     from .claims import ClaimLost as ClaimLost
+    from .copy import CopyError as CopyError
+    from .copy import CopyReport as CopyReport
+    from .copy import copy_sets as copy_sets
     from .cron import CronField as CronField
     from .cron import CronSchedule as CronSchedule
     from .cron import daily as daily
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from .jobs import BackupExecution as BackupExecution
     from .jobs import ScheduledBackup as ScheduledBackup
     from .jobs import ScheduledVerification as ScheduledVerification
+    from .repo_url import RepoUrl as RepoUrl
     from .restore import NotRestored as NotRestored
     from .restore import RestoreOptions as RestoreOptions
     from .restore import RestoreReport as RestoreReport
@@ -60,10 +64,6 @@ if TYPE_CHECKING:
     from .retention import RetentionPolicy as RetentionPolicy
     from .retention import plan_retention as plan_retention
     from .scheduler import BackupScheduler as BackupScheduler
-    from .copy import CopyError as CopyError
-    from .copy import CopyReport as CopyReport
-    from .copy import copy_sets as copy_sets
-    from .repo_url import RepoUrl as RepoUrl
     from .upload_limits import UploadSchedule as UploadSchedule
     from .verify import Verifier as Verifier
     from .verify_report import CorruptBlock as CorruptBlock

@@ -350,9 +350,7 @@ def backup_files(
     seal_key: tuple[bytes, bytes] | None = None,
     checkpoint: _Path | None = None,
     checkpoint_every: int = ...,
-) -> tuple[
-    list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]
-]:
+) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
     piece, blockmap_checksum, blockmap_records, bytes_read, blocks_stored, changed,
@@ -672,7 +670,7 @@ class LockInfo:
     def pid(self) -> int: ...
     @property
     def purpose(self) -> str:
-        """"exclusive" or "shared"."""
+        """ "exclusive" or "shared"."""
     @property
     def created(self) -> datetime.datetime: ...
     @property
@@ -697,9 +695,7 @@ class RemoteLock:
     def release(self) -> None:
         """Stops the refresher and deletes the lock object (idempotent)."""
     def __enter__(self) -> Self: ...
-    def __exit__(
-        self, *_args: type[BaseException] | BaseException | TracebackType | None
-    ) -> bool: ...
+    def __exit__(self, *_args: type[BaseException] | BaseException | TracebackType | None) -> bool: ...
 
 @final
 class ObjectStore:
@@ -752,15 +748,11 @@ class ObjectStore:
     def sweep(self, prefix: str, grace_seconds: float, now: datetime.datetime | None = None) -> list[str]:
         """Deletes objects of set directories under ``prefix`` that have no manifest and are
         older than ``grace_seconds``; returns their keys."""
-    def sweep_uploads(
-        self, prefix: str, grace_seconds: float, now: datetime.datetime | None = None
-    ) -> list[str]:
+    def sweep_uploads(self, prefix: str, grace_seconds: float, now: datetime.datetime | None = None) -> list[str]:
         """Aborts multipart uploads under ``prefix`` begun over ``grace_seconds`` ago."""
     def set_bandwidth_limit(self, bytes_per_second: int | None) -> None:
         """Limits this store's uploads (None: no limit)."""
-    def lock(
-        self, purpose: str, ttl_seconds: float, *, host: str | None = None, pid: int | None = None
-    ) -> RemoteLock:
+    def lock(self, purpose: str, ttl_seconds: float, *, host: str | None = None, pid: int | None = None) -> RemoteLock:
         """Takes a lock object ("exclusive" or "shared"), refreshed every third of its time to
         live until released; ``RepositoryLocked`` names a live conflicting holder. An
         expired one is taken over."""
