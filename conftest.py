@@ -1,11 +1,18 @@
 """Hypothesis profiles for tests/ and benches/: deadline=None everywhere, because a per-example deadline is a
-timing threshold and the machines are shared and noisy."""
+timing threshold and the machines are shared and noisy. Also the S3 server fixtures (``s3_server``, one
+SeaweedFS per session started on first use, and ``s3_prefix``) for every test module that asks for them."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+# Here rather than in tests/conftest.py: mypy checks both trees and refuses two modules named conftest.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+pytest_plugins = ["s3_support"]
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
