@@ -2,9 +2,11 @@
 ``python node_child.py CONFIG.json``.
 
 The clock is a file the test driver rewrites (an ISO instant), shared by every node, so a
-week passes in minutes. After each tick at a new instant the node records that instant
-(``seen_clock`` in its node row), which is how the driver knows every live node has
-handled it. Two managers:
+week passes in minutes; the driver then notifies (nodes_support.CLOCK_CHANNEL) and the
+node wakes. After each tick at a new instant the node records that instant (``seen_clock``
+in its node row, with a notice), which is how the driver knows every live node has
+handled it. The process may start before its config exists (the driver's spare for the
+next restart): it loads everything, then waits for the file. Two managers:
 
 - ``fake``: `backup` inserts one row into ``fake_runs`` in a transaction that first runs
   the registration fence (catalog_db.REGISTRATION_FENCE), as catalog.register_set does;
