@@ -77,10 +77,14 @@ def _stop_after(n: int) -> Callable[..., Any]:
     real = _core.verify_files
     seen: list[list[str]] = []
 
-    def fake(rows: list[Any], level: str, *, budget: float | None = None, progress: Any = None) -> list[Any]:
+    def fake(
+        rows: list[Any], level: str, *, budget: float | None = None, progress: Any = None, keys: Any = None
+    ) -> list[Any]:
         seen.append([r[0] for r in rows])
         assert budget is not None
-        return list(real(rows[:n], level, progress=progress)) + list(real(rows[n:], level, budget=0.0))
+        return list(real(rows[:n], level, progress=progress, keys=keys)) + list(
+            real(rows[n:], level, budget=0.0, keys=keys)
+        )
 
     fake.seen = seen  # type: ignore[attr-defined]
     return fake

@@ -37,7 +37,10 @@ def key_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 def list_cmd(state: CliState, as_json: bool) -> None:
-    """List the key slots (no key needed)."""
+    """List the key slots (no key needed).
+
+    Example: rustybackup --repo /backups key list --json
+    """
     slots = keys.list_slots(state.require_repo())
     if as_json:
         print_json([s.as_json() for s in slots])
@@ -73,7 +76,10 @@ def add_cmd(
     as_json: bool,
 ) -> None:
     """Add a slot; the repository is opened with --password-file/--key-file (or the
-    environment) first."""
+    environment) first.
+
+    Example: rustybackup --repo /backups --password-file old.txt key add --new-password-file new.txt
+    """
     root = state.require_repo()
     chosen = [x for x in (new_password_file, new_key_file, write_only) if x is not None]
     new_password = os.environ.get(keys.NEW_PASSWORD_ENV)
@@ -103,7 +109,10 @@ def add_cmd(
 @click.argument("slot_id")
 @pass_state
 def remove_cmd(state: CliState, slot_id: str) -> None:
-    """Remove slot SLOT_ID (refused for the last slot that can decrypt)."""
+    """Remove slot SLOT_ID (refused for the last slot that can decrypt).
+
+    Example: rustybackup --repo /backups key remove 3f2a9c1e
+    """
     keys.remove_slot(state.require_repo(), slot_id)
     click.echo(f"removed slot {slot_id}")
 
@@ -112,7 +121,10 @@ def remove_cmd(state: CliState, slot_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new generation as JSON.")
 @pass_state
 def rotate_cmd(state: CliState, as_json: bool) -> None:
-    """Make a new key for new sets; existing sets and their pieces stay as they are."""
+    """Make a new key for new sets; existing sets and their pieces stay as they are.
+
+    Example: RUSTYBACKUP_PASSWORD=... rustybackup --repo /backups key rotate
+    """
     root = state.require_repo()
     gen = keys.rotate(root, _open(root))
     if as_json:
