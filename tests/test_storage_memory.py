@@ -62,8 +62,10 @@ def peak(server: SeaweedFS, prefix: str, tmp_path: Path, size: int) -> dict[str,
 def test_peak_memory_is_flat_in_file_size(s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
     small = peak(s3_server, s3_prefix, tmp_path, 64 * MiB)
     big = peak(s3_server, s3_prefix, tmp_path, 1024 * MiB)
-    # 16x the data; memory may differ by allocator noise, not by the size of the file.
-    assert big["up_rss_kib"] < small["up_rss_kib"] * 1.3, (small, big)
-    assert big["rss_kib"] < small["rss_kib"] * 1.3, (small, big)
+    # 16x the data (960 MiB more): memory may differ by what a loaded machine keeps in
+    # flight (the parts in flight plus one, 8 MiB each), never by the size of the file.
+    slack_kib = (4 + 1) * 8 * MiB // 1024
+    assert big["up_rss_kib"] < small["up_rss_kib"] + slack_kib, (small, big)
+    assert big["rss_kib"] < small["rss_kib"] + slack_kib, (small, big)
     # And in absolute terms far below the file: a few parts in flight, not the file.
     assert big["rss_kib"] * 1024 < 256 * MiB, big
