@@ -39,7 +39,7 @@ from .manifest import (
     Summary,
     SymlinkEntry,
 )
-from .restore import RestoreOptions, RestoreResult, label, restore_set_files
+from .restore import RestoreOptions, RestoreResult, allow_open_files, label, restore_set_files
 from .retention import RetentionDecision, RetentionPolicy
 from .selection import Selection
 from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
@@ -873,6 +873,7 @@ class BackupManager:
         or any other process (locks.py: one file per set under ``readers/``). On a
         remote repository also a shared lock object, against other hosts' retention."""
         ids = [store.check_set_id(sid) for sid in set_ids]
+        allow_open_files(3 * len(ids))  # per set: its reader's lock, block map and piece
         with ExitStack() as held:
             held.enter_context(self.readers.reading(ids))
             if self.remote is not None:
