@@ -473,9 +473,16 @@ class BackupCatalog:
             file = (
                 "" if shared else next((r[2] for r in self._conn.execute("PRAGMA database_list") if r[1] == "main"), "")
             )
-        if not file:  # an in-memory or shared catalog: its one connection, all at once
+        if shared:  # PostgreSQL: a server-side cursor in a read-only snapshot of its own
+            assert isinstance(self._conn, catalog_db.PgConnection)
+            with self._conn.snapshot() as snap:
+                for batch in snap.stream(sql, args, 1000):
+                    pieces = _pieces_on(snap, [r[0] for r in batch]) if with_pieces else {}
+                    yield from (self._set(r, pieces) for r in batch)
+            return
+        if not file:  # an in-memory catalog: its one connection, all at once
             rows = self._query(sql, args)
-            pieces = self._pieces_for([r[0] for r in rows])
+            pieces = self._pieces_for([r[0] for r in rows]) if with_pieces else {}
             yield from (self._set(r, pieces) for r in rows)
             return
         reader = sqlite3.connect(f"{Path(file).as_uri()}?mode=ro", uri=True, timeout=60)
@@ -1017,7 +1024,7 @@ def rebuild_lost_catalog(repo: store.Repository) -> RebuildReport | None:
     return report
 
 
-def _pieces_on(conn: Conn, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
+def _pieces_on(conn: Conn | catalog_db.PgSnapshot, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
     """The pieces of `set_ids` by set id, 500 ids a query."""
     out: dict[str, list[BackupPiece]] = {}
     for i in range(0, len(set_ids), 500):

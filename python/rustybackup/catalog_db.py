@@ -19,13 +19,14 @@ a transaction it is an error (the transaction is gone), raised as `DbConnectionL
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, TypeAlias
 
@@ -42,6 +43,7 @@ __all__ = [
     "DbError",
     "DbIntegrityError",
     "PgConnection",
+    "PgSnapshot",
     "change_state",
     "has_table",
     "is_shared",
@@ -346,6 +348,10 @@ class PgConnection:
         ).fetchall()
         return bool(rows)
 
+    def snapshot(self) -> PgSnapshot:
+        """A read snapshot on a connection of its own (`PgSnapshot`)."""
+        return PgSnapshot(self)
+
 
 #: A catalog connection: SQLite's own, or PostgreSQL behind the same interface.
 Conn: TypeAlias = sqlite3.Connection | PgConnection
@@ -370,3 +376,67 @@ class _NoRows:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PgSnapshot:
+    """A read-only REPEATABLE READ transaction on a connection of its own (what the
+    SQLite catalog's ``mode=ro`` reader is): a long listing streams from one snapshot
+    through a server-side cursor, so neither this process nor the server holds the
+    whole result, and no writer on the catalog's connection waits on it. Close it
+    (or use it as a context manager) to end the transaction."""
+
+    def __init__(self, owner: PgConnection) -> None:
+        psycopg = owner.psycopg
+        self._owner = owner
+        try:
+            conn = psycopg.connect(owner.url, autocommit=False, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise DbError(f"cannot reach the shared catalog {owner.where}: {_first_line(exc)}") from exc
+        try:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            if owner.schema is not None:
+                conn.execute(f'SET search_path TO "{owner.schema}"')
+        except psycopg.Error as exc:
+            conn.close()
+            raise owner.wrap(exc, "opening a read snapshot") from exc
+        self._conn = conn
+        self._names = itertools.count()
+
+    def execute(self, sql: str, args: Sequence[Any] | Iterable[Any] = ()) -> PgCursor:
+        """One statement (SQLite's dialect, translated) in the snapshot."""
+        stmt = translate(sql, self._owner._tables)
+        cur = self._conn.cursor()
+        try:
+            cur.execute(stmt, list(args))
+        except self._owner.psycopg.Error as exc:
+            raise self._owner.wrap(exc, stmt[:80]) from exc
+        return PgCursor(cur, self._owner)
+
+    def stream(self, sql: str, args: Sequence[Any], size: int = 1000) -> Iterator[list[Any]]:
+        """The rows of `sql` in batches of `size`, each one FETCH from a server-side
+        (named) cursor."""
+        stmt = translate(sql, self._owner._tables)
+        cur = self._conn.cursor(name=f"rustybackup_stream_{next(self._names)}")
+        try:
+            cur.execute(stmt, list(args))
+            while batch := cur.fetchmany(size):
+                yield list(batch)
+        except self._owner.psycopg.Error as exc:
+            raise self._owner.wrap(exc, stmt[:80]) from exc
+        finally:
+            if not self._conn.closed:
+                try:
+                    cur.close()
+                except self._owner.psycopg.Error:
+                    pass  # the transaction ends with close() anyway
+
+    def close(self) -> None:
+        # Read only: nothing to commit; closing ends the transaction and the cursor.
+        self._conn.close()
+
+    def __enter__(self) -> PgSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
