@@ -215,8 +215,10 @@ class RepositoryCollector(Collector):
         clock: Callable[[], datetime] | None = None,
         default_window: timedelta | None = None,
         extra: Callable[[], Iterable[Metric]] | None = None,
+        catalog: str | None = None,
     ) -> None:
         self._default = default_window
+        self.catalog = catalog  # a shared catalog's URL, else the repository's catalog.db
         self.repository = Path(repository)
         self._windows = windows
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -229,7 +231,7 @@ class RepositoryCollector(Collector):
         from .engine import BackupManager
 
         store.Repository(self.repository, create=False)  # a scrape never creates a repository
-        catalog = BackupManager(self.repository).catalog
+        catalog = BackupManager(self.repository, catalog=self.catalog).catalog
         try:
             found = [
                 database_metrics(catalog, d.name, now, windows.get(d.name, self._default))
@@ -279,12 +281,26 @@ def last_served_port() -> int | None:
     return _served_ports[-1] if _served_ports else None
 
 
-def config_windows(repository: Path) -> dict[str, timedelta]:
+def config_windows(repository: Path, catalog: str | None = None) -> dict[str, timedelta]:
     """Each database's recovery window from the scheduler's jobs (the largest
-    ``window=`` of its backup jobs' retention)."""
+    ``window=`` of its backup jobs' retention): the job list of the shared catalog
+    `catalog` when given (where the nodes keep it), else the repository's file."""
     from .config import CONFIG_NAME, load_config
     from .run_events import recovery_window
 
-    jobs = list(load_config(repository / CONFIG_NAME).jobs.values())
+    if catalog is None:
+        config = load_config(repository / CONFIG_NAME)
+    else:
+        from .nodes import NodeRuntime
+
+        # Not a member: reads the job list without joining the nodes.
+        reader = NodeRuntime(
+            catalog, repository, "metrics", lease=timedelta(minutes=1), clock=lambda: datetime.now(UTC), member=False
+        )
+        try:
+            config = reader.load_config()
+        finally:
+            reader.close()
+    jobs = list(config.jobs.values())
     windows = {db: recovery_window(jobs, db) for db in {j.database for j in jobs}}
     return {db: w for db, w in windows.items() if w is not None}

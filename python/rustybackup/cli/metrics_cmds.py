@@ -37,15 +37,20 @@ def parse_window(ctx: click.Context, param: click.Parameter, value: str | None) 
     return window
 
 
-def collector_for(repo: Path, default_window: timedelta | None, extra: Any = None) -> RepositoryCollector:
-    """The repository's collector; the windows are re-read from the jobs at each scrape."""
+def collector_for(
+    repo: Path, default_window: timedelta | None, extra: Any = None, catalog: str | None = None
+) -> RepositoryCollector:
+    """The repository's collector; the windows are re-read from the jobs at each scrape.
+    With `catalog` (a shared catalog's URL) sets, verifications and jobs come from it."""
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
-    return RepositoryCollector(repo, lambda: config_windows(repo), default_window=default_window, extra=extra)
+    return RepositoryCollector(
+        repo, lambda: config_windows(repo, catalog), default_window=default_window, extra=extra, catalog=catalog
+    )
 
 
 def serve_metrics(
-    repo: Path, scheduler: Any, port: int, addr: str, default_window: timedelta | None
+    repo: Path, scheduler: Any, port: int, addr: str, default_window: timedelta | None, catalog: str | None = None
 ) -> Callable[[], None]:
     """Serves the repository's metrics plus the scheduler's notification counters;
     returns the function that stops the server."""
@@ -61,7 +66,7 @@ def serve_metrics(
         yield family
 
     try:
-        stop = serve(collector_for(repo, default_window, counters), port, addr)
+        stop = serve(collector_for(repo, default_window, counters, catalog), port, addr)
     except OSError as exc:
         raise ConfigError(f"--metrics-port {port} on {addr}: {exc.strerror or exc}") from None
     click.echo(f"serving metrics on http://{addr}:{last_served_port()}/metrics", err=True)
@@ -88,7 +93,7 @@ def metrics_cmd(state: CliState, output: Path | None, recovery_window: timedelta
 
     Example: rustybackup --repo /backups metrics --output /var/lib/node_exporter/rustybackup.prom
     """
-    collector = collector_for(state.require_repo(), recovery_window)
+    collector = collector_for(state.require_repo(), recovery_window, catalog=state.catalog)
     if output is None:
         sys.stdout.buffer.write(render(collector))
         sys.stdout.flush()

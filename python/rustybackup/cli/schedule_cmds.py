@@ -449,7 +449,9 @@ def run_cmd(
     scheduler = _scheduler(state, real=True, upload=upload_schedule(upload_limits, upload_tz), **opts)
     stop_metrics = None
     if metrics_port is not None:
-        stop_metrics = serve_metrics(state.require_repo(), scheduler, metrics_port, metrics_addr, recovery_window)
+        stop_metrics = serve_metrics(
+            state.require_repo(), scheduler, metrics_port, metrics_addr, recovery_window, state.catalog
+        )
     started = datetime.now().astimezone()
     if once:
         made = scheduler.execute_due_jobs()
