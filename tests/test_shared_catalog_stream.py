@@ -15,7 +15,7 @@ import pytest
 import shared_catalog_support
 from engine_support import SimClock
 from pg_support import psycopg
-from rustybackup import BackupManager
+from rustybackup import BackupManager, CatalogError
 from rustybackup.catalog_db import PgConnection
 from shared_catalog_support import CatalogServer
 
@@ -134,4 +134,24 @@ def test_the_stream_is_a_server_side_cursor_in_its_own_snapshot(
     next(partial)
     assert len([q for q in _streams(catalog_server, db) if q not in before]) == 1
     partial.close()
+    assert [q for q in _streams(catalog_server, db) if q not in before] == []
+
+
+def test_a_damaged_row_mid_stream_names_it_and_ends_the_snapshot(
+    manager: BackupManager, catalog_url: str, catalog_server: CatalogServer
+) -> None:
+    schema = _schema(manager)
+    _copy_sets(catalog_url, schema, SETS)
+    damaged = f"20300101T{1500:012d}Z-{1500:08x}"
+    with psycopg.connect(catalog_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE \"{schema}\".sets SET parent_id = 'bogus' WHERE id = %s", (damaged,))
+    db = catalog_url.split("/")[3].split("?")[0]
+    before = _streams(catalog_server, db)
+    stream = manager.catalog.iter_sets()
+    got = []
+    with pytest.raises(CatalogError, match=f"set {damaged}: parent_id 'bogus' is not a backup set id"):
+        for s in stream:
+            got.append(s.id)
+    # Every set before it came through (from two batches), and the snapshot is closed.
+    assert len(got) == 1500 and damaged not in got
     assert [q for q in _streams(catalog_server, db) if q not in before] == []
