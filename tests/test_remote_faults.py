@@ -102,11 +102,12 @@ def test_server_killed_mid_upload_leaves_no_set_and_the_next_backup_sweeps(
     assert not t.is_alive(), "the backup did not give up on a dead server"
     assert len(failure) == 1 and isinstance(failure[0], RustyBackupError), failure
     assert m.catalog.set_ids() == set()
-    assert list((m.repository / "staging").iterdir()) == []
+    # The finished set stays staged for the next backup to upload (resume_upload.py).
+    (kept,) = (m.repository / "staging").iterdir()
     _restart(own_server)
     assert not any(k.endswith("manifest.json") for k in _objects(own_server, prefix))
-    # The next backup works (no limit now) and a cleanup past the grace period removes
-    # what the cut upload left.
+    # The next backup works (no limit now), uploading the kept set first, and a cleanup
+    # past the grace period removes what the cut upload left.
     m.upload_limits = None
     s = m.backup("db", "full")
     assert m.remote is not None
@@ -115,7 +116,8 @@ def test_server_killed_mid_upload_leaves_no_set_and_the_next_backup_sweeps(
     while not m.remote.cleanup(m.catalog.tombstones(), grace_seconds=0) and time.monotonic() < deadline:
         time.sleep(0.5)
     left = _objects(own_server, prefix)
-    assert {k.split("/")[1] for k in left if k.startswith("sets/")} == {s.id}
+    assert {k.split("/")[1] for k in left if k.startswith("sets/")} == {kept.name, s.id}
+    assert m.catalog.set_ids() == {kept.name, s.id}
     assert not client.list_multipart_uploads(own_server.bucket, prefix + "/")
     m.restore("db", tmp_path / "out")
     assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)

@@ -15,7 +15,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import _core, dedup, fsmeta, keys, locks, manifest, ratelimit, repo_url, resume, sqlite_pitr, store
+from . import (
+    _core,
+    dedup,
+    fsmeta,
+    keys,
+    locks,
+    manifest,
+    ratelimit,
+    repo_url,
+    resume,
+    resume_upload,
+    sqlite_pitr,
+    store,
+)
 from . import mirrors as mirrors_mod
 from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
@@ -250,7 +263,8 @@ class BackupManager:
             known,
             busy=locks.is_staging_locked,
             tombstones=dead,
-            resumable=lambda d: resume.keep_for_resume(d, now),
+            # A finished set whose upload failed stays for its next run (resume_upload.py).
+            resumable=lambda d: resume.keep_for_resume(d, now) or resume_upload.pending(d) is not None,
         )
         if self.remote is not None:
             removed += self.remote.cleanup(dead)
@@ -289,6 +303,9 @@ class BackupManager:
             raise ConfigError(f"unknown backup type {backup_type!r} (valid: {valid})") from None
         tags = tuple(str(t) for t in tags)
         self.cleanup()
+        if self.remote is not None and btype is not BackupType.ARCHIVE_LOG:
+            # A finished set of this database whose upload was cut goes first (its child may build on it).
+            resume_upload.finish(self, db.name)
         started = self._now()
         set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
         # A cut backup of the same job goes on in its own directory, under its own id.
@@ -301,6 +318,7 @@ class BackupManager:
                 staging.mkdir()
                 lock = locks.hold_staging_lock(staging)
         registered = False
+        uploading = False
         shared = ExitStack()
         try:
             if self.remote is not None:
@@ -324,7 +342,9 @@ class BackupManager:
             else:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read)
             if self.remote is not None:
+                uploading = True
                 self.remote.commit(staging, result[0], self.upload_limits)
+                uploading = False
             self.repo.publish(set_id)
             self.catalog.register_set(*result)
             registered = True
@@ -337,6 +357,16 @@ class BackupManager:
                 if d.exists() and set_id not in self.catalog.set_ids():
                     # ... except a cut pass's finished files, which its next run resumes.
                     if d == staging and (kept := resume.keep_cut(staging, database, exc)) is not None:
+                        continue
+                    # ... and a finished set whose upload failed (not one a WAL capture step
+                    # still has to settle), which the next backup uploads (resume_upload.py).
+                    if (
+                        d == staging
+                        and uploading
+                        and set_id not in self._wal_steps
+                        and not isinstance(exc, BackupCancelled | KeyboardInterrupt)
+                    ):
+                        kept = resume_upload.keep(staging, database, set_id, exc)
                         continue
                     shutil.rmtree(d, ignore_errors=True)
             if isinstance(exc, BackupCancelled):

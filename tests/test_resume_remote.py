@@ -1,0 +1,135 @@
+"""A backup to a remote repository whose upload is cut after its pass finished keeps
+its staged set, and the next backup of that database uploads it first (resume_upload.py)
+without reading the source again; a kept set damaged meanwhile is discarded. Each test
+runs its own SeaweedFS, since it kills it."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from engine_support import SimClock, snapshot_tree
+from rustybackup import BackupManager, RustyBackupError, remote_repo, resume_upload, store
+from rustybackup.upload_limits import UploadSchedule
+from s3_support import SeaweedFS, start_seaweedfs
+from test_remote_faults import _restart
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
+    (tmp_path / "weed").mkdir()
+    server = start_seaweedfs(tmp_path / "weed")
+    for k, v in server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("RUSTYBACKUP_S3_RETRY_TIMEOUT", "10")
+    monkeypatch.setenv("RUSTYBACKUP_S3_MAX_RETRIES", "3")
+    monkeypatch.setattr(remote_repo, "LOCK_TTL_SECONDS", 3.0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _source(root: Path) -> Path:
+    root.mkdir()
+    rnd = random.Random(19)
+    for i in range(4):
+        (root / f"f{i}.bin").write_bytes(rnd.randbytes(4 * MiB))
+    return root
+
+
+def _cut_full(server: SeaweedFS, m: BackupManager, prefix: str) -> Path:
+    """A FULL whose upload the server's death cuts; returns the kept staging directory."""
+    m.upload_limits = UploadSchedule.parse(["2MiB/s@00:00-00:00"])
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            m.backup("db", "full")
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            failure.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    client = server.client()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and t.is_alive():
+        if client.list_multipart_uploads(server.bucket, prefix + "/sets/") or any(
+            "/sets/" in k for k in client.list_keys(server.bucket, prefix + "/")
+        ):
+            break
+        time.sleep(0.05)
+    assert t.is_alive(), f"the upload finished before the server was killed: {failure}"
+    server.kill()
+    t.join(timeout=300)
+    assert not t.is_alive(), "the backup did not give up on a dead server"
+    assert len(failure) == 1 and isinstance(failure[0], RustyBackupError), failure
+    assert m.catalog.set_ids() == set()
+    kept = list((m.repository / store.STAGING_DIR).iterdir())
+    assert len(kept) == 1 and resume_upload.pending(kept[0]) == "db"
+    assert (kept[0] / store.MANIFEST).is_file()
+    _restart(server)
+    m.upload_limits = None
+    return kept[0]
+
+
+def test_cut_upload_is_finished_by_the_next_backup_without_reading_again(
+    own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _source(tmp_path / "src")
+    prefix = "cutupload"
+    clock = SimClock()
+    m = BackupManager(own_server.url(prefix), clock=clock)
+    m.register_database("db", src)
+    kept = _cut_full(own_server, m, prefix)
+    kept_id = kept.name
+    clock.advance(hours=1)
+    caplog.set_level(logging.INFO, logger="rustybackup")
+    inc = m.backup("db", "incremental")
+    assert any("kept set uploaded" in r.getMessage() for r in caplog.records)
+    # The kept FULL is registered as it was read (16 MiB), and the INCREMENTAL built on
+    # it read nothing: no file changed, so the source was not read a second time.
+    full = m.catalog.get_set(kept_id)
+    assert full.bytes_read == 16 * MiB
+    assert inc.parent_id == kept_id
+    assert inc.bytes_read == 0
+    assert not (m.repository / store.STAGING_DIR / kept_id).exists()
+    # Another host (its own cache) sees both sets and restores the tree byte for byte.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-cache"))
+    other = BackupManager(own_server.url(prefix), clock=clock)
+    assert {kept_id, inc.id} <= other.catalog.set_ids()
+    other.restore("db", tmp_path / "out", backup_set_id=kept_id)
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+
+
+def test_damaged_kept_set_is_discarded_with_the_reason(
+    own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _source(tmp_path / "src")
+    prefix = "damagedkept"
+    clock = SimClock()
+    m = BackupManager(own_server.url(prefix), clock=clock)
+    m.register_database("db", src)
+    kept = _cut_full(own_server, m, prefix)
+    with open(kept / store.PIECE, "r+b") as fh:
+        fh.seek(5000)
+        b = fh.read(1)
+        fh.seek(5000)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    clock.advance(hours=1)
+    caplog.set_level(logging.INFO, logger="rustybackup")
+    s = m.backup("db", "incremental")  # promoted to FULL: the kept set never became one
+    assert any("discarding the staged set" in r.getMessage() and "checksum" in r.getMessage() for r in caplog.records)
+    assert not kept.exists()
+    assert m.catalog.set_ids() == {s.id}
+    assert s.parent_id is None and s.bytes_read == 16 * MiB
+    m.restore("db", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
