@@ -46,24 +46,27 @@ def _source(root: Path) -> Path:
     return root
 
 
-def _cut_full(server: SeaweedFS, m: BackupManager, prefix: str) -> Path:
-    """A FULL whose upload the server's death cuts; returns the kept staging directory."""
+def _cut_full(server: SeaweedFS, m: BackupManager, prefix: str, btype: str = "full") -> Path:
+    """A backup (FULL by default) whose upload the server's death cuts; returns the kept
+    staging directory."""
     m.upload_limits = UploadSchedule.parse(["2MiB/s@00:00-00:00"])
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            m.backup("db", "full")
+            m.backup("db", btype)
         except BaseException as exc:  # noqa: BLE001 - inspected below
             failure.append(exc)
 
+    client = server.client()
+    old = set(client.list_keys(server.bucket, prefix + "/sets/"))
     t = threading.Thread(target=run)
     t.start()
-    client = server.client()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and t.is_alive():
-        if client.list_multipart_uploads(server.bucket, prefix + "/sets/") or any(
-            "/sets/" in k for k in client.list_keys(server.bucket, prefix + "/")
+        # The first object (or part) of the new set: its pass has finished.
+        if client.list_multipart_uploads(server.bucket, prefix + "/sets/") or (
+            set(client.list_keys(server.bucket, prefix + "/sets/")) - old
         ):
             break
         time.sleep(0.05)
@@ -72,10 +75,11 @@ def _cut_full(server: SeaweedFS, m: BackupManager, prefix: str) -> Path:
     t.join(timeout=300)
     assert not t.is_alive(), "the backup did not give up on a dead server"
     assert len(failure) == 1 and isinstance(failure[0], RustyBackupError), failure
-    assert m.catalog.set_ids() == set()
+    before = m.catalog.set_ids()
     kept = list((m.repository / store.STAGING_DIR).iterdir())
     assert len(kept) == 1 and resume_upload.pending(kept[0]) == "db"
     assert (kept[0] / store.MANIFEST).is_file()
+    assert kept[0].name not in before
     _restart(server)
     m.upload_limits = None
     return kept[0]
@@ -132,4 +136,39 @@ def test_damaged_kept_set_is_discarded_with_the_reason(
     assert m.catalog.set_ids() == {s.id}
     assert s.parent_id is None and s.bytes_read == 16 * MiB
     m.restore("db", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+
+
+def test_kept_set_whose_parent_left_the_bucket_is_discarded(
+    own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _source(tmp_path / "src")
+    prefix = "orphankept"
+    clock = SimClock()
+    url = own_server.url(prefix)
+    m = BackupManager(url, clock=clock)
+    m.register_database("db", src)
+    full = m.backup("db", "full")
+    rnd = random.Random(7)
+    for f in sorted(src.iterdir()):
+        f.write_bytes(rnd.randbytes(4 * MiB))
+    clock.advance(hours=1)
+    kept = _cut_full(own_server, m, prefix, "incremental")
+    assert resume_upload.pending(kept) == "db"
+    # Another host's retention removed the FULL the kept INCREMENTAL builds on.
+    client = own_server.client()
+    for key in sorted(client.list_keys(own_server.bucket, f"{prefix}/sets/{full.id}/"), reverse=True):
+        client.request("DELETE", f"/{own_server.bucket}/{key}")
+    clock.advance(hours=1)
+    caplog.set_level(logging.INFO, logger="rustybackup")
+    again = BackupManager(url, clock=clock)
+    s = again.backup("db", "incremental")
+    assert any(
+        "discarding the staged set" in r.getMessage() and f"parent set {full.id} is gone" in r.getMessage()
+        for r in caplog.records
+    )
+    assert not kept.exists()
+    assert kept.name not in again.catalog.set_ids()
+    assert s.parent_id is None
+    again.restore("db", tmp_path / "out")
     assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
