@@ -95,10 +95,21 @@ def test_cut_upload_is_finished_by_the_next_backup_without_reading_again(
     m.register_database("db", src)
     kept = _cut_full(own_server, m, prefix)
     kept_id = kept.name
+    # What the cut upload got across, made definite: every staged object but the piece is
+    # in the bucket whole, the piece cut short (a wrong size: it must be sent again).
+    client = own_server.client()
+    whole = sorted(p for p in kept.iterdir() if not p.name.startswith(".") and p.name != store.MANIFEST)
+    assert {store.PIECE, store.BLOCKMAP} <= {p.name for p in whole}
+    for p in whole:
+        data = p.read_bytes()
+        client.put(own_server.bucket, f"{prefix}/sets/{kept_id}/{p.name}", data[:-1] if p.name == store.PIECE else data)
     clock.advance(hours=1)
     caplog.set_level(logging.INFO, logger="rustybackup")
     inc = m.backup("db", "incremental")
-    assert any("kept set uploaded" in r.getMessage() for r in caplog.records)
+    sent = [r.getMessage() for r in caplog.records if "kept set uploaded" in r.getMessage()]
+    assert sent == [
+        f"backup {kept_id} of db: its kept set uploaded ({len(whole) - 1} object(s) already there) and registered"
+    ]
     # The kept FULL is registered as it was read (16 MiB), and the INCREMENTAL built on
     # it read nothing: no file changed, so the source was not read a second time.
     full = m.catalog.get_set(kept_id)
