@@ -183,3 +183,30 @@ def test_kept_set_whose_parent_left_the_bucket_is_discarded(
     assert s.parent_id is None
     again.restore("db", tmp_path / "out")
     assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+
+
+def test_kept_set_whose_manifest_reached_the_bucket_is_not_registered_twice(
+    own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = _source(tmp_path / "src")
+    prefix = "lostreply"
+    clock = SimClock()
+    url = own_server.url(prefix)
+    m = BackupManager(url, clock=clock)
+    m.register_database("db", src)
+    kept = _cut_full(own_server, m, prefix)
+    # The whole set did get across; only the reply to the manifest's request was lost.
+    client = own_server.client()
+    for p in sorted(kept.iterdir(), key=lambda p: p.name == store.MANIFEST):
+        if not p.name.startswith("."):
+            client.put(own_server.bucket, f"{prefix}/sets/{kept.name}/{p.name}", p.read_bytes())
+    clock.advance(hours=1)
+    caplog.set_level(logging.INFO, logger="rustybackup")
+    again = BackupManager(url, clock=clock)
+    assert kept.name in again.catalog.set_ids()
+    inc = again.backup("db", "incremental")
+    assert any("already registered from the bucket" in r.getMessage() for r in caplog.records)
+    assert not kept.exists()
+    assert inc.parent_id == kept.name and inc.bytes_read == 0
+    again.restore("db", tmp_path / "out")
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)

@@ -96,6 +96,9 @@ def _unusable(engine: BackupManager, staging: Path) -> str | None:
     from .copy import check_set  # copy.py imports the engine's neighbours: load it late
 
     assert engine.remote is not None
+    if staging.name in engine.catalog.set_ids():
+        # Its manifest did reach the bucket (the reply was lost) and the sync found it.
+        return "the set is already registered from the bucket"
     try:
         m = manifest.load(staging / store.MANIFEST, set_id=staging.name, where=str(staging / store.MANIFEST))
     except (RustyBackupError, OSError, ValueError) as exc:
