@@ -32,8 +32,8 @@ from typing import TypeVar
 from . import catalog_db, catalog_pg
 from .catalog_db import Conn, DbConnectionLost, PgConnection
 from .enums import ExecutionStatus
-from .errors import CatalogError, ConfigError
-from .history import Claim, execution_from_row
+from .errors import CatalogError
+from .history import EXECUTION_COLUMNS, Claim, execution_from_row, executions_query
 from .jobs import BackupExecution
 from .timestamps import from_us, to_us
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_COLUMNS = "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written"
+_COLUMNS = EXECUTION_COLUMNS
 
 
 #: A claim (SharedHistory._claim): lock, conditional insert, then the row and the busy run.
@@ -353,25 +353,7 @@ class SharedHistory:
         since: datetime | None = None,
         limit: int | None = None,
     ) -> list[BackupExecution]:
-        sql = f"SELECT {_COLUMNS} FROM sched_executions WHERE TRUE"
-        args: list[object] = []
-        if job_id is not None:
-            sql += " AND job_id = ?"
-            args.append(job_id)
-        if status is not None:
-            try:
-                args.append(ExecutionStatus(status).value)
-            except ValueError:
-                valid = ", ".join(s.value for s in ExecutionStatus)
-                raise ConfigError(f"status {status!r} is not one of {valid}") from None
-            sql += " AND status = ?"
-        if since is not None:
-            sql += " AND scheduled_for >= ?"
-            args.append(to_us(since))
-        sql += " ORDER BY scheduled_for DESC, job_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        sql, args = executions_query(job_id, status, since, limit)
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         # History's row checks, so a damaged row reads the same on both catalogs.

@@ -57,6 +57,40 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+EXECUTION_COLUMNS = (
+    "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written"
+)
+
+
+def executions_query(
+    job_id: str | None, status: ExecutionStatus | str | None, since: datetime | None, limit: int | None
+) -> tuple[str, list[object]]:
+    """The one query behind `query` on both catalogs (SQLite here, PostgreSQL in claims.py):
+    executions newest scheduled first, filtered by job, status and scheduled time."""
+    sql = f"SELECT {EXECUTION_COLUMNS} FROM sched_executions WHERE 1=1"
+    args: list[object] = []
+    if job_id is not None:
+        sql += " AND job_id = ?"
+        args.append(job_id)
+    if status is not None:
+        try:
+            args.append(ExecutionStatus(status).value)
+        except ValueError:
+            valid = ", ".join(s.value for s in ExecutionStatus)
+            raise ConfigError(f"status {_shown(status)} is not one of {valid}") from None
+        sql += " AND status = ?"
+    if since is not None:
+        sql += " AND scheduled_for >= ?"
+        args.append(to_us(since))
+    sql += " ORDER BY scheduled_for DESC, job_id"
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(f"limit must be a whole number of at least 0, not {_shown(limit)}")
+        sql += " LIMIT ?"
+        args.append(min(limit, _MAX_INT))
+    return sql, args
+
+
 def _text(value: object, what: str) -> str:
     """A stored text, or a CatalogError naming the row and field (a row written by
     something else, or damage: never a TypeError later)."""
@@ -270,30 +304,7 @@ class History:
         limit: int | None = None,
     ) -> list[BackupExecution]:
         """Executions, newest scheduled first, filtered by job, status and scheduled time."""
-        sql = (
-            "SELECT id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error,"
-            " bytes_read, bytes_written FROM sched_executions WHERE 1=1"
-        )
-        args: list[object] = []
-        if job_id is not None:
-            sql += " AND job_id = ?"
-            args.append(job_id)
-        if status is not None:
-            try:
-                args.append(ExecutionStatus(status).value)
-            except ValueError:
-                valid = ", ".join(s.value for s in ExecutionStatus)
-                raise ConfigError(f"status {_shown(status)} is not one of {valid}") from None
-            sql += " AND status = ?"
-        if since is not None:
-            sql += " AND scheduled_for >= ?"
-            args.append(to_us(since))
-        sql += " ORDER BY scheduled_for DESC, job_id"
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise ConfigError(f"limit must be a whole number of at least 0, not {_shown(limit)}")
-            sql += " LIMIT ?"
-            args.append(min(limit, _MAX_INT))
+        sql, args = executions_query(job_id, status, since, limit)
         with self._locked() as db:
             rows = db.execute(sql, args).fetchall()
         return [self._execution(r) for r in rows]
