@@ -19,7 +19,7 @@ use crate::scan::parallel::in_pool;
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
 use crate::format::{check_block_keyed, BlockMapReader, BlockRecord, PieceReader};
-use crate::scan::algorithm::to_hex;
+use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// Blocks verified in parallel before they are written in order.
 const BATCH_BLOCKS: usize = 512;
@@ -120,29 +120,7 @@ pub fn restore_files_keyed(
                     *slot = Some(r);
                 }
             }
-            let readers_ref = &readers;
-            let first_index = block_index;
-            let blocks: Vec<Result<Vec<u8>>> = in_pool(|| {
-                batch
-                    .par_iter()
-                    .enumerate()
-                    .map(|(k, rec)| {
-                        let Some(Some(reader)) = readers_ref.get(rec.source as usize) else {
-                            return Err(Error::Invalid("internal: piece reader not opened".into()));
-                        };
-                        let key = keys.get(rec.source as usize).and_then(Option::as_ref);
-                        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
-                        check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
-                            piece: reader.path().to_path_buf(),
-                            file: f.rel.clone(),
-                            block_index: first_index + k as u64,
-                            offset: rec.offset,
-                            expected: to_hex(&rec.digest),
-                            actual,
-                        })
-                    })
-                    .collect()
-            });
+            let blocks = read_checked_blocks(&batch, &readers, &keys, alg, &f.rel, block_index);
             for b in blocks {
                 let b = b?;
                 whole.update(&b);
@@ -176,6 +154,40 @@ pub fn restore_files_keyed(
 /// Creates `dest`, which must not exist and must not be a symbolic link (not even a
 /// dangling one): `O_EXCL` refuses anything in the way and `O_NOFOLLOW` makes sure no
 /// link is ever followed.
+/// Reads, opens and checks one batch of a file's block records in parallel, in order
+/// (`first` is `batch[0]`'s block index in the file, for the report of a corrupt block).
+/// Shared by the plain restore and the in-place one (restore_into.rs).
+pub(super) fn read_checked_blocks(
+    batch: &[BlockRecord],
+    readers: &[Option<PieceReader>],
+    keys: &[Option<crate::crypto::BlockKey>],
+    alg: Algorithm,
+    rel: &str,
+    first: u64,
+) -> Vec<Result<Vec<u8>>> {
+    in_pool(|| {
+        batch
+            .par_iter()
+            .enumerate()
+            .map(|(k, rec)| {
+                let Some(Some(reader)) = readers.get(rec.source as usize) else {
+                    return Err(Error::Invalid("internal: piece reader not opened".into()));
+                };
+                let key = keys.get(rec.source as usize).and_then(Option::as_ref);
+                let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+                check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
+                    piece: reader.path().to_path_buf(),
+                    file: rel.to_string(),
+                    block_index: first + k as u64,
+                    offset: rec.offset,
+                    expected: to_hex(&rec.digest),
+                    actual,
+                })
+            })
+            .collect()
+    })
+}
+
 fn create_file(dest: &Path) -> Result<File> {
     OpenOptions::new()
         .write(true)

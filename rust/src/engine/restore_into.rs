@@ -15,14 +15,11 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
-use super::restore::RestoreFile;
-use crate::format::{check_block_keyed, BlockMapReader, BlockRecord, PieceReader};
+use super::restore::{read_checked_blocks, RestoreFile};
+use crate::format::{BlockMapReader, BlockRecord, PieceReader};
 use crate::scan::algorithm::to_hex;
-use crate::scan::parallel::in_pool;
 
 /// Blocks verified in parallel before they are used in order.
 const BATCH_BLOCKS: usize = 256;
@@ -125,30 +122,7 @@ impl<'a> Blocks<'a> {
             for (k, rec) in (block_index..).zip(&batch) {
                 self.reader(rec.source as usize, &f.rel, k)?;
             }
-            let readers = &self.readers;
-            let keys = &self.keys;
-            let first = block_index;
-            let blocks: Vec<Result<Vec<u8>>> = in_pool(|| {
-                batch
-                    .par_iter()
-                    .enumerate()
-                    .map(|(k, rec)| {
-                        let Some(Some(reader)) = readers.get(rec.source as usize) else {
-                            return Err(Error::Invalid("internal: piece reader not opened".into()));
-                        };
-                        let key = keys.get(rec.source as usize).and_then(Option::as_ref);
-                        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
-                        check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
-                            piece: reader.path().to_path_buf(),
-                            file: f.rel.clone(),
-                            block_index: first + k as u64,
-                            offset: rec.offset,
-                            expected: to_hex(&rec.digest),
-                            actual,
-                        })
-                    })
-                    .collect()
-            });
+            let blocks = read_checked_blocks(&batch, &self.readers, &self.keys, alg, &f.rel, block_index);
             for b in blocks {
                 let b = b?;
                 whole.update(&b);
