@@ -114,6 +114,8 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
             data["io_limit"] = job.io_limit
         if job.selection is not None and not job.selection.empty:
             data["selection"] = job.selection.plain()
+        if job.upload_limits:
+            data.update(upload_limits=list(job.upload_limits), upload_tz=job.upload_tz)
     else:
         data.update(level=job.level.value, budget=job.budget.total_seconds() if job.budget else None)
     if job.holidays is not None:
@@ -124,6 +126,8 @@ def job_to_json(job: Job, added_at: datetime | None) -> dict[str, Any]:
         data["hooks"] = job.hooks.to_json()
     if job.node_labels:
         data["node_labels"] = list(job.node_labels)
+    if job.repository is not None:
+        data["repository"] = job.repository
     if added_at is not None:
         data["added_at"] = added_at.isoformat()
     return data
@@ -184,9 +188,10 @@ _JOB_COMMON = {
     "node_labels",
     "notify",
     "hooks",
+    "repository",
 }
 _JOB_FIELDS = {
-    "backup": _JOB_COMMON | {"backup_type", "retention", "tags", "io_limit", "selection"},
+    "backup": _JOB_COMMON | {"backup_type", "retention", "tags", "io_limit", "selection", "upload_limits", "upload_tz"},
     "verification": _JOB_COMMON | {"level", "budget"},
 }
 _REQUIRED = {
@@ -343,6 +348,7 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
         else NotifyTargets.from_json(entry["notify"], f"{path}: {place.what}"),
         hooks=None if entry.get("hooks") is None else JobHooks.from_json(entry["hooks"], f"{path}: {place.what}"),
         node_labels=tuple(_get(entry, "node_labels", list, place, [])),
+        repository=_get(entry, "repository", str, place, None),
     )
     added_raw = _get(entry, "added_at", str, place, None)
     added_at = None
@@ -362,6 +368,8 @@ def _job_from_json(entry: Any, index: int, path: Path) -> tuple[Job, datetime | 
                 tags=tuple(_get(entry, "tags", list, place, [])),
                 io_limit=_get(entry, "io_limit", (int, float), place, None),
                 selection=_selection(_get(entry, "selection", dict, place, None), f"{path}: {place.what}.selection"),
+                upload_limits=tuple(_get(entry, "upload_limits", list, place, [])),
+                upload_tz=_get(entry, "upload_tz", str, place, "UTC"),
                 **common,
             )
         else:

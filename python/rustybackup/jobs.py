@@ -19,6 +19,7 @@ from .enums import BackupType, ExecutionStatus, VerificationType
 from .errors import ConfigError, CronError
 from .holidays_cal import HolidayCalendar
 from .hooks import JobHooks
+from .job_targets import check_target
 from .notify import NotifyTargets
 from .retention import RetentionPolicy
 from .selection import Selection
@@ -184,6 +185,11 @@ class ScheduledBackup(_JobCommon):
     node_labels: tuple[str, ...] = ()
     #: Selection rules on top of the database's own (rustybackup.selection; file trees).
     selection: Selection | None = None
+    #: The repository the job writes to (``s3://bucket/prefix`` or a directory; None: the
+    #: scheduler's own) and the upload pace by time of day for it (job_targets.py).
+    repository: str | None = None
+    upload_limits: tuple[str, ...] = ()
+    upload_tz: str = "UTC"
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -205,6 +211,7 @@ class ScheduledBackup(_JobCommon):
             isinstance(self.io_limit, bool) or not isinstance(self.io_limit, (int, float)) or not self.io_limit > 0
         ):
             raise _fail(self.id, "io_limit", f"expected a positive number of bytes per second, got {self.io_limit!r}")
+        check_target(self)
         self._validate_common()
 
     @property
@@ -239,6 +246,8 @@ class ScheduledVerification(_JobCommon):
     #: With a shared catalog: only nodes carrying every one of these labels run the job
     #: (the data is on those hosts); empty, it floats to any node (rustybackup.nodes).
     node_labels: tuple[str, ...] = ()
+    #: The repository to verify (None: the scheduler's own); see ScheduledBackup.
+    repository: str | None = None
     _cron: CronSchedule = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -250,6 +259,7 @@ class ScheduledVerification(_JobCommon):
             raise _fail(self.id, "level", f"{self.level!r} is not one of {kinds}") from None
         if self.budget is not None and (not isinstance(self.budget, timedelta) or self.budget <= timedelta(0)):
             raise _fail(self.id, "budget", f"must be a positive timedelta, got {self.budget!r}")
+        check_target(self)
         self._validate_common()
 
     @property

@@ -34,6 +34,7 @@ from .errors import BackupCancelled, ConfigError, CronError
 from .forecast import DEFAULT_WINDOW as DEFAULT_FORECAST_RUNS
 from .forecast import forecast_job, p90_overrun
 from .history import History
+from .job_targets import JobTargets
 from .jobs import BackupExecution, Job, ScheduledBackup, ScheduledVerification, sort_key
 from .locks import LeaseKeeper
 from .notify import Notifier
@@ -133,6 +134,8 @@ class BackupScheduler:
         self._batch_depth = 0
         self._dirty = False
         self._leases = LeaseKeeper(self._renew, lease.total_seconds() / 3)
+        # Jobs that name another repository run on a manager opened on it (job_targets.py).
+        self._targets = JobTargets(manager)
         # With a shared catalog (the manager's is PostgreSQL) this scheduler is a node
         # (nodes.py): jobs, windows and history live in the catalog, claims are fenced.
         url = getattr(manager, "catalog_url", None)
@@ -367,7 +370,10 @@ class BackupScheduler:
 
     def _check_database(self, job: Job) -> None:
         """A job for a database the repository does not know is an error, when the
-        manager can list its databases (``BackupManager.databases()``)."""
+        manager can list its databases (``BackupManager.databases()``). A job for another
+        repository is checked when it runs (job_targets.py: no network to edit jobs)."""
+        if job.repository is not None:
+            return
         lister = getattr(self._manager, "databases", None)
         if callable(lister):
             names = {getattr(d, "name", d) for d in lister()}
@@ -632,30 +638,32 @@ class BackupScheduler:
             self.events.finished(job, run.scheduled_for, ExecutionStatus.SKIPPED, None, skip_reason, self._now())
             return None
         status, set_id, error, read, written = ExecutionStatus.FAILED, None, None, None, None
+        manager: Any = None
         try:
+            manager = self._targets.open(job)
             if isinstance(job, ScheduledBackup):
                 # Only when set: a manager without the parameter (a test's fake) still works.
                 limit: dict[str, Any] = {} if job.io_limit is None else {"io_limit": job.io_limit}
                 if job.selection is not None:
                     limit["selection"] = job.selection
-                result = self._manager.backup(job.database, job.backup_type, tags=job.tags, cancel=cancel, **limit)
+                result = manager.backup(job.database, job.backup_type, tags=job.tags, cancel=cancel, **limit)
                 set_id = str(result.id)
                 read, written = getattr(result, "bytes_read", None), getattr(result, "size", None)
                 status = ExecutionStatus.COMPLETED
                 # A run that went on from a cut one says so in its history (resume.py).
-                resumed = getattr(self._manager, "resumed", {}).get(set_id)
+                resumed = getattr(manager, "resumed", {}).get(set_id)
                 if resumed is not None:
                     error = resumed.describe()
                 if job.retention is not None:
                     try:
                         # dry_run=False said out loud: BackupManager's default is a dry run.
                         policy = RetentionPolicy.parse(job.retention)
-                        self._manager.apply_retention(job.database, policy, dry_run=False)
+                        manager.apply_retention(job.database, policy, dry_run=False)
                     except Exception as exc:  # the backup itself is good and registered
                         log.warning("job %s: retention failed: %s", job.id, exc)
                         error = "; ".join(filter(None, [error, f"backup completed; retention failed: {exc}"]))
             else:
-                status, error = self._verify(job)
+                status, error = self._verify(job, manager)
         except BackupCancelled as exc:
             status, error = ExecutionStatus.CANCELLED, f"max_duration {job.max_duration} reached: {exc}"
         except Exception as exc:
@@ -666,13 +674,18 @@ class BackupScheduler:
             if timer is not None:
                 timer.cancel()
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
-        recorded = self._history.finish(
-            exec_id, status, finished, backup_set_id=set_id, error=error, bytes_read=read, bytes_written=written
-        )
-        if recorded is False:  # a node whose claim was taken over: the new holder reports
-            return None
-        self.events.finished(job, run.scheduled_for, status, set_id, error, finished, self.list_jobs())
-        self._check_window(job, finished)
+        try:
+            recorded = self._history.finish(
+                exec_id, status, finished, backup_set_id=set_id, error=error, bytes_read=read, bytes_written=written
+            )
+            if recorded is False:  # a node whose claim was taken over: the new holder reports
+                return None
+            self.events.finished(job, run.scheduled_for, status, set_id, error, finished, self.list_jobs())
+            if manager is not None:
+                self._check_window(job, finished, manager)
+        finally:
+            if manager is not None:
+                self._targets.release(manager)
         if status is ExecutionStatus.COMPLETED:
             self._check_forecast(job, finished)
         return set_id if status is ExecutionStatus.COMPLETED else None
@@ -691,23 +704,25 @@ class BackupScheduler:
         if problem is not None:
             log.warning("job %s: %s (rustybackup plan suggests start times that fit)", job.id, problem)
 
-    def _check_window(self, job: Job, now: datetime) -> None:
-        catalog = getattr(self._manager, "catalog", None)
+    def _check_window(self, job: Job, now: datetime, manager: Any) -> None:
+        catalog = getattr(manager, "catalog", None)
         if catalog is None:  # a manager without a catalog (tests' fakes): nothing to resolve
             return
         try:
-            self.events.check_window(self.list_jobs(), job.database, catalog, now)
+            # Only the jobs writing to the same repository say what its window is.
+            same = [j for j in self.list_jobs() if j.repository == job.repository]
+            self.events.check_window(same, job.database, catalog, now)
         except Exception:
             log.exception("job %s: recovery window check", job.id)
 
-    def _verify(self, job: ScheduledVerification) -> tuple[ExecutionStatus, str | None]:
+    def _verify(self, job: ScheduledVerification, manager: Any) -> tuple[ExecutionStatus, str | None]:
         # Imported here: verification pulls in the whole engine, which a scheduler that
         # only runs backups (and the scheduler's tests, with a fake manager) never needs.
         from .verify import Verifier
 
         # The verifier reads the repository through the real manager's catalog; the
         # protocol above is only what backups need.
-        verifier = Verifier(cast(Any, self._manager))
+        verifier = Verifier(cast(Any, manager))
         if self.node is not None:
             # Nodes split a day's round of this database's pieces at this level (in the
             # job's zone): no piece checked twice in a round, whichever node runs.

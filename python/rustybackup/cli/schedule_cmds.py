@@ -141,6 +141,14 @@ def job_group() -> None:
 @click.option(
     "--node-label", "node_labels", multiple=True, help="Shared catalog: run only on nodes with this label (repeatable)."
 )
+@click.option(
+    "--target",
+    "target",
+    default=None,
+    metavar="REPO",
+    help="Write to this repository (s3://bucket/prefix or a directory) instead of --repo's.",
+)
+@upload_limit_options
 @holiday_options
 @ops_options
 @pass_state
@@ -161,12 +169,18 @@ def job_add(
     name: str | None,
     io_limit: str | None,
     node_labels: tuple[str, ...],
+    target: str | None,
+    upload_limits: tuple[str, ...],
+    upload_tz: str,
     holidays_region: str | None,
     holidays_files: tuple[str, ...],
     exclude_dates: tuple[str, ...],
     ops: JobOps,
 ) -> None:
     """Add a scheduled backup job.
+
+    With --target the job writes to that repository (its database registered there),
+    at the pace of its own --upload-limit windows, else of `run --upload-limit`.
 
     Example: rustybackup job add nightly --db app --type full --cron '0 2 * * *' --window off
     """
@@ -189,6 +203,9 @@ def job_add(
         hooks=ops.hooks,
         io_limit=parse_rate(io_limit, "--io-limit") if io_limit is not None else None,
         node_labels=node_labels,
+        repository=target,
+        upload_limits=upload_limits,
+        upload_tz=upload_tz,
     )
     scheduler = _scheduler(state)
     scheduler.add_job(job)
@@ -232,6 +249,8 @@ def job_list(state: CliState, as_json: bool) -> None:
                 "io_limit": format_rate(j.io_limit) if isinstance(j, ScheduledBackup) and j.io_limit else None,
                 "notify": j.notify.to_json() if j.notify else None,
                 "hooks": j.hooks.to_json() if j.hooks else None,
+                "repository": j.repository,
+                "upload_limits": list(j.upload_limits) if isinstance(j, ScheduledBackup) else [],
             }
         )
     if as_json:
@@ -239,11 +258,12 @@ def job_list(state: CliState, as_json: bool) -> None:
         return
     _table(
         "jobs" + ("" if scheduler.enabled else " (scheduler disabled)"),
-        ["id", "database", "type", "schedule", "tz", "prio", "window", "holidays", "enabled", "next run"],
+        ["id", "database", "repository", "type", "schedule", "tz", "prio", "window", "holidays", "enabled", "next run"],
         [
             [
                 r["id"],
                 r["database"],
+                r["repository"] or "(this one)",
                 str(r["type"] or r["kind"]),
                 r["schedule"],
                 r["tz"],
