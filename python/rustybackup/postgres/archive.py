@@ -10,6 +10,11 @@ the oldest has waited `GROUP_SECONDS`, the push that notices seals them (checksu
 compressed as the database says, registered in one transaction); the files the catalog
 now holds with the same digest then leave the spool. 10,000 segments are ~160 sets.
 
+A push of a file from ``pg_wal`` also archives the other files PostgreSQL has marked
+``.ready`` (``push_ahead``, pgBackRest's archive-async model): the archiver's calls for
+those then find their file in the spool and are answered by ``archive_fast`` before the
+command group is imported, which a process per segment otherwise pays on every call.
+
 A crash at any point leaves either a spool file (still found by archive-get, sealed by
 the next push) or a registered set (the spool copy is removed by the next seal): never a
 segment that was reported archived and is not. The spool's ``.push.lock`` serialises
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from .. import _core, manifest, store
 from ..enums import BackupType
-from ..errors import BackupError, CatalogError, ConfigError
+from ..errors import BackupError, CatalogError, ConfigError, RustyBackupError
 from .wal import is_archive_name
 
 if TYPE_CHECKING:
@@ -49,6 +54,10 @@ GROUP_SECONDS = 300.0
 # archive_command runs with the server's environment: how a deployment (or a test)
 # changes the group size without a flag on every push.
 GROUP_ENV = "RUSTYBACKUP_WAL_GROUP"
+# How much one push archives ahead of PostgreSQL's calls (`push_ahead`): a group's worth,
+# and at most 1 GiB, so the call PostgreSQL waits on stays bounded.
+AHEAD_FILES = GROUP_SEGMENTS
+AHEAD_BYTES = 1 << 30
 _CHUNK = 1 << 20
 _SENDFILE_CHUNK = 1 << 30
 
@@ -111,9 +120,12 @@ def push(
     source: str | os.PathLike[str],
     *,
     seal: bool = True,
+    ahead: bool = True,
 ) -> PushResult:
     """archive_command: archives `source` (its file name is the WAL name). Returns once
-    the file is durable. Raises ArchiveMismatch when the name is taken by other content."""
+    the file is durable. Raises ArchiveMismatch when the name is taken by other content.
+    With `ahead`, a push of a file PostgreSQL's archiver handed over also archives the
+    other files it has marked ready (`push_ahead`)."""
     db = _database(manager, database)
     src = Path(source)
     name = _check_name(src.name)
@@ -155,7 +167,92 @@ def push(
             os.close(fd)
             tmp.unlink(missing_ok=True)
     sealed = seal_if_due(manager, database) if seal else None
+    if ahead:
+        # After the seal, so that what this call pushes ahead waits in the spool, where
+        # the fast path finds it, until PostgreSQL has asked for each of those files.
+        try:
+            push_ahead(manager, database, src)
+        except (OSError, RustyBackupError) as exc:
+            # `name` is archived; the files ahead are PostgreSQL's to hand over again,
+            # and their own calls report what fails with them.
+            log.warning("pushing the ready files beside %s ahead failed: %s", src, exc)
     return PushResult(name, digest, False, sealed)
+
+
+def _ready_names(source: Path) -> list[str]:
+    """The other files PostgreSQL's archiver has marked ready beside `source`, in the
+    order it would hand them over (history files first, then the oldest: pgarch.c), or
+    none when `source` is not a file the archiver is handing over (its own ``.ready``
+    marker in ``archive_status/`` is the proof: it stays until the command succeeds)."""
+    status = source.parent / "archive_status"
+    try:
+        markers = os.listdir(status)
+    except OSError:
+        return []
+    if f"{source.name}.ready" not in markers:
+        return []
+    names = [m[: -len(".ready")] for m in markers if m.endswith(".ready")]
+    ready = [n for n in names if n != source.name and is_archive_name(n)]
+    ready.sort(key=lambda n: (not n.endswith(".history"), n))
+    return ready
+
+
+def push_ahead(manager: BackupManager, database: str, source: str | os.PathLike[str]) -> list[str]:
+    """Archives the files PostgreSQL has marked ready beside `source` (pgBackRest's
+    ``archive-async``: one process pushes what is queued), so that the archiver's calls
+    for them find each already in the spool, where ``archive_fast`` confirms it by
+    comparing the bytes, without the catalog. Returns the names added.
+
+    A file the spool or a set already holds is left for PostgreSQL's own call (which
+    checks it and refuses other content); one that vanished meanwhile was archived and
+    removed by a push beside us. Every file is fsynced before any is linked, and the
+    spool directory once for the batch: a name is never visible before its bytes are
+    durable."""
+    src = Path(source)
+    names = _ready_names(src)
+    if not names:
+        return []
+    spool = spool_dir(manager.repository, database)
+    spool.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path, int]] = []
+    linked: list[str] = []
+    size = 0
+    try:
+        for name in names:
+            if len(staged) >= AHEAD_FILES or size >= AHEAD_BYTES:
+                break
+            if (spool / name).exists() or manager.catalog.archive_file(database, name) is not None:
+                continue
+            tmp = spool / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                fin = open(src.parent / name, "rb")  # noqa: SIM115 - closed below, fd kept for the fsync
+            except FileNotFoundError:
+                continue
+            with fin:
+                fd = _create(tmp)
+                staged.append((name, tmp, fd))
+                _copy(fin.fileno(), fd)
+                size += os.fstat(fd).st_size
+        # All copies first, then the fsyncs: the first one writes back most of the batch
+        # and the others find little left to wait for.
+        for _, _, fd in staged:
+            os.fsync(fd)
+        with _flock(spool / ".push.lock", fcntl.LOCK_EX):
+            for name, tmp, _ in staged:
+                try:
+                    os.link(tmp, spool / name)
+                except FileExistsError:
+                    continue  # pushed by PostgreSQL's own call meanwhile: that one was checked
+                linked.append(name)
+            if linked:
+                store.fsync_dir(spool)
+    finally:
+        for _, tmp, fd in staged:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+    if linked:
+        log.info("pushed %d ready file(s) of %s ahead: %s..%s", len(linked), database, linked[0], linked[-1])
+    return linked
 
 
 def _archived_digest(

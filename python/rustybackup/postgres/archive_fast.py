@@ -1,0 +1,85 @@
+"""The fast path of ``rustybackup archive-push``: PostgreSQL starts the command once per
+WAL file, and most calls ask for a file that an earlier push already archived ahead
+(``archive.push_ahead``). Those are answered here, before click, the catalog or the
+engine are imported: the spool holds a file of that name, and its bytes are the
+source's bytes, so it is archived (the earlier push checked the database and the
+catalog; the spool copy was fsynced before it was linked). The spool directory is
+fsynced before the success is reported, as the full push does for a repeated file.
+
+Anything else (another option, a remote repository or shared catalog, a name the spool
+lacks, other content under the name, any error) returns None, and the full command runs
+and answers exactly as it always has, refusal and error messages included.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .wal import is_archive_name
+
+_CHUNK = 1 << 20
+
+
+def answer(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
+    """The exit code for command line `argv` (without the program name) if the fast path
+    settles it, else None."""
+    parsed = _parse(argv, environ)
+    if parsed is None:
+        return None
+    repo, database, source = parsed
+    spool = repo / "wal" / database
+    try:
+        if not _same_bytes(source, spool / source.name):
+            return None
+        # The name may have been linked by a push that died before its directory fsync.
+        fd = os.open(spool, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return 0
+
+
+def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path, str, Path] | None:
+    """(repository, database, source) of exactly ``[--repo R] archive-push NAME PATH``
+    with a local repository and no shared catalog; None for every other command line."""
+    args = list(argv)
+    repo = environ.get("RUSTYBACKUP_REPO") or None
+    if args[:1] == ["--repo"] and len(args) >= 2:
+        repo, args = args[1], args[2:]
+    elif args and args[0].startswith("--repo="):
+        repo, args = args[0][len("--repo=") :], args[1:]
+    if len(args) != 3 or args[0] != "archive-push" or not repo or "://" in repo:
+        return None
+    if environ.get("RUSTYBACKUP_CATALOG"):
+        return None
+    database, source = args[1], Path(args[2])
+    # A database name that is not one plain path component never names a spool here.
+    if not database or database.startswith((".", "-")) or "/" in database or "\0" in database:
+        return None
+    if not is_archive_name(source.name):
+        return None
+    return Path(repo), database, source
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether files `a` and `b` hold the same bytes (False when `b` does not exist)."""
+    try:
+        fb = open(b, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return False
+    with fb, open(a, "rb") as fa:
+        if os.fstat(fa.fileno()).st_size != os.fstat(fb.fileno()).st_size:
+            return False
+        buf_a, buf_b = bytearray(_CHUNK), bytearray(_CHUNK)
+        while True:
+            # A buffered readinto fills the buffer unless the file ends first.
+            n, m = fa.readinto(buf_a), fb.readinto(buf_b)
+            if n != m or buf_a[:n] != buf_b[:n]:
+                return False
+            if n == 0:
+                return True
