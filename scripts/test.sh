@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 
-step() { printf '\n== %s ==\n' "$*"; }
+# Each step prints the seconds since the start: CI must stay well inside 30 minutes, and
+# this is where a slow step shows.
+step() { printf '\n== [%ds] %s ==\n' "$SECONDS" "$*"; }
 
 # A stale _core*.so in the source package would shadow the fresh build (pydantic-core's Makefile).
 rm -f python/rustybackup/_core*.so
@@ -45,7 +47,7 @@ step "mypy --strict and stubtest"
 "$PYTHON" -m mypy.stubtest rustybackup._core --allowlist scripts/stubtest-allowlist.txt
 
 step "pytest (profile $HYPOTHESIS_PROFILE)"
-"$PYTHON" -m pytest -q -p no:cacheprovider
+"$PYTHON" -m pytest -q -p no:cacheprovider --durations=25
 
 step "benches (smoke run, timings disabled; peers missing here are reported as skips)"
 if compgen -G "benches/test_*.py" >/dev/null; then
@@ -53,3 +55,4 @@ if compgen -G "benches/test_*.py" >/dev/null; then
 else
   echo "no benches yet"
 fi
+step "done"
