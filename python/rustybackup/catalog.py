@@ -31,6 +31,7 @@ from .errors import CatalogError
 from .manifest import Manifest
 from .retention import ChainRecord, RetentionDecision, RetentionPolicy, plan_retention
 from .selection import Selection
+from .sqlite_wal import WalCapture
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
 from .timestamps import to_us as to_us
 
@@ -953,7 +954,7 @@ def _fill(
                 (
                     r.database,
                     r.source_path,
-                    r.source_kind if r.source_kind in ("sqlite", "postgresql") else "files",
+                    kind := _source_kind(m),
                     r.archive_dir,
                     r.block_size,
                     r.algorithm,
@@ -961,6 +962,10 @@ def _fill(
                     r.started_at_us,
                 ),
             )
+            if kind != "files" and r.source_kind == kind:
+                # A set registered first (an archive whose kind its content did not
+                # tell) may have said "files"; a base backup's own record corrects it.
+                c.execute("UPDATE databases SET kind = ? WHERE name = ? AND kind = 'files'", (kind, r.database))
             if r.archive_dir:
                 c.execute(
                     "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
@@ -975,6 +980,26 @@ def _fill(
         finally:
             c.execute("RELEASE one_set")
     return RebuildReport(count, tuple(skipped))
+
+
+def _source_kind(m: Manifest) -> str:
+    """The kind of database a manifest's set comes from, for a catalog rebuilt from
+    manifests (a remote repository's cache on a new host). An ARCHIVE_LOG set says
+    "archive"; its content tells: a SQLite WAL capture carries its record, a PostgreSQL
+    archive holds only WAL file names. Without this a host whose first manifest is a WAL
+    archive (archiving starts before the first base backup) registers a "files" database,
+    and archive-get refuses it."""
+    from .postgres.wal import is_archive_name
+
+    kind = m.record.source_kind
+    if kind in ("sqlite", "postgresql"):
+        return kind
+    if kind == "archive":
+        if isinstance(m.wal, WalCapture):
+            return "sqlite"
+        if m.files and all(is_archive_name(f.path) for f in m.files):
+            return "postgresql"
+    return "files"
 
 
 def _log_report(report: RebuildReport) -> None:

@@ -33,7 +33,10 @@ def capture(state: CliState, name: str, interval: float, once: bool) -> None:
     from ..capture_loop import Capturer
     from ..engine import BackupManager
 
-    manager = BackupManager(Path(state.require_repo()))
+    where = state.require_location()
+    # A remote repository: each step's set is uploaded before the next step starts; the
+    # repository is never created here (a typo must not start an empty one).
+    manager = BackupManager(where) if isinstance(where, Path) else BackupManager(str(where), create=False)
     capturer = Capturer(manager, name, interval)
     if once:
         s = capturer.step()

@@ -18,6 +18,19 @@ def _when(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="seconds") if us else "-"
 
 
+def _root(state: CliState) -> Path:
+    """The repository whose key slots a command works on: a local directory. The slots
+    are files of its keys/ directory, and this version keeps no slots in a bucket:
+    `init --encryption` makes local repositories only."""
+    if state.url is not None:
+        raise EncryptionError(
+            f"{state.url}: key slots are kept in a local repository's keys/ directory, and a remote "
+            "repository has none in this version (`init --encryption` makes local repositories only); "
+            "nothing was changed"
+        )
+    return state.require_repo()
+
+
 def _open(root: Path) -> keys.Keys:
     found = keys.keys_for(root)
     if found is None:
@@ -41,7 +54,7 @@ def list_cmd(state: CliState, as_json: bool) -> None:
 
     Example: rustybackup --repo /backups key list --json
     """
-    slots = keys.list_slots(state.require_repo())
+    slots = keys.list_slots(_root(state))
     if as_json:
         print_json([s.as_json() for s in slots])
         return
@@ -80,7 +93,7 @@ def add_cmd(
 
     Example: rustybackup --repo /backups --password-file old.txt key add --new-password-file new.txt
     """
-    root = state.require_repo()
+    root = _root(state)
     chosen = [x for x in (new_password_file, new_key_file, write_only) if x is not None]
     new_password = os.environ.get(keys.NEW_PASSWORD_ENV)
     if len(chosen) > 1:
@@ -113,7 +126,7 @@ def remove_cmd(state: CliState, slot_id: str) -> None:
 
     Example: rustybackup --repo /backups key remove 3f2a9c1e
     """
-    keys.remove_slot(state.require_repo(), slot_id)
+    keys.remove_slot(_root(state), slot_id)
     click.echo(f"removed slot {slot_id}")
 
 
@@ -125,7 +138,7 @@ def rotate_cmd(state: CliState, as_json: bool) -> None:
 
     Example: RUSTYBACKUP_PASSWORD=... rustybackup --repo /backups key rotate
     """
-    root = state.require_repo()
+    root = _root(state)
     gen = keys.rotate(root, _open(root))
     if as_json:
         print_json({"generation": gen.id, "created_at_us": gen.created_at_us})

@@ -20,6 +20,9 @@ from .context import CliState, pass_state
 
 
 def _manager(state: CliState) -> BackupManager:
+    if state.url is not None:
+        # Never created here: a typo in archive_command must not start a new repository.
+        return BackupManager(str(state.url), create=False)
     repo = state.require_repo()
     if not (repo / "format").exists():
         raise click.ClickException(f"no repository at {repo}; run `rustybackup --repo {repo} init` first")
@@ -38,9 +41,13 @@ def archive_push(state: CliState, name: str, path: Path) -> None:
 
     Example: archive_command = 'rustybackup --repo /backups archive-push main %p'
     """
-    from ..postgres import archive
+    from ..postgres import archive, archive_remote
 
-    archive.push(_manager(state), name, path)
+    manager = _manager(state)
+    if manager.remote is not None:
+        archive_remote.push(manager, name, path)
+    else:
+        archive.push(manager, name, path)
 
 
 @click.command("archive-get")
@@ -54,10 +61,14 @@ def archive_get(state: CliState, name: str, wal_name: str, dest: Path) -> None:
 
     Example: restore_command = 'rustybackup --repo /backups archive-get main %f %p'
     """
-    from ..postgres import archive
+    from ..postgres import archive, archive_remote
 
+    manager = _manager(state)
     try:
-        archive.get(_manager(state), name, wal_name, dest)
+        if manager.remote is not None:
+            archive_remote.get(manager, name, wal_name, dest)
+        else:
+            archive.get(manager, name, wal_name, dest)
     except archive.NotArchived:
         raise SystemExit(1) from None
 

@@ -70,6 +70,13 @@ def open_manager(repo: Path, catalog: str | None = None) -> Any:
 def _scheduler(
     state: CliState, *, real: bool = False, upload: UploadSchedule | None = None, **node: Any
 ) -> BackupScheduler:
+    if state.url is not None:
+        # Its configuration and run history are files beside a local repository (or rows
+        # of a shared catalog); a job reaches a remote one through its target.
+        raise click.UsageError(
+            f"the scheduler keeps its jobs and history beside a local repository (--repo DIR); "
+            f"to back up to {state.url}, add the job with `job add ... --target {state.url}`"
+        )
     repo = state.require_repo()
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
