@@ -9,7 +9,7 @@ import json
 import logging
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -72,6 +72,9 @@ def test_jobs_write_to_their_own_repositories(
     }
     s3_set, local_set = runs["to-s3"].backup_set_id, runs["to-local"].backup_set_id
     assert s3_set is not None and local_set is not None
+    # The history says where each run's set went (a set id alone names no repository).
+    assert (runs["to-s3"].repository, runs["to-local"].repository) == (url, str(other))
+    assert runs["to-s3"].to_json()["repository"] == url
     # Each set is in its job's repository and nowhere else.
     keys = s3_env.client().list_keys(s3_env.bucket, s3_prefix + "/")
     assert f"{s3_prefix}/sets/{s3_set}/manifest.json" in keys
@@ -219,3 +222,33 @@ def test_cli_job_add_takes_a_target(s3_env: SeaweedFS, s3_prefix: str, tmp_path:
     assert bad.exit_code != 0 and "field 'repository'" in bad.output and "'B'" in bad.output
     # Nothing was written to the bucket by editing jobs.
     assert s3_env.client().list_keys(s3_env.bucket, s3_prefix + "/") == {}
+
+
+def test_a_history_made_before_targets_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from rustybackup.history import History
+
+    db = tmp_path / "catalog.db"
+    with sqlite3.connect(db) as old:
+        # The table as it was before runs recorded their repository, with one run in it.
+        old.execute(
+            "CREATE TABLE sched_executions (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, scheduled_for INTEGER NOT NULL,"
+            " started_at INTEGER, finished_at INTEGER, status TEXT NOT NULL, backup_set_id TEXT, error TEXT,"
+            " bytes_read INTEGER, bytes_written INTEGER, owner TEXT, lease_until INTEGER, UNIQUE (job_id, scheduled_for))"
+        )
+        old.execute(
+            "INSERT INTO sched_executions VALUES ('e1', 'j', 0, 0, 1, 'completed', NULL, NULL, 1, 2, NULL, NULL)"
+        )
+    h = History(db)
+    try:
+        (row,) = h.query(None, None, None, None)
+        assert (row.id, row.repository) == ("e1", None)
+        claim = h.claim("j", T0, T0, timedelta(minutes=5))
+        assert claim.execution_id is not None
+        h.finish(claim.execution_id, ExecutionStatus.COMPLETED, T0, repository="s3://bucket-a/p")
+        assert {e.id: e.repository for e in h.query("j", None, None, None)}[claim.execution_id] == "s3://bucket-a/p"
+    finally:
+        h.close()
+    # A second open finds the column there and leaves it.
+    History(db).close()

@@ -120,6 +120,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: a file tree's selection rules (selection.py, JSON; NULL: none).
     "ALTER TABLE databases ADD COLUMN selection TEXT",
+    # 5: the repository a run wrote to, when its job targets another (job_targets.py).
+    "ALTER TABLE sched_executions ADD COLUMN repository TEXT",
 )
 
 # Key and column order of each table INSERT OR REPLACE touches (catalog_db.translate).

@@ -260,6 +260,7 @@ class SharedHistory:
         error: str | None = None,
         bytes_read: int | None = None,
         bytes_written: int | None = None,
+        repository: str | None = None,
     ) -> bool:
         """Records the outcome, only while the claim is still ours; False otherwise (the
         node that took it over records its own)."""
@@ -269,7 +270,8 @@ class SharedHistory:
                 return False
             cur = self._conn.execute(
                 "UPDATE sched_executions SET status = ?, finished_at = ?, backup_set_id = ?, error = ?,"
-                " bytes_read = ?, bytes_written = ?, lease_until = NULL WHERE id = ? AND owner = ? AND epoch = ?",
+                " bytes_read = ?, bytes_written = ?, repository = ?, lease_until = NULL"
+                " WHERE id = ? AND owner = ? AND epoch = ?",
                 (
                     status.value,
                     to_us(finished_at),
@@ -277,6 +279,7 @@ class SharedHistory:
                     error,
                     bytes_read,
                     bytes_written,
+                    repository,
                     execution_id,
                     self.owner,
                     epoch,

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS sched_executions (
     bytes_written  INTEGER,
     owner          TEXT,
     lease_until    INTEGER,
+    repository     TEXT,              -- a job's target repository (job_targets.py); NULL: this one
     UNIQUE (job_id, scheduled_for)
 );
 CREATE INDEX IF NOT EXISTS sched_executions_status ON sched_executions (status, job_id);
@@ -58,7 +59,8 @@ def _shown(value: object) -> str:
 
 
 EXECUTION_COLUMNS = (
-    "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written"
+    "id, job_id, scheduled_for, started_at, finished_at, status, backup_set_id, error, bytes_read, bytes_written,"
+    " repository"
 )
 
 
@@ -176,6 +178,7 @@ class History:
             # only a power cut can lose the newest rows, as with the catalog itself.
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _add_repository_column(db)
 
     def close(self) -> None:
         with self._lock:
@@ -245,12 +248,22 @@ class History:
         error: str | None = None,
         bytes_read: int | None = None,
         bytes_written: int | None = None,
+        repository: str | None = None,
     ) -> None:
         with self._locked() as db:
             db.execute(
                 "UPDATE sched_executions SET status = ?, finished_at = ?, backup_set_id = ?, error = ?,"
-                " bytes_read = ?, bytes_written = ?, lease_until = NULL WHERE id = ?",
-                (status.value, to_us(finished_at), backup_set_id, error, bytes_read, bytes_written, execution_id),
+                " bytes_read = ?, bytes_written = ?, repository = ?, lease_until = NULL WHERE id = ?",
+                (
+                    status.value,
+                    to_us(finished_at),
+                    backup_set_id,
+                    error,
+                    bytes_read,
+                    bytes_written,
+                    repository,
+                    execution_id,
+                ),
             )
 
     def record_skipped(self, job_id: str, scheduled_for: datetime, now: datetime, reason: str) -> bool:
@@ -355,8 +368,9 @@ class History:
 
 def execution_from_row(path: Path, r: tuple[object, ...]) -> BackupExecution:
     """A ``sched_executions`` row (id, job_id, scheduled_for, started_at, finished_at,
-    status, backup_set_id, error, bytes_read, bytes_written), checked: a damaged field is
-    a CatalogError naming `path`, the row and the field. Shared by both catalogs."""
+    status, backup_set_id, error, bytes_read, bytes_written, repository), checked: a
+    damaged field is a CatalogError naming `path`, the row and the field. Shared by both
+    catalogs."""
 
     def where(fld: str) -> str:
         return f"{path}: sched_executions row {_shown(r[0])} field {fld!r}"
@@ -373,4 +387,17 @@ def execution_from_row(path: Path, r: tuple[object, ...]) -> BackupExecution:
         error=_opt_text(r[7], where("error")),
         bytes_read=_opt_count(r[8], where("bytes_read")),
         bytes_written=_opt_count(r[9], where("bytes_written")),
+        repository=_opt_text(r[10], where("repository")),
     )
+
+
+def _add_repository_column(db: sqlite3.Connection) -> None:
+    """A catalog.db made before jobs had targets lacks the column (``CREATE TABLE IF NOT
+    EXISTS`` leaves its table as it was); two processes may add it at once."""
+    if any(r[1] == "repository" for r in db.execute("PRAGMA table_info(sched_executions)")):
+        return
+    try:
+        db.execute("ALTER TABLE sched_executions ADD COLUMN repository TEXT")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise

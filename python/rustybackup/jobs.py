@@ -287,6 +287,8 @@ class BackupExecution:
     error: str | None = None
     bytes_read: int | None = None
     bytes_written: int | None = None
+    #: Where the run wrote: its job's target repository (None: the scheduler's own).
+    repository: str | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -308,6 +310,7 @@ class BackupExecution:
             "duration": duration.total_seconds() if duration is not None else None,
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
+            "repository": self.repository,
         }
 
 

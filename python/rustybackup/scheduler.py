@@ -676,7 +676,14 @@ class BackupScheduler:
         finished = max(self._now(), now)  # an explicit past `now` (a replay) never ends before it began
         try:
             recorded = self._history.finish(
-                exec_id, status, finished, backup_set_id=set_id, error=error, bytes_read=read, bytes_written=written
+                exec_id,
+                status,
+                finished,
+                backup_set_id=set_id,
+                error=error,
+                bytes_read=read,
+                bytes_written=written,
+                repository=job.repository,
             )
             if recorded is False:  # a node whose claim was taken over: the new holder reports
                 return None
