@@ -13,11 +13,13 @@ process-max=2 (the machine's cores).
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,11 +147,78 @@ def _backup(b: Bench, peer: str, kind: str) -> None:
         b.pgbackrest("backup", f"--type={'incr' if kind == 'incremental' else kind}")
 
 
-@pytest.mark.parametrize("peer", PEERS)
+def _copy_and_sync(b: Bench) -> None:
+    """The floor under any full backup on this machine: the data directory (minus
+    pg_wal's contents, which neither tool copies) copied by `cp -a` and every copy
+    fsynced, as the cluster's user; no checkpoint, no archive wait, no checksums."""
+    target = workdir("rb-pg-limit-")
+    try:
+        for entry in b.cluster.data.iterdir():
+            if entry.name != "pg_wal":
+                b.cluster.run("cp", "-a", str(entry), str(target), timeout=3600)
+        b.cluster.run("sh", "-c", f"find {target} -type f -print0 | xargs -0 -r sync", timeout=3600)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.mark.parametrize("peer", [*PEERS, "cp+sync"])
 @pytest.mark.benchmark(group="postgresql full backup")
 def test_full_backup(benchmark: Any, bench: Bench, peer: str) -> None:
+    if peer == "cp+sync":
+        _once(benchmark, lambda: _copy_and_sync(bench))
+        return
     _once(benchmark, lambda: _backup(bench, peer, "full"))
     bench.done.add(peer)
+
+
+@pytest.mark.parametrize("kind", ["full", "incremental"])
+@pytest.mark.benchmark(group="postgresql base backup phases, in process")
+def test_base_backup_phases(benchmark: Any, bench: Bench, kind: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where one of our base backups spends its time, in this process (no interpreter
+    start): pg_backup_start (the fast checkpoint), the engine's pass over the data
+    directory, the page-checksum pass, pg_backup_stop (waiting for the archive), and
+    the rest (walk, manifest, catalog). Seconds per phase in extra_info. A repository of
+    its own: the phases do not depend on where the WAL goes."""
+    from rustybackup import BackupManager, BackupType
+    from rustybackup.postgres import basebackup
+
+    repo = tmp_path_factory.getbasetemp() / "phases-repo"
+    m = BackupManager(repo)
+    if NAME not in {d.name for d in m.catalog.list_databases()}:
+        m.register_database(NAME, bench.cluster.data, kind="postgresql", dsn=bench.cluster.dsn)
+        m.backup(NAME, BackupType.FULL)
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
+        return wrapper
+
+    real_session = basebackup.session
+
+    @contextmanager
+    def session(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        t0 = time.perf_counter()
+        with real_session(*args, **kwargs) as s:
+            spent["start"] = time.perf_counter() - t0
+            yield s
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(basebackup, "session", session)
+        mp.setattr(basebackup, "stop", timed("stop", basebackup.stop))
+        mp.setattr(basebackup, "check_pages", timed("page checksums", basebackup.check_pages))
+        mp.setattr(m, "_read", timed("copy", m._read))
+        t0 = time.perf_counter()
+        _once(benchmark, lambda: m.backup(NAME, BackupType(kind)))
+        total = time.perf_counter() - t0
+    spent["rest"] = total - sum(spent.values())
+    benchmark.extra_info.update({k: round(v, 2) for k, v in spent.items()})
+    print(f"\n{kind} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in spent.items()))
 
 
 @pytest.mark.parametrize("peer", PEERS)
@@ -168,36 +237,71 @@ def test_incremental_after_pgbench(benchmark: Any, bench: Bench, peer: str) -> N
     _once(benchmark, lambda: _backup(bench, peer, "incremental"), setup=load)
 
 
-@pytest.mark.parametrize("peer", PEERS)
+def shell_archive_command(repo: Path, name: str) -> str:
+    """README's archive_command for busy servers: `cmp` answers a file already pushed
+    ahead (same bytes in the spool; the spool directory fsynced) without starting Python."""
+    spool = repo / "wal" / name
+    return f"cmp -s %p {spool}/%f && sync {spool} || {archive_command(repo, name)}"
+
+
+PUSHERS = ["rustybackup", "rustybackup-cmp", "pgbackrest", "pgbackrest-async"]
+
+
+@pytest.mark.parametrize("peer", PUSHERS)
 @pytest.mark.benchmark(group="postgresql archive-push")
 def test_archive_push_throughput(benchmark: Any, bench: Bench, peer: str) -> None:
-    # Real segments of this cluster under names of an unused timeline, so neither
-    # repository has them yet.
+    """The archiver's loop over a backlog: real segments of this cluster under names of
+    an unused timeline (so no repository has them yet), each marked `.ready` in
+    `archive_status/` as PostgreSQL does, one command per segment in order, the marker
+    renamed `.done` after each success. Ours pushes the ready files ahead and answers
+    the later calls from its spool (rustybackup-cmp: with README's `cmp` line in front);
+    pgBackRest once as a plain command (a process per segment) and once with
+    `archive-async` (its spool, the model ours follows). Wall and CPU time (the
+    commands' user + system) per segment in extra_info."""
     src = max(p for p in (bench.cluster.data / "pg_wal").iterdir() if len(p.name) == 24)
-    d = workdir(f"rb-pg-push-{peer}-")
-    tli = 0x40 if peer == "rustybackup" else 0x41
+    d = workdir(f"rb-pg-push-{peer}-") / "pg_wal"
+    (d / "archive_status").mkdir(parents=True)
+    tli = 0x40 + PUSHERS.index(peer)
     files = []
     for n in range(SEGMENTS):
         p = d / f"{tli:08X}{src.name[8:16]}{n + 1:08X}"
         shutil.copyfile(src, p)
-        give(p)
+        (d / "archive_status" / f"{p.name}.ready").touch()
         files.append(p)
+    spool = d.parent / "pgbr-spool"
+    spool.mkdir()
+    for q in [d.parent, *d.parent.rglob("*")]:
+        give(q)
     exe = shutil.which("pgbackrest")
+    pgbr = [str(exe), f"--config={bench.conf}", f"--stanza={NAME}"]
+    if peer == "pgbackrest-async":
+        # Its async mode reads archive_status/ under pg1-path only.
+        pgbr += [f"--spool-path={spool}", "--archive-async", f"--pg1-path={d.parent}"]
+
+    def command(p: Path) -> list[str]:
+        if peer.startswith("rustybackup"):
+            line = (
+                archive_command(bench.repo, NAME) if peer == "rustybackup" else shell_archive_command(bench.repo, NAME)
+            )
+            return ["sh", "-c", line.replace("%p", str(p)).replace("%f", p.name)]
+        return [*pgbr, "archive-push", str(p)]
 
     def push_all() -> None:
         for p in files:
-            if peer == "rustybackup":
-                rb(bench.repo, "archive-push", NAME, str(p))
-            else:
-                subprocess.run(
-                    [*as_user(), str(exe), f"--config={bench.conf}", f"--stanza={NAME}", "archive-push", str(p)],
-                    check=True, capture_output=True, cwd="/",
-                )  # fmt: skip
+            proc = subprocess.run([*as_user(), *command(p)], check=False, capture_output=True, text=True, cwd="/")
+            assert proc.returncode == 0, f"{peer} archive-push {p.name}: {proc.stdout}{proc.stderr}"
+            (d / "archive_status" / f"{p.name}.ready").rename(d / "archive_status" / f"{p.name}.done")
 
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     _once(benchmark, push_all)
-    benchmark.extra_info["segments_per_second"] = round(SEGMENTS / (time.monotonic() - t0), 2)
-    shutil.rmtree(d, ignore_errors=True)
+    wall = time.monotonic() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
+    benchmark.extra_info["segments_per_second"] = round(SEGMENTS / wall, 2)
+    benchmark.extra_info["cpu_ms_per_segment"] = round(1000 * cpu / SEGMENTS, 1)
+    print(f"\n{peer}: {SEGMENTS / wall:.2f} segments/s, {1000 * cpu / SEGMENTS:.1f} ms CPU per segment")
+    shutil.rmtree(d.parent, ignore_errors=True)
 
 
 @pytest.mark.parametrize("peer", PEERS)

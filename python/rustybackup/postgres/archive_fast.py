@@ -17,9 +17,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .wal import is_archive_name
-
 _CHUNK = 1 << 20
+_HEX = frozenset("0123456789ABCDEF")
 
 
 def answer(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
@@ -61,7 +60,11 @@ def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path, str, 
     # A database name that is not one plain path component never names a spool here.
     if not database or database.startswith((".", "-")) or "/" in database or "\0" in database:
         return None
-    if not is_archive_name(source.name):
+    # Only a name the full push accepted (wal.is_archive_name) is ever in the spool, so
+    # this guard need only keep the spool's own dot files (locks, temporaries) from
+    # matching; importing wal.py (dataclasses, re) would cost more than the whole answer.
+    name = source.name
+    if len(name) < 16 or not _HEX.issuperset(name[:8]):
         return None
     return Path(repo), database, source
 
