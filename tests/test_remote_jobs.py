@@ -146,9 +146,12 @@ def test_a_missing_target_fails_the_run_and_creates_nothing(s3_env: SeaweedFS, s
 
 def test_target_and_limits_survive_the_configuration_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    job = _job("j", "app", repository="relative/repo", upload_limits=("5MiB/s@09:00-18:00",), upload_tz="Europe/Berlin")
-    # A relative directory is made absolute when the job is made, not when it runs.
-    assert job.repository == str(tmp_path / "relative" / "repo")
+    job = _job(
+        "j", "app", repository=str(tmp_path / "r"), upload_limits=("5MiB/s@09:00-18:00",), upload_tz="Europe/Berlin"
+    )
+    # A relative directory would be resolved in whichever directory the scheduler runs.
+    with pytest.raises(ConfigError, match="field 'repository': 'relative/repo' is a relative path"):
+        _job("k", "app", repository="relative/repo")
     path = tmp_path / "scheduler_config.json"
     save_config(path, SchedulerConfig(jobs={"j": job}))
     assert load_config(path).jobs["j"] == job
@@ -222,6 +225,11 @@ def test_cli_job_add_takes_a_target(s3_env: SeaweedFS, s3_prefix: str, tmp_path:
     assert bad.exit_code != 0 and "field 'repository'" in bad.output and "'B'" in bad.output
     # Nothing was written to the bucket by editing jobs.
     assert s3_env.client().list_keys(s3_env.bucket, s3_prefix + "/") == {}
+    # A relative --target is taken from where the command runs, and kept absolute.
+    r = runner.invoke(cli, [*base, "job", "add", "near", "--db", "app", "--cron", "0 2 * * *", "--target", "other"])
+    assert r.exit_code == 0, r.output
+    rows = {j["id"]: j for j in json.loads(runner.invoke(cli, [*base, "job", "list", "--json"]).output)["jobs"]}
+    assert rows["near"]["repository"] == str(Path.cwd() / "other")
 
 
 def test_a_history_made_before_targets_gains_the_column(tmp_path: Path) -> None:

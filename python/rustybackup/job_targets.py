@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def check_target(job: Any) -> None:
-    """Validates and normalizes a job's ``repository`` (a URL as written canonically, a
-    directory made absolute) and upload limits; ConfigError names the job and field."""
+    """Validates and normalizes a job's ``repository`` (a URL written canonically, or an
+    absolute directory: the job runs later, in a process whose working directory is not
+    the one it was added from) and upload limits; ConfigError names the job and field."""
     where = f"job {job.id!r} field"
     target = job.repository
     if target is not None:
@@ -46,6 +47,8 @@ def check_target(job: Any) -> None:
             parsed = parse_repository(target)
         except ConfigError as exc:
             raise ConfigError(f"{where} 'repository': {exc}") from None
+        if isinstance(parsed, Path) and not os.path.isabs(os.fspath(target)):
+            raise ConfigError(f"{where} 'repository': {os.fspath(target)!r} is a relative path; give an absolute one")
         object.__setattr__(job, "repository", str(parsed))
     limits = getattr(job, "upload_limits", ())
     if isinstance(limits, str) or not all(isinstance(x, str) for x in limits):

@@ -23,6 +23,7 @@ from ..enums import BackupType, ExecutionStatus
 from ..errors import BackupError, ConfigError
 from ..jobs import ScheduledBackup
 from ..ratelimit import format_rate, parse_rate
+from ..repo_url import is_url
 from ..scheduler import BackupScheduler
 from ..upload_limits import UploadSchedule
 from ..windows import BackupWindow, business_hours, off_hours
@@ -210,7 +211,8 @@ def job_add(
         hooks=ops.hooks,
         io_limit=parse_rate(io_limit, "--io-limit") if io_limit is not None else None,
         node_labels=node_labels,
-        repository=target,
+        # A relative --target is the caller's: the job keeps it absolute.
+        repository=target if target is None or is_url(target) else str(Path(target).absolute()),
         upload_limits=upload_limits,
         upload_tz=upload_tz,
     )
