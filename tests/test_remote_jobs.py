@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import shared_catalog_support
 from click.testing import CliRunner
 from engine_support import SimClock, snapshot_tree
 from hypothesis import given, settings
@@ -25,6 +26,8 @@ from rustybackup.errors import ConfigError
 from s3_support import SeaweedFS
 
 T0 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+catalog_server = shared_catalog_support.catalog_server
+catalog_url = shared_catalog_support.catalog_url
 
 
 @pytest.fixture
@@ -260,3 +263,30 @@ def test_a_history_made_before_targets_gains_the_column(tmp_path: Path) -> None:
         h.close()
     # A second open finds the column there and leaves it.
     History(db).close()
+
+
+def test_a_node_runs_a_targeted_job_from_the_shared_catalog(catalog_url: str, tmp_path: Path) -> None:
+    # The job list is the shared catalog's document: its target survives another node
+    # loading it; the run registers in the target's own catalog (no claim fence there)
+    # and the shared history records where it went.
+    src = tmp_path / "src"
+    _tree(src, 4)
+    other = tmp_path / "other"
+    BackupManager(other).register_database("app", src)
+    clock = SimClock(T0)
+    home_a = BackupManager(tmp_path / "home", clock=clock, catalog=catalog_url)
+    home_b = BackupManager(tmp_path / "home", clock=clock, catalog=catalog_url)
+    a = BackupScheduler(home_a, clock=clock, node="a", heartbeat=3600)
+    b = BackupScheduler(home_b, clock=clock, node="b", heartbeat=3600)
+    try:
+        a.add_job(_job("to-other", "app", repository=str(other)))
+        clock.advance(minutes=30)
+        made = b.execute_due_jobs()
+        assert len(made) == 1 and b.get_job("to-other").repository == str(other)
+        assert BackupManager(other).catalog.set_ids() == set(made)
+        assert home_a.catalog.set_ids() == set()
+        (run,) = a.history(job_id="to-other")
+        assert (run.status, run.backup_set_id, run.repository) == (ExecutionStatus.COMPLETED, made[0], str(other))
+    finally:
+        a.close()
+        b.close()

@@ -612,8 +612,11 @@ class BackupScheduler:
 
     def _run_claimed(self, job: Job, run: DueRun, now: datetime, exec_id: str) -> str | None:
         # On a node, the set is registered only while this claim is still ours (claims.py).
+        # The check runs inside the shared catalog's transaction; a job whose target is
+        # another repository registers in that repository's own catalog, which cannot run
+        # it, so there a claim lost mid-run can leave a second set of the occurrence.
         fence = None
-        if self.node is not None:
+        if self.node is not None and job.repository is None:
             fence = REGISTRATION_FENCE.set(self.node.history.fence(exec_id, self._now))
         try:
             return self._execute(job, run, now, exec_id)
