@@ -290,3 +290,25 @@ def test_a_node_runs_a_targeted_job_from_the_shared_catalog(catalog_url: str, tm
     finally:
         a.close()
         b.close()
+
+
+def test_a_job_targeting_the_schedulers_own_repository_uses_its_manager(tmp_path: Path) -> None:
+    from rustybackup.job_targets import JobTargets
+
+    home = BackupManager(tmp_path / "home")
+    opened: list[str] = []
+
+    def opener(repository: str) -> BackupManager:
+        opened.append(repository)
+        return BackupManager(repository)
+
+    targets = JobTargets(home, opener)
+    assert targets.open(_job("own", "app", repository=str(tmp_path / "home"))) is home
+    assert targets.open(_job("none", "app")) is home
+    assert opened == []
+    BackupManager(tmp_path / "other")
+    other = targets.open(_job("other", "app", repository=str(tmp_path / "other")))
+    assert opened == [str(tmp_path / "other")] and other is not home
+    targets.release(other)
+    targets.release(home)  # the scheduler's own stays open
+    assert home.catalog.set_ids() == set()
