@@ -4,6 +4,9 @@ restore_command for a ``postgresql`` database.
     archive_command = 'rustybackup --repo /backups archive-push main %p'
     restore_command = 'rustybackup --repo /backups archive-get main %f %p'
 
+On a remote repository (``--repo s3://bucket/prefix``) each push is uploaded before it
+exits 0 (postgres/archive_remote.py).
+
 Exit codes are what PostgreSQL reads: 0 archived (or already archived identically) /
 restored; 1 refused, failed, or (archive-get) no such file, which is how recovery learns
 it reached the end of the archive, so that case prints nothing.
