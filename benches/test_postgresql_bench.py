@@ -270,12 +270,14 @@ def test_archive_push_throughput(benchmark: Any, bench: Bench, peer: str) -> Non
         files.append(p)
     spool = d.parent / "pgbr-spool"
     spool.mkdir()
+    # pgBackRest's async mode reads archive_status/ and pg_control under pg1-path only.
+    (d.parent / "global").mkdir()
+    shutil.copyfile(bench.cluster.data / "global" / "pg_control", d.parent / "global" / "pg_control")
     for q in [d.parent, *d.parent.rglob("*")]:
         give(q)
     exe = shutil.which("pgbackrest")
     pgbr = [str(exe), f"--config={bench.conf}", f"--stanza={NAME}"]
     if peer == "pgbackrest-async":
-        # Its async mode reads archive_status/ under pg1-path only.
         pgbr += [f"--spool-path={spool}", "--archive-async", f"--pg1-path={d.parent}"]
 
     def command(p: Path) -> list[str]:

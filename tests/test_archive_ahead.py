@@ -261,3 +261,28 @@ def test_the_command_answers_ahead_files_without_the_command_group_and_refuses_c
     lines = third.stderr.splitlines()
     assert json.loads(lines[-1])[0] == 1
     assert names[2] in lines[0] and "refusing to replace an archived WAL file" in lines[0]
+
+
+def test_readmes_cmp_archive_command_keeps_the_push_rules(manager: BackupManager, tmp_path: Path) -> None:
+    """README's line for busy servers, run by sh as PostgreSQL does (from the data
+    directory, %p relative): an ahead file succeeds without Python, a changed or new
+    file goes to the full push (refused, or archived)."""
+    names = [seg(n) for n in range(1, 4)]
+    d = pg_wal(tmp_path, names)
+    spool = archive.spool_dir(manager.repository, "pg")
+    line = (
+        f"cmp -s %p {spool}/%f && sync {spool} || "
+        f"{sys.executable} -m rustybackup --repo {manager.repository} archive-push pg %p"
+    )
+
+    def archive_command(name: str) -> subprocess.CompletedProcess[str]:
+        cmd = line.replace("%p", f"pg_wal/{name}").replace("%f", name)
+        return subprocess.run(["sh", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, check=False)
+
+    assert archive_command(names[0]).returncode == 0  # not in the spool: the full push, which pushes ahead
+    assert spool_names(manager) == names
+    assert archive_command(names[1]).returncode == 0
+    (d / names[2]).write_bytes(os.urandom(SEG))
+    refused = archive_command(names[2])
+    assert refused.returncode == 1 and "refusing to replace an archived WAL file" in refused.stderr
+    assert (spool / names[2]).read_bytes() != (d / names[2]).read_bytes()
