@@ -178,6 +178,7 @@ def test_target_and_limits_survive_the_configuration_file(tmp_path: Path, monkey
             "field 'upload_limits': expected a list",
         ),
         ({"repository": "s3://bucket-a", "upload_limits": ["1MiB/s@1:00-2:00"], "upload_tz": "Mars/Base"}, "Mars/Base"),
+        ({"upload_tz": "Mars/Base"}, "job 'j' field 'upload_tz': zone: unknown time zone 'Mars/Base'"),
     ],
 )
 def test_bad_targets_in_the_file_are_named(entry: dict[str, object], message: str) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 from .repo_url import RepoUrl, parse_repository
 from .upload_limits import UploadSchedule
+from .windows import load_zone
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -66,6 +67,10 @@ def check_target(job: Any) -> None:
             upload_schedule_of(job)
         except ConfigError as exc:
             raise ConfigError(f"{where} 'upload_limits': {exc}") from None
+        try:
+            load_zone(job.upload_tz, "zone")
+        except ConfigError as exc:
+            raise ConfigError(f"{where} 'upload_tz': {exc}") from None
 
 
 def upload_schedule_of(job: Any) -> UploadSchedule | None:
