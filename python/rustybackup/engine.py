@@ -489,6 +489,12 @@ class BackupManager:
             parent_ranges = {f.path: (f.first_block, f.block_count) for f in parent_manifest.files}
             if db.kind == "files" and not force_read:
                 unchanged = dedup.unchanged_since(tree.files, parent_manifest.files)
+            elif db.kind == "postgresql" and not force_read:
+                from .postgres import unchanged as pg_unchanged
+
+                unchanged = pg_unchanged.unchanged_since(
+                    tree.files, parent_manifest.files, parent_manifest.record.started_at_us
+                )
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
         checkpoint = None
