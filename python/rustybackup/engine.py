@@ -329,7 +329,7 @@ class BackupManager:
             if btype is BackupType.ARCHIVE_LOG:
                 result = self._backup_archive(db, set_id, started, tags, progress, cancel)
             elif db.kind == "postgresql":
-                from .postgres import basebackup
+                from .postgres import archive_wait, basebackup
 
                 final = basebackup.take(
                     db,
@@ -337,6 +337,8 @@ class BackupManager:
                     set_id,
                     self._now,
                     lambda: self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read),
+                    # The WAL wait checks this repository (a remote one: the server's wait).
+                    archived=None if self.remote is not None else lambda n: archive_wait.is_archived(self, db.name, n),
                 )
                 result = set_from_manifest(final)
             else:

@@ -209,15 +209,15 @@ class StopResult:
     timeline: int
 
 
-def stop(s: Session, database: str) -> StopResult:
-    """pg_backup_stop, waiting until the WAL the backup needs is archived."""
+def stop(s: Session, database: str, *, wait: bool = True) -> StopResult:
+    """pg_backup_stop; with `wait`, waiting until the WAL the backup needs is archived."""
     import psycopg
 
     try:
         if s.version >= 150000:
-            row = s.conn.execute("SELECT lsn, labelfile, spcmapfile FROM pg_backup_stop(true)").fetchone()
+            row = s.conn.execute("SELECT lsn, labelfile, spcmapfile FROM pg_backup_stop(%s)", (wait,)).fetchone()
         else:
-            row = s.conn.execute("SELECT lsn, labelfile, spcmapfile FROM pg_stop_backup(false, true)").fetchone()
+            row = s.conn.execute("SELECT lsn, labelfile, spcmapfile FROM pg_stop_backup(false, %s)", (wait,)).fetchone()
     except psycopg.Error as exc:
         raise BackupError(f"pg_backup_stop on {database!r} failed: {exc}".strip()) from exc
     assert row is not None
@@ -286,16 +286,23 @@ def take(
     set_id: str,
     clock: Callable[[], datetime],
     copy: Callable[[], tuple[BackupSet, list[tuple[str, str]]]],
+    archived: Callable[[str], bool] | None = None,
 ) -> manifest.Manifest:
     """Runs `copy` (the engine's pass over `data_tree`, which writes the staging
     manifest) inside the backup API, then adds what pg_backup_stop returned to that
-    manifest. Returns the final manifest."""
+    manifest. Returns the final manifest. With `archived` (whether our archive holds a
+    WAL file), the wait for the WAL is ours (archive_wait), not the server's."""
     with session(db, f"rustybackup {set_id}") as s:
         copy()
         path = staging / store.MANIFEST
         written = manifest.load(path, set_id=set_id)
         damaged = check_pages(Path(db.path), [f.path for f in written.files], s)
-        result = stop(s, db.name)
+        result = stop(s, db.name, wait=archived is None)
+        if archived is not None:
+            from . import archive_wait
+
+            needed = archive_wait.needed_files(s.start_lsn, result.stop_lsn, result.timeline, s.segment_size)
+            archive_wait.wait_archived(needed, archived, db.name, result.stop_lsn)
     stopped = to_us(clock().astimezone(UTC))
     info = manifest.PostgresInfo(
         start_lsn=s.start_lsn,
