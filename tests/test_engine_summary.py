@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from engine_support import SimClock, snapshot_tree
+from privileges import fork_and_run
 from rustybackup import BackupManager, engine, sources
 from rustybackup.cli import cli
 from rustybackup.engine import BackupProgress
@@ -106,25 +109,29 @@ def test_an_incremental_after_a_vanished_file_still_restores(
     assert snapshot_tree(tmp_path / "out") == snapshot_tree(tree)
 
 
-def test_a_directory_that_cannot_be_read_is_skipped_and_listed(
-    manager: BackupManager, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # chmod 000 does not stop root (CI runs as root): refuse the listing itself instead.
-    real = os.scandir
-    blocked = str(tree / "sub")
+def test_a_directory_that_cannot_be_read_is_skipped_and_listed() -> None:
+    # chmod does not stop root (CI runs as root): the backup runs as nobody, in a forked
+    # child, over a tree whose root-owned "sub" nobody may list.
+    shared = Path(tempfile.mkdtemp(prefix="rb-summary-"))
+    try:
+        shared.chmod(0o777)
+        src = shared / "src"
+        (src / "sub").mkdir(parents=True)
+        for name in ("a.bin", "b.bin", "sub/c.bin"):
+            (src / name).write_bytes(name.encode() * 5000)
+        src.chmod(0o755)
+        (src / "sub").chmod(0o700)
 
-    def scandir(path: str | os.PathLike[str]) -> object:
-        if not isinstance(path, int) and os.fspath(path) == blocked:
-            raise PermissionError(13, "Permission denied", blocked)
-        return real(path)
+        def child() -> str:
+            m = BackupManager(shared / "repo", clock=SimClock())
+            m.register_database("t", src)
+            s = m.backup("t", "full")
+            skipped = m.summary(s.id).skipped
+            return repr(([e.path for e in skipped], "Permission denied" in skipped[0].reason, s.file_count))
 
-    monkeypatch.setattr(os, "scandir", scandir)
-    manager.register_database("t", tree)
-    s = manager.backup("t", "full")
-    skipped = manager.summary(s.id).skipped
-    assert [e.path for e in skipped] == ["sub"]
-    assert "Permission denied" in skipped[0].reason
-    assert s.file_count == 2
+        assert fork_and_run(child, drop_to_nobody=True) == repr((["sub"], True, 2))
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_a_clean_backup_has_an_empty_summary(manager: BackupManager, tree: Path) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rustybackup.errors import BackupError
+from privileges import fork_and_run
 from rustybackup.sources import SkippedEntry, walk
 
 
@@ -36,33 +39,9 @@ def test_sockets_are_skipped_with_their_reason_and_fifos_recorded(tmp_path: Path
     assert tree.skipped == [SkippedEntry("sock", "socket")]
 
 
-def test_an_entry_that_vanishes_between_listing_and_stat_is_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    src = tmp_path / "src"
-    (src / "d").mkdir(parents=True)
-    (src / "d" / "gone").write_text("x")
-    (src / "keep").write_text("k")
-    real_scandir = os.scandir
-
-    class Listed(list[os.DirEntry[str]]):
-        def __enter__(self) -> Listed:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    def scandir_then_delete(path: str | os.PathLike[str]) -> Listed:
-        with real_scandir(path) as it:
-            entries = Listed(it)
-        if Path(path) == src / "d":
-            (src / "d" / "gone").unlink()  # listed, then deleted before its stat
-        return entries
-
-    monkeypatch.setattr(os, "scandir", scandir_then_delete)
-    tree = walk(src)
-    assert [rel for rel, _, _ in tree.files] == ["keep"]
-    assert tree.skipped == [SkippedEntry("d/gone", "vanished during the backup")]
+# An entry that vanishes between its directory's listing and its lstat, and a directory
+# that vanishes before it is listed, are skipped as "vanished during the backup": the walk
+# is Rust's (rust/src/tree/), where tests.rs deletes them between the two steps.
 
 
 def test_skipped_entries_are_frozen_values() -> None:
@@ -83,59 +62,49 @@ def test_links_are_data_whatever_they_point_to(tmp_path: Path) -> None:
     assert [rel for rel, _ in tree.dirs] == ["d"] and tree.files == [] and tree.skipped == []
 
 
-def test_a_directory_that_cannot_be_read_is_kept_empty_and_listed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    src = tmp_path / "src"
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory every user can enter (pytest's tmp_path is root's only)."""
+    d = Path(tempfile.mkdtemp(prefix="rb-sources-"))
+    os.chmod(d, 0o777)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_directory_that_cannot_be_read_is_kept_empty_and_listed(shared_tmp: Path) -> None:
+    src = shared_tmp / "src"
     (src / "locked" / "inner").mkdir(parents=True)
     (src / "locked" / "secret").write_text("s")
     (src / "z").write_text("z")
-    real_scandir = os.scandir
+    (src / "locked").chmod(0o700)  # root's; the walk runs as nobody (root reads everything)
 
-    def refuse_locked(path: str | os.PathLike[str]) -> object:
-        # Tests run as root, where chmod 000 does not stop reading: refuse as the kernel would.
-        if Path(path) == src / "locked":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
+    def child() -> str:
+        tree = walk(src)
+        return repr(([r for r, _ in tree.dirs], [r for r, _, _ in tree.files], tree.skipped))
 
-    monkeypatch.setattr(os, "scandir", refuse_locked)
-    tree = walk(src)
-    assert [rel for rel, _ in tree.dirs] == ["locked"]
-    assert [rel for rel, _, _ in tree.files] == ["z"]
-    assert tree.skipped == [
-        SkippedEntry("locked", "directory cannot be read, its contents are not stored: Permission denied")
-    ]
-
-
-def test_a_directory_that_vanishes_before_it_is_listed_is_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    src = tmp_path / "src"
-    (src / "tmpdir").mkdir(parents=True)
-    (src / "keep").write_text("k")
-    real_scandir = os.scandir
-
-    def vanish(path: str | os.PathLike[str]) -> object:
-        if Path(path) == src / "tmpdir":
-            (src / "tmpdir").rmdir()
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", vanish)
-    tree = walk(src)
-    assert tree.dirs == [] and [rel for rel, _, _ in tree.files] == ["keep"]
-    assert tree.skipped == [SkippedEntry("tmpdir", "vanished during the backup")]
+    got = fork_and_run(child, drop_to_nobody=True)
+    assert got == repr(
+        (
+            ["locked"],
+            ["z"],
+            [SkippedEntry("locked", "directory cannot be read, its contents are not stored: Permission denied")],
+        )
+    )
 
 
-def test_an_unreadable_root_is_still_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = tmp_path / "src"
+def test_an_unreadable_root_is_still_an_error(shared_tmp: Path) -> None:
+    src = shared_tmp / "src"
     src.mkdir()
+    src.chmod(0o311)  # enterable, not listable, for anyone but root
 
-    def refuse(path: str | os.PathLike[str]) -> object:
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(os, "scandir", refuse)
-    with pytest.raises(BackupError, match=f"^cannot read source directory {src}: Permission denied$"):
+    def child() -> str:
         walk(src)
+        return "walked"
+
+    got = fork_and_run(child, drop_to_nobody=True)
+    assert got == f"BackupError: cannot read source directory {src}: Permission denied"
 
 
 @settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.function_scoped_fixture])

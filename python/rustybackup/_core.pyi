@@ -1,6 +1,7 @@
 """Type stubs for the native module ``rustybackup._core`` (checked by mypy.stubtest)."""
 
 import datetime
+import os
 from collections.abc import Iterable
 from os import PathLike
 from typing import Self, final
@@ -154,6 +155,24 @@ class PathMatcher:
         """Whether ``path`` or one of its parent directories is excluded; nothing below an
         excluded directory is re-included (git's rule)."""
     def __len__(self) -> int: ...
+
+def walk_tree(
+    root: str | PathLike[str],
+    matcher: PathMatcher | None = None,
+    exclude_caches: bool = False,
+    one_file_system: bool = False,
+) -> tuple[
+    list[tuple[str, str, os.stat_result, str | None, list[tuple[str, bytes]], list[str]]],
+    list[tuple[str, str, bool, bool]],
+    int,
+]:
+    """A backup's walk of the directory ``root`` in one pass, the GIL released: every
+    entry as ``(rel, kind, lstat, link text, xattrs, xattr problems)`` with ``kind`` one of
+    "file", "dir", "symlink", "special" (FIFO or device), "other" (socket); what was
+    skipped as ``(rel, reason, vanished, a directory whose listing failed)``; and how many
+    entries ``matcher`` (and ``exclude_caches``) left out. Nothing is followed; an
+    excluded directory is not entered; with ``one_file_system`` a mount point is kept
+    empty. Only a failure to read ``root`` raises (``OSError``)."""
 
 # --- chain (issues 4, 7) ---
 
@@ -350,6 +369,8 @@ def backup_files(
     seal_key: tuple[bytes, bytes] | None = None,
     checkpoint: _Path | None = None,
     checkpoint_every: int = ...,
+    checkpoint_rule: str = "files",
+    seal_cipher: str = "xchacha20-poly1305",
 ) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
@@ -372,11 +393,17 @@ def backup_files(
     read, their blocks are the parent's range and their size and digest these. ``dedup``
     stores a block identical to one already stored (in this pass or the parent's state)
     as a reference to it. ``seal_key`` (cipher key, MAC key) seals every stored block
-    (an encrypted repository) and keys the block digests."""
+    (an encrypted repository) and keys the block digests; ``seal_cipher``
+    (``xchacha20-poly1305`` or ``aes-256-gcm``, the repository's ``keys.block_cipher``)
+    is the AEAD new blocks are sealed with (each block's flags say which opens it)."""
 
 def checkpoint_summary(path: _Path) -> tuple[int, int, int]:
     """(files, source bytes, piece bytes) a cut pass's checkpoint journal lists as
     finished."""
+
+def checkpoint_adoptable(path: _Path) -> list[Path]:
+    """The files a cut PostgreSQL base backup's checkpoint journal lists that the next
+    one can adopt now, in the journal's order (``checkpoint_rule="postgresql"``)."""
 
 def restore_files(
     files: Sequence[tuple[str, _Path, int, int, int, str]],
@@ -591,11 +618,15 @@ def wal_apply(
 
 AEAD_OVERHEAD: int
 
-def aead_seal(key: bytes, ad: bytes, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
-    """XChaCha20-Poly1305: nonce (24) || ciphertext || tag (16); a random nonce unless
-    one is given (known-answer tests only)."""
+def aead_seal(
+    key: bytes, ad: bytes, plaintext: bytes, *, nonce: bytes | None = None, cipher: str = "xchacha20-poly1305"
+) -> bytes:
+    """XChaCha20-Poly1305 (or ``cipher="aes-256-gcm"``, the block cipher of new
+    repositories, with a key per message derived from its nonce): nonce (24) ||
+    ciphertext || tag (16); a random nonce unless one is given (known-answer tests
+    only). Releases the GIL."""
 
-def aead_open(key: bytes, ad: bytes, sealed: bytes) -> bytes:
+def aead_open(key: bytes, ad: bytes, sealed: bytes, *, cipher: str = "xchacha20-poly1305") -> bytes:
     """Opens ``aead_seal``'s output; ``EncryptionError`` when the key, ``ad`` or a byte differs."""
 
 def argon2id(
@@ -624,6 +655,12 @@ def x25519_wrap(public: bytes, payload: bytes, ad: bytes) -> bytes:
 
 def x25519_unwrap(secret: bytes, wrapped: bytes, ad: bytes) -> bytes:
     """Unwraps ``x25519_wrap``'s output with the matching secret key."""
+
+def blockmap_read_key(key: bytes) -> None:
+    """Lets this process's block-map readers open sealed maps under ``key`` (a set's map key)."""
+
+def blockmap_write_key(set_id: str, key: bytes | None) -> None:
+    """Seals the block map of new set ``set_id`` under ``key`` from now on (``None``: stop)."""
 
 # --- storage (rust/src/storage/, bindings rust/src/py/storage.rs) -----------------------
 
@@ -698,6 +735,17 @@ class RemoteLock:
     def __exit__(self, *_args: type[BaseException] | BaseException | TracebackType | None) -> bool: ...
 
 @final
+@final
+class TailUpload:
+    """A piece's multipart upload that follows the file as the backup writes it: each
+    part goes up once the file holds it. ``finish(size)`` sends the rest and checks the
+    object (size, trailer, and the hash of the bytes sent against the piece's recorded
+    checksum); False means it gave up and the file must be uploaded as usual.
+    ``cancel()`` aborts it."""
+
+    def finish(self, size: int) -> bool: ...
+    def cancel(self) -> None: ...
+
 class ObjectStore:
     """A repository's storage: ``s3://bucket/prefix``, ``file:///dir`` or a directory.
 
@@ -738,13 +786,35 @@ class ObjectStore:
     def get_range(self, key: str, start: int, end: int) -> bytes: ...
     def get_to_file(self, key: str, path: str | PathLike[str]) -> int:
         """Streams the object into a new file at ``path`` (atomically); returns its size."""
+    def restore_files(
+        self,
+        files: Sequence[tuple[str, _Path, int, int, int, str]],
+        blockmap: _Path,
+        sources: Sequence[str],
+        *,
+        progress: Callable[[int, int, int], object] | None = None,
+        cancel: Any | None = None,
+        keys: Sequence[tuple[bytes, bytes] | None] | None = None,
+    ) -> int:
+        """``restore_files`` from pieces in the store: ``sources`` are the pieces' keys,
+        read by ranged GETs (``parts_in_flight`` at once, each at most a part) as the
+        restore needs them, never downloaded whole. Returns the bytes written."""
     def head(self, key: str) -> ObjectMeta | None: ...
     def delete(self, key: str) -> None: ...
     def upload_set(
-        self, local_dir: str | PathLike[str], prefix: str, manifest_name: str = "manifest.json"
+        self,
+        local_dir: str | PathLike[str],
+        prefix: str,
+        manifest_name: str = "manifest.json",
+        *,
+        skip: Sequence[str | PathLike[str]] = ...,
     ) -> SetUpload:
-        """Uploads a staged set: its files (not dot files) first, the manifest last with a
-        conditional create; the set exists once its manifest does."""
+        """Uploads a staged set: its files (not dot files, not ``skip``: relative paths
+        already in the bucket) first, the manifest last with a conditional create; the
+        set exists once its manifest does."""
+    def tail_upload(self, key: str, path: str | PathLike[str]) -> TailUpload:
+        """Starts uploading ``path`` (which may not exist yet) to ``key`` while the piece
+        writer still appends to it."""
     def sweep(self, prefix: str, grace_seconds: float, now: datetime.datetime | None = None) -> list[str]:
         """Deletes objects of set directories under ``prefix`` that have no manifest and are
         older than ``grace_seconds``; returns their keys."""

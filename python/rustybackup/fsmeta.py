@@ -46,9 +46,27 @@ class Captured:
     def files(self, entries: list[FileEntry]) -> list[FileEntry]:
         """`entries` with their owners, xattrs and holes (clipped to the size read)."""
         out = []
+        owners, xattrs, holes = self.owners, self.xattrs, self.holes
         for f in entries:
-            holes = tuple((o, min(n, f.size - o)) for o, n in self.holes.get(f.path, ()) if o < f.size)
-            out.append(replace(f, owner=self.owners.get(f.path), xattrs=self.xattrs.get(f.path, ()), holes=holes))
+            kept = tuple((o, min(n, f.size - o)) for o, n in holes[f.path] if o < f.size) if f.path in holes else ()
+            # The constructor, not dataclasses.replace: this runs once per file of the tree.
+            out.append(
+                FileEntry(
+                    f.path,
+                    f.mode,
+                    f.mtime_ns,
+                    f.size,
+                    f.digest,
+                    f.first_block,
+                    f.block_count,
+                    owners.get(f.path),
+                    xattrs.get(f.path, ()),
+                    kept,
+                    f.ctime_ns,
+                    f.ino,
+                    f.dev,
+                )
+            )
         return out
 
     def dirs(self, entries: list[DirEntry]) -> list[DirEntry]:
@@ -156,9 +174,21 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
     def full(rel: str) -> Path:
         return root if single else root / rel
 
+    walked = tree.xattrs
+
+    def attrs(rel: str) -> tuple[Xattr, ...]:
+        if walked is None:
+            return read_xattrs(full(rel), rel, out.problems)
+        # Read by the walk (rust/src/tree/), with the same reasons for what it could not.
+        found = walked.get(rel)
+        if found is None:
+            return ()
+        out.problems.extend(SkippedEntry(rel, why) for why in found[1])
+        return tuple(Xattr(name, value) for name, value in found[0])
+
     def meta(rel: str, st: os.stat_result) -> None:
         out.owners[rel] = owner_of(st)
-        xattrs = read_xattrs(full(rel), rel, out.problems)
+        xattrs = attrs(rel)
         if xattrs:
             out.xattrs[rel] = xattrs
 
@@ -193,7 +223,7 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
         kind = special_kind(st.st_mode)
         if kind is None:
             continue
-        xattrs = read_xattrs(full(rel), rel, out.problems)
+        xattrs = attrs(rel)
         out.specials.append(
             SpecialEntry(
                 rel,

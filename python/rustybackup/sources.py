@@ -10,8 +10,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import _core
 from .errors import BackupError
-from .selection import CACHEDIR_TAG, Selection, is_cache_dir
+from .selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class TreeEntries:
     specials: list[tuple[str, os.stat_result]] = field(default_factory=list)
     # Entries the selection left out (an excluded directory counts once; it is not walked).
     excluded: int = 0
+    # Extended attributes read by the walk, by path: ((name, value) sorted by name, the
+    # reasons those that could not be read were left out). None: not read by the walk
+    # (a single file, or entries built elsewhere); fsmeta.capture reads them then.
+    xattrs: dict[str, tuple[tuple[tuple[str, bytes], ...], tuple[str, ...]]] | None = None
 
 
 def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
@@ -58,51 +63,46 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
         return out
     if not stat.S_ISDIR(st.st_mode):
         raise BackupError(f"source {root} is neither a regular file nor a directory")
-    vanished: set[str] = set()
     matcher = None if selection is None else selection.matcher()
-    caches = selection is not None and selection.exclude_caches
-    one_fs = selection is not None and selection.one_file_system
-    stack = [(root, "")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            with os.scandir(directory) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
-            if caches and is_cache_dir(directory):
-                kept = [e for e in entries if e.name == CACHEDIR_TAG]
-                out.excluded += len(entries) - len(kept)
-                entries = kept
-        except OSError as exc:
-            if not prefix:
-                raise BackupError(f"cannot read source directory {directory}: {exc.strerror or exc}") from exc
-            _skip(out, prefix[:-1], exc, directory=True)
-            if isinstance(exc, FileNotFoundError):
-                vanished.add(prefix[:-1])
+    # One pass in Rust (rust/src/tree/): listing, lstat, link texts and extended
+    # attributes without a Python object per system call.
+    try:
+        entries, skipped, out.excluded = _core.walk_tree(
+            root,
+            matcher,
+            exclude_caches=selection is not None and selection.exclude_caches,
+            one_file_system=selection is not None and selection.one_file_system,
+        )
+    except OSError as exc:
+        raise BackupError(f"cannot read source directory {root}: {exc.strerror or exc}") from exc
+    vanished: set[str] = set()
+    for rel, reason, gone, listing in skipped:
+        if gone:
+            # Deleted between listing and reading: a live tree; it is simply not in this set.
+            log.info("%s %s", rel, reason)
+            if listing:
+                vanished.add(rel)
+        else:
+            log.warning("skipping %s: %s", rel, reason)
+        out.skipped.append(SkippedEntry(rel, reason))
+    base = os.fspath(root)
+    out.xattrs = {}
+    for rel, kind, est, target, xattrs, problems in entries:
+        if kind == "file":
+            out.files.append((rel, Path(os.path.join(base, rel)), est))
+        elif kind == "dir":
+            out.dirs.append((rel, est))
+        elif kind == "symlink" and target is not None:
+            out.symlinks.append((rel, target, est))
+        elif kind == "special":
+            out.specials.append((rel, est))
+        else:
+            reason = _special_kind(est.st_mode)
+            log.warning("skipping %s: %s", os.path.join(base, rel), reason)
+            out.skipped.append(SkippedEntry(rel, reason))
             continue
-        for entry in entries:
-            rel = f"{prefix}{entry.name}"
-            try:
-                est = entry.stat(follow_symlinks=False)
-                if matcher is not None and matcher.matches(rel, stat.S_ISDIR(est.st_mode)):
-                    out.excluded += 1
-                    continue
-                if stat.S_ISLNK(est.st_mode):
-                    out.symlinks.append((rel, os.readlink(entry.path), est))
-                elif stat.S_ISDIR(est.st_mode):
-                    out.dirs.append((rel, est))
-                    # --one-file-system: the mount point is kept, empty, as restic and tar do.
-                    if not one_fs or est.st_dev == st.st_dev:
-                        stack.append((Path(entry.path), rel + "/"))
-                elif stat.S_ISREG(est.st_mode):
-                    out.files.append((rel, Path(entry.path), est))
-                elif stat.S_ISFIFO(est.st_mode) or stat.S_ISCHR(est.st_mode) or stat.S_ISBLK(est.st_mode):
-                    out.specials.append((rel, est))
-                else:
-                    reason = _special_kind(est.st_mode)
-                    log.warning("skipping %s: %s", entry.path, reason)
-                    out.skipped.append(SkippedEntry(rel, reason))
-            except OSError as exc:
-                _skip(out, rel, exc)
+        if xattrs or problems:
+            out.xattrs[rel] = (tuple(xattrs), tuple(problems))
     if vanished:
         out.dirs = [d for d in out.dirs if d[0] not in vanished]
     out.files.sort(key=lambda t: t[0])
@@ -111,18 +111,6 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
     out.skipped.sort(key=lambda e: e.path)
     out.specials.sort(key=lambda t: t[0])
     return out
-
-
-def _skip(out: TreeEntries, rel: str, exc: OSError, *, directory: bool = False) -> None:
-    if isinstance(exc, FileNotFoundError):
-        # Deleted between listing and reading: a live tree; it is simply not in this set.
-        reason = "vanished during the backup"
-        log.info("%s %s", rel, reason)
-    else:
-        what = "directory cannot be read, its contents are not stored" if directory else "cannot be read"
-        reason = f"{what}: {exc.strerror or exc}"
-        log.warning("skipping %s: %s", rel, reason)
-    out.skipped.append(SkippedEntry(rel, reason))
 
 
 def _special_kind(mode: int) -> str:

@@ -13,6 +13,7 @@ pub mod io_hints;
 pub mod pgpage;
 pub mod scan;
 pub mod select;
+pub mod tree;
 pub mod storage;
 pub mod verify;
 pub mod wal;
@@ -32,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::crypto::register(m)?;
     py::scan::register(m)?;
     py::select::register(m)?;
+    py::tree::register(m)?;
     py::chain::register(m)?;
     py::engine::register(m)?;
     py::restore_into::register(m)?;

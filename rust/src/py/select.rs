@@ -11,7 +11,8 @@ use crate::select;
 /// root of the tree.
 #[pyclass(frozen, module = "rustybackup._core", name = "PathMatcher")]
 pub struct PyPathMatcher {
-    inner: select::PathMatcher,
+    // The backup's walk (py/tree.rs) matches with it on its own thread.
+    pub(super) inner: select::PathMatcher,
 }
 
 #[pymethods]
