@@ -181,7 +181,7 @@ import json, sys, time
 from contextlib import contextmanager
 from pathlib import Path
 from rustybackup import BackupManager, BackupType
-from rustybackup.postgres import basebackup
+from rustybackup.postgres import archive_wait, basebackup
 
 repo, name, kind = sys.argv[1:4]
 m = BackupManager(Path(repo))
@@ -208,6 +208,7 @@ def session(*args, **kwargs):
 basebackup.session = session
 basebackup.stop = timed("stop", basebackup.stop)
 basebackup.check_pages = timed("page checksums", basebackup.check_pages)
+archive_wait.wait_archived = timed("wal wait", archive_wait.wait_archived)
 m._read = timed("copy", m._read)
 t0 = time.perf_counter()
 made = m.backup(name, BackupType(kind))
@@ -221,8 +222,8 @@ print(json.dumps({"type": made.backup_type.value, **{k: round(v, 2) for k, v in 
 def test_base_backup_phases(benchmark: Any, bench: Bench, kind: str) -> None:
     """Where one of our base backups spends its time once Python runs: pg_backup_start
     (the fast checkpoint), the engine's pass over the data directory, the page-checksum
-    pass, pg_backup_stop (waiting for the archive), and the rest (walk, manifest,
-    catalog); seconds per phase in extra_info. The incremental follows the full with
+    pass, pg_backup_stop, the wait for its WAL in our archive, and the rest (walk,
+    manifest, catalog); seconds per phase in extra_info. The incremental follows the full with
     no load between: what an incremental of an idle cluster costs."""
     out: list[str] = []
 
