@@ -418,8 +418,9 @@ class BackupManager:
 
     def _resumable(self, db: DatabaseEntry) -> bool:
         """Whether a backup of `db` journals its finished files for a later run: file
-        trees, unless checkpoints are off."""
-        return db.kind == "files" and self.checkpoint_every is not None
+        trees and PostgreSQL base backups, unless checkpoints are off (a SQLite snapshot is
+        one read transaction: README "Resumable backups")."""
+        return db.kind in ("files", "postgresql") and self.checkpoint_every is not None
 
     def _base_for(self, db: DatabaseEntry, btype: BackupType) -> BackupSet | None:
         """The parent of an INCREMENTAL (newest restorable state) or DIFFERENTIAL (its
@@ -473,6 +474,10 @@ class BackupManager:
                 from .postgres.basebackup import data_tree
 
                 tree = data_tree(source)
+                if self._resumable(db):
+                    # What a cut run left that can be adopted goes first (resume.py);
+                    # before anything indexes the file list.
+                    tree.files = resume.base_backup_order(tree.files, staging)
             else:
                 tree = walk(source, db.selection)
                 # Owners, xattrs, holes, hardlinks, special files (issue 17).
@@ -606,6 +611,7 @@ class BackupManager:
                     dedup=db.kind == "files",
                     checkpoint=checkpoint,
                     checkpoint_every=self.checkpoint_every or 0,
+                    checkpoint_rule="postgresql" if db.kind == "postgresql" else "files",
                 )
                 if checkpoint is not None:
                     adopted = resume.finished(staging, set_id, db.name, out[7])

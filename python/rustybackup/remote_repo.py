@@ -209,12 +209,13 @@ class RemoteRepository:
     # --- locks (restic's model: lock objects in the bucket, storage layer) ---------------
 
     @contextmanager
-    def locked(self, purpose: str, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    def locked(self, purpose: str, wait: float | None = None) -> Iterator[None]:
         """Holds a lock object: "shared" while a backup, restore, check or copy runs,
         "exclusive" while sets are deleted or leftovers swept, so no host deletes what
-        another one is reading or building on. With `wait`, a lock held elsewhere is
-        tried again for that many seconds before RepositoryLocked (naming the holder)."""
-        deadline = time.monotonic() + wait
+        another one is reading or building on. A lock held elsewhere is tried again for
+        `wait` seconds (LOCK_WAIT_SECONDS, read at the call so it can be tuned) before
+        RepositoryLocked (naming the holder)."""
+        deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait is None else wait)
         while True:
             try:
                 held = self.store.lock(purpose, LOCK_TTL_SECONDS)

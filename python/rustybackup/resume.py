@@ -10,8 +10,17 @@ engine adopts the unchanged files' staged bytes instead of reading them again. A
 resumable staging (another type or parent, other settings, older than `MAX_AGE`, nothing
 finished) is discarded by the next backup of its database, with a log line saying why.
 
-Only file trees resume: a SQLite copy is one file read under a transaction, a PostgreSQL
-base backup's WAL range starts when it starts, and archive-log sets are small.
+A PostgreSQL base backup resumes too, as pgBackRest's does: the next run is a new base
+backup (its own ``pg_backup_start``/``pg_backup_stop``, start and stop LSN), and the
+engine adopts every file the cut run finished that is still as it was read, wherever
+it lay (``engine::resume_move``: never ``global/pg_control``, nor a file whose mtime
+fell within a timestamp tick of its read); WAL replay from the new start LSN repairs
+everything written since, as for any file of a non-exclusive base backup. The pass
+lists those files first (`base_backup_order`).
+
+A SQLite snapshot does not resume: it is one read transaction, and a new transaction's
+snapshot is another state of the database, not one the cut copy's pages belong to.
+Archive-log sets are small.
 """
 
 from __future__ import annotations
@@ -246,6 +255,28 @@ def _from_us(us: int) -> datetime:
     return from_us(us, "resume marker start")
 
 
+def base_backup_order(
+    files: list[tuple[str, Path, os.stat_result]], staging: Path
+) -> list[tuple[str, Path, os.stat_result]]:
+    """A base backup's files in the order its pass reads them: those a cut run left in
+    `staging` that the engine can adopt first, in the cut run's order (so it moves them
+    without reading), then the rest in their own order."""
+    journal = staging / CHECKPOINT
+    if not journal.is_file():
+        return files
+    try:
+        first = _core.checkpoint_adoptable(journal)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: cut base backup not adopted (%s)", journal, exc)
+        return files
+    except Exception as exc:  # BackupError: a damaged header; the engine starts over
+        log.warning("%s: damaged checkpoint: %s", journal, exc)
+        return files
+    rank = {str(p): i for i, p in enumerate(first)}
+    head = sorted((f for f in files if str(f[1]) in rank), key=lambda f: rank[str(f[1])])
+    return head + [f for f in files if str(f[1]) not in rank]
+
+
 def finished(staging: Path, set_id: str, database: str, outcome: tuple[int, int, str | None]) -> Resumed | None:
     """A resumable pass finished: the marker goes, and what it adopted (the engine's
     `resumed`, (files, bytes, note)) is logged and returned (None: nothing adopted)."""
@@ -260,4 +291,15 @@ def finished(staging: Path, set_id: str, database: str, outcome: tuple[int, int,
     return done
 
 
-__all__ = ["CHECKPOINT", "CHECKPOINT_EVERY", "MAX_AGE", "Claim", "ResumeKey", "Resumed", "claim", "finished", "mark"]
+__all__ = [
+    "CHECKPOINT",
+    "CHECKPOINT_EVERY",
+    "MAX_AGE",
+    "Claim",
+    "ResumeKey",
+    "Resumed",
+    "base_backup_order",
+    "claim",
+    "finished",
+    "mark",
+]

@@ -69,6 +69,7 @@ EXCLUDED_TOP_FILES = frozenset(
         "standby.signal",
     }
 )
+PG_CONTROL = "global/pg_control"
 RELATION = re.compile(r"(?:base/[0-9]+|global)/[0-9]+(?:_fsm|_vm|_init)?(?:\.([0-9]+))?")
 
 
@@ -96,8 +97,12 @@ def data_tree(pgdata: Path) -> TreeEntries:
             "tablespaces outside the data directory are not backed up yet"
         )
     unlogged = _unlogged(f[0] for f in tree.files)
+    files = [f for f in tree.files if not excluded(f[0], False) and _relation_key(f[0]) not in unlogged]
+    # pg_control last (basebackup.c and pgBackRest do the same): the copy names a
+    # checkpoint no older than any other file's copy. A resumed pass never adopts it.
+    files.sort(key=lambda f: f[0] == PG_CONTROL)
     return TreeEntries(
-        files=[f for f in tree.files if not excluded(f[0], False) and _relation_key(f[0]) not in unlogged],
+        files=files,
         dirs=[d for d in tree.dirs if not excluded(d[0], True)],
         symlinks=[s for s in tree.symlinks if not excluded(s[0], False)],
         skipped=[e for e in tree.skipped if not excluded(e.path, False)],

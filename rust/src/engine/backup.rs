@@ -227,7 +227,17 @@ pub fn backup_files_resumable(
                     idx.insert(r);
                 }
             };
-            let s = resume::start(jobs, &settings, piece_path, blockmap_path, c, &make_map, &mut on_stored)?;
+            let sealed = opts.seal.is_some();
+            let s = resume::start(
+                jobs,
+                &settings,
+                piece_path,
+                blockmap_path,
+                c,
+                &make_map,
+                &mut on_stored,
+                sealed,
+            )?;
             (s.piece, s.map, s.files, Some(s.ck), s.resumed)
         }
         None => (

@@ -8,16 +8,19 @@ pub mod progress;
 pub mod restore;
 pub mod restore_into;
 pub mod resume;
+pub mod resume_move;
 
 pub use backup::{backup_files, backup_files_resumable, BackupOptions, BackupOutcome, FileJob, FileOutcome, Reused};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
 pub use restore::{restore_files, restore_files_keyed, RestoreFile};
 pub use restore_into::{dump_file, dump_file_keyed, restore_into, restore_into_keyed, IntoFile};
-pub use resume::{Checkpoint, Resumed};
+pub use resume::{Checkpoint, Resumed, Rule};
 
 #[cfg(test)]
 mod restore_into_tests;
+#[cfg(test)]
+mod resume_move_tests;
 #[cfg(test)]
 mod resume_tests;
 #[cfg(test)]

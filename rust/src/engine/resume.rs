@@ -17,6 +17,7 @@
 use std::fs::{self, File, Metadata};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::backup::{FileJob, FileOutcome};
 use super::error::{Error, Result};
@@ -37,6 +38,44 @@ pub struct Checkpoint {
     /// Commit after at least this many source bytes since the last commit, at a file
     /// boundary (0: after every file). Each commit fsyncs the piece and its index spool.
     pub every: u64,
+    /// Which files of a cut pass the next one adopts, and how.
+    pub rule: Rule,
+}
+
+/// How a resumed pass takes over what a cut one left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rule {
+    /// A file tree: the longest unchanged run of journaled files, from the first, kept
+    /// in place (the piece comes out as an uninterrupted pass writes it).
+    #[default]
+    Prefix,
+    /// A PostgreSQL base backup (`engine::resume_move`): every journaled file that is
+    /// still as it was read, wherever it lies, moved to the front of the new piece; a
+    /// file whose mtime falls within `TICK` of its read is never adopted, nor the files
+    /// PostgreSQL's backup rules say to copy fresh.
+    BaseBackup,
+}
+
+/// The coarsest timestamp granularity assumed of the source's filesystem: a write
+/// within one tick of an earlier one may leave mtime where it was (ext4 stamps with a
+/// coarse clock, ext3 and HFS+ by the second; pgBackRest compares whole seconds).
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Whether a file whose mtime (after a read) is `mtime` may have been written in the
+/// same timestamp tick as, or after the start of, a read that began no earlier than
+/// `read_from`: such a write need not move mtime, so an unchanged mtime proves nothing
+/// and the copy cannot be adopted later (pgBackRest's rule for resumed and delta
+/// backups). A pre-epoch mtime is never recent.
+pub fn same_tick(mtime: (i64, i64), read_from: SystemTime, tick: Duration) -> bool {
+    let Ok(secs) = u64::try_from(mtime.0) else {
+        return false;
+    };
+    let nanos = u32::try_from(mtime.1.clamp(0, 999_999_999)).unwrap_or(0);
+    let at = UNIX_EPOCH + Duration::new(secs, nanos);
+    match read_from.checked_sub(tick) {
+        Some(bound) => at >= bound,
+        None => true,
+    }
 }
 
 /// What a pass took over from a cut one.
@@ -72,7 +111,9 @@ const ENTRIES_STEP: u64 = 4096;
 /// `piece_path` and `ck.journal` when it can be adopted, else new (what was there goes).
 /// `make_map` creates the block map (absent when called): it is always rebuilt, from the
 /// adopted files' logged operations; `on_stored` sees each record they push (the
-/// caller's duplicate index learns the blocks stored so far).
+/// caller's duplicate index learns the blocks stored so far); `sealed`: the blocks are
+/// sealed, bound to their offsets.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     jobs: &[FileJob],
     settings: &Settings,
@@ -81,12 +122,29 @@ pub(crate) fn start(
     ck: &Checkpoint,
     make_map: &dyn Fn() -> Result<BlockMapWriter>,
     on_stored: &mut dyn FnMut(&BlockRecord),
+    sealed: bool,
 ) -> Result<Start> {
     remove(map_path)?;
+    if ck.rule == Rule::BaseBackup {
+        return super::resume_move::start(jobs, settings, piece_path, map_path, ck, make_map, on_stored, sealed);
+    }
     let note = match adopt(jobs, settings, piece_path, map_path, ck, make_map, on_stored) {
         Ok(s) => return Ok(s),
         Err(note) => note,
     };
+    fresh(settings, piece_path, map_path, ck, make_map, note)
+}
+
+/// New, empty writers and journal (whatever a cut pass left there goes); `note` says
+/// why nothing was adopted.
+pub(super) fn fresh(
+    settings: &Settings,
+    piece_path: &Path,
+    map_path: &Path,
+    ck: &Checkpoint,
+    make_map: &dyn Fn() -> Result<BlockMapWriter>,
+    note: Option<String>,
+) -> Result<Start> {
     let log = map_log_path(&ck.journal);
     for p in [piece_path, &spool_path(piece_path), &ck.journal, &log, map_path] {
         remove(p)?;
@@ -94,7 +152,7 @@ pub(crate) fn start(
     let mut piece = PieceWriter::create(piece_path, settings.algorithm, settings.block_size)?;
     let mut map = make_map()?;
     map.log_to(MapLog::create(&log)?);
-    let ck = Checkpointer::fresh(&ck.journal, settings, &mut piece, ck.every)?;
+    let ck = Checkpointer::fresh(&ck.journal, settings, &mut piece, ck)?;
     Ok(Start {
         piece,
         map,
@@ -107,7 +165,7 @@ pub(crate) fn start(
     })
 }
 
-fn remove(p: &Path) -> Result<()> {
+pub(super) fn remove(p: &Path) -> Result<()> {
     match fs::remove_file(p) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io(p, e)),
         _ => Ok(()),
@@ -220,6 +278,8 @@ fn adopt(
             pos: end.0,
             entries: end.1,
             ops: end.2,
+            tick: tick_of(ck.rule),
+            last: SystemTime::now(),
         },
         resumed,
     })
@@ -288,21 +348,21 @@ fn unchanged_prefix(jobs: &[FileJob], journal: &Journal) -> (usize, Option<Strin
 }
 
 /// The staged piece and index spool of a cut pass.
-struct Staged<'a> {
-    piece: &'a File,
-    piece_path: &'a Path,
-    spool: &'a File,
-    spool_path: &'a Path,
-    log: &'a File,
-    log_path: &'a Path,
-    header: Header,
-    entry_len: u64,
+pub(super) struct Staged<'a> {
+    pub piece: &'a File,
+    pub piece_path: &'a Path,
+    pub spool: &'a File,
+    pub spool_path: &'a Path,
+    pub log: &'a File,
+    pub log_path: &'a Path,
+    pub header: Header,
+    pub entry_len: u64,
 }
 
 impl Staged<'_> {
     /// Feeds the file's piece bytes to `hasher` and `tree`; Err when they are not the
     /// bytes the journal recorded.
-    fn hash_range(
+    pub(super) fn hash_range(
         &self,
         rec: &FileRecord,
         hasher: &mut crate::scan::algorithm::Hasher,
@@ -332,7 +392,7 @@ impl Staged<'_> {
 
     /// Calls `f` with each of the file's index entries, decoded and checked against
     /// the header; also returns the XXH3-128 of their bytes.
-    fn entries(
+    pub(super) fn entries(
         &self,
         rec: &FileRecord,
         mut f: impl FnMut(IndexEntry) -> std::result::Result<(), String>,
@@ -369,7 +429,7 @@ impl Staged<'_> {
 
     /// Checks that the file's index entries are those written and describe exactly its
     /// piece bytes, block after block.
-    fn check_entries(&self, file_no: usize, rec: &FileRecord) -> std::result::Result<(), String> {
+    pub(super) fn check_entries(&self, file_no: usize, rec: &FileRecord) -> std::result::Result<(), String> {
         let mut next = rec.piece_start;
         let mut last: Option<u64> = None;
         let sum = self.entries(rec, |e| {
@@ -398,7 +458,7 @@ impl Staged<'_> {
 
     /// Checks that the file's logged block-map operations are those written and push
     /// exactly its blocks.
-    fn check_ops(&self, rec: &FileRecord) -> std::result::Result<(), String> {
+    pub(super) fn check_ops(&self, rec: &FileRecord) -> std::result::Result<(), String> {
         let mut pushed = 0u64;
         let digest_len = self.header.digest_len();
         let sum = read_map_ops(
@@ -477,19 +537,31 @@ pub(crate) struct Checkpointer {
     pos: u64,
     entries: u64,
     ops: u64,
+    /// `Some(TICK)`: a file whose mtime lies within it of its read is journaled as
+    /// changed (`same_tick`), so no later pass adopts it.
+    tick: Option<Duration>,
+    /// No file still to come was opened before this (when the last file was done).
+    last: SystemTime,
+}
+
+fn tick_of(rule: Rule) -> Option<Duration> {
+    // File trees keep their documented identity rule (device, inode, size, mtime, ctime).
+    (rule == Rule::BaseBackup).then_some(TICK)
 }
 
 impl Checkpointer {
-    fn fresh(path: &Path, settings: &Settings, piece: &mut PieceWriter, every: u64) -> Result<Self> {
+    fn fresh(path: &Path, settings: &Settings, piece: &mut PieceWriter, ck: &Checkpoint) -> Result<Self> {
         // The header is nobody's file: the next sums start after it.
         piece.take_sums();
         Ok(Self {
             journal: Some(JournalWriter::create(path, settings)?),
-            every,
+            every: ck.every,
             since: 0,
             pos: piece.position(),
             entries: piece.entries(),
             ops: 0,
+            tick: tick_of(ck.rule),
+            last: SystemTime::now(),
         })
     }
 
@@ -503,6 +575,38 @@ impl Checkpointer {
         after: &Metadata,
         out: &FileOutcome,
     ) -> Result<()> {
+        let identity = Identity::of(after);
+        let recent = self.tick.is_some_and(|t| same_tick(identity.mtime, self.last, t));
+        self.last = SystemTime::now();
+        self.record(piece, map, file_no, job, identity, out, out.changed || recent)
+    }
+
+    /// Journals a file a resumed pass moved from the cut one's piece (`resume_move`),
+    /// as it was when the cut pass read it (it still is).
+    pub(super) fn moved(
+        &mut self,
+        piece: &mut PieceWriter,
+        map: &mut BlockMapWriter,
+        file_no: u32,
+        job: &FileJob,
+        identity: Identity,
+        out: &FileOutcome,
+    ) -> Result<()> {
+        self.last = SystemTime::now();
+        self.record(piece, map, file_no, job, identity, out, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        piece: &mut PieceWriter,
+        map: &mut BlockMapWriter,
+        file_no: u32,
+        job: &FileJob,
+        identity: Identity,
+        out: &FileOutcome,
+        changed: bool,
+    ) -> Result<()> {
         let (piece_sum, index_sum) = piece.take_sums();
         let (map_end, map_sum) = match map.log_mut() {
             Some(log) => log.mark()?,
@@ -511,13 +615,14 @@ impl Checkpointer {
         let rec = FileRecord {
             file_no,
             path: job.path.clone(),
-            identity: Identity::of(after),
+            identity,
             parent: job.parent,
             size: out.size,
             digest: out.digest.clone(),
             first_block: out.first_block,
             block_count: out.block_count,
-            changed: out.changed,
+            // For the journal: never adopt it (changed while read, or within a tick of it).
+            changed,
             piece_start: self.pos,
             piece_end: piece.position(),
             entries_start: self.entries,

@@ -77,6 +77,7 @@ fn pass(dir: &Path, jobs: &[FileJob], parent: Option<&Path>, o: &BackupOptions, 
     let ck = Checkpoint {
         journal: dir.join("checkpoint"),
         every: 0,
+        rule: Rule::Prefix,
     };
     let mut calls = 0usize;
     let out = backup_files_resumable(

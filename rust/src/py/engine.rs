@@ -141,7 +141,7 @@ type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 /// changes while it is read does not stop the pass: what was read is stored and its
 /// relative name is listed in the result's last element.
 #[pyfunction]
-#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false))]
+#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false, checkpoint_rule="files"))]
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
@@ -160,10 +160,21 @@ fn backup_files(
     checkpoint_every: u64,
     reuse: Option<Vec<(usize, u64, String)>>,
     dedup: bool,
+    checkpoint_rule: &str,
 ) -> PyResult<BackupResult> {
+    let rule = match checkpoint_rule {
+        "files" => engine::Rule::Prefix,
+        "postgresql" => engine::Rule::BaseBackup,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "checkpoint_rule: {other:?} is not one of files, postgresql"
+            )))
+        }
+    };
     let checkpoint = checkpoint.map(|journal| engine::Checkpoint {
         journal,
         every: checkpoint_every,
+        rule,
     });
     let opts = BackupOptions {
         algorithm: parse_algorithm(algorithm)?,

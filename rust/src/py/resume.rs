@@ -20,8 +20,19 @@ fn checkpoint_summary(py: Python<'_>, path: PathBuf) -> PyResult<(u64, u64, u64)
     Ok((journal.records.len() as u64, bytes, piece))
 }
 
+/// The files a cut PostgreSQL base backup journaled at `path` that the next one can
+/// adopt now (`engine::resume_move`), in the journal's order: the caller passes them
+/// first. Raises BackupError when the journal's header is damaged, OSError when it
+/// cannot be read.
+#[pyfunction]
+fn checkpoint_adoptable(py: Python<'_>, path: PathBuf) -> PyResult<Vec<PathBuf>> {
+    py.detach(|| crate::engine::resume_move::adoptable(&path))
+        .map_err(engine_error)
+}
+
 /// Adds this module's functions to `m`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint_adoptable, m)?)?;
     Ok(())
 }
