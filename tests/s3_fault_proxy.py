@@ -43,6 +43,7 @@ class FaultProxy:
         self.connections_seen = 0
         self.faults_fired = 0
         self.request_bytes = 0  # client-to-server bytes forwarded, over all connections
+        self.response_bytes = 0  # server-to-client bytes forwarded, over all connections
         self._thread = threading.Thread(target=self._accept_loop, name="fault-proxy", daemon=True)
         self._thread.start()
 
@@ -117,9 +118,11 @@ class FaultProxy:
                     self._stopped.wait(fault.delay)
                 dst.sendall(data)
                 moved += len(data)
-                if request:
-                    with self._lock:
+                with self._lock:
+                    if request:
                         self.request_bytes += len(data)
+                    else:
+                        self.response_bytes += len(data)
         except OSError:
             pass
         finally:

@@ -52,7 +52,7 @@ from .manifest import (
     Summary,
     SymlinkEntry,
 )
-from .restore import RestoreOptions, RestoreResult, allow_open_files, label, restore_set_files
+from .restore import RestoreOptions, RestoreResult, allow_open_files, label, restore_set_files, streams_from
 from .retention import RetentionDecision, RetentionPolicy
 from .selection import Selection
 from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
@@ -319,11 +319,19 @@ class BackupManager:
                 lock = locks.hold_staging_lock(staging)
         registered = False
         uploading = False
+        tail: _core.TailUpload | None = None
         shared = ExitStack()
         try:
             if self.remote is not None:
                 # A lock object: no host deletes a parent this backup builds on meanwhile.
                 shared.enter_context(self.remote.locked("shared"))
+                # The piece goes up while it is written (remote_repo.tail): a fresh file
+                # backup's only (a resumed one's piece is cut back first; paced uploads
+                # run inside the window's pacer, in commit).
+                if claimed is None and db.kind == "files" and btype is not BackupType.ARCHIVE_LOG:
+                    if self.upload_limits is None:
+                        tail = self.remote.tail(staging, set_id)
+                        shared.callback(tail.cancel)
             if cancel is not None and cancel.is_set():
                 raise BackupCancelled(f"backup of {database!r} cancelled before it started")
             if btype is BackupType.ARCHIVE_LOG:
@@ -345,7 +353,7 @@ class BackupManager:
                 result = self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read)
             if self.remote is not None:
                 uploading = True
-                self.remote.commit(staging, result[0], self.upload_limits)
+                self.remote.commit(staging, result[0], self.upload_limits, tail)
                 uploading = False
             self.repo.publish(set_id)
             self.catalog.register_set(*result)
@@ -793,9 +801,11 @@ class BackupManager:
         field when it is damaged."""
         return manifest.load(self.repo.set_dir(backup_set.id) / store.MANIFEST, set_id=backup_set.id)
 
-    def _restorable(self, backup_set: BackupSet) -> Manifest:
+    def _restorable(self, backup_set: BackupSet, *, pieces: bool = True) -> Manifest:
         """The manifest of a set about to be restored, once every piece its block map
-        points into is known to the catalog: a set is refused before anything is written."""
+        points into is known to the catalog: a set is refused before anything is written.
+        On a remote repository the chain's block maps are fetched into the cache, and its
+        pieces too unless `pieces` is false (a restore that reads them by ranges)."""
         m = self._manifest(backup_set)
         where = manifest.display_name(self.repo.set_dir(backup_set.id) / store.MANIFEST)
         for i, src in enumerate(m.sources[:-1]):
@@ -809,7 +819,7 @@ class BackupManager:
             if f"{store.SETS_DIR}/{src.set_id}/{src.piece}" not in {p.path for p in owner.pieces}:
                 raise CatalogError(f"{where}: sources[{i}].piece: {src.piece!r} is not a piece of set {src.set_id}")
         if self.remote is not None:
-            self.remote.fetch_chain(self.repo, m, with_pieces=True)
+            self.remote.fetch_chain(self.repo, m, with_pieces=pieces)
         return m
 
     def summary(self, set_id: str) -> Summary:
@@ -867,7 +877,15 @@ class BackupManager:
         with self.reading([s.id for s in path]):
             # Every manifest is read and checked before the first byte is written.
             last = data_sets[-1] if data_sets else None
-            data_manifest = None if last is None else self._restorable(last)
+            data_manifest = None if last is None else self._restorable(last, pieces=False)
+            # From a bucket, a plain restore reads the pieces by ranges as it writes
+            # (storage/restore.rs); the in-place one needs them in the cache.
+            streamed = None
+            if self.remote is not None and data_manifest is not None:
+                if streams_from(data_manifest, options):
+                    streamed = self.remote.store
+                else:
+                    self.remote.fetch_chain(self.repo, data_manifest, with_pieces=True)
             log_manifests = [(s, self._restorable(s)) for s in log_sets]
             wal_plan = None
             if db.kind == "sqlite" and last is not None and data_manifest is not None:
@@ -878,7 +896,14 @@ class BackupManager:
             if last is not None and data_manifest is not None:
                 result.report.merge(
                     restore_set_files(
-                        self.repository, last.id, data_manifest, target, progress, archive=False, options=options
+                        self.repository,
+                        last.id,
+                        data_manifest,
+                        target,
+                        progress,
+                        archive=False,
+                        options=options,
+                        remote=streamed,
                     )
                 )
                 if wal_plan is not None and data_manifest.files:

@@ -269,13 +269,36 @@ class RemoteRepository:
 
     # --- writes ------------------------------------------------------------------------
 
-    def commit(self, set_dir: Path, s: BackupSet, limits: UploadSchedule | None = None) -> None:
+    def tail(self, staging: Path, set_id: str) -> _core.TailUpload:
+        """Starts sending the piece of the set being written in `staging` while the
+        backup writes it (storage/tail.rs), so the upload runs alongside the reading
+        instead of after it; `commit` finishes it."""
+        return self.store.tail_upload(f"{store.SETS_DIR}/{set_id}/{store.PIECE}", staging / store.PIECE)
+
+    def commit(
+        self,
+        set_dir: Path,
+        s: BackupSet,
+        limits: UploadSchedule | None = None,
+        tail: _core.TailUpload | None = None,
+    ) -> None:
         """Uploads a finished set (every file of `set_dir` but the dot files: its pieces
         and block map), then its manifest with a conditional create. Until that last
         request succeeds no one sees the set.
-        `limits` paces the upload by time of day (upload_limits.py)."""
+        `limits` paces the upload by time of day (upload_limits.py). A `tail` upload of
+        the piece is finished first; what it sent (checked against the piece's size,
+        trailer and checksum) is not sent again, and if it gave up the piece goes up
+        here as usual."""
+        skip: list[str] = []
+        if tail is not None:
+            piece = set_dir / store.PIECE
+            try:
+                if piece.is_file() and tail.finish(piece.stat().st_size):
+                    skip.append(store.PIECE)
+            except StorageError as exc:
+                log.info("%s: the piece of set %s goes up again: its tail upload failed: %s", self.url, s.id, exc)
         if limits is None:
-            self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", store.MANIFEST)
+            self.store.upload_set(set_dir, f"{store.SETS_DIR}/{s.id}", store.MANIFEST, skip=skip)
             return
         pacer = UploadPacer(limits, self.set_upload_limit, lambda: datetime.now(UTC))
         try:

@@ -154,9 +154,13 @@ def restore_set_files(
     *,
     archive: bool,
     options: RestoreOptions | None = None,
+    remote: _core.ObjectStore | None = None,
 ) -> RestoreReport:
     """Restores the entries of `manifest` (loaded and validated) that `options` select
-    under `target`; returns what was written and what could not be restored.
+    under `target`; returns what was written and what could not be restored. With
+    `remote` the file contents come straight from the pieces in that store (by ranges;
+    the cache holds only the block map), which only the plain restore does: no delta,
+    no file with holes (`streams_from`).
 
     Nothing is written through a link (restore_target.py): directories first, each
     created and checked one component at a time; then the files (the Rust core opens
@@ -174,7 +178,13 @@ def restore_set_files(
         tree = RestoreTarget(target, what)
         manifest = select(manifest, opts.include)
     with tree:
-        return _Restore(repository, manifest, tree, opts, what, progress).run(archive)
+        return _Restore(repository, manifest, tree, opts, what, progress, remote).run(archive)
+
+
+def streams_from(manifest: Manifest, options: RestoreOptions | None) -> bool:
+    """Whether a restore of `manifest` can read its pieces from the store by ranges:
+    the in-place restore (delta, files with holes) reads local pieces."""
+    return not (options is not None and options.delta) and not any(f.holes for f in manifest.files)
 
 
 class _Restore:
@@ -186,8 +196,10 @@ class _Restore:
         opts: RestoreOptions,
         what: str,
         progress: Callable[[int], object] | None,
+        remote: _core.ObjectStore | None = None,
     ) -> None:
         self.repository = repository
+        self.remote = remote
         self.m = manifest
         self.tree = tree
         self.opts = opts
@@ -255,13 +267,19 @@ class _Restore:
                 jobs = [
                     (label(f.path), tree.path(f.path), f.first_block, f.block_count, f.size, f.digest) for f in plain
                 ]
-                self.report.bytes_written += _core.restore_files(
-                    jobs,
-                    self.repository / m.blockmap.path,
-                    piece_paths,
-                    progress=None if hook is None else (lambda done, _w, _f: hook(done)),
-                    keys=block_keys,
-                )
+                on_progress = None if hook is None else (lambda done, _w, _f: hook(done))
+                if self.remote is not None:
+                    self.report.bytes_written += self.remote.restore_files(
+                        jobs,
+                        self.repository / m.blockmap.path,
+                        [f"{store.SETS_DIR}/{s.set_id}/{s.piece}" for s in m.sources],
+                        progress=on_progress,
+                        keys=block_keys,
+                    )
+                else:
+                    self.report.bytes_written += _core.restore_files(
+                        jobs, self.repository / m.blockmap.path, piece_paths, progress=on_progress, keys=block_keys
+                    )
                 self.report.files_written += len(plain)
             if placed:
                 into = [

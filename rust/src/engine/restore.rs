@@ -188,7 +188,7 @@ pub(super) fn read_checked_blocks(
     })
 }
 
-fn create_file(dest: &Path) -> Result<File> {
+pub(crate) fn create_file(dest: &Path) -> Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -608,6 +608,36 @@ impl PieceReader {
     }
 }
 
+/// Where the data area of a piece ends (its index starts), for a piece read by ranges
+/// (an object in a bucket: storage/restore.rs) and known only by its checked `header`,
+/// its `size` and the `trailer` bytes at its end; the checks of `PieceReader::open`.
+pub fn data_area_end(path: &Path, header: Header, size: u64, trailer: &[u8]) -> Result<u64> {
+    let tlen = header.trailer_len();
+    if size < HEADER_LEN + tlen || trailer.len() as u64 != tlen {
+        return Err(Error::damaged(
+            path,
+            size,
+            format!("truncated piece ({size} bytes, no room for a {tlen}-byte trailer)"),
+        ));
+    }
+    let at = size - tlen;
+    let (index_off, entry_count, _, _) = decode_trailer(path, header, trailer, at)?;
+    let entry_len = header.layout.index_entry_len(header.digest_len());
+    let index_end = entry_count
+        .checked_mul(entry_len)
+        .and_then(|n| n.checked_add(index_off));
+    if index_off < HEADER_LEN || index_end != Some(at) {
+        return Err(Error::damaged(
+            path,
+            at + 8,
+            format!(
+                "trailer places {entry_count} index entries at {index_off}, which does not fit a {size}-byte piece"
+            ),
+        ));
+    }
+    Ok(index_off)
+}
+
 /// What a trailer records: index offset, entry count, checksum, XXH3-128 (version 2 on).
 type Trailer = (u64, u64, Vec<u8>, Option<[u8; 16]>);
 

@@ -12,8 +12,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::errors::storage_error;
+use super::errors::{engine_error, storage_error};
+use crate::engine::RestoreFile;
 use crate::storage::locks::{LockHandle, LockRecord, Purpose};
+use crate::storage::restore::RestoreError;
+use crate::storage::tail::TailUpload;
 use crate::storage::{Backend, ObjectInfo, Storage};
 
 /// One object: key relative to the repository root, size in bytes, last modification (UTC).
@@ -190,6 +193,32 @@ impl PyRemoteLock {
 /// (`aws_access_key_id`, `aws_secret_access_key`, `aws_region`, `aws_endpoint_url`,
 /// `aws_allow_http`, ...) and ours: `part_size`, `parts_in_flight`, `files_in_flight`,
 /// `retry_timeout` (seconds), `max_retries`. Keys are relative to the repository root.
+/// A piece's upload running while the piece is written (`storage::tail`).
+#[pyclass(frozen, module = "rustybackup._core", name = "TailUpload")]
+pub struct PyTailUpload {
+    inner: std::sync::Mutex<Option<TailUpload>>,
+}
+
+#[pymethods]
+impl PyTailUpload {
+    /// The file is complete at `size` bytes: sends the rest and checks the object. True
+    /// when the bucket now holds exactly the file; False when the tail gave up (upload
+    /// the file as usual). A second call returns False.
+    fn finish(&self, py: Python<'_>, size: u64) -> PyResult<bool> {
+        let t = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match t {
+            Some(t) => py.detach(|| t.finish(size)).map_err(storage_error),
+            None => Ok(false),
+        }
+    }
+
+    /// Stops and aborts the upload (nothing of it stays visible); no-op once finished.
+    fn cancel(&self, py: Python<'_>) {
+        let t = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        py.detach(|| drop(t));
+    }
+}
+
 #[pyclass(frozen, module = "rustybackup._core", name = "ObjectStore")]
 pub struct PyObjectStore {
     inner: Arc<Storage>,
@@ -302,6 +331,64 @@ impl PyObjectStore {
         py.detach(|| self.inner.get_to_file(key, &path)).map_err(storage_error)
     }
 
+    /// Restores files from pieces in the store, fetched by ranges as they are needed (no
+    /// piece is downloaded whole first): `_core.restore_files` with `sources` the pieces'
+    /// keys. Returns the bytes written.
+    #[pyo3(signature = (files, blockmap, sources, *, progress = None, cancel = None, keys = None))]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn restore_files(
+        &self,
+        py: Python<'_>,
+        files: Vec<(String, PathBuf, u64, u64, u64, String)>,
+        blockmap: PathBuf,
+        sources: Vec<String>,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<Py<PyAny>>,
+        keys: Option<Vec<Option<super::crypto::KeyPair>>>,
+    ) -> PyResult<u64> {
+        let keys = keys
+            .unwrap_or_default()
+            .iter()
+            .map(|k| k.as_ref().map(super::crypto::block_key).transpose())
+            .collect::<PyResult<Vec<_>>>()?;
+        let files: Vec<RestoreFile> = files
+            .into_iter()
+            .map(|(rel, dest, first_block, block_count, size, digest)| {
+                let digest = super::engine::from_hex(&digest, &rel)?;
+                Ok(RestoreFile {
+                    rel,
+                    dest,
+                    first_block,
+                    block_count,
+                    size,
+                    digest,
+                })
+            })
+            .collect::<PyResult<_>>()?;
+        let mut failure = None;
+        let storage = Arc::clone(&self.inner);
+        let result = py.detach(|| {
+            let mut h = super::engine::hook(&progress, &cancel, &mut failure);
+            crate::storage::restore::restore_files(&storage, &files, &blockmap, &sources, &keys, &mut h)
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        result.map_err(|e| match e {
+            RestoreError::Engine(e) => engine_error(e),
+            RestoreError::Storage(e) => storage_error(e),
+        })
+    }
+
+    /// Starts uploading the file at `path` (which may not exist yet) to `key` while
+    /// another thread still appends to it (a piece being written); see `TailUpload`.
+    fn tail_upload(&self, key: String, path: PathBuf) -> PyTailUpload {
+        let t = TailUpload::start(Arc::clone(&self.inner), key, path);
+        PyTailUpload {
+            inner: std::sync::Mutex::new(Some(t)),
+        }
+    }
+
     /// The object's metadata, or None.
     fn head(&self, py: Python<'_>, key: &str) -> PyResult<Option<PyObjectMeta>> {
         let got = py.detach(|| self.inner.head(key)).map_err(storage_error)?;
@@ -320,18 +407,20 @@ impl PyObjectStore {
         py.detach(|| self.inner.delete(key)).map_err(storage_error)
     }
 
-    /// Uploads a staged set: every file under `local_dir` except dot files, then
-    /// `manifest_name` last with a conditional create. See docs/FORMAT.md.
-    #[pyo3(signature = (local_dir, prefix, manifest_name = "manifest.json"))]
+    /// Uploads a staged set: every file under `local_dir` except dot files and `skip`
+    /// (relative paths already in the bucket), then `manifest_name` last with a
+    /// conditional create. See docs/FORMAT.md.
+    #[pyo3(signature = (local_dir, prefix, manifest_name = "manifest.json", *, skip = Vec::new()))]
     fn upload_set(
         &self,
         py: Python<'_>,
         local_dir: PathBuf,
         prefix: &str,
         manifest_name: &str,
+        skip: Vec<PathBuf>,
     ) -> PyResult<PySetUpload> {
         let r = py
-            .detach(|| self.inner.upload_set(&local_dir, prefix, manifest_name))
+            .detach(|| self.inner.upload_set_skipping(&local_dir, prefix, manifest_name, &skip))
             .map_err(storage_error)?;
         Ok(PySetUpload {
             keys: r.keys,
@@ -429,5 +518,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PySetUpload>()?;
     m.add_class::<PyLockInfo>()?;
     m.add_class::<PyRemoteLock>()?;
+    m.add_class::<PyTailUpload>()?;
     Ok(())
 }

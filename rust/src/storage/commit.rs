@@ -86,10 +86,29 @@ impl Storage {
     /// by an earlier try and this one succeeds (`created` false); with other bytes it fails
     /// with `AlreadyExists` and nothing visible changes.
     pub fn upload_set(&self, local_dir: &Path, prefix: &str, manifest_name: &str) -> Result<SetUpload> {
-        runtime::block_on(self.upload_set_async(local_dir, prefix, manifest_name))?
+        self.upload_set_skipping(local_dir, prefix, manifest_name, &[])
     }
 
-    async fn upload_set_async(&self, local_dir: &Path, prefix: &str, manifest_name: &str) -> Result<SetUpload> {
+    /// `upload_set` of a set some of whose files are in the bucket already (`skip`,
+    /// relative to `local_dir`: a piece sent by its tail upload, `tail.rs`); they count
+    /// in `bytes` at their local size. The manifest is never skipped.
+    pub fn upload_set_skipping(
+        &self,
+        local_dir: &Path,
+        prefix: &str,
+        manifest_name: &str,
+        skip: &[PathBuf],
+    ) -> Result<SetUpload> {
+        runtime::block_on(self.upload_set_async(local_dir, prefix, manifest_name, skip))?
+    }
+
+    async fn upload_set_async(
+        &self,
+        local_dir: &Path,
+        prefix: &str,
+        manifest_name: &str,
+        skip: &[PathBuf],
+    ) -> Result<SetUpload> {
         let files = staged_files(local_dir)?;
         let manifest_rel = PathBuf::from(manifest_name);
         if !files.contains(&manifest_rel) {
@@ -100,7 +119,17 @@ impl Storage {
         }
         let manifest_key = key_of(prefix, &manifest_rel)?;
         let mut pieces = Vec::new();
+        let mut skipped_bytes = 0u64;
+        let mut skipped = Vec::new();
         for rel in files.iter().filter(|r| **r != manifest_rel) {
+            if skip.contains(rel) {
+                let path = local_dir.join(rel);
+                skipped_bytes += std::fs::metadata(&path)
+                    .map_err(|source| StorageError::Io { path, source })?
+                    .len();
+                skipped.push(key_of(prefix, rel)?);
+                continue;
+            }
             pieces.push((key_of(prefix, rel)?, local_dir.join(rel)));
         }
         let sizes = self.put_files_async(&pieces).await?;
@@ -117,11 +146,12 @@ impl Storage {
                 return Err(StorageError::AlreadyExists { key: manifest_key });
             }
         }
-        let mut keys: Vec<String> = pieces.into_iter().map(|(k, _)| k).collect();
+        let mut keys: Vec<String> = skipped;
+        keys.extend(pieces.into_iter().map(|(k, _)| k));
         keys.push(manifest_key);
         Ok(SetUpload {
             keys,
-            bytes: sizes.iter().sum::<u64>() + manifest_len,
+            bytes: sizes.iter().sum::<u64>() + skipped_bytes + manifest_len,
             created,
         })
     }

@@ -13,6 +13,8 @@
 //! - `transfer`: streamed multipart upload of a file, streamed download, bandwidth limit;
 //! - `commit`: uploading a staged set with the manifest last, and sweeping leftovers;
 //! - `locks`: lock objects (restic's model) with a background refresher.
+//! - `restore`: restoring files from pieces in the bucket by ranged GETs, no local copy.
+//! - `tail`: uploading a piece while the backup still writes it.
 //!
 //! Pure: no PyO3 types (bindings in `py/storage.rs`).
 
@@ -20,7 +22,9 @@ pub mod commit;
 pub mod config;
 pub mod error;
 pub mod locks;
+pub mod restore;
 pub mod runtime;
+pub mod tail;
 pub mod transfer;
 
 use std::path::PathBuf;

@@ -74,7 +74,7 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
 /// caller's own thread, never on a runtime worker, so blocking here stalls no connection.
 /// Reading on `spawn_blocking` threads instead spread the part buffers over many threads'
 /// malloc arenas, and peak memory grew with the file's length (1.25x from 64 MiB to 1 GiB).
-fn read_part(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+pub(crate) fn read_part(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let mut got = 0;
     while got < len {
@@ -297,7 +297,7 @@ impl Storage {
     }
 
     /// A read error; a failed If-Match means the object changed between HEAD and a range.
-    fn get_err(&self, e: object_store::Error, key: &str) -> StorageError {
+    pub(crate) fn get_err(&self, e: object_store::Error, key: &str) -> StorageError {
         match self.err(e, "get", key) {
             StorageError::AlreadyExists { .. } => StorageError::Store {
                 op: "get",
