@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from pg_support import Cluster, Writer, archive_command, as_user, rb, require_postgresql, restore_and_start, workdir
-from rustybackup import BackupManager, _core, manifest
+from rustybackup import BackupManager, _core, manifest, resume
 
 NAME = "main"
 # Rows per table, created (and read) in this order; big enough that most of the copy is
@@ -188,3 +188,22 @@ def test_a_killed_base_backup_resumes_as_a_new_base_backup_that_restores(origin:
         assert restored.cluster.query("SELECT count(*) FROM early WHERE pad = 'after the cut'") == [(100,)]
         for t, n in TABLES.items():
             assert restored.cluster.query(f"SELECT count(*) FROM {t}") == [(n,)]
+
+
+def test_a_damaged_or_missing_checkpoint_leaves_the_order_alone(tmp_path: Path) -> None:
+    """No journal, or one whose header is damaged: nothing goes first (the engine then
+    starts over and says why), and nothing fails."""
+    src = tmp_path / "pgdata"
+    src.mkdir()
+    files = []
+    for name in ("PG_VERSION", "base", "global_pg_control"):
+        p = src / name
+        p.write_bytes(b"x" * 10)
+        files.append((name, p, p.stat()))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    assert resume.base_backup_order(files, staging) == files
+    (staging / resume.CHECKPOINT).write_bytes(b"RBCKPT\0\0" + b"\xff" * 200)
+    assert resume.base_backup_order(files, staging) == files
+    (staging / resume.CHECKPOINT).write_bytes(b"short")
+    assert resume.base_backup_order(files, staging) == files
