@@ -13,13 +13,16 @@ import itertools
 import os
 import random
 import shutil
+import statistics
+import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from peers import PEER_ENV, run_quiet, tool
-from rustybackup import BackupManager, VerificationType, keys
+from rustybackup import BackupManager, VerificationType, _core, keys
 from rustybackup.verify import Verifier
 
 FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
@@ -135,3 +138,70 @@ def test_full_verification(benchmark: Any, tree: Path, tmp_path: Path, name: str
     t.init(tree)
     t.backup(tree, "full")
     _pedantic(benchmark, t.verify_full, lambda: None)
+
+
+def _seal_seconds(cipher: str, data: bytes, threads: int = 2) -> float:
+    """Seconds to seal `data` as BLOCK-byte messages on `threads` threads (the binding
+    releases the GIL): the cipher alone, what encryption adds to a pass at best."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = os.urandom(32)
+    blocks = [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
+    share = [blocks[i::threads] for i in range(threads)]
+
+    def seal(mine: list[bytes]) -> None:
+        for b in mine:
+            _core.aead_seal(key, b"ad", b, cipher=cipher)
+
+    with ThreadPoolExecutor(threads) as pool:
+        t = time.perf_counter()
+        list(pool.map(seal, share))
+        return time.perf_counter() - t
+
+
+@pytest.mark.benchmark(group="encryption, interleaved rounds")
+def test_interleaved(benchmark: Any, tree: Path, tmp_path: Path) -> None:
+    """Every tool's full backup, FULL verification and incremental in the same round,
+    tool order rotating each round, so load that drifts over the run hits all alike
+    (the grouped benches above time one tool's rounds back to back). Prints min and
+    median per operation, the encrypted/plain ratios, and the two ciphers' sealing time
+    for the same bytes on both cores (the floor of what encryption adds)."""
+    disabled = bool(getattr(benchmark, "disabled", False))
+    rounds = 1 if disabled else ROUNDS
+    names = ["ours-plain", "ours-encrypted"] + [n for n in ("restic", "borg") if shutil.which(n)]
+    tools = {n: Tool(n, tmp_path) for n in names}
+    data = b"".join(p.read_bytes() for p in sorted(tree.iterdir()))
+    times: dict[tuple[str, str], list[float]] = {}
+
+    def timed(key: tuple[str, str], fn: Callable[[], None]) -> None:
+        t = time.perf_counter()
+        fn()
+        times.setdefault(key, []).append(time.perf_counter() - t)
+
+    os.chdir(tree)
+    for r in range(rounds + (0 if disabled else 1)):  # round 0 warms up (dropped)
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for n in order:
+            tools[n].init(tree)
+            timed((n, "full backup"), partial(tools[n].backup, tree, "full"))
+        for n in order:
+            timed((n, "FULL verification"), tools[n].verify_full)
+        _touch_one_percent(tree)
+        for n in order:
+            timed((n, "incremental (1%)"), partial(tools[n].backup, tree, "incremental"))
+        for cipher in ("xchacha20-poly1305", "aes-256-gcm"):
+            times.setdefault((cipher, "seal on 2 threads"), []).append(_seal_seconds(cipher, data))
+    if not disabled:
+        times = {k: v[1:] for k, v in times.items()}
+    rows = []
+    for (n, op), v in sorted(times.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        line = f"{op:22} {n:20} min {min(v):7.3f} s  median {statistics.median(v):7.3f} s"
+        plain = times.get(("ours-plain", op))
+        if n == "ours-encrypted" and plain:
+            line += f"  ratio {min(v) / min(plain):.2f}x / {statistics.median(v) / statistics.median(plain):.2f}x"
+        rows.append(line)
+    mib = len(data) / (1 << 20)
+    print(f"\n{mib:.0f} MiB, {BLOCK}-byte blocks, {rounds} interleaved rounds\n" + "\n".join(rows))
+    benchmark.extra_info["interleaved"] = {f"{n} {op}": v for (n, op), v in times.items()}
+    assert times[("ours-encrypted", "full backup")] and times[("ours-plain", "full backup")]
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

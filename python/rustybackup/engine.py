@@ -613,6 +613,7 @@ class BackupManager:
                     cancel=cancel,
                     # An encrypted repository's blocks are sealed with this set's keys (keys.py).
                     seal_key=keys.new_set_block_keys(self.repository, set_id),
+                    seal_cipher=keys.block_cipher(self.repository),
                     reuse=reuse,
                     # Identical blocks stored once across files and sets (rust/src/dedup/); a
                     # database keeps the positional comparison alone.

@@ -60,6 +60,12 @@ _CTX_KEY_FILE = "rustybackup 2026-11 key file slot"
 _CTX_BLOCKS = "rustybackup 2026-11 set blocks"
 _CTX_MANIFEST = "rustybackup 2026-11 set manifest"
 _AD_KEYRING = b"rustybackup keyring v1"
+# The AEAD of stored blocks (rust/src/crypto/block.rs Cipher), recorded in the keyring:
+# repositories created before AES-256-GCM have no entry and keep XChaCha20-Poly1305.
+# Each block's flags name its cipher, so readers never need this; only writers do.
+BLOCK_CIPHER_OLD = "xchacha20-poly1305"
+BLOCK_CIPHER_NEW = "aes-256-gcm"
+BLOCK_CIPHERS = (BLOCK_CIPHER_OLD, BLOCK_CIPHER_NEW)
 _AD_SLOT = b"rustybackup slot v1 "
 _AD_SET = b"rustybackup set key v1 "
 _AD_MANIFEST = b"rustybackup manifest v1 "
@@ -103,6 +109,7 @@ class Keys:
     master: bytes | None = None  # None on a write-only host
     host_key: bytes | None = None  # a write-only host's own manifest key
     set_keys: dict[str, bytes] = field(default_factory=dict)  # set id -> set key, this process's new sets
+    block_cipher: str = BLOCK_CIPHER_OLD  # what new blocks are sealed with
 
     @property
     def can_decrypt(self) -> bool:
@@ -165,7 +172,9 @@ def init_encryption(root: Path, *, password: str | None = None, key_file: Path |
             "is created (mixing encrypted and unencrypted sets is refused): init a new repository"
         )
     master = secrets.token_bytes(32)
-    keys = Keys(mac_key=secrets.token_bytes(32), generations={}, current="", master=master)
+    keys = Keys(
+        mac_key=secrets.token_bytes(32), generations={}, current="", master=master, block_cipher=BLOCK_CIPHER_NEW
+    )
     _add_generation(keys)
     keys_dir(root).mkdir(mode=0o700, exist_ok=True)
     slots = []
@@ -439,6 +448,7 @@ def add_write_only(root: Path, keys: Keys, out: Path) -> Slot:
         "public": _b64(gen.public),
         "mac_key": _b64(keys.mac_key),
         "host_key": _b64(secrets.token_bytes(32)),
+        "block_cipher": keys.block_cipher,
     }
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -500,6 +510,7 @@ def _write_keyring(root: Path, keys: Keys) -> None:
     assert keys.master is not None
     payload = {
         "mac_key": _b64(keys.mac_key),
+        "block_cipher": keys.block_cipher,
         "current": keys.current,
         "generations": [
             {"id": g.id, "secret": _b64(g.secret or b""), "created_at_us": g.created_at_us}
@@ -529,7 +540,26 @@ def _read_keyring(root: Path, master: bytes) -> Keys:
         secret = _unb64(g["secret"], f"{where}: generations[{i}].secret")
         gens[g["id"]] = Generation(g["id"], _core.x25519_public(secret), secret, int(g["created_at_us"]))
     mac = _unb64(payload["mac_key"], f"{where}: mac_key")
-    return Keys(mac_key=mac, generations=gens, current=str(payload["current"]), master=master)
+    cipher = _block_cipher_of(payload, where)
+    return Keys(mac_key=mac, generations=gens, current=str(payload["current"]), master=master, block_cipher=cipher)
+
+
+def _block_cipher_of(doc: dict[str, Any], where: str) -> str:
+    cipher = doc.get("block_cipher", BLOCK_CIPHER_OLD)
+    if cipher not in BLOCK_CIPHERS:
+        raise EncryptionError(f"{where}: block_cipher: {cipher!r} is not one of {', '.join(BLOCK_CIPHERS)}")
+    return str(cipher)
+
+
+def block_cipher(root: Path) -> str:
+    """The AEAD new blocks of the repository at `root` are sealed with (the engine's
+    ``seal_cipher``); XChaCha20-Poly1305 when it is not encrypted (nothing is sealed)."""
+    keys = keys_for(root)
+    return keys.block_cipher if keys is not None else BLOCK_CIPHER_OLD
+
+
+
+
 
 
 def _write_only_keys(doc: dict[str, Any], path: Path) -> Keys:
@@ -541,6 +571,7 @@ def _write_only_keys(doc: dict[str, Any], path: Path) -> Keys:
         generations={gid: gen},
         current=gid,
         host_key=_unb64(doc.get("host_key"), f"{where}: host_key"),
+        block_cipher=_block_cipher_of(doc, where),
     )
 
 

@@ -1,12 +1,50 @@
 //! How a stored block of an encrypted set is sealed (docs/FORMAT.md "Encryption"): its
-//! stored bytes (after compression) are an XChaCha20-Poly1305 message whose associated
-//! data binds the piece's name (`<set id>/<piece file>`), the block's offset in the piece,
+//! stored bytes (after compression) are an AEAD message (XChaCha20-Poly1305, or
+//! AES-256-GCM when the block's `FLAG_GCM` says so) whose associated data binds the piece's name (`<set id>/<piece file>`), the block's offset in the piece,
 //! its raw length and its flags, so a block moved to another place, another piece or
 //! another set fails its tag. Its digest is keyed BLAKE3 under the repository's MAC key.
 
 use super::aead::{self, KEY_LEN};
-use super::error::Result;
-use super::kdf::keyed_digest;
+use super::aead_gcm;
+use super::error::{Error, Result};
+use super::kdf::{derive_key, keyed_digest};
+use crate::format::{FLAG_GCM, FLAG_SEALED};
+
+/// The AEAD new blocks are sealed with; recorded per repository (`keys.py`'s keyring
+/// `block_cipher`), and per block in its flags, so a reader never has to be told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Cipher {
+    /// XChaCha20-Poly1305: every block of repositories created before `aes-256-gcm`.
+    #[default]
+    XChaCha20Poly1305,
+    /// AES-256-GCM with a 192-bit nonce (`aead_gcm`), flag `FLAG_GCM`.
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// The name the keyring records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XChaCha20Poly1305 => "xchacha20-poly1305",
+            Self::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+
+    /// The cipher a recorded name stands for.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "xchacha20-poly1305" => Ok(Self::XChaCha20Poly1305),
+            "aes-256-gcm" => Ok(Self::Aes256Gcm),
+            other => Err(Error::Invalid(format!(
+                "unknown block cipher {other:?} (known: xchacha20-poly1305, aes-256-gcm)"
+            ))),
+        }
+    }
+}
+
+/// `derive_key` context of the AES-256-GCM root key from a set's block key: the two
+/// ciphers never share a key.
+const GCM_ROOT_CONTEXT: &str = "rustybackup 2026-11 block aes-256-gcm root";
 
 const AD_MAGIC: &[u8; 16] = b"rustybackup blk1";
 
@@ -14,8 +52,10 @@ const AD_MAGIC: &[u8; 16] = b"rustybackup blk1";
 #[derive(Clone)]
 pub struct BlockKey {
     cipher: [u8; KEY_LEN],
+    gcm_root: [u8; KEY_LEN],
     mac: [u8; KEY_LEN],
     label: Vec<u8>,
+    seal_with: Cipher,
 }
 
 impl std::fmt::Debug for BlockKey {
@@ -27,17 +67,37 @@ impl std::fmt::Debug for BlockKey {
 
 impl BlockKey {
     /// Keys for the blocks of the piece named `label` (`<set id>/<piece file>`).
+    /// New blocks are sealed with XChaCha20-Poly1305 unless `sealing_with` says otherwise.
     pub fn new(cipher: [u8; KEY_LEN], mac: [u8; KEY_LEN], label: &str) -> Self {
         Self {
             cipher,
+            gcm_root: derive_key(GCM_ROOT_CONTEXT, &cipher),
             mac,
             label: label.as_bytes().to_vec(),
+            seal_with: Cipher::default(),
+        }
+    }
+
+    /// The same keys, sealing new blocks with `cipher`.
+    pub fn sealing_with(mut self, cipher: Cipher) -> Self {
+        self.seal_with = cipher;
+        self
+    }
+
+    /// The flags a block sealed by this key gets on top of its zstd bit.
+    pub fn seal_flags(&self) -> u8 {
+        match self.seal_with {
+            Cipher::XChaCha20Poly1305 => FLAG_SEALED,
+            Cipher::Aes256Gcm => FLAG_SEALED | FLAG_GCM,
         }
     }
 
     /// The same keys for another piece.
     pub fn for_piece(&self, label: &str) -> Self {
-        Self::new(self.cipher, self.mac, label)
+        Self {
+            label: label.as_bytes().to_vec(),
+            ..self.clone()
+        }
     }
 
     fn ad(&self, offset: u64, raw_len: u32, flags: u8) -> Vec<u8> {
@@ -51,19 +111,30 @@ impl BlockKey {
         ad
     }
 
-    /// Seals a block's stored bytes that will be written at `offset`.
+    /// Seals a block's stored bytes that will be written at `offset`, with the cipher
+    /// `flags` name (`seal_flags`; they are bound into the tag).
     pub fn seal(&self, offset: u64, raw_len: u32, flags: u8, stored: &[u8]) -> Result<Vec<u8>> {
-        aead::seal(&self.cipher, &self.ad(offset, raw_len, flags), stored)
+        let ad = self.ad(offset, raw_len, flags);
+        if flags & FLAG_GCM != 0 {
+            aead_gcm::seal(&self.gcm_root, &ad, stored)
+        } else {
+            aead::seal(&self.cipher, &ad, stored)
+        }
     }
 
     /// Opens a block's sealed bytes read at `offset`.
     pub fn open(&self, offset: u64, raw_len: u32, flags: u8, sealed: &[u8]) -> Result<Vec<u8>> {
-        aead::open(&self.cipher, &self.ad(offset, raw_len, flags), sealed)
+        self.open_owned(offset, raw_len, flags, sealed.to_vec())
     }
 
-    /// `open` in the buffer the sealed bytes were read into.
+    /// `open` in the buffer the sealed bytes were read into, with the cipher its flags name.
     pub fn open_owned(&self, offset: u64, raw_len: u32, flags: u8, sealed: Vec<u8>) -> Result<Vec<u8>> {
-        aead::open_owned(&self.cipher, &self.ad(offset, raw_len, flags), sealed)
+        let ad = self.ad(offset, raw_len, flags);
+        if flags & FLAG_GCM != 0 {
+            aead_gcm::open_owned(&self.gcm_root, &ad, sealed)
+        } else {
+            aead::open_owned(&self.cipher, &ad, sealed)
+        }
     }
 
     /// The keyed digest of a raw block.

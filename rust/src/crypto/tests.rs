@@ -91,3 +91,94 @@ fn block_ad_binds_place() {
         blake3::keyed_hash(&[2; 32], b"abc").as_bytes().to_vec()
     );
 }
+
+/// The GCM specification's (McGrew and Viega) test case 16: AES-256 with associated data.
+#[test]
+fn aes256gcm_spec_vector() {
+    let key: [u8; 32] = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+        .try_into()
+        .unwrap();
+    let nonce: [u8; 12] = hex("cafebabefacedbaddecaf888").try_into().unwrap();
+    let pt = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72
+         1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+    let ad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+    let ct = hex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa
+         8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662");
+    let tag = hex("76fc6ece0f4e1768cddf8853bb2d551b");
+    assert_eq!(aead_gcm::gcm_raw(&key, &nonce, &ad, &pt), [ct, tag].concat());
+}
+
+/// The long-nonce construction is GCM under `BLAKE3-keyed(root, nonce)` with the
+/// nonce's last 12 bytes, written out here with the two primitives.
+#[test]
+fn aes256gcm_long_nonce_is_gcm_under_the_message_key() {
+    let root = [9u8; 32];
+    for (i, len) in [0usize, 1, 15, 16, 17, 4096, 8192].into_iter().enumerate() {
+        let nonce: [u8; NONCE_LEN] = std::array::from_fn(|j| (j * 7 + i) as u8);
+        let pt: Vec<u8> = (0..len).map(|j| (j * 31 + i) as u8).collect();
+        let sealed = aead_gcm::seal_with_nonce(&root, &nonce, b"ad", &pt).unwrap();
+        let sub = *blake3::keyed_hash(&root, &nonce).as_bytes();
+        let gcm_nonce: [u8; 12] = nonce[12..].try_into().unwrap();
+        assert_eq!(&sealed[..NONCE_LEN], &nonce[..]);
+        assert_eq!(&sealed[NONCE_LEN..], &aead_gcm::gcm_raw(&sub, &gcm_nonce, b"ad", &pt)[..]);
+        assert_eq!(aead_gcm::open_owned(&root, b"ad", sealed.clone()).unwrap(), pt);
+        // Every flipped bit (nonce, ciphertext or tag) fails the tag.
+        for bit in (0..sealed.len() * 8).step_by(13) {
+            let mut bad = sealed.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(matches!(aead_gcm::open_owned(&root, b"ad", bad), Err(Error::Authentication(_))));
+        }
+        assert!(aead_gcm::open_owned(&[8u8; 32], b"ad", sealed.clone()).is_err());
+        assert!(aead_gcm::open_owned(&root, b"other", sealed).is_err());
+    }
+    assert!(matches!(
+        aead_gcm::open_owned(&root, b"", vec![0u8; OVERHEAD - 1]),
+        Err(Error::Authentication(_))
+    ));
+    // Random nonces: two seals of the same message differ.
+    assert_ne!(
+        aead_gcm::seal(&root, b"", b"same").unwrap(),
+        aead_gcm::seal(&root, b"", b"same").unwrap()
+    );
+}
+
+#[test]
+fn block_cipher_follows_the_flags() {
+    use crate::format::{FLAG_GCM, FLAG_SEALED, FLAG_ZSTD};
+    let label = "20260101T000000000000Z-00000000/data.piece";
+    let old = BlockKey::new([1; 32], [2; 32], label);
+    let new = BlockKey::new([1; 32], [2; 32], label).sealing_with(Cipher::Aes256Gcm);
+    assert_eq!(old.seal_flags(), FLAG_SEALED);
+    assert_eq!(new.seal_flags(), FLAG_SEALED | FLAG_GCM);
+    assert_eq!(new.for_piece("x/y").seal_flags(), FLAG_SEALED | FLAG_GCM);
+    let f = new.seal_flags() | FLAG_ZSTD;
+    let s = new.seal(64, 100, f, b"stored bytes").unwrap();
+    assert_eq!(s.len(), 12 + OVERHEAD);
+    // Either key opens either cipher: the block's flags choose, never the key's setting.
+    assert_eq!(old.open(64, 100, f, &s).unwrap(), b"stored bytes");
+    assert_eq!(new.open(64, 100, f, &s).unwrap(), b"stored bytes");
+    // Claiming the other cipher, another place or another piece fails the tag.
+    assert!(new.open(64, 100, f & !FLAG_GCM, &s).is_err());
+    assert!(new.open(65, 100, f, &s).is_err());
+    assert!(new.for_piece("other/data.piece").open(64, 100, f, &s).is_err());
+    let x = old.seal(64, 100, FLAG_SEALED, b"stored bytes").unwrap();
+    assert_eq!(new.open(64, 100, FLAG_SEALED, &x).unwrap(), b"stored bytes");
+    assert!(new.open(64, 100, FLAG_SEALED | FLAG_GCM, &x).is_err());
+    // The two ciphers never use the same key.
+    assert_ne!(&x[NONCE_LEN..], &s[NONCE_LEN..]);
+    assert_eq!(Cipher::parse("aes-256-gcm").unwrap(), Cipher::Aes256Gcm);
+    assert_eq!(Cipher::parse(Cipher::XChaCha20Poly1305.name()).unwrap(), Cipher::XChaCha20Poly1305);
+    assert!(matches!(Cipher::parse("aes-128-gcm"), Err(Error::Invalid(_))));
+}
+
+#[test]
+fn gcm_flag_needs_the_sealed_flag() {
+    use crate::format::block::{check_fields, Field};
+    use crate::format::{FLAG_GCM, FLAG_SEALED, FLAG_ZSTD, SEALED_OVERHEAD};
+    assert!(check_fields(512 + SEALED_OVERHEAD, 512, FLAG_SEALED | FLAG_GCM, 512).is_ok());
+    assert!(check_fields(100 + SEALED_OVERHEAD, 512, FLAG_SEALED | FLAG_GCM | FLAG_ZSTD, 512).is_ok());
+    let (field, msg) = check_fields(512, 512, FLAG_GCM, 512).unwrap_err();
+    assert_eq!(field, Field::Flags);
+    assert!(msg.contains("not sealed"), "{msg}");
+    assert_eq!(check_fields(512 + SEALED_OVERHEAD, 512, 8 | FLAG_SEALED, 512).unwrap_err().0, Field::Flags);
+}

@@ -483,7 +483,7 @@ fn seal_chunk(
         plan.push(Some((
             at,
             bytes,
-            flags | crate::format::FLAG_SEALED,
+            flags | key.seal_flags(),
             block.len() as u32,
         )));
         at += (bytes.len() + crate::crypto::OVERHEAD) as u64;

@@ -10,10 +10,14 @@ pub const FLAG_ZSTD: u8 = 1;
 /// longer, and the digest is keyed BLAKE3 (docs/FORMAT.md "Encryption"). A build that
 /// predates it refuses the bit as unknown, never misreads the block.
 pub const FLAG_SEALED: u8 = 2;
+/// `flags` bit, only with `FLAG_SEALED`: the seal is AES-256-GCM with a 192-bit nonce
+/// (`crate::crypto::aead_gcm`), not XChaCha20-Poly1305; same layout and overhead. A
+/// build that predates it refuses the bit as unknown.
+pub const FLAG_GCM: u8 = 4;
 /// Bytes a sealed block has beyond the bytes it seals (nonce and tag).
 pub const SEALED_OVERHEAD: u32 = crate::crypto::OVERHEAD as u32;
 /// Every flag bit a reader understands; any other set bit is damage.
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_SEALED;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_SEALED | FLAG_GCM;
 
 /// The field of an index entry or block-map record that `check_fields` found wrong (its
 /// offset inside the entry or record depends on the layout).
@@ -33,6 +37,12 @@ pub enum Field {
 pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -> Result<(), (Field, String)> {
     if flags & !KNOWN_FLAGS != 0 {
         return Err((Field::Flags, format!("unknown block flags {flags:#04x}")));
+    }
+    if flags & FLAG_GCM != 0 && flags & FLAG_SEALED == 0 {
+        return Err((
+            Field::Flags,
+            format!("block flags {flags:#04x} name a cipher (bit 2) on a block that is not sealed"),
+        ));
     }
     if raw_len == 0 || raw_len > block_size {
         return Err((
@@ -142,7 +152,7 @@ pub fn unseal_block(
     let inner = key
         .open_owned(offset, raw_len, flags, stored)
         .map_err(|e| e.to_string())?;
-    decode_block(inner, raw_len, flags & !FLAG_SEALED)
+    decode_block(inner, raw_len, flags & !(FLAG_SEALED | FLAG_GCM))
 }
 
 /// `check_block` for a block of a piece sealed with `key`: a sealed block's digest is

@@ -25,7 +25,7 @@ pub mod read;
 mod writeback;
 
 pub use block::{
-    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_SEALED,
+    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_GCM, FLAG_SEALED,
     FLAG_ZSTD, SEALED_OVERHEAD,
 };
 pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef};

@@ -36,29 +36,61 @@ pub fn block_key(pair: &(Vec<u8>, Vec<u8>)) -> PyResult<BlockKey> {
     ))
 }
 
-/// XChaCha20-Poly1305: `nonce || ciphertext || tag`; a random nonce unless one is given
-/// (known-answer tests only).
+/// XChaCha20-Poly1305 (or `cipher="aes-256-gcm"`: `crypto::aead_gcm`, for the tests and
+/// benches of the block cipher): `nonce || ciphertext || tag`; a random nonce unless one
+/// is given (known-answer tests only). The GIL is released while it runs.
 #[pyfunction]
-#[pyo3(signature = (key, ad, plaintext, *, nonce=None))]
+#[pyo3(signature = (key, ad, plaintext, *, nonce=None, cipher="xchacha20-poly1305"))]
 fn aead_seal<'py>(
     py: Python<'py>,
     key: &[u8],
     ad: &[u8],
     plaintext: &[u8],
     nonce: Option<&[u8]>,
+    cipher: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let out = match nonce {
-        Some(n) => crypto::seal_with_nonce(key, n, ad, plaintext),
-        None => crypto::seal(key, ad, plaintext),
-    }
-    .map_err(crypto_error)?;
+    let cipher = crypto::Cipher::parse(cipher).map_err(crypto_error)?;
+    let out = py
+        .detach(|| match (cipher, nonce) {
+            (crypto::Cipher::XChaCha20Poly1305, Some(n)) => crypto::seal_with_nonce(key, n, ad, plaintext),
+            (crypto::Cipher::XChaCha20Poly1305, None) => crypto::seal(key, ad, plaintext),
+            (crypto::Cipher::Aes256Gcm, n) => {
+                let root: [u8; crypto::KEY_LEN] = key
+                    .try_into()
+                    .map_err(|_| Error::Invalid(format!("a key is {} bytes, got {}", crypto::KEY_LEN, key.len())))?;
+                match n {
+                    Some(n) => crypto::aead_gcm::seal_with_nonce(
+                        &root,
+                        n.try_into().map_err(|_| {
+                            Error::Invalid(format!("a nonce is {} bytes, got {}", crypto::NONCE_LEN, n.len()))
+                        })?,
+                        ad,
+                        plaintext,
+                    ),
+                    None => crypto::aead_gcm::seal(&root, ad, plaintext),
+                }
+            }
+        })
+        .map_err(crypto_error)?;
     Ok(PyBytes::new(py, &out))
 }
 
 /// Opens what `aead_seal` made; `EncryptionError` when the key, `ad` or a byte differs.
 #[pyfunction]
-fn aead_open<'py>(py: Python<'py>, key: &[u8], ad: &[u8], sealed: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    let out = crypto::open(key, ad, sealed).map_err(crypto_error)?;
+#[pyo3(signature = (key, ad, sealed, *, cipher="xchacha20-poly1305"))]
+fn aead_open<'py>(py: Python<'py>, key: &[u8], ad: &[u8], sealed: &[u8], cipher: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let cipher = crypto::Cipher::parse(cipher).map_err(crypto_error)?;
+    let out = py
+        .detach(|| match cipher {
+            crypto::Cipher::XChaCha20Poly1305 => crypto::open(key, ad, sealed),
+            crypto::Cipher::Aes256Gcm => {
+                let root: [u8; crypto::KEY_LEN] = key
+                    .try_into()
+                    .map_err(|_| Error::Invalid(format!("a key is {} bytes, got {}", crypto::KEY_LEN, key.len())))?;
+                crypto::aead_gcm::open_owned(&root, ad, sealed.to_vec())
+            }
+        })
+        .map_err(crypto_error)?;
     Ok(PyBytes::new(py, &out))
 }
 

@@ -141,7 +141,7 @@ type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 /// changes while it is read does not stop the pass: what was read is stored and its
 /// relative name is listed in the result's last element.
 #[pyfunction]
-#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false, checkpoint_rule="files"))]
+#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false, checkpoint_rule="files", seal_cipher="xchacha20-poly1305"))]
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
@@ -161,6 +161,7 @@ fn backup_files(
     reuse: Option<Vec<(usize, u64, String)>>,
     dedup: bool,
     checkpoint_rule: &str,
+    seal_cipher: &str,
 ) -> PyResult<BackupResult> {
     let rule = match checkpoint_rule {
         "files" => engine::Rule::Prefix,
@@ -181,7 +182,12 @@ fn backup_files(
         block_size,
         zstd_level,
         self_source,
-        seal: seal_key.as_ref().map(super::crypto::block_key).transpose()?,
+        seal: match seal_key.as_ref().map(super::crypto::block_key).transpose()? {
+            Some(k) => Some(k.sealing_with(
+                crate::crypto::Cipher::parse(seal_cipher).map_err(|e| PyValueError::new_err(format!("seal_cipher: {e}")))?,
+            )),
+            None => None,
+        },
         dedup,
     };
     let mut jobs: Vec<FileJob> = jobs
