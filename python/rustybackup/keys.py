@@ -59,6 +59,10 @@ ARGON2_P = 4
 _CTX_KEY_FILE = "rustybackup 2026-11 key file slot"
 _CTX_BLOCKS = "rustybackup 2026-11 set blocks"
 _CTX_MANIFEST = "rustybackup 2026-11 set manifest"
+# A set's block map key comes from its manifest key, not its block key: a write-only
+# host recovers the manifest keys of its own sets, so its incrementals read their
+# parent's (sealed) map, and still opens no block.
+_CTX_BLOCKMAP = "rustybackup 2026-11 set block map"
 _AD_KEYRING = b"rustybackup keyring v1"
 # The AEAD of stored blocks (rust/src/crypto/block.rs Cipher), recorded in the keyring:
 # repositories created before AES-256-GCM have no entry and keep XChaCha20-Poly1305.
@@ -601,7 +605,15 @@ def new_set_block_keys(root: Path, set_id: str) -> tuple[bytes, bytes] | None:
     set_key = keys.set_key(set_id)
     if local is not None and staged.parent.is_dir() and not staged.exists():
         store.atomic_write_bytes(staged, _core.aead_seal(local, ad, set_key), 0o600)
+    mkey = _core.derive_key(_CTX_MANIFEST, set_key)
+    _core.blockmap_write_key(set_id, _core.derive_key(_CTX_BLOCKMAP, mkey))
+    _load_map_key(mkey)
     return keys.block_keys(set_key)
+
+
+def _load_map_key(manifest_key: bytes) -> None:
+    """Lets the engine's block-map readers of this process open the set's sealed map."""
+    _core.blockmap_read_key(_core.derive_key(_CTX_BLOCKMAP, manifest_key))
 
 
 def seal_manifest(root: Path, set_id: str, document: bytes) -> dict[str, Any] | None:
@@ -624,6 +636,8 @@ def seal_manifest(root: Path, set_id: str, document: bytes) -> dict[str, Any] | 
     # The envelope holds the set key now; the staged copy must not be published (a
     # write-only host's copy would let it open its own blocks).
     (root / store.STAGING_DIR / set_id / SET_KEY_FILE).unlink(missing_ok=True)
+    # The set's map is written: no later map of this process seals under its key.
+    _core.blockmap_write_key(set_id, None)
     return env
 
 
@@ -653,6 +667,7 @@ def open_manifest(root: Path, env: dict[str, Any], where: str) -> bytes:
             )
         else:
             raise EncryptionError(f"{where}: a write-only key opens only the manifests of its own host's sets")
+        _load_map_key(mkey)
         return _core.aead_open(mkey, _AD_MANIFEST + set_id.encode(), _unb64(env.get("sealed"), f"{where}: sealed"))
     except EncryptionError as exc:
         raise EncryptionError(f"{where}: {exc}") from None
@@ -672,7 +687,9 @@ def set_block_keys(root: Path, set_id: str) -> tuple[bytes, bytes] | None:
         raise EncryptionError(f"{where}: cannot be read ({exc})") from None
     if not isinstance(env, dict) or env.get(ENVELOPE_KEY) != 1:
         raise EncryptionError(f"{where}: not encrypted in an encrypted repository (mixing is refused)")
-    return keys.block_keys(_set_key_of(root, keys, env, where))
+    set_key = _set_key_of(root, keys, env, where)
+    _load_map_key(_core.derive_key(_CTX_MANIFEST, set_key))
+    return keys.block_keys(set_key)
 
 
 def envelope_of(text: bytes) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@
 //! one small reference to the parent's map, so a map grows with what changed. This file
 //! writes both and decodes records; `blockmap_read` reads and resolves them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use super::block::{check_fields, Field};
 use super::checkpoint::MapLog;
 use super::error::{Error, Result};
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN};
+use super::sealed_map::MapOut;
 use crate::scan::algorithm::{Algorithm, Hasher};
 
 /// Version 2: length of a run header (kind, padding, count, parent's first record).
@@ -126,7 +127,8 @@ impl BlockRecord {
 pub struct BlockMapWriter {
     path: PathBuf,
     header: Header,
-    out: BufWriter<File>,
+    /// The plain file, or sealed frames of it in an encrypted repository (`sealed_map`).
+    out: BufWriter<MapOut>,
     hasher: Hasher,
     /// Records of the state written so far (stored and referred to).
     count: u64,
@@ -188,10 +190,11 @@ impl BlockMapWriter {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        let out = MapOut::new(file, path, algorithm)?;
         let mut w = Self {
             path: path.to_path_buf(),
             header,
-            out: BufWriter::with_capacity(1 << 18, file),
+            out: BufWriter::with_capacity(1 << 18, out),
             hasher: algorithm.hasher(),
             count: 0,
             parent,
@@ -340,11 +343,13 @@ impl BlockMapWriter {
         }
         t.resize(len, 0);
         self.out.write_all(&t).map_err(|e| Error::io(&self.path, e))?;
-        let file = self
+        let (file, sealed_sum) = self
             .out
             .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+            .map_err(|e| Error::io(&self.path, e.into_error()))?
+            .finish()?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
-        Ok((checksum, self.count))
+        // A sealed map is known by its container's checksum (what a keyless check sees).
+        Ok((sealed_sum.unwrap_or(checksum), self.count))
     }
 }

@@ -11,7 +11,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fs::File;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +21,8 @@ use super::blockmap_runs::{Cursor, Frame, Run, RunKind, StreamHash};
 use super::error::{Error, Result};
 use super::header::{u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
 use super::piece::check_zero;
-use super::read::{hash_prefix, open_framed, read_exact_at, Framed};
+use super::read::{hash_prefix, open_framed, Framed};
+use super::sealed_map::{self, MapSrc, SealedReader};
 use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// Bytes of records read per step of a `RecordIter`.
@@ -31,11 +31,16 @@ const READ_STEP: usize = 1 << 16;
 /// One map file of a chain.
 struct Level {
     path: PathBuf,
-    file: File,
+    /// The file, or the plain view of a sealed map (offsets below are plain offsets).
+    src: MapSrc,
     header: Header,
     size: u64,
     count: u64,
+    /// The map's checksum: its trailer's, or a sealed map's container checksum (what the
+    /// catalog and a child's `parent_sum` record).
     checksum: Vec<u8>,
+    /// A sealed map: the plain map's own trailer checksum (checked by `finish_checksums`).
+    plain_sum: Option<Vec<u8>>,
     /// Version 2: runs in the file, and where they end (the trailer's offset).
     runs: u64,
     runs_end: u64,
@@ -50,13 +55,20 @@ struct Level {
 
 impl Level {
     fn open(path: &Path) -> Result<Self> {
-        let Framed {
-            file,
-            size,
-            header,
-            trailer: t,
-            trailer_at: at,
-        } = open_framed(path, Kind::BlockMap)?;
+        let (src, size, header, t, at) = if sealed_map::is_sealed(path)? {
+            let r = SealedReader::open(path)?;
+            let (size, header, t, at) = frame_plain(&r, path)?;
+            (MapSrc::Sealed(r), size, header, t, at)
+        } else {
+            let Framed {
+                file,
+                size,
+                header,
+                trailer,
+                trailer_at,
+            } = open_framed(path, Kind::BlockMap)?;
+            (MapSrc::Plain(file), size, header, trailer, trailer_at)
+        };
         if &t[..8] != Kind::BlockMap.trailer_magic() {
             return Err(Error::damaged(
                 path,
@@ -67,11 +79,12 @@ impl Level {
         let count = u64_at(&t, 8);
         let mut level = Self {
             path: path.to_path_buf(),
-            file,
+            src,
             header,
             size,
             count,
             checksum: Vec::new(),
+            plain_sum: None,
             runs: 0,
             runs_end: at,
             cursor: RefCell::new(Cursor::default()),
@@ -81,6 +94,10 @@ impl Level {
         match header.layout {
             Layout::V1 => level.trailer_v1(&t, at)?,
             Layout::V2 => level.trailer_v2(&t, at)?,
+        }
+        if let MapSrc::Sealed(r) = &level.src {
+            let outer = r.container().checksum.clone();
+            level.plain_sum = Some(std::mem::replace(&mut level.checksum, outer));
         }
         Ok(level)
     }
@@ -180,9 +197,9 @@ impl Level {
 
     /// Reads `buf.len()` bytes at `pos`, feeding the streaming checksum if one runs.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> Result<()> {
-        read_exact_at(&self.file, &self.path, buf, pos)?;
+        self.src.read_at(&self.path, buf, pos)?;
         match self.hash.borrow_mut().as_mut() {
-            Some(h) => h.feed(&self.file, &self.path, buf, pos),
+            Some(h) => h.feed(&|b, p| self.src.read_at(&self.path, b, p), buf, pos),
             None => Ok(()),
         }
     }
@@ -215,6 +232,35 @@ impl Level {
             .borrow_mut()
             .check_all(&self.frame(), &mut |buf, pos| self.read_at(buf, pos))
     }
+}
+
+/// The header and trailer of a sealed map's plain bytes, checked as `open_framed` checks
+/// a file's: (plain size, header, trailer, trailer offset).
+fn frame_plain(r: &SealedReader, path: &Path) -> Result<(u64, Header, Vec<u8>, u64)> {
+    let size = r.len();
+    if size < HEADER_LEN {
+        return Err(Error::damaged(
+            path,
+            size,
+            format!("sealed block map holds {size} plain bytes, no header"),
+        ));
+    }
+    let mut h = [0u8; HEADER_LEN as usize];
+    r.read_at(&mut h, 0)?;
+    let header = Header::decode(path, Kind::BlockMap, &h)?;
+    let tlen = header.trailer_len();
+    if size < HEADER_LEN + tlen {
+        return Err(Error::damaged(
+            path,
+            size,
+            format!("sealed block map holds {size} plain bytes, no room for a {tlen}-byte trailer"),
+        ));
+    }
+    let at = size - tlen;
+    // tlen is a layout's fixed trailer length (<= 296).
+    let mut t = vec![0u8; tlen as usize];
+    r.read_at(&mut t, at)?;
+    Ok((size, header, t, at))
 }
 
 /// Reads a block map of any version this build reads, with the chain of maps its
@@ -322,9 +368,17 @@ impl BlockMapReader {
     pub fn size(&self) -> u64 {
         self.top().size
     }
-    /// Length of the trailer.
+    /// Length of the trailer (a sealed map's: its container's).
     pub fn trailer_len(&self) -> u64 {
-        self.top().header.trailer_len()
+        match &self.top().src {
+            MapSrc::Plain(_) => self.top().header.trailer_len(),
+            MapSrc::Sealed(_) => sealed_map::SEALED_TRAILER_LEN,
+        }
+    }
+
+    /// Whether the map is sealed (an encrypted repository's).
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.top().src, MapSrc::Sealed(_))
     }
     /// Length of one record.
     pub fn record_len(&self) -> u64 {
@@ -343,8 +397,17 @@ impl BlockMapReader {
     /// `Break` stops (`Ok(None)`).
     pub fn checksum_with(&self, on_chunk: &mut dyn FnMut(u64) -> ControlFlow<()>) -> Result<Option<Vec<u8>>> {
         let l = self.top();
-        let end = l.size - l.header.trailer_len();
-        hash_prefix(&l.file, &l.path, l.header.algorithm, end, on_chunk)
+        match &l.src {
+            MapSrc::Plain(file) => {
+                let end = l.size - l.header.trailer_len();
+                hash_prefix(file, &l.path, l.header.algorithm, end, on_chunk)
+            }
+            // The stored bytes: the same check a keyless host makes.
+            MapSrc::Sealed(r) => {
+                let c = r.container();
+                hash_prefix(&c.file, &l.path, c.algorithm, c.trailer_at(), on_chunk)
+            }
+        }
     }
 
     /// Re-hashes every map of the chain and checks that its runs tile it (the trailer's
@@ -385,15 +448,16 @@ impl BlockMapReader {
             // between them are read once, for the hash.
             let structure = l.check_runs();
             let mut h = l.hash.borrow_mut().take().unwrap_or_else(fresh);
-            h.fill_to(&l.file, &l.path, end)?;
+            h.fill_to(&|b, p| l.src.read_at(&l.path, b, p), end)?;
             let actual = h.hasher.finalize();
             // A bad header names its offset; with every header sound, a changed record.
             structure?;
-            if actual != l.checksum {
+            let expected = l.plain_sum.as_ref().unwrap_or(&l.checksum);
+            if &actual != expected {
                 return Err(Error::Checksum {
                     path: l.path.clone(),
                     covered: end,
-                    expected: to_hex(&l.checksum),
+                    expected: to_hex(expected),
                     actual: to_hex(&actual),
                 });
             }

@@ -9,14 +9,12 @@
 //! so a caller that reads a chain once (backup, against its parent) checks every map's
 //! checksum without a second pass.
 
-use std::fs::File;
 use std::path::Path;
 
 use super::blockmap::{RUN_HEADER_LEN, RUN_PARENT, RUN_STORED};
 use super::error::{Error, Result};
 use super::header::{u64_at, HEADER_LEN};
 use super::piece::check_zero;
-use super::read::read_exact_at;
 use crate::scan::algorithm::Hasher;
 
 /// Bytes of run headers read at once (a window; the records under it are not decoded).
@@ -322,8 +320,8 @@ pub(super) struct StreamHash {
 
 impl StreamHash {
     /// Hashes what of `buf` (just read at `pos`) lies past `at`, reading any gap before it.
-    pub fn feed(&mut self, file: &File, path: &Path, buf: &[u8], pos: u64) -> Result<()> {
-        self.fill_to(file, path, pos)?;
+    pub fn feed(&mut self, read: &dyn Fn(&mut [u8], u64) -> Result<()>, buf: &[u8], pos: u64) -> Result<()> {
+        self.fill_to(read, pos)?;
         let end = pos + buf.len() as u64;
         if self.at < end {
             // at >= pos after fill_to, and at < end: the slice is inside buf.
@@ -334,12 +332,12 @@ impl StreamHash {
     }
 
     /// Reads and hashes bytes `at .. to` (nothing if `at >= to`).
-    pub fn fill_to(&mut self, file: &File, path: &Path, to: u64) -> Result<()> {
+    pub fn fill_to(&mut self, read: &dyn Fn(&mut [u8], u64) -> Result<()>, to: u64) -> Result<()> {
         let mut gap = Vec::new();
         while self.at < to {
             let n = usize::try_from(to - self.at).unwrap_or(usize::MAX).min(1 << 20);
             gap.resize(n, 0);
-            read_exact_at(file, path, &mut gap, self.at)?;
+            read(&mut gap, self.at)?;
             self.hasher.update(&gap);
             self.at += n as u64;
         }

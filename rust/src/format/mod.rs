@@ -22,6 +22,7 @@ pub mod fast;
 pub mod header;
 pub mod piece;
 pub mod read;
+pub mod sealed_map;
 mod writeback;
 
 pub use block::{
@@ -40,3 +41,5 @@ mod mutation;
 mod tests;
 #[cfg(test)]
 mod tests_chain;
+#[cfg(test)]
+mod tests_sealed;

@@ -152,6 +152,24 @@ fn x25519_unwrap<'py>(py: Python<'py>, secret: &[u8], wrapped: &[u8], ad: &[u8])
     ))
 }
 
+/// Lets every block-map reader of this process open the sealed maps of a set whose map
+/// key this is (`format::sealed_map`: found by the key id in the map's header).
+#[pyfunction]
+fn blockmap_read_key(key: &[u8]) -> PyResult<()> {
+    crate::format::sealed_map::register_read_key(key32(key, "a block map key")?);
+    Ok(())
+}
+
+/// Seals the block map of new set `set_id` under `key` from now on (`None`: stop); maps
+/// of sets without a write key are written plain.
+#[pyfunction]
+#[pyo3(signature = (set_id, key))]
+fn blockmap_write_key(set_id: &str, key: Option<&[u8]>) -> PyResult<()> {
+    let key = key.map(|k| key32(k, "a block map key")).transpose()?;
+    crate::format::sealed_map::set_write_key(set_id, key);
+    Ok(())
+}
+
 /// Adds this domain's functions to `rustybackup._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(aead_seal, m)?)?;
@@ -162,6 +180,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(x25519_public, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_wrap, m)?)?;
     m.add_function(wrap_pyfunction!(x25519_unwrap, m)?)?;
+    m.add_function(wrap_pyfunction!(blockmap_read_key, m)?)?;
+    m.add_function(wrap_pyfunction!(blockmap_write_key, m)?)?;
     m.add("AEAD_OVERHEAD", crypto::OVERHEAD)?;
     Ok(())
 }
