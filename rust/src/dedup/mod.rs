@@ -83,11 +83,7 @@ impl DedupIndex {
         let reader = BlockMapReader::open(&path)?;
         reader.verify_checksum()?;
         for rec in reader.range(0, reader.count())? {
-            let rec = rec?;
-            // A hole block has no stored bytes to lend.
-            if !rec.is_hole() {
-                self.insert(&rec);
-            }
+            self.insert(&rec?);
         }
         Ok(())
     }

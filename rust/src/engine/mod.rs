@@ -4,7 +4,6 @@
 
 pub mod backup;
 pub mod error;
-pub(crate) mod holes;
 pub mod progress;
 pub mod restore;
 pub mod restore_into;
