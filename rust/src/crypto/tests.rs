@@ -120,13 +120,19 @@ fn aes256gcm_long_nonce_is_gcm_under_the_message_key() {
         let sub = *blake3::keyed_hash(&root, &nonce).as_bytes();
         let gcm_nonce: [u8; 12] = nonce[12..].try_into().unwrap();
         assert_eq!(&sealed[..NONCE_LEN], &nonce[..]);
-        assert_eq!(&sealed[NONCE_LEN..], &aead_gcm::gcm_raw(&sub, &gcm_nonce, b"ad", &pt)[..]);
+        assert_eq!(
+            &sealed[NONCE_LEN..],
+            &aead_gcm::gcm_raw(&sub, &gcm_nonce, b"ad", &pt)[..]
+        );
         assert_eq!(aead_gcm::open_owned(&root, b"ad", sealed.clone()).unwrap(), pt);
         // Every flipped bit (nonce, ciphertext or tag) fails the tag.
         for bit in (0..sealed.len() * 8).step_by(13) {
             let mut bad = sealed.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(matches!(aead_gcm::open_owned(&root, b"ad", bad), Err(Error::Authentication(_))));
+            assert!(matches!(
+                aead_gcm::open_owned(&root, b"ad", bad),
+                Err(Error::Authentication(_))
+            ));
         }
         assert!(aead_gcm::open_owned(&[8u8; 32], b"ad", sealed.clone()).is_err());
         assert!(aead_gcm::open_owned(&root, b"other", sealed).is_err());
@@ -167,7 +173,10 @@ fn block_cipher_follows_the_flags() {
     // The two ciphers never use the same key.
     assert_ne!(&x[NONCE_LEN..], &s[NONCE_LEN..]);
     assert_eq!(Cipher::parse("aes-256-gcm").unwrap(), Cipher::Aes256Gcm);
-    assert_eq!(Cipher::parse(Cipher::XChaCha20Poly1305.name()).unwrap(), Cipher::XChaCha20Poly1305);
+    assert_eq!(
+        Cipher::parse(Cipher::XChaCha20Poly1305.name()).unwrap(),
+        Cipher::XChaCha20Poly1305
+    );
     assert!(matches!(Cipher::parse("aes-128-gcm"), Err(Error::Invalid(_))));
 }
 
@@ -180,5 +189,10 @@ fn gcm_flag_needs_the_sealed_flag() {
     let (field, msg) = check_fields(512, 512, FLAG_GCM, 512).unwrap_err();
     assert_eq!(field, Field::Flags);
     assert!(msg.contains("not sealed"), "{msg}");
-    assert_eq!(check_fields(512 + SEALED_OVERHEAD, 512, 8 | FLAG_SEALED, 512).unwrap_err().0, Field::Flags);
+    assert_eq!(
+        check_fields(512 + SEALED_OVERHEAD, 512, 8 | FLAG_SEALED, 512)
+            .unwrap_err()
+            .0,
+        Field::Flags
+    );
 }
