@@ -8,7 +8,9 @@ Sizes (defaults are a smoke run; the issue's figures in brackets):
   RB_TREE_SMALL_FILES (4.4 KiB average)  1000              [20000, ~86 MiB]
   RB_TREE_COPY_MIB                       8                 [100]
 RB_BENCH_ROUNDS sets the timed rounds (default 3). benches/setup.sh installs the peers;
-a missing one is a skip naming its package.
+a missing one is a skip naming its package. RB_TREE_BEFORE=<dir> adds, to the interleaved
+small-files bench, "rustybackup-before": the same CLI with <dir> first on PYTHONPATH
+(another build's `rustybackup`), side by side with this one.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ SMALL_FILES = int(os.environ.get("RB_TREE_SMALL_FILES", "1000"))
 COPY_MIB = int(os.environ.get("RB_TREE_COPY_MIB", "8"))
 ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3"))
 PEERS = ["rustybackup", "restic", "borg"]
+BEFORE = os.environ.get("RB_TREE_BEFORE")
 
 
 def _fill(root: Path, sizes: list[int], seed: int) -> Path:
@@ -62,6 +67,9 @@ class Tool:
         self.name, self.repo = name, repo
         self.env = {**PEER_ENV, "RESTIC_CACHE_DIR": str(scratch / "restic-cache"), "BORG_BASE_DIR": str(scratch)}
         self.n = 0
+        if name == "rustybackup-before" and BEFORE:
+            self.env["PYTHONPATH"] = os.pathsep.join(p for p in (BEFORE, self.env.get("PYTHONPATH")) if p)
+            name = self.name = "rustybackup"  # the same commands, another build
         if name == "rustybackup":
             self.exe = [sys.executable, "-m", "rustybackup", "--repo", str(repo)]
         else:
@@ -193,3 +201,56 @@ def test_store_growth_after_copying_a_large_file(tmp_path: Path, peer: str) -> N
     grown = t.size() - before
     print(f"\n{peer}: +{grown} bytes after copying a {COPY_MIB} MiB file")
     assert grown < (COPY_MIB << 20) // 10, f"{peer} stored the copy again (+{grown} bytes)"
+
+
+@pytest.mark.benchmark(group="tree: small files, interleaved")
+def test_small_files_interleaved(benchmark: Any, small_tree: Path, tmp_path: Path) -> None:
+    """The issue's three small-file figures with the tools interleaved: each round runs
+    every tool's full backup (fresh repository), its unchanged second backup and its
+    restore, one tool after the other, so a load change on the shared machine hits them
+    all alike; one warm-up round first (page cache, imports), not counted. Prints the
+    min and median per tool and step, and the ratio restic / rustybackup."""
+    tools = [p for p in PEERS if p == "rustybackup" or shutil.which(p)] + (["rustybackup-before"] if BEFORE else [])
+    disabled = bool(getattr(benchmark, "disabled", False))
+    warmup, rounds = (0, 1) if disabled else (1, ROUNDS)
+    times: dict[tuple[str, str], list[float]] = {}
+
+    def one(peer: str, counted: bool) -> None:
+        work = tmp_path / peer
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        (work / "scratch").mkdir()
+        t = Tool(peer, work / "repo", work / "scratch")
+        t.init(small_tree)
+        target = work / "out"
+        landed: list[Path] = []
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("full", lambda: t.backup(small_tree)),
+            ("second", lambda: t.backup(small_tree)),
+            ("restore", lambda: landed.append(t.restore(small_tree, target))),
+        ]
+        for step, run in steps:
+            os.sync()
+            start = time.perf_counter()
+            run()
+            if counted:
+                times.setdefault((peer, step), []).append(time.perf_counter() - start)
+        some = sorted(small_tree.rglob("f*"))[:: max(1, SMALL_FILES // 50)]
+        for p in some:
+            assert (landed[-1] / p.relative_to(small_tree)).read_bytes() == p.read_bytes()
+
+    def all_rounds() -> None:
+        for r in range(warmup + rounds):
+            # The order turns every round: no tool always runs right after another's cache.
+            for peer in tools[r % len(tools) :] + tools[: r % len(tools)]:
+                one(peer, counted=r >= warmup)
+
+    benchmark.pedantic(all_rounds, rounds=1, iterations=1, warmup_rounds=0)
+    lines = [f"\n{SMALL_FILES} small files, {rounds} interleaved rounds after {warmup} warm-up (seconds)"]
+    for step in ("full", "second", "restore"):
+        row = {p: (min(times[(p, step)]), statistics.median(times[(p, step)])) for p in tools}
+        cells = "  ".join(f"{p} min {lo:.2f} median {med:.2f}" for p, (lo, med) in row.items())
+        ratio = f"  restic/ours (min) {row['restic'][0] / row['rustybackup'][0]:.2f}x" if "restic" in row else ""
+        lines.append(f"{step:8} {cells}{ratio}")
+        benchmark.extra_info[step] = {p: {"min": lo, "median": med} for p, (lo, med) in row.items()}
+    print("\n".join(lines))

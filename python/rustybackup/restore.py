@@ -213,7 +213,8 @@ class _Restore:
         m, tree = self.m, self.tree
         if self.opts.delta:
             self._clear_conflicts()
-        paths = [p for p in _paths(m) if p not in {d.path for d in m.dirs}]
+        dirs = {d.path for d in m.dirs}  # once: built per entry it was O(entries x dirs)
+        paths = [p for p in _paths(m) if p not in dirs]
         tree.make_dirs([d.path for d in m.dirs] + [p.rpartition("/")[0] for p in paths if "/" in p])
         self._contents()
         for h in m.hardlinks:
