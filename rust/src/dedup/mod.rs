@@ -83,7 +83,11 @@ impl DedupIndex {
         let reader = BlockMapReader::open(&path)?;
         reader.verify_checksum()?;
         for rec in reader.range(0, reader.count())? {
-            self.insert(&rec?);
+            let rec = rec?;
+            // A hole block has no stored bytes to lend.
+            if !rec.is_hole() {
+                self.insert(&rec);
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! size or mtime differ after the read; the caller reports such files, the backup goes on.
 
 use std::fs::{File, Metadata};
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
+use super::holes::{hole_blocks, hole_ranges};
 use super::progress::{Progress, ProgressHook};
 use super::resume::{self, Checkpoint, Checkpointer, Resumed};
 use crate::dedup::{DedupIndex, Dup};
@@ -28,6 +29,8 @@ use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, Piec
 use crate::scan::algorithm::Algorithm;
 /// Bytes read per chunk (rounded to a multiple of the block size).
 pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks up to this size are hashed on the calling thread (`backup_files_resumable`).
+const INLINE_BYTES: usize = 64 << 10;
 
 /// One regular file to back up.
 #[derive(Clone, Debug)]
@@ -296,14 +299,48 @@ pub fn backup_files_resumable(
             (Some(r), Some((first, count))) => Some(r.range(first, count)?),
             _ => None,
         };
+        // File trees (the dedup pass) keep a sparse file's holes as hole runs, found
+        // without reading them (engine::holes); the whole-file digest then covers the
+        // data blocks only (docs/FORMAT.md "Block map version 3"). Database files are
+        // read whole, as before. A file system that cannot say is read whole too.
+        let holes = if opts.dedup {
+            hole_blocks(&hole_ranges(&src, left).unwrap_or_default(), left, opts.block_size)
+        } else {
+            Vec::new()
+        };
+        let mut next_hole = 0usize;
         let first_block = map.count();
         let mut whole = opts.algorithm.hasher();
         let mut size = 0u64;
         let mut block_index = 0u64;
         let mut ended_early = false;
         while left > 0 {
+            if let Some(h) = holes.get(next_hole).filter(|h| h.first == block_index) {
+                next_hole += 1;
+                let bs64 = bs as u64;
+                // Hole blocks lie below the size at open; only the file's last may be short.
+                let bytes = h.count.saturating_mul(bs64).min(left);
+                let last_len = (bytes - (h.count - 1) * bs64) as u32;
+                map.push_holes(h.count, last_len)?;
+                if let Some(it) = parent_iter.as_mut() {
+                    for _ in 0..h.count {
+                        it.next().transpose()?;
+                    }
+                }
+                block_index += h.count;
+                left -= bytes;
+                size += bytes;
+                src.seek(SeekFrom::Start(block_index * bs64))
+                    .map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+                continue;
+            }
             // Never more than the size at open: a file that keeps growing cannot stall the pass.
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let mut want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            if let Some(h) = holes.get(next_hole) {
+                // Stop at the next hole: its blocks are not read.
+                let before = (h.first - block_index).saturating_mul(bs as u64);
+                want = want.min(usize::try_from(before).unwrap_or(usize::MAX));
+            }
             let n = fill(&mut src, &mut buf[..want]).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
             left -= n as u64;
             ended_early = n < want;
@@ -312,17 +349,22 @@ pub fn backup_files_resumable(
             }
             let data = &buf[..n];
             let alg = opts.algorithm;
-            // The whole-file digest and the block digests are independent: compute both at once.
-            let ((), digests) = in_pool(|| {
-                rayon::join(
-                    || whole.update(data),
-                    || {
-                        data.par_chunks(bs)
-                            .map(|b| piece_key.as_ref().map_or_else(|| alg.digest(b), |k| k.digest(b)))
-                            .collect::<Vec<Vec<u8>>>()
-                    },
-                )
-            });
+            let digest = |b: &[u8]| piece_key.as_ref().map_or_else(|| alg.digest(b), |k| k.digest(b));
+            let digests = if data.len() <= INLINE_BYTES {
+                // A small file is hashed on this thread: handing it to the pool costs two
+                // thread switches, more than hashing a few blocks (20,000 small files).
+                whole.update(data);
+                data.chunks(bs).map(digest).collect::<Vec<Vec<u8>>>()
+            } else {
+                // The whole-file digest and the block digests are independent: both at once.
+                in_pool(|| {
+                    rayon::join(
+                        || whole.update(data),
+                        || data.par_chunks(bs).map(digest).collect::<Vec<Vec<u8>>>(),
+                    )
+                })
+                .1
+            };
             let mut parents: Vec<Option<BlockRecord>> = Vec::with_capacity(digests.len());
             for _ in 0..digests.len() {
                 parents.push(match parent_iter.as_mut() {
@@ -480,12 +522,7 @@ fn seal_chunk(
             Some((b, f)) => (&b[..], *f),
             None => (block, 0),
         };
-        plan.push(Some((
-            at,
-            bytes,
-            flags | key.seal_flags(),
-            block.len() as u32,
-        )));
+        plan.push(Some((at, bytes, flags | key.seal_flags(), block.len() as u32)));
         at += (bytes.len() + crate::crypto::OVERHEAD) as u64;
     }
     in_pool(|| {

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod error;
+pub(crate) mod holes;
 pub mod progress;
 pub mod restore;
 pub mod restore_into;

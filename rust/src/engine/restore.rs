@@ -23,6 +23,8 @@ use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// Blocks verified in parallel before they are written in order.
 const BATCH_BLOCKS: usize = 512;
+/// Batches up to this many blocks are checked on the calling thread.
+const INLINE_BLOCKS: usize = 4;
 
 /// One file to restore.
 #[derive(Clone, Debug)]
@@ -93,6 +95,9 @@ pub fn restore_files_keyed(
                 break;
             }
             for (k, rec) in (block_index..).zip(&batch) {
+                if rec.is_hole() {
+                    continue;
+                }
                 let i = rec.source as usize;
                 let Some(slot) = readers.get_mut(i) else {
                     // limit_sources() refused such records with their file and offset.
@@ -121,9 +126,13 @@ pub fn restore_files_keyed(
                 }
             }
             let blocks = read_checked_blocks(&batch, &readers, &keys, alg, &f.rel, block_index);
-            for b in blocks {
+            for (b, rec) in blocks.into_iter().zip(&batch) {
                 let b = b?;
-                whole.update(&b);
+                // A hole's zeros are written here (this file had no holes in its
+                // manifest) but are not under the whole-file digest (docs/FORMAT.md).
+                if !rec.is_hole() {
+                    whole.update(&b);
+                }
                 out.write_all(&b).map_err(|e| Error::io(&f.dest, e))?;
                 written += b.len() as u64;
                 state.bytes_read += b.len() as u64;
@@ -165,27 +174,31 @@ pub(super) fn read_checked_blocks(
     rel: &str,
     first: u64,
 ) -> Vec<Result<Vec<u8>>> {
-    in_pool(|| {
-        batch
-            .par_iter()
-            .enumerate()
-            .map(|(k, rec)| {
-                let Some(Some(reader)) = readers.get(rec.source as usize) else {
-                    return Err(Error::Invalid("internal: piece reader not opened".into()));
-                };
-                let key = keys.get(rec.source as usize).and_then(Option::as_ref);
-                let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
-                check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
-                    piece: reader.path().to_path_buf(),
-                    file: rel.to_string(),
-                    block_index: first + k as u64,
-                    offset: rec.offset,
-                    expected: to_hex(&rec.digest),
-                    actual,
-                })
-            })
-            .collect()
-    })
+    let one = |(k, rec): (usize, &BlockRecord)| -> Result<Vec<u8>> {
+        if rec.is_hole() {
+            // Never stored: zeros (raw_len is bounded by the block size).
+            return Ok(vec![0u8; rec.raw_len as usize]);
+        }
+        let Some(Some(reader)) = readers.get(rec.source as usize) else {
+            return Err(Error::Invalid("internal: piece reader not opened".into()));
+        };
+        let key = keys.get(rec.source as usize).and_then(Option::as_ref);
+        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+        check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
+            piece: reader.path().to_path_buf(),
+            file: rel.to_string(),
+            block_index: first + k as u64,
+            offset: rec.offset,
+            expected: to_hex(&rec.digest),
+            actual,
+        })
+    };
+    if batch.len() <= INLINE_BLOCKS {
+        // A small file's blocks are checked on this thread: handing them to the pool costs
+        // two thread switches per file, more than the check (many small files).
+        return batch.iter().enumerate().map(one).collect();
+    }
+    in_pool(|| batch.par_iter().enumerate().map(one).collect())
 }
 
 pub(crate) fn create_file(dest: &Path) -> Result<File> {

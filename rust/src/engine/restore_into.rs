@@ -16,6 +16,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
+use super::holes::data_in;
 use super::progress::{Progress, ProgressHook};
 use super::restore::{read_checked_blocks, RestoreFile};
 use crate::format::{BlockMapReader, BlockRecord, PieceReader};
@@ -34,6 +35,9 @@ pub struct IntoFile {
     /// Whether `dest` may exist already: its blocks that match are kept, others rewritten.
     pub delta: bool,
 }
+
+/// What `each_block` calls per block: (offset, length, bytes; None for a hole block).
+type EachBlock<'a> = dyn FnMut(u64, u64, Option<&[u8]>) -> Result<()> + 'a;
 
 /// The block map and piece readers of one restore, opened once for all its files.
 struct Blocks<'a> {
@@ -95,14 +99,15 @@ impl<'a> Blocks<'a> {
         Ok(())
     }
 
-    /// Calls `each(offset, block)` for every verified block of `f` in order, then checks
-    /// the file's size and whole digest.
+    /// Calls `each(offset, length, block)` for every verified block of `f` in order (a
+    /// block of a hole run is `None`: never stored, nothing read), then checks the file's
+    /// size and whole digest (which does not cover hole runs: docs/FORMAT.md).
     fn each_block(
         &mut self,
         f: &RestoreFile,
         state: &mut Progress,
         progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
-        each: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+        each: &mut EachBlock<'_>,
     ) -> Result<()> {
         let alg = self.map.algorithm();
         let mut whole = alg.hasher();
@@ -120,16 +125,35 @@ impl<'a> Blocks<'a> {
                 .collect::<crate::format::Result<_>>()?;
             start += take;
             for (k, rec) in (block_index..).zip(&batch) {
-                self.reader(rec.source as usize, &f.rel, k)?;
+                if !rec.is_hole() {
+                    self.reader(rec.source as usize, &f.rel, k)?;
+                }
             }
-            let blocks = read_checked_blocks(&batch, &self.readers, &self.keys, alg, &f.rel, block_index);
-            for b in blocks {
-                let b = b?;
-                whole.update(&b);
-                each(at, &b)?;
-                at += b.len() as u64;
-                state.bytes_read += b.len() as u64;
-                block_index += 1;
+            // Stretches of data blocks are read in parallel; hole blocks read nothing.
+            let mut i = 0;
+            while i < batch.len() {
+                let hole = batch[i].is_hole();
+                let n = batch[i..].iter().take_while(|r| r.is_hole() == hole).count();
+                let part = &batch[i..i + n];
+                i += n;
+                if hole {
+                    for r in part {
+                        let len = u64::from(r.raw_len);
+                        each(at, len, None)?;
+                        at += len;
+                        block_index += 1;
+                    }
+                    continue;
+                }
+                let blocks = read_checked_blocks(part, &self.readers, &self.keys, alg, &f.rel, block_index);
+                for b in blocks {
+                    let b = b?;
+                    whole.update(&b);
+                    each(at, b.len() as u64, Some(&b))?;
+                    at += b.len() as u64;
+                    state.bytes_read += b.len() as u64;
+                    block_index += 1;
+                }
             }
             if let ControlFlow::Break(()) = progress(*state) {
                 return Err(Error::Cancelled);
@@ -256,8 +280,18 @@ pub fn restore_into_keyed(
         let mut written = 0u64;
         let mut resized = false;
         let mut existing = Vec::new();
-        blocks.each_block(&f.file, &mut state, &mut *progress, &mut |at, b| {
-            let len = b.len() as u64;
+        blocks.each_block(&f.file, &mut state, &mut *progress, &mut |at, len, b| {
+            let Some(b) = b else {
+                // A hole run: nothing to write; in an existing file, its data there goes.
+                if f.delta && at < old_len {
+                    let n = len.min(old_len - at);
+                    if data_in(&file, at, n).map_err(|e| Error::io(dest, e))? {
+                        punch_hole(&file, dest, at, n)?;
+                        written += n;
+                    }
+                }
+                return Ok(());
+            };
             if f.delta && at < old_len {
                 existing.resize(b.len(), 0);
                 let have = (old_len - at).min(len) as usize;
@@ -312,7 +346,16 @@ pub fn dump_file_keyed(
     let mut blocks = Blocks::open(blockmap, sources, keys)?;
     let mut state = Progress::default();
     let mut none = |_: Progress| ControlFlow::Continue(());
-    blocks.each_block(f, &mut state, &mut none, &mut |_, b| {
+    let mut zeros: Vec<u8> = Vec::new();
+    blocks.each_block(f, &mut state, &mut none, &mut |_, len, b| {
+        let b = match b {
+            Some(b) => b,
+            None => {
+                // A hole block is at most one block long.
+                zeros.resize(len as usize, 0);
+                &zeros[..]
+            }
+        };
         out.write_all(b).map_err(|e| Error::io("<output>", e))
     })?;
     out.flush().map_err(|e| Error::io("<output>", e))?;

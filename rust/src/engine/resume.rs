@@ -471,6 +471,7 @@ impl Staged<'_> {
                 pushed = pushed.saturating_add(match op {
                     MapOp::Parent { count, .. } => count,
                     MapOp::Record(_) => 1,
+                    MapOp::Holes { count, .. } => count,
                 });
                 Ok(())
             },
@@ -507,6 +508,7 @@ impl Staged<'_> {
             |op| {
                 let r = match op {
                     MapOp::Parent { first, count } => (0..count).try_for_each(|k| map.push_parent(first + k)),
+                    MapOp::Holes { count, last_len } => map.push_holes(count, last_len),
                     MapOp::Record(r) => {
                         on_stored(&r);
                         map.push(&r)

@@ -295,6 +295,7 @@ fn move_one(
         |op| {
             let r = match op {
                 MapOp::Parent { first, count } => (0..count).try_for_each(|k| map.push_parent(first + k)),
+                MapOp::Holes { count, last_len } => map.push_holes(count, last_len),
                 MapOp::Record(mut r) => {
                     if r.source == self_source {
                         // `check` saw it inside piece_start..piece_end.

@@ -1,8 +1,10 @@
 //! Block maps: for every block of every file of a set's state, which source piece holds
 //! it, where, and its digest (docs/FORMAT.md). Version 1 stores one record per block;
 //! version 2 stores runs: records for the blocks this set stored, and for unchanged runs
-//! one small reference to the parent's map, so a map grows with what changed. This file
-//! writes both and decodes records; `blockmap_read` reads and resolves them.
+//! one small reference to the parent's map, so a map grows with what changed. Version 3
+//! adds hole runs: a run of blocks a sparse file never had allocated is one run header,
+//! not a record per block. This file writes them and decodes records; `blockmap_read`
+//! reads and resolves them.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
@@ -21,6 +23,13 @@ pub(crate) const RUN_HEADER_LEN: u64 = 24;
 pub(crate) const RUN_STORED: u8 = 1;
 /// Version 2 run kind: the next `count` blocks are the parent map's records from `first` on.
 pub(crate) const RUN_PARENT: u8 = 2;
+/// Version 3 run kind: the next `count` blocks are holes (all zero, never stored); the
+/// run header's last field is the raw length of its last block (the others are whole).
+pub(crate) const RUN_HOLE: u8 = 3;
+/// The source a hole record names when a reader yields it: no source has this index
+/// (`RecordIter::limit_sources` bounds real ones below the set's sources), so code that
+/// does not know holes fails on one instead of reading a block that was never stored.
+pub const HOLE_SOURCE: u32 = u32::MAX;
 /// Version 2: a stored run is cut after this many records, so the writer holds at most
 /// one run's records in memory before it knows the run's length.
 const MAX_STORED_RUN: usize = 4096;
@@ -81,10 +90,27 @@ pub struct BlockRecord {
 }
 
 impl BlockRecord {
+    /// A block of a hole run, `raw_len` zero bytes that were never stored.
+    pub fn hole(raw_len: u32) -> Self {
+        Self {
+            source: HOLE_SOURCE,
+            offset: 0,
+            stored_len: 0,
+            raw_len,
+            flags: 0,
+            digest: Vec::new(),
+        }
+    }
+
+    /// Whether this is a block of a hole run (its bytes are zero, nothing is stored).
+    pub fn is_hole(&self) -> bool {
+        self.source == HOLE_SOURCE
+    }
+
     fn encode(&self, layout: Layout, out: &mut Vec<u8>) {
         // A version-2 stored record is a version-1 record.
         match layout {
-            Layout::V1 | Layout::V2 => {
+            Layout::V1 | Layout::V2 | Layout::V3 => {
                 out.extend_from_slice(&self.source.to_le_bytes());
                 out.extend_from_slice(&self.offset.to_le_bytes());
                 out.extend_from_slice(&self.stored_len.to_le_bytes());
@@ -99,7 +125,7 @@ impl BlockRecord {
     /// the record, what is wrong).
     pub(crate) fn decode(layout: Layout, b: &[u8], block_size: u32) -> std::result::Result<Self, (u64, String)> {
         let r = match layout {
-            Layout::V1 | Layout::V2 => Self {
+            Layout::V1 | Layout::V2 | Layout::V3 => Self {
                 source: u32_at(b, 0),
                 offset: u64_at(b, 4),
                 stored_len: u32_at(b, 12),
@@ -110,9 +136,9 @@ impl BlockRecord {
         };
         check_fields(r.stored_len, r.raw_len, r.flags, block_size).map_err(|(field, m)| {
             let at = match (layout, field) {
-                (Layout::V1 | Layout::V2, Field::StoredLen) => 12,
-                (Layout::V1 | Layout::V2, Field::RawLen) => 16,
-                (Layout::V1 | Layout::V2, Field::Flags) => 20,
+                (Layout::V1 | Layout::V2 | Layout::V3, Field::StoredLen) => 12,
+                (Layout::V1 | Layout::V2 | Layout::V3, Field::RawLen) => 16,
+                (Layout::V1 | Layout::V2 | Layout::V3, Field::Flags) => 20,
             };
             (at, m)
         })?;
@@ -138,6 +164,8 @@ pub struct BlockMapWriter {
     stored_n: usize,
     /// Version 2: the reference run being extended: (parent's first record, count).
     reference: Option<(u64, u64)>,
+    /// Version 3: the hole run being extended: (count, raw length of its last block).
+    hole: Option<(u64, u32)>,
     runs: u64,
     stored_total: u64,
     scratch: Vec<u8>,
@@ -201,6 +229,7 @@ impl BlockMapWriter {
             stored: Vec::new(),
             stored_n: 0,
             reference: None,
+            hole: None,
             runs: 0,
             stored_total: 0,
             scratch: Vec::with_capacity(128),
@@ -230,6 +259,9 @@ impl BlockMapWriter {
         if let Some((first, n)) = self.reference.take() {
             self.run_header(RUN_PARENT, n, first)?;
         }
+        if let Some((n, last)) = self.hole.take() {
+            self.run_header(RUN_HOLE, n, u64::from(last))?;
+        }
         if self.stored_n > 0 {
             self.run_header(RUN_STORED, self.stored_n as u64, 0)?;
             let stored = std::mem::take(&mut self.stored);
@@ -249,13 +281,17 @@ impl BlockMapWriter {
             let m = format!("record {}: {m}", self.count);
             return Err(Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m)));
         }
+        if rec.is_hole() {
+            let m = format!("record {}: a hole is written with push_holes", self.count);
+            return Err(Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m)));
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         rec.encode(self.header.layout, &mut scratch);
         let r = match self.header.layout {
             Layout::V1 => self.put(&scratch),
-            Layout::V2 => {
-                if self.reference.is_some() || self.stored_n == MAX_STORED_RUN {
+            Layout::V2 | Layout::V3 => {
+                if self.reference.is_some() || self.hole.is_some() || self.stored_n == MAX_STORED_RUN {
                     self.close_run()?;
                 }
                 self.stored.extend_from_slice(&scratch);
@@ -293,6 +329,46 @@ impl BlockMapWriter {
         Ok(())
     }
 
+    /// Appends `count` blocks of a hole (version 3): whole blocks but the last, which is
+    /// `last_len` bytes (a file's tail). Holes that follow one another with whole blocks
+    /// between them become one run.
+    pub fn push_holes(&mut self, count: u64, last_len: u32) -> Result<()> {
+        let bs = self.header.block_size;
+        let invalid = |m: String| Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m));
+        if self.header.layout != Layout::V3 {
+            return Err(invalid(format!(
+                "record {}: a version-{} block map has no hole runs",
+                self.count,
+                self.header.layout.version()
+            )));
+        }
+        if count == 0 || last_len == 0 || last_len > bs {
+            return Err(invalid(format!(
+                "record {}: a hole of {count} blocks ending with {last_len} bytes (blocks are {bs} bytes)",
+                self.count
+            )));
+        }
+        let end = self
+            .count
+            .checked_add(count)
+            .ok_or_else(|| invalid("more than 2^64 records".into()))?;
+        match &mut self.hole {
+            Some((n, last)) if *last == bs => {
+                *n += count;
+                *last = last_len;
+            }
+            _ => {
+                self.close_run()?;
+                self.hole = Some((count, last_len));
+            }
+        }
+        if let Some(log) = self.log.as_mut() {
+            log.holes(count, last_len)?;
+        }
+        self.count = end;
+        Ok(())
+    }
+
     /// Logs every operation from now on to `log`, so a resumed pass can apply them again.
     pub fn log_to(&mut self, log: MapLog) {
         self.log = Some(log);
@@ -323,7 +399,7 @@ impl BlockMapWriter {
                 t.extend_from_slice(&[0u8; 7]);
                 t.extend_from_slice(&checksum);
             }
-            Layout::V2 => {
+            Layout::V2 | Layout::V3 => {
                 t.extend_from_slice(&self.runs.to_le_bytes());
                 t.extend_from_slice(&self.stored_total.to_le_bytes());
                 t.push(checksum.len() as u8);

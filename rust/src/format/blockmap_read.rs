@@ -93,7 +93,7 @@ impl Level {
         };
         match header.layout {
             Layout::V1 => level.trailer_v1(&t, at)?,
-            Layout::V2 => level.trailer_v2(&t, at)?,
+            Layout::V2 | Layout::V3 => level.trailer_v2(&t, at)?,
         }
         if let MapSrc::Sealed(r) = &level.src {
             let outer = r.container().checksum.clone();
@@ -219,6 +219,8 @@ impl Level {
             runs: self.runs,
             end: self.runs_end,
             has_parent: self.parent.is_some(),
+            holes: self.header.layout == Layout::V3,
+            block_size: self.header.block_size,
         }
     }
 
@@ -503,7 +505,7 @@ impl BlockMapReader {
     }
 }
 
-/// A run of records stored contiguously in one map of the chain.
+/// A run of records stored contiguously in one map of the chain, or of hole blocks.
 #[derive(Clone, Copy)]
 struct Segment {
     level: usize,
@@ -511,6 +513,9 @@ struct Segment {
     at: u64,
     /// Records left.
     left: u64,
+    /// Blocks of a hole: nothing is read; the raw length of the segment's last block
+    /// (the hole run's last, or a whole block where the range ends inside the run).
+    hole_last: Option<u32>,
 }
 
 /// Streams block records resolved through the chain, checking each.
@@ -551,6 +556,7 @@ impl RecordIter<'_> {
                     level,
                     at: HEADER_LEN + next * rec,
                     left: end - next,
+                    hole_last: None,
                 }));
             }
             let run = match l.run_at(next) {
@@ -568,7 +574,17 @@ impl RecordIter<'_> {
                         level,
                         at: at + inside * rec,
                         left: take,
+                        hole_last: None,
                     }))
+                }
+                RunKind::Hole { last_len } => {
+                    let to_end = next + take == run.start + run.count;
+                    return Some(Ok(Segment {
+                        level,
+                        at: run.header_at,
+                        left: take,
+                        hole_last: Some(if to_end { last_len } else { l.header.block_size }),
+                    }));
                 }
                 RunKind::Parent { first } => {
                     let pfirst = first.checked_add(inside);
@@ -617,6 +633,17 @@ impl Iterator for RecordIter<'_> {
             },
         };
         let l = &self.map.chain[seg.level];
+        if let Some(last) = seg.hole_last {
+            self.seg = Some(Segment {
+                left: seg.left - 1,
+                ..seg
+            });
+            return Some(Ok(BlockRecord::hole(if seg.left == 1 {
+                last
+            } else {
+                l.header.block_size
+            })));
+        }
         let rec = l.record_len() as usize;
         if self.buf_pos >= self.buf.len() {
             // A step of whole records, at most what is left of the segment.
@@ -637,6 +664,7 @@ impl Iterator for RecordIter<'_> {
             level: seg.level,
             at: at + rec as u64,
             left: seg.left - 1,
+            hole_last: None,
         });
         let limit = self.sources;
         Some(

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::blockmap::{RUN_HEADER_LEN, RUN_PARENT, RUN_STORED};
+use super::blockmap::{RUN_HEADER_LEN, RUN_HOLE, RUN_PARENT, RUN_STORED};
 use super::error::{Error, Result};
 use super::header::{u64_at, HEADER_LEN};
 use super::piece::check_zero;
@@ -32,6 +32,8 @@ pub(super) enum RunKind {
     Stored { at: u64 },
     /// The parent map's records from `first` on.
     Parent { first: u64 },
+    /// Blocks of a hole (version 3): whole blocks, the last `last_len` bytes.
+    Hole { last_len: u32 },
 }
 
 /// One run: the state's records `start .. start + count`.
@@ -55,6 +57,9 @@ pub(super) struct Frame<'a> {
     /// Where the runs end (the trailer starts).
     pub end: u64,
     pub has_parent: bool,
+    /// Whether hole runs may appear (version 3), and the block size bounding their last block.
+    pub holes: bool,
+    pub block_size: u32,
 }
 
 /// A place in the run stream: run number, its first state record, its header's offset.
@@ -161,7 +166,7 @@ impl Cursor {
     fn advance(&mut self, f: &Frame<'_>, run: Run) {
         let len = match run.kind {
             RunKind::Stored { .. } => RUN_HEADER_LEN + run.count * f.record_len,
-            RunKind::Parent { .. } => RUN_HEADER_LEN,
+            RunKind::Parent { .. } | RunKind::Hole { .. } => RUN_HEADER_LEN,
         };
         self.pos = Mark {
             run_no: self.pos.run_no + 1,
@@ -288,13 +293,26 @@ fn decode(f: &Frame<'_>, i: u64, pos: u64, start: u64, h: &[u8]) -> Result<Run> 
                 format!("run {i} refers to a parent, but the block map names none"),
             ));
         }
+        RUN_HOLE if f.holes => match u32::try_from(first) {
+            Ok(last_len) if last_len > 0 && last_len <= f.block_size => RunKind::Hole { last_len },
+            _ => {
+                return Err(Error::damaged(
+                    f.path,
+                    pos + 16,
+                    format!(
+                        "run {i}: hole's last block of {first} bytes is outside 1..={} (the block size)",
+                        f.block_size
+                    ),
+                ));
+            }
+        },
         k => return Err(Error::damaged(f.path, pos, format!("run {i}: unknown kind {k}"))),
     };
     let len = match kind {
         RunKind::Stored { .. } => count
             .checked_mul(f.record_len)
             .and_then(|n| n.checked_add(RUN_HEADER_LEN)),
-        RunKind::Parent { .. } => Some(RUN_HEADER_LEN),
+        RunKind::Parent { .. } | RunKind::Hole { .. } => Some(RUN_HEADER_LEN),
     };
     let fits = len.and_then(|l| l.checked_add(pos)).is_some_and(|n| n <= f.end);
     if !fits || start.checked_add(count).is_none_or(|e| e > f.count) {

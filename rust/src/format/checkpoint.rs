@@ -483,16 +483,25 @@ pub enum MapOp {
     },
     /// One record (a block stored by this set, or a reference to a stored one).
     Record(BlockRecord),
+    /// `count` blocks of a hole, the last `last_len` bytes long (a version-3 map).
+    Holes {
+        /// How many.
+        count: u64,
+        /// Raw length of the last.
+        last_len: u32,
+    },
 }
 
 const OP_RECORD: u8 = 1;
 const OP_PARENT: u8 = 2;
+const OP_HOLES: u8 = 3;
 
 /// The operations a pass applies to its block map, logged so that a resumed pass can
 /// apply the adopted files' operations again and get the same map (whatever decided
 /// them: the parent's digests, an unchanged file, a duplicate block). Tag 1: a record
 /// (source u32, offset u64, stored_len u32, raw_len u32, flags u8, digest); tag 2: a
-/// run of parent records (first u64, count u64), consecutive ones joined.
+/// run of parent records (first u64, count u64), consecutive ones joined; tag 3: blocks
+/// of a hole (count u64, raw length of the last u32).
 pub struct MapLog {
     path: PathBuf,
     out: BufWriter<File>,
@@ -559,6 +568,16 @@ impl MapLog {
         self.put(&b)
     }
 
+    /// Logs `count` blocks of a hole, the last `last_len` bytes long.
+    pub fn holes(&mut self, count: u64, last_len: u32) -> Result<()> {
+        self.close_run()?;
+        let mut b = [0u8; 13];
+        b[0] = OP_HOLES;
+        b[1..9].copy_from_slice(&count.to_le_bytes());
+        b[9..].copy_from_slice(&last_len.to_le_bytes());
+        self.put(&b)
+    }
+
     /// Logs the parent's record `n`.
     pub fn parent(&mut self, n: u64) -> Result<()> {
         match &mut self.run {
@@ -622,6 +641,13 @@ pub fn read_map_ops(
                     count: u64_at(b, 9),
                 },
                 17,
+            ),
+            OP_HOLES if b.len() >= 13 => (
+                MapOp::Holes {
+                    count: u64_at(b, 1),
+                    last_len: u32::from_le_bytes([b[9], b[10], b[11], b[12]]),
+                },
+                13,
             ),
             OP_RECORD if b.len() > rec_len => {
                 let r = BlockRecord::decode(super::header::Layout::V1, &b[1..=rec_len], block_size)

@@ -17,6 +17,9 @@ pub const VERSION_1: u32 = 1;
 /// The second format: pieces carry an XXH3-128 of their bytes beside the cryptographic
 /// checksum, block maps refer to their parent's records instead of copying them.
 pub const VERSION_2: u32 = 2;
+/// The third format, of block maps only: version 2 with hole runs (a run of blocks of a
+/// sparse file that were never stored: one 24-byte run header however long the hole).
+pub const VERSION_3: u32 = 3;
 /// The version this build writes.
 pub const WRITE_VERSION: u32 = VERSION_2;
 /// Every version this build reads: every version ever written.
@@ -70,14 +73,19 @@ pub enum Layout {
     V1,
     /// Version 2 (docs/FORMAT.md "Version 2").
     V2,
+    /// Version 3, block maps only (docs/FORMAT.md "Block map version 3"): version 2's
+    /// bytes, and hole runs.
+    V3,
 }
 
 impl Layout {
     /// The layout of `version` for files of `kind`, if this build reads it (every
     /// version reads both kinds; a kind may some day skip a version).
     pub fn of_kind(version: u32, kind: Kind) -> Option<Self> {
-        let _ = kind;
-        Self::of(version)
+        match (version, kind) {
+            (VERSION_3, Kind::BlockMap) => Some(Self::V3),
+            _ => Self::of(version),
+        }
     }
 
     /// The layout of `version`, if this build reads it (for some kind of file).
@@ -92,8 +100,10 @@ impl Layout {
     /// The layout this build writes for files of `kind`. Each file names its own
     /// version, so pieces and block maps move to a new version independently.
     pub fn written(kind: Kind) -> Self {
-        let _ = kind;
-        Self::V2
+        match kind {
+            Kind::Piece => Self::V2,
+            Kind::BlockMap => Self::V3,
+        }
     }
 
     /// The version number written in headers.
@@ -101,6 +111,7 @@ impl Layout {
         match self {
             Self::V1 => VERSION_1,
             Self::V2 => VERSION_2,
+            Self::V3 => VERSION_3,
         }
     }
 
@@ -112,21 +123,23 @@ impl Layout {
             // V1's fields, then the XXH3-128 of [0, trailer), then the checksum.
             (Self::V2, Kind::Piece) => 112,
             // V1's fields, run and stored-record counts, the parent's checksum and path.
-            (Self::V2, Kind::BlockMap) => 296,
+            (Self::V2 | Self::V3, Kind::BlockMap) => 296,
+            // No piece has version 3 (`of_kind` refuses it); the match must still be total.
+            (Self::V3, Kind::Piece) => 112,
         }
     }
 
     /// Length of one piece index entry.
     pub fn index_entry_len(self, digest_len: usize) -> u64 {
         match self {
-            Self::V1 | Self::V2 => 29 + digest_len as u64,
+            Self::V1 | Self::V2 | Self::V3 => 29 + digest_len as u64,
         }
     }
 
     /// Length of one block-map record.
     pub fn record_len(self, digest_len: usize) -> u64 {
         match self {
-            Self::V1 | Self::V2 => 21 + digest_len as u64,
+            Self::V1 | Self::V2 | Self::V3 => 21 + digest_len as u64,
         }
     }
 }
@@ -226,6 +239,7 @@ impl Header {
                     "{name} version {version} is not supported (this build reads {name}s of versions {:?})",
                     READ_VERSIONS
                         .into_iter()
+                        .chain([VERSION_3])
                         .filter(|&v| Layout::of_kind(v, kind).is_some())
                         .collect::<Vec<_>>()
                 ),

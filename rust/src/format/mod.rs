@@ -26,10 +26,10 @@ pub mod sealed_map;
 mod writeback;
 
 pub use block::{
-    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_GCM, FLAG_SEALED,
-    FLAG_ZSTD, SEALED_OVERHEAD,
+    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_GCM,
+    FLAG_SEALED, FLAG_ZSTD, SEALED_OVERHEAD,
 };
-pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef};
+pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef, HOLE_SOURCE};
 pub use blockmap_read::{BlockMapReader, RecordIter};
 pub use error::{Error, Result};
 pub use header::{check_block_size, Header, Kind, Layout, HEADER_LEN, MAX_BLOCK_SIZE, READ_VERSIONS, WRITE_VERSION};
@@ -41,5 +41,7 @@ mod mutation;
 mod tests;
 #[cfg(test)]
 mod tests_chain;
+#[cfg(test)]
+mod tests_holes;
 #[cfg(test)]
 mod tests_sealed;

@@ -1,0 +1,252 @@
+//! Hole runs of version-3 block maps: random mixes of stored records, holes and parent
+//! references resolve to the state written out in full (the oracle), over any range;
+//! a hole run is one header whatever its length; damaged hole runs are errors naming the
+//! map and the offset.
+
+use std::fs;
+use std::path::Path;
+
+use super::tests::tmpdir;
+use super::*;
+use crate::scan::algorithm::Algorithm;
+
+const BS: u32 = 4096;
+const ALG: Algorithm = Algorithm::Blake3;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn rec(i: u64) -> BlockRecord {
+    BlockRecord {
+        source: 0,
+        offset: 32 + i * 512,
+        stored_len: 100 + (i % 400) as u32,
+        raw_len: 100 + (i % 400) as u32,
+        flags: 0,
+        digest: ALG.digest(&i.to_le_bytes()),
+    }
+}
+
+fn read_all(path: &Path, first: u64, count: u64) -> Vec<BlockRecord> {
+    let r = BlockMapReader::open(path).unwrap();
+    r.range(first, count).unwrap().map(Result::unwrap).collect()
+}
+
+/// Writes a random state (stored records and holes) with `w`, returns the oracle.
+fn fill(w: &mut BlockMapWriter, rng: &mut Rng, n: usize, parent: Option<&[BlockRecord]>) -> Vec<BlockRecord> {
+    let mut want = Vec::new();
+    while want.len() < n {
+        match rng.below(3) {
+            0 => {
+                let count = 1 + rng.below(5);
+                let last = if rng.below(2) == 0 {
+                    BS
+                } else {
+                    1 + rng.below(u64::from(BS)) as u32
+                };
+                w.push_holes(count, last).unwrap();
+                want.extend((1..count).map(|_| BlockRecord::hole(BS)));
+                want.push(BlockRecord::hole(last));
+            }
+            1 if parent.is_some_and(|p| want.len() < p.len()) => {
+                let p = parent.unwrap_or_default();
+                w.push_parent(want.len() as u64).unwrap();
+                want.push(p[want.len()].clone());
+            }
+            _ => {
+                let r = rec(rng.below(1 << 20));
+                w.push(&r).unwrap();
+                want.push(r);
+            }
+        }
+    }
+    want
+}
+
+#[test]
+fn random_maps_with_holes_resolve_to_their_states_over_any_range() {
+    let d = tmpdir("holes-random");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..40 {
+        let pdir = d.join(format!("p{case}"));
+        let cdir = d.join(format!("c{case}"));
+        fs::create_dir_all(&pdir).unwrap();
+        fs::create_dir_all(&cdir).unwrap();
+        let mut w = BlockMapWriter::create(&pdir.join("blockmap"), ALG, BS).unwrap();
+        let n = 1 + rng.below(60) as usize;
+        let parent = fill(&mut w, &mut rng, n, None);
+        let (sum, count) = w.finish().unwrap();
+        assert_eq!(count, parent.len() as u64);
+        let pref = ParentRef {
+            rel_path: format!("../p{case}/blockmap"),
+            checksum: sum,
+        };
+        let mut w = BlockMapWriter::create_child(&cdir.join("blockmap"), ALG, BS, pref).unwrap();
+        let n = 1 + rng.below(80) as usize;
+        let child = fill(&mut w, &mut rng, n, Some(&parent));
+        w.finish().unwrap();
+        for (path, want) in [(pdir.join("blockmap"), &parent), (cdir.join("blockmap"), &child)] {
+            let r = BlockMapReader::open(&path).unwrap();
+            assert_eq!(r.version(), 3);
+            r.verify_checksum().unwrap();
+            assert_eq!(&read_all(&path, 0, want.len() as u64), want);
+            for _ in 0..8 {
+                let a = rng.below(want.len() as u64);
+                let n = rng.below(want.len() as u64 - a + 1);
+                let got = read_all(&path, a, n);
+                assert_eq!(got[..], want[a as usize..(a + n) as usize], "case {case} range {a}+{n}");
+            }
+        }
+    }
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_hole_run_is_one_header_however_long() {
+    let d = tmpdir("holes-long");
+    let p = d.join("blockmap");
+    let mut w = BlockMapWriter::create(&p, ALG, BS).unwrap();
+    w.push(&rec(1)).unwrap();
+    // 2^40 blocks of holes in three pushes joined into one run (whole last blocks).
+    w.push_holes(1 << 39, BS).unwrap();
+    w.push_holes(1 << 39, BS).unwrap();
+    w.push_holes(1, 17).unwrap();
+    w.push(&rec(2)).unwrap();
+    let (_, count) = w.finish().unwrap();
+    assert_eq!(count, (1 << 40) + 3);
+    let r = BlockMapReader::open(&p).unwrap();
+    let rec_len = r.record_len();
+    // Header, a stored run of one, one hole run, a stored run of one, the trailer.
+    assert_eq!(r.size(), 32 + 3 * 24 + 2 * rec_len + r.trailer_len());
+    let tail: Vec<BlockRecord> = r.range(1 << 40, 3).unwrap().map(Result::unwrap).collect();
+    assert_eq!(tail, vec![BlockRecord::hole(BS), BlockRecord::hole(17), rec(2)]);
+    // A hole record names no source a set can have.
+    let it = r.range(1, 1).unwrap().limit_sources(1);
+    assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), vec![BlockRecord::hole(BS)]);
+    fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn writers_refuse_holes_they_cannot_write() {
+    let d = tmpdir("holes-refuse");
+    let mut w = BlockMapWriter::create_layout(&d.join("v2"), ALG, BS, None, Layout::V2).unwrap();
+    assert!(w
+        .push_holes(1, BS)
+        .unwrap_err()
+        .to_string()
+        .contains("version-2 block map has no hole runs"));
+    let mut w = BlockMapWriter::create(&d.join("v3"), ALG, BS).unwrap();
+    for (count, last) in [(0, BS), (1, 0), (1, BS + 1)] {
+        let e = w.push_holes(count, last).unwrap_err().to_string();
+        assert!(e.contains("a hole of"), "{e}");
+    }
+    assert!(w.push(&BlockRecord::hole(BS)).is_err());
+    fs::remove_dir_all(&d).unwrap();
+}
+
+/// A map of [stored, hole x3 (last 100 bytes), stored] with `edit` applied to the hole
+/// run header (at offset 32 + 24 + record) and the checksum recomputed.
+fn damaged(d: &Path, name: &str, layout: Layout, edit: &dyn Fn(&mut [u8])) -> (std::path::PathBuf, u64) {
+    let p = d.join(name);
+    let mut w = BlockMapWriter::create_layout(&p, ALG, BS, None, Layout::V3).unwrap();
+    w.push(&rec(1)).unwrap();
+    w.push_holes(3, 100).unwrap();
+    w.push(&rec(2)).unwrap();
+    w.finish().unwrap();
+    let mut b = fs::read(&p).unwrap();
+    b[8..12].copy_from_slice(&layout.version().to_le_bytes());
+    let at = 32 + 24 + 21 + 32;
+    edit(&mut b[at..at + 24]);
+    let end = b.len() - 296;
+    let sum = ALG.digest(&b[..end]);
+    b[end + 232..end + 264].copy_from_slice(&sum);
+    fs::write(&p, &b).unwrap();
+    (p, at as u64)
+}
+
+/// What a restore meets: the map opened, its checksum and tiling checked, its records read.
+fn restore_error(p: &Path) -> String {
+    let r = match BlockMapReader::open(p) {
+        Ok(r) => r,
+        Err(e) => return e.to_string(),
+    };
+    if let Err(e) = r.verify_checksum() {
+        return e.to_string();
+    }
+    let count = r.count();
+    match r.range(0, count) {
+        Ok(it) => match it.collect::<Result<Vec<_>>>() {
+            Ok(v) => format!("read {} records", v.len()),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn damaged_hole_runs_are_errors_naming_the_map_and_offset() {
+    let d = tmpdir("holes-damaged");
+    type Edit = fn(&mut [u8]);
+    let cases: [(&str, Layout, Edit, u64, &str); 5] = [
+        (
+            "zero-last",
+            Layout::V3,
+            |h| h[16..24].copy_from_slice(&0u64.to_le_bytes()),
+            16,
+            "last block of 0 bytes",
+        ),
+        (
+            "long-last",
+            Layout::V3,
+            |h| h[16..24].copy_from_slice(&4097u64.to_le_bytes()),
+            16,
+            "last block of 4097 bytes",
+        ),
+        (
+            "overrun",
+            Layout::V3,
+            |h| h[8..16].copy_from_slice(&u64::MAX.to_le_bytes()),
+            8,
+            "overruns the block map",
+        ),
+        (
+            "empty",
+            Layout::V3,
+            |h| h[8..16].copy_from_slice(&0u64.to_le_bytes()),
+            8,
+            "is empty",
+        ),
+        ("in-v2", Layout::V2, |_| {}, 0, "unknown kind 3"),
+    ];
+    for (name, layout, edit, field, what) in cases {
+        let (p, at) = damaged(&d, name, layout, &edit);
+        let e = restore_error(&p);
+        let want_at = format!("at offset {}", at + field);
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains(what) && e.contains(&want_at),
+            "{name}: {e}"
+        );
+        // The structure check of verification finds it too.
+        let e = BlockMapReader::open(&p)
+            .unwrap()
+            .verify_checksum()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(what), "{name}: {e}");
+    }
+    // A longer hole run overlapping the next run: the runs no longer tile the map.
+    let (p, _) = damaged(&d, "overlap", Layout::V3, &|h| {
+        h[8..16].copy_from_slice(&4u64.to_le_bytes())
+    });
+    let e = restore_error(&p);
+    assert!(e.contains(&p.display().to_string()) && e.contains("records"), "{e}");
+    fs::remove_dir_all(&d).unwrap();
+}
