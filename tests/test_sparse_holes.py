@@ -208,3 +208,35 @@ def test_a_damaged_hole_run_is_refused_naming_the_map_and_offset(
     assert str(bm) in msg and what in msg
     if where is not None:
         assert f"at offset {at + where}" in msg
+
+
+def test_verification_of_a_sparse_set_passes_and_finds_data_written_into_a_hole(tmp_path: Path) -> None:
+    from rustybackup import VerificationType
+    from rustybackup.verify import Verifier
+
+    src = tmp_path / "src"
+    src.mkdir()
+    sparse_file(src / "f", [("data", BS), ("hole", 64 * BS), ("data", BS), ("hole", 8 * BS)])
+    m = repo(tmp_path, src)
+    sid = m.backup("t", "full").id
+    for level in (VerificationType.FULL, VerificationType.RESTORE_TEST):
+        report = Verifier(m).verify("t", level)
+        assert report.ok, (level, report.findings)
+    # RESTORE_TEST's check of a restored file: a hole block holding data is a mismatch.
+    man = m.set_manifest(sid)
+    f = man.files[0]
+    restored = tmp_path / "restored"
+    m.restore("t", restored)
+    blockmap = tmp_path / "repo" / "sets" / sid / "blockmap"
+
+    def check() -> _core.RestoredFileCheck:
+        return _core.check_restored(
+            restored / "f", "blake3", f.digest, blockmap=blockmap, first_block=f.first_block, block_count=f.block_count
+        )
+
+    assert check().matches
+    with open(restored / "f", "r+b") as fh:
+        fh.seek(10 * BS)
+        fh.write(b"\x01")
+    bad = check()
+    assert not bad.matches and "data where the block map records a hole" in bad.notes
