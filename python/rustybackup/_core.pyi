@@ -735,7 +735,6 @@ class RemoteLock:
     def __exit__(self, *_args: type[BaseException] | BaseException | TracebackType | None) -> bool: ...
 
 @final
-@final
 class TailUpload:
     """A piece's multipart upload that follows the file as the backup writes it: each
     part goes up once the file holds it. ``finish(size)`` sends the rest and checks the
@@ -746,6 +745,7 @@ class TailUpload:
     def finish(self, size: int) -> bool: ...
     def cancel(self) -> None: ...
 
+@final
 class ObjectStore:
     """A repository's storage: ``s3://bucket/prefix``, ``file:///dir`` or a directory.
 
