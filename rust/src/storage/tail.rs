@@ -262,7 +262,9 @@ mod tests {
     /// hash of the prefix).
     #[test]
     fn hold_back_hashes_all_but_the_tail_whatever_the_chunks() {
-        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let mut seed = 7u64;
         for keep in [0usize, 1, 80, 112, 4999, 5000] {
             for _ in 0..20 {
