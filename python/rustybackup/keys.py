@@ -562,10 +562,6 @@ def block_cipher(root: Path) -> str:
     return keys.block_cipher if keys is not None else BLOCK_CIPHER_OLD
 
 
-
-
-
-
 def _write_only_keys(doc: dict[str, Any], path: Path) -> Keys:
     where = f"write-only key {path}"
     gid = str(doc.get("generation"))

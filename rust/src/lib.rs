@@ -13,8 +13,8 @@ pub mod io_hints;
 pub mod pgpage;
 pub mod scan;
 pub mod select;
-pub mod tree;
 pub mod storage;
+pub mod tree;
 pub mod verify;
 pub mod wal;
 

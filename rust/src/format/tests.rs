@@ -388,7 +388,10 @@ fn a_chain_of_version_2_maps_resolves_to_the_materialised_states() {
     let (top, _) = prev.unwrap();
     let m = BlockMapReader::open(&top).unwrap();
     m.verify_checksum().unwrap();
-    assert_eq!((m.version(), m.chain_paths().count()), (Layout::written(Kind::BlockMap).version(), 6));
+    assert_eq!(
+        (m.version(), m.chain_paths().count()),
+        (Layout::written(Kind::BlockMap).version(), 6)
+    );
     let want = states.last().unwrap();
     assert_eq!(m.count(), want.len() as u64);
     let all: Vec<BlockRecord> = m.range(0, m.count()).unwrap().map(Result::unwrap).collect();

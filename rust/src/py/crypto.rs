@@ -78,7 +78,13 @@ fn aead_seal<'py>(
 /// Opens what `aead_seal` made; `EncryptionError` when the key, `ad` or a byte differs.
 #[pyfunction]
 #[pyo3(signature = (key, ad, sealed, *, cipher="xchacha20-poly1305"))]
-fn aead_open<'py>(py: Python<'py>, key: &[u8], ad: &[u8], sealed: &[u8], cipher: &str) -> PyResult<Bound<'py, PyBytes>> {
+fn aead_open<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    ad: &[u8],
+    sealed: &[u8],
+    cipher: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
     let cipher = crypto::Cipher::parse(cipher).map_err(crypto_error)?;
     let out = py
         .detach(|| match cipher {

@@ -183,9 +183,12 @@ fn backup_files(
         zstd_level,
         self_source,
         seal: match seal_key.as_ref().map(super::crypto::block_key).transpose()? {
-            Some(k) => Some(k.sealing_with(
-                crate::crypto::Cipher::parse(seal_cipher).map_err(|e| PyValueError::new_err(format!("seal_cipher: {e}")))?,
-            )),
+            Some(k) => Some(
+                k.sealing_with(
+                    crate::crypto::Cipher::parse(seal_cipher)
+                        .map_err(|e| PyValueError::new_err(format!("seal_cipher: {e}")))?,
+                ),
+            ),
             None => None,
         },
         dedup,

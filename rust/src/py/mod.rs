@@ -14,7 +14,7 @@ pub mod restore_into;
 pub mod resume;
 pub mod scan;
 pub mod select;
-pub mod tree;
 pub mod storage;
+pub mod tree;
 pub mod verify;
 pub mod wal;
