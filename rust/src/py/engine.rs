@@ -275,13 +275,33 @@ fn restore_files(
     cancel: Option<Py<PyAny>>,
     keys: Option<Vec<Option<super::crypto::KeyPair>>>,
 ) -> PyResult<u64> {
+    let (files, keys) = restore_args(files, keys)?;
+    let mut failure = None;
+    let result = py.detach(|| {
+        let mut h = hook(&progress, &cancel, &mut failure);
+        engine::restore_files_keyed(&files, &blockmap, &sources, &keys, &mut h)
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    result.map_err(engine_error)
+}
+
+/// A restore's file tuples `(rel, dest, first_block, block_count, size, digest hex)` and
+/// per-source key pairs as the engine takes them; one conversion for the local and the
+/// object-store restore (`ObjectStore.restore_files`).
+#[allow(clippy::type_complexity)]
+pub(crate) fn restore_args(
+    files: Vec<(String, PathBuf, u64, u64, u64, String)>,
+    keys: Option<Vec<Option<super::crypto::KeyPair>>>,
+) -> PyResult<(Vec<RestoreFile>, Vec<Option<crate::crypto::BlockKey>>)> {
     // keys[i]: (cipher_key, mac_key) of source i's sealed blocks (an encrypted set).
     let keys = keys
         .unwrap_or_default()
         .iter()
         .map(|k| k.as_ref().map(super::crypto::block_key).transpose())
         .collect::<PyResult<Vec<_>>>()?;
-    let files: Vec<RestoreFile> = files
+    let files = files
         .into_iter()
         .map(|(rel, dest, first_block, block_count, size, digest)| {
             let digest = from_hex(&digest, &rel)?;
@@ -295,15 +315,7 @@ fn restore_files(
             })
         })
         .collect::<PyResult<_>>()?;
-    let mut failure = None;
-    let result = py.detach(|| {
-        let mut h = hook(&progress, &cancel, &mut failure);
-        engine::restore_files_keyed(&files, &blockmap, &sources, &keys, &mut h)
-    });
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    result.map_err(engine_error)
+    Ok((files, keys))
 }
 
 fn piece_info(reader: &PieceReader) -> PyPieceInfo {

@@ -13,7 +13,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::errors::{engine_error, storage_error};
-use crate::engine::RestoreFile;
 use crate::storage::locks::{LockHandle, LockRecord, Purpose};
 use crate::storage::restore::RestoreError;
 use crate::storage::tail::TailUpload;
@@ -346,25 +345,7 @@ impl PyObjectStore {
         cancel: Option<Py<PyAny>>,
         keys: Option<Vec<Option<super::crypto::KeyPair>>>,
     ) -> PyResult<u64> {
-        let keys = keys
-            .unwrap_or_default()
-            .iter()
-            .map(|k| k.as_ref().map(super::crypto::block_key).transpose())
-            .collect::<PyResult<Vec<_>>>()?;
-        let files: Vec<RestoreFile> = files
-            .into_iter()
-            .map(|(rel, dest, first_block, block_count, size, digest)| {
-                let digest = super::engine::from_hex(&digest, &rel)?;
-                Ok(RestoreFile {
-                    rel,
-                    dest,
-                    first_block,
-                    block_count,
-                    size,
-                    digest,
-                })
-            })
-            .collect::<PyResult<_>>()?;
+        let (files, keys) = super::engine::restore_args(files, keys)?;
         let mut failure = None;
         let storage = Arc::clone(&self.inner);
         let result = py.detach(|| {
