@@ -143,6 +143,21 @@ impl BlockKey {
     }
 }
 
+/// Each source's key bound to its piece's name (`piece_label`), as a restore opens them:
+/// None where no key was given (that source's blocks must not be sealed).
+pub fn keys_for_pieces<P: AsRef<std::path::Path>>(keys: &[Option<BlockKey>], pieces: &[P]) -> Vec<Option<BlockKey>> {
+    pieces
+        .iter()
+        .enumerate()
+        .map(
+            |(i, p)| match (keys.get(i).and_then(Option::as_ref), piece_label(p.as_ref())) {
+                (Some(k), Some(label)) => Some(k.for_piece(&label)),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 /// The name a piece's blocks are bound to: `<set id>/<piece file>`, the last two
 /// components of its path, the same in `staging/` and in `sets/` (and in any copy that
 /// keeps the layout).

@@ -22,7 +22,7 @@ pub mod kdf;
 pub mod wrap;
 
 pub use aead::{open, open_owned, seal, seal_with_nonce, KEY_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
-pub use block::{piece_label, BlockKey, Cipher};
+pub use block::{keys_for_pieces, piece_label, BlockKey, Cipher};
 pub use error::{Error, Result};
 pub use kdf::{argon2id, derive_key, keyed_digest, Argon2Params};
 pub use wrap::{public_key, unwrap, wrap, WRAP_OVERHEAD};

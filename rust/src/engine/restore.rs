@@ -64,16 +64,7 @@ pub fn restore_files_keyed(
     keys: &[Option<crate::crypto::BlockKey>],
     progress: ProgressHook<'_>,
 ) -> Result<u64> {
-    let keys: Vec<Option<crate::crypto::BlockKey>> = sources
-        .iter()
-        .enumerate()
-        .map(
-            |(i, p)| match (keys.get(i).and_then(Option::as_ref), crate::crypto::piece_label(p)) {
-                (Some(k), Some(label)) => Some(k.for_piece(&label)),
-                _ => None,
-            },
-        )
-        .collect();
+    let keys = crate::crypto::keys_for_pieces(keys, sources);
     let map = BlockMapReader::open(blockmap)?;
     map.verify_checksum()?;
     let alg = map.algorithm();

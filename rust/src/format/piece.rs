@@ -399,20 +399,7 @@ impl PieceReader {
             trailer: t,
             trailer_at: at,
         } = open_framed(path, Kind::Piece)?;
-        let (index_off, entry_count, checksum, fast) = decode_trailer(path, header, &t, at)?;
-        let entry_len = header.layout.index_entry_len(header.digest_len());
-        let index_end = entry_count
-            .checked_mul(entry_len)
-            .and_then(|n| n.checked_add(index_off));
-        if index_off < HEADER_LEN || index_end != Some(at) {
-            return Err(Error::damaged(
-                path,
-                at + 8,
-                format!(
-                    "trailer places {entry_count} index entries at {index_off}, which does not fit a {size}-byte piece"
-                ),
-            ));
-        }
+        let (index_off, entry_count, checksum, fast) = decode_placed_trailer(path, header, &t, at, size)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -621,7 +608,18 @@ pub fn data_area_end(path: &Path, header: Header, size: u64, trailer: &[u8]) -> 
         ));
     }
     let at = size - tlen;
-    let (index_off, entry_count, _, _) = decode_trailer(path, header, trailer, at)?;
+    let (index_off, _, _, _) = decode_placed_trailer(path, header, trailer, at, size)?;
+    Ok(index_off)
+}
+
+/// What a trailer records: index offset, entry count, checksum, XXH3-128 (version 2 on).
+type Trailer = (u64, u64, Vec<u8>, Option<[u8; 16]>);
+
+/// `decode_trailer`, then the check that the index it describes fits exactly between
+/// the data and the trailer at `at` of a `size`-byte piece.
+fn decode_placed_trailer(path: &Path, header: Header, t: &[u8], at: u64, size: u64) -> Result<Trailer> {
+    let trailer = decode_trailer(path, header, t, at)?;
+    let (index_off, entry_count) = (trailer.0, trailer.1);
     let entry_len = header.layout.index_entry_len(header.digest_len());
     let index_end = entry_count
         .checked_mul(entry_len)
@@ -635,11 +633,8 @@ pub fn data_area_end(path: &Path, header: Header, size: u64, trailer: &[u8]) -> 
             ),
         ));
     }
-    Ok(index_off)
+    Ok(trailer)
 }
-
-/// What a trailer records: index offset, entry count, checksum, XXH3-128 (version 2 on).
-type Trailer = (u64, u64, Vec<u8>, Option<[u8; 16]>);
 
 fn decode_trailer(path: &Path, header: Header, t: &[u8], at: u64) -> Result<Trailer> {
     if &t[..8] != Kind::Piece.trailer_magic() {

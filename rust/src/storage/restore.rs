@@ -113,19 +113,7 @@ pub fn restore_files(
     keys: &[Option<crate::crypto::BlockKey>],
     progress: ProgressHook<'_>,
 ) -> Result<u64> {
-    let keys: Vec<Option<crate::crypto::BlockKey>> = sources
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            match (
-                keys.get(i).and_then(Option::as_ref),
-                crate::crypto::piece_label(std::path::Path::new(k)),
-            ) {
-                (Some(key), Some(label)) => Some(key.for_piece(&label)),
-                _ => None,
-            }
-        })
-        .collect();
+    let keys = crate::crypto::keys_for_pieces(keys, sources);
     let labels: Vec<String> = sources
         .iter()
         .map(|k| format!("{}/{k}", storage.url().trim_end_matches('/')))
