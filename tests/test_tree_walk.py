@@ -80,7 +80,10 @@ def test_the_walk_sees_what_lstat_and_listxattr_see(spec: list[tuple[list[str], 
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if kind == "f":
-                    path.write_bytes(data)
+                    # "x": a name taken already (a FIFO above all: opening it to write
+                    # would wait for a reader forever) is skipped like any other clash.
+                    with open(path, "xb") as f:
+                        f.write(data)
                 elif kind == "d":
                     path.mkdir()
                 elif kind == "l":
