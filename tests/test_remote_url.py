@@ -95,6 +95,9 @@ def test_cli_takes_a_url_and_names_a_bad_one(tmp_path: Path) -> None:
     bad = runner.invoke(cli, ["--repo", "s3://Bad_Bucket/x", "list"])
     assert bad.exit_code == 2 and "not a valid bucket name" in bad.output
     # A command that needs a local directory says so instead of using ./s3:/...
-    local_only = runner.invoke(cli, ["--repo", "s3://bucket/x", "job", "list"])
+    local_only = runner.invoke(cli, ["--repo", "s3://bucket/x", "metrics"])
     assert local_only.exit_code == 2 and "needs a local repository directory" in local_only.output
+    # The scheduler's commands also say how a job writes to a bucket instead.
+    jobs = runner.invoke(cli, ["--repo", "s3://bucket/x", "job", "list"])
+    assert jobs.exit_code == 2 and "beside a local repository" in jobs.output and "--target" in jobs.output
     assert not (Path.cwd() / "s3:").exists()
