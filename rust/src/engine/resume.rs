@@ -245,7 +245,7 @@ fn adopt(
             break;
         }
         staged
-            .replay(rec, &mut map, on_stored)
+            .replay(rec, &mut map, on_stored, None)
             .map_err(|e| Some(format!("cannot rebuild the block map {}: {e}", map_path.display())))?;
         files.push(FileOutcome {
             size: rec.size,
@@ -491,12 +491,17 @@ impl Staged<'_> {
         Ok(())
     }
 
-    /// Applies the file's logged block-map operations again.
-    fn replay(
+    /// Applies the file's logged block-map operations again: in place (`moved_to`
+    /// None), or for a file whose bytes were copied to `new_start` of a new piece
+    /// (`Some((self_source, new_start))`: records of the set's own piece move with them;
+    /// `check` saw each inside `rec.piece_start..rec.piece_end`). One replay for both,
+    /// so a new map operation is applied the same way whichever pass resumes.
+    pub(super) fn replay(
         &self,
         rec: &FileRecord,
         map: &mut BlockMapWriter,
         on_stored: &mut dyn FnMut(&BlockRecord),
+        moved_to: Option<(u32, u64)>,
     ) -> Result<()> {
         let mut failed: Option<crate::format::Error> = None;
         let out = read_map_ops(
@@ -509,7 +514,12 @@ impl Staged<'_> {
                 let r = match op {
                     MapOp::Parent { first, count } => (0..count).try_for_each(|k| map.push_parent(first + k)),
                     MapOp::Holes { count, last_len } => map.push_holes(count, last_len),
-                    MapOp::Record(r) => {
+                    MapOp::Record(mut r) => {
+                        if let Some((self_source, new_start)) = moved_to {
+                            if r.source == self_source {
+                                r.offset = r.offset - rec.piece_start + new_start;
+                            }
+                        }
                         on_stored(&r);
                         map.push(&r)
                     }

@@ -285,37 +285,7 @@ fn move_one(
         return Err(e);
     }
     copied.map_err(Error::Invalid)?;
-    let map = &mut s.map;
-    let replayed = read_map_ops(
-        staged.log,
-        staged.log_path,
-        (rec.map_start, rec.map_end),
-        staged.header.digest_len(),
-        staged.header.block_size,
-        |op| {
-            let r = match op {
-                MapOp::Parent { first, count } => (0..count).try_for_each(|k| map.push_parent(first + k)),
-                MapOp::Holes { count, last_len } => map.push_holes(count, last_len),
-                MapOp::Record(mut r) => {
-                    if r.source == self_source {
-                        // `check` saw it inside piece_start..piece_end.
-                        r.offset = r.offset - rec.piece_start + new_start;
-                    }
-                    on_stored(&r);
-                    map.push(&r)
-                }
-            };
-            r.map_err(|e| {
-                let m = e.to_string();
-                failed = Some(e.into());
-                m
-            })
-        },
-    );
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    replayed.map_err(Error::Invalid)?;
+    staged.replay(rec, &mut s.map, on_stored, Some((self_source, new_start)))?;
     Ok(FileOutcome {
         size: rec.size,
         digest: rec.digest.clone(),
