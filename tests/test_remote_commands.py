@@ -2,7 +2,8 @@
 local one: archive-push / archive-get (every push in the bucket before it exits 0, a cut
 push uploaded by the next, other content refused, another host recovering from the
 bucket alone), SQLite WAL capture, and the commands that refuse a remote repository
-saying why (key slots, the scheduler's own commands) without writing to the bucket."""
+saying why (key slots of an unencrypted repository, the scheduler's own commands) without
+writing to the bucket."""
 
 from __future__ import annotations
 
@@ -133,13 +134,17 @@ def test_sqlite_capture_into_a_remote_repository(
         ["key", "rotate"],
     ],
 )
-def test_key_commands_refuse_a_remote_repository_saying_why(s3_env: SeaweedFS, s3_prefix: str, args: list[str]) -> None:
+def test_key_commands_on_an_unencrypted_remote_repository_say_so(
+    s3_env: SeaweedFS, s3_prefix: str, args: list[str]
+) -> None:
+    # Key commands work on s3:// repositories (tests/test_encryption_s3.py); on one
+    # made without --encryption they change nothing and say why.
     url = s3_env.url(s3_prefix)
     assert _run(url, "init").exit_code == 0
     before = s3_env.client().list_keys(s3_env.bucket, s3_prefix + "/")
     r = _run(url, *args)
     assert r.exit_code == 1
-    assert f"{url}: key slots are kept in a local repository's keys/ directory" in r.output
+    assert f"{url}: the repository is not encrypted" in r.output
     assert "nothing was changed" in r.output
     assert s3_env.client().list_keys(s3_env.bucket, s3_prefix + "/") == before
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from . import _core, locks, manifest, store
-from .errors import CatalogError, ConfigError, RepositoryLocked, StorageError, StorageNotFound
+from .errors import CatalogError, ConfigError, EncryptionError, RepositoryLocked, StorageError, StorageNotFound
 from .repo_url import RepoUrl
 from .upload_limits import UploadPacer, UploadSchedule
 
@@ -88,18 +88,24 @@ class RemoteRepository:
         self.store = _core.ObjectStore(str(url), transfer_options())
         if create_bucket:
             self.store.create_bucket()
-        self._check_format(create)
+        self.format_version = self._check_format(create)
         self.cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # An encrypted repository's key slots and keyring are objects too; keys.py reads
+        # the cache's copy, brought up to date here (remote_keys.py).
+        from . import remote_keys
+
+        self.encrypted = remote_keys.pull(self)
 
     def __repr__(self) -> str:
         return f"RemoteRepository({str(self.url)!r}, cache={str(self.cache)!r})"
 
     # --- the format object -------------------------------------------------------------
 
-    def _check_format(self, create: bool) -> None:
+    def _check_format(self, create: bool) -> int:
         """Reads the bucket's ``format`` object (one request: it also finds a missing
         bucket or wrong credentials, as the storage layer's error), writing it first
-        when the repository is new and `create` allows it."""
+        when the repository is new and `create` allows it. Returns its version: 1, or
+        2 for an encrypted repository (remote_keys.init_encryption writes that)."""
         text = f"{store.FORMAT_WORD} {store.FORMAT_VERSION}\n"
         data = self.store.get_bytes(store.FORMAT_FILE) if self.store.head(store.FORMAT_FILE) else None
         if data is None:
@@ -109,13 +115,16 @@ class RemoteRepository:
                 data = self.store.get_bytes(store.FORMAT_FILE)  # another host created it just now
             else:
                 log.info("created repository %s", self.url)
-                return
+                return store.FORMAT_VERSION
         got = bytes(data).decode("utf-8", errors="replace").strip()
+        if got == f"{store.FORMAT_WORD} 2":
+            return 2
         if got != text.strip():
             raise CatalogError(
                 f"{self.url}/{store.FORMAT_FILE}: unrecognised repository format {got[:60]!r} "
                 f"(this rustybackup reads {text.strip()!r})"
             )
+        return store.FORMAT_VERSION
 
     # --- the cache -------------------------------------------------------------------
 
@@ -153,6 +162,11 @@ class RemoteRepository:
         # Also manifests cached earlier whose registration did not happen (a crash).
         todo += [m for m in repo.manifests() if m.parent.name not in known and m not in fetched]
         todo = [m for m in todo if m.parent.name not in gone and not (m.parent / locks.STAGING_LOCK).exists()]
+        if self.encrypted:
+            from . import remote_keys
+
+            # A write-only host registers only its own sets (the rest it cannot open).
+            todo = [m for m in todo if remote_keys.readable(repo.root, m)]
         added: list[str] = []
         if todo:
             catalog.register_manifests(sorted(todo))
@@ -202,6 +216,11 @@ class RemoteRepository:
         try:
             m = manifest.load(d / store.MANIFEST, set_id=set_id)
         except CatalogError:
+            return
+        except EncryptionError:
+            # A host without the key (QUICK/STANDARD scrub the ciphertext) cannot open
+            # the manifest; a set's blocks are in its one data.piece (engine.py).
+            (d / store.PIECE).unlink(missing_ok=True)
             return
         for p in m.pieces:
             (repo.root / p.path).unlink(missing_ok=True)
@@ -407,7 +426,8 @@ def verifying(
     for set_id in sorted({i.set_id for i in items}):
         try:
             remote.fetch(repo, [set_id], with_pieces=False)
-        except (CatalogError, StorageNotFound, OSError) as exc:
+        except (CatalogError, EncryptionError, StorageNotFound, OSError) as exc:
+            # Without the key the sealed manifest stays shut: the map is fetched as an item.
             log.debug("block map of %s not fetched before its check: %s", set_id, exc)
     try:
         for i in items:

@@ -320,6 +320,10 @@ class Verifier:
             )
             run.bad_sets.add(s.id)
 
+        # A remote repository's cache holds pieces only while they are checked: there
+        # the bucket says which are stored (one listing per set).
+        remote = self.manager.remote
+        stored = None if remote is None or not others else remote.object_sizes([x.set_id for x in others])
         for i, src in enumerate(others):
             rel = f"{store.SETS_DIR}/{src.set_id}/{src.piece}"
             known = self._piece_paths(src.set_id, run)
@@ -327,7 +331,7 @@ class Verifier:
                 bad("missing_source", f"{where}: sources[{i}]: set {src.set_id} is not in the catalog")
             elif rel not in known:
                 bad("missing_source", f"{where}: sources[{i}]: {rel} is not a piece of set {src.set_id}")
-            elif not (self.repository / rel).is_file():
+            elif not ((self.repository / rel).is_file() if stored is None else rel in stored):
                 bad("missing_source", f"{where}: sources[{i}]: piece {rel} is missing")
         if m.record.parent_id is not None:
             parent = self._manifest(m.record.parent_id, run)

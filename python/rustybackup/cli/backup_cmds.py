@@ -86,10 +86,18 @@ def init_cmd(state: CliState, create_bucket: bool, encryption: bool) -> None:
     if encryption:
         from .. import keys, store
 
-        root = state.require_repo()
-        store.Repository(root)
         password, key_file = keys.given_credentials()
-        slots = keys.init_encryption(root, password=password, key_file=key_file)
+        if state.url is not None:
+            from .. import remote_keys
+
+            # Key slots and keyring become objects of the bucket (remote_keys.py).
+            slots = remote_keys.init_encryption(
+                state.url, password=password, key_file=key_file, create_bucket=create_bucket
+            )
+        else:
+            root = state.require_repo()
+            store.Repository(root)
+            slots = keys.init_encryption(root, password=password, key_file=key_file)
         click.echo(f"encryption on: slots {', '.join(f'{s.id} ({s.kind})' for s in slots)}")
     m = state.open_manager(create=True, create_bucket=create_bucket)
     click.echo(f"repository ready at {m.remote.url if m.remote is not None else m.repository}")

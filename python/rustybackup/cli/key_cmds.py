@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,17 +20,18 @@ def _when(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat(timespec="seconds") if us else "-"
 
 
-def _root(state: CliState) -> Path:
-    """The repository whose key slots a command works on: a local directory. The slots
-    are files of its keys/ directory, and this version keeps no slots in a bucket:
-    `init --encryption` makes local repositories only."""
-    if state.url is not None:
-        raise EncryptionError(
-            f"{state.url}: key slots are kept in a local repository's keys/ directory, and a remote "
-            "repository has none in this version (`init --encryption` makes local repositories only); "
-            "nothing was changed"
-        )
-    return state.require_repo()
+@contextmanager
+def _repo(state: CliState, *, exclusive: bool = False) -> Iterator[Path]:
+    """The directory whose keys/ keys.py works on: the repository, or for an s3://
+    repository its cache, fresh from the bucket, whose changes go back to the bucket
+    when the command is done (remote_keys.editing; `exclusive` for remove and rotate)."""
+    if state.url is None:
+        yield state.require_repo()
+        return
+    from .. import remote_keys
+
+    with remote_keys.editing(state.url, exclusive=exclusive) as root:
+        yield root
 
 
 def _open(root: Path) -> keys.Keys:
@@ -54,7 +57,8 @@ def list_cmd(state: CliState, as_json: bool) -> None:
 
     Example: rustybackup --repo /backups key list --json
     """
-    slots = keys.list_slots(_root(state))
+    with _repo(state) as root:
+        slots = keys.list_slots(root)
     if as_json:
         print_json([s.as_json() for s in slots])
         return
@@ -93,25 +97,26 @@ def add_cmd(
 
     Example: rustybackup --repo /backups --password-file old.txt key add --new-password-file new.txt
     """
-    root = _root(state)
     chosen = [x for x in (new_password_file, new_key_file, write_only) if x is not None]
     new_password = os.environ.get(keys.NEW_PASSWORD_ENV)
     if len(chosen) > 1:
         raise click.UsageError("give one of --new-password-file, --new-key-file, --write-only")
-    opened = _open(root)
-    if new_key_file is not None:
-        slot = keys.add_key_file(root, opened, new_key_file)
-    elif write_only is not None:
-        slot = keys.add_write_only(root, opened, write_only)
-    else:
-        if new_password_file is not None:
-            new_password = new_password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        if not new_password:
-            raise click.UsageError(
-                f"no new passphrase: pass --new-password-file F or set {keys.NEW_PASSWORD_ENV} "
-                "(or use --new-key-file / --write-only)"
-            )
-        slot = keys.add_passphrase(root, opened, new_password)
+    if new_password_file is not None:
+        new_password = new_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    if not chosen and not new_password:
+        raise click.UsageError(
+            f"no new passphrase: pass --new-password-file F or set {keys.NEW_PASSWORD_ENV} "
+            "(or use --new-key-file / --write-only)"
+        )
+    with _repo(state) as root:
+        opened = _open(root)
+        if new_key_file is not None:
+            slot = keys.add_key_file(root, opened, new_key_file)
+        elif write_only is not None:
+            slot = keys.add_write_only(root, opened, write_only)
+        else:
+            assert new_password is not None
+            slot = keys.add_passphrase(root, opened, new_password)
     if as_json:
         print_json(slot.as_json())
     else:
@@ -126,7 +131,8 @@ def remove_cmd(state: CliState, slot_id: str) -> None:
 
     Example: rustybackup --repo /backups key remove 3f2a9c1e
     """
-    keys.remove_slot(_root(state), slot_id)
+    with _repo(state, exclusive=True) as root:
+        keys.remove_slot(root, slot_id)
     click.echo(f"removed slot {slot_id}")
 
 
@@ -138,8 +144,8 @@ def rotate_cmd(state: CliState, as_json: bool) -> None:
 
     Example: RUSTYBACKUP_PASSWORD=... rustybackup --repo /backups key rotate
     """
-    root = _root(state)
-    gen = keys.rotate(root, _open(root))
+    with _repo(state, exclusive=True) as root:
+        gen = keys.rotate(root, _open(root))
     if as_json:
         print_json({"generation": gen.id, "created_at_us": gen.created_at_us})
     else:
