@@ -1,0 +1,157 @@
+"""A resumed backup in an encrypted repository (issue 19 in an issue 16 repository): a
+real child process is SIGKILLed mid-backup (it stops itself after a known progress
+report, so nothing depends on timing), and the next run, in this process with no key of
+the child's left in memory, resumes the cut set under its own id with the set key the
+child sealed into its staging directory. The result restores byte for byte, passes FULL
+verification (every block authenticated), every block of its piece is sealed, and the
+run read only what the child had not finished."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rustybackup import BackupManager, _core, keys
+from rustybackup.verify import Verifier
+from test_resume import MiB, make_tree, staging_dirs
+
+PASSWORD = "resume me"
+
+CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from rustybackup import BackupManager
+    m = BackupManager(sys.argv[1])
+    m.checkpoint_every = 0
+    seen = 0
+    def progress(p):
+        global seen
+        seen += 1
+        if seen == int(sys.argv[3]):
+            print("stopped", flush=True)
+            threading.Event().wait()  # until SIGKILL
+    m.backup("tree", sys.argv[2], progress=progress)
+    print("finished", flush=True)
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Cheap Argon2id slots (a slot keeps its own parameters, so the child opens it cheaply too).
+    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
+    monkeypatch.setattr(keys, "ARGON2_T", 1)
+    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+    forget_all()
+    yield
+    forget_all()
+
+
+def forget_all() -> None:
+    """As a new process: no unlocked key and no set key of an earlier run in memory."""
+    keys._credentials.clear()
+    with keys._lock:
+        keys._unlocked.clear()
+
+
+def encrypted_repo(tmp_path: Path, src: Path) -> Path:
+    repo = tmp_path / "repo"
+    m = BackupManager(repo)
+    keys.init_encryption(repo, password=PASSWORD)
+    m.register_database("tree", src, compression="zstd")
+    forget_all()
+    return repo
+
+
+def kill_child_after(repo: Path, btype: str, reports: int) -> Path:
+    """Runs a backup in a child process, SIGKILLs it after its `reports`-th progress
+    report, and returns the staging directory it left."""
+    args = [sys.executable, "-c", CHILD, str(repo), btype, str(reports)]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "stopped"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (left,) = staging_dirs(BackupManager(repo))
+    assert (left / keys.SET_KEY_FILE).is_file(), "the child sealed its set key into its staging directory"
+    forget_all()
+    return left
+
+
+def check_set(m: BackupManager, set_id: str, src: Path, out: Path) -> None:
+    """Restores byte for byte, passes FULL, every stored block sealed, nothing of the
+    resume (nor the staged set key) published."""
+    m.restore("tree", out, backup_set_id=set_id)
+    for f in src.iterdir():
+        assert (out / f.name).read_bytes() == f.read_bytes(), f.name
+    report = Verifier(m).verify(set_id, "full")
+    assert report.ok, report.findings
+    set_dir = m.repository / "sets" / set_id
+    entries = _core.read_piece_index(set_dir / "data.piece")
+    assert entries and all(e[5] & 2 for e in entries), "a block of the resumed set is not sealed"
+    assert sorted(p.name for p in set_dir.iterdir()) == ["blockmap", "data.piece", "manifest.json"]
+
+
+def test_sigkill_mid_encrypted_full_then_resume(tmp_path: Path) -> None:
+    src = make_tree(tmp_path, [2 * MiB] * 10)
+    total = sum(f.stat().st_size for f in src.iterdir())
+    repo = encrypted_repo(tmp_path, src)
+    left = kill_child_after(repo, "full", 2)
+    m = BackupManager(repo)
+    m.checkpoint_every = 0
+    done = m.backup("tree", "full")
+    assert done.id == left.name  # the cut set goes on under its id, with its set key
+    resumed = m.resumed[done.id]
+    assert resumed.files > 0
+    assert done.bytes_read == total - resumed.bytes < total
+    assert staging_dirs(m) == []
+    check_set(m, done.id, src, tmp_path / "out")
+
+
+def test_sigkill_mid_encrypted_incremental_then_resume(tmp_path: Path) -> None:
+    src = make_tree(tmp_path, [2 * MiB] * 10)
+    repo = encrypted_repo(tmp_path, src)
+    m = BackupManager(repo)
+    full = m.backup("tree", "full")
+    for f in sorted(src.iterdir()):
+        data = bytearray(f.read_bytes())
+        data[100] ^= 0xFF
+        f.write_bytes(bytes(data))
+    forget_all()
+    left = kill_child_after(repo, "incremental", 2)
+    m = BackupManager(repo)
+    m.checkpoint_every = 0
+    inc = m.backup("tree", "incremental")
+    assert inc.id == left.name and inc.parent_id == full.id
+    assert m.resumed[inc.id].files > 0
+    check_set(m, inc.id, src, tmp_path / "out")
+    # The parent still restores as it was (the resume wrote nothing of it).
+    assert Verifier(m).verify(full.id, "full").ok
+
+
+def test_a_damaged_staged_encrypted_piece_is_read_again(tmp_path: Path) -> None:
+    src = make_tree(tmp_path, [2 * MiB] * 8)
+    total = sum(f.stat().st_size for f in src.iterdir())
+    repo = encrypted_repo(tmp_path, src)
+    left = kill_child_after(repo, "full", 2)
+    files, _, piece_end = _core.checkpoint_summary(left / "checkpoint")
+    assert files >= 2
+    with open(left / "data.piece", "r+b") as fh:  # the last sealed byte of the last finished file
+        fh.seek(piece_end - 1)
+        b = fh.read(1)
+        fh.seek(piece_end - 1)
+        fh.write(bytes([b[0] ^ 0x20]))
+    m = BackupManager(repo)
+    m.checkpoint_every = 0
+    done = m.backup("tree", "full")
+    resumed = m.resumed[done.id]
+    assert resumed.files == files - 1
+    assert resumed.note is not None and "damaged" in resumed.note
+    assert done.bytes_read == total - resumed.bytes
+    check_set(m, done.id, src, tmp_path / "out")
