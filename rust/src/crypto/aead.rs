@@ -1,7 +1,7 @@
 //! XChaCha20-Poly1305 messages: `nonce (24) || ciphertext || tag (16)`, encrypted and
 //! decrypted in place (a block is copied once, not twice).
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
 use super::error::{random, Error, Result};
@@ -37,8 +37,9 @@ pub fn seal_with_nonce(key: &[u8], nonce: &[u8], ad: &[u8], plaintext: &[u8]) ->
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.extend_from_slice(nonce);
     out.extend_from_slice(plaintext);
+    let nonce = XNonce::try_from(nonce).map_err(|_| Error::Invalid(format!("a nonce is {NONCE_LEN} bytes")))?;
     let tag = cipher(key)?
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), ad, &mut out[NONCE_LEN..])
+        .encrypt_inout_detached(&nonce, ad, (&mut out[NONCE_LEN..]).into())
         .map_err(|_| Error::Invalid("message too long to seal".into()))?;
     out.extend_from_slice(&tag);
     Ok(out)
@@ -58,10 +59,16 @@ pub fn open_owned(key: &[u8], ad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>>
             "{len} bytes are too short for a sealed message ({OVERHEAD} at least)"
         )));
     }
-    let nonce = *XNonce::from_slice(&sealed[..NONCE_LEN]);
-    let tag = *Tag::from_slice(&sealed[len - TAG_LEN..]);
+    let (Ok(nonce), Ok(tag)) = (
+        XNonce::try_from(&sealed[..NONCE_LEN]),
+        Tag::try_from(&sealed[len - TAG_LEN..]),
+    ) else {
+        return Err(Error::Authentication(
+            "a sealed message's nonce or tag has the wrong length".into(),
+        ));
+    };
     cipher(key)?
-        .decrypt_in_place_detached(&nonce, ad, &mut sealed[NONCE_LEN..len - TAG_LEN], &tag)
+        .decrypt_inout_detached(&nonce, ad, (&mut sealed[NONCE_LEN..len - TAG_LEN]).into(), &tag)
         .map_err(|_| Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into()))?;
     sealed.truncate(len - TAG_LEN);
     sealed.drain(..NONCE_LEN);

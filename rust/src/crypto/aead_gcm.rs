@@ -13,8 +13,10 @@
 //! The derivation costs one BLAKE3 compression and an AES key schedule per block,
 //! ~0.2 us against ~8 us to seal 8 KiB (benches/README.md "Encryption").
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Tag};
+
+type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
 
 use super::aead::{KEY_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};
 use super::error::{random, Error, Result};
@@ -24,7 +26,14 @@ const GCM_NONCE_LEN: usize = 12;
 
 /// The one-message AES-256 key of `nonce` under `root`.
 fn message_cipher(root: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN]) -> Aes256Gcm {
-    Aes256Gcm::new(blake3::keyed_hash(root, nonce).as_bytes().into())
+    Aes256Gcm::new(&(*blake3::keyed_hash(root, nonce).as_bytes()).into())
+}
+
+/// GCM's nonce of a message: the last 12 bytes of its 24.
+fn gcm_nonce(nonce: &[u8; NONCE_LEN]) -> Nonce {
+    let mut n = [0u8; GCM_NONCE_LEN];
+    n.copy_from_slice(&nonce[NONCE_LEN - GCM_NONCE_LEN..]);
+    n.into()
 }
 
 /// Seals `plaintext` under `root` with a fresh random nonce, binding `ad`.
@@ -39,11 +48,7 @@ pub fn seal_with_nonce(root: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN], ad: &[u8],
     out.extend_from_slice(nonce);
     out.extend_from_slice(plaintext);
     let tag = message_cipher(root, nonce)
-        .encrypt_in_place_detached(
-            Nonce::from_slice(&nonce[NONCE_LEN - GCM_NONCE_LEN..]),
-            ad,
-            &mut out[NONCE_LEN..],
-        )
+        .encrypt_inout_detached(&gcm_nonce(nonce), ad, (&mut out[NONCE_LEN..]).into())
         .map_err(|_| Error::Invalid("message too long to seal".into()))?;
     out.extend_from_slice(&tag);
     Ok(out)
@@ -60,13 +65,14 @@ pub fn open_owned(root: &[u8; KEY_LEN], ad: &[u8], mut sealed: Vec<u8>) -> Resul
     }
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&sealed[..NONCE_LEN]);
-    let tag = *Tag::from_slice(&sealed[len - TAG_LEN..]);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&sealed[len - TAG_LEN..]);
     message_cipher(root, &nonce)
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&nonce[NONCE_LEN - GCM_NONCE_LEN..]),
+        .decrypt_inout_detached(
+            &gcm_nonce(&nonce),
             ad,
-            &mut sealed[NONCE_LEN..len - TAG_LEN],
-            &tag,
+            (&mut sealed[NONCE_LEN..len - TAG_LEN]).into(),
+            &Tag::from(tag),
         )
         .map_err(|_| Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into()))?;
     sealed.truncate(len - TAG_LEN);
@@ -79,8 +85,8 @@ pub fn open_owned(root: &[u8; KEY_LEN], ad: &[u8], mut sealed: Vec<u8>) -> Resul
 #[cfg(test)]
 pub fn gcm_raw(key: &[u8; KEY_LEN], nonce: &[u8; GCM_NONCE_LEN], ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut out = plaintext.to_vec();
-    let tag = Aes256Gcm::new(key.into())
-        .encrypt_in_place_detached(Nonce::from_slice(nonce), ad, &mut out)
+    let tag = Aes256Gcm::new(&(*key).into())
+        .encrypt_inout_detached(&(*nonce).into(), ad, out.as_mut_slice().into())
         .expect("a short test message seals");
     out.extend_from_slice(&tag);
     out
