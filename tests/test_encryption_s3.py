@@ -321,3 +321,55 @@ def test_encrypted_s3_end_to_end(
     assert bad[0].piece and bad[0].file
     with pytest.raises(RustyBackupError):
         checker.restore("db", tmp_path / "damaged", backup_set_id=full.id)
+
+
+def test_copy_local_encrypted_to_s3_and_back_keeps_the_ciphertext(
+    s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    src = tmp_path / "src"
+    marks = marked_tree(src, 23, [30_000, 5_000])
+    local = tmp_path / "local"
+    m = BackupManager(local)
+    keys.init_encryption(local, password=PASSWORD)
+    m.register_database("db", src, block_size=4096)
+    full = m.backup("db", "full")
+    (src / "more").write_bytes(b"".join(markers(24, 200)))
+    inc = m.backup("db", "incremental")
+    monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)  # the copied slots open with the same passphrase
+    url = s3_env.url(s3_prefix)
+    r = CliRunner().invoke(cli, ["copy", "--from", str(local), "--to", url, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["copied"] == [full.id, inc.id]
+    objs = bucket(s3_env, s3_prefix)
+    # The same keys, the same stored bytes: nothing was decrypted or sealed again.
+    assert objs["format"] == f"{store.FORMAT_WORD} 2\n".encode()
+    assert objs["keys/keyring"] == (local / "keys" / "keyring").read_bytes()
+    for sid in (full.id, inc.id):
+        for name in ("data.piece", "blockmap", "manifest.json"):
+            assert objs[f"sets/{sid}/{name}"] == (local / "sets" / sid / name).read_bytes(), (sid, name)
+    for k, data in objs.items():
+        assert not any(mk in data for mk in marks), f"a marker in {k}"
+
+    # Back into a fresh local directory, from another host's cache.
+    host(monkeypatch, tmp_path, "b")
+    monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+    back = tmp_path / "back"
+    r = CliRunner().invoke(cli, ["copy", "--from", url, "--to", str(back), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["copied"] == [full.id, inc.id]
+    assert (back / "keys" / "keyring").read_bytes() == (local / "keys" / "keyring").read_bytes()
+    assert (back / "sets" / inc.id / "data.piece").read_bytes() == (local / "sets" / inc.id / "data.piece").read_bytes()
+    b = BackupManager(back)
+    b.restore("db", tmp_path / "out")
+    assert tree_digest(tmp_path / "out") == tree_digest(src)
+    assert Verifier(b).verify(inc.id, VerificationType.FULL).ok
+
+    # An unencrypted target that holds sets is refused, nothing copied.
+    plain = tmp_path / "plain"
+    p = BackupManager(plain)
+    p.register_database("other", src)
+    p.backup("other", "full")
+    r = CliRunner().invoke(cli, ["copy", "--from", url, "--to", str(plain)])
+    assert r.exit_code == 1 and "mixing encrypted and unencrypted sets is refused" in r.output
+    assert not (plain / "keys").exists() and len(p.catalog.list_sets()) == 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _core, locks, manifest, store
+from . import _core, copy_keys, locks, manifest, store
 from .catalog import BackupSet
 from .enums import SetStatus
 from .errors import BackupError, CatalogError, RustyBackupError
@@ -99,6 +99,8 @@ def copy_sets(
     else:
         chosen = source.catalog.list_sets(database=database)
     report = CopyReport()
+    # Same keys, ciphertext as it is: a fresh target gets the source's keys (copy_keys.py).
+    copy_keys.adopt_keys(source, target)
     have = target.catalog.set_ids()
     for s in in_copy_order(chosen):
         if s.id in have:
@@ -159,7 +161,7 @@ def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
             if target.remote is not None:
                 # The block map names its parents' maps; a fresh cache may lack them.
                 target.remote.fetch_chain(target.repo, m, with_pieces=False)
-            check_set(final, m)
+            check_set(final, m, copy_keys.block_keys(source, s.id))
             if target.remote is not None:
                 target.remote.commit(final, s, target.upload_limits)
             target.catalog.register_manifests([final / store.MANIFEST])
@@ -193,9 +195,10 @@ def set_files(m: Manifest) -> list[str]:
     return out
 
 
-def check_set(directory: Path, m: Manifest) -> None:
+def check_set(directory: Path, m: Manifest, keys: dict[str, tuple[bytes, bytes]] | None = None) -> None:
     """FULL check of every piece and the block map of the set in `directory`: CopyError
-    names the first problem (the piece, the block, the offset)."""
+    names the first problem (the piece, the block, the offset). `keys` open an encrypted
+    set's sealed blocks (set id -> block keys)."""
     rows: list[tuple[str, str, str, Path, int | None, str | None, str | None, int | None]] = []
     for p in m.pieces:
         name = p.path.rsplit("/", 1)[-1]
@@ -213,7 +216,7 @@ def check_set(directory: Path, m: Manifest) -> None:
             m.blockmap.block_count,
         )
     )
-    for row, verdict in zip(rows, _core.verify_files(rows, PIECE_CHECK), strict=True):
+    for row, verdict in zip(rows, _core.verify_files(rows, PIECE_CHECK, keys=keys), strict=True):
         if verdict.outcome == "ok":
             continue
         detail = [msg for _, msg in verdict.issues]

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PREFIX = keys.KEYS_DIR + "/"
 
 
-def _is_key_name(name: str) -> bool:
+def is_key_name(name: str) -> bool:
     """`keyring` or a slot file name (keys.py's 8 hex digits); anything else under
     keys/ in the bucket is not ours and is neither fetched nor touched."""
     if name == keys.KEYRING:
@@ -55,7 +55,7 @@ def _is_key_name(name: str) -> bool:
 def _local_files(d: Path) -> dict[str, bytes]:
     if not d.is_dir():
         return {}
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and _is_key_name(p.name)}
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and is_key_name(p.name)}
 
 
 def pull(remote: RemoteRepository) -> bool:
@@ -63,7 +63,7 @@ def pull(remote: RemoteRepository) -> bool:
     repository is encrypted (the bucket holds a keyring). A bucket whose format object
     says encrypted but that holds no keyring is refused: its sets could not be read."""
     listed = {m.key[len(PREFIX) :]: int(m.size) for m in remote.store.list(PREFIX)}
-    names = {n for n in listed if _is_key_name(n)}
+    names = {n for n in listed if is_key_name(n)}
     d = keys.keys_dir(remote.cache)
     cached = _local_files(d)
     if keys.KEYRING not in names:
@@ -195,4 +195,4 @@ def editing(url: RepoUrl, *, exclusive: bool) -> Iterator[Path]:
                 remote.store.put_bytes(PREFIX + name, after[name])
 
 
-__all__ = ["editing", "init_encryption", "pull", "readable"]
+__all__ = ["editing", "init_encryption", "is_key_name", "pull", "readable"]
