@@ -8,6 +8,7 @@ run read only what the child had not finished."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -16,9 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rustybackup import BackupManager, _core, keys
+from engine_support import SimClock
+from rustybackup import BackupManager, _core, keys, remote_keys
+from rustybackup.repo_url import parse_url
 from rustybackup.verify import Verifier
+from s3_support import SeaweedFS
 from test_resume import MiB, make_tree, staging_dirs
+from test_resume_remote import _cut_full, _source, own_server  # noqa: F401 - the fixture
 
 PASSWORD = "resume me"
 
@@ -155,3 +160,31 @@ def test_a_damaged_staged_encrypted_piece_is_read_again(tmp_path: Path) -> None:
     assert resumed.note is not None and "damaged" in resumed.note
     assert done.bytes_read == total - resumed.bytes
     check_set(m, done.id, src, tmp_path / "out")
+
+
+def test_an_encrypted_set_whose_upload_was_cut_is_sent_by_the_next_backup(
+    own_server: SeaweedFS,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """resume_upload.py in an encrypted bucket: the kept set's sealed blocks are checked
+    with its keys (from its staged envelope) and sent, not discarded and read again."""
+    src = _source(tmp_path / "src")
+    prefix = "cut-encrypted"
+    url = own_server.url(prefix)
+    remote_keys.init_encryption(parse_url(url), password=PASSWORD)
+    m = BackupManager(url, clock=SimClock())
+    m.register_database("db", src)
+    kept = _cut_full(own_server, m, prefix)
+    caplog.set_level(logging.INFO, logger="rustybackup")
+    inc = m.backup("db", "incremental")
+    assert any("kept set uploaded" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert inc.parent_id == kept.name and inc.bytes_read == 0
+    forget_all()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-cache"))
+    other = BackupManager(url)
+    other.restore("db", tmp_path / "out", backup_set_id=kept.name)
+    for f in src.iterdir():
+        assert (tmp_path / "out" / f.name).read_bytes() == f.read_bytes(), f.name
+    assert Verifier(other).verify(inc.id, "full").ok

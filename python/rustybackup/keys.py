@@ -669,14 +669,15 @@ def open_manifest(root: Path, env: dict[str, Any], where: str) -> bytes:
         raise EncryptionError(f"{where}: {exc}") from None
 
 
-def set_block_keys(root: Path, set_id: str) -> tuple[bytes, bytes] | None:
+def set_block_keys(root: Path, set_id: str, manifest_path: Path | None = None) -> tuple[bytes, bytes] | None:
     """(cipher key, MAC key) of an existing set's blocks, read from its manifest's
-    envelope; None when the repository is not encrypted."""
+    envelope (in sets/, or at `manifest_path`: a set kept in staging after its upload
+    was cut); None when the repository is not encrypted."""
     keys = reading_keys(root)
     if keys is None:
         return None
-    path = root / store.SETS_DIR / store.check_set_id(set_id) / store.MANIFEST
-    where = f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
+    path = manifest_path or root / store.SETS_DIR / store.check_set_id(set_id) / store.MANIFEST
+    where = str(manifest_path) if manifest_path else f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
     try:
         env = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import locks, manifest, store
+from . import keys, locks, manifest, store
 from .catalog import BackupSet, set_from_manifest
 from .errors import RustyBackupError
 
@@ -107,7 +107,9 @@ def _unusable(engine: BackupManager, staging: Path) -> str | None:
     if parent is not None and engine.remote.store.head(f"{store.SETS_DIR}/{parent}/{store.MANIFEST}") is None:
         return f"its parent set {parent} is gone from the bucket"
     try:
-        check_set(staging, m)
+        # An encrypted set's sealed blocks are opened with its keys (its envelope here).
+        found = keys.set_block_keys(engine.repository, staging.name, staging / store.MANIFEST)
+        check_set(staging, m, None if found is None else {staging.name: found})
     except RustyBackupError as exc:
         return f"a staged file failed its checksum ({exc})"
     return None
