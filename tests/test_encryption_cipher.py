@@ -23,6 +23,8 @@ __all__ = ["_cheap_argon2"]  # the autouse fixture, imported to apply here too
 
 GCM = "aes-256-gcm"
 SEALED, ZSTD_BIT, GCM_BIT = 2, 1, 4
+# Every block sealed since it binds its keyed digest into its tag (format/block.rs).
+BOUND_BIT = 8
 
 
 def oracle_seal(root: bytes, nonce: bytes, ad: bytes, plain: bytes) -> bytes:
@@ -125,7 +127,7 @@ def test_a_repository_from_before_keeps_xchacha_and_both_kinds_restore_together(
     keyring_as_before_gcm(root, None)
     assert keys.block_cipher(root) == keys.BLOCK_CIPHER_OLD
     full = m.backup("db", "full")
-    assert piece_flags(m, full.id) == {SEALED}
+    assert piece_flags(m, full.id) == {SEALED | BOUND_BIT}
     keys.rotate(root, keys.keys_for(root))  # type: ignore[arg-type]
     keys.forget(root)
     keys.unlock(root, password=PASSWORD)
@@ -139,7 +141,7 @@ def test_a_repository_from_before_keeps_xchacha_and_both_kinds_restore_together(
     first.write_bytes(first.read_bytes()[:5000] + b"".join(markers(5, 400)))
     inc = m.backup("db", "incremental")
     assert inc.parent_id == full.id
-    assert piece_flags(m, inc.id) == {SEALED | GCM_BIT}
+    assert piece_flags(m, inc.id) == {SEALED | GCM_BIT | BOUND_BIT}
     for s in (full, inc):
         assert Verifier(m).verify(s.id, VerificationType.FULL).ok
     m.restore("db", tmp_path / "out")
@@ -157,7 +159,7 @@ def test_a_write_only_key_carries_the_cipher(tmp_path: Path) -> None:
     keys.forget(root)
     keys.unlock(root, key_file=wo)
     s = m.backup("db", "full")
-    assert piece_flags(m, s.id) == {SEALED | GCM_BIT}
+    assert piece_flags(m, s.id) == {SEALED | GCM_BIT | BOUND_BIT}
     # A write-only key exported before the field existed seals as its repository did.
     doc = json.loads(wo.read_text())
     del doc["block_cipher"]

@@ -2,13 +2,15 @@
 //! stored bytes (after compression) are an AEAD message (XChaCha20-Poly1305, or
 //! AES-256-GCM when the block's `FLAG_GCM` says so) whose associated data binds the piece's name (`<set id>/<piece file>`), the block's offset in the piece,
 //! its raw length and its flags, so a block moved to another place, another piece or
-//! another set fails its tag. Its digest is keyed BLAKE3 under the repository's MAC key.
+//! another set fails its tag, and (`FLAG_BOUND`, every block sealed since) its keyed
+//! digest, so a changed digest fails it too. Its digest is keyed BLAKE3 under the
+//! repository's MAC key.
 
 use super::aead::{self, KEY_LEN};
 use super::aead_gcm;
 use super::error::{Error, Result};
 use super::kdf::{derive_key, keyed_digest};
-use crate::format::{FLAG_GCM, FLAG_SEALED};
+use crate::format::{FLAG_BOUND, FLAG_GCM, FLAG_SEALED};
 
 /// The AEAD new blocks are sealed with; recorded per repository (`keys.py`'s keyring
 /// `block_cipher`), and per block in its flags, so a reader never has to be told.
@@ -87,8 +89,8 @@ impl BlockKey {
     /// The flags a block sealed by this key gets on top of its zstd bit.
     pub fn seal_flags(&self) -> u8 {
         match self.seal_with {
-            Cipher::XChaCha20Poly1305 => FLAG_SEALED,
-            Cipher::Aes256Gcm => FLAG_SEALED | FLAG_GCM,
+            Cipher::XChaCha20Poly1305 => FLAG_SEALED | FLAG_BOUND,
+            Cipher::Aes256Gcm => FLAG_SEALED | FLAG_GCM | FLAG_BOUND,
         }
     }
 
@@ -100,21 +102,28 @@ impl BlockKey {
         }
     }
 
-    fn ad(&self, offset: u64, raw_len: u32, flags: u8) -> Vec<u8> {
-        let mut ad = Vec::with_capacity(AD_MAGIC.len() + 8 + self.label.len() + 13);
+    /// The associated data; `digest` is in it only when `flags` has `FLAG_BOUND` (blocks
+    /// sealed before it bound their digest to nothing).
+    fn ad(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8]) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(AD_MAGIC.len() + 8 + self.label.len() + 13 + 8 + digest.len());
         ad.extend_from_slice(AD_MAGIC);
         ad.extend_from_slice(&(self.label.len() as u64).to_le_bytes());
         ad.extend_from_slice(&self.label);
         ad.extend_from_slice(&offset.to_le_bytes());
         ad.extend_from_slice(&raw_len.to_le_bytes());
         ad.push(flags);
+        if flags & FLAG_BOUND != 0 {
+            ad.extend_from_slice(&(digest.len() as u64).to_le_bytes());
+            ad.extend_from_slice(digest);
+        }
         ad
     }
 
     /// Seals a block's stored bytes that will be written at `offset`, with the cipher
-    /// `flags` name (`seal_flags`; they are bound into the tag).
-    pub fn seal(&self, offset: u64, raw_len: u32, flags: u8, stored: &[u8]) -> Result<Vec<u8>> {
-        let ad = self.ad(offset, raw_len, flags);
+    /// `flags` name (`seal_flags`; they are bound into the tag), and, with `FLAG_BOUND`,
+    /// the block's keyed `digest` (`digest()` of its raw bytes).
+    pub fn seal(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], stored: &[u8]) -> Result<Vec<u8>> {
+        let ad = self.ad(offset, raw_len, flags, digest);
         if flags & FLAG_GCM != 0 {
             aead_gcm::seal(&self.gcm_root, &ad, stored)
         } else {
@@ -122,14 +131,14 @@ impl BlockKey {
         }
     }
 
-    /// Opens a block's sealed bytes read at `offset`.
-    pub fn open(&self, offset: u64, raw_len: u32, flags: u8, sealed: &[u8]) -> Result<Vec<u8>> {
-        self.open_owned(offset, raw_len, flags, sealed.to_vec())
+    /// Opens a block's sealed bytes read at `offset`, recorded with `digest`.
+    pub fn open(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        self.open_owned(offset, raw_len, flags, digest, sealed.to_vec())
     }
 
     /// `open` in the buffer the sealed bytes were read into, with the cipher its flags name.
-    pub fn open_owned(&self, offset: u64, raw_len: u32, flags: u8, sealed: Vec<u8>) -> Result<Vec<u8>> {
-        let ad = self.ad(offset, raw_len, flags);
+    pub fn open_owned(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>> {
+        let ad = self.ad(offset, raw_len, flags, digest);
         if flags & FLAG_GCM != 0 {
             aead_gcm::open_owned(&self.gcm_root, &ad, sealed)
         } else {

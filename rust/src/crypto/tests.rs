@@ -79,13 +79,15 @@ fn wrap_round_trip_and_wrong_key() {
 #[test]
 fn block_ad_binds_place() {
     let k = BlockKey::new([1; 32], [2; 32], "20260101T000000000000Z-00000000/data.piece");
-    let s = k.seal(32, 10, 0, b"0123456789").unwrap();
+    let s = k.seal(32, 10, 0, b"d", b"0123456789").unwrap();
     assert_eq!(s.len(), 10 + OVERHEAD);
-    assert_eq!(k.open(32, 10, 0, &s).unwrap(), b"0123456789");
-    assert!(k.open(33, 10, 0, &s).is_err());
-    assert!(k.open(32, 11, 0, &s).is_err());
-    assert!(k.open(32, 10, 1, &s).is_err());
-    assert!(k.for_piece("other/data.piece").open(32, 10, 0, &s).is_err());
+    assert_eq!(k.open(32, 10, 0, b"d", &s).unwrap(), b"0123456789");
+    // Without FLAG_BOUND (blocks sealed before it) the digest is not in the tag.
+    assert_eq!(k.open(32, 10, 0, b"other", &s).unwrap(), b"0123456789");
+    assert!(k.open(33, 10, 0, b"d", &s).is_err());
+    assert!(k.open(32, 11, 0, b"d", &s).is_err());
+    assert!(k.open(32, 10, 1, b"d", &s).is_err());
+    assert!(k.for_piece("other/data.piece").open(32, 10, 0, b"d", &s).is_err());
     assert_eq!(
         k.digest(b"abc"),
         blake3::keyed_hash(&[2; 32], b"abc").as_bytes().to_vec()
@@ -150,26 +152,26 @@ fn aes256gcm_long_nonce_is_gcm_under_the_message_key() {
 
 #[test]
 fn block_cipher_follows_the_flags() {
-    use crate::format::{FLAG_GCM, FLAG_SEALED, FLAG_ZSTD};
+    use crate::format::{FLAG_BOUND, FLAG_GCM, FLAG_SEALED, FLAG_ZSTD};
     let label = "20260101T000000000000Z-00000000/data.piece";
     let old = BlockKey::new([1; 32], [2; 32], label);
     let new = BlockKey::new([1; 32], [2; 32], label).sealing_with(Cipher::Aes256Gcm);
-    assert_eq!(old.seal_flags(), FLAG_SEALED);
-    assert_eq!(new.seal_flags(), FLAG_SEALED | FLAG_GCM);
-    assert_eq!(new.for_piece("x/y").seal_flags(), FLAG_SEALED | FLAG_GCM);
-    let f = new.seal_flags() | FLAG_ZSTD;
-    let s = new.seal(64, 100, f, b"stored bytes").unwrap();
+    assert_eq!(old.seal_flags(), FLAG_SEALED | FLAG_BOUND);
+    assert_eq!(new.seal_flags(), FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
+    assert_eq!(new.for_piece("x/y").seal_flags(), FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
+    let f = FLAG_SEALED | FLAG_GCM | FLAG_ZSTD;
+    let s = new.seal(64, 100, f, b"", b"stored bytes").unwrap();
     assert_eq!(s.len(), 12 + OVERHEAD);
     // Either key opens either cipher: the block's flags choose, never the key's setting.
-    assert_eq!(old.open(64, 100, f, &s).unwrap(), b"stored bytes");
-    assert_eq!(new.open(64, 100, f, &s).unwrap(), b"stored bytes");
+    assert_eq!(old.open(64, 100, f, b"", &s).unwrap(), b"stored bytes");
+    assert_eq!(new.open(64, 100, f, b"", &s).unwrap(), b"stored bytes");
     // Claiming the other cipher, another place or another piece fails the tag.
-    assert!(new.open(64, 100, f & !FLAG_GCM, &s).is_err());
-    assert!(new.open(65, 100, f, &s).is_err());
-    assert!(new.for_piece("other/data.piece").open(64, 100, f, &s).is_err());
-    let x = old.seal(64, 100, FLAG_SEALED, b"stored bytes").unwrap();
-    assert_eq!(new.open(64, 100, FLAG_SEALED, &x).unwrap(), b"stored bytes");
-    assert!(new.open(64, 100, FLAG_SEALED | FLAG_GCM, &x).is_err());
+    assert!(new.open(64, 100, f & !FLAG_GCM, b"", &s).is_err());
+    assert!(new.open(65, 100, f, b"", &s).is_err());
+    assert!(new.for_piece("other/data.piece").open(64, 100, f, b"", &s).is_err());
+    let x = old.seal(64, 100, FLAG_SEALED, b"", b"stored bytes").unwrap();
+    assert_eq!(new.open(64, 100, FLAG_SEALED, b"", &x).unwrap(), b"stored bytes");
+    assert!(new.open(64, 100, FLAG_SEALED | FLAG_GCM, b"", &x).is_err());
     // The two ciphers never use the same key.
     assert_ne!(&x[NONCE_LEN..], &s[NONCE_LEN..]);
     assert_eq!(Cipher::parse("aes-256-gcm").unwrap(), Cipher::Aes256Gcm);
@@ -190,9 +192,64 @@ fn gcm_flag_needs_the_sealed_flag() {
     assert_eq!(field, Field::Flags);
     assert!(msg.contains("not sealed"), "{msg}");
     assert_eq!(
-        check_fields(512 + SEALED_OVERHEAD, 512, 8 | FLAG_SEALED, 512)
+        check_fields(512 + SEALED_OVERHEAD, 512, 16 | FLAG_SEALED, 512)
             .unwrap_err()
             .0,
         Field::Flags
     );
+}
+
+/// `FLAG_BOUND` blocks (every block sealed since it): the keyed digest is in the tag, so
+/// FULL's check of a block (`stored_mismatch_keyed`) that only opens it still reports a
+/// block whose recorded digest is not the one it was sealed with, exactly as before.
+#[test]
+fn bound_digest_is_authenticated() {
+    use crate::format::{stored_mismatch_keyed, FLAG_BOUND, FLAG_SEALED, FLAG_ZSTD};
+    use crate::scan::algorithm::Algorithm;
+    let label = "20260101T000000000000Z-00000000/data.piece";
+    for cipher in [Cipher::XChaCha20Poly1305, Cipher::Aes256Gcm] {
+        let k = BlockKey::new([1; 32], [2; 32], label).sealing_with(cipher);
+        let raw = b"the plaintext of one block".repeat(40);
+        let digest = k.digest(&raw);
+        let f = k.seal_flags();
+        assert_eq!(f & (FLAG_SEALED | FLAG_BOUND), FLAG_SEALED | FLAG_BOUND);
+        let s = k.seal(4096, raw.len() as u32, f, &digest, &raw).unwrap();
+        let check = |d: &[u8], stored: &[u8], flags: u8| {
+            stored_mismatch_keyed(Algorithm::Blake3, Some(&k), 4096, stored, raw.len() as u32, flags, d)
+        };
+        assert_eq!(check(&digest, &s, f), None);
+        // The recorded digest changed (an index entry or map record): the tag fails.
+        let mut other = digest.clone();
+        other[0] ^= 1;
+        assert!(check(&other, &s, f).is_some_and(|m| m.contains("authentication failed")));
+        // Not bound any more (the flag cleared): the flags are in the tag as well.
+        assert!(check(&digest, &s, f & !FLAG_BOUND).is_some());
+        // A block sealed (with the key) over bytes whose digest is not the bound one, as
+        // a writer bug would: FULL opens it without re-hashing, so it is restore's own
+        // re-hash that names it (restore.rs `check_block_keyed`).
+        let wrong = k.seal(4096, raw.len() as u32, f, &other, &raw).unwrap();
+        assert_eq!(check(&other, &wrong, f), None);
+        let opened = crate::format::unseal_block(Some(&k), 4096, wrong, raw.len() as u32, f, &other);
+        assert!(crate::format::check_block_keyed(Algorithm::Blake3, Some(&k), f, opened, &other).is_err());
+        // A block sealed before FLAG_BOUND (the digest not in its tag) is still re-hashed.
+        let old_f = f & !FLAG_BOUND;
+        let old = k.seal(4096, raw.len() as u32, old_f, b"", &raw).unwrap();
+        assert_eq!(check(&digest, &old, old_f), None);
+        assert_eq!(
+            check(&other, &old, old_f),
+            Some(crate::scan::algorithm::to_hex(&digest))
+        );
+        // Every flipped bit of the stored block is found.
+        for bit in (0..s.len() * 8).step_by(97) {
+            let mut bad = s.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(check(&digest, &bad, f).is_some(), "bit {bit}");
+        }
+        // A sealed zstd frame is still decoded: one that does not hold raw_len bytes is
+        // reported although its tag is good.
+        let frame = zstd::bulk::compress(&raw[..100], 1).unwrap();
+        let fz = f | FLAG_ZSTD;
+        let sz = k.seal(4096, raw.len() as u32, fz, &digest, &frame).unwrap();
+        assert!(check(&digest, &sz, fz).is_some_and(|m| m.contains("decompress") || m.contains("zstd")));
+    }
 }

@@ -396,7 +396,15 @@ pub fn backup_files_resumable(
                 }),
                 None => changed.iter().map(|_| None).collect(),
             };
-            let sealed = seal_chunk(piece_key.as_ref(), piece.position(), data, bs, &changed, &encoded)?;
+            let sealed = seal_chunk(
+                piece_key.as_ref(),
+                piece.position(),
+                data,
+                bs,
+                &changed,
+                &encoded,
+                &digests,
+            )?;
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
                 if let Some(dup) = &dups[i] {
@@ -507,6 +515,7 @@ fn seal_chunk(
     bs: usize,
     changed: &[bool],
     encoded: &[Option<(Vec<u8>, u8)>],
+    digests: &[Vec<u8>],
 ) -> Result<Vec<Option<Sealed>>> {
     let Some(key) = key else {
         return Ok(changed.iter().map(|_| None).collect());
@@ -522,14 +531,22 @@ fn seal_chunk(
             Some((b, f)) => (&b[..], *f),
             None => (block, 0),
         };
-        plan.push(Some((at, bytes, flags | key.seal_flags(), block.len() as u32)));
+        plan.push(Some((
+            at,
+            bytes,
+            flags | key.seal_flags(),
+            block.len() as u32,
+            &digests[i][..],
+        )));
         at += (bytes.len() + crate::crypto::OVERHEAD) as u64;
     }
     in_pool(|| {
         plan.par_iter()
             .map(|p| {
-                p.map(|(at, bytes, flags, raw_len)| key.seal(at, raw_len, flags, bytes).map(|s| (s, flags, at)))
-                    .transpose()
+                p.map(|(at, bytes, flags, raw_len, digest)| {
+                    key.seal(at, raw_len, flags, digest, bytes).map(|s| (s, flags, at))
+                })
+                .transpose()
             })
             .collect::<std::result::Result<Vec<_>, _>>()
     })

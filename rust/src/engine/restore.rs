@@ -174,7 +174,7 @@ pub(super) fn read_checked_blocks(
             return Err(Error::Invalid("internal: piece reader not opened".into()));
         };
         let key = keys.get(rec.source as usize).and_then(Option::as_ref);
-        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags)?;
+        let raw = reader.read_raw_keyed(key, rec.offset, rec.stored_len, rec.raw_len, rec.flags, &rec.digest)?;
         check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| Error::CorruptBlock {
             piece: reader.path().to_path_buf(),
             file: rel.to_string(),

@@ -14,10 +14,16 @@ pub const FLAG_SEALED: u8 = 2;
 /// (`crate::crypto::aead_gcm`), not XChaCha20-Poly1305; same layout and overhead. A
 /// build that predates it refuses the bit as unknown.
 pub const FLAG_GCM: u8 = 4;
+/// `flags` bit, only with `FLAG_SEALED`: the seal's associated data also binds the
+/// block's keyed digest (the one its index entry and block-map record carry), so the tag
+/// authenticates that digest too and FULL verification need not re-hash the plaintext
+/// (`stored_mismatch_keyed`). Every block sealed since it has it; a build that predates
+/// it refuses the bit as unknown.
+pub const FLAG_BOUND: u8 = 8;
 /// Bytes a sealed block has beyond the bytes it seals (nonce and tag).
 pub const SEALED_OVERHEAD: u32 = crate::crypto::OVERHEAD as u32;
 /// Every flag bit a reader understands; any other set bit is damage.
-const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_SEALED | FLAG_GCM;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD | FLAG_SEALED | FLAG_GCM | FLAG_BOUND;
 
 /// The field of an index entry or block-map record that `check_fields` found wrong (its
 /// offset inside the entry or record depends on the layout).
@@ -38,10 +44,10 @@ pub fn check_fields(stored_len: u32, raw_len: u32, flags: u8, block_size: u32) -
     if flags & !KNOWN_FLAGS != 0 {
         return Err((Field::Flags, format!("unknown block flags {flags:#04x}")));
     }
-    if flags & FLAG_GCM != 0 && flags & FLAG_SEALED == 0 {
+    if flags & (FLAG_GCM | FLAG_BOUND) != 0 && flags & FLAG_SEALED == 0 {
         return Err((
             Field::Flags,
-            format!("block flags {flags:#04x} name a cipher (bit 2) on a block that is not sealed"),
+            format!("block flags {flags:#04x} name a cipher or seal binding (bits 2, 3) on a block that is not sealed"),
         ));
     }
     if raw_len == 0 || raw_len > block_size {
@@ -142,6 +148,7 @@ pub fn unseal_block(
     stored: Vec<u8>,
     raw_len: u32,
     flags: u8,
+    digest: &[u8],
 ) -> Result<Vec<u8>, String> {
     if flags & FLAG_SEALED == 0 {
         return decode_block(stored, raw_len, flags);
@@ -150,9 +157,9 @@ pub fn unseal_block(
         return Err("the block is encrypted and no key was given".into());
     };
     let inner = key
-        .open_owned(offset, raw_len, flags, stored)
+        .open_owned(offset, raw_len, flags, digest, stored)
         .map_err(|e| e.to_string())?;
-    decode_block(inner, raw_len, flags & !(FLAG_SEALED | FLAG_GCM))
+    decode_block(inner, raw_len, flags & FLAG_ZSTD)
 }
 
 /// `check_block` for a block of a piece sealed with `key`: a sealed block's digest is
@@ -191,12 +198,15 @@ pub fn stored_mismatch_keyed(
     if flags & FLAG_SEALED == 0 || key.is_none() {
         return stored_mismatch(alg, stored, raw_len, flags, digest);
     }
-    check_block_keyed(
-        alg,
-        key,
-        flags,
-        unseal_block(key, offset, stored.to_vec(), raw_len, flags),
-        digest,
-    )
-    .err()
+    let raw = unseal_block(key, offset, stored.to_vec(), raw_len, flags, digest);
+    if flags & FLAG_BOUND != 0 {
+        // The tag just checked authenticates the recorded digest with the bytes (it is in
+        // the associated data), under a key only our writer holds, and that writer sealed
+        // the digest it had computed over these very plaintext bytes: re-hashing them
+        // would check the writer again, not the storage. Any changed byte of the block,
+        // of its digest, offset, length or flags fails the tag and is reported here,
+        // block-exact, like a corrupt block. (Restore still re-hashes what it writes.)
+        return raw.err();
+    }
+    check_block_keyed(alg, key, flags, raw, digest).err()
 }

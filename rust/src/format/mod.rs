@@ -26,8 +26,8 @@ pub mod sealed_map;
 mod writeback;
 
 pub use block::{
-    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_GCM,
-    FLAG_SEALED, FLAG_ZSTD, SEALED_OVERHEAD,
+    check_block, check_block_keyed, decode_block, stored_mismatch, stored_mismatch_keyed, unseal_block, FLAG_BOUND,
+    FLAG_GCM, FLAG_SEALED, FLAG_ZSTD, SEALED_OVERHEAD,
 };
 pub use blockmap::{BlockMapWriter, BlockRecord, ParentRef, HOLE_SOURCE};
 pub use blockmap_read::{BlockMapReader, RecordIter};

@@ -511,6 +511,7 @@ impl PieceReader {
         stored_len: u32,
         raw_len: u32,
         flags: u8,
+        digest: &[u8],
     ) -> Result<std::result::Result<Vec<u8>, String>> {
         if flags & super::block::FLAG_SEALED == 0 {
             return self.read_raw(offset, stored_len, raw_len, flags);
@@ -528,7 +529,7 @@ impl PieceReader {
         // stored_len <= block_size + SEALED_OVERHEAD (checked above): bounded.
         let mut buf = vec![0u8; stored_len as usize];
         read_exact_at(&self.file, &self.path, &mut buf, offset)?;
-        Ok(super::block::unseal_block(key, offset, buf, raw_len, flags))
+        Ok(super::block::unseal_block(key, offset, buf, raw_len, flags, digest))
     }
 
     /// Reads one block and checks its digest; `file` names the block's file in errors.

@@ -221,12 +221,15 @@ fn block_fields_are_checked_against_the_block_size() {
     assert!(block::check_fields(512, 512, FLAG_ZSTD, 512).is_err());
     assert!(block::check_fields(0, 512, FLAG_ZSTD, 512).is_err());
     assert!(block::check_fields(u32::MAX, u32::MAX, 0, 512).is_err());
-    let (field, msg) = block::check_fields(1, 1, 8, 512).unwrap_err();
-    assert_eq!((field, msg.as_str()), (block::Field::Flags, "unknown block flags 0x08"));
-    // Bit 2 names the cipher (AES-256-GCM) and means nothing on a block that is not sealed.
-    let (field, msg) = block::check_fields(1, 1, 4, 512).unwrap_err();
-    assert_eq!(field, block::Field::Flags);
-    assert!(msg.contains("not sealed"), "{msg}");
+    let (field, msg) = block::check_fields(1, 1, 0x10, 512).unwrap_err();
+    assert_eq!((field, msg.as_str()), (block::Field::Flags, "unknown block flags 0x10"));
+    // Bit 2 names the cipher (AES-256-GCM), bit 3 that the digest is in the tag: both
+    // mean nothing on a block that is not sealed.
+    for bit in [4, 8] {
+        let (field, msg) = block::check_fields(1, 1, bit, 512).unwrap_err();
+        assert_eq!(field, block::Field::Flags);
+        assert!(msg.contains("not sealed"), "{msg}");
+    }
     // A sealed block carries its nonce and tag beside what it seals.
     assert_eq!(
         block::check_fields(512 + SEALED_OVERHEAD, 512, FLAG_SEALED, 512),

@@ -460,7 +460,7 @@ fn check(
                 .get(lo..lo.saturating_add(rec.stored_len as usize))
                 .map(<[u8]>::to_vec);
             match stored {
-                Some(stored) => unseal_block(key, rec.offset, stored, rec.raw_len, rec.flags),
+                Some(stored) => unseal_block(key, rec.offset, stored, rec.raw_len, rec.flags, &rec.digest),
                 None => Err(format!(
                     "internal: block at {} is outside its fetched range",
                     rec.offset
