@@ -162,18 +162,28 @@ def test_a_damaged_staged_encrypted_piece_is_read_again(tmp_path: Path) -> None:
     check_set(m, done.id, src, tmp_path / "out")
 
 
+@pytest.mark.parametrize("write_only", [False, True], ids=["keyed-host", "write-only-host"])
 def test_an_encrypted_set_whose_upload_was_cut_is_sent_by_the_next_backup(
     own_server: SeaweedFS,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    write_only: bool,
 ) -> None:
     """resume_upload.py in an encrypted bucket: the kept set's sealed blocks are checked
-    with its keys (from its staged envelope) and sent, not discarded and read again."""
+    with its keys (from its staged envelope; a write-only host, which opens no block,
+    checks the checksums of the stored bytes) and sent, not discarded and read again."""
+    monkeypatch.setenv("RUSTYBACKUP_S3_RETRY_TIMEOUT", "3")  # the dead server is given up on sooner
     src = _source(tmp_path / "src")
     prefix = "cut-encrypted"
     url = own_server.url(prefix)
     remote_keys.init_encryption(parse_url(url), password=PASSWORD)
+    if write_only:
+        with remote_keys.editing(parse_url(url), exclusive=False) as root:
+            keys.add_write_only(root, keys.unlock(root, password=PASSWORD), tmp_path / "wo.key")
+        forget_all()
+        monkeypatch.delenv(keys.PASSWORD_ENV)
+        monkeypatch.setenv(keys.KEY_FILE_ENV, str(tmp_path / "wo.key"))
     m = BackupManager(url, clock=SimClock())
     m.register_database("db", src)
     kept = _cut_full(own_server, m, prefix)
@@ -182,6 +192,8 @@ def test_an_encrypted_set_whose_upload_was_cut_is_sent_by_the_next_backup(
     assert any("kept set uploaded" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
     assert inc.parent_id == kept.name and inc.bytes_read == 0
     forget_all()
+    monkeypatch.delenv(keys.KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-cache"))
     other = BackupManager(url)
     other.restore("db", tmp_path / "out", backup_set_id=kept.name)

@@ -195,10 +195,12 @@ def set_files(m: Manifest) -> list[str]:
     return out
 
 
-def check_set(directory: Path, m: Manifest, keys: dict[str, tuple[bytes, bytes]] | None = None) -> None:
-    """FULL check of every piece and the block map of the set in `directory`: CopyError
-    names the first problem (the piece, the block, the offset). `keys` open an encrypted
-    set's sealed blocks (set id -> block keys)."""
+def check_set(
+    directory: Path, m: Manifest, keys: dict[str, tuple[bytes, bytes]] | None = None, level: str = PIECE_CHECK
+) -> None:
+    """FULL check (or `level`) of every piece and the block map of the set in
+    `directory`: CopyError names the first problem (the piece, the block, the offset).
+    `keys` open an encrypted set's sealed blocks (set id -> block keys)."""
     rows: list[tuple[str, str, str, Path, int | None, str | None, str | None, int | None]] = []
     for p in m.pieces:
         name = p.path.rsplit("/", 1)[-1]
@@ -216,7 +218,7 @@ def check_set(directory: Path, m: Manifest, keys: dict[str, tuple[bytes, bytes]]
             m.blockmap.block_count,
         )
     )
-    for row, verdict in zip(rows, _core.verify_files(rows, PIECE_CHECK, keys=keys), strict=True):
+    for row, verdict in zip(rows, _core.verify_files(rows, level, keys=keys), strict=True):
         if verdict.outcome == "ok":
             continue
         detail = [msg for _, msg in verdict.issues]
