@@ -296,10 +296,22 @@ def test_encrypted_s3_end_to_end(
     with pytest.raises(EncryptionError, match="write-only key"):
         wo.restore("db", tmp_path / "nope")
     assert not any((tmp_path / "nope").rglob("*")), "a write-only host restored something"
+    # The other hosts' sets are named as sealed to it, not kept (or fetched again) in its cache.
+    sealed = (wo.repository / remote_keys.SEALED_SETS).read_text().split()
+    assert sorted(sealed) == sorted([full.id, inc.id])
+    assert not (wo.repository / "sets" / full.id).exists()
+    assert {s.id for s in BackupManager(url, create=False).catalog.list_sets()} == {w1.id, w2.id}
+    # The same cache given the passphrase registers every set (the list is forgotten).
+    host(monkeypatch, tmp_path, "wo")  # the same cache: only the keys change
+    monkeypatch.delenv(keys.KEY_FILE_ENV)
+    monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+    keyed = BackupManager(url, create=False)
+    assert {s.id for s in keyed.catalog.list_sets()} == {full.id, inc.id, w1.id, w2.id}
+    assert not (keyed.repository / remote_keys.SEALED_SETS).exists()
+    monkeypatch.delenv(keys.PASSWORD_ENV)
 
     # A wrong passphrase: one clear error, nothing written to the bucket.
     host(monkeypatch, tmp_path, "wrong")
-    monkeypatch.delenv(keys.KEY_FILE_ENV)
     monkeypatch.setenv(keys.PASSWORD_ENV, "not it")
     before = without_locks(bucket(s3_env, s3_prefix))
     for args in (["backup", "db", "--type", "incremental"], ["restore", "db", "--to", str(tmp_path / "w")]):

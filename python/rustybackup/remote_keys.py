@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +92,52 @@ def pull(remote: RemoteRepository) -> bool:
     for name in sorted(cached.keys() - names):
         (d / name).unlink(missing_ok=True)
     return True
+
+
+# In the cache: the ids of other hosts' sets a write-only host cannot open. Their
+# manifests are not kept (cleanup would warn about every one on every backup) and not
+# fetched again while the list names them.
+SEALED_SETS = "sealed-sets"
+
+
+def _write_only(root: Path) -> bool:
+    try:
+        found = keys.keys_for(root)
+    except EncryptionError:
+        return False  # no key: nothing can be registered, and the open says so
+    return found is not None and not found.can_decrypt
+
+
+def sealed_sets(root: Path, in_bucket: Collection[str]) -> set[str]:
+    """The sets `pull` need not fetch: on a write-only host, those it found sealed to it
+    that are still in the bucket. Any other host forgets the list, so a host that got a
+    decrypting key registers every set again."""
+    path = root / SEALED_SETS
+    if not path.exists():
+        return set()
+    if not _write_only(root):
+        path.unlink(missing_ok=True)
+        return set()
+    known = set(path.read_text(encoding="ascii", errors="replace").split())
+    return known & set(in_bucket)
+
+
+def set_aside(root: Path, manifests: list[Path]) -> list[Path]:
+    """Of `manifests` (cached, not registered yet), those this host can register; on a
+    write-only host the others' are dropped from the cache and named in SEALED_SETS."""
+    if not _write_only(root):
+        return manifests
+    ours = [m for m in manifests if readable(root, m)]
+    others = [m for m in manifests if m not in ours]
+    if others:
+        path = root / SEALED_SETS
+        known = set(path.read_text(encoding="ascii").split()) if path.exists() else set()
+        known |= {m.parent.name for m in others}
+        store.atomic_write_bytes(path, "".join(f"{i}\n" for i in sorted(known)).encode())
+        for m in others:
+            shutil.rmtree(m.parent, ignore_errors=True)
+        log.info("%s: %d set(s) of other hosts are sealed to this write-only host", root, len(others))
+    return ours
 
 
 def readable(root: Path, manifest_path: Path) -> bool:
@@ -195,4 +241,4 @@ def editing(url: RepoUrl, *, exclusive: bool) -> Iterator[Path]:
                 remote.store.put_bytes(PREFIX + name, after[name])
 
 
-__all__ = ["editing", "init_encryption", "is_key_name", "pull", "readable"]
+__all__ = ["editing", "init_encryption", "is_key_name", "pull", "readable", "sealed_sets", "set_aside"]

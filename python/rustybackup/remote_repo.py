@@ -144,7 +144,12 @@ class RemoteRepository:
         sets_dir = repo.root / store.SETS_DIR
         local = {d.name for d in sets_dir.iterdir() if manifest.is_set_id(d.name) and (d / store.MANIFEST).is_file()}
         fetched: list[Path] = []
-        for set_id in sorted(remote.keys() - local):
+        sealed: set[str] = set()
+        if self.encrypted:
+            from . import remote_keys
+
+            sealed = remote_keys.sealed_sets(repo.root, remote.keys())
+        for set_id in sorted(remote.keys() - local - sealed):
             d = sets_dir / set_id
             d.mkdir(exist_ok=True)
             dest = d / store.MANIFEST
@@ -166,7 +171,7 @@ class RemoteRepository:
             from . import remote_keys
 
             # A write-only host registers only its own sets (the rest it cannot open).
-            todo = [m for m in todo if remote_keys.readable(repo.root, m)]
+            todo = remote_keys.set_aside(repo.root, todo)
         added: list[str] = []
         if todo:
             catalog.register_manifests(sorted(todo))
