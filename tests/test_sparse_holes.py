@@ -52,9 +52,10 @@ def supports_holes(d: Path) -> bool:
 
 
 def runs(blockmap: Path) -> list[tuple[int, int, int, int]]:
-    """(offset, kind, count, last field) of every run header of a version-3 map."""
+    """(offset, kind, count, last field) of every run header of a version-3 map (or 4:
+    version 3's runs and copy runs, kind 4, also header-only)."""
     b = blockmap.read_bytes()
-    assert struct.unpack_from("<I", b, 8)[0] == 3
+    assert struct.unpack_from("<I", b, 8)[0] in (3, 4)
     out, at, end = [], HEADER, len(b) - TRAILER
     while at < end:
         kind, count, first = b[at], *struct.unpack_from("<QQ", b, at + 8)

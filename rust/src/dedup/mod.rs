@@ -5,6 +5,11 @@
 //! `source` is an index into the set's `sources`, and the parent's `sources` are a prefix
 //! of the child's, so a record of the parent's state means the same in the child.
 //!
+//! Where the twin has a record number the new map can name (a record of the parent's
+//! map, or one this pass wrote earlier), the block is written as that reference
+//! instead: consecutive ones join into one run (a parent run, or a version-4 copy run),
+//! so a file copied inside the tree costs a run header, not a record per block.
+//!
 //! What a record may refer to is therefore always this set or an ancestor in its chain,
 //! which the chain rules (rust/src/chain/) keep as long as the set: a dedup reference
 //! adds no dependency retention does not already honour.
@@ -25,6 +30,15 @@ use crate::scan::algorithm::Algorithm;
 /// Default entry cap: 8 M blocks (64 GiB of 8 KiB blocks, ~450 MiB of index).
 pub const DEFAULT_CAP: usize = 8 << 20;
 
+/// The block-map record an indexed block has, which a new map can refer to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Record `n` of the parent's map (a parent run).
+    Parent(u64),
+    /// Record `n` of the map this pass writes (a copy run).
+    Own(u64),
+}
+
 /// Where an indexed block's bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Location {
@@ -33,13 +47,16 @@ struct Location {
     stored_len: u32,
     raw_len: u32,
     flags: u8,
+    /// Its record, when known (a resumed pass's adopted blocks are indexed without).
+    at: Option<Origin>,
 }
 
 /// Why a block of a chunk is not stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dup {
-    /// An identical block is already stored: this record names it.
-    Known(BlockRecord),
+    /// An identical block is already stored: this record names it, and where known the
+    /// map record that holds it.
+    Known(BlockRecord, Option<Origin>),
     /// The same as block `i` of this chunk, stored first.
     Earlier(usize),
 }
@@ -82,18 +99,23 @@ impl DedupIndex {
         };
         let reader = BlockMapReader::open(&path)?;
         reader.verify_checksum()?;
-        for rec in reader.range(0, reader.count())? {
+        for (n, rec) in (0u64..).zip(reader.range(0, reader.count())?) {
             let rec = rec?;
             // A hole block has no stored bytes to lend.
             if !rec.is_hole() {
-                self.insert(&rec);
+                self.insert_at(&rec, Some(Origin::Parent(n)));
             }
         }
         Ok(())
     }
 
-    /// Indexes a block now stored at `rec`.
+    /// Indexes a block now stored at `rec`, whose map record is not known.
     pub fn insert(&mut self, rec: &BlockRecord) {
+        self.insert_at(rec, None);
+    }
+
+    /// Indexes a block now stored at `rec`, the map's record `at`.
+    pub fn insert_at(&mut self, rec: &BlockRecord, at: Option<Origin>) {
         let Some(key) = Self::key(&rec.digest) else { return };
         if self.map.len() >= self.cap && !self.map.contains_key(&key) {
             return;
@@ -104,18 +126,22 @@ impl DedupIndex {
             stored_len: rec.stored_len,
             raw_len: rec.raw_len,
             flags: rec.flags,
+            at,
         });
     }
 
-    fn lookup(&self, digest: &[u8], raw_len: u32) -> Option<BlockRecord> {
+    fn lookup(&self, digest: &[u8], raw_len: u32) -> Option<(BlockRecord, Option<Origin>)> {
         let loc = self.map.get(&Self::key(digest)?)?;
-        (loc.raw_len == raw_len).then(|| BlockRecord {
-            source: loc.source,
-            offset: loc.offset,
-            stored_len: loc.stored_len,
-            raw_len: loc.raw_len,
-            flags: loc.flags,
-            digest: digest.to_vec(),
+        (loc.raw_len == raw_len).then(|| {
+            let rec = BlockRecord {
+                source: loc.source,
+                offset: loc.offset,
+                stored_len: loc.stored_len,
+                raw_len: loc.raw_len,
+                flags: loc.flags,
+                digest: digest.to_vec(),
+            };
+            (rec, loc.at)
         })
     }
 
@@ -133,8 +159,8 @@ impl DedupIndex {
             if self.parent.is_some() && self.lookup(d, len).is_none() {
                 self.seed()?;
             }
-            if let Some(rec) = self.lookup(d, len) {
-                out[i] = Some(Dup::Known(rec));
+            if let Some((rec, at)) = self.lookup(d, len) {
+                out[i] = Some(Dup::Known(rec, at));
             } else if let Some(&j) = first_in_chunk.get(&(&d[..], len)) {
                 out[i] = Some(Dup::Earlier(j));
             } else {

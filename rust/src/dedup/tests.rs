@@ -30,7 +30,7 @@ fn known_blocks_and_earlier_twins_are_not_stored() {
     let mut store = vec![true, true, true, false];
     let plan = idx.plan(&digests, &[10, 10, 10, 10], &mut store).unwrap();
     assert_eq!(store, vec![false, true, false, false]);
-    assert_eq!(plan[0], Some(Dup::Known(rec(0, 77, &a))));
+    assert_eq!(plan[0], Some(Dup::Known(rec(0, 77, &a), None)));
     assert_eq!(plan[1], None);
     assert_eq!(plan[2], Some(Dup::Earlier(1)));
     // Not marked for storing (equal to the parent at its place): left alone.

@@ -23,7 +23,7 @@ use super::error::{Error, Result};
 use super::holes::{hole_blocks, hole_ranges};
 use super::progress::{Progress, ProgressHook};
 use super::resume::{self, Checkpoint, Checkpointer, Resumed};
-use crate::dedup::{DedupIndex, Dup};
+use crate::dedup::{DedupIndex, Dup, Origin};
 use crate::format::checkpoint::Settings;
 use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, PieceSummary, PieceWriter, FLAG_ZSTD};
 use crate::scan::algorithm::Algorithm;
@@ -387,6 +387,8 @@ pub fn backup_files_resumable(
                 None => vec![None; digests.len()],
             };
             let mut chunk_recs: Vec<Option<BlockRecord>> = vec![None; digests.len()];
+            // The map record each stored block of the chunk got (what a twin copies).
+            let mut chunk_at: Vec<Option<u64>> = vec![None; digests.len()];
             let encoded: Vec<Option<(Vec<u8>, u8)>> = match opts.zstd_level {
                 Some(level) => in_pool(|| {
                     data.par_chunks(bs)
@@ -408,13 +410,18 @@ pub fn backup_files_resumable(
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
                 if let Some(dup) = &dups[i] {
-                    let rec = match dup {
-                        Dup::Known(r) => r.clone(),
-                        Dup::Earlier(j) => chunk_recs[*j]
-                            .clone()
-                            .ok_or_else(|| Error::Invalid("internal: a duplicate of a block not stored".into()))?,
-                    };
-                    map.push(&rec)?;
+                    // A reference to the twin's record where the map can name it (runs
+                    // join: a copied file is one run), else a record of its location.
+                    match dup {
+                        Dup::Known(_, Some(Origin::Parent(k))) if map.has_parent() => map.push_parent(*k)?,
+                        Dup::Known(_, Some(Origin::Own(k))) if map.has_copies() => map.push_copy(*k)?,
+                        Dup::Known(r, _) => map.push(r)?,
+                        Dup::Earlier(j) => match (chunk_at[*j], &chunk_recs[*j]) {
+                            (Some(k), _) if map.has_copies() => map.push_copy(k)?,
+                            (_, Some(r)) => map.push(r)?,
+                            _ => return Err(Error::Invalid("internal: a duplicate of a block not stored".into())),
+                        },
+                    }
                     block_index += 1;
                     continue;
                 }
@@ -451,11 +458,13 @@ pub fn backup_files_resumable(
                     flags: stored.flags,
                     digest,
                 };
+                let at = map.count();
                 map.push(&rec)?;
                 if let Some(idx) = dedup.as_mut() {
-                    idx.insert(&rec);
+                    idx.insert_at(&rec, Some(Origin::Own(at)));
                 }
                 chunk_recs[i] = Some(rec);
+                chunk_at[i] = Some(at);
                 block_index += 1;
             }
             size += n as u64;

@@ -472,6 +472,7 @@ impl Staged<'_> {
                     MapOp::Parent { count, .. } => count,
                     MapOp::Record(_) => 1,
                     MapOp::Holes { count, .. } => count,
+                    MapOp::Copy { count, .. } => count,
                 });
                 Ok(())
             },
@@ -514,6 +515,8 @@ impl Staged<'_> {
                 let r = match op {
                     MapOp::Parent { first, count } => (0..count).try_for_each(|k| map.push_parent(first + k)),
                     MapOp::Holes { count, last_len } => map.push_holes(count, last_len),
+                    // Record numbers hold: adopted files are replayed from the map's start, in order.
+                    MapOp::Copy { first, count } => (0..count).try_for_each(|k| map.push_copy(first + k)),
                     MapOp::Record(mut r) => {
                         if let Some((self_source, new_start)) = moved_to {
                             if r.source == self_source {

@@ -237,6 +237,11 @@ fn check(staged: &Staged<'_>, rec: &FileRecord, self_source: u32) -> std::result
         digest_len,
         staged.header.block_size,
         |op| {
+            // A copy names records by number, which moving files reorders (base backups
+            // write none: no dedup pass).
+            if matches!(op, MapOp::Copy { .. }) {
+                return Err("a block-map copy run cannot be moved".into());
+            }
             if let MapOp::Record(r) = op {
                 if r.source == self_source && !(rec.piece_start..rec.piece_end).contains(&r.offset) {
                     outside.get_or_insert(r.offset);

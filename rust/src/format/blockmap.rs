@@ -3,8 +3,10 @@
 //! version 2 stores runs: records for the blocks this set stored, and for unchanged runs
 //! one small reference to the parent's map, so a map grows with what changed. Version 3
 //! adds hole runs: a run of blocks a sparse file never had allocated is one run header,
-//! not a record per block. This file writes them and decodes records; `blockmap_read`
-//! reads and resolves them.
+//! not a record per block. Version 4 adds copy runs: blocks equal to a run of earlier
+//! records of the same map (a file copied inside the tree) are one run header, not a
+//! record per block. This file writes them and decodes records; `blockmap_read` reads
+//! and resolves them.
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
@@ -26,6 +28,9 @@ pub(crate) const RUN_PARENT: u8 = 2;
 /// Version 3 run kind: the next `count` blocks are holes (all zero, never stored); the
 /// run header's last field is the raw length of its last block (the others are whole).
 pub(crate) const RUN_HOLE: u8 = 3;
+/// Version 4 run kind: the next `count` blocks are this map's own records from `first`
+/// on, all of which lie before the run (so resolving one always moves backwards and ends).
+pub(crate) const RUN_COPY: u8 = 4;
 /// The source a hole record names when a reader yields it: no source has this index
 /// (`RecordIter::limit_sources` bounds real ones below the set's sources), so code that
 /// does not know holes fails on one instead of reading a block that was never stored.
@@ -110,7 +115,7 @@ impl BlockRecord {
     fn encode(&self, layout: Layout, out: &mut Vec<u8>) {
         // A version-2 stored record is a version-1 record.
         match layout {
-            Layout::V1 | Layout::V2 | Layout::V3 => {
+            Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4 => {
                 out.extend_from_slice(&self.source.to_le_bytes());
                 out.extend_from_slice(&self.offset.to_le_bytes());
                 out.extend_from_slice(&self.stored_len.to_le_bytes());
@@ -125,7 +130,7 @@ impl BlockRecord {
     /// the record, what is wrong).
     pub(crate) fn decode(layout: Layout, b: &[u8], block_size: u32) -> std::result::Result<Self, (u64, String)> {
         let r = match layout {
-            Layout::V1 | Layout::V2 | Layout::V3 => Self {
+            Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4 => Self {
                 source: u32_at(b, 0),
                 offset: u64_at(b, 4),
                 stored_len: u32_at(b, 12),
@@ -136,9 +141,9 @@ impl BlockRecord {
         };
         check_fields(r.stored_len, r.raw_len, r.flags, block_size).map_err(|(field, m)| {
             let at = match (layout, field) {
-                (Layout::V1 | Layout::V2 | Layout::V3, Field::StoredLen) => 12,
-                (Layout::V1 | Layout::V2 | Layout::V3, Field::RawLen) => 16,
-                (Layout::V1 | Layout::V2 | Layout::V3, Field::Flags) => 20,
+                (Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4, Field::StoredLen) => 12,
+                (Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4, Field::RawLen) => 16,
+                (Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4, Field::Flags) => 20,
             };
             (at, m)
         })?;
@@ -166,6 +171,8 @@ pub struct BlockMapWriter {
     reference: Option<(u64, u64)>,
     /// Version 3: the hole run being extended: (count, raw length of its last block).
     hole: Option<(u64, u32)>,
+    /// Version 4: the copy run being extended: (this map's first record, count).
+    copy: Option<(u64, u64)>,
     runs: u64,
     stored_total: u64,
     scratch: Vec<u8>,
@@ -230,6 +237,7 @@ impl BlockMapWriter {
             stored_n: 0,
             reference: None,
             hole: None,
+            copy: None,
             runs: 0,
             stored_total: 0,
             scratch: Vec::with_capacity(128),
@@ -262,6 +270,9 @@ impl BlockMapWriter {
         if let Some((n, last)) = self.hole.take() {
             self.run_header(RUN_HOLE, n, u64::from(last))?;
         }
+        if let Some((first, n)) = self.copy.take() {
+            self.run_header(RUN_COPY, n, first)?;
+        }
         if self.stored_n > 0 {
             self.run_header(RUN_STORED, self.stored_n as u64, 0)?;
             let stored = std::mem::take(&mut self.stored);
@@ -290,8 +301,12 @@ impl BlockMapWriter {
         rec.encode(self.header.layout, &mut scratch);
         let r = match self.header.layout {
             Layout::V1 => self.put(&scratch),
-            Layout::V2 | Layout::V3 => {
-                if self.reference.is_some() || self.hole.is_some() || self.stored_n == MAX_STORED_RUN {
+            Layout::V2 | Layout::V3 | Layout::V4 => {
+                if self.reference.is_some()
+                    || self.hole.is_some()
+                    || self.copy.is_some()
+                    || self.stored_n == MAX_STORED_RUN
+                {
                     self.close_run()?;
                 }
                 self.stored.extend_from_slice(&scratch);
@@ -335,7 +350,7 @@ impl BlockMapWriter {
     pub fn push_holes(&mut self, count: u64, last_len: u32) -> Result<()> {
         let bs = self.header.block_size;
         let invalid = |m: String| Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m));
-        if self.header.layout != Layout::V3 {
+        if !self.header.layout.has_holes() {
             return Err(invalid(format!(
                 "record {}: a version-{} block map has no hole runs",
                 self.count,
@@ -369,6 +384,50 @@ impl BlockMapWriter {
         Ok(())
     }
 
+    /// Appends the next block as this map's own earlier record `record` (version 4): a
+    /// block equal to one already in the map (a copy inside the tree). Consecutive
+    /// records become one copy run; a run never reaches its own records, so every
+    /// record it names is written before it.
+    pub fn push_copy(&mut self, record: u64) -> Result<()> {
+        let invalid = |m: String| Error::io(&self.path, io::Error::new(io::ErrorKind::InvalidInput, m));
+        if !self.header.layout.has_copies() {
+            return Err(invalid(format!(
+                "record {}: a version-{} block map has no copy runs",
+                self.count,
+                self.header.layout.version()
+            )));
+        }
+        if record >= self.count {
+            return Err(invalid(format!(
+                "record {}: a copy of record {record}, which is not written yet",
+                self.count
+            )));
+        }
+        match &mut self.copy {
+            // The run starts at count - n: extending it keeps every target below that.
+            Some((first, n)) if *first + *n == record && record < self.count - *n => *n += 1,
+            _ => {
+                self.close_run()?;
+                self.copy = Some((record, 1));
+            }
+        }
+        if let Some(log) = self.log.as_mut() {
+            log.copy(record)?;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Whether this map refers to a parent (`push_parent` is allowed).
+    pub fn has_parent(&self) -> bool {
+        self.parent.is_some()
+    }
+
+    /// Whether this map may hold copy runs (`push_copy` is allowed).
+    pub fn has_copies(&self) -> bool {
+        self.header.layout.has_copies()
+    }
+
     /// Logs every operation from now on to `log`, so a resumed pass can apply them again.
     pub fn log_to(&mut self, log: MapLog) {
         self.log = Some(log);
@@ -399,7 +458,7 @@ impl BlockMapWriter {
                 t.extend_from_slice(&[0u8; 7]);
                 t.extend_from_slice(&checksum);
             }
-            Layout::V2 | Layout::V3 => {
+            Layout::V2 | Layout::V3 | Layout::V4 => {
                 t.extend_from_slice(&self.runs.to_le_bytes());
                 t.extend_from_slice(&self.stored_total.to_le_bytes());
                 t.push(checksum.len() as u8);

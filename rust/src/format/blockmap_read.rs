@@ -27,6 +27,10 @@ use crate::scan::algorithm::{to_hex, Algorithm};
 
 /// Bytes of records read per step of a `RecordIter`.
 const READ_STEP: usize = 1 << 16;
+/// Copies of copies a range may pass through beyond two per map of the chain (what a
+/// backup writes: a copy names stored records, a parent run one more map): a crafted
+/// map of copies of copies would otherwise grow the stack with its runs.
+const MAX_NESTING: usize = 64;
 
 /// One map file of a chain.
 struct Level {
@@ -93,7 +97,7 @@ impl Level {
         };
         match header.layout {
             Layout::V1 => level.trailer_v1(&t, at)?,
-            Layout::V2 | Layout::V3 => level.trailer_v2(&t, at)?,
+            Layout::V2 | Layout::V3 | Layout::V4 => level.trailer_v2(&t, at)?,
         }
         if let MapSrc::Sealed(r) = &level.src {
             let outer = r.container().checksum.clone();
@@ -219,8 +223,9 @@ impl Level {
             runs: self.runs,
             end: self.runs_end,
             has_parent: self.parent.is_some(),
-            holes: self.header.layout == Layout::V3,
+            holes: self.header.layout.has_holes(),
             block_size: self.header.block_size,
+            copies: self.header.layout.has_copies(),
         }
     }
 
@@ -585,6 +590,23 @@ impl RecordIter<'_> {
                         left: take,
                         hole_last: Some(if to_end { last_len } else { l.header.block_size }),
                     }));
+                }
+                RunKind::Copy { first } => {
+                    // decode() checked first + count <= run.start: the records lie
+                    // before the run, so each copy moves backwards and the stack ends.
+                    if self.stack.len() > MAX_NESTING + 2 * self.map.chain.len() {
+                        return Some(Err(Error::damaged(
+                            &l.path,
+                            run.header_at,
+                            format!(
+                                "run of records {}..{} copies records nested more than {MAX_NESTING} deep",
+                                run.start,
+                                run.start + run.count
+                            ),
+                        )));
+                    }
+                    let f = first + inside;
+                    self.stack.push((level, f, f + take));
                 }
                 RunKind::Parent { first } => {
                     let pfirst = first.checked_add(inside);

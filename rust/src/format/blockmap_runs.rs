@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::blockmap::{RUN_HEADER_LEN, RUN_HOLE, RUN_PARENT, RUN_STORED};
+use super::blockmap::{RUN_COPY, RUN_HEADER_LEN, RUN_HOLE, RUN_PARENT, RUN_STORED};
 use super::error::{Error, Result};
 use super::header::{u64_at, HEADER_LEN};
 use super::piece::check_zero;
@@ -34,6 +34,8 @@ pub(super) enum RunKind {
     Parent { first: u64 },
     /// Blocks of a hole (version 3): whole blocks, the last `last_len` bytes.
     Hole { last_len: u32 },
+    /// This map's own records from `first` on (version 4), all before the run.
+    Copy { first: u64 },
 }
 
 /// One run: the state's records `start .. start + count`.
@@ -60,6 +62,8 @@ pub(super) struct Frame<'a> {
     /// Whether hole runs may appear (version 3), and the block size bounding their last block.
     pub holes: bool,
     pub block_size: u32,
+    /// Whether copy runs may appear (version 4).
+    pub copies: bool,
 }
 
 /// A place in the run stream: run number, its first state record, its header's offset.
@@ -166,7 +170,7 @@ impl Cursor {
     fn advance(&mut self, f: &Frame<'_>, run: Run) {
         let len = match run.kind {
             RunKind::Stored { .. } => RUN_HEADER_LEN + run.count * f.record_len,
-            RunKind::Parent { .. } | RunKind::Hole { .. } => RUN_HEADER_LEN,
+            RunKind::Parent { .. } | RunKind::Hole { .. } | RunKind::Copy { .. } => RUN_HEADER_LEN,
         };
         self.pos = Mark {
             run_no: self.pos.run_no + 1,
@@ -306,13 +310,28 @@ fn decode(f: &Frame<'_>, i: u64, pos: u64, start: u64, h: &[u8]) -> Result<Run> 
                 ));
             }
         },
+        // Only backwards: the named records end at or before this run's first, so a copy
+        // of a copy resolves in finitely many steps.
+        RUN_COPY if f.copies => match first.checked_add(count) {
+            Some(end) if end <= start => RunKind::Copy { first },
+            _ => {
+                return Err(Error::damaged(
+                    f.path,
+                    pos + 16,
+                    format!(
+                        "run {i}: copy of records {first}..{} does not lie before the run's first record {start}",
+                        first.saturating_add(count)
+                    ),
+                ));
+            }
+        },
         k => return Err(Error::damaged(f.path, pos, format!("run {i}: unknown kind {k}"))),
     };
     let len = match kind {
         RunKind::Stored { .. } => count
             .checked_mul(f.record_len)
             .and_then(|n| n.checked_add(RUN_HEADER_LEN)),
-        RunKind::Parent { .. } | RunKind::Hole { .. } => Some(RUN_HEADER_LEN),
+        RunKind::Parent { .. } | RunKind::Hole { .. } | RunKind::Copy { .. } => Some(RUN_HEADER_LEN),
     };
     let fits = len.and_then(|l| l.checked_add(pos)).is_some_and(|n| n <= f.end);
     if !fits || start.checked_add(count).is_none_or(|e| e > f.count) {

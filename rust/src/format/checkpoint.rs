@@ -490,24 +490,34 @@ pub enum MapOp {
         /// Raw length of the last.
         last_len: u32,
     },
+    /// This map's own records `first .. first + count`, in order (a version-4 copy run).
+    Copy {
+        /// The first.
+        first: u64,
+        /// How many.
+        count: u64,
+    },
 }
 
 const OP_RECORD: u8 = 1;
 const OP_PARENT: u8 = 2;
 const OP_HOLES: u8 = 3;
+const OP_COPY: u8 = 4;
 
 /// The operations a pass applies to its block map, logged so that a resumed pass can
 /// apply the adopted files' operations again and get the same map (whatever decided
 /// them: the parent's digests, an unchanged file, a duplicate block). Tag 1: a record
 /// (source u32, offset u64, stored_len u32, raw_len u32, flags u8, digest); tag 2: a
 /// run of parent records (first u64, count u64), consecutive ones joined; tag 3: blocks
-/// of a hole (count u64, raw length of the last u32).
+/// of a hole (count u64, raw length of the last u32); tag 4: a run of this map's own
+/// earlier records (first u64, count u64), consecutive ones joined.
 pub struct MapLog {
     path: PathBuf,
     out: BufWriter<File>,
     pos: u64,
     sum: Xxh3,
-    run: Option<(u64, u64)>,
+    /// The run being joined: (tag, first, count), tag `OP_PARENT` or `OP_COPY`.
+    run: Option<(u8, u64, u64)>,
 }
 
 impl MapLog {
@@ -544,9 +554,9 @@ impl MapLog {
     }
 
     fn close_run(&mut self) -> Result<()> {
-        if let Some((first, count)) = self.run.take() {
+        if let Some((tag, first, count)) = self.run.take() {
             let mut b = [0u8; 17];
-            b[0] = OP_PARENT;
+            b[0] = tag;
             b[1..9].copy_from_slice(&first.to_le_bytes());
             b[9..].copy_from_slice(&count.to_le_bytes());
             self.put(&b)?;
@@ -580,11 +590,20 @@ impl MapLog {
 
     /// Logs the parent's record `n`.
     pub fn parent(&mut self, n: u64) -> Result<()> {
+        self.join(OP_PARENT, n)
+    }
+
+    /// Logs this map's own record `n` (a copy).
+    pub fn copy(&mut self, n: u64) -> Result<()> {
+        self.join(OP_COPY, n)
+    }
+
+    fn join(&mut self, op: u8, n: u64) -> Result<()> {
         match &mut self.run {
-            Some((first, count)) if first.checked_add(*count) == Some(n) => *count += 1,
+            Some((tag, first, count)) if *tag == op && first.checked_add(*count) == Some(n) => *count += 1,
             _ => {
                 self.close_run()?;
-                self.run = Some((n, 1));
+                self.run = Some((op, n, 1));
             }
         }
         Ok(())
@@ -637,6 +656,13 @@ pub fn read_map_ops(
         let (op, len) = match b[0] {
             OP_PARENT if b.len() >= 17 => (
                 MapOp::Parent {
+                    first: u64_at(b, 1),
+                    count: u64_at(b, 9),
+                },
+                17,
+            ),
+            OP_COPY if b.len() >= 17 => (
+                MapOp::Copy {
                     first: u64_at(b, 1),
                     count: u64_at(b, 9),
                 },

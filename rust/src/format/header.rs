@@ -20,6 +20,9 @@ pub const VERSION_2: u32 = 2;
 /// The third format, of block maps only: version 2 with hole runs (a run of blocks of a
 /// sparse file that were never stored: one 24-byte run header however long the hole).
 pub const VERSION_3: u32 = 3;
+/// The fourth format, of block maps only: version 3 with copy runs (a run of blocks equal
+/// to earlier records of the same map: a file copied inside the tree, one 24-byte header).
+pub const VERSION_4: u32 = 4;
 /// The version this build writes.
 pub const WRITE_VERSION: u32 = VERSION_2;
 /// Every version this build reads: every version ever written.
@@ -76,6 +79,9 @@ pub enum Layout {
     /// Version 3, block maps only (docs/FORMAT.md "Block map version 3"): version 2's
     /// bytes, and hole runs.
     V3,
+    /// Version 4, block maps only (docs/FORMAT.md "Block map version 4"): version 3's
+    /// bytes, and copy runs.
+    V4,
 }
 
 impl Layout {
@@ -84,6 +90,7 @@ impl Layout {
     pub fn of_kind(version: u32, kind: Kind) -> Option<Self> {
         match (version, kind) {
             (VERSION_3, Kind::BlockMap) => Some(Self::V3),
+            (VERSION_4, Kind::BlockMap) => Some(Self::V4),
             _ => Self::of(version),
         }
     }
@@ -102,7 +109,7 @@ impl Layout {
     pub fn written(kind: Kind) -> Self {
         match kind {
             Kind::Piece => Self::V2,
-            Kind::BlockMap => Self::V3,
+            Kind::BlockMap => Self::V4,
         }
     }
 
@@ -112,6 +119,7 @@ impl Layout {
             Self::V1 => VERSION_1,
             Self::V2 => VERSION_2,
             Self::V3 => VERSION_3,
+            Self::V4 => VERSION_4,
         }
     }
 
@@ -123,24 +131,34 @@ impl Layout {
             // V1's fields, then the XXH3-128 of [0, trailer), then the checksum.
             (Self::V2, Kind::Piece) => 112,
             // V1's fields, run and stored-record counts, the parent's checksum and path.
-            (Self::V2 | Self::V3, Kind::BlockMap) => 296,
-            // No piece has version 3 (`of_kind` refuses it); the match must still be total.
-            (Self::V3, Kind::Piece) => 112,
+            (Self::V2 | Self::V3 | Self::V4, Kind::BlockMap) => 296,
+            // No piece has version 3 or 4 (`of_kind` refuses them); the match must still be total.
+            (Self::V3 | Self::V4, Kind::Piece) => 112,
         }
     }
 
     /// Length of one piece index entry.
     pub fn index_entry_len(self, digest_len: usize) -> u64 {
         match self {
-            Self::V1 | Self::V2 | Self::V3 => 29 + digest_len as u64,
+            Self::V1 | Self::V2 | Self::V3 | Self::V4 => 29 + digest_len as u64,
         }
     }
 
     /// Length of one block-map record.
     pub fn record_len(self, digest_len: usize) -> u64 {
         match self {
-            Self::V1 | Self::V2 | Self::V3 => 21 + digest_len as u64,
+            Self::V1 | Self::V2 | Self::V3 | Self::V4 => 21 + digest_len as u64,
         }
+    }
+
+    /// Whether a block map of this layout may hold hole runs (version 3 on).
+    pub fn has_holes(self) -> bool {
+        matches!(self, Self::V3 | Self::V4)
+    }
+
+    /// Whether a block map of this layout may hold copy runs (version 4 on).
+    pub fn has_copies(self) -> bool {
+        matches!(self, Self::V4)
     }
 }
 
@@ -239,7 +257,7 @@ impl Header {
                     "{name} version {version} is not supported (this build reads {name}s of versions {:?})",
                     READ_VERSIONS
                         .into_iter()
-                        .chain([VERSION_3])
+                        .chain([VERSION_3, VERSION_4])
                         .filter(|&v| Layout::of_kind(v, kind).is_some())
                         .collect::<Vec<_>>()
                 ),

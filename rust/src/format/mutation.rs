@@ -126,7 +126,7 @@ fn reseal(bytes: &mut [u8], trailer_len: usize, checksum_at: usize) {
 fn piece_sums(layout: Layout) -> (usize, Option<usize>) {
     match layout {
         Layout::V1 => (32, None),
-        Layout::V2 | Layout::V3 => (48, Some(32)),
+        Layout::V2 | Layout::V3 | Layout::V4 => (48, Some(32)),
     }
 }
 

@@ -41,7 +41,7 @@ pub struct IndexEntry {
 impl IndexEntry {
     fn encode(&self, layout: Layout, out: &mut Vec<u8>) {
         match layout {
-            Layout::V1 | Layout::V2 | Layout::V3 => {
+            Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4 => {
                 out.extend_from_slice(&self.file_no.to_le_bytes());
                 out.extend_from_slice(&self.block_index.to_le_bytes());
                 out.extend_from_slice(&self.offset.to_le_bytes());
@@ -62,7 +62,7 @@ impl IndexEntry {
         data_end: u64,
     ) -> std::result::Result<Self, (u64, String)> {
         let e = match layout {
-            Layout::V1 | Layout::V2 | Layout::V3 => Self {
+            Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4 => Self {
                 file_no: u32_at(b, 0),
                 block_index: u64_at(b, 4),
                 offset: u64_at(b, 12),
@@ -74,9 +74,9 @@ impl IndexEntry {
         };
         check_fields(e.stored_len, e.raw_len, e.flags, block_size).map_err(|(field, m)| {
             let at = match (layout, field) {
-                (Layout::V1 | Layout::V2 | Layout::V3, Field::StoredLen) => 20,
-                (Layout::V1 | Layout::V2 | Layout::V3, Field::RawLen) => 24,
-                (Layout::V1 | Layout::V2 | Layout::V3, Field::Flags) => 28,
+                (Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4, Field::StoredLen) => 20,
+                (Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4, Field::RawLen) => 24,
+                (Layout::V1 | Layout::V2 | Layout::V3 | Layout::V4, Field::Flags) => 28,
             };
             (at, m)
         })?;
@@ -367,7 +367,7 @@ fn encode_trailer(header: Header, index_off: u64, entries: u64, checksum: &[u8],
     t.extend_from_slice(&[0u8; 7]);
     match header.layout {
         Layout::V1 => t.extend_from_slice(checksum),
-        Layout::V2 | Layout::V3 => {
+        Layout::V2 | Layout::V3 | Layout::V4 => {
             t.extend_from_slice(fast);
             t.extend_from_slice(checksum);
         }
@@ -659,7 +659,7 @@ fn decode_trailer(path: &Path, header: Header, t: &[u8], at: u64) -> Result<Trai
     // Where the checksum starts: version 2 puts the XXH3-128 first.
     let (sum_at, fast) = match header.layout {
         Layout::V1 => (32, None),
-        Layout::V2 | Layout::V3 => {
+        Layout::V2 | Layout::V3 | Layout::V4 => {
             let mut f = [0u8; 16];
             f.copy_from_slice(&t[32..48]);
             (48, Some(f))
