@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import resource
 import shutil
 import statistics
 import time
@@ -145,22 +146,27 @@ def test_full_verification(benchmark: Any, tree: Path, tmp_path: Path, name: str
     _pedantic(benchmark, t.verify_full, lambda: None)
 
 
-def _seal_seconds(cipher: str, data: bytes, threads: int = 2) -> float:
-    """Seconds to seal `data` as BLOCK-byte messages on `threads` threads (the binding
-    releases the GIL): the cipher alone, what encryption adds to a pass at best."""
+def _aead_seconds(cipher: str, data: bytes, op: str, threads: int = 2) -> float:
+    """Seconds to seal (or open) `data` as BLOCK-byte messages on `threads` threads (the
+    binding releases the GIL): the cipher alone, what encryption adds to a pass at best."""
     from concurrent.futures import ThreadPoolExecutor
 
     key = os.urandom(32)
     blocks = [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
+    if op == "open":
+        blocks = [_core.aead_seal(key, b"ad", b, cipher=cipher) for b in blocks]
     share = [blocks[i::threads] for i in range(threads)]
 
-    def seal(mine: list[bytes]) -> None:
+    def run(mine: list[bytes]) -> None:
         for b in mine:
-            _core.aead_seal(key, b"ad", b, cipher=cipher)
+            if op == "open":
+                _core.aead_open(key, b"ad", b, cipher=cipher)
+            else:
+                _core.aead_seal(key, b"ad", b, cipher=cipher)
 
     with ThreadPoolExecutor(threads) as pool:
         t = time.perf_counter()
-        list(pool.map(seal, share))
+        list(pool.map(run, share))
         return time.perf_counter() - t
 
 
@@ -178,11 +184,21 @@ def test_interleaved(benchmark: Any, tree: Path, tmp_path: Path) -> None:
     tools = {n: Tool(n, tmp_path) for n in names}
     data = b"".join(p.read_bytes() for p in sorted(tree.iterdir()))
     times: dict[tuple[str, str], list[float]] = {}
+    # CPU seconds of the work (this process's threads for ours, the waited child for
+    # restic and borg): steadier than wall time while other jobs load the machine.
+    cpu: dict[tuple[str, str], list[float]] = {}
+    loads = [os.getloadavg()[0]]
+
+    def children_cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
 
     def timed(key: tuple[str, str], fn: Callable[[], None]) -> None:
+        c, ch = time.process_time(), children_cpu()
         t = time.perf_counter()
         fn()
         times.setdefault(key, []).append(time.perf_counter() - t)
+        cpu.setdefault(key, []).append(time.process_time() - c + children_cpu() - ch)
 
     os.chdir(tree)
     for r in range(rounds + (0 if disabled else 1)):  # round 0 warms up (dropped)
@@ -196,18 +212,31 @@ def test_interleaved(benchmark: Any, tree: Path, tmp_path: Path) -> None:
         for n in order:
             timed((n, "incremental (1%)"), partial(tools[n].backup, tree, "incremental"))
         for cipher in ("xchacha20-poly1305", "aes-256-gcm"):
-            times.setdefault((cipher, "seal on 2 threads"), []).append(_seal_seconds(cipher, data))
+            for op in ("seal", "open"):
+                times.setdefault((cipher, f"{op} on 2 threads"), []).append(_aead_seconds(cipher, data, op))
+        loads.append(os.getloadavg()[0])
     if not disabled:
         times = {k: v[1:] for k, v in times.items()}
+        cpu = {k: v[1:] for k, v in cpu.items()}
     rows = []
     for (n, op), v in sorted(times.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        line = f"{op:22} {n:20} min {min(v):7.3f} s  median {statistics.median(v):7.3f} s"
+        line = f"{op:22} {n:22} wall min {min(v):7.3f} median {statistics.median(v):7.3f}"
         plain = times.get(("ours-plain", op))
         if n.startswith("ours-encrypted") and plain:
-            line += f"  ratio {min(v) / min(plain):.2f}x / {statistics.median(v) / statistics.median(plain):.2f}x"
+            line += f" ({min(v) / min(plain):.2f}x / {statistics.median(v) / statistics.median(plain):.2f}x)"
+        c = cpu.get((n, op))
+        if c:
+            line += f"  cpu min {min(c):7.3f} median {statistics.median(c):7.3f}"
+            cplain = cpu.get(("ours-plain", op))
+            if n.startswith("ours-encrypted") and cplain:
+                line += f" ({min(c) / min(cplain):.2f}x / {statistics.median(c) / statistics.median(cplain):.2f}x)"
         rows.append(line)
     mib = len(data) / (1 << 20)
-    print(f"\n{mib:.0f} MiB, {BLOCK}-byte blocks, {rounds} interleaved rounds\n" + "\n".join(rows))
+    print(
+        f"\n{mib:.0f} MiB, {BLOCK}-byte blocks, {rounds} interleaved rounds, seconds"
+        f" (ratio to ours-plain, min / median), load average {min(loads):.1f}-{max(loads):.1f}\n" + "\n".join(rows)
+    )
     benchmark.extra_info["interleaved"] = {f"{n} {op}": v for (n, op), v in times.items()}
+    benchmark.extra_info["interleaved_cpu"] = {f"{n} {op}": v for (n, op), v in cpu.items()}
     assert times[("ours-encrypted", "full backup")] and times[("ours-plain", "full backup")]
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
