@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import store
+from . import _core, store
 from .enums import BackupType, ChecksumAlgorithm
 from .errors import CatalogError
 from .sources import SkippedEntry
@@ -375,12 +375,7 @@ def load(path: str | os.PathLike[str], *, set_id: str | None = None, where: str 
     except OSError as exc:
         raise CatalogError(f"{name}: cannot read the manifest: {exc.strerror or exc}") from exc
     text = _unsealed(p, text, name)
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        # RecursionError: a deeply nested document is damage too, not a crash.
-        raise CatalogError(f"{name}: not a JSON manifest ({_short(exc)})") from None
-    manifest = parse(data, name)
+    manifest = parse(_decode(text, name), name)
     _Consistency(manifest, name).run()
     if set_id is not None and manifest.id != set_id:
         raise CatalogError(f"{name}: set.id: expected {set_id!r} (the set it was read for), got {manifest.id!r}")
@@ -389,11 +384,7 @@ def load(path: str | os.PathLike[str], *, set_id: str | None = None, where: str 
 
 def loads(text: str | bytes, where: str = store.MANIFEST) -> Manifest:
     """`load` of a document already in memory."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise CatalogError(f"{where}: not a JSON manifest ({_short(exc)})") from None
-    manifest = parse(data, where)
+    manifest = parse(_decode(text, where), where)
     _Consistency(manifest, where).run()
     return manifest
 
@@ -404,18 +395,48 @@ def write(path: Path, manifest: Manifest) -> None:
     its envelope (keys.py)."""
     from . import keys
 
-    # validate() on the one dump that is written: a 20,000-file manifest costs a dump, a
-    # parse and an encode, not two of each.
+    # The one validating parse runs on the very bytes that are written, through the
+    # reader `load` uses (its files table in Rust): a dump, an encode and a parse.
     where = display_name(path)
     data = manifest.dump()
-    parse(data, where)
-    _Consistency(manifest, where).run()
     root = _repository_of(path)
-    if not keys.is_encrypted(root):
-        store.write_durable_json(path, data)
+    sealed = keys.is_encrypted(root)
+    text = (json.dumps(data, sort_keys=True) if sealed else store.durable_json_text(data)).encode()
+    parse(_decode(text, where), where)
+    _Consistency(manifest, where).run()
+    if not sealed:
+        store.write_durable_bytes(path, text)
         return
-    envelope = keys.seal_manifest(root, manifest.id, json.dumps(data, sort_keys=True).encode())
+    envelope = keys.seal_manifest(root, manifest.id, text)
     store.write_durable_json(path, data if envelope is None else envelope)
+
+
+_Row = tuple[
+    str, int, int, int, str, int, int, tuple[int, int, str | None, str | None] | None, int | None, int | None, int | None
+]
+
+
+class _Rows(list[_Row | str]):
+    """A manifest's ``files`` as the Rust reader split them (rust/src/format/
+    manifest_files.rs): a tuple per entry its rules (this module's fast path) accept, in
+    `FileEntry`'s field order, and the JSON text of every other entry for `_Parser.file`."""
+
+
+def _decode(text: str | bytes, where: str) -> object:
+    """The decoded JSON of a manifest, its ``files`` read by Rust without a Python object
+    per JSON value; a document that reader does not split is decoded by json whole."""
+    split = _core.split_manifest(text.encode() if isinstance(text, str) else text)
+    try:
+        if split is None:
+            return json.loads(text)
+        files, rest = split
+        data = json.loads(rest)
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: a deeply nested document is damage too, not a crash.
+        raise CatalogError(f"{where}: not a JSON manifest ({_short(exc)})") from None
+    if files is not None:
+        data["files"] = _Rows(files)
+    return data
 
 
 def _repository_of(path: Path) -> Path:
@@ -543,7 +564,7 @@ class _Parser:
             pieces=self.list_of(self.key(top, "pieces", ""), "pieces", self.piece),
             blockmap=self.blockmap(self.key(top, "blockmap", ""), alg),
             sources=self.list_of(self.key(top, "sources", ""), "sources", self.source),
-            files=self.list_of(self.key(top, "files", ""), "files", lambda v, at: self.file(v, at, alg)),
+            files=self.files(self.key(top, "files", ""), alg),
             dirs=self.list_of(self.key(top, "dirs", ""), "dirs", self.dir),
             symlinks=self.list_of(self.key(top, "symlinks", ""), "symlinks", self.symlink),
             summary=summary,
@@ -619,6 +640,27 @@ class _Parser:
             set_id=self.set_id(self.key(o, "set_id", at + "."), at + ".set_id"),
             piece=self.name(self.key(o, "piece", at + "."), at + ".piece"),
         )
+
+    def files(self, value: object, algorithm: str) -> tuple[FileEntry, ...]:
+        if not isinstance(value, _Rows):
+            return self.list_of(value, "files", lambda v, at: self.file(v, at, algorithm))
+        out: list[FileEntry] = []
+        for i, row in enumerate(value):
+            if isinstance(row, str):
+                try:
+                    entry = json.loads(row)
+                except RecursionError as exc:
+                    raise CatalogError(f"{self.where}: not a JSON manifest ({_short(exc)})") from None
+                out.append(self.file(entry, f"files[{i}]", algorithm))
+                continue
+            path, mode, mtime, size, digest, first, count, owner, ctime, ino, dev = row
+            out.append(
+                FileEntry(
+                    path, mode, mtime, size, digest, first, count,
+                    None if owner is None else Owner(*owner), (), (), ctime, ino, dev,
+                )  # fmt: skip
+            )
+        return tuple(out)
 
     def file(self, value: object, at: str, algorithm: str) -> FileEntry:
         # A manifest lists every file of the tree: accept a well-formed entry in one

@@ -88,13 +88,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
-def write_durable_json(path: Path, data: Any) -> None:
-    """Writes a new file and fsyncs it (its directory is fsynced by the caller's rename)."""
+def durable_json_text(data: Any) -> str:
+    """The text `write_durable_json` writes for `data`."""
     # One line: json's C encoder runs only without indent (a 20,000-file manifest took
     # ~1 s through the pure-Python one).
-    text = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
-    with open(path, "x", encoding="utf-8") as fh:
-        fh.write(text)
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def write_durable_json(path: Path, data: Any) -> None:
+    """Writes a new file and fsyncs it (its directory is fsynced by the caller's rename)."""
+    write_durable_bytes(path, durable_json_text(data).encode())
+
+
+def write_durable_bytes(path: Path, data: bytes) -> None:
+    """`write_durable_json` of a document already encoded."""
+    with open(path, "xb") as fh:
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
 

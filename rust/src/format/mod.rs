@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod fast;
 pub mod header;
+pub mod manifest_files;
 pub mod piece;
 pub mod read;
 pub mod sealed_map;

@@ -13,6 +13,9 @@ use super::errors::io_error;
 use super::select::PyPathMatcher;
 use crate::tree::{self, Kind, Stat};
 
+/// The parent manifest's file table (the unchanged-file check reads it).
+pub mod manifest_files;
+
 /// One entry: (rel, kind, stat, link target, xattrs, xattr problems).
 type EntryTuple<'py> = (
     OsString,
@@ -117,5 +120,6 @@ fn walk_tree<'py>(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(walk_tree, m)?)?;
+    manifest_files::register(m)?;
     Ok(())
 }

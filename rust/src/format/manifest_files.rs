@@ -1,0 +1,204 @@
+//! The `files` table of a set's `manifest.json` (docs/FORMAT.md, "Manifest"), read in
+//! one pass without a Python object per JSON value. `manifest.py` stays the one owner of
+//! the manifest and of its rules: this module accepts only entries that its fast path
+//! accepts unchanged (the seven keys, plus a well-formed identity and owner), and hands
+//! every other entry back as its exact JSON text, so the Python parser names what is
+//! wrong with the same words and reads the rarer keys (xattrs, holes) itself. A document
+//! this module cannot read the way Python's `json` does (not UTF-8, `NaN`, nesting past
+//! serde's limit) is not split at all: the caller parses it whole, as before.
+
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
+
+/// `(uid, gid, user, group)` as `manifest.Owner` has them.
+pub type OwnerRow = (u32, u32, Option<String>, Option<String>);
+
+/// A file entry the fast rules accept, in `manifest.FileEntry`'s field order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRow {
+    pub path: String,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub size: u64,
+    pub digest: String,
+    pub first_block: u64,
+    pub block_count: u64,
+    pub owner: Option<OwnerRow>,
+    /// `(ctime_ns, ino, dev)`: all three or none.
+    pub identity: Option<(i64, u64, u64)>,
+}
+
+/// One entry of `files`, in document order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Row(FileRow),
+    /// The entry's JSON text as written: for the Python parser (damage, xattrs, holes).
+    Raw(String),
+}
+
+/// A manifest document split in two: its `files` entries, and the JSON text of the
+/// top-level object without them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// None when the document has no `files` key or its value is not a list (the rest
+    /// then keeps it, and the Python parser reports it).
+    pub files: Option<Vec<Slot>>,
+    pub rest: String,
+}
+
+/// Hex digits of each algorithm's digest (`manifest.DIGEST_HEX`).
+pub fn digest_hex_len(algorithm: &str) -> Option<usize> {
+    match algorithm {
+        "md5" => Some(32),
+        "sha1" => Some(40),
+        "sha256" | "blake3" => Some(64),
+        "sha512" => Some(128),
+        _ => None,
+    }
+}
+
+/// Splits `doc`; None when it is not a JSON object this module reads (see the module
+/// comment): the caller then decodes the whole document itself.
+pub fn split(doc: &[u8]) -> Option<Split> {
+    let text = std::str::from_utf8(doc).ok()?;
+    // Last key wins, as in Python's json; the order of the rest does not matter to a
+    // dict.
+    let top: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    let hex = top
+        .get("set")
+        .and_then(|s| serde_json::from_str::<Map<String, Value>>(s.get()).ok())
+        .and_then(|s| s.get("algorithm").and_then(Value::as_str).and_then(digest_hex_len));
+    let files = match top.get("files") {
+        Some(raw) => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+            Ok(list) => Some(list.into_iter().map(|e| slot(e, hex)).collect()),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let mut rest = String::with_capacity(text.len().min(1 << 16));
+    rest.push('{');
+    for (key, value) in &top {
+        if files.is_some() && key == "files" {
+            continue;
+        }
+        if rest.len() > 1 {
+            rest.push(',');
+        }
+        // A String always serializes.
+        rest.push_str(&serde_json::to_string(key).unwrap_or_default());
+        rest.push(':');
+        rest.push_str(value.get());
+    }
+    rest.push('}');
+    Some(Split { files, rest })
+}
+
+fn slot(raw: &RawValue, hex: Option<usize>) -> Slot {
+    let row = hex.and_then(|n| {
+        let o = serde_json::from_str::<Map<String, Value>>(raw.get()).ok()?;
+        row(&o, n)
+    });
+    match row {
+        Some(r) => Slot::Row(r),
+        None => Slot::Raw(raw.get().to_string()),
+    }
+}
+
+const BASE: [&str; 7] = [
+    "path",
+    "mode",
+    "mtime_ns",
+    "size",
+    "digest",
+    "first_block",
+    "block_count",
+];
+const I64_MAX: u64 = i64::MAX as u64;
+
+/// `manifest._Parser.file`'s fast path: the entry as a row when it is well-formed and
+/// has no key beyond the seven, the identity and the owner; None sends it to the Python
+/// parser.
+fn row(o: &Map<String, Value>, hex: usize) -> Option<FileRow> {
+    let path = o.get("path")?.as_str()?;
+    if !rel_path_ok(path) {
+        return None;
+    }
+    let mode = uint(o.get("mode")?, 0o7777)?;
+    let mtime_ns = int(o.get("mtime_ns")?)?;
+    let size = uint(o.get("size")?, I64_MAX)?;
+    let digest = o.get("digest")?.as_str()?;
+    if digest.len() != hex || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let first_block = uint(o.get("first_block")?, I64_MAX)?;
+    let block_count = uint(o.get("block_count")?, I64_MAX)?;
+    let identity = match (o.get("ctime_ns"), o.get("ino"), o.get("dev")) {
+        (Some(c), Some(i), Some(d)) => (|| Some((int(c)?, uint(i, u64::MAX)?, uint(d, u64::MAX)?)))(),
+        _ => None,
+    };
+    let owner = o.get("owner").and_then(owner);
+    let expected = BASE.len() + if identity.is_some() { 3 } else { 0 } + usize::from(owner.is_some());
+    if o.len() != expected {
+        return None;
+    }
+    Some(FileRow {
+        path: path.to_string(),
+        mode: u32::try_from(mode).ok()?,
+        mtime_ns,
+        size,
+        digest: digest.to_string(),
+        first_block,
+        block_count,
+        owner,
+        identity,
+    })
+}
+
+/// `manifest._owner_ok`.
+fn owner(v: &Value) -> Option<OwnerRow> {
+    let o = v.as_object()?;
+    if !o.keys().all(|k| matches!(k.as_str(), "uid" | "gid" | "user" | "group")) {
+        return None;
+    }
+    let uid = u32::try_from(uint(o.get("uid")?, u64::from(u32::MAX))?).ok()?;
+    let gid = u32::try_from(uint(o.get("gid")?, u64::from(u32::MAX))?).ok()?;
+    let name = |key: &str| -> Option<Option<String>> {
+        match o.get(key) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) if !s.is_empty() && !s.contains('\0') => Some(Some(s.clone())),
+            Some(_) => None,
+        }
+    };
+    Some((uid, gid, name("user")?, name("group")?))
+}
+
+/// An integer (never a float or a bool) in `0..=hi`.
+fn uint(v: &Value, hi: u64) -> Option<u64> {
+    match v {
+        Value::Number(n) if is_int(n) => n.as_u64().filter(|x| *x <= hi),
+        _ => None,
+    }
+}
+
+/// An integer in i64's range.
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) if is_int(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+fn is_int(n: &Number) -> bool {
+    n.is_i64() || n.is_u64()
+}
+
+/// `manifest._Parser.rel_path`: non-empty, no NUL, and no empty, `.` or `..` component
+/// (which also rules out an absolute path).
+pub fn rel_path_ok(path: &str) -> bool {
+    !path.is_empty() && !path.contains('\0') && path.split('/').all(|c| !matches!(c, "" | "." | ".."))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+//! Binding for `crate::format::manifest_files`: a manifest document split into its
+//! `files` rows and the rest, with the GIL released for the JSON pass.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+use crate::format::manifest_files::{self, FileRow, Slot};
+
+/// `(path, mode, mtime_ns, size, digest, first_block, block_count, owner, ctime_ns, ino, dev)`.
+fn row_tuple<'py>(py: Python<'py>, r: FileRow) -> PyResult<Bound<'py, PyAny>> {
+    let (ctime, ino, dev) = match r.identity {
+        Some((c, i, d)) => (Some(c), Some(i), Some(d)),
+        None => (None, None, None),
+    };
+    let t = (
+        r.path,
+        r.mode,
+        r.mtime_ns,
+        r.size,
+        r.digest,
+        r.first_block,
+        r.block_count,
+        r.owner,
+        ctime,
+        ino,
+        dev,
+    );
+    Ok(t.into_pyobject(py)?.into_any())
+}
+
+/// Splits a manifest document: `(files, rest)` where `files` lists, in order, a tuple per
+/// entry the fast rules accept and the JSON text of every other entry (None when the
+/// document has no `files` list), and `rest` is the JSON text of the other keys. None
+/// when the document is not one this reader decodes as Python's json does.
+#[pyfunction]
+fn split_manifest<'py>(py: Python<'py>, doc: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let owned = doc.to_vec();
+    let Some(split) = py.detach(move || manifest_files::split(&owned)) else {
+        return Ok(None);
+    };
+    let files = match split.files {
+        None => py.None().into_bound(py),
+        Some(slots) => {
+            let mut out = Vec::with_capacity(slots.len());
+            for s in slots {
+                out.push(match s {
+                    Slot::Row(r) => row_tuple(py, r)?,
+                    Slot::Raw(text) => PyString::new(py, &text).into_any(),
+                });
+            }
+            out.into_pyobject(py)?.into_any()
+        }
+    };
+    Ok(Some(PyTuple::new(
+        py,
+        [files, PyString::new(py, &split.rest).into_any()],
+    )?))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(split_manifest, m)?)?;
+    Ok(())
+}
