@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,32 +21,13 @@ from rustybackup.errors import EncryptionError, RepositoryLocked, RustyBackupErr
 from rustybackup.repo_url import parse_url
 from rustybackup.verify import Verifier
 from s3_support import SeaweedFS
-from test_encryption_repo import marked_tree, markers, tree_digest
+from test_encryption_repo import _cheap_argon2, marked_tree, markers, tree_digest  # noqa: F401 - autouse fixture
+from test_remote_commands import s3_env  # noqa: F401 - the fixture: AWS environment and host A's cache
+
+# Every test talks to the session's SeaweedFS as host A (AWS environment, its own cache).
+pytestmark = pytest.mark.usefixtures("s3_env")
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Slots store their own parameters; small ones keep the tests fast.
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
-    for var in (keys.PASSWORD_ENV, keys.KEY_FILE_ENV, keys.NEW_PASSWORD_ENV):
-        monkeypatch.delenv(var, raising=False)
-    keys._credentials.clear()
-    yield
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
-
-
-@pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
-    yield s3_server
 
 
 def host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> None:
@@ -85,19 +65,19 @@ def slot_ids(objects: dict[str, bytes]) -> set[str]:
     return {k[5:-5] for k in objects if k.startswith("keys/") and k.endswith(".json")}
 
 
-def test_init_and_key_commands_on_s3(s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
-    url = s3_env.url(s3_prefix)
+def test_init_and_key_commands_on_s3(s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
+    url = s3_server.url(s3_prefix)
     pw = {keys.PASSWORD_ENV: PASSWORD}
     r = run(url, "init", "--encryption", env=pw)
     assert r.exit_code == 0, r.output
-    objs = bucket(s3_env, s3_prefix)
+    objs = bucket(s3_server, s3_prefix)
     assert objs["format"] == f"{store.FORMAT_WORD} 2\n".encode()
     assert "keys/keyring" in objs and len(slot_ids(objs)) == 1
     (first,) = slot_ids(objs)
     # Again: refused, nothing changed.
     again = run(url, "init", "--encryption", env=pw)
     assert again.exit_code == 1 and "already encrypted" in again.output
-    assert without_locks(bucket(s3_env, s3_prefix)) == without_locks(objs)
+    assert without_locks(bucket(s3_server, s3_prefix)) == without_locks(objs)
 
     listed = run(url, "key", "list", "--json")
     assert listed.exit_code == 0, listed.output
@@ -105,35 +85,35 @@ def test_init_and_key_commands_on_s3(s3_env: SeaweedFS, s3_prefix: str, tmp_path
     # A wrong passphrase adds nothing.
     wrong = run(url, "key", "add", "--new-key-file", str(tmp_path / "k0"), env={keys.PASSWORD_ENV: "wrong"})
     assert wrong.exit_code == 1 and "opens no key slot" in wrong.output
-    assert without_locks(bucket(s3_env, s3_prefix)) == without_locks(objs)
+    assert without_locks(bucket(s3_server, s3_prefix)) == without_locks(objs)
 
     kf = tmp_path / "repo.key"
     added = run(url, "key", "add", "--new-key-file", str(kf), "--json", env=pw)
     assert added.exit_code == 0, added.output
     kslot = json.loads(added.output)["id"]
-    assert slot_ids(bucket(s3_env, s3_prefix)) == {first, kslot}
+    assert slot_ids(bucket(s3_server, s3_prefix)) == {first, kslot}
     # The key file opens the repository from another cache (the slot came from the bucket).
     listed = run(url, "--key-file", str(kf), "key", "rotate", "--json")
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output)["generation"] == "g2"
-    after_rotate = bucket(s3_env, s3_prefix)
+    after_rotate = bucket(s3_server, s3_prefix)
     assert after_rotate["keys/keyring"] != objs["keys/keyring"]
 
     # Removing the passphrase slot leaves the key file; removing that one is refused.
     assert run(url, "key", "remove", first, env=pw).exit_code == 0
-    assert slot_ids(bucket(s3_env, s3_prefix)) == {kslot}
+    assert slot_ids(bucket(s3_server, s3_prefix)) == {kslot}
     refused = run(url, "--key-file", str(kf), "key", "remove", kslot)
     assert refused.exit_code == 1 and "last one that can decrypt" in refused.output
-    assert slot_ids(bucket(s3_env, s3_prefix)) == {kslot}
+    assert slot_ids(bucket(s3_server, s3_prefix)) == {kslot}
     # The removed passphrase opens nothing any more, from any cache.
     gone = run(url, "key", "add", "--new-key-file", str(tmp_path / "k1"), env=pw)
     assert gone.exit_code == 1 and "opens no key slot" in gone.output
 
 
 def test_two_hosts_adding_slots_at_once_keep_both(
-    s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = parse_url(s3_env.url(s3_prefix))
+    url = parse_url(s3_server.url(s3_prefix))
     remote_keys.init_encryption(url, password=PASSWORD)
     # Host A has read the slots and is writing its new one when host B adds its own:
     # neither rewrites the other (each slot is its own object, created conditionally).
@@ -143,7 +123,7 @@ def test_two_hosts_adding_slots_at_once_keep_both(
         with remote_keys.editing(url, exclusive=False) as root_b:
             b = keys.add_key_file(root_b, keys.unlock(root_b, password=PASSWORD), tmp_path / "b.key")
         host(monkeypatch, tmp_path, "a")
-    ids = slot_ids(bucket(s3_env, s3_prefix))
+    ids = slot_ids(bucket(s3_server, s3_prefix))
     assert {a.id, b.id} < ids and len(ids) == 3
     # Both open the repository from a third host.
     for kf in ("a.key", "b.key"):
@@ -163,15 +143,15 @@ def test_two_hosts_adding_slots_at_once_keep_both(
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
         new.add(json.loads(out)["id"])
-    assert slot_ids(bucket(s3_env, s3_prefix)) == ids | new and len(new) == 2
+    assert slot_ids(bucket(s3_server, s3_prefix)) == ids | new and len(new) == 2
 
 
 def test_remove_and_rotate_wait_for_the_exclusive_lock(
-    s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = parse_url(s3_env.url(s3_prefix))
+    url = parse_url(s3_server.url(s3_prefix))
     remote_keys.init_encryption(url, password=PASSWORD, key_file=tmp_path / "k")
-    objs = bucket(s3_env, s3_prefix)
+    objs = bucket(s3_server, s3_prefix)
     monkeypatch.setattr(remote_repo, "LOCK_WAIT_SECONDS", 0.0)
     # Host A removes a slot (it holds the exclusive lock while deciding); host B's remove
     # of the other decrypting slot at that moment is refused instead of racing it, so
@@ -187,18 +167,18 @@ def test_remove_and_rotate_wait_for_the_exclusive_lock(
                 keys.rotate(root_b, keys.unlock(root_b, password=PASSWORD))
         host(monkeypatch, tmp_path, "a")
         keys.remove_slot(root_a, first)
-    assert slot_ids(bucket(s3_env, s3_prefix)) == {second}
+    assert slot_ids(bucket(s3_server, s3_prefix)) == {second}
     host(monkeypatch, tmp_path, "b")
     with pytest.raises(EncryptionError, match="last one that can decrypt"):
         with remote_keys.editing(url, exclusive=True) as root_b:
             keys.remove_slot(root_b, second)
-    assert without_locks(bucket(s3_env, s3_prefix))["keys/keyring"] == objs["keys/keyring"]
+    assert without_locks(bucket(s3_server, s3_prefix))["keys/keyring"] == objs["keys/keyring"]
 
 
-def test_a_bucket_that_says_encrypted_without_its_keyring_is_refused(s3_env: SeaweedFS, s3_prefix: str) -> None:
-    url = parse_url(s3_env.url(s3_prefix))
+def test_a_bucket_that_says_encrypted_without_its_keyring_is_refused(s3_server: SeaweedFS, s3_prefix: str) -> None:
+    url = parse_url(s3_server.url(s3_prefix))
     remote_keys.init_encryption(url, password=PASSWORD)
-    s3_env.client().request("DELETE", f"/{s3_env.bucket}/{s3_prefix}/keys/keyring")
+    s3_server.client().request("DELETE", f"/{s3_server.bucket}/{s3_prefix}/keys/keyring")
     with pytest.raises(EncryptionError, match="keys/keyring: missing, but the repository's format object says"):
         BackupManager(str(url), create=False)
 
@@ -226,9 +206,9 @@ def flip_block(server: SeaweedFS, prefix: str, set_id: str, entry: int) -> tuple
 
 
 def test_encrypted_s3_end_to_end(
-    s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = s3_env.url(s3_prefix)
+    url = s3_server.url(s3_prefix)
     src = tmp_path / "src"
     marks = marked_tree(src, 11, [40_000, 9_000, 1, 0])
     remote_keys.init_encryption(parse_url(url), password=PASSWORD)
@@ -246,7 +226,7 @@ def test_encrypted_s3_end_to_end(
     assert inc.parent_id == full.id
 
     # No marker and no file name in any stored byte of the bucket.
-    objs = bucket(s3_env, s3_prefix)
+    objs = bucket(s3_server, s3_prefix)
     assert any(k.endswith("/data.piece") for k in objs) and any(k.endswith("/blockmap") for k in objs)
     wanted = set(marks)
     for k, data in objs.items():
@@ -313,18 +293,18 @@ def test_encrypted_s3_end_to_end(
     # A wrong passphrase: one clear error, nothing written to the bucket.
     host(monkeypatch, tmp_path, "wrong")
     monkeypatch.setenv(keys.PASSWORD_ENV, "not it")
-    before = without_locks(bucket(s3_env, s3_prefix))
+    before = without_locks(bucket(s3_server, s3_prefix))
     for args in (["backup", "db", "--type", "incremental"], ["restore", "db", "--to", str(tmp_path / "w")]):
         r = run(url, *args)
         assert r.exit_code == 1 and "opens no key slot" in r.output, r.output
         assert r.output.count("opens no key slot") == 1
-    assert without_locks(bucket(s3_env, s3_prefix)) == before
+    assert without_locks(bucket(s3_server, s3_prefix)) == before
 
     # A flipped byte in a stored block of the bucket: FULL (with the key) names the
     # piece, the file, the block and its offset; the restore refuses it.
     host(monkeypatch, tmp_path, "c")
     monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
-    block_index, offset = flip_block(s3_env, s3_prefix, full.id, 1)
+    block_index, offset = flip_block(s3_server, s3_prefix, full.id, 1)
     checker = BackupManager(url, create=False)
     report = Verifier(checker).verify(full.id, VerificationType.FULL)
     assert not report.ok
@@ -336,7 +316,7 @@ def test_encrypted_s3_end_to_end(
 
 
 def test_copy_local_encrypted_to_s3_and_back_keeps_the_ciphertext(
-    s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
     src = tmp_path / "src"
@@ -349,11 +329,11 @@ def test_copy_local_encrypted_to_s3_and_back_keeps_the_ciphertext(
     (src / "more").write_bytes(b"".join(markers(24, 200)))
     inc = m.backup("db", "incremental")
     monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)  # the copied slots open with the same passphrase
-    url = s3_env.url(s3_prefix)
+    url = s3_server.url(s3_prefix)
     r = CliRunner().invoke(cli, ["copy", "--from", str(local), "--to", url, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["copied"] == [full.id, inc.id]
-    objs = bucket(s3_env, s3_prefix)
+    objs = bucket(s3_server, s3_prefix)
     # The same keys, the same stored bytes: nothing was decrypted or sealed again.
     assert objs["format"] == f"{store.FORMAT_WORD} 2\n".encode()
     assert objs["keys/keyring"] == (local / "keys" / "keyring").read_bytes()

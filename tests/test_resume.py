@@ -172,7 +172,7 @@ CHILD = textwrap.dedent(
         if seen == int(sys.argv[2]):
             print("stopped", flush=True)
             threading.Event().wait()  # until SIGKILL
-    m.backup("tree", "full", progress=progress)
+    m.backup("tree", sys.argv[3] if len(sys.argv) > 3 else "full", progress=progress)
     print("finished", flush=True)
     """
 )

@@ -12,7 +12,6 @@ import logging
 import signal
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,28 +21,10 @@ from rustybackup import BackupManager, _core, keys, remote_keys
 from rustybackup.repo_url import parse_url
 from rustybackup.verify import Verifier
 from s3_support import SeaweedFS
-from test_resume import MiB, make_tree, staging_dirs
+from test_resume import CHILD, MiB, make_tree, staging_dirs
 from test_resume_remote import _cut_full, _source, own_server  # noqa: F401 - the fixture
 
 PASSWORD = "resume me"
-
-CHILD = textwrap.dedent(
-    """
-    import sys, threading
-    from rustybackup import BackupManager
-    m = BackupManager(sys.argv[1])
-    m.checkpoint_every = 0
-    seen = 0
-    def progress(p):
-        global seen
-        seen += 1
-        if seen == int(sys.argv[3]):
-            print("stopped", flush=True)
-            threading.Event().wait()  # until SIGKILL
-    m.backup("tree", sys.argv[2], progress=progress)
-    print("finished", flush=True)
-    """
-)
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +58,7 @@ def encrypted_repo(tmp_path: Path, src: Path) -> Path:
 def kill_child_after(repo: Path, btype: str, reports: int) -> Path:
     """Runs a backup in a child process, SIGKILLs it after its `reports`-th progress
     report, and returns the staging directory it left."""
-    args = [sys.executable, "-c", CHILD, str(repo), btype, str(reports)]
+    args = [sys.executable, "-c", CHILD, str(repo), str(reports), btype]
     with subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "stopped"

@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _files(manager: BackupManager) -> dict[str, bytes]:
-    d = keys.keys_dir(manager.repository)
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and remote_keys.is_key_name(p.name)}
-
-
 def adopt_keys(source: BackupManager, target: BackupManager) -> bool:
     """Gives `target` the keyring and slots of an encrypted `source` when it has none
     and holds no set; returns whether it did. A remote target gets them as objects
@@ -44,25 +39,17 @@ def adopt_keys(source: BackupManager, target: BackupManager) -> bool:
             f"{where}: the target holds unencrypted sets and the source is encrypted (mixing encrypted and "
             "unencrypted sets is refused); copy into a new repository"
         )
-    files = _files(source)
-    version = f"{store.FORMAT_WORD} {keys.ENCRYPTED_FORMAT_VERSION}\n".encode()
+    files = remote_keys.key_files(keys.keys_dir(source.repository))
     if target.remote is not None:
-        order = [keys.KEYRING] + sorted(n for n in files if n != keys.KEYRING)
-        for name in order:
-            if not target.remote.store.put_bytes_if_absent(remote_keys.PREFIX + name, files[name]):
-                raise EncryptionError(
-                    f"{where}: {remote_keys.PREFIX}{name} appeared in the target meanwhile (another host made it "
-                    "encrypted); run the copy again"
-                )
-        target.remote.store.put_bytes(store.FORMAT_FILE, version)
-        target.remote.format_version = keys.ENCRYPTED_FORMAT_VERSION
-        target.remote.encrypted = remote_keys.pull(target.remote)
+        remote_keys.publish(target.remote, files)
+        remote_keys.pull(target.remote)
     else:
         d = keys.keys_dir(target.repository)
         d.mkdir(mode=0o700, exist_ok=True)
         # Slots first, the keyring last: a repository is encrypted once it has a keyring.
         for name in sorted(n for n in files if n != keys.KEYRING) + [keys.KEYRING]:
             store.atomic_write_bytes(d / name, files[name], 0o600)
+        version = f"{store.FORMAT_WORD} {keys.ENCRYPTED_FORMAT_VERSION}\n".encode()
         store.atomic_write_bytes(target.repository / store.FORMAT_FILE, version)
     log.info("%s: now holds the keys of %s (same keyring and slots)", where, source.repository)
     return True

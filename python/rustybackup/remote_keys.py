@@ -52,7 +52,8 @@ def is_key_name(name: str) -> bool:
     return dot == "." and ext == "json" and len(stem) == 8 and all(c in "0123456789abcdef" for c in stem)
 
 
-def _local_files(d: Path) -> dict[str, bytes]:
+def key_files(d: Path) -> dict[str, bytes]:
+    """The keyring and slot files of a ``keys/`` directory, by name."""
     if not d.is_dir():
         return {}
     return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and is_key_name(p.name)}
@@ -65,7 +66,7 @@ def pull(remote: RemoteRepository) -> bool:
     listed = {m.key[len(PREFIX) :]: int(m.size) for m in remote.store.list(PREFIX)}
     names = {n for n in listed if is_key_name(n)}
     d = keys.keys_dir(remote.cache)
-    cached = _local_files(d)
+    cached = key_files(d)
     if keys.KEYRING not in names:
         if remote.format_version == keys.ENCRYPTED_FORMAT_VERSION:
             raise EncryptionError(
@@ -162,10 +163,7 @@ def init_encryption(
     url: RepoUrl, *, password: str | None = None, key_file: Path | None = None, create_bucket: bool = False
 ) -> list[keys.Slot]:
     """`keys.init_encryption` for a repository in a bucket: refused when the bucket's
-    repository is encrypted already or holds sets. The keyring goes up first with a
-    conditional create (of two hosts initialising at once, one wins and the other is
-    told so, nothing of its keys left), then the slots, then the format object's
-    version 2 (docs/FORMAT.md), so a bucket never says "encrypted" without its keys."""
+    repository is encrypted already or holds sets; the keys go up as `publish` says."""
     from .remote_repo import RemoteRepository
 
     remote = RemoteRepository(url, create=True, create_bucket=create_bucket)
@@ -185,21 +183,29 @@ def init_encryption(
     slots = keys.init_encryption(root, password=password, key_file=key_file)
     d = keys.keys_dir(root)
     try:
-        if not remote.store.put_bytes_if_absent(PREFIX + keys.KEYRING, (d / keys.KEYRING).read_bytes()):
-            raise EncryptionError(
-                f"{url}: another host made the repository encrypted at the same moment; nothing of this "
-                "init was kept (see `rustybackup key list`)"
-            )
-        for s in slots:
-            if not remote.store.put_bytes_if_absent(f"{PREFIX}{s.id}.json", (d / f"{s.id}.json").read_bytes()):
-                raise EncryptionError(f"{url}: key slot {s.id} exists already in the bucket; run init again")
+        publish(remote, key_files(d))
     except BaseException:
         keys.forget(root)
         shutil.rmtree(d, ignore_errors=True)
         raise
-    version = f"{store.FORMAT_WORD} {keys.ENCRYPTED_FORMAT_VERSION}\n".encode()
-    remote.store.put_bytes(store.FORMAT_FILE, version)
     return slots
+
+
+def publish(remote: RemoteRepository, files: dict[str, bytes]) -> None:
+    """Makes the bucket's repository encrypted with these key files (a keyring and its
+    slots, by name): the keyring first with a conditional create (of two hosts doing it
+    at once, one wins and the other is told, nothing of its keys kept), then the slots,
+    then the format object's version 2 (docs/FORMAT.md), so a bucket never says
+    "encrypted" without its keys. `init --encryption` and `copy` into a fresh bucket."""
+    for name in [keys.KEYRING] + sorted(n for n in files if n != keys.KEYRING):
+        if not remote.store.put_bytes_if_absent(PREFIX + name, files[name]):
+            raise EncryptionError(
+                f"{remote.url}: {PREFIX}{name} is in the bucket already (another host made the repository "
+                "encrypted at the same moment); nothing of this was kept (see `rustybackup key list`)"
+            )
+    remote.store.put_bytes(store.FORMAT_FILE, f"{store.FORMAT_WORD} {keys.ENCRYPTED_FORMAT_VERSION}\n".encode())
+    remote.format_version = keys.ENCRYPTED_FORMAT_VERSION
+    remote.encrypted = True
 
 
 @contextmanager
@@ -222,9 +228,9 @@ def editing(url: RepoUrl, *, exclusive: bool) -> Iterator[Path]:
                 "slots; nothing was changed"
             )
         d = keys.keys_dir(remote.cache)
-        before = _local_files(d)
+        before = key_files(d)
         yield remote.cache
-        after = _local_files(d)
+        after = key_files(d)
         for name in sorted(after.keys() - before.keys()):
             if not remote.store.put_bytes_if_absent(PREFIX + name, after[name]):
                 (d / name).unlink(missing_ok=True)
@@ -241,4 +247,14 @@ def editing(url: RepoUrl, *, exclusive: bool) -> Iterator[Path]:
                 remote.store.put_bytes(PREFIX + name, after[name])
 
 
-__all__ = ["editing", "init_encryption", "is_key_name", "pull", "readable", "sealed_sets", "set_aside"]
+__all__ = [
+    "editing",
+    "init_encryption",
+    "is_key_name",
+    "key_files",
+    "publish",
+    "pull",
+    "readable",
+    "sealed_sets",
+    "set_aside",
+]
