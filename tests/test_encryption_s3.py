@@ -304,6 +304,16 @@ def test_encrypted_s3_end_to_end(
     # piece, the file, the block and its offset; the restore refuses it.
     host(monkeypatch, tmp_path, "c")
     monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+    # With the key, the catalog is rebuilt from the bucket: a lost cache, then a lost catalog.db.
+    every = {full.id, inc.id, w1.id, w2.id}
+    assert {s.id for s in BackupManager(url, create=False).catalog.list_sets()} == every
+    remote_repo.drop_cache(parse_url(url))
+    host(monkeypatch, tmp_path, "c")
+    rebuilt = BackupManager(url, create=False)
+    assert {s.id for s in rebuilt.catalog.list_sets()} == every
+    (rebuilt.repository / store.CATALOG_FILE).unlink()
+    host(monkeypatch, tmp_path, "c")
+    assert {s.id for s in BackupManager(url, create=False).catalog.list_sets()} == every
     block_index, offset = flip_block(s3_server, s3_prefix, full.id, 1)
     checker = BackupManager(url, create=False)
     report = Verifier(checker).verify(full.id, VerificationType.FULL)
