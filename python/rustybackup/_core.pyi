@@ -614,6 +614,66 @@ class WalScan:
     def commits(self) -> list[int]:
         """Indexes of the commit frames."""
 
+@final
+class WalCopy:
+    """What :func:`wal_copy` copied; the attributes a :class:`WalScan` also has mean the same."""
+
+    @property
+    def page_size(self) -> int: ...
+    @property
+    def big_endian(self) -> bool: ...
+    @property
+    def checkpoint_seq(self) -> int: ...
+    @property
+    def salt(self) -> tuple[int, int]: ...
+    @property
+    def header_checksum(self) -> tuple[int, int]: ...
+    @property
+    def first_frame(self) -> int:
+        """The first frame copied (1, or the one after the resume point)."""
+    @property
+    def resumed(self) -> bool:
+        """Whether the copy continues the resume point (same salts)."""
+    @property
+    def commits(self) -> list[int]:
+        """Indexes of the commit frames copied."""
+    @property
+    def last_commit(self) -> int | None: ...
+    @property
+    def frames(self) -> int:
+        """Frames copied."""
+    @property
+    def checksum(self) -> tuple[int, int]:
+        """Cumulative checksum after the last copied frame (the seed when none)."""
+    @property
+    def uncommitted(self) -> int: ...
+    @property
+    def stop(self) -> str: ...
+    @property
+    def stop_kind(self) -> str: ...
+    @property
+    def stop_frame(self) -> int | None: ...
+    @property
+    def following_bytes(self) -> int:
+        """Bytes of the WAL file after the frame that ended the run."""
+    @property
+    def written(self) -> int:
+        """Bytes written to ``dest`` (0: nothing committed, no file created)."""
+
+def wal_copy(
+    wal: str | PathLike[str],
+    dest: str | PathLike[str],
+    resume: tuple[tuple[int, int], int, tuple[int, int]] | None = None,
+) -> WalCopy | None:
+    """Copies the committed frames of the live WAL file ``wal`` into a new file ``dest``
+    (the WAL header, then the frames), read in large positioned reads and checked (salts,
+    checksum chain) as they are copied: the bytes written are the bytes checked. With
+    ``resume`` = (salts, frame, checksum) of a frame already copied and the same salts in
+    the WAL, starts after that frame. A header that changes during the read (a restart)
+    is read again. None when there is no WAL or no complete header. ``dest`` is not
+    fsynced. ``BackupError`` when it never reads consistently; ``OSError`` names the file.
+    Releases the GIL."""
+
 def wal_scan(data: Buffer, first_frame: int = 1, seed: tuple[int, int] | None = None) -> WalScan:
     """Scans a 32-byte WAL header and the frames after it, numbered from ``first_frame``;
     ``seed`` is the cumulative checksum of frame ``first_frame - 1`` (required after frame

@@ -21,12 +21,13 @@ step must know whether the new generation builds on the last frame it copied:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,6 @@ from .sqlite_wal import (
     HEADER_LEN,
     Seal,
     WalCapture,
-    WalRead,
     begin_read,
     checkpoint,
     end_read,
@@ -126,12 +126,31 @@ def newest_capture(manager: BackupManager, database: str) -> Previous | None:
     return None if record is None else Previous(newest, record)
 
 
-@functools.lru_cache(maxsize=64)
+_RECORDS: OrderedDict[tuple[Path, str], WalCapture | None] = OrderedDict()
+_RECORDS_KEPT = 64
+_RECORDS_LOCK = threading.Lock()
+
+
 def _wal_record(path: Path, set_id: str) -> WalCapture | None:
     """A registered set's capture record. A manifest never changes once its set is
-    registered, and every step asks for the newest one several times."""
+    registered, and every step asks for the newest one several times: kept in memory
+    (the step that registered a set puts its record there, `_remember`)."""
+    key = (path, set_id)
+    with _RECORDS_LOCK:
+        if key in _RECORDS:
+            _RECORDS.move_to_end(key)
+            return _RECORDS[key]
     m = manifest.load(path, set_id=set_id)
-    return m.wal if isinstance(m.wal, WalCapture) else None
+    record = m.wal if isinstance(m.wal, WalCapture) else None
+    _remember(path, set_id, record)
+    return record
+
+
+def _remember(path: Path, set_id: str, record: WalCapture | None) -> None:
+    with _RECORDS_LOCK:
+        _RECORDS[(path, set_id)] = record
+        while len(_RECORDS) > _RECORDS_KEPT:
+            _RECORDS.popitem(last=False)
 
 
 def seal_path(repository: Path, database: str) -> Path:
@@ -186,21 +205,25 @@ class CaptureStep:
         resume = None
         if p is not None and p.salt is not None and p.checksum is not None:
             resume = (p.salt, p.last_frame, p.checksum)
-        read = read_wal(self.path, resume)
+        # Transient: the engine stores it in the set's piece (made durable there) and
+        # the step removes it before the set is published. Rust reads the WAL in large
+        # reads and writes the frames it checked, without passing them through Python.
+        self.copy = staging / ".capture-frames"
+        wal = wal_path(self.path)
+        try:
+            read = _core.wal_copy(wal, self.copy, resume)
+        except OSError as exc:
+            raise BackupError(f"cannot read the WAL {wal}: {exc.strerror or exc}") from exc
         # Taken after the frames were read: a restore to T never holds a commit made after T.
         seen = to_us(self.manager.clock())
         record = self._record(prev, read, seen)
         self.record = record
         if record.file is None or read is None:
+            self.discard_copy()
             return [], record
-        self.copy = staging / f".capture-{record.file}"
-        # Transient: the engine stores it in the set's piece (made durable there) and
-        # the step removes it before the set is published.
-        with open(self.copy, "wb") as fh:
-            fh.write(read.committed)
         return [(record.file, self.copy, self.copy.stat())], record
 
-    def _record(self, prev: Previous | None, read: WalRead | None, seen: int) -> WalCapture:
+    def _record(self, prev: Previous | None, read: _core.WalCopy | None, seen: int) -> WalCapture:
         p = None if prev is None else prev.record
         if read is None:
             if p is None or p.salt is None:
@@ -240,7 +263,7 @@ class CaptureStep:
                 note=why,
                 file=None,
             )
-        scan = read.scan
+        scan = read
         notes: list[str] = []
         follows: tuple[int, int, int] | None = None
         if read.resumed and p is not None:
@@ -256,7 +279,7 @@ class CaptureStep:
             notes.append(f"the WAL is damaged: {read.stop}, and {read.following_bytes} bytes follow it")
             log.error("%s: %s", self.db.name, notes[-1])
         seed = scan.header_checksum if read.first_frame == 1 else (p.checksum if p is not None else None)
-        commits = tuple((f, seen) for f in scan.commits)
+        commits = tuple(zip(scan.commits, repeat(seen)))
         last = scan.last_commit if scan.last_commit is not None else read.first_frame - 1
         return WalCapture(
             generation=generation,
@@ -273,10 +296,10 @@ class CaptureStep:
             follows=follows,
         )
 
-    def _new_generation(self, prev: Previous | None, read: WalRead) -> tuple[tuple[int, int, int] | None, str]:
+    def _new_generation(self, prev: Previous | None, read: _core.WalCopy) -> tuple[tuple[int, int, int] | None, str]:
         """What a generation the step has not seen before builds on, and why (None: a hole)."""
         p = None if prev is None else prev.record
-        salt = read.scan.salt
+        salt = read.salt
         old = "none" if p is None or p.salt is None else f"{p.salt[0]:08x}{p.salt[1]:08x}"
         new = f"{salt[0]:08x}{salt[1]:08x}"
         guard = self.manager.wal_guards.get(self.db.name)
@@ -307,10 +330,10 @@ class CaptureStep:
     def _seal_path(self) -> Path:
         return seal_path(self.manager.repository, self.db.name)
 
-    def _sealed_restart(self, read: WalRead) -> tuple[tuple[int, int, int], str] | None:
+    def _sealed_restart(self, read: _core.WalCopy) -> tuple[tuple[int, int, int], str] | None:
         """The sealed point the new generation continues, or None when it may not."""
         seal = read_seal(self._seal_path())
-        scan = read.scan
+        scan = read
         if seal is None or seal.page_size != scan.page_size:
             return None
         if (
@@ -376,6 +399,9 @@ class CaptureStep:
         try:
             record = self.record
             if registered is not None and record is not None:
+                # The manifest just written holds this record: the next step need not
+                # parse it back (tens of thousands of commits at synchronous=NORMAL).
+                _remember(self.manager.repo.set_dir(registered) / store.MANIFEST, registered, record)
                 guard = self.manager.wal_guards.get(self.db.name)
                 try:
                     if guard is not None and self._writer is not None:
@@ -490,7 +516,7 @@ def _write_lock(db: Path) -> sqlite3.Connection | None:
     return conn
 
 
-def _old_commit_after(db: Path, seal: Seal, scan: _core.WalScan) -> bool:
+def _old_commit_after(db: Path, seal: Seal, scan: _core.WalCopy) -> bool:
     """Whether a committed frame of the sealed generation still lies after the sealed
     frame in the WAL file (beyond what the new generation overwrote): that generation
     grew after the seal, so its last frames were not captured."""

@@ -77,14 +77,93 @@ impl PyWalScan {
     }
 }
 
-fn to_py(s: &wal::Scan) -> PyWalScan {
-    let (stop_kind, stop_frame) = match s.stop {
+/// What `wal_copy` copied: the WAL header's fields, the commit frames copied, and where
+/// and why the valid run ended (the attributes a `WalScan` has, where they mean the same).
+#[pyclass(frozen, module = "rustybackup._core", name = "WalCopy")]
+pub struct PyWalCopy {
+    /// Bytes per page.
+    #[pyo3(get)]
+    page_size: u32,
+    /// Checksums read big-endian words (magic 0x377f0683).
+    #[pyo3(get)]
+    big_endian: bool,
+    /// The header's checkpoint sequence number.
+    #[pyo3(get)]
+    checkpoint_seq: u32,
+    /// (salt-1, salt-2): the WAL generation's identity.
+    #[pyo3(get)]
+    salt: (u32, u32),
+    /// The header's checksum (frame 1's seed).
+    #[pyo3(get)]
+    header_checksum: (u32, u32),
+    /// The first frame copied.
+    #[pyo3(get)]
+    first_frame: u64,
+    /// Whether the copy continues the resume point (same salts).
+    #[pyo3(get)]
+    resumed: bool,
+    /// Indexes of the commit frames copied.
+    #[pyo3(get)]
+    commits: Vec<u64>,
+    /// Frames copied.
+    #[pyo3(get)]
+    frames: u64,
+    /// Cumulative checksum after the last copied frame (the seed if none).
+    #[pyo3(get)]
+    checksum: (u32, u32),
+    /// Valid frames after the last commit.
+    #[pyo3(get)]
+    uncommitted: u64,
+    /// Why the valid run ended, in words.
+    #[pyo3(get)]
+    stop: String,
+    /// What ended the run: "end", "partial", "salt", "checksum" or "page_zero".
+    #[pyo3(get)]
+    stop_kind: &'static str,
+    /// The frame that ended the run (None at a clean end of the file).
+    #[pyo3(get)]
+    stop_frame: Option<u64>,
+    /// Bytes of the WAL file after the frame that ended the run.
+    #[pyo3(get)]
+    following_bytes: u64,
+    /// Bytes written to the destination (0: no commit, no file).
+    #[pyo3(get)]
+    written: u64,
+}
+
+#[pymethods]
+impl PyWalCopy {
+    /// Index of the last commit frame copied, or None.
+    #[getter]
+    fn last_commit(&self) -> Option<u64> {
+        self.commits.last().copied()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "WalCopy(salt={:?}, first_frame={}, commits={}, frames={}, written={}, stop={:?})",
+            self.salt,
+            self.first_frame,
+            self.commits.len(),
+            self.frames,
+            self.written,
+            self.stop
+        )
+    }
+}
+
+fn stop_of(stop: wal::Stop) -> (&'static str, Option<u64>) {
+    match stop {
         wal::Stop::End => ("end", None),
         wal::Stop::Partial { index } => ("partial", Some(index)),
         wal::Stop::Salt { index } => ("salt", Some(index)),
         wal::Stop::Checksum { index } => ("checksum", Some(index)),
         wal::Stop::PageZero { index } => ("page_zero", Some(index)),
-    };
+    }
+}
+
+fn to_py(s: &wal::Scan) -> PyWalScan {
+    let (stop_kind, stop_frame) = stop_of(s.stop);
     PyWalScan {
         page_size: s.header.page_size,
         big_endian: s.header.big_endian,
@@ -156,8 +235,48 @@ fn wal_apply(
     Ok((stats.frames, stats.pages_written, stats.db_pages))
 }
 
+/// Copies the committed frames of the live WAL file `wal` into a new file `dest` (the
+/// header, then the frames), reading the WAL in large reads and checking salts and the
+/// checksum chain as it goes. `resume` = ((salt-1, salt-2), frame, checksum) of a frame
+/// already copied: with the same salts in the WAL, copying starts after it. None when
+/// there is no WAL or no header yet.
+/// A resume point as Python passes it: ((salt-1, salt-2), frame, (checksum-1, checksum-2)).
+type Resume = ((u32, u32), u64, (u32, u32));
+
+#[pyfunction]
+#[pyo3(signature = (wal, dest, resume = None), text_signature = "(wal, dest, resume=None)")]
+fn wal_copy(py: Python<'_>, wal: PathBuf, dest: PathBuf, resume: Option<Resume>) -> PyResult<Option<PyWalCopy>> {
+    let resume = resume.map(|((a, b), frame, (c, d))| ([a, b], frame, [c, d]));
+    let copied = py
+        .detach(|| wal::copy::copy_committed(&wal, &dest, resume))
+        .map_err(wal_error)?;
+    Ok(copied.map(|c| {
+        let (stop_kind, stop_frame) = stop_of(c.stop);
+        PyWalCopy {
+            page_size: c.header.page_size,
+            big_endian: c.header.big_endian,
+            checkpoint_seq: c.header.checkpoint_seq,
+            salt: (c.header.salt[0], c.header.salt[1]),
+            header_checksum: (c.header.checksum[0], c.header.checksum[1]),
+            first_frame: c.first_index,
+            resumed: c.resumed,
+            frames: c.frames,
+            checksum: (c.checksum[0], c.checksum[1]),
+            uncommitted: c.uncommitted,
+            stop: c.stop.describe(),
+            stop_kind,
+            stop_frame,
+            following_bytes: c.following_bytes,
+            written: c.written,
+            commits: c.commits,
+        }
+    }))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyWalScan>()?;
+    m.add_class::<PyWalCopy>()?;
+    m.add_function(wrap_pyfunction!(wal_copy, m)?)?;
     m.add_function(wrap_pyfunction!(wal_scan, m)?)?;
     m.add_function(wrap_pyfunction!(wal_apply, m)?)?;
     Ok(())

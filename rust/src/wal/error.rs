@@ -25,6 +25,11 @@ pub enum WalError {
         /// What is wrong.
         detail: String,
     },
+    /// The WAL kept changing under every read (restarted while it was read).
+    Unsteady {
+        /// The WAL file.
+        path: PathBuf,
+    },
     /// An operating-system error on `path`.
     Io {
         /// The file.
@@ -40,6 +45,11 @@ impl fmt::Display for WalError {
             Self::Header { offset, detail } => write!(f, "WAL header, offset {offset}: {detail}"),
             Self::Argument(detail) => f.write_str(detail),
             Self::Database { path, detail } => write!(f, "{}: {detail}", path.display()),
+            Self::Unsteady { path } => write!(
+                f,
+                "{}: cannot be read consistently (restarted under every read)",
+                path.display()
+            ),
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }

@@ -9,6 +9,7 @@
 //! only frames up to the last commit frame in that run are part of the database.
 
 mod apply;
+pub mod copy;
 mod error;
 mod scan;
 #[cfg(test)]

@@ -202,3 +202,114 @@ fn apply_refuses_a_database_with_another_page_size() {
     assert_eq!(std::fs::read(&db).unwrap(), page1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A small deterministic generator (xorshift), so the copy tests need no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn copy_matches_a_whole_buffer_scan_across_chunk_boundaries() {
+    let dir = std::env::temp_dir().join(format!("rb-wal-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (wal, dest) = (dir.join("x.db-wal"), dir.join("copy"));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..300 {
+        let mut b = Builder::new(case % 2 == 0, [case as u32, 77]);
+        let frames = rng.below(24);
+        for i in 0..frames {
+            let commit = if rng.below(3) == 0 { 3 } else { 0 };
+            b.frame(1 + rng.below(4) as u32, commit, i as u8);
+        }
+        let mut bytes = b.buf.clone();
+        match rng.below(4) {
+            0 if bytes.len() > HEADER_LEN => {
+                bytes.truncate(HEADER_LEN + rng.below((bytes.len() - HEADER_LEN) as u64) as usize)
+            }
+            1 if bytes.len() > HEADER_LEN => {
+                let at = HEADER_LEN + rng.below((bytes.len() - HEADER_LEN) as u64) as usize;
+                bytes[at] ^= 0x20;
+            }
+            // Leftovers of an older generation after the valid run.
+            2 => bytes.extend_from_slice(&Builder::new(false, [1, 1]).frame(1, 1, 1).buf[HEADER_LEN..]),
+            _ => {}
+        }
+        std::fs::write(&wal, &bytes).unwrap();
+        let whole = scan(&bytes, 1, None).unwrap();
+        let chunk = 1 + rng.below(5) as usize;
+        let got = copy::copy_committed_chunked(&wal, &dest, None, chunk).unwrap().unwrap();
+        let want_commits: Vec<u64> = whole
+            .frames
+            .iter()
+            .filter(|f| f.commit_size != 0)
+            .map(|f| f.index)
+            .collect();
+        assert_eq!(got.commits, want_commits, "case {case} chunk {chunk}");
+        assert_eq!(got.checksum, whole.checksum, "case {case}");
+        assert_eq!(got.frames, whole.frames.len() as u64);
+        if whole.frames.is_empty() {
+            assert!(!dest.exists(), "case {case}: nothing committed, nothing written");
+        } else {
+            assert_eq!(
+                std::fs::read(&dest).unwrap(),
+                bytes[..whole.committed_len()],
+                "case {case}"
+            );
+        }
+        // The frames after the valid run's last commit are uncommitted or ended it.
+        if whole.stop != Stop::End {
+            assert_eq!(got.stop, whole.stop, "case {case} chunk {chunk}");
+        }
+        // Resuming after the first commit copies the rest, chained from its checksum.
+        if let Some(first) = whole.frames.iter().find(|f| f.commit_size != 0) {
+            let again = copy::copy_committed_chunked(
+                &wal,
+                &dest,
+                Some(([case as u32, 77], first.index, first.checksum)),
+                chunk,
+            )
+            .unwrap()
+            .unwrap();
+            assert!(again.resumed);
+            assert_eq!(again.first_index, first.index + 1);
+            assert_eq!(again.checksum, whole.checksum);
+            assert_eq!(again.commits, want_commits[1..]);
+            if want_commits.len() > 1 {
+                let mut expect = bytes[..HEADER_LEN].to_vec();
+                expect.extend_from_slice(&bytes[frame_at(first.index + 1)..whole.committed_len()]);
+                assert_eq!(std::fs::read(&dest).unwrap(), expect);
+            } else {
+                assert!(!dest.exists());
+            }
+            // Other salts: not a continuation, so the copy starts at frame 1.
+            let other = copy::copy_committed_chunked(&wal, &dest, Some(([1, 2], first.index, first.checksum)), chunk)
+                .unwrap()
+                .unwrap();
+            assert!(!other.resumed);
+            assert_eq!(other.commits, want_commits);
+        }
+        let _ = std::fs::remove_file(&dest);
+    }
+    // No WAL, and a WAL shorter than its header: nothing to copy.
+    std::fs::remove_file(&wal).unwrap();
+    assert_eq!(copy::copy_committed(&wal, &dest, None).unwrap(), None);
+    std::fs::write(&wal, [0u8; 20]).unwrap();
+    assert_eq!(copy::copy_committed(&wal, &dest, None).unwrap(), None);
+    // A header that never parses: the error names the field.
+    std::fs::write(&wal, [0u8; 64]).unwrap();
+    assert!(matches!(
+        copy::copy_committed(&wal, &dest, None),
+        Err(WalError::Header { offset: 0, .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

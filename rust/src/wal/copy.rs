@@ -1,0 +1,228 @@
+//! Copying the committed frames of a live WAL file into another file: what one SQLite
+//! capture step stores. The WAL is read in large positioned reads and scanned chunk by
+//! chunk (the checksum chain continues across chunks); the bytes written are the bytes
+//! that were checked, never read again from the live file. Memory is one chunk (it grows
+//! only while a single transaction is longer than the chunk).
+
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::scan::{parse_header, scan, Stop, WalHeader, HEADER_LEN};
+use super::WalError;
+
+/// A resume point: the salts of the WAL generation, a frame already copied, and the
+/// cumulative checksum through it.
+pub type Resume = ([u32; 2], u64, [u32; 2]);
+
+/// Frames read per positioned read at first (16 MiB of 4 KiB pages).
+const CHUNK_FRAMES: usize = 4096;
+/// Reads of a WAL that a restart changed under them, before giving up.
+const ATTEMPTS: usize = 50;
+
+/// What [`copy_committed`] copied, and where and why the valid run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// The WAL's header as it was before and after the read.
+    pub header: WalHeader,
+    /// The first frame copied (1, or the one after the resume point).
+    pub first_index: u64,
+    /// Whether the copy continues the resume point (same salts).
+    pub resumed: bool,
+    /// Indexes of the commit frames copied.
+    pub commits: Vec<u64>,
+    /// Frames copied (all of them up to the last commit).
+    pub frames: u64,
+    /// The cumulative checksum after the last copied frame (the seed if none).
+    pub checksum: [u32; 2],
+    /// Valid frames after the last commit.
+    pub uncommitted: u64,
+    /// Why the valid run ended.
+    pub stop: Stop,
+    /// Bytes the file holds after the frame that ended the run (0 at a clean end).
+    pub following_bytes: u64,
+    /// Bytes written to the destination (the header and the frames; 0 when no frame was
+    /// committed, and then the destination is not created).
+    pub written: u64,
+}
+
+impl Copied {
+    /// The last commit frame copied, if any.
+    pub fn last_commit(&self) -> Option<u64> {
+        self.commits.last().copied()
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> WalError {
+    WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads into `buf` at `offset` until it is full or the file ends; returns the bytes read.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Copies the committed frames of the WAL file `wal` into a new file `dest` (the WAL's
+/// header, then the frames), as the WAL is now. With `resume` = (salts, frame, checksum)
+/// of a frame already copied and the same salts in the WAL, copies from the frame after
+/// it (continuing the checksum chain from `checksum`); otherwise from frame 1.
+///
+/// `Ok(None)`: there is no WAL, or it holds no complete header yet. A header that changes
+/// while the WAL is read (a restart) or does not parse is read again, up to 50 times,
+/// before the last reason is returned. `dest` is created only when a frame is copied;
+/// it is not synced (the caller stores it durably elsewhere).
+pub fn copy_committed(wal: &Path, dest: &Path, resume: Option<Resume>) -> Result<Option<Copied>, WalError> {
+    copy_committed_chunked(wal, dest, resume, CHUNK_FRAMES)
+}
+
+/// [`copy_committed`] reading `chunk_frames` frames at first (the tests use small chunks
+/// to cross chunk boundaries in every way).
+pub(crate) fn copy_committed_chunked(
+    wal: &Path,
+    dest: &Path,
+    resume: Option<Resume>,
+    chunk_frames: usize,
+) -> Result<Option<Copied>, WalError> {
+    let chunk_frames = chunk_frames.max(1);
+    let mut last_problem = None;
+    for _ in 0..ATTEMPTS {
+        let file = match File::open(wal) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(wal, e)),
+        };
+        let mut head = [0u8; HEADER_LEN];
+        if read_at(&file, &mut head, 0).map_err(|e| io(wal, e))? < HEADER_LEN {
+            return Ok(None);
+        }
+        let header = match parse_header(&head) {
+            Ok(h) => h,
+            Err(e) => {
+                // A header being rewritten by a restart parses on the next read.
+                last_problem = Some(e);
+                continue;
+            }
+        };
+        let copied = copy_run(&file, wal, &head, header, dest, resume, chunk_frames)?;
+        let mut again = [0u8; HEADER_LEN];
+        let n = read_at(&file, &mut again, 0).map_err(|e| io(wal, e))?;
+        if n == HEADER_LEN && again == head {
+            return Ok(Some(copied));
+        }
+        last_problem = Some(WalError::Unsteady {
+            path: wal.to_path_buf(),
+        });
+    }
+    let _ = std::fs::remove_file(dest);
+    Err(last_problem.unwrap_or_else(|| WalError::Unsteady {
+        path: wal.to_path_buf(),
+    }))
+}
+
+/// One pass over the valid run of `file` (whose header is `head`), writing committed
+/// frames to `dest` (truncated first, created on the first committed frame).
+fn copy_run(
+    file: &File,
+    wal: &Path,
+    head: &[u8; HEADER_LEN],
+    header: WalHeader,
+    dest: &Path,
+    resume: Option<Resume>,
+    chunk_frames: usize,
+) -> Result<Copied, WalError> {
+    let frame_len = header.frame_len();
+    let resumed = matches!(resume, Some((salt, _, _)) if salt == header.salt);
+    let (first_index, mut seed) = match resume {
+        Some((_, frame, sum)) if resumed => (frame + 1, Some(sum)),
+        _ => (1, None),
+    };
+    let mut out: Option<File> = None;
+    // A retry after a restart must not leave the previous attempt's bytes.
+    match std::fs::remove_file(dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io(dest, e)),
+    }
+    let mut copied = Copied {
+        header,
+        first_index,
+        resumed,
+        commits: Vec::new(),
+        frames: 0,
+        checksum: seed.unwrap_or(header.checksum),
+        uncommitted: 0,
+        stop: Stop::End,
+        following_bytes: 0,
+        written: 0,
+    };
+    let size = file.metadata().map_err(|e| io(wal, e))?.len();
+    let mut at = first_index;
+    let mut chunk_frames = chunk_frames;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let offset = HEADER_LEN as u64 + (at - 1) * frame_len as u64;
+        // Never more than the file holds: the buffer is bounded by the file's size.
+        let want = (chunk_frames * frame_len).min(size.saturating_sub(offset) as usize);
+        buf.clear();
+        buf.extend_from_slice(head);
+        buf.resize(HEADER_LEN + want, 0);
+        let got = read_at(file, &mut buf[HEADER_LEN..], offset).map_err(|e| io(wal, e))?;
+        buf.truncate(HEADER_LEN + got);
+        let s = scan(&buf, at, seed)?;
+        if let Some(last) = s.last_commit() {
+            let f = match out.as_mut() {
+                Some(f) => f,
+                None => {
+                    let mut f = File::create(dest).map_err(|e| io(dest, e))?;
+                    f.write_all(head).map_err(|e| io(dest, e))?;
+                    copied.written += HEADER_LEN as u64;
+                    out.insert(f)
+                }
+            };
+            let body = &buf[HEADER_LEN..s.committed_len()];
+            f.write_all(body).map_err(|e| io(dest, e))?;
+            copied.written += body.len() as u64;
+            copied.frames += s.frames.len() as u64;
+            copied
+                .commits
+                .extend(s.frames.iter().filter(|fr| fr.commit_size != 0).map(|fr| fr.index));
+            copied.checksum = s.checksum;
+            seed = Some(s.checksum);
+            at = last + 1;
+        }
+        copied.uncommitted = s.uncommitted;
+        copied.stop = s.stop;
+        let full = got == chunk_frames * frame_len;
+        if s.stop != Stop::End || !full {
+            break;
+        }
+        if s.last_commit().is_none() {
+            // One transaction longer than the chunk: read more at once.
+            chunk_frames *= 2;
+        }
+    }
+    let stop_frame = match copied.stop {
+        Stop::End => None,
+        Stop::Partial { index } | Stop::Salt { index } | Stop::Checksum { index } | Stop::PageZero { index } => {
+            Some(index)
+        }
+    };
+    if let Some(index) = stop_frame {
+        let end = HEADER_LEN as u64 + index * frame_len as u64;
+        copied.following_bytes = size.saturating_sub(end);
+    }
+    Ok(copied)
+}
