@@ -1058,6 +1058,8 @@ class _Pass:
     def changed(self) -> tuple[str, ...]:
         """The files that changed while they were read, by path (the pass names them by
         their printable label)."""
+        if not self.out[6]:
+            return ()  # the common case: no label to build for every file read
         by_label = {label(rel): rel for rel, _, _ in reversed(self.read)}
         return tuple(sorted(by_label.get(name, name) for name in self.out[6]))
 

@@ -339,6 +339,22 @@ def _plain(obj: Piece | BlockMap | Source | HardlinkEntry) -> dict[str, Any]:
 def _entry(e: FileEntry | DirEntry | SymlinkEntry | SpecialEntry) -> dict[str, Any]:
     """An entry's JSON: the format-2 fields only when set, so an entry without them is
     exactly its format-1 form."""
+    if type(e) is FileEntry and not e.xattrs and not e.holes:
+        # Once per file of the tree: the common entry without the generic pops below.
+        f: dict[str, Any] = {
+            "path": e.path, "mode": e.mode, "mtime_ns": e.mtime_ns, "size": e.size, "digest": e.digest,
+            "first_block": e.first_block, "block_count": e.block_count,
+        }  # fmt: skip
+        if e.owner is not None:
+            o = e.owner
+            f["owner"] = {"uid": o.uid, "gid": o.gid, "user": o.user, "group": o.group}
+        if e.ctime_ns is not None:
+            f["ctime_ns"] = e.ctime_ns
+        if e.ino is not None:
+            f["ino"] = e.ino
+        if e.dev is not None:
+            f["dev"] = e.dev
+        return f
     out = dict(e.__dict__)
     owner, xattrs = out.pop("owner"), out.pop("xattrs")
     if owner is not None:
