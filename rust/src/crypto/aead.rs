@@ -1,6 +1,7 @@
 //! XChaCha20-Poly1305 messages: `nonce (24) || ciphertext || tag (16)`, encrypted and
 //! decrypted in place (a block is copied once, not twice).
 
+use chacha20poly1305::aead::inout::InOutBuf;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 
@@ -47,12 +48,9 @@ pub fn seal_with_nonce(key: &[u8], nonce: &[u8], ad: &[u8], plaintext: &[u8]) ->
 
 /// Opens a sealed message; `Error::Authentication` when the key, `ad` or any byte is
 /// not what sealed it.
+/// The plaintext is decrypted from `sealed` into a buffer of its own (no copy of the
+/// message first, no move of the plaintext over the nonce after; `aead_gcm::open`).
 pub fn open(key: &[u8], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-    open_owned(key, ad, sealed.to_vec())
-}
-
-/// `open` that decrypts in the buffer it is given (a block just read).
-pub fn open_owned(key: &[u8], ad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>> {
     let len = sealed.len();
     if len < OVERHEAD {
         return Err(Error::Authentication(format!(
@@ -67,10 +65,16 @@ pub fn open_owned(key: &[u8], ad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>>
             "a sealed message's nonce or tag has the wrong length".into(),
         ));
     };
+    let mut plain = vec![0u8; len - OVERHEAD];
+    let io = InOutBuf::new(&sealed[NONCE_LEN..len - TAG_LEN], &mut plain)
+        .map_err(|_| Error::Invalid("internal: plaintext buffer of the wrong length".into()))?;
     cipher(key)?
-        .decrypt_inout_detached(&nonce, ad, (&mut sealed[NONCE_LEN..len - TAG_LEN]).into(), &tag)
+        .decrypt_inout_detached(&nonce, ad, io, &tag)
         .map_err(|_| Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into()))?;
-    sealed.truncate(len - TAG_LEN);
-    sealed.drain(..NONCE_LEN);
-    Ok(sealed)
+    Ok(plain)
+}
+
+/// `open` of a message read into a buffer of its own.
+pub fn open_owned(key: &[u8], ad: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>> {
+    open(key, ad, &sealed)
 }

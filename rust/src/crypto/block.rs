@@ -133,17 +133,17 @@ impl BlockKey {
 
     /// Opens a block's sealed bytes read at `offset`, recorded with `digest`.
     pub fn open(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-        self.open_owned(offset, raw_len, flags, digest, sealed.to_vec())
+        let ad = self.ad(offset, raw_len, flags, digest);
+        if flags & FLAG_GCM != 0 {
+            aead_gcm::open(&self.gcm_root, &ad, sealed)
+        } else {
+            aead::open(&self.cipher, &ad, sealed)
+        }
     }
 
     /// `open` in the buffer the sealed bytes were read into, with the cipher its flags name.
     pub fn open_owned(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>> {
-        let ad = self.ad(offset, raw_len, flags, digest);
-        if flags & FLAG_GCM != 0 {
-            aead_gcm::open_owned(&self.gcm_root, &ad, sealed)
-        } else {
-            aead::open_owned(&self.cipher, &ad, sealed)
-        }
+        self.open(offset, raw_len, flags, digest, &sealed)
     }
 
     /// The keyed digest of a raw block.

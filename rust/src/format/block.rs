@@ -198,7 +198,14 @@ pub fn stored_mismatch_keyed(
     if flags & FLAG_SEALED == 0 || key.is_none() {
         return stored_mismatch(alg, stored, raw_len, flags, digest);
     }
-    let raw = unseal_block(key, offset, stored.to_vec(), raw_len, flags, digest);
+    // Opened from the verifier's chunk straight into the plaintext's buffer (no copy).
+    let raw = match key {
+        Some(k) => k
+            .open(offset, raw_len, flags, digest, stored)
+            .map_err(|e| e.to_string())
+            .and_then(|inner| decode_block(inner, raw_len, flags & FLAG_ZSTD)),
+        None => Err("the block is encrypted and no key was given".into()),
+    };
     if flags & FLAG_BOUND != 0 {
         // The tag just checked authenticates the recorded digest with the bytes (it is in
         // the associated data), under a key only our writer holds, and that writer sealed
