@@ -444,6 +444,52 @@ def restore_files(
     ``OSError`` naming it; the parent directories are the caller's to check. A damaged
     block map or piece is a ``BackupError`` naming the file and the offset."""
 
+_MetaColumns = tuple[
+    Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[tuple[int, str, bytes]]
+]
+
+def make_tree_dirs(root_fd: int, root: _Path, rels: Sequence[_Path]) -> None:
+    """Creates every directory of ``rels`` and their parents below the directory open as
+    ``root_fd`` (``root`` names it in messages), one component at a time with
+    ``O_NOFOLLOW``: a link or non-directory on the way is a ``BackupError``."""
+
+def restore_tree(
+    root_fd: int,
+    root: _Path,
+    paths: Sequence[_Path],
+    blocks: tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[str]],
+    meta: _MetaColumns,
+    blockmap: _Path,
+    sources: Sequence[_Path],
+    *,
+    chown: bool,
+    exact_xattrs: bool,
+    progress: Callable[[int, int, int], object] | None = None,
+    cancel: Any | None = None,
+    keys: Sequence[tuple[bytes, bytes] | None] | None = None,
+) -> tuple[int, list[tuple[int, str, str]]]:
+    """Restores regular files below ``root_fd`` (parents made by ``make_tree_dirs``):
+    ``blocks`` = (first blocks, block counts, sizes, hex digests), ``meta`` = (modes,
+    mtimes in ns, uids, gids with -1 for no owner, (index, xattr name, value)); each file
+    created with ``O_EXCL | O_NOFOLLOW``, written, checked, then given its owner (with
+    ``chown``; otherwise a different owner is reported), xattrs, mode and mtime through
+    its descriptor, with the GIL released. Returns (bytes written, problems as (index,
+    what, reason))."""
+
+def apply_tree_meta(
+    root_fd: int,
+    root: _Path,
+    paths: Sequence[_Path],
+    meta: _MetaColumns,
+    *,
+    chown: bool,
+    exact_xattrs: bool,
+    deepest_first: bool,
+) -> list[tuple[int, str, str]]:
+    """Sets owner, xattrs, mode and mtime of existing entries (not links) below
+    ``root_fd``, each part only where it differs, through ``O_PATH | O_NOFOLLOW``
+    descriptors; ``deepest_first`` for directories. Returns the problems."""
+
 def restore_into(
     files: Sequence[tuple[str, _Path, int, int, int, str, Sequence[tuple[int, int]], bool]],
     blockmap: _Path,
@@ -745,6 +791,24 @@ def blockmap_read_key(key: bytes) -> None:
 
 def blockmap_write_key(set_id: str, key: bytes | None) -> None:
     """Seals the block map of new set ``set_id`` under ``key`` from now on (``None``: stop)."""
+
+# --- re-sealing (rust/src/crypto/reseal.rs, bindings rust/src/py/reseal.rs) ------------
+
+def reseal_piece(
+    src: str | PathLike[str], dst: str | PathLike[str], old: tuple[bytes, bytes], new: tuple[bytes, bytes]
+) -> tuple[int, str, int]:
+    """Writes ``dst`` as piece ``src`` with every block opened with ``old`` and sealed with
+    ``new`` (``(cipher_key, mac_key)``); ``(size, checksum hex, block count)``."""
+
+def reseal_map(
+    src: str | PathLike[str],
+    dst: str | PathLike[str],
+    old_key: bytes,
+    new_key: bytes,
+    parent_sum: bytes | None = None,
+) -> str:
+    """Writes ``dst`` as sealed block map ``src`` re-sealed under ``new_key`` (its parent
+    checksum replaced by ``parent_sum``); the new container checksum (hex)."""
 
 # --- storage (rust/src/storage/, bindings rust/src/py/storage.rs) -----------------------
 

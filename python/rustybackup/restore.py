@@ -7,10 +7,8 @@ user, an xattr namespace the target file system lacks) is reported, never droppe
 
 from __future__ import annotations
 
-import grp
 import logging
 import os
-import pwd
 import resource
 import stat
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ from . import _core, keys, store
 from .catalog import BackupSet
 from .errors import BackupError, ConfigError
 from .manifest import DirEntry, FileEntry, HardlinkEntry, Manifest, Owner, SpecialEntry, SymlinkEntry, Xattr
+from .restore_batch import MetaWriter, ids_of
 from .restore_target import Meta, RestoreTarget
 
 log = logging.getLogger(__name__)
@@ -129,22 +128,6 @@ def _matcher(include: Sequence[str]) -> _core.PathMatcher:
         raise ConfigError(f"--include: {exc}") from None
 
 
-def _ids(owner: Owner, numeric: bool) -> tuple[int, int]:
-    """The ids to give an entry: by name where the name exists here (tar's default as
-    root), else the recorded ids."""
-    uid, gid = owner.uid, owner.gid
-    if not numeric:
-        try:
-            uid = uid if owner.user is None else pwd.getpwnam(owner.user).pw_uid
-        except KeyError:
-            pass
-        try:
-            gid = gid if owner.group is None else grp.getgrnam(owner.group).gr_gid
-        except KeyError:
-            pass
-    return uid, gid
-
-
 def restore_set_files(
     repository: Path,
     set_id: str,
@@ -208,6 +191,7 @@ class _Restore:
         self.report = RestoreReport()
         self.problems: list[tuple[str, str, str]] = []
         self.root = os.geteuid() == 0
+        self.meta = MetaWriter(tree, numeric_owner=opts.numeric_owner, root=self.root, exact_xattrs=manifest.format >= 2)
 
     def run(self, archive: bool) -> RestoreReport:
         m, tree = self.m, self.tree
@@ -216,7 +200,7 @@ class _Restore:
         dirs = {d.path for d in m.dirs}  # once: built per entry it was O(entries x dirs)
         paths = [p for p in _paths(m) if p not in dirs]
         tree.make_dirs([d.path for d in m.dirs] + [p.rpartition("/")[0] for p in paths if "/" in p])
-        self._contents()
+        elsewhere = self._contents()
         for h in m.hardlinks:
             self._hardlink(h)
         for s in m.specials:
@@ -237,8 +221,7 @@ class _Restore:
                     tree.remove(link.path)
             tree.symlink(link.path, link.target, link.mtime_ns)
             self._meta(link.path, None, link.mtime_ns, link.owner, link.xattrs, link=True)
-        for f in m.files:
-            self._meta(f.path, f.mode, f.mtime_ns, f.owner, f.xattrs)
+        self.problems.extend(self.meta.apply(elsewhere))
         for s in m.specials:
             if tree.lstat(s.path) is not None:
                 self._meta(s.path, s.mode, s.mtime_ns, s.owner, s.xattrs)
@@ -246,8 +229,7 @@ class _Restore:
             self._delete_extra()
         if not archive:
             # Deepest first, so setting a parent's mtime is not undone by touching a child.
-            for d in sorted(m.dirs, key=lambda d: d.path.count("/"), reverse=True):
-                self._meta(d.path, d.mode, d.mtime_ns, d.owner, d.xattrs)
+            self.problems.extend(self.meta.apply(m.dirs, deepest_first=True))
         self.report.not_restored.extend(NotRestored(*p) for p in self.problems)
         for p in self.report.not_restored:
             log.warning("%s: %s: %s %s", self.what, p.path, p.what, p.reason)
@@ -255,32 +237,40 @@ class _Restore:
 
     # --- contents -------------------------------------------------------------------
 
-    def _contents(self) -> None:
-        m, tree = self.m, self.tree
+    def _contents(self) -> list[FileEntry]:
+        """Writes every file's contents; a plain local file gets its metadata in the same
+        pass. Returns the files written by another path, whose metadata is still to set."""
+        m, tree, remote = self.m, self.tree, self.remote
         piece_paths = [self.repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
         plain = [f for f in m.files if not f.holes and not self.opts.delta]
         placed = [f for f in m.files if f.holes or self.opts.delta]
         hook = None if self.progress is None else self.progress
         # An encrypted set's sealed blocks open with each source set's keys (keys.py).
         block_keys = keys.source_block_keys(self.repository, [s.set_id for s in m.sources])
+        on_progress = None if hook is None else (lambda done, _w, _f: hook(done))
+        elsewhere = list(placed)
         try:
-            if plain:
+            if plain and remote is None:
+                # Contents and metadata of every file in one Rust pass (restore_batch.py).
+                written, problems = self.meta.write_files(
+                    plain, self.repository / m.blockmap.path, piece_paths, block_keys, on_progress
+                )
+                self.report.bytes_written += written
+                self.report.files_written += len(plain)
+                self.problems.extend(problems)
+            elif plain and remote is not None:
+                elsewhere += plain
                 jobs = [
                     (label(f.path), tree.path(f.path), f.first_block, f.block_count, f.size, f.digest) for f in plain
                 ]
-                on_progress = None if hook is None else (lambda done, _w, _f: hook(done))
-                if self.remote is not None:
-                    self.report.bytes_written += self.remote.restore_files(
-                        jobs,
-                        self.repository / m.blockmap.path,
-                        [f"{store.SETS_DIR}/{s.set_id}/{s.piece}" for s in m.sources],
-                        progress=on_progress,
-                        keys=block_keys,
-                    )
-                else:
-                    self.report.bytes_written += _core.restore_files(
-                        jobs, self.repository / m.blockmap.path, piece_paths, progress=on_progress, keys=block_keys
-                    )
+                # From a bucket, by ranges as it writes (storage/restore.rs).
+                self.report.bytes_written += remote.restore_files(
+                    jobs,
+                    self.repository / m.blockmap.path,
+                    [f"{store.SETS_DIR}/{s.set_id}/{s.piece}" for s in m.sources],
+                    progress=on_progress,
+                    keys=block_keys,
+                )
                 self.report.files_written += len(plain)
             if placed:
                 into = [
@@ -300,7 +290,7 @@ class _Restore:
                     into,
                     self.repository / m.blockmap.path,
                     piece_paths,
-                    progress=None if hook is None else (lambda done, _w, _f: hook(done)),
+                    progress=on_progress,
                     keys=block_keys,
                 )
                 for written, touched in done:
@@ -313,6 +303,7 @@ class _Restore:
             raise BackupError(f"{self.what} failed: {exc}") from exc
         except OSError as exc:
             raise BackupError(f"{self.what} failed: {exc.strerror or exc}: {exc.filename}") from exc
+        return elsewhere
 
     # --- other entries ----------------------------------------------------------------
 
@@ -399,7 +390,7 @@ class _Restore:
         *,
         link: bool = False,
     ) -> None:
-        ids = None if owner is None else _ids(owner, self.opts.numeric_owner)
+        ids = None if owner is None else ids_of(owner, self.opts.numeric_owner)
         if ids is not None and not self.root:
             st = self.tree.lstat(rel)
             if st is not None and (st.st_uid, st.st_gid) != ids:

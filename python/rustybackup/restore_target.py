@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from . import _core
 from .errors import BackupError
 from .manifest import Xattr
 
@@ -109,6 +110,11 @@ class RestoreTarget:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    @property
+    def fd(self) -> int:
+        """The target's open directory descriptor (what the Rust core starts from)."""
+        return self._fd
+
     def path(self, rel: str) -> Path:
         """Where the Rust core writes file ``rel`` (its parents checked by ``make_dirs``)."""
         return self.root / rel
@@ -126,23 +132,15 @@ class RestoreTarget:
 
         Sorted by components, each directory's parent is created (and checked) just
         before it, so a walk keeps one descriptor per level instead of starting again
-        from the top for every path.
+        from the top for every path: one Rust pass (engine/tree_meta.rs), same rules
+        as ``_step``.
         """
-        wanted: set[tuple[str, ...]] = set()
-        for rel in rels:
-            parts = tuple(_parts(rel))
-            for depth in range(1, len(parts) + 1):
-                wanted.add(parts[:depth])
-        stack: list[tuple[tuple[str, ...], int]] = [((), self._fd)]
         try:
-            for parts in sorted(wanted):
-                while stack[-1][0] != parts[:-1]:
-                    os.close(stack.pop()[1])
-                fd = self._step(stack[-1][1], parts[-1], "/".join(parts), create=True)
-                stack.append((parts, fd))
-        finally:
-            for _, fd in stack[1:]:
-                os.close(fd)
+            _core.make_tree_dirs(self._fd, self.root, list(rels))
+        except BackupError as exc:
+            raise BackupError(f"{self.what}: {exc}") from None
+        except OSError as exc:
+            raise BackupError(f"{self.what}: cannot create {exc.filename}: {exc.strerror or exc}") from exc
 
     def open_dir(self, rel: str) -> int:
         """A new descriptor of the existing directory ``rel`` ("" is the target)."""

@@ -31,12 +31,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py::cron::register(m)?;
     py::crypto::register(m)?;
+    py::reseal::register(m)?;
     py::scan::register(m)?;
     py::select::register(m)?;
     py::tree::register(m)?;
     py::chain::register(m)?;
     py::engine::register(m)?;
     py::restore_into::register(m)?;
+    py::restore_tree::register(m)?;
     py::resume::register(m)?;
     py::verify::register(m)?;
     py::pgpage::register(m)?;

@@ -8,15 +8,19 @@ pub(crate) mod holes;
 pub mod progress;
 pub mod restore;
 pub mod restore_into;
+pub mod restore_tree;
 pub mod resume;
 pub mod resume_move;
+pub mod tree_meta;
 
 pub use backup::{backup_files, backup_files_resumable, BackupOptions, BackupOutcome, FileJob, FileOutcome, Reused};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
 pub use restore::{restore_files, restore_files_keyed, RestoreFile};
 pub use restore_into::{dump_file, dump_file_keyed, restore_into, restore_into_keyed, IntoFile};
+pub use restore_tree::{restore_tree, TreeFile, TreeOutcome};
 pub use resume::{Checkpoint, Resumed, Rule};
+pub use tree_meta::{apply_meta, make_dirs, Meta, MetaOptions, Problem};
 
 #[cfg(test)]
 mod restore_into_tests;

@@ -37,20 +37,25 @@ pub struct IntoFile {
 }
 
 /// What `each_block` calls per block: (offset, length, bytes; None for a hole block).
-type EachBlock<'a> = dyn FnMut(u64, u64, Option<&[u8]>) -> Result<()> + 'a;
+pub(super) type EachBlock<'a> = dyn FnMut(u64, u64, Option<&[u8]>) -> Result<()> + 'a;
 
-/// The block map and piece readers of one restore, opened once for all its files.
-struct Blocks<'a> {
-    map: BlockMapReader,
+/// The block map and piece readers of one restore, opened once for all its files
+/// (also the tree restore's, restore_tree.rs).
+pub(super) struct Blocks<'a> {
+    pub(super) map: BlockMapReader,
     blockmap: &'a Path,
     sources: &'a [PathBuf],
-    readers: Vec<Option<PieceReader>>,
+    pub(super) readers: Vec<Option<PieceReader>>,
     /// Keys of each source's sealed blocks (an encrypted set), bound to its piece.
-    keys: Vec<Option<crate::crypto::BlockKey>>,
+    pub(super) keys: Vec<Option<crate::crypto::BlockKey>>,
 }
 
 impl<'a> Blocks<'a> {
-    fn open(blockmap: &'a Path, sources: &'a [PathBuf], keys: &[Option<crate::crypto::BlockKey>]) -> Result<Self> {
+    pub(super) fn open(
+        blockmap: &'a Path,
+        sources: &'a [PathBuf],
+        keys: &[Option<crate::crypto::BlockKey>],
+    ) -> Result<Self> {
         let map = BlockMapReader::open(blockmap)?;
         map.verify_checksum()?;
         let keys = sources
@@ -99,10 +104,27 @@ impl<'a> Blocks<'a> {
         Ok(())
     }
 
+    /// The records of `f`'s blocks, resolved through the chain, with the reader of every
+    /// piece they name opened (a small file's, read later from other threads).
+    pub(super) fn records(&mut self, f: &RestoreFile) -> Result<Vec<BlockRecord>> {
+        let n_sources = u32::try_from(self.sources.len()).unwrap_or(u32::MAX);
+        let recs: Vec<BlockRecord> = self
+            .map
+            .range(f.first_block, f.block_count)?
+            .limit_sources(n_sources)
+            .collect::<crate::format::Result<_>>()?;
+        for (k, rec) in (0u64..).zip(&recs) {
+            if !rec.is_hole() {
+                self.reader(rec.source as usize, &f.rel, k)?;
+            }
+        }
+        Ok(recs)
+    }
+
     /// Calls `each(offset, length, block)` for every verified block of `f` in order (a
     /// block of a hole run is `None`: never stored, nothing read), then checks the file's
     /// size and whole digest (which does not cover hole runs: docs/FORMAT.md).
-    fn each_block(
+    pub(super) fn each_block(
         &mut self,
         f: &RestoreFile,
         state: &mut Progress,
