@@ -156,6 +156,7 @@ def test_a_copied_file_adds_o1_records_to_the_next_backup(tmp_path: Path, n: int
     shutil.copyfile(src / "big", src / "a-copy")
     inc = m.backup("t", BackupType.INCREMENTAL).id
     bm = parse(blockmap(tmp_path, inc))
+    assert bm.parent is not None and bm.parent.parent.name == full
     assert bm.stored == 0
     assert len(bm.runs) <= 4
     assert bm.path.stat().st_size <= HEADER + TRAILER + 4 * RUN
@@ -296,14 +297,14 @@ def test_random_trees_of_copies_resolve_to_their_blocks(
         p.read_bytes()[k : k + BS] for p in src.rglob("*") if p.is_file() for k in range(0, p.stat().st_size, BS)
     }
     full = m.backup("t", BackupType.FULL).id
+    first = snapshot_tree(src)
     assert parse(blockmap(base, full)).stored == len(distinct)
     assert state(blockmap(base, full)) == expected_state(m, full, src)
     copy(later)
     inc = m.backup("t", BackupType.INCREMENTAL).id
     assert parse(blockmap(base, inc)).stored == 0
     assert state(blockmap(base, inc)) == expected_state(m, inc, src)
-    for sid in (full, inc):
+    for sid, tree in ((full, first), (inc, snapshot_tree(src))):
         out = base / f"out-{sid}"
         m.restore("t", out, backup_set_id=sid)
-        if sid == inc:
-            assert snapshot_tree(out) == snapshot_tree(src)
+        assert snapshot_tree(out) == tree

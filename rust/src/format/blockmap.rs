@@ -488,3 +488,7 @@ impl BlockMapWriter {
         Ok((sealed_sum.unwrap_or(checksum), self.count))
     }
 }
+
+#[cfg(test)]
+#[path = "tests_copies.rs"]
+mod tests_copies;
