@@ -49,12 +49,15 @@ class MetaWriter:
         self.numeric = numeric_owner
         self.root = root
         self.exact = exact_xattrs
-        self._ids: dict[Owner, tuple[int, int]] = {}
+        self._ids: dict[tuple[int, int, str | None, str | None], tuple[int, int]] = {}
 
     def ids(self, owner: Owner) -> tuple[int, int]:
-        known = self._ids.get(owner)
+        # Keyed by a plain tuple: the dataclass's own __hash__/__eq__ run in Python and
+        # cost more than the lookup they save on 20,000 files.
+        key = (owner.uid, owner.gid, owner.user, owner.group)
+        known = self._ids.get(key)
         if known is None:
-            known = self._ids[owner] = ids_of(owner, self.numeric)
+            known = self._ids[key] = ids_of(owner, self.numeric)
         return known
 
     def columns(self, entries: Sequence[Entry]) -> Columns:

@@ -30,3 +30,5 @@ mod resume_move_tests;
 mod resume_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tree_meta_tests;
