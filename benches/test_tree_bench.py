@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -214,10 +215,19 @@ def test_small_files_interleaved(benchmark: Any, small_tree: Path, tmp_path: Pat
     disabled = bool(getattr(benchmark, "disabled", False))
     warmup, rounds = (0, 1) if disabled else (1, ROUNDS)
     times: dict[tuple[str, str], list[float]] = {}
+    # CPU seconds of the tool's processes (user + system of the waited children): steadier
+    # than wall time on the shared machine. Not memory: ru_maxrss of children misleads.
+    cpu: dict[tuple[str, str], list[float]] = {}
 
-    def one(peer: str, counted: bool) -> None:
-        work = tmp_path / peer
-        shutil.rmtree(work, ignore_errors=True)
+    def children_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def one(peer: str, counted: bool, r: int) -> None:
+        # A new directory each round and nothing deleted until the end: without a journal
+        # ext4 scans past recently deleted inodes when it creates one, so whichever tool
+        # restored right after a mass delete paid seconds for the other's cleanup.
+        work = tmp_path / f"{peer}-{r}"
         work.mkdir()
         (work / "scratch").mkdir()
         t = Tool(peer, work / "repo", work / "scratch")
@@ -231,10 +241,11 @@ def test_small_files_interleaved(benchmark: Any, small_tree: Path, tmp_path: Pat
         ]
         for step, run in steps:
             os.sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), children_cpu()
             run()
             if counted:
                 times.setdefault((peer, step), []).append(time.perf_counter() - start)
+                cpu.setdefault((peer, step), []).append(children_cpu() - start_cpu)
         some = sorted(small_tree.rglob("f*"))[:: max(1, SMALL_FILES // 50)]
         for p in some:
             assert (landed[-1] / p.relative_to(small_tree)).read_bytes() == p.read_bytes()
@@ -243,14 +254,19 @@ def test_small_files_interleaved(benchmark: Any, small_tree: Path, tmp_path: Pat
         for r in range(warmup + rounds):
             # The order turns every round: no tool always runs right after another's cache.
             for peer in tools[r % len(tools) :] + tools[: r % len(tools)]:
-                one(peer, counted=r >= warmup)
+                one(peer, r >= warmup, r)
 
     benchmark.pedantic(all_rounds, rounds=1, iterations=1, warmup_rounds=0)
-    lines = [f"\n{SMALL_FILES} small files, {rounds} interleaved rounds after {warmup} warm-up (seconds)"]
+    load = os.getloadavg()[0]
+    lines = [
+        f"\n{SMALL_FILES} small files, {rounds} interleaved rounds after {warmup} warm-up (seconds, load {load:.1f})"
+    ]
     for step in ("full", "second", "restore"):
         row = {p: (min(times[(p, step)]), statistics.median(times[(p, step)])) for p in tools}
         cells = "  ".join(f"{p} min {lo:.2f} median {med:.2f}" for p, (lo, med) in row.items())
         ratio = f"  restic/ours (min) {row['restic'][0] / row['rustybackup'][0]:.2f}x" if "restic" in row else ""
         lines.append(f"{step:8} {cells}{ratio}")
+        cpus = "  ".join(f"{p} {min(cpu[(p, step)]):.2f}" for p in tools)
+        lines.append(f"{'':8} CPU seconds (min): {cpus}")
         benchmark.extra_info[step] = {p: {"min": lo, "median": med} for p, (lo, med) in row.items()}
     print("\n".join(lines))
