@@ -392,6 +392,20 @@ class BackupCatalog:
                     gone.append(set_id)
         return gone
 
+    def update_sealed(self, changes: dict[str, tuple[dict[str, tuple[int, str]], str]]) -> None:
+        """Records re-sealed files (reencrypt.py), one transaction for a whole chain:
+        set id -> ({piece id: (size, checksum)}, block map checksum)."""
+        with self.transaction() as c:
+            for set_id, (pieces, blockmap_checksum) in changes.items():
+                cur = c.execute("UPDATE sets SET blockmap_checksum = ? WHERE id = ?", (blockmap_checksum, set_id))
+                if cur.rowcount == 0:
+                    raise CatalogError(f"unknown backup set {set_id!r}")
+                for pid, (size, checksum) in pieces.items():
+                    c.execute(
+                        "UPDATE pieces SET size = ?, checksum = ? WHERE id = ? AND set_id = ?",
+                        (size, checksum, pid, set_id),
+                    )
+
     def set_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM sets")}
 

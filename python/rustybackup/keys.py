@@ -503,7 +503,10 @@ def _need_master(root: Path, keys: Keys) -> bytes:
 
 def _add_generation(keys: Keys) -> Generation:
     secret = secrets.token_bytes(32)
-    gid = f"g{len(keys.generations) + 1}"
+    # One more than the highest: after `key rotate --reencrypt --drop-old` removed old
+    # generations, a count would hand out a dropped generation's id again.
+    numbers = [int(g[1:]) for g in keys.generations if g[1:].isdigit()]
+    gid = f"g{max(numbers, default=0) + 1}"
     gen = Generation(gid, _core.x25519_public(secret), secret, _now_us())
     keys.generations[gid] = gen
     keys.current = gid
@@ -687,6 +690,54 @@ def set_block_keys(root: Path, set_id: str, manifest_path: Path | None = None) -
     set_key = _set_key_of(root, keys, env, where)
     _load_map_key(_core.derive_key(_CTX_MANIFEST, set_key))
     return keys.block_keys(set_key)
+
+
+def stored_set_key(root: Path, set_id: str) -> tuple[bytes, str]:
+    """(set key, generation id) of an existing set, from its manifest's envelope: what
+    re-encryption (reencrypt.py) opens the set's blocks and map with."""
+    keys = reading_keys(root)
+    if keys is None:
+        raise EncryptionError(f"{root}: the repository is not encrypted")
+    env = stored_envelope(root, set_id)
+    where = f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
+    return _set_key_of(root, keys, env, where), str(env.get("generation"))
+
+
+def stored_envelope(root: Path, set_id: str) -> dict[str, Any]:
+    """The envelope a set's stored manifest is (readable without any key)."""
+    path = root / store.SETS_DIR / store.check_set_id(set_id) / store.MANIFEST
+    where = f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
+    try:
+        env = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise EncryptionError(f"{where}: cannot be read ({exc})") from None
+    if not isinstance(env, dict) or env.get(ENVELOPE_KEY) != 1:
+        raise EncryptionError(f"{where}: not encrypted in an encrypted repository (mixing is refused)")
+    return env
+
+
+def set_key_parts(keys: Keys, set_key: bytes) -> tuple[tuple[bytes, bytes], bytes]:
+    """(block keys, block map key) a set key gives (the derivations `seal_manifest` and
+    `new_set_block_keys` use)."""
+    mkey = _core.derive_key(_CTX_MANIFEST, set_key)
+    return keys.block_keys(set_key), _core.derive_key(_CTX_BLOCKMAP, mkey)
+
+
+def drop_generations(root: Path, keys: Keys, keep: set[str]) -> list[str]:
+    """Removes from the keyring every generation but the current one and `keep`
+    (`key rotate --reencrypt --drop-old`, once no set is wrapped to them); returns the
+    ids dropped. The keyring is read again under its lock, like `rotate`."""
+    master = _need_master(root, keys)
+    with locks.keyring_lock(keys_dir(root)):
+        fresh = _read_keyring(root, master)
+        dropped = [g for g in fresh.generations if g != fresh.current and g not in keep]
+        for g in dropped:
+            del fresh.generations[g]
+        if dropped:
+            _write_keyring(root, fresh)
+    keys.generations = fresh.generations
+    keys.current = fresh.current
+    return dropped
 
 
 def envelope_of(text: bytes) -> dict[str, Any] | None:

@@ -78,6 +78,20 @@ def keyring_lock(keys_dir: Path) -> Iterator[None]:
 
 
 @contextmanager
+def reencrypt_lock(root: Path) -> Iterator[None]:
+    """``REPO/reencrypt/.lock`` held exclusively by the one re-encryption run
+    (reencrypt.py) a repository may have at a time; a second is refused at once."""
+    from .errors import EncryptionError
+
+    (root / "reencrypt").mkdir(exist_ok=True)
+    try:
+        with _flocked(root / "reencrypt" / ".lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
+            yield
+    except BlockingIOError:
+        raise EncryptionError(f"{root}: another re-encryption is running in this repository") from None
+
+
+@contextmanager
 def creating_staging(root: Path) -> Iterator[None]:
     """A shared flock on ``REPO/.staging.lock`` around creating a staging directory and
     taking its ``.lock``. While anyone holds it, a directory without ``.lock`` may be one
@@ -353,6 +367,39 @@ class ReaderLocks:
                 yield
         finally:
             self._release(fd, self._path(set_id))
+
+    @contextmanager
+    def switching(self, root: Path, set_ids: Iterable[str]) -> Iterator[None]:
+        """What re-encryption (reencrypt.py) holds while it switches a chain's sets to
+        their re-sealed files: every set's reader file exclusively (no restore or
+        verification is inside them; SetBusy at once when one is) and ``.staging.lock``
+        exclusively (no backup creates a staging directory meanwhile), and no live
+        backup in ``staging/`` (SetBusy: its parent may be in the chain, and its map
+        would record the parent map's old checksum). Held for renames, not for the
+        re-sealing itself, so backups wait milliseconds, not the whole run."""
+        ids = list(dict.fromkeys(set_ids))
+        held: list[tuple[int, Path]] = []
+        busy = "backup set {} is being read (a restore or verification holds it); the switch waits for the next run"
+        try:
+            for sid in ids:
+                try:
+                    held.append((self._lock(sid, fcntl.LOCK_EX | fcntl.LOCK_NB), self._path(sid)))
+                except BlockingIOError:
+                    raise SetBusy(busy.format(sid)) from None
+            with _flocked(root / CREATING_LOCK, fcntl.LOCK_EX), self._gate():
+                bulk = self._bulk_ids(os.listdir(self.dir)) & set(ids)
+                if bulk:
+                    raise SetBusy(busy.format(sorted(bulk)[0]))
+                staging = root / "staging"
+                for d in sorted(staging.iterdir()) if staging.is_dir() else []:
+                    # Not is_staging_locked: its "someone is creating" test would
+                    # find the creating lock this process holds.
+                    if d.is_dir() and (d / STAGING_LOCK).exists() and is_staging_locked(d):
+                        raise SetBusy(f"a backup is running ({d.name}); the switch waits for the next run")
+                yield
+        finally:
+            for fd, path in reversed(held):
+                self._release(fd, path)
 
     def being_read(self, valid: Callable[[str], bool] = lambda _: True) -> set[str]:
         """The ids of every set a reader holds now: one listing of ``readers/``, then one

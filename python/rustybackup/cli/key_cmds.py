@@ -137,19 +137,53 @@ def remove_cmd(state: CliState, slot_id: str) -> None:
 
 
 @key_group.command("rotate")
-@click.option("--json", "as_json", is_flag=True, help="Print the new generation as JSON.")
+@click.option(
+    "--reencrypt",
+    is_flag=True,
+    help="Also re-encrypt the existing sets under the new generation (chain by chain, resumable); "
+    "when a re-encryption is pending, continue it instead of making another generation.",
+)
+@click.option(
+    "--drop-old",
+    is_flag=True,
+    help="With --reencrypt: once every set is under the current generation, remove the older "
+    "generations' secrets from the keyring.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the new generation (and the re-encryption) as JSON.")
 @pass_state
-def rotate_cmd(state: CliState, as_json: bool) -> None:
-    """Make a new key for new sets; existing sets and their pieces stay as they are.
+def rotate_cmd(state: CliState, reencrypt: bool, drop_old: bool, as_json: bool) -> None:
+    """Make a new key for new sets; existing sets and their pieces stay as they are
+    unless --reencrypt is given.
 
-    Example: RUSTYBACKUP_PASSWORD=... rustybackup --repo /backups key rotate
+    Example: RUSTYBACKUP_PASSWORD=... rustybackup --repo /backups key rotate --reencrypt --json
     """
+    if drop_old and not reencrypt:
+        raise click.UsageError("--drop-old goes with --reencrypt (old generations stay while sets use them)")
+    if reencrypt:
+        from .key_reencrypt import rotate_reencrypt
+
+        rotate_reencrypt(state, drop_old=drop_old, as_json=as_json)
+        return
     with _repo(state, exclusive=True) as root:
         gen = keys.rotate(root, _open(root))
     if as_json:
         print_json({"generation": gen.id, "created_at_us": gen.created_at_us})
     else:
         click.echo(f"new sets are now encrypted with key generation {gen.id}")
+
+
+@key_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def status_cmd(state: CliState, as_json: bool) -> None:
+    """Which key generation each set is wrapped to (no key needed; with one, also the
+    current generation and whether a re-encryption is pending).
+
+    Example: rustybackup --repo /backups key status --json
+    """
+    from .key_reencrypt import key_status
+
+    key_status(state, as_json=as_json)
 
 
 def register(group: click.Group) -> None:

@@ -19,6 +19,7 @@ pub mod aead_gcm;
 pub mod block;
 pub mod error;
 pub mod kdf;
+pub mod reseal;
 pub mod wrap;
 
 pub use aead::{open, open_owned, seal, seal_with_nonce, KEY_LEN, NONCE_LEN, OVERHEAD, TAG_LEN};

@@ -1,0 +1,188 @@
+//! Re-sealing a stored set under a new set key (`key rotate --reencrypt`,
+//! `python/rustybackup/reencrypt.py`): one pass over a piece or a sealed block map that
+//! opens every block (or frame) with the old key, checks it, and seals it again with the
+//! new one into a new file. Offsets, lengths, flags and keyed digests stay as they were
+//! (the MAC key is the repository's, not the set's), so the piece index and every block
+//! map record that refers to these blocks, a child set's included, keep their meaning;
+//! only the stored bytes and the trailer checksums change.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use super::block::{piece_label, BlockKey};
+use super::KEY_LEN;
+use crate::format::block::decode_block;
+use crate::format::blockmap::{PARENT_SUM_AT, SUM_AT_V2};
+use crate::format::read::read_exact_at;
+use crate::format::sealed_map::{self, SealedReader, SealedWriter, FRAME_LEN};
+use crate::format::{Error, PieceReader, PieceWriter, Result, FLAG_GCM, FLAG_SEALED, HEADER_LEN};
+
+/// What a re-sealed piece looks like (its manifest and catalog row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resealed {
+    /// Size of the new file.
+    pub size: u64,
+    /// Its trailer checksum.
+    pub checksum: Vec<u8>,
+    /// Blocks (index entries) re-sealed.
+    pub block_count: u64,
+}
+
+fn label_of(path: &Path) -> Result<String> {
+    piece_label(path).ok_or_else(|| Error::damaged(path, 0, "the path has no set directory and file name"))
+}
+
+/// Writes `dst` (which must not exist) as the piece `src` with every block opened with
+/// `old` and sealed again with `new` at the same offset with the same flags. A block
+/// that does not open or whose keyed digest differs stops the pass with an error naming
+/// the piece, the file number, the block and its offset; `dst` is then left for the
+/// caller to remove.
+pub fn reseal_piece(src: &Path, dst: &Path, old: &BlockKey, new: &BlockKey) -> Result<Resealed> {
+    let reader = PieceReader::open(src)?;
+    let old = old.for_piece(&label_of(src)?);
+    let new = new.for_piece(&label_of(dst)?);
+    // Opened again for positioned reads (the reader keeps its own file private).
+    let file = File::open(src).map_err(|e| Error::io(src, e))?;
+    let mut writer = PieceWriter::create(dst, reader.algorithm(), reader.block_size())?;
+    let mut expect = HEADER_LEN;
+    for entry in reader.entries()? {
+        let e = entry?;
+        let at = |detail: String| {
+            Error::damaged(
+                src,
+                e.offset,
+                format!("file #{} block {}: {detail}", e.file_no, e.block_index),
+            )
+        };
+        if e.flags & FLAG_SEALED == 0 {
+            return Err(at(
+                "the block is not sealed (an encrypted set holds only sealed blocks)".into(),
+            ));
+        }
+        // The writer lays blocks back to back from the header on: a piece laid out
+        // otherwise would get other offsets, and the block maps would point elsewhere.
+        if e.offset != expect {
+            return Err(at(format!(
+                "the block is stored at {} where the blocks before it end at {expect}; this piece cannot be re-sealed in place",
+                e.offset
+            )));
+        }
+        expect = e.offset + u64::from(e.stored_len);
+        // stored_len <= block_size + the seal's overhead (checked when the entry was read).
+        let mut sealed = vec![0u8; e.stored_len as usize];
+        read_exact_at(&file, src, &mut sealed, e.offset)?;
+        let inner = old
+            .open_owned(e.offset, e.raw_len, e.flags, &e.digest, sealed)
+            .map_err(|err| at(format!("{err} (wrong key or damaged block)")))?;
+        // Checked before it is sealed again: a damaged block is never given a new tag.
+        let raw = decode_block(inner.clone(), e.raw_len, e.flags & !(FLAG_SEALED | FLAG_GCM)).map_err(&at)?;
+        let actual = old.digest(&raw);
+        if actual != e.digest {
+            return Err(at("its keyed digest is not the recorded one".into()));
+        }
+        let resealed = new
+            .seal(e.offset, e.raw_len, e.flags, &e.digest, &inner)
+            .map_err(|err| at(err.to_string()))?;
+        let stored = writer.write_block(e.file_no, e.block_index, &resealed, e.raw_len, e.flags, &e.digest)?;
+        debug_assert_eq!(stored.offset, e.offset);
+    }
+    let summary = writer.finish()?;
+    Ok(Resealed {
+        size: summary.size,
+        checksum: summary.checksum,
+        block_count: summary.block_count,
+    })
+}
+
+/// Where a plain map's trailer (version 2 and 3) records its parent's checksum length.
+const PARENT_LEN_AT: usize = 33;
+/// A plain map's version-2/3 trailer length.
+const TRAILER_V2: u64 = 296;
+
+/// Writes `dst` (which must not exist) as the sealed block map `src` opened with
+/// `old_key` and sealed again with `new_key`. The plain map's own checksum is checked on
+/// the way. `parent_sum`, when given, replaces the parent map's checksum the trailer
+/// records (the parent was re-sealed too, so its container checksum changed); the
+/// plain map's checksum does not cover that field. Returns the new container checksum.
+pub fn reseal_map(
+    src: &Path,
+    dst: &Path,
+    old_key: [u8; KEY_LEN],
+    new_key: [u8; KEY_LEN],
+    parent_sum: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    sealed_map::register_read_key(old_key);
+    let reader = SealedReader::open(src)?;
+    let plain_len = reader.len();
+    let algorithm = reader.container().algorithm;
+    let mut head = [0u8; HEADER_LEN as usize];
+    if plain_len < HEADER_LEN {
+        return Err(Error::damaged(
+            src,
+            0,
+            format!("the sealed map holds {plain_len} plain bytes, less than a header"),
+        ));
+    }
+    reader.read_at(&mut head, 0)?;
+    let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    if version < 2 {
+        if parent_sum.is_some() {
+            return Err(Error::damaged(src, 8, "a version-1 map records no parent to re-point"));
+        }
+    } else if plain_len < HEADER_LEN + TRAILER_V2 {
+        return Err(Error::damaged(
+            src,
+            0,
+            "the plain map is shorter than its header and trailer",
+        ));
+    }
+    let body_end = if version < 2 { plain_len } else { plain_len - TRAILER_V2 };
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(|e| Error::io(dst, e))?;
+    let mut out = SealedWriter::new(file, dst, new_key, label_of(dst)?, algorithm)?;
+    let mut hasher = algorithm.hasher();
+    let mut buf = vec![0u8; FRAME_LEN as usize];
+    let mut pos = 0u64;
+    while pos < body_end {
+        // At most FRAME_LEN bytes.
+        let n = (body_end - pos).min(u64::from(FRAME_LEN)) as usize;
+        reader.read_at(&mut buf[..n], pos)?;
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| Error::io(dst, e))?;
+        pos += n as u64;
+    }
+    if version >= 2 {
+        let mut t = vec![0u8; TRAILER_V2 as usize];
+        reader.read_at(&mut t, body_end)?;
+        let clen = usize::from(t[32]);
+        let sum = hasher.finalize();
+        if clen != sum.len() || t[SUM_AT_V2..SUM_AT_V2 + clen] != sum[..] {
+            return Err(Error::damaged(
+                src,
+                body_end,
+                "the plain block map's checksum does not match its runs",
+            ));
+        }
+        if let Some(p) = parent_sum {
+            if t[PARENT_LEN_AT] == 0 {
+                return Err(Error::damaged(src, body_end, "the map records no parent to re-point"));
+            }
+            if p.len() != clen {
+                return Err(Error::damaged(
+                    src,
+                    body_end,
+                    format!("a parent checksum of {} bytes", p.len()),
+                ));
+            }
+            t[PARENT_SUM_AT..PARENT_SUM_AT + clen].copy_from_slice(p);
+        }
+        out.write_all(&t).map_err(|e| Error::io(dst, e))?;
+    }
+    let (file, checksum) = out.finish()?;
+    file.sync_all().map_err(|e| Error::io(dst, e))?;
+    Ok(checksum)
+}

@@ -1,0 +1,77 @@
+//! Bindings for `crate::crypto::reseal` (`key rotate --reencrypt`): each call re-seals one
+//! piece or one block map into a new file with the GIL released. A damaged block or
+//! frame is an `EncryptionError` naming the file, the block and the offset; an I/O error
+//! the matching `OSError`.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::crypto::{block_key, KeyPair};
+use super::errors::{io_error, EncryptionError};
+use crate::crypto::reseal;
+use crate::format::Error;
+
+fn reseal_error(e: Error) -> PyErr {
+    match e {
+        Error::Io { path, source } => io_error(&source, &path),
+        other => EncryptionError::new_err(other.to_string()),
+    }
+}
+
+fn key32(b: &[u8], what: &str) -> PyResult<[u8; 32]> {
+    b.try_into()
+        .map_err(|_| PyValueError::new_err(format!("{what} is 32 bytes, got {}", b.len())))
+}
+
+/// Writes `dst` as the piece `src` with every block opened with `old` and sealed again
+/// with `new` (`(cipher_key, mac_key)` pairs); returns `(size, checksum hex, block count)`.
+#[pyfunction]
+fn reseal_piece(
+    py: Python<'_>,
+    src: PathBuf,
+    dst: PathBuf,
+    old: KeyPair,
+    new: KeyPair,
+) -> PyResult<(u64, String, u64)> {
+    let old = block_key(&old)?;
+    let new = block_key(&new)?;
+    let r = py
+        .detach(|| reseal::reseal_piece(&src, &dst, &old, &new))
+        .map_err(reseal_error)?;
+    Ok((r.size, hex(&r.checksum), r.block_count))
+}
+
+/// Writes `dst` as the sealed block map `src` opened with `old_key` and sealed with
+/// `new_key`, its parent checksum replaced by `parent_sum` when given; returns the new
+/// container checksum (hex).
+#[pyfunction]
+#[pyo3(signature = (src, dst, old_key, new_key, parent_sum=None))]
+fn reseal_map(
+    py: Python<'_>,
+    src: PathBuf,
+    dst: PathBuf,
+    old_key: &[u8],
+    new_key: &[u8],
+    parent_sum: Option<Bound<'_, PyBytes>>,
+) -> PyResult<String> {
+    let old_key = key32(old_key, "the old block map key")?;
+    let new_key = key32(new_key, "the new block map key")?;
+    let parent = parent_sum.map(|b| b.as_bytes().to_vec());
+    let sum = py
+        .detach(|| reseal::reseal_map(&src, &dst, old_key, new_key, parent.as_deref()))
+        .map_err(reseal_error)?;
+    Ok(hex(&sum))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(reseal_piece, m)?)?;
+    m.add_function(wrap_pyfunction!(reseal_map, m)?)?;
+    Ok(())
+}
