@@ -16,7 +16,7 @@ use crate::format::block::decode_block;
 use crate::format::blockmap::{PARENT_SUM_AT, SUM_AT_V2};
 use crate::format::read::read_exact_at;
 use crate::format::sealed_map::{self, SealedReader, SealedWriter, FRAME_LEN};
-use crate::format::{Error, PieceReader, PieceWriter, Result, FLAG_GCM, FLAG_SEALED, HEADER_LEN};
+use crate::format::{Error, PieceReader, PieceWriter, Result, FLAG_BOUND, FLAG_GCM, FLAG_SEALED, HEADER_LEN};
 
 /// What a re-sealed piece looks like (its manifest and catalog row).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,7 +76,12 @@ pub fn reseal_piece(src: &Path, dst: &Path, old: &BlockKey, new: &BlockKey) -> R
             .open_owned(e.offset, e.raw_len, e.flags, &e.digest, sealed)
             .map_err(|err| at(format!("{err} (wrong key or damaged block)")))?;
         // Checked before it is sealed again: a damaged block is never given a new tag.
-        let raw = decode_block(inner.clone(), e.raw_len, e.flags & !(FLAG_SEALED | FLAG_GCM)).map_err(&at)?;
+        let raw = decode_block(
+            inner.clone(),
+            e.raw_len,
+            e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND),
+        )
+        .map_err(&at)?;
         let actual = old.digest(&raw);
         if actual != e.digest {
             return Err(at("its keyed digest is not the recorded one".into()));
