@@ -233,6 +233,7 @@ def _reencrypt_tree(
     work.mkdir(exist_ok=True)
     ids = [s.id for s in tree]
     new_maps: dict[str, bytes] = {}
+    map_keys: list[bytes] = []
     digests: dict[str, str] = {}
     rows: dict[str, tuple[dict[str, tuple[int, str]], str]] = {}
     resealed = 0
@@ -246,6 +247,7 @@ def _reencrypt_tree(
             old_blocks, old_map = keys.set_key_parts(opened, old_key)
             new_key = secrets.token_bytes(32)
             new_blocks, new_map = keys.set_key_parts(opened, new_key)
+            map_keys.append(new_map)
             pieces = []
             for p in m.pieces:
                 name = p.path.rsplit("/", 1)[-1]
@@ -277,6 +279,10 @@ def _reencrypt_tree(
             raise SetBusy(f"new sets joined the chain of {ids[0]} while it was re-sealed; it is redone next run")
         store.atomic_write_bytes(commit, json.dumps(doc).encode())
         _switch(manager, commit, doc)
+    # This process's readers and backups open the new maps without reading the manifests
+    # again (a backup of a child finds its parent's map key loaded).
+    for key in map_keys:
+        _core.blockmap_read_key(key)
     report.reencrypted.extend(ids)
     report.bytes_resealed += resealed
     if progress is not None:
