@@ -190,6 +190,7 @@ class _Restore:
         self.progress = progress
         self.report = RestoreReport()
         self.problems: list[tuple[str, str, str]] = []
+        self.file_problems: list[tuple[str, str, str]] = []
         self.root = os.geteuid() == 0
         self.meta = MetaWriter(tree, numeric_owner=opts.numeric_owner, root=self.root, exact_xattrs=manifest.format >= 2)
 
@@ -221,6 +222,7 @@ class _Restore:
                     tree.remove(link.path)
             tree.symlink(link.path, link.target, link.mtime_ns)
             self._meta(link.path, None, link.mtime_ns, link.owner, link.xattrs, link=True)
+        self.problems.extend(self.file_problems)
         self.problems.extend(self.meta.apply(elsewhere))
         for s in m.specials:
             if tree.lstat(s.path) is not None:
@@ -257,7 +259,8 @@ class _Restore:
                 )
                 self.report.bytes_written += written
                 self.report.files_written += len(plain)
-                self.problems.extend(problems)
+                # Reported where file metadata always was: after special files and links.
+                self.file_problems = problems
             elif plain and remote is not None:
                 elsewhere += plain
                 jobs = [
