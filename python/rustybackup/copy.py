@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _core, copy_keys, locks, manifest, store
+from . import _core, copy_keys, keys, locks, manifest, store
 from .catalog import BackupSet
 from .enums import SetStatus
-from .errors import BackupError, CatalogError, RustyBackupError
+from .errors import BackupError, CatalogError, EncryptionError, RustyBackupError
 
 if TYPE_CHECKING:
     from .engine import BackupManager
@@ -101,6 +101,7 @@ def copy_sets(
     report = CopyReport()
     # Same keys, ciphertext as it is: a fresh target gets the source's keys (copy_keys.py).
     copy_keys.adopt_keys(source, target)
+    _refuse_other_keys(source, target)
     have = target.catalog.set_ids()
     for s in in_copy_order(chosen):
         if s.id in have:
@@ -129,6 +130,37 @@ def copy_sets(
         if progress is not None:
             progress(s.id, report.bytes_copied)
     return report
+
+
+def _refuse_other_keys(source: BackupManager, target: BackupManager) -> None:
+    """Ciphertext is copied as it is, which the target opens only with the same keyring:
+    a target encrypted under other keys, or a plain source into an encrypted target (a
+    re-encrypting copy, not built in this version), is refused before anything is
+    written, instead of every set failing at registration."""
+    src, dst = source.repository, target.repository
+    if not keys.is_encrypted(dst):
+        return
+    where = str(target.remote.url) if target.remote is not None else str(dst)
+    if not keys.is_encrypted(src):
+        raise EncryptionError(
+            f"{where}: the target is encrypted and the source {src} is not; copying plain sets into an "
+            "encrypted repository (re-encrypting them) is not built in this version; nothing was copied"
+        )
+    ring = keys.KEYS_DIR + "/" + keys.KEYRING
+    if (src / ring).read_bytes() == (dst / ring).read_bytes():
+        return  # the same keyring (adopted, or copied from one origin)
+    mine = keys.keys_for(src)
+    try:
+        theirs = keys.keys_for(dst)
+    except EncryptionError:
+        # No key for the target at hand: the copy goes on as before, and a set the
+        # target cannot open is reported when it refuses to register it.
+        return
+    if mine is not None and theirs is not None and mine.mac_key != theirs.mac_key:
+        raise EncryptionError(
+            f"{where}: the target is encrypted under other keys than the source {src}; re-encrypting a "
+            "copy into another repository's keys is not built in this version; nothing was copied"
+        )
 
 
 def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
