@@ -665,6 +665,8 @@ class _Parser:
         if not isinstance(value, _Rows):
             return self.list_of(value, "files", lambda v, at: self.file(v, at, algorithm))
         out: list[FileEntry] = []
+        # A tree's files share a few owners: one (immutable) Owner each, not one per file.
+        owners: dict[tuple[int, int, str | None, str | None], Owner] = {}
         for i, row in enumerate(value):
             if isinstance(row, str):
                 try:
@@ -679,7 +681,8 @@ class _Parser:
             out.append(
                 FileEntry(
                     path, mode, mtime, size, digest, first, count,
-                    None if owner is None else Owner(*owner), (), (), ctime, ino, dev,
+                    None if owner is None else (owners.get(owner) or owners.setdefault(owner, Owner(*owner))),
+                    (), (), ctime, ino, dev,
                 )  # fmt: skip
             )
         return tuple(out)
