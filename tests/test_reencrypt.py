@@ -26,7 +26,7 @@ from rustybackup.cli import cli
 from rustybackup.errors import EncryptionError
 from rustybackup.verify import Verifier
 
-from tests.test_encryption_repo import assert_no_plaintext, marked_tree, markers, tree_digest
+from test_encryption_repo import assert_no_plaintext, marked_tree, markers, tree_digest
 
 PASSWORD = "correct horse battery staple"
 
