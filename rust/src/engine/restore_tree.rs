@@ -5,9 +5,9 @@
 //! a path walk for its creation, another for its metadata and a dozen Python calls.
 //!
 //! Block records are resolved in block-map order on the calling thread (the map's
-//! cursors only move forward); small files are then written in batches, a directory's
-//! files per task on the rayon pool: creating inodes in different directories
-//! proceeds in parallel in the kernel. A large file streams as in restore.rs.
+//! cursors only move forward); small files are then written in batches, one directory
+//! at a time (on the rayon pool, a directory per task, only when the batch's files are
+//! large enough to pay for the hand-offs). A large file streams as in restore.rs.
 //!
 //! No file is fsynced, as restic, tar and `cp` do not: a restore is complete when it
 //! returns, and a crash during it leaves a partial tree to restore again (the repository
@@ -38,6 +38,8 @@ const SMALL_BYTES: u64 = 1 << 20;
 /// bytes per thread at a time).
 const BATCH_FILES: usize = 4096;
 const BATCH_BYTES: u64 = 32 << 20;
+/// Batches whose files average at least this many bytes are written on the pool.
+const PARALLEL_MEAN_BYTES: u64 = 64 << 10;
 
 /// One regular file of the tree.
 #[derive(Clone, Debug)]
@@ -137,40 +139,44 @@ fn flush(
         .chunk_by(|a, b| split_parent(&files[a.0].path).0 == split_parent(&files[b.0].path).0)
         .collect();
     let (readers, keys, alg) = (&blocks.readers, &blocks.keys, blocks.map.algorithm());
-    let done: Vec<Result<(u64, Vec<Problem>)>> = in_pool(|| {
-        groups
-            .par_iter()
-            .map(|group| {
-                let dir = split_parent(&files[group[0].0].path).0;
-                let dfd = open_dir(root, root_path, dir)?;
-                let mut written = 0u64;
-                let mut problems = Vec::new();
-                for (i, recs) in group.iter() {
-                    let f = &files[*i];
-                    let fd = create(dfd.as_fd(), f)?;
-                    let checked = read_checked_blocks(recs, readers, keys, alg, &f.file.rel, 0);
-                    let mut data = Vec::with_capacity(usize::try_from(f.file.size).unwrap_or(0));
-                    let mut whole = alg.hasher();
-                    for (b, rec) in checked.into_iter().zip(recs) {
-                        let b = b?;
-                        // Zeros of a hole record are data here (this file had no holes in its
-                        // manifest) but not under the whole-file digest (docs/FORMAT.md).
-                        if !rec.is_hole() {
-                            whole.update(&b);
-                        }
-                        data.extend_from_slice(&b);
-                    }
-                    check_whole(&f.file, data.len() as u64, &whole.finalize())?;
-                    let mut file = File::from(fd);
-                    file.write_all(&data).map_err(|e| Error::io(&f.file.dest, e))?;
-                    written += data.len() as u64;
-                    let raw = file.as_raw_fd();
-                    apply(raw, &Target::Fd(raw), &f.file.dest, *i, &f.meta, opts, &mut problems)?;
+    let one_dir = |group: &&[(usize, Vec<BlockRecord>)]| -> Result<(u64, Vec<Problem>)> {
+        let dir = split_parent(&files[group[0].0].path).0;
+        let dfd = open_dir(root, root_path, dir)?;
+        let mut written = 0u64;
+        let mut problems = Vec::new();
+        for (i, recs) in group.iter() {
+            let f = &files[*i];
+            let fd = create(dfd.as_fd(), f)?;
+            let checked = read_checked_blocks(recs, readers, keys, alg, &f.file.rel, 0);
+            let mut data = Vec::with_capacity(usize::try_from(f.file.size).unwrap_or(0));
+            let mut whole = alg.hasher();
+            for (b, rec) in checked.into_iter().zip(recs) {
+                let b = b?;
+                // Zeros of a hole record are data here (this file had no holes in its
+                // manifest) but not under the whole-file digest (docs/FORMAT.md).
+                if !rec.is_hole() {
+                    whole.update(&b);
                 }
-                Ok((written, problems))
-            })
-            .collect()
-    });
+                data.extend_from_slice(&b);
+            }
+            check_whole(&f.file, data.len() as u64, &whole.finalize())?;
+            let mut file = File::from(fd);
+            file.write_all(&data).map_err(|e| Error::io(&f.file.dest, e))?;
+            written += data.len() as u64;
+            let raw = file.as_raw_fd();
+            apply(raw, &Target::Fd(raw), &f.file.dest, *i, &f.meta, opts, &mut problems)?;
+        }
+        Ok((written, problems))
+    };
+    let bytes: u64 = batch.iter().map(|(i, _)| files[*i].file.size).sum();
+    // Files of a few KiB on average are written on this thread: on the 2-core machine the
+    // pool's hand-offs and idle spinning cost 0.5 s more CPU on 20,000 files than they
+    // saved in wall time (benches/README.md, "Restore in one Rust pass").
+    let done: Vec<Result<(u64, Vec<Problem>)>> = if bytes / (batch.len() as u64) < PARALLEL_MEAN_BYTES {
+        groups.iter().map(one_dir).collect()
+    } else {
+        in_pool(|| groups.par_iter().map(one_dir).collect())
+    };
     batch.clear();
     for d in done {
         let (written, problems) = d?;
