@@ -308,3 +308,39 @@ def test_random_trees_of_copies_resolve_to_their_blocks(
         out = base / f"out-{sid}"
         m.restore("t", out, backup_set_id=sid)
         assert snapshot_tree(out) == tree
+
+
+def test_a_resumed_backup_writes_the_copy_runs_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    """A pass cut after its first files resumes with the adopted blocks indexed under
+    their records, so a later copy of an adopted file is the same copy run an
+    uninterrupted pass writes: the block maps are byte for byte the same."""
+    import threading
+
+    from rustybackup.engine import BackupProgress
+    from rustybackup.errors import BackupCancelled
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"a{i}").write_bytes(os.urandom(3 << 20))
+    shutil.copyfile(src / "a0", src / "z-copy")
+    m = manager(tmp_path / "cut", src)
+    m.checkpoint_every = 0  # every finished file is kept for the next run
+    flag = threading.Event()
+
+    def progress(p: BackupProgress) -> None:
+        if p.files_done >= 2:
+            flag.set()
+
+    with pytest.raises(BackupCancelled):
+        m.backup("t", BackupType.FULL, progress=progress, cancel=flag)
+    done = m.backup("t", BackupType.FULL)
+    assert m.resumed[done.id].files >= 2
+    ref = manager(tmp_path / "ref", src)
+    fresh = ref.backup("t", BackupType.FULL)
+    assert m.catalog.get_set(done.id).blockmap_checksum == fresh.blockmap_checksum
+    bm = parse(blockmap(tmp_path / "cut", done.id))
+    assert [k for _, k, _, _, _ in bm.runs].count(COPY) == 1
+    assert state(bm.path) == expected_state(m, done.id, src)
+    m.restore("t", tmp_path / "out", backup_set_id=done.id)
+    assert snapshot_tree(tmp_path / "out") == snapshot_tree(src)

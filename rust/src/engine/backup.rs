@@ -224,10 +224,12 @@ pub fn backup_files_resumable(
                 self_source: opts.self_source,
                 parent_sum: parent.as_ref().map(|r| r.recorded_checksum().to_vec()),
             };
-            // The duplicate index learns the adopted files' blocks as their map is rebuilt.
-            let mut on_stored = |r: &BlockRecord| {
+            // The duplicate index learns the adopted files' blocks as their map is rebuilt,
+            // with their record numbers, as the uninterrupted pass did: later twins become
+            // the same copy runs, so the map is the uninterrupted pass's byte for byte.
+            let mut on_stored = |r: &BlockRecord, at: u64| {
                 if let Some(idx) = dedup.as_mut() {
-                    idx.insert(r);
+                    idx.insert_at(r, Some(Origin::Own(at)));
                 }
             };
             let sealed = opts.seal.is_some();

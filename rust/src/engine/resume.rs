@@ -110,8 +110,8 @@ const ENTRIES_STEP: u64 = 4096;
 /// Opens the writers of a pass with checkpoints: resumed from what a cut pass left at
 /// `piece_path` and `ck.journal` when it can be adopted, else new (what was there goes).
 /// `make_map` creates the block map (absent when called): it is always rebuilt, from the
-/// adopted files' logged operations; `on_stored` sees each record they push (the
-/// caller's duplicate index learns the blocks stored so far); `sealed`: the blocks are
+/// adopted files' logged operations; `on_stored` sees each record they push and its
+/// record number (the caller's duplicate index learns the blocks stored so far); `sealed`: the blocks are
 /// sealed, bound to their offsets.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
@@ -121,7 +121,7 @@ pub(crate) fn start(
     map_path: &Path,
     ck: &Checkpoint,
     make_map: &dyn Fn() -> Result<BlockMapWriter>,
-    on_stored: &mut dyn FnMut(&BlockRecord),
+    on_stored: &mut dyn FnMut(&BlockRecord, u64),
     sealed: bool,
 ) -> Result<Start> {
     remove(map_path)?;
@@ -180,7 +180,7 @@ fn adopt(
     map_path: &Path,
     ck: &Checkpoint,
     make_map: &dyn Fn() -> Result<BlockMapWriter>,
-    on_stored: &mut dyn FnMut(&BlockRecord),
+    on_stored: &mut dyn FnMut(&BlockRecord, u64),
 ) -> std::result::Result<Start, Option<String>> {
     if !ck.journal.exists() {
         return Err(None);
@@ -501,7 +501,7 @@ impl Staged<'_> {
         &self,
         rec: &FileRecord,
         map: &mut BlockMapWriter,
-        on_stored: &mut dyn FnMut(&BlockRecord),
+        on_stored: &mut dyn FnMut(&BlockRecord, u64),
         moved_to: Option<(u32, u64)>,
     ) -> Result<()> {
         let mut failed: Option<crate::format::Error> = None;
@@ -523,7 +523,7 @@ impl Staged<'_> {
                                 r.offset = r.offset - rec.piece_start + new_start;
                             }
                         }
-                        on_stored(&r);
+                        on_stored(&r, map.count());
                         map.push(&r)
                     }
                 };

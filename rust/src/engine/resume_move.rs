@@ -111,7 +111,7 @@ pub(super) fn start(
     map_path: &Path,
     ck: &Checkpoint,
     make_map: &dyn Fn() -> Result<BlockMapWriter>,
-    on_stored: &mut dyn FnMut(&BlockRecord),
+    on_stored: &mut dyn FnMut(&BlockRecord, u64),
     sealed: bool,
 ) -> Result<Start> {
     let aside = Aside::of(piece_path, &ck.journal);
@@ -162,7 +162,7 @@ fn move_files(
     journal: &Journal,
     aside: &Aside,
     s: &mut Start,
-    on_stored: &mut dyn FnMut(&BlockRecord),
+    on_stored: &mut dyn FnMut(&BlockRecord, u64),
     sealed: bool,
 ) -> Result<Option<String>> {
     let mut by_path: HashMap<&Path, &FileRecord> = HashMap::new();
@@ -264,7 +264,7 @@ fn move_one(
     file_no: u32,
     self_source: u32,
     s: &mut Start,
-    on_stored: &mut dyn FnMut(&BlockRecord),
+    on_stored: &mut dyn FnMut(&BlockRecord, u64),
 ) -> Result<FileOutcome> {
     let first_block = s.map.count();
     let new_start = s.piece.position();
