@@ -4,12 +4,14 @@
 //! downloaded whole to disk first, so a restore reads every byte from the network once
 //! and writes it once, and memory is bounded by the ranges in flight, not the data.
 //!
-//! Three threads, joined by bounded channels:
+//! Four threads, joined by bounded channels:
 //! - the planner reads the block map in restore order (files by first block, as
 //!   `engine::restore` does) and groups consecutive records of one piece into spans of at
 //!   most a part (a FULL's blocks are contiguous in its piece: one span per part);
 //! - the fetcher GETs the spans, `parts_in_flight` at once, and hands them on in order;
-//! - the caller decodes and checks the blocks of each span in parallel and writes them.
+//! - the caller decodes and checks the blocks of each span in parallel and hashes them
+//!   into their file's digest;
+//! - a writer writes them at their offsets in the files, overlapping the next span.
 //!
 //! A failure anywhere ends the pass with that error; dropping a channel's receiver stops
 //! the stage feeding it, so nothing keeps running after an error or a cancel.
@@ -125,8 +127,9 @@ pub fn restore_files(
     order.sort_by_key(|f| f.first_block);
     let rt = runtime::runtime()?;
     let in_flight = storage.transfer.parts_in_flight;
-    // Capacity 1: with the fetcher's `in_flight` and the span being written, at most
-    // in_flight + 2 spans (each at most a part) are in memory at once.
+    // Capacity 1: with the fetcher's `in_flight`, the span being checked and the writer's
+    // queue, at most in_flight + 2 + WRITE_QUEUE spans (each at most a part) are in memory
+    // at once: 8 x 8 MiB with the defaults, whatever the size of the restore.
     let (plan_tx, mut plan_rx) = mpsc::channel::<Result<(Span, std::sync::Arc<Frame>)>>(1);
     let (body_tx, mut body_rx) = mpsc::channel::<Result<(Span, Body)>>(1);
     std::thread::scope(|scope| {
@@ -359,8 +362,37 @@ async fn fetch(storage: &Storage, frame: &Frame, start: u64, end: u64) -> Result
     Ok(Box::new(bytes))
 }
 
+/// Where a checked block's bytes are: inside its span's body (a raw block, checked where
+/// it lies: no copy) or decoded into a buffer of its own.
+enum Out {
+    InBody(std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+/// Bytes for the writer thread: a range of a fetched body (kept alive by the `Arc` until
+/// written) or a buffer.
+enum Chunk {
+    Body(std::sync::Arc<(Span, Body)>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+/// `chunk` goes to `file` (the restore's file `file_index`) at byte `at`.
+struct WriteJob {
+    file: std::sync::Arc<std::fs::File>,
+    file_index: usize,
+    at: u64,
+    chunk: Chunk,
+}
+
+/// Write jobs queued for the writer thread at most. A job is one span's blocks of one
+/// file, so this adds at most this many spans (or decoded batches) to the memory bound.
+const WRITE_QUEUE: usize = 2;
+
 /// The caller's side: the spans in order, each block decoded and checked (in parallel
-/// within a span), written to its file; each file's size and digest checked at its end.
+/// within a span) and hashed into its file's digest here; the writes go to a writer
+/// thread (`pwrite` at the file's offset), so the kernel's copy into the page cache
+/// overlaps the checking and hashing of the next span. Each file's size and digest are
+/// checked at its end; every write has landed before this returns Ok.
 fn write_files(
     order: &[&RestoreFile],
     bodies: &mut mpsc::Receiver<Result<(Span, Body)>>,
@@ -369,19 +401,57 @@ fn write_files(
     labels: &[String],
     progress: ProgressHook<'_>,
 ) -> Result<u64> {
-    use std::io::Write;
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> engine::Result<()> {
+            use std::os::unix::fs::FileExt;
+            for job in job_rx {
+                let bytes: &[u8] = match &job.chunk {
+                    Chunk::Body(body, r) => &(*body.1).as_ref()[r.clone()],
+                    Chunk::Owned(v) => v,
+                };
+                job.file
+                    .write_all_at(bytes, job.at)
+                    .map_err(|e| engine::Error::io(&order[job.file_index].dest, e))?;
+            }
+            Ok(())
+        });
+        let result = check_files(order, bodies, keys, alg, labels, progress, &job_tx);
+        drop(job_tx);
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(engine::Error::Invalid(
+                "internal: the restore's writer thread panicked".into(),
+            ))
+        });
+        // The writer's own error first: a failed send above only says the writer stopped.
+        written?;
+        result
+    })
+}
+
+/// `write_files` without the writer thread: checks, hashes and queues the writes.
+fn check_files(
+    order: &[&RestoreFile],
+    bodies: &mut mpsc::Receiver<Result<(Span, Body)>>,
+    keys: &[Option<crate::crypto::BlockKey>],
+    alg: Algorithm,
+    labels: &[String],
+    progress: ProgressHook<'_>,
+    jobs: &std::sync::mpsc::SyncSender<WriteJob>,
+) -> Result<u64> {
     let mut state = Progress::default();
-    let mut span: Option<(Span, Body)> = None;
+    let mut span: Option<std::sync::Arc<(Span, Body)>> = None;
     let mut at = 0usize; // next record of `span`
-    for f in order {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, engine::restore::create_file(&f.dest)?);
+    let stopped = || engine::Error::Invalid("internal: the restore's writer thread stopped".into());
+    for (file_index, f) in order.iter().enumerate() {
+        let file = std::sync::Arc::new(engine::restore::create_file(&f.dest)?);
         let mut whole = alg.hasher();
         let mut written = 0u64;
         let mut block_index = 0u64;
         while block_index < f.block_count {
-            if span.as_ref().is_none_or(|(s, _)| at >= s.records.len()) {
+            if span.as_ref().is_none_or(|sb| at >= sb.0.records.len()) {
                 span = Some(match bodies.blocking_recv() {
-                    Some(item) => item?,
+                    Some(item) => std::sync::Arc::new(item?),
                     None => {
                         return Err(engine::Error::Invalid(format!(
                             "internal: the block map ran out before block {block_index} of {:?}",
@@ -392,35 +462,66 @@ fn write_files(
                 });
                 at = 0;
             }
-            let Some((s, body)) = span.as_ref() else { continue };
+            let Some(sb) = span.as_ref() else { continue };
+            let (s, body) = (&sb.0, &sb.1);
             let take = (s.records.len() - at).min(usize::try_from(f.block_count - block_index).unwrap_or(usize::MAX));
             let batch = &s.records[at..at + take];
             let bytes: &[u8] = (**body).as_ref();
             let key = keys.get(s.source).and_then(Option::as_ref);
-            let blocks: Vec<engine::Result<Vec<u8>>> = in_pool(|| {
+            let blocks: Vec<engine::Result<Out>> = in_pool(|| {
                 batch
                     .par_iter()
                     .enumerate()
                     .map(|(k, p)| check(p, s, bytes, key, alg, &f.rel, block_index + k as u64, &labels[s.source]))
                     .collect()
             });
+            let mut outs = Vec::with_capacity(blocks.len());
             for b in blocks {
                 let b = b?;
-                whole.update(&b);
-                out.write_all(&b).map_err(|e| engine::Error::io(&f.dest, e))?;
-                written += b.len() as u64;
-                state.bytes_read += b.len() as u64;
-                block_index += 1;
+                let data = match &b {
+                    Out::InBody(r) => &bytes[r.clone()],
+                    Out::Owned(v) => v.as_slice(),
+                };
+                whole.update(data);
+                state.bytes_read += data.len() as u64;
+                outs.push(b);
             }
+            let len = outs
+                .iter()
+                .map(|b| match b {
+                    Out::InBody(r) => r.len(),
+                    Out::Owned(v) => v.len(),
+                })
+                .sum::<usize>();
+            let chunk = match contiguous(&outs) {
+                Some(r) => Chunk::Body(std::sync::Arc::clone(sb), r),
+                None => {
+                    let mut v = Vec::with_capacity(len);
+                    for b in &outs {
+                        match b {
+                            Out::InBody(r) => v.extend_from_slice(&bytes[r.clone()]),
+                            Out::Owned(o) => v.extend_from_slice(o),
+                        }
+                    }
+                    Chunk::Owned(v)
+                }
+            };
+            if len > 0 {
+                let job = WriteJob {
+                    file: std::sync::Arc::clone(&file),
+                    file_index,
+                    at: written,
+                    chunk,
+                };
+                jobs.send(job).map_err(|_| stopped())?;
+            }
+            written += len as u64;
+            block_index += take as u64;
             at += take;
             if let ControlFlow::Break(()) = progress(state) {
                 return Err(engine::Error::Cancelled.into());
             }
         }
-        drop(
-            out.into_inner()
-                .map_err(|e| engine::Error::io(&f.dest, e.into_error()))?,
-        );
         let digest = whole.finalize();
         if written != f.size || digest != f.digest {
             return Err(engine::Error::Invalid(format!(
@@ -438,7 +539,23 @@ fn write_files(
     Ok(state.bytes_read)
 }
 
-/// One block out of its span's bytes: opened, decoded and checked against its digest.
+/// The one range of the body a batch's blocks make up when they are all raw and lie end
+/// to end in it (a FULL's blocks do): written straight from the body, with no copy.
+fn contiguous(outs: &[Out]) -> Option<std::ops::Range<usize>> {
+    let mut whole: Option<std::ops::Range<usize>> = None;
+    for b in outs {
+        let Out::InBody(r) = b else { return None };
+        whole = match whole {
+            None => Some(r.clone()),
+            Some(w) if w.end == r.start => Some(w.start..r.end),
+            Some(_) => return None,
+        };
+    }
+    whole
+}
+
+/// One block out of its span's bytes: opened, decoded and checked against its digest. A
+/// raw block (no flag) is hashed where it lies in the body.
 #[allow(clippy::too_many_arguments)]
 fn check(
     p: &Planned,
@@ -449,31 +566,45 @@ fn check(
     rel: &str,
     block_index: u64,
     piece: &str,
-) -> engine::Result<Vec<u8>> {
+) -> engine::Result<Out> {
     let rec = &p.rec;
-    let raw = match &p.bad {
-        Some(why) => Err(why.clone()),
-        None => {
-            // The planner put the record's bytes inside the span: in bounds.
-            let lo = usize::try_from(rec.offset - s.start).unwrap_or(usize::MAX);
-            let stored = bytes
-                .get(lo..lo.saturating_add(rec.stored_len as usize))
-                .map(<[u8]>::to_vec);
-            match stored {
-                Some(stored) => unseal_block(key, rec.offset, stored, rec.raw_len, rec.flags, &rec.digest),
-                None => Err(format!(
-                    "internal: block at {} is outside its fetched range",
-                    rec.offset
-                )),
-            }
-        }
-    };
-    check_block_keyed(alg, key, rec.flags, raw, &rec.digest).map_err(|actual| engine::Error::CorruptBlock {
+    let corrupt = |actual: String| engine::Error::CorruptBlock {
         piece: PathBuf::from(piece),
         file: rel.to_string(),
         block_index,
         offset: rec.offset,
         expected: to_hex(&rec.digest),
         actual,
-    })
+    };
+    // The planner put the record's bytes inside the span: in bounds.
+    let lo = usize::try_from(rec.offset - s.start).unwrap_or(usize::MAX);
+    let range = lo..lo.saturating_add(rec.stored_len as usize);
+    if p.bad.is_none() && rec.flags == 0 {
+        // check_fields (in the planner) held a raw block to its raw length.
+        let Some(stored) = bytes.get(range.clone()) else {
+            return Err(corrupt(format!(
+                "internal: block at {} is outside its fetched range",
+                rec.offset
+            )));
+        };
+        let actual = alg.digest(stored);
+        return if actual == rec.digest {
+            Ok(Out::InBody(range))
+        } else {
+            Err(corrupt(to_hex(&actual)))
+        };
+    }
+    let raw = match &p.bad {
+        Some(why) => Err(why.clone()),
+        None => match bytes.get(range).map(<[u8]>::to_vec) {
+            Some(stored) => unseal_block(key, rec.offset, stored, rec.raw_len, rec.flags, &rec.digest),
+            None => Err(format!(
+                "internal: block at {} is outside its fetched range",
+                rec.offset
+            )),
+        },
+    };
+    check_block_keyed(alg, key, rec.flags, raw, &rec.digest)
+        .map(Out::Owned)
+        .map_err(corrupt)
 }
