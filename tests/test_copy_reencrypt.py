@@ -14,7 +14,7 @@ from rustybackup import BackupManager, keys
 from rustybackup.copy import copy_sets
 from rustybackup.errors import EncryptionError
 
-from tests.test_encryption_repo import every_byte, marked_tree
+from test_encryption_repo import every_byte, marked_tree
 
 PASSWORD = "correct horse battery staple"
 
