@@ -30,3 +30,5 @@ pub use wrap::{public_key, unwrap, wrap, WRAP_OVERHEAD};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rekey;

@@ -72,20 +72,7 @@ pub fn reseal_piece(src: &Path, dst: &Path, old: &BlockKey, new: &BlockKey) -> R
         // stored_len <= block_size + the seal's overhead (checked when the entry was read).
         let mut sealed = vec![0u8; e.stored_len as usize];
         read_exact_at(&file, src, &mut sealed, e.offset)?;
-        let inner = old
-            .open_owned(e.offset, e.raw_len, e.flags, &e.digest, sealed)
-            .map_err(|err| at(format!("{err} (wrong key or damaged block)")))?;
-        // Checked before it is sealed again: a damaged block is never given a new tag.
-        let raw = decode_block(
-            inner.clone(),
-            e.raw_len,
-            e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND),
-        )
-        .map_err(&at)?;
-        let actual = old.digest(&raw);
-        if actual != e.digest {
-            return Err(at("its keyed digest is not the recorded one".into()));
-        }
+        let (inner, _) = open_checked(Some(&old), reader.algorithm(), &e, sealed).map_err(&at)?;
         let resealed = new
             .seal(e.offset, e.raw_len, e.flags, &e.digest, &inner)
             .map_err(|err| at(err.to_string()))?;
@@ -98,6 +85,125 @@ pub fn reseal_piece(src: &Path, dst: &Path, old: &BlockKey, new: &BlockKey) -> R
         checksum: summary.checksum,
         block_count: summary.block_count,
     })
+}
+
+/// Opens one block's stored bytes (with `key`, or as they are when the piece is plain),
+/// decodes them and checks the recorded digest (keyed, or the piece's algorithm's for a
+/// plain block). Returns the encoded bytes (what a seal wraps) and the raw block; a
+/// damaged block is never given a new tag or a new digest. The error is the detail only
+/// (the caller names piece, file, block and offset).
+fn open_checked(
+    key: Option<&BlockKey>,
+    algorithm: crate::scan::algorithm::Algorithm,
+    e: &crate::format::IndexEntry,
+    stored: Vec<u8>,
+) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+    let sealed = e.flags & FLAG_SEALED != 0;
+    let inner = match (key, sealed) {
+        (Some(k), true) => k
+            .open_owned(e.offset, e.raw_len, e.flags, &e.digest, stored)
+            .map_err(|err| format!("{err} (wrong key or damaged block)"))?,
+        (None, false) => stored,
+        (Some(_), false) => return Err("the block is not sealed (an encrypted set holds only sealed blocks)".into()),
+        (None, true) => return Err("the block is sealed and no key for this set was given".into()),
+    };
+    let raw = decode_block(
+        inner.clone(),
+        e.raw_len,
+        e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND),
+    )
+    .map_err(|err| err.to_string())?;
+    let actual = match key {
+        Some(k) => k.digest(&raw),
+        None => algorithm.digest(&raw),
+    };
+    if actual != e.digest {
+        return Err(if key.is_some() {
+            "its keyed digest is not the recorded one".into()
+        } else {
+            "its digest is not the recorded one".into()
+        });
+    }
+    Ok((inner, raw))
+}
+
+/// Where one block of a re-keyed piece went: its offset in the source piece, its offset
+/// in the new one, and its digest under the new keys (block maps that name the block
+/// are rewritten with these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moved {
+    pub old_offset: u64,
+    pub new_offset: u64,
+    pub digest: Vec<u8>,
+}
+
+/// `copy` into a repository under other keys (or from or to a plain one): writes `dst`
+/// (which must not exist) as the piece `src` with every block opened with `old` (None:
+/// the piece is plain), checked, and stored again sealed with `new` with its cipher (None:
+/// plain, `copy --decrypt`), its digest recomputed from the plaintext under `new`'s MAC
+/// key (or the piece's algorithm). The seal's overhead may come or go, so offsets change:
+/// every block's old and new place and new digest are returned, in index order. A block
+/// that does not open or check stops the pass with an error naming the piece, the file
+/// number, the block and its offset; `dst` is then left for the caller to remove.
+pub fn rekey_piece(
+    src: &Path,
+    dst: &Path,
+    old: Option<&BlockKey>,
+    new: Option<&BlockKey>,
+) -> Result<(Resealed, Vec<Moved>)> {
+    let reader = PieceReader::open(src)?;
+    let algorithm = reader.algorithm();
+    let old = old.map(|k| label_of(src).map(|l| k.for_piece(&l))).transpose()?;
+    let new = new.map(|k| label_of(dst).map(|l| k.for_piece(&l))).transpose()?;
+    let file = File::open(src).map_err(|e| Error::io(src, e))?;
+    let mut writer = PieceWriter::create(dst, algorithm, reader.block_size())?;
+    let mut moved = Vec::new();
+    for entry in reader.entries()? {
+        let e = entry?;
+        let at = |detail: String| {
+            Error::damaged(
+                src,
+                e.offset,
+                format!("file #{} block {}: {detail}", e.file_no, e.block_index),
+            )
+        };
+        // stored_len <= block_size + the seal's overhead (checked when the entry was read).
+        let mut stored = vec![0u8; e.stored_len as usize];
+        read_exact_at(&file, src, &mut stored, e.offset)?;
+        let (inner, raw) = open_checked(old.as_ref(), algorithm, &e, stored).map_err(&at)?;
+        let encoding = e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
+        let s = match &new {
+            Some(k) => {
+                let digest = k.digest(&raw);
+                let flags = encoding | k.seal_flags();
+                // The block's offset is bound into its tag: it is where the writer puts it next.
+                let sealed = k
+                    .seal(writer.position(), e.raw_len, flags, &digest, &inner)
+                    .map_err(|err| at(err.to_string()))?;
+                let s = writer.write_block(e.file_no, e.block_index, &sealed, e.raw_len, flags, &digest)?;
+                (s.offset, digest)
+            }
+            None => {
+                let digest = algorithm.digest(&raw);
+                let s = writer.write_block(e.file_no, e.block_index, &inner, e.raw_len, encoding, &digest)?;
+                (s.offset, digest)
+            }
+        };
+        moved.push(Moved {
+            old_offset: e.offset,
+            new_offset: s.0,
+            digest: s.1,
+        });
+    }
+    let summary = writer.finish()?;
+    Ok((
+        Resealed {
+            size: summary.size,
+            checksum: summary.checksum,
+            block_count: summary.block_count,
+        },
+        moved,
+    ))
 }
 
 /// Where a plain map's trailer (version 2 and 3) records its parent's checksum length.
