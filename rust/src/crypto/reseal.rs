@@ -127,13 +127,15 @@ fn open_checked(
     Ok((inner, raw))
 }
 
-/// Where one block of a re-keyed piece went: its offset in the source piece, its offset
-/// in the new one, and its digest under the new keys (block maps that name the block
-/// are rewritten with these).
+/// Where one block of a re-keyed piece went: its offset in the source piece, and its
+/// offset, stored length, flags and digest in the new one (a block map record that names
+/// the block is rewritten with these).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Moved {
     pub old_offset: u64,
     pub new_offset: u64,
+    pub stored_len: u32,
+    pub flags: u8,
     pub digest: Vec<u8>,
 }
 
@@ -181,18 +183,21 @@ pub fn rekey_piece(
                     .seal(writer.position(), e.raw_len, flags, &digest, &inner)
                     .map_err(|err| at(err.to_string()))?;
                 let s = writer.write_block(e.file_no, e.block_index, &sealed, e.raw_len, flags, &digest)?;
-                (s.offset, digest)
+                (s.offset, sealed.len(), flags, digest)
             }
             None => {
                 let digest = algorithm.digest(&raw);
                 let s = writer.write_block(e.file_no, e.block_index, &inner, e.raw_len, encoding, &digest)?;
-                (s.offset, digest)
+                (s.offset, inner.len(), encoding, digest)
             }
         };
         moved.push(Moved {
             old_offset: e.offset,
             new_offset: s.0,
-            digest: s.1,
+            // At most block_size + the seal's overhead: write_block checked it.
+            stored_len: s.1 as u32,
+            flags: s.2,
+            digest: s.3,
         });
     }
     let summary = writer.finish()?;

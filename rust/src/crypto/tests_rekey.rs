@@ -77,7 +77,11 @@ fn check(path: &Path, key: Option<&BlockKey>, raw: &[Vec<u8>], moved: &[Moved]) 
     assert_eq!(moved.len(), raw.len());
     for (i, e) in entries.iter().enumerate() {
         assert_eq!((e.file_no, e.block_index), (3, i as u64));
-        assert_eq!((moved[i].new_offset, &moved[i].digest), (e.offset, &e.digest));
+        let m = &moved[i];
+        assert_eq!(
+            (m.new_offset, m.stored_len, m.flags, &m.digest),
+            (e.offset, e.stored_len, e.flags, &e.digest)
+        );
         let mut stored = vec![0u8; e.stored_len as usize];
         read_exact_at(&file, path, &mut stored, e.offset).unwrap();
         let inner = match key {
