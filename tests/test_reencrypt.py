@@ -25,7 +25,6 @@ from rustybackup.catalog import BackupSet
 from rustybackup.cli import cli
 from rustybackup.errors import EncryptionError
 from rustybackup.verify import Verifier
-
 from test_encryption_repo import assert_no_plaintext, marked_tree, markers, tree_digest
 
 PASSWORD = "correct horse battery staple"

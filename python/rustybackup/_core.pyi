@@ -180,9 +180,17 @@ def split_manifest(
     tuple[
         list[
             tuple[
-                str, int, int, int, str, int, int,
+                str,
+                int,
+                int,
+                int,
+                str,
+                int,
+                int,
                 tuple[int, int, str | None, str | None] | None,
-                int | None, int | None, int | None,
+                int | None,
+                int | None,
+                int | None,
             ]
             | str
         ]
@@ -444,9 +452,7 @@ def restore_files(
     ``OSError`` naming it; the parent directories are the caller's to check. A damaged
     block map or piece is a ``BackupError`` naming the file and the offset."""
 
-_MetaColumns = tuple[
-    Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[tuple[int, str, bytes]]
-]
+_MetaColumns = tuple[Sequence[int], Sequence[int], Sequence[int], Sequence[int], Sequence[tuple[int, str, bytes]]]
 
 def make_tree_dirs(root_fd: int, root: _Path, rels: Sequence[_Path]) -> None:
     """Creates every directory of ``rels`` and their parents below the directory open as

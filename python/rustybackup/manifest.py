@@ -429,7 +429,17 @@ def write(path: Path, manifest: Manifest) -> None:
 
 
 _Row = tuple[
-    str, int, int, int, str, int, int, tuple[int, int, str | None, str | None] | None, int | None, int | None, int | None
+    str,
+    int,
+    int,
+    int,
+    str,
+    int,
+    int,
+    tuple[int, int, str | None, str | None] | None,
+    int | None,
+    int | None,
+    int | None,
 ]
 
 
@@ -680,9 +690,19 @@ class _Parser:
             path, mode, mtime, size, digest, first, count, owner, ctime, ino, dev = row
             out.append(
                 FileEntry(
-                    path, mode, mtime, size, digest, first, count,
+                    path,
+                    mode,
+                    mtime,
+                    size,
+                    digest,
+                    first,
+                    count,
                     None if owner is None else (owners.get(owner) or owners.setdefault(owner, Owner(*owner))),
-                    (), (), ctime, ino, dev,
+                    (),
+                    (),
+                    ctime,
+                    ino,
+                    dev,
                 )  # fmt: skip
             )
         return tuple(out)

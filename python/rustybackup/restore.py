@@ -192,7 +192,9 @@ class _Restore:
         self.problems: list[tuple[str, str, str]] = []
         self.file_problems: list[tuple[str, str, str]] = []
         self.root = os.geteuid() == 0
-        self.meta = MetaWriter(tree, numeric_owner=opts.numeric_owner, root=self.root, exact_xattrs=manifest.format >= 2)
+        self.meta = MetaWriter(
+            tree, numeric_owner=opts.numeric_owner, root=self.root, exact_xattrs=manifest.format >= 2
+        )
 
     def run(self, archive: bool) -> RestoreReport:
         m, tree = self.m, self.tree
