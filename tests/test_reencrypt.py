@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,23 +24,14 @@ from rustybackup.catalog import BackupSet
 from rustybackup.cli import cli
 from rustybackup.errors import EncryptionError
 from rustybackup.verify import Verifier
-from test_encryption_repo import assert_no_plaintext, marked_tree, markers, tree_digest
-
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
-    for var in (keys.PASSWORD_ENV, keys.KEY_FILE_ENV, keys.NEW_PASSWORD_ENV):
-        monkeypatch.delenv(var, raising=False)
-    keys._credentials.clear()
-    yield
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
+from test_encryption_repo import (  # noqa: F401 - _cheap_argon2 is an autouse fixture
+    PASSWORD,
+    _cheap_argon2,
+    assert_no_plaintext,
+    marked_tree,
+    markers,
+    tree_digest,
+)
 
 
 class Repo:
