@@ -679,14 +679,8 @@ def set_block_keys(root: Path, set_id: str, manifest_path: Path | None = None) -
     keys = reading_keys(root)
     if keys is None:
         return None
-    path = manifest_path or root / store.SETS_DIR / store.check_set_id(set_id) / store.MANIFEST
     where = str(manifest_path) if manifest_path else f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
-    try:
-        env = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise EncryptionError(f"{where}: cannot be read ({exc})") from None
-    if not isinstance(env, dict) or env.get(ENVELOPE_KEY) != 1:
-        raise EncryptionError(f"{where}: not encrypted in an encrypted repository (mixing is refused)")
+    env = stored_envelope(root, set_id, manifest_path)
     set_key = _set_key_of(root, keys, env, where)
     _load_map_key(_core.derive_key(_CTX_MANIFEST, set_key))
     return keys.block_keys(set_key)
@@ -703,10 +697,11 @@ def stored_set_key(root: Path, set_id: str) -> tuple[bytes, str]:
     return _set_key_of(root, keys, env, where), str(env.get("generation"))
 
 
-def stored_envelope(root: Path, set_id: str) -> dict[str, Any]:
-    """The envelope a set's stored manifest is (readable without any key)."""
-    path = root / store.SETS_DIR / store.check_set_id(set_id) / store.MANIFEST
-    where = f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
+def stored_envelope(root: Path, set_id: str, manifest_path: Path | None = None) -> dict[str, Any]:
+    """The envelope a set's stored manifest is (readable without any key); `manifest_path`
+    reads one that is not (yet) in its set directory."""
+    path = manifest_path or root / store.SETS_DIR / store.check_set_id(set_id) / store.MANIFEST
+    where = str(manifest_path) if manifest_path else f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
     try:
         env = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
