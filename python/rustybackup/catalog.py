@@ -37,6 +37,7 @@ from .timestamps import to_us as to_us
 
 if TYPE_CHECKING:
     from .catalog_pg import RepositoryEntry
+    from .catalog_record import Record as CatalogRecord
 
 log = logging.getLogger(__name__)
 
@@ -790,6 +791,39 @@ class BackupCatalog:
             report = _fill(c, repo, self.tombstones(), self, manifests)
         for _, why in report.skipped:
             log.warning("not registered: %s", why)
+        return report
+
+    def register_records(self, records: Iterable[tuple[str, CatalogRecord]]) -> RebuildReport:
+        """Registers sets from the clear catalog records of an encrypted bucket (``where``,
+        record) on a host that cannot open their manifests (catalog_record.py), as
+        `register_manifests` would. One transaction; a set that clashes is skipped."""
+        skipped: list[tuple[str, str]] = []
+        count = 0
+        tombstones = self.tombstones()
+        with self.transaction() as c:
+            for where, rec in records:
+                s = rec.backup_set
+                if s.id in tombstones:
+                    skipped.append((where, f"{where}: set {s.id} was deleted (the catalog holds its tombstone)"))
+                    continue
+                c.execute("SAVEPOINT one_set")
+                try:
+                    c.execute(
+                        "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
+                        "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (s.database, rec.source_path, rec.kind, rec.archive_dir, s.block_size, s.algorithm,
+                         s.compression, to_us(s.started_at)),
+                    )
+                    self._insert(c, s, rec.archive, guard=False)
+                except catalog_db.INTEGRITY_ERRORS as exc:
+                    c.execute("ROLLBACK TO one_set")
+                    skipped.append((where, f"{where}: set {s.id} clashes with a set already registered ({exc})"))
+                else:
+                    count += 1
+                finally:
+                    c.execute("RELEASE one_set")
+        report = RebuildReport(count, tuple(skipped))
+        _log_report(report)
         return report
 
     # --- helpers ---------------------------------------------------------------------

@@ -173,6 +173,10 @@ class RemoteRepository:
             # A write-only host registers only its own sets (the rest it cannot open).
             todo = remote_keys.set_aside(repo.root, todo)
         added: list[str] = []
+        if todo and self.encrypted and not _has_key(repo.root):
+            # A keyless (monitoring) host registers the sets from their clear records.
+            added += self._register_records(repo, catalog, todo)
+            todo = []
         if todo:
             catalog.register_manifests(sorted(todo))
             now = catalog.set_ids()
@@ -186,6 +190,37 @@ class RemoteRepository:
         if added or dropped:
             log.info("%s: %d set(s) new in the bucket, %d gone", self.url, len(added), len(dropped))
         return SyncReport(tuple(added), tuple(dropped))
+
+    def _register_records(self, repo: store.Repository, catalog: BackupCatalog, manifests: list[Path]) -> list[str]:
+        """Registers the sets of `manifests` (sealed, unopenable here) from their clear
+        catalog records (catalog_record.py); a set whose record is absent (written before
+        records existed) or damaged is named and left out."""
+        from . import catalog_record
+
+        records: list[tuple[str, catalog_record.Record]] = []
+        for m in manifests:
+            set_id = m.parent.name
+            rel = f"{store.SETS_DIR}/{set_id}/{catalog_record.RECORD}"
+            dest = m.parent / catalog_record.RECORD
+            try:
+                if not dest.is_file():
+                    self._get(rel, dest)
+                records.append((rel, catalog_record.parse(dest.read_bytes(), set_id, rel)))
+            except StorageNotFound:
+                log.warning(
+                    "%s: set %s has no clear catalog record (written before this version): without the key "
+                    "it cannot be listed or verified",
+                    self.url,
+                    set_id,
+                )
+            except CatalogError as exc:
+                dest.unlink(missing_ok=True)
+                log.warning("%s: set %s not registered: %s", self.url, set_id, exc)
+        report = catalog.register_records(records)
+        now = catalog.set_ids()
+        if report.skipped:
+            log.warning("%s: %d record(s) not registered", self.url, len(report.skipped))
+        return [r.backup_set.id for _, r in records if r.backup_set.id in now]
 
     def fetch(self, repo: store.Repository, set_ids: Iterable[str], *, with_pieces: bool) -> int:
         """Brings the block maps (and with `with_pieces` the pieces) of `set_ids` into the
@@ -313,6 +348,11 @@ class RemoteRepository:
         the piece is finished first; what it sent (checked against the piece's size,
         trailer and checksum) is not sent again, and if it gave up the piece goes up
         here as usual."""
+        if self.encrypted:
+            from . import catalog_record
+
+            # Before the manifest (uploaded last, the commit point): see catalog_record.py.
+            catalog_record.write(set_dir)
         skip: list[str] = []
         if tail is not None:
             piece = set_dir / store.PIECE
@@ -456,6 +496,17 @@ def verifying(
     finally:
         for f in fetched:
             f.unlink(missing_ok=True)
+
+
+def _has_key(root: Path) -> bool:
+    """Whether a key of the encrypted repository cached at `root` is at hand."""
+    from . import keys
+
+    try:
+        keys.keys_for(root)
+    except EncryptionError:
+        return False
+    return True
 
 
 def drop_cache(url: RepoUrl) -> None:
