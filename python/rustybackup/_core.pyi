@@ -806,6 +806,18 @@ def reseal_piece(
     """Writes ``dst`` as piece ``src`` with every block opened with ``old`` and sealed with
     ``new`` (``(cipher_key, mac_key)``); ``(size, checksum hex, block count)``."""
 
+def rekey_piece(
+    src: str | PathLike[str],
+    dst: str | PathLike[str],
+    old: tuple[bytes, bytes] | None,
+    new: tuple[bytes, bytes] | None,
+    cipher: str = "xchacha20-poly1305",
+) -> tuple[int, str, int, list[tuple[int, int, int, int, bytes]]]:
+    """Writes ``dst`` as piece ``src`` opened with ``old`` (None: plain), checked, and stored
+    sealed with ``new`` under ``cipher`` (None: plain), digests recomputed under ``new``'s
+    MAC key; ``(size, checksum hex, block count, [(old offset, new offset, stored length,
+    flags, digest)])``."""
+
 def reseal_map(
     src: str | PathLike[str],
     dst: str | PathLike[str],

@@ -44,6 +44,36 @@ fn reseal_piece(
     Ok((r.size, hex(&r.checksum), r.block_count))
 }
 
+/// A re-keyed block: `(old offset, new offset, stored length, flags, digest)`.
+type MovedRow = (u64, u64, u32, u8, Vec<u8>);
+
+/// `copy` into another repository's keys: writes `dst` as the piece `src` with every
+/// block opened with `old` (None: plain), checked, and stored sealed with `new` under
+/// `cipher` (None: plain) with its digest recomputed under `new`'s MAC key; returns
+/// `(size, checksum hex, block count, moved blocks)`.
+#[pyfunction]
+#[pyo3(signature = (src, dst, old, new, cipher="xchacha20-poly1305"))]
+fn rekey_piece(
+    py: Python<'_>,
+    src: PathBuf,
+    dst: PathBuf,
+    old: Option<KeyPair>,
+    new: Option<KeyPair>,
+    cipher: &str,
+) -> PyResult<(u64, String, u64, Vec<MovedRow>)> {
+    let old = old.as_ref().map(block_key).transpose()?;
+    let cipher = crate::crypto::Cipher::parse(cipher).map_err(|e| PyValueError::new_err(format!("cipher: {e}")))?;
+    let new = new.as_ref().map(block_key).transpose()?.map(|k| k.sealing_with(cipher));
+    let (r, moved) = py
+        .detach(|| reseal::rekey_piece(&src, &dst, old.as_ref(), new.as_ref()))
+        .map_err(reseal_error)?;
+    let rows = moved
+        .into_iter()
+        .map(|m| (m.old_offset, m.new_offset, m.stored_len, m.flags, m.digest))
+        .collect();
+    Ok((r.size, hex(&r.checksum), r.block_count, rows))
+}
+
 /// Writes `dst` as the sealed block map `src` opened with `old_key` and sealed with
 /// `new_key`, its parent checksum replaced by `parent_sum` when given; returns the new
 /// container checksum (hex).
@@ -73,5 +103,6 @@ fn hex(b: &[u8]) -> String {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reseal_piece, m)?)?;
     m.add_function(wrap_pyfunction!(reseal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(rekey_piece, m)?)?;
     Ok(())
 }
