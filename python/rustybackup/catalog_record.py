@@ -14,12 +14,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import manifest, store
 from .catalog import BackupPiece, BackupSet, _source_kind, from_us, set_from_manifest
 from .enums import BackupType, SetStatus
-from .errors import CatalogError
+from .errors import CatalogError, StorageNotFound
+
+if TYPE_CHECKING:
+    from .remote_repo import RemoteRepository
 
 log = logging.getLogger(__name__)
 
@@ -188,3 +191,21 @@ def disagreement(m: manifest.Manifest, text: bytes) -> str | None:
         return "not a JSON object"
     fields = sorted(k for k in want.keys() | stored.keys() if want.get(k) != stored.get(k))
     return None if not fields else "differs from the manifest in " + ", ".join(fields)
+
+
+def check_against(remote: RemoteRepository, root: Path, m: manifest.Manifest) -> str | None:
+    """A keyed host's check of a set's record in the bucket against its (opened)
+    manifest: what differs, with the object named, or None (agreeing, or no record: a set
+    written before records existed)."""
+    rel = f"{store.SETS_DIR}/{m.id}/{RECORD}"
+    dest = root / rel
+    try:
+        # Fetched every time: what a keyless host would read is what is in the bucket now.
+        remote._get(rel, dest)
+        text = dest.read_bytes()
+    except StorageNotFound:
+        return None
+    except OSError as exc:
+        return f"{rel}: cannot be read ({exc})"
+    why = disagreement(m, text)
+    return None if why is None else f"{rel}: {why}; a host without the key would verify against it"

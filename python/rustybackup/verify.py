@@ -262,6 +262,13 @@ class Verifier:
         if m is not None:
             self._cross_check(s, m, pieces, run)
             self._check_sources(s, m, run)
+            if self.manager.remote is not None and self.manager.remote.encrypted:
+                from .catalog_record import check_against
+
+                why = check_against(self.manager.remote, self.repository, m)
+                if why is not None:
+                    run.findings.append(Finding("bad_record", s.id, s.id, f"backup set {s.id}: {why}"))
+                    run.bad_sets.add(s.id)
         return m
 
     def _cross_check(self, s: SetRow, m: Manifest, pieces: Sequence[PieceRow], run: _Run) -> None:
