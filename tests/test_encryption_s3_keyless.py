@@ -10,9 +10,12 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rustybackup import BackupManager, VerificationType, catalog_record, keys, remote_keys
 from rustybackup.errors import CatalogError
 from rustybackup.repo_url import parse_url
+from rustybackup.timestamps import to_us
 from rustybackup.verify import Verifier
 from s3_support import SeaweedFS
 from test_encryption_repo import _cheap_argon2, marked_tree  # noqa: F401 - autouse fixture
@@ -159,3 +162,78 @@ def test_record_parse_refuses_damage() -> None:
             catalog_record.parse(json.dumps(good | {field: value}).encode(), sid, "r")
     with pytest.raises(CatalogError, match="not a JSON"):
         catalog_record.parse(b"{", sid, "r")
+
+
+_SID = "20260101T000000000000Z-00000000"
+_counts = st.integers(min_value=0, max_value=2**62)
+_text = st.text(max_size=20)
+
+
+@settings(deadline=None)
+@given(
+    size=_counts,
+    bytes_read=_counts,
+    started=st.integers(min_value=0, max_value=2**50),
+    took=st.integers(min_value=0, max_value=2**30),
+    tags=st.lists(_text, max_size=3),
+    compression=st.none() | _text,
+    database=_text,
+    pieces=st.lists(st.tuples(_counts, _text, _counts), max_size=3),
+    archive=st.lists(st.tuples(_text, _text), max_size=3),
+)
+def test_record_parse_matches_the_document(
+    size: int,
+    bytes_read: int,
+    started: int,
+    took: int,
+    tags: list[str],
+    compression: str | None,
+    database: str,
+    pieces: list[tuple[int, str, int]],
+    archive: list[tuple[str, str]],
+) -> None:
+    """The parsed row holds exactly what the JSON document says (the oracle: the dict)."""
+    doc = {
+        "format": 1,
+        "id": _SID,
+        "database": database,
+        "backup_type": "archive_log" if archive else "full",
+        "parent_id": None,
+        "started_at_us": started,
+        "finished_at_us": started + took,
+        "size": size,
+        "bytes_read": bytes_read,
+        "block_size": 4096,
+        "algorithm": "xxh3-128",
+        "compression": compression,
+        "tags": tags,
+        "file_count": len(archive),
+        "kind": "files",
+        "source_path": "/src",
+        "archive_dir": "/arch" if archive else None,
+        "blockmap": {"path": f"sets/{_SID}/blockmap", "checksum": "ab"},
+        "pieces": [
+            {
+                "id": f"{_SID}/p{i}",
+                "path": f"sets/{_SID}/p{i}",
+                "size": n,
+                "checksum": c,
+                "algorithm": "x",
+                "block_count": b,
+            }
+            for i, (n, c, b) in enumerate(pieces)
+        ],
+        "archive": [list(a) for a in archive],
+    }
+    rec = catalog_record.parse(json.dumps(doc).encode(), _SID, "r")
+    s = rec.backup_set
+    assert (s.database, s.size, s.bytes_read, s.compression, list(s.tags)) == (
+        database,
+        size,
+        bytes_read,
+        compression,
+        tags,
+    )
+    assert to_us(s.started_at) == started and to_us(s.finished_at) == started + took
+    assert [(p.size, p.checksum, p.block_count) for p in s.pieces] == pieces
+    assert list(rec.archive) == archive and s.blockmap_checksum == "ab"
