@@ -80,12 +80,22 @@ def document(m: manifest.Manifest) -> dict[str, Any]:
     }
 
 
-def write(set_dir: Path) -> None:
-    """Writes the record of the set staged in `set_dir` from its (sealed) manifest, which
-    this host can open: it wrote it."""
-    m = manifest.load(set_dir / store.MANIFEST, set_id=set_dir.name)
-    text = json.dumps(document(m), sort_keys=True).encode()
-    store.write_durable_bytes(set_dir / RECORD, text)
+def write(set_dir: Path, root: Path, set_id: str) -> None:
+    """Writes the record of set `set_id` staged in `set_dir` (a staging directory, or a
+    cut upload's resend directory inside one) from its sealed manifest, opened with the
+    keys of the repository at `root`: this host wrote it, so it can."""
+    from . import keys
+
+    name = f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}"
+    text = (set_dir / store.MANIFEST).read_bytes()
+    envelope = keys.envelope_of(text)
+    if envelope is not None:
+        text = keys.open_manifest(root, envelope, name)
+    m = manifest.loads(text, name)
+    if m.id != set_id:
+        raise CatalogError(f"{name}: set.id: expected {set_id!r}, got {m.id!r}")
+    # Replaced, not created: a cut upload sent again writes it again.
+    store.atomic_write_bytes(set_dir / RECORD, json.dumps(document(m), sort_keys=True).encode())
 
 
 def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -352,7 +352,7 @@ class RemoteRepository:
             from . import catalog_record
 
             # Before the manifest (uploaded last, the commit point): see catalog_record.py.
-            catalog_record.write(set_dir)
+            catalog_record.write(set_dir, self.cache, s.id)
         skip: list[str] = []
         if tail is not None:
             piece = set_dir / store.PIECE
