@@ -92,6 +92,21 @@ elif op == "restore":
     os.makedirs(out)
     for p in files:
         store.get_to_file(f"raw/{p.name}", Path(out) / p.name)
+elif op.startswith("floor"):
+    # Every part-sized range of every object, N GETs at once from a thread pool (each
+    # get_range releases the GIL), written at its offset: what the server delivers.
+    from concurrent.futures import ThreadPoolExecutor
+    os.makedirs(out)
+    part = store.part_size
+    fds = {p.name: os.open(Path(out) / p.name, os.O_WRONLY | os.O_CREAT, 0o644) for p in files}
+    jobs = [(p.name, a, min(a + part, p.stat().st_size)) for p in files for a in range(0, p.stat().st_size, part)]
+    def get(job):
+        name, a, b = job
+        os.pwrite(fds[name], store.get_range(f"raw/{name}", a, b), a)
+    with ThreadPoolExecutor(int(op[5:])) as pool:
+        list(pool.map(get, jobs))
+    for fd in fds.values():
+        os.close(fd)
 """
 )
 
@@ -164,22 +179,37 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[float, int]:
     return elapsed, int(reported) * 1024 if reported else max(polled, default=0)
 
 
-class Side:
-    """One side's commands against one fresh prefix of the bench bucket."""
+def _base(side: str) -> str:
+    """The repository a side uses: ``floorN`` reads raw's objects, ``rustybackup@N`` ours."""
+    return "raw" if side.startswith("floor") else side.split("@")[0]
 
-    def __init__(self, name: str, server: SeaweedFS, cache: Path) -> None:
+
+class Side:
+    """One side's commands against one prefix of the bench bucket (fresh unless given).
+
+    ``rustybackup@N`` is ours with ``parts_in_flight`` N; ``floorN`` fetches raw's objects
+    as part-sized ranges, N at once (see _RAW)."""
+
+    def __init__(self, name: str, server: SeaweedFS, cache: Path, prefix: str | None = None) -> None:
         self.name = name
-        self.prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.base = _base(name)
+        self.prefix = prefix or f"{self.base}-{uuid.uuid4().hex[:8]}"
         self.env = {**PEER_ENV, **server.env(), "XDG_CACHE_HOME": str(cache)}
-        self.exe = tool("restic") if name == "restic" else sys.executable
+        if "@" in name:
+            self.env["RUSTYBACKUP_S3_PARTS_IN_FLIGHT"] = name.split("@")[1]
+        self.exe = tool("restic") if self.base == "restic" else sys.executable
         host = server.endpoint.removeprefix("http://")
-        self.url = f"s3:http://{host}/{server.bucket}/{self.prefix}" if name == "restic" else server.url(self.prefix)
+        self.url = (
+            f"s3:http://{host}/{server.bucket}/{self.prefix}" if self.base == "restic" else server.url(self.prefix)
+        )
 
     def cmd(self, op: str, src: Path, out: Path) -> list[str] | None:
         """The command of `op` (init, full, incremental, restore); None: nothing to do."""
-        if self.name == "raw":
+        if self.base == "raw":
+            if op == "restore" and self.name.startswith("floor"):
+                op = self.name
             return None if op == "init" else [self.exe, "-c", _RAW, op, self.url, str(src), str(out)]
-        if self.name == "rustybackup":
+        if self.base == "rustybackup":
             return [self.exe, "-c", _OURS, op, self.url, str(src), str(out)]
         if op == "init":
             return [self.exe, "-r", self.url, "init"]
@@ -192,25 +222,46 @@ class Side:
         return (0.0, 0) if cmd is None else _run(cmd, self.env)
 
 
-def _round(side: str, group: str, server: SeaweedFS, tree: Path, tmp: Path, n: int) -> tuple[float, int]:
-    s = Side(side, server, tmp / f"cache-{side}-{n}")
-    s.run("init", tree, tmp)
-    if group != "full backup":
-        s.run("full", tree, tmp)
-    if group == "incremental after 1%":
-        _touch_one_percent(tree)
+def _round(
+    side: str, group: str, server: SeaweedFS, tree: Path, tmp: Path, n: int, prepared: dict[str, str]
+) -> tuple[float, int]:
+    """One timed run. Restores read one repository per base, backed up once (the server
+    holds 16 GiB and does not reclaim deleted objects), each round from a copy of the
+    cache the backup left, as in a round that had just backed up."""
+    cache = tmp / f"cache-{side}-{n}"
+    if group == "restore":
+        base = _base(side)
+        setup_cache = tmp / f"cache-setup-{base}"
+        if base not in prepared:
+            s0 = Side(side, server, setup_cache)
+            s0.run("init", tree, tmp)
+            s0.run("full", tree, tmp)
+            setup_cache.mkdir(exist_ok=True)
+            prepared[base] = s0.prefix
+        shutil.copytree(setup_cache, cache)
+        s = Side(side, server, cache, prepared[base])
+    else:
+        s = Side(side, server, cache)
+        s.run("init", tree, tmp)
+        if group != "full backup":
+            s.run("full", tree, tmp)
+        if group == "incremental after 1%":
+            _touch_one_percent(tree)
     out = tmp / f"out-{side}-{n}"
     op = {"full backup": "full", "incremental after 1%": "incremental", "restore": "restore"}[group]
     try:
         return s.run(op, tree, out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
-        shutil.rmtree(tmp / f"cache-{side}-{n}", ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.mark.parametrize("group", ["full backup", "incremental after 1%", "restore"])
 def test_s3(benchmark: Any, group: str, server: SeaweedFS, tree: Path, tmp_path: Path) -> None:
     sides = ["rustybackup", "restic"] + ([] if group == "incremental after 1%" else ["raw"])
+    if group == "restore":
+        sides += os.environ.get("RB_S3_BENCH_RESTORE_EXTRA", "floor8 floor16").split()
+    prepared: dict[str, str] = {}
     tool("restic")
     disabled = bool(getattr(benchmark, "disabled", False))
     warmup, rounds = (0, 1) if disabled else (1, ROUNDS)
@@ -220,7 +271,7 @@ def test_s3(benchmark: Any, group: str, server: SeaweedFS, tree: Path, tmp_path:
         for r in range(warmup + rounds):
             k = r % len(sides)
             for side in sides[k:] + sides[:k]:
-                got = _round(side, group, server, tree, tmp_path, r)
+                got = _round(side, group, server, tree, tmp_path, r, prepared)
                 if r >= warmup:
                     runs[side].append(got)
 
