@@ -3,9 +3,14 @@ round by round in rotating order so a machine whose speed drifts hits every side
 
 - ``rustybackup``: `BackupManager("s3://...")` in a child process;
 - ``restic``: restic's S3 backend;
-- ``raw``: the physical limit of the transfer itself, the same bytes (every file of the
-  tree as one object) moved through `_core.ObjectStore.put_files` / `get_to_file` with no
-  backup format around them.
+- ``raw``: the transfer itself, the same bytes (every file of the tree as one object)
+  moved through `_core.ObjectStore.put_files` / `get_to_file` with no backup format
+  around them, one object after another;
+- restore group only, ``RB_S3_BENCH_RESTORE_EXTRA`` (default ``floor8 floor16``): ``floorN``
+  fetches raw's objects as part-sized ranges, N GETs at once from a thread pool (what
+  the server delivers with more requests in flight), and ``rustybackup@N`` is ours with
+  ``parts_in_flight`` N. The restore group backs each repository up once and restores
+  it every round (the server holds 16 GiB and does not reclaim deleted objects).
 
 Groups: a full backup, a second backup after 1% of the blocks changed (no raw side: it
 has no notion of a change), and a restore of the newest state. One warm-up round (all
