@@ -811,8 +811,16 @@ class BackupCatalog:
                     c.execute(
                         "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
                         "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (s.database, rec.source_path, rec.kind, rec.archive_dir, s.block_size, s.algorithm,
-                         s.compression, to_us(s.started_at)),
+                        (
+                            s.database,
+                            rec.source_path,
+                            rec.kind,
+                            rec.archive_dir,
+                            s.block_size,
+                            s.algorithm,
+                            s.compression,
+                            to_us(s.started_at),
+                        ),
                     )
                     self._insert(c, s, rec.archive, guard=False)
                 except catalog_db.INTEGRITY_ERRORS as exc:
