@@ -7,7 +7,6 @@ built on (`_core.rekey_piece`, rust/src/crypto/reseal.rs) is tested here on real
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,15 @@ from rustybackup import BackupManager, _core, keys, manifest
 from rustybackup.copy import copy_sets
 from rustybackup.errors import EncryptionError
 from rustybackup.manifest import Manifest
-from test_encryption_repo import assert_no_plaintext, every_byte, marked_tree
-
-PASSWORD = "correct horse battery staple"
+from test_encryption_repo import (  # noqa: F401 - _cheap_argon2 is an autouse fixture
+    PASSWORD,
+    _cheap_argon2,
+    assert_no_plaintext,
+    every_byte,
+    marked_tree,
+)
 
 PieceRow = tuple[str, str, str, Path, int | None, str | None, str | None, int | None]
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
-    for var in (keys.PASSWORD_ENV, keys.KEY_FILE_ENV, keys.NEW_PASSWORD_ENV):
-        monkeypatch.delenv(var, raising=False)
-    keys._credentials.clear()
-    yield
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
 
 
 def repo(root: Path, src: Path, *, encrypted: bool) -> BackupManager:
