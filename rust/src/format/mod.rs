@@ -45,4 +45,6 @@ mod tests_chain;
 #[cfg(test)]
 mod tests_holes;
 #[cfg(test)]
+mod tests_maps;
+#[cfg(test)]
 mod tests_sealed;

@@ -8,38 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::format::checkpoint::{read_map_ops, MapLog, MapOp};
 use crate::format::tests::tmpdir;
+use crate::format::tests_maps::{read_all, rec, reseal_trailer, restore_error, Rng, ALG, BS};
 use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, Layout, ParentRef, Result};
-use crate::scan::algorithm::Algorithm;
-
-const BS: u32 = 4096;
-const ALG: Algorithm = Algorithm::Blake3;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-fn rec(i: u64) -> BlockRecord {
-    BlockRecord {
-        source: 0,
-        offset: 32 + i * 512,
-        stored_len: 100 + (i % 400) as u32,
-        raw_len: 100 + (i % 400) as u32,
-        flags: 0,
-        digest: ALG.digest(&i.to_le_bytes()),
-    }
-}
-
-fn read_all(path: &Path, first: u64, count: u64) -> Vec<BlockRecord> {
-    let r = BlockMapReader::open(path).unwrap();
-    r.range(first, count).unwrap().map(Result::unwrap).collect()
-}
 
 /// Writes a random state with `w` (stored records, holes, parent references, and copies
 /// of runs of earlier records, which may themselves be copies), returns the oracle.
@@ -219,28 +189,9 @@ fn damaged(d: &Path, name: &str, version: u32, edit: &dyn Fn(&mut [u8])) -> (Pat
     let at = 32 + 24 + 3 * (21 + 32);
     assert_eq!(b[at], 4);
     edit(&mut b[at..at + 24]);
-    let end = b.len() - 296;
-    let sum = ALG.digest(&b[..end]);
-    b[end + 232..end + 264].copy_from_slice(&sum);
+    reseal_trailer(&mut b);
     fs::write(&p, &b).unwrap();
     (p, at as u64)
-}
-
-fn restore_error(p: &Path) -> String {
-    let r = match BlockMapReader::open(p) {
-        Ok(r) => r,
-        Err(e) => return e.to_string(),
-    };
-    if let Err(e) = r.verify_checksum() {
-        return e.to_string();
-    }
-    match r.range(0, r.count()) {
-        Ok(it) => match it.collect::<Result<Vec<_>>>() {
-            Ok(v) => format!("read {} records", v.len()),
-            Err(e) => e.to_string(),
-        },
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]

@@ -7,38 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use super::tests::tmpdir;
+use super::tests_maps::{read_all, rec, reseal_trailer, restore_error, Rng, ALG, BS};
 use super::*;
-use crate::scan::algorithm::Algorithm;
-
-const BS: u32 = 4096;
-const ALG: Algorithm = Algorithm::Blake3;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-fn rec(i: u64) -> BlockRecord {
-    BlockRecord {
-        source: 0,
-        offset: 32 + i * 512,
-        stored_len: 100 + (i % 400) as u32,
-        raw_len: 100 + (i % 400) as u32,
-        flags: 0,
-        digest: ALG.digest(&i.to_le_bytes()),
-    }
-}
-
-fn read_all(path: &Path, first: u64, count: u64) -> Vec<BlockRecord> {
-    let r = BlockMapReader::open(path).unwrap();
-    r.range(first, count).unwrap().map(Result::unwrap).collect()
-}
 
 /// Writes a random state (stored records and holes) with `w`, returns the oracle.
 fn fill(w: &mut BlockMapWriter, rng: &mut Rng, n: usize, parent: Option<&[BlockRecord]>) -> Vec<BlockRecord> {
@@ -166,30 +136,9 @@ fn damaged(d: &Path, name: &str, layout: Layout, edit: &dyn Fn(&mut [u8])) -> (s
     b[8..12].copy_from_slice(&layout.version().to_le_bytes());
     let at = 32 + 24 + 21 + 32;
     edit(&mut b[at..at + 24]);
-    let end = b.len() - 296;
-    let sum = ALG.digest(&b[..end]);
-    b[end + 232..end + 264].copy_from_slice(&sum);
+    reseal_trailer(&mut b);
     fs::write(&p, &b).unwrap();
     (p, at as u64)
-}
-
-/// What a restore meets: the map opened, its checksum and tiling checked, its records read.
-fn restore_error(p: &Path) -> String {
-    let r = match BlockMapReader::open(p) {
-        Ok(r) => r,
-        Err(e) => return e.to_string(),
-    };
-    if let Err(e) = r.verify_checksum() {
-        return e.to_string();
-    }
-    let count = r.count();
-    match r.range(0, count) {
-        Ok(it) => match it.collect::<Result<Vec<_>>>() {
-            Ok(v) => format!("read {} records", v.len()),
-            Err(e) => e.to_string(),
-        },
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]
