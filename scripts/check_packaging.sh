@@ -77,6 +77,8 @@ need = ["rustybackup/__init__.py", "rustybackup/_core.pyi", "rustybackup/py.type
         "rustybackup/testing/__init__.py"]
 missing = [n for n in need if n not in names]
 assert not missing, f"missing from the wheel: {missing}"
+# The `rustybackup` command is a data script (it runs archive-push without site processing).
+assert any(n.endswith(".data/scripts/rustybackup") for n in names), "no rustybackup command script"
 assert [n for n in names if n.startswith("rustybackup/_core") and n.endswith(".so")], "no _core extension"
 assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")], "caches or tests in the wheel"
 print(f"   {len(names)} files")

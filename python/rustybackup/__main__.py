@@ -5,6 +5,10 @@ command's entry point.
 file an earlier push already archived ahead is answered by ``postgres.archive_fast``
 before click and the command group are imported. Every other command line goes to the
 full command group unchanged.
+
+The installed ``rustybackup`` command starts archive-push's interpreter without `site`
+(``-S``, python/rustybackup.data/scripts/rustybackup): the full command then runs `site`
+here first, so it sees the interpreter's usual path and .pth hooks.
 """
 
 import os
@@ -20,6 +24,10 @@ def main() -> None:
         code = answer(argv, os.environ)
         if code is not None:
             sys.exit(code)
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
     from .cli import main as cli_main
 
     cli_main()

@@ -14,8 +14,13 @@ and answers exactly as it always has, refusal and error messages included.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+
+# Paths are strings and the abstract types are the checker's only: pathlib and
+# collections.abc cost more to import than this whole answer. Type checkers read any
+# TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 _CHUNK = 1 << 18
 _HEX = frozenset("0123456789ABCDEF")
@@ -28,9 +33,9 @@ def answer(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     if parsed is None:
         return None
     repo, database, source = parsed
-    spool = repo / "wal" / database
+    spool = os.path.join(repo, "wal", database)
     try:
-        if not _same_bytes(source, spool / source.name):
+        if not _same_bytes(source, os.path.join(spool, os.path.basename(source))):
             return None
         # The name may have been linked by a push that died before its directory fsync.
         fd = os.open(spool, os.O_RDONLY | os.O_DIRECTORY)
@@ -43,7 +48,7 @@ def answer(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     return 0
 
 
-def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path, str, Path] | None:
+def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, str] | None:
     """(repository, database, source) of exactly ``[--repo R] archive-push NAME PATH``
     with a local repository and no shared catalog; None for every other command line."""
     args = list(argv)
@@ -56,20 +61,20 @@ def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Path, str, 
         return None
     if environ.get("RUSTYBACKUP_CATALOG"):
         return None
-    database, source = args[1], Path(args[2])
+    database, source = args[1], args[2]
     # A database name that is not one plain path component never names a spool here.
     if not database or database.startswith((".", "-")) or "/" in database or "\0" in database:
         return None
     # Only a name the full push accepted (wal.is_archive_name) is ever in the spool, so
     # this guard need only keep the spool's own dot files (locks, temporaries) from
     # matching; importing wal.py (dataclasses, re) would cost more than the whole answer.
-    name = source.name
+    name = os.path.basename(source)
     if len(name) < 16 or not _HEX.issuperset(name[:8]):
         return None
-    return Path(repo), database, source
+    return repo, database, source
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
+def _same_bytes(a: str, b: str) -> bool:
     """Whether files `a` and `b` hold the same bytes (False when `b` does not exist)."""
     try:
         fb = open(b, "rb")  # noqa: SIM115 - closed by the with below
