@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup.manifest import FileEntry
-from rustybackup.postgres.unchanged import TICK_NS, unchanged_since
+from rustybackup.postgres.unchanged import TICK_NS, taken_unread, unchanged_since
 
 S = 1_000_000_000
 
@@ -76,6 +76,9 @@ def test_a_file_changed_since_or_read_while_changing_is_read(pgdata: Path) -> No
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     got = {walk(pgdata)[i][0] for i in unchanged_since(walk(pgdata), parent, start)}
     assert got == {"global/1262", "pg_xact/0000"}
+    # A new entry without an identity (read while it changed) is never taken unread.
+    new = [entry(rel, st, identity=rel != "global/1262") for rel, _, st in walk(pgdata)]
+    assert taken_unread(new, parent, start) == {"pg_xact/0000"}
 
 
 @settings(deadline=None, max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -112,3 +115,6 @@ def test_unread_exactly_when_identity_holds_and_timestamps_predate_the_start_by_
         and (e.ctime_ns or 0) < bound
     }
     assert {after[i][0] for i in unchanged_since(after, parent, start_us)} == expected
+    # The page-checksum pass tells the same files apart from the new set's entries alone
+    # (each carries the walk's stat): a file it skips is exactly one the backup took unread.
+    assert taken_unread([entry(rel, st) for rel, _, st in after], parent, start_us) == expected

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import shutil
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,55 @@ def test_an_unlogged_tables_data_is_left_out_and_its_init_fork_kept(cluster: tup
         assert f"{rel}_init" in paths and rel not in paths
     finally:
         c.query("DROP TABLE scratch")
+
+
+def _flip(path: Path, block: int) -> None:
+    """One bit of tuple data in `block` flipped on disk: the page's checksum no longer holds."""
+    with open(path, "r+b") as fh:
+        fh.seek(block * 8192 + 4000)
+        byte = fh.read(1)
+        fh.seek(block * 8192 + 4000)
+        fh.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_an_incremental_carries_the_parents_verdict_for_files_it_took_unread(cluster: tuple[Cluster, Path]) -> None:
+    """A file the incremental takes from its parent unread is not checked again: the
+    damaged page the parent found in it is carried into the new manifest (the log names
+    the parent). A file damaged after the parent is read and checked afresh."""
+    c, repo = cluster
+    # No autovacuum: it would read the damaged page (and fail) or rewrite the files.
+    for table in ("carried", "fresh"):
+        c.query(
+            f"CREATE TABLE {table} WITH (autovacuum_enabled = false) AS SELECT g AS id FROM generate_series(1, 5000) g"
+        )
+    c.query("CHECKPOINT")
+    ((carried,),) = c.query("SELECT pg_relation_filepath('carried')")
+    ((fresh,),) = c.query("SELECT pg_relation_filepath('fresh')")
+    try:
+        _flip(c.data / carried, 3)
+        # unchanged.py takes a file unread only if it was last written over a second
+        # before the parent started.
+        time.sleep(1.5)
+        rb(repo, "backup", NAME, "--type", "full")
+        m = BackupManager(repo)
+        full = m.catalog.list_sets(NAME, "full")[-1]
+        info = manifest.load(repo / full.manifest).postgresql
+        assert info is not None
+        assert [(p.path, p.block) for p in info.damaged_pages] == [(carried, 3)]
+
+        _flip(c.data / fresh, 2)
+        out = rb(repo, "backup", NAME, "--type", "incremental")
+        inc = m.catalog.list_sets(NAME, "incremental")[-1]
+        assert inc.parent_id == full.id
+        got = manifest.load(repo / inc.manifest)
+        assert got.postgresql is not None
+        assert sorted((p.path, p.block) for p in got.postgresql.damaged_pages) == sorted([(carried, 3), (fresh, 2)])
+        assert got.summary.unread > 0
+        assert f"{carried} block 3 (checksum mismatch, found by {full.id}; unchanged since)" in out.stderr
+        assert f"{fresh} block 2 (checksum mismatch)\n" in out.stderr
+        # The bytes the parent stored for the damaged file are the new set's.
+        by_path = {f.path: f for f in manifest.load(repo / full.manifest).files}
+        assert {f.path: f.digest for f in got.files}[carried] == by_path[carried].digest
+    finally:
+        c.query("DROP TABLE carried")
+        c.query("DROP TABLE fresh")

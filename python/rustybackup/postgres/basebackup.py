@@ -285,6 +285,39 @@ def _still_bad(path: Path, block: int, s: Session) -> bool:
     return bool(stored != _core.pg_checksum_page(page, block & 0xFFFFFFFF))
 
 
+def _parent_verdicts(
+    staging: Path, written: manifest.Manifest, s: Session
+) -> tuple[set[str], list[manifest.DamagedPage]]:
+    """The files of `written` (the new set, staged) taken from its parent unread, and the
+    damaged pages the parent found in them: their pages are the ones the parent checked
+    (unchanged.taken_unread), so they are not read again and its verdict is carried. Both
+    empty, so that every file is checked, when the parent's check was not this one (no
+    checksums then, another page size) or the files cannot be told apart for certain."""
+    parent_id = written.record.parent_id
+    if not s.checksums or parent_id is None or not written.summary.unread:
+        return set(), []
+    from . import unchanged
+
+    root = staging.parent.parent
+    parent = manifest.load(store.Repository(root, create=False).set_dir(parent_id) / store.MANIFEST, set_id=parent_id)
+    info = parent.postgresql
+    if info is None or not info.data_checksums or info.page_size != s.page_size:
+        return set(), []
+    unread = unchanged.taken_unread(written.files, parent.files, parent.record.started_at_us)
+    if len(unread) != written.summary.unread:
+        log.info("checking every file's pages: %d taken unread, %d found", written.summary.unread, len(unread))
+        return set(), []
+    carried = [p for p in info.damaged_pages if p.path in unread]
+    for p in carried:
+        log.warning(
+            "damaged page in the source: %s block %d (checksum mismatch, found by %s; unchanged since)",
+            p.path,
+            p.block,
+            parent_id,
+        )
+    return unread, carried
+
+
 def take(
     db: DatabaseEntry,
     staging: Path,
@@ -301,7 +334,8 @@ def take(
         copy()
         path = staging / store.MANIFEST
         written = manifest.load(path, set_id=set_id)
-        damaged = check_pages(Path(db.path), [f.path for f in written.files], s)
+        unread, carried = _parent_verdicts(staging, written, s)
+        damaged = carried + check_pages(Path(db.path), [f.path for f in written.files if f.path not in unread], s)
         result = stop(s, db.name, wait=archived is None)
         if archived is not None:
             from . import archive_wait

@@ -13,12 +13,17 @@ out the second at backup start and comparing whole seconds.
 
 ``global/pg_control`` is always read: recovery starts from the checkpoint it names
 (PostgreSQL's basebackup.c and pgBackRest copy it last).
+
+A file taken unread is not checked for damaged pages again either (`taken_unread`): its
+pages are the bytes the parent checked, all older than the parent's start LSN (nothing
+was written to it since before the parent started), so the parent's verdict, its
+damaged pages included, is this set's.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .. import dedup
@@ -37,8 +42,27 @@ def unchanged_since(
     the parent (its `parent_files`, started at `parent_started_at_us`) unread, with the
     parent's entry."""
     bound = parent_started_at_us * 1000 - TICK_NS
-    return {
-        i: e
-        for i, e in dedup.unchanged_since(files, parent_files).items()
-        if e.path not in ALWAYS_READ and e.mtime_ns < bound and e.ctime_ns is not None and e.ctime_ns < bound
-    }
+    return {i: e for i, e in dedup.unchanged_since(files, parent_files).items() if _settled(e, bound)}
+
+
+def taken_unread(files: Iterable[FileEntry], parent_files: Iterable[FileEntry], parent_started_at_us: int) -> set[str]:
+    """Paths of the new set's `files` that `unchanged_since` took from the parent unread,
+    decided from the entries alone: a new entry carries the stat of the walk that the
+    rule compared, so the same identity and the same bound give the same answer."""
+    bound = parent_started_at_us * 1000 - TICK_NS
+    by_path = {e.path: e for e in parent_files if e.ctime_ns is not None}
+    out = set()
+    for f in files:
+        e = by_path.get(f.path)
+        if (
+            e is not None
+            and (f.size, f.mtime_ns, f.ctime_ns, f.ino, f.dev) == (e.size, e.mtime_ns, e.ctime_ns, e.ino, e.dev)
+            and _settled(e, bound)
+        ):
+            out.add(f.path)
+    return out
+
+
+def _settled(e: FileEntry, bound: int) -> bool:
+    """Whether the parent's entry `e` was last written before `bound` and may be taken."""
+    return e.path not in ALWAYS_READ and e.mtime_ns < bound and e.ctime_ns is not None and e.ctime_ns < bound
