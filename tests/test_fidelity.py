@@ -100,7 +100,7 @@ def test_the_manifest_records_what_the_oracle_sees(tmp_path: Path) -> None:
     m.register_database("t", src)
     s = m.backup("t", "full")
     man = manifest.load(tmp_path / "repo" / "sets" / s.id / "manifest.json")
-    assert man.format == 2
+    assert man.format == manifest.FORMAT
     hosts = next(f for f in man.files if f.path == "etc/hosts")
     st_hosts = os.lstat(src / "etc" / "hosts")
     assert hosts.owner is not None and (hosts.owner.uid, hosts.owner.gid) == (st_hosts.st_uid, st_hosts.st_gid)

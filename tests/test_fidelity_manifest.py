@@ -137,7 +137,9 @@ def test_a_damaged_format_2_field_is_a_catalog_error_or_still_valid(doc: dict[st
         (lambda d: d["files"][0].update(xattrs=[{"name": "user.a", "value": ""}] * 2), "'user.a' is listed twice"),
         (lambda d: d["hardlinks"].append({"path": "x", "target": "nope"}), r"hardlinks\[0\]\.target: 'nope' is not"),
         (lambda d: d["specials"].append({"path": "x", "kind": "fifo", "mode": 0o10000, "mtime_ns": 0}), "mode"),
-        (lambda d: d.update(format=3), "format 3 is not supported"),
+        (lambda d: d.update(format=4), "format 4 is not supported"),
+        (lambda d: d.update(format=3, root={"mode": 0o10000, "mtime_ns": 0}), r"root\.mode"),
+        (lambda d: d.update(format=3, root={"mode": 0o755}), r"root\.mtime_ns"),
     ],
 )
 def test_hand_written_bad_records(change: Any, message: str) -> None:

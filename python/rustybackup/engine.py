@@ -570,6 +570,7 @@ class BackupManager:
             wal=position,
             hardlinks=hardlinks,
             specials=[] if captured is None else captured.specials,
+            root=None if captured is None else captured.root,
         )
 
     def _read(
@@ -748,6 +749,7 @@ class BackupManager:
         wal: WalRecord | None = None,
         hardlinks: Sequence[HardlinkEntry] = (),
         specials: Sequence[SpecialEntry] = (),
+        root: DirEntry | None = None,
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         finished = self._now()
         staging = self.repo.staging_dir(set_id)
@@ -792,6 +794,7 @@ class BackupManager:
             wal=wal,
             hardlinks=tuple(hardlinks),
             specials=tuple(specials),
+            root=root,
         )
         manifest.write(staging / store.MANIFEST, m)
         self._summaries[set_id] = summary

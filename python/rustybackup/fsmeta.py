@@ -42,6 +42,8 @@ class Captured:
     hardlinks: list[HardlinkEntry] = field(default_factory=list)
     specials: list[SpecialEntry] = field(default_factory=list)
     problems: list[SkippedEntry] = field(default_factory=list)
+    # The walked directory itself (path ""), given to the restore target (manifest format 3).
+    root: DirEntry | None = None
 
     def files(self, entries: list[FileEntry]) -> list[FileEntry]:
         """`entries` with their owners, xattrs and holes (clipped to the size read)."""
@@ -192,6 +194,14 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
         if xattrs:
             out.xattrs[rel] = xattrs
 
+    if not single:
+        try:
+            st = os.lstat(root)
+            out.root = DirEntry(
+                "", stat.S_IMODE(st.st_mode), st.st_mtime_ns, owner_of(st), read_xattrs(root, ".", out.problems)
+            )
+        except OSError as exc:
+            out.problems.append(SkippedEntry(".", f"the source directory's own metadata cannot be read: {exc.strerror}"))
     first_name: dict[tuple[int, int], str] = {}
     kept = []
     for rel, path, st in tree.files:

@@ -26,12 +26,13 @@ from .errors import CatalogError
 from .sources import SkippedEntry
 from .sqlite_wal import WalCapture, WalRecord, wal_record_from_json
 
-FORMAT = 2
+FORMAT = 3
 """The manifest format this release writes. Format 2 adds what a file tree needs beyond
 contents (owners, xattrs, holes, hardlinks, special files); every key it adds is optional
-in an entry, so a format-1 manifest reads as one without them."""
+in an entry, so a format-1 manifest reads as one without them. Format 3 adds ``root``, the
+source directory's own mode, mtime, owner and xattrs (absent: not recorded)."""
 
-READ_FORMATS = (1, 2)
+READ_FORMATS = (1, 2, 3)
 """Every manifest format this release reads."""
 
 SPECIAL_KINDS = ("fifo", "char", "block")
@@ -280,6 +281,9 @@ class Manifest:
     wal: WalRecord | None = None
     hardlinks: tuple[HardlinkEntry, ...] = ()
     specials: tuple[SpecialEntry, ...] = ()
+    # The source directory itself (format 3; path ""): a restore gives its mode, owner,
+    # xattrs and mtime to the target directory, as tar does for "./" and restic and borg do.
+    root: DirEntry | None = None
 
     @property
     def id(self) -> str:
@@ -327,6 +331,7 @@ class Manifest:
             }
             | ({} if self.format < 2 else {"hardlinks": [_plain(h) for h in self.hardlinks]})
             | ({} if self.format < 2 else {"specials": [_entry(s) for s in self.specials]})
+            | ({} if self.root is None else {"root": {k: v for k, v in _entry(self.root).items() if k != "path"}})
             | ({} if self.postgresql is None else {"postgresql": self.postgresql.to_json()})
             | ({} if self.wal is None else {"wal": self.wal.to_json()})
         )
@@ -603,6 +608,7 @@ class _Parser:
             wal=None if top.get("wal") is None else wal_record_from_json(top["wal"], self.where),
             hardlinks=self.list_of(top.get("hardlinks", []), "hardlinks", self.hardlink),
             specials=self.list_of(top.get("specials", []), "specials", self.special),
+            root=None if fmt < 3 or top.get("root") is None else self.root_dir(top["root"]),
         )
 
     def record(self, value: object) -> SetRecord:
@@ -777,6 +783,16 @@ class _Parser:
             mtime_ns=self.int_(self.key(o, "mtime_ns", at + "."), at + ".mtime_ns", _I64_MIN),
             owner=self.owner(o, at),
             xattrs=self.xattrs(o, at),
+        )
+
+    def root_dir(self, value: object) -> DirEntry:
+        o = self.obj(value, "root")
+        return DirEntry(
+            path="",
+            mode=self.int_(self.key(o, "mode", "root."), "root.mode", 0, 0o7777),
+            mtime_ns=self.int_(self.key(o, "mtime_ns", "root."), "root.mtime_ns", _I64_MIN),
+            owner=self.owner(o, "root"),
+            xattrs=self.xattrs(o, "root"),
         )
 
     def symlink(self, value: object, at: str) -> SymlinkEntry:

@@ -234,6 +234,9 @@ class _Restore:
         if not archive:
             # Deepest first, so setting a parent's mtime is not undone by touching a child.
             self.problems.extend(self.meta.apply(m.dirs, deepest_first=True))
+            if m.root is not None:
+                # The target itself last: its mtime is final only once nothing below changes.
+                self.problems.extend(self.meta.apply([m.root]))
         self.report.not_restored.extend(NotRestored(*p) for p in self.problems)
         for p in self.report.not_restored:
             log.warning("%s: %s: %s %s", self.what, p.path, p.what, p.reason)

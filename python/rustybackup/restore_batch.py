@@ -135,5 +135,5 @@ class MetaWriter:
                 uid, gid = self.ids(o)
                 named = "" if o.user is None and o.group is None else f"{o.user or o.uid}:{o.group or o.gid} "
                 reason = f"{named}({uid}:{gid}) not applied: restoring as non-root"
-            out.append((e.path, what, reason))
+            out.append((e.path or ".", what, reason))
         return out

@@ -459,6 +459,8 @@ pub fn apply_meta(
         let shown = root_path.join(rel);
         let (dir, name) = split_parent(rel);
         components(rel, root_path)?;
+        // The empty path is the target directory itself (a manifest's `root`).
+        let name: &[u8] = if name.is_empty() { b"." } else { name };
         if parent.as_ref().is_none_or(|(p, _)| p.as_slice() != dir) {
             parent = Some((dir.to_vec(), open_dir(root, root_path, dir)?));
         }
