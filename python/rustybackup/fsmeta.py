@@ -81,6 +81,7 @@ class Captured:
         """The hardlinks whose file was stored; the others are listed as skipped (their
         first name vanished or could not be read, so there is no data to link to)."""
         stored = {f.path for f in files}
+        stored |= {s.path for s in self.specials}
         kept = [h for h in self.hardlinks if h.target in stored]
         lost = [
             SkippedEntry(h.path, f"hardlink to {h.target}, which was not stored")
@@ -233,6 +234,12 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
         kind = special_kind(st.st_mode)
         if kind is None:
             continue
+        if st.st_nlink > 1:
+            # A FIFO or device node with several names is one inode too (borg keeps it so).
+            target = first_name.setdefault((st.st_dev, st.st_ino), rel)
+            if target != rel:
+                out.hardlinks.append(HardlinkEntry(rel, target))
+                continue
         xattrs = attrs(rel)
         out.specials.append(
             SpecialEntry(

@@ -1119,7 +1119,8 @@ class _Consistency:
 
     def tree(self) -> None:
         """Format 2's file-tree records: holes inside their file, in order; each hardlink
-        names a regular file of this set (never a path outside it, never another link)."""
+        names a regular file of this set, or (format 3) one of its special files (never a
+        path outside it, never another link)."""
         for i, f in enumerate(self.m.files):
             end = 0
             for j, (off, length) in enumerate(f.holes):
@@ -1130,9 +1131,12 @@ class _Consistency:
                     )
                 end = off + length
         files = {f.path for f in self.m.files}
+        files |= {s.path for s in self.m.specials}
         for i, h in enumerate(self.m.hardlinks):
             if h.target not in files:
-                raise self.fail(f"hardlinks[{i}].target", f"{h.target!r} is not a regular file of this set")
+                raise self.fail(
+                    f"hardlinks[{i}].target", f"{h.target!r} is not a regular file or special file of this set"
+                )
 
 
 __all__ = [

@@ -87,8 +87,10 @@ def select(manifest: Manifest, include: Sequence[str]) -> Manifest:
         return bool(matcher.matches_path_or_parents(path, is_dir))
 
     files = [f for f in manifest.files if take(f.path)]
-    kept = {f.path for f in files}
+    specials = [s for s in manifest.specials if take(s.path)]
+    kept = {f.path for f in files} | {s.path for s in specials}
     by_path = {f.path: f for f in manifest.files}
+    special_by_path = {s.path: s for s in manifest.specials}
     hardlinks: list[HardlinkEntry] = []
     promoted: dict[str, str] = {}
     for h in manifest.hardlinks:
@@ -100,9 +102,11 @@ def select(manifest: Manifest, include: Sequence[str]) -> Manifest:
             hardlinks.append(HardlinkEntry(h.path, promoted[h.target]))
         else:
             promoted[h.target] = h.path
-            files.append(replace(by_path[h.target], path=h.path))
+            if h.target in special_by_path:
+                specials.append(replace(special_by_path[h.target], path=h.path))
+            else:
+                files.append(replace(by_path[h.target], path=h.path))
     symlinks = [s for s in manifest.symlinks if take(s.path)]
-    specials = [s for s in manifest.specials if take(s.path)]
     needed = {p.rpartition("/")[0] for p in [*(f.path for f in files), *(s.path for s in symlinks)]}
     needed |= {h.path.rpartition("/")[0] for h in hardlinks} | {s.path.rpartition("/")[0] for s in specials}
     above = set()
@@ -117,7 +121,7 @@ def select(manifest: Manifest, include: Sequence[str]) -> Manifest:
         dirs=tuple(dirs),
         symlinks=tuple(symlinks),
         hardlinks=tuple(hardlinks),
-        specials=tuple(specials),
+        specials=tuple(sorted(specials, key=lambda s: s.path)),
     )
 
 
@@ -204,10 +208,21 @@ class _Restore:
         paths = [p for p in _paths(m) if p not in dirs]
         tree.make_dirs([d.path for d in m.dirs] + [p.rpartition("/")[0] for p in paths if "/" in p])
         elsewhere = self._contents()
+        specials = {s.path for s in m.specials}
         for h in m.hardlinks:
-            self._hardlink(h)
+            if h.target not in specials:
+                self._hardlink(h)
         for s in m.specials:
             self._special(s.path, s.kind, s.mode, os.makedev(s.major, s.minor))
+        for h in m.hardlinks:
+            # Other names of a FIFO or device node, once it exists (a device is not
+            # created as non-root: its names are reported with it).
+            if h.target not in specials:
+                continue
+            if tree.lstat(h.target) is None:
+                self.problems.append((h.path, "hardlink", f"not created: {h.target} was not restored"))
+            else:
+                self._hardlink(h)
         for link in m.symlinks:
             if self.opts.delta:
                 st = tree.lstat(link.path)
@@ -355,7 +370,8 @@ class _Restore:
         write would change those other names too."""
         names: dict[str, list[str]] = {f.path: [f.path] for f in self.m.files}
         for h in self.m.hardlinks:
-            names[h.target].append(h.path)
+            if h.target in names:  # not the names of a special file
+                names[h.target].append(h.path)
         for path, group in names.items():
             st = self._existing(path)
             if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink == 1:
