@@ -24,6 +24,16 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   fi
 fi
 
+step "restic and borg for the side-by-side fidelity tests (Debian's packages, when missing and we are root)"
+if ! command -v restic >/dev/null || ! command -v borg >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup >/dev/null \
+      || echo "apt-get install restic borgbackup failed; tests/test_tree_peers.py and test_fidelity_peers.py will skip"
+  else
+    echo "restic/borg are not installed and this is not a root Debian shell; the peer comparisons will skip"
+  fi
+fi
+
 step "install (builds the Rust extension) with the test extras"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
