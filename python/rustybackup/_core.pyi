@@ -4,9 +4,9 @@ import datetime
 import os
 from collections.abc import Iterable
 from os import PathLike
-from typing import Self, final
+from typing import Any, Self, TypeAlias, final
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 __version__: str
 
@@ -205,6 +205,56 @@ def split_manifest(
     group) | None, ctime_ns, ino, dev)`` and the JSON text of every other entry (None
     without a ``files`` list), ``rest`` the JSON text of the other keys. None when the
     document is not read as Python's json reads it (then json decodes it whole)."""
+
+_FileRow: TypeAlias = tuple[
+    str, int, int, int, str, int, int, tuple[int, int, str | None, str | None] | None, int | None, int | None, int | None
+]
+
+@final
+class FileTable:
+    """A manifest's ``files`` kept in Rust (rust/src/format/file_table.rs): rows in
+    ``FileEntry``'s field order, the owner as ``(uid, gid, user, group)``."""
+
+    def __len__(self) -> int: ...
+    def row(self, i: int) -> _FileRow:
+        """Row ``i`` (``IndexError`` past the end)."""
+    def rows(self, start: int, stop: int) -> list[_FileRow]:
+        """Rows ``start..stop``, clipped to the table."""
+    def paths(self) -> list[str]:
+        """Every row's path, in order."""
+    def put(self, i: int, row: _FileRow) -> None:
+        """Replaces row ``i`` (an entry the Python parser read)."""
+    def check_blocks(self, block_size: int) -> tuple[int, tuple[int, str, int] | None]:
+        """``(total blocks, None)``, or ``(0, (index, "block_count" | "first_block",
+        expected))`` for the first row not holding its blocks right after the previous."""
+    def check_paths(self, others: list[list[str]]) -> tuple[str, int, int, int, int, str | None] | None:
+        """The first path breaking the manifest's path rules, this table being group 0
+        and ``others`` the dirs, symlinks, hardlinks and specials paths: ``("twice", group,
+        i, other group, other i, None)`` or ``("under", group, i, parent group, parent i,
+        prefix)``; None when they hold."""
+    def match_walk(
+        self, files: list[tuple[str, Any, os.stat_result]], reuse: bool
+    ) -> tuple[list[tuple[int, int] | None], list[tuple[int, int, str]]]:
+        """Each walk file's ``(first_block, block_count)`` in this table or None, and when
+        ``reuse`` ``(position, size, digest)`` of those whose size, mtime, ctime, inode and
+        device equal their row's."""
+    @staticmethod
+    def from_pass(
+        files: list[tuple[str, Any, os.stat_result]],
+        results: list[tuple[int, str, int, int]],
+        changed: set[str] | frozenset[str],
+        users: dict[int, str | None],
+        groups: dict[int, str | None],
+    ) -> FileTable | None:
+        """A new set's table from the walk's files and the pass's ``(size, digest,
+        first_block, block_count)`` of each; None when a path is not valid UTF-8."""
+    def to_json(self, extras: dict[int, str]) -> str:
+        """The ``files`` list as JSON text, ``extras`` spliced in by position."""
+
+def split_manifest_table(doc: bytes) -> tuple[FileTable | None, list[tuple[int, str]], str] | None:
+    """``split_manifest`` with the rows kept in a ``FileTable``: ``(table, raw, rest)``,
+    ``raw`` the ``(position, JSON text)`` of the entries ``manifest.py`` parses (a
+    placeholder row each until it puts theirs)."""
 
 # --- chain (issues 4, 7) ---
 
@@ -620,9 +670,9 @@ def pg_check_file(
 
 # --- SQLite WAL (issue 14) ---
 
-@final
-class WalScan:
-    """What :func:`wal_scan` found (https://www.sqlite.org/fileformat2.html#walformat)."""
+@disjoint_base
+class WalHeaderFields:
+    """The WAL header's fields: the base of :class:`WalScan` and :class:`WalCopy`."""
 
     @property
     def page_size(self) -> int: ...
@@ -636,6 +686,11 @@ class WalScan:
         """(salt-1, salt-2): new on every WAL restart, the generation's identity."""
     @property
     def header_checksum(self) -> tuple[int, int]: ...
+
+@final
+class WalScan(WalHeaderFields):
+    """What :func:`wal_scan` found (https://www.sqlite.org/fileformat2.html#walformat)."""
+
     @property
     def first_frame(self) -> int: ...
     @property
@@ -667,19 +722,9 @@ class WalScan:
         """Indexes of the commit frames."""
 
 @final
-class WalCopy:
+class WalCopy(WalHeaderFields):
     """What :func:`wal_copy` copied; the attributes a :class:`WalScan` also has mean the same."""
 
-    @property
-    def page_size(self) -> int: ...
-    @property
-    def big_endian(self) -> bool: ...
-    @property
-    def checkpoint_seq(self) -> int: ...
-    @property
-    def salt(self) -> tuple[int, int]: ...
-    @property
-    def header_checksum(self) -> tuple[int, int]: ...
     @property
     def first_frame(self) -> int:
         """The first frame copied (1, or the one after the resume point)."""
@@ -716,6 +761,7 @@ def wal_copy(
     wal: str | PathLike[str],
     dest: str | PathLike[str],
     resume: tuple[tuple[int, int], int, tuple[int, int]] | None = None,
+    append: bool = False,
 ) -> WalCopy | None:
     """Copies the committed frames of the live WAL file ``wal`` into a new file ``dest``
     (the WAL header, then the frames), read in large positioned reads and checked (salts,
@@ -723,7 +769,10 @@ def wal_copy(
     ``resume`` = (salts, frame, checksum) of a frame already copied and the same salts in
     the WAL, starts after that frame. A header that changes during the read (a restart)
     is read again. None when there is no WAL or no complete header. ``dest`` is not
-    fsynced. ``BackupError`` when it never reads consistently; ``OSError`` names the file.
+    fsynced. With ``append``, the frames after ``resume`` go to the end of the existing
+    ``dest`` (no header), and nothing is written (``resumed`` false) when the WAL does not
+    continue ``resume``; a failed or repeated read leaves ``dest`` at its former length.
+    ``BackupError`` when it never reads consistently; ``OSError`` names the file.
     Releases the GIL."""
 
 def wal_scan(data: Buffer, first_frame: int = 1, seed: tuple[int, int] | None = None) -> WalScan:
@@ -812,11 +861,28 @@ def rekey_piece(
     old: tuple[bytes, bytes] | None,
     new: tuple[bytes, bytes] | None,
     cipher: str = "xchacha20-poly1305",
+    with_moved: bool = True,
 ) -> tuple[int, str, int, list[tuple[int, int, int, int, bytes]]]:
     """Writes ``dst`` as piece ``src`` opened with ``old`` (None: plain), checked, and stored
     sealed with ``new`` under ``cipher`` (None: plain), digests recomputed under ``new``'s
     MAC key; ``(size, checksum hex, block count, [(old offset, new offset, stored length,
-    flags, digest)])``."""
+    flags, digest)])`` (the list empty unless ``with_moved``)."""
+
+def rekey_map(
+    src: str | PathLike[str],
+    dst: str | PathLike[str],
+    sources: list[tuple[str | PathLike[str], tuple[bytes, bytes] | None, str | PathLike[str] | None]],
+    old_map_key: bytes | None = None,
+    new_map_key: bytes | None = None,
+    new: tuple[bytes, bytes] | None = None,
+    cipher: str = "xchacha20-poly1305",
+    parent: tuple[str, bytes] | None = None,
+) -> tuple[str, int]:
+    """Writes ``dst`` as block map ``src`` (opened with ``old_map_key``, or plain) with every
+    stored record moved to where its block is in the target (``sources``: per index of the
+    set's sources, ``(source piece, its block keys or None, the target's copy or None)``),
+    sealed under ``new_map_key`` (None: plain), naming ``parent`` ``(relative path, new
+    checksum)``; ``new``/``cipher`` are the target's block keys. ``(checksum hex, records)``."""
 
 def reseal_map(
     src: str | PathLike[str],
@@ -824,9 +890,11 @@ def reseal_map(
     old_key: bytes,
     new_key: bytes,
     parent_sum: bytes | None = None,
+    parent_path: str | None = None,
 ) -> str:
     """Writes ``dst`` as sealed block map ``src`` re-sealed under ``new_key`` (its parent
-    checksum replaced by ``parent_sum``); the new container checksum (hex)."""
+    checksum replaced by ``parent_sum``, its parent's path by ``parent_path``,
+    ``../<set>/<file>``); the new container checksum (hex)."""
 
 # --- storage (rust/src/storage/, bindings rust/src/py/storage.rs) -----------------------
 

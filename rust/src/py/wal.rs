@@ -9,9 +9,9 @@ use super::buffer::ByteView;
 use super::errors::wal_error;
 use crate::wal;
 
-/// What `wal_scan` found: the header, the committed frames, and why the valid run ended.
-#[pyclass(frozen, module = "rustybackup._core", name = "WalScan")]
-pub struct PyWalScan {
+/// The WAL header's fields, which `WalScan` and `WalCopy` both carry (their base class).
+#[pyclass(frozen, subclass, module = "rustybackup._core", name = "WalHeaderFields")]
+pub struct PyWalHeaderFields {
     /// Bytes per page.
     #[pyo3(get)]
     page_size: u32,
@@ -27,6 +27,23 @@ pub struct PyWalScan {
     /// The header's checksum (frame 1's seed).
     #[pyo3(get)]
     header_checksum: (u32, u32),
+}
+
+impl PyWalHeaderFields {
+    fn of(h: &wal::WalHeader) -> Self {
+        Self {
+            page_size: h.page_size,
+            big_endian: h.big_endian,
+            checkpoint_seq: h.checkpoint_seq,
+            salt: (h.salt[0], h.salt[1]),
+            header_checksum: (h.checksum[0], h.checksum[1]),
+        }
+    }
+}
+
+/// What `wal_scan` found: the header, the committed frames, and why the valid run ended.
+#[pyclass(frozen, extends = PyWalHeaderFields, module = "rustybackup._core", name = "WalScan")]
+pub struct PyWalScan {
     /// Index of the buffer's first frame.
     #[pyo3(get)]
     first_frame: u64,
@@ -64,38 +81,24 @@ impl PyWalScan {
         self.frames.iter().filter(|f| f.2 != 0).map(|f| f.0).collect()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(slf: PyRef<'_, Self>) -> String {
+        let head = slf.as_super();
         format!(
             "WalScan(page_size={}, salt={:?}, first_frame={}, last_commit={}, frames={}, stop={:?})",
-            self.page_size,
-            self.salt,
-            self.first_frame,
-            self.last_commit.map_or("None".to_string(), |n| n.to_string()),
-            self.frames.len(),
-            self.stop
+            head.page_size,
+            head.salt,
+            slf.first_frame,
+            slf.last_commit.map_or("None".to_string(), |n| n.to_string()),
+            slf.frames.len(),
+            slf.stop
         )
     }
 }
 
 /// What `wal_copy` copied: the WAL header's fields, the commit frames copied, and where
 /// and why the valid run ended (the attributes a `WalScan` has, where they mean the same).
-#[pyclass(frozen, module = "rustybackup._core", name = "WalCopy")]
+#[pyclass(frozen, extends = PyWalHeaderFields, module = "rustybackup._core", name = "WalCopy")]
 pub struct PyWalCopy {
-    /// Bytes per page.
-    #[pyo3(get)]
-    page_size: u32,
-    /// Checksums read big-endian words (magic 0x377f0683).
-    #[pyo3(get)]
-    big_endian: bool,
-    /// The header's checkpoint sequence number.
-    #[pyo3(get)]
-    checkpoint_seq: u32,
-    /// (salt-1, salt-2): the WAL generation's identity.
-    #[pyo3(get)]
-    salt: (u32, u32),
-    /// The header's checksum (frame 1's seed).
-    #[pyo3(get)]
-    header_checksum: (u32, u32),
     /// The first frame copied.
     #[pyo3(get)]
     first_frame: u64,
@@ -139,15 +142,15 @@ impl PyWalCopy {
         self.commits.last().copied()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(slf: PyRef<'_, Self>) -> String {
         format!(
             "WalCopy(salt={:?}, first_frame={}, commits={}, frames={}, written={}, stop={:?})",
-            self.salt,
-            self.first_frame,
-            self.commits.len(),
-            self.frames,
-            self.written,
-            self.stop
+            slf.as_super().salt,
+            slf.first_frame,
+            slf.commits.len(),
+            slf.frames,
+            slf.written,
+            slf.stop
         )
     }
 }
@@ -162,14 +165,9 @@ fn stop_of(stop: wal::Stop) -> (&'static str, Option<u64>) {
     }
 }
 
-fn to_py(s: &wal::Scan) -> PyWalScan {
+fn to_py(s: &wal::Scan) -> PyClassInitializer<PyWalScan> {
     let (stop_kind, stop_frame) = stop_of(s.stop);
-    PyWalScan {
-        page_size: s.header.page_size,
-        big_endian: s.header.big_endian,
-        checkpoint_seq: s.header.checkpoint_seq,
-        salt: (s.header.salt[0], s.header.salt[1]),
-        header_checksum: (s.header.checksum[0], s.header.checksum[1]),
+    PyClassInitializer::from(PyWalHeaderFields::of(&s.header)).add_subclass(PyWalScan {
         first_frame: s.first_index,
         last_commit: s.last_commit(),
         checksum: (s.checksum[0], s.checksum[1]),
@@ -183,7 +181,7 @@ fn to_py(s: &wal::Scan) -> PyWalScan {
             .iter()
             .map(|f| (f.index, f.page_number, f.commit_size))
             .collect(),
-    }
+    })
 }
 
 /// Scans `data`: a 32-byte WAL header and frames numbered from `first_frame`. `seed` is
@@ -198,12 +196,12 @@ fn wal_scan(
     data: &Bound<'_, PyAny>,
     first_frame: u64,
     seed: Option<(u32, u32)>,
-) -> PyResult<PyWalScan> {
+) -> PyResult<Py<PyWalScan>> {
     let view = ByteView::new(data)?;
     let bytes = view.as_slice();
     let seed = seed.map(|(a, b)| [a, b]);
     let scan = py.detach(|| wal::scan(bytes, first_frame, seed)).map_err(wal_error)?;
-    Ok(to_py(&scan))
+    Py::new(py, to_py(&scan))
 }
 
 /// Applies the committed frames of `data` with `after < index <= through` to the
@@ -235,45 +233,58 @@ fn wal_apply(
     Ok((stats.frames, stats.pages_written, stats.db_pages))
 }
 
-/// Copies the committed frames of the live WAL file `wal` into a new file `dest` (the
-/// header, then the frames), reading the WAL in large reads and checking salts and the
-/// checksum chain as it goes. `resume` = ((salt-1, salt-2), frame, checksum) of a frame
-/// already copied: with the same salts in the WAL, copying starts after it. None when
-/// there is no WAL or no header yet.
 /// A resume point as Python passes it: ((salt-1, salt-2), frame, (checksum-1, checksum-2)).
 type Resume = ((u32, u32), u64, (u32, u32));
 
+/// Copies the committed frames of the live WAL file `wal` into a new file `dest` (the
+/// header, then the frames), reading the WAL in large reads and checking salts and the
+/// checksum chain as it goes. `resume` = ((salt-1, salt-2), frame, checksum) of a frame
+/// already copied: with the same salts in the WAL, copying starts after it. With
+/// `append`, the frames after `resume` are appended to the existing `dest` instead, and
+/// nothing is written when the WAL does not continue it. None when there is no WAL or no
+/// header yet.
 #[pyfunction]
-#[pyo3(signature = (wal, dest, resume = None), text_signature = "(wal, dest, resume=None)")]
-fn wal_copy(py: Python<'_>, wal: PathBuf, dest: PathBuf, resume: Option<Resume>) -> PyResult<Option<PyWalCopy>> {
+#[pyo3(
+    signature = (wal, dest, resume = None, append = false),
+    text_signature = "(wal, dest, resume=None, append=False)"
+)]
+fn wal_copy(
+    py: Python<'_>,
+    wal: PathBuf,
+    dest: PathBuf,
+    resume: Option<Resume>,
+    append: bool,
+) -> PyResult<Option<Py<PyWalCopy>>> {
     let resume = resume.map(|((a, b), frame, (c, d))| ([a, b], frame, [c, d]));
     let copied = py
-        .detach(|| wal::copy::copy_committed(&wal, &dest, resume))
+        .detach(|| {
+            if append {
+                wal::copy::append_committed(&wal, &dest, resume)
+            } else {
+                wal::copy::copy_committed(&wal, &dest, resume)
+            }
+        })
         .map_err(wal_error)?;
-    Ok(copied.map(|c| {
-        let (stop_kind, stop_frame) = stop_of(c.stop);
-        PyWalCopy {
-            page_size: c.header.page_size,
-            big_endian: c.header.big_endian,
-            checkpoint_seq: c.header.checkpoint_seq,
-            salt: (c.header.salt[0], c.header.salt[1]),
-            header_checksum: (c.header.checksum[0], c.header.checksum[1]),
-            first_frame: c.first_index,
-            resumed: c.resumed,
-            frames: c.frames,
-            checksum: (c.checksum[0], c.checksum[1]),
-            uncommitted: c.uncommitted,
-            stop: c.stop.describe(),
-            stop_kind,
-            stop_frame,
-            following_bytes: c.following_bytes,
-            written: c.written,
-            commits: c.commits,
-        }
-    }))
+    let Some(c) = copied else { return Ok(None) };
+    let (stop_kind, stop_frame) = stop_of(c.stop);
+    let init = PyClassInitializer::from(PyWalHeaderFields::of(&c.header)).add_subclass(PyWalCopy {
+        first_frame: c.first_index,
+        resumed: c.resumed,
+        frames: c.frames,
+        checksum: (c.checksum[0], c.checksum[1]),
+        uncommitted: c.uncommitted,
+        stop: c.stop.describe(),
+        stop_kind,
+        stop_frame,
+        following_bytes: c.following_bytes,
+        written: c.written,
+        commits: c.commits,
+    });
+    Py::new(py, init).map(Some)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyWalHeaderFields>()?;
     m.add_class::<PyWalScan>()?;
     m.add_class::<PyWalCopy>()?;
     m.add_function(wrap_pyfunction!(wal_copy, m)?)?;

@@ -85,7 +85,27 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
 /// before the last reason is returned. `dest` is created only when a frame is copied;
 /// it is not synced (the caller stores it durably elsewhere).
 pub fn copy_committed(wal: &Path, dest: &Path, resume: Option<Resume>) -> Result<Option<Copied>, WalError> {
-    copy_committed_chunked(wal, dest, resume, CHUNK_FRAMES)
+    copy_committed_chunked(wal, dest, resume, CHUNK_FRAMES, Mode::Create)
+}
+
+/// Where the checked frames go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A new file: the header, then the frames.
+    Create,
+    /// The end of an existing file that holds this generation's frames through the resume
+    /// point: only the frames after it. A capturer's spool grows one file per generation
+    /// this way, a few frames at a time, without rewriting what it already holds.
+    Append,
+}
+
+/// [`copy_committed`] appending to `dest` instead: when the WAL continues `resume` (same
+/// salts), the committed frames after it are appended to `dest` (which must exist); when
+/// it does not (a restart, or no resume point), nothing is written and `resumed` is false,
+/// so the caller starts a file for the new generation with [`copy_committed`]. A read that
+/// fails, or that a restart changed under it, leaves `dest` at its length before the call.
+pub fn append_committed(wal: &Path, dest: &Path, resume: Option<Resume>) -> Result<Option<Copied>, WalError> {
+    copy_committed_chunked(wal, dest, resume, CHUNK_FRAMES, Mode::Append)
 }
 
 /// [`copy_committed`] reading `chunk_frames` frames at first (the tests use small chunks
@@ -95,8 +115,10 @@ pub(crate) fn copy_committed_chunked(
     dest: &Path,
     resume: Option<Resume>,
     chunk_frames: usize,
+    mode: Mode,
 ) -> Result<Option<Copied>, WalError> {
     let chunk_frames = chunk_frames.max(1);
+    let mut sink = Sink::open(dest, mode)?;
     let mut last_problem = None;
     for _ in 0..ATTEMPTS {
         let file = match File::open(wal) {
@@ -116,30 +138,105 @@ pub(crate) fn copy_committed_chunked(
                 continue;
             }
         };
-        let copied = copy_run(&file, wal, &head, header, dest, resume, chunk_frames)?;
+        let copied = match copy_run(&file, wal, &head, header, &mut sink, resume, chunk_frames) {
+            Ok(c) => c,
+            Err(e) => {
+                sink.undo();
+                return Err(e);
+            }
+        };
         let mut again = [0u8; HEADER_LEN];
-        let n = read_at(&file, &mut again, 0).map_err(|e| io(wal, e))?;
-        if n == HEADER_LEN && again == head {
+        let n = read_at(&file, &mut again, 0).map_err(|e| io(wal, e));
+        if matches!(n, Ok(n) if n == HEADER_LEN && again == head) {
             return Ok(Some(copied));
         }
+        sink.undo();
+        n?;
         last_problem = Some(WalError::Unsteady {
             path: wal.to_path_buf(),
         });
     }
-    let _ = std::fs::remove_file(dest);
     Err(last_problem.unwrap_or_else(|| WalError::Unsteady {
         path: wal.to_path_buf(),
     }))
 }
 
+/// The destination of one call: a file created on the first committed frame, or an
+/// existing one appended to. Either way `undo` puts it back as it was before the call.
+struct Sink<'a> {
+    dest: &'a Path,
+    mode: Mode,
+    out: Option<File>,
+    /// Append: the file's length before the call.
+    start: u64,
+}
+
+impl<'a> Sink<'a> {
+    fn open(dest: &'a Path, mode: Mode) -> Result<Self, WalError> {
+        let (out, start) = match mode {
+            Mode::Create => {
+                // Only a committed frame creates the file: an older one must not stay.
+                match std::fs::remove_file(dest) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(dest, e)),
+                }
+                (None, 0)
+            }
+            Mode::Append => {
+                let f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(dest)
+                    .map_err(|e| io(dest, e))?;
+                let len = f.metadata().map_err(|e| io(dest, e))?.len();
+                (Some(f), len)
+            }
+        };
+        Ok(Self { dest, mode, out, start })
+    }
+
+    /// Writes `body`, preceded by the WAL header `head` when a new file starts.
+    fn write(&mut self, head: &[u8; HEADER_LEN], body: &[u8]) -> Result<u64, WalError> {
+        let mut written = 0;
+        let f = match self.out.as_mut() {
+            Some(f) => f,
+            None => {
+                let mut f = File::create(self.dest).map_err(|e| io(self.dest, e))?;
+                f.write_all(head).map_err(|e| io(self.dest, e))?;
+                written += HEADER_LEN as u64;
+                self.out.insert(f)
+            }
+        };
+        f.write_all(body).map_err(|e| io(self.dest, e))?;
+        Ok(written + body.len() as u64)
+    }
+
+    /// Back to the state before the call: a created file removed, an appended one cut.
+    fn undo(&mut self) {
+        match self.mode {
+            Mode::Create => {
+                self.out = None;
+                let _ = std::fs::remove_file(self.dest);
+            }
+            Mode::Append => {
+                if let Some(f) = self.out.as_mut() {
+                    // Best effort on a path that already failed; the caller sees that error.
+                    // (O_APPEND: the next write goes to the new end.)
+                    let _ = f.set_len(self.start);
+                }
+            }
+        }
+    }
+}
+
 /// One pass over the valid run of `file` (whose header is `head`), writing committed
-/// frames to `dest` (truncated first, created on the first committed frame).
+/// frames to the sink (an appending sink only when the WAL continues the resume point).
 fn copy_run(
     file: &File,
     wal: &Path,
     head: &[u8; HEADER_LEN],
     header: WalHeader,
-    dest: &Path,
+    sink: &mut Sink<'_>,
     resume: Option<Resume>,
     chunk_frames: usize,
 ) -> Result<Copied, WalError> {
@@ -149,13 +246,6 @@ fn copy_run(
         Some((_, frame, sum)) if resumed => (frame + 1, Some(sum)),
         _ => (1, None),
     };
-    let mut out: Option<File> = None;
-    // A retry after a restart must not leave the previous attempt's bytes.
-    match std::fs::remove_file(dest) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(io(dest, e)),
-    }
     let mut copied = Copied {
         header,
         first_index,
@@ -168,6 +258,9 @@ fn copy_run(
         following_bytes: 0,
         written: 0,
     };
+    if sink.mode == Mode::Append && !resumed {
+        return Ok(copied); // another generation: it goes to a file of its own
+    }
     let size = file.metadata().map_err(|e| io(wal, e))?.len();
     let mut at = first_index;
     let mut chunk_frames = chunk_frames;
@@ -183,18 +276,7 @@ fn copy_run(
         buf.truncate(HEADER_LEN + got);
         let s = scan(&buf, at, seed)?;
         if let Some(last) = s.last_commit() {
-            let f = match out.as_mut() {
-                Some(f) => f,
-                None => {
-                    let mut f = File::create(dest).map_err(|e| io(dest, e))?;
-                    f.write_all(head).map_err(|e| io(dest, e))?;
-                    copied.written += HEADER_LEN as u64;
-                    out.insert(f)
-                }
-            };
-            let body = &buf[HEADER_LEN..s.committed_len()];
-            f.write_all(body).map_err(|e| io(dest, e))?;
-            copied.written += body.len() as u64;
+            copied.written += sink.write(head, &buf[HEADER_LEN..s.committed_len()])?;
             copied.frames += s.frames.len() as u64;
             copied
                 .commits

@@ -247,7 +247,9 @@ fn copy_matches_a_whole_buffer_scan_across_chunk_boundaries() {
         std::fs::write(&wal, &bytes).unwrap();
         let whole = scan(&bytes, 1, None).unwrap();
         let chunk = 1 + rng.below(5) as usize;
-        let got = copy::copy_committed_chunked(&wal, &dest, None, chunk).unwrap().unwrap();
+        let got = copy::copy_committed_chunked(&wal, &dest, None, chunk, copy::Mode::Create)
+            .unwrap()
+            .unwrap();
         let want_commits: Vec<u64> = whole
             .frames
             .iter()
@@ -277,6 +279,7 @@ fn copy_matches_a_whole_buffer_scan_across_chunk_boundaries() {
                 &dest,
                 Some(([case as u32, 77], first.index, first.checksum)),
                 chunk,
+                copy::Mode::Create,
             )
             .unwrap()
             .unwrap();
@@ -292,14 +295,59 @@ fn copy_matches_a_whole_buffer_scan_across_chunk_boundaries() {
                 assert!(!dest.exists());
             }
             // Other salts: not a continuation, so the copy starts at frame 1.
-            let other = copy::copy_committed_chunked(&wal, &dest, Some(([1, 2], first.index, first.checksum)), chunk)
-                .unwrap()
-                .unwrap();
+            let other = copy::copy_committed_chunked(
+                &wal,
+                &dest,
+                Some(([1, 2], first.index, first.checksum)),
+                chunk,
+                copy::Mode::Create,
+            )
+            .unwrap()
+            .unwrap();
             assert!(!other.resumed);
             assert_eq!(other.commits, want_commits);
+            // Appending after the first commit to a file holding the run through it gives
+            // the file a single copy would have written; other salts append nothing.
+            let through_first = &bytes[..frame_at(first.index + 1)];
+            std::fs::write(&dest, through_first).unwrap();
+            let stranger = copy::copy_committed_chunked(
+                &wal,
+                &dest,
+                Some(([1, 2], first.index, first.checksum)),
+                chunk,
+                copy::Mode::Append,
+            )
+            .unwrap()
+            .unwrap();
+            assert!(!stranger.resumed && stranger.written == 0 && stranger.commits.is_empty());
+            assert_eq!(std::fs::read(&dest).unwrap(), through_first, "case {case}");
+            let appended = copy::copy_committed_chunked(
+                &wal,
+                &dest,
+                Some(([case as u32, 77], first.index, first.checksum)),
+                chunk,
+                copy::Mode::Append,
+            )
+            .unwrap()
+            .unwrap();
+            assert!(appended.resumed);
+            assert_eq!(appended.commits, want_commits[1..]);
+            assert_eq!(appended.checksum, whole.checksum);
+            assert_eq!(
+                std::fs::read(&dest).unwrap(),
+                bytes[..whole.committed_len()],
+                "case {case}"
+            );
         }
         let _ = std::fs::remove_file(&dest);
     }
+    // Appending to a file that does not exist: an error naming it, nothing created.
+    let missing = dir.join("missing");
+    assert!(matches!(
+        copy::append_committed(&wal, &missing, None),
+        Err(WalError::Io { .. })
+    ));
+    assert!(!missing.exists());
     // No WAL, and a WAL shorter than its header: nothing to copy.
     std::fs::remove_file(&wal).unwrap();
     assert_eq!(copy::copy_committed(&wal, &dest, None).unwrap(), None);
