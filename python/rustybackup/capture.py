@@ -26,12 +26,14 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _core, manifest, store
+from .capture_spool import Segment, Spool, file_name
 from .enums import BackupType
 from .errors import BackupError, CatalogError
 from .locks import capture_lock
@@ -73,7 +75,19 @@ class WalGuard:
         # such a step takes the write lock to let a long WAL restart (CaptureStep).
         self.roll_over = False
         self.rolled_over = False
+        # Set by a foreground capturer that spools (capture_spool.py): its steps register
+        # the spooled frames instead of reading the WAL.
+        self.spool: Spool | None = None
         self._lock = threading.Lock()
+
+    def move(self) -> None:
+        """A fresh read transaction in place of the held one (begun first: some reader
+        always pins the WAL), so a checkpoint may backfill up to now."""
+        with self._lock:
+            fresh = begin_read(self.db)
+            old, self._conn = self._conn, fresh
+            if old is not None:
+                end_read(old)
 
     def handover(self, set_id: str) -> None:
         """Called once set `set_id` is registered, before its step ends its own read."""
@@ -91,7 +105,7 @@ class WalGuard:
                 end_read(self._conn)
                 self._conn = None
 
-    def pin(self, set_id: str) -> None:
+    def pin(self, set_id: str | None) -> None:
         """Pins again after `release`, vouching for the WAL from set `set_id` on."""
         with self._lock:
             if self._conn is None:
@@ -123,7 +137,8 @@ def newest_capture(manager: BackupManager, database: str) -> Previous | None:
     if newest is None:
         return None
     record = _wal_record(manager.repo.set_dir(newest.id) / store.MANIFEST, newest.id)
-    return None if record is None else Previous(newest, record)
+    # A set of several records resumes from its last one.
+    return None if record is None else Previous(newest, record.last)
 
 
 _RECORDS: OrderedDict[tuple[Path, str], WalCapture | None] = OrderedDict()
@@ -158,10 +173,6 @@ def seal_path(repository: Path, database: str) -> Path:
     return repository / f".capture-{database}.seal"
 
 
-def file_name(generation: int, first: int, last: int) -> str:
-    return f"wal-{generation:06d}-{first:010d}-{last:010d}"
-
-
 class CaptureStep:
     """One capture step's read transaction and what it copied. `collect` writes the new
     frames to a file in staging; `finish` checkpoints once the set is registered."""
@@ -170,17 +181,28 @@ class CaptureStep:
         self.manager = manager
         self.db = db
         self.path = Path(db.path)
-        self._lock: AbstractContextManager[None] = capture_lock(manager.repository, db.name)
-        self._lock.__enter__()
+        guard = manager.wal_guards.get(db.name)
+        self.spool = None if guard is None else guard.spool
+        self.segments: list[Segment] = []
+        self.copy: Path | None = None
+        self.record: WalCapture | None = None
         self._writer: sqlite3.Connection | None = None
+        self.conn: sqlite3.Connection | None = None
+        self._lock: AbstractContextManager[None]
+        if self.spool is not None:
+            # The spooling capturer holds the capture lock for its whole run, and the
+            # frames are in the spool: this step holds no lock of the database.
+            self._lock = nullcontext()
+            return
+        self._lock = capture_lock(manager.repository, db.name)
+        self._lock.__enter__()
         try:
-            guard = manager.wal_guards.get(db.name)
             if guard is not None and guard.roll_over and _wal_is_long(manager, db.name, self.path):
                 self._writer = _write_lock(self.path)
                 if self._writer is not None and not _tail_is_short(manager, db.name, self.path):
                     # Copying a long tail under the write lock would stall the application.
                     self._release_writer()
-            self.conn: sqlite3.Connection | None = begin_read(self.path)
+            self.conn = begin_read(self.path)
             mode = str(self.conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
             if mode != "wal":
                 raise BackupError(
@@ -188,18 +210,17 @@ class CaptureStep:
                     "PRAGMA journal_mode=WAL (take FULL/INCREMENTAL backups instead, or switch it)"
                 )
         except BaseException:
-            conn = getattr(self, "conn", None)
-            if conn is not None:
-                end_read(conn)
+            if self.conn is not None:
+                end_read(self.conn)
             self._release_writer()
             self._lock.__exit__(None, None, None)
             raise
-        self.copy: Path | None = None
-        self.record: WalCapture | None = None
 
     def collect(self, staging: Path) -> tuple[list[tuple[str, Path, os.stat_result]], WalCapture]:
         """Copies the frames committed since the previous step into `staging`; returns the
         file to store (none when nothing is new) and the set's `wal` record."""
+        if self.spool is not None:
+            return self._collect_spooled(self.spool)
         prev = newest_capture(self.manager, self.db.name)
         p = None if prev is None else prev.record
         resume = None
@@ -222,6 +243,32 @@ class CaptureStep:
             self.discard_copy()
             return [], record
         return [(record.file, self.copy, self.copy.stat())], record
+
+    def _collect_spooled(self, spool: Spool) -> tuple[list[tuple[str, Path, os.stat_result]], WalCapture]:
+        """The spool's segments since the last set: one record each, in one set."""
+        self.segments = spool.cut()
+        if not self.segments:
+            t = spool.tip
+            prev = newest_capture(self.manager, self.db.name)
+            page_size = 0 if prev is None else prev.record.page_size
+            self.record = WalCapture(
+                generation=t.generation,
+                salt=t.salt,
+                page_size=page_size,
+                first_frame=t.frame + 1,
+                last_frame=t.frame,
+                seed=t.checksum,
+                checksum=t.checksum,
+                commits=(),
+                continuous=True,
+                note="",
+                file=None,
+            )
+            return [], self.record
+        records = [seg.record() for seg in self.segments]
+        self.record = replace(records[0], then=tuple(records[1:]))
+        files = [(r.file, seg.path, seg.path.stat()) for r, seg in zip(records, self.segments, strict=True)]
+        return [(name, path, st) for name, path, st in files if name is not None], self.record
 
     def _record(self, prev: Previous | None, read: _core.WalCopy | None, seen: int) -> WalCapture:
         p = None if prev is None else prev.record
@@ -398,6 +445,15 @@ class CaptureStep:
         which it still holds)."""
         try:
             record = self.record
+            if self.spool is not None:
+                if registered is None:
+                    self.spool.put_back(self.segments)
+                else:
+                    if record is not None:
+                        _remember(self.manager.repo.set_dir(registered) / store.MANIFEST, registered, record)
+                    self.spool.discard(self.segments)
+                self.segments = []
+                return
             if registered is not None and record is not None:
                 # The manifest just written holds this record: the next step need not
                 # parse it back (tens of thousands of commits at synchronous=NORMAL).

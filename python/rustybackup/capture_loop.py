@@ -1,6 +1,9 @@
-"""The foreground WAL capturer (``rustybackup capture NAME``): a capture step every
-``interval`` seconds while a `WalGuard` pins the WAL between steps, so every WAL
-restart it sees provably continues the previous generation (capture.py)."""
+"""The foreground WAL capturer (``rustybackup capture NAME``): a `WalGuard` pins the WAL
+for the whole run, a `Roller` thread copies new frames into a spool every few
+milliseconds and lets the WAL restart long before SQLite's automatic checkpoint would
+run, and a set of the spooled frames is registered every ``interval`` seconds
+(capture_spool.py). Every WAL restart it sees provably continues the previous
+generation."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .capture import WalGuard, something_new, wal_is_long
+from .capture import WalGuard, newest_capture, something_new, wal_is_long
+from .capture_spool import ROLLOVER_FRAMES, TICK, Roller, Spool, Tip, remove_leftovers, spool_dir
 from .enums import BackupType
 from .errors import ConfigError
+from .locks import capture_lock
 
 if TYPE_CHECKING:
     from .catalog import BackupSet
@@ -29,7 +34,15 @@ class Capturer:
     """Runs capture steps of one ``sqlite`` database until `stop` is set; a step in
     progress always completes (its set is registered or nothing is)."""
 
-    def __init__(self, manager: BackupManager, database: str, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        manager: BackupManager,
+        database: str,
+        interval: float = 10.0,
+        *,
+        tick: float = TICK,
+        rollover_frames: int = ROLLOVER_FRAMES,
+    ) -> None:
         db = manager.catalog.get_database(database)
         if db.kind != "sqlite":
             raise ConfigError(f"database {database!r} is a {db.kind!r} source; WAL capture is for sqlite databases")
@@ -39,7 +52,14 @@ class Capturer:
         self.database = database
         self.path = Path(db.path)
         self.interval = float(interval)
+        if not tick > 0 or rollover_frames < 1:
+            raise ConfigError(
+                f"capture tick must be positive and rollover frames at least 1, got {tick!r}, {rollover_frames!r}"
+            )
+        self.tick = float(tick)
+        self.rollover_frames = int(rollover_frames)
         self.sets = 0
+        self.rollovers = 0
 
     def step(self) -> BackupSet | None:
         """One capture step if the WAL holds anything not yet captured. When the WAL has
@@ -68,24 +88,88 @@ class Capturer:
         return s
 
     def run(self, stop: threading.Event, on_set: Callable[[BackupSet], object] | None = None) -> int:
-        """Steps every `interval` seconds until `stop` is set; returns the sets registered."""
+        """Captures until `stop` is set; returns the sets registered."""
         guard = WalGuard(self.path)
         self.manager.wal_guards[self.database] = guard
         try:
-            while True:
+            # A first step at once, even with nothing new: from its set on, the pin
+            # vouches for the WAL, and the spool starts from its last frame.
+            first = self._one()
+            remove_leftovers(spool_dir(self.manager.repository, self.database))
+            if on_set is not None:
+                on_set(first)
+            tip = self._proven_tip(guard)
+            while tip is None:
+                # No WAL yet: plain steps until there is one to spool from.
+                stopping = stop.wait(self.interval)
                 s = self.step()
                 if s is not None and on_set is not None:
                     on_set(s)
-                if stop.wait(self.interval):
-                    break
-            # A last step, so what was committed before the stop is captured.
-            s = self.step()
-            if s is not None and on_set is not None:
-                on_set(s)
+                if stopping:
+                    return self.sets
+                tip = self._proven_tip(guard)
+            self._spooled(guard, tip, stop, on_set)
         finally:
             self.manager.wal_guards.pop(self.database, None)
             guard.close()
         return self.sets
+
+    def _proven_tip(self, guard: WalGuard) -> Tip | None:
+        """Where the spool starts: the last frame of the newest set, registered while the
+        guard pinned the WAL (None while there is no WAL with a header)."""
+        prev = newest_capture(self.manager, self.database)
+        if prev is None or not guard.proves(prev.set.id):
+            return None
+        r = prev.record
+        if r.salt is None or r.checksum is None:
+            return None
+        return Tip(r.generation, r.salt, r.last_frame, r.checksum)
+
+    def _spooled(
+        self,
+        guard: WalGuard,
+        tip: Tip,
+        stop: threading.Event,
+        on_set: Callable[[BackupSet], object] | None,
+    ) -> None:
+        repo = self.manager.repository
+        # Held for the whole run: a step of another process would resume from a frame
+        # this capturer's spool has already moved past.
+        with capture_lock(repo, self.database):
+            spool = Spool(spool_dir(repo, self.database), self.path, tip, self.manager.clock)
+            roller = Roller(spool, guard, self.path, self.rollover_frames)
+            guard.spool = spool
+            halt = threading.Event()
+            ticker = threading.Thread(target=roller.run, args=(halt, self.tick), name="capture-spool", daemon=True)
+            ticker.start()
+            try:
+                while not stop.wait(self.interval):
+                    self._register(spool, on_set)
+                halt.set()
+                ticker.join()
+                # What was committed before the stop.
+                spool.pull()
+                self._register(spool, on_set)
+            finally:
+                halt.set()
+                ticker.join()
+                self.rollovers += roller.rollovers
+                log.info(
+                    "%s: %d WAL rollovers (%d attempts waited for a later tick), %d frames spooled",
+                    self.database,
+                    roller.rollovers,
+                    roller.failed_rollovers,
+                    spool.frames_copied,
+                )
+                roller.close()
+                guard.spool = None
+                spool.close()
+
+    def _register(self, spool: Spool, on_set: Callable[[BackupSet], object] | None) -> None:
+        if spool.has_pending:
+            s = self._one()
+            if on_set is not None:
+                on_set(s)
 
 
 __all__ = ["Capturer"]

@@ -68,18 +68,31 @@ def plan(
     """The frames to apply on `base` (a data set's manifest) to reach `until_us` (None:
     as far as the captures go). Raises NoRecoveryPath when commits seen by then cannot be
     reached without a hole."""
+    # A set may hold several records (one per WAL generation it spans): each is a place
+    # in the walk of its own.
     caps = sorted(
-        ((s, m, m.wal) for s, m in logs if isinstance(m.wal, WalCapture)),
+        ((s, m, rec) for s, m in logs if isinstance(m.wal, WalCapture) for rec in m.wal.chain),
         key=lambda c: (c[2].generation, c[2].first_frame, c[0].started_at, c[0].id),
     )
 
     def due(rec: WalCapture) -> bool:
-        return bool(rec.commits) and (until_us is None or rec.commits[-1][1] <= until_us)
+        """Whether `rec` holds a commit seen at or before `until`."""
+        return bool(rec.commits) and (until_us is None or rec.commits[0][1] <= until_us)
+
+    def due_through(rec: WalCapture) -> tuple[int, int]:
+        """The last commit frame of `rec` seen at or before `until`, and when (commits of
+        one record may have been seen at several times: a capturer's spool)."""
+        if until_us is None or rec.commits[-1][1] <= until_us:
+            return rec.commits[-1]
+        return max((c for c in rec.commits if c[1] <= until_us), key=lambda c: c[0])
 
     pos = base.wal if isinstance(base.wal, WalPosition) else None
     salt = None if pos is None else pos.salt
     frame = 0 if pos is None else pos.frame
     located = False  # whether the walk has reached the copy's place among the captures
+    # Until when the walk knows every commit: the end of the newest set it stands on. A
+    # hole after that may hold commits of any instant from then on.
+    known_us = to_us(base_set.finished_at)
     steps: list[Step] = []
     reached: int | None = None
     for i, (s, m, rec) in enumerate(caps):
@@ -94,24 +107,29 @@ def plan(
                 f"WAL generation {rec.generation} (salts {_salt(rec.salt)}, set {s.id}) does not provably "
                 f"continue generation salts {_salt(salt)} at frame {frame}: {why}"
             )
-            _refuse_or_stop(database, hole, s, caps[i:], until_us, due)
+            _refuse_or_stop(database, hole, s, caps[i:], until_us, due, known_us)
             break
         located = True
+        known_us = max(known_us, to_us(s.finished_at))
         if rec.empty or rec.last_frame <= frame:
             continue  # nothing new, or already in the copy
         if not due(rec):
             break  # seen after `until`: the point is reached
+        through, seen = due_through(rec)
+        if through <= frame:
+            break  # the copy already holds every commit of this record seen by `until`
         if rec.first_frame > frame + 1:
             hole = (
                 f"frames {frame + 1}..{rec.first_frame - 1} of WAL generation {rec.generation} "
                 f"(salts {_salt(rec.salt)}) were never captured (the next capture, set {s.id}, starts at frame "
                 f"{rec.first_frame})"
             )
-            _refuse_or_stop(database, hole, s, caps[i:], until_us, due)
+            _refuse_or_stop(database, hole, s, caps[i:], until_us, due, known_us)
             break
-        steps.append(Step(s.id, m, rec, after=frame, through=rec.last_frame))
-        frame = rec.last_frame
-        reached = rec.commits[-1][1]
+        steps.append(Step(s.id, m, rec, after=frame, through=through))
+        frame, reached = through, seen
+        if through < rec.last_frame:
+            break  # later commits of this record were seen after `until`
     if not located:
         after_base = [(s, rec) for s, _, rec in caps if due(rec) and s.started_at >= base_set.started_at]
         if after_base:
@@ -126,6 +144,18 @@ def plan(
                 f"{where}, so the commits captured in set {s.id} (generation {rec.generation}, seen "
                 f"{_when(rec.commits[-1][1])}) cannot be applied on it"
             )
+        later = [(s, rec) for s, _, rec in caps if s.started_at >= base_set.started_at and not rec.continuous]
+        if later and until_us is not None and until_us > to_us(base_set.finished_at) and pos is not None:
+            # The copy's generation went on where no capture copied it (a capturer killed
+            # with frames in its spool, or a restart nobody vouched for): commits after the
+            # copy may be lost, so no instant after it is exact.
+            s, rec = later[0]
+            raise NoRecoveryPath(
+                f"cannot roll {database} forward to {_when(until_us)} from {base_set.backup_type.value.upper()} "
+                f"{base_set.id}: its copy stands at frame {pos.frame} of WAL generation {_salt(pos.salt)}, and the "
+                f"next capture (set {s.id}, generation {rec.generation}) does not provably continue it: "
+                f"{rec.note or 'it does not name what it builds on'}"
+            )
     return Plan(tuple(steps), reached)
 
 
@@ -136,13 +166,14 @@ def _refuse_or_stop(
     rest: Sequence[tuple[BackupSet, Manifest, WalCapture]],
     until_us: int | None,
     due: Callable[[WalCapture], bool],
+    known_us: int,
 ) -> None:
-    """A hole, seen by the capture `found_by`: fatal when `until` lies at or after that
-    capture (commits before `until` may be in the hole) or asks for a commit beyond it;
-    for "latest", the restore stops before it (as PostgreSQL stops at the end of its
-    usable WAL) and says so."""
+    """A hole, seen by the capture `found_by`: fatal when `until` lies after the end of
+    the last set before it (`known_us`: commits after that may be in the hole) or asks
+    for a commit beyond it; for "latest", the restore stops before it (as PostgreSQL
+    stops at the end of its usable WAL) and says so."""
     beyond = [(s, rec) for s, _, rec in rest if due(rec)]
-    if until_us is not None and (beyond or to_us(found_by.started_at) <= until_us):
+    if until_us is not None and (beyond or until_us > known_us or to_us(found_by.started_at) <= until_us):
         tail = (
             ""
             if not beyond
@@ -164,9 +195,15 @@ def apply(repository: Path, plan_: Plan, db_file: Path, progress: object = None)
     applied = 0
     scratch = Path(tempfile.mkdtemp(prefix=".wal-", dir=db_file.parent))
     try:
+        where: Path | None = None
         for n, step in enumerate(plan_.steps):
-            where = scratch / str(n)
-            restore_set_files(repository, step.set_id, step.manifest, where, None, archive=True)
+            if n == 0 or plan_.steps[n - 1].set_id != step.set_id:
+                # A set's records are consecutive steps: its files are restored once.
+                if where is not None:
+                    shutil.rmtree(where)
+                where = scratch / str(n)
+                restore_set_files(repository, step.set_id, step.manifest, where, None, archive=True)
+            assert where is not None
             rec = step.record
             assert rec.file is not None
             data = (where / rec.file).read_bytes()
@@ -184,7 +221,6 @@ def apply(repository: Path, plan_: Plan, db_file: Path, progress: object = None)
                     f"WAL capture set {step.set_id} ({rec.file}) does not hold what its manifest says: {exc}"
                 ) from exc
             applied += frames
-            shutil.rmtree(where)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return applied

@@ -20,7 +20,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice, repeat
 from operator import lt
 from pathlib import Path
@@ -89,7 +89,12 @@ class WalCapture:
     one after `last_frame`. `continuous` says the set follows the previous capture without
     a hole; the first set of a generation is continuous when `follows` = (salt-1, salt-2,
     frame) names the generation and frame it provably builds on. `note` says why a
-    generation started, or what was odd."""
+    generation started, or what was odd.
+
+    `then`: the records that follow this one in the same set, each continuing the one
+    before (the same generation from the next frame, or the next generation following
+    it). A foreground capturer lets the WAL restart many times a second and registers a
+    set every interval, so one set holds several generations (capture_spool.py)."""
 
     generation: int
     salt: Pair | None
@@ -103,12 +108,30 @@ class WalCapture:
     note: str
     file: str | None
     follows: tuple[int, int, int] | None = None
+    then: tuple[WalCapture, ...] = ()
 
     @property
     def empty(self) -> bool:
         return self.last_frame < self.first_frame
 
+    @property
+    def chain(self) -> tuple[WalCapture, ...]:
+        """This set's records in order: this one, then `then`."""
+        return (self, *self.then)
+
+    @property
+    def last(self) -> WalCapture:
+        """The set's last record: where the next capture resumes."""
+        return self.then[-1] if self.then else self
+
     def to_json(self) -> dict[str, Any]:
+        if self.then:
+            # A set of several records is a kind of its own, so that a reader that knows
+            # only "capture" refuses it instead of reading the first record alone.
+            return {"kind": "captures", "records": [r._record_json() for r in self.chain]}
+        return self._record_json()
+
+    def _record_json(self) -> dict[str, Any]:
         return {
             "kind": "capture",
             "generation": self.generation,
@@ -185,6 +208,8 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
         return (v[0], v[1])
 
     kind = key("kind")
+    if kind == "captures":
+        return _captures_from_json(key("records"), where)
     page_size = integer("page_size", 0, 65536)
     if kind == "position":
         return WalPosition(
@@ -267,6 +292,52 @@ def wal_record_from_json(value: object, where: str) -> WalRecord:
     if not rec.empty and (rec.salt is None or rec.seed is None or rec.checksum is None):
         raise fail("salt", "salts, seed and checksum for captured frames", rec.salt)
     return rec
+
+
+def _captures_from_json(raw: object, where: str) -> WalCapture:
+    """A set's several capture records: each parsed as one, and each continuing the one
+    before it (CatalogError names the record and what does not follow)."""
+    if not isinstance(raw, list) or len(raw) < 2:
+        text = repr(raw)
+        raise CatalogError(f"{where}: wal.records: expected a list of at least two capture records, got {text[:60]}")
+    records: list[WalCapture] = []
+    for i, item in enumerate(raw):
+        at = f"{where}: wal.records[{i}]"
+        if not isinstance(item, dict) or item.get("kind") != "capture":
+            raise CatalogError(f"{at}: expected a capture record (kind 'capture')")
+        rec = wal_record_from_json(item, at)
+        assert isinstance(rec, WalCapture)
+        if rec.empty or not rec.continuous:
+            raise CatalogError(f"{at}: every record of a set of several holds frames and is continuous")
+        if records:
+            prev = records[-1]
+            assert prev.salt is not None
+            same = (
+                rec.generation == prev.generation
+                and rec.salt == prev.salt
+                and rec.first_frame == prev.last_frame + 1
+                and rec.seed == prev.checksum
+                and rec.follows is None
+            )
+            nxt = (
+                rec.generation == prev.generation + 1
+                and rec.first_frame == 1
+                and rec.follows == (prev.salt[0], prev.salt[1], prev.last_frame)
+            )
+            if not (same or nxt):
+                raise CatalogError(
+                    f"{at}: does not continue records[{i - 1}] (generation {prev.generation} frames "
+                    f"{prev.first_frame}..{prev.last_frame}): generation {rec.generation}, first_frame "
+                    f"{rec.first_frame}, follows {rec.follows}"
+                )
+            if rec.commits[0][1] < prev.commits[-1][1]:
+                raise CatalogError(f"{at}: its first commit was seen before the last one of records[{i - 1}]")
+        records.append(rec)
+    files = [r.file for r in records]
+    if len(set(files)) != len(files):
+        raise CatalogError(f"{where}: wal.records: two records name the same file")
+    first, *rest = records
+    return replace(first, then=tuple(rest))
 
 
 # --- reading the live WAL --------------------------------------------------------------

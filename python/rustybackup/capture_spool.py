@@ -1,0 +1,322 @@
+"""The foreground capturer's cheap, frequent part: new WAL frames copied into a local
+spool as they are committed, and WAL restarts let through many times a second, so that
+the application's WAL stays below SQLite's 1000-page automatic checkpoint.
+
+Why this is needed: the capturer pins the WAL with a read transaction so it cannot
+restart before its frames are copied. A WAL that cannot restart grows past 1000 frames,
+and from then on every commit of the application runs a PASSIVE checkpoint that the pin
+keeps from finishing (benches/README.md, "The causes"). Registering a set (piece,
+manifest, catalog) takes far too long to do every 50 ms; copying the few frames written
+since the last tick does not. The expensive part, one ARCHIVE_LOG set per interval, then
+runs off the spool without holding any lock of the database (capture.py, `CaptureStep`
+with a spool).
+
+SQLite's rules (wal.c) that make this exact:
+
+- A writer restarts the WAL (new salts, frames from 1 again) only when, as its
+  transaction starts, a checkpoint has copied every frame into the database file
+  (nBackfill == mxFrame) and no reader holds a read mark on the WAL (read locks 1..N).
+- A checkpoint copies frames only up to the oldest read mark in use, and copies nothing
+  at all while a reader holds read lock 0 (which a reader takes when the WAL was wholly
+  backfilled as it began: it reads the database file only).
+
+So the pin (`WalGuard`) is always one of two kinds. A pin with a read mark blocks every
+restart. A pin on read lock 0 is only ever taken by `Roller.roll_over` while it holds
+SQLite's write lock, after it copied the WAL to its end and a checkpoint backfilled all
+of it: every frame a restart may overwrite is in the spool, and no later frame can be
+backfilled (so the WAL cannot restart a second time) until the next tick copied it and
+moved the pin. A restart seen by the spool (other salts in the header) therefore starts
+the next generation of the same chain, never a gap.
+
+What is where, when: a commit is in the database (SQLite's promise) and, once a tick
+copied it, in the spool: a local file, not synced. It is in the repository once the set
+of its interval is registered. A capturer killed in between loses the point-in-time
+history of that interval (the database keeps every commit); its next start removes the
+spool's leftovers and starts a generation that says it does not continue
+(`capture.CaptureStep`), so a restore to an instant in the lost window fails with
+NoRecoveryPath instead of stopping earlier.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _core
+from .errors import BackupError
+from .sqlite_wal import WalCapture, checkpoint, wal_path
+from .timestamps import to_us
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .capture import WalGuard
+
+log = logging.getLogger(__name__)
+
+Pair = tuple[int, int]
+
+ROLLOVER_FRAMES = 400
+"""The WAL generation's length at which a tick lets the WAL restart: well below SQLite's
+automatic checkpoint at 1000 pages, so the application's commits never try checkpoints
+that a pin keeps from finishing, and a tail copied under the write lock stays short."""
+
+TICK = 0.01
+"""Seconds between the spool's copies of new frames (a commit's seen time is the end of
+the copy that found it: the point-in-time granularity)."""
+
+WRITE_LOCK_WAIT = 0.05
+"""How long a rollover waits for SQLite's write lock before trying again next tick."""
+
+
+def file_name(generation: int, first: int, last: int) -> str:
+    return f"wal-{generation:06d}-{first:010d}-{last:010d}"
+
+
+@dataclass
+class Segment:
+    """Frames `first_frame..last_frame` of one WAL generation in a spool file (a WAL
+    header, then the frames), with the time each commit was seen. The first segment of
+    a generation after another names the frame it `follows`."""
+
+    path: Path
+    generation: int
+    salt: Pair
+    page_size: int
+    first_frame: int
+    seed: Pair
+    last_frame: int
+    checksum: Pair
+    commits: list[tuple[int, int]] = field(default_factory=list)
+    follows: tuple[int, int, int] | None = None
+    note: str = ""
+
+    def record(self) -> WalCapture:
+        return WalCapture(
+            generation=self.generation,
+            salt=self.salt,
+            page_size=self.page_size,
+            first_frame=self.first_frame,
+            last_frame=self.last_frame,
+            seed=self.seed,
+            checksum=self.checksum,
+            commits=tuple(self.commits),
+            continuous=True,
+            note=self.note,
+            file=file_name(self.generation, self.first_frame, self.last_frame),
+            follows=self.follows,
+        )
+
+
+@dataclass(frozen=True)
+class Tip:
+    """The last frame the spool holds (or the last registered set holds, at the start)."""
+
+    generation: int
+    salt: Pair
+    frame: int
+    checksum: Pair
+
+
+def spool_dir(repository: Path, database: str) -> Path:
+    return repository / f".capture-{database}.spool"
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Removes the spool of a capturer that stopped without registering it (call only
+    while holding the database's capture lock, or after a step that took it): their
+    commit times were in its memory, so the frames cannot be registered; the database
+    holds their commits."""
+    if directory.exists():
+        log.warning("%s: removing the spool of a capturer that stopped without registering it", directory)
+        shutil.rmtree(directory)
+
+
+class Spool:
+    """New committed frames of one database's WAL, copied by `pull` into one file per
+    generation (per generation and interval: `cut` closes the files a set takes)."""
+
+    def __init__(self, directory: Path, db: Path, tip: Tip, clock: Callable[[], datetime]) -> None:
+        self.dir = directory
+        self.wal = wal_path(db)
+        self.tip = tip
+        self.clock = clock
+        remove_leftovers(self.dir)
+        self.dir.mkdir(parents=True)
+        self._pending: list[Segment] = []
+        self._open: Segment | None = None
+        self._n = 0
+        self._lock = threading.Lock()
+        self.frames_copied = 0
+
+    @property
+    def generation_frames(self) -> int:
+        """Frames of the current WAL generation the spool holds (the WAL's length)."""
+        return self.tip.frame
+
+    def pull(self) -> int:
+        """Copies the frames committed since the last pull; returns how many."""
+        with self._lock:
+            return self._pull()
+
+    def _pull(self) -> int:
+        tip = self.tip
+        resume = (tip.salt, tip.frame, tip.checksum)
+        try:
+            if self._open is not None:
+                got = _core.wal_copy(self.wal, self._open.path, resume, append=True)
+                if got is None or (got.resumed and not got.commits):
+                    return 0
+                if got.resumed:
+                    return self._extend(self._open, got)
+            self._n += 1
+            path = self.dir / f"{self._n:08d}"
+            got = _core.wal_copy(self.wal, path, resume)
+        except OSError as exc:
+            raise BackupError(f"cannot copy the WAL {self.wal} into the spool: {exc.strerror or exc}") from exc
+        if got is None or not got.commits:
+            return 0  # no WAL, or a new generation with nothing committed yet
+        if got.resumed:
+            seg = Segment(path, tip.generation, got.salt, got.page_size, got.first_frame, tip.checksum, 0, tip.checksum)
+        else:
+            old = f"{tip.salt[0]:08x}{tip.salt[1]:08x}"
+            new = f"{got.salt[0]:08x}{got.salt[1]:08x}"
+            seg = Segment(
+                path,
+                tip.generation + 1,
+                got.salt,
+                got.page_size,
+                1,
+                got.header_checksum,
+                0,
+                got.header_checksum,
+                follows=(tip.salt[0], tip.salt[1], tip.frame),
+                note=f"WAL restarted (salts {old} -> {new}) while the capturer pinned it: every frame of "
+                f"generation {tip.generation} was copied first",
+            )
+        self._pending.append(seg)
+        self._open = seg
+        return self._extend(seg, got)
+
+    def _extend(self, seg: Segment, got: _core.WalCopy) -> int:
+        if got.stop_kind in ("checksum", "page_zero") and got.following_bytes >= 24 + got.page_size:
+            log.error("%s: the WAL is damaged: %s, and %d bytes follow it", self.wal, got.stop, got.following_bytes)
+        # Read after the copy: a restore to T never holds a commit made after T.
+        seen = to_us(self.clock())
+        seg.commits.extend((frame, seen) for frame in got.commits)
+        last = got.commits[-1]
+        seg.last_frame, seg.checksum = last, got.checksum
+        self.tip = Tip(seg.generation, got.salt, last, got.checksum)
+        n = last - got.first_frame + 1
+        self.frames_copied += n
+        return n
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether frames wait for a set."""
+        with self._lock:
+            return bool(self._pending)
+
+    def cut(self) -> list[Segment]:
+        """The segments not yet registered, closed: later frames go to new files. Pulls
+        first, so a set holds every commit that returned before its step began."""
+        with self._lock:
+            self._pull()
+            segs, self._pending, self._open = self._pending, [], None
+            return segs
+
+    def put_back(self, segs: list[Segment]) -> None:
+        """Segments whose set was not registered: the next `cut` hands them out again."""
+        with self._lock:
+            self._pending[:0] = segs
+
+    @staticmethod
+    def discard(segs: list[Segment]) -> None:
+        for s in segs:
+            s.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Roller:
+    """Ticks: copy new frames into the spool; when the WAL generation is long, let it
+    restart (see the module's docstring for why each step is safe)."""
+
+    def __init__(self, spool: Spool, guard: WalGuard, db: Path, rollover_frames: int = ROLLOVER_FRAMES) -> None:
+        self.spool = spool
+        self.guard = guard
+        self.db = db
+        self.rollover_frames = rollover_frames
+        self.rollovers = 0
+        self.failed_rollovers = 0
+        self._writer: sqlite3.Connection | None = None
+
+    def tick(self) -> None:
+        self.spool.pull()
+        if self.spool.generation_frames >= self.rollover_frames:
+            self.roll_over()
+
+    def roll_over(self) -> bool:
+        """Lets the WAL restart at the writer's next transaction; False when the write
+        lock was not to be had at once (the next tick tries again)."""
+        # Outside the write lock, the slow part: the pin moves to a snapshot taken after
+        # the copy (its read mark still blocks every restart), and a checkpoint copies
+        # into the database file every frame up to it, fsyncs included.
+        self.guard.move()
+        checkpoint(self.db)
+        writer = self._writer_conn()
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            self.failed_rollovers += 1
+            return False
+        try:
+            # No commit can happen now: copy the short tail, so the spool holds the whole
+            # WAL; only then may the pin go and the last frames be backfilled.
+            self.spool.pull()
+            self.guard.release()
+            try:
+                busy, frames, done = checkpoint(self.db)
+            finally:
+                # Read lock 0 when everything was backfilled (the restart may happen),
+                # a read mark otherwise (another reader held the checkpoint back).
+                self.guard.pin(self.guard.after_set)
+        finally:
+            writer.execute("ROLLBACK")
+        if busy or frames != done:
+            self.failed_rollovers += 1
+            return False
+        self.rollovers += 1
+        return True
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            # Its own connection, kept: it takes SQLite's write lock and writes nothing.
+            self._writer = sqlite3.connect(
+                self.db, timeout=WRITE_LOCK_WAIT, isolation_level=None, check_same_thread=False
+            )
+        return self._writer
+
+    def run(self, stop: threading.Event, tick: float = TICK) -> None:
+        """Ticks until `stop` is set; an error is logged and the next tick tries again
+        (the pin stays, so nothing is lost while it fails)."""
+        while not stop.wait(tick):
+            try:
+                self.tick()
+            except (BackupError, sqlite3.Error) as exc:
+                log.warning("%s: spool tick failed: %s", self.db, exc)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+__all__ = ["ROLLOVER_FRAMES", "TICK", "Roller", "Segment", "Spool", "Tip", "file_name", "remove_leftovers", "spool_dir"]

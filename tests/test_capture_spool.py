@@ -1,0 +1,349 @@
+"""The foreground capturer's spool and frequent rollovers (capture_spool.py): the WAL
+restarts many times a second under a writer at synchronous=NORMAL, every generation is
+copied before the restart that overwrites it, a set holds several generations, and a
+restore to any instant holds exactly what the writer's own log says was committed by
+then. Also the manifest's record of a set of several generations (kind "captures")."""
+
+from __future__ import annotations
+
+import copy
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rustybackup import manifest, store
+from rustybackup.capture_loop import Capturer
+from rustybackup.catalog import BackupSet
+from rustybackup.engine import BackupManager
+from rustybackup.enums import BackupType
+from rustybackup.errors import CatalogError, NoRecoveryPath
+from rustybackup.sqlite_wal import WalCapture, wal_path, wal_record_from_json
+from rustybackup.timestamps import to_us
+from test_capture_pitr import Clock
+
+# --- a live writer ---------------------------------------------------------------------
+
+
+class Writer(threading.Thread):
+    """Commits transactions of random sizes at synchronous=NORMAL (a row of up to three
+    pages, several rows at once: a commit spans 1..many frames); each row stores its id,
+    and the log keeps (id, time before COMMIT, time after it returned)."""
+
+    def __init__(self, path: Path, clock: Clock, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.log: list[tuple[int, datetime, datetime]] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            next_id = 1
+            while not self.stop.is_set():
+                ids = list(range(next_id, next_id + self.rng.choice((1, 1, 2, 5))))
+                conn.execute("BEGIN IMMEDIATE")
+                before = self.clock()
+                for i in ids:
+                    pad = self.rng.randbytes(self.rng.choice((20, 300, 3000, 9000)))
+                    conn.execute("INSERT INTO t VALUES (?, ?)", (i, pad))
+                conn.execute("COMMIT")
+                after = self.clock()
+                self.log.extend((i, before, after) for i in ids)
+                next_id = ids[-1] + 1
+                time.sleep(0.0005)
+            conn.close()
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+
+def _make_db(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, pad BLOB)")
+    conn.close()
+
+
+def _records(manager: BackupManager) -> list[tuple[BackupSet, WalCapture]]:
+    out = []
+    for s in manager.catalog.list_sets("shop", BackupType.ARCHIVE_LOG):
+        wal = manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST).wal
+        assert isinstance(wal, WalCapture)
+        out.append((s, wal))
+    return out
+
+
+def _check(manager: BackupManager, writer: Writer, until: datetime, target: Path) -> int:
+    """A restore to `until`: a prefix of the writer's commits, none begun after `until`,
+    and every one that returned before a set whose commits were all seen by `until`
+    began (the set's step copied the WAL after it began)."""
+    path = manager.restore("shop", target, until=until)
+    conn = sqlite3.connect(target / "shop.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ids = [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")]
+    finally:
+        conn.close()
+    assert ids == list(range(1, len(ids) + 1)), "not a prefix of the commits"
+    before = {i: b for i, b, _ in writer.log}
+    assert all(before[i] <= until for i in ids), "a row committed after T was restored"
+    floor = path[0].started_at
+    for s in path[1:]:
+        m = manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST)
+        if isinstance(m.wal, WalCapture) and m.wal.last.commits and m.wal.last.commits[-1][1] <= to_us(until):
+            floor = max(floor, s.started_at)
+    must = {i for i, _, after in writer.log if after <= floor}
+    assert must <= set(ids), f"rows committed before {floor} are missing"
+    return len(ids)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), picks=st.lists(st.floats(0, 1), min_size=6, max_size=6))
+def test_restore_to_random_instants_under_frequent_rollovers(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, picks: list[float]
+) -> None:
+    tmp = tmp_path_factory.mktemp("spool")
+    db = tmp / "shop.db"
+    _make_db(db)
+    clock = Clock()
+    manager = BackupManager(tmp / "repo", clock=clock)
+    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    writer = Writer(db, clock, seed)
+    writer.start()
+    stop = threading.Event()
+    loop = Capturer(BackupManager(tmp / "repo", clock=clock), "shop", interval=0.15, tick=0.002, rollover_frames=12)
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    try:
+        while not writer.log:
+            time.sleep(0.001)
+        manager.backup("shop", BackupType.FULL)
+        thread.start()
+        time.sleep(0.6)
+        manager.backup("shop", BackupType.INCREMENTAL)
+        time.sleep(0.6)
+    finally:
+        writer.stop.set()
+        writer.join()
+        stop.set()
+        if thread.ident is not None:
+            thread.join()
+    assert writer.error is None, writer.error
+    assert loop.rollovers >= 3, "the WAL never restarted under the capturer"
+    sets = _records(manager)
+    chain = [r for _, wal in sets for r in wal.chain]
+    assert all(r.continuous for r in chain[1:]), [r.note for r in chain if not r.continuous]
+    assert any(wal.then for _, wal in sets), "no set holds more than one WAL generation"
+    restarted = [r for r in chain if "while the capturer pinned it" in r.note]
+    assert len(restarted) >= 3
+    # Each generation continues the previous one at its last frame: nothing between.
+    for prev, rec in zip(chain, chain[1:], strict=False):
+        if rec.generation != prev.generation:
+            assert prev.salt is not None
+            assert rec.follows == (prev.salt[0], prev.salt[1], prev.last_frame)
+        elif not rec.empty and not prev.empty:
+            assert rec.first_frame == prev.last_frame + 1
+    start = manager.catalog.list_sets("shop")[0].finished_at
+    end = clock()
+    instants = sorted(start + (end - start) * p for p in picks) + [end]
+    counts = [_check(manager, writer, t, tmp / f"r{n}") for n, t in enumerate(instants)]
+    assert counts == sorted(counts)
+    assert counts[-1] == len(writer.log), "the latest restore must hold every commit"
+
+
+def test_a_killed_capturer_leaves_a_hole_the_restore_names(tmp_path: Path) -> None:
+    """Frames spooled but not registered when the capturer is killed: the database holds
+    them, the point-in-time history of that window is gone, and a restore into it
+    refuses instead of stopping earlier; the next capturer starts anew."""
+    db = tmp_path / "shop.db"
+    _make_db(db)
+    clock = Clock()
+    manager = BackupManager(tmp_path / "repo", clock=clock)
+    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    writer = Writer(db, clock, 7)
+    writer.start()
+    try:
+        while not writer.log:
+            time.sleep(0.001)
+        # A long interval: only the first step registers a set before the kill.
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rustybackup",
+                "--repo",
+                str(tmp_path / "repo"),
+                "capture",
+                "shop",
+                "--interval",
+                "60",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        spool = tmp_path / "repo" / ".capture-shop.spool"
+        deadline = time.monotonic() + 60
+        while not (spool.is_dir() and any(spool.iterdir())):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        # A copy taken while the capturer runs: restorable from, without the kill.
+        full = manager.backup("shop", BackupType.FULL)
+        first = _records(manager)[-1][1]
+        assert first.salt is not None
+        # Let the WAL restart under it a few times (its header's salts change).
+        while wal_path(db).read_bytes()[16:24] == bytes.fromhex(f"{first.salt[0]:08x}{first.salt[1]:08x}"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        lost_at = clock()
+        time.sleep(0.1)
+        proc.kill()
+        proc.communicate()
+        assert spool.is_dir()
+        time.sleep(0.1)
+    finally:
+        writer.stop.set()
+        writer.join()
+    assert writer.error is None
+    Capturer(manager, "shop", interval=0.05).run(_stopped())
+    assert not spool.exists(), "the next capturer removes what it cannot register"
+    records = [r for _, wal in _records(manager) for r in wal.chain]
+    assert not all(r.continuous for r in records[1:]), "the lost window must be a hole"
+    # The copy's generation went on in the lost spool, so nothing registered continues
+    # it: the restore refuses, naming why.
+    with pytest.raises(NoRecoveryPath, match="does not provably continue|which no capture continues"):
+        manager.restore("shop", tmp_path / "r", until=lost_at)
+    # The copy itself, and a new one after the window, restore exactly.
+    _check(manager, writer, full.finished_at, tmp_path / "r0")
+    manager.backup("shop", BackupType.FULL)
+    assert _check(manager, writer, clock(), tmp_path / "r1") == len(writer.log)
+
+
+def _stopped() -> threading.Event:
+    e = threading.Event()
+    e.set()
+    return e
+
+
+# --- the record of a set of several generations ----------------------------------------
+
+
+def _chain(n: int, rng: random.Random) -> WalCapture:
+    """`n` records as a spool writes them: generations that follow one another, some cut
+    in two by a set boundary (the same generation from the next frame)."""
+    recs: list[WalCapture] = []
+    gen, salt, frame, seen = 5, (rng.getrandbits(32), rng.getrandbits(32)), 0, 1_000
+    csum = (1, 2)
+    for i in range(n):
+        if i and rng.random() < 0.6:
+            gen, follows, salt, frame = gen + 1, (salt[0], salt[1], frame), (salt[0] + 1, rng.getrandbits(32)), 0
+        else:
+            follows = None
+        first = frame + 1
+        commits = []
+        for _ in range(rng.randint(1, 5)):
+            frame += rng.randint(1, 4)
+            seen += rng.randint(0, 3)
+            commits.append((frame, seen))
+        seed = csum if first > 1 else (rng.getrandbits(32), rng.getrandbits(32))
+        csum = (rng.getrandbits(32), rng.getrandbits(32))
+        recs.append(
+            WalCapture(
+                generation=gen,
+                salt=salt,
+                page_size=4096,
+                first_frame=first,
+                last_frame=frame,
+                seed=seed,
+                checksum=csum,
+                commits=tuple(commits),
+                continuous=True,
+                note="",
+                file=f"wal-{gen:06d}-{first:010d}-{frame:010d}",
+                follows=follows if first == 1 else None,
+            )
+        )
+    return replace(recs[0], then=tuple(recs[1:]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 8), seed=st.integers(0, 2**32 - 1))
+def test_a_set_of_several_generations_round_trips(n: int, seed: int) -> None:
+    rec = _chain(n, random.Random(seed))
+    doc = rec.to_json()
+    assert doc["kind"] == "captures" and len(doc["records"]) == n
+    assert wal_record_from_json(doc, "m.json") == rec
+    assert rec.last == rec.chain[-1] and rec.chain[0].then == rec.then
+
+
+def _damaged(doc: dict[str, Any], i: int, **fields: Any) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    out["records"][i].update(fields)
+    return out
+
+
+def test_a_damaged_set_of_several_generations_is_named() -> None:
+    rec = _chain(4, random.Random(3))
+    doc = rec.to_json()
+    r1 = doc["records"][1]
+    cases: list[tuple[object, str]] = [
+        ({"kind": "captures", "records": doc["records"][:1]}, r"wal\.records: expected a list of at least two"),
+        ({"kind": "captures", "records": "x"}, r"wal\.records: expected a list"),
+        ({"kind": "captures"}, r"wal\.records: missing"),
+        (_damaged(doc, 2, kind="position"), r"wal\.records\[2\]: expected a capture record"),
+        (_damaged(doc, 1, first_frame=r1["first_frame"] + 7), r"wal\.records\[1\]"),
+        (_damaged(doc, 1, generation=r1["generation"] + 3), r"wal\.records\[1\]: does not continue records\[0\]"),
+        (_damaged(doc, 3, continuous=False), r"wal\.records\[3\]: every record .* is continuous"),
+        (_damaged(doc, 1, page_size="big"), r"wal\.records\[1\]: wal\.page_size"),
+        (_damaged(doc, 1, file=doc["records"][0]["file"]), r"same file|does not continue"),
+    ]
+    for bad, pattern in cases:
+        with pytest.raises(CatalogError, match=pattern):
+            wal_record_from_json(bad, "sets/x/manifest.json")
+    # A reader's message names the manifest too.
+    with pytest.raises(CatalogError, match=r"sets/x/manifest\.json"):
+        wal_record_from_json(cases[0][0], "sets/x/manifest.json")
+
+
+def test_the_wal_stays_short_under_the_capturer(tmp_path: Path) -> None:
+    """The point of the rollovers: the WAL file stays far below SQLite's 1000-page
+    automatic checkpoint while the capturer pins it."""
+    db = tmp_path / "shop.db"
+    _make_db(db)
+    clock = Clock()
+    manager = BackupManager(tmp_path / "repo", clock=clock)
+    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    writer = Writer(db, clock, 11)
+    writer.start()
+    stop = threading.Event()
+    loop = Capturer(manager, "shop", interval=0.2, tick=0.002, rollover_frames=40)
+    thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    thread.start()
+    sizes = []
+    for _ in range(40):
+        time.sleep(0.025)
+        sizes.append(wal_path(db).stat().st_size)
+    stop.set()
+    thread.join()
+    writer.stop.set()
+    writer.join()
+    assert writer.error is None
+    frames = sum(r.last_frame - r.first_frame + 1 for _, w in _records(manager) for r in w.chain if not r.empty)
+    longest = max(r.last_frame for _, w in _records(manager) for r in w.chain)
+    assert loop.rollovers >= 2 and frames > longest
+    # Its size is the longest generation's: well below 1000 pages of 4 KiB.
+    assert max(sizes) < 1000 * 4120, sizes
