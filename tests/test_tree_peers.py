@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import stat
 import struct
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fidelity_support import rich_tree, sparse_file
+from privileges import fork_and_run
 from rustybackup import BackupManager, manifest
 from test_fidelity_peers import PEER_ENV, _tool
 
@@ -188,3 +192,55 @@ def test_hard_cases_we_restore_everything_restic_or_borg_restores(tmp_path: Path
     assert ("odd/sock", "socket") in reasons
     assert any(len(p) > 4000 and r.startswith("directory cannot be read") for p, r in reasons), reasons
     assert not result.report.not_restored, result.report.not_restored
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A directory nobody can enter too (pytest's tmp_path is below root's 0700 one)."""
+    d = Path(tempfile.mkdtemp(prefix="rb-tree-peers-"))
+    os.chmod(d, 0o777)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_special_files_with_two_names_come_back_as_one_inode(shared_tmp: Path) -> None:
+    src = shared_tmp / "src"
+    (src / "d").mkdir(parents=True)
+    os.mkfifo(src / "d" / "p1")
+    os.link(src / "d" / "p1", src / "d" / "p2")
+    os.mknod(src / "d" / "n1", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.link(src / "d" / "n1", src / "d" / "n2")
+    m = BackupManager(shared_tmp / "repo")
+    m.register_database("t", src)
+    s = m.backup("t", "full")
+    hardlinks = manifest.load(shared_tmp / "repo" / "sets" / s.id / "manifest.json").hardlinks
+    assert sorted((h.path, h.target) for h in hardlinks) == [("d/n2", "d/n1"), ("d/p2", "d/p1")]
+
+    def inodes(root: Path) -> dict[str, tuple[int, int]]:
+        return {
+            n: (os.lstat(root / "d" / n).st_ino, stat.S_IFMT(os.lstat(root / "d" / n).st_mode))
+            for n in os.listdir(root / "d")
+        }
+
+    m.restore("t", shared_tmp / "all")
+    got = inodes(shared_tmp / "all")
+    assert got["p1"] == got["p2"] and got["n1"] == got["n2"] and got["p1"] != got["n1"]
+    assert got["p1"][1] == stat.S_IFIFO and got["n1"][1] == stat.S_IFCHR
+    # A partial restore of the second names only: the first name's node is made under them.
+    m.restore_files(s.id, ["p2", "n2"], shared_tmp / "part")
+    assert sorted(inodes(shared_tmp / "part")) == ["n2", "p2"]
+    # As nobody the device is not created, and its other name is reported with it.
+    for d, dirs, files in os.walk(shared_tmp / "repo"):
+        for n in [d, *(os.path.join(d, x) for x in dirs + files)]:
+            os.chmod(n, 0o777)
+
+    def child() -> str:
+        report = m.restore("t", shared_tmp / "nobody").report
+        return "\n".join(f"{p.path}|{p.what}|{p.reason}" for p in report.not_restored)
+
+    lines = fork_and_run(child, drop_to_nobody=True).splitlines()
+    assert "d/n2|hardlink|not created: d/n1 was not restored" in lines, lines
+    assert any(line.startswith("d/n1|char device 1:3|not created") for line in lines), lines
+    assert os.lstat(shared_tmp / "nobody" / "d" / "p2").st_ino == os.lstat(shared_tmp / "nobody" / "d" / "p1").st_ino
