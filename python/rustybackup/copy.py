@@ -4,6 +4,8 @@ Each set is copied as its files (manifest, pieces, block map: the format is the 
 both sides), FULL-checked in the target before it is published there, and registered
 only once it is published, exactly as a backup is. Parents go before children; a set the
 target already has is skipped, so a copy that was cut short is simply run again.
+Into a repository under other keys (or plain -> encrypted, or encrypted -> plain with
+`decrypt`) each set is re-encrypted on its way instead (copy_reencrypt.py).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _core, copy_keys, keys, locks, manifest, store
+from . import _core, copy_keys, copy_reencrypt, keys, locks, manifest, store
 from .catalog import BackupSet
 from .enums import SetStatus
-from .errors import BackupError, CatalogError, EncryptionError, RustyBackupError
+from .errors import BackupError, CatalogError, RustyBackupError
 
 if TYPE_CHECKING:
     from .engine import BackupManager
@@ -88,10 +90,15 @@ def copy_sets(
     *,
     set_ids: Iterable[str] | None = None,
     progress: Callable[[str, int], object] | None = None,
+    decrypt: bool = False,
+    source_credentials: copy_reencrypt.SourceCredentials | None = None,
 ) -> CopyReport:
     """Copies the sets of `source` (those of `database`, or `set_ids`, or all) that
     `target` lacks. A set that fails (damaged in the source, a target that refuses it)
-    is reported and its descendants are not tried; the others go on."""
+    is reported and its descendants are not tried; the others go on. A target under
+    other keys gets every set re-encrypted into its keys (copy_reencrypt.py); an
+    encrypted source goes into a plain target only with `decrypt`. Keys that do not
+    open either side are an error before anything is written."""
     if database is not None:
         source.catalog.get_database(database)
     if set_ids is not None:
@@ -99,9 +106,17 @@ def copy_sets(
     else:
         chosen = source.catalog.list_sets(database=database)
     report = CopyReport()
-    # Same keys, ciphertext as it is: a fresh target gets the source's keys (copy_keys.py).
-    copy_keys.adopt_keys(source, target)
-    _refuse_other_keys(source, target)
+    if source_credentials is not None:
+        copy_reencrypt.unlock_source(source.repository, source_credentials)
+    rekey = copy_reencrypt.needs_rekey(source, target, decrypt=decrypt)
+    if rekey:
+        # Both sides' keys open now, or nothing is written.
+        keys.reading_keys(source.repository)
+        keys.keys_for(target.repository)
+    else:
+        copy_reencrypt.refuse_plaintext(source, target)
+        # Same keys, ciphertext as it is: a fresh target gets the source's keys (copy_keys.py).
+        copy_keys.adopt_keys(source, target)
     have = target.catalog.set_ids()
     for s in in_copy_order(chosen):
         if s.id in have:
@@ -117,7 +132,7 @@ def copy_sets(
             report.failed[s.id] = f"it is {s.status.value} in the source"
             continue
         try:
-            report.bytes_copied += copy_one(source, target, s)
+            report.bytes_copied += (copy_reencrypt.copy_one_rekeyed if rekey else copy_one)(source, target, s)
         except RustyBackupError as exc:
             log.warning("copy of set %s failed: %s", s.id, exc)
             report.failed[s.id] = str(exc)
@@ -132,37 +147,6 @@ def copy_sets(
     return report
 
 
-def _refuse_other_keys(source: BackupManager, target: BackupManager) -> None:
-    """Ciphertext is copied as it is, which the target opens only with the same keyring:
-    a target encrypted under other keys, or a plain source into an encrypted target (a
-    re-encrypting copy, not built in this version), is refused before anything is
-    written, instead of every set failing at registration."""
-    src, dst = source.repository, target.repository
-    if not keys.is_encrypted(dst):
-        return
-    where = str(target.remote.url) if target.remote is not None else str(dst)
-    if not keys.is_encrypted(src):
-        raise EncryptionError(
-            f"{where}: the target is encrypted and the source {src} is not; copying plain sets into an "
-            "encrypted repository (re-encrypting them) is not built in this version; nothing was copied"
-        )
-    ring = keys.KEYS_DIR + "/" + keys.KEYRING
-    if (src / ring).read_bytes() == (dst / ring).read_bytes():
-        return  # the same keyring (adopted, or copied from one origin)
-    mine = keys.keys_for(src)
-    try:
-        theirs = keys.keys_for(dst)
-    except EncryptionError:
-        # No key for the target at hand: the copy goes on as before, and a set the
-        # target cannot open is reported when it refuses to register it.
-        return
-    if mine is not None and theirs is not None and mine.mac_key != theirs.mac_key:
-        raise EncryptionError(
-            f"{where}: the target is encrypted under other keys than the source {src}; re-encrypting a "
-            "copy into another repository's keys is not built in this version; nothing was copied"
-        )
-
-
 def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
     """Copies one set whose parent the target has. Returns the bytes copied."""
     with source.reading([s.id]):
@@ -172,13 +156,11 @@ def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
         if source.remote is not None:
             source.remote.fetch(source.repo, [s.id], with_pieces=True)
         src_dir = source.repo.set_dir(s.id)
-        staging = target.repo.staging_dir(s.id)
         final = target.repo.set_dir(s.id)
         if final.exists():
             raise CopyError(f"set {s.id}: {final} exists but the target's catalog does not list it; run cleanup")
-        with locks.creating_staging(target.repo.root):
-            staging.mkdir()
-            lock = locks.hold_staging_lock(staging)
+        # A directory a killed copy left is taken over, so a rerun goes on.
+        staging, lock = copy_reencrypt.open_staging(target, s.id)
         registered = False
         try:
             copied = 0

@@ -13,10 +13,13 @@ use std::path::Path;
 use super::block::{piece_label, BlockKey};
 use super::KEY_LEN;
 use crate::format::block::decode_block;
-use crate::format::blockmap::{PARENT_SUM_AT, SUM_AT_V2};
+use crate::format::blockmap::{check_parent_path, PARENT_PATH_AT, PARENT_SUM_AT, SUM_AT_V2};
 use crate::format::read::read_exact_at;
 use crate::format::sealed_map::{self, SealedReader, SealedWriter, FRAME_LEN};
 use crate::format::{Error, PieceReader, PieceWriter, Result, FLAG_BOUND, FLAG_GCM, FLAG_SEALED, HEADER_LEN};
+
+#[path = "rekey_map.rs"]
+pub mod map;
 
 /// What a re-sealed piece looks like (its manifest and catalog row).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,12 +42,39 @@ fn label_of(path: &Path) -> Result<String> {
 /// the piece, the file number, the block and its offset; `dst` is then left for the
 /// caller to remove.
 pub fn reseal_piece(src: &Path, dst: &Path, old: &BlockKey, new: &BlockKey) -> Result<Resealed> {
+    pass(src, dst, Some(old), Some(new), Mode::InPlace, &mut |_| ())
+}
+
+/// How `pass` stores each block again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Re-encryption inside one repository: the same offset, flags and keyed digest
+    /// (the MAC key is the repository's), so no block map changes.
+    InPlace,
+    /// A copy into another repository's keys: the target's cipher flags and MAC key, so
+    /// offsets move with the seal's overhead and digests are recomputed.
+    Rekey,
+}
+
+/// The one block loop of `reseal_piece` and `rekey_piece`: each block read, opened with
+/// `old` (None: plain) and checked (`open_checked`), then stored again with `new` (None:
+/// plain) as `mode` says; `on_moved` sees where each block went. Returns the new piece's
+/// summary.
+fn pass(
+    src: &Path,
+    dst: &Path,
+    old: Option<&BlockKey>,
+    new: Option<&BlockKey>,
+    mode: Mode,
+    on_moved: &mut dyn FnMut(Moved),
+) -> Result<Resealed> {
     let reader = PieceReader::open(src)?;
-    let old = old.for_piece(&label_of(src)?);
-    let new = new.for_piece(&label_of(dst)?);
+    let algorithm = reader.algorithm();
+    let old = old.map(|k| label_of(src).map(|l| k.for_piece(&l))).transpose()?;
+    let new = new.map(|k| label_of(dst).map(|l| k.for_piece(&l))).transpose()?;
     // Opened again for positioned reads (the reader keeps its own file private).
     let file = File::open(src).map_err(|e| Error::io(src, e))?;
-    let mut writer = PieceWriter::create(dst, reader.algorithm(), reader.block_size())?;
+    let mut writer = PieceWriter::create(dst, algorithm, reader.block_size())?;
     let mut expect = HEADER_LEN;
     for entry in reader.entries()? {
         let e = entry?;
@@ -55,29 +85,51 @@ pub fn reseal_piece(src: &Path, dst: &Path, old: &BlockKey, new: &BlockKey) -> R
                 format!("file #{} block {}: {detail}", e.file_no, e.block_index),
             )
         };
-        if e.flags & FLAG_SEALED == 0 {
-            return Err(at(
-                "the block is not sealed (an encrypted set holds only sealed blocks)".into(),
-            ));
+        if mode == Mode::InPlace {
+            // The writer lays blocks back to back from the header on: a piece laid out
+            // otherwise would get other offsets, and the block maps would point elsewhere.
+            if e.offset != expect {
+                return Err(at(format!(
+                    "the block is stored at {} where the blocks before it end at {expect}; this piece cannot be re-sealed in place",
+                    e.offset
+                )));
+            }
+            expect = e.offset + u64::from(e.stored_len);
         }
-        // The writer lays blocks back to back from the header on: a piece laid out
-        // otherwise would get other offsets, and the block maps would point elsewhere.
-        if e.offset != expect {
-            return Err(at(format!(
-                "the block is stored at {} where the blocks before it end at {expect}; this piece cannot be re-sealed in place",
-                e.offset
-            )));
-        }
-        expect = e.offset + u64::from(e.stored_len);
         // stored_len <= block_size + the seal's overhead (checked when the entry was read).
-        let mut sealed = vec![0u8; e.stored_len as usize];
-        read_exact_at(&file, src, &mut sealed, e.offset)?;
-        let (inner, _) = open_checked(Some(&old), reader.algorithm(), &e, sealed).map_err(&at)?;
-        let resealed = new
-            .seal(e.offset, e.raw_len, e.flags, &e.digest, &inner)
-            .map_err(|err| at(err.to_string()))?;
-        let stored = writer.write_block(e.file_no, e.block_index, &resealed, e.raw_len, e.flags, &e.digest)?;
-        debug_assert_eq!(stored.offset, e.offset);
+        let mut stored = vec![0u8; e.stored_len as usize];
+        read_exact_at(&file, src, &mut stored, e.offset)?;
+        let (inner, raw) = open_checked(old.as_ref(), algorithm, &e, stored).map_err(&at)?;
+        let encoding = e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
+        let (bytes, flags, digest) = match (&new, mode) {
+            (Some(k), Mode::InPlace) => {
+                let sealed = k
+                    .seal(e.offset, e.raw_len, e.flags, &e.digest, &inner)
+                    .map_err(|err| at(err.to_string()))?;
+                (sealed, e.flags, e.digest.clone())
+            }
+            (Some(k), Mode::Rekey) => {
+                let digest = k.digest(&raw);
+                let flags = encoding | k.seal_flags();
+                // The block's offset is bound into its tag: it is where the writer puts it next.
+                let sealed = k
+                    .seal(writer.position(), e.raw_len, flags, &digest, &inner)
+                    .map_err(|err| at(err.to_string()))?;
+                (sealed, flags, digest)
+            }
+            (None, _) => (inner, encoding, algorithm.digest(&raw)),
+        };
+        let s = writer.write_block(e.file_no, e.block_index, &bytes, e.raw_len, flags, &digest)?;
+        if mode == Mode::InPlace {
+            debug_assert_eq!(s.offset, e.offset);
+        }
+        on_moved(Moved {
+            old_offset: e.offset,
+            new_offset: s.offset,
+            stored_len: s.stored_len,
+            flags: s.flags,
+            digest,
+        });
     }
     let summary = writer.finish()?;
     Ok(Resealed {
@@ -153,62 +205,9 @@ pub fn rekey_piece(
     old: Option<&BlockKey>,
     new: Option<&BlockKey>,
 ) -> Result<(Resealed, Vec<Moved>)> {
-    let reader = PieceReader::open(src)?;
-    let algorithm = reader.algorithm();
-    let old = old.map(|k| label_of(src).map(|l| k.for_piece(&l))).transpose()?;
-    let new = new.map(|k| label_of(dst).map(|l| k.for_piece(&l))).transpose()?;
-    let file = File::open(src).map_err(|e| Error::io(src, e))?;
-    let mut writer = PieceWriter::create(dst, algorithm, reader.block_size())?;
     let mut moved = Vec::new();
-    for entry in reader.entries()? {
-        let e = entry?;
-        let at = |detail: String| {
-            Error::damaged(
-                src,
-                e.offset,
-                format!("file #{} block {}: {detail}", e.file_no, e.block_index),
-            )
-        };
-        // stored_len <= block_size + the seal's overhead (checked when the entry was read).
-        let mut stored = vec![0u8; e.stored_len as usize];
-        read_exact_at(&file, src, &mut stored, e.offset)?;
-        let (inner, raw) = open_checked(old.as_ref(), algorithm, &e, stored).map_err(&at)?;
-        let encoding = e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
-        let s = match &new {
-            Some(k) => {
-                let digest = k.digest(&raw);
-                let flags = encoding | k.seal_flags();
-                // The block's offset is bound into its tag: it is where the writer puts it next.
-                let sealed = k
-                    .seal(writer.position(), e.raw_len, flags, &digest, &inner)
-                    .map_err(|err| at(err.to_string()))?;
-                let s = writer.write_block(e.file_no, e.block_index, &sealed, e.raw_len, flags, &digest)?;
-                (s.offset, sealed.len(), flags, digest)
-            }
-            None => {
-                let digest = algorithm.digest(&raw);
-                let s = writer.write_block(e.file_no, e.block_index, &inner, e.raw_len, encoding, &digest)?;
-                (s.offset, inner.len(), encoding, digest)
-            }
-        };
-        moved.push(Moved {
-            old_offset: e.offset,
-            new_offset: s.0,
-            // At most block_size + the seal's overhead: write_block checked it.
-            stored_len: s.1 as u32,
-            flags: s.2,
-            digest: s.3,
-        });
-    }
-    let summary = writer.finish()?;
-    Ok((
-        Resealed {
-            size: summary.size,
-            checksum: summary.checksum,
-            block_count: summary.block_count,
-        },
-        moved,
-    ))
+    let r = pass(src, dst, old, new, Mode::Rekey, &mut |m| moved.push(m))?;
+    Ok((r, moved))
 }
 
 /// Where a plain map's trailer (version 2 and 3) records its parent's checksum length.
@@ -228,6 +227,24 @@ pub fn reseal_map(
     new_key: [u8; KEY_LEN],
     parent_sum: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
+    reseal_map_repointed(src, dst, old_key, new_key, parent_sum, None)
+}
+
+/// `reseal_map` that also replaces the parent map's path (`../<set>/<file>`) the trailer
+/// records: in an object store the re-sealed parent is a new object under a new name
+/// (objects cannot be renamed), and the child must name it. Like the parent checksum,
+/// the path is outside what the plain map's checksum covers.
+pub fn reseal_map_repointed(
+    src: &Path,
+    dst: &Path,
+    old_key: [u8; KEY_LEN],
+    new_key: [u8; KEY_LEN],
+    parent_sum: Option<&[u8]>,
+    parent_path: Option<&str>,
+) -> Result<Vec<u8>> {
+    if let Some(rel) = parent_path {
+        check_parent_path(rel).map_err(|e| Error::damaged(dst, 0, e))?;
+    }
     sealed_map::register_read_key(old_key);
     let reader = SealedReader::open(src)?;
     let plain_len = reader.len();
@@ -243,7 +260,7 @@ pub fn reseal_map(
     reader.read_at(&mut head, 0)?;
     let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
     if version < 2 {
-        if parent_sum.is_some() {
+        if parent_sum.is_some() || parent_path.is_some() {
             return Err(Error::damaged(src, 8, "a version-1 map records no parent to re-point"));
         }
     } else if plain_len < HEADER_LEN + TRAILER_V2 {
@@ -295,6 +312,15 @@ pub fn reseal_map(
                 ));
             }
             t[PARENT_SUM_AT..PARENT_SUM_AT + clen].copy_from_slice(p);
+        }
+        if let Some(rel) = parent_path {
+            if t[PARENT_LEN_AT] == 0 {
+                return Err(Error::damaged(src, body_end, "the map records no parent to re-point"));
+            }
+            // check_parent_path bounded it to MAX_PARENT_PATH (128) bytes.
+            t[PARENT_LEN_AT] = rel.len() as u8;
+            t[PARENT_PATH_AT..SUM_AT_V2].fill(0);
+            t[PARENT_PATH_AT..PARENT_PATH_AT + rel.len()].copy_from_slice(rel.as_bytes());
         }
         out.write_all(&t).map_err(|e| Error::io(dst, e))?;
     }

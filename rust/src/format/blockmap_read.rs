@@ -25,6 +25,10 @@ use super::read::{hash_prefix, open_framed, Framed};
 use super::sealed_map::{self, MapSrc, SealedReader};
 use crate::scan::algorithm::{to_hex, Algorithm};
 
+#[path = "blockmap_walk.rs"]
+mod walk;
+pub use walk::OwnOp;
+
 /// Bytes of records read per step of a `RecordIter`.
 const READ_STEP: usize = 1 << 16;
 /// Copies of copies a range may pass through beyond two per map of the chain (what a
