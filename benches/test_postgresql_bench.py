@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from pg_support import (
     Cluster,
-    archive_command,
     as_user,
     give,
     rb,
@@ -47,6 +48,14 @@ SECONDS = int(os.environ.get("RB_BENCH_PG_SECONDS", "5"))
 SEGMENTS = int(os.environ.get("RB_BENCH_PG_SEGMENTS", "16"))
 PEERS = ["rustybackup", "pgbackrest"]
 NAME = "bench"
+# The installed command users paste (python/rustybackup.data/scripts/rustybackup) and pip's
+# launcher of the same entry point beside it.
+SCRIPTS = Path(sysconfig.get_path("scripts"))
+
+
+def command_line(repo: Path, name: str, launcher: str = "rustybackup") -> str:
+    """README's plain archive_command with the installed `launcher`."""
+    return f"{SCRIPTS / launcher} --repo {repo} archive-push {name} %p"
 
 
 @dataclass
@@ -90,7 +99,7 @@ def bench() -> Iterator[Bench]:
     for sub in ("pgbr", "pgbr-log", "pgbr-lock"):
         (base / sub).mkdir()
         give(base / sub)
-    ours = archive_command(repo, NAME)
+    ours = command_line(repo, NAME)
     theirs = f"pgbackrest --config={conf} --stanza={NAME} archive-push %p"
     cluster = Cluster.init(
         bin, base, checksums=True,
@@ -262,10 +271,10 @@ def shell_archive_command(repo: Path, name: str) -> str:
     """README's archive_command for busy servers: `cmp` answers a file already pushed
     ahead (same bytes in the spool; the spool directory fsynced) without starting Python."""
     spool = repo / "wal" / name
-    return f"cmp -s %p {spool}/%f && sync {spool} || {archive_command(repo, name)}"
+    return f"cmp -s %p {spool}/%f && sync {spool} || {command_line(repo, name)}"
 
 
-PUSHERS = ["rustybackup", "rustybackup-cmp", "pgbackrest", "pgbackrest-async"]
+PUSHERS = ["rustybackup", "rustybackup-py", "rustybackup-cmp", "pgbackrest", "pgbackrest-async"]
 
 
 @pytest.mark.parametrize("peer", PUSHERS)
@@ -275,7 +284,9 @@ def test_archive_push_throughput(benchmark: Any, bench: Bench, peer: str) -> Non
     an unused timeline (so no repository has them yet), each marked `.ready` in
     `archive_status/` as PostgreSQL does, one command per segment in order, the marker
     renamed `.done` after each success. Ours pushes the ready files ahead and answers
-    the later calls from its spool (rustybackup-cmp: with README's `cmp` line in front);
+    the later calls from its spool: the installed `rustybackup` command (archive-push
+    without `site`), pip's launcher `rustybackup-py` (the interpreter's full start, what
+    the command was before), and rustybackup-cmp (README's `cmp` line in front);
     pgBackRest once as a plain command (a process per segment) and once with
     `archive-async` (its spool, the model ours follows). Wall and CPU time (the
     commands' user + system) per segment in extra_info."""
@@ -305,11 +316,13 @@ def test_archive_push_throughput(benchmark: Any, bench: Bench, peer: str) -> Non
 
     def command(p: Path) -> list[str]:
         if peer.startswith("rustybackup"):
-            line = (
-                archive_command(bench.repo, NAME) if peer == "rustybackup" else shell_archive_command(bench.repo, NAME)
-            )
+            if peer == "rustybackup-cmp":
+                line = shell_archive_command(bench.repo, NAME)
+            else:
+                line = command_line(bench.repo, NAME, peer)
             return ["sh", "-c", line.replace("%p", str(p)).replace("%f", p.name)]
-        return [*pgbr, "archive-push", str(p)]
+        # As PostgreSQL's archiver runs every archive_command: through `sh -c`.
+        return ["sh", "-c", shlex.join([*pgbr, "archive-push", str(p)])]
 
     def push_all() -> None:
         for p in files:
