@@ -3,6 +3,13 @@ mtime, ctime, inode and device all equal its entry in the parent set is taken ov
 unread: its blocks are the parent's (a reference run in the new block map) and its
 digest the parent's. ctime is what catches a rewrite that put the mtime back (``touch
 -r``, ``rsync -t``): the kernel sets it on every change and no call can set it back.
+Mode, owner and xattrs are always taken from the walk, whatever matched.
+
+A parent read through the Rust reader keeps its files as a `manifest.FileTable`; the
+match then runs in Rust (`FileTable.match_walk`, rust/src/format/file_table.rs) and the
+new set's entries are written there too (`tree_files`), so an unchanged file never
+becomes a Python object. `unchanged_since` is the same rule over parsed entries (a
+manifest the Rust reader does not split, PostgreSQL's stricter rule).
 
 Identical blocks across files and sets are the Rust pass's (rust/src/dedup/)."""
 
@@ -12,12 +19,14 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .manifest import FileEntry
+from . import _core
+from .fsmeta import Captured
+from .manifest import FileEntry, FileTable
+
+Walked = Sequence[tuple[str, str | Path, os.stat_result]]
 
 
-def unchanged_since(
-    files: Sequence[tuple[str, Path, os.stat_result]], parent_files: Iterable[FileEntry]
-) -> dict[int, FileEntry]:
+def unchanged_since(files: Walked, parent_files: Iterable[FileEntry]) -> dict[int, FileEntry]:
     """Positions in `files` (a walk's regular files) of those unchanged since their entry
     in `parent_files`, with that entry. An entry without an identity (format 1, or a file
     that changed while the parent read it) never matches."""
@@ -35,3 +44,45 @@ def unchanged_since(
         ):
             out[i] = e
     return out
+
+
+def match_parent(
+    files: list[tuple[str, str | Path, os.stat_result]], parent_files: Sequence[FileEntry], *, reuse: bool
+) -> tuple[dict[str, tuple[int, int]], dict[int, tuple[int, str]]]:
+    """The parent's block range `(first_block, block_count)` of each walk file it lists,
+    by path, and, when `reuse`, the positions in `files` of those unchanged since, with
+    the parent's `(size, digest)`."""
+    if isinstance(parent_files, FileTable):
+        ranges, same = parent_files.rows.match_walk(files, reuse)
+        by_path = {t[0]: r for t, r in zip(files, ranges, strict=True) if r is not None}
+        return by_path, {i: (size, digest) for i, size, digest in same}
+    by_path = {f.path: (f.first_block, f.block_count) for f in parent_files}
+    if not reuse:
+        return by_path, {}
+    return by_path, {i: (e.size, e.digest) for i, e in unchanged_since(files, parent_files).items()}
+
+
+def tree_files(
+    read: list[tuple[str, str | Path, os.stat_result]],
+    results: list[tuple[int, str, int, int]],
+    changed: Iterable[str],
+    captured: Captured,
+) -> FileTable | None:
+    """A file tree's new entries as a `FileTable` written in Rust from the walk (`read`,
+    each file's stat and owner) and the pass's `(size, digest, first_block, block_count)`
+    of each; a file that changed while read gets no identity (the next backup reads it).
+    Only files with xattrs or holes become `FileEntry` objects. None when a path is not
+    valid UTF-8: the caller builds the entries in Python then."""
+    users: dict[int, str | None] = {}
+    groups: dict[int, str | None] = {}
+    for o in captured.owners.values():
+        users[o.uid], groups[o.gid] = o.user, o.group
+    rows = _core.FileTable.from_pass(read, results, set(changed), users, groups)
+    if rows is None:
+        return None
+    table = FileTable(rows)
+    xattrs, holes = captured.xattrs, captured.holes
+    if not xattrs and not holes:
+        return table
+    at = [i for i, (rel, _, _) in enumerate(read) if rel in xattrs or rel in holes]
+    return FileTable(rows, dict(zip(at, captured.files([table[i] for i in at]), strict=True)))

@@ -498,18 +498,22 @@ class BackupManager:
         if self.remote is not None and parent_manifest is not None:
             self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
         parent_ranges: dict[str, tuple[int, int]] = {}
-        unchanged: dict[int, FileEntry] = {}
+        unchanged: dict[int, tuple[int, str]] = {}
         sources: list[Source] = []
         if parent_manifest is not None:
-            parent_ranges = {f.path: (f.first_block, f.block_count) for f in parent_manifest.files}
-            if db.kind == "files" and not force_read:
-                unchanged = dedup.unchanged_since(tree.files, parent_manifest.files)
-            elif db.kind == "postgresql" and not force_read:
+            # A file tree's parent rows are matched in Rust (dedup.match_parent).
+            parent_ranges, unchanged = dedup.match_parent(
+                tree.files, parent_manifest.files, reuse=db.kind == "files" and not force_read
+            )
+            if db.kind == "postgresql" and not force_read:
                 from .postgres import unchanged as pg_unchanged
 
-                unchanged = pg_unchanged.unchanged_since(
-                    tree.files, parent_manifest.files, parent_manifest.record.started_at_us
-                )
+                unchanged = {
+                    i: (e.size, e.digest)
+                    for i, e in pg_unchanged.unchanged_since(
+                        tree.files, parent_manifest.files, parent_manifest.record.started_at_us
+                    ).items()
+                }
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
         checkpoint = None
@@ -532,7 +536,10 @@ class BackupManager:
             )
         finally:
             live.close()
-        files = done.entries()
+        # A file tree's entries are written from Rust rows (dedup.tree_files): an
+        # unchanged file never becomes a FileEntry.
+        table = None if captured is None else dedup.tree_files(done.read, done.out[0], done.changed, captured)
+        files: Sequence[FileEntry] = done.entries() if table is None else table
         if db.kind == "sqlite":
             mode = stat.S_IMODE(source.stat().st_mode)
             files = [replace(f, mode=mode) for f in files]
@@ -541,7 +548,8 @@ class BackupManager:
         links = [SymlinkEntry(r, t, s.st_mtime_ns) for r, t, s in tree.symlinks]
         hardlinks: list[HardlinkEntry] = []
         if captured is not None:
-            files, dirs, links = captured.files(files), captured.dirs(dirs), captured.symlinks(links)
+            files = files if table is not None else captured.files(list(files))
+            dirs, links = captured.dirs(dirs), captured.symlinks(links)
             hardlinks, lost = captured.links_to(files)
             tree.skipped.extend([*captured.problems, *lost])
         summary = Summary(
@@ -577,14 +585,14 @@ class BackupManager:
         self,
         db: DatabaseEntry,
         set_id: str,
-        entries: Sequence[tuple[str, Path, os.stat_result]],
+        entries: Sequence[tuple[str, str | Path, os.stat_result]],
         parent_ranges: dict[str, tuple[int, int]],
         parent_blockmap: Path | None,
         self_source: int,
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
         *,
-        unchanged: Mapping[int, FileEntry] | None = None,
+        unchanged: Mapping[int, tuple[int, str]] | None = None,
         checkpoint: Path | None = None,
     ) -> _Pass:
         """The one pass of the Rust engine over `entries`. A file that vanished since the
@@ -598,7 +606,8 @@ class BackupManager:
         known = {id(entries[i]): e for i, e in (unchanged or {}).items()}
         while True:
             jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
-            reuse = [(i, known[id(t)].size, known[id(t)].digest) for i, t in enumerate(todo) if id(t) in known]
+            # (position, size, digest) of the files taken over from the parent.
+            reuse = [(i, *known[id(t)]) for i, t in enumerate(todo) if id(t) in known]
             total = sum(t[2].st_size for t in todo if id(t) not in known)
             try:
                 out = _core.backup_files(
@@ -739,7 +748,7 @@ class BackupManager:
         parent: BackupSet | None,
         done: _Pass,
         sources: list[Source],
-        files: list[FileEntry],
+        files: Sequence[FileEntry],
         dirs: list[DirEntry],
         links: list[SymlinkEntry],
         summary: Summary,
@@ -787,7 +796,7 @@ class BackupManager:
             ),
             blockmap=manifest.BlockMap(f"{rel_dir}/{store.BLOCKMAP}", done.blockmap_checksum, done.blockmap_records),
             sources=tuple(sources),
-            files=tuple(files),
+            files=files if isinstance(files, manifest.FileTable) else tuple(files),
             dirs=tuple(dirs),
             symlinks=tuple(links),
             summary=summary,
@@ -1029,7 +1038,7 @@ class _Pass:
     """What the Rust pass stored: the files it read (with the stat taken by the walk),
     its results, and the files it had to leave out."""
 
-    read: list[tuple[str, Path, os.stat_result]]
+    read: list[tuple[str, str | Path, os.stat_result]]
     out: tuple[
         list[tuple[int, str, int, int]], _core.PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]
     ]

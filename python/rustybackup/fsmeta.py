@@ -16,11 +16,12 @@ import logging
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from .manifest import DirEntry, FileEntry, HardlinkEntry, Owner, SpecialEntry, SymlinkEntry, Xattr
+from .manifest import DirEntry, FileEntry, FileTable, HardlinkEntry, Owner, SpecialEntry, SymlinkEntry, Xattr
 from .sources import SkippedEntry, TreeEntries
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,13 @@ class Captured:
     def symlinks(self, entries: list[SymlinkEntry]) -> list[SymlinkEntry]:
         return [replace(s, owner=self.owners.get(s.path), xattrs=self.xattrs.get(s.path, ())) for s in entries]
 
-    def links_to(self, files: list[FileEntry]) -> tuple[list[HardlinkEntry], list[SkippedEntry]]:
+    def links_to(self, files: Sequence[FileEntry]) -> tuple[list[HardlinkEntry], list[SkippedEntry]]:
         """The hardlinks whose file was stored; the others are listed as skipped (their
         first name vanished or could not be read, so there is no data to link to)."""
-        stored = {f.path for f in files}
+        if not self.hardlinks:
+            return [], []
+        # A FileTable's paths come from Rust, without a FileEntry per file.
+        stored = set(files.paths()) if isinstance(files, FileTable) else {f.path for f in files}
         stored |= {s.path for s in self.specials}
         kept = [h for h in self.hardlinks if h.target in stored]
         lost = [

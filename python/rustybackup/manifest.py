@@ -15,10 +15,10 @@ import binascii
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from . import _core, store
 from .enums import BackupType, ChecksumAlgorithm
@@ -272,7 +272,9 @@ class Manifest:
     pieces: tuple[Piece, ...]
     blockmap: BlockMap
     sources: tuple[Source, ...]
-    files: tuple[FileEntry, ...]
+    # A tuple when built in code, a `FileTable` (rows kept in Rust) when read or written
+    # by a file-tree backup.
+    files: Sequence[FileEntry]
     dirs: tuple[DirEntry, ...]
     symlinks: tuple[SymlinkEntry, ...]
     summary: Summary = field(default_factory=Summary)
@@ -376,6 +378,89 @@ def _entry(e: FileEntry | DirEntry | SymlinkEntry | SpecialEntry) -> dict[str, A
     return out
 
 
+class FileTable(Sequence[FileEntry]):
+    """A manifest's ``files`` kept as one table in Rust (`_core.FileTable`,
+    rust/src/format/file_table.rs): a `FileEntry` is built only when a caller indexes or
+    iterates (restore, ls, diff); a backup matches the walk against the parent's rows
+    and writes the new set's rows without one. Entries with what the table does not hold
+    (xattrs, holes) are kept here as parsed `FileEntry` objects, their rows in the table
+    too. Equal to any sequence of the same entries."""
+
+    __slots__ = ("_extras", "_rows")
+
+    def __init__(self, rows: _core.FileTable, extras: dict[int, FileEntry] | None = None) -> None:
+        self._rows = rows
+        self._extras = extras or {}
+
+    @property
+    def rows(self) -> _core.FileTable:
+        return self._rows
+
+    @property
+    def extras(self) -> dict[int, FileEntry]:
+        """The entries with xattrs or holes, by position."""
+        return self._extras
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> FileEntry: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[FileEntry, ...]: ...
+    def __getitem__(self, i: int | slice) -> FileEntry | tuple[FileEntry, ...]:
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        n = len(self._rows)
+        at = i + n if i < 0 else i
+        if not 0 <= at < n:
+            raise IndexError(f"file {i} of {n}")
+        extra = self._extras.get(at)
+        return extra if extra is not None else _from_row(self._rows.row(at), {})
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        owners: dict[tuple[int, int, str | None, str | None], Owner] = {}
+        extras, n, step = self._extras, len(self._rows), 4096
+        for start in range(0, n, step):
+            for k, row in enumerate(self._rows.rows(start, start + step), start):
+                extra = extras.get(k)
+                yield extra if extra is not None else _from_row(row, owners)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"FileTable({len(self)} files)"
+
+    def paths(self) -> list[str]:
+        return self._rows.paths()
+
+    def json(self) -> str:
+        """The ``files`` list as JSON text (the rows written in Rust, the extras here)."""
+        return self._rows.to_json({i: json.dumps(_entry(e), separators=(",", ":")) for i, e in self._extras.items()})
+
+
+def _from_row(row: _Row, owners: dict[tuple[int, int, str | None, str | None], Owner]) -> FileEntry:
+    path, mode, mtime, size, digest, first, count, owner, ctime, ino, dev = row
+    # A tree's files share a few owners: one (immutable) Owner each, not one per file.
+    own = None if owner is None else (owners.get(owner) or owners.setdefault(owner, Owner(*owner)))
+    return FileEntry(path, mode, mtime, size, digest, first, count, own, (), (), ctime, ino, dev)
+
+
+def file_row(e: FileEntry) -> _Row:
+    """`e`'s fields as a `_core.FileTable` row (its xattrs and holes stay in Python)."""
+    o = e.owner
+    return (
+        e.path, e.mode, e.mtime_ns, e.size, e.digest, e.first_block, e.block_count,
+        None if o is None else (o.uid, o.gid, o.user, o.group), e.ctime_ns, e.ino, e.dev,
+    )  # fmt: skip
+
+
 # --- reading --------------------------------------------------------------------------
 
 
@@ -416,21 +501,28 @@ def write(path: Path, manifest: Manifest) -> None:
     its envelope (keys.py)."""
     from . import keys
 
-    # The one validating parse runs on the very bytes that are written, through the
-    # reader `load` uses (its files table in Rust): a dump, an encode and a parse.
+    # The one validation runs on the very bytes that are written, through the reader
+    # `load` uses: the files stay rows in Rust (`FileTable`), no FileEntry per file.
     where = display_name(path)
-    data = manifest.dump()
+    text = _document(manifest).encode()
+    _Consistency(_Parser(where).manifest(_decode(text, where)), where).run()
     root = _repository_of(path)
-    sealed = keys.is_encrypted(root)
-    text = (json.dumps(data, sort_keys=True) if sealed else store.durable_json_text(data)).encode()
-    # The rows Rust accepted need no FileEntry here: the result is only a check.
-    _Parser(where, rows=False).manifest(_decode(text, where))
-    _Consistency(manifest, where).run()
-    if not sealed:
+    envelope = keys.seal_manifest(root, manifest.id, text) if keys.is_encrypted(root) else None
+    if envelope is None:
         store.write_durable_bytes(path, text)
         return
-    envelope = keys.seal_manifest(root, manifest.id, text)
-    store.write_durable_json(path, data if envelope is None else envelope)
+    store.write_durable_json(path, envelope)
+
+
+def _document(m: Manifest) -> str:
+    """`m.dump()` as one line of JSON text; a `FileTable`'s rows are written in Rust and
+    spliced in as the last key (a JSON object's key order carries nothing)."""
+    if not isinstance(m.files, FileTable):
+        return store.durable_json_text(m.dump())
+    data = replace(m, files=()).dump()
+    del data["files"]
+    rest = store.durable_json_text(data).rstrip("\n")
+    return f'{rest[:-1]},"files":{m.files.json()}}}\n'
 
 
 _Row = tuple[
@@ -448,26 +540,30 @@ _Row = tuple[
 ]
 
 
-class _Rows(list[_Row | str]):
+@dataclass(frozen=True)
+class _Split:
     """A manifest's ``files`` as the Rust reader split them (rust/src/format/
-    manifest_files.rs): a tuple per entry its rules (this module's fast path) accept, in
-    `FileEntry`'s field order, and the JSON text of every other entry for `_Parser.file`."""
+    manifest_files.rs): the rows its rules (this module's fast path) accept, kept in
+    Rust, and the JSON text of every other entry, by position, for `_Parser.file`."""
+
+    table: _core.FileTable
+    raw: list[tuple[int, str]]
 
 
 def _decode(text: str | bytes, where: str) -> object:
     """The decoded JSON of a manifest, its ``files`` read by Rust without a Python object
     per JSON value; a document that reader does not split is decoded by json whole."""
-    split = _core.split_manifest(text.encode() if isinstance(text, str) else text)
+    split = _core.split_manifest_table(text.encode() if isinstance(text, str) else text)
     try:
         if split is None:
             return json.loads(text)
-        files, rest = split
+        files, raw, rest = split
         data = json.loads(rest)
     except (ValueError, RecursionError) as exc:
         # RecursionError: a deeply nested document is damage too, not a crash.
         raise CatalogError(f"{where}: not a JSON manifest ({_short(exc)})") from None
     if files is not None:
-        data["files"] = _Rows(files)
+        data["files"] = _Split(files, raw)
     return data
 
 
@@ -506,11 +602,8 @@ def _short(value: object) -> str:
 
 
 class _Parser:
-    def __init__(self, where: str, *, rows: bool = True) -> None:
+    def __init__(self, where: str) -> None:
         self.where = where
-        # False: the files rows the Rust reader accepted are left out of the result (a
-        # validating parse whose Manifest is not used); every other entry is still parsed.
-        self.rows = rows
 
     def fail(self, at: str, expected: str, got: object) -> CatalogError:
         return CatalogError(f"{self.where}: {at}: expected {expected}, got {_short(got)}")
@@ -677,41 +770,22 @@ class _Parser:
             piece=self.name(self.key(o, "piece", at + "."), at + ".piece"),
         )
 
-    def files(self, value: object, algorithm: str) -> tuple[FileEntry, ...]:
-        if not isinstance(value, _Rows):
+    def files(self, value: object, algorithm: str) -> Sequence[FileEntry]:
+        if not isinstance(value, _Split):
             return self.list_of(value, "files", lambda v, at: self.file(v, at, algorithm))
-        out: list[FileEntry] = []
-        # A tree's files share a few owners: one (immutable) Owner each, not one per file.
-        owners: dict[tuple[int, int, str | None, str | None], Owner] = {}
-        for i, row in enumerate(value):
-            if isinstance(row, str):
-                try:
-                    entry = json.loads(row)
-                except RecursionError as exc:
-                    raise CatalogError(f"{self.where}: not a JSON manifest ({_short(exc)})") from None
-                out.append(self.file(entry, f"files[{i}]", algorithm))
-                continue
-            if not self.rows:
-                continue
-            path, mode, mtime, size, digest, first, count, owner, ctime, ino, dev = row
-            out.append(
-                FileEntry(
-                    path,
-                    mode,
-                    mtime,
-                    size,
-                    digest,
-                    first,
-                    count,
-                    None if owner is None else (owners.get(owner) or owners.setdefault(owner, Owner(*owner))),
-                    (),
-                    (),
-                    ctime,
-                    ino,
-                    dev,
-                )  # fmt: skip
-            )
-        return tuple(out)
+        # The rows Rust accepted stay there; every other entry is parsed here (the same
+        # errors as a whole-document parse) and its row put back.
+        extras: dict[int, FileEntry] = {}
+        for i, text in value.raw:
+            try:
+                entry = self.file(json.loads(text), f"files[{i}]", algorithm)
+            except RecursionError as exc:
+                raise CatalogError(f"{self.where}: not a JSON manifest ({_short(exc)})") from None
+            value.table.put(i, file_row(entry))
+            # Kept whole: its xattrs and holes, or a field its row cannot say (an identity
+            # missing a part) stay exactly as read.
+            extras[i] = entry
+        return FileTable(value.table, extras)
 
     def file(self, value: object, at: str, algorithm: str) -> FileEntry:
         # A manifest lists every file of the tree: accept a well-formed entry in one
@@ -1053,20 +1127,33 @@ class _Consistency:
 
     def blocks(self) -> None:
         """The block map holds each file's blocks back to back in manifest order."""
-        r, bs = self.m.record, self.m.record.block_size
-        at = 0
-        for i, f in enumerate(self.m.files):
-            want = -(-f.size // bs)
-            if f.block_count != want:
-                raise self.fail(
+        r, bs, files = self.m.record, self.m.record.block_size, self.m.files
+
+        def fault(i: int, key: str, want: int) -> CatalogError:
+            f = files[i]
+            if key == "block_count":
+                return self.fail(
                     f"files[{i}].block_count",
                     f"{f.block_count} blocks for {f.size} bytes of {bs}-byte blocks (expected {want})",
                 )
-            if f.first_block != at:
-                raise self.fail(
-                    f"files[{i}].first_block", f"expected {at} (right after the previous file), got {f.first_block}"
-                )
-            at += f.block_count
+            return self.fail(
+                f"files[{i}].first_block", f"expected {want} (right after the previous file), got {f.first_block}"
+            )
+
+        if isinstance(files, FileTable):
+            # Every row checked in Rust: no FileEntry per file.
+            at, bad = files.rows.check_blocks(bs)
+            if bad is not None:
+                raise fault(*bad)
+        else:
+            at = 0
+            for i, f in enumerate(files):
+                want = -(-f.size // bs)
+                if f.block_count != want:
+                    raise fault(i, "block_count", want)
+                if f.first_block != at:
+                    raise fault(i, "first_block", at)
+                at += f.block_count
         if self.m.blockmap.block_count != at:
             raise self.fail("blockmap.block_count", f"{self.m.blockmap.block_count}, but the files hold {at} blocks")
         stored = sum(p.block_count for p in self.m.pieces)
@@ -1076,44 +1163,73 @@ class _Consistency:
         # Format 2 stores a block identical to an earlier one once (rust/src/dedup/), so
         # only a format-1 set without a parent stores every block; any such set stores
         # at least one when it has any, unless they are holes (hole runs store nothing).
-        holes = any(f.holes for f in self.m.files)
+        holes = any(f.holes for _, f in self._files_with_extras())
         if r.parent_id is None and (stored != at if self.m.format < 2 else (at > 0 and stored == 0 and not holes)):
             raise self.fail("pieces", f"a set without a parent stores every block: {stored} indexed, {at} expected")
 
+    def _files_with_extras(self) -> Iterable[tuple[int, FileEntry]]:
+        """The file entries that can hold holes or xattrs, with their positions (a
+        `FileTable` keeps those as entries; its rows hold neither)."""
+        files = self.m.files
+        return sorted(files.extras.items()) if isinstance(files, FileTable) else enumerate(files)
+
+    def _file_paths(self) -> list[str]:
+        files = self.m.files
+        return files.paths() if isinstance(files, FileTable) else [f.path for f in files]
+
     def paths(self) -> None:
         """No path twice, and no file or link where another entry needs a directory."""
-        groups: tuple[tuple[str, Sequence[FileEntry | DirEntry | SymlinkEntry | HardlinkEntry | SpecialEntry]], ...] = (
-            ("files", self.m.files),
-            ("dirs", self.m.dirs),
-            ("symlinks", self.m.symlinks),
-            ("hardlinks", self.m.hardlinks),
-            ("specials", self.m.specials),
+        table = isinstance(self.m.files, FileTable)
+        groups: tuple[tuple[str, list[str]], ...] = (
+            ("files", [] if table else self._file_paths()),
+            ("dirs", [e.path for e in self.m.dirs]),
+            ("symlinks", [e.path for e in self.m.symlinks]),
+            ("hardlinks", [e.path for e in self.m.hardlinks]),
+            ("specials", [e.path for e in self.m.specials]),
         )
+        if isinstance(self.m.files, FileTable):
+            # The same rules over every path in Rust (file_table::check_paths).
+            bad = self.m.files.rows.check_paths([paths for _, paths in groups[1:]])
+            if bad is not None:
+                kind, g, i, og, oi, prefix = bad
+                path = self.m.files.rows.row(i)[0] if g == 0 else groups[g][1][i]
+                if kind == "twice":
+                    raise self.fail(
+                        f"{groups[g][0]}[{i}].path", f"{path!r} is listed twice (also {groups[og][0]}[{oi}].path)"
+                    )
+                raise self.fail(
+                    f"{groups[g][0]}[{i}].path",
+                    f"{path!r} lies under {prefix!r}, which is not a directory ({groups[og][0]}[{oi}])",
+                )
+            self._archive_paths(self.m.files.paths() if self.m.record.backup_type is BackupType.ARCHIVE_LOG else [])
+            return
         # path -> (group, position); labels are only formatted for an error.
         where: dict[str, tuple[str, int]] = {}
-        for group, entries in groups:
-            for i, e in enumerate(entries):
-                seen = where.setdefault(e.path, (group, i))
+        for group, paths in groups:
+            for i, path in enumerate(paths):
+                seen = where.setdefault(path, (group, i))
                 if seen != (group, i):
-                    raise self.fail(
-                        f"{group}[{i}].path", f"{e.path!r} is listed twice (also {seen[0]}[{seen[1]}].path)"
-                    )
-        for group, entries in groups:
-            for i, e in enumerate(entries):
-                cut = e.path.find("/")
+                    raise self.fail(f"{group}[{i}].path", f"{path!r} is listed twice (also {seen[0]}[{seen[1]}].path)")
+        for group, paths in groups:
+            for i, path in enumerate(paths):
+                cut = path.find("/")
                 while cut != -1:
-                    parent = where.get(e.path[:cut])
+                    parent = where.get(path[:cut])
                     if parent is not None and parent[0] != "dirs":
                         raise self.fail(
                             f"{group}[{i}].path",
-                            f"{e.path!r} lies under {e.path[:cut]!r}, which is not a directory "
+                            f"{path!r} lies under {path[:cut]!r}, which is not a directory "
                             f"({parent[0]}[{parent[1]}])",
                         )
-                    cut = e.path.find("/", cut + 1)
+                    cut = path.find("/", cut + 1)
+        self._archive_paths(groups[0][1])
+
+    def _archive_paths(self, files: list[str]) -> None:
+        """An archive_log set holds plain file names only."""
         if self.m.record.backup_type is BackupType.ARCHIVE_LOG:
-            for i, f in enumerate(self.m.files):
-                if "/" in f.path:
-                    raise self.fail(f"files[{i}].path", f"an archive file is a plain name, got {f.path!r}")
+            for i, path in enumerate(files):
+                if "/" in path:
+                    raise self.fail(f"files[{i}].path", f"an archive file is a plain name, got {path!r}")
             if self.m.dirs or self.m.symlinks or self.m.hardlinks or self.m.specials:
                 raise self.fail("dirs", "an archive_log set holds files only")
 
@@ -1121,7 +1237,7 @@ class _Consistency:
         """Format 2's file-tree records: holes inside their file, in order; each hardlink
         names a regular file of this set, or (format 3) one of its special files (never a
         path outside it, never another link)."""
-        for i, f in enumerate(self.m.files):
+        for i, f in self._files_with_extras():
             end = 0
             for j, (off, length) in enumerate(f.holes):
                 if off < end or off + length > f.size:
@@ -1130,7 +1246,9 @@ class _Consistency:
                         f"hole {off}+{length} overlaps the previous one or ends past the file's {f.size} bytes",
                     )
                 end = off + length
-        files = {f.path for f in self.m.files}
+        if not self.m.hardlinks:
+            return
+        files = set(self._file_paths())
         files |= {s.path for s in self.m.specials}
         for i, h in enumerate(self.m.hardlinks):
             if h.target not in files:
@@ -1141,6 +1259,7 @@ class _Consistency:
 
 __all__ = [
     "DATABASE_NAME",
+    "FileTable",
     "DamagedPage",
     "PostgresInfo",
     "FORMAT",

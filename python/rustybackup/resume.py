@@ -256,8 +256,8 @@ def _from_us(us: int) -> datetime:
 
 
 def base_backup_order(
-    files: list[tuple[str, Path, os.stat_result]], staging: Path
-) -> list[tuple[str, Path, os.stat_result]]:
+    files: list[tuple[str, str | Path, os.stat_result]], staging: Path
+) -> list[tuple[str, str | Path, os.stat_result]]:
     """A base backup's files in the order its pass reads them: those a cut run left in
     `staging` that the engine can adopt first, in the cut run's order (so it moves them
     without reading), then the rest in their own order."""

@@ -31,7 +31,9 @@ class TreeEntries:
     """A source tree's regular files, directories and symlinks (sorted relative paths),
     and the entries it skipped."""
 
-    files: list[tuple[str, Path, os.stat_result]] = field(default_factory=list)
+    # (rel, full path, lstat). The walk gives the full path as text: a `Path` per file
+    # was a tenth of an unchanged backup's CPU.
+    files: list[tuple[str, str | Path, os.stat_result]] = field(default_factory=list)
     dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
     symlinks: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
@@ -89,7 +91,7 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
     out.xattrs = {}
     for rel, kind, est, target, xattrs, problems in entries:
         if kind == "file":
-            out.files.append((rel, Path(os.path.join(base, rel)), est))
+            out.files.append((rel, os.path.join(base, rel), est))
         elif kind == "dir":
             out.dirs.append((rel, est))
         elif kind == "symlink" and target is not None:

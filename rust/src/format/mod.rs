@@ -19,6 +19,7 @@ mod blockmap_runs;
 pub mod checkpoint;
 pub mod error;
 pub mod fast;
+pub mod file_table;
 pub mod header;
 pub mod manifest_files;
 pub mod piece;

@@ -13,6 +13,8 @@ use super::errors::io_error;
 use super::select::PyPathMatcher;
 use crate::tree::{self, Kind, Stat};
 
+/// A manifest's `files` kept in Rust: the parent's matched against the walk, the new set's written.
+pub mod file_table;
 /// The parent manifest's file table (the unchanged-file check reads it).
 pub mod manifest_files;
 
@@ -121,5 +123,6 @@ fn walk_tree<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(walk_tree, m)?)?;
     manifest_files::register(m)?;
+    file_table::register(m)?;
     Ok(())
 }

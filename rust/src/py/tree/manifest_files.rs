@@ -7,20 +7,20 @@ use pyo3::types::{PyString, PyTuple};
 use crate::format::manifest_files::{self, FileRow, Slot};
 
 /// `(path, mode, mtime_ns, size, digest, first_block, block_count, owner, ctime_ns, ino, dev)`.
-fn row_tuple<'py>(py: Python<'py>, r: FileRow) -> PyResult<Bound<'py, PyAny>> {
+pub(super) fn row_tuple<'py>(py: Python<'py>, r: &FileRow) -> PyResult<Bound<'py, PyAny>> {
     let (ctime, ino, dev) = match r.identity {
         Some((c, i, d)) => (Some(c), Some(i), Some(d)),
         None => (None, None, None),
     };
     let t = (
-        r.path,
+        r.path.as_str(),
         r.mode,
         r.mtime_ns,
         r.size,
-        r.digest,
+        r.digest.as_str(),
         r.first_block,
         r.block_count,
-        r.owner,
+        r.owner.clone(),
         ctime,
         ino,
         dev,
@@ -44,7 +44,7 @@ fn split_manifest<'py>(py: Python<'py>, doc: &[u8]) -> PyResult<Option<Bound<'py
             let mut out = Vec::with_capacity(slots.len());
             for s in slots {
                 out.push(match s {
-                    Slot::Row(r) => row_tuple(py, r)?,
+                    Slot::Row(r) => row_tuple(py, &r)?,
                     Slot::Raw(text) => PyString::new(py, &text).into_any(),
                 });
             }
