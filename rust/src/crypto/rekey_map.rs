@@ -297,3 +297,7 @@ fn write(
     })?;
     w.finish()
 }
+
+#[cfg(test)]
+#[path = "tests_rekey_map.rs"]
+mod tests;
