@@ -407,6 +407,25 @@ class BackupCatalog:
                         (size, checksum, pid, set_id),
                     )
 
+    def replace_sealed(self, changes: dict[str, tuple[Sequence[BackupPiece], str, str]]) -> None:
+        """Records re-sealed sets whose files have new names (an object store's:
+        reencrypt_remote.py), one transaction: set id -> (its pieces, block map path,
+        block map checksum). The set rows stay (status, tags and the rest)."""
+        with self.transaction() as c:
+            for set_id, (pieces, blockmap, blockmap_checksum) in changes.items():
+                cur = c.execute(
+                    "UPDATE sets SET blockmap = ?, blockmap_checksum = ? WHERE id = ?",
+                    (blockmap, blockmap_checksum, set_id),
+                )
+                if cur.rowcount == 0:
+                    raise CatalogError(f"unknown backup set {set_id!r}")
+                c.execute("DELETE FROM pieces WHERE set_id = ?", (set_id,))
+                c.executemany(
+                    "INSERT INTO pieces (id, set_id, path, size, checksum, algorithm, block_count) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(p.id, set_id, p.path, p.size, p.checksum, p.algorithm, p.block_count) for p in pieces],
+                )
+
     def set_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM sets")}
 

@@ -134,6 +134,10 @@ def reencrypt(
 ) -> ReencryptReport:
     """Re-encrypts every set not under the current generation (see the module's
     docstring); `progress` gets one event per set re-sealed and per tree switched."""
+    if manager.remote is not None:
+        from . import reencrypt_remote
+
+        return reencrypt_remote.reencrypt(manager, drop_old=drop_old, progress=progress)
     root = manager.repo.root
     opened = keys.reading_keys(root)
     if opened is None:
@@ -207,6 +211,11 @@ def pending(manager: BackupManager) -> bool:
     work = _work(root)
     if work.is_dir() and any(work.glob(f"*{COMMIT_SUFFIX}")):
         return True
+    if manager.remote is not None:
+        from . import reencrypt_remote
+
+        if reencrypt_remote.pending(manager):
+            return True
     gens = set_generations(root, [s.id for s in manager.catalog.list_sets()])
     return any(g != opened.current for g in gens.values())
 
@@ -263,7 +272,7 @@ def _reencrypt_tree(
             new_m = dataclasses.replace(
                 m, pieces=tuple(pieces), blockmap=dataclasses.replace(m.blockmap, checksum=map_sum)
             )
-            _write_manifest(root, opened, new_m, new_key, out / store.MANIFEST)
+            write_sealed_manifest(root, opened, new_m, new_key, out / store.MANIFEST)
             digests[s.id] = _digest(out / store.MANIFEST)
             rows[s.id] = ({p.id: (p.size, p.checksum) for p in pieces}, map_sum)
             store.fsync_dir(out)
@@ -289,7 +298,7 @@ def _reencrypt_tree(
         progress({"event": "switched", "chain": ids[0], "sets": ids})
 
 
-def _write_manifest(root: Path, opened: keys.Keys, m: manifest.Manifest, set_key: bytes, path: Path) -> None:
+def write_sealed_manifest(root: Path, opened: keys.Keys, m: manifest.Manifest, set_key: bytes, path: Path) -> None:
     """`m` sealed under `set_key` into `path` (manifest.write's envelope, for a directory
     outside ``sets/``)."""
     data = m.dump()
@@ -361,4 +370,4 @@ def _finish_commits(manager: BackupManager, report: ReencryptReport) -> None:
         report.reencrypted.extend(ids)
 
 
-__all__ = ["ReencryptReport", "chain_trees", "pending", "reencrypt", "set_generations"]
+__all__ = ["ReencryptReport", "chain_trees", "pending", "reencrypt", "set_generations", "write_sealed_manifest"]

@@ -89,6 +89,7 @@ class RemoteRepository:
         if create_bucket:
             self.store.create_bucket()
         self.format_version = self._check_format(create)
+        self.listed: dict[str, _core.ObjectMeta] = {}
         self.cache.mkdir(parents=True, exist_ok=True, mode=0o700)
         # An encrypted repository's key slots and keyring are objects too; keys.py reads
         # the cache's copy, brought up to date here (remote_keys.py).
@@ -131,10 +132,14 @@ class RemoteRepository:
     def remote_manifests(self) -> dict[str, int]:
         """Set id -> manifest size of every manifest in the bucket (one listing)."""
         out: dict[str, int] = {}
+        listed: dict[str, _core.ObjectMeta] = {}
         for meta in self.store.list(store.SETS_DIR + "/"):
             parts = meta.key.split("/")
             if len(parts) == 3 and parts[2] == store.MANIFEST and manifest.is_set_id(parts[1]):
                 out[parts[1]] = meta.size
+                listed[parts[1]] = meta
+        # Kept for reencrypt_refresh: a manifest replaced in the bucket (re-encryption).
+        self.listed = listed
         return out
 
     def pull(self, repo: store.Repository) -> tuple[list[Path], list[str]]:
@@ -162,6 +167,11 @@ class RemoteRepository:
     def sync(self, repo: store.Repository, catalog: BackupCatalog) -> SyncReport:
         """Brings `catalog` (the cache's) up to date with the bucket."""
         fetched, gone = self.pull(repo)
+        if self.encrypted:
+            from . import reencrypt_refresh
+
+            # Sets re-encrypted by another host (or a killed run's commit): see there.
+            reencrypt_refresh.refresh(self, repo, catalog)
         known = catalog.set_ids()
         todo = [p for p in fetched if p.parent.name not in known]
         # Also manifests cached earlier whose registration did not happen (a crash).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,19 +15,26 @@ from ..errors import EncryptionError
 from .context import CliState, print_json
 
 
-def _local(state: CliState, what: str) -> None:
-    if state.url is not None:
-        raise EncryptionError(
-            f"{state.url}: {what} works on a local repository in this version (re-sealing an s3:// "
-            "repository's sets is not built); nothing was changed"
-        )
+def _rotate(state: CliState, root: Path) -> keys.Generation:
+    """A new generation; on an s3:// repository written to the bucket under the
+    exclusive lock object (remote_keys.editing), as `key rotate` does."""
+    if state.url is None:
+        opened = keys.keys_for(root)
+        assert opened is not None
+        return keys.rotate(root, opened)
+    from .. import remote_keys
+
+    with remote_keys.editing(state.url, exclusive=True) as cache:
+        found = keys.keys_for(cache)
+        if found is None:
+            raise EncryptionError(f"{state.url}: the repository is not encrypted (create one with `init --encryption`)")
+        return keys.rotate(cache, found)
 
 
 def rotate_reencrypt(state: CliState, *, drop_old: bool, as_json: bool) -> None:
     """Rotates (unless a re-encryption is pending, which it continues) and re-encrypts
     every set under the current generation; progress on stderr (JSON lines with
     ``--json``), the summary on stdout. Exit status 1 when a chain failed."""
-    _local(state, "key rotate --reencrypt")
     manager = state.open_manager()
     root = manager.repo.root
     opened = keys.keys_for(root)
@@ -34,7 +42,7 @@ def rotate_reencrypt(state: CliState, *, drop_old: bool, as_json: bool) -> None:
         raise EncryptionError(f"{root}: the repository is not encrypted (create one with `init --encryption`)")
     rotated = None
     if not reencrypt.pending(manager):
-        rotated = keys.rotate(root, opened)
+        rotated = _rotate(state, root)
 
     def progress(event: dict[str, Any]) -> None:
         if as_json:
@@ -66,7 +74,6 @@ def rotate_reencrypt(state: CliState, *, drop_old: bool, as_json: bool) -> None:
 
 def key_status(state: CliState, *, as_json: bool) -> None:
     """Each set's generation; the current one when a key is at hand."""
-    _local(state, "key status")
     manager = state.open_manager()
     root = manager.repo.root
     if not keys.is_encrypted(root):

@@ -1,0 +1,200 @@
+"""`key rotate --reencrypt` on an s3:// repository (reencrypt_remote.py, SeaweedFS): old
+chains re-sealed into new object names and switched by a chain commit; restores
+byte-identical from this host, from a host whose cache predates the switch and from a
+fresh one; a keyless host's QUICK/STANDARD keep working from the updated records; no
+old or staged object is left; `key status --json` shows the generations; `--drop-old`
+only once everything is re-sealed, and then an old keyring opens nothing; a chain whose
+bucket is busy is postponed; the bucket's commit honoured by readers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rustybackup import BackupManager, VerificationType, _core, keys, remote_keys, remote_repo
+from rustybackup.catalog import BackupSet
+from rustybackup.errors import EncryptionError
+from rustybackup.repo_url import parse_url
+from rustybackup.verify import Verifier
+from s3_support import SeaweedFS
+from test_encryption_repo import _cheap_argon2, marked_tree, markers, tree_digest  # noqa: F401 - autouse fixture
+from test_encryption_s3 import PASSWORD, bucket, host, run
+from test_remote_commands import s3_env  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.usefixtures("s3_env")
+
+
+class Bucket:
+    """An encrypted bucket holding `db`: FULL -> INC (g1) -> rotation -> INC (g2), and
+    `other`: a FULL after the rotation (g2, left alone). `snaps`: each set's source."""
+
+    def __init__(self, server: SeaweedFS, prefix: str, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.server, self.prefix, self.tmp = server, prefix, tmp
+        self.url = server.url(prefix)
+        monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+        remote_keys.init_encryption(parse_url(self.url), password=PASSWORD)
+        self.src = tmp / "src"
+        self.marks = marked_tree(self.src, 5, [20_000, 7_000])
+        m = BackupManager(self.url)
+        m.register_database("db", self.src, block_size=4096, compression="zstd")
+        self.snaps: dict[str, Path] = {}
+        self.sets = [self._backup(m, "full")]
+        extra = markers(12, 150)
+        self.marks += extra
+        (self.src / "grown").write_bytes(b"".join(extra))
+        self.sets.append(self._backup(m, "incremental"))
+        self.g1_keyring = self.objects()["keys/keyring"]
+        with remote_keys.editing(parse_url(self.url), exclusive=True) as cache:
+            found = keys.keys_for(cache)
+            assert found is not None
+            keys.rotate(cache, found)
+        m = BackupManager(self.url)
+        (self.src / "after").write_bytes(b"".join(markers(13, 80)))
+        self.sets.append(self._backup(m, "incremental"))
+        other = tmp / "other"
+        marked_tree(other, 9, [4_000])
+        m.register_database("other", other, block_size=4096)
+        self.other = m.backup("other", "full")
+
+    def _backup(self, m: BackupManager, kind: str) -> BackupSet:
+        s = m.backup("db", kind)
+        snap = self.tmp / f"snap-{len(self.snaps)}"
+        shutil.copytree(self.src, snap)
+        self.snaps[s.id] = snap
+        return s
+
+    def objects(self) -> dict[str, bytes]:
+        return {k: v for k, v in bucket(self.server, self.prefix).items() if not k.startswith("locks/")}
+
+    def check(self, m: BackupManager) -> None:
+        """Every set restores byte for byte and FULL-verifies clean through `m`."""
+        for s in [*self.sets, self.other]:
+            report = Verifier(m).verify(s.id, VerificationType.FULL)
+            assert report.ok, report.to_json()
+        for sid, snap in self.snaps.items():
+            out = self.tmp / f"out-{sid}-{id(m)}"
+            m.restore("db", out, backup_set_id=sid)
+            assert tree_digest(out) == tree_digest(snap)
+
+
+def _status(url: str) -> dict[str, Any]:
+    r = run(url, "key", "status", "--json")
+    assert r.exit_code == 0, r.output
+    parsed: dict[str, Any] = json.loads(r.output)
+    return parsed
+
+
+def test_reencrypt_on_s3_switches_chains_and_every_host_follows(
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = Bucket(s3_server, s3_prefix, tmp_path, monkeypatch)
+    old_ids = [s.id for s in b.sets]
+    # A keyed reader and a keyless monitor that cached everything before the switch.
+    host(monkeypatch, tmp_path, "reader")
+    BackupManager(b.url, create=False).catalog.list_sets()
+    monkeypatch.delenv(keys.PASSWORD_ENV)
+    host(monkeypatch, tmp_path, "monitor")
+    assert run(b.url, "verify", "--all", "--level", "standard").exit_code == 0
+    monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+    host(monkeypatch, tmp_path, "rotator")
+    before = b.objects()
+    status = _status(b.url)
+    assert status["current"] == "g2" and status["pending"] is True
+    assert status["sets"] == {old_ids[0]: "g1", old_ids[1]: "g1", old_ids[2]: "g2", b.other.id: "g2"}
+
+    r = run(b.url, "key", "rotate", "--reencrypt", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    # Pending (g1 sets under g2): continued, no third generation made.
+    assert out["rotated"] is False and out["done"] is True and out["generation"] == "g2"
+    assert out["reencrypted"] == old_ids and out["current"] == [b.other.id]
+    status = _status(b.url)
+    assert status["pending"] is False and set(status["sets"].values()) == {"g2"}
+
+    after = b.objects()
+    # `other` (g2 already): byte-identical. The chain: new names, old ones gone, nothing staged.
+    for k, v in before.items():
+        if k.startswith(f"sets/{b.other.id}/"):
+            assert after[k] == v
+    for sid in old_ids:
+        names = {k.split("/")[2] for k in after if k.startswith(f"sets/{sid}/")}
+        tag = _tag(names)
+        assert tag.startswith("g2-")
+        assert names == {"manifest.json", "catalog.json", f"data.{tag}.piece", "blockmap"}
+        for name in ("manifest.json", "catalog.json", "blockmap"):
+            assert after[f"sets/{sid}/{name}"] != before[f"sets/{sid}/{name}"]
+        record = json.loads(after[f"sets/{sid}/catalog.json"])
+        assert [p["path"] for p in record["pieces"]] == [f"sets/{sid}/data.{tag}.piece"]
+    assert not [k for k in after if k.startswith("reencrypt/")]
+    b.check(BackupManager(b.url, create=False))
+
+    # The reader's cache predates the switch: it follows on open and restores.
+    host(monkeypatch, tmp_path, "reader")
+    b.check(BackupManager(b.url, create=False))
+    # A fresh host too, and an incremental chains onto the re-sealed sets.
+    host(monkeypatch, tmp_path, "fresh")
+    m = BackupManager(b.url, create=False)
+    (b.src / "later").write_bytes(b"later" * 999)
+    b.sets.append(b._backup(m, "incremental"))
+    b.check(m)
+    # The keyless monitor's cached rows follow the new records: STANDARD still clean.
+    monkeypatch.delenv(keys.PASSWORD_ENV)
+    host(monkeypatch, tmp_path, "monitor")
+    for level in ("quick", "standard"):
+        res = run(b.url, "verify", "--all", "--level", level, "--json")
+        assert res.exit_code == 0, res.output
+
+
+def _tag(names: set[str]) -> str:
+    """The `<generation>-<run>` of a re-sealed set's object names."""
+    (piece,) = [n for n in names if n.startswith("data.")]
+    return piece.removeprefix("data.").removesuffix(".piece")
+
+
+def test_drop_old_waits_for_every_set_then_an_old_keyring_opens_nothing(
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = Bucket(s3_server, s3_prefix, tmp_path, monkeypatch)
+    s0 = b.sets[0].id
+    first = BackupManager(b.url, create=False)
+    opened = keys.keys_for(first.repo.root)
+    assert opened is not None
+    old_pair = keys.set_key_parts(opened, keys.stored_set_key(first.repo.root, s0)[0])[0]
+    before_drop = b.objects()["keys/keyring"]
+    # The bucket is busy (another host's shared lock): nothing switched, nothing dropped.
+    monkeypatch.setattr(remote_repo, "LOCK_WAIT_SECONDS", 0.0)
+    busy = parse_url(b.url)
+    held = BackupManager(b.url).remote
+    assert held is not None
+    with held.locked("shared"):
+        res = run(b.url, "key", "rotate", "--reencrypt", "--drop-old", "--json")
+    assert res.exit_code == 1 and "old key generations are kept" in res.output, res.output
+    assert _status(b.url)["pending"] is True
+    assert not [k for k in b.objects() if ".g2-" in k or k.startswith("reencrypt/")]
+    res = run(str(busy), "key", "rotate", "--reencrypt", "--drop-old", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["dropped"] == ["g1"]
+    assert b.objects()["keys/keyring"] != before_drop
+    host(monkeypatch, tmp_path, "after")
+    m = BackupManager(b.url, create=False)
+    assert list(keys.keys_for(m.repo.root).generations) == ["g2"]  # type: ignore[union-attr]
+    b.check(m)
+    # The old block key opens no block of the re-sealed piece.
+    (piece,) = [k for k in b.objects() if k.startswith(f"sets/{s0}/data.")]
+    copy = tmp_path / "x" / s0 / piece.rsplit("/", 1)[-1]
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(b.objects()[piece])
+    with pytest.raises(EncryptionError, match="file #0 block 0"):
+        _core.reseal_piece(copy, copy.with_name("out.piece"), old_pair, old_pair)
+    # Someone who kept the keyring object from before the rotation: it opens no set.
+    s3_server.client().put(s3_server.bucket, f"{s3_prefix}/keys/keyring", b.g1_keyring)
+    host(monkeypatch, tmp_path, "old-keys")
+    with pytest.raises(EncryptionError, match="generation 'g2' is not in this host's keys"):
+        BackupManager(b.url, create=False)
+    cache = parse_url(b.url).cache_dir()
+    for s in [*b.sets, b.other]:
+        with pytest.raises(EncryptionError, match="generation 'g2' is not in this host's keys"):
+            keys.stored_set_key(cache, s.id)
