@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
 from ..catalog import set_json
 from ..engine import BackupManager, BackupProgress
@@ -191,6 +190,8 @@ def db_list(state: CliState, as_json: bool) -> None:
             ]
         )
         return
+    from rich.table import Table
+
     table = Table("name", "kind", "path", "archive dir", "block", "algorithm", "compression")
     for d in dbs:
         table.add_row(d.name, d.kind, d.path, d.archive_dir or "", str(d.block_size), d.algorithm, d.compression or "")
@@ -229,20 +230,10 @@ def backup_cmd(
     schedule = upload_schedule(upload_limits, upload_tz)
     m = _manager(state)
     m.upload_limits = schedule
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
-        task = bar.add_task(f"{name} {btype}", total=None)
-
-        def on_progress(p: BackupProgress) -> None:
-            bar.update(task, completed=p.bytes_done, total=p.bytes_total)
-
+    with _bar(f"{name} {btype}", as_json, eta=True) as update:
+        on_progress: Callable[[BackupProgress], None] | None = (
+            None if update is None else (lambda p: update(p.bytes_done, p.bytes_total))
+        )
         limit = parse_rate(io_limit, "--io-limit") if io_limit is not None else None
         extra = Selection.build(
             exclude=list(exclude),
@@ -270,6 +261,28 @@ def backup_cmd(
             f"stored {_size(s.size)} in {secs:.1f}s ({_size(int(s.bytes_read / secs))}/s)"
         )
     _warn(summary)
+
+
+@contextmanager
+def _bar(title: str, quiet: bool, *, eta: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on stderr when it is a terminal, as `update(done, total)`; None
+    otherwise (cron, pipes, --json), where rich drew nothing anyway: then rich is not even
+    imported (its import is a tenth of a small backup's or restore's CLI start) and the
+    engine gets no progress callback."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    columns = (
+        [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(binary_units=True)]
+        + [TransferSpeedColumn()]
+        + ([TimeRemainingColumn()] if eta else [])
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(title, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 _SHOWN = 20
@@ -425,20 +438,13 @@ def restore_cmd(
 
     options = RestoreOptions(include, delta=delta, delete=delete, numeric_owner=numeric_owner)
     m = _manager(state)
-    with Progress(
-        TextColumn("[bold]restore"),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("restore", total=None)
+    with _bar("restore", False, eta=False) as update:
         path = m.restore(
             name,
             target,
             until=_parse_until(until),
             backup_set_id=set_id,
-            progress=lambda done: bar.update(task, completed=done),
+            progress=None if update is None else (lambda done: update(done, None)),
             options=options,
         )
     click.echo(f"restored {name} into {target} from {' -> '.join(s.id for s in path)}")
@@ -459,6 +465,8 @@ def report_cmd(state: CliState, as_json: bool) -> None:
     if as_json:
         print_json(rep)
         return
+    from rich.table import Table
+
     table = Table("database", "sets", "full", "incr", "diff", "archive", "corrupt", "chains", "size", "newest")
     for db, r in rep["databases"].items():
         t = r["by_type"]
