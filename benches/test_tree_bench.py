@@ -10,7 +10,10 @@ Sizes (defaults are a smoke run; the issue's figures in brackets):
 RB_BENCH_ROUNDS sets the timed rounds (default 3). benches/setup.sh installs the peers;
 a missing one is a skip naming its package. RB_TREE_BEFORE=<dir> adds, to the interleaved
 small-files bench, "rustybackup-before": the same CLI with <dir> first on PYTHONPATH
-(another build's `rustybackup`), side by side with this one.
+(another build's `rustybackup`), side by side with this one. The interleaved bench also
+runs "tar", the floor of what a backup of the tree costs here: GNU tar with
+--listed-incremental (the second run stores only the directory listing) into a file that
+is then fsynced, and `tar x` of the full archive as the restore.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class Tool:
             name = self.name = "rustybackup"  # the same commands, another build
         if name == "rustybackup":
             self.exe = [sys.executable, "-m", "rustybackup", "--repo", str(repo)]
+        elif name == "tar":
+            self.exe = ["tar"]
         else:
             self.exe = [tool(name)]
 
@@ -87,6 +92,8 @@ class Tool:
             self.run("db", "add", "t", "--path", str(tree))
         elif self.name == "restic":
             self.run("init", "--repo", str(self.repo))
+        elif self.name == "tar":
+            self.repo.mkdir()
         else:
             self.run("init", "-e", "none", str(self.repo))
 
@@ -96,6 +103,11 @@ class Tool:
             self.run("backup", "t", "--type", "full" if self.n == 1 else "incremental")
         elif self.name == "restic":
             self.run("backup", "--repo", str(self.repo), "--host", "bench", str(tree))
+        elif self.name == "tar":
+            archive = self.repo / f"a{self.n}.tar"
+            self.run("--listed-incremental", str(self.repo / "snar"), "-cf", str(archive), ".", cwd=tree)
+            # Durable as the others' backups are (coreutils sync FILE: fsync).
+            subprocess.run(["sync", str(archive), str(self.repo / "snar")], check=True)
         else:
             self.run("create", f"{self.repo}::a{self.n}", ".", cwd=tree)
 
@@ -108,6 +120,9 @@ class Tool:
             self.run("restore", "latest", "--repo", str(self.repo), "--target", str(target))
             return target / str(tree).lstrip("/")
         target.mkdir()
+        if self.name == "tar":
+            self.run("-xf", str(self.repo / "a1.tar"), cwd=target)
+            return target
         self.run("extract", f"{self.repo}::a{self.n}", cwd=target)
         return target
 
@@ -212,6 +227,7 @@ def test_small_files_interleaved(benchmark: Any, small_tree: Path, tmp_path: Pat
     all alike; one warm-up round first (page cache, imports), not counted. Prints the
     min and median per tool and step, and the ratio restic / rustybackup."""
     tools = [p for p in PEERS if p == "rustybackup" or shutil.which(p)] + (["rustybackup-before"] if BEFORE else [])
+    tools += ["tar"] if shutil.which("tar") else []
     disabled = bool(getattr(benchmark, "disabled", False))
     warmup, rounds = (0, 1) if disabled else (1, ROUNDS)
     times: dict[tuple[str, str], list[float]] = {}
