@@ -21,6 +21,7 @@ use crate::scan::parallel::in_pool;
 
 use super::error::{Error, Result};
 use super::holes::{hole_blocks, hole_ranges};
+use super::prefetch::{Fetched, Prefetcher, Ready};
 use super::progress::{Progress, ProgressHook};
 use super::resume::{self, Checkpoint, Checkpointer, Resumed};
 use crate::dedup::{DedupIndex, Dup, Origin};
@@ -256,8 +257,21 @@ pub fn backup_files_resumable(
     let bs = opts.block_size as usize;
     let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
     let mut buf = vec![0u8; chunk_len];
+    // A chunk's sealed blocks, end to end (reused: no allocation per block or chunk).
+    let mut seal_buf: Vec<u8> = Vec::new();
     let mut state = Progress::default();
     let mut blocks_stored = 0u64;
+    // Small files are opened and read ahead on the pool (engine::prefetch); the pass
+    // takes them in order. Files taken over unread are not asked for.
+    let mut ahead = Prefetcher::start(
+        jobs.iter()
+            .enumerate()
+            .skip(files.len())
+            .filter(|(_, j)| j.reuse.is_none())
+            .map(|(i, j)| (i, j.path.clone()))
+            .collect(),
+        opts.dedup,
+    );
 
     for (file_no, job) in jobs.iter().enumerate().skip(files.len()) {
         let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
@@ -294,8 +308,19 @@ pub fn backup_files_resumable(
         let stop = |ck: &mut Option<Checkpointer>, piece: &mut PieceWriter, map: &mut BlockMapWriter, e| {
             cut(ck, piece, map, Error::io(&job.path, e))
         };
-        let mut src = File::open(&job.path).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
-        let at_open = src.metadata().map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+        // Read ahead (a small file: its bytes and fstats), or opened and read here.
+        let (mut src, at_open, mut ready) = match ahead.take(file_no as usize) {
+            Some(Fetched::Ready(r)) => {
+                let Ready { at_open, data, after } = *r;
+                (None, at_open, Some((data, after)))
+            }
+            Some(Fetched::Failed(e)) => return Err(stop(&mut ck, &mut piece, &mut map, e)),
+            None => {
+                let f = File::open(&job.path).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+                let m = f.metadata().map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+                (Some(f), m, None)
+            }
+        };
         let mut left = at_open.len();
         let mut parent_iter = match (&parent, job.parent) {
             (Some(r), Some((first, count))) => Some(r.range(first, count)?),
@@ -305,10 +330,10 @@ pub fn backup_files_resumable(
         // without reading them (engine::holes); the whole-file digest then covers the
         // data blocks only (docs/FORMAT.md "Block map version 3"). Database files are
         // read whole, as before. A file system that cannot say is read whole too.
-        let holes = if opts.dedup {
-            hole_blocks(&hole_ranges(&src, left).unwrap_or_default(), left, opts.block_size)
-        } else {
-            Vec::new()
+        // (A file read ahead has none: the read-ahead leaves files with holes to the pass.)
+        let holes = match src.as_ref().filter(|_| opts.dedup) {
+            Some(f) => hole_blocks(&hole_ranges(f, left).unwrap_or_default(), left, opts.block_size),
+            None => Vec::new(),
         };
         let mut next_hole = 0usize;
         let first_block = map.count();
@@ -332,8 +357,10 @@ pub fn backup_files_resumable(
                 block_index += h.count;
                 left -= bytes;
                 size += bytes;
-                src.seek(SeekFrom::Start(block_index * bs64))
-                    .map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+                if let Some(f) = src.as_mut() {
+                    f.seek(SeekFrom::Start(block_index * bs64))
+                        .map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+                }
                 continue;
             }
             // Never more than the size at open: a file that keeps growing cannot stall the pass.
@@ -343,7 +370,19 @@ pub fn backup_files_resumable(
                 let before = (h.first - block_index).saturating_mul(bs as u64);
                 want = want.min(usize::try_from(before).unwrap_or(usize::MAX));
             }
-            let n = fill(&mut src, &mut buf[..want]).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+            let n = match (src.as_mut(), &ready) {
+                (Some(f), _) => fill(f, &mut buf[..want]).map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?,
+                // No holes in a file read ahead: `size` is where its next bytes start.
+                (None, Some((bytes, _))) => {
+                    let rest = bytes
+                        .get(usize::try_from(size).unwrap_or(usize::MAX)..)
+                        .unwrap_or_default();
+                    let k = rest.len().min(want);
+                    buf[..k].copy_from_slice(&rest[..k]);
+                    k
+                }
+                (None, None) => 0,
+            };
             left -= n as u64;
             ended_early = n < want;
             if n == 0 {
@@ -408,6 +447,7 @@ pub fn backup_files_resumable(
                 &changed,
                 &encoded,
                 &digests,
+                &mut seal_buf,
             )?;
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
@@ -437,7 +477,8 @@ pub fn backup_files_resumable(
                     continue;
                 }
                 let stored = match (&sealed[i], &encoded[i]) {
-                    (Some((bytes, flags, at)), _) => {
+                    (Some((range, flags, at)), _) => {
+                        let bytes = &seal_buf[range.clone()];
                         let s = piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?;
                         if s.offset != *at {
                             return Err(Error::Invalid("internal: a sealed block landed off its place".into()));
@@ -479,7 +520,11 @@ pub fn backup_files_resumable(
                 break;
             }
         }
-        let after = src.metadata().map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?;
+        let after = match (ready.take(), &src) {
+            (Some((_, after)), _) => after,
+            (None, Some(f)) => f.metadata().map_err(|e| stop(&mut ck, &mut piece, &mut map, e))?,
+            (None, None) => return Err(Error::Invalid("internal: a file neither read ahead nor opened".into())),
+        };
         state.files_done += 1;
         files.push(FileOutcome {
             size,
@@ -514,11 +559,17 @@ pub fn backup_files_resumable(
     })
 }
 
-/// A sealed block: its bytes, flags and the offset it was sealed for.
-type Sealed = (Vec<u8>, u8, u64);
+/// A sealed block: where its bytes lie in the chunk's seal buffer, its flags and the
+/// offset it was sealed for.
+type Sealed = (std::ops::Range<usize>, u8, u64);
 
-/// Seals the changed blocks of one chunk on the pool. Blocks are written in order from
-/// `start`, so each one's offset (bound into its tag) is known before it is written.
+/// Seals the changed blocks of one chunk on the pool into `out`, end to end. Blocks are
+/// written in order from `start`, so each one's offset (bound into its tag) is known
+/// before it is written. The cipher reads each block where it lies and writes straight
+/// into its place in `out`, and the chunk's nonces come from one call to the system's
+/// random source: per block, sealing costs the cipher alone (no copy, allocation or
+/// system call; benches/README.md "Encryption").
+#[allow(clippy::too_many_arguments)]
 fn seal_chunk(
     key: Option<&crate::crypto::BlockKey>,
     start: u64,
@@ -527,41 +578,59 @@ fn seal_chunk(
     changed: &[bool],
     encoded: &[Option<(Vec<u8>, u8)>],
     digests: &[Vec<u8>],
+    out: &mut Vec<u8>,
 ) -> Result<Vec<Option<Sealed>>> {
+    use crate::crypto::{NONCE_LEN, OVERHEAD};
     let Some(key) = key else {
         return Ok(changed.iter().map(|_| None).collect());
     };
     let mut at = start;
+    let mut used = 0usize;
     let mut plan = Vec::with_capacity(changed.len());
+    let mut places = Vec::with_capacity(changed.len());
     for (i, block) in data.chunks(bs).enumerate() {
         if !changed[i] {
-            plan.push(None);
+            places.push(None);
             continue;
         }
         let (bytes, flags) = match &encoded[i] {
             Some((b, f)) => (&b[..], *f),
             None => (block, 0),
         };
-        plan.push(Some((
-            at,
-            bytes,
-            flags | key.seal_flags(),
-            block.len() as u32,
-            &digests[i][..],
-        )));
-        at += (bytes.len() + crate::crypto::OVERHEAD) as u64;
+        let len = bytes.len() + OVERHEAD;
+        let flags = flags | key.seal_flags();
+        plan.push((at, bytes, flags, block.len() as u32, &digests[i][..]));
+        places.push(Some((used..used + len, flags, at)));
+        at += len as u64;
+        used += len;
+    }
+    let mut nonces = vec![0u8; plan.len() * NONCE_LEN];
+    crate::crypto::error::random_fill(&mut nonces).map_err(|e| Error::Invalid(format!("sealing a block: {e}")))?;
+    // Grown, never cleared: every byte of `out[..used]` is overwritten by its block's seal.
+    if out.len() < used {
+        out.resize(used, 0);
+    }
+    // Each block's slice of `out`, in plan order.
+    let mut slots: Vec<&mut [u8]> = Vec::with_capacity(plan.len());
+    let mut rest = &mut out[..used];
+    for p in &plan {
+        let (slot, tail) = std::mem::take(&mut rest).split_at_mut(p.1.len() + OVERHEAD);
+        slots.push(slot);
+        rest = tail;
     }
     in_pool(|| {
         plan.par_iter()
-            .map(|p| {
-                p.map(|(at, bytes, flags, raw_len, digest)| {
-                    key.seal(at, raw_len, flags, digest, bytes).map(|s| (s, flags, at))
-                })
-                .transpose()
+            .zip(nonces.par_chunks_exact(NONCE_LEN))
+            .zip(slots.into_par_iter())
+            .try_for_each(|((&(at, bytes, flags, raw_len, digest), nonce), slot)| {
+                let nonce: &[u8; NONCE_LEN] = nonce
+                    .try_into()
+                    .map_err(|_| crate::crypto::Error::Invalid("internal: a nonce of the wrong length".into()))?;
+                key.seal_into(at, raw_len, flags, digest, bytes, nonce, slot)
             })
-            .collect::<std::result::Result<Vec<_>, _>>()
     })
-    .map_err(|e| Error::Invalid(format!("sealing a block: {e}")))
+    .map_err(|e| Error::Invalid(format!("sealing a block: {e}")))?;
+    Ok(places)
 }
 
 /// Commits the checkpoint of a pass that stops with `err` (`engine::resume`); returns `err`.

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod error;
 pub(crate) mod holes;
+mod prefetch;
 pub mod progress;
 pub mod restore;
 pub mod restore_into;
@@ -22,6 +23,8 @@ pub use restore_tree::{restore_tree, TreeFile, TreeOutcome};
 pub use resume::{Checkpoint, Resumed, Rule};
 pub use tree_meta::{apply_meta, make_dirs, Meta, MetaOptions, Problem};
 
+#[cfg(test)]
+mod prefetch_tests;
 #[cfg(test)]
 mod restore_into_tests;
 #[cfg(test)]
