@@ -1,5 +1,6 @@
-//! XChaCha20-Poly1305 messages: `nonce (24) || ciphertext || tag (16)`, encrypted and
-//! decrypted in place (a block is copied once, not twice).
+//! XChaCha20-Poly1305 messages: `nonce (24) || ciphertext || tag (16)`, encrypted from
+//! the plaintext into the message's buffer and decrypted from the message into the
+//! plaintext's (no copy before or after the cipher).
 
 use chacha20poly1305::aead::inout::InOutBuf;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
@@ -35,15 +36,33 @@ pub fn seal_with_nonce(key: &[u8], nonce: &[u8], ad: &[u8], plaintext: &[u8]) ->
             nonce.len()
         )));
     }
-    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(plaintext);
-    let nonce = XNonce::try_from(nonce).map_err(|_| Error::Invalid(format!("a nonce is {NONCE_LEN} bytes")))?;
-    let tag = cipher(key)?
-        .encrypt_inout_detached(&nonce, ad, (&mut out[NONCE_LEN..]).into())
-        .map_err(|_| Error::Invalid("message too long to seal".into()))?;
-    out.extend_from_slice(&tag);
+    let mut out = vec![0u8; OVERHEAD + plaintext.len()];
+    seal_into(key, nonce, ad, plaintext, &mut out)?;
     Ok(out)
+}
+
+/// Seals `plaintext` with `nonce` into `out` (exactly `OVERHEAD` bytes longer), reading
+/// the plaintext where it lies (`aead_gcm::seal_into`). `nonce` must be fresh random bytes.
+pub fn seal_into(key: &[u8], nonce: &[u8], ad: &[u8], plaintext: &[u8], out: &mut [u8]) -> Result<()> {
+    let len = plaintext.len();
+    if out.len() != len + OVERHEAD {
+        return Err(Error::Invalid(format!(
+            "internal: a sealed message of {len} bytes needs {} bytes, got {}",
+            len + OVERHEAD,
+            out.len()
+        )));
+    }
+    let xnonce = XNonce::try_from(nonce).map_err(|_| Error::Invalid(format!("a nonce is {NONCE_LEN} bytes")))?;
+    let (head, rest) = out.split_at_mut(NONCE_LEN);
+    let (body, tail) = rest.split_at_mut(len);
+    head.copy_from_slice(nonce);
+    let io = InOutBuf::new(plaintext, body)
+        .map_err(|_| Error::Invalid("internal: ciphertext buffer of the wrong length".into()))?;
+    let tag = cipher(key)?
+        .encrypt_inout_detached(&xnonce, ad, io)
+        .map_err(|_| Error::Invalid("message too long to seal".into()))?;
+    tail.copy_from_slice(&tag);
+    Ok(())
 }
 
 /// Opens a sealed message; `Error::Authentication` when the key, `ad` or any byte is

@@ -6,9 +6,9 @@
 //! digest, so a changed digest fails it too. Its digest is keyed BLAKE3 under the
 //! repository's MAC key.
 
-use super::aead::{self, KEY_LEN};
+use super::aead::{self, KEY_LEN, NONCE_LEN, OVERHEAD};
 use super::aead_gcm;
-use super::error::{Error, Result};
+use super::error::{random, Error, Result};
 use super::kdf::{derive_key, keyed_digest};
 use crate::format::{FLAG_BOUND, FLAG_GCM, FLAG_SEALED};
 
@@ -123,11 +123,38 @@ impl BlockKey {
     /// `flags` name (`seal_flags`; they are bound into the tag), and, with `FLAG_BOUND`,
     /// the block's keyed `digest` (`digest()` of its raw bytes).
     pub fn seal(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], stored: &[u8]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; stored.len() + OVERHEAD];
+        self.seal_into(
+            offset,
+            raw_len,
+            flags,
+            digest,
+            stored,
+            &random::<NONCE_LEN>()?,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// `seal` into `out` (exactly `OVERHEAD` bytes longer than `stored`) with `nonce`,
+    /// which must be fresh random bytes (`error::random_fill`): the backup's way, with
+    /// the nonces of a chunk drawn at once and its blocks sealed into one buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_into(
+        &self,
+        offset: u64,
+        raw_len: u32,
+        flags: u8,
+        digest: &[u8],
+        stored: &[u8],
+        nonce: &[u8; NONCE_LEN],
+        out: &mut [u8],
+    ) -> Result<()> {
         let ad = self.ad(offset, raw_len, flags, digest);
         if flags & FLAG_GCM != 0 {
-            aead_gcm::seal(&self.gcm_root, &ad, stored)
+            aead_gcm::seal_into(&self.gcm_root, nonce, &ad, stored, out)
         } else {
-            aead::seal(&self.cipher, &ad, stored)
+            aead::seal_into(&self.cipher, nonce, &ad, stored, out)
         }
     }
 

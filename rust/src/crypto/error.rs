@@ -29,6 +29,12 @@ impl std::error::Error for Error {}
 /// `len` random bytes from the operating system.
 pub fn random<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
-    getrandom::getrandom(&mut out).map_err(|e| Error::Random(format!("the system random source failed: {e}")))?;
+    random_fill(&mut out)?;
     Ok(out)
+}
+
+/// Fills `out` from the operating system's random source: a backup draws the nonces of a
+/// whole chunk's blocks in one call instead of a system call per block.
+pub fn random_fill(out: &mut [u8]) -> Result<()> {
+    getrandom::getrandom(out).map_err(|e| Error::Random(format!("the system random source failed: {e}")))
 }

@@ -253,3 +253,43 @@ fn bound_digest_is_authenticated() {
         assert!(check(&digest, &sz, fz).is_some_and(|m| m.contains("decompress") || m.contains("zstd")));
     }
 }
+
+/// `seal_into` (the backup's way: a given nonce, an output slice of its own) is `seal`:
+/// the same message as the allocating form with the same nonce, opened by `open`, and
+/// an output of the wrong length is refused instead of written short.
+#[test]
+fn seal_into_is_seal_and_checks_its_buffer() {
+    use crate::format::{FLAG_BOUND, FLAG_GCM, FLAG_SEALED};
+    let k = BlockKey::new([3u8; KEY_LEN], [4u8; KEY_LEN], "set/data.piece").sealing_with(Cipher::Aes256Gcm);
+    let digest = k.digest(b"block bytes");
+    for f in [k.seal_flags(), FLAG_SEALED | FLAG_BOUND] {
+        let nonce = [9u8; NONCE_LEN];
+        let mut out = vec![0xAAu8; 11 + OVERHEAD];
+        k.seal_into(512, 11, f, &digest, b"block bytes", &nonce, &mut out)
+            .unwrap();
+        assert_eq!(&out[..NONCE_LEN], &nonce);
+        assert_eq!(k.open(512, 11, f, &digest, &out).unwrap(), b"block bytes");
+        assert!(k.open(512 + 1, 11, f, &digest, &out).is_err(), "its place is bound in");
+        let gcm = f & FLAG_GCM != 0;
+        let ad_free = if gcm {
+            aead_gcm::seal_with_nonce(&[7u8; KEY_LEN], &nonce, b"ad", b"block bytes").unwrap()
+        } else {
+            seal_with_nonce(&[7u8; KEY_LEN], &nonce, b"ad", b"block bytes").unwrap()
+        };
+        let mut into = vec![0u8; 11 + OVERHEAD];
+        if gcm {
+            aead_gcm::seal_into(&[7u8; KEY_LEN], &nonce, b"ad", b"block bytes", &mut into).unwrap();
+        } else {
+            aead::seal_into(&[7u8; KEY_LEN], &nonce, b"ad", b"block bytes", &mut into).unwrap();
+        }
+        assert_eq!(into, ad_free);
+        for wrong in [10 + OVERHEAD, 12 + OVERHEAD] {
+            let mut short = vec![0u8; wrong];
+            let err = k.seal_into(512, 11, f, &digest, b"block bytes", &nonce, &mut short);
+            assert!(
+                matches!(err, Err(Error::Invalid(ref m)) if m.contains("needs 51 bytes")),
+                "{err:?}"
+            );
+        }
+    }
+}

@@ -257,10 +257,10 @@ pub fn backup_files_resumable(
     let bs = opts.block_size as usize;
     let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
     let mut buf = vec![0u8; chunk_len];
+    // A chunk's sealed blocks, end to end (reused: no allocation per block or chunk).
+    let mut seal_buf: Vec<u8> = Vec::new();
     let mut state = Progress::default();
     let mut blocks_stored = 0u64;
-
-    for (file_no, job) in jobs.iter().enumerate().skip(files.len()) {
     // Small files are opened and read ahead on the pool (engine::prefetch); the pass
     // takes them in order. Files taken over unread are not asked for.
     let mut ahead = Prefetcher::start(
@@ -272,6 +272,8 @@ pub fn backup_files_resumable(
             .collect(),
         opts.dedup,
     );
+
+    for (file_no, job) in jobs.iter().enumerate().skip(files.len()) {
         let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
         // Taken over unread only while still there with the size the caller saw: a file
         // gone since the walk fails like an unreadable one (the caller leaves it out), one
@@ -445,6 +447,7 @@ pub fn backup_files_resumable(
                 &changed,
                 &encoded,
                 &digests,
+                &mut seal_buf,
             )?;
             for (i, (block, digest)) in data.chunks(bs).zip(digests).enumerate() {
                 let raw_len = block.len() as u32;
@@ -474,7 +477,8 @@ pub fn backup_files_resumable(
                     continue;
                 }
                 let stored = match (&sealed[i], &encoded[i]) {
-                    (Some((bytes, flags, at)), _) => {
+                    (Some((range, flags, at)), _) => {
+                        let bytes = &seal_buf[range.clone()];
                         let s = piece.write_block(file_no, block_index, bytes, raw_len, *flags, &digest)?;
                         if s.offset != *at {
                             return Err(Error::Invalid("internal: a sealed block landed off its place".into()));
@@ -555,11 +559,17 @@ pub fn backup_files_resumable(
     })
 }
 
-/// A sealed block: its bytes, flags and the offset it was sealed for.
-type Sealed = (Vec<u8>, u8, u64);
+/// A sealed block: where its bytes lie in the chunk's seal buffer, its flags and the
+/// offset it was sealed for.
+type Sealed = (std::ops::Range<usize>, u8, u64);
 
-/// Seals the changed blocks of one chunk on the pool. Blocks are written in order from
-/// `start`, so each one's offset (bound into its tag) is known before it is written.
+/// Seals the changed blocks of one chunk on the pool into `out`, end to end. Blocks are
+/// written in order from `start`, so each one's offset (bound into its tag) is known
+/// before it is written. The cipher reads each block where it lies and writes straight
+/// into its place in `out`, and the chunk's nonces come from one call to the system's
+/// random source: per block, sealing costs the cipher alone (no copy, allocation or
+/// system call; benches/README.md "Encryption").
+#[allow(clippy::too_many_arguments)]
 fn seal_chunk(
     key: Option<&crate::crypto::BlockKey>,
     start: u64,
@@ -568,41 +578,59 @@ fn seal_chunk(
     changed: &[bool],
     encoded: &[Option<(Vec<u8>, u8)>],
     digests: &[Vec<u8>],
+    out: &mut Vec<u8>,
 ) -> Result<Vec<Option<Sealed>>> {
+    use crate::crypto::{NONCE_LEN, OVERHEAD};
     let Some(key) = key else {
         return Ok(changed.iter().map(|_| None).collect());
     };
     let mut at = start;
+    let mut used = 0usize;
     let mut plan = Vec::with_capacity(changed.len());
+    let mut places = Vec::with_capacity(changed.len());
     for (i, block) in data.chunks(bs).enumerate() {
         if !changed[i] {
-            plan.push(None);
+            places.push(None);
             continue;
         }
         let (bytes, flags) = match &encoded[i] {
             Some((b, f)) => (&b[..], *f),
             None => (block, 0),
         };
-        plan.push(Some((
-            at,
-            bytes,
-            flags | key.seal_flags(),
-            block.len() as u32,
-            &digests[i][..],
-        )));
-        at += (bytes.len() + crate::crypto::OVERHEAD) as u64;
+        let len = bytes.len() + OVERHEAD;
+        let flags = flags | key.seal_flags();
+        plan.push((at, bytes, flags, block.len() as u32, &digests[i][..]));
+        places.push(Some((used..used + len, flags, at)));
+        at += len as u64;
+        used += len;
+    }
+    let mut nonces = vec![0u8; plan.len() * NONCE_LEN];
+    crate::crypto::error::random_fill(&mut nonces).map_err(|e| Error::Invalid(format!("sealing a block: {e}")))?;
+    // Grown, never cleared: every byte of `out[..used]` is overwritten by its block's seal.
+    if out.len() < used {
+        out.resize(used, 0);
+    }
+    // Each block's slice of `out`, in plan order.
+    let mut slots: Vec<&mut [u8]> = Vec::with_capacity(plan.len());
+    let mut rest = &mut out[..used];
+    for p in &plan {
+        let (slot, tail) = std::mem::take(&mut rest).split_at_mut(p.1.len() + OVERHEAD);
+        slots.push(slot);
+        rest = tail;
     }
     in_pool(|| {
         plan.par_iter()
-            .map(|p| {
-                p.map(|(at, bytes, flags, raw_len, digest)| {
-                    key.seal(at, raw_len, flags, digest, bytes).map(|s| (s, flags, at))
-                })
-                .transpose()
+            .zip(nonces.par_chunks_exact(NONCE_LEN))
+            .zip(slots.into_par_iter())
+            .try_for_each(|((&(at, bytes, flags, raw_len, digest), nonce), slot)| {
+                let nonce: &[u8; NONCE_LEN] = nonce
+                    .try_into()
+                    .map_err(|_| crate::crypto::Error::Invalid("internal: a nonce of the wrong length".into()))?;
+                key.seal_into(at, raw_len, flags, digest, bytes, nonce, slot)
             })
-            .collect::<std::result::Result<Vec<_>, _>>()
     })
-    .map_err(|e| Error::Invalid(format!("sealing a block: {e}")))
+    .map_err(|e| Error::Invalid(format!("sealing a block: {e}")))?;
+    Ok(places)
 }
 
 /// Commits the checkpoint of a pass that stops with `err` (`engine::resume`); returns `err`.
