@@ -241,7 +241,12 @@ fn create(dir: BorrowedFd<'_>, f: &TreeFile) -> Result<OwnedFd> {
     let name = split_parent(&f.path).1;
     let c = cstr(name, &f.file.dest)?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    openat(dir, &c, flags, 0o600).map_err(|e| {
+    // Created with its own permission bits, as tar does: under the usual umask the mode is
+    // then already right and `apply` skips an fchmod per file (setuid/setgid/sticky and
+    // bits the umask took still get theirs, after the chown). The file is this process's
+    // until then, and holds nothing the source did not show with these bits.
+    let mode = libc::mode_t::try_from(f.meta.mode & 0o777).unwrap_or(0o600);
+    openat(dir, &c, flags, mode).map_err(|e| {
         // SAFETY: an all-zero stat is valid to be overwritten; `c` is NUL-terminated.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above; `dir` is open for the call.
