@@ -9,12 +9,17 @@ bucket is busy is postponed; the bucket's commit honoured by readers."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rustybackup import BackupManager, VerificationType, _core, keys, remote_keys, remote_repo
+from rustybackup import BackupManager, VerificationType, _core, keys, reencrypt, remote_keys, remote_repo
 from rustybackup.catalog import BackupSet
 from rustybackup.errors import EncryptionError
 from rustybackup.repo_url import parse_url
@@ -128,7 +133,7 @@ def test_reencrypt_on_s3_switches_chains_and_every_host_follows(
             assert after[f"sets/{sid}/{name}"] != before[f"sets/{sid}/{name}"]
         record = json.loads(after[f"sets/{sid}/catalog.json"])
         assert [p["path"] for p in record["pieces"]] == [f"sets/{sid}/data.{tag}.piece"]
-    assert not [k for k in after if k.startswith("reencrypt/")]
+    assert not [k for k in after if k.endswith(".commit")]
     b.check(BackupManager(b.url, create=False))
 
     # The reader's cache predates the switch: it follows on open and restores.
@@ -173,7 +178,7 @@ def test_drop_old_waits_for_every_set_then_an_old_keyring_opens_nothing(
         res = run(b.url, "key", "rotate", "--reencrypt", "--drop-old", "--json")
     assert res.exit_code == 1 and "old key generations are kept" in res.output, res.output
     assert _status(b.url)["pending"] is True
-    assert not [k for k in b.objects() if ".g2-" in k or k.startswith("reencrypt/")]
+    assert not [k for k in b.objects() if ".g2-" in k or k.endswith(".commit")]
     res = run(str(busy), "key", "rotate", "--reencrypt", "--drop-old", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["dropped"] == ["g1"]
@@ -198,3 +203,112 @@ def test_drop_old_waits_for_every_set_then_an_old_keyring_opens_nothing(
     for s in [*b.sets, b.other]:
         with pytest.raises(EncryptionError, match="generation 'g2' is not in this host's keys"):
             keys.stored_set_key(cache, s.id)
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from rustybackup import BackupManager, reencrypt, remote_repo
+
+    url, where = sys.argv[1], sys.argv[2]
+    # The lock objects of this process, killed, expire soon after (restic's stale locks).
+    remote_repo.LOCK_TTL_SECONDS = 3.0
+    m = BackupManager(url, create=False)
+    staged = []
+    if where == "switch":
+        real = remote_repo.RemoteRepository._get
+        def get(self, rel, dest):
+            # The switch fetches each set's staged manifest before putting it in place:
+            # killed at the second, the first set is switched and the others are not.
+            if "/manifest.g" in rel:
+                staged.append(rel)
+                if len(staged) == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, rel, dest)
+        remote_repo.RemoteRepository._get = get
+    def progress(event):
+        if where == "build" and event["event"] == "resealed" and event["set"] == sys.argv[3]:
+            os.kill(os.getpid(), signal.SIGKILL)
+    reencrypt.reencrypt(m, progress=progress)
+    """
+)
+
+
+def _kill_child(b: Bucket, where: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, b.url, where, b.sets[1].id], env=dict(os.environ), capture_output=True
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+
+
+def _set_objects(b: Bucket, sid: str) -> set[str]:
+    return {k.split("/")[2] for k in b.objects() if k.startswith(f"sets/{sid}/")}
+
+
+@pytest.mark.parametrize("where", ["build", "switch"])
+def test_a_run_killed_before_or_after_its_commit_is_finished_by_the_next(
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    b = Bucket(s3_server, s3_prefix, tmp_path, monkeypatch)
+    ids = [s.id for s in b.sets]
+    before = b.objects()
+    host(monkeypatch, tmp_path, "rotator")
+    _kill_child(b, where)
+    now = b.objects()
+    if where == "build":
+        # Killed before the commit: every object a reader uses is as it was.
+        assert {k: v for k, v in now.items() if k in before} == before
+        assert not [k for k in now if k.endswith(".commit")]
+        assert [k for k in now if ".g2-" in k]  # the killed run's uploads, left for the next run
+    else:
+        # Killed after the commit, one set switched: a reader honours the commit and
+        # sees the new chain whole (never the first set new and its children old).
+        assert [k for k in now if k.endswith(".commit")]
+        assert now[f"sets/{ids[0]}/manifest.json"] != before[f"sets/{ids[0]}/manifest.json"]
+        assert now[f"sets/{ids[1]}/manifest.json"] == before[f"sets/{ids[1]}/manifest.json"]
+        host(monkeypatch, tmp_path, "reader-during")
+        b.check(BackupManager(b.url, create=False))
+        monkeypatch.delenv(keys.PASSWORD_ENV)
+        host(monkeypatch, tmp_path, "monitor-during")
+        res = run(b.url, "verify", "--all", "--level", "standard")
+        assert res.exit_code == 0, res.output
+        monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
+        assert _status(b.url)["pending"] is True
+    host(monkeypatch, tmp_path, "rotator")
+    report = reencrypt.reencrypt(BackupManager(b.url, create=False))
+    assert report.done and sorted(set(report.reencrypted)) == sorted(ids)
+    after = b.objects()
+    assert not [k for k in after if k.endswith(".commit") or ".g2-" in k and not k.endswith(".piece")]
+    for sid in ids:
+        (piece,) = [n for n in _set_objects(b, sid) if n.startswith("data.")]
+        assert _set_objects(b, sid) == {"manifest.json", "catalog.json", "blockmap", piece} and ".g2-" in piece
+    assert set(_status(b.url)["sets"].values()) == {"g2"}
+    host(monkeypatch, tmp_path, "after")
+    b.check(BackupManager(b.url, create=False))
+
+
+def test_restores_during_the_rewrite_see_the_old_or_the_new_chain(
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = Bucket(s3_server, s3_prefix, tmp_path, monkeypatch)
+    last = b.sets[-1].id
+    host(monkeypatch, tmp_path, "rotator")
+    env = dict(os.environ)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from rustybackup import BackupManager, reencrypt; import sys; "
+         "r = reencrypt.reencrypt(BackupManager(sys.argv[1], create=False)); assert r.done, r", b.url],
+        env=env, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    restored = 0
+    try:
+        while child.poll() is None or restored == 0:
+            host(monkeypatch, tmp_path, f"reader-{restored}")
+            out = tmp_path / f"during-{restored}"
+            m = BackupManager(b.url, create=False)
+            m.restore("db", out, backup_set_id=last)
+            assert tree_digest(out) == tree_digest(b.snaps[last])
+            restored += 1
+    finally:
+        _, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err.decode()
+    assert set(_status(b.url)["sets"].values()) == {"g2"}

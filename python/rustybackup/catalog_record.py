@@ -207,8 +207,11 @@ def check_against(remote: RemoteRepository, root: Path, m: manifest.Manifest) ->
     """A keyed host's check of a set's record in the bucket against its (opened)
     manifest: what differs, with the object named, or None (agreeing, or no record: a set
     written before records existed)."""
-    rel = f"{store.SETS_DIR}/{m.id}/{RECORD}"
-    dest = root / rel
+    from . import reencrypt_refresh
+
+    # While a re-encryption's chain commit is pending, keyless hosts read its staged record.
+    rel = reencrypt_refresh.record_key(remote, m.id)
+    dest = root / f"{store.SETS_DIR}/{m.id}/{RECORD}"
     try:
         # Fetched every time: what a keyless host would read is what is in the bucket now.
         remote._get(rel, dest)

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,15 @@ def commits(remote: RemoteRepository) -> dict[str, dict[str, Any]]:
     return out
 
 
+def record_key(remote: RemoteRepository, set_id: str) -> str:
+    """The clear record a keyless host reads for `set_id` now: a pending commit's staged
+    one, else ``sets/<id>/catalog.json``."""
+    entry = commits(remote).get(set_id)
+    if entry is not None and remote.store.head(str(entry["staged_record"])) is not None:
+        return str(entry["staged_record"])
+    return f"{store.SETS_DIR}/{set_id}/{catalog_record.RECORD}"
+
+
 def _stamp(meta: Any) -> str:
     return f"{meta.size} {meta.last_modified.isoformat()} {meta.e_tag or ''}"
 
@@ -111,9 +121,32 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
+# Rewritten by every switch before it changes a set: a reader that opened the repository
+# before a switch and takes its shared lock after it refreshes again (`recheck`).
+EPOCH = COMMIT_PREFIX + "epoch"
+_seen: weakref.WeakKeyDictionary[RemoteRepository, tuple[str, store.Repository, BackupCatalog]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def epoch(remote: RemoteRepository) -> str:
+    meta = remote.store.head(EPOCH)
+    return "" if meta is None else _stamp(meta)
+
+
+def recheck(remote: RemoteRepository) -> None:
+    """Under a reader's shared lock (no switch can run): refreshes the cache again when
+    a switch happened since the repository was opened."""
+    seen = _seen.get(remote)
+    if seen is not None and epoch(remote) != seen[0]:
+        remote.remote_manifests()
+        refresh(remote, seen[1], seen[2])
+
+
 def refresh(remote: RemoteRepository, repo: store.Repository, catalog: BackupCatalog) -> list[str]:
     """Brings the cached manifests of registered sets up to date with the bucket (see
     the module's docstring); returns the ids of the sets whose manifest changed."""
+    _seen[remote] = (epoch(remote), repo, catalog)
     listed = remote.listed
     pending = commits(remote)
     known = catalog.set_ids()
@@ -121,9 +154,11 @@ def refresh(remote: RemoteRepository, repo: store.Repository, catalog: BackupCat
     for sid, meta in sorted(listed.items()):
         d = repo.root / store.SETS_DIR / sid
         cached = d / store.MANIFEST
-        if sid not in known or not cached.is_file():
-            continue
         entry = pending.get(sid)
+        # A set not registered yet is registered from what is cached now: only a
+        # commit's set must be replaced first (its cached manifest may be the old one).
+        if not cached.is_file() or (sid not in known and entry is None):
+            continue
         final = f"{store.SETS_DIR}/{sid}/{store.MANIFEST}"
         if entry is not None:
             if _digest(cached.read_bytes()) == entry["manifest_blake2b"]:
@@ -144,17 +179,34 @@ def refresh(remote: RemoteRepository, repo: store.Repository, catalog: BackupCat
         if tmp.read_bytes() == cached.read_bytes():
             tmp.unlink()
         else:
-            changed[sid] = truth
+            if sid in known:
+                changed[sid] = truth
             _drop_cached(d)
             os.replace(tmp, cached)
             if truth.map_key is not None:
-                remote._get(truth.map_key, d / store.BLOCKMAP)
+                # The staged map and record go with the staged manifest (the final
+                # objects may still be the old ones, or already the new ones).
+                _get_either(remote, truth.map_key, f"{store.SETS_DIR}/{sid}/{store.BLOCKMAP}", d / store.BLOCKMAP)
+                _get_either(
+                    remote,
+                    truth.record_key,
+                    f"{store.SETS_DIR}/{sid}/{catalog_record.RECORD}",
+                    d / catalog_record.RECORD,
+                )
         if truth.manifest_key == final:
             store.atomic_write_bytes(d / STAMP, _stamp(meta).encode())
     if changed:
         _rewrite_rows(remote, repo, catalog, changed)
         log.info("%s: %d re-encrypted set(s) refreshed in the cache", remote.url, len(changed))
     return sorted(changed)
+
+
+def _get_either(remote: RemoteRepository, staged: str, final: str, dest: Path) -> None:
+    """`staged` into `dest`, or `final` once the switch moved it there and deleted it."""
+    try:
+        remote._get(staged, dest)
+    except StorageNotFound:
+        remote._get(final, dest)
 
 
 def _drop_cached(d: Path) -> None:
@@ -188,7 +240,8 @@ def _rewrite_rows(
                 m = manifest.load(d / store.MANIFEST, set_id=sid)
                 rows[sid] = (_pieces(sid, m), m.blockmap.path, m.blockmap.checksum)
             else:
-                remote._get(truth.record_key, d / catalog_record.RECORD)
+                final = f"{store.SETS_DIR}/{sid}/{catalog_record.RECORD}"
+                _get_either(remote, truth.record_key, final, d / catalog_record.RECORD)
                 where = truth.record_key
                 s = catalog_record.parse((d / catalog_record.RECORD).read_bytes(), sid, where).backup_set
                 rows[sid] = (s.pieces, s.blockmap, s.blockmap_checksum)
@@ -230,4 +283,4 @@ def adopt(
     catalog.replace_sealed(rows)
 
 
-__all__ = ["COMMIT_PREFIX", "COMMIT_SUFFIX", "adopt", "commits", "parse_commit", "refresh"]
+__all__ = ["COMMIT_PREFIX", "COMMIT_SUFFIX", "adopt", "commits", "parse_commit", "recheck", "record_key", "refresh"]

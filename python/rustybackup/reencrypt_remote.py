@@ -1,33 +1,35 @@
 """``key rotate --reencrypt`` on an ``s3://`` repository: reencrypt.py's chain-by-chain
 re-sealing, with objects instead of directories.
 
-A bucket has no rename and no directory swap, so a re-sealed set gets *new* object names
-(``sets/<id>/data.<gen>-<run>.piece``, ``sets/<id>/blockmap.<gen>-<run>``; ``<run>`` is
-random per run, so two hosts re-encrypting at once never overwrite each other's
-objects), and a chain tree (reencrypt.py: a set without a parent and its descendants)
-switches by one small object:
+A bucket has no rename and no directory swap, so a re-sealed set's pieces get *new*
+object names (``sets/<id>/data.<gen>-<run>.piece``; ``<run>`` is random per run, so two
+hosts re-encrypting at once never overwrite each other's objects). The manifest format
+fixes the block map's name (``sets/<id>/blockmap``), so the new map, like the new
+manifest and clear record, is *staged* under another key until the switch puts it in
+place. A chain tree (reencrypt.py: a set without a parent and its descendants) switches
+by one small object:
 
 1. **Build** (the tree's reader locks and the shared lock object: restores, checks and
    backups go on, no host deletes the sets): for each set, parents first, each old piece
-   is streamed from the bucket into the cache, re-sealed (reseal_piece) under a new set
-   key and uploaded under its new name; the block map likewise (reseal_map, naming its
-   parent's *new* map); the new manifest (new piece names, sources and checksums) and
-   its clear catalog record (catalog_record.py) go up *staged*, as
-   ``sets/<id>/manifest.<gen>-<run>.json`` and ``catalog.<gen>-<run>.json``, which no
-   reader takes for a set. Nothing a reader uses changed. The keys uploaded are noted in
-   the cache first (``reencrypt/<root>.uploads``), so a killed run's leftovers are
-   removed by the next one.
+   is streamed from the bucket to a file in the cache (never whole in memory),
+   re-sealed (reseal_piece) under a new set key and uploaded under its new name; the
+   block map re-sealed (reseal_map, with its parent's new checksum), the new manifest
+   (new piece names, sources and checksums) and its clear catalog record
+   (catalog_record.py) uploaded as ``sets/<id>/blockmap.<tag>``,
+   ``manifest.<tag>.json`` and ``catalog.<tag>.json``, which no reader takes for a set.
+   Nothing a reader uses changed. Each key is noted in the cache before its upload
+   (``reencrypt/<root>.uploads``), so a killed run's leftovers are removed by the next.
 2. **Commit** (under the exclusive lock object: no reader or backup anywhere, and no new
    child joined the tree meanwhile): ``reencrypt/<root>.commit`` is created with
-   If-None-Match, naming every set's staged and final objects and its new manifest's
-   digest. From then on the new tree is the truth: a reader that finds the commit takes
-   each set's staged manifest (reencrypt_refresh.py), so a kill during step 3 shows no
-   reader a mix of old and new sets.
-3. **Switch** (same lock; rolled forward by the next run after a kill): each set's
-   record and then its ``manifest.json`` are replaced by the staged ones, the cache and
-   its catalog rows follow, then the old pieces and maps, the staged objects and the
-   commit are deleted. Other hosts see the replaced manifests on their next open
-   (reencrypt_refresh.py) and drop their stale cached copies.
+   If-None-Match, naming every set's staged objects, old pieces and new manifest digest.
+   From then on the new tree is the truth: a reader that finds the commit takes each
+   set's staged manifest, map and record (reencrypt_refresh.py), so a kill during step 3
+   shows no reader a mix of old and new sets.
+3. **Switch** (same lock; rolled forward by the next run after a kill): the epoch object
+   is rewritten (readers that opened before re-read under their lock), each set's map,
+   record and then manifest are put in place, the cache and its catalog rows follow,
+   then the old pieces, the staged objects and the commit are deleted. Other hosts see
+   the replaced manifests on their next open (reencrypt_refresh.py).
 """
 
 from __future__ import annotations
@@ -383,6 +385,7 @@ def _switch(manager: BackupManager, key: str, doc: dict[str, Any], build: Path |
     remote = manager.remote
     assert remote is not None
     root = manager.repo.root
+    remote.store.put_bytes(reencrypt_refresh.EPOCH, f"{key} {secrets.token_hex(8)}\n".encode())
     for e in doc["sets"]:
         sid = store.check_set_id(str(e["id"]))
         final = f"{store.SETS_DIR}/{sid}/{store.MANIFEST}"

@@ -318,6 +318,11 @@ class RemoteRepository:
         pieces fetched into the cache meanwhile are dropped afterwards (the cache keeps
         manifests and block maps, never a second copy of the repository)."""
         with self.locked("shared"):
+            if self.encrypted:
+                from . import reencrypt_refresh
+
+                # A re-encryption may have switched sets since the open (reencrypt_refresh.py).
+                reencrypt_refresh.recheck(self)
             try:
                 yield
             finally:

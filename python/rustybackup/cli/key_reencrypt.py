@@ -83,7 +83,8 @@ def key_status(state: CliState, *, as_json: bool) -> None:
     if keys.can_read(root):
         found = keys.keys_for(root)
         current = found.current if found is not None else None
-    pending = None if current is None else any(g != current for g in gens.values())
+    # A chain commit left by a killed run (in the bucket, or the local work directory) is pending too.
+    pending = None if current is None else reencrypt.pending(manager)
     if as_json:
         print_json({"current": current, "pending": pending, "sets": gens})
         return
