@@ -825,30 +825,12 @@ class BackupCatalog:
                 if s.id in tombstones:
                     skipped.append((where, f"{where}: set {s.id} was deleted (the catalog holds its tombstone)"))
                     continue
-                c.execute("SAVEPOINT one_set")
-                try:
-                    c.execute(
-                        "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
-                        "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            s.database,
-                            rec.source_path,
-                            rec.kind,
-                            rec.archive_dir,
-                            s.block_size,
-                            s.algorithm,
-                            s.compression,
-                            to_us(s.started_at),
-                        ),
-                    )
-                    self._insert(c, s, rec.archive, guard=False)
-                except catalog_db.INTEGRITY_ERRORS as exc:
-                    c.execute("ROLLBACK TO one_set")
-                    skipped.append((where, f"{where}: set {s.id} clashes with a set already registered ({exc})"))
-                else:
+                db_row = (s.database, rec.source_path, rec.kind, rec.archive_dir, s.block_size, s.algorithm)
+                clash = _register_one(c, self, where, s, rec.archive, (*db_row, s.compression, to_us(s.started_at)))
+                if clash is None:
                     count += 1
-                finally:
-                    c.execute("RELEASE one_set")
+                else:
+                    skipped.append((where, clash))
         report = RebuildReport(count, tuple(skipped))
         _log_report(report)
         return report
@@ -1021,40 +1003,58 @@ def _fill(
             continue
         backup_set, archive = set_from_manifest(m)
         r = m.record
-        c.execute("SAVEPOINT one_set")
-        try:
-            c.execute(
-                "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
-                "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.database,
-                    r.source_path,
-                    kind := _source_kind(m),
-                    r.archive_dir,
-                    r.block_size,
-                    r.algorithm,
-                    r.compression,
-                    r.started_at_us,
-                ),
-            )
-            if kind != "files" and r.source_kind == kind:
-                # A set registered first (an archive whose kind its content did not
-                # tell) may have said "files"; a base backup's own record corrects it.
-                c.execute("UPDATE databases SET kind = ? WHERE name = ? AND kind = 'files'", (kind, r.database))
-            if r.archive_dir:
-                c.execute(
-                    "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
-                    (r.archive_dir, r.database),
-                )
-            catalog._insert(c, backup_set, archive, guard=False)
-        except catalog_db.INTEGRITY_ERRORS as exc:
-            c.execute("ROLLBACK TO one_set")
-            skipped.append((where, f"{where}: set {m.id} clashes with a set already registered ({exc})"))
-        else:
+        kind = _source_kind(m)
+        db_row = (r.database, r.source_path, kind, r.archive_dir, r.block_size, r.algorithm, r.compression)
+        fix = functools.partial(_correct_database, r=r, kind=kind)
+        clash = _register_one(c, catalog, where, backup_set, archive, (*db_row, r.started_at_us), fix)
+        if clash is None:
             count += 1
-        finally:
-            c.execute("RELEASE one_set")
+        else:
+            skipped.append((where, clash))
     return RebuildReport(count, tuple(skipped))
+
+
+def _register_one(
+    c: Conn,
+    catalog: BackupCatalog,
+    where: str,
+    s: BackupSet,
+    archive: Sequence[tuple[str, str]],
+    database_row: tuple[object, ...],
+    corrections: Callable[[Conn], None] | None = None,
+) -> str | None:
+    """Inserts one set (and its database's row, unless known) in a savepoint of its own,
+    so a set that clashes is skipped without undoing the others: what `rebuild` and
+    `register_records` share. Returns why it was skipped, or None."""
+    c.execute("SAVEPOINT one_set")
+    try:
+        c.execute(
+            "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
+            "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            database_row,
+        )
+        if corrections is not None:
+            corrections(c)
+        catalog._insert(c, s, archive, guard=False)
+    except catalog_db.INTEGRITY_ERRORS as exc:
+        c.execute("ROLLBACK TO one_set")
+        return f"{where}: set {s.id} clashes with a set already registered ({exc})"
+    finally:
+        c.execute("RELEASE one_set")
+    return None
+
+
+def _correct_database(c: Conn, r: manifest.SetRecord, kind: str) -> None:
+    """What a manifest's set says of its database beyond the row a first set inserted."""
+    if kind != "files" and r.source_kind == kind:
+        # A set registered first (an archive whose kind its content did not
+        # tell) may have said "files"; a base backup's own record corrects it.
+        c.execute("UPDATE databases SET kind = ? WHERE name = ? AND kind = 'files'", (kind, r.database))
+    if r.archive_dir:
+        c.execute(
+            "UPDATE databases SET archive_dir = ? WHERE name = ? AND archive_dir IS NULL",
+            (r.archive_dir, r.database),
+        )
 
 
 def _source_kind(m: Manifest) -> str:
