@@ -4,6 +4,9 @@ pytest bench: benches/README.md "SQLite WAL capture" quotes its output).
 Sides, rotated round by round after a warm-up round: the writer alone ("none"); beside a
 process that only pins the WAL as the capturer does ("pin": a read transaction handed
 over to a fresh one every second, then a PASSIVE checkpoint; it copies nothing); beside
+the cheapest pin that lets the WAL restart ("rollpin": every 10 ms the pin moves and a
+PASSIVE checkpoint runs, and once the WAL holds 400 frames the rollover of
+capture_spool.py's `Roller` runs, write lock and all, without copying a byte); beside
 ``rustybackup capture --interval 1`` ("capture"). Per side: commits/s, the writer's
 median and 99.9th-percentile commit latency, its own CPU per commit (thread time), the
 share of a core it got, and the helper process's CPU.
@@ -33,7 +36,7 @@ from rustybackup.enums import BackupType
 SYNC = os.environ.get("SYNC", "NORMAL")
 SECS = float(os.environ.get("SECS", "3"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-SIDES = os.environ.get("SIDES", "none,pin,capture").split(",")
+SIDES = os.environ.get("SIDES", "none,pin,rollpin,capture").split(",")
 AUTOCKPT = int(os.environ.get("AUTOCKPT", "1000"))
 
 PIN = r"""
@@ -48,6 +51,34 @@ while True:
     time.sleep(1)
     new = rd(); cur.execute("COMMIT"); cur.close(); cur = new
     k = sqlite3.connect(db, isolation_level=None); k.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone(); k.close()
+"""
+
+ROLLPIN = r"""
+import sqlite3, sys, time
+db = sys.argv[1]
+def rd():
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    c.execute("BEGIN"); c.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return c
+def end(c):
+    c.execute("COMMIT"); c.close()
+k = sqlite3.connect(db, isolation_level=None)
+w = sqlite3.connect(db, isolation_level=None, timeout=0.05)
+cur = rd(); print("ok", flush=True)
+while True:
+    time.sleep(0.01)
+    new = rd(); end(cur); cur = new
+    busy, frames, done = k.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if frames < 400:
+        continue
+    try:
+        w.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        continue
+    end(cur)
+    k.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    cur = rd()
+    w.execute("ROLLBACK")
 """
 
 
@@ -73,13 +104,16 @@ def write(db: Path, seconds: float) -> tuple[float, float, float, float, float]:
 def start(side: str, db: Path, repo: Path) -> subprocess.Popen[str] | None:
     if side == "none":
         return None
-    if side == "pin":
-        cmd = [sys.executable, "-c", PIN, str(db)]
+    if side in ("pin", "rollpin"):
+        cmd = [sys.executable, "-c", PIN if side == "pin" else ROLLPIN, str(db)]
     else:
         cmd = [sys.executable, "-m", "rustybackup", "--repo", str(repo), "capture", "bench", "--interval", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     proc.stdout.readline()
+    if side == "capture":
+        # Past its start-up and first step: the capturer as it runs for days.
+        proc.stdout.readline()
     return proc
 
 

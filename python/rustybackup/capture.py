@@ -78,38 +78,64 @@ class WalGuard:
         # Set by a foreground capturer that spools (capture_spool.py): its steps register
         # the spooled frames instead of reading the WAL.
         self.spool: Spool | None = None
+        # A connection whose read transaction ended, kept for the next one: the spool's
+        # rollovers move the pin dozens of times a second, and opening a connection
+        # costs more than the transaction.
+        self._spare: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+
+    def _begin(self) -> sqlite3.Connection:
+        conn, self._spare = self._spare, None
+        if conn is not None:
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.Error:
+                conn.close()
+        return begin_read(self.db)
+
+    def _end(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.close()
+            return
+        if self._spare is None:
+            self._spare = conn
+        else:
+            conn.close()
 
     def move(self) -> None:
         """A fresh read transaction in place of the held one (begun first: some reader
         always pins the WAL), so a checkpoint may backfill up to now."""
         with self._lock:
-            fresh = begin_read(self.db)
+            fresh = self._begin()
             old, self._conn = self._conn, fresh
             if old is not None:
-                end_read(old)
+                self._end(old)
 
     def handover(self, set_id: str) -> None:
         """Called once set `set_id` is registered, before its step ends its own read."""
         with self._lock:
-            fresh = begin_read(self.db)
+            fresh = self._begin()
             old, self._conn = self._conn, fresh
             if old is not None:
-                end_read(old)
+                self._end(old)
             self.after_set = set_id
 
     def release(self) -> None:
         """Ends the pin (only while the caller holds the write lock: see `CaptureStep`)."""
         with self._lock:
             if self._conn is not None:
-                end_read(self._conn)
+                self._end(self._conn)
                 self._conn = None
 
     def pin(self, set_id: str | None) -> None:
         """Pins again after `release`, vouching for the WAL from set `set_id` on."""
         with self._lock:
             if self._conn is None:
-                self._conn = begin_read(self.db)
+                self._conn = self._begin()
             self.after_set = set_id
 
     def proves(self, set_id: str) -> bool:
@@ -121,6 +147,9 @@ class WalGuard:
             if self._conn is not None:
                 end_read(self._conn)
                 self._conn = None
+            if self._spare is not None:
+                self._spare.close()
+                self._spare = None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 
 from . import _core
 from .errors import BackupError
-from .sqlite_wal import WalCapture, checkpoint, wal_path
+from .sqlite_wal import WalCapture, wal_path
 from .timestamps import to_us
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 Pair = tuple[int, int]
 
-ROLLOVER_FRAMES = 400
+ROLLOVER_FRAMES = 600
 """The WAL generation's length at which a tick lets the WAL restart: well below SQLite's
 automatic checkpoint at 1000 pages, so the application's commits never try checkpoints
 that a pin keeps from finishing, and a tail copied under the write lock stays short."""
@@ -205,8 +205,9 @@ class Spool:
         return self._extend(seg, got)
 
     def _extend(self, seg: Segment, got: _core.WalCopy) -> int:
-        if got.stop_kind in ("checksum", "page_zero") and got.following_bytes >= 24 + got.page_size:
-            log.error("%s: the WAL is damaged: %s, and %d bytes follow it", self.wal, got.stop, got.following_bytes)
+        # A frame failing its checksum at the end of the run is, in a live WAL, most
+        # often one being written as the copy read it: the next tick reads it again.
+        # (A damaged frame is never copied: nothing after it is, and the set step says so.)
         # Read after the copy: a restore to T never holds a commit made after T.
         seen = to_us(self.clock())
         seg.commits.extend((frame, seen) for frame in got.commits)
@@ -257,6 +258,7 @@ class Roller:
         self.rollovers = 0
         self.failed_rollovers = 0
         self._writer: sqlite3.Connection | None = None
+        self._ckpt: sqlite3.Connection | None = None
 
     def tick(self) -> None:
         self.spool.pull()
@@ -270,7 +272,7 @@ class Roller:
         # the copy (its read mark still blocks every restart), and a checkpoint copies
         # into the database file every frame up to it, fsyncs included.
         self.guard.move()
-        checkpoint(self.db)
+        self._checkpoint()
         writer = self._writer_conn()
         try:
             writer.execute("BEGIN IMMEDIATE")
@@ -283,7 +285,7 @@ class Roller:
             self.spool.pull()
             self.guard.release()
             try:
-                busy, frames, done = checkpoint(self.db)
+                busy, frames, done = self._checkpoint()
             finally:
                 # Read lock 0 when everything was backfilled (the restart may happen),
                 # a read mark otherwise (another reader held the checkpoint back).
@@ -295,6 +297,16 @@ class Roller:
             return False
         self.rollovers += 1
         return True
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        """`PRAGMA wal_checkpoint(PASSIVE)` on a connection kept for it: (busy, log, done)."""
+        if self._ckpt is None:
+            self._ckpt = sqlite3.connect(self.db, timeout=5, isolation_level=None, check_same_thread=False)
+        try:
+            row = self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise BackupError(f"checkpoint of sqlite database {self.db} failed: {exc}") from exc
+        return int(row[0]), int(row[1]), int(row[2])
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self._writer is None:
@@ -314,9 +326,10 @@ class Roller:
                 log.warning("%s: spool tick failed: %s", self.db, exc)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for conn in (self._writer, self._ckpt):
+            if conn is not None:
+                conn.close()
+        self._writer = self._ckpt = None
 
 
 __all__ = ["ROLLOVER_FRAMES", "TICK", "Roller", "Segment", "Spool", "Tip", "file_name", "remove_leftovers", "spool_dir"]

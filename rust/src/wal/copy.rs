@@ -16,8 +16,13 @@ use super::WalError;
 /// cumulative checksum through it.
 pub type Resume = ([u32; 2], u64, [u32; 2]);
 
-/// Frames read per positioned read at first (16 MiB of 4 KiB pages).
-const CHUNK_FRAMES: usize = 4096;
+/// Frames read by the first positioned read (256 KiB of 4 KiB pages). The WAL file keeps
+/// its size across restarts, so what lies past the valid run is usually an older
+/// generation's leftovers: a capturer that copies the few new frames every few
+/// milliseconds must not read megabytes of them each time. Each read that was wholly
+/// valid doubles the next, up to MAX_CHUNK_FRAMES (16 MiB).
+const CHUNK_FRAMES: usize = 64;
+const MAX_CHUNK_FRAMES: usize = 4096;
 /// Reads of a WAL that a restart changed under them, before giving up.
 const ATTEMPTS: usize = 50;
 
@@ -291,8 +296,8 @@ fn copy_run(
         if s.stop != Stop::End || !full {
             break;
         }
-        if s.last_commit().is_none() {
-            // One transaction longer than the chunk: read more at once.
+        if s.last_commit().is_none() || chunk_frames < MAX_CHUNK_FRAMES {
+            // A long valid run (or one transaction longer than the chunk): read more at once.
             chunk_frames *= 2;
         }
     }
