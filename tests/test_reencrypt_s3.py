@@ -19,9 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rustybackup import BackupManager, VerificationType, _core, keys, reencrypt, remote_keys, remote_repo
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rustybackup import (
+    BackupManager,
+    VerificationType,
+    _core,
+    keys,
+    reencrypt,
+    reencrypt_refresh,
+    remote_keys,
+    remote_repo,
+)
 from rustybackup.catalog import BackupSet
-from rustybackup.errors import EncryptionError
+from rustybackup.errors import CatalogError, EncryptionError
 from rustybackup.repo_url import parse_url
 from rustybackup.verify import Verifier
 from s3_support import SeaweedFS
@@ -312,3 +323,63 @@ def test_restores_during_the_rewrite_see_the_old_or_the_new_chain(
         _, err = child.communicate(timeout=300)
     assert child.returncode == 0, err.decode()
     assert set(_status(b.url)["sets"].values()) == {"g2"}
+
+
+def _commit_doc(ids: list[str]) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "generation": "g2",
+        "root": ids[0],
+        "sets": [
+            {
+                "id": sid,
+                "manifest_blake2b": "ab" * 32,
+                "staged_manifest": f"sets/{sid}/manifest.g2-abc.json",
+                "staged_record": f"sets/{sid}/catalog.g2-abc.json",
+                "staged_map": f"sets/{sid}/blockmap.g2-abc",
+                "old": [f"sets/{sid}/data.piece"],
+                "new_pieces": {f"{sid}/data.g2-abc.piece": [10, "cd" * 32, f"sets/{sid}/data.g2-abc.piece"]},
+                "new_blockmap": [f"sets/{sid}/blockmap", "ef" * 32],
+                "renamed": [],
+            }
+            for sid in ids
+        ],
+    }
+
+
+FIELDS = ["staged_manifest", "staged_record", "staged_map", "old", "new_pieces", "new_blockmap"]
+SET_IDS = st.builds(
+    lambda n, tail: f"2026{n:02d}01T000000000000Z-{tail:08x}", st.integers(1, 12), st.integers(0, 2**32 - 1)
+)
+
+
+@settings(max_examples=20, deadline=None)
+@given(ids=st.lists(SET_IDS, min_size=1, max_size=4, unique=True), field=st.sampled_from(FIELDS), which=st.data())
+def test_commit_parse_accepts_what_the_run_writes_and_refuses_a_key_outside_its_set(
+    ids: list[str], field: str, which: st.DataObject
+) -> None:
+    doc = _commit_doc(ids)
+    assert reencrypt_refresh.parse_commit(json.dumps(doc).encode(), "c") == doc
+    # Any object key moved to another set's directory (or outside sets/) is refused,
+    # naming the entry: the switch deletes and overwrites what a commit names.
+    i = which.draw(st.integers(0, len(ids) - 1))
+    elsewhere = which.draw(st.sampled_from(["sets/20990101T000000000000Z-00000000/x", "keys/keyring", "format"]))
+    entry = doc["sets"][i]
+    if field == "old":
+        entry["old"] = [elsewhere]
+    elif field == "new_pieces":
+        entry["new_pieces"] = {"p": [1, "00", elsewhere]}
+    elif field == "new_blockmap":
+        entry["new_blockmap"] = [elsewhere, "00"]
+    else:
+        entry[field] = elsewhere
+    with pytest.raises(CatalogError, match=rf"c: sets\[{i}\]"):
+        reencrypt_refresh.parse_commit(json.dumps(doc).encode(), "c")
+
+
+@pytest.mark.parametrize(
+    "data", [b"{", b"[]", b'{"format": 2, "sets": []}', b'{"format": 1, "sets": [{"id": "../x"}]}']
+)
+def test_a_damaged_commit_is_refused_naming_it(data: bytes) -> None:
+    with pytest.raises(CatalogError, match="reencrypt/x.commit"):
+        reencrypt_refresh.parse_commit(data, "reencrypt/x.commit")
