@@ -186,6 +186,10 @@ def test_drop_old_waits_for_every_set_then_an_old_keyring_opens_nothing(
     held = BackupManager(b.url).remote
     assert held is not None
     with held.locked("shared"):
+        # What a running backup holds: the chain is built, then postponed at its switch.
+        report = reencrypt.reencrypt(BackupManager(b.url, create=False))
+        assert list(report.postponed) == [s0] and "the bucket is in use" in report.postponed[s0]
+        assert report.reencrypted == [] and not report.done
         res = run(b.url, "key", "rotate", "--reencrypt", "--drop-old", "--json")
     assert res.exit_code == 1 and "old key generations are kept" in res.output, res.output
     assert _status(b.url)["pending"] is True
