@@ -88,10 +88,12 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
             log.warning("skipping %s: %s", rel, reason)
         out.skipped.append(SkippedEntry(rel, reason))
     base = os.fspath(root)
+    # Concatenated, not os.path.join: this runs once per file of the tree.
+    prefix = base if base.endswith("/") else base + "/"
     out.xattrs = {}
     for rel, kind, est, target, xattrs, problems in entries:
         if kind == "file":
-            out.files.append((rel, os.path.join(base, rel), est))
+            out.files.append((rel, prefix + rel, est))
         elif kind == "dir":
             out.dirs.append((rel, est))
         elif kind == "symlink" and target is not None:
