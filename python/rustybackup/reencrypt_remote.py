@@ -187,6 +187,21 @@ def _clear_uploads(manager: BackupManager, only: str | None = None) -> None:
     assert remote is not None
     work = _work(manager.repo.root)
     notes = sorted(work.glob(f"*{UPLOADS_SUFFIX}")) if work.is_dir() else []
+    # A commit still waiting (its switch postponed) owns its objects, whatever the notes say.
+    committed = (
+        {
+            str(k)
+            for e in reencrypt_refresh.commits(remote).values()
+            for k in [
+                e["staged_manifest"],
+                e["staged_record"],
+                e["staged_map"],
+                *(v[2] for v in e["new_pieces"].values()),
+            ]
+        }
+        if notes
+        else set()
+    )
     for note in notes:
         if only is not None and note.name != f"{only}{UPLOADS_SUFFIX}":
             continue
@@ -200,7 +215,7 @@ def _clear_uploads(manager: BackupManager, only: str | None = None) -> None:
                 by_set.setdefault(sid, set()).add(key)
         for sid, uploaded in sorted(by_set.items()):
             live = _live_objects(manager, sid)
-            for key in sorted(uploaded - live):
+            for key in sorted(uploaded - live - committed):
                 remote.store.delete(key)
         note.unlink()
 
