@@ -244,3 +244,28 @@ def test_special_files_with_two_names_come_back_as_one_inode(shared_tmp: Path) -
     assert "d/n2|hardlink|not created: d/n1 was not restored" in lines, lines
     assert any(line.startswith("d/n1|char device 1:3|not created") for line in lines), lines
     assert os.lstat(shared_tmp / "nobody" / "d" / "p2").st_ino == os.lstat(shared_tmp / "nobody" / "d" / "p1").st_ino
+
+
+def test_a_restore_test_as_nobody_removes_read_only_directories(shared_tmp: Path) -> None:
+    """RESTORE_TEST restores into a sandbox and removes it; the set's read-only and
+    mode-000 directories (the source directory's own mode included) must not leave it
+    behind for a non-root user."""
+    from rustybackup import VerificationType, Verifier
+
+    def child() -> str:
+        src = shared_tmp / "src"
+        (src / "sub" / "shut").mkdir(parents=True)
+        (src / "sub" / "f").write_bytes(b"x")
+        os.chmod(src / "sub" / "shut", 0)
+        os.chmod(src / "sub", 0o555)
+        os.chmod(src, 0o555)
+        m = BackupManager(shared_tmp / "repo")
+        m.register_database("t", src)
+        m.backup("t", "full")
+        (shared_tmp / "sandbox").mkdir()
+        report = Verifier(m, sandbox_dir=shared_tmp / "sandbox").verify("t", VerificationType.RESTORE_TEST)
+        return f"{report.ok} {sorted(os.listdir(shared_tmp / 'sandbox'))}"
+
+    assert fork_and_run(child, drop_to_nobody=True) == "True []"
+    for d in (shared_tmp / "src", shared_tmp / "src" / "sub", shared_tmp / "src" / "sub" / "shut"):
+        os.chmod(d, 0o700)  # for the fixture's cleanup

@@ -30,7 +30,7 @@ from . import _core
 from .errors import BackupError
 from .manifest import Xattr
 
-__all__ = ["Meta", "RestoreTarget"]
+__all__ = ["Meta", "RestoreTarget", "remove_restored"]
 
 
 @dataclass(frozen=True)
@@ -439,3 +439,55 @@ class RestoreTarget:
             ) from exc
         finally:
             os.close(fd)
+
+
+def remove_restored(root: Path) -> None:
+    """Removes a tree this process restored (a RESTORE_TEST sandbox), also when the set
+    gave some of its directories, or the target itself, no write or search permission: as
+    a non-root user those cannot be emptied until their owner bits allow it. Links are
+    never followed: each directory is opened with ``O_NOFOLLOW`` and changed through its
+    descriptor."""
+
+    def open_writable(parent: int | None, name: str) -> int | None:
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError:
+            # Mode 000 (not even readable): make it searchable through its parent first.
+            try:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            except OSError:
+                return None
+            try:
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    return None
+                os.chmod(f"/proc/self/fd/{fd}", 0o700)
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except OSError:
+                return None
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o700 != 0o700:
+                os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | 0o700)
+        except OSError:
+            pass  # not ours: rmtree reports what it cannot remove
+        return fd
+
+    def walk(fd: int) -> None:
+        try:
+            with os.scandir(fd) as it:
+                names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+            for name in names:
+                sub = open_writable(fd, name)
+                if sub is not None:
+                    walk(sub)
+        finally:
+            os.close(fd)
+
+    top = open_writable(None, os.fspath(root))
+    if top is not None:
+        walk(top)
+    shutil.rmtree(root, ignore_errors=True)

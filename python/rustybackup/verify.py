@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import shutil
 import sqlite3
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from .engine import BackupManager
 from .enums import SetStatus, VerificationType
 from .errors import CatalogError, NoRecoveryPath, RustyBackupError, VerificationError
 from .manifest import Manifest
+from .restore_target import remove_restored
 from .verify_records import PieceRow, SetRow, VerificationRecords, when
 from .verify_report import (
     CorruptBlock,
@@ -603,7 +603,8 @@ class Verifier:
         try:
             return self._restore_and_compare(s, s.database, sandbox, run)
         finally:
-            shutil.rmtree(sandbox, ignore_errors=True)
+            # A restored directory may be read-only (the set's mode): made writable first.
+            remove_restored(sandbox)
             if sandbox.exists():
                 log.error("could not remove restore-test sandbox %s", sandbox)
 
