@@ -7,6 +7,7 @@
 //! this module cannot read the way Python's `json` does (not UTF-8, `NaN`, nesting past
 //! serde's limit) is not split at all: the caller parses it whole, as before.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
@@ -97,6 +98,12 @@ pub fn split(doc: &[u8]) -> Option<Split> {
 
 fn slot(raw: &RawValue, hex: Option<usize>) -> Slot {
     let row = hex.and_then(|n| {
+        // Most entries read straight into a typed row; anything the typed reader refuses
+        // or cannot tell apart (a duplicate key, a null, a missing identity part) takes
+        // the general path below, which decides as before.
+        if let Some(r) = fast_row(raw.get(), n) {
+            return Some(r);
+        }
         let o = serde_json::from_str::<Map<String, Value>>(raw.get()).ok()?;
         row(&o, n)
     });
@@ -104,6 +111,90 @@ fn slot(raw: &RawValue, hex: Option<usize>) -> Slot {
         Some(r) => Slot::Row(r),
         None => Slot::Raw(raw.get().to_string()),
     }
+}
+
+/// An entry with exactly the keys `row` accepts, borrowed from the document.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Typed<'a> {
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    mode: u32,
+    mtime_ns: i64,
+    size: u64,
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    first_block: u64,
+    block_count: u64,
+    #[serde(default, borrow)]
+    owner: Option<TypedOwner<'a>>,
+    #[serde(default)]
+    ctime_ns: Option<i64>,
+    #[serde(default)]
+    ino: Option<u64>,
+    #[serde(default)]
+    dev: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypedOwner<'a> {
+    uid: u32,
+    gid: u32,
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    group: Option<Cow<'a, str>>,
+}
+
+/// `row` for the common entry, without a `Value` per field; None when the general path
+/// must decide (it gives the same answer for everything this accepts).
+fn fast_row(text: &str, hex: usize) -> Option<FileRow> {
+    let t: Typed<'_> = serde_json::from_str(text).ok()?;
+    // serde reads a key given as null like a missing one; `row` does not.
+    let absent = |key: &str| !text.contains(key);
+    let identity = match (t.ctime_ns, t.ino, t.dev) {
+        (Some(c), Some(i), Some(d)) => Some((c, i, d)),
+        (None, None, None) if absent("\"ctime_ns\"") && absent("\"ino\"") && absent("\"dev\"") => None,
+        _ => return None,
+    };
+    if t.owner.is_none() && !absent("\"owner\"") {
+        return None;
+    }
+    let owner = match t.owner {
+        None => None,
+        Some(o) => {
+            let name = |n: Option<Cow<'_, str>>| -> Option<Option<String>> {
+                match n {
+                    None => Some(None),
+                    Some(s) if !s.is_empty() && !s.contains('\0') => Some(Some(s.into_owned())),
+                    Some(_) => None,
+                }
+            };
+            Some((o.uid, o.gid, name(o.user)?, name(o.group)?))
+        }
+    };
+    let digest_ok = t.digest.len() == hex
+        && t.digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let ok = rel_path_ok(&t.path)
+        && t.mode <= 0o7777
+        && t.size <= I64_MAX
+        && t.first_block <= I64_MAX
+        && t.block_count <= I64_MAX
+        && digest_ok;
+    ok.then(|| FileRow {
+        path: t.path.into_owned(),
+        mode: t.mode,
+        mtime_ns: t.mtime_ns,
+        size: t.size,
+        digest: t.digest.into_owned(),
+        first_block: t.first_block,
+        block_count: t.block_count,
+        owner,
+        identity,
+    })
 }
 
 const BASE: [&str; 7] = [
