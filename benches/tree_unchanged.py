@@ -1,16 +1,21 @@
 """In process (BackupManager): a FULL then an unchanged INCREMENTAL of TREE in a fresh
 repository, ROUNDS times, wall and CPU seconds of the process; then the CPU per phase of
-the unchanged INCREMENTAL (phases wrapped; best of 3). Figures in benches/README.md
-("The manifest's files read in Rust; unchanged backups").
+the unchanged INCREMENTAL (phases wrapped; best of 3). With --cli: the same two backups
+through each tool's command line (ours, restic), the tools interleaved and the order
+turning every round, one warm-up round first; wall and CPU seconds (user + system of the
+tool's processes), min and median. Figures in benches/README.md ("The manifest's files
+read in Rust; unchanged backups" and "The parent's table kept in Rust").
 
-    python3 benches/tree_unchanged.py TREE [ROUNDS]
+    python3 benches/tree_unchanged.py TREE [ROUNDS] [--cli]
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -84,7 +89,50 @@ def phases(src: str, work: Path) -> None:
     print(f"  {total - sum(split.values()):.2f}  the rest (catalog, locks, summary)")
 
 
+def cli(src: str, n: int, work: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_tree_bench import Tool
+
+    tools = ["rustybackup"] + (["restic"] if shutil.which("restic") else [])
+    wall: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    loads: list[float] = []
+
+    def children_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    for r in range(1 + n):
+        for peer in tools[r % len(tools) :] + tools[: r % len(tools)]:
+            d = work / f"{peer}-{r}"
+            (d / "scratch").mkdir(parents=True)
+            t = Tool(peer, d / "repo", d / "scratch")
+            t.init(Path(src))
+            for step in ("first", "second"):
+                os.sync()
+                start, start_cpu = time.perf_counter(), children_cpu()
+                t.backup(Path(src))
+                if r > 0:
+                    wall.setdefault((peer, step), []).append(time.perf_counter() - start)
+                    cpu.setdefault((peer, step), []).append(children_cpu() - start_cpu)
+            loads.append(os.getloadavg()[0])
+            shutil.rmtree(d)
+    print(f"CLI, {n} interleaved rounds after a warm-up, load {min(loads):.1f}-{max(loads):.1f}")
+    for peer in tools:
+        f, s2 = wall[(peer, "first")], wall[(peer, "second")]
+        print(
+            f"  {peer:12} first wall min {min(f):.2f} median {statistics.median(f):.2f} cpu min "
+            f"{min(cpu[(peer, 'first')]):.2f} | second wall min {min(s2):.2f} median {statistics.median(s2):.2f} "
+            f"cpu min {min(cpu[(peer, 'second')]):.2f} | second/first (min) {min(s2) / min(f):.3f}"
+        )
+
+
 if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--cli"]
+    count = int(args[1]) if len(args) > 1 else 2
     with tempfile.TemporaryDirectory() as d:
-        rounds(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 2, Path(d))
-        phases(sys.argv[1], Path(d))
+        if "--cli" in sys.argv:
+            cli(args[0], count, Path(d))
+        else:
+            rounds(args[0], count, Path(d))
+            phases(args[0], Path(d))
