@@ -12,6 +12,10 @@
 //! encoded bytes plus the target's seal. Its new digest needs the plaintext: the block is
 //! opened from the source piece (once, however many records name it). When the target's
 //! copy of a piece is at hand (the set's own, just written), its index says all of it.
+//!
+//! Memory: 16 bytes a block of each piece a record names (its offsets, to find a block by
+//! the offset a record gives), 8 more when its places are derived; index entries are read
+//! a chunk at a time, never held whole.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -45,16 +49,51 @@ struct Place {
     offset: u64,
     stored_len: u32,
     flags: u8,
-    /// Empty until known (a derived place's digest is computed when a record needs it).
     digest: Vec<u8>,
 }
 
-/// One source piece's blocks, by their offset in the source piece.
+/// Index entries read per step when a record's entry is not in the one held.
+const CHUNK: usize = 1024;
+
+/// One piece's index, read a chunk at a time: a map's records mostly follow the piece's
+/// order, so one chunk held keeps memory flat in the piece's size.
+struct Index {
+    reader: PieceReader,
+    first: u64,
+    chunk: Vec<IndexEntry>,
+}
+
+impl Index {
+    fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            reader: PieceReader::open(path)?,
+            first: 0,
+            chunk: Vec::new(),
+        })
+    }
+
+    fn entry(&mut self, k: u64) -> Result<&IndexEntry> {
+        if k < self.first || k >= self.first + self.chunk.len() as u64 {
+            self.chunk = self.reader.entries_from(k)?.take(CHUNK).collect::<Result<Vec<_>>>()?;
+            self.first = k;
+        }
+        self.chunk
+            .get((k - self.first) as usize)
+            .ok_or_else(|| Error::damaged(self.reader.path(), 0, format!("the index holds no entry {k}")))
+    }
+}
+
+/// One source piece: its blocks by offset (16 bytes a block), and where they went.
 struct Table {
-    /// The source piece's index entries, ascending by offset.
-    old: Vec<IndexEntry>,
-    new: Vec<Place>,
-    algorithm: Algorithm,
+    src: Index,
+    /// (offset in the source piece, index entry number), ascending by offset.
+    by_offset: Vec<(u64, u64)>,
+    /// The target's copy of the piece, when it is at hand.
+    copied: Option<Index>,
+    /// Otherwise each block's offset in the target's copy (`derive`), and the digests
+    /// computed so far (only blocks a record names).
+    derived: Vec<u64>,
+    digests: HashMap<u64, Vec<u8>>,
 }
 
 struct Tables<'a> {
@@ -64,93 +103,63 @@ struct Tables<'a> {
     tables: HashMap<usize, Table>,
 }
 
-fn entries(path: &Path) -> Result<(Vec<IndexEntry>, Algorithm)> {
-    let reader = PieceReader::open(path)?;
-    let mut out = Vec::new();
-    for e in reader.entries()? {
-        out.push(e?);
+/// The stored length and flags `rekey_piece` gives a block of the source entry `e`: its
+/// encoded bytes plus the target's seal (or none).
+fn new_shape(e: &IndexEntry, new: Option<&BlockKey>) -> (u32, u8) {
+    let encoding = e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
+    let inner = if e.flags & FLAG_SEALED != 0 {
+        e.stored_len.saturating_sub(SEALED_OVERHEAD)
+    } else {
+        e.stored_len
+    };
+    match new {
+        Some(k) => (inner + SEALED_OVERHEAD, encoding | k.seal_flags()),
+        None => (inner, encoding),
     }
-    Ok((out, reader.algorithm()))
 }
 
 impl Tables<'_> {
     fn load(&self, i: usize) -> Result<Table> {
         let s = &self.sources[i];
-        let (old, algorithm) = entries(&s.path)?;
-        let new = match &s.copied {
-            Some(copied) => {
-                let (new, _) = entries(copied)?;
-                if new.len() != old.len() {
-                    return Err(Error::damaged(
-                        copied,
-                        0,
-                        format!(
-                            "holds {} blocks, its source {} {}",
-                            new.len(),
-                            s.path.display(),
-                            old.len()
-                        ),
-                    ));
-                }
-                let mut places = Vec::with_capacity(new.len());
-                for (o, n) in old.iter().zip(new) {
-                    if (o.file_no, o.block_index, o.raw_len) != (n.file_no, n.block_index, n.raw_len) {
-                        return Err(Error::damaged(
-                            copied,
-                            n.offset,
-                            format!(
-                                "file #{} block {} is not the source's file #{} block {} (another piece's copy)",
-                                n.file_no, n.block_index, o.file_no, o.block_index
-                            ),
-                        ));
-                    }
-                    places.push(Place {
-                        offset: n.offset,
-                        stored_len: n.stored_len,
-                        flags: n.flags,
-                        digest: n.digest,
-                    });
-                }
-                places
+        let src = Index::open(&s.path)?;
+        let copied = s.copied.as_deref().map(Index::open).transpose()?;
+        if let Some(c) = &copied {
+            if c.reader.block_count() != src.reader.block_count() {
+                return Err(Error::damaged(
+                    c.reader.path(),
+                    0,
+                    format!(
+                        "holds {} blocks, its source {} {}",
+                        c.reader.block_count(),
+                        s.path.display(),
+                        src.reader.block_count()
+                    ),
+                ));
             }
-            None => self.derive(&old),
-        };
-        let mut t = Table { old, new, algorithm };
-        // The writer keeps offsets ascending; a piece that does not is sorted once here.
-        if !t.old.windows(2).all(|w| w[0].offset < w[1].offset) {
-            let mut pairs: Vec<(IndexEntry, Place)> = t.old.into_iter().zip(t.new).collect();
-            pairs.sort_by_key(|(e, _)| e.offset);
-            (t.old, t.new) = pairs.into_iter().unzip();
         }
-        Ok(t)
-    }
-
-    /// The places `rekey_piece` gives the blocks: back to back in index order, each its
-    /// encoded bytes plus the target's seal.
-    fn derive(&self, old: &[IndexEntry]) -> Vec<Place> {
+        let mut by_offset = Vec::new();
+        let mut derived = Vec::new();
+        // The target's copy lays the blocks back to back from the header, in index order.
         let mut at = HEADER_LEN;
-        old.iter()
-            .map(|e| {
-                let encoding = e.flags & !(FLAG_SEALED | FLAG_GCM | FLAG_BOUND);
-                let inner = if e.flags & FLAG_SEALED != 0 {
-                    e.stored_len.saturating_sub(SEALED_OVERHEAD)
-                } else {
-                    e.stored_len
-                };
-                let (stored_len, flags) = match self.new {
-                    Some(k) => (inner + SEALED_OVERHEAD, encoding | k.seal_flags()),
-                    None => (inner, encoding),
-                };
-                let p = Place {
-                    offset: at,
-                    stored_len,
-                    flags,
-                    digest: Vec::new(),
-                };
-                at += u64::from(stored_len);
-                p
-            })
-            .collect()
+        for (k, e) in src.reader.entries()?.enumerate() {
+            let e = e?;
+            by_offset.push((e.offset, k as u64));
+            if copied.is_none() {
+                derived.push(at);
+                at += u64::from(new_shape(&e, self.new).0);
+            }
+        }
+        // The writer keeps offsets ascending; a piece that does not is sorted once here.
+        if !by_offset.windows(2).all(|w| w[0].0 < w[1].0) {
+            by_offset.sort_unstable();
+        }
+        Ok(Table {
+            src,
+            by_offset,
+            copied,
+            derived,
+            digests: HashMap::new(),
+        })
     }
 
     /// The new place of the block `rec` names; checks that the record describes the
@@ -174,14 +183,18 @@ impl Tables<'_> {
         let Some(t) = self.tables.get_mut(&i) else {
             return Err(named("its source piece's blocks were not read".into()));
         };
-        let k = t.old.binary_search_by_key(&rec.offset, |e| e.offset).map_err(|_| {
-            named(format!(
-                "names offset {} of {}, where no block starts",
-                rec.offset,
-                s.path.display()
-            ))
-        })?;
-        let e = &t.old[k];
+        let k = t
+            .by_offset
+            .binary_search_by_key(&rec.offset, |&(o, _)| o)
+            .map(|n| t.by_offset[n].1)
+            .map_err(|_| {
+                named(format!(
+                    "names offset {} of {}, where no block starts",
+                    rec.offset,
+                    s.path.display()
+                ))
+            })?;
+        let e = t.src.entry(k)?.clone();
         if (e.stored_len, e.raw_len, e.flags, &e.digest) != (rec.stored_len, rec.raw_len, rec.flags, &rec.digest) {
             return Err(named(format!(
                 "describes the block at offset {} of {} otherwise than its index does",
@@ -189,10 +202,41 @@ impl Tables<'_> {
                 s.path.display()
             )));
         }
-        if t.new[k].digest.is_empty() {
-            t.new[k].digest = digest_of(s, e, t.algorithm, new_key)?;
+        if let Some(c) = t.copied.as_mut() {
+            let n = c.entry(k)?.clone();
+            if (e.file_no, e.block_index, e.raw_len) != (n.file_no, n.block_index, n.raw_len) {
+                return Err(Error::damaged(
+                    c.reader.path().to_path_buf(),
+                    n.offset,
+                    format!(
+                        "file #{} block {} is not the source's file #{} block {} (another piece's copy)",
+                        n.file_no, n.block_index, e.file_no, e.block_index
+                    ),
+                ));
+            }
+            return Ok(Place {
+                offset: n.offset,
+                stored_len: n.stored_len,
+                flags: n.flags,
+                digest: n.digest,
+            });
         }
-        Ok(t.new[k].clone())
+        let (stored_len, flags) = new_shape(&e, new_key);
+        let digest = match t.digests.get(&k) {
+            Some(d) => d.clone(),
+            None => {
+                let d = digest_of(s, &e, t.src.reader.algorithm(), new_key)?;
+                t.digests.insert(k, d.clone());
+                d
+            }
+        };
+        Ok(Place {
+            // k < the piece's block count: `derived` holds one offset per block.
+            offset: t.derived[k as usize],
+            stored_len,
+            flags,
+            digest,
+        })
     }
 }
 

@@ -461,14 +461,21 @@ impl PieceReader {
     /// Streams the index entries in write order. An entry that cannot describe a block
     /// of this piece is an `Error::Damaged` naming its offset; the stream goes on after it.
     pub fn entries(&self) -> Result<IndexIter<'_>> {
+        self.entries_from(0)
+    }
+
+    /// `entries` from entry number `first` on (none when it is past the last).
+    pub fn entries_from(&self, first: u64) -> Result<IndexIter<'_>> {
+        let first = first.min(self.entry_count);
         let mut f = self.file.try_clone().map_err(|e| Error::io(&self.path, e))?;
-        f.seek(SeekFrom::Start(self.index_off))
-            .map_err(|e| Error::io(&self.path, e))?;
         let entry_len = self.header.layout.index_entry_len(self.header.digest_len());
+        // open() checked index_off + entry_count * entry_len == the trailer's offset.
+        f.seek(SeekFrom::Start(self.index_off + first * entry_len))
+            .map_err(|e| Error::io(&self.path, e))?;
         Ok(IndexIter {
             reader: BufReader::with_capacity(1 << 16, f),
             piece: self,
-            next: 0,
+            next: first,
             // At most 29 + 64 bytes.
             buf: vec![0u8; entry_len as usize],
         })
