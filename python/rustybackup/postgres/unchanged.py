@@ -36,7 +36,9 @@ ALWAYS_READ = frozenset({"global/pg_control"})
 
 
 def unchanged_since(
-    files: Sequence[tuple[str, str | Path, os.stat_result]], parent_files: Sequence[FileEntry], parent_started_at_us: int
+    files: Sequence[tuple[str, str | Path, os.stat_result]],
+    parent_files: Sequence[FileEntry],
+    parent_started_at_us: int,
 ) -> dict[int, FileEntry]:
     """Positions in `files` (the data directory's walk) of those the new set takes from
     the parent (its `parent_files`, started at `parent_started_at_us`) unread, with the
