@@ -173,6 +173,19 @@ def test_plaintext_only_with_decrypt(tmp_path: Path) -> None:
     assert copy_sets(a, b, source_credentials=creds(tmp_path), decrypt=True).copied == [s.id for s in sets]
 
 
+def test_a_set_hashed_with_another_algorithm_is_refused_by_an_encrypted_target(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    marked_tree(src, 5, [9_000])
+    a = BackupManager(tmp_path / "a")
+    a.register_database("db", src, block_size=4096, algorithm="sha256")
+    s = a.backup("db", "full")
+    b = target_repo(tmp_path / "b", encrypted=True)
+    keys.unlock(b.repository, password=OTHER)
+    report = copy_sets(a, b)
+    assert "its digests are sha256" in report.failed[s.id] and "blake3" in report.failed[s.id]
+    assert b.catalog.set_ids() == set() and list((b.repository / "staging").iterdir()) == []
+
+
 def test_a_write_only_target_receives_a_copy(tmp_path: Path) -> None:
     a, _, marks, sets = chain(tmp_path, encrypted=True)
     b = target_repo(tmp_path / "b", encrypted=True)
@@ -306,7 +319,7 @@ def _apply(src: Path, ops: list[tuple[str, int, int]], rnd: random.Random) -> No
         files = sorted(p for p in src.iterdir() if p.is_file())
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     direction=st.sampled_from(DIRECTIONS),
     steps=st.lists(st.tuples(_OPS, st.sampled_from(["incremental", "full"])), min_size=1, max_size=3),
