@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .copy import CopyError as CopyError
     from .copy import CopyReport as CopyReport
     from .copy import copy_sets as copy_sets
+    from .copy_reencrypt import SourceCredentials as SourceCredentials
     from .cron import CronField as CronField
     from .cron import CronSchedule as CronSchedule
     from .cron import daily as daily
@@ -127,6 +128,7 @@ _LAZY: dict[str, str] = {
     "CopyError": "copy",
     "CopyReport": "copy",
     "copy_sets": "copy",
+    "SourceCredentials": "copy_reencrypt",
     "RepoUrl": "repo_url",
     "UploadSchedule": "upload_limits",
 }
@@ -189,6 +191,7 @@ __all__: list[str] = [
     "copy_sets",
     "CopyError",
     "CopyReport",
+    "SourceCredentials",
     "RepoUrl",
     "UploadSchedule",
     "weekly",
