@@ -74,7 +74,7 @@ def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, s
     return repo, database, source
 
 
-def _same_bytes(a: str, b: str) -> bool:
+def _same_bytes(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether files `a` and `b` hold the same bytes (False when `b` does not exist)."""
     try:
         fb = open(b, "rb")  # noqa: SIM115 - closed by the with below
