@@ -890,11 +890,9 @@ def reseal_map(
     old_key: bytes,
     new_key: bytes,
     parent_sum: bytes | None = None,
-    parent_path: str | None = None,
 ) -> str:
     """Writes ``dst`` as sealed block map ``src`` re-sealed under ``new_key`` (its parent
-    checksum replaced by ``parent_sum``, its parent's path by ``parent_path``,
-    ``../<set>/<file>``); the new container checksum (hex)."""
+    checksum replaced by ``parent_sum``); the new container checksum (hex)."""
 
 # --- storage (rust/src/storage/, bindings rust/src/py/storage.rs) -----------------------
 

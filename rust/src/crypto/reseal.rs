@@ -13,7 +13,7 @@ use std::path::Path;
 use super::block::{piece_label, BlockKey};
 use super::KEY_LEN;
 use crate::format::block::decode_block;
-use crate::format::blockmap::{check_parent_path, PARENT_PATH_AT, PARENT_SUM_AT, SUM_AT_V2};
+use crate::format::blockmap::{PARENT_SUM_AT, SUM_AT_V2};
 use crate::format::read::read_exact_at;
 use crate::format::sealed_map::{self, SealedReader, SealedWriter, FRAME_LEN};
 use crate::format::{Error, PieceReader, PieceWriter, Result, FLAG_BOUND, FLAG_GCM, FLAG_SEALED, HEADER_LEN};
@@ -227,24 +227,6 @@ pub fn reseal_map(
     new_key: [u8; KEY_LEN],
     parent_sum: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
-    reseal_map_repointed(src, dst, old_key, new_key, parent_sum, None)
-}
-
-/// `reseal_map` that also replaces the parent map's path (`../<set>/<file>`) the trailer
-/// records: in an object store the re-sealed parent is a new object under a new name
-/// (objects cannot be renamed), and the child must name it. Like the parent checksum,
-/// the path is outside what the plain map's checksum covers.
-pub fn reseal_map_repointed(
-    src: &Path,
-    dst: &Path,
-    old_key: [u8; KEY_LEN],
-    new_key: [u8; KEY_LEN],
-    parent_sum: Option<&[u8]>,
-    parent_path: Option<&str>,
-) -> Result<Vec<u8>> {
-    if let Some(rel) = parent_path {
-        check_parent_path(rel).map_err(|e| Error::damaged(dst, 0, e))?;
-    }
     sealed_map::register_read_key(old_key);
     let reader = SealedReader::open(src)?;
     let plain_len = reader.len();
@@ -260,7 +242,7 @@ pub fn reseal_map_repointed(
     reader.read_at(&mut head, 0)?;
     let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
     if version < 2 {
-        if parent_sum.is_some() || parent_path.is_some() {
+        if parent_sum.is_some() {
             return Err(Error::damaged(src, 8, "a version-1 map records no parent to re-point"));
         }
     } else if plain_len < HEADER_LEN + TRAILER_V2 {
@@ -312,15 +294,6 @@ pub fn reseal_map_repointed(
                 ));
             }
             t[PARENT_SUM_AT..PARENT_SUM_AT + clen].copy_from_slice(p);
-        }
-        if let Some(rel) = parent_path {
-            if t[PARENT_LEN_AT] == 0 {
-                return Err(Error::damaged(src, body_end, "the map records no parent to re-point"));
-            }
-            // check_parent_path bounded it to MAX_PARENT_PATH (128) bytes.
-            t[PARENT_LEN_AT] = rel.len() as u8;
-            t[PARENT_PATH_AT..SUM_AT_V2].fill(0);
-            t[PARENT_PATH_AT..PARENT_PATH_AT + rel.len()].copy_from_slice(rel.as_bytes());
         }
         out.write_all(&t).map_err(|e| Error::io(dst, e))?;
     }

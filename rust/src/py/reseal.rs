@@ -130,11 +130,10 @@ fn rekey_map(
 }
 
 /// Writes `dst` as the sealed block map `src` opened with `old_key` and sealed with
-/// `new_key`, its parent checksum replaced by `parent_sum` and its parent's path by
-/// `parent_path` (`../<set>/<file>`, an object store's new name) when given; returns the
-/// new container checksum (hex).
+/// `new_key`, its parent checksum replaced by `parent_sum` when given; returns the new
+/// container checksum (hex).
 #[pyfunction]
-#[pyo3(signature = (src, dst, old_key, new_key, parent_sum=None, parent_path=None))]
+#[pyo3(signature = (src, dst, old_key, new_key, parent_sum=None))]
 fn reseal_map(
     py: Python<'_>,
     src: PathBuf,
@@ -142,15 +141,12 @@ fn reseal_map(
     old_key: &[u8],
     new_key: &[u8],
     parent_sum: Option<Bound<'_, PyBytes>>,
-    parent_path: Option<String>,
 ) -> PyResult<String> {
     let old_key = key32(old_key, "the old block map key")?;
     let new_key = key32(new_key, "the new block map key")?;
     let parent = parent_sum.map(|b| b.as_bytes().to_vec());
     let sum = py
-        .detach(|| {
-            reseal::reseal_map_repointed(&src, &dst, old_key, new_key, parent.as_deref(), parent_path.as_deref())
-        })
+        .detach(|| reseal::reseal_map(&src, &dst, old_key, new_key, parent.as_deref()))
         .map_err(reseal_error)?;
     Ok(hex(&sum))
 }
