@@ -387,3 +387,31 @@ def test_commit_parse_accepts_what_the_run_writes_and_refuses_a_key_outside_its_
 def test_a_damaged_commit_is_refused_naming_it(data: bytes) -> None:
     with pytest.raises(CatalogError, match="reencrypt/x.commit"):
         reencrypt_refresh.parse_commit(data, "reencrypt/x.commit")
+
+
+def test_a_child_backed_up_during_the_build_postpones_the_chain(
+    s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = Bucket(s3_server, s3_prefix, tmp_path, monkeypatch)
+    ids = [s.id for s in b.sets]
+    host(monkeypatch, tmp_path, "rotator")
+    m = BackupManager(b.url, create=False)
+    joined: list[BackupSet] = []
+
+    def progress(event: dict[str, Any]) -> None:
+        # Another host's incremental of the chain's last set, while the chain is re-sealed:
+        # its map names the old parent map, so switching now would break it.
+        if event["event"] == "resealed" and not joined:
+            (b.src / "meanwhile").write_bytes(b"m" * 5000)
+            with monkeypatch.context() as other:
+                other.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-backup-host"))
+                joined.append(b._backup(BackupManager(b.url, create=False), "incremental"))
+
+    report = reencrypt.reencrypt(m, progress=progress)
+    assert list(report.postponed) == [ids[0]] and "new sets joined the chain" in report.postponed[ids[0]]
+    assert not [k for k in b.objects() if ".g2-" in k or k.endswith(".commit")]
+    assert joined and joined[0].parent_id == ids[-1]
+    report = reencrypt.reencrypt(BackupManager(b.url, create=False))
+    assert report.done and report.reencrypted == [*ids, joined[0].id]
+    host(monkeypatch, tmp_path, "after")
+    b.check(BackupManager(b.url, create=False))
