@@ -153,6 +153,9 @@ def test_reencrypt_on_s3_switches_chains_and_every_host_follows(
     # A fresh host too, and an incremental chains onto the re-sealed sets.
     host(monkeypatch, tmp_path, "fresh")
     m = BackupManager(b.url, create=False)
+    # Each manifest it fetched is noted with the listing it came from (no second fetch).
+    stamps = [m.repo.root / "sets" / s.id / reencrypt_refresh.STAMP for s in [*b.sets, b.other]]
+    assert all(p.is_file() for p in stamps)
     (b.src / "later").write_bytes(b"later" * 999)
     b.sets.append(b._backup(m, "incremental"))
     b.check(m)

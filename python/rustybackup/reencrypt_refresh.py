@@ -117,6 +117,15 @@ def record_key(remote: RemoteRepository, set_id: str) -> str:
     return f"{store.SETS_DIR}/{set_id}/{catalog_record.RECORD}"
 
 
+def stamp(remote: RemoteRepository, set_id: str, d: Path) -> None:
+    """Notes beside a manifest just fetched the listing it was fetched from (`refresh`
+    compares the next listing with it). A manifest replaced between the listing and the
+    fetch only costs one more fetch next time."""
+    meta = remote.listed.get(set_id)
+    if meta is not None:
+        store.atomic_write_bytes(d / STAMP, _stamp(meta).encode())
+
+
 def _stamp(meta: Any) -> str:
     return f"{meta.size} {meta.last_modified.isoformat()} {meta.e_tag or ''}"
 
@@ -287,4 +296,14 @@ def adopt(
     catalog.replace_sealed(rows)
 
 
-__all__ = ["COMMIT_PREFIX", "COMMIT_SUFFIX", "adopt", "commits", "parse_commit", "recheck", "record_key", "refresh"]
+__all__ = [
+    "COMMIT_PREFIX",
+    "COMMIT_SUFFIX",
+    "adopt",
+    "commits",
+    "parse_commit",
+    "recheck",
+    "record_key",
+    "refresh",
+    "stamp",
+]

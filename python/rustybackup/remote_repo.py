@@ -160,6 +160,10 @@ class RemoteRepository:
             dest = d / store.MANIFEST
             self._get(f"{store.SETS_DIR}/{set_id}/{store.MANIFEST}", dest)
             fetched.append(dest)
+            if self.encrypted:
+                from . import reencrypt_refresh
+
+                reencrypt_refresh.stamp(self, set_id, d)  # so the next open need not fetch it again
         # A set directory still holding its staging lock is being committed by this host.
         gone = sorted(i for i in local - remote.keys() if not (sets_dir / i / locks.STAGING_LOCK).exists())
         return fetched, gone
