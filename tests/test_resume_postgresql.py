@@ -7,6 +7,7 @@ after the resumed backup holds exactly the rows committed by then."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -195,7 +196,7 @@ def test_a_damaged_or_missing_checkpoint_leaves_the_order_alone(tmp_path: Path) 
     starts over and says why), and nothing fails."""
     src = tmp_path / "pgdata"
     src.mkdir()
-    files = []
+    files: list[tuple[str, str | Path, os.stat_result]] = []
     for name in ("PG_VERSION", "base", "global_pg_control"):
         p = src / name
         p.write_bytes(b"x" * 10)
