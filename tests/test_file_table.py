@@ -260,11 +260,16 @@ def test_table_entries_equal_a_whole_document_parse(entries: list[dict[str, Any]
     p = manifest._Parser("m")
     table = p.files(manifest._decode(_doc(entries), "m")["files"], "sha256")  # type: ignore[index]
     whole = p.files(entries, "sha256")
-    assert isinstance(table, FileTable)
-    assert tuple(table) == whole and table == whole
-    again = p.files(json.loads(table.json()), "sha256")
-    assert again == whole
-    assert table.paths() == [e.path for e in whole]
+    lone = any(0xD800 <= ord(c) <= 0xDFFF for e in entries for c in e["path"])
+    # A name that is not UTF-8 (kept as lone surrogates) has no Rust string: such a
+    # document is parsed by json whole, into the same entries.
+    assert isinstance(table, FileTable) != lone
+    assert tuple(table) == whole and tuple(table) == tuple(whole)
+    if not lone:
+        assert isinstance(table, FileTable)
+        again = p.files(json.loads(table.json()), "sha256")
+        assert again == whole
+        assert table.paths() == [e.path for e in whole]
 
 
 def test_a_row_built_from_the_walk_matches_only_when_every_field_does(tmp_path: Path) -> None:

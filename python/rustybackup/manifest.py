@@ -550,10 +550,19 @@ class _Split:
     raw: list[tuple[int, str]]
 
 
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+)
+
+
 def _decode(text: str | bytes, where: str) -> object:
     """The decoded JSON of a manifest, its ``files`` read by Rust without a Python object
     per JSON value; a document that reader does not split is decoded by json whole."""
-    split = _core.split_manifest_table(text.encode() if isinstance(text, str) else text)
+    raw_text = text.encode() if isinstance(text, str) else text
+    # A name that is not UTF-8 is kept as lone surrogates (escaped \udcXX), which a Rust
+    # string cannot hold: such a document is decoded by json whole.
+    split = None if _LONE_SURROGATE.search(raw_text) else _core.split_manifest_table(raw_text)
     try:
         if split is None:
             return json.loads(text)
@@ -1218,8 +1227,7 @@ class _Consistency:
                     if parent is not None and parent[0] != "dirs":
                         raise self.fail(
                             f"{group}[{i}].path",
-                            f"{path!r} lies under {path[:cut]!r}, which is not a directory "
-                            f"({parent[0]}[{parent[1]}])",
+                            f"{path!r} lies under {path[:cut]!r}, which is not a directory ({parent[0]}[{parent[1]}])",
                         )
                     cut = path.find("/", cut + 1)
         self._archive_paths(groups[0][1])
