@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 Pair = tuple[int, int]
 
-ROLLOVER_FRAMES = 600
+ROLLOVER_FRAMES = 800
 """The WAL generation's length at which a tick lets the WAL restart: well below SQLite's
 automatic checkpoint at 1000 pages, so the application's commits never try checkpoints
 that a pin keeps from finishing, and a tail copied under the write lock stays short."""
