@@ -135,7 +135,7 @@ CASES: dict[str, tuple[Callable[[Chain], None], type[Exception], str]] = {
         "set.id: expected a set id",
     ),
     "another set's manifest": (_another_sets_manifest, CatalogError, "set.id: expected"),
-    "an unsupported format": (_edit(lambda d: d.update(format=3)), CatalogError, "format: manifest format 3"),
+    "an unsupported format": (_edit(lambda d: d.update(format=99)), CatalogError, "format: manifest format 99"),
 }
 
 
