@@ -207,7 +207,17 @@ def split_manifest(
     document is not read as Python's json reads it (then json decodes it whole)."""
 
 _FileRow: TypeAlias = tuple[
-    str, int, int, int, str, int, int, tuple[int, int, str | None, str | None] | None, int | None, int | None, int | None
+    str,
+    int,
+    int,
+    int,
+    str,
+    int,
+    int,
+    tuple[int, int, str | None, str | None] | None,
+    int | None,
+    int | None,
+    int | None,
 ]
 
 @final
@@ -257,8 +267,6 @@ def split_manifest_table(doc: bytes) -> tuple[FileTable | None, list[tuple[int, 
     placeholder row each until it puts theirs)."""
 
 # --- chain (issues 4, 7) ---
-
-from typing import TypeAlias
 
 _SetRow: TypeAlias = tuple[str, str, str | None, int, int, str]
 """One catalog row for the chain logic: ``(id, kind, parent_id, started_us, finished_us,
@@ -412,7 +420,7 @@ def retention_plan(
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, final
+from typing import final
 
 _Path = str | PathLike[str]
 

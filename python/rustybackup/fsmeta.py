@@ -206,7 +206,9 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
                 "", stat.S_IMODE(st.st_mode), st.st_mtime_ns, owner_of(st), read_xattrs(root, ".", out.problems)
             )
         except OSError as exc:
-            out.problems.append(SkippedEntry(".", f"the source directory's own metadata cannot be read: {exc.strerror}"))
+            out.problems.append(
+                SkippedEntry(".", f"the source directory's own metadata cannot be read: {exc.strerror}")
+            )
     first_name: dict[tuple[int, int], str] = {}
     kept = []
     for rel, path, st in tree.files:
