@@ -169,18 +169,7 @@ def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
             shutil.copyfile(src_dir / store.MANIFEST, staging / store.MANIFEST)
             with open(staging / store.MANIFEST, "rb") as fh:
                 os.fsync(fh.fileno())
-            # Published first, checked in place: an incremental's block map names its
-            # parent's as ../<parent>/blockmap, which exists only beside it in sets/.
-            target.repo.publish(s.id)
-            if target.remote is not None:
-                # The block map names its parents' maps; a fresh cache may lack them.
-                target.remote.fetch_chain(target.repo, m, with_pieces=False)
-            check_set(final, m, copy_keys.block_keys(source, s.id))
-            if target.remote is not None:
-                target.remote.commit(final, s, target.upload_limits)
-            target.catalog.register_manifests([final / store.MANIFEST])
-            if s.id not in target.catalog.set_ids():
-                raise CopyError(f"set {s.id} was copied but the target's catalog refused it (see the log)")
+            publish_checked(target, s, m, final, copy_keys.block_keys(source, s.id))
             registered = True
             locks.drop_staging_lock_file(final)
             if target.remote is not None:
@@ -207,6 +196,25 @@ def set_files(m: Manifest) -> list[str]:
             raise CatalogError(f"manifest of set {m.id}: {what} {rel!r} is not a file of sets/{m.id}/")
         out.append(rel[len(prefix) :])
     return out
+
+
+def publish_checked(
+    target: BackupManager, s: BackupSet, m: Manifest, final: Path, keys: dict[str, tuple[bytes, bytes]] | None
+) -> None:
+    """A copied set's staging directory published, FULL-checked in place under `keys`,
+    uploaded to a remote target and registered; CopyError if the catalog refuses it."""
+    # Published first, checked in place: an incremental's block map names its
+    # parent's as ../<parent>/blockmap, which exists only beside it in sets/.
+    target.repo.publish(s.id)
+    if target.remote is not None:
+        # The block map names its parents' maps; a fresh cache may lack them.
+        target.remote.fetch_chain(target.repo, m, with_pieces=False)
+    check_set(final, m, keys)
+    if target.remote is not None:
+        target.remote.commit(final, s, target.upload_limits)
+    target.catalog.register_manifests([final / store.MANIFEST])
+    if s.id not in target.catalog.set_ids():
+        raise CopyError(f"set {s.id} was copied but the target's catalog refused it (see the log)")
 
 
 def check_set(

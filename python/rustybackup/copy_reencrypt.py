@@ -259,7 +259,7 @@ def _rekey_map(
 def copy_one_rekeyed(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
     """Copies one set whose parent the target has, re-encrypting it (module docstring).
     Returns the bytes written. Nothing of it stays in the target when it fails."""
-    from .copy import CopyError, check_set
+    from .copy import CopyError, publish_checked
 
     with source.reading([s.id]):
         if source.remote is not None:
@@ -280,15 +280,7 @@ def copy_one_rekeyed(source: BackupManager, target: BackupManager, s: BackupSet)
                     with open(staging / name, "rb") as fh:
                         os.fsync(fh.fileno())
             store.fsync_dir(staging)
-            target.repo.publish(s.id)
-            if target.remote is not None:
-                target.remote.fetch_chain(target.repo, m, with_pieces=False)
-            check_set(final, m, new_keys)
-            if target.remote is not None:
-                target.remote.commit(final, s, target.upload_limits)
-            target.catalog.register_manifests([final / store.MANIFEST])
-            if s.id not in target.catalog.set_ids():
-                raise CopyError(f"set {s.id} was copied but the target's catalog refused it (see the log)")
+            publish_checked(target, s, m, final, new_keys)
             registered = True
             locks.drop_staging_lock_file(final)
             if target.remote is not None:
