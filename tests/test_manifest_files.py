@@ -139,6 +139,13 @@ def test_a_well_formed_table_is_handed_over_as_rows() -> None:
         ('[{"path":"a","mode":1e400}]', "files[0].mode"),
         ('[{"path":"\\ud800"}]', "files[0]"),  # a lone surrogate: json reads it, serde does not
         ("7", "files: expected a list"),
+        # serde reads a struct from an array too; the Python parser wants objects.
+        (
+            f'[{{"path":"a","mode":1,"mtime_ns":0,"size":0,"digest":"{HEX}",'
+            '"first_block":0,"block_count":0,"owner":[0,0]}]',
+            "files[0].owner: expected an object",
+        ),
+        (f'[["a",1,0,0,"{HEX}",0,0]]', "files[0]"),
     ],
 )
 def test_hand_written_documents_read_as_the_python_parser_reads_them(files_text: str, expect: str | None) -> None:

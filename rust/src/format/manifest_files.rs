@@ -126,8 +126,10 @@ struct Typed<'a> {
     digest: Cow<'a, str>,
     first_block: u64,
     block_count: u64,
+    // Raw, because serde reads a struct from a JSON array too (`[0, 0]` as uid and
+    // gid), which the Python parser refuses; the object check is done before parsing.
     #[serde(default, borrow)]
-    owner: Option<TypedOwner<'a>>,
+    owner: Option<&'a RawValue>,
     #[serde(default)]
     ctime_ns: Option<i64>,
     #[serde(default)]
@@ -150,6 +152,10 @@ struct TypedOwner<'a> {
 /// `row` for the common entry, without a `Value` per field; None when the general path
 /// must decide (it gives the same answer for everything this accepts).
 fn fast_row(text: &str, hex: usize) -> Option<FileRow> {
+    let object = |raw: &str| raw.trim_start().starts_with('{');
+    if !object(text) {
+        return None;
+    }
     let t: Typed<'_> = serde_json::from_str(text).ok()?;
     // serde reads a key given as null like a missing one; `row` does not.
     let absent = |key: &str| !text.contains(key);
@@ -163,7 +169,11 @@ fn fast_row(text: &str, hex: usize) -> Option<FileRow> {
     }
     let owner = match t.owner {
         None => None,
-        Some(o) => {
+        Some(raw) => {
+            if !object(raw.get()) {
+                return None;
+            }
+            let o: TypedOwner<'_> = serde_json::from_str(raw.get()).ok()?;
             let name = |n: Option<Cow<'_, str>>| -> Option<Option<String>> {
                 match n {
                     None => Some(None),
