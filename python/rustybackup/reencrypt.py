@@ -108,6 +108,36 @@ def set_generations(root: Path, set_ids: list[str]) -> dict[str, str | None]:
     return out
 
 
+@dataclass(frozen=True)
+class SetRekey:
+    """One set's keys in a re-sealing: its stored keys, and a new random set key with
+    the block keys and map key it gives."""
+
+    old_blocks: tuple[bytes, bytes]
+    old_map: bytes
+    new_key: bytes
+    new_blocks: tuple[bytes, bytes]
+    new_map: bytes
+
+    @classmethod
+    def draw(cls, root: Path, opened: keys.Keys, set_id: str) -> SetRekey:
+        old_key, _gen = keys.stored_set_key(root, set_id)
+        old_blocks, old_map = keys.set_key_parts(opened, old_key)
+        new_key = secrets.token_bytes(32)
+        new_blocks, new_map = keys.set_key_parts(opened, new_key)
+        return cls(old_blocks, old_map, new_key, new_blocks, new_map)
+
+
+def parent_map_sum(m: manifest.Manifest, new_maps: dict[str, bytes]) -> bytes | None:
+    """The new checksum of `m`'s parent's map, re-sealed earlier in the same tree (None
+    for a set without a parent)."""
+    if m.record.parent_id is None:
+        return None
+    if m.record.parent_id not in new_maps:
+        raise EncryptionError(f"set {m.id}: its parent {m.record.parent_id} is not in its chain")
+    return new_maps[m.record.parent_id]
+
+
 def chain_trees(sets: list[BackupSet]) -> list[list[BackupSet]]:
     """`sets` grouped by the set without a parent they descend from, parents first. A
     set whose parent is not among `sets` starts a tree of its own."""
@@ -139,27 +169,44 @@ def reencrypt(
 
         return reencrypt_remote.reencrypt(manager, drop_old=drop_old, progress=progress)
     root = manager.repo.root
-    opened = keys.reading_keys(root)
-    if opened is None:
-        raise EncryptionError(f"{root}: the repository is not encrypted; there is nothing to re-encrypt")
+    opened = opening_keys(root, str(root))
     report = ReencryptReport(opened.current)
     with locks.reencrypt_lock(root):
         _finish_commits(manager, report)
         _clear_uncommitted(root)
-        _run(manager, opened, report, progress)
+        each_stale_tree(
+            root,
+            manager.catalog.list_sets(),
+            opened,
+            report,
+            lambda tree: _reencrypt_tree(manager, opened, tree, report, progress),
+            lambda ids: _clear_uncommitted_tree(root, ids),
+        )
         if drop_old:
             _drop_old(manager, opened, report)
     return report
 
 
-def _run(
-    manager: BackupManager,
+def opening_keys(root: Path, name: str) -> keys.Keys:
+    """The repository's keys for a re-encryption run; `name` (its path or URL) is what an
+    unencrypted repository's error names."""
+    opened = keys.reading_keys(root)
+    if opened is None:
+        raise EncryptionError(f"{name}: the repository is not encrypted; there is nothing to re-encrypt")
+    return opened
+
+
+def each_stale_tree(
+    root: Path,
+    sets: list[BackupSet],
     opened: keys.Keys,
     report: ReencryptReport,
-    progress: Callable[[dict[str, Any]], object] | None,
+    reencrypt_tree: Callable[[list[BackupSet]], None],
+    cleanup: Callable[[list[str]], None],
 ) -> None:
-    root = manager.repo.root
-    sets = manager.catalog.list_sets()
+    """Runs `reencrypt_tree` on every chain tree with a set not under the current
+    generation; a busy tree is postponed and a failing one noted, and the others go on.
+    `cleanup` gets each attempted tree's ids afterwards, whatever happened."""
     gens = set_generations(root, [s.id for s in sets])
     for tree in chain_trees(sets):
         ids = [s.id for s in tree]
@@ -167,26 +214,36 @@ def _run(
             report.current.extend(i for i in ids if i not in report.reencrypted)
             continue
         try:
-            _reencrypt_tree(manager, opened, tree, report, progress)
+            reencrypt_tree(tree)
         except SetBusy as exc:
-            report.postponed[tree[0].id] = str(exc)
+            report.postponed[ids[0]] = str(exc)
         except (RustyBackupError, OSError) as exc:
-            log.warning("re-encryption of the chain of %s failed: %s", tree[0].id, exc)
-            report.failed[tree[0].id] = _message(exc)
+            log.warning("re-encryption of the chain of %s failed: %s", ids[0], exc)
+            report.failed[ids[0]] = failure_message(exc)
         finally:
-            # A committed tree's new files are what the next run switches to.
-            if not (_work(root) / f"{ids[0]}{COMMIT_SUFFIX}").exists():
-                for sid in ids:
-                    shutil.rmtree(_work(root) / sid, ignore_errors=True)
+            cleanup(ids)
+
+
+def _clear_uncommitted_tree(root: Path, ids: list[str]) -> None:
+    # A committed tree's new files are what the next run switches to.
+    if not (_work(root) / f"{ids[0]}{COMMIT_SUFFIX}").exists():
+        for sid in ids:
+            shutil.rmtree(_work(root) / sid, ignore_errors=True)
+
+
+def refuse_unfinished(name: str, report: ReencryptReport) -> None:
+    """The error `--drop-old` gives while a chain is postponed or failed; `name` is the
+    repository's path or URL."""
+    if not report.done:
+        raise EncryptionError(
+            f"{name}: old key generations are kept: {len(report.postponed) + len(report.failed)} chain(s) "
+            "are not re-encrypted yet (see postponed/failed); run `key rotate --reencrypt --drop-old` again"
+        )
 
 
 def _drop_old(manager: BackupManager, opened: keys.Keys, report: ReencryptReport) -> None:
     root = manager.repo.root
-    if not report.done:
-        raise EncryptionError(
-            f"{root}: old key generations are kept: {len(report.postponed) + len(report.failed)} chain(s) "
-            "are not re-encrypted yet (see postponed/failed); run `key rotate --reencrypt --drop-old` again"
-        )
+    refuse_unfinished(str(root), report)
     left = set_generations(root, [s.id for s in manager.catalog.list_sets()])
     if None in left.values():
         raise EncryptionError(f"{root}: old key generations are kept: a set's manifest cannot be read")
@@ -220,7 +277,8 @@ def pending(manager: BackupManager) -> bool:
     return any(g != opened.current for g in gens.values())
 
 
-def _message(exc: BaseException) -> str:
+def failure_message(exc: BaseException) -> str:
+    """A failed tree's reason for the report: an OSError names its file."""
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
     return str(exc)
@@ -252,27 +310,22 @@ def _reencrypt_tree(
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             m = manifest.load(root / s.manifest, set_id=s.id)
-            old_key, _gen = keys.stored_set_key(root, s.id)
-            old_blocks, old_map = keys.set_key_parts(opened, old_key)
-            new_key = secrets.token_bytes(32)
-            new_blocks, new_map = keys.set_key_parts(opened, new_key)
-            map_keys.append(new_map)
+            k = SetRekey.draw(root, opened, s.id)
+            map_keys.append(k.new_map)
             pieces = []
             for p in m.pieces:
                 name = p.path.rsplit("/", 1)[-1]
-                size, checksum, _count = _core.reseal_piece(root / p.path, out / name, old_blocks, new_blocks)
+                size, checksum, _count = _core.reseal_piece(root / p.path, out / name, k.old_blocks, k.new_blocks)
                 pieces.append(dataclasses.replace(p, size=size, checksum=checksum))
                 resealed += size
-            parent = new_maps.get(m.record.parent_id) if m.record.parent_id is not None else None
-            if m.record.parent_id is not None and parent is None:
-                raise EncryptionError(f"set {s.id}: its parent {m.record.parent_id} is not in its chain")
+            parent = parent_map_sum(m, new_maps)
             map_name = m.blockmap.path.rsplit("/", 1)[-1]
-            map_sum = _core.reseal_map(root / m.blockmap.path, out / map_name, old_map, new_map, parent)
+            map_sum = _core.reseal_map(root / m.blockmap.path, out / map_name, k.old_map, k.new_map, parent)
             new_maps[s.id] = bytes.fromhex(map_sum)
             new_m = dataclasses.replace(
                 m, pieces=tuple(pieces), blockmap=dataclasses.replace(m.blockmap, checksum=map_sum)
             )
-            write_sealed_manifest(root, opened, new_m, new_key, out / store.MANIFEST)
+            write_sealed_manifest(root, opened, new_m, k.new_key, out / store.MANIFEST)
             digests[s.id] = _digest(out / store.MANIFEST)
             rows[s.id] = ({p.id: (p.size, p.checksum) for p in pieces}, map_sum)
             store.fsync_dir(out)
@@ -288,6 +341,17 @@ def _reencrypt_tree(
             raise SetBusy(f"new sets joined the chain of {ids[0]} while it was re-sealed; it is redone next run")
         store.atomic_write_bytes(commit, json.dumps(doc).encode())
         _switch(manager, commit, doc)
+    switched(report, ids, map_keys, resealed, progress)
+
+
+def switched(
+    report: ReencryptReport,
+    ids: list[str],
+    map_keys: list[bytes],
+    resealed: int,
+    progress: Callable[[dict[str, Any]], object] | None,
+) -> None:
+    """Notes a switched tree in the report and tells `progress`."""
     # This process's readers and backups open the new maps without reading the manifests
     # again (a backup of a child finds its parent's map key loaded).
     for key in map_keys:
@@ -370,4 +434,18 @@ def _finish_commits(manager: BackupManager, report: ReencryptReport) -> None:
         report.reencrypted.extend(ids)
 
 
-__all__ = ["ReencryptReport", "chain_trees", "pending", "reencrypt", "set_generations", "write_sealed_manifest"]
+__all__ = [
+    "ReencryptReport",
+    "SetRekey",
+    "chain_trees",
+    "each_stale_tree",
+    "failure_message",
+    "opening_keys",
+    "parent_map_sum",
+    "pending",
+    "reencrypt",
+    "refuse_unfinished",
+    "set_generations",
+    "switched",
+    "write_sealed_manifest",
+]

@@ -48,9 +48,19 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core, catalog_record, keys, locks, manifest, reencrypt_refresh, store
 from .catalog import BackupSet
-from .errors import EncryptionError, RepositoryLocked, RustyBackupError, StorageNotFound
+from .errors import EncryptionError, RepositoryLocked, StorageNotFound
 from .locks import SetBusy
-from .reencrypt import ReencryptReport, chain_trees, set_generations, write_sealed_manifest
+from .reencrypt import (
+    ReencryptReport,
+    SetRekey,
+    each_stale_tree,
+    opening_keys,
+    parent_map_sum,
+    refuse_unfinished,
+    set_generations,
+    switched,
+    write_sealed_manifest,
+)
 
 if TYPE_CHECKING:
     from .engine import BackupManager
@@ -97,32 +107,26 @@ def reencrypt(
     remote = manager.remote
     assert remote is not None
     root = manager.repo.root
-    opened = keys.reading_keys(root)
-    if opened is None:
-        raise EncryptionError(f"{remote.url}: the repository is not encrypted; there is nothing to re-encrypt")
+    opened = opening_keys(root, str(remote.url))
     report = ReencryptReport(opened.current)
+
+    def cleanup(ids: list[str]) -> None:
+        shutil.rmtree(_work(root) / "build", ignore_errors=True)
+        if ids[0] in report.postponed or ids[0] in report.failed:
+            _clear_uploads(manager, only=ids[0])
+
     with locks.reencrypt_lock(root):
         _finish_commits(manager, report)
         _clear_uploads(manager)
-        sets = manager.catalog.list_sets()
-        gens = set_generations(root, [s.id for s in sets])
-        run = secrets.token_hex(3)
-        for tree in chain_trees(sets):
-            ids = [s.id for s in tree]
-            if all(gens[i] == opened.current for i in ids):
-                report.current.extend(i for i in ids if i not in report.reencrypted)
-                continue
-            try:
-                _reencrypt_tree(manager, opened, tree, f"{opened.current}-{run}", report, progress)
-            except SetBusy as exc:
-                report.postponed[ids[0]] = str(exc)
-            except (RustyBackupError, OSError) as exc:
-                log.warning("re-encryption of the chain of %s failed: %s", ids[0], exc)
-                report.failed[ids[0]] = _message(exc)
-            finally:
-                shutil.rmtree(_work(root) / "build", ignore_errors=True)
-            if ids[0] in report.postponed or ids[0] in report.failed:
-                _clear_uploads(manager, only=ids[0])
+        tag = f"{opened.current}-{secrets.token_hex(3)}"
+        each_stale_tree(
+            root,
+            manager.catalog.list_sets(),
+            opened,
+            report,
+            lambda tree: _reencrypt_tree(manager, opened, tree, tag, report, progress),
+            cleanup,
+        )
         if drop_old:
             _drop_old(manager, opened, report)
     return report
@@ -141,12 +145,6 @@ def commit_objects(remote: RemoteRepository) -> list[str]:
         for m in remote.store.list(reencrypt_refresh.COMMIT_PREFIX)
         if m.key.endswith(reencrypt_refresh.COMMIT_SUFFIX)
     ]
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}"
-    return str(exc)
 
 
 def _work(root: Path) -> Path:
@@ -264,17 +262,14 @@ def _reencrypt_tree(
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             m = manifest.load(root / s.manifest, set_id=s.id)
-            old_key, _gen = keys.stored_set_key(root, s.id)
-            old_blocks, old_map = keys.set_key_parts(opened, old_key)
-            new_key = secrets.token_bytes(32)
-            new_blocks, new_map = keys.set_key_parts(opened, new_key)
-            map_keys.append(new_map)
+            k = SetRekey.draw(root, opened, s.id)
+            map_keys.append(k.new_map)
             pieces = []
             renamed: dict[tuple[str, str], str] = {}
             for p in m.pieces:
                 old_name = p.path.rsplit("/", 1)[-1]
                 new_name = names.piece(old_name)
-                size, checksum = _reseal_piece(manager, ids[0], s.id, p.path, out, new_name, old_blocks, new_blocks)
+                size, checksum = _reseal_piece(manager, ids[0], s.id, p.path, out, new_name, k.old_blocks, k.new_blocks)
                 pieces.append(
                     dataclasses.replace(
                         p,
@@ -286,15 +281,11 @@ def _reencrypt_tree(
                 )
                 renamed[(s.id, old_name)] = new_name
                 resealed += size
-            parent = None
-            if m.record.parent_id is not None:
-                if m.record.parent_id not in new_maps:
-                    raise EncryptionError(f"set {s.id}: its parent {m.record.parent_id} is not in its chain")
-                parent = new_maps[m.record.parent_id]
+            parent = parent_map_sum(m, new_maps)
             remote.fetch(manager.repo, [s.id], with_pieces=False)
             # Built under its final name (a sealed map's frames are bound to its set and
             # file name); staged under another key until the switch puts it in place.
-            map_sum = _core.reseal_map(root / m.blockmap.path, out / store.BLOCKMAP, old_map, new_map, parent)
+            map_sum = _core.reseal_map(root / m.blockmap.path, out / store.BLOCKMAP, k.old_map, k.new_map, parent)
             new_maps[s.id] = bytes.fromhex(map_sum)
             _note_upload(root, ids[0], s.id, names.staged_map)
             remote.store.put_file(names.staged_map, out / store.BLOCKMAP)
@@ -305,7 +296,7 @@ def _reencrypt_tree(
                 blockmap=dataclasses.replace(m.blockmap, checksum=map_sum),
                 sources=sources,
             )
-            write_sealed_manifest(root, opened, new_m, new_key, out / store.MANIFEST)
+            write_sealed_manifest(root, opened, new_m, k.new_key, out / store.MANIFEST)
             catalog_record.write(out, root, s.id)
             for name, key in ((store.MANIFEST, names.staged_manifest), (catalog_record.RECORD, names.staged_record)):
                 _note_upload(root, ids[0], s.id, key)
@@ -339,12 +330,7 @@ def _reencrypt_tree(
         # The uploads are the commit's now: never removed as leftovers.
         (_work(root) / f"{ids[0]}{UPLOADS_SUFFIX}").unlink(missing_ok=True)
         _switch(manager, key, doc, build)
-    for k in map_keys:
-        _core.blockmap_read_key(k)
-    report.reencrypted.extend(ids)
-    report.bytes_resealed += resealed
-    if progress is not None:
-        progress({"event": "switched", "chain": ids[0], "sets": ids})
+    switched(report, ids, map_keys, resealed, progress)
 
 
 def _renamed_source(src: manifest.Source, entries: list[dict[str, Any]], own: dict[tuple[str, str], str]) -> str:
@@ -448,11 +434,7 @@ def _finish_commits(manager: BackupManager, report: ReencryptReport) -> None:
 def _drop_old(manager: BackupManager, opened: keys.Keys, report: ReencryptReport) -> None:
     remote = manager.remote
     assert remote is not None
-    if not report.done:
-        raise EncryptionError(
-            f"{remote.url}: old key generations are kept: {len(report.postponed) + len(report.failed)} chain(s) "
-            "are not re-encrypted yet (see postponed/failed); run `key rotate --reencrypt --drop-old` again"
-        )
+    refuse_unfinished(str(remote.url), report)
     from . import remote_keys
 
     with remote_keys.editing(remote.url, exclusive=True) as root:
