@@ -554,6 +554,15 @@ _LONE_SURROGATE = re.compile(
     rb"(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
     rb"|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
 )
+# Any surrogate escape at all: a pattern that starts with a literal, which re scans for
+# fast, where _LONE_SURROGATE's leading lookbehind is tried at every byte (0.34 s on a
+# 6 MB manifest of 20,000 files, twice per backup); a document without a backslash
+# skips both (one memchr).
+_ANY_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(raw: bytes) -> bool:
+    return b"\\" in raw and _ANY_SURROGATE.search(raw) is not None and _LONE_SURROGATE.search(raw) is not None
 
 
 def _decode(text: str | bytes, where: str) -> object:
@@ -562,7 +571,7 @@ def _decode(text: str | bytes, where: str) -> object:
     raw_text = text.encode() if isinstance(text, str) else text
     # A name that is not UTF-8 is kept as lone surrogates (escaped \udcXX), which a Rust
     # string cannot hold: such a document is decoded by json whole.
-    split = None if _LONE_SURROGATE.search(raw_text) else _core.split_manifest_table(raw_text)
+    split = None if _has_lone_surrogate(raw_text) else _core.split_manifest_table(raw_text)
     try:
         if split is None:
             return json.loads(text)
