@@ -18,6 +18,9 @@ pub mod tree;
 pub mod verify;
 pub mod wal;
 
+#[cfg(test)]
+pub(crate) mod test_util;
+
 #[cfg(feature = "python")]
 mod py;
 

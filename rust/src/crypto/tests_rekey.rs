@@ -17,31 +17,13 @@ const BS: u32 = 512;
 const SET: &str = "20260101T000000000000Z-0000abcd";
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-rekey-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
+    let d = crate::test_util::tmpdir("rekey", name);
     fs::create_dir_all(d.join(SET)).unwrap();
     d
 }
 
 fn blocks() -> Vec<Vec<u8>> {
-    (0u8..9)
-        .map(|i| {
-            let len = BS as usize - usize::from(i % 4) * 13;
-            if i % 2 == 0 {
-                vec![i; len]
-            } else {
-                let mut x = u64::from(i) * 0x9e37_79b9 + 1;
-                (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            }
-        })
-        .collect()
+    crate::test_util::sample_blocks(9, |i| BS as usize - usize::from(i % 4) * 13)
 }
 
 fn write_plain(path: &Path, raw: &[Vec<u8>]) {

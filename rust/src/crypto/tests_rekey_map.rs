@@ -25,8 +25,7 @@ const S0: &str = "20260102T000000000000Z-0000ab00";
 const S1: &str = "20260102T010000000000Z-0000ab01";
 
 fn root(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-rekey-map-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
+    let d = crate::test_util::tmpdir("rekey-map", name);
     for side in ["plain", "src", "dst", "dst2"] {
         for set in [S0, S1] {
             fs::create_dir_all(d.join(side).join(set)).unwrap();
@@ -36,21 +35,14 @@ fn root(name: &str) -> PathBuf {
 }
 
 fn raw_blocks(seed: u64, n: usize) -> Vec<Vec<u8>> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut x = crate::test_util::XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     (0..n)
         .map(|i| {
             let len = BS as usize - (i % 3) * 7;
             if i % 2 == 0 {
                 vec![(seed as u8).wrapping_add(i as u8); len]
             } else {
-                (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
+                x.bytes(len)
             }
         })
         .collect()

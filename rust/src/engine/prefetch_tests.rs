@@ -13,23 +13,11 @@ use super::*;
 use crate::scan::algorithm::Algorithm;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-prefetch-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+    crate::test_util::tmpdir("prefetch", name)
 }
 
-/// Deterministic bytes (xorshift), independent of anything the engine computes.
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::test_util::XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1).bytes(n)
 }
 
 fn ready(f: Option<Fetched>) -> Option<Vec<u8>> {

@@ -15,19 +15,14 @@ use crate::format::checkpoint::Journal;
 use crate::scan::algorithm::Algorithm;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-resume-move-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+    crate::test_util::tmpdir("resume-move", name)
 }
 
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut x = crate::test_util::XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     (0..n)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = x.next_u64();
             if i % 8192 < 4096 {
                 (i / 8192) as u8
             } else {

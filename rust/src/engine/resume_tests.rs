@@ -11,19 +11,15 @@ use crate::format::checkpoint::map_log_path;
 use crate::scan::algorithm::Algorithm;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-resume-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+    crate::test_util::tmpdir("resume", name)
 }
 
 fn bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    let mut x =
+        crate::test_util::XorShift(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1);
     (0..n)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = x.next_u64();
             // Half the bytes repeat, so zstd has something to shrink.
             if i % 4096 < 2048 {
                 (i / 4096) as u8

@@ -8,22 +8,11 @@ use super::*;
 use crate::scan::algorithm::Algorithm;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-engine-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+    crate::test_util::tmpdir("engine", name)
 }
 
 fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::test_util::XorShift(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407)).bytes(n)
 }
 
 fn run_backup(

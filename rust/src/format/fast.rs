@@ -160,15 +160,7 @@ mod tests {
     }
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::test_util::XorShift(seed | 1).bytes(n)
     }
 
     #[test]

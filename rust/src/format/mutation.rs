@@ -297,13 +297,8 @@ fn random_multi_byte_changes_are_errors_or_the_data() {
     let s = sample("mut-random");
     let (pp, mp) = (s.dir.join("r.piece"), s.dir.join("r.blockmap"));
     let orig_piece = s.dir.join("orig.piece");
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rand = move |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n as u64) as usize
-    };
+    let mut x = crate::test_util::XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rand = move |n: usize| (x.next_u64() % n as u64) as usize;
     let layout = Layout::written(Kind::Piece);
     for round in 0..600 {
         let orig = if round % 2 == 0 { &s.piece } else { &s.map };

@@ -7,10 +7,7 @@ use super::*;
 use crate::scan::algorithm::Algorithm;
 
 pub(super) fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-format-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+    crate::test_util::tmpdir("format", name)
 }
 
 /// Writes `blocks` (each at most `bs` bytes) as file 7's blocks, zstd when it shrinks them.
@@ -30,24 +27,7 @@ pub(super) fn write_piece(path: &Path, alg: Algorithm, bs: u32, blocks: &[Vec<u8
 }
 
 fn sample_blocks(n: u8, bs: usize) -> Vec<Vec<u8>> {
-    (0..n)
-        .map(|i| {
-            let len = bs - usize::from(i % 3) * 7;
-            if i % 2 == 0 {
-                vec![i; len]
-            } else {
-                let mut x = u64::from(i) * 0x9e37_79b9 + 1;
-                (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            }
-        })
-        .collect()
+    crate::test_util::sample_blocks(n, |i| bs - usize::from(i % 3) * 7)
 }
 
 #[test]
@@ -334,13 +314,8 @@ fn rec(k: u32, i: u64) -> BlockRecord {
 #[test]
 fn a_chain_of_version_2_maps_resolves_to_the_materialised_states() {
     let d = tmpdir("chain");
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut x = crate::test_util::XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rand = move |n: u64| x.next_u64() % n;
     // The oracle: every state written out in full.
     let mut states: Vec<Vec<BlockRecord>> = Vec::new();
     let mut prev: Option<(PathBuf, Vec<u8>)> = None;
