@@ -461,11 +461,22 @@ def backup_files(
     checkpoint_every: int = ...,
     checkpoint_rule: str = "files",
     seal_cipher: str = "xchacha20-poly1305",
-) -> tuple[list[tuple[int, str, int, int]], PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]]:
+    pg_pages: tuple[int, int, Sequence[int | None]] | None = None,
+) -> tuple[
+    list[tuple[int, str, int, int]],
+    PieceInfo,
+    str,
+    int,
+    int,
+    int,
+    list[str],
+    tuple[int, int, str | None],
+    list[tuple[int, int, int, int]] | None,
+]:
     """One pass over ``jobs`` (path, relative name, parent block-map range): writes the
     piece and the block map. Returns (files as (size, digest, first_block, block_count),
     piece, blockmap_checksum, blockmap_records, bytes_read, blocks_stored, changed,
-    resumed).
+    resumed, bad_pages).
 
     ``checkpoint`` (a path in the staging directory) makes the pass resumable: it
     journals its finished files there, committed every ``checkpoint_every`` source bytes
@@ -485,7 +496,12 @@ def backup_files(
     as a reference to it. ``seal_key`` (cipher key, MAC key) seals every stored block
     (an encrypted repository) and keys the block digests; ``seal_cipher``
     (``xchacha20-poly1305`` or ``aes-256-gcm``, the repository's ``keys.block_cipher``)
-    is the AEAD new blocks are sealed with (each block's flags say which opens it)."""
+    is the AEAD new blocks are sealed with (each block's flags say which opens it).
+
+    ``pg_pages`` (start LSN, page size, relation segment number or None per job) checks
+    PostgreSQL page checksums on the bytes read: ``bad_pages`` is then (job index, block,
+    stored, computed) per damaged page of the files this pass read, or None when the
+    chunks are not whole pages (the caller checks on its own); None without ``pg_pages``."""
 
 def checkpoint_summary(path: _Path) -> tuple[int, int, int]:
     """(files, source bytes, piece bytes) a cut pass's checkpoint journal lists as

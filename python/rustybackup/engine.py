@@ -61,6 +61,7 @@ from .sqlite_wal import WalCapture, WalRecord, live_database
 from .timestamps import from_us
 
 if TYPE_CHECKING:
+    from .postgres.basebackup import PageCheck
     from .remote_repo import RemoteRepository
     from .upload_limits import UploadSchedule
 
@@ -348,7 +349,9 @@ class BackupManager:
                     staging,
                     set_id,
                     self._now,
-                    lambda: self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read),
+                    lambda pages: self._backup_data(
+                        db, btype, set_id, started, tags, progress, cancel, force_read, pages=pages
+                    ),
                     # The WAL wait checks this repository (a remote one: the server's wait).
                     archived=None if self.remote is not None else lambda n: archive_wait.is_archived(self, db.name, n),
                 )
@@ -467,6 +470,8 @@ class BackupManager:
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
         force_read: bool = False,
+        *,
+        pages: PageCheck | None = None,
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         staging = self.repo.staging_dir(set_id)
         source = Path(db.path)
@@ -537,6 +542,7 @@ class BackupManager:
                 cancel,
                 unchanged=unchanged,
                 checkpoint=checkpoint,
+                pages=pages,
             )
         finally:
             live.close()
@@ -598,6 +604,7 @@ class BackupManager:
         *,
         unchanged: Mapping[int, tuple[int, str]] | None = None,
         checkpoint: Path | None = None,
+        pages: PageCheck | None = None,
     ) -> _Pass:
         """The one pass of the Rust engine over `entries`. A file that vanished since the
         walk, or that cannot be opened or read, is left out and listed, and the pass
@@ -635,7 +642,11 @@ class BackupManager:
                     checkpoint=checkpoint,
                     checkpoint_every=self.checkpoint_every or 0,
                     checkpoint_rule="postgresql" if db.kind == "postgresql" else "files",
+                    # A base backup's page checks, on the bytes read (postgres/basebackup.py).
+                    pg_pages=None if pages is None else pages.arguments(rel for rel, _, _ in todo),
                 )
+                if pages is not None:
+                    pages.record([rel for rel, _, _ in todo], out[8], out[7][0], frozenset(i for i, _, _ in reuse))
                 if checkpoint is not None:
                     adopted = resume.finished(staging, set_id, db.name, out[7])
                     if adopted is not None:
@@ -1044,7 +1055,15 @@ class _Pass:
 
     read: list[tuple[str, str | Path, os.stat_result]]
     out: tuple[
-        list[tuple[int, str, int, int]], _core.PieceInfo, str, int, int, int, list[str], tuple[int, int, str | None]
+        list[tuple[int, str, int, int]],
+        _core.PieceInfo,
+        str,
+        int,
+        int,
+        int,
+        list[str],
+        tuple[int, int, str | None],
+        list[tuple[int, int, int, int]] | None,
     ]
     skipped: list[SkippedEntry]
     # Positions in `read` of the files taken over from the parent without reading them.

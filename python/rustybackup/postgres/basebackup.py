@@ -233,6 +233,44 @@ def stop(s: Session, database: str, *, wait: bool = True) -> StopResult:
     return StopResult(parse_lsn(str(row[0])), label, str(row[2] or ""), int(m.group(1)))
 
 
+@dataclasses.dataclass
+class PageCheck:
+    """The page checks the engine's pass makes on the bytes it reads (one read of each
+    relation file): what to check against, then what the pass found (`found`: relative
+    name and block of each page it found bad; None while the pass has not checked) and
+    which files it read (`read`), so `take` checks only the others on its own."""
+
+    start_lsn: int
+    page_size: int
+    found: list[tuple[str, int]] | None = None
+    read: set[str] = dataclasses.field(default_factory=set)
+
+    def arguments(self, rels: Iterable[str]) -> tuple[int, int, list[int | None]]:
+        """`_core.backup_files`'s ``pg_pages`` for a pass over `rels`: each relation file's
+        segment number, None for the other files."""
+        segments: list[int | None] = []
+        for rel in rels:
+            m = RELATION.fullmatch(rel)
+            segments.append(None if m is None else int(m.group(1) or 0))
+        return self.start_lsn, self.page_size, segments
+
+    def record(
+        self,
+        rels: list[str],
+        bad: list[tuple[int, int, int, int]] | None,
+        adopted: int,
+        reused: frozenset[int],
+    ) -> None:
+        """What the pass over `rels` found (`bad`: job, block, stored, computed; None when
+        it did not check). The first `adopted` files (taken from a cut pass) and those at
+        `reused` (taken from the parent) were not read by it."""
+        if bad is None:
+            self.found, self.read = None, set()
+            return
+        self.found = [(rels[job], block) for job, block, _, _ in bad]
+        self.read = {rel for i, rel in enumerate(rels) if i >= adopted and i not in reused}
+
+
 def check_pages(pgdata: Path, rels: list[str], s: Session) -> list[manifest.DamagedPage]:
     """Damaged pages of the relation files `rels` (relative to `pgdata`). A page found
     bad is read once more before it is reported: a read that raced a write is torn, and
@@ -266,6 +304,17 @@ def check_pages(pgdata: Path, rels: list[str], s: Session) -> list[manifest.Dama
             p.path,
             p.block,
         )
+    return found
+
+
+def _checked_in_pass(pgdata: Path, pages: PageCheck | None, s: Session) -> list[manifest.DamagedPage]:
+    """The damaged pages the pass found, each read once more first (as `check_pages`
+    does: a read that raced a write is torn, the second sees the written page)."""
+    if pages is None or not pages.found:
+        return []
+    found = [manifest.DamagedPage(rel, block) for rel, block in pages.found if _still_bad(pgdata / rel, block, s)]
+    for p in found:
+        log.warning("damaged page in the source: %s block %d (checksum mismatch)", p.path, p.block)
     return found
 
 
@@ -323,19 +372,26 @@ def take(
     staging: Path,
     set_id: str,
     clock: Callable[[], datetime],
-    copy: Callable[[], tuple[BackupSet, list[tuple[str, str]]]],
+    copy: Callable[[PageCheck | None], tuple[BackupSet, list[tuple[str, str]]]],
     archived: Callable[[str], bool] | None = None,
 ) -> manifest.Manifest:
     """Runs `copy` (the engine's pass over `data_tree`, which writes the staging
-    manifest) inside the backup API, then adds what pg_backup_stop returned to that
-    manifest. Returns the final manifest. With `archived` (whether our archive holds a
-    WAL file), the wait for the WAL is ours (archive_wait), not the server's."""
+    manifest and checks the pages it reads against the `PageCheck` given) inside the
+    backup API, then adds what pg_backup_stop returned to that manifest. Returns the
+    final manifest. With `archived` (whether our archive holds a WAL file), the wait for
+    the WAL is ours (archive_wait), not the server's."""
     with session(db, f"rustybackup {set_id}") as s:
-        copy()
+        pages = PageCheck(s.start_lsn, s.page_size) if s.checksums else None
+        copy(pages)
         path = staging / store.MANIFEST
         written = manifest.load(path, set_id=set_id)
         unread, carried = _parent_verdicts(staging, written, s)
-        damaged = carried + check_pages(Path(db.path), [f.path for f in written.files if f.path not in unread], s)
+        damaged = carried + _checked_in_pass(Path(db.path), pages, s)
+        # What the pass did not read (taken from a cut pass, or from the parent without
+        # its verdict) is read here.
+        read = set() if pages is None or pages.found is None else pages.read
+        rest = [f.path for f in written.files if f.path not in unread and f.path not in read]
+        damaged += check_pages(Path(db.path), rest, s)
         result = stop(s, db.name, wait=archived is None)
         if archived is not None:
             from . import archive_wait

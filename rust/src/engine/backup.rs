@@ -93,6 +93,19 @@ pub struct FileOutcome {
     pub changed: bool,
 }
 
+/// PostgreSQL page checks done on the bytes the pass reads (`crate::pgpage`), so a base
+/// backup reads each relation file once: what `pgpage::check_file` finds, per job.
+#[derive(Clone, Debug)]
+pub struct PageChecks {
+    /// The backup's start LSN: pages at or past it are left to WAL replay.
+    pub start_lsn: u64,
+    /// The cluster's page size.
+    pub page_size: usize,
+    /// Per job: its relation segment number (the `.N` suffix, 0 for none), or None for
+    /// a file that is not a relation file.
+    pub segments: Vec<Option<u64>>,
+}
+
 /// What the pass produced.
 #[derive(Clone, Debug)]
 pub struct BackupOutcome {
@@ -110,6 +123,10 @@ pub struct BackupOutcome {
     pub blocks_stored: u64,
     /// What the pass took over from a cut one (`backup_files_resumable`).
     pub resumed: Resumed,
+    /// Damaged pages found by the `PageChecks` (job number, page), in the order read;
+    /// None when the pass did not check (no `PageChecks`, or chunks that are not whole
+    /// pages). Files adopted from a cut pass or taken over unread are not checked.
+    pub bad_pages: Option<Vec<(u32, crate::pgpage::BadPage)>>,
 }
 
 /// Smallest block size a backup accepts (smaller blocks cost more index than they save).
@@ -155,6 +172,30 @@ pub fn backup_files_resumable(
     blockmap_path: &Path,
     opts: &BackupOptions,
     checkpoint: Option<&Checkpoint>,
+    progress: ProgressHook<'_>,
+) -> Result<BackupOutcome> {
+    backup_files_checked(
+        jobs,
+        parent_blockmap,
+        piece_path,
+        blockmap_path,
+        opts,
+        checkpoint,
+        None,
+        progress,
+    )
+}
+
+/// `backup_files_resumable` that also checks PostgreSQL pages as it reads (`PageChecks`).
+#[allow(clippy::too_many_arguments)]
+pub fn backup_files_checked(
+    jobs: &[FileJob],
+    parent_blockmap: Option<&Path>,
+    piece_path: &Path,
+    blockmap_path: &Path,
+    opts: &BackupOptions,
+    checkpoint: Option<&Checkpoint>,
+    pages: Option<&PageChecks>,
     progress: ProgressHook<'_>,
 ) -> Result<BackupOutcome> {
     check_block_size(opts.block_size)?;
@@ -256,6 +297,10 @@ pub fn backup_files_resumable(
     };
     let bs = opts.block_size as usize;
     let chunk_len = (CHUNK_BYTES / bs).max(1) * bs;
+    // Pages are checked in the pass only when every chunk starts on a page (the page
+    // size divides the chunk); else the caller checks the files on its own.
+    let pages = pages.filter(|p| crate::pgpage::valid_page_size(p.page_size) && chunk_len % p.page_size == 0);
+    let mut bad_pages = pages.map(|_| Vec::new());
     let mut buf = vec![0u8; chunk_len];
     // A chunk's sealed blocks, end to end (reused: no allocation per block or chunk).
     let mut seal_buf: Vec<u8> = Vec::new();
@@ -282,11 +327,11 @@ pub fn backup_files_resumable(
             Some(known) => {
                 let now = std::fs::symlink_metadata(&job.path)
                     .map_err(|e| cut(&mut ck, &mut piece, &mut map, Error::io(&job.path, e)))?;
-                now.is_file() && now.len() == known.size
+                (now.is_file() && now.len() == known.size).then_some(now)
             }
-            None => false,
+            None => None,
         };
-        if let (true, Some(known), Some((first, count)), Some(_)) = (still, &job.reuse, job.parent, &parent) {
+        if let (Some(now), Some(known), Some((first, count)), Some(_)) = (still, &job.reuse, job.parent, &parent) {
             let first_block = map.count();
             for k in 0..count {
                 map.push_parent(first + k)?;
@@ -300,8 +345,8 @@ pub fn backup_files_resumable(
                 changed: false,
             });
             if let (Some(ck), Some(done)) = (ck.as_mut(), files.last()) {
-                let after = std::fs::metadata(&job.path).map_err(|e| Error::io(&job.path, e))?;
-                ck.file_done(&mut piece, &mut map, file_no, job, &after, done)?;
+                // The lstat above is the file's identity now (a regular file: no link to follow).
+                ck.taken_over(&mut piece, &mut map, file_no, job, &now, done)?;
             }
             continue;
         }
@@ -391,21 +436,36 @@ pub fn backup_files_resumable(
             let data = &buf[..n];
             let alg = opts.algorithm;
             let digest = |b: &[u8]| piece_key.as_ref().map_or_else(|| alg.digest(b), |k| k.digest(b));
-            let digests = if data.len() <= INLINE_BYTES {
+            // A relation file's pages, checked on the bytes just read (no second read).
+            let check = pages.and_then(|p| {
+                let segment = p.segments.get(file_no as usize).copied().flatten()?;
+                // (Always on a page: only hole runs, which database files do not get,
+                // could move a chunk off one.)
+                (size % p.page_size as u64 == 0).then_some((p, segment, size / p.page_size as u64))
+            });
+            let check_chunk = || match check {
+                Some((p, segment, first)) => crate::pgpage::check_pages(data, segment, first, p.start_lsn, p.page_size),
+                None => Vec::new(),
+            };
+            let (digests, bad) = if data.len() <= INLINE_BYTES {
                 // A small file is hashed on this thread: handing it to the pool costs two
                 // thread switches, more than hashing a few blocks (20,000 small files).
                 whole.update(data);
-                data.chunks(bs).map(digest).collect::<Vec<Vec<u8>>>()
+                (data.chunks(bs).map(digest).collect::<Vec<Vec<u8>>>(), check_chunk())
             } else {
-                // The whole-file digest and the block digests are independent: both at once.
+                // The whole-file digest, the block digests and the page checks are
+                // independent: all at once.
                 in_pool(|| {
-                    rayon::join(
-                        || whole.update(data),
+                    let (digests, (_, bad)) = rayon::join(
                         || data.par_chunks(bs).map(digest).collect::<Vec<Vec<u8>>>(),
-                    )
+                        || rayon::join(|| whole.update(data), check_chunk),
+                    );
+                    (digests, bad)
                 })
-                .1
             };
+            if let Some(found) = bad_pages.as_mut() {
+                found.extend(bad.into_iter().map(|b| (file_no, b)));
+            }
             let mut parents: Vec<Option<BlockRecord>> = Vec::with_capacity(digests.len());
             for _ in 0..digests.len() {
                 parents.push(match parent_iter.as_mut() {
@@ -556,6 +616,7 @@ pub fn backup_files_resumable(
         bytes_read: state.bytes_read,
         blocks_stored,
         resumed,
+        bad_pages,
     })
 }
 

@@ -14,7 +14,10 @@ pub mod resume;
 pub mod resume_move;
 pub mod tree_meta;
 
-pub use backup::{backup_files, backup_files_resumable, BackupOptions, BackupOutcome, FileJob, FileOutcome, Reused};
+pub use backup::{
+    backup_files, backup_files_checked, backup_files_resumable, BackupOptions, BackupOutcome, FileJob, FileOutcome,
+    PageChecks, Reused,
+};
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressHook};
 pub use restore::{restore_files, restore_files_keyed, RestoreFile};

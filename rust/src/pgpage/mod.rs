@@ -12,6 +12,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 #[cfg(test)]
+mod pass_tests;
+#[cfg(test)]
 mod tests;
 
 const N_SUMS: usize = 32;
@@ -132,7 +134,6 @@ pub fn check_file(path: &Path, segment: u64, start_lsn: u64, page_size: usize) -
             format!("page size {page_size} is not a power of two in 1024..32768"),
         ));
     }
-    let pages_per_segment = RELSEG_BYTES / page_size as u64;
     let mut file = File::open(path)?;
     let mut buf = vec![0u8; page_size * 128];
     let mut bad = Vec::new();
@@ -147,20 +148,36 @@ pub fn check_file(path: &Path, segment: u64, start_lsn: u64, page_size: usize) -
                 Err(e) => return Err(e),
             }
         }
-        for page in buf[..filled].chunks_exact(page_size) {
-            let block = segment.saturating_mul(pages_per_segment).saturating_add(index);
-            // Block numbers are 32-bit in PostgreSQL; the checksum mixes in the low word.
-            if let PageCheck::Damaged { stored, computed } = check_page(page, block as u32, start_lsn) {
-                bad.push(BadPage {
-                    block,
-                    stored,
-                    computed,
-                });
-            }
-            index += 1;
-        }
+        bad.extend(check_pages(&buf[..filled], segment, index, start_lsn, page_size));
+        index += (filled / page_size) as u64;
         if filled < buf.len() {
             return Ok(bad);
         }
     }
+}
+
+/// Damaged pages among the whole pages of `data`, which holds the pages from number
+/// `first_page` on of relation segment file `segment` (the backup pass checks each chunk
+/// it reads with this, so a relation file is read once). A trailing partial page is not
+/// checked. `page_size` must be valid (`valid_page_size`); an invalid one finds nothing.
+pub fn check_pages(data: &[u8], segment: u64, first_page: u64, start_lsn: u64, page_size: usize) -> Vec<BadPage> {
+    if !valid_page_size(page_size) {
+        return Vec::new();
+    }
+    let base = segment
+        .saturating_mul(RELSEG_BYTES / page_size as u64)
+        .saturating_add(first_page);
+    let mut bad = Vec::new();
+    for (k, page) in data.chunks_exact(page_size).enumerate() {
+        let block = base.saturating_add(k as u64);
+        // Block numbers are 32-bit in PostgreSQL; the checksum mixes in the low word.
+        if let PageCheck::Damaged { stored, computed } = check_page(page, block as u32, start_lsn) {
+            bad.push(BadPage {
+                block,
+                stored,
+                computed,
+            });
+        }
+    }
+    bad
 }

@@ -31,15 +31,15 @@ fn oracle(page: &[u8], blkno: u32) -> u16 {
     ((result ^ blkno) % 65535 + 1) as u16
 }
 
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn page(&mut self, size: usize) -> Vec<u8> {
+    pub(super) fn page(&mut self, size: usize) -> Vec<u8> {
         (0..size).map(|_| self.next() as u8).collect()
     }
 }

@@ -120,7 +120,9 @@ impl PyPieceInfo {
 /// Result of `backup_files`: (files, piece, blockmap_checksum, blockmap_records,
 /// bytes_read, blocks_stored, changed, resumed); files are (size, digest_hex,
 /// first_block, block_count); changed lists the relative names of files that changed
-/// while read; resumed is (files adopted, their bytes, why adoption stopped or None).
+/// while read; resumed is (files adopted, their bytes, why adoption stopped or None);
+/// bad_pages is None unless `pg_pages` were checked in the pass, else (job index, block,
+/// stored, computed) per damaged page.
 type BackupResult = (
     Vec<(u64, String, u64, u64)>,
     PyPieceInfo,
@@ -130,6 +132,7 @@ type BackupResult = (
     u64,
     Vec<String>,
     (u64, u64, Option<String>),
+    Option<Vec<(u32, u64, u16, u16)>>,
 );
 /// A file to back up: (path, relative name, parent block-map range).
 type JobTuple = (PathBuf, String, Option<(u64, u64)>);
@@ -141,7 +144,7 @@ type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 /// changes while it is read does not stop the pass: what was read is stored and its
 /// relative name is listed in the result's last element.
 #[pyfunction]
-#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false, checkpoint_rule="files", seal_cipher="xchacha20-poly1305"))]
+#[pyo3(signature = (jobs, piece_path, blockmap_path, parent_blockmap=None, *, algorithm, block_size, zstd_level=None, self_source=0, progress=None, cancel=None, seal_key=None, checkpoint=None, checkpoint_every=DEFAULT_CHECKPOINT_EVERY, reuse=None, dedup=false, checkpoint_rule="files", seal_cipher="xchacha20-poly1305", pg_pages=None))]
 #[allow(clippy::too_many_arguments)]
 fn backup_files(
     py: Python<'_>,
@@ -162,6 +165,7 @@ fn backup_files(
     dedup: bool,
     checkpoint_rule: &str,
     seal_cipher: &str,
+    pg_pages: Option<(u64, usize, Vec<Option<u64>>)>,
 ) -> PyResult<BackupResult> {
     let rule = match checkpoint_rule {
         "files" => engine::Rule::Prefix,
@@ -213,16 +217,41 @@ fn backup_files(
             digest: from_hex(&digest, "reuse digest")?,
         });
     }
+    // (start LSN, page size, relation segment number or None per job): PostgreSQL pages
+    // checked on the bytes the pass reads.
+    let pages = match pg_pages {
+        Some((start_lsn, page_size, segments)) => {
+            if !crate::pgpage::valid_page_size(page_size) {
+                return Err(PyValueError::new_err(format!(
+                    "pg_pages: page size {page_size} is not a power of two in 1024..32768"
+                )));
+            }
+            if segments.len() != jobs.len() {
+                return Err(PyValueError::new_err(format!(
+                    "pg_pages: {} segment entries for {} jobs",
+                    segments.len(),
+                    jobs.len()
+                )));
+            }
+            Some(engine::PageChecks {
+                start_lsn,
+                page_size,
+                segments,
+            })
+        }
+        None => None,
+    };
     let mut failure = None;
     let result = py.detach(|| {
         let mut h = hook(&progress, &cancel, &mut failure);
-        engine::backup_files_resumable(
+        engine::backup_files_checked(
             &jobs,
             parent_blockmap.as_deref(),
             &piece_path,
             &blockmap_path,
             &opts,
             checkpoint.as_ref(),
+            pages.as_ref(),
             &mut h,
         )
     });
@@ -258,6 +287,12 @@ fn backup_files(
         out.blocks_stored,
         changed,
         (out.resumed.files, out.resumed.source_bytes, out.resumed.note),
+        out.bad_pages.map(|found| {
+            found
+                .into_iter()
+                .map(|(job, b)| (job, b.block, b.stored, b.computed))
+                .collect()
+        }),
     ))
 }
 
