@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::format::checkpoint::{read_map_ops, MapLog, MapOp};
 use crate::format::tests::tmpdir;
-use crate::format::tests_maps::{read_all, rec, reseal_trailer, restore_error, Rng, ALG, BS};
-use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, Layout, ParentRef, Result};
+use crate::format::tests_maps::{
+    assert_restore_names, check_random_chains, damage_run, read_all, rec, restore_error, Rng, ALG, BS,
+};
+use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, Layout, Result};
 
 /// Writes a random state with `w` (stored records, holes, parent references, and copies
 /// of runs of earlier records, which may themselves be copies), returns the oracle.
@@ -53,39 +55,7 @@ fn fill(w: &mut BlockMapWriter, rng: &mut Rng, n: usize, parent: Option<&[BlockR
 #[test]
 fn random_maps_with_copies_resolve_to_their_states_over_any_range() {
     let d = tmpdir("copies-random");
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    for case in 0..40 {
-        let pdir = d.join(format!("p{case}"));
-        let cdir = d.join(format!("c{case}"));
-        fs::create_dir_all(&pdir).unwrap();
-        fs::create_dir_all(&cdir).unwrap();
-        let mut w = BlockMapWriter::create(&pdir.join("blockmap"), ALG, BS).unwrap();
-        let n = 1 + rng.below(60) as usize;
-        let parent = fill(&mut w, &mut rng, n, None);
-        let (sum, count) = w.finish().unwrap();
-        assert_eq!(count, parent.len() as u64);
-        let pref = ParentRef {
-            rel_path: format!("../p{case}/blockmap"),
-            checksum: sum,
-        };
-        let mut w = BlockMapWriter::create_child(&cdir.join("blockmap"), ALG, BS, pref).unwrap();
-        let n = 1 + rng.below(80) as usize;
-        let child = fill(&mut w, &mut rng, n, Some(&parent));
-        w.finish().unwrap();
-        for (path, want) in [(pdir.join("blockmap"), &parent), (cdir.join("blockmap"), &child)] {
-            let r = BlockMapReader::open(&path).unwrap();
-            assert_eq!(r.version(), 4);
-            r.verify_checksum().unwrap();
-            BlockMapReader::open_alone(&path).unwrap();
-            assert_eq!(&read_all(&path, 0, want.len() as u64), want, "case {case}");
-            for _ in 0..8 {
-                let a = rng.below(want.len() as u64);
-                let n = rng.below(want.len() as u64 - a + 1);
-                let got = read_all(&path, a, n);
-                assert_eq!(got[..], want[a as usize..(a + n) as usize], "case {case} range {a}+{n}");
-            }
-        }
-    }
+    check_random_chains(&d, 0x2545_f491_4f6c_dd1d, fill, 4);
     fs::remove_dir_all(&d).unwrap();
 }
 
@@ -184,13 +154,11 @@ fn damaged(d: &Path, name: &str, version: u32, edit: &dyn Fn(&mut [u8])) -> (Pat
     }
     w.push(&rec(9)).unwrap();
     w.finish().unwrap();
-    let mut b = fs::read(&p).unwrap();
-    b[8..12].copy_from_slice(&version.to_le_bytes());
     let at = 32 + 24 + 3 * (21 + 32);
-    assert_eq!(b[at], 4);
-    edit(&mut b[at..at + 24]);
-    reseal_trailer(&mut b);
-    fs::write(&p, &b).unwrap();
+    damage_run(&p, version, at, &|h: &mut [u8]| {
+        assert_eq!(h[0], 4, "not the copy run's header");
+        edit(h)
+    });
     (p, at as u64)
 }
 
@@ -232,12 +200,7 @@ fn damaged_copy_runs_are_errors_naming_the_map_and_offset() {
     ];
     for (name, version, edit, field, what) in cases {
         let (p, at) = damaged(&d, name, version, &edit);
-        let e = restore_error(&p);
-        let want_at = format!("at offset {}", at + field);
-        assert!(
-            e.contains(&p.display().to_string()) && e.contains(what) && e.contains(&want_at),
-            "{name}: {e}"
-        );
+        assert_restore_names(&p, what, at + field, name);
         let e = BlockMapReader::open_alone(&p)
             .err()
             .map(|e| e.to_string())

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use super::tests::tmpdir;
-use super::tests_maps::{read_all, rec, reseal_trailer, restore_error, Rng, ALG, BS};
+use super::tests_maps::{assert_restore_names, check_random_chains, damage_run, rec, restore_error, Rng, ALG, BS};
 use super::*;
 
 /// Writes a random state (stored records and holes) with `w`, returns the oracle.
@@ -44,39 +44,13 @@ fn fill(w: &mut BlockMapWriter, rng: &mut Rng, n: usize, parent: Option<&[BlockR
 #[test]
 fn random_maps_with_holes_resolve_to_their_states_over_any_range() {
     let d = tmpdir("holes-random");
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for case in 0..40 {
-        let pdir = d.join(format!("p{case}"));
-        let cdir = d.join(format!("c{case}"));
-        fs::create_dir_all(&pdir).unwrap();
-        fs::create_dir_all(&cdir).unwrap();
-        let mut w = BlockMapWriter::create(&pdir.join("blockmap"), ALG, BS).unwrap();
-        let n = 1 + rng.below(60) as usize;
-        let parent = fill(&mut w, &mut rng, n, None);
-        let (sum, count) = w.finish().unwrap();
-        assert_eq!(count, parent.len() as u64);
-        let pref = ParentRef {
-            rel_path: format!("../p{case}/blockmap"),
-            checksum: sum,
-        };
-        let mut w = BlockMapWriter::create_child(&cdir.join("blockmap"), ALG, BS, pref).unwrap();
-        let n = 1 + rng.below(80) as usize;
-        let child = fill(&mut w, &mut rng, n, Some(&parent));
-        w.finish().unwrap();
-        for (path, want) in [(pdir.join("blockmap"), &parent), (cdir.join("blockmap"), &child)] {
-            let r = BlockMapReader::open(&path).unwrap();
-            // Version 3's runs, in whatever version this build writes (4: copy runs too).
-            assert_eq!(r.version(), Layout::written(Kind::BlockMap).version());
-            r.verify_checksum().unwrap();
-            assert_eq!(&read_all(&path, 0, want.len() as u64), want);
-            for _ in 0..8 {
-                let a = rng.below(want.len() as u64);
-                let n = rng.below(want.len() as u64 - a + 1);
-                let got = read_all(&path, a, n);
-                assert_eq!(got[..], want[a as usize..(a + n) as usize], "case {case} range {a}+{n}");
-            }
-        }
-    }
+    // Version 3's runs, in whatever version this build writes (4: copy runs too).
+    check_random_chains(
+        &d,
+        0x9e37_79b9_7f4a_7c15,
+        fill,
+        Layout::written(Kind::BlockMap).version(),
+    );
     fs::remove_dir_all(&d).unwrap();
 }
 
@@ -132,12 +106,8 @@ fn damaged(d: &Path, name: &str, layout: Layout, edit: &dyn Fn(&mut [u8])) -> (s
     w.push_holes(3, 100).unwrap();
     w.push(&rec(2)).unwrap();
     w.finish().unwrap();
-    let mut b = fs::read(&p).unwrap();
-    b[8..12].copy_from_slice(&layout.version().to_le_bytes());
     let at = 32 + 24 + 21 + 32;
-    edit(&mut b[at..at + 24]);
-    reseal_trailer(&mut b);
-    fs::write(&p, &b).unwrap();
+    damage_run(&p, layout.version(), at, edit);
     (p, at as u64)
 }
 
@@ -178,12 +148,7 @@ fn damaged_hole_runs_are_errors_naming_the_map_and_offset() {
     ];
     for (name, layout, edit, field, what) in cases {
         let (p, at) = damaged(&d, name, layout, &edit);
-        let e = restore_error(&p);
-        let want_at = format!("at offset {}", at + field);
-        assert!(
-            e.contains(&p.display().to_string()) && e.contains(what) && e.contains(&want_at),
-            "{name}: {e}"
-        );
+        assert_restore_names(&p, what, at + field, name);
         // The structure check of verification finds it too.
         let e = BlockMapReader::open(&p)
             .unwrap()
