@@ -183,6 +183,90 @@ def test_full_backup(benchmark: Any, bench: Bench, peer: str) -> None:
     bench.done.add(peer)
 
 
+# The compression matrix users run: pgBackRest's default (gz at its default level), its
+# lz4 and zst, and uncompressed, beside ours plain and with our zstd, and the floor.
+MATRIX = [
+    "cp+sync", "rustybackup", "rustybackup zstd", "pgbackrest none", "pgbackrest gz", "pgbackrest lz4",
+    "pgbackrest zst",
+]  # fmt: skip
+ROUNDS = int(os.environ.get("RB_BENCH_PG_ROUNDS", "2"))
+
+
+def _register(b: Bench, compression: str | None) -> None:
+    """(Re-)registers the bench's database with `compression` (the catalog keeps one
+    registration per name; sets already taken keep their own blocks' flags)."""
+    extra = [] if compression is None else ["--compression", compression]
+    rb(b.repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(b.cluster.data), "--dsn", b.cluster.dsn,
+       *extra)  # fmt: skip
+
+
+def _matrix_full(b: Bench, peer: str) -> None:
+    if peer == "cp+sync":
+        _copy_and_sync(b)
+    elif peer.startswith("rustybackup"):
+        rb(b.repo, "backup", NAME, "--type", "full")
+    else:
+        b.pgbackrest("backup", "--type=full", f"--compress-type={peer.split()[1]}")
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+
+
+@pytest.mark.benchmark(group="postgresql full backup, compression matrix, interleaved")
+def test_full_backup_matrix(benchmark: Any, bench: Bench) -> None:
+    """Full backups of every pairing in MATRIX, one round of each in turn, a warm-up
+    round first (dropped), then RB_BENCH_PG_ROUNDS rounds: wall and CPU (user + system
+    of the tool's processes) min / median per peer in extra_info, the load average
+    before and after, and each pairing's ratio against ours (plain for the uncompressed
+    pgBackRest, zstd for the compressed ones) printed."""
+    rounds = 0 if getattr(benchmark, "disabled", False) else ROUNDS
+    wall: dict[str, list[float]] = {p: [] for p in MATRIX}
+    cpu: dict[str, list[float]] = {p: [] for p in MATRIX}
+    load0 = os.getloadavg()[0]
+
+    def one_round(keep: bool) -> None:
+        for peer in MATRIX:
+            if peer.startswith("rustybackup"):
+                _register(bench, "zstd" if peer.endswith("zstd") else None)
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            _matrix_full(bench, peer)
+            t = time.monotonic() - t0
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if keep:
+                wall[peer].append(t)
+                cpu[peer].append(c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime)
+            print(f"\n{'' if keep else 'warm-up '}{peer}: {t:.2f} s", end="")
+
+    def run() -> None:
+        one_round(False)
+        for _ in range(rounds):
+            one_round(True)
+
+    try:
+        _once(benchmark, run)
+    finally:
+        _register(bench, None)
+    bench.done.update(("rustybackup", "pgbackrest"))
+    load1 = os.getloadavg()[0]
+    benchmark.extra_info["load_average"] = [round(load0, 1), round(load1, 1)]
+    print(f"\nload average {load0:.1f} -> {load1:.1f}; seconds min / median (CPU min / median)")
+    for peer in MATRIX:
+        if wall[peer]:
+            w, c = wall[peer], cpu[peer]
+            benchmark.extra_info[peer] = {"wall": [round(min(w), 2), round(_median(w), 2)],
+                                          "cpu": [round(min(c), 2), round(_median(c), 2)]}  # fmt: skip
+            print(f"{peer}: {min(w):.2f} / {_median(w):.2f} ({min(c):.2f} / {_median(c):.2f})")
+    for theirs, ours in [("pgbackrest none", "rustybackup"), ("cp+sync", "rustybackup")] + [
+        (f"pgbackrest {t}", "rustybackup zstd") for t in ("gz", "lz4", "zst")
+    ]:
+        if wall[theirs]:
+            print(f"{theirs} / {ours}: {min(wall[theirs]) / min(wall[ours]):.2f}x at the min, "
+                  f"{_median(wall[theirs]) / _median(wall[ours]):.2f}x median")  # fmt: skip
+
+
 # Run as the cluster's user, who owns the repository (a root-owned file in it would stop
 # that user's archive-push): one base backup of `kind`, its phases timed in process.
 PHASES = """
