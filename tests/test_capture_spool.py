@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import random
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -26,7 +24,7 @@ from rustybackup.capture_loop import Capturer
 from rustybackup.catalog import BackupSet
 from rustybackup.engine import BackupManager
 from rustybackup.enums import BackupType
-from rustybackup.errors import CatalogError, NoRecoveryPath
+from rustybackup.errors import CatalogError
 from rustybackup.sqlite_wal import WalCapture, wal_path, wal_record_from_json
 from rustybackup.timestamps import to_us
 from test_capture_pitr import Clock
@@ -161,82 +159,6 @@ def test_restore_to_random_instants_under_frequent_rollovers(
     counts = [_check(manager, writer, t, tmp / f"r{n}") for n, t in enumerate(instants)]
     assert counts == sorted(counts)
     assert counts[-1] == len(writer.log), "the latest restore must hold every commit"
-
-
-def test_a_killed_capturer_leaves_a_hole_the_restore_names(tmp_path: Path) -> None:
-    """Frames spooled but not registered when the capturer is killed: the database holds
-    them, the point-in-time history of that window is gone, and a restore into it
-    refuses instead of stopping earlier; the next capturer starts anew."""
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
-    writer = Writer(db, clock, 7)
-    writer.start()
-    try:
-        while not writer.log:
-            time.sleep(0.001)
-        # A long interval: only the first step registers a set before the kill.
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rustybackup",
-                "--repo",
-                str(tmp_path / "repo"),
-                "capture",
-                "shop",
-                "--interval",
-                "60",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        spool = tmp_path / "repo" / ".capture-shop.spool"
-        deadline = time.monotonic() + 60
-        while not (spool.is_dir() and any(spool.iterdir())):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        # A copy taken while the capturer runs: restorable from, without the kill.
-        full = manager.backup("shop", BackupType.FULL)
-        first = _records(manager)[-1][1]
-        assert first.salt is not None
-        # Let the WAL restart under it a few times (its header's salts change).
-        while wal_path(db).read_bytes()[16:24] == bytes.fromhex(f"{first.salt[0]:08x}{first.salt[1]:08x}"):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.2)
-        lost_at = clock()
-        time.sleep(0.1)
-        proc.kill()
-        proc.communicate()
-        assert spool.is_dir()
-        time.sleep(0.1)
-    finally:
-        writer.stop.set()
-        writer.join()
-    assert writer.error is None
-    Capturer(manager, "shop", interval=0.05).run(_stopped())
-    assert not spool.exists(), "the next capturer removes what it cannot register"
-    records = [r for _, wal in _records(manager) for r in wal.chain]
-    assert not all(r.continuous for r in records[1:]), "the lost window must be a hole"
-    # The copy's generation went on in the lost spool, so nothing registered continues
-    # it: the restore refuses, naming why.
-    with pytest.raises(NoRecoveryPath, match="does not provably continue|which no capture continues"):
-        manager.restore("shop", tmp_path / "r", until=lost_at)
-    # The copy itself, and a new one after the window, restore exactly.
-    _check(manager, writer, full.finished_at, tmp_path / "r0")
-    manager.backup("shop", BackupType.FULL)
-    assert _check(manager, writer, clock(), tmp_path / "r1") == len(writer.log)
-
-
-def _stopped() -> threading.Event:
-    e = threading.Event()
-    e.set()
-    return e
 
 
 # --- the record of a set of several generations ----------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -33,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _core, manifest, store
-from .capture_spool import Segment, Spool, file_name
+from .capture_recover import recover
+from .capture_spool import Segment, Spool, Tip, file_name, spool_dir
 from .enums import BackupType
 from .errors import BackupError, CatalogError
 from .locks import capture_lock
@@ -226,6 +228,9 @@ class CaptureStep:
         self._lock = capture_lock(manager.repository, db.name)
         self._lock.__enter__()
         try:
+            self.spool = self._recover()
+            if self.spool is not None:
+                return  # this step registers what a stopped capturer spooled, nothing else
             if guard is not None and guard.roll_over and _wal_is_long(manager, db.name, self.path):
                 self._writer = _write_lock(self.path)
                 if self._writer is not None and not _tail_is_short(manager, db.name, self.path):
@@ -244,6 +249,22 @@ class CaptureStep:
             self._release_writer()
             self._lock.__exit__(None, None, None)
             raise
+
+    def _recover(self) -> Spool | None:
+        """The spool a capturer left when it stopped without registering it (killed, or
+        its last registration failed): its segments, checked (capture_recover.py), for
+        this step to register before any step reads the WAL past them."""
+        directory = spool_dir(self.manager.repository, self.db.name)
+        if not directory.is_dir():
+            return None
+        prev = newest_capture(self.manager, self.db.name)
+        segs = recover(directory, None if prev is None else prev.record)
+        if not segs:
+            shutil.rmtree(directory, ignore_errors=True)
+            return None
+        last = segs[-1]
+        tip = Tip(last.generation, last.salt, last.last_frame, last.checksum)
+        return Spool(directory, None, tip, self.manager.clock, recovered=segs)
 
     def collect(self, staging: Path) -> tuple[list[tuple[str, Path, os.stat_result]], WalCapture]:
         """Copies the frames committed since the previous step into `staging`; returns the
@@ -390,7 +411,8 @@ class CaptureStep:
             log.info("%s: %s", self.db.name, why)
             return (p.salt[0], p.salt[1], p.last_frame), why
         sealed = self._sealed_restart(read)
-        if sealed is not None:
+        if sealed is not None and p is not None and p.salt is not None and sealed[0] == (*p.salt, p.last_frame):
+            # (A seal left before later sets were registered vouches for nothing now.)
             return sealed
         if prev is None:
             return None, "first capture of this database"
@@ -481,6 +503,8 @@ class CaptureStep:
                     if record is not None:
                         _remember(self.manager.repo.set_dir(registered) / store.MANIFEST, registered, record)
                     self.spool.discard(self.segments)
+                    if self.spool.wal is None:
+                        self.spool.close()  # a recovered spool, now registered
                 self.segments = []
                 return
             if registered is not None and record is not None:

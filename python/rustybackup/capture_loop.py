@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .capture import WalGuard, newest_capture, something_new, wal_is_long
-from .capture_spool import ROLLOVER_FRAMES, TICK, Roller, Spool, Tip, remove_leftovers, spool_dir
+from .capture import WalGuard, newest_capture, seal_path, something_new, wal_is_long
+from .capture_spool import ROLLOVER_FRAMES, TICK, Roller, Spool, Tip, spool_dir
 from .enums import BackupType
 from .errors import ConfigError
 from .locks import capture_lock
@@ -94,10 +94,16 @@ class Capturer:
         try:
             # A first step at once, even with nothing new: from its set on, the pin
             # vouches for the WAL, and the spool starts from its last frame.
+            recovering = spool_dir(self.manager.repository, self.database).is_dir()
             first = self._one()
-            remove_leftovers(spool_dir(self.manager.repository, self.database))
             if on_set is not None:
                 on_set(first)
+            if recovering and not guard.proves(first.id):
+                # That step registered the spool a stopped capturer left (capture.py,
+                # CaptureStep): this one reads the WAL from where that spool ended.
+                first = self._one()
+                if on_set is not None:
+                    on_set(first)
             tip = self._proven_tip(guard)
             while tip is None:
                 # No WAL yet: plain steps until there is one to spool from.
@@ -136,6 +142,9 @@ class Capturer:
         # Held for the whole run: a step of another process would resume from a frame
         # this capturer's spool has already moved past.
         with capture_lock(repo, self.database):
+            # The pin and the spool vouch for every restart from now on; a seal of the
+            # first step would speak for a WAL the rollovers will have restarted.
+            seal_path(repo, self.database).unlink(missing_ok=True)
             spool = Spool(spool_dir(repo, self.database), self.path, tip, self.manager.clock)
             roller = Roller(spool, guard, self.path, self.rollover_frames)
             guard.spool = spool

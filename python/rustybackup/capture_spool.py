@@ -29,17 +29,23 @@ moved the pin. A restart seen by the spool (other salts in the header) therefore
 the next generation of the same chain, never a gap.
 
 What is where, when: a commit is in the database (SQLite's promise) and, once a tick
-copied it, in the spool: a local file, not synced. It is in the repository once the set
-of its interval is registered. A capturer killed in between loses the point-in-time
-history of that interval (the database keeps every commit); its next start removes the
-spool's leftovers and starts a generation that says it does not continue
-(`capture.CaptureStep`), so a restore to an instant in the lost window fails with
-NoRecoveryPath instead of stopping earlier.
+copied it, in the spool: one file of frames per generation (a WAL header, then the
+frames) and beside it a `.times` file (the segment's description, then one line per
+commit with the time it was seen). Both are written, not synced, every tick; a rollover
+fdatasyncs them (and the directory once a file was created) before its checkpoint lets
+the WAL restart, so the WAL never overwrites frames that are not durable in the spool.
+A commit is in the repository once the set of its interval is registered. A capturer
+killed in between loses nothing it copied: the next step (capture.CaptureStep, under the
+capture lock) recovers the spool (capture_recover.py: frame checksums and the time lines
+checked, a torn tail cut and logged with its file and offset, segments already in a set
+dropped) and registers it before it reads the WAL again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import sqlite3
 import threading
@@ -51,6 +57,7 @@ from typing import TYPE_CHECKING
 from . import _core
 from .errors import BackupError
 from .sqlite_wal import WalCapture, wal_path
+from .store import fsync_dir
 from .timestamps import to_us
 
 if TYPE_CHECKING:
@@ -77,6 +84,14 @@ WRITE_LOCK_WAIT = 0.05
 
 def file_name(generation: int, first: int, last: int) -> str:
     return f"wal-{generation:06d}-{first:010d}-{last:010d}"
+
+
+TIMES = ".times"
+"""Suffix of a spool file's companion: its segment's description, then its commits."""
+
+
+def times_path(path: Path) -> Path:
+    return path.with_name(path.name + TIMES)
 
 
 @dataclass
@@ -113,6 +128,24 @@ class Segment:
             follows=self.follows,
         )
 
+    def describe(self) -> bytes:
+        """The first line of the `.times` file: what the frame file itself cannot say
+        (the frames' file holds the header, so salts and page size are checked there)."""
+        doc = {
+            "generation": self.generation,
+            "salt": list(self.salt),
+            "page_size": self.page_size,
+            "first_frame": self.first_frame,
+            "seed": list(self.seed),
+            "follows": None if self.follows is None else list(self.follows),
+            "note": self.note,
+        }
+        return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def commit_lines(commits: list[tuple[int, int]]) -> bytes:
+    return "".join(f"{frame} {seen}\n" for frame, seen in commits).encode()
+
 
 @dataclass(frozen=True)
 class Tip:
@@ -128,32 +161,37 @@ def spool_dir(repository: Path, database: str) -> Path:
     return repository / f".capture-{database}.spool"
 
 
-def remove_leftovers(directory: Path) -> None:
-    """Removes the spool of a capturer that stopped without registering it (call only
-    while holding the database's capture lock, or after a step that took it): their
-    commit times were in its memory, so the frames cannot be registered; the database
-    holds their commits."""
-    if directory.exists():
-        log.warning("%s: removing the spool of a capturer that stopped without registering it", directory)
-        shutil.rmtree(directory)
-
-
 class Spool:
     """New committed frames of one database's WAL, copied by `pull` into one file per
     generation (per generation and interval: `cut` closes the files a set takes)."""
 
-    def __init__(self, directory: Path, db: Path, tip: Tip, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        db: Path | None,
+        tip: Tip,
+        clock: Callable[[], datetime],
+        recovered: list[Segment] | None = None,
+    ) -> None:
+        """`db` None: a spool recovered from a capturer that stopped (`recovered` holds its
+        segments), which only hands them out, never reads a WAL."""
         self.dir = directory
-        self.wal = wal_path(db)
+        self.wal = None if db is None else wal_path(db)
         self.tip = tip
         self.clock = clock
-        remove_leftovers(self.dir)
-        self.dir.mkdir(parents=True)
-        self._pending: list[Segment] = []
+        if not directory.is_dir():
+            directory.mkdir(parents=True)
+            fsync_dir(directory.parent)
+        self._pending: list[Segment] = list(recovered or [])
         self._open: Segment | None = None
-        self._n = 0
+        self._times: int | None = None  # the open segment's `.times`, appended to
+        self._n = max((int(p.name) for p in directory.iterdir() if p.name.isdigit()), default=0)
         self._lock = threading.Lock()
+        # Written since the last `sync`: files to fdatasync, and whether one was created.
+        self._dirty: set[Path] = set()
+        self._new_entry = False
         self.frames_copied = 0
+        self.syncs = 0
 
     @property
     def generation_frames(self) -> int:
@@ -166,6 +204,8 @@ class Spool:
             return self._pull()
 
     def _pull(self) -> int:
+        if self.wal is None:
+            return 0
         tip = self.tip
         resume = (tip.salt, tip.frame, tip.checksum)
         try:
@@ -175,6 +215,7 @@ class Spool:
                     return 0
                 if got.resumed:
                     return self._extend(self._open, got)
+                self._close_times()
             self._n += 1
             path = self.dir / f"{self._n:08d}"
             got = _core.wal_copy(self.wal, path, resume)
@@ -202,7 +243,24 @@ class Spool:
             )
         self._pending.append(seg)
         self._open = seg
+        self._times = self._create_times(seg)
         return self._extend(seg, got)
+
+    def _create_times(self, seg: Segment) -> int:
+        path = times_path(seg.path)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            os.write(fd, seg.describe())
+        except OSError as exc:
+            raise BackupError(f"cannot write the spool file {path}: {exc.strerror or exc}") from exc
+        self._new_entry = True
+        self._dirty.update((seg.path, path))
+        return fd
+
+    def _close_times(self) -> None:
+        if self._times is not None:
+            os.close(self._times)
+            self._times = None
 
     def _extend(self, seg: Segment, got: _core.WalCopy) -> int:
         # A frame failing its checksum at the end of the run is, in a live WAL, most
@@ -210,13 +268,41 @@ class Spool:
         # (A damaged frame is never copied: nothing after it is, and the set step says so.)
         # Read after the copy: a restore to T never holds a commit made after T.
         seen = to_us(self.clock())
-        seg.commits.extend((frame, seen) for frame in got.commits)
+        new = [(frame, seen) for frame in got.commits]
+        # After the frames: a time line never names a frame the spool does not hold.
+        if self._times is not None:
+            try:
+                os.write(self._times, commit_lines(new))
+            except OSError as exc:
+                raise BackupError(f"cannot write the spool file {times_path(seg.path)}: {exc.strerror or exc}") from exc
+        self._dirty.add(seg.path)
+        seg.commits.extend(new)
         last = got.commits[-1]
         seg.last_frame, seg.checksum = last, got.checksum
         self.tip = Tip(seg.generation, got.salt, last, got.checksum)
         n = last - got.first_frame + 1
         self.frames_copied += n
         return n
+
+    def sync(self) -> None:
+        """Makes every frame and commit time copied so far durable (before a rollover
+        lets the WAL overwrite them): fdatasync of the files written since the last
+        sync, and of the directory when a file was created."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            for path in sorted(dirty):
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # registered and discarded since: durable in its set
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            if self._new_entry:
+                fsync_dir(self.dir)
+                self._new_entry = False
+            self.syncs += 1
 
     @property
     def has_pending(self) -> bool:
@@ -229,6 +315,7 @@ class Spool:
         first, so a set holds every commit that returned before its step began."""
         with self._lock:
             self._pull()
+            self._close_times()
             segs, self._pending, self._open = self._pending, [], None
             return segs
 
@@ -239,10 +326,24 @@ class Spool:
 
     @staticmethod
     def discard(segs: list[Segment]) -> None:
+        """Removes segments a registered set holds (a file that comes back after a crash
+        is recognised as registered and dropped by the recovery)."""
         for s in segs:
             s.path.unlink(missing_ok=True)
+            times_path(s.path).unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Removes the spool when every segment was registered; otherwise it stays for
+        the next step to recover (a registration failed, or the run was interrupted)."""
+        with self._lock:
+            self._close_times()
+            if self._pending:
+                log.warning(
+                    "%s: %d spooled segments were not registered; the next capture step registers them",
+                    self.dir,
+                    len(self._pending),
+                )
+                return
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -273,6 +374,9 @@ class Roller:
         # into the database file every frame up to it, fsyncs included.
         self.guard.move()
         self._checkpoint()
+        # What the WAL may overwrite once it restarts must be durable in the spool first:
+        # the bulk synced here, while the application writes on.
+        self.spool.sync()
         writer = self._writer_conn()
         try:
             writer.execute("BEGIN IMMEDIATE")
@@ -281,8 +385,10 @@ class Roller:
             return False
         try:
             # No commit can happen now: copy the short tail, so the spool holds the whole
-            # WAL; only then may the pin go and the last frames be backfilled.
-            self.spool.pull()
+            # WAL, and make it durable (usually nothing came since the sync above); only
+            # then may the pin go and the last frames be backfilled.
+            if self.spool.pull():
+                self.spool.sync()
             self.guard.release()
             try:
                 busy, frames, done = self._checkpoint()
@@ -332,4 +438,4 @@ class Roller:
         self._writer = self._ckpt = None
 
 
-__all__ = ["ROLLOVER_FRAMES", "TICK", "Roller", "Segment", "Spool", "Tip", "file_name", "remove_leftovers", "spool_dir"]
+__all__ = ["ROLLOVER_FRAMES", "TICK", "Roller", "Segment", "Spool", "Tip", "file_name", "spool_dir", "times_path"]
