@@ -31,15 +31,19 @@ def _rel(i: int) -> str:
     return f"d{i % 16:02d}/f{i:05d}"
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("treebench") / "src"
+def make_tree(root: Path) -> Path:
+    """FILES files of FILE_MIB MiB of random bytes below `root`, in 16 directories."""
     for i in range(FILES):
         p = root / _rel(i)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(os.urandom(FILE_MIB << 20))
     os.sync()
     return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("treebench") / "src")
 
 
 @pytest.mark.parametrize("peer", PEERS)

@@ -7,6 +7,8 @@ median, CPU seconds (user + system of the tool's process) min and median, and th
 
 Nothing is deleted until the end of the run: without a journal ext4 scans past recently
 deleted inodes when it creates one (benches/README.md, "Restore in one Rust pass").
+Our CLI runs with bytecode, as a wheel installed by pip has it (this sandbox sets
+PYTHONDONTWRITEBYTECODE: test_tree_restore_one_bench.bytecode_env).
 
   RB_TREE_SMALL_FILES=20000 RB_BENCH_ROUNDS=5 python3 -m pytest -q -p no:cacheprovider \\
     benches/test_tree_restore_small_bench.py -s
@@ -27,6 +29,7 @@ from typing import Any
 
 import pytest
 from test_tree_bench import SMALL_FILES, Tool, _fill
+from test_tree_restore_one_bench import bytecode_env
 
 ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3"))
 
@@ -53,6 +56,11 @@ def test_small_restore_interleaved(benchmark: Any, small_tree: Path, tmp_path: P
     for name in tools:
         (tmp_path / name / "scratch").mkdir(parents=True)
         t = Tool(name, tmp_path / name / "repo", tmp_path / name / "scratch")
+        if name == "rustybackup":
+            t.env = {
+                **bytecode_env(tmp_path / "pyc"),
+                **{k: v for k, v in t.env.items() if k in ("RESTIC_CACHE_DIR", "BORG_BASE_DIR")},
+            }
         t.init(small_tree)
         t.backup(small_tree)
         prepared[name] = t

@@ -11,7 +11,7 @@ from typing import Any
 from . import _core, keys, store
 from .errors import BackupError, CatalogError
 from .manifest import FileEntry, Manifest, Owner
-from .restore import file_job
+from .restore import file_job, file_paths
 
 __all__ = ["Diff", "TreeEntry", "diff_entries", "dump_file", "entries"]
 
@@ -144,12 +144,13 @@ def diff_entries(old: Manifest, new: Manifest) -> Diff:
 
 
 def _file(m: Manifest, path: str) -> FileEntry:
-    files = {f.path: f for f in m.files}
-    if path in files:
-        return files[path]
+    # By the table's paths: only the one entry dumped is built.
+    index = {p: i for i, p in enumerate(file_paths(m.files))}
+    if path in index:
+        return m.files[index[path]]
     for h in m.hardlinks:
         if h.path == path:
-            return files[h.target]
+            return m.files[index[h.target]]
     if any(d.path == path for d in m.dirs):
         raise BackupError(f"{path!r} is a directory in set {m.id}; dump writes one file")
     for s in m.symlinks:
