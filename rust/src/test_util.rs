@@ -4,7 +4,10 @@
 //! carry its own copy).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::format::{PieceSummary, PieceWriter, FLAG_ZSTD};
+use crate::scan::algorithm::Algorithm;
 
 /// A fresh, empty `rb-<prefix>-<name>-<pid>` under the system's temporary directory
 /// (what an earlier run of the same test left there is removed first).
@@ -48,4 +51,34 @@ pub(crate) fn sample_blocks(n: u8, len: impl Fn(u8) -> usize) -> Vec<Vec<u8>> {
             }
         })
         .collect()
+}
+
+/// `b` as a backup stores it: zstd (level 3) when that shrinks it, else as it is; with
+/// the block flags that say which.
+pub(crate) fn packed(b: &[u8]) -> (Vec<u8>, u8) {
+    let z = zstd::bulk::compress(b, 3).unwrap();
+    if z.len() < b.len() {
+        (z, FLAG_ZSTD)
+    } else {
+        (b.to_vec(), 0)
+    }
+}
+
+/// Writes `blocks` (each at most `bs` bytes) as file `file_no`'s blocks into a new plain
+/// piece at `path`, each zstd-packed when `zstd` and that shrinks it.
+pub(crate) fn write_plain_piece(
+    path: &Path,
+    file_no: u32,
+    alg: Algorithm,
+    bs: u32,
+    blocks: &[Vec<u8>],
+    zstd: bool,
+) -> PieceSummary {
+    let mut w = PieceWriter::create(path, alg, bs).unwrap();
+    for (i, b) in blocks.iter().enumerate() {
+        let (stored, flags) = if zstd { packed(b) } else { (b.clone(), 0) };
+        w.write_block(file_no, i as u64, &stored, b.len() as u32, flags, &alg.digest(b))
+            .unwrap();
+    }
+    w.finish().unwrap()
 }

@@ -10,7 +10,7 @@ use super::reseal::{rekey_piece, Moved};
 use super::{BlockKey, Cipher};
 use crate::format::block::decode_block;
 use crate::format::read::read_exact_at;
-use crate::format::{PieceReader, PieceWriter, FLAG_BOUND, FLAG_GCM, FLAG_SEALED, FLAG_ZSTD};
+use crate::format::{PieceReader, FLAG_BOUND, FLAG_GCM, FLAG_SEALED};
 use crate::scan::algorithm::Algorithm;
 
 const BS: u32 = 512;
@@ -27,25 +27,7 @@ fn blocks() -> Vec<Vec<u8>> {
 }
 
 fn write_plain(path: &Path, raw: &[Vec<u8>]) {
-    let mut w = PieceWriter::create(path, Algorithm::Blake3, BS).unwrap();
-    for (i, b) in raw.iter().enumerate() {
-        let packed = zstd::bulk::compress(b, 3).unwrap();
-        let (stored, flags) = if packed.len() < b.len() {
-            (packed, FLAG_ZSTD)
-        } else {
-            (b.clone(), 0)
-        };
-        w.write_block(
-            3,
-            i as u64,
-            &stored,
-            b.len() as u32,
-            flags,
-            &Algorithm::Blake3.digest(b),
-        )
-        .unwrap();
-    }
-    w.finish().unwrap();
+    crate::test_util::write_plain_piece(path, 3, Algorithm::Blake3, BS, raw, true);
 }
 
 /// Reads every block of `path` back (opened with `key` when sealed) and checks it is

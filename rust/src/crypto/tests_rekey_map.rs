@@ -15,9 +15,7 @@ use crate::format::block::decode_block;
 use crate::format::blockmap_read::OwnOp;
 use crate::format::read::read_exact_at;
 use crate::format::sealed_map;
-use crate::format::{
-    BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, PieceWriter, FLAG_BOUND, FLAG_GCM, FLAG_SEALED, FLAG_ZSTD,
-};
+use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, FLAG_BOUND, FLAG_GCM, FLAG_SEALED};
 use crate::scan::algorithm::Algorithm;
 
 const BS: u32 = 512;
@@ -51,25 +49,7 @@ fn raw_blocks(seed: u64, n: usize) -> Vec<Vec<u8>> {
 /// The piece of `raw`, sealed under `key` as a backup into the source would leave it.
 fn source_piece(d: &Path, set: &str, raw: &[Vec<u8>], key: &BlockKey) -> (PathBuf, Vec<Moved>) {
     let plain = d.join("plain").join(set).join("data.piece");
-    let mut w = PieceWriter::create(&plain, Algorithm::Blake3, BS).unwrap();
-    for (i, b) in raw.iter().enumerate() {
-        let packed = zstd::bulk::compress(b, 3).unwrap();
-        let (stored, flags) = if packed.len() < b.len() {
-            (packed, FLAG_ZSTD)
-        } else {
-            (b.clone(), 0)
-        };
-        w.write_block(
-            1,
-            i as u64,
-            &stored,
-            b.len() as u32,
-            flags,
-            &Algorithm::Blake3.digest(b),
-        )
-        .unwrap();
-    }
-    w.finish().unwrap();
+    crate::test_util::write_plain_piece(&plain, 1, Algorithm::Blake3, BS, raw, true);
     let src = d.join("src").join(set).join("data.piece");
     let (_, moved) = rekey_piece(&plain, &src, None, Some(key)).unwrap();
     (src, moved)

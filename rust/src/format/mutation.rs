@@ -84,12 +84,7 @@ fn sample_in(name: &str, layout: Layout) -> Sample {
     let mut map = BlockMapWriter::create(&mp, ALG, BS).unwrap();
     for (i, b) in blocks.iter().enumerate() {
         let digest = ALG.digest(b);
-        let packed = zstd::bulk::compress(b, 3).unwrap();
-        let (stored, flags) = if packed.len() < b.len() {
-            (packed, FLAG_ZSTD)
-        } else {
-            (b.clone(), 0)
-        };
+        let (stored, flags) = crate::test_util::packed(b);
         let at = piece
             .write_block(0, i as u64, &stored, b.len() as u32, flags, &digest)
             .unwrap();

@@ -12,18 +12,7 @@ pub(super) fn tmpdir(name: &str) -> PathBuf {
 
 /// Writes `blocks` (each at most `bs` bytes) as file 7's blocks, zstd when it shrinks them.
 pub(super) fn write_piece(path: &Path, alg: Algorithm, bs: u32, blocks: &[Vec<u8>], zstd: bool) -> PieceSummary {
-    let mut w = PieceWriter::create(path, alg, bs).unwrap();
-    for (i, b) in blocks.iter().enumerate() {
-        let d = alg.digest(b);
-        let packed = zstd::bulk::compress(b, 3).unwrap();
-        let (stored, flags) = if zstd && packed.len() < b.len() {
-            (packed, FLAG_ZSTD)
-        } else {
-            (b.clone(), 0)
-        };
-        w.write_block(7, i as u64, &stored, b.len() as u32, flags, &d).unwrap();
-    }
-    w.finish().unwrap()
+    crate::test_util::write_plain_piece(path, 7, alg, bs, blocks, zstd)
 }
 
 fn sample_blocks(n: u8, bs: usize) -> Vec<Vec<u8>> {
