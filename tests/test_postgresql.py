@@ -28,7 +28,7 @@ from pg_support import (
     workdir,
 )
 from rustybackup import BackupManager, manifest
-from rustybackup.errors import NoRecoveryPath
+from rustybackup.errors import NoRecoveryPath, RustyBackupError
 from rustybackup.postgres.recovery import plan
 
 NAME = "main"
@@ -175,6 +175,38 @@ def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin:
         with pytest.raises(NoRecoveryPath, match=first_missing):
             m.restore(NAME, copy.parent / "target", until=until)
         assert not (copy.parent / "target").exists()
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def test_a_damaged_archived_segment_fails_the_restore_naming_it_before_any_data_is_written(origin: Origin) -> None:
+    """The restore reads and checks every planned WAL file from its set first: a flipped
+    byte is never staged for PostgreSQL, the error names the segment, and the target is
+    left as it was (absent)."""
+    copy = workdir("rb-pg-damaged-") / "repo"
+    shutil.copytree(origin.repo, copy, symlinks=True)
+    try:
+        m = BackupManager(copy)
+        db = m.catalog.get_database(NAME)
+        until = origin.writer.instant_after(_index_after(list(origin.writer.rows), origin.full_done) + 5)
+        planned = plan(m, db, until)
+        victim = m.catalog.get_set(planned.log_set_ids[0])
+        mf = manifest.load(copy / victim.manifest)
+        named = {f.path for f in mf.files} & set(planned.wal)
+        assert named, "the victim set holds planned WAL"
+        (source,) = [s for s in mf.sources if s.set_id == victim.id]
+        piece = copy / "sets" / victim.id / source.piece
+        data = bytearray(piece.read_bytes())
+        # One byte in every 64 KiB past the header: whichever planned segment is read
+        # first meets a damaged block.
+        for offset in range(4096, len(data), 1 << 16):
+            data[offset] ^= 0x01
+        piece.write_bytes(bytes(data))
+        target = copy.parent / "target"
+        with pytest.raises(RustyBackupError) as caught:
+            m.restore(NAME, target, until=until)
+        assert any(n in str(caught.value) for n in named), str(caught.value)
+        assert not target.exists()
     finally:
         shutil.rmtree(copy.parent, ignore_errors=True)
 

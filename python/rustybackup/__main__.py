@@ -3,12 +3,13 @@ command's entry point.
 
 ``archive-push`` runs once per WAL file as PostgreSQL's archive_command; a call for a
 file an earlier push already archived ahead is answered by ``postgres.archive_fast``
-before click and the command group are imported. Every other command line goes to the
-full command group unchanged.
+before click and the command group are imported; ``archive-get`` (restore_command) of a
+file waiting in the spool, or of one the archive lacks, by ``postgres.archive_get_fast``.
+Every other command line goes to the full command group unchanged.
 
-The installed ``rustybackup`` command starts archive-push's interpreter without `site`
-(``-S``, python/rustybackup.data/scripts/rustybackup): the full command then runs `site`
-here first, so it sees the interpreter's usual path and .pth hooks.
+The installed ``rustybackup`` command starts archive-push's and archive-get's
+interpreter without `site` (``-S``, python/rustybackup.data/scripts/rustybackup): the
+full command then runs `site` here first, so it sees the interpreter's usual path and .pth hooks.
 """
 
 import os
@@ -22,6 +23,12 @@ def main() -> None:
         from .postgres.archive_fast import answer
 
         code = answer(argv, os.environ)
+        if code is not None:
+            sys.exit(code)
+    elif "archive-get" in argv:
+        from .postgres.archive_get_fast import answer as answer_get
+
+        code = answer_get(argv, os.environ)
         if code is not None:
             sys.exit(code)
     if sys.flags.no_site and "site" not in sys.modules:

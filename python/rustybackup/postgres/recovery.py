@@ -13,10 +13,13 @@ raises NoRecoveryPath naming it; a restore never stops silently at an earlier in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
+import shutil
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +32,7 @@ from ..errors import BackupError, CatalogError, ConfigError, NoRecoveryPath
 from ..restore import restore_set_files
 from ..restore_target import RestoreTarget
 from ..timestamps import from_us, to_us
-from . import archive
+from . import archive, writeback
 from .wal import (
     HISTORY,
     SEGMENT,
@@ -222,13 +225,27 @@ that). Timeline 1 has no history file, ever: PostgreSQL asks for one when it wri
 new timeline's history, and that answer needs no interpreter either."""
 
 
+def _command() -> str:
+    """How the server starts `rustybackup`: the installed command when it is this
+    installation's shell script (it copies a spool file without Python and starts the
+    interpreter without `site` otherwise, so a probe for a file the archive lacks is
+    answered before click and the engine load: archive_get_fast.py), else this
+    interpreter with -m (the same fast answers, after `site`)."""
+    script = Path(sysconfig.get_path("scripts")) / "rustybackup"
+    try:
+        with open(script, "rb") as fh:
+            ours = fh.read(10) == b"#!/bin/sh\n" and (script.parent / "rustybackup-py").is_file()
+    except OSError:
+        ours = False
+    if ours and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m rustybackup"
+
+
 def restore_command(repository: Path, database: str, *, staged: bool = False) -> str:
-    """The restore_command that fetches from this repository with this interpreter
+    """The restore_command that fetches from this repository with this installation
     (with `staged`, from STAGE_DIR first; the server runs it in the data directory)."""
-    get = (
-        f"{shlex.quote(sys.executable)} -m rustybackup --repo {shlex.quote(str(repository))} "
-        f"archive-get {shlex.quote(database)} %f %p"
-    )
+    get = f"{_command()} --repo {shlex.quote(str(repository))} archive-get {shlex.quote(database)} %f %p"
     if not staged:
         return get
     staged_file = f"{STAGE_DIR}/%f"
@@ -241,6 +258,68 @@ def restore_command(repository: Path, database: str, *, staged: bool = False) ->
 RECOVERY_END_COMMAND = f"rm -rf {STAGE_DIR}"
 """Run once by PostgreSQL when recovery ends (in the data directory): the staged WAL is no
 longer needed, and its links must go before the server recycles the segments they share."""
+
+
+WAL_FIRST = ".rustybackup-wal"
+"""Where a restore puts the planned WAL first, at the top of the empty target: each file
+from a set is read and checked against its block and whole-file digests (a spool file,
+not sealed yet, is copied as it was pushed), so a damaged segment fails the restore
+naming it before any data file is written. It moves to STAGE_DIR (or, for a set restored
+by id, into pg_wal/) once the data directory is written."""
+
+
+def _write(
+    manager: BackupManager, db: DatabaseEntry, target: Path, p: Plan, until: datetime | None, by_id: bool
+) -> None:
+    last = p.data_sets[-1]
+    first = target / WAL_FIRST
+    first.mkdir(mode=0o700)
+    archive.get_many(manager, db.name, p.wal, first)
+    with manager.reading([s.id for s in p.data_sets]), writeback.Flusher(target):
+        restore_set_files(manager.repository, last.id, p.base, target, None, archive=False)
+    os.chmod(target, 0o700)
+    lines = [
+        "",
+        f"# rustybackup restore of {db.name!r} from set {last.id}",
+        f"restore_command = {_conf_quote(restore_command(manager.repository, db.name, staged=True))}",
+        "recovery_target_timeline = 'latest'",
+        f"recovery_end_command = {_conf_quote(RECOVERY_END_COMMAND)}",
+    ]
+    if until is not None:
+        lines += [
+            f"recovery_target_time = {_conf_quote(until.isoformat(sep=' '))}",
+            "recovery_target_action = 'promote'",
+        ]
+    # The data directory holds restored links (pg_wal often is one): every file added
+    # here goes through RestoreTarget, which never writes through a link.
+    with RestoreTarget(target, f"restore of {db.name!r}") as tree:
+        tree.write_file("backup_label", p.info.backup_label.encode())
+        if p.info.tablespace_map:
+            tree.write_file("tablespace_map", p.info.tablespace_map.encode())
+        # make_dirs checked that no link lies on the way: the WAL lands inside.
+        tree.make_dirs(["pg_wal/archive_status"])
+        if by_id:
+            for name in p.wal:
+                os.rename(first / name, tree.path("pg_wal") / name)
+            first.rmdir()
+        else:
+            os.rename(first, tree.path(STAGE_DIR))
+            tree.write_file("recovery.signal", b"")
+            tree.write_file("postgresql.auto.conf", ("\n".join(lines) + "\n").encode(), append=True)
+    # Once, at the end; most of it was written back while the engine wrote (writeback.py).
+    writeback.sync_tree(target)
+
+
+def _discard(target: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    for entry in os.scandir(target):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def restore(
@@ -262,39 +341,17 @@ def restore(
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BackupError(f"restore target {target} must be absent or an empty directory")
     p = plan(manager, db, until, set_id)
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     os.chmod(target, 0o700)
+    try:
+        _write(manager, db, target, p, until, set_id is not None)
+    except BaseException:
+        # The target was absent or empty: what is in it now is this restore's, and a
+        # data directory without its WAL or recovery settings must not be started on.
+        _discard(target, created)
+        raise
     last = p.data_sets[-1]
-    with manager.reading([s.id for s in p.data_sets]):
-        restore_set_files(manager.repository, last.id, p.base, target, None, archive=False)
-    os.chmod(target, 0o700)
-    lines = [
-        "",
-        f"# rustybackup restore of {db.name!r} from set {last.id}",
-        f"restore_command = {_conf_quote(restore_command(manager.repository, db.name, staged=True))}",
-        "recovery_target_timeline = 'latest'",
-        f"recovery_end_command = {_conf_quote(RECOVERY_END_COMMAND)}",
-    ]
-    if until is not None:
-        lines += [
-            f"recovery_target_time = {_conf_quote(until.isoformat(sep=' '))}",
-            "recovery_target_action = 'promote'",
-        ]
-    # The data directory holds restored links (pg_wal often is one): every file added
-    # here goes through RestoreTarget, which never writes through a link.
-    with RestoreTarget(target, f"restore of {db.name!r}") as tree:
-        tree.write_file("backup_label", p.info.backup_label.encode())
-        if p.info.tablespace_map:
-            tree.write_file("tablespace_map", p.info.tablespace_map.encode())
-        if set_id is not None:
-            tree.make_dirs(["pg_wal/archive_status"])
-            # make_dirs checked that no link lies on the way: the WAL lands inside.
-            archive.get_many(manager, db.name, p.wal, tree.path("pg_wal"))
-        else:
-            tree.make_dirs(["pg_wal/archive_status", STAGE_DIR])
-            archive.get_many(manager, db.name, p.wal, tree.path(STAGE_DIR))
-            tree.write_file("recovery.signal", b"")
-            tree.write_file("postgresql.auto.conf", ("\n".join(lines) + "\n").encode(), append=True)
     log.info(
         "restored %s into %s: set %s, %d WAL file(s) from %s to replay on timeline %d",
         db.name,
