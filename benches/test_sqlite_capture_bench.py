@@ -9,6 +9,9 @@ capturer steps every RB_BENCH_INTERVAL seconds. Printed, not asserted: a bench.
 
     RB_BENCH_SECONDS=5 RB_BENCH_ROUNDS=4 RB_BENCH_INTERVAL=1 RB_BENCH_SYNCHRONOUS=FULL \\
         python -m pytest benches/test_sqlite_capture_bench.py -s -p no:cacheprovider
+
+RB_BENCH_SIDES adds "nosync": the same capturer with the spool's fsync before each
+rollover taken out (what the durability costs the writer; never a mode of the product).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ SECONDS = float(os.environ.get("RB_BENCH_SECONDS", "1"))
 ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "1"))  # counted rounds, after one warm-up (CI smoke: 1 x 1 s)
 INTERVAL = os.environ.get("RB_BENCH_INTERVAL", "1")
 SYNCHRONOUS = os.environ.get("RB_BENCH_SYNCHRONOUS", "FULL").upper()
+SIDES = tuple(os.environ.get("RB_BENCH_SIDES", "without,with,floor").split(","))
+assert set(SIDES) <= {"without", "with", "nosync", "floor"}
 assert SYNCHRONOUS in ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -47,12 +52,18 @@ def _write_for(db: Path, seconds: float) -> int:
     return n
 
 
-def _capturer(repo: Path) -> subprocess.Popen[str]:
+# The capturer with Spool.sync a no-op: only for telling the fsync's cost apart.
+_NOSYNC = (
+    "import runpy, sys; import rustybackup.capture_spool as s; s.Spool.sync = lambda self: None; "
+    "sys.argv = ['rustybackup', *sys.argv[1:]]; runpy.run_module('rustybackup', run_name='__main__')"
+)
+
+
+def _capturer(repo: Path, sync: bool = True) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "rustybackup",
+            *(("-m", "rustybackup") if sync else ("-c", _NOSYNC)),
             "--repo",
             str(repo),
             "capture",
@@ -142,17 +153,25 @@ def test_writer_throughput_with_and_without_capture(tmp_path: Path) -> None:
     manager.backup("bench", BackupType.FULL)
     without: list[float] = []
     with_capture: list[float] = []
+    nosync: list[float] = []
     sets_before = len(manager.catalog.list_sets("bench"))
     cpu = 0.0
     floor: list[float] = []
     loads: list[float] = []
-    sides = ("without", "with", "floor")
+    sides = SIDES
+    k = len(sides)
     # Round 0 warms every side up (page cache, bytecode, the WAL file's size) and is not
     # counted.
     for r in range(ROUNDS + 1):
         # Rotate the order so a drift of the machine does not favour one side.
-        for side in sides[r % 3 :] + sides[: r % 3]:
-            if side == "with":
+        for side in sides[r % k :] + sides[: r % k]:
+            if side == "nosync":
+                proc = _capturer(repo, sync=False)
+                rate = _write_for(db, SECONDS) / SECONDS
+                _stop(proc)
+                if r:
+                    nosync.append(rate)
+            elif side == "with":
                 proc = _capturer(repo)
                 rate = _write_for(db, SECONDS) / SECONDS
                 used = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -178,18 +197,25 @@ def test_writer_throughput_with_and_without_capture(tmp_path: Path) -> None:
     new_sets = manager.catalog.list_sets("bench", BackupType.ARCHIVE_LOG)
     captured = sum(s.bytes_read for s in new_sets)
     sets = len(manager.catalog.list_sets("bench")) - sets_before
-    base, with_median = statistics.median(without), statistics.median(with_capture)
+    base = statistics.median(without)
+
+    def row(name: str, xs: list[float]) -> str:
+        if not xs:
+            return ""
+        med = statistics.median(xs)
+        return (
+            f"  {name}: {' '.join(f'{x:,.0f}' for x in xs)} (min {min(xs):,.0f}, median {med:,.0f}; "
+            f"median ratio {med / base:.3f}, min ratio {min(xs) / min(without):.3f})\n"
+        )
+
     print(
         f"\nwriter commits/s (synchronous={SYNCHRONOUS}), {ROUNDS} interleaved rounds of {SECONDS:g} s, "
         f"capture every {INTERVAL} s:\n"
-        f"  without capture: {' '.join(f'{x:,.0f}' for x in without)} (min {min(without):,.0f}, median {base:,.0f})\n"
-        f"  with capture:    {' '.join(f'{x:,.0f}' for x in with_capture)} "
-        f"(min {min(with_capture):,.0f}, median {with_median:,.0f})\n"
-        f"  floor (pin + copy + fsync): {' '.join(f'{x:,.0f}' for x in floor)} "
-        f"(min {min(floor):,.0f}, median {statistics.median(floor):,.0f}; "
-        f"median ratio {statistics.median(floor) / base:.3f})\n"
-        f"  ratio with/without: median {with_median / base:.3f}, min {min(with_capture) / min(without):.3f}; "
-        f"{sets} capture sets registered; load average {min(loads):.1f}-{max(loads):.1f}\n"
+        + row("without capture", without)
+        + row("with capture", with_capture)
+        + row("capture without the spool's fsync", nosync)
+        + row("floor (pin + copy + fsync)", floor)
+        + f"  {sets} capture sets registered; load average {min(loads):.1f}-{max(loads):.1f}\n"
         f"  capturer processes: {cpu:.2f} s CPU (user+sys) for {captured / 1e6:,.1f} MB of WAL "
         f"({1000 * cpu / max(captured / 1e6, 1e-9):,.1f} ms per MB, start-up included)"
     )

@@ -411,8 +411,7 @@ class CaptureStep:
             log.info("%s: %s", self.db.name, why)
             return (p.salt[0], p.salt[1], p.last_frame), why
         sealed = self._sealed_restart(read)
-        if sealed is not None and p is not None and p.salt is not None and sealed[0] == (*p.salt, p.last_frame):
-            # (A seal left before later sets were registered vouches for nothing now.)
+        if sealed is not None:
             return sealed
         if prev is None:
             return None, "first capture of this database"

@@ -164,11 +164,12 @@ class Capturer:
                 ticker.join()
                 self.rollovers += roller.rollovers
                 log.info(
-                    "%s: %d WAL rollovers (%d attempts waited for a later tick), %d frames spooled",
+                    "%s: %d WAL rollovers (%d attempts waited for a later tick), %d frames spooled, %d spool syncs",
                     self.database,
                     roller.rollovers,
                     roller.failed_rollovers,
                     spool.frames_copied,
+                    spool.syncs,
                 )
                 roller.close()
                 guard.spool = None
