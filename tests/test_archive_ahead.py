@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from archive_support import pg_archive_manager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupManager, BackupType, store
@@ -20,12 +21,7 @@ from rustybackup.postgres import archive, archive_fast, wal
 SEG = 1 << 16
 
 
-@pytest.fixture
-def manager(tmp_path: Path) -> BackupManager:
-    m = BackupManager(tmp_path / "repo")
-    (tmp_path / "pgdata").mkdir()
-    m.register_database("pg", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent")
-    return m
+manager = pytest.fixture(pg_archive_manager)
 
 
 def pg_wal(base: Path, names: list[str], ready: bool = True) -> Path:

@@ -18,6 +18,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from archive_support import pg_archive_manager
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupManager
@@ -27,12 +28,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "python" / "rustybackup.data" 
 SCRIPTS = Path(sysconfig.get_path("scripts"))
 
 
-@pytest.fixture
-def manager(tmp_path: Path) -> BackupManager:
-    m = BackupManager(tmp_path / "repo")
-    (tmp_path / "pgdata").mkdir()
-    m.register_database("pg", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent")
-    return m
+manager = pytest.fixture(pg_archive_manager)
 
 
 def queue(base: Path, n: int) -> list[Path]:
@@ -135,16 +131,22 @@ def test_a_link_to_the_launcher_from_another_directory_works(manager: BackupMana
     assert push(link, manager.repository, files[1]) == (0, "", [])
 
 
-def test_an_interpreter_line_it_cannot_use_falls_back_to_pips_launcher(manager: BackupManager, tmp_path: Path) -> None:
-    # pip's form for a long interpreter path, or one with spaces.
-    cmd = installed_next_to(tmp_path / "bin", "#!/bin/sh\n'''exec' " + f'"{sys.executable}" "$0" "$@"' + "\n' '''")
+def push_two_through_site(cmd: Path, manager: BackupManager, tmp_path: Path) -> list[Path]:
+    """Pushes two queued segments through `cmd` with no cmp on the PATH, so the second
+    call (pushed ahead) is Python's too; both succeed and import `site`."""
     files = queue(tmp_path, 2)
     (tmp_path / "empty").mkdir()
     for p in files:
-        # No cmp on the PATH: the second call (pushed ahead) is Python's too.
         code, err, imported = push(cmd, manager.repository, p, env={"PATH": str(tmp_path / "empty")})
         assert (code, err) == (0, "")
         assert "site" in imported
+    return files
+
+
+def test_an_interpreter_line_it_cannot_use_falls_back_to_pips_launcher(manager: BackupManager, tmp_path: Path) -> None:
+    # pip's form for a long interpreter path, or one with spaces.
+    cmd = installed_next_to(tmp_path / "bin", "#!/bin/sh\n'''exec' " + f'"{sys.executable}" "$0" "$@"' + "\n' '''")
+    push_two_through_site(cmd, manager, tmp_path)
 
 
 def test_a_package_outside_the_usual_layout_is_found_through_site(manager: BackupManager, tmp_path: Path) -> None:
@@ -153,13 +155,7 @@ def test_a_package_outside_the_usual_layout_is_found_through_site(manager: Backu
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
     cmd = installed_next_to(venv / "bin", f"#!{venv / 'bin' / 'python'}")
-    files = queue(tmp_path, 2)
-    (tmp_path / "empty").mkdir()
-    for p in files:
-        # No cmp on the PATH: the second call (pushed ahead) is Python's too.
-        code, err, imported = push(cmd, manager.repository, p, env={"PATH": str(tmp_path / "empty")})
-        assert (code, err) == (0, "")
-        assert "site" in imported
+    files = push_two_through_site(cmd, manager, tmp_path)
     assert sorted(archive.archived(manager, "pg")) == sorted(p.name for p in files)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import pytest
 import rustybackup
+from archive_support import pg_archive_manager
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,12 +58,7 @@ def loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
     return loaded
 
 
-@pytest.fixture
-def manager(tmp_path: Path) -> BackupManager:
-    m = BackupManager(tmp_path / "repo")
-    (tmp_path / "pgdata").mkdir()
-    m.register_database("pg", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent")
-    return m
+manager = pytest.fixture(pg_archive_manager)
 
 
 def segment(d: Path, n: int, data: bytes) -> Path:

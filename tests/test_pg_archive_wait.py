@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from archive_support import pg_archive_manager
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pg_support import Cluster, archive_command, rb, require_postgresql, workdir
@@ -110,9 +111,7 @@ def test_a_file_that_never_arrives_fails_the_backup_naming_it() -> None:
 
 
 def test_a_spool_file_or_a_sealed_one_counts_as_archived(tmp_path: Path) -> None:
-    m = BackupManager(tmp_path / "repo")
-    (tmp_path / "pgdata").mkdir()
-    m.register_database("pg", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent")
+    m = pg_archive_manager(tmp_path)
     src = tmp_path / "000000010000000000000001"
     src.write_bytes(b"w" * 1000)
     assert not archive_wait.is_archived(m, "pg", src.name)

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from archive_support import pg_archive_manager
 from hypothesis import given
 from hypothesis import strategies as st
 from rustybackup import BackupManager
@@ -20,10 +21,7 @@ from rustybackup.postgres import archive, wal
 @pytest.fixture
 def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BackupManager:
     monkeypatch.setenv(archive.GROUP_ENV, "4")
-    m = BackupManager(tmp_path / "repo")
-    (tmp_path / "pgdata").mkdir()
-    m.register_database("pg", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent")
-    return m
+    return pg_archive_manager(tmp_path)
 
 
 def _segment(d: Path, n: int, fill: bytes = b"") -> Path:
