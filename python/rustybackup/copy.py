@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,29 +157,14 @@ def copy_one(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
         if source.remote is not None:
             source.remote.fetch(source.repo, [s.id], with_pieces=True)
         src_dir = source.repo.set_dir(s.id)
-        final = target.repo.set_dir(s.id)
-        if final.exists():
-            raise CopyError(f"set {s.id}: {final} exists but the target's catalog does not list it; run cleanup")
-        # A directory a killed copy left is taken over, so a rerun goes on.
-        staging, lock = copy_reencrypt.open_staging(target, s.id)
-        registered = False
-        try:
+        with staged_copy(target, s.id) as st:
             copied = 0
             for rel in files:
-                copied += _copy_file(src_dir / rel, staging / rel)
-            shutil.copyfile(src_dir / store.MANIFEST, staging / store.MANIFEST)
-            with open(staging / store.MANIFEST, "rb") as fh:
+                copied += _copy_file(src_dir / rel, st.staging / rel)
+            shutil.copyfile(src_dir / store.MANIFEST, st.staging / store.MANIFEST)
+            with open(st.staging / store.MANIFEST, "rb") as fh:
                 os.fsync(fh.fileno())
-            publish_checked(target, s, m, final, copy_keys.block_keys(source, s.id))
-            registered = True
-            locks.drop_staging_lock_file(final)
-            if target.remote is not None:
-                target.remote.trim(target.repo, s.id)
-        finally:
-            os.close(lock)
-            if not registered:
-                for d in (staging, final):
-                    shutil.rmtree(d, ignore_errors=True)
+            st.publish(target, s, m, copy_keys.block_keys(source, s.id))
     log.info("copied set %s (%d bytes)", s.id, copied)
     return copied
 
@@ -196,6 +182,47 @@ def set_files(m: Manifest) -> list[str]:
             raise CatalogError(f"manifest of set {m.id}: {what} {rel!r} is not a file of sets/{m.id}/")
         out.append(rel[len(prefix) :])
     return out
+
+
+@dataclass
+class StagedCopy:
+    """A copied set being written into the target's ``staging/<id>/`` (`staging`),
+    published to `final` by `publish`."""
+
+    staging: Path
+    final: Path
+    registered: bool = False
+
+    def publish(
+        self, target: BackupManager, s: BackupSet, m: Manifest, keys: dict[str, tuple[bytes, bytes]] | None
+    ) -> None:
+        """`publish_checked`, then the staging lock dropped and a remote target's cache
+        trimmed; from the registration on nothing of the set is removed again."""
+        publish_checked(target, s, m, self.final, keys)
+        self.registered = True
+        locks.drop_staging_lock_file(self.final)
+        if target.remote is not None:
+            target.remote.trim(target.repo, s.id)
+
+
+@contextmanager
+def staged_copy(target: BackupManager, set_id: str) -> Iterator[StagedCopy]:
+    """The set's staging directory, locked, for a copy into `target` (a directory a
+    killed copy left is taken over, so a rerun goes on); unless the set is registered
+    when the block ends, its staging and final directories are removed. CopyError when
+    the final directory exists already (a set the catalog does not list)."""
+    final = target.repo.set_dir(set_id)
+    if final.exists():
+        raise CopyError(f"set {set_id}: {final} exists but the target's catalog does not list it; run cleanup")
+    staging, lock = copy_reencrypt.open_staging(target, set_id)
+    st = StagedCopy(staging, final)
+    try:
+        yield st
+    finally:
+        os.close(lock)
+        if not st.registered:
+            for d in (staging, final):
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def publish_checked(

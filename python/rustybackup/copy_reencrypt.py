@@ -259,17 +259,13 @@ def _rekey_map(
 def copy_one_rekeyed(source: BackupManager, target: BackupManager, s: BackupSet) -> int:
     """Copies one set whose parent the target has, re-encrypting it (module docstring).
     Returns the bytes written. Nothing of it stays in the target when it fails."""
-    from .copy import CopyError, publish_checked
+    from .copy import CopyError, staged_copy
 
     with source.reading([s.id]):
         if source.remote is not None:
             source.remote.fetch(source.repo, [s.id], with_pieces=True)
-        final = target.repo.set_dir(s.id)
-        if final.exists():
-            raise CopyError(f"set {s.id}: {final} exists but the target's catalog does not list it; run cleanup")
-        staging, lock = open_staging(target, s.id)
-        registered = False
-        try:
+        with staged_copy(target, s.id) as st:
+            staging = st.staging
             try:
                 m, new_keys = rekey_into_staging(source, target, s, staging)
             except EncryptionError as exc:
@@ -280,16 +276,7 @@ def copy_one_rekeyed(source: BackupManager, target: BackupManager, s: BackupSet)
                     with open(staging / name, "rb") as fh:
                         os.fsync(fh.fileno())
             store.fsync_dir(staging)
-            publish_checked(target, s, m, final, new_keys)
-            registered = True
-            locks.drop_staging_lock_file(final)
-            if target.remote is not None:
-                target.remote.trim(target.repo, s.id)
-        finally:
-            os.close(lock)
-            if not registered:
-                for d in (staging, final):
-                    shutil.rmtree(d, ignore_errors=True)
+            st.publish(target, s, m, new_keys)
     log.info("copied set %s re-encrypted (%d bytes)", s.id, written)
     return written
 
