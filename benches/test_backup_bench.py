@@ -9,15 +9,14 @@ RB_BENCH_ROUNDS sets the rounds per tool (default 3 at 64 MiB and more, else 2).
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_data import one_percent_toucher, random_tree
 from peers import run_quiet, tool
 from rustybackup import BackupManager
 
@@ -32,29 +31,10 @@ def _du(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("bench") / "src"
-    root.mkdir()
-    for i in range(FILES):
-        (root / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
-    os.sync()  # the tree's own writeback must not land in the first tool's timing
-    return root
+    return random_tree(tmp_path_factory.mktemp("bench") / "src", FILES, FILE_MIB)
 
 
-_SEEDS = itertools.count(1)
-
-
-def _touch_one_percent(root: Path) -> None:
-    """Overwrites 1% of the 8 KiB blocks, scattered over all files, with fresh bytes
-    (a new seed every call: re-applying an old seed would change nothing for the next
-    tool on this shared tree)."""
-    rng = random.Random(next(_SEEDS))
-    files = sorted(root.iterdir())
-    blocks_per_file = (FILE_MIB << 20) // BLOCK
-    total = len(files) * blocks_per_file
-    for n in rng.sample(range(total), max(1, total // 100)):
-        with open(files[n // blocks_per_file], "r+b") as fh:
-            fh.seek((n % blocks_per_file) * BLOCK)
-            fh.write(rng.randbytes(BLOCK))
+_touch_one_percent = one_percent_toucher(FILE_MIB, BLOCK)
 
 
 class Peer:

@@ -9,9 +9,7 @@ the issue's figure is 64 x 16 MiB). Groups: full backup; incremental after 1% of
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 import resource
 import shutil
 import statistics
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_data import one_percent_toucher, random_tree
 from peers import PEER_ENV, run_quiet, tool
 from rustybackup import BackupManager, VerificationType, _core, keys
 from rustybackup.verify import Verifier
@@ -36,25 +35,10 @@ PEER_ENV["BORG_PASSPHRASE"] = PASSWORD
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("encbench") / "src"
-    root.mkdir()
-    for i in range(FILES):
-        (root / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
-    os.sync()
-    return root
+    return random_tree(tmp_path_factory.mktemp("encbench") / "src", FILES, FILE_MIB)
 
 
-_SEEDS = itertools.count(1)
-
-
-def _touch_one_percent(root: Path) -> None:
-    rng = random.Random(next(_SEEDS))
-    files = sorted(root.iterdir())
-    per = (FILE_MIB << 20) // BLOCK
-    for n in rng.sample(range(len(files) * per), max(1, len(files) * per // 100)):
-        with open(files[n // per], "r+b") as fh:
-            fh.seek((n % per) * BLOCK)
-            fh.write(rng.randbytes(BLOCK))
+_touch_one_percent = one_percent_toucher(FILE_MIB, BLOCK)
 
 
 class Tool:

@@ -26,10 +26,8 @@ warm-up under --benchmark-disable). The figures are in extra_info and printed wi
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import random
 import re
 import shutil
 import statistics
@@ -44,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_data import one_percent_toucher, random_tree
 from peers import PEER_ENV, tool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -129,26 +128,10 @@ def server() -> Iterator[SeaweedFS]:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("s3bench") / "src"
-    root.mkdir()
-    for i in range(FILES):
-        (root / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
-    os.sync()
-    return root
+    return random_tree(tmp_path_factory.mktemp("s3bench") / "src", FILES, FILE_MIB)
 
 
-_SEEDS = itertools.count(1)
-
-
-def _touch_one_percent(root: Path) -> None:
-    rng = random.Random(next(_SEEDS))
-    files = sorted(root.iterdir())
-    per_file = (FILE_MIB << 20) // BLOCK
-    total = len(files) * per_file
-    for n in rng.sample(range(total), max(1, total // 100)):
-        with open(files[n // per_file], "r+b") as fh:
-            fh.seek((n % per_file) * BLOCK)
-            fh.write(rng.randbytes(BLOCK))
+_touch_one_percent = one_percent_toucher(FILE_MIB, BLOCK)
 
 
 def _poll_hwm(pid: int, seen: list[int]) -> None:
