@@ -9,7 +9,6 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,18 @@ from hypothesis import strategies as st
 from rustybackup import BackupManager, VerificationType, keys
 from rustybackup.errors import RustyBackupError
 from rustybackup.verify import Verifier
-from test_encryption_repo import PASSWORD, assert_no_plaintext, marked_tree, markers, tree_digest
+from test_encryption_repo import (  # noqa: F401 - _cheap_argon2 is an autouse fixture
+    PASSWORD,
+    _cheap_argon2,
+    assert_no_plaintext,
+    marked_tree,
+    markers,
+    tree_digest,
+)
 
 SEALED_MAGIC = b"RBBMSEAL"
 SEALED_HEADER = 48
 SEALED_TRAILER = 96
-
-
-@pytest.fixture(autouse=True)
-def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
-    for var in (keys.PASSWORD_ENV, keys.KEY_FILE_ENV, keys.NEW_PASSWORD_ENV):
-        monkeypatch.delenv(var, raising=False)
-    keys._credentials.clear()
-    yield
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
 
 
 def records_of(piece: Path) -> list[bytes]:
