@@ -593,7 +593,24 @@ impl Checkpointer {
         let identity = Identity::of(after);
         let recent = self.tick.is_some_and(|t| same_tick(identity.mtime, self.last, t));
         self.last = SystemTime::now();
-        self.record(piece, map, file_no, job, identity, out, out.changed || recent)
+        self.record(piece, map, file_no, job, identity, out, out.changed || recent, out.size)
+    }
+
+    /// Records a file taken over from the parent unread (`now`: its lstat at the take-over).
+    /// Its bytes do not count toward the next commit: a later pass takes it over unread
+    /// again, so there is nothing to save it from re-reading (an unchanged 1 GiB tree
+    /// committed 16 times, four fdatasyncs each, for no data written).
+    pub(crate) fn taken_over(
+        &mut self,
+        piece: &mut PieceWriter,
+        map: &mut BlockMapWriter,
+        file_no: u32,
+        job: &FileJob,
+        now: &Metadata,
+        out: &FileOutcome,
+    ) -> Result<()> {
+        self.last = SystemTime::now();
+        self.record(piece, map, file_no, job, Identity::of(now), out, out.changed, 0)
     }
 
     /// Journals a file a resumed pass moved from the cut one's piece (`resume_move`),
@@ -608,7 +625,7 @@ impl Checkpointer {
         out: &FileOutcome,
     ) -> Result<()> {
         self.last = SystemTime::now();
-        self.record(piece, map, file_no, job, identity, out, false)
+        self.record(piece, map, file_no, job, identity, out, false, out.size)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -621,6 +638,7 @@ impl Checkpointer {
         identity: Identity,
         out: &FileOutcome,
         changed: bool,
+        read: u64,
     ) -> Result<()> {
         let (piece_sum, index_sum) = piece.take_sums();
         let (map_end, map_sum) = match map.log_mut() {
@@ -656,7 +674,8 @@ impl Checkpointer {
                 self.journal = None;
             }
         }
-        self.since = self.since.saturating_add(out.size);
+        // Source bytes read for this file: what a commit saves a later pass from reading again.
+        self.since = self.since.saturating_add(read);
         if self.since >= self.every {
             self.commit(piece, map)?;
         }
@@ -692,3 +711,7 @@ impl Checkpointer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "resume_taken_tests.rs"]
+mod taken_tests;
