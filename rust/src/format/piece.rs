@@ -492,6 +492,20 @@ impl PieceReader {
         raw_len: u32,
         flags: u8,
     ) -> Result<std::result::Result<Vec<u8>, String>> {
+        Ok(self
+            .read_stored(offset, stored_len, raw_len, flags)?
+            .and_then(|buf| decode_block(buf, raw_len, flags)))
+    }
+
+    /// The stored bytes of a block as they lie in the piece (still packed or sealed);
+    /// a place outside the data area or fields a reader refuses are an inner Err.
+    fn read_stored(
+        &self,
+        offset: u64,
+        stored_len: u32,
+        raw_len: u32,
+        flags: u8,
+    ) -> Result<std::result::Result<Vec<u8>, String>> {
         let end = offset.checked_add(u64::from(stored_len));
         if offset < HEADER_LEN || end.is_none_or(|e| e > self.index_off) {
             return Ok(Err(format!(
@@ -502,10 +516,11 @@ impl PieceReader {
         if let Err((_, m)) = check_fields(stored_len, raw_len, flags, self.header.block_size) {
             return Ok(Err(m));
         }
-        // stored_len <= raw_len <= block_size (checked above): a bounded allocation.
+        // check_fields bounds stored_len by the block size (plus the seal's overhead
+        // when sealed): a bounded allocation.
         let mut buf = vec![0u8; stored_len as usize];
         read_exact_at(&self.file, &self.path, &mut buf, offset)?;
-        Ok(decode_block(buf, raw_len, flags))
+        Ok(Ok(buf))
     }
 
     /// `read_raw` of a block that may be sealed: opens it with `key` (the piece's keys,
@@ -523,20 +538,9 @@ impl PieceReader {
         if flags & super::block::FLAG_SEALED == 0 {
             return self.read_raw(offset, stored_len, raw_len, flags);
         }
-        let end = offset.checked_add(u64::from(stored_len));
-        if offset < HEADER_LEN || end.is_none_or(|e| e > self.index_off) {
-            return Ok(Err(format!(
-                "{stored_len} bytes at {offset} lie outside the data area {HEADER_LEN}..{} of the piece",
-                self.index_off
-            )));
-        }
-        if let Err((_, m)) = check_fields(stored_len, raw_len, flags, self.header.block_size) {
-            return Ok(Err(m));
-        }
-        // stored_len <= block_size + SEALED_OVERHEAD (checked above): bounded.
-        let mut buf = vec![0u8; stored_len as usize];
-        read_exact_at(&self.file, &self.path, &mut buf, offset)?;
-        Ok(super::block::unseal_block(key, offset, buf, raw_len, flags, digest))
+        Ok(self
+            .read_stored(offset, stored_len, raw_len, flags)?
+            .and_then(|buf| super::block::unseal_block(key, offset, buf, raw_len, flags, digest)))
     }
 
     /// Reads one block and checks its digest; `file` names the block's file in errors.
