@@ -275,6 +275,29 @@ def start_seaweedfs(root: Path, bucket: str = "rustybackup-test") -> SeaweedFS:
     return server
 
 
+def own_seaweedfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
+    """A server of the test's own, which it may stop and restart, with the environment
+    pointed at it and short timeouts (the fault tests take it as their ``own_server``
+    fixture with ``own_server = pytest.fixture(own_seaweedfs)``)."""
+    from rustybackup import remote_repo
+
+    (tmp_path / "weed").mkdir()
+    server = start_seaweedfs(tmp_path / "weed")
+    for k, v in server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    # A lost server fails an operation after a few seconds here, not the default 120.
+    monkeypatch.setenv("RUSTYBACKUP_S3_RETRY_TIMEOUT", "10")
+    monkeypatch.setenv("RUSTYBACKUP_S3_MAX_RETRIES", "3")
+    # A killed backup cannot delete its lock object; it blocks the sweep until it
+    # expires, which is this short here (120 s by default).
+    monkeypatch.setattr(remote_repo, "LOCK_TTL_SECONDS", 3.0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[SeaweedFS]:
     """One SeaweedFS for the session, with bucket `rustybackup-test`."""

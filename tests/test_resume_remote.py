@@ -9,33 +9,19 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_support import SimClock, snapshot_tree
-from rustybackup import BackupManager, RustyBackupError, remote_repo, resume_upload, store
+from rustybackup import BackupManager, RustyBackupError, resume_upload, store
 from rustybackup.upload_limits import UploadSchedule
-from s3_support import SeaweedFS, start_seaweedfs
+from s3_support import SeaweedFS, own_seaweedfs
 from test_remote_faults import _restart
 
 MiB = 1 << 20
 
 
-@pytest.fixture
-def own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    (tmp_path / "weed").mkdir()
-    server = start_seaweedfs(tmp_path / "weed")
-    for k, v in server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("RUSTYBACKUP_S3_RETRY_TIMEOUT", "10")
-    monkeypatch.setenv("RUSTYBACKUP_S3_MAX_RETRIES", "3")
-    monkeypatch.setattr(remote_repo, "LOCK_TTL_SECONDS", 3.0)
-    try:
-        yield server
-    finally:
-        server.stop()
+own_server = pytest.fixture(own_seaweedfs)
 
 
 def _source(root: Path) -> Path:
