@@ -613,6 +613,9 @@ class BackupCatalog:
         if not data or not logs:
             return path
         manifests = [(s, manifest.load(self.repository / s.manifest, set_id=s.id)) for s in logs]
+        if until_us is not None:
+            manifests += self._later_captures(database, manifests, until_us)
+            logs = [s for s, _ in manifests]
         base = data[-1]
         steps = plan(
             database, base, manifest.load(self.repository / base.manifest, set_id=base.id), manifests, until_us
@@ -620,6 +623,29 @@ class BackupCatalog:
         used = {step.set_id for step in steps.steps}
         other = [s for s, m in manifests if not isinstance(m.wal, WalCapture)]
         return data + [s for s in logs if s.id in used] + other
+
+    def _later_captures(
+        self, database: str, chosen: list[tuple[BackupSet, Manifest]], until_us: int
+    ) -> list[tuple[BackupSet, Manifest]]:
+        """Capture sets after the chosen ones that hold commits seen by `until_us`: a
+        capturer registers a set after it saw its commits (the next set's frames were
+        spooled while the one before was being registered; a killed capturer's spool is
+        registered by the next start), so such a set can finish long after `until`."""
+        from .sqlite_wal import WalCapture
+
+        have = {s.id for s, _ in chosen}
+        out: list[tuple[BackupSet, Manifest]] = []
+        for s in self.iter_sets(database, BackupType.ARCHIVE_LOG, since=chosen[-1][0].started_at, with_pieces=False):
+            if s.id in have or s.status is not SetStatus.AVAILABLE:
+                continue
+            m = manifest.load(self.repository / s.manifest, set_id=s.id)
+            seen = [r.commits[0][1] for r in m.wal.chain if r.commits] if isinstance(m.wal, WalCapture) else []
+            if not seen:
+                continue
+            if min(seen) > until_us:
+                break
+            out.append((self.get_set(s.id), m))
+        return out
 
     def _postgresql_path(self, database: str, until: datetime | None) -> list[BackupSet]:
         from .engine import BackupManager
