@@ -189,6 +189,9 @@ MATRIX = [
     "cp+sync", "rustybackup", "rustybackup zstd", "pgbackrest none", "pgbackrest gz", "pgbackrest lz4",
     "pgbackrest zst",
 ]  # fmt: skip
+# A part of it (comma-separated peers), to keep one quiet run short.
+if os.environ.get("RB_BENCH_PG_MATRIX"):
+    MATRIX = [p.strip() for p in os.environ["RB_BENCH_PG_MATRIX"].split(",")]
 ROUNDS = int(os.environ.get("RB_BENCH_PG_ROUNDS", "2"))
 
 
@@ -222,6 +225,8 @@ def test_full_backup_matrix(benchmark: Any, bench: Bench) -> None:
     before and after, and each pairing's ratio against ours (plain for the uncompressed
     pgBackRest, zstd for the compressed ones) printed."""
     rounds = 0 if getattr(benchmark, "disabled", False) else ROUNDS
+    unknown = [p for p in MATRIX if p != "cp+sync" and not p.startswith(("rustybackup", "pgbackrest "))]
+    assert not unknown, f"RB_BENCH_PG_MATRIX: unknown peers {unknown}"
     wall: dict[str, list[float]] = {p: [] for p in MATRIX}
     cpu: dict[str, list[float]] = {p: [] for p in MATRIX}
     load0 = os.getloadavg()[0]
@@ -262,7 +267,7 @@ def test_full_backup_matrix(benchmark: Any, bench: Bench) -> None:
     for theirs, ours in [("pgbackrest none", "rustybackup"), ("cp+sync", "rustybackup")] + [
         (f"pgbackrest {t}", "rustybackup zstd") for t in ("gz", "lz4", "zst")
     ]:
-        if wall[theirs]:
+        if wall.get(theirs) and wall.get(ours):
             print(f"{theirs} / {ours}: {min(wall[theirs]) / min(wall[ours]):.2f}x at the min, "
                   f"{_median(wall[theirs]) / _median(wall[ours]):.2f}x median")  # fmt: skip
 
@@ -353,6 +358,22 @@ def test_incremental_after_pgbench(benchmark: Any, bench: Bench, peer: str) -> N
         c.switch_and_wait_archived(timeout=3600)
 
     _once(benchmark, lambda: _backup(bench, peer, "incremental"), setup=load)
+    # What the incremental read and wrote: ours per its catalog row (bytes read, piece
+    # bytes stored), pgBackRest per its info (the changed files' bytes it copied whole,
+    # and what reached its repository).
+    if peer == "rustybackup":
+        newest = json.loads(rb(bench.repo, "list", NAME, "--type", "incremental", "--json").stdout)[-1]
+        read, written = newest["bytes_read"], newest["size"]
+    else:
+        exe = shutil.which("pgbackrest")
+        proc = subprocess.run(
+            [*as_user(), str(exe), f"--config={bench.conf}", f"--stanza={NAME}", "info", "--output=json"],
+            capture_output=True, text=True, check=True, cwd="/",
+        )  # fmt: skip
+        info = json.loads(proc.stdout)[0]["backup"][-1]["info"]
+        read, written = info["delta"], info["repository"]["delta"]
+    benchmark.extra_info.update({"bytes_read": read, "bytes_written": written})
+    print(f"\n{peer} incremental: {read / 1e6:.1f} MB read, {written / 1e6:.1f} MB written")
 
 
 def shell_archive_command(repo: Path, name: str) -> str:

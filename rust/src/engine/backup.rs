@@ -724,9 +724,23 @@ fn changed_since(before: &Metadata, after: &Metadata) -> bool {
 }
 
 /// zstd-compresses a block; keeps it raw when compression does not make it smaller.
+/// Each pool thread keeps its compression context: a fresh one per 8 KiB block
+/// (`zstd::bulk::compress`) cost three times the compression itself (a PostgreSQL
+/// relation file: 2.5 s of CPU for 670 MB, the zstd command 0.74 s).
 fn compress(block: &[u8], level: i32) -> (Vec<u8>, u8) {
-    match zstd::bulk::compress(block, level) {
-        Ok(c) if c.len() < block.len() => (c, FLAG_ZSTD),
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = CONTEXT.with(|c| {
+        let mut c = c.borrow_mut();
+        if !matches!(&*c, Some((l, _)) if *l == level) {
+            *c = zstd::bulk::Compressor::new(level).ok().map(|z| (level, z));
+        }
+        c.as_mut().map(|(_, z)| z.compress(block))
+    });
+    match out {
+        Some(Ok(c)) if c.len() < block.len() => (c, FLAG_ZSTD),
         _ => (block.to_vec(), 0),
     }
 }
