@@ -4,12 +4,12 @@
 //! file is read again.
 
 use std::fs::{self, File};
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::resume::{same_tick, TICK};
 use super::resume_move::{adoptable, never_adopted};
+use super::resume_tests::{checkpointed_pass, Out};
 use super::*;
 use crate::format::checkpoint::Journal;
 use crate::scan::algorithm::Algorithm;
@@ -75,41 +75,8 @@ fn opts() -> BackupOptions {
     }
 }
 
-struct Out {
-    piece: Vec<u8>,
-    map: Vec<u8>,
-    outcome: BackupOutcome,
-}
-
 fn pass(dir: &Path, jobs: &[FileJob], cut: Option<usize>) -> Result<Out> {
-    fs::create_dir_all(dir).unwrap();
-    let ck = Checkpoint {
-        journal: dir.join("checkpoint"),
-        every: 0,
-        rule: Rule::BaseBackup,
-    };
-    let mut calls = 0usize;
-    let outcome = backup_files_resumable(
-        jobs,
-        None,
-        &dir.join("data.piece"),
-        &dir.join("blockmap"),
-        &opts(),
-        Some(&ck),
-        &mut |_| {
-            calls += 1;
-            if Some(calls) == cut {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        },
-    )?;
-    Ok(Out {
-        piece: fs::read(dir.join("data.piece")).unwrap(),
-        map: fs::read(dir.join("blockmap")).unwrap(),
-        outcome,
-    })
+    checkpointed_pass(dir, jobs, None, &opts(), Rule::BaseBackup, cut)
 }
 
 /// Cuts a pass once at least `want` files are journaled.

@@ -60,20 +60,32 @@ fn opts(zstd: bool) -> BackupOptions {
     }
 }
 
-struct Out {
-    piece: Vec<u8>,
-    map: Vec<u8>,
-    outcome: BackupOutcome,
+/// What a pass left: its piece and block map as bytes, and its outcome.
+pub(super) struct Out {
+    pub(super) piece: Vec<u8>,
+    pub(super) map: Vec<u8>,
+    pub(super) outcome: BackupOutcome,
 }
 
-/// One pass into `dir` with checkpoints after every file; cancelled at the `cut`-th
-/// progress report when given.
 fn pass(dir: &Path, jobs: &[FileJob], parent: Option<&Path>, o: &BackupOptions, cut: Option<usize>) -> Result<Out> {
+    checkpointed_pass(dir, jobs, parent, o, Rule::Prefix, cut)
+}
+
+/// One pass into `dir` with checkpoints after every file under `rule`; cancelled at the
+/// `cut`-th progress report when given.
+pub(super) fn checkpointed_pass(
+    dir: &Path,
+    jobs: &[FileJob],
+    parent: Option<&Path>,
+    o: &BackupOptions,
+    rule: Rule,
+    cut: Option<usize>,
+) -> Result<Out> {
     fs::create_dir_all(dir).unwrap();
     let ck = Checkpoint {
         journal: dir.join("checkpoint"),
         every: 0,
-        rule: Rule::Prefix,
+        rule,
     };
     let mut calls = 0usize;
     let out = backup_files_resumable(
