@@ -32,6 +32,11 @@ impl XorShift {
         x
     }
 
+    /// The next state modulo `n` (a zero `n` counts as 1).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
     /// The low byte of each of the next `n` states.
     pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()

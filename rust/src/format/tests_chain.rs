@@ -9,20 +9,10 @@ use super::blockmap_runs::{MAX_MARKS, WINDOW};
 use super::tests::tmpdir;
 use super::*;
 use crate::scan::algorithm::Algorithm;
+use crate::test_util::XorShift as Rng;
 
 /// Heap bound of one map's run directory (window + marks of 24 bytes).
 const PER_LEVEL: usize = WINDOW + MAX_MARKS * 24;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 fn rec(k: u32, i: u64) -> BlockRecord {
     BlockRecord {

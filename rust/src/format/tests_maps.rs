@@ -12,17 +12,7 @@ use crate::scan::algorithm::Algorithm;
 pub(super) const BS: u32 = 4096;
 pub(super) const ALG: Algorithm = Algorithm::Blake3;
 
-/// xorshift64: the same sequence on every run, no crate needed.
-pub(super) struct Rng(pub(super) u64);
-
-impl Rng {
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
+pub(super) use crate::test_util::XorShift as Rng;
 
 /// A stored record of source 0 whose place, lengths and digest all follow from `i`.
 pub(super) fn rec(i: u64) -> BlockRecord {

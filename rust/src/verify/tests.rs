@@ -9,29 +9,13 @@ use std::time::Instant;
 use super::*;
 use crate::format::{BlockMapWriter, BlockRecord, Kind, Layout, PieceReader, PieceWriter, FLAG_ZSTD, HEADER_LEN};
 use crate::scan::algorithm::{to_hex, Algorithm};
+use crate::test_util::XorShift as Rng;
 
 /// Trailer length of a piece of the version written (2).
 const PIECE_TRAILER_LEN: u64 = 112;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rb-verify-{}-{}", name, std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A small deterministic generator (xorshift), so failures reproduce without a crate.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+    crate::test_util::tmpdir("verify", name)
 }
 
 /// Writes a piece of `n` blocks of `bs` bytes (the last one short) and returns its item.
@@ -46,7 +30,7 @@ fn write_piece_in(path: &Path, alg: Algorithm, bs: u32, n: u64, zstd: bool, rng:
         let len = if i + 1 == n { (bs / 2).max(1) } else { bs };
         // Half-compressible content, so zstd really stores some blocks compressed.
         let block: Vec<u8> = (0..len)
-            .map(|j| if j % 2 == 0 { (rng.next() & 0xff) as u8 } else { 7 })
+            .map(|j| if j % 2 == 0 { (rng.next_u64() & 0xff) as u8 } else { 7 })
             .collect();
         let d = alg.digest(&block);
         let (stored, flags) = match zstd.then(|| zstd::bulk::compress(&block, 3).unwrap()) {

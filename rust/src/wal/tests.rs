@@ -1,6 +1,7 @@
 //! Unit tests on WALs built here byte by byte (the Python tests check against SQLite).
 
 use super::*;
+use crate::test_util::XorShift as Rng;
 
 const PAGE: u32 = 512;
 
@@ -201,21 +202,6 @@ fn apply_refuses_a_database_with_another_page_size() {
     assert!(matches!(apply(&db, &b.buf, &s, 0, 1), Err(WalError::Database { .. })));
     assert_eq!(std::fs::read(&db).unwrap(), page1);
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A small deterministic generator (xorshift), so the copy tests need no crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[test]
