@@ -380,15 +380,15 @@ def test_a_file_vanishing_mid_pass_costs_no_second_read_of_the_files_before_it(t
     same_as_uninterrupted(tmp_path, m, done.id, src)
 
 
-def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _encrypted_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int) -> tuple[BackupManager, Path, Path]:
+    """An encrypted repository whose FULL of `files` 2 MiB files was cut after two:
+    (manager, source, the cut set's staging directory)."""
     from rustybackup import keys
 
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)  # cheap slots: the test is about resuming
+    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)  # cheap slots: the tests are about resuming
     monkeypatch.setattr(keys, "ARGON2_T", 1)
     monkeypatch.setattr(keys, "ARGON2_P", 1)
-    src = make_tree(tmp_path, [2 * MiB] * 10)
+    src = make_tree(tmp_path, [2 * MiB] * files)
     repo = tmp_path / "repo"
     m = BackupManager(repo)
     keys.init_encryption(repo, password="pw")
@@ -396,11 +396,27 @@ def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
     m.checkpoint_every = 0
     cut(m, "full", 2)
     (left,) = staging_dirs(m)
-    assert (left / keys.SET_KEY_FILE).is_file()
-    # As a new process: no key of the first one is left in memory.
+    return m, src, left
+
+
+def _forget_keys() -> None:
+    """As a new process: no key of an earlier run is left in memory."""
+    from rustybackup import keys
+
     keys._credentials.clear()
     with keys._lock:
         keys._unlocked.clear()
+
+
+def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rustybackup import keys
+
+    m, src, left = _encrypted_cut(tmp_path, monkeypatch, 10)
+    repo = m.repository
+    assert (left / keys.SET_KEY_FILE).is_file()
+    _forget_keys()
     monkeypatch.setenv(keys.PASSWORD_ENV, "pw")
     m2 = BackupManager(repo)
     m2.checkpoint_every = 0
@@ -411,9 +427,7 @@ def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
     for f in src.iterdir():
         assert (out / f.name).read_bytes() == f.read_bytes(), f.name
     assert Verifier(m2).verify(done.id, "full").ok
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
+    _forget_keys()
 
 
 def test_an_encrypted_cut_without_its_set_key_is_discarded(
@@ -421,21 +435,9 @@ def test_an_encrypted_cut_without_its_set_key_is_discarded(
 ) -> None:
     from rustybackup import keys
 
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
-    src = make_tree(tmp_path, [2 * MiB] * 6)
-    repo = tmp_path / "repo"
-    m = BackupManager(repo)
-    keys.init_encryption(repo, password="pw")
-    m.register_database("tree", src, compression="zstd")
-    m.checkpoint_every = 0
-    cut(m, "full", 2)
-    (left,) = staging_dirs(m)
+    m, _src, left = _encrypted_cut(tmp_path, monkeypatch, 6)
     (left / keys.SET_KEY_FILE).unlink()
     try:
         discarded(caplog, m, "full", f"it holds no {keys.SET_KEY_FILE}")
     finally:
-        keys._credentials.clear()
-        with keys._lock:
-            keys._unlocked.clear()
+        _forget_keys()
