@@ -9,7 +9,8 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,10 +119,12 @@ def test_a_crashed_readers_file_is_not_taken_for_a_reader(tmp_path: Path) -> Non
     assert sorted(os.listdir(tmp_path / locks.READERS_DIR)) == ["not-an-id"]
 
 
-def test_a_reader_in_another_process_is_seen_and_blocks_delete(tmp_path: Path) -> None:
+@contextmanager
+def _reading_in_child(root: Path, ids: list[str]) -> Iterator[None]:
+    """Another process holds reader locks on `ids` in `root` for the block's length."""
     code = (
         "import sys; from pathlib import Path; from rustybackup.locks import ReaderLocks\n"
-        f"with ReaderLocks(Path({str(tmp_path)!r})).reading([{A!r}]):\n"
+        f"with ReaderLocks(Path({str(root)!r})).reading({ids!r}):\n"
         "    print('reading', flush=True); sys.stdin.readline()\n"
     )
     with subprocess.Popen(
@@ -130,14 +133,19 @@ def test_a_reader_in_another_process_is_seen_and_blocks_delete(tmp_path: Path) -
         assert child.stdout is not None and child.stdin is not None
         try:
             assert child.stdout.readline().strip() == "reading"
-            readers = locks.ReaderLocks(tmp_path)
-            assert readers.being_read() == {A}
-            with pytest.raises(locks.SetBusy), readers.deleting(A):
-                pass
+            yield
         finally:
             child.stdin.write("\n")
             child.stdin.close()
             assert child.wait(timeout=60) == 0
+
+
+def test_a_reader_in_another_process_is_seen_and_blocks_delete(tmp_path: Path) -> None:
+    with _reading_in_child(tmp_path, [A]):
+        readers = locks.ReaderLocks(tmp_path)
+        assert readers.being_read() == {A}
+        with pytest.raises(locks.SetBusy), readers.deleting(A):
+            pass
     assert locks.ReaderLocks(tmp_path).being_read() == set()
 
 
@@ -217,25 +225,11 @@ def test_a_crashed_bulk_readers_file_is_ignored_and_removed(tmp_path: Path) -> N
 
 def test_a_bulk_reader_in_another_process_blocks_delete_of_its_sets(tmp_path: Path) -> None:
     many = [A, *_many(locks.BULK_AT)]
-    code = (
-        "import sys; from pathlib import Path; from rustybackup.locks import ReaderLocks\n"
-        f"with ReaderLocks(Path({str(tmp_path)!r})).reading({many!r}):\n"
-        "    print('reading', flush=True); sys.stdin.readline()\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as child:
-        assert child.stdout is not None and child.stdin is not None
-        try:
-            assert child.stdout.readline().strip() == "reading"
-            readers = locks.ReaderLocks(tmp_path)
-            assert readers.being_read() == set(many)
-            with pytest.raises(locks.SetBusy), readers.deleting(many[-1]):
-                pass
-        finally:
-            child.stdin.write("\n")
-            child.stdin.close()
-            assert child.wait(timeout=60) == 0
+    with _reading_in_child(tmp_path, many):
+        readers = locks.ReaderLocks(tmp_path)
+        assert readers.being_read() == set(many)
+        with pytest.raises(locks.SetBusy), readers.deleting(many[-1]):
+            pass
     assert locks.ReaderLocks(tmp_path).being_read() == set()
 
 
