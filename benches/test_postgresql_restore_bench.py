@@ -153,12 +153,26 @@ def test_restore_command_call(benchmark: Any, bench: Bench) -> None:
     data = work / "data"
     (data / STAGE_DIR).mkdir(parents=True)
     shutil.copyfile(c.data / "pg_wal" / segment, data / STAGE_DIR / segment)
+    # pgBackRest's archive-get reads the data directory's pg_control (system id, version).
+    (data / "global").mkdir()
+    shutil.copyfile(c.data / "global" / "pg_control", data / "global" / "pg_control")
     give(data)
-    for d in (data, data / "pg_wal", data / STAGE_DIR):
+    for d in (data, data / "pg_wal", data / STAGE_DIR, data / "global", data / "global" / "pg_control"):
         give(d)
     give(data / STAGE_DIR / segment)
+    # The segment sealed into a set (the full command reads and checks it), and a copy of
+    # it pushed under another timeline's name, left waiting in the spool (the shell
+    # script's answer).
+    # A push that finds a group of one due seals the spool (the segment included) and
+    # clears it; the second copy then stays waiting.
+    sealer = f"{0x4E:08X}{segment[8:]}"
+    spooled = f"{0x4F:08X}{segment[8:]}"
+    for name, group in ((sealer, "1"), (spooled, "64")):
+        shutil.copyfile(data / STAGE_DIR / segment, work / name)
+        give(work / name)
+        rb(bench.repo, "archive-push", NAME, str(work / name), env={**os.environ, "RUSTYBACKUP_WAL_GROUP": group})
     staged_line = restore_command(bench.repo, NAME, staged=True)
-    installed = str(SCRIPTS / "rustybackup")
+    ours = f"{SCRIPTS / 'rustybackup'} --repo {shlex.quote(str(bench.repo))} archive-get {NAME}"
     found = shutil.which("pgbackrest")
     assert found is not None
     # pgBackRest checks that it runs in the data directory it is configured for.
@@ -169,10 +183,8 @@ def test_restore_command_call(benchmark: Any, bench: Bench) -> None:
 
     calls = {
         "ours, staged (generated restore_command)": (sh(staged_line, segment), 0),
-        "ours, installed rustybackup archive-get": (
-            sh(f"{installed} --repo {shlex.quote(str(bench.repo))} archive-get {NAME} %f %p", segment),
-            0,
-        ),
+        "ours, installed rustybackup archive-get, sealed": (sh(f"{ours} %f %p", segment), 0),
+        "ours, installed rustybackup archive-get, spool": (sh(f"{ours} %f %p", spooled), 0),
         "pgBackRest archive-get": (sh(f"{pgbr} archive-get %f %p", segment), 0),
         "ours, absent history (generated restore_command)": (sh(staged_line, absent), 1),
         "pgBackRest, absent history": (sh(f"{pgbr} archive-get %f %p", absent), 1),
@@ -186,9 +198,7 @@ def test_restore_command_call(benchmark: Any, bench: Bench) -> None:
                 (data / "pg_wal/RECOVERYXLOG").unlink(missing_ok=True)
                 wall, cpu = _time_call(argv, data, expect)
                 if expect == 0:
-                    assert (data / "pg_wal/RECOVERYXLOG").read_bytes()[:20] == (
-                        c.data / "pg_wal" / segment
-                    ).read_bytes()[:20]
+                    assert (data / "pg_wal/RECOVERYXLOG").read_bytes() == (work / spooled).read_bytes()
                 if n > 0:
                     walls[key].append(wall)
                     cpus[key].append(cpu)
