@@ -193,11 +193,6 @@ class Spool:
         self.frames_copied = 0
         self.syncs = 0
 
-    @property
-    def generation_frames(self) -> int:
-        """Frames of the current WAL generation the spool holds (the WAL's length)."""
-        return self.tip.frame
-
     def pull(self) -> int:
         """Copies the frames committed since the last pull; returns how many."""
         with self._lock:
@@ -358,13 +353,20 @@ class Roller:
         self.rollover_frames = rollover_frames
         self.rollovers = 0
         self.failed_rollovers = 0
+        self._rolled: Tip | None = None  # the spool's tip at the last rollover
         self._writer: sqlite3.Connection | None = None
         self._ckpt: sqlite3.Connection | None = None
 
     def tick(self) -> None:
         self.spool.pull()
-        if self.spool.generation_frames >= self.rollover_frames:
-            self.roll_over()
+        # Once per generation: after a rollover the WAL restarts at the writer's next
+        # transaction, and until the spool has copied a frame of the new generation
+        # (or more of this one: a reader kept it from restarting) rolling over again
+        # would only take the write lock and checkpoint for nothing.
+        tip = self.spool.tip
+        if tip.frame >= self.rollover_frames and tip != self._rolled:
+            if self.roll_over():
+                self._rolled = self.spool.tip
 
     def roll_over(self) -> bool:
         """Lets the WAL restart at the writer's next transaction; False when the write
