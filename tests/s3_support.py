@@ -275,6 +275,19 @@ def start_seaweedfs(root: Path, bucket: str = "rustybackup-test") -> SeaweedFS:
     return server
 
 
+def point_at(
+    server: SeaweedFS, monkeypatch: pytest.MonkeyPatch, cache: Path, part_size: int | None = None
+) -> SeaweedFS:
+    """`server` with the environment pointed at it, a cache directory of its own (`cache`:
+    one per host a test plays) and, when given, the multipart upload's part size."""
+    for k, v in server.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    if part_size is not None:
+        monkeypatch.setenv("RUSTYBACKUP_S3_PART_SIZE", str(part_size))
+    return server
+
+
 def own_seaweedfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
     """A server of the test's own, which it may stop and restart, with the environment
     pointed at it and short timeouts (the fault tests take it as their ``own_server``
@@ -282,10 +295,7 @@ def own_seaweedfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     from rustybackup import remote_repo
 
     (tmp_path / "weed").mkdir()
-    server = start_seaweedfs(tmp_path / "weed")
-    for k, v in server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = point_at(start_seaweedfs(tmp_path / "weed"), monkeypatch, tmp_path / "cache")
     # A lost server fails an operation after a few seconds here, not the default 120.
     monkeypatch.setenv("RUSTYBACKUP_S3_RETRY_TIMEOUT", "10")
     monkeypatch.setenv("RUSTYBACKUP_S3_MAX_RETRIES", "3")

@@ -8,7 +8,6 @@ writing to the bucket."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,12 @@ from rustybackup import BackupManager
 from rustybackup.cli import cli
 from rustybackup.enums import BackupType
 from rustybackup.postgres import archive, wal
-from s3_support import SeaweedFS
+from s3_support import SeaweedFS, point_at
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
-    yield s3_server
+def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    return point_at(s3_server, monkeypatch, tmp_path / "cache-a")
 
 
 def _run(url: str, *args: str) -> Result:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from rustybackup.cli import cli
 from rustybackup.config import SchedulerConfig, load_config, parse_config, save_config
 from rustybackup.enums import BackupType, ExecutionStatus
 from rustybackup.errors import ConfigError
-from s3_support import SeaweedFS
+from s3_support import SeaweedFS, point_at
 
 T0 = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
 catalog_server = shared_catalog_support.catalog_server
@@ -31,11 +30,8 @@ catalog_url = shared_catalog_support.catalog_url
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
-    yield s3_server
+def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    return point_at(s3_server, monkeypatch, tmp_path / "cache-a")
 
 
 def _tree(root: Path, seed: int) -> None:

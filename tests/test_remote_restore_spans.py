@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupError, BackupManager, RestoreOptions, manifest, store
 from s3_fault_proxy import FaultProxy, _Fault
-from s3_support import SeaweedFS
+from s3_support import SeaweedFS, point_at
 
 MiB = 1 << 20
 HEADER = 32  # a piece's header (docs/FORMAT.md "Piece")
@@ -88,12 +87,8 @@ class RangeProxy(FaultProxy):
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("RUSTYBACKUP_S3_PART_SIZE", str(PART))
-    yield s3_server
+def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    return point_at(s3_server, monkeypatch, tmp_path / "cache", PART)
 
 
 def expected_ranges(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -7,7 +7,6 @@ truncated or missing piece in the bucket is one clear error naming it."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,16 @@ from hypothesis import strategies as st
 from rustybackup import BackupError, BackupManager, RestoreOptions, RustyBackupError
 from rustybackup.errors import StorageNotFound
 from s3_fault_proxy import FaultProxy
-from s3_support import SeaweedFS
+from s3_support import SeaweedFS, point_at
 
 MiB = 1 << 20
 BLOCK = 4096
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
     # The smallest part S3 allows: a few MiB of data already make several spans.
-    monkeypatch.setenv("RUSTYBACKUP_S3_PART_SIZE", str(5 * MiB))
-    yield s3_server
+    return point_at(s3_server, monkeypatch, tmp_path / "cache", 5 * MiB)
 
 
 def _piece_key(prefix: str, set_id: str) -> str:

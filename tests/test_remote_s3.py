@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,14 @@ from engine_support import SimClock, snapshot_tree
 from rustybackup import BackupManager, CatalogError, RetentionPolicy, RustyBackupError, Verifier
 from rustybackup.copy import copy_sets
 from rustybackup.mirrors import CopyStatus, copies
-from s3_support import READONLY_ACCESS_KEY, READONLY_SECRET_KEY, SeaweedFS
+from s3_support import READONLY_ACCESS_KEY, READONLY_SECRET_KEY, SeaweedFS, point_at
 
 MiB = 1 << 20
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-host-a"))
-    yield s3_server
+def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    return point_at(s3_server, monkeypatch, tmp_path / "cache-host-a")
 
 
 def _tree(root: Path, seed: int, files: int = 6, big: int = 0) -> None:

@@ -8,25 +8,20 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from engine_support import snapshot_tree
 from rustybackup import BackupManager, _core
 from s3_fault_proxy import FaultProxy
-from s3_support import SeaweedFS
+from s3_support import SeaweedFS, point_at
 
 MiB = 1 << 20
 
 
 @pytest.fixture
-def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SeaweedFS]:
-    for k, v in s3_server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("RUSTYBACKUP_S3_PART_SIZE", str(5 * MiB))
-    yield s3_server
+def s3_env(s3_server: SeaweedFS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    return point_at(s3_server, monkeypatch, tmp_path / "cache", 5 * MiB)
 
 
 def test_the_piece_goes_up_once_while_it_is_written(
