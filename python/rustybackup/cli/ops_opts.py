@@ -53,7 +53,8 @@ def _build(values: dict[str, Any]) -> JobOps:
     return JobOps(notify, hooks)
 
 
-def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+def duration_value(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """A click callback: an option's duration (e.g. 90s, 2h), None when not given."""
     if value is None:
         return None
     try:
@@ -100,7 +101,10 @@ def ops_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--pre-hook", default=None, help="Shell command run before each run (sh -c)."),
             click.option("--post-hook", default=None, help="Shell command run after each run (sh -c)."),
             click.option(
-                "--hook-timeout", callback=_timeout, default=None, help="Kill a hook after this long (default 5m)."
+                "--hook-timeout",
+                callback=duration_value,
+                default=None,
+                help="Kill a hook after this long (default 5m).",
             ),
             click.option(
                 "--pre-hook-failure",

@@ -18,7 +18,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ..durations import format_duration, parse_duration
+from ..durations import format_duration
 from ..enums import BackupType, ExecutionStatus
 from ..errors import BackupError, ConfigError
 from ..jobs import ScheduledBackup
@@ -30,7 +30,7 @@ from ..windows import BackupWindow, business_hours, off_hours
 from .context import CliState, pass_state, print_json, print_table
 from .holiday_opts import calendar_from, holiday_options
 from .metrics_cmds import parse_window, serve_metrics
-from .ops_opts import JobOps, ops_options
+from .ops_opts import JobOps, duration_value, ops_options
 from .remote_opts import upload_limit_options, upload_schedule
 
 log = logging.getLogger(__name__)
@@ -100,15 +100,6 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     print_table(table, prose=("when", "error"))
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 def _hhmm(ctx: click.Context, param: click.Parameter, value: str | None) -> time | None:
     if value is None:
         return None
@@ -140,7 +131,7 @@ def job_group() -> None:
 @click.option("--window", "window_id", default=None, help="Only run inside this backup window.")
 @click.option("--window-policy", type=click.Choice(["skip", "defer"]), default="skip", show_default=True)
 @click.option("--priority", type=int, default=128, show_default=True, help="0-255, higher runs first.")
-@click.option("--max-duration", callback=_duration, default=None, help="Cancel after e.g. 2h, 90m.")
+@click.option("--max-duration", callback=duration_value, default=None, help="Cancel after e.g. 2h, 90m.")
 @click.option("--retention", default=None, help="redundancy=N | window=7d | last=N,daily=N,...")
 @click.option("--misfire", type=click.Choice(["run_once", "skip"]), default="run_once", show_default=True)
 @click.option("--tag", "tags", multiple=True, help="Tag for the backup sets (repeatable).")
