@@ -168,6 +168,19 @@ impl BlockKey {
         }
     }
 
+    /// Whether `open` would succeed, without keeping the plaintext: FULL verification
+    /// of a block whose digest is in its tag (`FLAG_BOUND`) and that needs no decoding.
+    /// AES-256-GCM checks the tag alone (`aead_gcm::authenticate`, no decryption);
+    /// XChaCha20-Poly1305 blocks are opened as before.
+    pub fn authenticate(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], sealed: &[u8]) -> Result<()> {
+        let ad = self.ad(offset, raw_len, flags, digest);
+        if flags & FLAG_GCM != 0 {
+            aead_gcm::authenticate(&self.gcm_root, &ad, sealed)
+        } else {
+            aead::open(&self.cipher, &ad, sealed).map(drop)
+        }
+    }
+
     /// `open` in the buffer the sealed bytes were read into, with the cipher its flags name.
     pub fn open_owned(&self, offset: u64, raw_len: u32, flags: u8, digest: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>> {
         self.open(offset, raw_len, flags, digest, &sealed)

@@ -293,3 +293,89 @@ fn seal_into_is_seal_and_checks_its_buffer() {
         }
     }
 }
+
+/// `authenticate` (the tag alone, no decryption) says yes exactly when `open` (the
+/// aes-gcm crate's decryption, the oracle) opens the message: random lengths around the
+/// GHASH block edges and random associated data, every single flipped bit of a short
+/// message and a sample of a long one, another key, other associated data, a cut message.
+#[test]
+fn authenticate_agrees_with_open() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let root: [u8; 32] = std::array::from_fn(|i| i as u8 * 3);
+    for round in 0..48 {
+        let len = match round % 4 {
+            0 => (next() % 48) as usize,
+            1 => 8192,
+            2 => 16 * (next() % 9) as usize,
+            _ => (next() % 9000) as usize,
+        };
+        let pt: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let ad: Vec<u8> = (0..(next() % 200) as usize).map(|_| next() as u8).collect();
+        let sealed = aead_gcm::seal(&root, &ad, &pt).unwrap();
+        assert!(aead_gcm::authenticate(&root, &ad, &sealed).is_ok());
+        assert_eq!(aead_gcm::open(&root, &ad, &sealed).unwrap(), pt);
+        let step = if sealed.len() < 100 {
+            1
+        } else {
+            1 + (next() % 61) as usize
+        };
+        for bit in (0..sealed.len() * 8).step_by(step) {
+            let mut bad = sealed.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(aead_gcm::open(&root, &ad, &bad).is_err());
+            assert!(
+                matches!(aead_gcm::authenticate(&root, &ad, &bad), Err(Error::Authentication(_))),
+                "round {round} bit {bit}"
+            );
+        }
+        let mut other_ad = ad.clone();
+        other_ad.push(0);
+        assert!(aead_gcm::authenticate(&root, &other_ad, &sealed).is_err());
+        assert!(aead_gcm::authenticate(&[1u8; 32], &ad, &sealed).is_err());
+        assert!(aead_gcm::authenticate(&root, &ad, &sealed[..sealed.len() - 1]).is_err());
+    }
+    for short in 0..OVERHEAD {
+        assert!(matches!(
+            aead_gcm::authenticate(&root, b"", &vec![0u8; short]),
+            Err(Error::Authentication(_))
+        ));
+    }
+}
+
+/// A bound uncompressed block checked by its tag alone reports what opening it did: a
+/// good block passes; a sealed length that does not match `raw_len` is named with both.
+#[test]
+fn bound_plain_block_checked_by_its_tag() {
+    use crate::format::stored_mismatch_keyed;
+    use crate::scan::algorithm::Algorithm;
+    let label = "20260101T000000000000Z-00000000/data.piece";
+    for cipher in [Cipher::XChaCha20Poly1305, Cipher::Aes256Gcm] {
+        let k = BlockKey::new([4; 32], [5; 32], label).sealing_with(cipher);
+        let raw = vec![7u8; 4096];
+        let digest = k.digest(&raw);
+        let f = k.seal_flags();
+        let s = k.seal(0, 4096, f, &digest, &raw).unwrap();
+        assert_eq!(
+            stored_mismatch_keyed(Algorithm::Blake3, Some(&k), 0, &s, 4096, f, &digest),
+            None
+        );
+        // Sealed over fewer bytes than the recorded raw length (a writer bug): the tag is
+        // good, the length is not.
+        let short = k.seal(0, 4096, f, &digest, &raw[..4000]).unwrap();
+        assert_eq!(
+            stored_mismatch_keyed(Algorithm::Blake3, Some(&k), 0, &short, 4096, f, &digest).as_deref(),
+            Some("4000 stored bytes for a 4096-byte block")
+        );
+        // Another place: the offset is in the tag.
+        assert!(
+            stored_mismatch_keyed(Algorithm::Blake3, Some(&k), 8192, &s, 4096, f, &digest)
+                .is_some_and(|m| m.contains("authentication failed"))
+        );
+    }
+}
