@@ -208,3 +208,25 @@ def test_a_source_directory_past_path_max_is_named_in_the_set(src: Path, tmp_pat
     want = {k: v for k, v in snapshot(src).items() if not k.startswith(below)}
     got = snapshot(target)
     assert sorted(got) == sorted(want)
+
+
+def test_an_acl_the_target_hands_down_is_removed_from_restored_files(src: Path, tmp_path: Path) -> None:
+    """A restore skips listing the xattrs of a file it just created only where nothing
+    can be inherited: below a target holding a default ACL, files and directories are
+    created with an access ACL the set does not have, and the exact restore removes it."""
+    (src / "sub").mkdir(parents=True)
+    (src / "top").write_bytes(b"t")
+    (src / "sub" / "low").write_bytes(b"l")
+    os.setxattr(src / "sub" / "low", "user.kept", b"k")
+    want = snapshot(src)
+    manager = BackupManager(tmp_path / "repo")
+    manager.register_database("acl", src)
+    s = manager.backup("acl", "full")
+    target = tmp_path / "out"
+    target.mkdir()
+    os.setxattr(target, "system.posix_acl_default", DIR_DEFAULT_ACL)
+    (target / "probe").write_bytes(b"")
+    assert "system.posix_acl_access" in os.listxattr(target / "probe")  # inherited here
+    (target / "probe").unlink()
+    manager.restore("acl", target, backup_set_id=s.id)
+    assert snapshot(target) == want

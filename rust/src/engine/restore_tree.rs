@@ -26,7 +26,7 @@ use super::error::{Error, Result};
 use super::progress::{Progress, ProgressHook};
 use super::restore::{read_checked_blocks, RestoreFile};
 use super::restore_into::Blocks;
-use super::tree_meta::{apply, cstr, open_dir, openat, split_parent, Meta, MetaOptions, Problem, Target};
+use super::tree_meta::{apply, cstr, inherits_acl, open_dir, openat, split_parent, Meta, MetaOptions, Problem, Target};
 use crate::format::BlockRecord;
 use crate::scan::algorithm::to_hex;
 use crate::scan::parallel::in_pool;
@@ -142,6 +142,10 @@ fn flush(
     let one_dir = |group: &&[(usize, Vec<BlockRecord>)]| -> Result<(u64, Vec<Problem>)> {
         let dir = split_parent(&files[group[0].0].path).0;
         let dfd = open_dir(root, root_path, dir)?;
+        let opts = MetaOptions {
+            fresh: !inherits_acl(dfd.as_fd()),
+            ..opts
+        };
         let mut written = 0u64;
         let mut problems = Vec::new();
         for (i, recs) in group.iter() {
@@ -200,6 +204,10 @@ fn large(
     problems: &mut Vec<Problem>,
 ) -> Result<u64> {
     let dfd = open_dir(root, root_path, split_parent(&f.path).0)?;
+    let opts = MetaOptions {
+        fresh: !inherits_acl(dfd.as_fd()),
+        ..opts
+    };
     let dest = &f.file.dest;
     let mut out = BufWriter::with_capacity(1 << 20, File::from(create(dfd.as_fd(), f)?));
     let mut written = 0u64;

@@ -35,6 +35,30 @@ pub struct MetaOptions {
     /// The set recorded every xattr (manifest format 2): others found on the entry in
     /// the namespaces a backup reads are removed.
     pub exact_xattrs: bool,
+    /// The entry was just created (`O_EXCL`) in a directory without a default ACL: it
+    /// holds no attribute an exact restore would remove (user.* and trusted.* are never
+    /// inherited, an access ACL only from a default one), so the listing is skipped when
+    /// the set gives it no xattrs (a system call per restored file).
+    pub fresh: bool,
+}
+
+/// Whether files created in the directory `dir` inherit an access ACL (it has a default
+/// ACL). Unknown (any error but "none", "no ACLs here") counts as yes.
+pub(crate) fn inherits_acl(dir: BorrowedFd<'_>) -> bool {
+    // SAFETY: a NUL-terminated name; a size query (no buffer) on an open descriptor.
+    let n = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            c"system.posix_acl_default".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    n >= 0
+        || !matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA | libc::EOPNOTSUPP)
+        )
 }
 
 /// One thing not restored as it was backed up: entry `index` of the batch, what
@@ -389,7 +413,9 @@ fn xattrs(
 ) -> Result<bool> {
     let mut changed = false;
     // Unreadable lists count as empty, as the Python rules had them: every value is set.
-    let present = if opts.exact_xattrs || !meta.xattrs.is_empty() {
+    let present = if opts.fresh && meta.xattrs.is_empty() {
+        Vec::new()
+    } else if opts.exact_xattrs || !meta.xattrs.is_empty() {
         target.list_xattrs().unwrap_or_default()
     } else {
         Vec::new()

@@ -64,7 +64,11 @@ fn metas(n: usize, columns: MetaColumns<'_>) -> PyResult<Vec<Meta>> {
 }
 
 fn options(chown: bool, exact_xattrs: bool) -> MetaOptions {
-    MetaOptions { chown, exact_xattrs }
+    MetaOptions {
+        chown,
+        exact_xattrs,
+        fresh: false,
+    }
 }
 
 fn problems(p: Vec<Problem>) -> Vec<ProblemTuple> {
