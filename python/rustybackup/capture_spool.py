@@ -50,6 +50,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -285,18 +286,22 @@ class Spool:
         sync, and of the directory when a file was created."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            for path in sorted(dirty):
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    continue  # registered and discarded since: durable in its set
-                try:
-                    os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-            if self._new_entry:
-                fsync_dir(self.dir)
-                self._new_entry = False
+            try:
+                for path in sorted(dirty):
+                    try:
+                        fd = os.open(path, os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue  # registered and discarded since: durable in its set
+                    try:
+                        os.fdatasync(fd)
+                    finally:
+                        os.close(fd)
+                if self._new_entry:
+                    fsync_dir(self.dir)
+                    self._new_entry = False
+            except OSError as exc:
+                self._dirty |= dirty  # not durable: the next sync tries them again
+                raise BackupError(f"cannot sync the spool {self.dir}: {exc.strerror or exc}") from exc
             self.syncs += 1
 
     @property
@@ -354,6 +359,7 @@ class Roller:
         self.rollovers = 0
         self.failed_rollovers = 0
         self._rolled: Tip | None = None  # the spool's tip at the last rollover
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="capture-spool-sync")
         self._writer: sqlite3.Connection | None = None
         self._ckpt: sqlite3.Connection | None = None
 
@@ -387,17 +393,19 @@ class Roller:
             return False
         try:
             # No commit can happen now: copy the short tail, so the spool holds the whole
-            # WAL, and make it durable (usually nothing came since the sync above); only
-            # then may the pin go and the last frames be backfilled.
-            if self.spool.pull():
-                self.spool.sync()
-            self.guard.release()
-            try:
-                busy, frames, done = self._checkpoint()
-            finally:
-                # Read lock 0 when everything was backfilled (the restart may happen),
-                # a read mark otherwise (another reader held the checkpoint back).
-                self.guard.pin(self.guard.after_set)
+            # WAL, and make it durable on another thread meanwhile. The pin moves to a
+            # snapshot of the whole WAL: its read mark lets the checkpoint backfill every
+            # frame yet still blocks a restart, so the fsyncs (the tail's, the
+            # checkpoint's) run side by side and the write lock is held for the longer
+            # of them, not their sum.
+            syncing = self._syncer.submit(self.spool.sync) if self.spool.pull() else None
+            self.guard.move()
+            busy, frames, done = self._checkpoint()
+            if syncing is not None:
+                syncing.result()  # raises: the pin keeps its read mark, no restart
+            # Read lock 0 now that everything was backfilled (the restart may happen),
+            # a read mark otherwise (another reader held the checkpoint back).
+            self.guard.move()
         finally:
             writer.execute("ROLLBACK")
         if busy or frames != done:
@@ -434,6 +442,7 @@ class Roller:
                 log.warning("%s: spool tick failed: %s", self.db, exc)
 
     def close(self) -> None:
+        self._syncer.shutdown()
         for conn in (self._writer, self._ckpt):
             if conn is not None:
                 conn.close()
