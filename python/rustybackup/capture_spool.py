@@ -22,8 +22,9 @@ SQLite's rules (wal.c) that make this exact:
 
 So the pin (`WalGuard`) is always one of two kinds. A pin with a read mark blocks every
 restart. A pin on read lock 0 is only ever taken by `Roller.roll_over` while it holds
-SQLite's write lock, after it copied the WAL to its end and a checkpoint backfilled all
-of it: every frame a restart may overwrite is in the spool, and no later frame can be
+SQLite's write lock, after it copied the WAL to its end, a checkpoint backfilled all of
+it and the spool was fsynced: every frame a restart may overwrite is durable in the
+spool, and no later frame can be
 backfilled (so the WAL cannot restart a second time) until the next tick copied it and
 moved the pin. A restart seen by the spool (other salts in the header) therefore starts
 the next generation of the same chain, never a gap.
