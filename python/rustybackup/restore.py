@@ -13,6 +13,7 @@ import resource
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from . import _core, keys, store
@@ -205,9 +206,6 @@ class _Restore:
         self.repository = repository
         self.remote = remote
         self.m = manifest
-        # Built once: each pass over a manifest's file table builds a FileEntry per file
-        # (three passes were a fifth of a 20,000-file restore's CPU).
-        self.files = list(manifest.files)
         self.tree = tree
         self.opts = opts
         self.what = what
@@ -220,12 +218,19 @@ class _Restore:
             tree, numeric_owner=opts.numeric_owner, root=self.root, exact_xattrs=manifest.format >= 2
         )
 
+    @cached_property
+    def files(self) -> list[FileEntry]:
+        """The manifest's files as entries, built once and only where a pass needs them
+        (delta, hardlinks, holes): each pass over a file table builds a FileEntry per
+        file, three were a fifth of a 20,000-file restore's CPU."""
+        return list(self.m.files)
+
     def run(self, archive: bool) -> RestoreReport:
         m, tree = self.m, self.tree
         if self.opts.delta:
             self._clear_conflicts()
         dirs = {d.path for d in m.dirs}  # once: built per entry it was O(entries x dirs)
-        paths = [p for p in _paths(m, self.files) if p not in dirs]
+        paths = [p for p in _paths(m, file_paths(m.files)) if p not in dirs]
         tree.make_dirs([d.path for d in m.dirs] + [p.rpartition("/")[0] for p in paths if "/" in p])
         elsewhere = self._contents()
         specials = {s.path for s in m.specials}
@@ -284,7 +289,14 @@ class _Restore:
         pass. Returns the files written by another path, whose metadata is still to set."""
         m, tree, remote = self.m, self.tree, self.remote
         piece_paths = [self.repository / store.SETS_DIR / s.set_id / s.piece for s in m.sources]
-        if self.opts.delta:
+        table = m.files if isinstance(m.files, FileTable) else None
+        if table is not None and (self.opts.delta or remote is not None or any(e.holes for e in table.extras.values())):
+            table = None
+        plain: list[FileEntry]
+        placed: list[FileEntry]
+        if table is not None:
+            plain, placed = [], []  # written from the table's rows below
+        elif self.opts.delta:
             plain, placed = [], self.files
         else:
             plain = [f for f in self.files if not f.holes]
@@ -295,6 +307,14 @@ class _Restore:
         on_progress = None if hook is None else (lambda done, _w, _f: hook(done))
         elsewhere = list(placed)
         try:
+            if table is not None and len(table):
+                # From the table's rows: no FileEntry per file (restore_batch.py).
+                written, problems = self.meta.write_table(
+                    table, self.repository / m.blockmap.path, piece_paths, block_keys, on_progress
+                )
+                self.report.bytes_written += written
+                self.report.files_written += len(table)
+                self.file_problems = problems
             if plain and remote is None:
                 # Contents and metadata of every file in one Rust pass (restore_batch.py).
                 written, problems = self.meta.write_files(
@@ -460,7 +480,7 @@ class _Restore:
 
     def _delete_extra(self) -> None:
         m = self.m
-        paths = _paths(m, self.files)
+        paths = _paths(m, file_paths(m.files))
         keep = set(paths)
         for path in paths:
             p = path.rpartition("/")[0]
@@ -478,16 +498,15 @@ class _Restore:
             self.report.removed.append(rel)
 
 
-def _paths(m: Manifest, files: Sequence[FileEntry]) -> list[str]:
-    """Every path of the manifest's entries, of every kind (its `files` built already)."""
-    groups: tuple[Sequence[FileEntry | DirEntry | SymlinkEntry | HardlinkEntry | SpecialEntry], ...] = (
-        files,
+def _paths(m: Manifest, files: list[str]) -> list[str]:
+    """Every path of the manifest's entries, of every kind (`files`: its files' paths)."""
+    groups: tuple[Sequence[DirEntry | SymlinkEntry | HardlinkEntry | SpecialEntry], ...] = (
         m.dirs,
         m.symlinks,
         m.hardlinks,
         m.specials,
     )
-    return [e.path for g in groups for e in g]
+    return files + [e.path for g in groups for e in g]
 
 
 def _type(kind: str) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import _core
 from .errors import BackupError
-from .manifest import DirEntry, FileEntry, Owner
+from .manifest import DirEntry, FileEntry, FileTable, Owner
 from .restore_target import RestoreTarget
 
 __all__ = ["MetaWriter"]
@@ -54,10 +54,12 @@ class MetaWriter:
     def ids(self, owner: Owner) -> tuple[int, int]:
         # Keyed by a plain tuple: the dataclass's own __hash__/__eq__ run in Python and
         # cost more than the lookup they save on 20,000 files.
-        key = (owner.uid, owner.gid, owner.user, owner.group)
+        return self.ids_of_key((owner.uid, owner.gid, owner.user, owner.group))
+
+    def ids_of_key(self, key: tuple[int, int, str | None, str | None]) -> tuple[int, int]:
         known = self._ids.get(key)
         if known is None:
-            known = self._ids[key] = ids_of(owner, self.numeric)
+            known = self._ids[key] = ids_of(Owner(*key), self.numeric)
         return known
 
     def columns(self, entries: Sequence[Entry]) -> Columns:
@@ -102,6 +104,40 @@ class MetaWriter:
             keys=keys,
         )
         return written, self._worded(files, problems)
+
+    def write_table(
+        self,
+        table: FileTable,
+        blockmap: Path,
+        pieces: Sequence[Path],
+        keys: Sequence[tuple[bytes, bytes] | None] | None,
+        progress: Callable[[int, int, int], object] | None,
+    ) -> tuple[int, list[Problem]]:
+        """`write_files` for every file of a manifest's table (none with holes), its
+        columns taken from the table's rows: no FileEntry is built but for the entries
+        with xattrs (the table's extras) and those a problem names."""
+        rows = [r for start in range(0, len(table), 4096) for r in table.rows.rows(start, start + 4096)]
+        uids: list[int] = []
+        gids: list[int] = []
+        for r in rows:
+            uid, gid = (-1, -1) if r[7] is None else self.ids_of_key(r[7])
+            uids.append(uid)
+            gids.append(gid)
+        xattrs = [(i, x.name, x.value) for i, e in sorted(table.extras.items()) for x in e.xattrs]
+        written, problems = _core.restore_tree(
+            self.tree.fd,
+            self.tree.root,
+            [r[0] for r in rows],
+            ([r[5] for r in rows], [r[6] for r in rows], [r[3] for r in rows], [r[4] for r in rows]),
+            ([r[1] for r in rows], [r[2] for r in rows], uids, gids, xattrs),
+            blockmap,
+            pieces,
+            chown=self.root,
+            exact_xattrs=self.exact,
+            progress=progress,
+            keys=keys,
+        )
+        return written, self._worded(table, problems)
 
     def apply(self, entries: Sequence[Entry], *, deepest_first: bool = False) -> list[Problem]:
         """Sets the metadata of `entries`, which exist (directories, files written by
