@@ -125,8 +125,8 @@ def test_one_file_interleaved(benchmark: Any, big_tree: Path, tmp_path: Path) ->
                 landed[name] = result
 
     benchmark.pedantic(all_rounds, rounds=1, iterations=1, warmup_rounds=0)
-    for name, where in landed.items():
-        assert where.read_bytes() == want, name
+    for name, got in landed.items():
+        assert got.read_bytes() == want, name
     lines = [
         f"\none file of {FILES} ({one}), {rounds} interleaved rounds after {warmup} warm-up"
         f" (load {os.getloadavg()[0]:.1f})"
