@@ -27,7 +27,7 @@ from rustybackup.catalog import BackupSet
 from rustybackup.engine import BackupManager
 from rustybackup.enums import BackupType
 from rustybackup.errors import NoRecoveryPath
-from rustybackup.sqlite_wal import HEADER_LEN
+from rustybackup.sqlite_wal import HEADER_LEN, WalCapture
 from rustybackup.timestamps import from_us, to_us
 from test_capture_pitr import Clock
 from test_capture_spool import Writer, _make_db, _records
@@ -181,6 +181,18 @@ def _exact(manager: BackupManager, writer: Writer, seen: list[int], until: datet
     return len(ids)
 
 
+def _overlaps(sets: list[tuple[BackupSet, WalCapture]], instants: list[int]) -> list[int]:
+    """Instants among `instants` seen by a set before the set registered before it
+    finished (frames spooled while that one registered, or a killed capturer's spool
+    registered after its restart): the restore must read a set that finished after T."""
+    out = []
+    by_finish = sorted(sets, key=lambda x: x[0].finished_at)
+    for (prev, _), (_, wal) in zip(by_finish, by_finish[1:], strict=False):
+        early = [t for r in wal.chain for _, t in r.commits if t < to_us(prev.finished_at) and t in instants]
+        out += early[:1] + early[-1:]
+    return out[:4]
+
+
 @pytest.mark.parametrize(("point", "nth", "interval"), POINTS, ids=[p[0] for p in POINTS])
 def test_a_killed_capturer_resumes_from_its_spool(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, point: str, nth: int, interval: float
@@ -217,7 +229,7 @@ def test_a_killed_capturer_resumes_from_its_spool(
     instants = sorted({t for r in chain for _, t in r.commits if to_us(full.finished_at) <= t <= to_us(killed_at)})
     assert instants
     rng = random.Random(seed)
-    picks = sorted(set(rng.sample(instants, min(2, len(instants))) + [instants[-1]]))
+    picks = sorted(set(rng.sample(instants, min(2, len(instants))) + [instants[-1]] + _overlaps(sets, instants)))
     seen = sorted({t for r in chain for _, t in r.commits})
     for n, t in enumerate(picks):
         _exact(manager, writer, seen, from_us(t), tmp_path / f"b{n}")
