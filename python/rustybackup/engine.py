@@ -27,11 +27,9 @@ from . import (
     repo_url,
     resume,
     resume_upload,
-    sqlite_pitr,
     store,
 )
 from . import mirrors as mirrors_mod
-from .capture import CaptureStep, WalGuard, seal_path
 from .catalog import (
     BackupCatalog,
     BackupSet,
@@ -61,6 +59,9 @@ from .sqlite_wal import WalCapture, WalRecord, live_database
 from .timestamps import from_us
 
 if TYPE_CHECKING:
+    # capture.py and sqlite_pitr.py (SQLite only) are imported where used: a file tree's
+    # backup through the CLI does not pay their ~18 ms of imports.
+    from .capture import CaptureStep, WalGuard
     from .postgres.basebackup import PageCheck
     from .remote_repo import RemoteRepository
     from .upload_limits import UploadSchedule
@@ -481,6 +482,8 @@ class BackupManager:
         position: WalRecord | None = None
         captured: fsmeta.Captured | None = None
         if db.kind == "sqlite":
+            from .capture import seal_path
+
             # Read in place under a read transaction when possible (sqlite_wal.py).
             copy = live.enter_context(live_database(source, staging, seal_path(self.repository, db.name)))
             position = copy.position
@@ -730,6 +733,8 @@ class BackupManager:
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         """One SQLite WAL capture step (capture.py): its read transaction lasts until the
         set is registered, then it checkpoints (`backup`'s `finally`)."""
+        from .capture import CaptureStep
+
         step = CaptureStep(self, db)
         self._wal_steps[set_id] = step
         entries, record = step.collect(self.repo.staging_dir(set_id))
@@ -918,6 +923,8 @@ class BackupManager:
             wal_plan = None
             if db.kind == "sqlite" and last is not None and data_manifest is not None:
                 # Captured WAL commits are replayed, not dropped into archive/ (sqlite_pitr.py).
+                from . import sqlite_pitr
+
                 until_us = None if until is None or backup_set_id is not None else to_us(until)
                 wal_plan = sqlite_pitr.plan(database, last, data_manifest, log_manifests, until_us)
                 log_manifests = [(s, m) for s, m in log_manifests if not isinstance(m.wal, WalCapture)]
