@@ -6,6 +6,7 @@ then. Also the manifest's record of a set of several generations (kind "captures
 
 from __future__ import annotations
 
+import bisect
 import copy
 import random
 import sqlite3
@@ -26,7 +27,7 @@ from rustybackup.engine import BackupManager
 from rustybackup.enums import BackupType
 from rustybackup.errors import CatalogError
 from rustybackup.sqlite_wal import WalCapture, wal_path, wal_record_from_json
-from rustybackup.timestamps import to_us
+from rustybackup.timestamps import from_us, to_us
 from test_capture_pitr import Clock
 
 # --- a live writer ---------------------------------------------------------------------
@@ -103,6 +104,13 @@ def _check(manager: BackupManager, writer: Writer, until: datetime, target: Path
         m = manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST)
         if isinstance(m.wal, WalCapture) and m.wal.last.commits and m.wal.last.commits[-1][1] <= to_us(until):
             floor = max(floor, s.started_at)
+    # And every one that returned before the copy that saw the last commit seen by
+    # `until` began (it began after the copy before it saw its commits), whichever set
+    # holds it: a set can finish well after it saw its commits.
+    seen = sorted({t for _, wal in _records(manager) for r in wal.chain for _, t in r.commits})
+    at = bisect.bisect_right(seen, to_us(until)) - 1
+    if at >= 1:
+        floor = max(floor, from_us(seen[at - 1]))
     must = {i for i, _, after in writer.log if after <= floor}
     assert must <= set(ids), f"rows committed before {floor} are missing"
     return len(ids)
