@@ -9,6 +9,7 @@ mod prefetch;
 pub mod progress;
 pub mod restore;
 pub mod restore_into;
+mod restore_parallel;
 pub mod restore_tree;
 pub mod resume;
 pub mod resume_move;

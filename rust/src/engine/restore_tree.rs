@@ -7,7 +7,8 @@
 //! Block records are resolved in block-map order on the calling thread (the map's
 //! cursors only move forward); small files are then written in batches, one directory
 //! at a time (on the rayon pool, a directory per task, only when the batch's files are
-//! large enough to pay for the hand-offs). A large file streams as in restore.rs.
+//! large enough to pay for the hand-offs). Large files stream as in restore.rs after
+//! the small ones, two at a time (restore_parallel.rs).
 //!
 //! No file is fsynced, as restic, tar and `cp` do not: a restore is complete when it
 //! returns, and a crash during it leaves a partial tree to restore again (the repository
@@ -83,6 +84,7 @@ pub fn restore_tree(
     order.sort_by_key(|&i| files[i].file.first_block);
     let mut batch: Vec<(usize, Vec<BlockRecord>)> = Vec::new();
     let mut batch_bytes = 0u64;
+    let mut big: Vec<usize> = Vec::new();
     for i in order {
         let f = &files[i];
         if f.file.block_count <= SMALL_BLOCKS && f.file.size <= SMALL_BYTES {
@@ -96,17 +98,8 @@ pub fn restore_tree(
         state.bytes_read += batch_bytes;
         batch_bytes = 0;
         if f.file.block_count > SMALL_BLOCKS || f.file.size > SMALL_BYTES {
-            out.bytes += large(
-                root,
-                root_path,
-                i,
-                f,
-                &mut blocks,
-                opts,
-                &mut state,
-                &mut *progress,
-                &mut out.problems,
-            )?;
+            // Written after the small files, two at a time (restore_parallel.rs).
+            big.push(i);
         }
         if progress(state).is_break() {
             return Err(Error::Cancelled);
@@ -114,6 +107,20 @@ pub fn restore_tree(
     }
     flush(root, root_path, files, &mut batch, &blocks, opts, &mut out)?;
     state.bytes_read += batch_bytes;
+    out.bytes += super::restore_parallel::write_large(
+        root,
+        root_path,
+        files,
+        &big,
+        &mut blocks,
+        blockmap,
+        sources,
+        keys,
+        opts,
+        &mut state,
+        &mut *progress,
+        &mut out.problems,
+    )?;
     if progress(state).is_break() {
         return Err(Error::Cancelled);
     }
@@ -192,7 +199,7 @@ fn flush(
 
 /// Streams one large file, its blocks checked in parallel batches (restore_into.rs).
 #[allow(clippy::too_many_arguments)]
-fn large(
+pub(super) fn large(
     root: BorrowedFd<'_>,
     root_path: &Path,
     index: usize,
