@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from .capture_spool import ROLLOVER_FRAMES, TICK, Roller, Spool, Tip, spool_dir
 from .enums import BackupType
 from .errors import ConfigError
 from .locks import capture_lock
+from .sqlite_wal import HEADER_LEN, wal_path
 
 if TYPE_CHECKING:
     from .catalog import BackupSet
@@ -106,8 +108,11 @@ class Capturer:
                     on_set(first)
             tip = self._proven_tip(guard)
             while tip is None:
-                # No WAL yet: plain steps until there is one to spool from.
-                stopping = stop.wait(self.interval)
+                # No WAL yet: a plain step as soon as there is one to spool from. Not an
+                # interval later: the pin on a database without WAL frames holds read
+                # lock 0, which keeps every checkpoint from backfilling, so until the
+                # spool runs the application's WAL grows past SQLite's 1000 pages.
+                stopping = self._wait_for_wal(stop)
                 s = self.step()
                 if s is not None and on_set is not None:
                     on_set(s)
@@ -119,6 +124,21 @@ class Capturer:
             self.manager.wal_guards.pop(self.database, None)
             guard.close()
         return self.sets
+
+    def _wait_for_wal(self, stop: threading.Event) -> bool:
+        """Waits, a tick at a time, for the WAL to hold a frame or for an interval to
+        pass; True when `stop` was set."""
+        wal = wal_path(self.path)
+        deadline = time.monotonic() + self.interval
+        while not stop.wait(self.tick):
+            try:
+                if wal.stat().st_size > HEADER_LEN:
+                    return False
+            except FileNotFoundError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     def _proven_tip(self, guard: WalGuard) -> Tip | None:
         """Where the spool starts: the last frame of the newest set, registered while the
