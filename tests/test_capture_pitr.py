@@ -13,10 +13,14 @@ import random
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+# Clock is imported from here by other capture tests: re-exported by its own name.
+from capture_support import Clock as Clock
+from capture_support import LoggedWriter, assert_restored_prefix, restored_ids, shop
 from rustybackup import manifest, store
 from rustybackup.engine import BackupManager
 from rustybackup.enums import BackupType, VerificationType
@@ -26,58 +30,27 @@ from rustybackup.timestamps import to_us
 from rustybackup.verify import Verifier
 
 
-class Clock:
-    """A strictly increasing clock shared by the writer and the manager, so that "before"
-    and "after" between their events are exact."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            now = max(datetime.now(UTC), self._last + timedelta(microseconds=1))
-            self._last = now
-            return now
-
-
-class Writer(threading.Thread):
+class Writer(LoggedWriter):
     """Commits 1-3 rows per transaction; each row stores the time read before COMMIT, and
     the log keeps (id, time before, time after COMMIT returned)."""
 
     def __init__(self, path: Path, clock: Clock, autocheckpoint: bool = True) -> None:
-        super().__init__(daemon=True)
+        super().__init__(path, clock)
         self.autocheckpoint = autocheckpoint
-        self.path = path
-        self.clock = clock
-        self.stop = threading.Event()
-        self.log: list[tuple[int, datetime, datetime]] = []
-        self.error: BaseException | None = None
+        self.rng = random.Random(1)
 
-    def run(self) -> None:
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            if not self.autocheckpoint:
-                conn.execute("PRAGMA wal_autocheckpoint=0")
-            rng = random.Random(1)
-            next_id = 1
-            while not self.stop.is_set():
-                conn.execute("BEGIN IMMEDIATE")
-                before = self.clock()
-                ids = list(range(next_id, next_id + rng.randint(1, 3)))
-                for i in ids:
-                    conn.execute(
-                        "INSERT INTO t VALUES (?, ?, ?)",
-                        (i, to_us(before), rng.randbytes(rng.randint(10, 900))),
-                    )
-                conn.execute("COMMIT")
-                after = self.clock()
-                self.log.extend((i, before, after) for i in ids)
-                next_id = ids[-1] + 1
-                time.sleep(0.002)
-            conn.close()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
+    def prepare(self, conn: sqlite3.Connection) -> None:
+        if not self.autocheckpoint:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def count(self) -> int:
+        return self.rng.randint(1, 3)
+
+    def insert(self, conn: sqlite3.Connection, row_id: int, before: datetime) -> None:
+        conn.execute(
+            "INSERT INTO t VALUES (?, ?, ?)",
+            (row_id, to_us(before), self.rng.randbytes(self.rng.randint(10, 900))),
+        )
 
 
 def _make_db(path: Path, autocheckpoint: bool = True) -> None:
@@ -89,20 +62,12 @@ def _make_db(path: Path, autocheckpoint: bool = True) -> None:
 
 
 def _restored_ids(target: Path, name: str) -> list[int]:
-    conn = sqlite3.connect(target / name)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return [r[0] for r in conn.execute("SELECT id FROM t WHERE id > 0 ORDER BY id")]
-    finally:
-        conn.close()
+    return restored_ids(target / name)
 
 
 def _check_restore(manager: BackupManager, db: Path, writer: Writer, until: datetime, target: Path) -> int:
     path = manager.restore("shop", target, until=until)
     ids = _restored_ids(target, db.name)
-    assert ids == list(range(1, len(ids) + 1)), "not a prefix of the commits"
-    stamped = {i: before for i, before, _ in writer.log}
-    assert all(stamped[i] <= until for i in ids), "a row committed after T was restored"
     # The newest point the restore must reach: the data set's or the last applied
     # capture's start (both read the database after that instant).
     floor = path[0].started_at
@@ -112,8 +77,7 @@ def _check_restore(manager: BackupManager, db: Path, writer: Writer, until: date
             isinstance(m.wal, WalCapture) and m.wal.last.commits and m.wal.last.commits[-1][1] <= to_us(until)
         ):
             floor = max(floor, s.started_at)
-    must = {i for i, _, after in writer.log if after <= floor}
-    assert must <= set(ids), f"rows committed before {floor} are missing"
+    assert_restored_prefix(ids, writer.log, until, floor)
     return len(ids)
 
 
@@ -134,11 +98,7 @@ def _check_restore(manager: BackupManager, db: Path, writer: Writer, until: date
 def test_restore_to_random_instants_holds_exactly_what_was_committed(
     tmp_path: Path, foreground: bool, autocheckpoint: bool
 ) -> None:
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp_path, _make_db)
     # The application keeps a connection open, as a server does: when the last one
     # closes, SQLite checkpoints and removes the WAL (a hole, tested on its own below).
     keeper = sqlite3.connect(db)
@@ -212,11 +172,7 @@ def test_restore_to_random_instants_holds_exactly_what_was_committed(
 def test_data_sets_record_a_wal_position_and_match_the_live_database(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp_path, _make_db)
     writer = Writer(db, clock)
     writer.start()
     try:
@@ -248,11 +204,7 @@ def test_data_sets_record_a_wal_position_and_match_the_live_database(
 def test_a_restart_nobody_vouches_for_is_a_hole_restore_refuses_to_cross(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp_path, _make_db)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("INSERT INTO t VALUES (1, 0, x'00')")
     manager.backup("shop", BackupType.FULL)
@@ -284,11 +236,8 @@ def test_a_restart_nobody_vouches_for_is_a_hole_restore_refuses_to_cross(
 
 
 def test_a_copy_taken_without_a_wal_cannot_be_rolled_forward(tmp_path: Path) -> None:
-    db = tmp_path / "shop.db"
-    _make_db(db)  # closed: SQLite checkpointed and removed the WAL
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    # _make_db closes the database: SQLite checkpointed and removed the WAL.
+    db, clock, manager = shop(tmp_path, _make_db)
     full = manager.backup("shop", BackupType.FULL)
     rec = manifest.load(manager.repo.set_dir(full.id) / store.MANIFEST).wal
     assert isinstance(rec, WalPosition) and rec.salt is None
@@ -303,11 +252,7 @@ def test_a_copy_taken_without_a_wal_cannot_be_rolled_forward(tmp_path: Path) -> 
 
 
 def test_a_missing_capture_set_is_named(tmp_path: Path) -> None:
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp_path, _make_db)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("INSERT INTO t VALUES (0, 0, x'00')")
@@ -356,11 +301,7 @@ def test_a_second_capture_of_the_same_database_is_refused(tmp_path: Path) -> Non
 def test_the_foreground_capturer_lets_a_long_wal_restart_without_a_hole(tmp_path: Path) -> None:
     from rustybackup.capture_loop import Capturer
 
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp_path, _make_db)
     writer = Writer(db, clock)
     writer.start()
     stop = threading.Event()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from capture_support import Clock, LoggedWriter, assert_restored_prefix, restored_ids, shop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup import manifest, store
@@ -28,45 +29,30 @@ from rustybackup.enums import BackupType
 from rustybackup.errors import CatalogError
 from rustybackup.sqlite_wal import WalCapture, wal_path, wal_record_from_json
 from rustybackup.timestamps import from_us, to_us
-from test_capture_pitr import Clock
 
 # --- a live writer ---------------------------------------------------------------------
 
 
-class Writer(threading.Thread):
+class Writer(LoggedWriter):
     """Commits transactions of random sizes at synchronous=NORMAL (a row of up to three
     pages, several rows at once: a commit spans 1..many frames); each row stores its id,
     and the log keeps (id, time before COMMIT, time after it returned)."""
 
-    def __init__(self, path: Path, clock: Clock, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.clock = clock
-        self.rng = random.Random(seed)
-        self.stop = threading.Event()
-        self.log: list[tuple[int, datetime, datetime]] = []
-        self.error: BaseException | None = None
+    pause = 0.0005
 
-    def run(self) -> None:
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            next_id = 1
-            while not self.stop.is_set():
-                ids = list(range(next_id, next_id + self.rng.choice((1, 1, 2, 5))))
-                conn.execute("BEGIN IMMEDIATE")
-                before = self.clock()
-                for i in ids:
-                    pad = self.rng.randbytes(self.rng.choice((20, 300, 3000, 9000)))
-                    conn.execute("INSERT INTO t VALUES (?, ?)", (i, pad))
-                conn.execute("COMMIT")
-                after = self.clock()
-                self.log.extend((i, before, after) for i in ids)
-                next_id = ids[-1] + 1
-                time.sleep(0.0005)
-            conn.close()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
+    def __init__(self, path: Path, clock: Clock, seed: int) -> None:
+        super().__init__(path, clock)
+        self.rng = random.Random(seed)
+
+    def prepare(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA synchronous=NORMAL")
+
+    def count(self) -> int:
+        return self.rng.choice((1, 1, 2, 5))
+
+    def insert(self, conn: sqlite3.Connection, row_id: int, before: datetime) -> None:
+        pad = self.rng.randbytes(self.rng.choice((20, 300, 3000, 9000)))
+        conn.execute("INSERT INTO t VALUES (?, ?)", (row_id, pad))
 
 
 def _make_db(path: Path) -> None:
@@ -90,15 +76,7 @@ def _check(manager: BackupManager, writer: Writer, until: datetime, target: Path
     and every one that returned before a set whose commits were all seen by `until`
     began (the set's step copied the WAL after it began)."""
     path = manager.restore("shop", target, until=until)
-    conn = sqlite3.connect(target / "shop.db")
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        ids = [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")]
-    finally:
-        conn.close()
-    assert ids == list(range(1, len(ids) + 1)), "not a prefix of the commits"
-    before = {i: b for i, b, _ in writer.log}
-    assert all(before[i] <= until for i in ids), "a row committed after T was restored"
+    ids = restored_ids(target / "shop.db")
     floor = path[0].started_at
     for s in path[1:]:
         m = manifest.load(manager.repo.set_dir(s.id) / store.MANIFEST)
@@ -111,8 +89,7 @@ def _check(manager: BackupManager, writer: Writer, until: datetime, target: Path
     at = bisect.bisect_right(seen, to_us(until)) - 1
     if at >= 1:
         floor = max(floor, from_us(seen[at - 1]))
-    must = {i for i, _, after in writer.log if after <= floor}
-    assert must <= set(ids), f"rows committed before {floor} are missing"
+    assert_restored_prefix(ids, writer.log, until, floor)
     return len(ids)
 
 
@@ -122,11 +99,7 @@ def test_restore_to_random_instants_under_frequent_rollovers(
     tmp_path_factory: pytest.TempPathFactory, seed: int, picks: list[float]
 ) -> None:
     tmp = tmp_path_factory.mktemp("spool")
-    db = tmp / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp, _make_db)
     writer = Writer(db, clock, seed)
     writer.start()
     stop = threading.Event()
@@ -252,11 +225,7 @@ def test_a_damaged_set_of_several_generations_is_named() -> None:
 def test_the_wal_stays_short_under_the_capturer(tmp_path: Path) -> None:
     """The point of the rollovers: the WAL file stays far below SQLite's 1000-page
     automatic checkpoint while the capturer pins it."""
-    db = tmp_path / "shop.db"
-    _make_db(db)
-    clock = Clock()
-    manager = BackupManager(tmp_path / "repo", clock=clock)
-    manager.register_database("shop", db, kind="sqlite", block_size=4096)
+    db, clock, manager = shop(tmp_path, _make_db)
     writer = Writer(db, clock, 11)
     writer.start()
     stop = threading.Event()
