@@ -222,16 +222,25 @@ def test_a_damaged_set_of_several_generations_is_named() -> None:
         wal_record_from_json(cases[0][0], "sets/x/manifest.json")
 
 
-def test_the_wal_stays_short_under_the_capturer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("capturer_first", [False, True])
+def test_the_wal_stays_short_under_the_capturer(tmp_path: Path, capturer_first: bool) -> None:
     """The point of the rollovers: the WAL file stays far below SQLite's 1000-page
-    automatic checkpoint while the capturer pins it."""
+    automatic checkpoint while the capturer pins it. Also when the capturer started
+    before the first commit (its first step finds no WAL, and its pin then keeps every
+    checkpoint from backfilling until the spool runs: that must not wait an interval)."""
     db, clock, manager = shop(tmp_path, _make_db)
     writer = Writer(db, clock, 11)
-    writer.start()
     stop = threading.Event()
-    loop = Capturer(manager, "shop", interval=0.2, tick=0.002, rollover_frames=40)
+    loop = Capturer(manager, "shop", interval=1.0 if capturer_first else 0.2, tick=0.002, rollover_frames=40)
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
-    thread.start()
+    if capturer_first:
+        thread.start()
+        while not manager.catalog.list_sets("shop"):
+            time.sleep(0.002)
+        writer.start()
+    else:
+        writer.start()
+        thread.start()
     sizes = []
     for _ in range(40):
         time.sleep(0.025)
