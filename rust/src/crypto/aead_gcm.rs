@@ -93,6 +93,18 @@ pub fn open_owned(root: &[u8; KEY_LEN], ad: &[u8], sealed: Vec<u8>) -> Result<Ve
 /// message into a buffer of its own, the plaintext down over the nonce): a fifth of FULL
 /// verification's time per block besides the cipher (benches/README.md "Encryption").
 pub fn open(root: &[u8; KEY_LEN], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    let (nonce, body, tag) = parts(sealed)?;
+    let mut plain = vec![0u8; body.len()];
+    let io = InOutBuf::new(body, &mut plain)
+        .map_err(|_| Error::Invalid("internal: plaintext buffer of the wrong length".into()))?;
+    message_cipher(root, &nonce)
+        .decrypt_inout_detached(&gcm_nonce(&nonce), ad, io, &Tag::from(tag))
+        .map_err(|_| refused())?;
+    Ok(plain)
+}
+
+/// A sealed message's nonce, ciphertext and tag, once its length allows them.
+fn parts(sealed: &[u8]) -> Result<([u8; NONCE_LEN], &[u8], [u8; TAG_LEN])> {
     let len = sealed.len();
     if len < OVERHEAD {
         return Err(Error::Authentication(format!(
@@ -103,13 +115,11 @@ pub fn open(root: &[u8; KEY_LEN], ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
     nonce.copy_from_slice(&sealed[..NONCE_LEN]);
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(&sealed[len - TAG_LEN..]);
-    let mut plain = vec![0u8; len - OVERHEAD];
-    let io = InOutBuf::new(&sealed[NONCE_LEN..len - TAG_LEN], &mut plain)
-        .map_err(|_| Error::Invalid("internal: plaintext buffer of the wrong length".into()))?;
-    message_cipher(root, &nonce)
-        .decrypt_inout_detached(&gcm_nonce(&nonce), ad, io, &Tag::from(tag))
-        .map_err(|_| Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into()))?;
-    Ok(plain)
+    Ok((nonce, &sealed[NONCE_LEN..len - TAG_LEN], tag))
+}
+
+fn refused() -> Error {
+    Error::Authentication("authentication failed (wrong key, or the bytes were changed)".into())
 }
 
 /// Checks a sealed message's tag without decrypting it: GHASH over `ad` and the
@@ -124,15 +134,7 @@ pub fn authenticate(root: &[u8; KEY_LEN], ad: &[u8], sealed: &[u8]) -> Result<()
     use ghash::universal_hash::UniversalHash;
     use ghash::GHash;
 
-    let len = sealed.len();
-    if len < OVERHEAD {
-        return Err(Error::Authentication(format!(
-            "{len} bytes are too short for a sealed message ({OVERHEAD} at least)"
-        )));
-    }
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&sealed[..NONCE_LEN]);
-    let body = &sealed[NONCE_LEN..len - TAG_LEN];
+    let (nonce, body, tag) = parts(sealed)?;
     let aes = Aes256::new(&(*blake3::keyed_hash(root, &nonce).as_bytes()).into());
     let mut h = ghash::Block::default();
     aes.encrypt_block(&mut h);
@@ -153,14 +155,12 @@ pub fn authenticate(root: &[u8; KEY_LEN], ad: &[u8], sealed: &[u8]) -> Result<()
     let diff = expected
         .iter()
         .zip(mask.iter())
-        .zip(&sealed[len - TAG_LEN..])
+        .zip(&tag)
         .fold(0u8, |acc, ((e, m), t)| acc | ((e ^ m) ^ t));
     if std::hint::black_box(diff) == 0 {
         Ok(())
     } else {
-        Err(Error::Authentication(
-            "authentication failed (wrong key, or the bytes were changed)".into(),
-        ))
+        Err(refused())
     }
 }
 
