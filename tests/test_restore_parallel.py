@@ -72,3 +72,29 @@ def test_a_flipped_byte_in_either_lane_fails_naming_file_and_block(tmp_path: Pat
     with pytest.raises(BackupError, match=rf'corrupt block [1-9]\d* of file "{rel}".* at offset \d+') as e:
         m.restore("t", tmp_path / "out")
     assert piece.name in str(e.value)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_progress_rises_to_the_whole_and_a_raising_hook_stops_both_lanes(tmp_path: Path) -> None:
+    # Past the binding's reporting step (8 MiB) more than once.
+    sizes = [6_000_000 + i for i in range(4)] + [100, 200]
+    want = make_tree(tmp_path / "src", sizes, 3)
+    m = BackupManager(tmp_path / "repo")
+    m.register_database("t", tmp_path / "src")
+    m.backup("t", "full")
+    seen: list[int] = []
+    m.restore("t", tmp_path / "out", progress=seen.append)
+    assert restored(tmp_path / "out") == want
+    assert seen == sorted(seen)
+    assert 8 << 20 <= seen[-1] <= sum(sizes)
+
+    def stop_midway(n: int) -> None:
+        # Past the small files (300 bytes): the lanes are running when the hook refuses.
+        if n > 0:
+            raise Stop(n)
+
+    with pytest.raises(Stop):
+        m.restore("t", tmp_path / "out2", progress=stop_midway)
