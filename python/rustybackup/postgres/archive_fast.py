@@ -48,23 +48,38 @@ def answer(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
     return 0
 
 
-def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, str] | None:
-    """(repository, database, source) of exactly ``[--repo R] archive-push NAME PATH``
-    with a local repository and no shared catalog; None for every other command line."""
+def local_command(
+    argv: Sequence[str], environ: Mapping[str, str], verb: str, nargs: int
+) -> tuple[str, list[str]] | None:
+    """(repository, arguments after the verb's database) of exactly
+    ``[--repo R] VERB NAME ARG...`` (``nargs`` words from the verb on) with a local
+    repository, no shared catalog and a database name that is one plain path component;
+    None for every other command line. The fast paths of archive-push and archive-get
+    both answer only such a line."""
     args = list(argv)
     repo = environ.get("RUSTYBACKUP_REPO") or None
     if args[:1] == ["--repo"] and len(args) >= 2:
         repo, args = args[1], args[2:]
     elif args and args[0].startswith("--repo="):
         repo, args = args[0][len("--repo=") :], args[1:]
-    if len(args) != 3 or args[0] != "archive-push" or not repo or "://" in repo:
+    if len(args) != nargs or args[0] != verb or not repo or "://" in repo:
         return None
     if environ.get("RUSTYBACKUP_CATALOG"):
         return None
-    database, source = args[1], args[2]
+    database = args[1]
     # A database name that is not one plain path component never names a spool here.
     if not database or database.startswith((".", "-")) or "/" in database or "\0" in database:
         return None
+    return repo, args[1:]
+
+
+def _parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """(repository, database, source) of exactly ``[--repo R] archive-push NAME PATH``
+    with a local repository and no shared catalog; None for every other command line."""
+    line = local_command(argv, environ, "archive-push", 3)
+    if line is None:
+        return None
+    repo, (database, source) = line
     # Only a name the full push accepted (wal.is_archive_name) is ever in the spool, so
     # this guard need only keep the spool's own dot files (locks, temporaries) from
     # matching; importing wal.py (dataclasses, re) would cost more than the whole answer.

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 
+from .archive_fast import local_command
+
 # As in archive_fast: paths are strings, and nothing heavier than os is imported before
 # an answer is known (the catalog module only for the absent answer).
 TYPE_CHECKING = False
@@ -57,19 +59,10 @@ def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[str, str, st
     """(repository, database, WAL name, destination) of exactly
     ``[--repo R] archive-get NAME WALNAME DEST`` with a local repository and no shared
     catalog; None for every other command line."""
-    args = list(argv)
-    repo = environ.get("RUSTYBACKUP_REPO") or None
-    if args[:1] == ["--repo"] and len(args) >= 2:
-        repo, args = args[1], args[2:]
-    elif args and args[0].startswith("--repo="):
-        repo, args = args[0][len("--repo=") :], args[1:]
-    if len(args) != 4 or args[0] != "archive-get" or not repo or "://" in repo:
+    line = local_command(argv, environ, "archive-get", 4)
+    if line is None:
         return None
-    if environ.get("RUSTYBACKUP_CATALOG"):
-        return None
-    database, name, dest = args[1], args[2], args[3]
-    if not database or database.startswith((".", "-")) or "/" in database or "\0" in database:
-        return None
+    repo, (database, name, dest) = line
     if not is_wal_name(name) or not dest or dest.endswith("/") or dest.startswith("-") or "\0" in dest:
         return None
     return repo, database, name, dest
