@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup b3sum >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup b3sum pgbackrest postgresql >/dev/null
 fi
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]' 'apscheduler<4'
