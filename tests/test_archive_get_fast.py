@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rustybackup import BackupManager
+from rustybackup import BackupManager, store
 from rustybackup.postgres import archive, archive_get_fast, wal
 from test_archive_launcher import SCRIPTS, installed_next_to, queue, run
 
@@ -84,7 +84,8 @@ def test_a_spool_file_is_copied_and_an_absent_one_exits_1_without_click(manager:
     assert (code, err) == (1, "")
     assert not (tmp_path / "h").exists()
     assert "click" not in imported and "rustybackup.engine" not in imported
-    assert "rustybackup.catalog" in imported
+    # The catalog is read with sqlite3 alone, not through the catalog module.
+    assert "sqlite3" in imported and "rustybackup.catalog" not in imported and "rustybackup.store" not in imported
     assert sorted(os.listdir(tmp_path)) == sorted(["empty", "pg_wal", "pgdata", "repo", "restored"])
 
 
@@ -121,6 +122,38 @@ def test_everything_else_is_the_full_commands(
     manager.register_database("files", tmp_path / "files")
     argv = [str(manager.repository) if a == "R" else a for a in argv]
     assert archive_get_fast.answer(argv, environ) is None
+
+
+def test_the_absent_answer_is_the_catalogs(manager: BackupManager, tmp_path: Path) -> None:
+    """The fast path's own read of the catalog (sqlite3, read-only) against the catalog
+    module's answers: a sealed name is there, a spooled-then-sealed history is there, an
+    unknown name is absent, and a database that is not postgresql or unknown is never
+    answered (the full command names what is wrong)."""
+    assert archive_get_fast.CATALOG_FILE == store.CATALOG_FILE
+    files = queue(tmp_path, 2)
+    for p in files:
+        archive.push(manager, "pg", p, seal=False, ahead=False)
+    assert archive.seal_if_due(manager, "pg", force=True) is not None
+    (tmp_path / "files").mkdir()
+    manager.register_database("files", tmp_path / "files")
+    repo = str(manager.repository)
+    for name in [f.name for f in files] + [HISTORY, "000000010000000000000063"]:
+        known = manager.catalog.archive_file("pg", name) is not None
+        assert archive_get_fast._absent(repo, "pg", name) is not known
+        assert archive_get_fast._absent(repo, "files", name) is False
+        assert archive_get_fast._absent(repo, "unknown", name) is False
+    assert archive_get_fast._absent(repo, "pg", HISTORY) is True
+    assert archive_get_fast._absent(repo, "pg", files[0].name) is False
+    # The catalog's path goes into an SQLite URI: characters that mean something there.
+    manager.catalog.close()
+    odd = tmp_path / "a%3f?#b"
+    shutil.copytree(manager.repository, odd)
+    assert archive_get_fast._absent(str(odd), "pg", HISTORY) is True
+    assert archive_get_fast._absent(str(odd), "pg", files[0].name) is False
+    # A read leaves the catalog as it was: no file created beside a missing one either.
+    (manager.repository / "catalog.db").rename(tmp_path / "moved.db")
+    assert archive_get_fast._absent(repo, "pg", HISTORY) is False
+    assert not (manager.repository / "catalog.db").exists()
 
 
 def test_a_missing_repository_or_catalog_is_the_full_commands(manager: BackupManager, tmp_path: Path) -> None:

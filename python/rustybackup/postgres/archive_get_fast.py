@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 _HEX = frozenset("0123456789ABCDEF")
 _SENDFILE_CHUNK = 1 << 30
+# store.CATALOG_FILE, not imported: store loads more than this whole answer needs (the
+# test holds the two equal).
+CATALOG_FILE = "catalog.db"
 
 
 def is_wal_name(name: str) -> bool:
@@ -99,21 +102,31 @@ def answer(argv: Sequence[str], environ: Mapping[str, str]) -> int | None:
 
 def _absent(repo: str, database: str, name: str) -> bool:
     """Whether the catalog knows `database` as a postgresql database and places no file
-    `name` in any of its sets."""
-    from .. import store
-
-    path = os.path.join(repo, store.CATALOG_FILE)
+    `name` in any of its sets. Read with sqlite3 alone, read-only: the catalog module
+    (its imports, the schema check on open) cost ~80% of this answer (96 ms a call on a
+    quiet machine, against pgBackRest's 12), and two such probes start every recovery.
+    The two queries are catalog.py's `get_database(...).kind` and `archive_file`, over
+    its schema (tests/test_archive_get_fast.py holds them to those methods' answers)."""
+    path = os.path.join(repo, CATALOG_FILE)
     if not os.path.isfile(path):
         return False  # a lost catalog is rebuilt by the engine, not here
-    from ..catalog import BackupCatalog
+    import sqlite3
 
-    catalog = BackupCatalog(path)
+    # mode=ro: never creates, migrates or writes the catalog; a catalog this cannot read
+    # (locked past the timeout, another schema) raises, and the full command answers.
+    # (urllib.parse's quote would cost 12 ms to import: SQLite's URI needs only these.)
+    uri = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    conn = sqlite3.connect(f"file:{uri}?mode=ro", uri=True, timeout=60)
     try:
-        if catalog.get_database(database).kind != "postgresql":
+        # One read transaction: both answers from the same state of the catalog.
+        conn.execute("BEGIN")
+        kind = conn.execute("SELECT kind FROM databases WHERE name = ?", (database,)).fetchall()
+        if kind != [("postgresql",)]:
             return False
-        return catalog.archive_file(database, name) is None
+        found = conn.execute("SELECT 1 FROM archive_files WHERE database = ? AND name = ?", (database, name)).fetchall()
+        return not found
     finally:
-        catalog.close()
+        conn.close()
 
 
 def _copy_into(source: str, dest: str) -> int | None:
