@@ -842,22 +842,16 @@ class BackupCatalog:
         """Registers sets from the clear catalog records of an encrypted bucket (``where``,
         record) on a host that cannot open their manifests (catalog_record.py), as
         `register_manifests` would. One transaction; a set that clashes is skipped."""
-        skipped: list[tuple[str, str]] = []
-        count = 0
         tombstones = self.tombstones()
         with self.transaction() as c:
+            reg = _Registrar(c, self, tombstones)
             for where, rec in records:
                 s = rec.backup_set
-                if s.id in tombstones:
-                    skipped.append((where, f"{where}: set {s.id} was deleted (the catalog holds its tombstone)"))
+                if reg.deleted(where, s.id):
                     continue
                 db_row = (s.database, rec.source_path, rec.kind, rec.archive_dir, s.block_size, s.algorithm)
-                clash = _register_one(c, self, where, s, rec.archive, (*db_row, s.compression, to_us(s.started_at)))
-                if clash is None:
-                    count += 1
-                else:
-                    skipped.append((where, clash))
-        report = RebuildReport(count, tuple(skipped))
+                reg.register(where, s, rec.archive, (*db_row, s.compression, to_us(s.started_at)))
+        report = reg.report()
         _log_report(report)
         return report
 
@@ -1005,18 +999,17 @@ def _fill(
     """Inserts the rows of every usable manifest of `repo` (or of `manifests`, some of
     them) through `c` (inside the caller's transaction); each set in a savepoint of its
     own, so one bad set is skipped without undoing the others."""
-    skipped: list[tuple[str, str]] = []
-    count = 0
+    reg = _Registrar(c, catalog, tombstones)
     for mpath in repo.manifests() if manifests is None else manifests:
         name = mpath.parent.name
         where = f"{store.SETS_DIR}/{name}/{store.MANIFEST}"
         try:
             m = manifest.load(mpath, where=where)
         except CatalogError as exc:
-            skipped.append((where, str(exc)))
+            reg.skipped.append((where, str(exc)))
             continue
         if m.id != name:
-            skipped.append(
+            reg.skipped.append(
                 (
                     where,
                     f"{where}: holds set {m.id}, not the set its directory name {name!r} names "
@@ -1024,50 +1017,65 @@ def _fill(
                 )
             )
             continue
-        if m.id in tombstones:
-            skipped.append((where, f"{where}: set {m.id} was deleted (the catalog holds its tombstone)"))
+        if reg.deleted(where, m.id):
             continue
         backup_set, archive = set_from_manifest(m)
         r = m.record
         kind = _source_kind(m)
         db_row = (r.database, r.source_path, kind, r.archive_dir, r.block_size, r.algorithm, r.compression)
         fix = functools.partial(_correct_database, r=r, kind=kind)
-        clash = _register_one(c, catalog, where, backup_set, archive, (*db_row, r.started_at_us), fix)
-        if clash is None:
-            count += 1
-        else:
-            skipped.append((where, clash))
-    return RebuildReport(count, tuple(skipped))
+        reg.register(where, backup_set, archive, (*db_row, r.started_at_us), fix)
+    return reg.report()
 
 
-def _register_one(
-    c: Conn,
-    catalog: BackupCatalog,
-    where: str,
-    s: BackupSet,
-    archive: Sequence[tuple[str, str]],
-    database_row: tuple[object, ...],
-    corrections: Callable[[Conn], None] | None = None,
-) -> str | None:
-    """Inserts one set (and its database's row, unless known) in a savepoint of its own,
-    so a set that clashes is skipped without undoing the others: what `rebuild` and
-    `register_records` share. Returns why it was skipped, or None."""
-    c.execute("SAVEPOINT one_set")
-    try:
-        c.execute(
-            "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
-            "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            database_row,
-        )
-        if corrections is not None:
-            corrections(c)
-        catalog._insert(c, s, archive, guard=False)
-    except catalog_db.INTEGRITY_ERRORS as exc:
-        c.execute("ROLLBACK TO one_set")
-        return f"{where}: set {s.id} clashes with a set already registered ({exc})"
-    finally:
-        c.execute("RELEASE one_set")
-    return None
+class _Registrar:
+    """What `rebuild` and `register_records` share: sets registered one by one through
+    `c` (inside the caller's transaction), deleted ones and clashes skipped with why,
+    counted for the `RebuildReport`."""
+
+    def __init__(self, c: Conn, catalog: BackupCatalog, tombstones: set[str]) -> None:
+        self.c, self.catalog, self.tombstones = c, catalog, tombstones
+        self.count = 0
+        self.skipped: list[tuple[str, str]] = []
+
+    def deleted(self, where: str, set_id: str) -> bool:
+        """Whether the catalog holds `set_id`'s tombstone (then it is skipped)."""
+        if set_id not in self.tombstones:
+            return False
+        self.skipped.append((where, f"{where}: set {set_id} was deleted (the catalog holds its tombstone)"))
+        return True
+
+    def register(
+        self,
+        where: str,
+        s: BackupSet,
+        archive: Sequence[tuple[str, str]],
+        database_row: tuple[object, ...],
+        corrections: Callable[[Conn], None] | None = None,
+    ) -> None:
+        """Inserts one set (and its database's row, unless known) in a savepoint of its
+        own, so a set that clashes is skipped without undoing the others."""
+        c = self.c
+        c.execute("SAVEPOINT one_set")
+        try:
+            c.execute(
+                "INSERT OR IGNORE INTO databases (name, path, kind, archive_dir, block_size, algorithm, "
+                "compression, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                database_row,
+            )
+            if corrections is not None:
+                corrections(c)
+            self.catalog._insert(c, s, archive, guard=False)
+        except catalog_db.INTEGRITY_ERRORS as exc:
+            c.execute("ROLLBACK TO one_set")
+            self.skipped.append((where, f"{where}: set {s.id} clashes with a set already registered ({exc})"))
+            return
+        finally:
+            c.execute("RELEASE one_set")
+        self.count += 1
+
+    def report(self) -> RebuildReport:
+        return RebuildReport(self.count, tuple(self.skipped))
 
 
 def _correct_database(c: Conn, r: manifest.SetRecord, kind: str) -> None:
