@@ -51,6 +51,19 @@ def _segment(spool: Path, wal: Path, n: int = 1) -> tuple[Segment, list[tuple[in
     return seg, commits
 
 
+def _spooled(tmp: Path, seed: int, commits: int) -> tuple[Path, Segment, list[tuple[int, int]]]:
+    """The spool directory ``tmp/spool`` holding segment 1 of a real WAL of `commits`
+    transactions, the segment and its (frame, time) commits."""
+    wal, conn = _wal(tmp, seed, commits)
+    spool = tmp / "spool"
+    spool.mkdir()
+    try:
+        seg, kept = _segment(spool, wal)
+    finally:
+        conn.close()
+    return spool, seg, kept
+
+
 def _oracle(commits: list[tuple[int, int]], desc_len: int, data_len: int, times_len: int) -> list[tuple[int, int]]:
     """The commits a cut spool keeps: a prefix, each with its frame wholly in the data and
     its time line wholly in the times file."""
@@ -70,14 +83,7 @@ def _oracle(commits: list[tuple[int, int]], desc_len: int, data_len: int, times_
 def test_a_cut_segment_keeps_exactly_the_whole_timed_commits(
     tmp_path_factory: pytest.TempPathFactory, seed: int, data_cut: float, times_cut: float, cut_times: bool
 ) -> None:
-    tmp = tmp_path_factory.mktemp("rec")
-    wal, conn = _wal(tmp, seed, 12)
-    spool = tmp / "spool"
-    spool.mkdir()
-    try:
-        seg, commits = _segment(spool, wal)
-    finally:
-        conn.close()
+    spool, seg, commits = _spooled(tmp_path_factory.mktemp("rec"), seed, 12)
     desc_len = len(seg.describe())
     data = seg.path.read_bytes()
     times = times_path(seg.path).read_bytes()
@@ -102,13 +108,7 @@ def test_a_cut_segment_keeps_exactly_the_whole_timed_commits(
 
 
 def test_a_damaged_frame_is_found_by_its_checksum_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    wal, conn = _wal(tmp_path, 5, 10)
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    try:
-        seg, commits = _segment(spool, wal)
-    finally:
-        conn.close()
+    spool, seg, commits = _spooled(tmp_path, 5, 10)
     frame_len = FRAME_HEADER_LEN + PAGE
     # A byte of the page of frame k (a whole file: only its checksum tells).
     k = commits[len(commits) // 2][0]
@@ -173,13 +173,7 @@ def test_registered_and_unchained_segments_are_dropped(tmp_path: Path, caplog: p
 
 
 def test_an_unreadable_description_drops_the_segment(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    wal, conn = _wal(tmp_path, 1, 3)
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    try:
-        seg, _ = _segment(spool, wal)
-    finally:
-        conn.close()
+    spool, seg, _ = _spooled(tmp_path, 1, 3)
     times_path(seg.path).write_bytes(b'{"generation": 1, "sal')
     with caplog.at_level(logging.WARNING):
         assert recover(spool, None) == []
