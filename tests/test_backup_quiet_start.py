@@ -60,6 +60,27 @@ def test_backup_and_restore_into_a_pipe_import_no_rich_and_still_work(repo: Path
         assert (tmp_path / "out" / p.relative_to(tmp_path / "src")).read_bytes() == p.read_bytes()
 
 
+def test_a_tree_backup_imports_no_restore_retention_or_sqlite_module(repo: Path) -> None:
+    """The unchanged second backup's start (issue 17, at most 10% of the first): these
+    modules serve restores, retention and SQLite sources; their dataclasses cost every
+    CLI start about a millisecond each, so a file tree's backup does not load them."""
+    code = (
+        "import json, sys\n"
+        "from rustybackup.cli import main\n"
+        "for kind in ('full', 'incremental'):\n"
+        f"    try:\n        main({['--repo', str(repo), 'backup', 't', '--type']!r} + [kind])\n"
+        "    except SystemExit as exc:\n        assert exc.code in (0, None), exc.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('rustybackup.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    loaded = set(json.loads(lines[-1]))
+    assert ": full of t, read " in lines[0] and ": incremental of t, read 0 B" in lines[1]
+    heavy = {"restore", "restore_batch", "restore_target", "retention", "sqlite_wal", "capture", "sqlite_pitr"}
+    assert loaded & {f"rustybackup.{name}" for name in heavy} == set()
+    assert "rustybackup.engine" in loaded
+
+
 def test_a_terminal_on_stderr_gets_the_progress_bar(repo: Path, tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     try:

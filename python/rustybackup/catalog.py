@@ -29,15 +29,17 @@ from .catalog_db import Conn
 from .enums import BackupType, SetStatus
 from .errors import CatalogError
 from .manifest import Manifest
-from .retention import ChainRecord, RetentionDecision, RetentionPolicy, plan_retention
 from .selection import Selection
-from .sqlite_wal import WalCapture
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
 from .timestamps import to_us as to_us
 
 if TYPE_CHECKING:
     from .catalog_pg import RepositoryEntry
     from .catalog_record import Record as CatalogRecord
+
+    # Imported where used: a backup neither plans retention nor reads a SQLite WAL
+    # record, and every command's start paid for their dataclasses.
+    from .retention import ChainRecord, RetentionDecision, RetentionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -721,6 +723,8 @@ class BackupCatalog:
         """
         self.get_database(database)
         moment = now if now is not None else self.clock()
+        from .retention import plan_retention
+
         return plan_retention(self.chain_rows(database), policy, moment, tz, protected, force)
 
     def obsolete(
@@ -1104,6 +1108,8 @@ def _source_kind(m: Manifest) -> str:
     if kind in ("sqlite", "postgresql"):
         return kind
     if kind == "archive":
+        from .sqlite_wal import WalCapture
+
         if isinstance(m.wal, WalCapture):
             return "sqlite"
         if m.files and all(is_archive_name(f.path) for f in m.files):

@@ -51,19 +51,23 @@ from .manifest import (
     Summary,
     SymlinkEntry,
 )
-from .restore import RestoreOptions, RestoreResult, allow_open_files, label, restore_set_files, streams_from
-from .retention import RetentionDecision, RetentionPolicy
 from .selection import Selection
-from .sources import SkippedEntry, TreeEntries, archive_candidates, walk
-from .sqlite_wal import WalCapture, WalRecord, live_database
+from .sources import SkippedEntry, TreeEntries, archive_candidates, label, walk
 from .timestamps import from_us
 
 if TYPE_CHECKING:
     # capture.py and sqlite_pitr.py (SQLite only) are imported where used: a file tree's
-    # backup through the CLI does not pay their ~18 ms of imports.
+    # backup through the CLI does not pay their ~18 ms of imports. So are restore.py
+    # (with restore_batch and restore_target), retention.py and sqlite_wal.py: a backup
+    # of a file tree uses none of them, and their dataclasses cost ~1 ms each to create
+    # at every start (dataclasses generates their methods with exec; bytecode does not
+    # keep them).
     from .capture import CaptureStep, WalGuard
     from .postgres.basebackup import PageCheck
     from .remote_repo import RemoteRepository
+    from .restore import RestoreOptions, RestoreResult
+    from .retention import RetentionDecision, RetentionPolicy
+    from .sqlite_wal import WalRecord
     from .upload_limits import UploadSchedule
 
 log = logging.getLogger(__name__)
@@ -483,6 +487,7 @@ class BackupManager:
         captured: fsmeta.Captured | None = None
         if db.kind == "sqlite":
             from .capture import seal_path
+            from .sqlite_wal import live_database
 
             # Read in place under a read transaction when possible (sqlite_wal.py).
             copy = live.enter_context(live_database(source, staging, seal_path(self.repository, db.name)))
@@ -876,6 +881,8 @@ class BackupManager:
         `options.delta`). Archive logs of the recovery path go to `target_dir/archive/`.
         `progress(bytes_restored)` is called every few MiB. Returns the sets used, with
         `.report` saying what was written and what could not be restored."""
+        from .restore import RestoreResult, restore_set_files, streams_from
+
         db = self.catalog.get_database(database)
         if db.kind == "postgresql":
             from .postgres.recovery import restore as restore_postgresql
@@ -924,6 +931,7 @@ class BackupManager:
             if db.kind == "sqlite" and last is not None and data_manifest is not None:
                 # Captured WAL commits are replayed, not dropped into archive/ (sqlite_pitr.py).
                 from . import sqlite_pitr
+                from .sqlite_wal import WalCapture
 
                 until_us = None if until is None or backup_set_id is not None else to_us(until)
                 wal_plan = sqlite_pitr.plan(database, last, data_manifest, log_manifests, until_us)
@@ -962,6 +970,8 @@ class BackupManager:
     ) -> RestoreResult:
         """Restores the entries of set `set_id` that `patterns` select (gitignore
         patterns: a matching directory brings its contents) into `target_dir`."""
+        from .restore import RestoreOptions
+
         chosen = self.catalog.get_set(set_id)
         opts = RestoreOptions(tuple(patterns), delta=delta, delete=delete, numeric_owner=numeric_owner)
         return self.restore(chosen.database, target_dir, backup_set_id=set_id, options=opts)
@@ -976,6 +986,8 @@ class BackupManager:
         `delete` (and retention through it) refuses to remove them meanwhile, in this
         or any other process (locks.py: one file per set under ``readers/``). On a
         remote repository also a shared lock object, against other hosts' retention."""
+        from .restore import allow_open_files
+
         ids = [store.check_set_id(sid) for sid in set_ids]
         allow_open_files(3 * len(ids))  # per set: its reader's lock, block map and piece
         with ExitStack() as held:

@@ -18,13 +18,17 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _core, store
 from .enums import BackupType, ChecksumAlgorithm
 from .errors import CatalogError
 from .sources import SkippedEntry
-from .sqlite_wal import WalCapture, WalRecord, wal_record_from_json
+
+if TYPE_CHECKING:
+    # SQLite's WAL records are imported where one is read or checked: a file tree's
+    # backup has none and does not pay for the module's dataclasses at every start.
+    from .sqlite_wal import WalRecord
 
 FORMAT = 3
 """The manifest format this release writes. Format 2 adds what a file tree needs beyond
@@ -716,7 +720,7 @@ class _Parser:
             summary=summary,
             format=fmt,
             postgresql=None if top.get("postgresql") is None else self.postgres(top["postgresql"]),
-            wal=None if top.get("wal") is None else wal_record_from_json(top["wal"], self.where),
+            wal=None if top.get("wal") is None else self.wal(top["wal"]),
             hardlinks=self.list_of(top.get("hardlinks", []), "hardlinks", self.hardlink),
             specials=self.list_of(top.get("specials", []), "specials", self.special),
             root=None if fmt < 3 or top.get("root") is None else self.root_dir(top["root"]),
@@ -866,6 +870,11 @@ class _Parser:
             ino=None if o.get("ino") is None else self.int_(o["ino"], at + ".ino", 0, _U64_MAX),
             dev=None if o.get("dev") is None else self.int_(o["dev"], at + ".dev", 0, _U64_MAX),
         )
+
+    def wal(self, value: object) -> WalRecord:
+        from .sqlite_wal import wal_record_from_json
+
+        return wal_record_from_json(value, self.where)
 
     def dir(self, value: object, at: str) -> DirEntry:
         o = self.obj(value, at)
@@ -1081,8 +1090,11 @@ class _Consistency:
         if archive != (r.source_kind == "archive"):
             raise self.fail("set.source_kind", f"{r.source_kind!r} does not match backup_type {r.backup_type.value!r}")
         # A SQLite WAL capture (its `wal` record) is the one archive without a directory.
-        if archive and r.archive_dir is None and not isinstance(self.m.wal, WalCapture):
-            raise self.fail("set.archive_dir", "an archive_log set must name its archive directory")
+        if archive and r.archive_dir is None:
+            from .sqlite_wal import WalCapture
+
+            if not isinstance(self.m.wal, WalCapture):
+                raise self.fail("set.archive_dir", "an archive_log set must name its archive directory")
         if r.backup_type in (BackupType.FULL, BackupType.ARCHIVE_LOG):
             if r.parent_id is not None:
                 raise self.fail("set.parent_id", f"a {r.backup_type.value} set has no parent, got {r.parent_id!r}")

@@ -22,6 +22,7 @@ from .errors import BackupError, ConfigError
 from .manifest import DirEntry, FileEntry, FileTable, HardlinkEntry, Manifest, Owner, SpecialEntry, SymlinkEntry, Xattr
 from .restore_batch import MetaWriter, ids_of
 from .restore_target import Meta, RestoreTarget
+from .sources import label as label  # defined there: a backup labels its files without importing restore
 
 log = logging.getLogger(__name__)
 
@@ -516,12 +517,6 @@ def _type(kind: str) -> int:
 def file_job(f: FileEntry) -> tuple[str, int, int, int, str]:
     """The Rust core's description of one file to stream (``_core.dump_file``)."""
     return (label(f.path), f.first_block, f.block_count, f.size, f.digest)
-
-
-def label(rel: str) -> str:
-    """A printable form of a path that may hold undecodable bytes (surrogate escapes),
-    for error messages."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def allow_open_files(needed: int) -> None:

@@ -117,6 +117,14 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
     return out
 
 
+def label(rel: str) -> str:
+    """A printable form of a path that may hold undecodable bytes (surrogate escapes),
+    for error messages and the pass's job list."""
+    if rel.isascii():
+        return rel  # the common name, once per file of a backup: nothing to replace
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _special_kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "socket"

@@ -17,8 +17,8 @@ from ..enums import BackupType
 from ..manifest import Summary
 from ..mirrors import has_copies, mirror_status
 from ..ratelimit import parse_rate
-from ..restore import label
 from ..selection import Selection
+from ..sources import label
 from .context import CliState, pass_state, print_json, print_table
 from .remote_opts import upload_limit_options, upload_schedule
 
