@@ -316,21 +316,36 @@ basebackup.check_pages = timed("page checksums", basebackup.check_pages)
 archive_wait.wait_archived = timed("wal wait", archive_wait.wait_archived)
 m._read = timed("copy", m._read)
 t0 = time.perf_counter()
+c0 = time.process_time()
 made = m.backup(name, BackupType(kind))
 spent["rest"] = time.perf_counter() - t0 - sum(spent.values())
+spent["cpu"] = time.process_time() - c0
+spent["mb_read"] = made.bytes_read / 1e6
 print(json.dumps({"type": made.backup_type.value, **{k: round(v, 2) for k, v in spent.items()}}))
 """
 
 
-@pytest.mark.parametrize("kind", ["full", "incremental"])
+@pytest.mark.parametrize("kind", ["full", "incremental", "incremental after pgbench"])
 @pytest.mark.benchmark(group="postgresql base backup phases, in process")
 def test_base_backup_phases(benchmark: Any, bench: Bench, kind: str) -> None:
     """Where one of our base backups spends its time once Python runs: pg_backup_start
     (the fast checkpoint), the engine's pass over the data directory, the page-checksum
     pass, pg_backup_stop, the wait for its WAL in our archive, and the rest (walk,
-    manifest, catalog); seconds per phase in extra_info. The incremental follows the full with
-    no load between: what an incremental of an idle cluster costs."""
+    manifest, catalog); seconds per phase, the process's CPU seconds and the MB the pass
+    read in extra_info. The plain incremental follows the full with no load between (what
+    an incremental of an idle cluster costs); "after pgbench" runs `pgbench -T
+    RB_BENCH_PG_SECONDS` first, untimed, as the incremental group does."""
     out: list[str] = []
+    loaded = kind.endswith("after pgbench")
+    kind = kind.split()[0]
+    if kind == "incremental" and "rustybackup" not in bench.done:
+        # Selected without the full (-k): an incremental needs a parent.
+        _backup(bench, "rustybackup", "full")
+    if loaded:
+        c = bench.cluster
+        c.run(str(bench.bin / "pgbench"), "-n", "-T", str(SECONDS), "-c", "2", "-h", str(c.sockdir), "-p",
+              str(c.port), "-U", "postgres", "postgres", timeout=SECONDS + 600)  # fmt: skip
+        c.switch_and_wait_archived(timeout=3600)
 
     def run() -> None:
         proc = subprocess.run(
@@ -340,9 +355,6 @@ def test_base_backup_phases(benchmark: Any, bench: Bench, kind: str) -> None:
         assert proc.returncode == 0, proc.stderr
         out.append(proc.stdout.strip().splitlines()[-1])
 
-    if kind == "incremental" and "rustybackup" not in bench.done:
-        # Selected without the full (-k): an incremental needs a parent.
-        _backup(bench, "rustybackup", "full")
     _once(benchmark, run)
     bench.done.add("rustybackup")
     phases = json.loads(out[0])
