@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,6 +292,48 @@ class Cluster:
         raise AssertionError(
             f"{name} was not archived in {timeout} s (last failed: {failed}):\n{self.log.read_text()[-3000:]}"
         )
+
+
+@dataclass
+class Archived:
+    """A cluster that `archived_cluster` set up: its work directory, the repository its
+    WAL is archived into, and the running server."""
+
+    bin: Path
+    base: Path
+    repo: Path
+    cluster: Cluster
+
+
+@contextmanager
+def archived_cluster(
+    prefix: str,
+    name: str,
+    *,
+    checksums: bool = True,
+    conf: dict[str, str] | None = None,
+    server_env: dict[str, str] | None = None,
+    add: Sequence[str] = (),
+) -> Iterator[Archived]:
+    """A started cluster in a new work directory (`prefix`) whose WAL ``archive-push``
+    archives into the repository beside it, where it is the postgresql database `name`
+    (`add`: more ``db add`` options; `conf`: more settings; `server_env`: the server's
+    environment, which its archive_command inherits). Stopped ("immediate") and removed
+    after, whatever the test did."""
+    bin = require_postgresql()
+    base = workdir(prefix)
+    repo = base / "repo"
+    archiving = {"archive_mode": "on", "archive_command": f"'{archive_command(repo, name)}'"}
+    cluster = Cluster.init(bin, base, checksums=checksums, conf={**archiving, **(conf or {})})
+    cluster.env.update(server_env or {})
+    try:
+        rb(repo, "init")
+        rb(repo, "db", "add", name, "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn, *add)
+        cluster.start()
+        yield Archived(bin, base, repo, cluster)
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass

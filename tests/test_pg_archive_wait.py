@@ -4,14 +4,13 @@ names, and a WAL file that never arrives fails the backup naming it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from archive_support import pg_archive_manager
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pg_support import Cluster, archive_command, rb, require_postgresql, workdir
+from pg_support import archived_cluster, rb
 from rustybackup import BackupManager, manifest
 from rustybackup.errors import BackupError
 from rustybackup.postgres import archive, archive_wait, wal
@@ -20,16 +19,8 @@ from rustybackup.postgres import archive, archive_wait, wal
 def test_the_files_waited_for_are_the_ones_postgresql_archives() -> None:
     """Against a real server: after a FULL, the archive holds the stop segment and the
     backup history file under exactly the names `needed_files` gives."""
-    bin = require_postgresql()
-    base = workdir("rb-pg-wait-")
-    repo = base / "repo"
-    cluster = Cluster.init(
-        bin, base, conf={"archive_mode": "on", "archive_command": f"'{archive_command(repo, 'pg')}'"}
-    )
-    try:
-        rb(repo, "init")
-        rb(repo, "db", "add", "pg", "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn)
-        cluster.start()
+    with archived_cluster("rb-pg-wait-", "pg") as a:
+        repo, cluster = a.repo, a.cluster
         cluster.query("CREATE TABLE t AS SELECT g FROM generate_series(1, 20000) g")
         rb(repo, "backup", "pg", "--type", "full")
         m = BackupManager(repo)
@@ -44,9 +35,6 @@ def test_the_files_waited_for_are_the_ones_postgresql_archives() -> None:
         # the backup's switch finished.
         assert [n for n in have if n.endswith(".backup")] == [needed[1]]
         assert needed[0] == max(n for n in have if wal.SEGMENT.fullmatch(n))
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @settings(deadline=None, max_examples=200)

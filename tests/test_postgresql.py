@@ -16,17 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from pg_support import (
-    Cluster,
-    Writer,
-    archive_command,
-    as_user,
-    give,
-    rb,
-    require_postgresql,
-    restore_and_start,
-    workdir,
-)
+from pg_support import Cluster, Writer, archive_command, archived_cluster, as_user, give, rb, restore_and_start, workdir
 from rustybackup import BackupManager, manifest
 from rustybackup.errors import NoRecoveryPath, RustyBackupError
 from rustybackup.postgres.recovery import plan
@@ -47,17 +37,8 @@ class Origin:
 
 @pytest.fixture(scope="module")
 def origin() -> Iterator[Origin]:
-    bin = require_postgresql()
-    base = workdir("rb-pg-origin-")
-    repo = base / "repo"
-    cluster = Cluster.init(
-        bin, base, conf={"archive_mode": "on", "archive_command": f"'{archive_command(repo, NAME)}'"}
-    )
-    cluster.env["RUSTYBACKUP_WAL_GROUP"] = "4"
-    try:
-        rb(repo, "init")
-        rb(repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn)
-        cluster.start()
+    with archived_cluster("rb-pg-origin-", NAME, server_env={"RUSTYBACKUP_WAL_GROUP": "4"}) as a:
+        bin, repo, cluster = a.bin, a.repo, a.cluster
         with Writer(cluster) as writer:
             time.sleep(0.5)
             rb(repo, "backup", NAME, "--type", "full")
@@ -72,9 +53,6 @@ def origin() -> Iterator[Origin]:
         assert writer.error is None, writer.error
         cluster.switch_and_wait_archived()
         yield Origin(bin, repo, cluster, writer, full_done, incr_done, diff_done)
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _ids(c: Cluster, table: str = "rows") -> list[int]:

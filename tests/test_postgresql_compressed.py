@@ -6,7 +6,6 @@ itself, as of its end."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from pg_support import Cluster, Writer, archive_command, rb, require_postgresql, restore_and_start, workdir
+from pg_support import Cluster, Writer, archived_cluster, rb, restore_and_start
 from rustybackup import BackupManager
 
 NAME = "zpg"
@@ -31,18 +30,8 @@ class Compressed:
 
 @pytest.fixture(scope="module")
 def compressed() -> Iterator[Compressed]:
-    bin = require_postgresql()
-    base = workdir("rb-pg-zstd-")
-    repo = base / "repo"
-    cluster = Cluster.init(
-        bin, base, checksums=True,
-        conf={"archive_mode": "on", "archive_command": f"'{archive_command(repo, NAME)}'"},
-    )  # fmt: skip
-    try:
-        rb(repo, "init")
-        rb(repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn,
-           "--compression", "zstd")  # fmt: skip
-        cluster.start()
+    with archived_cluster("rb-pg-zstd-", NAME, add=("--compression", "zstd")) as a:
+        repo, cluster = a.repo, a.cluster
         # Compressible pages beside the writer's rows: pgbench-like filler.
         cluster.query("CREATE TABLE filler AS SELECT g AS id, repeat(' ', 80) AS pad FROM generate_series(1, 20000) g")
         with Writer(cluster) as writer:
@@ -54,10 +43,7 @@ def compressed() -> Iterator[Compressed]:
             time.sleep(0.8)
         assert writer.error is None, writer.error
         cluster.switch_and_wait_archived()
-        yield Compressed(bin, repo, cluster, writer, incr_done)
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
+        yield Compressed(a.bin, repo, cluster, writer, incr_done)
 
 
 def test_the_sets_are_stored_compressed(compressed: Compressed) -> None:

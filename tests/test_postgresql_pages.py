@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pg_support import Cluster, archive_command, rb, require_postgresql, workdir
+from pg_support import Cluster, archived_cluster, rb, workdir
 from rustybackup import BackupManager, _core, manifest
 
 NAME = "pages"
@@ -22,20 +22,11 @@ NAME = "pages"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[Cluster, Path]]:
-    bin = require_postgresql()
-    base = workdir("rb-pg-pages-")
-    repo = base / "repo"
-    c = Cluster.init(bin, base, conf={"archive_mode": "on", "archive_command": f"'{archive_command(repo, NAME)}'"})
-    try:
-        rb(repo, "init")
-        rb(repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(c.data), "--dsn", c.dsn)
-        c.start()
+    with archived_cluster("rb-pg-pages-", NAME) as a:
+        c = a.cluster
         c.query("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
         c.query("CHECKPOINT")
-        yield c, repo
-    finally:
-        c.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
+        yield c, a.repo
 
 
 def _pages(path: Path) -> list[bytes]:

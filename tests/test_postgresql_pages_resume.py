@@ -5,12 +5,11 @@ their own; a page damaged in such a file is still named in the set's manifest.""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 
 import pytest
-from pg_support import Cluster, archive_command, rb, require_postgresql, workdir
+from pg_support import archived_cluster, rb
 from rustybackup import _core, manifest
 from test_postgresql_pages import _flip
 from test_resume_postgresql import NAME, Origin, _cut_backup, _relation_path
@@ -18,25 +17,13 @@ from test_resume_postgresql import NAME, Origin, _cut_backup, _relation_path
 
 @pytest.fixture
 def origin() -> Iterator[Origin]:
-    bin = require_postgresql()
-    base = workdir("rb-pg-pages-resume-")
-    repo = base / "repo"
-    cluster = Cluster.init(
-        bin, base, checksums=True,
-        conf={"archive_mode": "on", "archive_command": f"'{archive_command(repo, NAME)}'", "autovacuum": "off"},
-    )  # fmt: skip
-    try:
-        rb(repo, "init")
-        rb(repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn)
-        cluster.start()
+    with archived_cluster("rb-pg-pages-resume-", NAME, conf={"autovacuum": "off"}) as a:
+        cluster = a.cluster
         # Created in this order, so their files are read in it (relfilenodes ascend).
         for t in ("victim", "later"):
             cluster.query(f"CREATE TABLE {t} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g")
         cluster.query("CHECKPOINT")
-        yield Origin(bin, base, repo, cluster)
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
+        yield Origin(a.bin, a.base, a.repo, cluster)
 
 
 def test_a_damaged_page_in_a_file_adopted_from_a_killed_run_is_still_reported(origin: Origin) -> None:

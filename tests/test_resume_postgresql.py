@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pg_support import Cluster, Writer, archive_command, as_user, rb, require_postgresql, restore_and_start, workdir
+from pg_support import Cluster, Writer, archived_cluster, as_user, rb, restore_and_start
 from rustybackup import BackupManager, _core, manifest, resume
 
 NAME = "main"
@@ -39,23 +38,9 @@ class Origin:
 
 @pytest.fixture
 def origin() -> Iterator[Origin]:
-    bin = require_postgresql()
-    base = workdir("rb-pg-resume-")
-    repo = base / "repo"
-    cluster = Cluster.init(
-        bin,
-        base,
-        conf={
-            "archive_mode": "on",
-            "archive_command": f"'{archive_command(repo, NAME)}'",
-            # No catalog writes of its own between the runs: the test counts what moves.
-            "autovacuum": "off",
-        },
-    )
-    try:
-        rb(repo, "init")
-        rb(repo, "db", "add", NAME, "--kind", "postgresql", "--pgdata", str(cluster.data), "--dsn", cluster.dsn)
-        cluster.start()
+    # No catalog writes of its own between the runs: the test counts what moves.
+    with archived_cluster("rb-pg-resume-", NAME, conf={"autovacuum": "off"}) as a:
+        cluster = a.cluster
         # Created in this order, so their files are read in it (relfilenodes ascend).
         for t, n in TABLES.items():
             cluster.query(
@@ -65,10 +50,7 @@ def origin() -> Iterator[Origin]:
         cluster.query("CHECKPOINT")
         # Every file's mtime more than one timestamp tick before the backup reads it.
         time.sleep(1.2)
-        yield Origin(bin, base, repo, cluster)
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
+        yield Origin(a.bin, a.base, a.repo, cluster)
 
 
 def _relation_path(c: Cluster, table: str) -> Path:
