@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rustybackup import BackupManager, store
+from rustybackup import BackupManager, keys, manifest, store
 from rustybackup.postgres import archive, archive_get_fast, wal
 from test_archive_launcher import SCRIPTS, installed_next_to, queue, run
 
@@ -89,13 +89,59 @@ def test_a_spool_file_is_copied_and_an_absent_one_exits_1_without_click(manager:
     assert sorted(os.listdir(tmp_path)) == sorted(["empty", "pg_wal", "pgdata", "repo", "restored"])
 
 
-def test_a_sealed_file_goes_to_the_full_command(manager: BackupManager, tmp_path: Path) -> None:
-    (p,) = queue(tmp_path, 1)
-    archive.push(manager, "pg", p, seal=False, ahead=False)
+def _sealed(manager: BackupManager, tmp_path: Path, n: int = 2) -> list[Path]:
+    files = queue(tmp_path, n)
+    for p in files:
+        archive.push(manager, "pg", p, seal=False, ahead=False)
     assert archive.seal_if_due(manager, "pg", force=True) is not None
-    assert not (archive.spool_dir(manager.repository, "pg") / p.name).exists()
-    assert archive_get_fast.answer(["--repo", str(manager.repository), "archive-get", "pg", p.name, "x"], {}) is None
+    assert not any((archive.spool_dir(manager.repository, "pg") / p.name).exists() for p in files)
+    return files
+
+
+def test_a_sealed_file_is_read_by_the_native_module_without_the_engine(manager: BackupManager, tmp_path: Path) -> None:
+    files = _sealed(manager, tmp_path)
+    for p in files:
+        dest = tmp_path / f"restored-{p.name}"
+        code, err, imported = get(SCRIPTS / "rustybackup", manager.repository, p.name, dest)
+        assert (code, err) == (0, "")
+        assert dest.read_bytes() == p.read_bytes()
+        assert "click" not in imported and "rustybackup.engine" not in imported
+        assert "rustybackup.manifest" not in imported and "rustybackup.catalog" not in imported
+    # Nothing left beside the destinations.
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_a_damaged_sealed_file_is_the_full_commands_error(manager: BackupManager, tmp_path: Path) -> None:
+    (p,) = _sealed(manager, tmp_path, 1)
+    known = manager.catalog.archive_file("pg", p.name)
+    assert known is not None
+    set_dir = manager.repository / "sets" / known[1]
+    (piece,) = [f for f in set_dir.iterdir() if f.name not in ("manifest.json",) and f.stat().st_size > 4096]
+    with open(piece, "r+b") as fh:
+        fh.seek(piece.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    argv = ["--repo", str(manager.repository), "archive-get", "pg", p.name, str(tmp_path / "x")]
+    assert archive_get_fast.answer(argv, {}) is None
     code, err, imported = get(SCRIPTS / "rustybackup", manager.repository, p.name, tmp_path / "restored")
+    # The full command's error, naming the block, the file and the piece; never a quiet miss.
+    assert code != 0 and "corrupt block" in err and p.name in err
+    assert "rustybackup.engine" in imported
+    assert not (tmp_path / "restored").exists() and not (tmp_path / "x").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_an_encrypted_repository_is_the_full_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = BackupManager(tmp_path / "repo")
+    keys.init_encryption(m.repository, password="a passphrase")
+    monkeypatch.setenv(keys.PASSWORD_ENV, "a passphrase")
+    (tmp_path / "pgdata").mkdir()
+    m.register_database("pg", tmp_path / "pgdata", kind="postgresql", dsn="host=/nonexistent")
+    (p,) = _sealed(m, tmp_path, 1)
+    argv = ["--repo", str(m.repository), "archive-get", "pg", p.name, str(tmp_path / "x")]
+    assert archive_get_fast.answer(argv, {}) is None
+    code, err, imported = get(SCRIPTS / "rustybackup", m.repository, p.name, tmp_path / "restored")
     assert (code, err) == (0, "")
     assert "rustybackup.engine" in imported
     assert (tmp_path / "restored").read_bytes() == p.read_bytes()
@@ -124,35 +170,41 @@ def test_everything_else_is_the_full_commands(
     assert archive_get_fast.answer(argv, environ) is None
 
 
-def test_the_absent_answer_is_the_catalogs(manager: BackupManager, tmp_path: Path) -> None:
+def test_the_catalog_read_is_the_catalogs(manager: BackupManager, tmp_path: Path) -> None:
     """The fast path's own read of the catalog (sqlite3, read-only) against the catalog
-    module's answers: a sealed name is there, a spooled-then-sealed history is there, an
-    unknown name is absent, and a database that is not postgresql or unknown is never
-    answered (the full command names what is wrong)."""
+    module's answers: a sealed name is there (digest and set), an unknown name is
+    absent, and a database that is not postgresql, or unknown, is never answered (the
+    full command names what is wrong)."""
     assert archive_get_fast.CATALOG_FILE == store.CATALOG_FILE
-    files = queue(tmp_path, 2)
-    for p in files:
-        archive.push(manager, "pg", p, seal=False, ahead=False)
-    assert archive.seal_if_due(manager, "pg", force=True) is not None
+    assert (archive_get_fast.SETS_DIR, archive_get_fast.MANIFEST) == (store.SETS_DIR, store.MANIFEST)
+    assert archive_get_fast.KEYS_DIR == keys.KEYS_DIR
+    assert archive_get_fast._READ_FORMATS == manifest.READ_FORMATS
+    files = _sealed(manager, tmp_path)
     (tmp_path / "files").mkdir()
     manager.register_database("files", tmp_path / "files")
-    repo = str(manager.repository)
+
+    def lookup(repo: Path | str, database: str, name: str) -> tuple[str, str] | None | str:
+        try:
+            return archive_get_fast._lookup(str(repo), database, name)
+        except archive_get_fast._Defer:
+            return "defer"
+
+    repo = manager.repository
     for name in [f.name for f in files] + [HISTORY, "000000010000000000000063"]:
-        known = manager.catalog.archive_file("pg", name) is not None
-        assert archive_get_fast._absent(repo, "pg", name) is not known
-        assert archive_get_fast._absent(repo, "files", name) is False
-        assert archive_get_fast._absent(repo, "unknown", name) is False
-    assert archive_get_fast._absent(repo, "pg", HISTORY) is True
-    assert archive_get_fast._absent(repo, "pg", files[0].name) is False
+        assert lookup(repo, "pg", name) == manager.catalog.archive_file("pg", name)
+        assert lookup(repo, "files", name) == "defer"
+        assert lookup(repo, "unknown", name) == "defer"
+    assert lookup(repo, "pg", HISTORY) is None
+    assert lookup(repo, "pg", files[0].name) is not None
     # The catalog's path goes into an SQLite URI: characters that mean something there.
     manager.catalog.close()
     odd = tmp_path / "a%3f?#b"
     shutil.copytree(manager.repository, odd)
-    assert archive_get_fast._absent(str(odd), "pg", HISTORY) is True
-    assert archive_get_fast._absent(str(odd), "pg", files[0].name) is False
+    assert lookup(odd, "pg", HISTORY) is None
+    assert lookup(odd, "pg", files[0].name) == lookup(repo, "pg", files[0].name)
     # A read leaves the catalog as it was: no file created beside a missing one either.
     (manager.repository / "catalog.db").rename(tmp_path / "moved.db")
-    assert archive_get_fast._absent(repo, "pg", HISTORY) is False
+    assert lookup(repo, "pg", HISTORY) == "defer"
     assert not (manager.repository / "catalog.db").exists()
 
 

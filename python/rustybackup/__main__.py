@@ -4,7 +4,8 @@ command's entry point.
 ``archive-push`` runs once per WAL file as PostgreSQL's archive_command; a call for a
 file an earlier push already archived ahead is answered by ``postgres.archive_fast``
 before click and the command group are imported; ``archive-get`` (restore_command) of a
-file waiting in the spool, or of one the archive lacks, by ``postgres.archive_get_fast``.
+file waiting in the spool, of one sealed into a set of a plain repository, or of one the
+archive lacks, by ``postgres.archive_get_fast``.
 Every other command line goes to the full command group unchanged.
 
 The installed ``rustybackup`` command starts archive-push's and archive-get's
