@@ -1,5 +1,5 @@
 """The data trees the backup benches share: equal files of random bytes, and the 1%
-change between a first and a second backup."""
+change between a first and a second backup; the sizes and rounds they run with."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+# RB_BENCH_FILES files of RB_BENCH_FILE_MIB MiB (the issues' figure is 64 x 16 MiB),
+# changed in BLOCK-byte blocks; RB_BENCH_ROUNDS timed rounds per tool.
+FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
+FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
+BLOCK = 8192
+ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3" if FILES * FILE_MIB >= 64 else "2"))
 
 
 def random_tree(root: Path, files: int, file_mib: int) -> Path:
@@ -36,3 +44,10 @@ def one_percent_toucher(file_mib: int, block: int) -> Callable[[Path], None]:
                 fh.write(rng.randbytes(block))
 
     return touch
+
+
+def pedantic(benchmark: Any, target: Callable[[], None], setup: Callable[[], None]) -> None:
+    """ROUNDS timed rounds of `target`, each after an untimed `setup`."""
+    # One untimed warm-up round per tool: on this VM the first gigabyte written after a
+    # pause is slow for whoever writes it (1.6 s rounds became 4.9 s), not for a tool.
+    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)

@@ -20,15 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench_data import one_percent_toucher, random_tree
-from peers import PEER_ENV, run_quiet, tool
-from rustybackup import BackupManager, VerificationType, _core, keys
-from rustybackup.verify import Verifier
+from bench_data import BLOCK, FILE_MIB, FILES, ROUNDS, one_percent_toucher, pedantic, random_tree
+from peers import PEER_ENV, Peer
+from rustybackup import BackupManager, _core, keys
 
-FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
-FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
-BLOCK = 8192
-ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3" if FILES * FILE_MIB >= 64 else "2"))
 PASSWORD = "bench"
 # RB_BENCH_DECIDING=1: the interleaved run only as the goal needs it (ours plain and
 # AES-256-GCM, restic, borg), without the XChaCha20 repository and the cipher timed
@@ -46,61 +41,28 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _touch_one_percent = one_percent_toucher(FILE_MIB, BLOCK)
 
 
-class Tool:
-    """ours-plain, ours-encrypted, restic, borg: init/backup/verify."""
+class Tool(Peer):
+    """ours-plain, ours-encrypted (AES-256-GCM), ours-encrypted-xchacha, restic, borg
+    (``repokey-blake2``): init/backup/verify."""
 
-    def __init__(self, name: str, base: Path) -> None:
-        self.name = name
-        self.repo = base / f"{name}-repo"
-        self.count = 0
-        self.manager: BackupManager | None = None
-        self.last = ""
-        self.exe = tool(name) if name in ("restic", "borg") else ""
+    borg_encryption = "repokey-blake2"
 
-    def init(self, src: Path) -> None:
-        shutil.rmtree(self.repo, ignore_errors=True)
-        self.count = 0
-        if self.name.startswith("ours"):
-            self.manager = BackupManager(self.repo)
-            if self.name.startswith("ours-encrypted"):
-                keys.forget(self.repo)
-                # Bench-sized Argon2id: the slot's cost is paid once per open, not per block.
-                keys.init_encryption(self.repo, password=PASSWORD)
-                if self.name == "ours-encrypted-xchacha":
-                    # As a repository created before AES-256-GCM seals its blocks.
-                    k = keys.keys_for(self.repo)
-                    assert k is not None
-                    k.block_cipher = keys.BLOCK_CIPHER_OLD
-            self.manager.register_database("bench", src, block_size=BLOCK)
-        elif self.name == "borg":
-            run_quiet(self.exe, "init", "-e", "repokey-blake2", str(self.repo))
-        else:
-            run_quiet(self.exe, "init", "--repo", str(self.repo))
-        os.sync()
-
-    def backup(self, src: Path, kind: str) -> None:
-        self.count += 1
-        if self.manager is not None:
-            self.last = self.manager.backup("bench", kind).id
-        elif self.name == "borg":
-            run_quiet(self.exe, "create", f"{self.repo}::s{self.count}", ".", "--files-cache=disabled")
-        else:
-            run_quiet(self.exe, "backup", "--repo", str(self.repo), "--force", str(src))
-
-    def verify_full(self) -> None:
-        if self.manager is not None:
-            assert Verifier(self.manager).verify(self.last, VerificationType.FULL).ok
-        elif self.name == "borg":
-            run_quiet(self.exe, "check", "--verify-data", str(self.repo))
-        else:
-            run_quiet(self.exe, "check", "--read-data", "--repo", str(self.repo))
+    def register(self, src: Path) -> BackupManager:
+        manager = BackupManager(self.repo)
+        if self.name.startswith("ours-encrypted"):
+            keys.forget(self.repo)
+            # Bench-sized Argon2id: the slot's cost is paid once per open, not per block.
+            keys.init_encryption(self.repo, password=PASSWORD)
+            if self.name == "ours-encrypted-xchacha":
+                # As a repository created before AES-256-GCM seals its blocks.
+                k = keys.keys_for(self.repo)
+                assert k is not None
+                k.block_cipher = keys.BLOCK_CIPHER_OLD
+        manager.register_database("bench", src, block_size=BLOCK)
+        return manager
 
 
 TOOLS = ["ours-plain", "ours-encrypted", "restic", "borg"]
-
-
-def _pedantic(benchmark: Any, target: Callable[[], None], setup: Callable[[], None]) -> None:
-    benchmark.pedantic(target, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("name", TOOLS)
@@ -108,7 +70,7 @@ def _pedantic(benchmark: Any, target: Callable[[], None], setup: Callable[[], No
 def test_full_backup(benchmark: Any, tree: Path, tmp_path: Path, name: str) -> None:
     t = Tool(name, tmp_path)
     os.chdir(tree)
-    _pedantic(benchmark, lambda: t.backup(tree, "full"), lambda: t.init(tree))
+    pedantic(benchmark, lambda: t.backup(tree, "full"), lambda: t.init(tree))
 
 
 @pytest.mark.parametrize("name", TOOLS)
@@ -122,7 +84,7 @@ def test_incremental(benchmark: Any, tree: Path, tmp_path: Path, name: str) -> N
         t.backup(tree, "full")
         _touch_one_percent(tree)
 
-    _pedantic(benchmark, lambda: t.backup(tree, "incremental"), setup)
+    pedantic(benchmark, lambda: t.backup(tree, "incremental"), setup)
 
 
 @pytest.mark.parametrize("name", TOOLS)
@@ -132,7 +94,7 @@ def test_full_verification(benchmark: Any, tree: Path, tmp_path: Path, name: str
     os.chdir(tree)
     t.init(tree)
     t.backup(tree, "full")
-    _pedantic(benchmark, t.verify_full, lambda: None)
+    pedantic(benchmark, t.verify_full, lambda: None)
 
 
 def _aead_seconds(cipher: str, data: bytes, op: str, threads: int = 2) -> float:
