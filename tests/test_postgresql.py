@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -134,14 +135,23 @@ def test_archive_get_of_a_missing_segment_exits_1_quietly(origin: Origin) -> Non
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin: Origin) -> None:
-    copy = workdir("rb-pg-gap-") / "repo"
+@contextmanager
+def _damageable(origin: Origin, prefix: str) -> Iterator[tuple[Path, BackupManager, datetime]]:
+    """A copy of the origin's repository (removed after: the other tests read the
+    original), its manager, and an instant between FULL and INCREMENTAL, which the WAL
+    of sealed sets serves."""
+    copy = workdir(prefix) / "repo"
     shutil.copytree(origin.repo, copy, symlinks=True)
     try:
-        m = BackupManager(copy)
-        db = m.catalog.get_database(NAME)
-        # Between FULL and INCREMENTAL, so the WAL comes from sealed sets.
         until = origin.writer.instant_after(_index_after(list(origin.writer.rows), origin.full_done) + 5)
+        yield copy, BackupManager(copy), until
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+
+def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin: Origin) -> None:
+    with _damageable(origin, "rb-pg-gap-") as (copy, m, until):
+        db = m.catalog.get_database(NAME)
         before = plan(m, db, until)
         assert before.log_set_ids, "the WAL after the FULL is sealed into sets"
         victim = m.catalog.get_set(before.log_set_ids[-1])
@@ -153,20 +163,14 @@ def test_a_gap_in_the_archive_raises_no_recovery_path_naming_the_segment(origin:
         with pytest.raises(NoRecoveryPath, match=first_missing):
             m.restore(NAME, copy.parent / "target", until=until)
         assert not (copy.parent / "target").exists()
-    finally:
-        shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 def test_a_damaged_archived_segment_fails_the_restore_naming_it_before_any_data_is_written(origin: Origin) -> None:
     """The restore reads and checks every planned WAL file from its set first: a flipped
     byte is never staged for PostgreSQL, the error names the segment, and the target is
     left as it was (absent)."""
-    copy = workdir("rb-pg-damaged-") / "repo"
-    shutil.copytree(origin.repo, copy, symlinks=True)
-    try:
-        m = BackupManager(copy)
+    with _damageable(origin, "rb-pg-damaged-") as (copy, m, until):
         db = m.catalog.get_database(NAME)
-        until = origin.writer.instant_after(_index_after(list(origin.writer.rows), origin.full_done) + 5)
         planned = plan(m, db, until)
         victim = m.catalog.get_set(planned.log_set_ids[0])
         mf = manifest.load(copy / victim.manifest)
@@ -185,8 +189,6 @@ def test_a_damaged_archived_segment_fails_the_restore_naming_it_before_any_data_
             m.restore(NAME, target, until=until)
         assert any(n in str(caught.value) for n in named), str(caught.value)
         assert not target.exists()
-    finally:
-        shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 def test_a_set_restored_by_id_starts_consistent_as_it_was_taken(origin: Origin) -> None:
