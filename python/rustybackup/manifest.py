@@ -715,7 +715,7 @@ class _Parser:
             blockmap=self.blockmap(self.key(top, "blockmap", ""), alg),
             sources=self.list_of(self.key(top, "sources", ""), "sources", self.source),
             files=self.files(self.key(top, "files", ""), alg),
-            dirs=self.list_of(self.key(top, "dirs", ""), "dirs", self.dir),
+            dirs=self.dirs(self.key(top, "dirs", "")),
             symlinks=self.list_of(self.key(top, "symlinks", ""), "symlinks", self.symlink),
             summary=summary,
             format=fmt,
@@ -875,6 +875,39 @@ class _Parser:
         from .sqlite_wal import wal_record_from_json
 
         return wal_record_from_json(value, self.where)
+
+    def dirs(self, value: object) -> tuple[DirEntry, ...]:
+        """The ``dirs`` list. A tree has a directory per few files, read twice per backup
+        (the parent's manifest and the new one's check): the common entry (path, mode,
+        mtime_ns and an owner, one Owner per distinct owner) is accepted in one
+        expression, without a location string per entry; anything else goes through
+        `dir`'s named checks."""
+        if not isinstance(value, list):
+            return self.list_of(value, "dirs", self.dir)
+        owners: dict[tuple[object, ...], Owner] = {}
+        out = []
+        for i, v in enumerate(value):
+            if type(v) is dict:
+                path, mode, mtime, own = v.get("path"), v.get("mode"), v.get("mtime_ns"), v.get("owner")
+                if (
+                    type(path) is str
+                    and type(mode) is int
+                    and type(mtime) is int
+                    and path
+                    and "\0" not in path
+                    and _ESCAPING.search(path) is None
+                    and 0 <= mode <= 0o7777
+                    and _I64_MIN <= mtime <= _I64_MAX
+                ):
+                    if len(v) == 3:
+                        out.append(DirEntry(path, mode, mtime))
+                        continue
+                    owner = None if len(v) != 4 or type(own) is not dict else _shared_owner(own, owners)
+                    if owner is not None:
+                        out.append(DirEntry(path, mode, mtime, owner))
+                        continue
+            out.append(self.dir(v, f"dirs[{i}]"))
+        return tuple(out)
 
     def dir(self, value: object, at: str) -> DirEntry:
         o = self.obj(value, at)
@@ -1039,6 +1072,25 @@ def _owner_ok(value: object) -> Owner | None:
         if name is not None and (type(name) is not str or not name or "\0" in name):
             return None
     return Owner(uid, gid, user, group)
+
+
+_OWNER_KEYS = frozenset(("uid", "gid", "user", "group"))
+
+
+def _shared_owner(value: dict[str, Any], seen: dict[tuple[object, ...], Owner]) -> Owner | None:
+    """`_owner_ok(value)`, one Owner per distinct record in `seen`. The key is looked up
+    only once uid and gid are ints by type (True == 1 and 1.0 == 1 as dict keys) and no
+    other key is there: a hit then has exactly the values of a record that passed."""
+    uid, gid = value.get("uid"), value.get("gid")
+    if type(uid) is not int or type(gid) is not int or not value.keys() <= _OWNER_KEYS:
+        return None
+    key = (uid, gid, value.get("user"), value.get("group"))
+    owner = seen.get(key)
+    if owner is None:
+        owner = _owner_ok(value)
+        if owner is not None:
+            seen[key] = owner
+    return owner
 
 
 def _identity_ok(value: dict[str, Any]) -> bool:
