@@ -57,11 +57,16 @@ def mid_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _fill(tmp_path_factory.mktemp("mid") / "src", [MID_KIB << 10] * MID_FILES, 1)
 
 
+def small_files(root: Path) -> Path:
+    """SMALL_FILES files of 0..8.8 KiB below `root`, 4.4 KiB on average (86 MiB over
+    20,000 files): the small-file tree of this bench and the small-file restore's."""
+    rng = random.Random(2)
+    return _fill(root, [rng.randint(0, 9011) for _ in range(SMALL_FILES)], 3)
+
+
 @pytest.fixture(scope="module")
 def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # 86 MiB over 20,000 files: 4.4 KiB on average, spread 0..8.8 KiB.
-    rng = random.Random(2)
-    return _fill(tmp_path_factory.mktemp("small") / "src", [rng.randint(0, 9011) for _ in range(SMALL_FILES)], 3)
+    return small_files(tmp_path_factory.mktemp("small") / "src")
 
 
 class Tool:

@@ -17,7 +17,6 @@ PYTHONDONTWRITEBYTECODE: test_tree_restore_one_bench.bytecode_env).
 from __future__ import annotations
 
 import os
-import random
 import resource
 import shutil
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_tree_bench import SMALL_FILES, Tool, _fill
+from test_tree_bench import SMALL_FILES, Tool, small_files
 from test_tree_restore_one_bench import bytecode_env
 
 ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3"))
@@ -36,9 +35,7 @@ ROUNDS = int(os.environ.get("RB_BENCH_ROUNDS", "3"))
 
 @pytest.fixture(scope="module")
 def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # The same sizes as test_tree_bench's small tree: 0..8.8 KiB, 4.4 KiB on average.
-    rng = random.Random(2)
-    return _fill(tmp_path_factory.mktemp("small") / "src", [rng.randint(0, 9011) for _ in range(SMALL_FILES)], 3)
+    return small_files(tmp_path_factory.mktemp("small") / "src")
 
 
 def _children_cpu() -> float:
