@@ -17,7 +17,7 @@ import os
 import pwd
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -73,10 +73,14 @@ class Captured:
         return out
 
     def dirs(self, entries: list[DirEntry]) -> list[DirEntry]:
-        return [replace(d, owner=self.owners.get(d.path), xattrs=self.xattrs.get(d.path, ())) for d in entries]
+        # The constructor, not dataclasses.replace (which inspects the fields on every call):
+        # a tree has a directory per few files.
+        owners, xattrs = self.owners, self.xattrs
+        return [DirEntry(d.path, d.mode, d.mtime_ns, owners.get(d.path), xattrs.get(d.path, ())) for d in entries]
 
     def symlinks(self, entries: list[SymlinkEntry]) -> list[SymlinkEntry]:
-        return [replace(s, owner=self.owners.get(s.path), xattrs=self.xattrs.get(s.path, ())) for s in entries]
+        owners, xattrs = self.owners, self.xattrs
+        return [SymlinkEntry(s.path, s.target, s.mtime_ns, owners.get(s.path), xattrs.get(s.path, ())) for s in entries]
 
     def links_to(self, files: Sequence[FileEntry]) -> tuple[list[HardlinkEntry], list[SkippedEntry]]:
         """The hardlinks whose file was stored; the others are listed as skipped (their
@@ -200,11 +204,16 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
         out.problems.extend(SkippedEntry(rel, why) for why in found[1])
         return tuple(Xattr(name, value) for name, value in found[0])
 
+    owners = out.owners
+
     def meta(rel: str, st: os.stat_result) -> None:
-        out.owners[rel] = owner_of(st)
-        xattrs = attrs(rel)
-        if xattrs:
-            out.xattrs[rel] = xattrs
+        # Once per entry of the tree: the owner straight from the cache, and the xattrs
+        # looked up only for an entry the walk found some (or problems) for.
+        owners[rel] = _owner(st.st_uid, st.st_gid)
+        if walked is None or rel in walked:
+            xattrs = attrs(rel)
+            if xattrs:
+                out.xattrs[rel] = xattrs
 
     if not single:
         try:
