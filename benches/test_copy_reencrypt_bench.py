@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_data import FILE_MIB, FILES, random_tree
 from peers import PEER_ENV, run_quiet
 from rustybackup import BackupManager, keys
 from rustybackup.copy import copy_sets
 from rustybackup.copy_reencrypt import SourceCredentials
 
-FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
-FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
 ROUNDS = 3
 
 
@@ -42,10 +41,7 @@ def test_copy_reencrypt_interleaved(benchmark: Any, tmp_path: Path, monkeypatch:
     disabled = bool(getattr(benchmark, "disabled", False))
     rounds = 1 if disabled else ROUNDS
     file_mib = 1 if disabled else FILE_MIB
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(FILES):
-        (src / f"file{i:03d}").write_bytes(os.urandom(file_mib << 20))
+    src = random_tree(tmp_path / "src", FILES, file_mib)
     pw_a, pw_b = tmp_path / "a.txt", tmp_path / "b.txt"
     pw_a.write_text("bench")
     pw_b.write_text("other")
@@ -100,10 +96,10 @@ def test_copy_reencrypt_interleaved(benchmark: Any, tmp_path: Path, monkeypatch:
     mib = FILES * file_mib
     print(f"\ncopy of {mib} MiB, {rounds} rounds after a warm-up, load average {min(loads):.1f}-{max(loads):.1f}")
     for n in names:
-        w, c = wall[n][1:], cpu[n][1:]
+        w, u = wall[n][1:], cpu[n][1:]
         print(
             f"{n:18} wall min {min(w):6.3f} median {statistics.median(w):6.3f}"
-            f"  cpu min {min(c):6.3f} median {statistics.median(c):6.3f}"
+            f"  cpu min {min(u):6.3f} median {statistics.median(u):6.3f}"
         )
     benchmark.extra_info.update({n: {"wall": wall[n][1:], "cpu": cpu[n][1:]} for n in names})
 

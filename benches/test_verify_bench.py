@@ -17,21 +17,17 @@ from statistics import median
 from typing import Any
 
 import pytest
+from bench_data import FILE_MIB, FILES, random_tree
 from peers import run_quiet, tool
 from rustybackup import BackupManager, Verifier
 
-FILES = int(os.environ.get("RB_BENCH_FILES", "4"))
-FILE_MIB = int(os.environ.get("RB_BENCH_FILE_MIB", "2"))
 ROUNDS = 3 if FILES * FILE_MIB >= 64 else 2
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("verify-bench")
-    src = root / "src"
-    src.mkdir()
-    for i in range(FILES):
-        (src / f"file{i:03d}").write_bytes(os.urandom(FILE_MIB << 20))
+    random_tree(root / "src", FILES, FILE_MIB)
     return root
 
 
