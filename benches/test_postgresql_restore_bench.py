@@ -16,7 +16,10 @@ archive_command on every segment). Two groups:
   interleaved after a warm-up.
 
 Min and median per tool, the load average and the CPU seconds of the child processes go
-into extra_info and are printed (`-s`).
+into extra_info and are printed (`-s`). With RB_BENCH_PG_LOGS=DIR each restored server
+logs its start-up's progress every 20 ms (``log_startup_progress_interval``: how long
+its fsync pass over the data directory took) and its log is kept in DIR as
+``<tool>-<round>.log``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = ["bench"]  # the module-scoped cluster fixture, shared with test_postg
 
 ROUNDS = int(os.environ.get("RB_BENCH_PG_ROUNDS", "3"))
 GETS = int(os.environ.get("RB_BENCH_PG_GETS", "10"))
+LOGS = os.environ.get("RB_BENCH_PG_LOGS")
 PEERS = ["rustybackup", "pgbackrest"]
 
 
@@ -53,7 +57,7 @@ def _summary(values: list[float]) -> str:
     return f"{min(values):.3f} / {statistics.median(values):.3f}"
 
 
-def _restore_round(b: Bench, peer: str, until: datetime, expect: int) -> dict[str, float]:
+def _restore_round(b: Bench, peer: str, until: datetime, expect: int, n: int) -> dict[str, float]:
     target_base = workdir(f"rb-pg-restore-{peer}-")
     target = target_base / "data"
     phases: dict[str, float] = {}
@@ -67,7 +71,10 @@ def _restore_round(b: Bench, peer: str, until: datetime, expect: int) -> dict[st
             b.pgbackrest("restore", f"--pg1-path={target}", "--type=time",
                          f"--target={until.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}+00", "--target-action=promote")  # fmt: skip
         t1 = time.monotonic()
-        r = Cluster.on(b.bin, target, target_base, {"archive_mode": "off", "log_line_prefix": "'%m '"})
+        conf = {"archive_mode": "off", "log_line_prefix": "'%m '"}
+        if LOGS:
+            conf["log_startup_progress_interval"] = "'20ms'"
+        r = Cluster.on(b.bin, target, target_base, conf)
         try:
             r.start()
             t2 = time.monotonic()
@@ -78,6 +85,8 @@ def _restore_round(b: Bench, peer: str, until: datetime, expect: int) -> dict[st
         finally:
             r.stop("immediate")
         log = r.log.read_text(errors="replace")
+        if LOGS:
+            shutil.copyfile(r.log, Path(LOGS) / f"{peer}-{n}.log")
         phases = {
             "restore": t1 - t0,
             "start": t2 - t1,
@@ -120,7 +129,7 @@ def test_restore_to_time_interleaved(benchmark: Any, bench: Bench) -> None:
                 c.query("INSERT INTO mark VALUES (clock_timestamp())")
                 c.switch_and_wait_archived(timeout=1800)
                 loads.append(os.getloadavg()[0])
-                phases = _restore_round(bench, peer, until, before + 1)
+                phases = _restore_round(bench, peer, until, before + 1, n)
                 if n > 0:  # round 0 warms each tool's caches
                     results[peer].append(phases)
                 print(f"\nround {n} {peer}: " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
