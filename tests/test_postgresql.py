@@ -288,28 +288,12 @@ def test_restore_test_starts_a_server_on_the_set_and_runs_amcheck_and_the_users_
     # Every set of the database, WAL sets included, verifies block by block first.
     full = rb(origin.repo, "verify", NAME, "--level", "full", check=False)
     assert full.returncode == 0, full.stdout + full.stderr
-    ok = rb(
-        origin.repo,
-        "verify",
-        "--set",
-        incr.id,
-        "--level",
-        "restore-test",
-        "--pg-sql",
-        "SELECT count(*) > 0 FROM rows",
-        check=False,
-    )
+
+    def restore_test(sql: str) -> subprocess.CompletedProcess[str]:
+        return rb(origin.repo, "verify", "--set", incr.id, "--level", "restore-test", "--pg-sql", sql, check=False)
+
+    ok = restore_test("SELECT count(*) > 0 FROM rows")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = rb(
-        origin.repo,
-        "verify",
-        "--set",
-        incr.id,
-        "--level",
-        "restore-test",
-        "--pg-sql",
-        "SELECT count(*) < 0 FROM rows",
-        check=False,
-    )
+    bad = restore_test("SELECT count(*) < 0 FROM rows")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "check SQL returned False" in bad.stdout + bad.stderr
