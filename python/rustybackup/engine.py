@@ -625,9 +625,16 @@ class BackupManager:
         known = {id(entries[i]): e for i, e in (unchanged or {}).items()}
         while True:
             jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
-            # (position, size, digest) of the files taken over from the parent.
-            reuse = [(i, *known[id(t)]) for i, t in enumerate(todo) if id(t) in known]
-            total = sum(t[2].st_size for t in todo if id(t) not in known)
+            # (position, size, digest) of the files taken over from the parent, and the
+            # bytes of the others (one loop: it runs once per file of the tree).
+            reuse: list[tuple[int, int, str]] = []
+            total = 0
+            for i, t in enumerate(todo):
+                taken = known.get(id(t))
+                if taken is None:
+                    total += t[2].st_size
+                else:
+                    reuse.append((i, *taken))
             try:
                 out = _core.backup_files(
                     jobs,
