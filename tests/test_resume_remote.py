@@ -32,6 +32,22 @@ def _source(root: Path) -> Path:
     return root
 
 
+def _remote(server: SeaweedFS, tmp_path: Path, prefix: str) -> tuple[Path, SimClock, str, BackupManager]:
+    """The source (``tmp_path/src``), a clock, and the URL and a manager of the bucket's
+    repository under `prefix`, the source registered in it as "db"."""
+    src = _source(tmp_path / "src")
+    clock = SimClock()
+    url = server.url(prefix)
+    m = BackupManager(url, clock=clock)
+    m.register_database("db", src)
+    return src, clock, url, m
+
+
+def _restores_the_source(m: BackupManager, src: Path, out: Path, set_id: str | None = None) -> None:
+    m.restore("db", out, backup_set_id=set_id)
+    assert snapshot_tree(out, with_meta=False) == snapshot_tree(src, with_meta=False)
+
+
 def _cut_full(server: SeaweedFS, m: BackupManager, prefix: str, btype: str = "full") -> Path:
     """A backup (FULL by default) whose upload the server's death cuts; returns the kept
     staging directory."""
@@ -74,11 +90,8 @@ def _cut_full(server: SeaweedFS, m: BackupManager, prefix: str, btype: str = "fu
 def test_cut_upload_is_finished_by_the_next_backup_without_reading_again(
     own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = _source(tmp_path / "src")
     prefix = "cutupload"
-    clock = SimClock()
-    m = BackupManager(own_server.url(prefix), clock=clock)
-    m.register_database("db", src)
+    src, clock, _, m = _remote(own_server, tmp_path, prefix)
     kept = _cut_full(own_server, m, prefix)
     kept_id = kept.name
     # What the cut upload got across, made definite: every staged object but the piece is
@@ -107,18 +120,14 @@ def test_cut_upload_is_finished_by_the_next_backup_without_reading_again(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-cache"))
     other = BackupManager(own_server.url(prefix), clock=clock)
     assert {kept_id, inc.id} <= other.catalog.set_ids()
-    other.restore("db", tmp_path / "out", backup_set_id=kept_id)
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    _restores_the_source(other, src, tmp_path / "out", kept_id)
 
 
 def test_damaged_kept_set_is_discarded_with_the_reason(
     own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    src = _source(tmp_path / "src")
     prefix = "damagedkept"
-    clock = SimClock()
-    m = BackupManager(own_server.url(prefix), clock=clock)
-    m.register_database("db", src)
+    src, clock, _, m = _remote(own_server, tmp_path, prefix)
     kept = _cut_full(own_server, m, prefix)
     with open(kept / store.PIECE, "r+b") as fh:
         fh.seek(5000)
@@ -132,19 +141,14 @@ def test_damaged_kept_set_is_discarded_with_the_reason(
     assert not kept.exists()
     assert m.catalog.set_ids() == {s.id}
     assert s.parent_id is None and s.bytes_read == 16 * MiB
-    m.restore("db", tmp_path / "out")
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    _restores_the_source(m, src, tmp_path / "out")
 
 
 def test_kept_set_whose_parent_left_the_bucket_is_discarded(
     own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    src = _source(tmp_path / "src")
     prefix = "orphankept"
-    clock = SimClock()
-    url = own_server.url(prefix)
-    m = BackupManager(url, clock=clock)
-    m.register_database("db", src)
+    src, clock, url, m = _remote(own_server, tmp_path, prefix)
     full = m.backup("db", "full")
     rnd = random.Random(7)
     for f in sorted(src.iterdir()):
@@ -167,19 +171,14 @@ def test_kept_set_whose_parent_left_the_bucket_is_discarded(
     assert not kept.exists()
     assert kept.name not in again.catalog.set_ids()
     assert s.parent_id is None
-    again.restore("db", tmp_path / "out")
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    _restores_the_source(again, src, tmp_path / "out")
 
 
 def test_kept_set_whose_manifest_reached_the_bucket_is_not_registered_twice(
     own_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    src = _source(tmp_path / "src")
     prefix = "lostreply"
-    clock = SimClock()
-    url = own_server.url(prefix)
-    m = BackupManager(url, clock=clock)
-    m.register_database("db", src)
+    src, clock, url, m = _remote(own_server, tmp_path, prefix)
     kept = _cut_full(own_server, m, prefix)
     # The whole set did get across; only the reply to the manifest's request was lost.
     client = own_server.client()
@@ -194,5 +193,4 @@ def test_kept_set_whose_manifest_reached_the_bucket_is_not_registered_twice(
     assert any("already registered from the bucket" in r.getMessage() for r in caplog.records)
     assert not kept.exists()
     assert inc.parent_id == kept.name and inc.bytes_read == 0
-    again.restore("db", tmp_path / "out")
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    _restores_the_source(again, src, tmp_path / "out")
