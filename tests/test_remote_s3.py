@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from engine_support import SimClock, snapshot_tree
 from rustybackup import BackupManager, CatalogError, RetentionPolicy, RustyBackupError, Verifier
+from rustybackup.catalog import BackupSet
 from rustybackup.copy import copy_sets
 from rustybackup.mirrors import CopyStatus, copies
 from s3_support import READONLY_ACCESS_KEY, READONLY_SECRET_KEY, SeaweedFS, point_at
@@ -33,6 +34,24 @@ def _tree(root: Path, seed: int, files: int = 6, big: int = 0) -> None:
         where.write_bytes(rnd.randbytes(rnd.randrange(0, 200_000)))
     if big:
         (root / "big.bin").write_bytes(rnd.randbytes(big))
+
+
+def _local_chain(
+    tmp_path: Path, seed: int, changed: str, content: bytes
+) -> tuple[SimClock, BackupManager, list[BackupSet]]:
+    """The local repository ``tmp_path/local`` of the tree ``tmp_path/src`` (`_tree` of
+    `seed`, 4 KiB blocks): a FULL, and an hour later an INCREMENTAL after `changed` was
+    rewritten with `content`."""
+    clock = SimClock()
+    src = tmp_path / "src"
+    _tree(src, seed)
+    local = BackupManager(tmp_path / "local", clock=clock)
+    local.register_database("db", src, block_size=4096)
+    sets = [local.backup("db", "full")]
+    clock.advance(hours=1)
+    (src / changed).write_bytes(content)
+    sets.append(local.backup("db", "incremental"))
+    return clock, local, sets
 
 
 def _keys(server: SeaweedFS, prefix: str) -> dict[str, int]:
@@ -214,15 +233,7 @@ def test_a_read_only_identity_cannot_write_and_leaves_no_set(
 
 
 def test_copy_local_to_s3_to_local_with_damage_found(s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
-    clock = SimClock()
-    src = tmp_path / "src"
-    _tree(src, 8)
-    local = BackupManager(tmp_path / "local", clock=clock)
-    local.register_database("db", src, block_size=4096)
-    sets = [local.backup("db", "full")]
-    clock.advance(hours=1)
-    (src / "f0.bin").write_bytes(b"new contents")
-    sets.append(local.backup("db", "incremental"))
+    clock, local, sets = _local_chain(tmp_path, 8, "f0.bin", b"new contents")
     remote = BackupManager(s3_env.url(s3_prefix), clock=clock)
     up = copy_sets(local, remote)
     assert up.ok and up.copied == [s.id for s in sets]
@@ -231,7 +242,7 @@ def test_copy_local_to_s3_to_local_with_damage_found(s3_env: SeaweedFS, s3_prefi
     down = copy_sets(remote, back)
     assert down.ok and down.copied == [s.id for s in sets]
     back.restore("db", tmp_path / "out")
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(tmp_path / "src", with_meta=False)
     # Damage in the bucket is found while copying down; nothing of that set is published.
     client = s3_env.client()
     key = f"{s3_prefix}/{sets[1].pieces[0].path}"
@@ -360,15 +371,7 @@ def test_budgeted_checks_cover_the_repository_least_recent_first(
 def test_copy_into_s3_after_its_cache_was_lost(s3_env: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
     from rustybackup.remote_repo import drop_cache
 
-    clock = SimClock()
-    src = tmp_path / "src"
-    _tree(src, 15)
-    local = BackupManager(tmp_path / "local", clock=clock)
-    local.register_database("db", src, block_size=4096)
-    sets = [local.backup("db", "full")]
-    clock.advance(hours=1)
-    (src / "f2.bin").write_bytes(b"again")
-    sets.append(local.backup("db", "incremental"))
+    clock, local, sets = _local_chain(tmp_path, 15, "f2.bin", b"again")
     remote = BackupManager(s3_env.url(s3_prefix), clock=clock)
     assert copy_sets(local, remote, set_ids=[sets[0].id]).copied == [sets[0].id]
     assert remote.remote is not None
@@ -379,4 +382,4 @@ def test_copy_into_s3_after_its_cache_was_lost(s3_env: SeaweedFS, s3_prefix: str
     report = copy_sets(local, again)
     assert report.ok and report.copied == [sets[1].id], report.failed
     again.restore("db", tmp_path / "out")
-    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(src, with_meta=False)
+    assert snapshot_tree(tmp_path / "out", with_meta=False) == snapshot_tree(tmp_path / "src", with_meta=False)
