@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from engine_support import SimClock, snapshot_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rustybackup import BackupManager, BackupType
+from rustybackup import BackupManager, BackupSet, BackupType
 from rustybackup.cli import cli
 from rustybackup.manifest import FileEntry
 
@@ -32,6 +32,14 @@ def make(src: Path, n: int = 6, size: int = 20_000) -> None:
         (src / f"f{i}").write_bytes(os.urandom(size))
 
 
+def full_of_a_tree(manager: BackupManager, tmp_path: Path) -> tuple[Path, BackupSet]:
+    """The six files of `make` in ``tmp_path/src``, registered as "t", and their FULL."""
+    src = tmp_path / "src"
+    make(src)
+    manager.register_database("t", src)
+    return src, manager.backup("t", BackupType.FULL)
+
+
 def restored_equals(m: BackupManager, set_id: str, src: Path, out: Path) -> None:
     m.restore("t", out, backup_set_id=set_id)
     assert snapshot_tree(out) == snapshot_tree(src)
@@ -39,10 +47,7 @@ def restored_equals(m: BackupManager, set_id: str, src: Path, out: Path) -> None
 
 
 def test_unchanged_tree_is_not_read_and_restores(manager: BackupManager, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    make(src)
-    manager.register_database("t", src)
-    full = manager.backup("t", BackupType.FULL)
+    src, full = full_of_a_tree(manager, tmp_path)
     assert full.bytes_read == 6 * 20_000
     inc = manager.backup("t", BackupType.INCREMENTAL)
     assert inc.bytes_read == 0
@@ -57,10 +62,7 @@ def test_unchanged_tree_is_not_read_and_restores(manager: BackupManager, tmp_pat
 
 
 def test_rewrite_with_the_mtime_put_back_is_read_through_ctime(manager: BackupManager, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    make(src)
-    manager.register_database("t", src)
-    manager.backup("t", BackupType.FULL)
+    src, _ = full_of_a_tree(manager, tmp_path)
     victim = src / "f3"
     before = victim.stat()
     victim.write_bytes(os.urandom(20_000))  # same size
@@ -75,10 +77,7 @@ def test_rewrite_with_the_mtime_put_back_is_read_through_ctime(manager: BackupMa
 
 
 def test_a_file_replaced_by_another_inode_is_read(manager: BackupManager, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    make(src)
-    manager.register_database("t", src)
-    manager.backup("t", BackupType.FULL)
+    src, _ = full_of_a_tree(manager, tmp_path)
     st = (src / "f1").stat()
     (src / "new").write_bytes(os.urandom(20_000))
     os.utime(src / "new", ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -89,10 +88,7 @@ def test_a_file_replaced_by_another_inode_is_read(manager: BackupManager, tmp_pa
 
 
 def test_force_read_reads_everything(manager: BackupManager, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    make(src)
-    manager.register_database("t", src)
-    manager.backup("t", BackupType.FULL)
+    src, _ = full_of_a_tree(manager, tmp_path)
     inc = manager.backup("t", BackupType.INCREMENTAL, force_read=True)
     assert inc.bytes_read == 6 * 20_000 and manager.summary(inc.id).unread == 0
     # Nothing changed, so nothing new is stored either way: positional references.
