@@ -237,6 +237,10 @@ def test_a_restore_after_a_restore_follows_the_new_timeline(origin: Origin) -> N
             assert _ids(second.cluster, "after") == [r.id for r in w2.rows[: j + 1]]
             ((tli2,),) = second.cluster.query("SELECT timeline_id FROM pg_control_checkpoint()")
             assert tli2 > tli
+            # The restore named the timeline it planned along (the first's), so the server
+            # did not probe the archive for a newer one as it started.
+            conf = (second.cluster.data / "postgresql.auto.conf").read_text()
+            assert f"recovery_target_timeline = '{tli}'" in conf
 
 
 def test_a_server_killed_during_a_backup_leaves_no_set_and_the_next_backup_works(origin: Origin) -> None:

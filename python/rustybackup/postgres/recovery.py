@@ -3,12 +3,13 @@ instant, and a data directory that PostgreSQL recovers to it.
 
 "until T" means: every transaction whose commit record is timestamped at or before T,
 and none after (``recovery_target_time = T``, inclusive), on the newest timeline the
-archive holds (``recovery_target_timeline = 'latest'``). PostgreSQL stops at the first
-commit after T, so the archive must hold WAL written after T: a segment pushed after T.
-The recovery path is the newest base backup (FULL and the INCREMENTAL/DIFFERENTIAL on
-it) finished at or before T, plus every WAL file from its start LSN on, along the
-timeline history, through the first segment pushed after T. A file missing on that way
-raises NoRecoveryPath naming it; a restore never stops silently at an earlier instant.
+archive holds when the restore plans (``recovery_target_timeline`` names it; without T,
+'latest'). PostgreSQL stops at the first commit after T, so the archive must hold WAL
+written after T: a segment pushed after T. The recovery path is the newest base backup
+(FULL and the INCREMENTAL/DIFFERENTIAL on it) finished at or before T, plus every WAL
+file from its start LSN on, along the timeline history, through the first segment
+pushed after T. A file missing on that way raises NoRecoveryPath naming it; a restore
+never stops silently at an earlier instant.
 """
 
 from __future__ import annotations
@@ -260,6 +261,17 @@ RECOVERY_END_COMMAND = f"rm -rf {STAGE_DIR}"
 longer needed, and its links must go before the server recycles the segments they share."""
 
 
+def target_timeline(p: Plan, until: datetime | None) -> str:
+    """recovery_target_timeline for plan `p`. To an instant: the timeline the plan found
+    a path to `until` along, by number. PostgreSQL then reads that timeline's history
+    (staged) instead of probing the archive for newer ones as it starts ('latest' asks
+    for the next history file, which the archive lacks: one archive-get call per
+    restore), and a timeline someone creates between the restore and the start cannot
+    divert the recovery from the path whose WAL was checked and staged. To the end of
+    the archive: 'latest', the newest timeline there when the server runs."""
+    return "'latest'" if until is None else f"'{p.timeline}'"
+
+
 WAL_FIRST = ".rustybackup-wal"
 """Where a restore puts the planned WAL first, at the top of the empty target: each file
 from a set is read and checked against its block and whole-file digests (a spool file,
@@ -282,7 +294,7 @@ def _write(
         "",
         f"# rustybackup restore of {db.name!r} from set {last.id}",
         f"restore_command = {_conf_quote(restore_command(manager.repository, db.name, staged=True))}",
-        "recovery_target_timeline = 'latest'",
+        f"recovery_target_timeline = {target_timeline(p, until)}",
         f"recovery_end_command = {_conf_quote(RECOVERY_END_COMMAND)}",
     ]
     if until is not None:
