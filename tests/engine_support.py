@@ -1,5 +1,6 @@
 """Helpers shared by the engine, catalog and restore tests: a simulated clock and
-tree comparison."""
+tree comparison, and what their `clock` and `manager` fixtures return (a module makes
+them its fixtures with ``clock = pytest.fixture(sim_clock)``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from rustybackup import BackupManager
 
 
 class SimClock:
@@ -42,3 +45,12 @@ def snapshot_tree(root: Path, with_meta: bool = True) -> dict[str, object]:
                 meta = (stat.S_IMODE(st.st_mode), st.st_mtime_ns) if with_meta else ()
                 out[rel] = (p.read_bytes(), *meta)
     return out
+
+
+def sim_clock() -> SimClock:
+    return SimClock()
+
+
+def repo_manager(tmp_path: Path, clock: SimClock) -> BackupManager:
+    """An empty repository ``tmp_path/repo`` on the test's `clock`."""
+    return BackupManager(tmp_path / "repo", clock=clock)

@@ -7,13 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from engine_support import SimClock, snapshot_tree
+from engine_support import SimClock, sim_clock, snapshot_tree
 from rustybackup import BackupManager, BackupType, CatalogError, NoRecoveryPath, SetStatus
 
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
+clock = pytest.fixture(sim_clock)
 
 
 @pytest.fixture

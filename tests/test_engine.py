@@ -11,7 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from engine_support import SimClock, snapshot_tree
+from engine_support import SimClock, repo_manager, sim_clock, snapshot_tree
 from privileges import fork_and_run
 from rustybackup import (
     BackupCancelled,
@@ -24,15 +24,8 @@ from rustybackup import (
     _core,
 )
 
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
-
-
-@pytest.fixture
-def manager(tmp_path: Path, clock: SimClock) -> BackupManager:
-    return BackupManager(tmp_path / "repo", clock=clock)
+clock = pytest.fixture(sim_clock)
+manager = pytest.fixture(repo_manager)
 
 
 def make_tree(root: Path) -> None:

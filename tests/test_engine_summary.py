@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from engine_support import SimClock, snapshot_tree
+from engine_support import SimClock, repo_manager, sim_clock, snapshot_tree
 from privileges import fork_and_run
 from rustybackup import BackupManager, engine, sources
 from rustybackup.cli import cli
@@ -23,15 +23,8 @@ from rustybackup.manifest import Summary
 from rustybackup.selection import Selection
 from rustybackup.sources import SkippedEntry
 
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
-
-
-@pytest.fixture
-def manager(tmp_path: Path, clock: SimClock) -> BackupManager:
-    return BackupManager(tmp_path / "repo", clock=clock)
+clock = pytest.fixture(sim_clock)
+manager = pytest.fixture(repo_manager)
 
 
 @pytest.fixture

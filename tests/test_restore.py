@@ -9,18 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from engine_support import SimClock
+from engine_support import SimClock, repo_manager, sim_clock
 from rustybackup import BackupError, BackupManager, BackupSet, BackupType, CatalogError, NoRecoveryPath
 
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
-
-
-@pytest.fixture
-def manager(tmp_path: Path, clock: SimClock) -> BackupManager:
-    return BackupManager(tmp_path / "repo", clock=clock)
+clock = pytest.fixture(sim_clock)
+manager = pytest.fixture(repo_manager)
 
 
 def _one_file_set(manager: BackupManager, tmp_path: Path, data: bytes) -> str:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from engine_support import SimClock, snapshot_tree
+from engine_support import SimClock, repo_manager, sim_clock, snapshot_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupError, BackupManager, RustyBackupError, manifest
@@ -19,15 +19,8 @@ from rustybackup.manifest import Manifest
 from rustybackup.restore import restore_set_files
 from rustybackup.restore_target import RestoreTarget
 
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
-
-
-@pytest.fixture
-def manager(tmp_path: Path, clock: SimClock) -> BackupManager:
-    return BackupManager(tmp_path / "repo", clock=clock)
+clock = pytest.fixture(sim_clock)
+manager = pytest.fixture(repo_manager)
 
 
 def listing(root: Path) -> dict[str, object]:
