@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import shared_catalog_support
-from engine_support import SimClock
+from engine_support import SimClock, sim_clock
 from node_child import FakeManager
 from rustybackup import BackupManager, BackupScheduler, CatalogError, ConfigError, ScheduledBackup
 from rustybackup.catalog_db import REGISTRATION_FENCE
@@ -28,9 +28,7 @@ catalog_url = shared_catalog_support.catalog_url
 LEASE = timedelta(minutes=5)
 
 
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
+clock = pytest.fixture(sim_clock)
 
 
 class Cluster:

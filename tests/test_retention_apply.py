@@ -10,14 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from engine_support import SimClock
+from engine_support import SimClock, sim_clock
 from rustybackup import BackupManager, BackupType, RetentionPolicy
 from rustybackup.cli import cli
 
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
+clock = pytest.fixture(sim_clock)
 
 
 def _history(tmp_path: Path, clock: SimClock) -> tuple[BackupManager, list[tuple[str, bytes]]]:

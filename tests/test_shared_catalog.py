@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import shared_catalog_support
-from engine_support import SimClock
+from engine_support import SimClock, sim_clock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupManager, BackupType, CatalogError, NoRecoveryPath, SetStatus, VerificationType
@@ -34,9 +34,7 @@ def backend(request: pytest.FixtureRequest) -> str | None:
     return server.fresh()
 
 
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
+clock = pytest.fixture(sim_clock)
 
 
 @pytest.fixture
