@@ -65,6 +65,18 @@ def test_every_link_is_backed_up_and_restored_as_it_was(manager: BackupManager, 
     assert {k: v for k, v in after.items() if not k.startswith("out")} == before
 
 
+def _full_and_archive_log(manager: BackupManager, clock: SimClock, tmp_path: Path, data: Path, log: bytes) -> None:
+    """`data` registered as "pg" with the archive directory ``tmp_path/wal`` holding the
+    one log ``000001`` (`log`): a FULL, and five minutes later an ARCHIVE_LOG."""
+    wal = tmp_path / "wal"
+    wal.mkdir()
+    (wal / "000001").write_bytes(log)
+    manager.register_database("pg", data, archive_dir=wal)
+    manager.backup("pg", "full")
+    clock.advance(minutes=5)
+    manager.backup("pg", "archive_log")
+
+
 def test_a_link_named_archive_never_receives_archive_logs(
     manager: BackupManager, tmp_path: Path, clock: SimClock
 ) -> None:
@@ -76,13 +88,7 @@ def test_a_link_named_archive_never_receives_archive_logs(
     data.mkdir()
     (data / "base").write_text("base")
     (data / "archive").symlink_to(outside)
-    wal = tmp_path / "wal"
-    wal.mkdir()
-    (wal / "000001").write_bytes(b"log" * 100)
-    manager.register_database("pg", data, archive_dir=wal)
-    manager.backup("pg", "full")
-    clock.advance(minutes=5)
-    manager.backup("pg", "archive_log")
+    _full_and_archive_log(manager, clock, tmp_path, data, b"log" * 100)
     target = tmp_path / "restore" / "t"
     with pytest.raises(BackupError, match=r"archive is a symlink or not a directory; refusing to write through it"):
         manager.restore("pg", target)
@@ -96,13 +102,7 @@ def test_a_link_named_archive_pointing_up_never_receives_archive_logs(
     data = tmp_path / "data"
     data.mkdir()
     (data / "archive").symlink_to("..")
-    wal = tmp_path / "wal"
-    wal.mkdir()
-    (wal / "000001").write_bytes(b"log")
-    manager.register_database("pg", data, archive_dir=wal)
-    manager.backup("pg", "full")
-    clock.advance(minutes=5)
-    manager.backup("pg", "archive_log")
+    _full_and_archive_log(manager, clock, tmp_path, data, b"log")
     (tmp_path / "restore").mkdir()
     with pytest.raises(BackupError, match="refusing to write through it"):
         manager.restore("pg", tmp_path / "restore" / "t")
@@ -120,13 +120,7 @@ def test_a_restored_link_at_an_archive_file_path_is_not_written_through(
     data = tmp_path / "data"
     (data / "archive").mkdir(parents=True)
     (data / "archive" / "000001").symlink_to(victim)
-    wal = tmp_path / "wal"
-    wal.mkdir()
-    (wal / "000001").write_bytes(b"log")
-    manager.register_database("pg", data, archive_dir=wal)
-    manager.backup("pg", "full")
-    clock.advance(minutes=5)
-    manager.backup("pg", "archive_log")
+    _full_and_archive_log(manager, clock, tmp_path, data, b"log")
     with pytest.raises(RustyBackupError, match="000001"):
         manager.restore("pg", tmp_path / "out")
     assert victim.read_text() == "precious"
