@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from rustybackup import BackupManager, VerificationType, _core, keys
 from rustybackup.errors import EncryptionError
 from rustybackup.verify import Verifier
-from test_encryption_repo import PASSWORD, _cheap_argon2, marked_tree, markers, new_repo, tree_digest
+from test_encryption_repo import (
+    PASSWORD,
+    _cheap_argon2,
+    as_write_only_host,
+    marked_tree,
+    markers,
+    new_repo,
+    tree_digest,
+)
 
 __all__ = ["_cheap_argon2"]  # the autouse fixture, imported to apply here too
 
@@ -154,10 +162,8 @@ def test_a_write_only_key_carries_the_cipher(tmp_path: Path) -> None:
     m = new_repo(tmp_path, src)
     root = m.repository
     wo = tmp_path / "write-only.key"
-    keys.add_write_only(root, keys.keys_for(root), wo)  # type: ignore[arg-type]
+    as_write_only_host(root, wo)
     assert json.loads(wo.read_text())["block_cipher"] == GCM
-    keys.forget(root)
-    keys.unlock(root, key_file=wo)
     s = m.backup("db", "full")
     assert piece_flags(m, s.id) == {SEALED | GCM_BIT | BOUND_BIT}
     # A write-only key exported before the field existed seals as its repository did.

@@ -21,6 +21,7 @@ from rustybackup.verify import Verifier
 from test_encryption_repo import (  # noqa: F401 - _cheap_argon2 is an autouse fixture
     PASSWORD,
     _cheap_argon2,
+    as_write_only_host,
     assert_no_plaintext,
     marked_tree,
     markers,
@@ -118,9 +119,7 @@ def test_a_write_only_host_reads_its_own_sealed_parent_map(tmp_path: Path) -> No
     m = new_repo(tmp_path, src)
     root = m.repository
     wo = tmp_path / "write-only.key"
-    keys.add_write_only(root, keys.keys_for(root), wo)  # type: ignore[arg-type]
-    keys.forget(root)
-    keys.unlock(root, key_file=wo)
+    as_write_only_host(root, wo)
     full = m.backup("db", "full")
     (src / "more").write_bytes(b"".join(markers(4, 512)))
     # A new process of that host: only the key file, no map key loaded in it yet.

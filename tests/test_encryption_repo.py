@@ -88,6 +88,17 @@ def new_repo(root: Path, src: Path, compression: str | None = None) -> BackupMan
     return m
 
 
+def as_write_only_host(root: Path, key_file: Path) -> None:
+    """This process becomes a write-only host of `root`: a write-only key file
+    `key_file` exported from the keys it holds, which it then forgets, unlocking the
+    repository with that file alone."""
+    held = keys.keys_for(root)
+    assert held is not None, "the repository must be unlocked first"
+    keys.add_write_only(root, held, key_file)
+    keys.forget(root)
+    keys.unlock(root, key_file=key_file)
+
+
 @settings(max_examples=6, deadline=None)
 @given(
     sizes=st.lists(st.integers(0, 30_000), min_size=1, max_size=4),
@@ -229,10 +240,7 @@ def test_write_only_host_backs_up_but_cannot_restore(
 ) -> None:
     m, src, marks = repo
     root = m.repository
-    wo = tmp_path / "write-only.key"
-    keys.add_write_only(root, keys.keys_for(root), wo)  # type: ignore[arg-type]
-    keys.forget(root)
-    keys.unlock(root, key_file=wo)
+    as_write_only_host(root, tmp_path / "write-only.key")
     full = m.backup("db", "full")
     extra = markers(99, 4000)
     marks += extra
