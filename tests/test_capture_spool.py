@@ -235,7 +235,10 @@ def test_the_wal_stays_short_under_the_capturer(tmp_path: Path, capturer_first: 
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     if capturer_first:
         thread.start()
+        # Bounded: a capturer that died before its first set must fail the test, not hang it.
+        deadline = time.monotonic() + 60
         while not manager.catalog.list_sets("shop"):
+            assert thread.is_alive() and time.monotonic() < deadline, "the capturer registered no set"
             time.sleep(0.002)
         writer.start()
     else:
