@@ -122,6 +122,27 @@ def test_the_collector_is_paused_during_a_backup_and_restored_after(repo: Path) 
     assert gc.isenabled()
 
 
+def test_the_collector_is_paused_while_a_command_module_is_imported_only() -> None:
+    """The CLI imports a command's modules with the collector off (their import makes no
+    garbage cycles; its collections were part of every command's start), then turns it
+    back on: a long-running command (run, capture) collects as usual."""
+    code = (
+        "import gc, importlib, json, sys\n"
+        "import click\n"
+        "from rustybackup.cli import cli\n"
+        "seen = []\n"
+        "real = importlib.import_module\n"
+        "def probe(name, package=None):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    return real(name, package)\n"
+        "importlib.import_module = probe\n"
+        "cmd = cli.get_command(click.Context(cli), 'backup')\n"
+        "print(json.dumps([seen, gc.isenabled(), cmd is not None, 'rustybackup.engine' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True)
+    assert json.loads(out.stdout) == [[False], True, True, True]
+
+
 def test_paused_keeps_a_collector_that_was_off_off() -> None:
     gc.disable()
     try:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from .. import gcpause
 from ..errors import ConfigError, RustyBackupError
 from .context import CliState
 
@@ -69,8 +70,13 @@ class _Group(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module = importlib.import_module(f".{COMMANDS[cmd_name]}", __name__)
-            module.register(self)
+            # Importing a command's modules (backup: engine, catalog, manifest and their
+            # ~40 dataclasses) allocates without making garbage cycles; the collector
+            # ran ~45 times during it, ~6-13 ms of every such command's start
+            # (benches/README.md, issue 17). Only the import is paused, not the command.
+            with gcpause.paused():
+                module = importlib.import_module(f".{COMMANDS[cmd_name]}", __name__)
+                module.register(self)
         return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
