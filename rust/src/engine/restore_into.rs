@@ -20,7 +20,8 @@ use super::holes::data_in;
 use super::progress::{Progress, ProgressHook};
 use super::restore::{read_checked_blocks, RestoreFile};
 use crate::format::{BlockMapReader, BlockRecord, PieceReader};
-use crate::scan::algorithm::to_hex;
+use crate::scan::algorithm::{to_hex, Hasher, PARALLEL_MIN};
+use crate::scan::parallel::in_pool;
 
 /// Blocks verified in parallel before they are used in order.
 const BATCH_BLOCKS: usize = 256;
@@ -34,6 +35,24 @@ pub struct IntoFile {
     pub holes: Vec<(u64, u64)>,
     /// Whether `dest` may exist already: its blocks that match are kept, others rewritten.
     pub delta: bool,
+}
+
+/// Feeds a stretch of checked blocks to the whole-file digest. A stretch of 1 MiB and
+/// more goes in as one buffer, which BLAKE3 spreads over the pool (its tree mode): the
+/// second hash of every byte of a large file otherwise ran on the file's own thread
+/// between batches, while the pool that checked the blocks waited (a PostgreSQL
+/// restore's largest relation file is written alone once the other lane is done).
+/// Below that, or for the other algorithms (sequential by nature), block by block.
+fn update_whole(whole: &mut Hasher, blocks: &[Vec<u8>]) {
+    let total: usize = blocks.iter().map(Vec::len).sum();
+    if total < PARALLEL_MIN || !matches!(whole, Hasher::Blake3(_)) {
+        for b in blocks {
+            whole.update(b);
+        }
+        return;
+    }
+    let joined = blocks.concat();
+    in_pool(|| whole.update_parallel(&joined));
 }
 
 /// What `each_block` calls per block: (offset, length, bytes; None for a hole block).
@@ -167,10 +186,11 @@ impl<'a> Blocks<'a> {
                     }
                     continue;
                 }
-                let blocks = read_checked_blocks(part, &self.readers, &self.keys, alg, &f.rel, block_index);
+                let blocks = read_checked_blocks(part, &self.readers, &self.keys, alg, &f.rel, block_index)
+                    .into_iter()
+                    .collect::<Result<Vec<_>>>()?;
+                update_whole(&mut whole, &blocks);
                 for b in blocks {
-                    let b = b?;
-                    whole.update(&b);
                     each(at, b.len() as u64, Some(&b))?;
                     at += b.len() as u64;
                     state.bytes_read += b.len() as u64;
@@ -386,7 +406,25 @@ pub fn dump_file_keyed(
 
 #[cfg(test)]
 mod tests {
-    use super::segments;
+    use super::{segments, update_whole};
+    use crate::scan::algorithm::Algorithm;
+
+    #[test]
+    fn the_whole_digest_is_the_same_fed_in_stretches_or_block_by_block() {
+        // 3 MiB of 8 KiB blocks and a short last one: above PARALLEL_MIN for BLAKE3 (the
+        // pool's tree mode), below it for the tail, and sequential for SHA-256.
+        let data: Vec<u8> = (0..(3u32 << 20) + 100)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let blocks: Vec<Vec<u8>> = data.chunks(8192).map(<[u8]>::to_vec).collect();
+        for alg in [Algorithm::Blake3, Algorithm::Sha256] {
+            let mut fed = alg.hasher();
+            for stretch in [&blocks[..200], &blocks[200..201], &blocks[201..]] {
+                update_whole(&mut fed, stretch);
+            }
+            assert_eq!(fed.finalize(), alg.digest(&data), "{alg:?}");
+        }
+    }
 
     #[test]
     fn segments_split_blocks_at_holes() {
