@@ -70,7 +70,7 @@ def test_a_tree_backup_imports_no_restore_retention_or_sqlite_module(repo: Path)
         "for kind in ('full', 'incremental'):\n"
         f"    try:\n        main({['--repo', str(repo), 'backup', 't', '--type']!r} + [kind])\n"
         "    except SystemExit as exc:\n        assert exc.code in (0, None), exc.code\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('rustybackup.'))))"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('rustybackup.', 'hashlib', 'secrets')))))"
     )
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True)
     lines = out.stdout.strip().splitlines()
@@ -78,6 +78,8 @@ def test_a_tree_backup_imports_no_restore_retention_or_sqlite_module(repo: Path)
     assert ": full of t, read " in lines[0] and ": incremental of t, read 0 B" in lines[1]
     heavy = {"restore", "restore_batch", "restore_target", "retention", "sqlite_wal", "capture", "sqlite_pitr"}
     assert loaded & {f"rustybackup.{name}" for name in heavy} == set()
+    # Random ids come from os.urandom: `secrets` loads hashlib and OpenSSL (~2 ms).
+    assert loaded & {"secrets", "hashlib"} == set()
     assert "rustybackup.engine" in loaded
 
 

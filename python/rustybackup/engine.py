@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -314,7 +313,9 @@ class BackupManager:
             # A finished set of this database whose upload was cut goes first (its child may build on it).
             resume_upload.finish(self, db.name)
         started = self._now()
-        set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+        # os.urandom is what secrets.token_hex draws from; `secrets` would load hashlib
+        # and OpenSSL at every backup command's start (issue 17, keys.py).
+        set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{os.urandom(4).hex()}"
         # A cut backup of the same job goes on in its own directory, under its own id.
         claimed = self._claim_cut(db, btype)
         if claimed is not None:

@@ -22,7 +22,6 @@ import errno
 import fcntl
 import logging
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -307,7 +306,7 @@ class ReaderLocks:
 
     @contextmanager
     def _bulk(self, ids: list[str]) -> Iterator[None]:
-        path = self.dir / f"{BULK_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        path = self.dir / f"{BULK_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
         with self._gate():
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, 0o600)
             try:

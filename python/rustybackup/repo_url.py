@@ -7,7 +7,6 @@ A local directory literally called ``s3:`` is still reachable as ``./s3:/...``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -46,6 +45,10 @@ class RepoUrl:
         """The local cache of this repository (its catalog, its manifests, the pieces a
         restore fetched) under ``$XDG_CACHE_HOME/rustybackup/``. Keyed by the URL and the
         endpoint: one bucket name on two servers is two repositories."""
+        # Imported here: hashlib loads OpenSSL (~2 ms), which a local repository's
+        # commands never need (issue 17, the unchanged backup's start).
+        import hashlib
+
         if endpoint is None:
             endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
         digest = hashlib.sha256(f"{self}\n{endpoint.rstrip('/')}".encode()).hexdigest()[:24]
