@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from engine_support import SimClock, snapshot_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rustybackup import BackupManager, BackupSet, BackupType
+from rustybackup import BackupManager, BackupSet, BackupType, engine, sources
 from rustybackup.cli import cli
 from rustybackup.manifest import FileEntry
+from rustybackup.selection import Selection
 
 
 @pytest.fixture
@@ -168,3 +169,36 @@ def test_random_edits_between_incrementals_restore_exactly(
         out = base / f"out-{s.id}"
         m.restore("t", out, backup_set_id=s.id)
         assert snapshot_tree(out) == snapshot_tree(src)
+
+
+def test_files_past_the_pass_lstat_window_changed_taken_over_or_gone_since_the_walk(
+    manager: BackupManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass lstats the files it takes over a window of 4,096 jobs at a time on the
+    pool (rust/src/engine/backup.rs, issue 17): across windows, a changed file before and
+    after an unchanged one is read, the others are taken over, and one deleted between
+    the walk and the pass is left out as before."""
+    src = tmp_path / "src"
+    src.mkdir()
+    n = 4_500
+    for i in range(n):
+        (src / f"f{i:05}").write_bytes(i.to_bytes(4, "big") * 25)
+    manager.register_database("t", src)
+    manager.backup("t", BackupType.FULL)
+    for i in (5, 4_098, 4_499):
+        (src / f"f{i:05}").write_bytes(b"changed" * (i % 7 + 1))
+    real = sources.walk
+
+    def walk_then_delete(root: Path, selection: Selection | None = None) -> sources.TreeEntries:
+        out = real(root, selection)
+        (src / "f04200").unlink()
+        return out
+
+    monkeypatch.setattr(engine, "walk", walk_then_delete)
+    inc = manager.backup("t", BackupType.INCREMENTAL)
+    summary = manager.summary(inc.id)
+    assert summary.unread == n - 4 and [e.path for e in summary.skipped] == ["f04200"]
+    sizes = {e.path: e.size for e in manager.set_manifest(inc.id).files}
+    assert len(sizes) == n - 1 and "f04200" not in sizes
+    assert [sizes[f"f{i:05}"] for i in (5, 4_097, 4_098, 4_499)] == [42, 100, 28, 42]
+    restored_equals(manager, inc.id, src, tmp_path / "out")
