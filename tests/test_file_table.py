@@ -198,9 +198,11 @@ def _doc(entries: list[Any]) -> bytes:
 
 def test_the_table_holds_rows_and_hands_back_the_rest() -> None:
     odd = {**_entry(1), "xattrs": [{"name": "user.a", "value": "AA=="}]}
-    split = _core.split_manifest_table(_doc([_entry(0), odd, _entry(2)]))
+    doc = _doc([_entry(0), odd, _entry(2)])
+    split = _core.split_manifest_table(doc)
     assert split is not None
-    rows, raw, rest = split
+    rows, raw, rest, at = split
+    assert at is not None and json.loads(doc[at[0] : at[1]]) == json.loads(doc)["files"]
     assert rows is not None and len(rows) == 3
     assert [i for i, _ in raw] == [1]
     assert json.loads(rest) == {"set": {"algorithm": "sha256"}}

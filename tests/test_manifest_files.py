@@ -168,3 +168,46 @@ def test_a_damaged_or_non_utf8_document_is_named(tmp_path: Path) -> None:
     p = tmp_path / "manifest.json"
     p.write_bytes(b"\xef\xbb\xbf" + json.dumps(sample()).encode())
     assert manifest.load(p).record.id == sample()["set"]["id"]
+
+
+@settings(deadline=None)
+@given(
+    st.lists(_entry(), max_size=6),
+    st.sampled_from(["sha256", "md5", "blake3"]),
+    st.sampled_from(["same", "an entry more", "another algorithm", "no files"]),
+)
+def test_files_of_a_known_text_read_as_a_fresh_read_does(files: list[object], algorithm: str, change: str) -> None:
+    """`write`'s check of a child manifest reuses the parent's table when the files' text
+    is the parent's byte for byte (issue 17): for any files list, the child reads exactly
+    as it reads without the parent's table (the same Manifest or the same error words)."""
+    d = sample()
+    d["format"], d["set"]["algorithm"], d["files"] = 2, algorithm, files
+    parent = _outcome(lambda: manifest.parse(manifest._decode(json.dumps(d), WHERE, keep_text=True), WHERE))
+    if not isinstance(parent, manifest.Manifest) or not isinstance(parent.files, manifest.FileTable):
+        return
+    known = parent.files
+    child = sample()
+    child["format"], child["set"]["algorithm"], child["files"] = 2, algorithm, files
+    child["set"]["tags"] = ["another", "set"]
+    if change == "an entry more":
+        child["files"] = [*files, files[0] if files else {}]
+    elif change == "another algorithm":
+        child["set"]["algorithm"] = "sha512" if algorithm != "sha512" else "md5"
+    elif change == "no files":
+        del child["files"]
+    text = json.dumps(child).encode()
+    got = _outcome(lambda: manifest.parse(manifest._decode(text, WHERE, known=known), WHERE))
+    assert got == _outcome(lambda: manifest.parse(manifest._decode(text, WHERE), WHERE))
+    if change == "same":
+        assert isinstance(got, manifest.Manifest) and got.files is known
+
+
+def test_a_manifest_read_without_keep_text_holds_no_document(tmp_path: Path) -> None:
+    """Only the backup's parent keeps its text (restores read whole chains of manifests)."""
+    d = sample()
+    d["format"] = 2
+    text = json.dumps(d)
+    plain = manifest.parse(manifest._decode(text, WHERE), WHERE).files
+    kept = manifest.parse(manifest._decode(text, WHERE, keep_text=True), WHERE).files
+    assert isinstance(plain, manifest.FileTable) and not plain.read_with("sha256")
+    assert isinstance(kept, manifest.FileTable) and kept.read_with("sha256") and not kept.read_with("md5")

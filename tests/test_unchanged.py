@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupManager, BackupSet, BackupType, engine, sources
 from rustybackup.cli import cli
+from rustybackup.errors import CatalogError
 from rustybackup.manifest import FileEntry
 from rustybackup.selection import Selection
 
@@ -202,3 +203,19 @@ def test_files_past_the_pass_lstat_window_changed_taken_over_or_gone_since_the_w
     assert len(sizes) == n - 1 and "f04200" not in sizes
     assert [sizes[f"f{i:05}"] for i in (5, 4_097, 4_098, 4_499)] == [42, 100, 28, 42]
     restored_equals(manager, inc.id, src, tmp_path / "out")
+
+
+def test_a_damaged_parent_manifest_is_refused_with_its_error(manager: BackupManager, tmp_path: Path) -> None:
+    """The parent's files are read and checked in full before an unchanged child's
+    manifest reuses that reading (manifest.write, issue 17): damage in them fails the
+    INCREMENTAL with the field named, and no set is made."""
+    src, full = full_of_a_tree(manager, tmp_path)
+    path = manager.repository / "sets" / full.id / "manifest.json"
+    text = path.read_bytes()
+    at = text.index(b'"files":')
+    damaged = text[:at] + text[at:].replace(b'"digest":"', b'"digest":"Z', 1)
+    path.chmod(0o644)
+    path.write_bytes(damaged)
+    with pytest.raises(CatalogError, match=rf"sets/{full.id}/manifest.json: files\[0\]\.digest"):
+        manager.backup("t", BackupType.INCREMENTAL)
+    assert [s.id for s in manager.catalog.list_sets()] == [full.id]

@@ -261,10 +261,13 @@ class FileTable:
     def to_json(self, extras: dict[int, str]) -> str:
         """The ``files`` list as JSON text, ``extras`` spliced in by position."""
 
-def split_manifest_table(doc: bytes) -> tuple[FileTable | None, list[tuple[int, str]], str] | None:
-    """``split_manifest`` with the rows kept in a ``FileTable``: ``(table, raw, rest)``,
+def split_manifest_table(
+    doc: bytes, known: bytes | None = None, known_at: tuple[int, int] | None = None
+) -> tuple[FileTable | None, list[tuple[int, str]], str, tuple[int, int] | None] | None:
+    """``split_manifest`` with the rows kept in a ``FileTable``: ``(table, raw, rest, at)``,
     ``raw`` the ``(position, JSON text)`` of the entries ``manifest.py`` parses (a
-    placeholder row each until it puts theirs)."""
+    placeholder row each until it puts theirs), ``at`` the list's byte offsets. A list
+    whose text is ``known[known_at[0]:known_at[1]]`` is not read: ``table`` None."""
 
 # --- chain (issues 4, 7) ---
 

@@ -512,7 +512,9 @@ class BackupManager:
         parent = self._base_for(db, btype)
         if parent is None:
             btype = BackupType.FULL
-        parent_manifest = self._manifest(parent) if parent else None
+        # Its files keep their text: the new manifest's check compares, not reads, the
+        # files that are the parent's byte for byte (manifest.write).
+        parent_manifest = self._manifest(parent, keep_text=True) if parent else None
         if self.remote is not None and parent_manifest is not None:
             self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
         parent_ranges: dict[str, tuple[int, int]] = {}
@@ -598,6 +600,7 @@ class BackupManager:
             hardlinks=hardlinks,
             specials=[] if captured is None else captured.specials,
             root=None if captured is None else captured.root,
+            parent_files=None if parent_manifest is None else parent_manifest.files,
         )
 
     def _read(
@@ -792,6 +795,7 @@ class BackupManager:
         hardlinks: Sequence[HardlinkEntry] = (),
         specials: Sequence[SpecialEntry] = (),
         root: DirEntry | None = None,
+        parent_files: Sequence[FileEntry] | None = None,
     ) -> tuple[BackupSet, list[tuple[str, str]]]:
         finished = self._now()
         staging = self.repo.staging_dir(set_id)
@@ -838,14 +842,15 @@ class BackupManager:
             specials=tuple(specials),
             root=root,
         )
-        manifest.write(staging / store.MANIFEST, m)
+        manifest.write(staging / store.MANIFEST, m, known=parent_files)
         self._summaries[set_id] = summary
         return set_from_manifest(m)
 
-    def _manifest(self, backup_set: BackupSet) -> Manifest:
+    def _manifest(self, backup_set: BackupSet, *, keep_text: bool = False) -> Manifest:
         """The set's manifest, parsed and validated: CatalogError names the file and the
         field when it is damaged."""
-        return manifest.load(self.repo.set_dir(backup_set.id) / store.MANIFEST, set_id=backup_set.id)
+        path = self.repo.set_dir(backup_set.id) / store.MANIFEST
+        return manifest.load(path, set_id=backup_set.id, keep_text=keep_text)
 
     def _restorable(self, backup_set: BackupSet, *, pieces: bool = True) -> Manifest:
         """The manifest of a set about to be restored, once every piece its block map

@@ -390,11 +390,20 @@ class FileTable(Sequence[FileEntry]):
     (xattrs, holes) are kept here as parsed `FileEntry` objects, their rows in the table
     too. Equal to any sequence of the same entries."""
 
-    __slots__ = ("_extras", "_rows")
+    __slots__ = ("_extras", "_rows", "_source")
 
-    def __init__(self, rows: _core.FileTable, extras: dict[int, FileEntry] | None = None) -> None:
+    def __init__(
+        self,
+        rows: _core.FileTable,
+        extras: dict[int, FileEntry] | None = None,
+        source: tuple[bytes, tuple[int, int], str] | None = None,
+    ) -> None:
         self._rows = rows
         self._extras = extras or {}
+        # The document this table was read from, the list's offsets in it and the digest
+        # algorithm it was read with, kept when the reader was asked to
+        # (`load(keep_text=True)`): files of these very bytes read to this table (`write`).
+        self._source = source
 
     @property
     def rows(self) -> _core.FileTable:
@@ -444,6 +453,10 @@ class FileTable(Sequence[FileEntry]):
     def paths(self) -> list[str]:
         return self._rows.paths()
 
+    def read_with(self, algorithm: object) -> bool:
+        """Whether this table was read from a kept text, with `algorithm`'s digests."""
+        return self._source is not None and self._source[2] == algorithm
+
     def json(self) -> str:
         """The ``files`` list as JSON text (the rows written in Rust, the extras here)."""
         return self._rows.to_json({i: json.dumps(_entry(e), separators=(",", ":")) for i, e in self._extras.items()})
@@ -475,9 +488,13 @@ def display_name(path: Path) -> str:
     return str(path)
 
 
-def load(path: str | os.PathLike[str], *, set_id: str | None = None, where: str | None = None) -> Manifest:
+def load(
+    path: str | os.PathLike[str], *, set_id: str | None = None, where: str | None = None, keep_text: bool = False
+) -> Manifest:
     """Reads, parses and validates a manifest file. With `set_id`, the manifest must
-    describe that set (a manifest copied into another set's directory is refused)."""
+    describe that set (a manifest copied into another set's directory is refused).
+    `keep_text`: its `files` keep the JSON text they were read from (the document's
+    bytes stay in memory with them), for `write`'s check of a child's manifest."""
     p = Path(path)
     name = where or display_name(p)
     try:
@@ -485,7 +502,7 @@ def load(path: str | os.PathLike[str], *, set_id: str | None = None, where: str 
     except OSError as exc:
         raise CatalogError(f"{name}: cannot read the manifest: {exc.strerror or exc}") from exc
     text = _unsealed(p, text, name)
-    manifest = parse(_decode(text, name), name)
+    manifest = parse(_decode(text, name, keep_text=keep_text), name)
     _Consistency(manifest, name).run()
     if set_id is not None and manifest.id != set_id:
         raise CatalogError(f"{name}: set.id: expected {set_id!r} (the set it was read for), got {manifest.id!r}")
@@ -499,17 +516,21 @@ def loads(text: str | bytes, where: str = store.MANIFEST) -> Manifest:
     return manifest
 
 
-def write(path: Path, manifest: Manifest) -> None:
+def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = None) -> None:
     """Validates and writes a new manifest durably (its directory is fsynced by the
     caller's rename, docs/FORMAT.md). In an encrypted repository it is written inside
-    its envelope (keys.py)."""
+    its envelope (keys.py). `known`: the parent's files, read with `keep_text`."""
     from . import keys
 
     # The one validation runs on the very bytes that are written, through the reader
     # `load` uses: the files stay rows in Rust (`FileTable`), no FileEntry per file.
+    # When the files' text is byte for byte the text `known` was read from (with the
+    # same algorithm), the reader's result is that table, already read and checked: an
+    # unchanged tree's 10,000 entries are compared, not parsed again (issue 17).
     where = display_name(path)
     text = _document(manifest).encode()
-    _Consistency(_Parser(where).manifest(_decode(text, where)), where).run()
+    reuse = known if isinstance(known, FileTable) and known.read_with(manifest.record.algorithm) else None
+    _Consistency(_Parser(where).manifest(_decode(text, where, known=reuse)), where).run()
     root = _repository_of(path)
     envelope = keys.seal_manifest(root, manifest.id, text) if keys.is_encrypted(root) else None
     if envelope is None:
@@ -552,6 +573,9 @@ class _Split:
 
     table: _core.FileTable
     raw: list[tuple[int, str]]
+    # The document and the ``files`` list's offsets in it, when the reader keeps them
+    # (`load(keep_text=True)`).
+    text: tuple[bytes, tuple[int, int]] | None = None
 
 
 _LONE_SURROGATE = re.compile(
@@ -569,23 +593,32 @@ def _has_lone_surrogate(raw: bytes) -> bool:
     return b"\\" in raw and _ANY_SURROGATE.search(raw) is not None and _LONE_SURROGATE.search(raw) is not None
 
 
-def _decode(text: str | bytes, where: str) -> object:
+def _decode(text: str | bytes, where: str, *, known: FileTable | None = None, keep_text: bool = False) -> object:
     """The decoded JSON of a manifest, its ``files`` read by Rust without a Python object
-    per JSON value; a document that reader does not split is decoded by json whole."""
+    per JSON value; a document that reader does not split is decoded by json whole.
+    `known`: a table read from a kept text; files with exactly that text are that table."""
     raw_text = text.encode() if isinstance(text, str) else text
     # A name that is not UTF-8 is kept as lone surrogates (escaped \udcXX), which a Rust
     # string cannot hold: such a document is decoded by json whole.
-    split = None if _has_lone_surrogate(raw_text) else _core.split_manifest_table(raw_text)
+    same = (None, None) if known is None or known._source is None else known._source[:2]
+    split = None if _has_lone_surrogate(raw_text) else _core.split_manifest_table(raw_text, *same)
     try:
         if split is None:
             return json.loads(text)
-        files, raw, rest = split
+        files, raw, rest, at = split
         data = json.loads(rest)
     except (ValueError, RecursionError) as exc:
         # RecursionError: a deeply nested document is damage too, not a crash.
         raise CatalogError(f"{where}: not a JSON manifest ({_short(exc)})") from None
-    if files is not None:
-        data["files"] = _Split(files, raw)
+    if files is not None and at is not None:
+        data["files"] = _Split(files, raw, (raw_text, at) if keep_text else None)
+    elif at is not None:
+        # The files' text is `known`'s, byte for byte: read with the same algorithm (it
+        # sets the digests' length), the same reader gives the same table.
+        set_ = data.get("set")
+        if known is None or not isinstance(set_, dict) or not known.read_with(set_.get("algorithm")):
+            return _decode(text, where)
+        data["files"] = known
     return data
 
 
@@ -793,6 +826,9 @@ class _Parser:
         )
 
     def files(self, value: object, algorithm: str) -> Sequence[FileEntry]:
+        if isinstance(value, FileTable) and value.read_with(algorithm):
+            # `_decode`'s `known`: read from these same bytes with this algorithm.
+            return value
         if not isinstance(value, _Split):
             return self.list_of(value, "files", lambda v, at: self.file(v, at, algorithm))
         # The rows Rust accepted stay there; every other entry is parsed here (the same
@@ -807,7 +843,7 @@ class _Parser:
             # Kept whole: its xattrs and holes, or a field its row cannot say (an identity
             # missing a part) stay exactly as read.
             extras[i] = entry
-        return FileTable(value.table, extras)
+        return FileTable(value.table, extras, None if value.text is None else (*value.text, algorithm))
 
     def file(self, value: object, at: str, algorithm: str) -> FileEntry:
         # A manifest lists every file of the tree: accept a well-formed entry in one

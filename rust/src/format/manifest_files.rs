@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
@@ -46,6 +47,11 @@ pub struct Split {
     /// None when the document has no `files` key or its value is not a list (the rest
     /// then keeps it, and the Python parser reports it).
     pub files: Option<Vec<Slot>>,
+    /// Where the `files` list lies in the document (byte offsets), when it is one.
+    pub files_at: Option<(usize, usize)>,
+    /// The `files` list's text is byte for byte the `known` text `split_known` was
+    /// given: it was not read again (`files` is None, `files_at` set).
+    pub known: bool,
     pub rest: String,
 }
 
@@ -63,6 +69,12 @@ pub fn digest_hex_len(algorithm: &str) -> Option<usize> {
 /// Splits `doc`; None when it is not a JSON object this module reads (see the module
 /// comment): the caller then decodes the whole document itself.
 pub fn split(doc: &[u8]) -> Option<Split> {
+    split_known(doc, None)
+}
+
+/// `split`, except that a `files` list whose text is `known` (the text of a list this
+/// reader read before) is not read again: the caller has its result.
+pub fn split_known(doc: &[u8], known: Option<&[u8]>) -> Option<Split> {
     let text = std::str::from_utf8(doc).ok()?;
     // Last key wins, as in Python's json; the order of the rest does not matter to a
     // dict.
@@ -71,9 +83,21 @@ pub fn split(doc: &[u8]) -> Option<Split> {
         .get("set")
         .and_then(|s| serde_json::from_str::<Map<String, Value>>(s.get()).ok())
         .and_then(|s| s.get("algorithm").and_then(Value::as_str).and_then(digest_hex_len));
+    // The value's offsets in `text` (it borrows from it).
+    let at = |raw: &RawValue| {
+        let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        (start, start + raw.get().len())
+    };
+    let files_at = top.get("files").map(|raw| at(raw));
+    let known = matches!((top.get("files"), known), (Some(raw), Some(k)) if raw.get().as_bytes() == k);
     let files = match top.get("files") {
+        _ if known => None,
         Some(raw) => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-            Ok(list) => Some(list.into_iter().map(|e| slot(e, hex)).collect()),
+            // Entries are read on the pool (in order): the typed reads are most of a
+            // manifest's parse, done for the parent and again for the check of the new one.
+            Ok(list) => Some(crate::scan::parallel::in_pool(|| {
+                list.into_par_iter().with_min_len(512).map(|e| slot(e, hex)).collect()
+            })),
             Err(_) => None,
         },
         None => None,
@@ -81,7 +105,7 @@ pub fn split(doc: &[u8]) -> Option<Split> {
     let mut rest = String::with_capacity(text.len().min(1 << 16));
     rest.push('{');
     for (key, value) in &top {
-        if files.is_some() && key == "files" {
+        if (files.is_some() || known) && key == "files" {
             continue;
         }
         if rest.len() > 1 {
@@ -93,7 +117,13 @@ pub fn split(doc: &[u8]) -> Option<Split> {
         rest.push_str(value.get());
     }
     rest.push('}');
-    Some(Split { files, rest })
+    let files_at = files_at.filter(|_| files.is_some() || known);
+    Some(Split {
+        files,
+        files_at,
+        known,
+        rest,
+    })
 }
 
 fn slot(raw: &RawValue, hex: Option<usize>) -> Slot {

@@ -108,3 +108,29 @@ fn files_not_a_list_stays_in_the_rest_and_the_last_duplicate_key_wins() {
     let s = split(br#"{"files":7,"files":[]}"#).expect("splits");
     assert_eq!((s.files, s.rest.as_str()), (Some(vec![]), "{}"));
 }
+
+#[test]
+fn the_list_offsets_are_its_text_and_a_known_text_is_not_read_again() {
+    let parent = doc(&format!("{},{}", entry(""), entry(r#","ctime_ns":7,"ino":1,"dev":2"#)));
+    let s = split(parent.as_bytes()).expect("splits");
+    let (a, b) = s.files_at.expect("a list");
+    let list = &parent[a..b];
+    assert!(list.starts_with("[{") && list.ends_with("}]") && !s.known);
+    // Another document (the keys in another order) with the same list text: not read.
+    let child = format!(r#"{{"files":{list},"format":2,"set":{{"algorithm":"sha256"}},"dirs":[1]}}"#);
+    let k = split_known(child.as_bytes(), Some(list.as_bytes())).expect("splits");
+    assert!(k.known && k.files.is_none());
+    let (c, d) = k.files_at.expect("offsets");
+    assert_eq!(&child[c..d], list);
+    let rest: Map<String, Value> = serde_json::from_str(&k.rest).expect("json");
+    assert_eq!(rest.keys().collect::<Vec<_>>(), ["dirs", "format", "set"]);
+    // One byte different, a list that is not the last `files` key, or no list: read as before.
+    let other = child.replacen("\"size\":3", "\"size\":4", 1);
+    let o = split_known(other.as_bytes(), Some(list.as_bytes())).expect("splits");
+    assert!(!o.known && o.files.expect("read").len() == 2);
+    let twice = format!(r#"{{"files":{list},"files":[],"set":{{"algorithm":"sha256"}}}}"#);
+    let t = split_known(twice.as_bytes(), Some(list.as_bytes())).expect("splits");
+    assert!(!t.known && t.files.expect("read").is_empty());
+    let none = split_known(br#"{"files":7}"#, Some(list.as_bytes())).expect("splits");
+    assert!(!none.known && none.files.is_none() && none.files_at.is_none());
+}

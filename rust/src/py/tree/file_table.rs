@@ -246,23 +246,40 @@ impl PyFileTable {
     }
 }
 
-/// `split_manifest` keeping the rows in Rust: `(table, raw, rest)` where `raw` lists
+/// `split_manifest` keeping the rows in Rust: `(table, raw, rest, at)` where `raw` lists
 /// `(position, JSON text)` of the entries the Python parser reads (it puts their rows
-/// back), `table` is None when the document has no `files` list, and `rest` is the JSON
-/// text of the other keys. None when the document is not one this reader decodes as
-/// Python's json does.
+/// back), `table` is None when the document has no `files` list, `rest` is the JSON text
+/// of the other keys, and `at` the list's byte offsets in `doc`. With `known` and
+/// `known_at` (a document read before and its list's offsets), a list of exactly that
+/// text is not read: `table` None, `at` set.
+/// None when the document is not one this reader decodes as Python's json does.
 #[pyfunction]
+#[pyo3(signature = (doc, known=None, known_at=None))]
 #[allow(clippy::type_complexity)]
 fn split_manifest_table(
     py: Python<'_>,
     doc: &[u8],
-) -> PyResult<Option<(Option<PyFileTable>, Vec<(usize, String)>, String)>> {
-    let owned = doc.to_vec();
-    let Some(split) = py.detach(move || manifest_files::split(&owned)) else {
+    known: Option<&[u8]>,
+    known_at: Option<(usize, usize)>,
+) -> PyResult<
+    Option<(
+        Option<PyFileTable>,
+        Vec<(usize, String)>,
+        String,
+        Option<(usize, usize)>,
+    )>,
+> {
+    // Read in place: bytes objects are immutable, and `&[u8]` may cross `detach`.
+    let known = match (known, known_at) {
+        (Some(k), Some((start, end))) => k.get(start..end),
+        _ => None,
+    };
+    let Some(split) = py.detach(|| manifest_files::split_known(doc, known)) else {
         return Ok(None);
     };
+    let at = split.files_at;
     let Some(slots) = split.files else {
-        return Ok(Some((None, Vec::new(), split.rest)));
+        return Ok(Some((None, Vec::new(), split.rest, at)));
     };
     let mut rows = Vec::with_capacity(slots.len());
     let mut raw = Vec::new();
@@ -292,6 +309,7 @@ fn split_manifest_table(
         }),
         raw,
         split.rest,
+        at,
     )))
 }
 
