@@ -2,7 +2,9 @@
 (issue 17: at most 10% of the first), interleaved in one run so both see the same load.
 
 REV's ``python/`` is unpacked with ``git archive`` into a scratch directory and given this
-tree's built native module (a change of Python code only is what this compares); each
+tree's built native module (a change of Python code only is what this compares), or the
+one ``RB_BENCH_BEFORE_CORE`` names (a copy of REV's build, kept before rebuilding: then
+a change of Rust code is compared too); each
 side runs from ``PYTHONPATH``, with a bytecode cache as a wheel install has one
 (``PYTHONPYCACHEPREFIX``, filled by the warm-up round). One repository of TREE with a
 FULL, then per round for each side (the order turning every round): the backup
@@ -33,7 +35,8 @@ def unpack(rev: str, into: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     for so in (ROOT / "python" / "rustybackup").glob("_core*.so"):
-        shutil.copy2(so, into / "python" / "rustybackup" / so.name)
+        before = os.environ.get("RB_BENCH_BEFORE_CORE")
+        shutil.copy2(before or so, into / "python" / "rustybackup" / so.name)
     return into / "python"
 
 
