@@ -145,6 +145,26 @@ def test_the_collector_is_paused_while_a_command_module_is_imported_only() -> No
     assert json.loads(out.stdout) == [[False], True, True, True]
 
 
+def test_the_collector_is_paused_while_the_command_group_is_imported_only() -> None:
+    """`python -m rustybackup` and the installed command import the command group
+    (click, logging) with the collector off too, and run the command with it on."""
+    code = (
+        "import gc, json, sys\n"
+        "seen = []\n"
+        "class Probe:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click':\n"
+        "            seen.append(gc.isenabled())\n"
+        "sys.meta_path.insert(0, Probe())\n"
+        "sys.argv = ['rustybackup', '--version']\n"
+        "from rustybackup.__main__ import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps([seen, gc.isenabled()]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[False], True]
+
+
 def test_paused_keeps_a_collector_that_was_off_off() -> None:
     gc.disable()
     try:

@@ -36,7 +36,14 @@ def main() -> None:
         import site
 
         site.main()
-    from .cli import main as cli_main
+    from .gcpause import paused
+
+    # The command group's import (click, logging, the CLI's state) makes no garbage
+    # cycles, yet the collector ran about 12 young collections during it, 3.5-4 ms of
+    # every command's start (issue 17). Only the import is paused, as a command's
+    # modules' is (cli/__init__.py); the command runs with the collector as it was.
+    with paused():
+        from .cli import main as cli_main
 
     cli_main()
 
