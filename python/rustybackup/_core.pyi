@@ -162,7 +162,7 @@ def walk_tree(
     exclude_caches: bool = False,
     one_file_system: bool = False,
 ) -> tuple[
-    list[tuple[str, str, os.stat_result, str | None, list[tuple[str, bytes]], list[str]]],
+    list[tuple[str, str, os.stat_result, str | None, tuple[tuple[str, bytes], ...], tuple[str, ...]]],
     list[tuple[str, str, bool, bool]],
     int,
 ]:
