@@ -342,12 +342,8 @@ def test_base_backup_phases(benchmark: Any, bench: Bench, kind: str) -> None:
         # Selected without the full (-k): an incremental needs a parent.
         _backup(bench, "rustybackup", "full")
     if loaded:
-        c = bench.cluster
         # The smoke run (--benchmark-disable, CI) only checks that the variant works: 1 s of load.
-        seconds = 1 if getattr(benchmark, "disabled", False) else SECONDS
-        c.run(str(bench.bin / "pgbench"), "-n", "-T", str(seconds), "-c", "2", "-h", str(c.sockdir), "-p",
-              str(c.port), "-U", "postgres", "postgres", timeout=seconds + 600)  # fmt: skip
-        c.switch_and_wait_archived(timeout=3600)
+        _pgbench(bench, 1 if getattr(benchmark, "disabled", False) else SECONDS)
 
     def run() -> None:
         proc = subprocess.run(
@@ -365,18 +361,40 @@ def test_base_backup_phases(benchmark: Any, bench: Bench, kind: str) -> None:
     print(f"\n{kind} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
 
 
+def _pgbench(b: Bench, seconds: int) -> None:
+    """`seconds` of pgbench's default load (2 clients), then its WAL archived, so that
+    no backup after it waits for the archiver's backlog."""
+    c = b.cluster
+    c.run(str(b.bin / "pgbench"), "-n", "-T", str(seconds), "-c", "2", "-h", str(c.sockdir), "-p", str(c.port),
+          "-U", "postgres", "postgres", timeout=seconds + 600)  # fmt: skip
+    c.switch_and_wait_archived(timeout=3600)
+
+
+def _newest_bytes(b: Bench, peer: str) -> tuple[int, int]:
+    """What `peer`'s newest backup read and wrote: ours per its catalog row (bytes read,
+    piece bytes stored), pgBackRest per its info (the changed files' bytes it copied
+    whole, and what reached its repository)."""
+    if peer == "rustybackup":
+        newest = json.loads(rb(b.repo, "list", NAME, "--type", "incremental", "--json").stdout)[-1]
+        return int(newest["bytes_read"]), int(newest["size"])
+    exe = shutil.which("pgbackrest")
+    proc = subprocess.run(
+        [*as_user(), str(exe), f"--config={b.conf}", f"--stanza={NAME}", "info", "--output=json"],
+        capture_output=True, text=True, check=True, cwd="/",
+    )  # fmt: skip
+    info = json.loads(proc.stdout)[0]["backup"][-1]["info"]
+    return int(info["delta"]), int(info["repository"]["delta"])
+
+
 @pytest.mark.parametrize("peer", PEERS)
 @pytest.mark.benchmark(group="postgresql incremental after pgbench")
 def test_incremental_after_pgbench(benchmark: Any, bench: Bench, peer: str) -> None:
     if peer not in bench.done:
         _backup(bench, peer, "full")
         bench.done.add(peer)
-    c = bench.cluster
 
     def load() -> None:
-        c.run(str(bench.bin / "pgbench"), "-n", "-T", str(SECONDS), "-c", "2", "-h", str(c.sockdir), "-p",
-              str(c.port), "-U", "postgres", "postgres", timeout=SECONDS + 600)  # fmt: skip
-        c.switch_and_wait_archived(timeout=3600)
+        _pgbench(bench, SECONDS)
 
     # CPU of the tool's processes (user + system; the server's checkpoint not included)
     # beside the wall time: on this shared 2-core machine, under load, wall time follows
@@ -390,20 +408,7 @@ def test_incremental_after_pgbench(benchmark: Any, bench: Bench, peer: str) -> N
         cpu.append(c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime)
 
     _once(benchmark, incremental, setup=load)
-    # What the incremental read and wrote: ours per its catalog row (bytes read, piece
-    # bytes stored), pgBackRest per its info (the changed files' bytes it copied whole,
-    # and what reached its repository).
-    if peer == "rustybackup":
-        newest = json.loads(rb(bench.repo, "list", NAME, "--type", "incremental", "--json").stdout)[-1]
-        read, written = newest["bytes_read"], newest["size"]
-    else:
-        exe = shutil.which("pgbackrest")
-        proc = subprocess.run(
-            [*as_user(), str(exe), f"--config={bench.conf}", f"--stanza={NAME}", "info", "--output=json"],
-            capture_output=True, text=True, check=True, cwd="/",
-        )  # fmt: skip
-        info = json.loads(proc.stdout)[0]["backup"][-1]["info"]
-        read, written = info["delta"], info["repository"]["delta"]
+    read, written = _newest_bytes(bench, peer)
     benchmark.extra_info.update({"bytes_read": read, "bytes_written": written, "cpu_s": round(cpu[0], 2)})
     benchmark.extra_info["load_average"] = round(os.getloadavg()[0], 1)
     print(f"\n{peer} incremental: {read / 1e6:.1f} MB read, {written / 1e6:.1f} MB written, {cpu[0]:.2f} s CPU, "
@@ -554,3 +559,58 @@ def test_archive_push_in_process(benchmark: Any, bench: Bench, tmp_path: Path) -
     t0 = time.monotonic()
     _once(benchmark, push_all)
     benchmark.extra_info["segments_per_second"] = round(SEGMENTS / (time.monotonic() - t0), 2)
+
+
+@pytest.mark.benchmark(group="postgresql incremental after pgbench, interleaved")
+def test_incremental_after_pgbench_interleaved(benchmark: Any, bench: Bench) -> None:
+    """Both tools' incrementals of the same changes: uncompressed fulls of both first
+    (parents taken at the same point), then a warm-up round (dropped) and
+    RB_BENCH_PG_ROUNDS rounds, each one `pgbench -T RB_BENCH_PG_SECONDS` with its WAL
+    archived, then each tool's incremental in turn, the order alternating per round (the
+    first after the load finds the page cache as pgbench left it). Wall, CPU (user +
+    system of the tool's processes) and the bytes read and written per tool, min /
+    median in extra_info, with pgBackRest's over ours."""
+    disabled = getattr(benchmark, "disabled", False)
+    # The smoke run (--benchmark-disable, CI) checks that a round works: 1 s of load, the
+    # warm-up round only.
+    rounds, seconds = (0, 1) if disabled else (ROUNDS, SECONDS)
+    for peer in PEERS:
+        _backup(bench, peer, "full")
+        bench.done.add(peer)
+    figures: dict[str, dict[str, list[float]]] = {p: {"wall": [], "cpu": [], "read": [], "written": []} for p in PEERS}
+    load0 = os.getloadavg()[0]
+
+    def one_round(n: int) -> None:
+        _pgbench(bench, seconds)
+        for peer in PEERS if n % 2 == 0 else PEERS[::-1]:
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.monotonic()
+            _backup(bench, peer, "incremental")
+            t = time.monotonic() - t0
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime
+            read, written = _newest_bytes(bench, peer)
+            print(f"\n{'warm-up ' if n == 0 else ''}{peer}: {t:.2f} s, CPU {cpu:.2f} s, {read / 1e6:.0f} MB read, "
+                  f"{written / 1e6:.0f} MB written", end="")  # fmt: skip
+            if n > 0:
+                for key, value in ("wall", t), ("cpu", cpu), ("read", read / 1e6), ("written", written / 1e6):
+                    figures[peer][key].append(value)
+
+    def run() -> None:
+        for n in range(rounds + 1):
+            one_round(n)
+
+    _once(benchmark, run)
+    load1 = os.getloadavg()[0]
+    benchmark.extra_info["load_average"] = [round(load0, 1), round(load1, 1)]
+    print(f"\nload average {load0:.1f} -> {load1:.1f}; min / median: seconds, CPU seconds, MB read, MB written")
+    for peer in PEERS:
+        figs = {k: [round(min(v), 2), round(_median(v), 2)] for k, v in figures[peer].items() if v}
+        if figs:
+            benchmark.extra_info[peer] = figs
+            print(f"{peer}: " + ", ".join(f"{k} {lo:.2f} / {mid:.2f}" for k, (lo, mid) in figs.items()))
+    theirs, ours = figures["pgbackrest"]["wall"], figures["rustybackup"]["wall"]
+    if theirs and ours:
+        ratio = [round(min(theirs) / min(ours), 2), round(_median(theirs) / _median(ours), 2)]
+        benchmark.extra_info["pgbackrest / rustybackup"] = ratio
+        print(f"pgbackrest / rustybackup: {ratio[0]:.2f}x at the min, {ratio[1]:.2f}x median")
