@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.05
+# The stop segment arrives one archive_command run after pg_backup_stop (80-90 ms here:
+# the command's interpreter start, the copy, its fsyncs; the history file pushed ahead
+# with it): a 50 ms poll made that a 100 ms wait. A look is a stat and, once the spool
+# is sealed, one catalog query.
+POLL_SECONDS = 0.01
 # PostgreSQL itself waits without limit (warning each minute); a backup here fails
 # cleanly, naming the file, instead of holding its session open for ever.
 WAIT_SECONDS = 600.0
