@@ -316,8 +316,11 @@ class BackupManager:
         # os.urandom is what secrets.token_hex draws from; `secrets` would load hashlib
         # and OpenSSL at every backup command's start (issue 17, keys.py).
         set_id = f"{started.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{os.urandom(4).hex()}"
+        # The parent, decided once: the cut run this one resumes was keyed on it, and the
+        # pass builds on it (for PostgreSQL the search plans a recovery: tens of ms).
+        parent = None if btype is BackupType.ARCHIVE_LOG else self._base_for(db, btype)
         # A cut backup of the same job goes on in its own directory, under its own id.
-        claimed = self._claim_cut(db, btype)
+        claimed = self._claim_cut(db, btype, parent)
         if claimed is not None:
             set_id, started, lock = claimed.set_id, from_us(claimed.started_at_us), claimed.lock
         staging = self.repo.staging_dir(set_id)
@@ -356,14 +359,14 @@ class BackupManager:
                     set_id,
                     self._now,
                     lambda pages: self._backup_data(
-                        db, btype, set_id, started, tags, progress, cancel, force_read, pages=pages
+                        db, btype, parent, set_id, started, tags, progress, cancel, force_read, pages=pages
                     ),
                     # The WAL wait checks this repository (a remote one: the server's wait).
                     archived=None if self.remote is not None else lambda n: archive_wait.is_archived(self, db.name, n),
                 )
                 result = set_from_manifest(final)
             else:
-                result = self._backup_data(db, btype, set_id, started, tags, progress, cancel, force_read)
+                result = self._backup_data(db, btype, parent, set_id, started, tags, progress, cancel, force_read)
             if self.remote is not None:
                 uploading = True
                 self.remote.commit(staging, result[0], self.upload_limits, tail)
@@ -427,11 +430,10 @@ class BackupManager:
             self.remote.trim(self.repo, set_id)
         return backup_set
 
-    def _claim_cut(self, db: DatabaseEntry, btype: BackupType) -> resume.Claim | None:
-        """The staging directory of a cut backup this one resumes (resume.py), locked."""
+    def _claim_cut(self, db: DatabaseEntry, btype: BackupType, base: BackupSet | None) -> resume.Claim | None:
+        """The staging directory of a cut backup this one (on `base`) resumes (resume.py), locked."""
         if not self._resumable(db) or btype is BackupType.ARCHIVE_LOG:
             return None
-        base = self._base_for(db, btype)
         key = resume.ResumeKey.of(db, btype if base is not None else BackupType.FULL, base)
         # An encrypted set's staged blocks are sealed with its set key, kept in staging.
         needs = (keys.SET_KEY_FILE,) if keys.is_encrypted(self.repository) else ()
@@ -470,6 +472,7 @@ class BackupManager:
         self,
         db: DatabaseEntry,
         btype: BackupType,
+        parent: BackupSet | None,
         set_id: str,
         started: datetime,
         tags: tuple[str, ...],
@@ -509,7 +512,6 @@ class BackupManager:
                 # Owners, xattrs, holes, hardlinks, special files (issue 17).
                 captured = fsmeta.capture(source, tree)
             is_dir = source.is_dir()
-        parent = self._base_for(db, btype)
         if parent is None:
             btype = BackupType.FULL
         # Its files keep their text: the new manifest's check compares, not reads, the
