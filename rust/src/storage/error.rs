@@ -107,7 +107,8 @@ pub(crate) fn chain_text(err: &(dyn StdError + 'static)) -> String {
     text
 }
 
-/// True when some error in the chain is a connection-level failure (refused, reset, timed out).
+/// True when some error in the chain is a connection-level failure (refused, reset, timed out,
+/// cancelled on a dead pooled connection).
 fn is_transport(err: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -121,6 +122,13 @@ fn is_transport(err: &(dyn StdError + 'static)) -> bool {
         }
         if e.downcast_ref::<std::io::Error>().is_some() {
             return true;
+        }
+        // A server killed mid-upload leaves pooled connections that hyper cancels before
+        // sending ("connection was not ready"); object_store calls that kind Unknown.
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() || h.is_closed() || h.is_incomplete_message() {
+                return true;
+            }
         }
         cur = e.source();
     }
