@@ -17,10 +17,15 @@ def _child(root: str) -> None:
         base = Path(root)
         manager = BackupManager(base / "repo")
         (base / "src" / "data").write_bytes(os.urandom(300_000))
+        for sub in ("sub", "sub2"):
+            (base / "src" / sub / "more").write_bytes(os.urandom(1000))
         manager.backup("db", BackupType.INCREMENTAL)
         report = Verifier(manager).verify("db", VerificationType.FULL)
         manager.restore("db", base / "out")
-        same = (base / "out" / "data").read_bytes() == (base / "src" / "data").read_bytes()
+        same = all(
+            (base / "out" / name).read_bytes() == (base / "src" / name).read_bytes()
+            for name in ("data", "sub/more", "sub2/more")
+        )
         code = 0 if report.ok and same else 2
     finally:
         os._exit(code)
@@ -30,6 +35,11 @@ def test_a_forked_child_backs_up_verifies_and_restores(tmp_path: Path) -> None:
     manager = BackupManager(tmp_path / "repo")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "data").write_bytes(os.urandom(300_000))
+    # Two subdirectories: the walk lists the root's subdirectories in parallel (one would
+    # be walked on the calling thread).
+    for sub in ("sub", "sub2"):
+        (tmp_path / "src" / sub).mkdir()
+        (tmp_path / "src" / sub / "more").write_bytes(os.urandom(1000))
     manager.register_database("db", tmp_path / "src")
     manager.backup("db", BackupType.FULL)  # the parent's pool now has live threads
     assert Verifier(manager).verify("db", VerificationType.FULL).ok

@@ -152,14 +152,18 @@ pub fn walk(root: &Path, opts: &Options) -> io::Result<Walk> {
     // is system calls on paths (getdents, fstatat, llistxattr), so on two cores it takes
     // about half the wall time; deeper levels stay serial (no recursion on the pool for a
     // PATH_MAX-deep chain of directories).
-    let parts: Vec<Walk> = subdirs
-        .into_par_iter()
-        .map(|d| {
-            let mut part = Walk::default();
-            descend(vec![d], opts, root_dev, &mut part);
-            part
-        })
-        .collect();
+    // In this process's pool, never rayon's global one: a fork()ed child (multiprocessing)
+    // has none of the global pool's threads and would wait for them forever.
+    let parts: Vec<Walk> = crate::scan::parallel::in_pool(|| {
+        subdirs
+            .into_par_iter()
+            .map(|d| {
+                let mut part = Walk::default();
+                descend(vec![d], opts, root_dev, &mut part);
+                part
+            })
+            .collect()
+    });
     for part in parts {
         out.entries.extend(part.entries);
         out.skipped.extend(part.skipped);
