@@ -19,6 +19,24 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// Waits until `[offset, offset + len)` of `file` is written to disk (its writeback was
+/// started earlier) and lets the page cache drop it (`sync_file_range` with both waits,
+/// then `posix_fadvise(POSIX_FADV_DONTNEED)`). Not a durability point: the fsync that
+/// follows is.
+pub fn drop_written(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    if let Some((fd, offset, len)) = args(file, offset, len) {
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        // SAFETY: as in `start_writeback`.
+        unsafe {
+            libc::sync_file_range(fd, offset, len, flags);
+            libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Starts reading `[offset, offset + len)` of `file` into the page cache now, so it is
 /// there when asked for (`posix_fadvise(POSIX_FADV_WILLNEED)`); cached pages cost a lookup.
 pub fn prefetch(file: &File, offset: u64, len: u64) {
