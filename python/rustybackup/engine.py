@@ -627,20 +627,14 @@ class BackupManager:
         staging = self.repo.staging_dir(set_id)
         todo = list(entries)
         skipped: list[SkippedEntry] = []
-        # Unchanged files by their walk entry; the positions shift when a file is left out.
-        known = {id(entries[i]): e for i, e in (unchanged or {}).items()}
+        # (position in `todo`, size, digest) of the files taken over from the parent, in
+        # order; the positions shift when a file is left out (below).
+        reuse = [(i, *taken) for i, taken in sorted((unchanged or {}).items())]
         while True:
-            jobs = [(path, label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
-            # (position, size, digest) of the files taken over from the parent, and the
-            # bytes of the others (one loop: it runs once per file of the tree).
-            reuse: list[tuple[int, int, str]] = []
-            total = 0
-            for i, t in enumerate(todo):
-                taken = known.get(id(t))
-                if taken is None:
-                    total += t[2].st_size
-                else:
-                    reuse.append((i, *taken))
+            # Once per file of the tree: `label` is called only for a name that needs it.
+            jobs = [(path, rel if rel.isascii() else label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
+            # The bytes of the files to read, for the progress.
+            total = sum(t[2].st_size for t in todo) - sum(todo[i][2].st_size for i, _, _ in reuse)
             try:
                 out = _core.backup_files(
                     jobs,
@@ -679,6 +673,7 @@ class BackupManager:
                     # The repository's own files, or a database snapshot: nothing to skip.
                     raise
                 rel = todo.pop(at)[0]
+                reuse = [(i - (i > at), size, digest) for i, size, digest in reuse if i != at]
                 why = (
                     "vanished before it was read"
                     if isinstance(exc, FileNotFoundError)

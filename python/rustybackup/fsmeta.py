@@ -206,14 +206,12 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
 
     owners = out.owners
 
-    def meta(rel: str, st: os.stat_result) -> None:
-        # Once per entry of the tree: the owner straight from the cache, and the xattrs
-        # looked up only for an entry the walk found some (or problems) for.
-        owners[rel] = _owner(st.st_uid, st.st_gid)
-        if walked is None or rel in walked:
-            xattrs = attrs(rel)
-            if xattrs:
-                out.xattrs[rel] = xattrs
+    def more(rel: str) -> None:
+        # The xattrs of an entry the walk found some (or problems) for, or of every
+        # entry when the walk read none.
+        xattrs = attrs(rel)
+        if xattrs:
+            out.xattrs[rel] = xattrs
 
     if not single:
         try:
@@ -227,15 +225,23 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
             )
     first_name: dict[tuple[int, int], str] = {}
     kept = []
-    for rel, path, st in tree.files:
+    # The loops below run once per entry of the tree (issue 17): the owner comes
+    # straight from the cache, the xattrs only for an entry in `walked`, without a call
+    # per entry.
+    every = walked is None
+    seen = {} if walked is None else walked
+    for entry in tree.files:
+        rel, path, st = entry
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             target = first_name.setdefault(key, rel)
             if target != rel:
                 out.hardlinks.append(HardlinkEntry(rel, target))
                 continue
-        kept.append((rel, path, st))
-        meta(rel, st)
+        kept.append(entry)
+        owners[rel] = _owner(st.st_uid, st.st_gid)
+        if every or rel in seen:
+            more(rel)
         # A file is sparse only if fewer blocks are allocated than its size needs.
         if st.st_size and st.st_blocks * 512 < st.st_size:
             try:
@@ -249,9 +255,13 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
                 out.holes[rel] = holes
     tree.files[:] = kept
     for rel, st in tree.dirs:
-        meta(rel, st)
+        owners[rel] = _owner(st.st_uid, st.st_gid)
+        if every or rel in seen:
+            more(rel)
     for rel, _, st in tree.symlinks:
-        meta(rel, st)
+        owners[rel] = _owner(st.st_uid, st.st_gid)
+        if every or rel in seen:
+            more(rel)
     for rel, st in tree.specials:
         kind = special_kind(st.st_mode)
         if kind is None:

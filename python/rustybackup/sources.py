@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 from . import _core
@@ -91,11 +92,13 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
     # Concatenated, not os.path.join: this runs once per file of the tree.
     prefix = base if base.endswith("/") else base + "/"
     out.xattrs = {}
+    # Bound once: this loop runs once per entry of the tree (issue 17).
+    add_file, add_dir = out.files.append, out.dirs.append
     for rel, kind, est, target, xattrs, problems in entries:
         if kind == "file":
-            out.files.append((rel, prefix + rel, est))
+            add_file((rel, prefix + rel, est))
         elif kind == "dir":
-            out.dirs.append((rel, est))
+            add_dir((rel, est))
         elif kind == "symlink" and target is not None:
             out.symlinks.append((rel, target, est))
         elif kind == "special":
@@ -109,11 +112,14 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
             out.xattrs[rel] = (tuple(xattrs), tuple(problems))
     if vanished:
         out.dirs = [d for d in out.dirs if d[0] not in vanished]
-    out.files.sort(key=lambda t: t[0])
-    out.dirs.sort(key=lambda t: t[0])
-    out.symlinks.sort(key=lambda t: t[0])
-    out.skipped.sort(key=lambda e: e.path)
-    out.specials.sort(key=lambda t: t[0])
+    # By path: the walk lists depth first ("a/b" before "a-c"). The key is a C function,
+    # not a lambda called per entry.
+    by_path = itemgetter(0)
+    out.files.sort(key=by_path)
+    out.dirs.sort(key=by_path)
+    out.symlinks.sort(key=by_path)
+    out.skipped.sort(key=attrgetter("path"))
+    out.specials.sort(key=by_path)
     return out
 
 
