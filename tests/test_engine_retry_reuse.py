@@ -1,6 +1,7 @@
-"""An incremental whose pass leaves out a file it cannot read starts over without it; the
-unchanged files after it keep being taken over from the parent at their new positions
-(engine._read shifts them, issue 17) and restore as they were."""
+"""The files an incremental takes over from its parent, by position in the walk
+(dedup.match_parent, engine._read, issue 17): after a file the pass left out they are
+still taken over at their shifted positions, and a parent read as entries (not split
+in Rust) gives the same match; each restores as it was."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from pathlib import Path
 from engine_support import SimClock
 from privileges import fork_and_run
 from rustybackup import BackupManager
-
-# Imported here: the children run as nobody, who may not read the interpreter's modules.
-from rustybackup import restore as _restore  # noqa: F401
+from rustybackup import restore as _restore  # noqa: F401 - imported before a child runs as nobody (below)
+from rustybackup.manifest import FileTable
 
 
 def test_files_after_one_left_out_are_still_taken_over_and_restore() -> None:
-    # Root reads any file: the backups run as nobody, in a directory nobody may write.
+    # Root reads any file: the backups run as nobody, in a directory nobody may write
+    # (restore is imported above: nobody may not read the interpreter's modules).
     work = Path(tempfile.mkdtemp(prefix="rb-retry-reuse-"))
     try:
         work.chmod(0o777)
@@ -60,3 +61,28 @@ def test_files_after_one_left_out_are_still_taken_over_and_restore() -> None:
         assert out == f"[('0-secret', 'cannot be read (Permission denied)')] unread=9 files=9 {expected} True"
     finally:
         shutil.rmtree(work)
+
+
+def test_a_parent_read_as_entries_is_matched_by_position(tmp_path: Path) -> None:
+    """A name that is not UTF-8 makes the parent's manifest one the Rust reader does not
+    split: its files are entries, matched in Python (dedup.match_parent), with the same
+    ranges by position and the same taken-over files."""
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [b"a", b"latin1-\xe9\xff", b"z"]
+    for name in names:
+        with open(os.path.join(os.fsencode(src), name), "wb") as fh:
+            fh.write(name * 5000)
+    m = BackupManager(tmp_path / "repo", clock=SimClock())
+    m.register_database("u", src)
+    m.backup("u", "full")
+    with open(os.path.join(os.fsencode(src), b"z"), "ab") as fh:
+        fh.write(b"more")
+    s = m.backup("u", "incremental")
+    assert not isinstance(m.set_manifest(s.id).files, FileTable)
+    assert m.summary(s.id).unread == 2
+    m.restore("u", tmp_path / "out", backup_set_id=s.id)
+    for name in names:
+        with open(os.path.join(os.fsencode(tmp_path / "out"), name), "rb") as a:
+            with open(os.path.join(os.fsencode(src), name), "rb") as b:
+                assert a.read() == b.read()

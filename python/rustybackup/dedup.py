@@ -48,18 +48,18 @@ def unchanged_since(files: Walked, parent_files: Iterable[FileEntry]) -> dict[in
 
 def match_parent(
     files: list[tuple[str, str | Path, os.stat_result]], parent_files: Sequence[FileEntry], *, reuse: bool
-) -> tuple[dict[str, tuple[int, int]], dict[int, tuple[int, str]]]:
-    """The parent's block range `(first_block, block_count)` of each walk file it lists,
-    by path, and, when `reuse`, the positions in `files` of those unchanged since, with
-    the parent's `(size, digest)`."""
+) -> tuple[list[tuple[int, int] | None], list[tuple[int, int, str]]]:
+    """The parent's block range `(first_block, block_count)` of each walk file, by
+    position in `files` (None: not in the parent), and, when `reuse`, `(position, size,
+    digest)` of those unchanged since, in order, with the parent's size and digest: the
+    pass's `reuse` list as it is (no dict by path or by position in between, issue 17)."""
     if isinstance(parent_files, FileTable):
-        ranges, same = parent_files.rows.match_walk(files, reuse)
-        by_path = {t[0]: r for t, r in zip(files, ranges, strict=True) if r is not None}
-        return by_path, {i: (size, digest) for i, size, digest in same}
+        return parent_files.rows.match_walk(files, reuse)
     by_path = {f.path: (f.first_block, f.block_count) for f in parent_files}
+    ranges = [by_path.get(rel) for rel, _, _ in files]
     if not reuse:
-        return by_path, {}
-    return by_path, {i: (e.size, e.digest) for i, e in unchanged_since(files, parent_files).items()}
+        return ranges, []
+    return ranges, [(i, e.size, e.digest) for i, e in sorted(unchanged_since(files, parent_files).items())]
 
 
 def tree_files(

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -519,8 +519,8 @@ class BackupManager:
         parent_manifest = self._manifest(parent, keep_text=True) if parent else None
         if self.remote is not None and parent_manifest is not None:
             self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
-        parent_ranges: dict[str, tuple[int, int]] = {}
-        unchanged: dict[int, tuple[int, str]] = {}
+        parent_ranges: list[tuple[int, int] | None] | None = None
+        unchanged: list[tuple[int, int, str]] = []
         sources: list[Source] = []
         if parent_manifest is not None:
             # A file tree's parent rows are matched in Rust (dedup.match_parent).
@@ -530,12 +530,10 @@ class BackupManager:
             if db.kind == "postgresql" and not force_read:
                 from .postgres import unchanged as pg_unchanged
 
-                unchanged = {
-                    i: (e.size, e.digest)
-                    for i, e in pg_unchanged.unchanged_since(
-                        tree.files, parent_manifest.files, parent_manifest.record.started_at_us
-                    ).items()
-                }
+                taken = pg_unchanged.unchanged_since(
+                    tree.files, parent_manifest.files, parent_manifest.record.started_at_us
+                )
+                unchanged = [(i, e.size, e.digest) for i, e in sorted(taken.items())]
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
         checkpoint = None
@@ -610,29 +608,35 @@ class BackupManager:
         db: DatabaseEntry,
         set_id: str,
         entries: Sequence[tuple[str, str | Path, os.stat_result]],
-        parent_ranges: dict[str, tuple[int, int]],
+        parent_ranges: Sequence[tuple[int, int] | None] | None,
         parent_blockmap: Path | None,
         self_source: int,
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
         *,
-        unchanged: Mapping[int, tuple[int, str]] | None = None,
+        unchanged: Sequence[tuple[int, int, str]] = (),
         checkpoint: Path | None = None,
         pages: PageCheck | None = None,
     ) -> _Pass:
-        """The one pass of the Rust engine over `entries`. A file that vanished since the
-        walk, or that cannot be opened or read, is left out and listed, and the pass
-        starts over without it (tar and restic warn and go on; a live tree loses such
-        races). An error on any other path (the repository's own files) fails the backup."""
+        """The one pass of the Rust engine over `entries`. `parent_ranges`: the parent's
+        block range of each entry, by position (None: no parent); `unchanged`: `(position,
+        size, digest)` of the entries taken over from the parent, in order. A file that
+        vanished since the walk, or that cannot be opened or read, is left out and listed,
+        and the pass starts over without it (tar and restic warn and go on; a live tree
+        loses such races). An error on any other path (the repository's own files) fails
+        the backup."""
         staging = self.repo.staging_dir(set_id)
         todo = list(entries)
+        ranges = [None] * len(todo) if parent_ranges is None else list(parent_ranges)
         skipped: list[SkippedEntry] = []
-        # (position in `todo`, size, digest) of the files taken over from the parent, in
-        # order; the positions shift when a file is left out (below).
-        reuse = [(i, *taken) for i, taken in sorted((unchanged or {}).items())]
+        # Positions in `todo`: they shift when a file is left out (below).
+        reuse = list(unchanged)
         while True:
             # Once per file of the tree: `label` is called only for a name that needs it.
-            jobs = [(path, rel if rel.isascii() else label(rel), parent_ranges.get(rel)) for rel, path, _ in todo]
+            jobs = [
+                (path, rel if rel.isascii() else label(rel), rng)
+                for (rel, path, _), rng in zip(todo, ranges, strict=True)
+            ]
             # The bytes of the files to read, for the progress.
             total = sum(t[2].st_size for t in todo) - sum(todo[i][2].st_size for i, _, _ in reuse)
             try:
@@ -673,6 +677,7 @@ class BackupManager:
                     # The repository's own files, or a database snapshot: nothing to skip.
                     raise
                 rel = todo.pop(at)[0]
+                ranges.pop(at)
                 reuse = [(i - (i > at), size, digest) for i, size, digest in reuse if i != at]
                 why = (
                     "vanished before it was read"
@@ -714,7 +719,7 @@ class BackupManager:
                     f"archive file {name!r} in {db.archive_dir} differs from the copy already backed up in set "
                     f"{known[1]} (digest {digest} != {known[0]}); refusing to overwrite an archived log"
                 )
-        done = self._read(db, set_id, new, {}, None, 0, progress, cancel)
+        done = self._read(db, set_id, new, None, None, 0, progress, cancel)
         files = done.entries()
         if not files:
             log.info("archive log backup of %s: no new files in %s", db.name, db.archive_dir)
@@ -751,7 +756,7 @@ class BackupManager:
         step = CaptureStep(self, db)
         self._wal_steps[set_id] = step
         entries, record = step.collect(self.repo.staging_dir(set_id))
-        done = self._read(db, set_id, entries, {}, None, 0, progress, cancel)
+        done = self._read(db, set_id, entries, None, None, 0, progress, cancel)
         step.discard_copy()
         return self._finish_set(
             db,
