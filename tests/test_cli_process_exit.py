@@ -117,10 +117,3 @@ def test_a_live_thread_is_joined_as_usual(repo: Path, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "teardown" in out.stderr
     assert done.read_text() == "joined"
-
-
-def test_a_file_open_for_reading_needs_no_teardown(repo: Path) -> None:
-    code = f"kept = open({str(repo / 'format')!r}, 'rb')\nraw = open({str(repo / 'format')!r}, 'rb', buffering=0)"
-    out = _run(code, "--repo", str(repo), "db", "list")
-    assert out.returncode == 0, out.stderr
-    assert "teardown" not in out.stderr

@@ -84,22 +84,14 @@ def _connections_if_nothing_else() -> list[sqlite3.Connection] | None:
     return connections
 
 
-# Files whose buffer may hold bytes not yet written, and generators (checked per object).
-_PENDING = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper, types.GeneratorType)
-# Unbuffered or read-only: nothing waits to be written; the kernel closes the descriptor
-# as the teardown would.
-_NOTHING_PENDING = (io.FileIO, io.BufferedReader, io.BytesIO, io.StringIO)
-
-
 def _kind(t: type, connection: type | None) -> int:
-    # Concrete classes only: an ABC's subclass check (io.IOBase's) for each of the ~600
-    # types alive after a backup took 2-3 ms. Any other file class has a finalizer
-    # (IOBase's) and is checked per object below.
     if connection is not None and issubclass(t, connection):
         return _CLOSE
-    if issubclass(t, _PENDING):
+    if issubclass(t, io.BufferedWriter | io.BufferedRandom | io.TextIOWrapper | types.GeneratorType):
         return _CHECK
-    if issubclass(t, _NOTHING_PENDING):
+    if issubclass(t, io.IOBase):
+        # Unbuffered or read-only: nothing waits to be written; the kernel closes the
+        # descriptor as the teardown would.
         return 0
     return _CHECK if getattr(t, "__del__", None) is not None else 0
 
