@@ -6,8 +6,7 @@ file an earlier push already archived ahead is answered by ``postgres.archive_fa
 before click and the command group are imported; ``archive-get`` (restore_command) of a
 file waiting in the spool, of one sealed into a set of a plain repository, or of one the
 archive lacks, by ``postgres.archive_get_fast``.
-Every other command line goes to the full command group unchanged, and the process
-ends after it without the interpreter's teardown (cli/process_exit.py).
+Every other command line goes to the full command group unchanged.
 
 The installed ``rustybackup`` command starts archive-push's and archive-get's
 interpreter without `site` (``-S``, python/rustybackup.data/scripts/rustybackup): the
@@ -46,14 +45,7 @@ def main() -> None:
     with paused():
         from .cli import main as cli_main
 
-    try:
-        cli_main()
-    except SystemExit as exc:
-        # The command is done: the process ends without the interpreter's teardown once
-        # everything it would do that can be seen is done (cli/process_exit.py, issue 17).
-        from .cli.process_exit import leave
-
-        leave(exc)
+    cli_main()
 
 
 if __name__ == "__main__":
