@@ -5,8 +5,9 @@ archive_command on every segment). Two groups:
 
 - restore to a time, recovery included: RB_BENCH_PG_ROUNDS rounds after one warm-up
   round per tool, the tools alternating which goes first. Each round takes a fresh
-  incremental of each tool (untimed), commits a mark before and after an instant T, and
-  then per tool: the restore command (the data directory written), `pg_ctl start -w`,
+  incremental of each tool (untimed), commits a mark before and after an instant T,
+  drops both repositories from the page cache (as hours after a backup), and then per
+  tool: the restore command (the data directory written), `pg_ctl start -w`,
   and the wait until recovery has ended (promoted); the server log's "restored log file"
   lines count the WAL files the restore_command delivered.
 - one restore_command call: a segment from the staging directory (our generated
@@ -57,6 +58,23 @@ def _summary(values: list[float]) -> str:
     return f"{min(values):.3f} / {statistics.median(values):.3f}"
 
 
+def _uncache(root: Path) -> None:
+    """Drops `root`'s files from the page cache (their clean pages; no root needed), as
+    they are when a restore comes hours after the backup. Our backups drop their pieces
+    as they write them (format/writeback.rs) and pgBackRest keeps its files cached, so
+    without this pgBackRest restored from memory and we from the disk."""
+    for d, _, names in os.walk(root):
+        for name in names:
+            try:
+                fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # a link or a file gone: nothing cached to drop
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def _restore_round(b: Bench, peer: str, until: datetime, expect: int, n: int, done: list[Path]) -> dict[str, float]:
     """One restore of `peer` to `until`, started and checked; its directory goes into
     `done`, removed by the caller after the last round: ext4 makes every file creation
@@ -67,6 +85,8 @@ def _restore_round(b: Bench, peer: str, until: datetime, expect: int, n: int, do
     done.append(target_base)
     target = target_base / "data"
     phases: dict[str, float] = {}
+    for repo in (b.repo, b.base / "pgbr"):
+        _uncache(repo)
     try:
         c0, t0 = _cpu(), time.monotonic()
         if peer == "rustybackup":
