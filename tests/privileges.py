@@ -4,10 +4,29 @@ tested even when the suite runs as root (root bypasses file modes)."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 NOBODY = 65534
+
+
+@contextmanager
+def shared_workdir(prefix: str) -> Iterator[tuple[Path, Path]]:
+    """`(work, work/src)`, both writable by anyone, so a child dropped to nobody can back
+    up `src` into a repository under `work`; removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        work.chmod(0o777)
+        src = work / "src"
+        src.mkdir()
+        src.chmod(0o777)
+        yield work, src
+    finally:
+        shutil.rmtree(work)
 
 
 def fork_and_run(fn: Callable[[], str], *, drop_to_nobody: bool = False) -> str:

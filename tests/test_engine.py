@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from engine_support import SimClock, repo_manager, sim_clock, snapshot_tree
-from privileges import fork_and_run
+from privileges import fork_and_run, shared_workdir
 from rustybackup import (
     BackupCancelled,
     BackupError,
@@ -183,12 +181,7 @@ def test_missing_source_names_the_path_and_registers_nothing(manager: BackupMana
 
 def test_an_unreadable_file_is_skipped_and_named_in_the_summary() -> None:
     # Root reads any file: run the backup as nobody, in a directory nobody may write.
-    work = Path(tempfile.mkdtemp(prefix="rb-unreadable-"))
-    try:
-        work.chmod(0o777)
-        src = work / "src"
-        src.mkdir()
-        src.chmod(0o777)
+    with shared_workdir("rb-unreadable-") as (work, src):
         (src / "secret").write_bytes(b"x")
         (src / "open").write_bytes(b"y")
         os.chmod(src / "secret", 0)
@@ -202,8 +195,6 @@ def test_an_unreadable_file_is_skipped_and_named_in_the_summary() -> None:
 
         out = fork_and_run(attempt, drop_to_nobody=os.geteuid() == 0)
         assert out == "[('secret', 'cannot be read (Permission denied)')] 1"
-    finally:
-        shutil.rmtree(work)
 
 
 def test_bad_registrations_are_config_errors(manager: BackupManager, tmp_path: Path) -> None:

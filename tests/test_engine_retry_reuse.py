@@ -6,12 +6,10 @@ in Rust) gives the same match; each restores as it was."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from engine_support import SimClock
-from privileges import fork_and_run
+from privileges import fork_and_run, shared_workdir
 from rustybackup import BackupManager
 from rustybackup import restore as _restore  # noqa: F401 - imported before a child runs as nobody (below)
 from rustybackup.manifest import FileTable
@@ -20,12 +18,7 @@ from rustybackup.manifest import FileTable
 def test_files_after_one_left_out_are_still_taken_over_and_restore() -> None:
     # Root reads any file: the backups run as nobody, in a directory nobody may write
     # (restore is imported above: nobody may not read the interpreter's modules).
-    work = Path(tempfile.mkdtemp(prefix="rb-retry-reuse-"))
-    try:
-        work.chmod(0o777)
-        src = work / "src"
-        src.mkdir()
-        src.chmod(0o777)
+    with shared_workdir("rb-retry-reuse-") as (work, src):
         # "0-secret" sorts first: every unchanged file comes after it in the pass.
         names = ["0-secret", *(f"f{i}" for i in range(9))]
         for name in names:
@@ -59,8 +52,6 @@ def test_files_after_one_left_out_are_still_taken_over_and_restore() -> None:
         out = fork_and_run(incremental, drop_to_nobody=nobody)
         expected = [f"f{i}" for i in range(9)]
         assert out == f"[('0-secret', 'cannot be read (Permission denied)')] unread=9 files=9 {expected} True"
-    finally:
-        shutil.rmtree(work)
 
 
 def test_a_parent_read_as_entries_is_matched_by_position(tmp_path: Path) -> None:
