@@ -632,11 +632,7 @@ class BackupManager:
         # Positions in `todo`: they shift when a file is left out (below).
         reuse = list(unchanged)
         while True:
-            # Once per file of the tree: `label` is called only for a name that needs it.
-            jobs = [
-                (path, rel if rel.isascii() else label(rel), rng)
-                for (rel, path, _), rng in zip(todo, ranges, strict=True)
-            ]
+            jobs = [(path, label(rel), rng) for (rel, path, _), rng in zip(todo, ranges, strict=True)]
             # The bytes of the files to read, for the progress.
             total = sum(t[2].st_size for t in todo) - sum(todo[i][2].st_size for i, _, _ in reuse)
             try:
