@@ -37,6 +37,20 @@ pub fn drop_written(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// Lets the page cache drop `[offset, offset + len)` of `file`, read and not wanted
+/// again (`posix_fadvise(POSIX_FADV_DONTNEED)`; clean pages go at once).
+pub fn drop_read(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    if let Some((fd, offset, len)) = args(file, offset, len) {
+        // SAFETY: as in `start_writeback`.
+        unsafe {
+            libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Starts reading `[offset, offset + len)` of `file` into the page cache now, so it is
 /// there when asked for (`posix_fadvise(POSIX_FADV_WILLNEED)`); cached pages cost a lookup.
 pub fn prefetch(file: &File, offset: u64, len: u64) {

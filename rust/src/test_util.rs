@@ -87,3 +87,39 @@ pub(crate) fn write_plain_piece(
     }
     w.finish().unwrap()
 }
+
+/// Pages of `file`'s first `len` bytes in the page cache (`mincore` over a mapping).
+#[cfg(target_os = "linux")]
+pub(crate) fn resident_pages(file: &fs::File, len: usize) -> usize {
+    use std::os::unix::io::AsRawFd;
+    let page = 4096usize;
+    let mut flags = vec![0u8; len.div_ceil(page)];
+    // SAFETY: a fresh read-only shared mapping of `len` bytes of a file we hold open;
+    // it is only passed to mincore (never dereferenced) and unmapped before returning;
+    // `flags` holds one byte per page of the mapping, as mincore requires.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(addr, len, flags.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+    }
+    flags.iter().filter(|f| *f & 1 == 1).count() * page
+}
+
+/// Whether `file` lies on tmpfs, where the page cache is the storage and nothing leaves it.
+#[cfg(target_os = "linux")]
+pub(crate) fn on_tmpfs(file: &fs::File) -> bool {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: statfs fills the zeroed struct it is given; `file` is open.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
+    }
+}

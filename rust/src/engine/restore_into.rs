@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::error::{Error, Result};
 use super::holes::data_in;
 use super::progress::{Progress, ProgressHook};
-use super::restore::{read_checked_blocks, RestoreFile};
+use super::restore::{read_checked_blocks, Buffers, RestoreFile, Stretch};
 use crate::format::{BlockMapReader, BlockRecord, PieceReader};
 use crate::scan::algorithm::{to_hex, Hasher, PARALLEL_MIN};
 use crate::scan::parallel::in_pool;
@@ -37,25 +37,31 @@ pub struct IntoFile {
     pub delta: bool,
 }
 
-/// Feeds a stretch of checked blocks to the whole-file digest. A stretch of 1 MiB and
-/// more goes in as one buffer, which BLAKE3 spreads over the pool (its tree mode): the
-/// second hash of every byte of a large file otherwise ran on the file's own thread
-/// between batches, while the pool that checked the blocks waited (a PostgreSQL
-/// restore's largest relation file is written alone once the other lane is done).
-/// Below that, or for the other algorithms (sequential by nature), block by block.
-fn update_whole(whole: &mut Hasher, blocks: &[Vec<u8>]) {
-    let total: usize = blocks.iter().map(Vec::len).sum();
+/// Feeds a part's checked stretches to the whole-file digest. 1 MiB and more goes in as
+/// one buffer, which BLAKE3 spreads over the pool (its tree mode): the second hash of
+/// every byte of a large file otherwise ran on the file's own thread between batches,
+/// while the pool that checked the blocks waited (a PostgreSQL restore's largest relation
+/// file is written alone once the other lane is done). Stretches that are each that long
+/// go in as they are; shorter ones (packed blocks, blocks from several pieces) joined.
+/// Below that, or for the other algorithms (sequential by nature), stretch by stretch.
+fn update_whole(whole: &mut Hasher, stretches: &[Stretch]) {
+    let total: usize = stretches.iter().map(|s| s.data.len()).sum();
     if total < PARALLEL_MIN || !matches!(whole, Hasher::Blake3(_)) {
-        for b in blocks {
-            whole.update(b);
+        for s in stretches {
+            whole.update(&s.data);
         }
         return;
     }
-    let joined = blocks.concat();
+    if stretches.iter().all(|s| s.data.len() >= PARALLEL_MIN) {
+        in_pool(|| stretches.iter().for_each(|s| whole.update_parallel(&s.data)));
+        return;
+    }
+    let joined: Vec<u8> = stretches.iter().flat_map(|s| s.data.iter().copied()).collect();
     in_pool(|| whole.update_parallel(&joined));
 }
 
-/// What `each_block` calls per block: (offset, length, bytes; None for a hole block).
+/// What `each_block` calls per stretch of blocks: (offset, length, bytes; None for a
+/// hole block). Bytes hold one or more whole blocks, the first at a block boundary.
 pub(super) type EachBlock<'a> = dyn FnMut(u64, u64, Option<&[u8]>) -> Result<()> + 'a;
 
 /// The block map and piece readers of one restore, opened once for all its files
@@ -67,6 +73,7 @@ pub(super) struct Blocks<'a> {
     pub(super) readers: Vec<Option<PieceReader>>,
     /// Keys of each source's sealed blocks (an encrypted set), bound to its piece.
     pub(super) keys: Vec<Option<crate::crypto::BlockKey>>,
+    pub(super) buffers: Buffers,
 }
 
 impl<'a> Blocks<'a> {
@@ -93,6 +100,7 @@ impl<'a> Blocks<'a> {
             sources,
             readers: sources.iter().map(|_| None).collect(),
             keys,
+            buffers: Buffers::default(),
         })
     }
 
@@ -140,8 +148,8 @@ impl<'a> Blocks<'a> {
         Ok(recs)
     }
 
-    /// Calls `each(offset, length, block)` for every verified block of `f` in order (a
-    /// block of a hole run is `None`: never stored, nothing read), then checks the file's
+    /// Calls `each(offset, length, bytes)` for every stretch of verified blocks of `f` in
+    /// order (a block of a hole run is `None`: never stored, nothing read), then checks the file's
     /// size and whole digest (which does not cover hole runs: docs/FORMAT.md).
     pub(super) fn each_block(
         &mut self,
@@ -186,15 +194,16 @@ impl<'a> Blocks<'a> {
                     }
                     continue;
                 }
-                let blocks = read_checked_blocks(part, &self.readers, &self.keys, alg, &f.rel, block_index)
-                    .into_iter()
-                    .collect::<Result<Vec<_>>>()?;
-                update_whole(&mut whole, &blocks);
-                for b in blocks {
-                    each(at, b.len() as u64, Some(&b))?;
-                    at += b.len() as u64;
-                    state.bytes_read += b.len() as u64;
-                    block_index += 1;
+                let stretches =
+                    read_checked_blocks(part, &self.readers, &self.keys, alg, &f.rel, block_index, &self.buffers)
+                        .into_iter()
+                        .collect::<Result<Vec<_>>>()?;
+                update_whole(&mut whole, &stretches);
+                for st in stretches {
+                    each(at, st.data.len() as u64, Some(&st.data))?;
+                    at += st.data.len() as u64;
+                    state.bytes_read += st.data.len() as u64;
+                    block_index += st.count as u64;
                 }
             }
             if let ControlFlow::Break(()) = progress(*state) {
@@ -313,6 +322,7 @@ pub fn restore_into_keyed(
     progress: ProgressHook<'_>,
 ) -> Result<Vec<(u64, bool)>> {
     let mut blocks = Blocks::open(blockmap, sources, keys)?;
+    let block_size = blocks.map.block_size() as usize;
     let mut state = Progress::default();
     let mut out = Vec::with_capacity(files.len());
     for f in files {
@@ -334,26 +344,30 @@ pub fn restore_into_keyed(
                 }
                 return Ok(());
             };
-            if f.delta && at < old_len {
-                existing.resize(b.len(), 0);
-                let have = (old_len - at).min(len) as usize;
-                file.read_exact_at(&mut existing[..have], at)
-                    .map_err(|e| Error::io(dest, e))?;
-                if have == b.len() && existing[..] == b[..] {
-                    return Ok(());
-                }
-            }
-            for (s, e, hole) in segments(&f.holes, at, len) {
-                let part = &b[(s - at) as usize..(e - at) as usize];
-                if hole && part.iter().all(|&x| x == 0) {
-                    if f.delta && s < old_len {
-                        punch_hole(&file, dest, s, e.min(old_len) - s)?;
-                        written += e - s;
+            // Block by block: a delta restore keeps each block that already matches.
+            for (at, b) in (at..).step_by(block_size).zip(b.chunks(block_size)) {
+                let len = b.len() as u64;
+                if f.delta && at < old_len {
+                    existing.resize(b.len(), 0);
+                    let have = (old_len - at).min(len) as usize;
+                    file.read_exact_at(&mut existing[..have], at)
+                        .map_err(|e| Error::io(dest, e))?;
+                    if have == b.len() && existing[..] == b[..] {
+                        continue;
                     }
-                    continue;
                 }
-                file.write_all_at(part, s).map_err(|e| Error::io(dest, e))?;
-                written += e - s;
+                for (s, e, hole) in segments(&f.holes, at, len) {
+                    let part = &b[(s - at) as usize..(e - at) as usize];
+                    if hole && part.iter().all(|&x| x == 0) {
+                        if f.delta && s < old_len {
+                            punch_hole(&file, dest, s, e.min(old_len) - s)?;
+                            written += e - s;
+                        }
+                        continue;
+                    }
+                    file.write_all_at(part, s).map_err(|e| Error::io(dest, e))?;
+                    written += e - s;
+                }
             }
             Ok(())
         })?;
@@ -406,21 +420,44 @@ pub fn dump_file_keyed(
 
 #[cfg(test)]
 mod tests {
-    use super::{segments, update_whole};
+    use super::{segments, update_whole, Buffers, Stretch};
     use crate::scan::algorithm::Algorithm;
 
     #[test]
     fn the_whole_digest_is_the_same_fed_in_stretches_or_block_by_block() {
-        // 3 MiB of 8 KiB blocks and a short last one: above PARALLEL_MIN for BLAKE3 (the
+        // 4.6 MiB of 8 KiB blocks and a short last one: above PARALLEL_MIN for BLAKE3 (the
         // pool's tree mode), below it for the tail, and sequential for SHA-256.
-        let data: Vec<u8> = (0..(3u32 << 20) + 100)
+        let data: Vec<u8> = (0..201 * 8192 + (3u32 << 20) + 100)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let blocks: Vec<Vec<u8>> = data.chunks(8192).map(<[u8]>::to_vec).collect();
+        let buffers = Buffers::default();
+        let stretch = |r: std::ops::Range<usize>| Stretch {
+            data: data[r.clone()].to_vec(),
+            count: r.len().div_ceil(8192),
+            buffers: Some(&buffers),
+        };
+        let mb = 1 << 20;
+        let parts = [
+            // A part of 8 KiB blocks (each its own stretch), one of a single block, one
+            // of two 1 MiB stretches, one of a 1 MiB stretch and a short tail.
+            (0..200 * 8192)
+                .step_by(8192)
+                .map(|a| stretch(a..a + 8192))
+                .collect::<Vec<_>>(),
+            vec![stretch(200 * 8192..201 * 8192)],
+            vec![
+                stretch(201 * 8192..201 * 8192 + mb),
+                stretch(201 * 8192 + mb..201 * 8192 + 2 * mb),
+            ],
+            vec![
+                stretch(201 * 8192 + 2 * mb..201 * 8192 + 3 * mb),
+                stretch(201 * 8192 + 3 * mb..data.len()),
+            ],
+        ];
         for alg in [Algorithm::Blake3, Algorithm::Sha256] {
             let mut fed = alg.hasher();
-            for stretch in [&blocks[..200], &blocks[200..201], &blocks[201..]] {
-                update_whole(&mut fed, stretch);
+            for part in &parts {
+                update_whole(&mut fed, part);
             }
             assert_eq!(fed.finalize(), alg.digest(&data), "{alg:?}");
         }

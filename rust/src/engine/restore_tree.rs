@@ -145,7 +145,7 @@ fn flush(
     let groups: Vec<&[(usize, Vec<BlockRecord>)]> = batch
         .chunk_by(|a, b| split_parent(&files[a.0].path).0 == split_parent(&files[b.0].path).0)
         .collect();
-    let (readers, keys, alg) = (&blocks.readers, &blocks.keys, blocks.map.algorithm());
+    let (readers, keys, alg, buffers) = (&blocks.readers, &blocks.keys, blocks.map.algorithm(), &blocks.buffers);
     let one_dir = |group: &&[(usize, Vec<BlockRecord>)]| -> Result<(u64, Vec<Problem>)> {
         let dir = split_parent(&files[group[0].0].path).0;
         let dfd = open_dir(root, root_path, dir)?;
@@ -158,17 +158,19 @@ fn flush(
         for (i, recs) in group.iter() {
             let f = &files[*i];
             let fd = create(dfd.as_fd(), f)?;
-            let checked = read_checked_blocks(recs, readers, keys, alg, &f.file.rel, 0);
+            let checked = read_checked_blocks(recs, readers, keys, alg, &f.file.rel, 0, buffers);
             let mut data = Vec::with_capacity(usize::try_from(f.file.size).unwrap_or(0));
             let mut whole = alg.hasher();
-            for (b, rec) in checked.into_iter().zip(recs) {
-                let b = b?;
+            let mut at = 0;
+            for st in checked {
+                let st = st?;
                 // Zeros of a hole record are data here (this file had no holes in its
                 // manifest) but not under the whole-file digest (docs/FORMAT.md).
-                if !rec.is_hole() {
-                    whole.update(&b);
+                if !recs[at].is_hole() {
+                    whole.update(&st.data);
                 }
-                data.extend_from_slice(&b);
+                at += st.count;
+                data.extend_from_slice(&st.data);
             }
             check_whole(&f.file, data.len() as u64, &whole.finalize())?;
             let mut file = File::from(fd);

@@ -294,3 +294,30 @@ fn every_byte_change_of_block_map_or_piece_fails_the_restore_or_restores_the_dat
         fs::write(path, orig).unwrap();
     }
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_restore_lets_the_piece_leave_the_page_cache_behind_it() {
+    let d = tmpdir("drop-read");
+    let src = d.join("src");
+    let data = pseudo_random(24 << 20, 9);
+    fs::write(&src, &data).unwrap();
+    let full = run_backup(&d, "full", &src, None, 0, false);
+    let piece = d.join("full.piece");
+    let file = fs::File::open(&piece).unwrap();
+    if crate::test_util::on_tmpfs(&file) {
+        return;
+    }
+    // Cached as a piece read just before would be (the backup dropped its own pages).
+    let len = fs::metadata(&piece).unwrap().len() as usize;
+    assert_eq!(fs::read(&piece).unwrap().len(), len);
+    assert!(crate::test_util::resident_pages(&file, len) > len / 2);
+    assert_eq!(
+        restore_one(&d, "full", &full.files[0], std::slice::from_ref(&piece)).unwrap(),
+        data
+    );
+    // What stays is the lag behind the last stretch (DROP_LAG plus alignment) and the
+    // index and trailer after the data.
+    let cached = crate::test_util::resident_pages(&file, len);
+    assert!(cached <= 8 << 20, "{cached} of {len} bytes of the piece still cached");
+}

@@ -10,7 +10,8 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use super::block::{check_block, check_fields, decode_block, Field};
+use super::block::{check_block, check_fields, decode_block, stored_mismatch, Field};
+use super::blockmap::BlockRecord;
 use super::error::{Error, Result};
 use super::fast::{tree_of_file, FastTree};
 use super::header::{check_block_size, u32_at, u64_at, Header, Kind, Layout, HEADER_LEN, MAX_DIGEST};
@@ -541,6 +542,44 @@ impl PieceReader {
         Ok(self
             .read_stored(offset, stored_len, raw_len, flags)?
             .and_then(|buf| super::block::unseal_block(key, offset, buf, raw_len, flags, digest)))
+    }
+
+    /// Reads `recs`, blocks stored as they are (neither packed nor sealed) that lie back to
+    /// back in this piece, into `buf` with one read of at most `max_len` bytes, and checks
+    /// each against its digest. None when they do not qualify or anything is wrong with
+    /// them (a place outside the data area, a field, a digest, a short file): the caller
+    /// then reads them one by one, which names the block and what is wrong.
+    pub fn read_plain_run(&self, recs: &[BlockRecord], max_len: u64, buf: &mut Vec<u8>) -> Option<()> {
+        let first = recs.first()?;
+        let mut end = first.offset;
+        for r in recs {
+            let plain = r.flags == 0 && r.source == first.source && r.offset == end;
+            if !plain || check_fields(r.stored_len, r.raw_len, r.flags, self.header.block_size).is_err() {
+                return None;
+            }
+            end = end.checked_add(u64::from(r.stored_len))?;
+        }
+        let len = end - first.offset;
+        if first.offset < HEADER_LEN || end > self.index_off || len > max_len {
+            return None;
+        }
+        // A reused buffer of this length is not filled again.
+        buf.resize(usize::try_from(len).ok()?, 0);
+        read_exact_at(&self.file, &self.path, buf, first.offset).ok()?;
+        let mut at = 0usize;
+        for r in recs {
+            let block = &buf[at..at + r.stored_len as usize];
+            at += block.len();
+            if stored_mismatch(self.header.algorithm, block, r.raw_len, 0, &r.digest).is_some() {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// Lets the page cache drop `[offset, offset + len)`, read once and not again.
+    pub fn drop_cached(&self, offset: u64, len: u64) {
+        crate::io_hints::drop_read(&self.file, offset, len);
     }
 
     /// Reads one block and checks its digest; `file` names the block's file in errors.

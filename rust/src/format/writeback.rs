@@ -262,43 +262,12 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
     }
 
-    /// Pages of `file`'s first `len` bytes in the page cache (`mincore` over a mapping).
-    #[cfg(target_os = "linux")]
-    fn resident_pages(file: &File, len: usize) -> usize {
-        use std::os::unix::io::AsRawFd;
-        let page = 4096usize;
-        let mut flags = vec![0u8; len.div_ceil(page)];
-        // SAFETY: a fresh read-only shared mapping of `len` bytes of a file we hold open;
-        // it is only passed to mincore (never dereferenced) and unmapped before returning;
-        // `flags` holds one byte per page of the mapping, as mincore requires.
-        unsafe {
-            let addr = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            );
-            assert_ne!(addr, libc::MAP_FAILED);
-            assert_eq!(libc::mincore(addr, len, flags.as_mut_ptr()), 0);
-            libc::munmap(addr, len);
-        }
-        flags.iter().filter(|f| *f & 1 == 1).count() * page
-    }
-
     #[test]
     #[cfg(target_os = "linux")]
     fn what_reached_the_disk_leaves_the_page_cache() {
         let path = temp("cache");
         let file = File::create(&path).unwrap();
-        // SAFETY: statfs fills the zeroed struct it is given; `file` is open.
-        let on_tmpfs = unsafe {
-            use std::os::unix::io::AsRawFd;
-            let mut st: libc::statfs = std::mem::zeroed();
-            libc::fstatfs(file.as_raw_fd(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
-        };
-        if on_tmpfs {
+        if crate::test_util::on_tmpfs(&file) {
             // There the page cache is the storage: nothing can leave it.
             std::fs::remove_file(&path).unwrap();
             return;
@@ -312,7 +281,7 @@ mod tests {
         let file = File::open(&path).unwrap();
         // At most the last two steps (one started, one being filled) and the queued
         // batches stay cached, whatever the file's size.
-        let cached = resident_pages(&file, total);
+        let cached = crate::test_util::resident_pages(&file, total);
         assert!(
             cached <= 2 * WRITEBACK_STEP as usize + (QUEUED + 1) * BATCH,
             "{cached} of {total} bytes still cached"
