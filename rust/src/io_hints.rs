@@ -41,12 +41,7 @@ pub fn drop_written(file: &File, offset: u64, len: u64) {
 /// again (`posix_fadvise(POSIX_FADV_DONTNEED)`; clean pages go at once).
 pub fn drop_read(file: &File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
-    if let Some((fd, offset, len)) = args(file, offset, len) {
-        // SAFETY: as in `start_writeback`.
-        unsafe {
-            libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_DONTNEED);
-        }
-    }
+    fadvise(file, offset, len, libc::POSIX_FADV_DONTNEED);
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
 }
@@ -55,14 +50,19 @@ pub fn drop_read(file: &File, offset: u64, len: u64) {
 /// there when asked for (`posix_fadvise(POSIX_FADV_WILLNEED)`); cached pages cost a lookup.
 pub fn prefetch(file: &File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
+    fadvise(file, offset, len, libc::POSIX_FADV_WILLNEED);
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+#[cfg(target_os = "linux")]
+fn fadvise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
     if let Some((fd, offset, len)) = args(file, offset, len) {
         // SAFETY: as in `start_writeback`.
         unsafe {
-            libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_WILLNEED);
+            libc::posix_fadvise(fd, offset, len, advice);
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
 }
 
 #[cfg(target_os = "linux")]
