@@ -56,7 +56,10 @@ fn update_whole(whole: &mut Hasher, stretches: &[Stretch]) {
         in_pool(|| stretches.iter().for_each(|s| whole.update_parallel(&s.data)));
         return;
     }
-    let joined: Vec<u8> = stretches.iter().flat_map(|s| s.data.iter().copied()).collect();
+    let mut joined = Vec::with_capacity(total);
+    for s in stretches {
+        joined.extend_from_slice(&s.data);
+    }
     in_pool(|| whole.update_parallel(&joined));
 }
 
@@ -149,8 +152,8 @@ impl<'a> Blocks<'a> {
     }
 
     /// Calls `each(offset, length, bytes)` for every stretch of verified blocks of `f` in
-    /// order (a block of a hole run is `None`: never stored, nothing read), then checks the file's
-    /// size and whole digest (which does not cover hole runs: docs/FORMAT.md).
+    /// order (a block of a hole run is `None`: never stored, nothing read), then checks
+    /// the file's size and whole digest (which does not cover hole runs: docs/FORMAT.md).
     pub(super) fn each_block(
         &mut self,
         f: &RestoreFile,
