@@ -335,3 +335,62 @@ pub(crate) fn create_file(dest: &Path) -> Result<File> {
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{stretches, STRETCH_BYTES};
+    use crate::format::{BlockRecord, FLAG_ZSTD};
+
+    fn rec(source: u32, offset: u64, len: u32, flags: u8) -> BlockRecord {
+        BlockRecord {
+            source,
+            offset,
+            stored_len: len,
+            raw_len: len,
+            flags,
+            digest: vec![0; 32],
+        }
+    }
+
+    #[test]
+    fn only_plain_blocks_back_to_back_in_one_piece_share_a_stretch() {
+        let b = 8192u32;
+        let at = |k: u64| 32 + k * u64::from(b);
+        let batch = [
+            rec(0, at(0), b, 0),
+            rec(0, at(1), b, 0),
+            // A hole ends the stretch and stands alone.
+            BlockRecord::hole(b),
+            rec(0, at(3), b, 0),
+            // Packed: alone, and the next plain block starts a new stretch.
+            rec(0, at(4), 100, FLAG_ZSTD),
+            rec(0, at(5), b, 0),
+            // Another piece at the very next offset.
+            rec(1, at(6), b, 0),
+            // A gap in the same piece.
+            rec(1, at(8), b, 0),
+            rec(1, at(9), b, 0),
+        ];
+        assert_eq!(
+            stretches(&batch),
+            vec![(0, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 7), (7, 9)]
+        );
+        assert_eq!(stretches(&[]), vec![]);
+    }
+
+    #[test]
+    fn a_stretch_ends_at_its_byte_limit_and_a_huge_record_stands_alone() {
+        let b = 8192u32;
+        let per = (STRETCH_BYTES / u64::from(b)) as usize;
+        let batch: Vec<BlockRecord> = (0..2 * per as u64 + 3)
+            .map(|k| rec(0, 32 + k * u64::from(b), b, 0))
+            .collect();
+        assert_eq!(
+            stretches(&batch),
+            vec![(0, per), (per, 2 * per), (2 * per, 2 * per + 3)]
+        );
+        // A damaged map's length far past the limit joins nothing (its own read bounds it).
+        let batch = [rec(0, 32, u32::MAX, 0), rec(0, 32 + u64::from(u32::MAX), b, 0)];
+        assert_eq!(stretches(&batch), vec![(0, 1), (1, 2)]);
+    }
+}
