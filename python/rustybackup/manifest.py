@@ -1117,10 +1117,13 @@ def _shared_owner(value: dict[str, Any], seen: dict[tuple[object, ...], Owner]) 
     """`_owner_ok(value)`, one Owner per distinct record in `seen`. The key is looked up
     only once uid and gid are ints by type (True == 1 and 1.0 == 1 as dict keys) and no
     other key is there: a hit then has exactly the values of a record that passed."""
-    uid, gid = value.get("uid"), value.get("gid")
+    uid, gid, user, group = value.get("uid"), value.get("gid"), value.get("user"), value.get("group")
     if type(uid) is not int or type(gid) is not int or not value.keys() <= _OWNER_KEYS:
         return None
-    key = (uid, gid, value.get("user"), value.get("group"))
+    # A name of any other type (a list: unhashable) is damage the named checks report.
+    if not (user is None or type(user) is str) or not (group is None or type(group) is str):
+        return None
+    key = (uid, gid, user, group)
     owner = seen.get(key)
     if owner is None:
         owner = _owner_ok(value)
