@@ -185,8 +185,14 @@ def _owner_record(**names: object) -> dict[str, object]:
         (lambda d: d.update(format=3, root={"mode": 0o10000, "mtime_ns": 0}), r"root\.mode"),
         (lambda d: d.update(format=3, root={"mode": 0o755}), r"root\.mtime_ns"),
         # Names of a type json gives but a dict key cannot be (the directories' fast path).
-        (lambda d: d["dirs"].append({"path": "d", "mode": 0o755, "mtime_ns": 0, "owner": _owner_record(user=[])}), "user"),
-        (lambda d: d["dirs"].append({"path": "d", "mode": 0o755, "mtime_ns": 0, "owner": _owner_record(group={})}), "group"),
+        (
+            lambda d: d["dirs"].append({"path": "d", "mode": 0o755, "mtime_ns": 0, "owner": _owner_record(user=[])}),
+            "user",
+        ),
+        (
+            lambda d: d["dirs"].append({"path": "d", "mode": 0o755, "mtime_ns": 0, "owner": _owner_record(group={})}),
+            "group",
+        ),
     ],
 )
 def test_hand_written_bad_records(change: Any, message: str) -> None:
