@@ -274,6 +274,24 @@ def test_table_entries_equal_a_whole_document_parse(entries: list[dict[str, Any]
         again = p.files(json.loads(table.json()), "sha256")
         assert again == whole
         assert table.paths() == [e.path for e in whole]
+        # The whole document spliced in Rust reads as json's own writing of it.
+        rest = {"set": {"algorithm": "sha256"}, "z": "\u00e9"}
+        doc = table.document(json.dumps(rest, ensure_ascii=False, separators=(",", ":")).encode())
+        assert doc.endswith(b"}\n") and doc.count(b"\n") == 1
+        assert json.loads(doc) == {**rest, "files": json.loads(table.json())}
+
+
+def test_the_document_splices_the_rows_into_any_object_and_refuses_the_rest() -> None:
+    split = _core.split_manifest_table(_doc([_entry(0), _entry(1)]))
+    assert split is not None and split[0] is not None
+    rows = split[0]
+    files = json.loads(rows.to_json({}))
+    assert json.loads(rows.document(b"{}", {})) == {"files": files}
+    assert json.loads(rows.document(b'{"a":1}\n', {})) == {"a": 1, "files": files}
+    assert json.loads(rows.document(b'{ "a" : [1] }  ', {1: '{"x":2}'})) == {"a": [1], "files": [files[0], {"x": 2}]}
+    for bad in (b"", b"[]", b"{", b"}", b'"a"', b"\xff{}"):
+        with pytest.raises(ValueError, match="not a JSON object"):
+            rows.document(bad, {})
 
 
 def test_a_row_built_from_the_walk_matches_only_when_every_field_does(tmp_path: Path) -> None:

@@ -459,7 +459,15 @@ class FileTable(Sequence[FileEntry]):
 
     def json(self) -> str:
         """The ``files`` list as JSON text (the rows written in Rust, the extras here)."""
-        return self._rows.to_json({i: json.dumps(_entry(e), separators=(",", ":")) for i, e in self._extras.items()})
+        return self._rows.to_json(self._extras_json())
+
+    def document(self, rest: bytes) -> bytes:
+        """A manifest's bytes: `rest`, the one-line JSON object of its other keys, with
+        this list spliced in as the last key (written in Rust, one buffer)."""
+        return self._rows.document(rest, self._extras_json())
+
+    def _extras_json(self) -> dict[int, str]:
+        return {i: json.dumps(_entry(e), separators=(",", ":")) for i, e in self._extras.items()}
 
 
 def _from_row(row: _Row, owners: dict[tuple[int, int, str | None, str | None], Owner]) -> FileEntry:
@@ -528,7 +536,7 @@ def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = No
     # same algorithm), the reader's result is that table, already read and checked: an
     # unchanged tree's 10,000 entries are compared, not parsed again (issue 17).
     where = display_name(path)
-    text = _document(manifest).encode()
+    text = _document(manifest)
     reuse = known if isinstance(known, FileTable) and known.read_with(manifest.record.algorithm) else None
     _Consistency(_Parser(where).manifest(_decode(text, where, known=reuse)), where).run()
     root = _repository_of(path)
@@ -539,15 +547,14 @@ def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = No
     store.write_durable_json(path, envelope)
 
 
-def _document(m: Manifest) -> str:
-    """`m.dump()` as one line of JSON text; a `FileTable`'s rows are written in Rust and
-    spliced in as the last key (a JSON object's key order carries nothing)."""
+def _document(m: Manifest) -> bytes:
+    """`m.dump()` as one line of JSON text, encoded; a `FileTable`'s rows are written in
+    Rust and spliced in as the last key (a JSON object's key order carries nothing)."""
     if not isinstance(m.files, FileTable):
-        return store.durable_json_text(m.dump())
+        return store.durable_json_text(m.dump()).encode()
     data = replace(m, files=()).dump()
     del data["files"]
-    rest = store.durable_json_text(data).rstrip("\n")
-    return f'{rest[:-1]},"files":{m.files.json()}}}\n'
+    return m.files.document(store.durable_json_text(data).encode())
 
 
 _Row = tuple[

@@ -130,6 +130,30 @@ impl FileTable {
     /// holds the JSON text of the rows Python writes itself (xattrs, holes), by position.
     pub fn to_json(&self, extras: &HashMap<usize, String>) -> String {
         let mut out = String::with_capacity(self.rows.len() * 200 + 2);
+        self.push_json(&mut out, extras);
+        out
+    }
+
+    /// A manifest document: `rest`, the one-line JSON object of its other keys, with
+    /// this list as its last key `"files"` (a JSON object's key order carries nothing),
+    /// and a newline, in one buffer: a 10,000-file manifest is 3.2 MB, and splicing it
+    /// in Python cost three more copies (the list's text, the spliced text, its
+    /// encoding). None when `rest` is not a JSON object's text.
+    pub fn document(&self, rest: &[u8], extras: &HashMap<usize, String>) -> Option<String> {
+        let body = std::str::from_utf8(rest).ok()?.trim_end().strip_suffix('}')?;
+        let open = body.trim_end();
+        if !open.starts_with('{') {
+            return None;
+        }
+        let mut out = String::with_capacity(rest.len() + self.rows.len() * 200 + 16);
+        out.push_str(body);
+        out.push_str(if open == "{" { "\"files\":" } else { ",\"files\":" });
+        self.push_json(&mut out, extras);
+        out.push_str("}\n");
+        Some(out)
+    }
+
+    fn push_json(&self, out: &mut String, extras: &HashMap<usize, String>) {
         out.push('[');
         for (i, r) in self.rows.iter().enumerate() {
             if i > 0 {
@@ -137,11 +161,10 @@ impl FileTable {
             }
             match extras.get(&i) {
                 Some(text) => out.push_str(text),
-                None => row_json(&mut out, r),
+                None => row_json(out, r),
             }
         }
         out.push(']');
-        out
     }
 }
 

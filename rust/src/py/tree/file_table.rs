@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::manifest_files::row_tuple;
 use crate::format::file_table::{BlockFault, FileTable, PathFault, Seen};
@@ -243,6 +243,19 @@ impl PyFileTable {
     /// The `files` list as JSON text; `extras` the JSON text of rows written by Python.
     fn to_json(&self, py: Python<'_>, extras: HashMap<usize, String>) -> String {
         py.detach(|| self.inner.to_json(&extras))
+    }
+
+    /// The manifest document: `rest` (the JSON object of the other keys) with the rows
+    /// spliced in as its last key `"files"`, newline-terminated, as bytes.
+    fn document<'py>(
+        &self,
+        py: Python<'py>,
+        rest: &[u8],
+        extras: HashMap<usize, String>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let doc = py.detach(|| self.inner.document(rest, &extras));
+        let doc = doc.ok_or_else(|| PyValueError::new_err("the manifest's other keys are not a JSON object"))?;
+        Ok(PyBytes::new(py, doc.as_bytes()))
     }
 }
 
