@@ -4,6 +4,7 @@ block, write-only hosts, rotation that leaves pieces untouched, and clear refusa
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rustybackup import BackupManager, VerificationType, keys
-from rustybackup.errors import EncryptionError, RustyBackupError
+from rustybackup.errors import EncryptionError, NoRecoveryPath, RustyBackupError
 from rustybackup.verify import Verifier
 
 PASSWORD = "correct horse battery staple"
@@ -186,6 +187,64 @@ def test_quick_and_standard_without_key_full_with_key_finds_a_flipped_bit(
     bad = [b for b in report.corrupt_blocks if b.offset == offset]
     assert bad and bad[0].block_index == block_index
     assert "authentication failed" in bad[0].actual
+
+
+@pytest.mark.parametrize("damage", ["flip", "not base64"])
+def test_a_sealed_manifest_that_does_not_open_is_a_finding_and_the_other_sets_are_checked(
+    repo: tuple[BackupManager, Path, list[bytes]], damage: str
+) -> None:
+    m, src, _ = repo
+    good = m.backup("db", "full")
+    (src / "more").write_bytes(b"m" * 5000)
+    bad = m.backup("db", "full")
+    path = m.repository / "sets" / bad.id / "manifest.json"
+    env = json.loads(path.read_bytes())
+    sealed = bytearray(base64.b64decode(env["sealed"]))
+    sealed[len(sealed) // 2] ^= 0x01
+    env["sealed"] = "#" if damage == "not base64" else base64.b64encode(bytes(sealed)).decode()
+    path.write_text(json.dumps(env))
+    where = f"sets/{bad.id}/manifest.json"
+    why = "not valid base64" if damage == "not base64" else "authentication failed"
+    with pytest.raises(EncryptionError) as err:
+        m.restore("db", src.parent / "out", backup_set_id=bad.id)
+    assert why in str(err.value) and str(err.value).count(where) == 1, str(err.value)
+    for level in (VerificationType.STANDARD, VerificationType.FULL):
+        report = Verifier(m).verify("all", level)
+        assert [(f.kind, f.set_id) for f in report.findings if f.kind == "bad_manifest"] == [("bad_manifest", bad.id)]
+        (finding,) = [f for f in report.findings if f.kind == "bad_manifest"]
+        assert why in finding.message and finding.message.count(where) == 1, finding.message
+        assert good.id not in {f.set_id for f in report.findings}
+    # Verification marked it: a restore now refuses it before opening anything.
+    with pytest.raises(NoRecoveryPath, match="corrupt"):
+        m.restore("db", src.parent / "out-again", backup_set_id=bad.id)
+    m.restore("db", src.parent / "out-good", backup_set_id=good.id)
+
+
+def test_a_catalog_rebuild_skips_a_sealed_manifest_that_does_not_open_and_keeps_the_rest(
+    repo: tuple[BackupManager, Path, list[bytes]],
+) -> None:
+    m, src, _ = repo
+    good = m.backup("db", "full")
+    bad = m.backup("db", "full")
+    path = m.repository / "sets" / bad.id / "manifest.json"
+    env = json.loads(path.read_bytes())
+    sealed = bytearray(base64.b64decode(env["sealed"]))
+    sealed[-1] ^= 0x80
+    env["sealed"] = base64.b64encode(bytes(sealed)).decode()
+    path.write_text(json.dumps(env))
+    (m.repository / "catalog.db").unlink()
+    again = BackupManager(m.repository)
+    assert again.last_rebuild is not None and again.last_rebuild.registered == 1
+    ((where, why),) = again.last_rebuild.skipped
+    assert where == f"sets/{bad.id}/manifest.json" and "authentication failed" in why
+    assert [s.id for s in again.catalog.list_sets()] == [good.id]
+    again.restore("db", src.parent / "out", backup_set_id=good.id)
+    assert tree_digest(src.parent / "out") == tree_digest(src)
+    # Without the key nothing opens: one error that says to give it, no set skipped.
+    (m.repository / "catalog.db").unlink()
+    keys.forget(m.repository)
+    with pytest.raises(EncryptionError, match="give its passphrase"):
+        BackupManager(m.repository)
 
 
 def test_rotation_keeps_pieces_identical_and_old_sets_restore(

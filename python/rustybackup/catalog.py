@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core, catalog_db, manifest, store
 from .catalog_db import Conn
 from .enums import BackupType, SetStatus
-from .errors import CatalogError
+from .errors import CatalogError, EncryptionError
 from .manifest import Manifest
 from .selection import Selection
 from .timestamps import from_us as from_us  # re-exported: one conversion, imported from here too
@@ -1010,6 +1010,16 @@ def _fill(
         try:
             m = manifest.load(mpath, where=where)
         except CatalogError as exc:
+            reg.skipped.append((where, str(exc)))
+            continue
+        except EncryptionError as exc:
+            from . import keys
+
+            # With keys that read the repository, an envelope that does not open is
+            # this set's damage: skipped and reported, as a damaged plain manifest is.
+            # Without them no manifest opens, and the error says to give the key.
+            if not keys.can_read(repo.root):
+                raise
             reg.skipped.append((where, str(exc)))
             continue
         if m.id != name:

@@ -670,7 +670,9 @@ def open_manifest(root: Path, env: dict[str, Any], where: str) -> bytes:
         _load_map_key(mkey)
         return _core.aead_open(mkey, _AD_MANIFEST + set_id.encode(), _unb64(env.get("sealed"), f"{where}: sealed"))
     except EncryptionError as exc:
-        raise EncryptionError(f"{where}: {exc}") from None
+        # The cipher's errors do not say which manifest; the checks above say it already.
+        text = str(exc)
+        raise EncryptionError(text if text.startswith(f"{where}: ") else f"{where}: {text}") from None
 
 
 def set_block_keys(root: Path, set_id: str, manifest_path: Path | None = None) -> tuple[bytes, bytes] | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from . import _core, keys, manifest, store
 from .engine import BackupManager
 from .enums import SetStatus, VerificationType
-from .errors import CatalogError, NoRecoveryPath, RustyBackupError, VerificationError
+from .errors import CatalogError, EncryptionError, NoRecoveryPath, RustyBackupError, VerificationError
 from .manifest import Manifest
 from .restore_target import remove_restored
 from .verify_records import PieceRow, SetRow, VerificationRecords, when
@@ -252,7 +252,10 @@ class Verifier:
             return None
         try:
             m: Manifest | None = manifest.load(path, set_id=s.id)
-        except CatalogError as exc:
+        except (CatalogError, EncryptionError) as exc:
+            # EncryptionError: a sealed manifest that does not open with the keys that
+            # open the repository (its envelope was changed): this set's damage, which
+            # the report names; the other sets are still checked.
             m = None
             run.findings.append(
                 Finding("bad_manifest", s.id, s.manifest, f"backup set {s.id} cannot be restored: {exc}")
@@ -366,7 +369,7 @@ class Verifier:
             path = None if row is None else self._inside(row.manifest)
             try:
                 run.manifests[set_id] = None if path is None else manifest.load(path, set_id=set_id)
-            except CatalogError:
+            except (CatalogError, EncryptionError):
                 run.manifests[set_id] = None
         return run.manifests[set_id]
 
