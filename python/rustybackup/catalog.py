@@ -257,8 +257,8 @@ class BackupCatalog:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
             _migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(self.path, exc, "cannot open it") from exc
         return conn
 
     def close(self) -> None:
@@ -272,19 +272,27 @@ class BackupCatalog:
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite's own errors
+        come out as CatalogError naming this catalog (`sqlite_error`)."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except SQLITE_ERRORS as exc:
+                raise sqlite_error(self.path, exc) from exc
 
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+    def _query(self, sql: str, args: Sequence[Any] = (), what: str = "") -> list[Any]:
+        """The rows of one read; `what` says what it read, for an error's message."""
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except SQLITE_ERRORS as exc:
+                raise sqlite_error(self.path, exc, what) from exc
 
     # --- databases -------------------------------------------------------------------
 
@@ -507,9 +515,7 @@ class BackupCatalog:
             sql += " ORDER BY started_at, rowid"
         with self._lock:
             shared = catalog_db.is_shared(self._conn)
-            file = (
-                "" if shared else next((r[2] for r in self._conn.execute("PRAGMA database_list") if r[1] == "main"), "")
-            )
+            file = "" if shared else next((r[2] for r in self._query("PRAGMA database_list") if r[1] == "main"), "")
         if shared:  # PostgreSQL: a server-side cursor in a read-only snapshot of its own
             assert isinstance(self._conn, catalog_db.PgConnection)
             with self._conn.snapshot() as snap:
@@ -529,8 +535,8 @@ class BackupCatalog:
             while batch := cur.fetchmany(1000):
                 pieces = _pieces_on(reader, [r[0] for r in batch]) if with_pieces else {}
                 yield from (self._set(r, pieces) for r in batch)
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"cannot read the sets of catalog {file}: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise sqlite_error(Path(file), exc, "cannot read its sets") from exc
         finally:
             reader.close()
 
@@ -695,14 +701,16 @@ class BackupCatalog:
         """Every set of `database` as the chain tuples retention resolves, oldest first (by
         finish, then start, then id: the covering index `sets_chain` serves it unsorted).
         The values are as stored: `chain_rows` and the chain functions check them."""
+        what = f"cannot read the sets of database {database!r}"
         try:
             rows: list[ChainRecord] = self._query(
                 "SELECT id, backup_type, parent_id, started_at, finished_at, status FROM sets "
                 "WHERE database = ? ORDER BY finished_at, started_at, id",
                 (database,),
+                what,  # e.g. text that is not UTF-8
             )
-        except catalog_db.DB_ERRORS as exc:  # e.g. text that is not UTF-8
-            raise CatalogError(f"catalog {self.path}: cannot read the sets of database {database!r}: {exc}") from exc
+        except catalog_db.DbError as exc:  # the shared catalog's; SQLite's are named by _query
+            raise CatalogError(f"catalog {self.path}: {what}: {exc}") from exc
         return rows
 
     def retention_plan(
@@ -803,13 +811,18 @@ class BackupCatalog:
                 for d in self.list_databases()
             ]
             fh.write(('{"format": 1, "databases": ' + json.dumps(dbs) + ', "sets": [').encode())
-            cur = self._conn.execute(f"SELECT {_SET_COLUMNS} FROM sets ORDER BY started_at, rowid")
-            first = True
-            while batch := cur.fetchmany(1000):
-                pieces = self._pieces_for([r[0] for r in batch])
-                for row in batch:
-                    fh.write((("" if first else ",") + "\n" + json.dumps(_set_json(self._set(row, pieces)))).encode())
-                    first = False
+            try:
+                cur = self._conn.execute(f"SELECT {_SET_COLUMNS} FROM sets ORDER BY started_at, rowid")
+                first = True
+                while batch := cur.fetchmany(1000):
+                    pieces = self._pieces_for([r[0] for r in batch])
+                    for row in batch:
+                        fh.write(
+                            (("" if first else ",") + "\n" + json.dumps(_set_json(self._set(row, pieces)))).encode()
+                        )
+                        first = False
+            except SQLITE_ERRORS as exc:
+                raise sqlite_error(self.path, exc, "cannot export its sets") from exc
             fh.write(b"\n]}\n")
 
     def rebuild(self) -> int:
@@ -863,7 +876,10 @@ class BackupCatalog:
 
     def _pieces_for(self, set_ids: Sequence[str]) -> dict[str, list[BackupPiece]]:
         with self._lock:
-            return _pieces_on(self._conn, set_ids)
+            try:
+                return _pieces_on(self._conn, set_ids)
+            except SQLITE_ERRORS as exc:
+                raise sqlite_error(self.path, exc) from exc
 
     def _set(self, row: Sequence[Any], pieces: dict[str, list[BackupPiece]] | None = None) -> BackupSet:
         sid = row[0]
@@ -991,6 +1007,24 @@ def _set_row(r: Sequence[object]) -> SetRow:
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# What SQLite raises on a damaged or foreign file: its own errors, and text that is not
+# UTF-8 where it reads a table's shape.
+SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+_DAMAGED = ("malformed", "not a database", "could not decode", "codec can't decode")
+
+
+def sqlite_error(path: Path, exc: BaseException, what: str = "") -> CatalogError:
+    """SQLite's error on the catalog at `path` as a CatalogError naming the file; for
+    a damaged file, what to do (the sets' manifests hold all their rows)."""
+    text = f"catalog {path}: {what + ': ' if what else ''}{exc}"
+    if any(word in str(exc).lower() for word in _DAMAGED):
+        text += (
+            "; the file is damaged: move it aside and the next command registers the sets again from "
+            "their manifests (job definitions and run history are kept only in it)"
+        )
+    return CatalogError(text)
 
 
 def _fill(

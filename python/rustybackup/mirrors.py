@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .catalog import BackupCatalog, BackupSet, from_us, to_us
-from .errors import ConfigError, RustyBackupError
+from .errors import CatalogError, ConfigError, RustyBackupError
 from .repo_url import RepoUrl, parse_repository
 
 if TYPE_CHECKING:
@@ -73,8 +73,8 @@ def _rows(catalog: BackupCatalog, sql: str, args: Sequence[object]) -> list[tupl
     """A read of a mirrors table; a catalog that never had a mirror has no table."""
     try:
         return [tuple(r) for r in catalog._query(sql, args)]
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
+    except CatalogError as exc:
+        if isinstance(exc.__cause__, sqlite3.OperationalError) and "no such table" in str(exc.__cause__):
             return []
         raise
 
