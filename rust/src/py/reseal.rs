@@ -13,6 +13,7 @@ use super::crypto::{block_key, KeyPair};
 use super::errors::{io_error, EncryptionError};
 use crate::crypto::reseal;
 use crate::format::Error;
+use crate::scan::algorithm::to_hex;
 
 fn reseal_error(e: Error) -> PyErr {
     match e {
@@ -41,7 +42,7 @@ fn reseal_piece(
     let r = py
         .detach(|| reseal::reseal_piece(&src, &dst, &old, &new))
         .map_err(reseal_error)?;
-    Ok((r.size, hex(&r.checksum), r.block_count))
+    Ok((r.size, to_hex(&r.checksum), r.block_count))
 }
 
 /// A re-keyed block: `(old offset, new offset, stored length, flags, digest)`.
@@ -75,7 +76,7 @@ fn rekey_piece(
         .take(if with_moved { usize::MAX } else { 0 })
         .map(|m| (m.old_offset, m.new_offset, m.stored_len, m.flags, m.digest))
         .collect();
-    Ok((r.size, hex(&r.checksum), r.block_count, rows))
+    Ok((r.size, to_hex(&r.checksum), r.block_count, rows))
 }
 
 /// A piece a re-keyed map's records name: `(source piece, its block keys or None, the
@@ -126,7 +127,7 @@ fn rekey_map(
             reseal::map::rekey_map(&src, &dst, old_map_key, &sources, target)
         })
         .map_err(reseal_error)?;
-    Ok((hex(&sum), count))
+    Ok((to_hex(&sum), count))
 }
 
 /// Writes `dst` as the sealed block map `src` opened with `old_key` and sealed with
@@ -148,11 +149,7 @@ fn reseal_map(
     let sum = py
         .detach(|| reseal::reseal_map(&src, &dst, old_key, new_key, parent.as_deref()))
         .map_err(reseal_error)?;
-    Ok(hex(&sum))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok(to_hex(&sum))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
