@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from manifest_support import stored
 from rustybackup import BackupManager, BackupSet, VerificationType, _core, keys, manifest, remote_keys
 from rustybackup.copy import copy_sets
 from rustybackup.copy_reencrypt import SourceCredentials
@@ -126,7 +127,7 @@ def _legacy_chain(server: SeaweedFS, prefix: str, tmp_path: Path) -> tuple[list[
     doc = json.loads(c.get(server.bucket, f"{prefix}/{sets[1].manifest}") or b"")
     doc["blockmap"]["checksum"] = v1[-64:-32].hex()
     c.put(server.bucket, f"{prefix}/{sets[1].blockmap}", v1)
-    c.put(server.bucket, f"{prefix}/{sets[1].manifest}", json.dumps(doc).encode())
+    c.put(server.bucket, f"{prefix}/{sets[1].manifest}", stored(doc))
     return marks, sets
 
 

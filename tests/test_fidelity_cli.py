@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from manifest_support import stored
 from privileges import NOBODY, fork_and_run
 from rustybackup import BackupManager
 from rustybackup.cli import cli
@@ -49,7 +50,7 @@ def test_owners_go_by_name_unless_numeric_owner(tmp_path: Path) -> None:
     (entry,) = doc["files"]
     assert entry["owner"]["user"] == "nobody"
     entry["owner"]["uid"] = 4321
-    path.write_text(json.dumps(doc))
+    path.write_bytes(stored(doc))
     assert run(tmp_path / "repo", "restore", "t", "--to", str(tmp_path / "a"))[0] == 0
     assert os.stat(tmp_path / "a" / "f").st_uid == NOBODY
     assert run(tmp_path / "repo", "restore", "t", "--to", str(tmp_path / "b"), "--numeric-owner")[0] == 0

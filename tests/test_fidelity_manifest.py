@@ -181,7 +181,7 @@ def _owner_record(**names: object) -> dict[str, object]:
         (lambda d: d["files"][0].update(xattrs=[{"name": "user.a", "value": ""}] * 2), "'user.a' is listed twice"),
         (lambda d: d["hardlinks"].append({"path": "x", "target": "nope"}), r"hardlinks\[0\]\.target: 'nope' is not"),
         (lambda d: d["specials"].append({"path": "x", "kind": "fifo", "mode": 0o10000, "mtime_ns": 0}), "mode"),
-        (lambda d: d.update(format=4), "format 4 is not supported"),
+        (lambda d: d.update(format=5), "format 5 is not supported"),
         (lambda d: d.update(format=3, root={"mode": 0o10000, "mtime_ns": 0}), r"root\.mode"),
         (lambda d: d.update(format=3, root={"mode": 0o755}), r"root\.mtime_ns"),
         # Names of a type json gives but a dict key cannot be (the directories' fast path).

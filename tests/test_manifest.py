@@ -190,7 +190,7 @@ def test_a_mistyped_field_is_named(label: str, keys: list[str | int]) -> None:
 
 # One out-of-range value per field whose range is narrower than its type.
 OUT_OF_RANGE: dict[str, object] = {
-    "format": 4,  # one past the newest (3 since the root directory record)
+    "format": 5,  # one past the newest (4 since the manifest checksum)
     "set.id": "../../victim",
     "set.database": "../db",
     "set.backup_type": "weekly",
@@ -345,7 +345,7 @@ def test_damaged_documents_are_catalog_errors(tmp_path: Path) -> None:
         ("[" * 100_000 + "]" * 100_000, "not a JSON manifest"),
         ("null", r"\(top level\): expected an object, got None"),
         (json.dumps({**sample(), "format": "1"}), "format: expected a non-negative integer, got '1'"),
-        (json.dumps({**sample(), "format": 4}), "format: manifest format 4 is not supported"),
+        (json.dumps({**sample(), "format": 5}), "format: manifest format 5 is not supported"),
     ]:
         path.write_text(text)
         with pytest.raises(CatalogError, match=f"^{re.escape(where)}: {pattern}"):

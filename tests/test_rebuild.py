@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import SimClock
+from manifest_support import stored
 from rustybackup import BackupManager, CatalogError, RetentionPolicy, store
 from rustybackup.catalog import BackupCatalog
 
@@ -160,7 +161,7 @@ def _crafted_manifest(repo: Path, set_id: str, parent_id: str | None = None) -> 
     doc["set"]["parent_id"] = parent_id
     home = repo / "sets" / "20990101T000000000000Z-deadbeef"
     home.mkdir()
-    (home / store.MANIFEST).write_text(json.dumps(doc))
+    (home / store.MANIFEST).write_bytes(stored(doc))
     return home
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import SimClock, repo_manager, sim_clock
+from manifest_support import stored
 from rustybackup import BackupError, BackupManager, BackupSet, BackupType, CatalogError, NoRecoveryPath
 
 clock = pytest.fixture(sim_clock)
@@ -55,7 +56,7 @@ def test_manifest_paths_escaping_the_target_are_rejected(manager: BackupManager,
     mpath = manager.repository / "sets" / set_id / "manifest.json"
     m = json.loads(mpath.read_text())
     m["files"][0]["path"] = bad
-    mpath.write_text(json.dumps(m))
+    mpath.write_bytes(stored(m))
     # The manifest is refused as a whole (manifest.py), naming the file and the field.
     with pytest.raises(
         CatalogError, match=rf"sets/{set_id}/manifest.json: files\[0\].path: .*would escape the restore"
@@ -70,7 +71,7 @@ def test_manifest_link_pointing_out_is_restored_as_a_link(manager: BackupManager
     mpath = manager.repository / "sets" / set_id / "manifest.json"
     m = json.loads(mpath.read_text())
     m["symlinks"] = [{"path": "l", "target": "../../etc", "mtime_ns": 0}]
-    mpath.write_text(json.dumps(m))
+    mpath.write_bytes(stored(m))
     manager.restore("db", tmp_path / "out")
     assert os.readlink(tmp_path / "out" / "l") == "../../etc"
     assert os.lstat(tmp_path / "out" / "l").st_mtime_ns == 0

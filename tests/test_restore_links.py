@@ -14,6 +14,7 @@ import pytest
 from engine_support import SimClock, repo_manager, sim_clock, snapshot_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from manifest_support import stored
 from rustybackup import BackupError, BackupManager, RustyBackupError, manifest
 from rustybackup.manifest import Manifest
 from rustybackup.restore import restore_set_files
@@ -132,7 +133,7 @@ def _edit_manifest(manager: BackupManager, set_id: str, change: object) -> None:
     m = json.loads(path.read_text())
     assert callable(change)
     change(m)
-    path.write_text(json.dumps(m))
+    path.write_bytes(stored(m))
 
 
 def test_a_manifest_link_over_a_directory_of_files_fails_without_writing_outside(

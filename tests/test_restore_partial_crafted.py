@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from manifest_support import stored
 from rustybackup import BackupError, BackupManager, CatalogError, manifest
 from rustybackup.manifest import HardlinkEntry, SpecialEntry, SymlinkEntry
 from rustybackup.restore import restore_set_files
@@ -31,7 +32,7 @@ def made(tmp_path: Path) -> tuple[BackupManager, Path]:
 def tamper(path: Path, change: Any) -> None:
     doc = json.loads(path.read_text())
     change(doc)
-    path.write_text(json.dumps(doc))
+    path.write_bytes(stored(doc))
 
 
 CASES = {

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from engine_support import SimClock, snapshot_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from manifest_support import stored
 from rustybackup import BackupManager, BackupSet, BackupType, engine, sources
 from rustybackup.cli import cli
 from rustybackup.errors import CatalogError
@@ -216,6 +217,10 @@ def test_a_damaged_parent_manifest_is_refused_with_its_error(manager: BackupMana
     damaged = text[:at] + text[at:].replace(b'"digest":"', b'"digest":"Z', 1)
     path.chmod(0o644)
     path.write_bytes(damaged)
+    with pytest.raises(CatalogError, match=rf"sets/{full.id}/manifest.json: checksum: .* changed after it was written"):
+        manager.backup("t", BackupType.INCREMENTAL)
+    # Stored so by a writer (its own checksum right), the field itself is named.
+    path.write_bytes(stored(json.loads(damaged)))
     with pytest.raises(CatalogError, match=rf"sets/{full.id}/manifest.json: files\[0\]\.digest"):
         manager.backup("t", BackupType.INCREMENTAL)
     assert [s.id for s in manager.catalog.list_sets()] == [full.id]

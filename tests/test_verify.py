@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from manifest_support import stored
 from rustybackup import SetStatus, VerificationError, VerificationType, Verifier
 from verify_support import Repo, read_index, rewrite_trailer_checksum
 
@@ -196,7 +197,7 @@ def test_restore_test_catches_a_consistent_rewrite_that_full_cannot(repo: Repo) 
     mpath = repo.manager.repository / s.manifest
     doc = json.loads(mpath.read_text())
     doc["pieces"][0]["checksum"] = checksum
-    mpath.write_text(json.dumps(doc))
+    mpath.write_bytes(stored(doc))
     v = Verifier(repo.manager)
     assert v.verify(s.id, "full").ok  # index and data agree: FULL cannot see it
     r = v.verify(s.id, "restore_test")

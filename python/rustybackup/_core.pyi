@@ -174,6 +174,15 @@ def walk_tree(
     excluded directory is not entered; with ``one_file_system`` a mount point is kept
     empty. Only a failure to read ``root`` raises (``OSError``)."""
 
+def manifest_sum_seal(doc: bytes) -> bytes:
+    """``doc`` (a manifest document, a JSON object's text) with its BLAKE3 checksum as the
+    first key (manifest format 4); ValueError when it does not start with ``{``."""
+
+def manifest_sum_check(doc: bytes) -> tuple[str, str] | None:
+    """None when ``doc`` does not begin with a checksum; else ``(stored, computed)``,
+    equal when its bytes are the ones written (``computed`` empty when the stored one
+    is not 64 lower-case hex digits)."""
+
 def split_manifest(
     doc: bytes,
 ) -> (

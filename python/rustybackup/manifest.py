@@ -30,13 +30,15 @@ if TYPE_CHECKING:
     # backup has none and does not pay for the module's dataclasses at every start.
     from .sqlite_wal import WalRecord
 
-FORMAT = 3
+FORMAT = 4
 """The manifest format this release writes. Format 2 adds what a file tree needs beyond
 contents (owners, xattrs, holes, hardlinks, special files); every key it adds is optional
 in an entry, so a format-1 manifest reads as one without them. Format 3 adds ``root``, the
-source directory's own mode, mtime, owner and xattrs (absent: not recorded)."""
+source directory's own mode, mtime, owner and xattrs (absent: not recorded). Format 4
+begins with the document's own checksum (rust/src/format/manifest_sum.rs): a changed byte
+is found before a field is read."""
 
-READ_FORMATS = (1, 2, 3)
+READ_FORMATS = (1, 2, 3, 4)
 """Every manifest format this release reads."""
 
 SPECIAL_KINDS = ("fifo", "char", "block")
@@ -510,7 +512,9 @@ def load(
     except OSError as exc:
         raise CatalogError(f"{name}: cannot read the manifest: {exc.strerror or exc}") from exc
     text = _unsealed(p, text, name)
+    summed = _checksum_ok(text, name)
     manifest = parse(_decode(text, name, keep_text=keep_text), name)
+    _summed_as_its_format_says(manifest, summed, name)
     _Consistency(manifest, name).run()
     if set_id is not None and manifest.id != set_id:
         raise CatalogError(f"{name}: set.id: expected {set_id!r} (the set it was read for), got {manifest.id!r}")
@@ -519,9 +523,42 @@ def load(
 
 def loads(text: str | bytes, where: str = store.MANIFEST) -> Manifest:
     """`load` of a document already in memory."""
+    summed = _checksum_ok(text.encode() if isinstance(text, str) else text, where)
     manifest = parse(_decode(text, where), where)
+    _summed_as_its_format_says(manifest, summed, where)
     _Consistency(manifest, where).run()
     return manifest
+
+
+def _checksum_ok(text: bytes, where: str) -> bool:
+    """Whether the document begins with its own checksum (format 4), which its bytes
+    then match: a changed byte anywhere is named here, before any field is read."""
+    found = _core.manifest_sum_check(text)
+    if found is None:
+        return False
+    stored, computed = found
+    if not computed:
+        raise CatalogError(f"{where}: checksum: {_short(stored)} is not 64 lower-case hex digits")
+    if stored != computed:
+        raise CatalogError(
+            f"{where}: checksum: the document was written with BLAKE3 {stored} and its bytes now have "
+            f"{computed}: it was changed after it was written"
+        )
+    return True
+
+
+def _summed_as_its_format_says(m: Manifest, summed: bool, where: str) -> None:
+    if m.format >= 4 and not summed:
+        raise CatalogError(
+            f"{where}: checksum: a format-{m.format} manifest begins with its checksum; this one has none"
+        )
+
+
+def document(m: Manifest) -> bytes:
+    """The bytes of `m`'s manifest file (before an encrypted repository's envelope):
+    `m.dump()` as one line of JSON, with its checksum first from format 4 on."""
+    text = _document(m)
+    return _core.manifest_sum_seal(text) if m.format >= 4 else text
 
 
 def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = None) -> None:
@@ -536,7 +573,7 @@ def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = No
     # same algorithm), the reader's result is that table, already read and checked: an
     # unchanged tree's 10,000 entries are compared, not parsed again (issue 17).
     where = display_name(path)
-    text = _document(manifest)
+    text = document(manifest)
     reuse = known if isinstance(known, FileTable) and known.read_with(manifest.record.algorithm) else None
     _Consistency(_Parser(where).manifest(_decode(text, where, known=reuse)), where).run()
     root = _repository_of(path)
@@ -1397,6 +1434,7 @@ __all__ = [
     "HardlinkEntry",
     "Owner",
     "READ_FORMATS",
+    "document",
     "SpecialEntry",
     "Xattr",
     "Manifest",

@@ -365,12 +365,12 @@ def switched(
 def write_sealed_manifest(root: Path, opened: keys.Keys, m: manifest.Manifest, set_key: bytes, path: Path) -> None:
     """`m` sealed under `set_key` into `path` (manifest.write's envelope, for a directory
     outside ``sets/``)."""
-    data = m.dump()
-    manifest.parse(data, str(path))
+    text = manifest.document(m)
+    manifest.loads(text, str(path))
     previous = opened.set_keys.get(m.id)
     opened.set_keys[m.id] = set_key
     try:
-        env = keys.seal_manifest(root, m.id, json.dumps(data, sort_keys=True).encode())
+        env = keys.seal_manifest(root, m.id, text)
     finally:
         if previous is None:
             opened.set_keys.pop(m.id, None)

@@ -44,7 +44,7 @@ CATALOG_FILE = "catalog.db"
 SETS_DIR = "sets"
 MANIFEST = "manifest.json"
 KEYS_DIR = "keys"
-_READ_FORMATS = (1, 2, 3)
+_READ_FORMATS = (1, 2, 3, 4)
 _MANIFEST_MAX = 16 << 20
 
 
@@ -186,9 +186,18 @@ def _from_set(repo: str, name: str, digest: str, set_id: str, dest: str) -> int:
         raw = fh.read(_MANIFEST_MAX + 1)
     if len(raw) > _MANIFEST_MAX:
         raise _Defer("a manifest larger than a WAL group's")
+    from .. import _core
+
+    # Format 4's own checksum, as manifest.load checks it: a changed byte goes to the
+    # full command, which names it.
+    summed = _core.manifest_sum_check(raw)
+    if summed is not None and summed[0] != summed[1]:
+        raise _Defer("a manifest whose bytes do not match its checksum")
     doc = json.loads(raw)
     if not isinstance(doc, dict) or doc.get("format") not in _READ_FORMATS:
         raise _Defer("not a manifest format this path reads")
+    if doc["format"] >= 4 and summed is None:
+        raise _Defer("a format-4 manifest without its checksum")
     entry = next((f for f in doc["files"] if isinstance(f, dict) and f.get("path") == name), None)
     if entry is None or entry.get("digest") != digest:
         raise _Defer("the manifest does not list the file as the catalog does")
@@ -199,8 +208,6 @@ def _from_set(repo: str, name: str, digest: str, set_id: str, dest: str) -> int:
     blockmap = doc["blockmap"]["path"]
     if not isinstance(blockmap, str) or blockmap.startswith("/") or ".." in blockmap.split("/"):
         raise _Defer("a block map path outside the repository")
-    from .. import _core
-
     head, tail = os.path.split(dest)
     tmp = os.path.join(head, f".{tail}.rb-{os.getpid()}-{os.urandom(4).hex()}")
     try:

@@ -22,6 +22,7 @@ pub mod fast;
 pub mod file_table;
 pub mod header;
 pub mod manifest_files;
+pub mod manifest_sum;
 pub mod piece;
 pub mod read;
 pub mod sealed_map;
