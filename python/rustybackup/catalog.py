@@ -1049,10 +1049,11 @@ def _fill(
         except EncryptionError as exc:
             from . import keys
 
-            # With keys that read the repository, an envelope that does not open is
-            # this set's damage: skipped and reported, as a damaged plain manifest is.
-            # Without them no manifest opens, and the error says to give the key.
-            if not keys.can_read(repo.root):
+            # Sealed with a key this host holds, an envelope that does not open was
+            # changed: this set's damage, skipped and reported as a damaged plain
+            # manifest is. A key this host lacks (none given, a keyring from before a
+            # rotation) opens no set: the error says which.
+            if not keys.holds_key_of(repo.root, mpath.read_bytes()):
                 raise
             reg.skipped.append((where, str(exc)))
             continue

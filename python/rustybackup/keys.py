@@ -738,6 +738,19 @@ def drop_generations(root: Path, keys: Keys, keep: set[str]) -> list[str]:
     return dropped
 
 
+def holds_key_of(root: Path, text: bytes) -> bool:
+    """Whether this host holds the secret key of the generation that sealed the stored
+    manifest `text`: then an envelope that does not open was changed, not sealed with a
+    key this host lacks (no key, a keyring from before a rotation). Never raises."""
+    try:
+        held = keys_for(root)
+    except EncryptionError:
+        return False
+    env = envelope_of(text)
+    gen = None if held is None or env is None else held.generations.get(str(env.get("generation")))
+    return gen is not None and gen.secret is not None
+
+
 def envelope_of(text: bytes) -> dict[str, Any] | None:
     """The envelope a stored manifest is, or None when it is a plain manifest."""
     if b'"' + ENVELOPE_KEY.encode() + b'"' not in text[:4096]:
