@@ -690,6 +690,11 @@ def check_restored(
 ) -> RestoredFileCheck:
     """Compares a restored file with its manifest digest; on a mismatch, block by block."""
 
+def blockmap_parent(path: _Path) -> tuple[int, tuple[Path, str] | None]:
+    """``(version, parent)`` of the block map at ``path`` from its own bytes: ``parent`` is
+    the map it names as its parent, ``(path, checksum hex)``, or None; VerificationError
+    when the map does not open."""
+
 def check_mapped_blocks(blockmap: _Path, pieces: _Sequence[_Path]) -> list[tuple[int, int, int, str, str]]:
     """(record, source, offset, expected, actual) of every block-map record whose stored
     block differs from its digest; VerificationError when the block map is unreadable."""

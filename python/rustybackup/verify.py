@@ -184,6 +184,8 @@ class Verifier:
                 if item is not None:
                     items.append(item)
             blockmap = self._inside(s.blockmap)
+            if blockmap is not None and deep:
+                self._check_parent_map(s, blockmap, run)
             if blockmap is not None:
                 # The Rust check compares the record count with the manifest's.
                 records = None if m is None else m.blockmap.block_count
@@ -197,6 +199,41 @@ class Verifier:
             rec = last.get(i.id)
             i.last = None if rec is None else rec[0]
         return items
+
+    def _check_parent_map(self, s: SetRow, blockmap: Path, run: _Run) -> None:
+        """The map its block map names as its parent (docs/FORMAT.md "Block map, version
+        2"), which a restore resolves through, against the catalog: the parent set's map
+        with its checksum. That reference sits in the map's trailer, outside the map's
+        own checksum; checked here, STANDARD finds a changed one without reading the
+        parent (FULL and a restore would fail on it)."""
+        try:
+            _, named = _core.blockmap_parent(blockmap)
+        except (VerificationError, OSError):
+            return  # a map that does not open: the item's own check reports why
+        if named is None:
+            return  # no parent runs: every record is in this map
+        path, checksum = named
+        parent = None if s.parent_id is None else self.records.set_row(s.parent_id)
+        if s.parent_id is not None and parent is None:
+            return  # a parent the catalog lacks: the chain's check names that row
+        expected = None if parent is None else self._inside(parent.blockmap)
+        if expected is not None and parent is not None and path == expected and checksum == parent.blockmap_checksum:
+            return
+        wanted = (
+            "no parent"
+            if parent is None
+            else f"set {parent.id}'s map {parent.blockmap} with checksum {parent.blockmap_checksum}"
+        )
+        run.findings.append(
+            Finding(
+                "catalog_mismatch",
+                s.id,
+                f"{s.id}/blockmap",
+                f"block map of set {s.id} names {path} with checksum {checksum} as its parent; the catalog "
+                f"has {wanted}: the set cannot be restored",
+            )
+        )
+        run.bad_sets.add(s.id)
 
     def _inside(self, rel: str | None) -> Path | None:
         """A catalog path inside the repository, or None (absent, absolute or escaping):

@@ -399,6 +399,11 @@ impl BlockMapReader {
     pub fn recorded_checksum(&self) -> &[u8] {
         &self.top().checksum
     }
+    /// The parent map this one names (its path, resolved, and the checksum recorded for
+    /// it), or None for a map with no parent runs.
+    pub fn parent_ref(&self) -> Option<(&Path, &[u8])> {
+        self.top().parent.as_ref().map(|(p, sum)| (p.as_path(), sum.as_slice()))
+    }
     /// The maps of the chain, this one first.
     pub fn chain_paths(&self) -> impl Iterator<Item = &Path> {
         self.chain.iter().map(|l| l.path.as_path())

@@ -10,7 +10,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::{io_error, VerificationError};
-use crate::scan::algorithm::Algorithm;
+use crate::format::BlockMapReader;
+use crate::scan::algorithm::{to_hex, Algorithm};
 use crate::verify::restored::BlockRange;
 use crate::verify::{check_restored_file, verify_items, Control, Item, ItemKind, ItemReport, Level, StopReason};
 
@@ -283,6 +284,19 @@ pub fn check_mapped_blocks(py: Python<'_>, blockmap: PathBuf, pieces: Vec<PathBu
         .collect())
 }
 
+/// `(version, parent)` of the block map at `path`, from its own bytes (its parents are
+/// not opened): `parent` is the map it names as its parent, `(path, checksum hex)`, or
+/// None. VerificationError when the map does not open (its own check says why).
+#[pyfunction]
+pub fn blockmap_parent(py: Python<'_>, path: PathBuf) -> PyResult<(u32, Option<(PathBuf, String)>)> {
+    py.detach(|| {
+        let map = BlockMapReader::open_alone(&path)?;
+        let parent = map.parent_ref().map(|(p, sum)| (p.to_path_buf(), to_hex(sum)));
+        Ok::<_, crate::format::Error>((map.version(), parent))
+    })
+    .map_err(|e| VerificationError::new_err(e.to_string()))
+}
+
 /// Adds this domain's classes and functions to `rustybackup._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFileVerdict>()?;
@@ -290,5 +304,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_files, m)?)?;
     m.add_function(wrap_pyfunction!(check_restored, m)?)?;
     m.add_function(wrap_pyfunction!(check_mapped_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(blockmap_parent, m)?)?;
     Ok(())
 }
