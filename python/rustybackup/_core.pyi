@@ -269,10 +269,11 @@ class FileTable:
         first_block, block_count)`` of each; None when a path is not valid UTF-8."""
     def to_json(self, extras: dict[int, str]) -> str:
         """The ``files`` list as JSON text, ``extras`` spliced in by position."""
-    def document(self, rest: bytes, extras: dict[int, str]) -> bytes:
+    def document(self, rest: bytes, extras: dict[int, str], sealed: bool = False) -> bytes:
         """The manifest document: ``rest`` (the JSON object of the other keys) with the
-        rows spliced in as its last key ``"files"``, newline-terminated; ValueError
-        when ``rest`` is not an object's text."""
+        rows spliced in as its last key ``"files"``, newline-terminated; ``sealed``: with
+        its own checksum first (manifest format 4). ValueError when ``rest`` is not an
+        object's text."""
 
 def split_manifest_table(
     doc: bytes, known: bytes | None = None, known_at: tuple[int, int] | None = None

@@ -463,10 +463,11 @@ class FileTable(Sequence[FileEntry]):
         """The ``files`` list as JSON text (the rows written in Rust, the extras here)."""
         return self._rows.to_json(self._extras_json())
 
-    def document(self, rest: bytes) -> bytes:
+    def document(self, rest: bytes, sealed: bool = False) -> bytes:
         """A manifest's bytes: `rest`, the one-line JSON object of its other keys, with
-        this list spliced in as the last key (written in Rust, one buffer)."""
-        return self._rows.document(rest, self._extras_json())
+        this list spliced in as the last key (written in Rust, one buffer); `sealed`:
+        with the document's own checksum first (format 4)."""
+        return self._rows.document(rest, self._extras_json(), sealed)
 
     def _extras_json(self) -> dict[int, str]:
         return {i: json.dumps(_entry(e), separators=(",", ":")) for i, e in self._extras.items()}
@@ -556,9 +557,16 @@ def _summed_as_its_format_says(m: Manifest, summed: bool, where: str) -> None:
 
 def document(m: Manifest) -> bytes:
     """The bytes of `m`'s manifest file (before an encrypted repository's envelope):
-    `m.dump()` as one line of JSON, with its checksum first from format 4 on."""
-    text = _document(m)
-    return _core.manifest_sum_seal(text) if m.format >= 4 else text
+    `m.dump()` as one line of JSON, with its checksum first from format 4 on. A
+    `FileTable`'s rows are written in Rust and spliced in as the last key (a JSON
+    object's key order carries nothing), the checksum in the same buffer."""
+    sealed = m.format >= 4
+    if not isinstance(m.files, FileTable):
+        text = store.durable_json_text(m.dump()).encode()
+        return _core.manifest_sum_seal(text) if sealed else text
+    data = replace(m, files=()).dump()
+    del data["files"]
+    return m.files.document(store.durable_json_text(data).encode(), sealed)
 
 
 def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = None) -> None:
@@ -582,16 +590,6 @@ def write(path: Path, manifest: Manifest, known: Sequence[FileEntry] | None = No
         store.write_durable_bytes(path, text)
         return
     store.write_durable_json(path, envelope)
-
-
-def _document(m: Manifest) -> bytes:
-    """`m.dump()` as one line of JSON text, encoded; a `FileTable`'s rows are written in
-    Rust and spliced in as the last key (a JSON object's key order carries nothing)."""
-    if not isinstance(m.files, FileTable):
-        return store.durable_json_text(m.dump()).encode()
-    data = replace(m, files=()).dump()
-    del data["files"]
-    return m.files.document(store.durable_json_text(data).encode())
 
 
 _Row = tuple[

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use super::manifest_files::FileRow;
+use super::manifest_sum;
 
 /// What the walk saw of a regular file: restic's rule compares these with the parent's row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,18 +140,32 @@ impl FileTable {
     /// and a newline, in one buffer: a 10,000-file manifest is 3.2 MB, and splicing it
     /// in Python cost three more copies (the list's text, the spliced text, its
     /// encoding). None when `rest` is not a JSON object's text.
-    pub fn document(&self, rest: &[u8], extras: &HashMap<usize, String>) -> Option<String> {
+    /// `sealed`: the document begins with its own checksum (manifest format 4,
+    /// `manifest_sum`), written in the same buffer.
+    pub fn document(&self, rest: &[u8], extras: &HashMap<usize, String>, sealed: bool) -> Option<Vec<u8>> {
         let body = std::str::from_utf8(rest).ok()?.trim_end().strip_suffix('}')?;
         let open = body.trim_end();
         if !open.starts_with('{') {
             return None;
         }
-        let mut out = String::with_capacity(rest.len() + self.rows.len() * 200 + 16);
-        out.push_str(body);
-        out.push_str(if open == "{" { "\"files\":" } else { ",\"files\":" });
+        let mut out = String::with_capacity(rest.len() + self.rows.len() * 200 + manifest_sum::HEAD.len() + 16);
+        if sealed {
+            // HEAD is ASCII; the object's own `{` is replaced by it and a comma.
+            out.push_str(std::str::from_utf8(manifest_sum::HEAD).ok()?);
+            out.push(',');
+            out.push_str(&body[1..]);
+            out.push_str(if open == "{" { "\"files\":" } else { ",\"files\":" });
+        } else {
+            out.push_str(body);
+            out.push_str(if open == "{" { "\"files\":" } else { ",\"files\":" });
+        }
         self.push_json(&mut out, extras);
         out.push_str("}\n");
-        Some(out)
+        let mut doc = out.into_bytes();
+        if sealed {
+            manifest_sum::finish(&mut doc);
+        }
+        Some(doc)
     }
 
     fn push_json(&self, out: &mut String, extras: &HashMap<usize, String>) {

@@ -38,14 +38,27 @@ fn digest(doc: &[u8]) -> String {
 pub fn seal(doc: &[u8]) -> Option<Vec<u8>> {
     let rest = doc.strip_prefix(b"{")?;
     let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-    let mut out = Vec::with_capacity(doc.len() + PREFIX.len() + HEX + 2);
-    out.extend_from_slice(PREFIX);
-    out.extend_from_slice(&ZEROS);
-    out.extend_from_slice(if empty { b"\"" } else { b"\"," });
+    let mut out = Vec::with_capacity(doc.len() + HEAD.len() + 1);
+    out.extend_from_slice(HEAD);
+    if !empty {
+        out.push(b',');
+    }
     out.extend_from_slice(rest);
-    let sum = digest(&out);
-    out[PREFIX.len()..PREFIX.len() + HEX].copy_from_slice(sum.as_bytes());
+    finish(&mut out);
     Some(out)
+}
+
+/// How a writer starts a document it seals as it writes it: the key with its digits as
+/// `0`s, then the other keys (`,` first, if any), then `finish`.
+pub const HEAD: &[u8] = br#"{"checksum":"0000000000000000000000000000000000000000000000000000000000000000""#;
+
+/// Writes the checksum of `doc` (begun with `HEAD`) into its place.
+pub fn finish(doc: &mut [u8]) {
+    debug_assert!(doc.starts_with(HEAD));
+    if doc.len() >= HEAD.len() {
+        let sum = digest(doc);
+        doc[PREFIX.len()..PREFIX.len() + HEX].copy_from_slice(sum.as_bytes());
+    }
 }
 
 /// Whether `doc` begins with a checksum, and whether its bytes match it.
@@ -95,6 +108,12 @@ mod tests {
         assert_eq!(check(b"{\"a\":1}"), Sum::Absent);
         assert_eq!(seal(b"[1]"), None);
         assert_eq!(seal(b""), None);
+    }
+
+    #[test]
+    fn head_is_the_prefix_and_zeros() {
+        assert_eq!(HEAD.len(), PREFIX.len() + HEX + 1);
+        assert!(HEAD.starts_with(PREFIX) && HEAD[PREFIX.len()..PREFIX.len() + HEX] == ZEROS);
     }
 
     #[test]

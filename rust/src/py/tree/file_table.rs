@@ -246,16 +246,19 @@ impl PyFileTable {
     }
 
     /// The manifest document: `rest` (the JSON object of the other keys) with the rows
-    /// spliced in as its last key `"files"`, newline-terminated, as bytes.
+    /// spliced in as its last key `"files"`, newline-terminated, as bytes; `sealed`: with
+    /// its own checksum first (manifest format 4).
+    #[pyo3(signature = (rest, extras, sealed = false))]
     fn document<'py>(
         &self,
         py: Python<'py>,
         rest: &[u8],
         extras: HashMap<usize, String>,
+        sealed: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let doc = py.detach(|| self.inner.document(rest, &extras));
+        let doc = py.detach(|| self.inner.document(rest, &extras, sealed));
         let doc = doc.ok_or_else(|| PyValueError::new_err("the manifest's other keys are not a JSON object"))?;
-        Ok(PyBytes::new(py, doc.as_bytes()))
+        Ok(PyBytes::new(py, &doc))
     }
 }
 
