@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from keys_support import cheap_argon2, forget_keys
 from rustybackup import BackupManager, VerificationType, keys
 from rustybackup.errors import EncryptionError, NoRecoveryPath, RustyBackupError
 from rustybackup.verify import Verifier
@@ -25,17 +26,12 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(autouse=True)
 def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Slots store their own parameters; small ones keep the tests fast.
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    cheap_argon2(monkeypatch)
     for var in (keys.PASSWORD_ENV, keys.KEY_FILE_ENV, keys.NEW_PASSWORD_ENV):
         monkeypatch.delenv(var, raising=False)
     keys._credentials.clear()
     yield
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
+    forget_keys()
 
 
 def markers(seed: int, n: int) -> list[bytes]:

@@ -10,21 +10,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from keys_support import cheap_argon2, forget_keys
 from rustybackup import keys
 from rustybackup.cli import cli
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    cheap_argon2(monkeypatch)
     for var in (keys.PASSWORD_ENV, keys.KEY_FILE_ENV, keys.NEW_PASSWORD_ENV, "RUSTYBACKUP_REPO"):
         monkeypatch.delenv(var, raising=False)
     yield
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
+    forget_keys()
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keys_support import cheap_argon2, forget_keys
 from rustybackup import BackupManager, keys
 from rustybackup.errors import RustyBackupError
 from rustybackup.verify import Verifier
@@ -31,21 +32,13 @@ def _digests(root: Path) -> dict[str, str]:
     }
 
 
-def _forget_keys() -> None:
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
-
-
 @pytest.fixture(autouse=True)
 def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    cheap_argon2(monkeypatch)
     monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
-    _forget_keys()
+    forget_keys()
     yield
-    _forget_keys()
+    forget_keys()
 
 
 def _build(root: Path, encrypted: bool) -> tuple[Path, dict[str, dict[str, str]], list[str]]:
@@ -80,12 +73,10 @@ def built(
 ) -> Iterator[tuple[Path, dict[str, dict[str, str]], list[str]]]:
     root = tmp_path_factory.mktemp(f"damage-{request.param}")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(keys, "ARGON2_M_KIB", 64)
-        mp.setattr(keys, "ARGON2_T", 1)
-        mp.setattr(keys, "ARGON2_P", 1)
+        cheap_argon2(mp)
         mp.setenv(keys.PASSWORD_ENV, PASSWORD)
         yield _build(root, request.param == "encrypted")
-    _forget_keys()
+    forget_keys()
 
 
 DAMAGE = st.one_of(
@@ -119,7 +110,7 @@ def test_one_damaged_file_gives_exact_bytes_or_a_clear_error(
     elif data:
         data[at : at + 4] = arg.to_bytes(4, "little")
     victim.write_bytes(bytes(data))
-    _forget_keys()
+    forget_keys()
     try:
         m = BackupManager(work)
     except RustyBackupError:

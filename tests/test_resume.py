@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from keys_support import cheap_argon2, forget_keys
 from rustybackup import BackupManager
 from rustybackup.engine import BackupProgress
 from rustybackup.enums import BackupType
@@ -385,9 +386,7 @@ def _encrypted_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int) 
     (manager, source, the cut set's staging directory)."""
     from rustybackup import keys
 
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)  # cheap slots: the tests are about resuming
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    cheap_argon2(monkeypatch)  # cheap slots: the tests are about resuming
     src = make_tree(tmp_path, [2 * MiB] * files)
     repo = tmp_path / "repo"
     m = BackupManager(repo)
@@ -399,15 +398,6 @@ def _encrypted_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int) 
     return m, src, left
 
 
-def _forget_keys() -> None:
-    """As a new process: no key of an earlier run is left in memory."""
-    from rustybackup import keys
-
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
-
-
 def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,7 +406,7 @@ def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
     m, src, left = _encrypted_cut(tmp_path, monkeypatch, 10)
     repo = m.repository
     assert (left / keys.SET_KEY_FILE).is_file()
-    _forget_keys()
+    forget_keys()
     monkeypatch.setenv(keys.PASSWORD_ENV, "pw")
     m2 = BackupManager(repo)
     m2.checkpoint_every = 0
@@ -427,7 +417,7 @@ def test_an_encrypted_backup_resumes_in_another_process_with_its_set_key(
     for f in src.iterdir():
         assert (out / f.name).read_bytes() == f.read_bytes(), f.name
     assert Verifier(m2).verify(done.id, "full").ok
-    _forget_keys()
+    forget_keys()
 
 
 def test_an_encrypted_cut_without_its_set_key_is_discarded(
@@ -440,4 +430,4 @@ def test_an_encrypted_cut_without_its_set_key_is_discarded(
     try:
         discarded(caplog, m, "full", f"it holds no {keys.SET_KEY_FILE}")
     finally:
-        _forget_keys()
+        forget_keys()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from engine_support import SimClock
+from keys_support import cheap_argon2, forget_keys
 from rustybackup import BackupManager, _core, keys, remote_keys
 from rustybackup.repo_url import parse_url
 from rustybackup.verify import Verifier
@@ -29,21 +30,11 @@ PASSWORD = "resume me"
 
 @pytest.fixture(autouse=True)
 def _keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Cheap Argon2id slots (a slot keeps its own parameters, so the child opens it cheaply too).
-    monkeypatch.setattr(keys, "ARGON2_M_KIB", 64)
-    monkeypatch.setattr(keys, "ARGON2_T", 1)
-    monkeypatch.setattr(keys, "ARGON2_P", 1)
+    cheap_argon2(monkeypatch)
     monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
-    forget_all()
+    forget_keys()
     yield
-    forget_all()
-
-
-def forget_all() -> None:
-    """As a new process: no unlocked key and no set key of an earlier run in memory."""
-    keys._credentials.clear()
-    with keys._lock:
-        keys._unlocked.clear()
+    forget_keys()
 
 
 def encrypted_repo(tmp_path: Path, src: Path) -> Path:
@@ -51,7 +42,7 @@ def encrypted_repo(tmp_path: Path, src: Path) -> Path:
     m = BackupManager(repo)
     keys.init_encryption(repo, password=PASSWORD)
     m.register_database("tree", src, compression="zstd")
-    forget_all()
+    forget_keys()
     return repo
 
 
@@ -66,7 +57,7 @@ def kill_child_after(repo: Path, btype: str, reports: int) -> Path:
         child.wait()
     (left,) = staging_dirs(BackupManager(repo))
     assert (left / keys.SET_KEY_FILE).is_file(), "the child sealed its set key into its staging directory"
-    forget_all()
+    forget_keys()
     return left
 
 
@@ -109,7 +100,7 @@ def test_sigkill_mid_encrypted_incremental_then_resume(tmp_path: Path) -> None:
         data = bytearray(f.read_bytes())
         data[100] ^= 0xFF
         f.write_bytes(bytes(data))
-    forget_all()
+    forget_keys()
     left = kill_child_after(repo, "incremental", 2)
     m = BackupManager(repo)
     m.checkpoint_every = 0
@@ -162,7 +153,7 @@ def test_an_encrypted_set_whose_upload_was_cut_is_sent_by_the_next_backup(
     if write_only:
         with remote_keys.editing(parse_url(url), exclusive=False) as root:
             keys.add_write_only(root, keys.unlock(root, password=PASSWORD), tmp_path / "wo.key")
-        forget_all()
+        forget_keys()
         monkeypatch.delenv(keys.PASSWORD_ENV)
         monkeypatch.setenv(keys.KEY_FILE_ENV, str(tmp_path / "wo.key"))
     m = BackupManager(url, clock=SimClock())
@@ -172,7 +163,7 @@ def test_an_encrypted_set_whose_upload_was_cut_is_sent_by_the_next_backup(
     inc = m.backup("db", "incremental")
     assert any("kept set uploaded" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
     assert inc.parent_id == kept.name and inc.bytes_read == 0
-    forget_all()
+    forget_keys()
     monkeypatch.delenv(keys.KEY_FILE_ENV, raising=False)
     monkeypatch.setenv(keys.PASSWORD_ENV, PASSWORD)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-cache"))
