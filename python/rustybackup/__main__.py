@@ -13,12 +13,23 @@ interpreter without `site` (``-S``, python/rustybackup.data/scripts/rustybackup)
 full command then runs `site` here first, so it sees the interpreter's usual path and .pth hooks.
 """
 
+import atexit
+import gc
 import os
 import sys
 
 
 def main() -> None:
     """The ``rustybackup`` command."""
+    # Registered first, so it runs last: after every other exit handler (logging's
+    # flush, temporary directories), the interpreter's finalization runs up to three
+    # full cyclic collections over every function, class and dict of the imported
+    # modules, 9-12 ms of each command's exit (issue 17). Frozen objects are not
+    # examined again; module teardown still frees them by reference count. What a
+    # command opens it closes itself (cli/context.py closes the managers), so nothing
+    # waits for a collection at exit; only this process runs it, never a host that
+    # imports the package.
+    atexit.register(gc.freeze)
     argv = sys.argv[1:]
     if "archive-push" in argv:
         from .postgres.archive_fast import answer

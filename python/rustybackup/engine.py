@@ -159,6 +159,19 @@ class BackupManager:
             if self.remote is not None:
                 self.remote.sync(self.repo, self.catalog)
 
+    def close(self) -> None:
+        """Closes the catalog's connection (SQLite checkpoints its WAL into catalog.db
+        then). The manager is in a reference cycle (the catalog's clock is its bound
+        method), so without this the connection lives until the next cyclic collection,
+        or to the interpreter's exit. Closing twice is harmless."""
+        self.catalog.close()
+
+    def __enter__(self) -> BackupManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _now(self) -> datetime:
         now = self.clock()
         if now.tzinfo is None or now.utcoffset() is None:

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from .context import CliState, pass_state
+from .context import CliState, closed_at_end, pass_state
 
 
 @click.command("capture")
@@ -36,7 +36,9 @@ def capture(state: CliState, name: str, interval: float, once: bool) -> None:
     where = state.require_location()
     # A remote repository: each step's set is uploaded before the next step starts; the
     # repository is never created here (a typo must not start an empty one).
-    manager = BackupManager(where) if isinstance(where, Path) else BackupManager(str(where), create=False)
+    manager = closed_at_end(
+        BackupManager(where) if isinstance(where, Path) else BackupManager(str(where), create=False)
+    )
     capturer = Capturer(manager, name, interval)
     if once:
         s = capturer.step()

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -53,8 +53,25 @@ class CliState:
         if not create and isinstance(where, Path) and not (where / "format").exists():
             raise click.ClickException(f"no repository at {where}; run `rustybackup --repo {where} init` first")
         if isinstance(where, Path):
-            return BackupManager(where, catalog=self.catalog)
-        return BackupManager(str(where), create=create, create_bucket=create_bucket)
+            return closed_at_end(BackupManager(where, catalog=self.catalog))
+        return closed_at_end(BackupManager(str(where), create=create, create_bucket=create_bucket))
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Closable)
+
+
+def closed_at_end(thing: _C) -> _C:
+    """`thing` (a manager, a scheduler), closed when the running command's context
+    ends: its SQLite connections are not left to the interpreter's exit, which skips
+    the cyclic collections (rustybackup/__main__.py)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(thing.close)
+    return thing
 
 
 pass_state = click.make_pass_decorator(CliState)

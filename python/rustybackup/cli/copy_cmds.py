@@ -11,7 +11,7 @@ from ..copy import copy_sets
 from ..copy_reencrypt import SourceCredentials
 from ..errors import ConfigError
 from ..repo_url import RepoUrl, parse_repository
-from .context import CliState, pass_state, print_json
+from .context import CliState, closed_at_end, pass_state, print_json
 from .remote_opts import upload_limit_options, upload_schedule
 
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ def _open(value: str, what: str, *, create: bool) -> BackupManager:
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint=what) from None
     if isinstance(where, RepoUrl):
-        return BackupManager(str(where), create=create)
+        return closed_at_end(BackupManager(str(where), create=create))
     if not create and not (where / "format").exists():
         raise click.ClickException(f"{what}: no repository at {where}")
-    return BackupManager(where)
+    return closed_at_end(BackupManager(where))
 
 
 @click.command("copy")

@@ -19,17 +19,17 @@ from pathlib import Path
 import click
 
 from ..engine import BackupManager
-from .context import CliState, pass_state
+from .context import CliState, closed_at_end, pass_state
 
 
 def _manager(state: CliState) -> BackupManager:
     if state.url is not None:
         # Never created here: a typo in archive_command must not start a new repository.
-        return BackupManager(str(state.url), create=False)
+        return closed_at_end(BackupManager(str(state.url), create=False))
     repo = state.require_repo()
     if not (repo / "format").exists():
         raise click.ClickException(f"no repository at {repo}; run `rustybackup --repo {repo} init` first")
-    return BackupManager(repo)
+    return closed_at_end(BackupManager(repo))
 
 
 @click.command("archive-push")

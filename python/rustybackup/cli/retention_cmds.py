@@ -77,8 +77,9 @@ def build_policy(redundancy: int | None, window: timedelta | None, counts: dict[
 def open_manager(repo: Any) -> _Manager:
     """The repository's ``BackupManager`` (a seam the CLI tests replace)."""
     from ..engine import BackupManager
+    from .context import closed_at_end
 
-    return BackupManager(repo)
+    return closed_at_end(BackupManager(repo))
 
 
 def render(name: str, policy: RetentionPolicy, decisions: list[RetentionDecision], deleted: list[str] | None) -> None:

@@ -27,7 +27,7 @@ from ..repo_url import is_url
 from ..scheduler import BackupScheduler
 from ..upload_limits import UploadSchedule
 from ..windows import BackupWindow, business_hours, off_hours
-from .context import CliState, pass_state, print_json, print_table
+from .context import CliState, closed_at_end, pass_state, print_json, print_table
 from .holiday_opts import calendar_from, holiday_options
 from .metrics_cmds import parse_window, serve_metrics
 from .ops_opts import JobOps, duration_value, ops_options
@@ -82,12 +82,15 @@ def _scheduler(
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such repository directory (run 'rustybackup init' first)")
     if not real:
-        manager: Any = _ConfigOnlyManager(repo, state.catalog)
-    else:
-        manager = open_manager(repo, state.catalog) if state.catalog else open_manager(repo)
-        if upload is not None:
-            # The scheduled backups' uploads (to s3:// mirrors) go at the window's pace.
-            manager.upload_limits = upload
+        # Jobs, windows and history only: closed with the command (`run` closes its own,
+        # after the notifications are out).
+        return closed_at_end(BackupScheduler(_ConfigOnlyManager(repo, state.catalog), **node))
+    manager = open_manager(repo, state.catalog) if state.catalog else open_manager(repo)
+    if hasattr(manager, "close"):
+        closed_at_end(manager)
+    if upload is not None:
+        # The scheduled backups' uploads (to s3:// mirrors) go at the window's pace.
+        manager.upload_limits = upload
     return BackupScheduler(manager, **node)
 
 
