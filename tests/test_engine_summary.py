@@ -56,8 +56,10 @@ def _vanish_after_walk(monkeypatch: pytest.MonkeyPatch, *victims: Path) -> None:
     the race a live tree loses at random, made deterministic."""
     real = sources.walk
 
-    def walk_then_delete(root: Path, selection: Selection | None = None) -> sources.TreeEntries:
-        out = real(root, selection)
+    def walk_then_delete(
+        root: Path, selection: Selection | None = None, parent: sources.KnownFiles | None = None
+    ) -> sources.TreeEntries:
+        out = real(root, selection, parent)
         for v in victims:
             v.unlink()
         return out

@@ -191,8 +191,10 @@ def test_files_past_the_pass_lstat_window_changed_taken_over_or_gone_since_the_w
         (src / f"f{i:05}").write_bytes(b"changed" * (i % 7 + 1))
     real = sources.walk
 
-    def walk_then_delete(root: Path, selection: Selection | None = None) -> sources.TreeEntries:
-        out = real(root, selection)
+    def walk_then_delete(
+        root: Path, selection: Selection | None = None, parent: sources.KnownFiles | None = None
+    ) -> sources.TreeEntries:
+        out = real(root, selection, parent)
         (src / "f04200").unlink()
         return out
 

@@ -161,6 +161,8 @@ def walk_tree(
     matcher: PathMatcher | None = None,
     exclude_caches: bool = False,
     one_file_system: bool = False,
+    known: FileTable | None = None,
+    reread: set[str] | None = None,
 ) -> tuple[
     list[tuple[str, str, os.stat_result, str | None, tuple[tuple[str, bytes], ...], tuple[str, ...]]],
     list[tuple[str, str, bool, bool]],
@@ -172,7 +174,9 @@ def walk_tree(
     skipped as ``(rel, reason, vanished, a directory whose listing failed)``; and how many
     entries ``matcher`` (and ``exclude_caches``) left out. Nothing is followed; an
     excluded directory is not entered; with ``one_file_system`` a mount point is kept
-    empty. Only a failure to read ``root`` raises (``OSError``)."""
+    empty. Only a failure to read ``root`` raises (``OSError``). ``known``: the parent
+    set's table; a regular file unchanged since its row (the rule of ``match_walk``) is
+    not asked for its xattrs unless its path is in ``reread``: it has none then."""
 
 def manifest_sum_seal(doc: bytes) -> bytes:
     """``doc`` (a manifest document, a JSON object's text) with its BLAKE3 checksum as the

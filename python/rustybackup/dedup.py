@@ -3,7 +3,9 @@ mtime, ctime, inode and device all equal its entry in the parent set is taken ov
 unread: its blocks are the parent's (a reference run in the new block map) and its
 digest the parent's. ctime is what catches a rewrite that put the mtime back (``touch
 -r``, ``rsync -t``): the kernel sets it on every change and no call can set it back.
-Mode, owner and xattrs are always taken from the walk, whatever matched.
+Mode and owner are always taken from the walk, whatever matched; so are xattrs, except
+that the walk does not list them again for an unchanged file whose parent entry has
+none (`known_files`): setting or removing one, an ACL included, changes the ctime.
 
 A parent read through the Rust reader keeps its files as a `manifest.FileTable`; the
 match then runs in Rust (`FileTable.match_walk`, rust/src/format/file_table.rs) and the
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from . import _core
 from .fsmeta import Captured
-from .manifest import FileEntry, FileTable
+from .manifest import FileEntry, FileTable, Manifest
+from .sources import KnownFiles
 
 Walked = Sequence[tuple[str, str | Path, os.stat_result]]
 
@@ -44,6 +47,19 @@ def unchanged_since(files: Walked, parent_files: Iterable[FileEntry]) -> dict[in
         ):
             out[i] = e
     return out
+
+
+def known_files(parent: Manifest) -> KnownFiles | None:
+    """The parent's files for the walk of the next backup: its Rust rows, and as
+    `reread` the entries the Rust reader did not take as plain rows (xattrs, holes, an
+    odd identity) and every path its summary lists as skipped (an xattr it could not
+    read is reported again). None when its files were parsed in Python."""
+    files = parent.files
+    if not isinstance(files, FileTable):
+        return None
+    reread = {e.path for e in files.extras.values()}
+    reread.update(e.path for e in parent.summary.skipped)
+    return KnownFiles(files.rows, reread)
 
 
 def match_parent(

@@ -502,6 +502,10 @@ class BackupManager:
         live = ExitStack()
         position: WalRecord | None = None
         captured: fsmeta.Captured | None = None
+        # Its files keep their text: the new manifest's check compares, not reads, the
+        # files that are the parent's byte for byte (manifest.write). Read before the
+        # walk, which leaves the xattrs of its unchanged files unasked (dedup.known_files).
+        parent_manifest = self._manifest(parent, keep_text=True) if parent else None
         if db.kind == "sqlite":
             from .capture import seal_path
             from .sqlite_wal import live_database
@@ -521,15 +525,13 @@ class BackupManager:
                     # before anything indexes the file list.
                     tree.files = resume.base_backup_order(tree.files, staging)
             else:
-                tree = walk(source, db.selection)
+                known = None if parent_manifest is None or force_read else dedup.known_files(parent_manifest)
+                tree = walk(source, db.selection, known)
                 # Owners, xattrs, holes, hardlinks, special files (issue 17).
                 captured = fsmeta.capture(source, tree)
             is_dir = source.is_dir()
         if parent is None:
             btype = BackupType.FULL
-        # Its files keep their text: the new manifest's check compares, not reads, the
-        # files that are the parent's byte for byte (manifest.write).
-        parent_manifest = self._manifest(parent, keep_text=True) if parent else None
         if self.remote is not None and parent_manifest is not None:
             self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
         parent_ranges: list[tuple[int, int] | None] | None = None

@@ -27,6 +27,16 @@ class SkippedEntry:
     reason: str
 
 
+@dataclass(frozen=True)
+class KnownFiles:
+    """The parent set's files as the walk uses them (`walk`'s `parent`): `table` its rows,
+    `reread` the paths whose extended attributes are listed again whatever matched (those
+    it recorded, or had a problem with). Built by `dedup.known_files`."""
+
+    table: _core.FileTable
+    reread: set[str]
+
+
 @dataclass
 class TreeEntries:
     """A source tree's regular files, directories and symlinks (sorted relative paths),
@@ -48,14 +58,15 @@ class TreeEntries:
     xattrs: dict[str, tuple[tuple[tuple[str, bytes], ...], tuple[str, ...]]] | None = None
 
 
-def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
+def walk(root: Path, selection: Selection | None = None, parent: KnownFiles | None = None) -> TreeEntries:
     """Every entry under `root` (a directory) or `root` itself (a file), with lstat
     results. Links are data: each is recorded with its text, whatever it points to
     (absolute, out of the tree, dangling), and never followed. What cannot be stored is
     listed in `skipped` with the reason, and the walk goes on: sockets, fifos and
     devices, entries that vanish while the tree is walked, and the contents of
     directories that cannot be read (the directory itself is kept). `selection`
-    (selection.py) leaves entries out; an excluded directory is not descended into."""
+    (selection.py) leaves entries out; an excluded directory is not descended into.
+    `parent`: the parent set's files, when its unchanged ones keep its data (`KnownFiles`)."""
     out = TreeEntries()
     try:
         st = root.stat()
@@ -75,6 +86,8 @@ def walk(root: Path, selection: Selection | None = None) -> TreeEntries:
             matcher,
             exclude_caches=selection is not None and selection.exclude_caches,
             one_file_system=selection is not None and selection.one_file_system,
+            known=None if parent is None else parent.table,
+            reread=None if parent is None else parent.reread,
         )
     except OSError as exc:
         raise BackupError(f"cannot read source directory {root}: {exc.strerror or exc}") from exc

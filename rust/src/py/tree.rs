@@ -2,6 +2,7 @@
 //! GIL released; the entries are then handed over as tuples with a ready
 //! `os.stat_result` each, so the Python side creates no object per system call.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -11,7 +12,9 @@ use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use super::errors::io_error;
 use super::select::PyPathMatcher;
+use crate::format::file_table::{FileTable, Seen};
 use crate::tree::{self, Kind, Stat};
+use file_table::PyFileTable;
 
 /// A manifest's `files` kept in Rust: the parent's matched against the walk, the new set's written.
 pub mod file_table;
@@ -99,20 +102,32 @@ fn kind_name<'py>(py: Python<'py>, k: Kind) -> Bound<'py, PyString> {
 /// Walks the directory `root` for a backup: every entry (lstat, link text, extended
 /// attributes), what was skipped, and how many entries the rules left out. Only a
 /// failure to read `root` itself raises (an `OSError` naming it).
+///
+/// `known`: the parent set's file table; a file unchanged since its row (`FileTable`'s
+/// rule, the one that takes its data over unread) is not asked for its extended
+/// attributes, unless its path is in `reread` (the parent's entries that recorded some,
+/// or a problem reading them): it has none, as its row says.
 #[pyfunction]
-#[pyo3(signature = (root, matcher=None, exclude_caches=false, one_file_system=false))]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (root, matcher=None, exclude_caches=false, one_file_system=false, known=None, reread=None))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn walk_tree<'py>(
     py: Python<'py>,
     root: PathBuf,
     matcher: Option<PyRef<'py, PyPathMatcher>>,
     exclude_caches: bool,
     one_file_system: bool,
+    known: Option<PyRef<'py, PyFileTable>>,
+    reread: Option<HashSet<String>>,
 ) -> PyResult<(Vec<EntryTuple<'py>>, Vec<SkippedTuple>, u64)> {
+    let reread = reread.unwrap_or_default();
+    let bare = known
+        .as_deref()
+        .map(|t| |rel: &[u8], st: &Stat| bare_since(t.table(), &reread, rel, st));
     let opts = tree::Options {
         matcher: matcher.map(|m| m.inner.clone()),
         exclude_caches,
         one_file_system,
+        known_bare: bare.as_ref().map(|f| f as tree::KnownBare<'_>),
     };
     let walked = py
         .detach(|| tree::walk(&root, &opts))
@@ -141,6 +156,25 @@ fn walk_tree<'py>(
         .map(|s| (s.rel, s.reason, s.vanished, s.directory))
         .collect();
     Ok((entries, skipped, walked.excluded))
+}
+
+/// `tree::KnownBare` from the parent's table: a valid UTF-8 path not in `reread` whose
+/// row's identity still matches.
+fn bare_since(table: &FileTable, reread: &HashSet<String>, rel: &[u8], st: &Stat) -> bool {
+    let Ok(path) = std::str::from_utf8(rel) else {
+        return false;
+    };
+    let (Ok(mtime_ns), Ok(ctime_ns)) = (i64::try_from(st.mtime_ns), i64::try_from(st.ctime_ns)) else {
+        return false;
+    };
+    let seen = Seen {
+        size: st.size,
+        mtime_ns,
+        ctime_ns,
+        ino: st.ino,
+        dev: st.dev,
+    };
+    !reread.contains(path) && table.unchanged(path, &seen).is_some()
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

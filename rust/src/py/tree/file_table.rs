@@ -87,6 +87,13 @@ fn walk_entry<'py>(t: &Bound<'py, PyAny>) -> PyResult<(Option<String>, Bound<'py
     Ok((rel, t.get_item(2)?))
 }
 
+impl PyFileTable {
+    /// The rows, for the walk's check of unchanged files (`walk_tree`'s `known`).
+    pub(crate) fn table(&self) -> &FileTable {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl PyFileTable {
     fn __len__(&self) -> usize {
