@@ -305,7 +305,8 @@ def test_a_row_built_from_the_walk_matches_only_when_every_field_does(tmp_path: 
     assert row[7] == (st_.st_uid, st_.st_gid, None, None)
     assert row[8:] == (st_.st_ctime_ns, st_.st_ino, st_.st_dev)
     ranges, same = made.match_walk(walked, True)
-    assert ranges == [(0, 1), None] and same == [(0, 10, "ab" * 32)]
+    identity = (st_.st_mtime_ns, st_.st_ctime_ns, st_.st_ino, st_.st_dev)
+    assert ranges == [(0, 1), None] and same == [(0, 10, "ab" * 32, *identity)]
     assert made.match_walk(walked, False) == ([(0, 1), None], [])
     changed = _core.FileTable.from_pass(walked[:1], [(10, "ab" * 32, 0, 1)], {"a"}, {}, {})
     assert changed is not None and changed.row(0)[8:] == (None, None, None)

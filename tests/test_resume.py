@@ -431,3 +431,40 @@ def test_an_encrypted_cut_without_its_set_key_is_discarded(
         discarded(caplog, m, "full", f"it holds no {keys.SET_KEY_FILE}")
     finally:
         forget_keys()
+
+
+def test_a_file_rewritten_between_the_walk_and_its_take_over_is_not_adopted_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the walk found unchanged is taken over with the parent's digest, and its
+    journal record carries the identity that decision was made on (the walk's). Rewritten
+    in place at the same size after the walk and before a cut, the resumed run must not
+    adopt the parent's bytes for the new contents: its ctime moved since the walk."""
+    from rustybackup import engine, sources
+
+    src = make_tree(tmp_path, [2 * MiB] * 6)
+    m = manager(tmp_path / "repo", src)
+    m.backup("tree", "full")
+    change_all(src)
+    m.backup("tree", "incremental")  # every file now has an identity in the parent
+    (src / "f05").write_bytes(b"read by the next pass" * 1000)
+    real = sources.walk
+    victim = src / "f00"
+
+    def walk_then_rewrite(
+        root: Path, selection: object = None, parent: sources.KnownFiles | None = None
+    ) -> sources.TreeEntries:
+        out = real(root, selection, parent)  # type: ignore[arg-type]
+        data = bytearray(victim.read_bytes())
+        data[7] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        return out
+
+    monkeypatch.setattr(engine, "walk", walk_then_rewrite)
+    cut(m, "incremental", 1)
+    monkeypatch.undo()
+    done = m.backup("tree", "incremental")
+    out = tmp_path / "out"
+    m.restore("tree", out, backup_set_id=done.id)
+    for f in src.iterdir():
+        assert (out / f.name).read_bytes() == f.read_bytes(), f.name

@@ -257,10 +257,10 @@ class FileTable:
         prefix)``; None when they hold."""
     def match_walk(
         self, files: list[tuple[str, Any, os.stat_result]], reuse: bool
-    ) -> tuple[list[tuple[int, int] | None], list[tuple[int, int, str]]]:
+    ) -> tuple[list[tuple[int, int] | None], list[tuple[int, int, str, int, int, int, int]]]:
         """Each walk file's ``(first_block, block_count)`` in this table or None, and when
-        ``reuse`` ``(position, size, digest)`` of those whose size, mtime, ctime, inode and
-        device equal their row's."""
+        ``reuse`` ``(position, size, digest, mtime_ns, ctime_ns, ino, dev)`` of those whose
+        size, mtime, ctime, inode and device equal their row's."""
     @staticmethod
     def from_pass(
         files: list[tuple[str, Any, os.stat_result]],
@@ -475,7 +475,7 @@ def backup_files(
     self_source: int = 0,
     progress: Callable[[int, int, int], object] | None = None,
     cancel: Any | None = None,
-    reuse: Sequence[tuple[int, int, str]] | None = None,
+    reuse: Sequence[tuple[int, int, str, int, int, int, int]] | None = None,
     dedup: bool = False,
     seal_key: tuple[bytes, bytes] | None = None,
     checkpoint: _Path | None = None,
@@ -511,8 +511,10 @@ def backup_files(
     read); the pass goes on, stores what it read (at most the size at open) and leaves
     the warning to the caller, as tar and restic do.
 
-    ``reuse`` lists ``(job index, size, digest)`` of files unchanged since the parent: not
-    read, their blocks are the parent's range and their size and digest these. ``dedup``
+    ``reuse`` lists ``(job index, size, digest, mtime_ns, ctime_ns, ino, dev)`` of files
+    the walk found unchanged since the parent: not read (nor stat'ed again), their blocks
+    are the parent's range, their size and digest these, and a checkpoint journals them
+    with that identity (a resumed pass adopts them only while they still have it). ``dedup``
     stores a block identical to one already stored (in this pass or the parent's state)
     as a reference to it. ``seal_key`` (cipher key, MAC key) seals every stored block
     (an encrypted repository) and keys the block digests; ``seal_cipher``

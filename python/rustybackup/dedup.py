@@ -27,6 +27,16 @@ from .manifest import FileEntry, FileTable, Manifest
 from .sources import KnownFiles
 
 Walked = Sequence[tuple[str, str | Path, os.stat_result]]
+# A file taken over unread, as `_core.backup_files` takes it: (position in the walk's
+# files, size, digest, mtime_ns, ctime_ns, ino, dev), the identity the walk saw.
+Reuse = tuple[int, int, str, int, int, int, int]
+
+
+def reuse_of(i: int, e: FileEntry) -> Reuse:
+    """`Reuse` of walk file `i` matched with parent entry `e`: an entry matches only with
+    an identity, equal to the walk's."""
+    assert e.ctime_ns is not None and e.ino is not None and e.dev is not None
+    return (i, e.size, e.digest, e.mtime_ns, e.ctime_ns, e.ino, e.dev)
 
 
 def unchanged_since(files: Walked, parent_files: Iterable[FileEntry]) -> dict[int, FileEntry]:
@@ -64,18 +74,18 @@ def known_files(parent: Manifest) -> KnownFiles | None:
 
 def match_parent(
     files: list[tuple[str, str | Path, os.stat_result]], parent_files: Sequence[FileEntry], *, reuse: bool
-) -> tuple[list[tuple[int, int] | None], list[tuple[int, int, str]]]:
+) -> tuple[list[tuple[int, int] | None], list[Reuse]]:
     """The parent's block range `(first_block, block_count)` of each walk file, by
-    position in `files` (None: not in the parent), and, when `reuse`, `(position, size,
-    digest)` of those unchanged since, in order, with the parent's size and digest: the
-    pass's `reuse` list as it is (no dict by path or by position in between, issue 17)."""
+    position in `files` (None: not in the parent), and, when `reuse`, the `Reuse` of
+    those unchanged since, in order, with the parent's size and digest: the pass's
+    `reuse` list as it is (no dict by path or by position in between, issue 17)."""
     if isinstance(parent_files, FileTable):
         return parent_files.rows.match_walk(files, reuse)
     by_path = {f.path: (f.first_block, f.block_count) for f in parent_files}
     ranges = [by_path.get(rel) for rel, _, _ in files]
     if not reuse:
         return ranges, []
-    return ranges, [(i, e.size, e.digest) for i, e in sorted(unchanged_since(files, parent_files).items())]
+    return ranges, [reuse_of(i, e) for i, e in sorted(unchanged_since(files, parent_files).items())]
 
 
 def tree_files(

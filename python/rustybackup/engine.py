@@ -535,7 +535,7 @@ class BackupManager:
         if self.remote is not None and parent_manifest is not None:
             self.remote.fetch_chain(self.repo, parent_manifest, with_pieces=False)
         parent_ranges: list[tuple[int, int] | None] | None = None
-        unchanged: list[tuple[int, int, str]] = []
+        unchanged: list[dedup.Reuse] = []
         sources: list[Source] = []
         if parent_manifest is not None:
             # A file tree's parent rows are matched in Rust (dedup.match_parent).
@@ -548,7 +548,7 @@ class BackupManager:
                 taken = pg_unchanged.unchanged_since(
                     tree.files, parent_manifest.files, parent_manifest.record.started_at_us
                 )
-                unchanged = [(i, e.size, e.digest) for i, e in sorted(taken.items())]
+                unchanged = [dedup.reuse_of(i, e) for i, e in sorted(taken.items())]
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
         checkpoint = None
@@ -629,13 +629,13 @@ class BackupManager:
         progress: ProgressCallback | None,
         cancel: CancelFlag | None,
         *,
-        unchanged: Sequence[tuple[int, int, str]] = (),
+        unchanged: Sequence[dedup.Reuse] = (),
         checkpoint: Path | None = None,
         pages: PageCheck | None = None,
     ) -> _Pass:
         """The one pass of the Rust engine over `entries`. `parent_ranges`: the parent's
-        block range of each entry, by position (None: no parent); `unchanged`: `(position,
-        size, digest)` of the entries taken over from the parent, in order. A file that
+        block range of each entry, by position (None: no parent); `unchanged`: the
+        `dedup.Reuse` of the entries taken over from the parent, in order. A file that
         vanished since the walk, or that cannot be opened or read, is left out and listed,
         and the pass starts over without it (tar and restic warn and go on; a live tree
         loses such races). An error on any other path (the repository's own files) fails
@@ -649,7 +649,7 @@ class BackupManager:
         while True:
             jobs = [(path, label(rel), rng) for (rel, path, _), rng in zip(todo, ranges, strict=True)]
             # The bytes of the files to read, for the progress.
-            total = sum(t[2].st_size for t in todo) - sum(todo[i][2].st_size for i, _, _ in reuse)
+            total = sum(t[2].st_size for t in todo) - sum(todo[r[0]][2].st_size for r in reuse)
             try:
                 out = _core.backup_files(
                     jobs,
@@ -676,7 +676,7 @@ class BackupManager:
                     pg_pages=None if pages is None else pages.arguments(rel for rel, _, _ in todo),
                 )
                 if pages is not None:
-                    pages.record([rel for rel, _, _ in todo], out[8], out[7][0], frozenset(i for i, _, _ in reuse))
+                    pages.record([rel for rel, _, _ in todo], out[8], out[7][0], frozenset(r[0] for r in reuse))
                 if checkpoint is not None:
                     adopted = resume.finished(staging, set_id, db.name, out[7])
                     if adopted is not None:
@@ -689,7 +689,7 @@ class BackupManager:
                     raise
                 rel = todo.pop(at)[0]
                 ranges.pop(at)
-                reuse = [(i - (i > at), size, digest) for i, size, digest in reuse if i != at]
+                reuse = [(r[0] - (r[0] > at), *r[1:]) for r in reuse if r[0] != at]
                 why = (
                     "vanished before it was read"
                     if isinstance(exc, FileNotFoundError)
@@ -700,7 +700,7 @@ class BackupManager:
                 if checkpoint is None:  # else the next pass adopts the files before it
                     _discard_partial(staging)
                 continue
-            return _Pass(todo, out, skipped, frozenset(i for i, _, _ in reuse))
+            return _Pass(todo, out, skipped, frozenset(r[0] for r in reuse))
 
     def _backup_archive(
         self,

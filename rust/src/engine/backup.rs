@@ -25,7 +25,7 @@ use super::prefetch::{Fetched, Prefetcher, Ready};
 use super::progress::{Progress, ProgressHook};
 use super::resume::{self, Checkpoint, Checkpointer, Resumed};
 use crate::dedup::{DedupIndex, Dup, Origin};
-use crate::format::checkpoint::Settings;
+use crate::format::checkpoint::{Identity, Settings};
 use crate::format::{BlockMapReader, BlockMapWriter, BlockRecord, ParentRef, PieceSummary, PieceWriter, FLAG_ZSTD};
 use crate::scan::algorithm::Algorithm;
 /// Bytes read per chunk (rounded to a multiple of the block size).
@@ -55,43 +55,10 @@ pub struct Reused {
     pub size: u64,
     /// Its whole-file digest.
     pub digest: Vec<u8>,
-}
-
-/// How many jobs' `lstat`s `TakenOverStats` asks for at once: bounds its memory (a
-/// `Metadata` each) on a tree of millions of files.
-const LSTAT_AHEAD: usize = 4096;
-
-/// The `lstat` of each file taken over unread, made on the pool a window of jobs at a
-/// time instead of one by one in the pass: an unchanged tree's pass is little else (the
-/// 10,000-file bench tree: 10,000 path lookups, most of its time). Each result is still
-/// made after the walk and used in job order, so a file gone or resized since the walk is
-/// found as before.
-#[derive(Default)]
-struct TakenOverStats {
-    start: usize,
-    stats: Vec<Option<std::io::Result<Metadata>>>,
-}
-
-impl TakenOverStats {
-    /// The `lstat` of `job`, `jobs[at]` (a job with `reuse`); `at` only grows between calls.
-    fn take(&mut self, jobs: &[FileJob], at: usize, job: &FileJob) -> std::io::Result<Metadata> {
-        if at < self.start || at >= self.start + self.stats.len() {
-            let end = at.saturating_add(LSTAT_AHEAD).min(jobs.len());
-            let window = jobs.get(at..end).unwrap_or_default();
-            self.stats = in_pool(|| {
-                window
-                    .par_iter()
-                    .map(|j| j.reuse.as_ref().map(|_| std::fs::symlink_metadata(&j.path)))
-                    .collect()
-            });
-            self.start = at;
-        }
-        match self.stats.get_mut(at - self.start).and_then(Option::take) {
-            Some(now) => now,
-            // Not reached (the window holds every job with `reuse`): the same call here.
-            None => std::fs::symlink_metadata(&job.path),
-        }
-    }
+    /// The identity the caller's walk saw and matched with the parent's entry: what the
+    /// checkpoint journals for it, so a resumed pass adopts it only while the file still
+    /// has it (a rewrite after the walk moves the ctime, and the file is read then).
+    pub identity: Identity,
 }
 
 /// Settings of one backup pass.
@@ -355,23 +322,12 @@ pub fn backup_files_checked(
         opts.dedup,
     );
 
-    let mut lstats = TakenOverStats::default();
     for (file_no, job) in jobs.iter().enumerate().skip(files.len()) {
-        let at = file_no;
         let file_no = u32::try_from(file_no).map_err(|_| Error::Invalid("more than 4 billion files".into()))?;
-        // Taken over unread only while still there with the size the caller saw: a file
-        // gone since the walk fails like an unreadable one (the caller leaves it out), one
-        // of another size is read.
-        let still = match &job.reuse {
-            Some(known) => {
-                let now = lstats
-                    .take(jobs, at, job)
-                    .map_err(|e| cut(&mut ck, &mut piece, &mut map, Error::io(&job.path, e)))?;
-                (now.is_file() && now.len() == known.size).then_some(now)
-            }
-            None => None,
-        };
-        if let (Some(now), Some(known), Some((first, count)), Some(_)) = (still, &job.reuse, job.parent, &parent) {
+        // Taken over as the walk saw it (restic's rule), with no system call: the set holds
+        // each file as it was at one moment of the backup, for this one the walk's. Its
+        // journal record carries that identity, so a change since is read on resume.
+        if let (Some(known), Some((first, count)), Some(_)) = (&job.reuse, job.parent, &parent) {
             let first_block = map.count();
             for k in 0..count {
                 map.push_parent(first + k)?;
@@ -385,8 +341,7 @@ pub fn backup_files_checked(
                 changed: false,
             });
             if let (Some(ck), Some(done)) = (ck.as_mut(), files.last()) {
-                // The lstat above is the file's identity now (a regular file: no link to follow).
-                ck.taken_over(&mut piece, &mut map, file_no, job, &now, done)?;
+                ck.taken_over(&mut piece, &mut map, file_no, job, known.identity, done)?;
             }
             continue;
         }

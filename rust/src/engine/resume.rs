@@ -596,7 +596,8 @@ impl Checkpointer {
         self.record(piece, map, file_no, job, identity, out, out.changed || recent, out.size)
     }
 
-    /// Records a file taken over from the parent unread (`now`: its lstat at the take-over).
+    /// Records a file taken over from the parent unread (`identity`: the walk's, on which
+    /// the take-over was decided).
     /// Its bytes do not count toward the next commit: a later pass takes it over unread
     /// again, so there is nothing to save it from re-reading (an unchanged 1 GiB tree
     /// committed 16 times, four fdatasyncs each, for no data written).
@@ -606,11 +607,11 @@ impl Checkpointer {
         map: &mut BlockMapWriter,
         file_no: u32,
         job: &FileJob,
-        now: &Metadata,
+        identity: Identity,
         out: &FileOutcome,
     ) -> Result<()> {
         self.last = SystemTime::now();
-        self.record(piece, map, file_no, job, Identity::of(now), out, out.changed, 0)
+        self.record(piece, map, file_no, job, identity, out, out.changed, 0)
     }
 
     /// Journals a file a resumed pass moved from the cut one's piece (`resume_move`),

@@ -44,6 +44,7 @@ fn a_file_taken_over_unread_is_journaled_without_a_commit_and_a_read_one_commits
         reuse: Some(Reused {
             size: 5000,
             digest: vec![1; 32],
+            identity: Identity::of(&now),
         }),
     };
     let out = FileOutcome {
@@ -56,7 +57,8 @@ fn a_file_taken_over_unread_is_journaled_without_a_commit_and_a_read_one_commits
     let pending = |c: &Checkpointer| c.journal.as_ref().map(|j| j.pending());
     // 5,000 bytes against `every` 10: a read file commits, one taken over does not.
     for k in 1..=3 {
-        c.taken_over(&mut piece, &mut map, k - 1, &job, &now, &out).unwrap();
+        c.taken_over(&mut piece, &mut map, k - 1, &job, Identity::of(&now), &out)
+            .unwrap();
         assert_eq!(pending(&c), Some(k as usize));
     }
     c.file_done(&mut piece, &mut map, 3, &job, &now, &out).unwrap();

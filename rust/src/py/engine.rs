@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 
 use super::errors::engine_error;
 use crate::engine::{self, BackupOptions, FileJob, Progress, RestoreFile};
+use crate::format::checkpoint::Identity;
 use crate::format::PieceReader;
 use crate::scan::algorithm::{to_hex, Algorithm};
 
@@ -136,6 +137,8 @@ type BackupResult = (
 );
 /// A file to back up: (path, relative name, parent block-map range).
 type JobTuple = (PathBuf, String, Option<(u64, u64)>);
+/// A file taken over unread: (job index, size, digest, mtime_ns, ctime_ns, ino, dev).
+type ReuseTuple = (usize, u64, String, i64, i64, u64, u64);
 /// A piece index entry: (file_no, block_index, offset, stored_len, raw_len, flags, digest_hex).
 type IndexTuple = (u32, u64, u64, u32, u32, u8, String);
 
@@ -161,7 +164,7 @@ fn backup_files(
     seal_key: Option<(Vec<u8>, Vec<u8>)>,
     checkpoint: Option<PathBuf>,
     checkpoint_every: u64,
-    reuse: Option<Vec<(usize, u64, String)>>,
+    reuse: Option<Vec<ReuseTuple>>,
     dedup: bool,
     checkpoint_rule: &str,
     seal_cipher: &str,
@@ -206,15 +209,24 @@ fn backup_files(
             reuse: None,
         })
         .collect();
-    // (job index, size, digest): files found unchanged since the parent, not read again.
-    for (i, size, digest) in reuse.unwrap_or_default() {
+    // (job index, size, digest, mtime_ns, ctime_ns, ino, dev): files the walk found
+    // unchanged since the parent, not read again, with the identity it saw.
+    for (i, size, digest, mtime_ns, ctime_ns, ino, dev) in reuse.unwrap_or_default() {
         let n = jobs.len();
         let job = jobs
             .get_mut(i)
             .ok_or_else(|| PyValueError::new_err(format!("reuse: job {i} is out of range ({n} jobs)")))?;
+        let split = |ns: i64| (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
         job.reuse = Some(engine::Reused {
             size,
             digest: from_hex(&digest, "reuse digest")?,
+            identity: Identity {
+                dev,
+                ino,
+                size,
+                mtime: split(mtime_ns),
+                ctime: split(ctime_ns),
+            },
         });
     }
     // (start LSN, page size, relation segment number or None per job): PostgreSQL pages

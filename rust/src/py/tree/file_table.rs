@@ -164,14 +164,15 @@ impl PyFileTable {
     }
 
     /// For a walk's files `[(rel, path, stat)]`: each one's `(first_block, block_count)`
-    /// in this (the parent's) table or None, and, when `reuse`, `(position, size, digest)`
-    /// of those unchanged since their row (size, mtime, ctime, inode, device).
+    /// in this (the parent's) table or None, and, when `reuse`, `(position, size, digest,
+    /// mtime_ns, ctime_ns, ino, dev)` of those unchanged since their row (that identity
+    /// both the walk's and the row's): `backup_files`'s `reuse`.
     #[allow(clippy::type_complexity)]
     fn match_walk(
         &self,
         files: &Bound<'_, PyList>,
         reuse: bool,
-    ) -> PyResult<(Vec<Option<(u64, u64)>>, Vec<(usize, u64, String)>)> {
+    ) -> PyResult<(Vec<Option<(u64, u64)>>, Vec<(usize, u64, String, i64, i64, u64, u64)>)> {
         let mut ranges = Vec::with_capacity(files.len());
         let mut same = Vec::new();
         for (pos, t) in files.iter().enumerate() {
@@ -192,7 +193,15 @@ impl PyFileTable {
                     dev: s.dev,
                 };
                 if let Some((_, r)) = rel.as_deref().and_then(|p| self.inner.unchanged(p, &seen)) {
-                    same.push((pos, r.size, r.digest.clone()));
+                    same.push((
+                        pos,
+                        r.size,
+                        r.digest.clone(),
+                        seen.mtime_ns,
+                        seen.ctime_ns,
+                        seen.ino,
+                        seen.dev,
+                    ));
                 }
             }
         }
