@@ -7,7 +7,6 @@ after the resumed backup holds exactly the rows committed by then."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from pg_support import Cluster, Writer, archived_cluster, as_user, rb, restore_and_start
 from rustybackup import BackupManager, _core, manifest, resume
+from rustybackup.sources import LStat
 
 NAME = "main"
 # Rows per table, created (and read) in this order; big enough that most of the copy is
@@ -178,7 +178,7 @@ def test_a_damaged_or_missing_checkpoint_leaves_the_order_alone(tmp_path: Path) 
     starts over and says why), and nothing fails."""
     src = tmp_path / "pgdata"
     src.mkdir()
-    files: list[tuple[str, str | Path, os.stat_result]] = []
+    files: list[tuple[str, str | Path, LStat]] = []
     for name in ("PG_VERSION", "base", "global_pg_control"):
         p = src / name
         p.write_bytes(b"x" * 10)

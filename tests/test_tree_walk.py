@@ -114,9 +114,9 @@ def test_a_large_attribute_value_is_read_whole(tmp_path: Path) -> None:
     assert [(e[0], e[4]) for e in entries] == [("f", (("user.a", b""), ("user.big", big)))]
 
 
-def test_every_time_field_is_lstat_s_when_the_walk_shares_equal_times(tmp_path: Path) -> None:
-    """The walk makes a time equal to the mtime once per entry, not once per field (fewer
-    objects to make and free): each field still reads as lstat's."""
+def test_every_stat_field_is_lstat_s(tmp_path: Path) -> None:
+    """Every ``st_`` field of the walk's `Stat` reads as lstat's, the float times too
+    (before the epoch, and an atime equal to the mtime or not)."""
     for name, (atime, mtime) in {"same": (7_123_456_789, 7_123_456_789), "other": (-1, 5_999_999_999)}.items():
         (tmp_path / name).write_bytes(name.encode())
         os.utime(tmp_path / name, ns=(atime, mtime))
@@ -124,7 +124,7 @@ def test_every_time_field_is_lstat_s_when_the_walk_shares_equal_times(tmp_path: 
     fields = [f for f in dir(os.lstat(tmp_path)) if f.startswith("st_")]
     for rel, _, got, _, _, _ in entries:
         want = os.lstat(tmp_path / rel)
-        assert tuple(got) == tuple(want) and all(getattr(got, f) == getattr(want, f) for f in fields), rel
+        assert len(fields) >= 16 and all(getattr(got, f) == getattr(want, f) for f in fields), rel
 
 
 def test_a_root_that_is_not_a_directory_raises_oserror_naming_it(tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
 """Type stubs for the native module ``rustybackup._core`` (checked by mypy.stubtest)."""
 
 import datetime
-import os
 from collections.abc import Iterable
 from os import PathLike
 from typing import Any, Self, TypeAlias, final
@@ -156,6 +155,42 @@ class PathMatcher:
         excluded directory is re-included (git's rule)."""
     def __len__(self) -> int: ...
 
+@final
+class Stat:
+    """A walk entry's lstat, read as ``os.stat_result`` is (the ``st_*`` names)."""
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_atime_ns(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+    @property
+    def st_atime(self) -> float: ...
+    @property
+    def st_mtime(self) -> float: ...
+    @property
+    def st_ctime(self) -> float: ...
+    @property
+    def st_blksize(self) -> int: ...
+    @property
+    def st_blocks(self) -> int: ...
+    @property
+    def st_rdev(self) -> int: ...
+
 def walk_tree(
     root: str | PathLike[str],
     matcher: PathMatcher | None = None,
@@ -164,7 +199,7 @@ def walk_tree(
     known: FileTable | None = None,
     reread: set[str] | None = None,
 ) -> tuple[
-    list[tuple[str, str, os.stat_result, str | None, tuple[tuple[str, bytes], ...], tuple[str, ...]]],
+    list[tuple[str, str, Stat, str | None, tuple[tuple[str, bytes], ...], tuple[str, ...]]],
     list[tuple[str, str, bool, bool]],
     int,
 ]:
@@ -256,14 +291,14 @@ class FileTable:
         i, other group, other i, None)`` or ``("under", group, i, parent group, parent i,
         prefix)``; None when they hold."""
     def match_walk(
-        self, files: list[tuple[str, Any, os.stat_result]], reuse: bool
+        self, files: list[tuple[str, Any, Any]], reuse: bool
     ) -> tuple[list[tuple[int, int] | None], list[tuple[int, int, str, int, int, int, int]]]:
         """Each walk file's ``(first_block, block_count)`` in this table or None, and when
         ``reuse`` ``(position, size, digest, mtime_ns, ctime_ns, ino, dev)`` of those whose
         size, mtime, ctime, inode and device equal their row's."""
     @staticmethod
     def from_pass(
-        files: list[tuple[str, Any, os.stat_result]],
+        files: list[tuple[str, Any, Any]],
         results: list[tuple[int, str, int, int]],
         changed: set[str] | frozenset[str],
         users: dict[int, str | None],

@@ -17,16 +17,15 @@ Identical blocks across files and sets are the Rust pass's (rust/src/dedup/)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import _core
 from .fsmeta import Captured
 from .manifest import FileEntry, FileTable, Manifest
-from .sources import KnownFiles
+from .sources import KnownFiles, LStat
 
-Walked = Sequence[tuple[str, str | Path, os.stat_result]]
+Walked = Sequence[tuple[str, str | Path, LStat]]
 # A file taken over unread, as `_core.backup_files` takes it: (position in the walk's
 # files, size, digest, mtime_ns, ctime_ns, ino, dev), the identity the walk saw.
 Reuse = tuple[int, int, str, int, int, int, int]
@@ -73,7 +72,7 @@ def known_files(parent: Manifest) -> KnownFiles | None:
 
 
 def match_parent(
-    files: list[tuple[str, str | Path, os.stat_result]], parent_files: Sequence[FileEntry], *, reuse: bool
+    files: list[tuple[str, str | Path, LStat]], parent_files: Sequence[FileEntry], *, reuse: bool
 ) -> tuple[list[tuple[int, int] | None], list[Reuse]]:
     """The parent's block range `(first_block, block_count)` of each walk file, by
     position in `files` (None: not in the parent), and, when `reuse`, the `Reuse` of
@@ -89,7 +88,7 @@ def match_parent(
 
 
 def tree_files(
-    read: list[tuple[str, str | Path, os.stat_result]],
+    read: list[tuple[str, str | Path, LStat]],
     results: list[tuple[int, str, int, int]],
     changed: Iterable[str],
     captured: Captured,

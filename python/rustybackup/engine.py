@@ -51,7 +51,7 @@ from .manifest import (
     SymlinkEntry,
 )
 from .selection import Selection
-from .sources import SkippedEntry, TreeEntries, archive_candidates, label, walk
+from .sources import LStat, SkippedEntry, TreeEntries, archive_candidates, label, walk
 from .timestamps import from_us
 
 if TYPE_CHECKING:
@@ -622,7 +622,7 @@ class BackupManager:
         self,
         db: DatabaseEntry,
         set_id: str,
-        entries: Sequence[tuple[str, str | Path, os.stat_result]],
+        entries: Sequence[tuple[str, str | Path, LStat]],
         parent_ranges: Sequence[tuple[int, int] | None] | None,
         parent_blockmap: Path | None,
         self_source: int,
@@ -1098,7 +1098,7 @@ class _Pass:
     """What the Rust pass stored: the files it read (with the stat taken by the walk),
     its results, and the files it had to leave out."""
 
-    read: list[tuple[str, str | Path, os.stat_result]]
+    read: list[tuple[str, str | Path, LStat]]
     out: tuple[
         list[tuple[int, str, int, int]],
         _core.PieceInfo,

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .manifest import DirEntry, FileEntry, FileTable, HardlinkEntry, Owner, SpecialEntry, SymlinkEntry, Xattr
-from .sources import SkippedEntry, TreeEntries
+from .sources import LStat, SkippedEntry, TreeEntries
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _group(gid: int) -> str | None:
         return None
 
 
-def owner_of(st: os.stat_result) -> Owner:
+def owner_of(st: LStat) -> Owner:
     return _owner(st.st_uid, st.st_gid)
 
 
@@ -215,9 +215,9 @@ def capture(root: Path, tree: TreeEntries) -> Captured:
 
     if not single:
         try:
-            st = os.lstat(root)
+            top = os.lstat(root)
             out.root = DirEntry(
-                "", stat.S_IMODE(st.st_mode), st.st_mtime_ns, owner_of(st), read_xattrs(root, ".", out.problems)
+                "", stat.S_IMODE(top.st_mode), top.st_mtime_ns, owner_of(top), read_xattrs(root, ".", out.problems)
             )
         except OSError as exc:
             out.problems.append(

@@ -33,11 +33,15 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _core, locks, store
 from .catalog import BackupSet, DatabaseEntry
 from .enums import BackupType
 from .timestamps import from_us
+
+if TYPE_CHECKING:
+    from .sources import LStat
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +259,7 @@ def _from_us(us: int) -> datetime:
     return from_us(us, "resume marker start")
 
 
-def base_backup_order(
-    files: list[tuple[str, str | Path, os.stat_result]], staging: Path
-) -> list[tuple[str, str | Path, os.stat_result]]:
+def base_backup_order(files: list[tuple[str, str | Path, LStat]], staging: Path) -> list[tuple[str, str | Path, LStat]]:
     """A base backup's files in the order its pass reads them: those a cut run left in
     `staging` that the engine can adopt first, in the cut run's order (so it moves them
     without reading), then the rest in their own order."""

@@ -10,12 +10,41 @@ import stat
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
+from typing import Protocol
 
 from . import _core
 from .errors import BackupError
 from .selection import Selection
 
 log = logging.getLogger(__name__)
+
+
+class LStat(Protocol):
+    """An entry's lstat as the backup reads it: `os.stat_result`, or the walk's
+    `_core.Stat` (one object per entry instead of about twenty)."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+    @property
+    def st_blocks(self) -> int: ...
+    @property
+    def st_rdev(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -44,12 +73,12 @@ class TreeEntries:
 
     # (rel, full path, lstat). The walk gives the full path as text: a `Path` per file
     # was a tenth of an unchanged backup's CPU.
-    files: list[tuple[str, str | Path, os.stat_result]] = field(default_factory=list)
-    dirs: list[tuple[str, os.stat_result]] = field(default_factory=list)
-    symlinks: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
+    files: list[tuple[str, str | Path, LStat]] = field(default_factory=list)
+    dirs: list[tuple[str, LStat]] = field(default_factory=list)
+    symlinks: list[tuple[str, str, LStat]] = field(default_factory=list)
     skipped: list[SkippedEntry] = field(default_factory=list)
     # FIFOs and device nodes, recorded by fsmeta.capture (sockets stay skipped).
-    specials: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    specials: list[tuple[str, LStat]] = field(default_factory=list)
     # Entries the selection left out (an excluded directory counts once; it is not walked).
     excluded: int = 0
     # Extended attributes read by the walk, by path: ((name, value) sorted by name, the

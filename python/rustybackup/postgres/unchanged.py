@@ -22,12 +22,12 @@ damaged pages included, is this set's.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .. import dedup
 from ..manifest import FileEntry
+from ..sources import LStat
 
 # As resume's TICK in rust/src/engine/resume.rs: the coarsest timestamp granularity
 # assumed of the source's file system.
@@ -36,7 +36,7 @@ ALWAYS_READ = frozenset({"global/pg_control"})
 
 
 def unchanged_since(
-    files: Sequence[tuple[str, str | Path, os.stat_result]],
+    files: Sequence[tuple[str, str | Path, LStat]],
     parent_files: Sequence[FileEntry],
     parent_started_at_us: int,
 ) -> dict[int, FileEntry]:

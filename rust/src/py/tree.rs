@@ -1,13 +1,12 @@
 //! Bindings for `crate::tree`: the backup's walk of a file tree. The walk runs with the
-//! GIL released; the entries are then handed over as tuples with a ready
-//! `os.stat_result` each, so the Python side creates no object per system call.
+//! GIL released; the entries are then handed over as tuples with a `Stat` each, so the
+//! Python side creates no object per system call.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use super::errors::io_error;
@@ -33,58 +32,96 @@ type EntryTuple<'py> = (
 /// One skipped entry: (rel, reason, vanished, is a directory whose listing failed).
 type SkippedTuple = (OsString, String, bool, bool);
 
-static STAT_RESULT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// A time as `os.stat_result` has it: (whole seconds, float seconds, ns).
-type Time<'py> = [Bound<'py, PyAny>; 3];
-
-fn time<'py>(py: Python<'py>, ns: i128) -> PyResult<Time<'py>> {
-    // CPython's float time: sec + nsec * 1e-9.
-    let (sec, nsec) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    Ok([
-        sec.into_pyobject(py)?.into_any(),
-        (sec as f64 + nsec as f64 * 1e-9).into_pyobject(py)?.into_any(),
-        ns.into_pyobject(py)?.into_any(),
-    ])
+/// A walk entry's `lstat`, read as `os.stat_result` is (`st_mode`, `st_size`,
+/// `st_mtime_ns`, ...): one object per entry where a stat_result is about twenty (its
+/// ints, floats and ns times), which made a fifth of an unchanged 10,000-file walk's
+/// hand-over to Python; the table's match reads it without a Python call per field.
+#[pyclass(module = "rustybackup._core", name = "Stat", frozen)]
+pub struct PyStat {
+    pub(crate) s: Stat,
 }
 
-fn stat_result<'py>(py: Python<'py>, s: &Stat) -> PyResult<Bound<'py, PyAny>> {
-    let ty = STAT_RESULT.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py.import("os")?.getattr("stat_result")?.unbind())
-    })?;
-    // A time equal to the mtime (the ctime of a file written once, the atime under
-    // noatime) is the same (immutable) objects: a walk makes ~15 per entry and frees them
-    // all at the end of the backup, a few ms of an unchanged 10,000-file backup.
-    let m = time(py, s.mtime_ns)?;
-    let same_or = |ns: i128| if ns == s.mtime_ns { Ok(m.clone()) } else { time(py, ns) };
-    let (a, c) = (same_or(s.atime_ns)?, same_or(s.ctime_ns)?);
-    let [a_sec, a_float, a_ns] = a;
-    let [m_sec, m_float, m_ns] = m;
-    let [c_sec, c_float, c_ns] = c;
-    // os.stat_result's 19 fields: the 10 of the sequence (times as whole seconds), then
-    // the float times, the ns times, blksize, blocks, rdev.
-    let fields: [Bound<'py, PyAny>; 19] = [
-        s.mode.into_pyobject(py)?.into_any(),
-        s.ino.into_pyobject(py)?.into_any(),
-        s.dev.into_pyobject(py)?.into_any(),
-        s.nlink.into_pyobject(py)?.into_any(),
-        s.uid.into_pyobject(py)?.into_any(),
-        s.gid.into_pyobject(py)?.into_any(),
-        s.size.into_pyobject(py)?.into_any(),
-        a_sec,
-        m_sec,
-        c_sec,
-        a_float,
-        m_float,
-        c_float,
-        a_ns,
-        m_ns,
-        c_ns,
-        s.blksize.into_pyobject(py)?.into_any(),
-        s.blocks.into_pyobject(py)?.into_any(),
-        s.rdev.into_pyobject(py)?.into_any(),
-    ];
-    ty.bind(py).call1((PyTuple::new(py, fields)?,))
+/// CPython's float time: sec + nsec * 1e-9.
+fn float_time(ns: i128) -> f64 {
+    let (sec, nsec) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    sec as f64 + nsec as f64 * 1e-9
+}
+
+#[pymethods]
+impl PyStat {
+    #[getter]
+    fn st_mode(&self) -> u32 {
+        self.s.mode
+    }
+    #[getter]
+    fn st_ino(&self) -> u64 {
+        self.s.ino
+    }
+    #[getter]
+    fn st_dev(&self) -> u64 {
+        self.s.dev
+    }
+    #[getter]
+    fn st_nlink(&self) -> u64 {
+        self.s.nlink
+    }
+    #[getter]
+    fn st_uid(&self) -> u32 {
+        self.s.uid
+    }
+    #[getter]
+    fn st_gid(&self) -> u32 {
+        self.s.gid
+    }
+    #[getter]
+    fn st_size(&self) -> u64 {
+        self.s.size
+    }
+    #[getter]
+    fn st_atime_ns(&self) -> i128 {
+        self.s.atime_ns
+    }
+    #[getter]
+    fn st_mtime_ns(&self) -> i128 {
+        self.s.mtime_ns
+    }
+    #[getter]
+    fn st_ctime_ns(&self) -> i128 {
+        self.s.ctime_ns
+    }
+    #[getter]
+    fn st_atime(&self) -> f64 {
+        float_time(self.s.atime_ns)
+    }
+    #[getter]
+    fn st_mtime(&self) -> f64 {
+        float_time(self.s.mtime_ns)
+    }
+    #[getter]
+    fn st_ctime(&self) -> f64 {
+        float_time(self.s.ctime_ns)
+    }
+    #[getter]
+    fn st_blksize(&self) -> u64 {
+        self.s.blksize
+    }
+    #[getter]
+    fn st_blocks(&self) -> u64 {
+        self.s.blocks
+    }
+    #[getter]
+    fn st_rdev(&self) -> u64 {
+        self.s.rdev
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.s;
+        format!(
+            "Stat(st_mode={}, st_ino={}, st_dev={}, st_nlink={}, st_uid={}, st_gid={}, st_size={}, \
+             st_mtime_ns={}, st_ctime_ns={})",
+            s.mode, s.ino, s.dev, s.nlink, s.uid, s.gid, s.size, s.mtime_ns, s.ctime_ns
+        )
+    }
 }
 
 /// The kind's name, one interned string each (not one per entry).
@@ -144,7 +181,7 @@ fn walk_tree<'py>(
         entries.push((
             e.rel,
             kind_name(py, e.kind),
-            stat_result(py, &e.stat)?,
+            Bound::new(py, PyStat { s: e.stat })?.into_any(),
             e.target,
             xattrs,
             PyTuple::new(py, e.xattr_problems)?,
@@ -178,6 +215,7 @@ fn bare_since(table: &FileTable, reread: &HashSet<String>, rel: &[u8], st: &Stat
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyStat>()?;
     m.add_function(wrap_pyfunction!(walk_tree, m)?)?;
     manifest_files::register(m)?;
     file_table::register(m)?;

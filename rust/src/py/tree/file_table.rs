@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::manifest_files::row_tuple;
+use super::PyStat;
 use crate::format::file_table::{BlockFault, FileTable, PathFault, Seen};
 use crate::format::manifest_files::{self, FileRow, OwnerRow, Slot};
 
@@ -65,6 +66,22 @@ struct StatOf {
 }
 
 fn stat_fields(st: &Bound<'_, PyAny>) -> PyResult<StatOf> {
+    if let Ok(walked) = st.cast::<PyStat>() {
+        let s = &walked.get().s;
+        let ns = |v: i128, name: &str| {
+            i64::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} {v} is out of range")))
+        };
+        return Ok(StatOf {
+            mode: s.mode,
+            mtime_ns: ns(s.mtime_ns, "st_mtime_ns")?,
+            ctime_ns: ns(s.ctime_ns, "st_ctime_ns")?,
+            ino: s.ino,
+            dev: s.dev,
+            uid: s.uid,
+            gid: s.gid,
+            size: s.size,
+        });
+    }
     let py = st.py();
     Ok(StatOf {
         mode: st.getattr(pyo3::intern!(py, "st_mode"))?.extract()?,
