@@ -10,7 +10,6 @@ import stat
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Protocol
 
 from . import _core
 from .errors import BackupError
@@ -19,32 +18,10 @@ from .selection import Selection
 log = logging.getLogger(__name__)
 
 
-class LStat(Protocol):
-    """An entry's lstat as the backup reads it: `os.stat_result`, or the walk's
-    `_core.Stat` (one object per entry instead of about twenty)."""
-
-    @property
-    def st_mode(self) -> int: ...
-    @property
-    def st_ino(self) -> int: ...
-    @property
-    def st_dev(self) -> int: ...
-    @property
-    def st_nlink(self) -> int: ...
-    @property
-    def st_uid(self) -> int: ...
-    @property
-    def st_gid(self) -> int: ...
-    @property
-    def st_size(self) -> int: ...
-    @property
-    def st_mtime_ns(self) -> int: ...
-    @property
-    def st_ctime_ns(self) -> int: ...
-    @property
-    def st_blocks(self) -> int: ...
-    @property
-    def st_rdev(self) -> int: ...
+# An entry's lstat as the backup reads it: the walk's `_core.Stat` (one object per entry
+# instead of the about twenty of an `os.stat_result`), or a stat_result made elsewhere
+# (a single file, a database snapshot, a PostgreSQL data directory's listing).
+LStat = os.stat_result | _core.Stat
 
 
 @dataclass(frozen=True)
