@@ -542,6 +542,12 @@ impl Staged<'_> {
 }
 
 /// Journals the files a pass finishes and commits the journal every `every` source bytes.
+/// Journal records held in memory at most before a commit writes them. A file taken
+/// over unread brings no commit forward by its bytes (it has none), so an unchanged tree
+/// of millions of files would otherwise keep every record (a few hundred bytes each) to
+/// the end of the pass; this bound commits such a pass every ~50,000 files.
+pub(crate) const MAX_PENDING: usize = 16 << 20;
+
 pub(crate) struct Checkpointer {
     /// None once a record could not be written: later files are not journaled (they
     /// could not be adopted past the gap anyway).
@@ -677,7 +683,8 @@ impl Checkpointer {
         }
         // Source bytes read for this file: what a commit saves a later pass from reading again.
         self.since = self.since.saturating_add(read);
-        if self.since >= self.every {
+        let full = self.journal.as_ref().is_some_and(|j| j.pending_bytes() >= MAX_PENDING);
+        if self.since >= self.every || full {
             self.commit(piece, map)?;
         }
         Ok(())

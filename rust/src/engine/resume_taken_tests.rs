@@ -70,3 +70,63 @@ fn a_file_taken_over_unread_is_journaled_without_a_commit_and_a_read_one_commits
         assert!(!r.changed);
     }
 }
+
+#[test]
+fn an_unchanged_pass_commits_when_its_records_fill_the_bound() {
+    let d = tmpdir("bound");
+    let settings = Settings {
+        algorithm: Algorithm::Blake3,
+        block_size: 4096,
+        zstd_level: None,
+        self_source: 1,
+        parent_sum: None,
+    };
+    let ck = Checkpoint {
+        journal: d.join("checkpoint"),
+        every: u64::MAX,
+        rule: Rule::Prefix,
+    };
+    let mut piece = PieceWriter::create(&d.join("data.piece"), settings.algorithm, settings.block_size).unwrap();
+    let mut map = BlockMapWriter::create(&d.join("blockmap"), settings.algorithm, settings.block_size).unwrap();
+    map.log_to(MapLog::create(&map_log_path(&ck.journal)).unwrap());
+    let mut c = Checkpointer::fresh(&ck.journal, &settings, &mut piece, &ck).unwrap();
+    let src = d.join("f");
+    fs::write(&src, vec![7u8; 10]).unwrap();
+    let now = fs::symlink_metadata(&src).unwrap();
+    let job = FileJob {
+        path: src.clone(),
+        rel: "f".into(),
+        parent: Some((0, 1)),
+        reuse: Some(Reused {
+            size: 10,
+            digest: vec![1; 32],
+            identity: Identity::of(&now),
+        }),
+    };
+    let out = FileOutcome {
+        size: 10,
+        digest: vec![1; 32],
+        first_block: 0,
+        block_count: 1,
+        changed: false,
+    };
+    let bytes = |c: &Checkpointer| c.journal.as_ref().map_or(0, |j| j.pending_bytes());
+    let mut most = 0;
+    let mut n = 0u32;
+    // Taken over unread only, `every` never reached: the bound alone commits.
+    let header = fs::metadata(&ck.journal).unwrap().len();
+    while n < 200_000 && fs::metadata(&ck.journal).unwrap().len() == header {
+        c.taken_over(&mut piece, &mut map, n, &job, Identity::of(&now), &out)
+            .unwrap();
+        most = most.max(bytes(&c));
+        n += 1;
+    }
+    assert!(
+        fs::metadata(&ck.journal).unwrap().len() > MAX_PENDING as u64,
+        "no commit after {n} records"
+    );
+    assert!(most < MAX_PENDING + 4096 && bytes(&c) < 4096, "{most} bytes held");
+    let journal = Journal::read(&ck.journal).unwrap();
+    assert_eq!(journal.records.len(), n as usize);
+    let _ = fs::remove_dir_all(&d);
+}

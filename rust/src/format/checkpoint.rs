@@ -445,6 +445,11 @@ impl JournalWriter {
         self.pending_n
     }
 
+    /// Bytes of the records queued since the last commit.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Writes the queued records and fsyncs. Call only once the piece bytes and index
     /// entries they describe are durable.
     pub fn commit(&mut self) -> Result<()> {
