@@ -468,3 +468,23 @@ def test_a_file_rewritten_between_the_walk_and_its_take_over_is_not_adopted_stal
     m.restore("tree", out, backup_set_id=done.id)
     for f in src.iterdir():
         assert (out / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def test_a_pass_that_reads_nothing_journals_nothing(tmp_path: Path) -> None:
+    """Every file taken over unread: nothing to resume, so the pass keeps no checkpoint
+    (a cut run would take them over again). A pass that reads even one file journals as
+    before. Seen from the progress hook, in the pass's staging directory."""
+    src = make_tree(tmp_path, [1 * MiB] * 4)
+    m = manager(tmp_path / "repo", src)
+    m.backup("tree", "full")
+    seen: list[list[str]] = []
+
+    def look(p: BackupProgress) -> None:
+        seen.extend(sorted(f.name for f in d.iterdir()) for d in staging_dirs(m))
+
+    done = m.backup("tree", "incremental", progress=look)
+    assert done.bytes_read == 0 and seen and all("checkpoint" not in names for names in seen)
+    (src / "f01").write_bytes(b"read again")
+    seen.clear()
+    m.backup("tree", "incremental", progress=look)
+    assert any({"checkpoint", "resume.json"} <= set(names) for names in seen)

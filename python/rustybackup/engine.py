@@ -552,8 +552,11 @@ class BackupManager:
             sources = list(parent_manifest.sources)
         sources.append(Source(set_id, store.PIECE))
         checkpoint = None
-        if self._resumable(db):
-            # Resumable (resume.py): a cut pass leaves its finished files for the next run.
+        # Resumable (resume.py): a cut pass leaves its finished files for the next run. A
+        # pass that reads nothing (every file taken over) has nothing to leave: run again,
+        # it takes them over again; it journals only when it goes on from a cut run.
+        reads = len(unchanged) < len(tree.files) or (staging / resume.CHECKPOINT).exists()
+        if self._resumable(db) and reads:
             resume.mark(staging, resume.ResumeKey.of(db, btype, parent), set_id, to_us(started))
             checkpoint = staging / resume.CHECKPOINT
         try:
