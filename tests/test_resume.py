@@ -488,3 +488,44 @@ def test_a_pass_that_reads_nothing_journals_nothing(tmp_path: Path) -> None:
     seen.clear()
     m.backup("tree", "incremental", progress=look)
     assert any({"checkpoint", "resume.json"} <= set(names) for names in seen)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("set_id", "20261201Tp03346124566Z-41b6ef12"),
+        ("set_id", ["a list"]),
+        ("started_at_us", 10**30),
+        ("started_at_us", "1"),
+        ("key", {"database": "tree"}),
+        ("key.parent_id", ["not", "hashable"]),
+        ("key.block_size", "4096"),
+        ("key.backup_type", 7),
+        ("format", 99),
+    ],
+)
+def test_a_damaged_resume_marker_is_not_resumed_and_never_stops_a_backup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, field: str, value: object
+) -> None:
+    """A cut run's ``resume.json`` changed into any other JSON: the next backup does not
+    resume it, says which file and why, sweeps it, and runs fresh; so does the one
+    after (a damaged marker once made every later backup fail)."""
+    import json
+
+    src = make_tree(tmp_path, [2 * MiB] * 6)
+    m = manager(tmp_path / "repo", src)
+    cut(m, "full", 2)
+    (staging,) = staging_dirs(m)
+    doc = json.loads((staging / "resume.json").read_text())
+    if field.startswith("key."):
+        doc["key"][field[4:]] = value
+    else:
+        doc[field] = value
+    (staging / "resume.json").write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="rustybackup.resume"):
+        done = m.backup("tree", "full")
+    assert done.id not in m.resumed and done.bytes_read == 6 * 2 * MiB
+    assert f"{staging}/resume.json: unreadable resume marker" in caplog.text
+    assert staging_dirs(m) == []
+    same_as_uninterrupted(tmp_path, m, done.id, src)
+    assert m.backup("tree", "full").bytes_read == 6 * 2 * MiB

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from . import _core, locks, store
 from .catalog import BackupSet, DatabaseEntry
 from .enums import BackupType
+from .errors import CatalogError
 from .timestamps import from_us
 
 if TYPE_CHECKING:
@@ -134,17 +135,44 @@ def read_marker(directory: Path) -> Marker | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format") != MARKER_FORMAT:
             raise ValueError(f"format {doc.get('format')!r}")
-        key = ResumeKey(**doc["key"])
-        marker = Marker(key, store.check_set_id(doc["set_id"]), int(doc["started_at_us"]))
+        key = _key(doc["key"])
+        set_id, started = doc["set_id"], doc["started_at_us"]
+        store.check_set_id(set_id)
+        _from_us(started)
+        marker = Marker(key, set_id, started)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, CatalogError) as exc:
+        # Damage or another build's marker: the cut run is not resumed (and is swept with
+        # the other leftovers); it never stops the backups after it.
         log.warning("%s: unreadable resume marker (%s); the directory is not resumed", path, exc)
         return None
     if marker.set_id != directory.name:
         log.warning("%s: marks set %s, not its own directory; the directory is not resumed", path, marker.set_id)
         return None
     return marker
+
+
+# ResumeKey's fields and the JSON types each may have in a marker.
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "database": (str,),
+    "backup_type": (str,),
+    "parent_id": (str, type(None)),
+    "algorithm": (str,),
+    "block_size": (int,),
+    "compression": (str, type(None)),
+    "source_path": (str,),
+}
+
+
+def _key(value: object) -> ResumeKey:
+    """A marker's ``key``, each field of its type (``bool`` is no ``int`` here)."""
+    if not isinstance(value, dict) or set(value) != set(_KEY_TYPES):
+        raise ValueError(f"key: not an object with the fields {', '.join(_KEY_TYPES)}")
+    for name, types in _KEY_TYPES.items():
+        if type(value[name]) not in types:
+            raise ValueError(f"key.{name}: {value[name]!r:.60}")
+    return ResumeKey(**value)
 
 
 def staged(directory: Path) -> tuple[int, int]:
